@@ -1,0 +1,45 @@
+/*
+ * backend.h: this worker's connection to one memcached server.
+ *
+ * Calls are written to the server in order and kept in a FIFO; replies arrive
+ * in the same order, so the head of the FIFO owns the next reply. Keys of
+ * retrieval calls that arrive together are sent as one multi-key get. One
+ * timer per connection watches the oldest outstanding call. A connection that
+ * errors, times out or sends garbage fails every call queued on it and is
+ * closed; the next call opens a new one. Consecutive failures mark the server
+ * down for retry_after_ms, during which calls fail at once.
+ */
+#ifndef BACKEND_H
+#define BACKEND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct call;
+struct server;
+struct worker;
+
+struct backend_stats {
+    uint64_t requests;      /* calls sent */
+    uint64_t errors;        /* calls failed other than by timeout */
+    uint64_t timeouts;      /* calls failed by timeout */
+    uint64_t connects;      /* connections opened */
+    uint64_t markdowns;     /* times marked down */
+};
+
+struct backend;
+
+struct backend *backend_new(struct worker *w, const struct server *server);
+void backend_free(struct backend *be);
+
+/* Queue a call (its key, request and deadline are set). */
+void backend_submit(struct backend *be, struct call *c, int timeout_ms);
+
+/* Write what was queued since the last flush (run once per loop pass). */
+void backend_flush(struct backend *be);
+
+const struct backend_stats *backend_stats(const struct backend *be);
+bool backend_is_down(const struct backend *be);
+const struct server *backend_server(const struct backend *be);
+
+#endif

@@ -1,0 +1,59 @@
+/*
+ * client.h: client connections and the requests they wait on.
+ *
+ * A client connection reads requests, parses them, starts one call per key
+ * and keeps its requests in a FIFO; replies are written strictly from the
+ * head of the FIFO, so pipelined requests are answered in order whatever
+ * order the servers answer in.
+ */
+#ifndef CLIENT_H
+#define CLIENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "proto.h"
+#include "route.h"
+
+struct buf;
+struct client;
+struct worker;
+
+/* One key's reply slot in a client request. */
+struct slot {
+    const char    *key;         /* the client's key (in creq->req) */
+    uint32_t       klen;
+    bool           done;
+    struct result  res;
+};
+
+/* One client request, from parse to the write of its reply. */
+struct creq {
+    struct creq     *next;      /* client FIFO / free list */
+    struct client   *client;    /* NULL once the client has gone */
+    struct request   req;       /* parsed line; offsets into buf */
+    struct buf      *buf;       /* request line (+ data block), owned */
+    const char      *local;     /* reply decided locally (error), or NULL */
+    struct buf      *local_buf; /* reply built locally (stats) when not NULL */
+    struct slot     *slots;     /* nslots entries */
+    struct slot      one;       /* storage for a single slot */
+    uint32_t         nslots;
+    uint32_t         ndone;
+    int              refs;      /* 1 until written or orphaned + live calls */
+    bool             close_after; /* close the connection after this reply */
+};
+
+/* Hand an accepted socket to this worker. */
+void client_accept(struct worker *w, int fd, bool is_unix);
+
+/* A slot of a request has its result (called by the route engine). */
+void creq_slot_done(struct worker *w, struct creq *creq, uint32_t slot,
+                    struct result *res);
+
+/* Drop a reference to a request; frees it at zero. */
+void creq_release(struct worker *w, struct creq *creq);
+
+/* Write what is ready for a client that was marked for flushing. */
+void client_flush(struct worker *w, struct client *c);
+
+#endif

@@ -1,0 +1,47 @@
+/*
+ * hash.h: key hash functions (pure).
+ *
+ * Bit-identical to twemproxy's hashkit, so a twemproxy pool keeps its key
+ * placement, plus md5 (ketama's default) and magent's DJB hash (the default of
+ * dist = "modula"). Also twemproxy's hash_tag rule.
+ */
+#ifndef HASH_H
+#define HASH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum hash_kind {
+    HASH_MD5,           /* first 4 digest bytes, little-endian (ketama) */
+    HASH_FNV1A_64,      /* twemproxy's default */
+    HASH_FNV1_64,
+    HASH_FNV1A_32,
+    HASH_FNV1_32,
+    HASH_CRC32,         /* twemproxy's crc32 (libmemcached's variant) */
+    HASH_CRC32A,        /* twemproxy's crc32a (full 32-bit) */
+    HASH_MURMUR,
+    HASH_JENKINS,
+    HASH_ONE_AT_A_TIME,
+    HASH_HSIEH,
+    HASH_DJB,           /* magent: h = h * 33 + c from 5381, & 0x7fffffff */
+    HASH_COUNT
+};
+
+/* Key hash by kind. */
+uint32_t hash_key(enum hash_kind kind, const char *key, size_t len);
+
+/* The kind for a policy name ("md5", "fnv1a_64", ... "djb"), or -1. */
+int hash_by_name(const char *name);
+
+/* The policy name of a kind. */
+const char *hash_name(enum hash_kind kind);
+
+/*
+ * twemproxy's hash_tag: when tag is two characters ("{}") and the key holds
+ * tag[0] followed later by tag[1] with at least one byte between, only that
+ * part is hashed. Adjusts *key and *len in place; a NULL or empty tag does
+ * nothing.
+ */
+void hash_tag_apply(const char *tag, const char **key, size_t *len);
+
+#endif

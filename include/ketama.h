@@ -1,0 +1,45 @@
+/*
+ * ketama.h: server rings (pure): where a key hash lands in a pool.
+ *
+ * Two distributions: ketama (libketama/twemproxy/libmemcached-compatible
+ * continuum of md5 points, weights honoured) and modula (magent's placement
+ * without -k: hash modulo the number of servers). The ring only maps a 32-bit
+ * key hash to a server index; hashing the key is hash.h's job.
+ */
+#ifndef KETAMA_H
+#define KETAMA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum dist {
+    DIST_KETAMA,
+    DIST_MODULA
+};
+
+struct ring_server {
+    const char *host;           /* address as written, e.g. "127.0.0.1" */
+    int         port;
+    unsigned    weight;         /* >= 1 */
+    const char *name;           /* hashed instead of host[:port] when set */
+};
+
+struct ring;
+
+/*
+ * Build a ring over n servers (n >= 1). Returns NULL and fills err on failure.
+ * For ketama each server's points are md5("<id>-<i>"), where id is its name
+ * when set, "host" when port is 11211, else "host:port".
+ */
+struct ring *ring_build(enum dist dist, const struct ring_server *servers, int n,
+                        char *err, size_t errlen);
+
+/* Server index (0..n-1) for a key hash. */
+int ring_lookup(const struct ring *ring, uint32_t hash);
+
+/* Number of points (ketama) or servers (modula); for tests and stats. */
+int ring_points(const struct ring *ring);
+
+void ring_free(struct ring *ring);
+
+#endif

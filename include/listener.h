@@ -1,0 +1,28 @@
+/*
+ * listener.h: the TCP and unix listeners, the -n connection limit, and the
+ * hand-off of accepted sockets to workers.
+ */
+#ifndef LISTENER_H
+#define LISTENER_H
+
+#include <stddef.h>
+
+struct event_base;
+struct settings;
+
+/* Create and bind the sockets (before daemonizing and dropping privileges). */
+int listener_bind(const struct settings *s, char *err, size_t errlen);
+
+/* Start accepting on the main thread's event base. */
+int listener_start(struct event_base *base, int max_conns);
+
+/* Stop accepting and close the sockets (unlinks the unix socket). */
+void listener_stop(void);
+
+/* A client connection ended (any thread). */
+void listener_conn_closed(void);
+
+/* Client connections open now. */
+int listener_conns(void);
+
+#endif

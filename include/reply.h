@@ -1,0 +1,60 @@
+/*
+ * reply.h: memcached backend reply parser (pure: no I/O, no logging).
+ *
+ * A backend connection feeds the bytes a server sent; the parser cuts them
+ * into reply units and classifies each: a retrieval reply is a sequence of
+ * VALUE units (line + data block) closed by an END unit; every other command
+ * gets a single line (STORED, NOT_FOUND, a number for incr/decr, ...).
+ */
+#ifndef REPLY_H
+#define REPLY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum reply_kind {
+    REPLY_VALUE,        /* "VALUE <key> <flags> <bytes> [<cas>]" + data block */
+    REPLY_END,          /* "END": closes a retrieval reply */
+    REPLY_STORED,
+    REPLY_NOT_STORED,
+    REPLY_EXISTS,
+    REPLY_NOT_FOUND,
+    REPLY_DELETED,
+    REPLY_TOUCHED,
+    REPLY_OK,
+    REPLY_NUMBER,       /* incr/decr result */
+    REPLY_VERSION,      /* "VERSION ..." */
+    REPLY_STAT,         /* "STAT ..." (stats passthrough) */
+    REPLY_ERROR,        /* "ERROR" */
+    REPLY_CLIENT_ERROR, /* "CLIENT_ERROR ..." */
+    REPLY_SERVER_ERROR, /* "SERVER_ERROR ..." */
+    REPLY_KIND_COUNT
+};
+
+struct reply {
+    enum reply_kind kind;
+    uint32_t len;       /* whole unit: line + "\r\n" (+ data block + "\r\n") */
+    uint32_t line_len;  /* the line including "\r\n" */
+    /* REPLY_VALUE only: */
+    uint32_t key_off;   /* key within the unit */
+    uint32_t key_len;
+    uint32_t rest_off;  /* " <flags> <bytes> [<cas>]\r\n" + data + "\r\n": */
+                        /* from just after the key to the end of the unit */
+    uint32_t data_len;  /* <bytes> */
+};
+
+enum reply_status {
+    REPLY_OK_UNIT,      /* *r describes a complete unit at buf[0..r->len) */
+    REPLY_NEED_MORE,    /* not complete yet */
+    REPLY_BAD           /* not a memcached reply (or a VALUE over max_value):
+                         * the connection is out of sync and must be closed */
+};
+
+/* Parse one unit at the start of buf[0..len). */
+enum reply_status reply_parse(const char *buf, size_t len, uint32_t max_value,
+                              struct reply *r);
+
+/* Name of a kind, for logs and stats. */
+const char *reply_kind_name(enum reply_kind kind);
+
+#endif

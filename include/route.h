@@ -1,0 +1,113 @@
+/*
+ * route.h: route nodes and the engine that runs requests through them.
+ *
+ * A policy compiles into a tree of nodes. A request key travels the tree as a
+ * struct call: each node type has a start step (what to do with a call that
+ * reaches it) and a child step (what to do when a child call it made has a
+ * result). Leaves are pools, which hand the call to a backend connection, and
+ * error nodes, which answer at once. Nodes never block and never call Lua
+ * unless the policy has a hook.
+ */
+#ifndef ROUTE_H
+#define ROUTE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "proto.h"
+#include "reply.h"
+
+struct buf;
+struct creq;
+struct pool;
+struct worker;
+
+enum route_type {
+    ROUTE_POOL,         /* hash the key onto one server of a pool */
+    ROUTE_BY_OP,        /* pick a child by operation class */
+    ROUTE_FAILOVER,     /* try children in order on error/timeout (and miss) */
+    ROUTE_ALL_INITIAL,  /* send to all; answer with the first child's reply */
+    ROUTE_ALL_SYNC,     /* send to all; answer with the worst reply */
+    ROUTE_ERROR         /* answer SERVER_ERROR <msg> */
+};
+
+struct route {
+    enum route_type  type;
+    int              id;
+    char            *name;              /* pool name or type name */
+    struct route   **children;          /* failover/all_*: in order */
+    int              nchildren;
+    struct route    *by_op[OP_COUNT];   /* by_op: NULL entries use by_op_default */
+    struct route    *by_op_default;
+    struct pool     *pool;              /* pool */
+    char            *error_line;        /* error: "SERVER_ERROR <msg>\r\n" */
+    /* failover: */
+    bool             on_error;          /* connection refused/reset/closed */
+    bool             on_timeout;
+    bool             on_server_error;   /* SERVER_ERROR from the server */
+    bool             on_miss;           /* reads: a miss moves on */
+    bool             failover_writes;   /* false: writes go to the first child only */
+};
+
+/* Why the proxy itself could not get a reply from a server. */
+enum fail_reason {
+    FAIL_NONE,
+    FAIL_UNAVAILABLE,   /* cannot connect, or marked down */
+    FAIL_TIMEOUT,       /* no reply within the pool's timeout */
+    FAIL_CLOSED,        /* connection closed or reset before the reply */
+    FAIL_PROTOCOL,      /* the server sent something that is not a reply */
+    FAIL_COUNT
+};
+
+/*
+ * What a call got. kind is the server's reply kind: for retrievals
+ * REPLY_VALUE (hit: data holds " <flags> <bytes> [<cas>]\r\n<data>\r\n") or
+ * REPLY_END (miss); otherwise data holds the whole reply line. When fail is
+ * set, kind and data are meaningless.
+ */
+struct result {
+    enum reply_kind  kind;
+    enum fail_reason fail;
+    struct buf      *data;
+};
+
+struct call {
+    struct call         *next;          /* backend FIFO / free list */
+    struct call         *parent;        /* fan-out or failover node's call */
+    struct creq         *creq;          /* the client request it serves */
+    const struct route  *node;
+    const char          *key;           /* key as the server sees it */
+    uint32_t             klen;
+    uint32_t             slot;          /* key index in the client request */
+    int                  refs;          /* 1 until finished + live children */
+    int                  child;         /* failover: child being tried; all_sync: results seen */
+    int                  index;         /* position among the parent's children */
+    int                  pending;       /* children without a result yet */
+    uint64_t             deadline_ms;   /* backend: when a reply is overdue */
+    bool                 batch_end;     /* backend: last key of a get batch */
+    bool                 in_batch;      /* backend: part of a multi-key get */
+    bool                 finished;
+    struct result        res;
+};
+
+/* Start a call at its node; the result arrives through call_finish. */
+void route_start(struct worker *w, struct call *c);
+
+/* A call has its result: hand it to its parent or its client request. */
+void call_finish(struct worker *w, struct call *c);
+
+/* Fail a call with a reason and finish it. */
+void call_fail(struct worker *w, struct call *c, enum fail_reason why);
+
+/* A new call for one key of a client request. */
+struct call *call_new(struct worker *w, struct creq *creq, const struct route *node,
+                      uint32_t slot, const char *key, uint32_t klen);
+
+/* The client's text for a failure: "SERVER_ERROR backend timeout" etc. */
+const char *fail_reason_line(enum fail_reason why);
+
+/* Build-time helpers. */
+struct route *route_new(enum route_type type, const char *name);
+void route_free(struct route *r);
+
+#endif

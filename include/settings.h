@@ -1,0 +1,54 @@
+/*
+ * settings.h: the command line (magent-compatible flags plus luagent's own).
+ */
+#ifndef SETTINGS_H
+#define SETTINGS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct server_spec {
+    char     *host;         /* as written */
+    int       port;         /* 11211 when omitted */
+    unsigned  weight;       /* 1 when omitted */
+    char     *name;         /* optional "host:port:weight name" spelling; NULL */
+};
+
+struct settings {
+    int         port;               /* -p: TCP port, 0 = none */
+    const char *bind_addr;          /* -l: NULL = all addresses */
+    const char *unix_path;          /* -f: unix socket path or NULL */
+    int         max_conns;          /* -n */
+    int         max_idle;           /* -i: idle backend connections kept per server */
+    bool        ketama;             /* -k */
+    const char *user;               /* -u */
+    const char *group;              /* -g */
+    bool        foreground;         /* -D */
+    int         verbose;            /* -v count */
+    int         threads;            /* -t */
+    const char *policy;             /* -c / --policy */
+    struct server_spec *servers;    /* -s, in order */
+    int         nservers;
+    struct server_spec *backups;    /* -b, in order */
+    int         nbackups;
+};
+
+enum settings_result {
+    SETTINGS_RUN,       /* serve */
+    SETTINGS_EXIT_OK,   /* -h or --version was answered */
+    SETTINGS_EXIT_USAGE /* a message and the usage were printed: exit 2 */
+};
+
+/* Fill *s from argv. Prints its own messages. */
+enum settings_result settings_parse(struct settings *s, int argc, char **argv);
+
+/*
+ * Parse "host[:port[:weight]]" into *spec (allocates host). Returns 0, or -1
+ * with a reason in err.
+ */
+int settings_parse_server(const char *text, struct server_spec *spec,
+                          char *err, size_t errlen);
+
+void settings_free(struct settings *s);
+
+#endif

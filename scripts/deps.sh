@@ -1,0 +1,34 @@
+#!/bin/sh
+# Install what luagent needs to build, test and benchmark, from Debian packages.
+# Only packages that are missing are installed, so a ready machine costs nothing.
+#
+# LuaJIT: we use OpenResty's maintained branch (libluajit2-5.1-dev) rather than
+# the 2022 snapshot in libluajit-5.1-dev: it carries the upstream fixes since then
+# and the same C API. The two packages conflict; either builds luagent.
+set -e
+
+PACKAGES="build-essential pkg-config libevent-dev libluajit2-5.1-dev memcached \
+python3-pytest python3-pymemcache libmemcached-tools nutcracker valgrind"
+
+missing=""
+for p in $PACKAGES; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        # Either LuaJIT flavour satisfies the build.
+        if [ "$p" = libluajit2-5.1-dev ] && dpkg-query -W -f='${Status}' libluajit-5.1-dev 2>/dev/null | grep -q "install ok installed"; then
+            continue
+        fi
+        missing="$missing $p"
+    fi
+done
+
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+    echo "deps: missing packages:$missing (run as root to install them)" >&2
+    exit 1
+fi
+echo "deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null

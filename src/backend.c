@@ -1,0 +1,541 @@
+/*
+ * backend.c: one worker's connection to one memcached server.
+ *
+ * Invariants:
+ * - Replies arrive in request order, so the head of the FIFO owns the next
+ *   reply unit. Keys of a multi-key get are consecutive FIFO entries marked
+ *   in_batch; the last one is marked batch_end. The server answers a batch
+ *   with a VALUE per hit, in the order asked, then one END: a VALUE that does
+ *   not match the head key means the head missed.
+ * - The connection's deadline is the head's deadline (the oldest call); one
+ *   timer per connection suffices. The timer is lazy: it is not moved on
+ *   every reply, it just re-arms itself for the new head when it fires early.
+ * - On error, timeout, EOF or garbage every queued call fails at once and the
+ *   connection is closed; the next call opens a new one.
+ */
+#include "backend.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "buf.h"
+#include "client.h"
+#include "config.h"
+#include "log.h"
+#include "luagent.h"
+#include "reply.h"
+#include "route.h"
+#include "worker.h"
+
+#define BATCH_KEYS_MAX  100         /* keys in one get line to a server */
+#define READ_CHUNK      16384
+
+enum backend_state {
+    BACKEND_CLOSED,         /* no socket */
+    BACKEND_CONNECTING,     /* connect in progress; writes wait */
+    BACKEND_UP              /* connected */
+};
+
+struct backend {
+    struct worker           *w;
+    const struct server     *server;
+    enum backend_state       state;
+    int                      fd;
+    struct event            *rev;           /* readable (persistent) */
+    struct event            *wev;           /* writable / connected */
+    struct event            *timer;         /* oldest call's deadline */
+    bool                     timer_armed;
+    uint64_t                 connect_deadline_ms;
+    struct buf              *out;           /* bytes not yet written */
+    struct buf              *in;            /* bytes not yet parsed */
+    struct call             *head, *tail;   /* calls awaiting replies */
+    struct call             *batch;         /* open get batch: first call */
+    struct call             *batch_last;
+    int                      batch_keys;
+    bool                     awaiting_end;  /* batch's last key hit: END due */
+    bool                     dirty;         /* on the worker's flush list */
+    int                      failures;      /* consecutive connection failures */
+    uint64_t                 down_until_ms; /* marked down until then */
+    struct backend_stats     stats;
+};
+
+static void backend_on_read(evutil_socket_t fd, short what, void *arg);
+static void backend_on_write(evutil_socket_t fd, short what, void *arg);
+static void backend_on_timer(evutil_socket_t fd, short what, void *arg);
+
+struct backend *
+backend_new(struct worker *w, const struct server *server)
+{
+    struct backend *be = calloc(1, sizeof(*be));
+
+    if (be == NULL)
+        return NULL;
+    be->w = w;
+    be->server = server;
+    be->fd = -1;
+    be->timer = evtimer_new(w->base, backend_on_timer, be);
+    if (be->timer == NULL) {
+        free(be);
+        return NULL;
+    }
+    return be;
+}
+
+const struct backend_stats *
+backend_stats(const struct backend *be)
+{
+    return &be->stats;
+}
+
+const struct server *
+backend_server(const struct backend *be)
+{
+    return be->server;
+}
+
+bool
+backend_is_down(const struct backend *be)
+{
+    return be->down_until_ms != 0 && worker_now_ms() < be->down_until_ms;
+}
+
+static void
+backend_close_socket(struct backend *be)
+{
+    if (be->rev != NULL) {
+        event_free(be->rev);
+        event_free(be->wev);
+        be->rev = be->wev = NULL;
+    }
+    if (be->fd >= 0)
+        close(be->fd);
+    be->fd = -1;
+    be->state = BACKEND_CLOSED;
+    buf_put(&be->w->bufs, be->out);
+    buf_put(&be->w->bufs, be->in);
+    be->out = be->in = NULL;
+    be->batch = be->batch_last = NULL;
+    be->batch_keys = 0;
+    be->awaiting_end = false;
+    evtimer_del(be->timer);
+    be->timer_armed = false;
+}
+
+/* Fail everything queued and close: the stream can no longer be trusted. */
+static void
+backend_fail(struct backend *be, enum fail_reason why, const char *detail)
+{
+    struct call *c = be->head;
+    uint64_t n = 0;
+
+    be->head = be->tail = NULL;
+    backend_close_socket(be);
+    be->failures++;
+    if (be->failures >= be->server->failure_limit) {
+        if (be->down_until_ms == 0 || worker_now_ms() >= be->down_until_ms) {
+            be->stats.markdowns++;
+            log_ratelimited(LOG_WARN, be, "backend %s: marked down for %d ms after %d failures (%s)",
+                            be->server->label, be->server->retry_after_ms,
+                            be->failures, detail);
+        }
+        be->down_until_ms = worker_now_ms() + (uint64_t)be->server->retry_after_ms;
+    } else {
+        log_ratelimited(LOG_WARN, be, "backend %s: %s", be->server->label, detail);
+    }
+    while (c != NULL) {
+        struct call *next = c->next;
+
+        c->next = NULL;
+        n++;
+        call_fail(be->w, c, why);
+        c = next;
+    }
+    if (why == FAIL_TIMEOUT)
+        STAT_ADD(be->stats.timeouts, n);
+    else
+        STAT_ADD(be->stats.errors, n);
+}
+
+static void
+backend_arm_timer(struct backend *be)
+{
+    uint64_t now = worker_now_ms(), at;
+    struct timeval tv;
+
+    if (be->head == NULL)
+        return;
+    at = be->head->deadline_ms;
+    if (be->state == BACKEND_CONNECTING && be->connect_deadline_ms < at)
+        at = be->connect_deadline_ms;
+    at = at > now ? at - now : 0;
+    tv.tv_sec = (time_t)(at / 1000);
+    tv.tv_usec = (suseconds_t)((at % 1000) * 1000);
+    evtimer_add(be->timer, &tv);
+    be->timer_armed = true;
+}
+
+static void
+backend_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct backend *be = arg;
+    uint64_t now = worker_now_ms();
+
+    be->timer_armed = false;
+    if (be->head == NULL)
+        return;
+    if (be->state == BACKEND_CONNECTING && now >= be->connect_deadline_ms) {
+        backend_fail(be, FAIL_UNAVAILABLE, "connect timeout");
+        return;
+    }
+    if (now >= be->head->deadline_ms) {
+        backend_fail(be, FAIL_TIMEOUT, "request timeout");
+        return;
+    }
+    backend_arm_timer(be);
+}
+
+static int
+backend_connect(struct backend *be)
+{
+    const struct server *srv = be->server;
+    int fd, one = 1;
+
+    fd = socket(srv->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    be->fd = fd;
+    be->rev = event_new(be->w->base, fd, EV_READ | EV_PERSIST, backend_on_read, be);
+    be->wev = event_new(be->w->base, fd, EV_WRITE, backend_on_write, be);
+    if (be->rev == NULL || be->wev == NULL)
+        return -1;
+    be->stats.connects++;
+    if (connect(fd, (const struct sockaddr *)&srv->addr, srv->addrlen) == 0) {
+        be->state = BACKEND_UP;
+    } else if (errno == EINPROGRESS) {
+        be->state = BACKEND_CONNECTING;
+        be->connect_deadline_ms = worker_now_ms() + (uint64_t)srv->connect_timeout_ms;
+        event_add(be->wev, NULL);
+    } else {
+        return -1;
+    }
+    event_add(be->rev, NULL);
+    return 0;
+}
+
+static void
+backend_close_batch(struct backend *be)
+{
+    if (be->batch == NULL)
+        return;
+    buf_append(be->out, "\r\n", 2);
+    be->batch_last->batch_end = true;
+    be->batch = be->batch_last = NULL;
+    be->batch_keys = 0;
+}
+
+/* Can call c join the open batch (same command and, for gat, exptime)? */
+static bool
+backend_batch_fits(const struct backend *be, const struct call *c)
+{
+    const struct request *a = &be->batch->creq->req, *b = &c->creq->req;
+
+    if (be->batch_keys >= BATCH_KEYS_MAX || a->cmd != b->cmd)
+        return false;
+    if (a->args.len == 0)
+        return true;
+    return a->args.len == b->args.len
+        && memcmp(be->batch->creq->buf->data + a->args.off,
+                  c->creq->buf->data + b->args.off, a->args.len) == 0;
+}
+
+/* Append the request for call c to the output, in the server's protocol. */
+static void
+backend_format(struct backend *be, struct call *c)
+{
+    const struct request *rq = &c->creq->req;
+    const char *base = c->creq->buf->data;
+    const char *name = proto_cmd_name(rq->cmd);
+    struct buf *out = be->out;
+
+    if (proto_cmd_op(rq->cmd) == OP_READ) {
+        c->in_batch = true;
+        if (be->batch != NULL && backend_batch_fits(be, c)) {
+            buf_append(out, " ", 1);
+        } else {
+            backend_close_batch(be);
+            buf_append_str(out, name);
+            buf_append(out, " ", 1);
+            if (rq->args.len > 0) {     /* gat/gats: exptime comes first */
+                buf_append(out, base + rq->args.off, rq->args.len);
+                buf_append(out, " ", 1);
+            }
+            be->batch = c;
+        }
+        buf_append(out, c->key, c->klen);
+        be->batch_last = c;
+        be->batch_keys++;
+        return;
+    }
+    backend_close_batch(be);
+    buf_append_str(out, name);
+    if (c->klen > 0) {          /* flush_all has no key */
+        buf_append(out, " ", 1);
+        buf_append(out, c->key, c->klen);
+    }
+    if (rq->args.len > 0) {
+        buf_append(out, " ", 1);
+        buf_append(out, base + rq->args.off, rq->args.len);
+    }
+    buf_append(out, "\r\n", 2);
+    if (proto_cmd_op(rq->cmd) == OP_WRITE)
+        buf_append(out, base + rq->line_len, (size_t)rq->data_len + 2);
+}
+
+void
+backend_submit(struct backend *be, struct call *c, int timeout_ms)
+{
+    struct worker *w = be->w;
+
+    if (be->down_until_ms != 0) {
+        if (worker_now_ms() < be->down_until_ms) {
+            STAT_INC(be->stats.errors);
+            call_fail(w, c, FAIL_UNAVAILABLE);
+            return;
+        }
+        be->down_until_ms = 0;      /* retry: this call probes the server */
+    }
+    STAT_INC(be->stats.requests);
+    c->next = NULL;
+    c->deadline_ms = worker_now_ms() + (uint64_t)timeout_ms;
+    if (be->tail != NULL)
+        be->tail->next = c;
+    else
+        be->head = c;
+    be->tail = c;
+    if (be->out == NULL)
+        be->out = buf_get(&w->bufs);
+    backend_format(be, c);
+    if (be->state == BACKEND_CLOSED && backend_connect(be) < 0) {
+        backend_fail(be, FAIL_UNAVAILABLE, strerror(errno));
+        return;
+    }
+    if (!be->timer_armed)
+        backend_arm_timer(be);
+    if (!be->dirty) {
+        be->dirty = true;
+        worker_mark_backend(w, be);
+    }
+}
+
+/* Write as much output as the socket takes; wait for writability for the rest. */
+static void
+backend_write(struct backend *be)
+{
+    struct buf *out = be->out;
+
+    while (out != NULL && buf_avail(out) > 0) {
+        ssize_t n = write(be->fd, buf_head(out), buf_avail(out));
+
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) {
+                event_add(be->wev, NULL);
+                return;
+            }
+            backend_fail(be, FAIL_CLOSED, strerror(errno));
+            return;
+        }
+        buf_consume(out, (size_t)n);
+    }
+}
+
+void
+backend_flush(struct backend *be)
+{
+    be->dirty = false;
+    if (be->out == NULL)
+        return;
+    backend_close_batch(be);
+    if (be->state == BACKEND_UP)
+        backend_write(be);
+}
+
+static void
+backend_on_write(evutil_socket_t fd, short what, void *arg)
+{
+    struct backend *be = arg;
+
+    if (be->state == BACKEND_CONNECTING) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+            err = errno;
+        if (err != 0) {
+            backend_fail(be, FAIL_UNAVAILABLE, strerror(err));
+            return;
+        }
+        be->state = BACKEND_UP;
+        log_debug("backend %s: connected", be->server->label);
+    }
+    backend_write(be);
+}
+
+/* Take call c off the head of the FIFO and give it a result. */
+static void
+backend_answer(struct backend *be, struct call *c, enum reply_kind kind,
+               const char *bytes, size_t len)
+{
+    be->head = c->next;
+    if (be->head == NULL)
+        be->tail = NULL;
+    c->next = NULL;
+    c->res.kind = kind;
+    c->res.fail = FAIL_NONE;
+    if (len > 0 && !c->creq->req.noreply) {
+        c->res.data = buf_get(&be->w->bufs);
+        buf_append(c->res.data, bytes, len);
+    }
+    call_finish(be->w, c);
+}
+
+/* Every remaining key of the head batch gets this reply (END: a miss). */
+static void
+backend_answer_batch(struct backend *be, enum reply_kind kind, const char *line, size_t len)
+{
+    bool last = false;
+
+    while (!last && be->head != NULL && be->head->in_batch) {
+        last = be->head->batch_end;
+        backend_answer(be, be->head, kind, kind == REPLY_END ? NULL : line,
+                       kind == REPLY_END ? 0 : len);
+    }
+}
+
+/* A VALUE unit for the head batch: earlier keys that do not match missed. */
+static bool
+backend_answer_value(struct backend *be, const char *unit, const struct reply *r)
+{
+    struct call *c;
+
+    while ((c = be->head) != NULL && c->in_batch) {
+        bool last = c->batch_end;
+
+        if (c->klen == r->key_len && memcmp(c->key, unit + r->key_off, r->key_len) == 0) {
+            be->awaiting_end = last;
+            backend_answer(be, c, REPLY_VALUE, unit + r->rest_off, r->len - r->rest_off);
+            return true;
+        }
+        if (last)
+            return false;   /* a key nobody asked for */
+        backend_answer(be, c, REPLY_END, NULL, 0);
+    }
+    return false;
+}
+
+/* Match one reply unit to the head of the FIFO; false if it cannot belong. */
+static bool
+backend_take_unit(struct backend *be, const char *unit, const struct reply *r)
+{
+    struct call *c = be->head;
+
+    if (be->awaiting_end) {
+        be->awaiting_end = false;
+        return r->kind == REPLY_END;
+    }
+    if (c == NULL)
+        return false;
+    if (c->in_batch) {
+        switch (r->kind) {
+        case REPLY_VALUE:
+            return backend_answer_value(be, unit, r);
+        case REPLY_END:
+        case REPLY_ERROR:
+        case REPLY_CLIENT_ERROR:
+        case REPLY_SERVER_ERROR:
+            backend_answer_batch(be, r->kind, unit, r->line_len);
+            return true;
+        default:
+            return false;
+        }
+    }
+    if (r->kind == REPLY_VALUE || r->kind == REPLY_END)
+        return false;
+    backend_answer(be, c, r->kind, unit, r->line_len);
+    return true;
+}
+
+static void
+backend_parse(struct backend *be)
+{
+    struct buf *in = be->in;
+
+    while (in != NULL && buf_avail(in) > 0) {
+        struct reply r;
+        enum reply_status st = reply_parse(buf_head(in), buf_avail(in),
+                                           UINT32_MAX - 2, &r);
+
+        if (st == REPLY_NEED_MORE)
+            break;
+        if (st == REPLY_BAD || !backend_take_unit(be, buf_head(in), &r)) {
+            backend_fail(be, FAIL_PROTOCOL, "unexpected reply");
+            return;
+        }
+        in = be->in;        /* a callback may not free it, but stay honest */
+        buf_consume(in, r.len);
+    }
+    if (be->head == NULL && !be->awaiting_end && be->server->max_idle == 0)
+        backend_close_socket(be);
+}
+
+static void
+backend_on_read(evutil_socket_t fd, short what, void *arg)
+{
+    struct backend *be = arg;
+    struct buf *in;
+    ssize_t n;
+
+    if (be->in == NULL)
+        be->in = buf_get(&be->w->bufs);
+    in = be->in;
+    buf_compact(in);
+    if (buf_reserve(in, READ_CHUNK) < 0) {
+        backend_fail(be, FAIL_CLOSED, "out of memory");
+        return;
+    }
+    n = read(fd, in->data + in->len, in->cap - in->len);
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        backend_fail(be, be->head ? FAIL_CLOSED : FAIL_CLOSED,
+                     n == 0 ? "connection closed by server" : strerror(errno));
+        return;
+    }
+    in->len += (uint32_t)n;
+    be->failures = 0;
+    backend_parse(be);
+    if (be->in != NULL && buf_avail(be->in) == 0 && be->head == NULL) {
+        buf_put(&be->w->bufs, be->in);      /* idle: hold no buffer */
+        be->in = NULL;
+    }
+}
+
+void
+backend_free(struct backend *be)
+{
+    if (be == NULL)
+        return;
+    backend_fail(be, FAIL_CLOSED, "shutting down");
+    event_free(be->timer);
+    free(be);
+}

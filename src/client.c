@@ -1,0 +1,595 @@
+/*
+ * client.c: client connections: read, parse, route, wait, write.
+ *
+ * Invariants:
+ * - Requests are kept in a FIFO in arrival order and replies are written only
+ *   from its head, so pipelined requests are answered in order even when
+ *   their servers answer out of order. Errors found while parsing go through
+ *   the same FIFO.
+ * - A connection holds a read buffer only while it has unparsed bytes; an
+ *   idle connection holds none.
+ * - A request outlives its client when calls are still out (the client
+ *   closed, or a fan-out answered early): refs counts those.
+ */
+#include "client.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "backend.h"
+#include "buf.h"
+#include "config.h"
+#include "listener.h"
+#include "log.h"
+#include "luagent.h"
+#include "route.h"
+#include "stats.h"
+#include "worker.h"
+
+#define READ_CHUNK          16384
+#define MAX_PENDING         1024            /* requests in flight per client */
+
+struct client {
+    struct worker   *w;
+    int              fd;
+    struct event    *rev;
+    struct event    *wev;
+    struct buf      *rbuf;          /* unparsed input, borrowed while non-empty */
+    struct buf      *obuf;          /* output not yet written */
+    struct creq     *head, *tail;   /* requests in arrival order */
+    uint32_t         npending;
+    uint32_t         swallow;       /* bytes of a refused data block still to drop */
+    bool             is_unix;
+    bool             closing;       /* read no more requests */
+    bool             close_when_written; /* a closing reply is in obuf */
+    bool             closed;        /* socket closed; struct freed by flush */
+    bool             dirty;         /* on the worker's flush list */
+    bool             read_paused;   /* too many requests in flight */
+};
+
+static void client_on_read(evutil_socket_t fd, short what, void *arg);
+static void client_on_write(evutil_socket_t fd, short what, void *arg);
+
+void
+client_accept(struct worker *w, int fd, bool is_unix)
+{
+    struct client *c = calloc(1, sizeof(*c));
+
+    if (c == NULL) {
+        close(fd);
+        listener_conn_closed();
+        return;
+    }
+    c->w = w;
+    c->fd = fd;
+    c->is_unix = is_unix;
+    c->rev = event_new(w->base, fd, EV_READ | EV_PERSIST, client_on_read, c);
+    c->wev = event_new(w->base, fd, EV_WRITE, client_on_write, c);
+    if (c->rev == NULL || c->wev == NULL || event_add(c->rev, NULL) < 0) {
+        if (c->rev)
+            event_free(c->rev);
+        if (c->wev)
+            event_free(c->wev);
+        free(c);
+        close(fd);
+        listener_conn_closed();
+        return;
+    }
+    STAT_INC(w->stats.curr_connections);
+    STAT_INC(w->stats.total_connections);
+}
+
+static void
+client_free(struct client *c)
+{
+    event_free(c->rev);
+    event_free(c->wev);
+    free(c);
+}
+
+static void
+client_close(struct client *c)
+{
+    struct worker *w = c->w;
+    struct creq *r = c->head;
+
+    if (c->closed)
+        return;
+    c->closed = true;
+    event_del(c->rev);
+    event_del(c->wev);
+    close(c->fd);
+    c->fd = -1;
+    while (r != NULL) {
+        struct creq *next = r->next;
+
+        r->client = NULL;
+        r->next = NULL;
+        creq_release(w, r);
+        r = next;
+    }
+    c->head = c->tail = NULL;
+    buf_put(&w->bufs, c->rbuf);
+    buf_put(&w->bufs, c->obuf);
+    c->rbuf = c->obuf = NULL;
+    STAT_DEC(w->stats.curr_connections);
+    listener_conn_closed();
+    if (!c->dirty)
+        client_free(c);
+}
+
+static void
+client_mark(struct client *c)
+{
+    if (!c->dirty) {
+        c->dirty = true;
+        worker_mark_client(c->w, c);
+    }
+}
+
+static struct creq *
+creq_new(struct worker *w, struct client *c)
+{
+    struct creq *r = w->free_creqs;
+
+    if (r != NULL)
+        w->free_creqs = r->next;
+    else if ((r = malloc(sizeof(*r))) == NULL)
+        abort();
+    memset(r, 0, sizeof(*r));
+    r->client = c;
+    r->refs = 1;
+    if (c->tail != NULL)
+        c->tail->next = r;
+    else
+        c->head = r;
+    c->tail = r;
+    c->npending++;
+    return r;
+}
+
+void
+creq_release(struct worker *w, struct creq *r)
+{
+    uint32_t i;
+
+    if (--r->refs > 0)
+        return;
+    for (i = 0; i < r->nslots; i++)
+        buf_put(&w->bufs, r->slots[i].res.data);
+    if (r->slots != &r->one)
+        free(r->slots);
+    buf_put(&w->bufs, r->buf);
+    buf_put(&w->bufs, r->local_buf);
+    r->next = w->free_creqs;
+    w->free_creqs = r;
+}
+
+void
+creq_slot_done(struct worker *w, struct creq *r, uint32_t slot, struct result *res)
+{
+    struct slot *s = &r->slots[slot];
+
+    s->res = *res;
+    res->data = NULL;
+    s->done = true;
+    r->ndone++;
+    if (r->ndone == r->nslots && r->client != NULL && r->client->head == r)
+        client_mark(r->client);
+}
+
+static bool
+creq_complete(const struct creq *r)
+{
+    return r->local != NULL || r->local_buf != NULL || r->ndone == r->nslots;
+}
+
+/* A reply decided without any server (an error, version, ...). */
+static void
+client_local(struct client *c, const char *line, bool close_after)
+{
+    struct creq *r = creq_new(c->w, c);
+
+    r->local = line;
+    r->close_after = close_after;
+    if (r == c->head)
+        client_mark(c);
+}
+
+static int
+creq_slots(struct creq *r, uint32_t n)
+{
+    r->nslots = n;
+    if (n == 1) {
+        r->slots = &r->one;
+        return 0;
+    }
+    r->slots = calloc(n, sizeof(*r->slots));
+    return r->slots ? 0 : -1;
+}
+
+/*
+ * Route every key of a request through the current config. All slots exist
+ * before the first call starts, so a call that finishes at once (a server
+ * marked down) cannot complete the request early.
+ */
+static void
+client_route(struct client *c, struct creq *r)
+{
+    struct worker *w = c->w;
+    const struct request *rq = &r->req;
+    const char *base = r->buf->data;
+    uint32_t i = 0, pos = rq->keys.off;
+    struct span k;
+
+    if (creq_slots(r, rq->nkeys) < 0) {
+        r->nslots = 0;
+        r->local = "SERVER_ERROR out of memory";
+        return;
+    }
+    if (proto_cmd_op(rq->cmd) == OP_READ) {
+        while (proto_next_key(base, rq, &pos, &k)) {
+            r->slots[i].key = base + k.off;
+            r->slots[i].klen = k.len;
+            i++;
+        }
+    } else {
+        r->slots[0].key = base + rq->key.off;
+        r->slots[0].klen = rq->key.len;
+    }
+    for (i = 0; i < r->nslots; i++)
+        route_start(w, call_new(w, r, w->config->root, i, r->slots[i].key, r->slots[i].klen));
+}
+
+/* flush_all goes to every server; OK only if all say OK. */
+static void
+client_broadcast(struct client *c, struct creq *r)
+{
+    struct worker *w = c->w;
+    struct config *cfg = w->config;
+    int i;
+
+    if (creq_slots(r, (uint32_t)cfg->nservers) < 0) {
+        r->nslots = 0;
+        r->local = "SERVER_ERROR out of memory";
+        return;
+    }
+    for (i = 0; i < cfg->nservers; i++)
+        backend_submit(w->backends[i], call_new(w, r, NULL, (uint32_t)i, NULL, 0),
+                       DEFAULT_TIMEOUT_MS);
+}
+
+static void
+client_proxy_command(struct client *c, struct creq *r)
+{
+    switch (r->req.cmd) {
+    case CMD_VERSION:
+        r->local = "VERSION " LUAGENT_VERSION;
+        break;
+    case CMD_VERBOSITY:
+        r->local = "OK";
+        break;
+    case CMD_QUIT:
+        r->local = "";
+        r->close_after = true;
+        c->closing = true;
+        break;
+    case CMD_STATS:
+        if (r->req.args.len > 0) {
+            r->local = "ERROR";
+            break;
+        }
+        r->local_buf = buf_get(&c->w->bufs);
+        stats_render(r->local_buf);
+        break;
+    case CMD_FLUSH_ALL:
+        client_broadcast(c, r);
+        break;
+    default:
+        r->local = "ERROR";
+        break;
+    }
+}
+
+/* A whole request (line and data block) is at the head of the read buffer. */
+static void
+client_request(struct client *c, const struct request *rq, const char *bytes, size_t len)
+{
+    struct worker *w = c->w;
+    struct creq *r = creq_new(w, c);
+
+    r->req = *rq;
+    r->buf = buf_get(&w->bufs);
+    buf_append(r->buf, bytes, len);
+    STAT_ADD(w->stats.cmd[rq->cmd], rq->nkeys > 0 ? rq->nkeys : 1);
+    if (proto_cmd_op(rq->cmd) == OP_PROXY)
+        client_proxy_command(c, r);
+    else
+        client_route(c, r);
+    if (r == c->head && creq_complete(r))
+        client_mark(c);
+}
+
+/* Parse and start as many requests as the buffer holds. */
+static void
+client_parse(struct client *c)
+{
+    struct buf *in = c->rbuf;
+
+    while (!c->closing && buf_avail(in) > 0) {
+        struct request rq;
+        struct proto_error err;
+        enum proto_status st;
+
+        if (c->swallow > 0) {
+            uint32_t n = c->swallow < buf_avail(in) ? c->swallow : buf_avail(in);
+
+            buf_consume(in, n);
+            c->swallow -= n;
+            continue;
+        }
+        if (c->npending >= MAX_PENDING) {
+            event_del(c->rev);
+            c->read_paused = true;
+            return;
+        }
+        st = proto_parse(buf_head(in), buf_avail(in), ITEM_MAX_DEFAULT, &rq, &err);
+        if (st == PROTO_NEED_MORE)
+            return;
+        if (st == PROTO_CLOSE) {
+            STAT_INC(c->w->stats.client_errors);
+            client_local(c, err.msg, true);
+            c->closing = true;
+            return;
+        }
+        if (st == PROTO_ERROR) {
+            STAT_INC(c->w->stats.client_errors);
+            client_local(c, err.msg, false);
+            buf_consume(in, rq.line_len);
+            if (err.swallow)
+                c->swallow = rq.data_len + 2;
+            continue;
+        }
+        if (proto_cmd_op(rq.cmd) == OP_WRITE) {
+            size_t total = (size_t)rq.line_len + rq.data_len + 2;
+
+            if (buf_avail(in) < total) {
+                buf_compact(in);
+                if (buf_reserve(in, total - in->len) < 0)
+                    client_close(c);
+                return;
+            }
+            if (!proto_data_ok(buf_head(in) + rq.line_len, rq.data_len)) {
+                STAT_INC(c->w->stats.client_errors);
+                client_local(c, "CLIENT_ERROR bad data chunk", false);
+                buf_consume(in, total);
+                continue;
+            }
+            client_request(c, &rq, buf_head(in), total);
+            buf_consume(in, total);
+            continue;
+        }
+        client_request(c, &rq, buf_head(in), rq.line_len);
+        buf_consume(in, rq.line_len);
+    }
+}
+
+static void
+client_on_read(evutil_socket_t fd, short what, void *arg)
+{
+    struct client *c = arg;
+    struct worker *w = c->w;
+    struct buf *in;
+    ssize_t n;
+
+    if (c->rbuf == NULL) {
+        c->rbuf = w->spare_rbuf ? w->spare_rbuf : buf_get(&w->bufs);
+        w->spare_rbuf = NULL;
+    }
+    in = c->rbuf;
+    if (in->pos > 0 && in->cap - in->len < READ_CHUNK)
+        buf_compact(in);
+    if (buf_reserve(in, READ_CHUNK) < 0) {
+        client_close(c);
+        return;
+    }
+    n = read(fd, in->data + in->len, in->cap - in->len);
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        client_close(c);
+        return;
+    }
+    in->len += (uint32_t)n;
+    client_parse(c);
+    if (c->closed)
+        return;
+    if (c->closing)
+        event_del(c->rev);
+    if (c->rbuf != NULL && buf_avail(c->rbuf) == 0) {
+        if (w->spare_rbuf == NULL)
+            w->spare_rbuf = c->rbuf;
+        else
+            buf_put(&w->bufs, c->rbuf);
+        c->rbuf = NULL;
+    }
+}
+
+static void
+append_line(struct buf *out, const char *line)
+{
+    buf_append_str(out, line);
+    buf_append(out, "\r\n", 2);
+}
+
+/* A server's answer, or our error line when it could not be asked. */
+static void
+append_result(struct buf *out, const struct result *res)
+{
+    if (res->fail != FAIL_NONE)
+        append_line(out, fail_reason_line(res->fail));
+    else if (res->data != NULL)
+        buf_append(out, res->data->data, res->data->len);
+}
+
+static bool
+result_is_error(const struct result *res)
+{
+    return res->fail != FAIL_NONE || res->kind == REPLY_ERROR
+        || res->kind == REPLY_CLIENT_ERROR || res->kind == REPLY_SERVER_ERROR;
+}
+
+/* VALUE lines in the order asked, then END. */
+static void
+write_retrieval(struct worker *w, struct buf *out, const struct creq *r)
+{
+    uint32_t i, hits = 0;
+
+    if (r->nslots == 1 && result_is_error(&r->slots[0].res)) {
+        /* One key, no answer: say why (a multi-get treats it as a miss). */
+        append_result(out, &r->slots[0].res);
+        STAT_INC(w->stats.server_errors);
+        return;
+    }
+    for (i = 0; i < r->nslots; i++) {
+        const struct slot *s = &r->slots[i];
+
+        if (s->res.fail != FAIL_NONE || s->res.kind != REPLY_VALUE)
+            continue;
+        buf_append(out, "VALUE ", 6);
+        buf_append(out, s->key, s->klen);
+        buf_append(out, s->res.data->data, s->res.data->len);
+        hits++;
+    }
+    buf_append(out, "END\r\n", 5);
+    STAT_ADD(w->stats.get_hits, hits);
+    STAT_ADD(w->stats.get_misses, r->nslots - hits);
+}
+
+static void
+write_broadcast(struct buf *out, const struct creq *r)
+{
+    uint32_t i;
+
+    for (i = 0; i < r->nslots; i++) {
+        if (r->slots[i].res.fail != FAIL_NONE || r->slots[i].res.kind != REPLY_OK) {
+            append_result(out, &r->slots[i].res);
+            return;
+        }
+    }
+    append_line(out, "OK");
+}
+
+static void
+creq_write(struct worker *w, struct buf *out, const struct creq *r)
+{
+    if (r->local != NULL) {
+        if (r->local[0] != '\0' && !r->req.noreply)
+            append_line(out, r->local);
+        return;
+    }
+    if (r->local_buf != NULL) {
+        buf_append(out, r->local_buf->data, r->local_buf->len);
+        return;
+    }
+    if (r->req.noreply)
+        return;
+    if (proto_cmd_op(r->req.cmd) == OP_READ) {
+        write_retrieval(w, out, r);
+    } else if (r->req.cmd == CMD_FLUSH_ALL) {
+        write_broadcast(out, r);
+    } else {
+        if (r->slots[0].res.fail != FAIL_NONE)
+            STAT_INC(w->stats.server_errors);
+        append_result(out, &r->slots[0].res);
+    }
+}
+
+/* Move finished replies from the head of the FIFO to the output buffer. */
+static void
+client_collect(struct client *c)
+{
+    struct worker *w = c->w;
+    struct creq *r;
+
+    while ((r = c->head) != NULL && creq_complete(r)) {
+        if (c->obuf == NULL)
+            c->obuf = buf_get(&w->bufs);
+        creq_write(w, c->obuf, r);
+        c->head = r->next;
+        if (c->head == NULL)
+            c->tail = NULL;
+        c->npending--;
+        r->client = NULL;
+        r->next = NULL;
+        if (r->close_after) {
+            c->close_when_written = true;
+            creq_release(w, r);
+            break;
+        }
+        creq_release(w, r);
+    }
+}
+
+static void
+client_write(struct client *c)
+{
+    struct buf *out = c->obuf;
+
+    while (out != NULL && buf_avail(out) > 0) {
+        ssize_t n = write(c->fd, buf_head(out), buf_avail(out));
+
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) {
+                event_add(c->wev, NULL);
+                return;
+            }
+            client_close(c);
+            return;
+        }
+        buf_consume(out, (size_t)n);
+    }
+    if (out != NULL) {
+        buf_put(&c->w->bufs, out);
+        c->obuf = NULL;
+    }
+    if (c->close_when_written) {
+        client_close(c);
+        return;
+    }
+    if (c->read_paused && c->npending < MAX_PENDING / 2) {
+        c->read_paused = false;
+        event_add(c->rev, NULL);
+        if (c->rbuf != NULL && buf_avail(c->rbuf) > 0) {
+            client_parse(c);
+            client_mark(c);
+        }
+    }
+}
+
+void
+client_flush(struct worker *w, struct client *c)
+{
+    c->dirty = false;
+    if (c->closed) {
+        client_free(c);
+        return;
+    }
+    client_collect(c);
+    client_write(c);
+}
+
+static void
+client_on_write(evutil_socket_t fd, short what, void *arg)
+{
+    struct client *c = arg;
+
+    client_write(c);
+}

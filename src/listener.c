@@ -1,0 +1,210 @@
+/*
+ * listener.c: listening sockets and accept.
+ *
+ * The main thread accepts and hands each socket to a worker; the -n limit is
+ * one atomic counter shared by all threads. A connection over the limit is
+ * told "SERVER_ERROR too many connections" and closed at once.
+ */
+#include "listener.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "log.h"
+#include "settings.h"
+#include "stats.h"
+#include "worker.h"
+
+#define BACKLOG 1024
+
+struct listener {
+    int                     fd;
+    bool                    is_unix;
+    struct evconnlistener  *ev;
+};
+
+static struct listener listeners[2];
+static int nlisteners;
+static int max_connections;
+static int open_connections;
+static char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+
+uint64_t stats_rejected_connections;
+
+static int
+bind_tcp(const char *addr, int port, char *err, size_t errlen)
+{
+    struct addrinfo hints, *res, *ai;
+    char portstr[16];
+    int rc, fd = -1, one = 1;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    rc = getaddrinfo(addr, portstr, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "listen address %s: %s", addr ? addr : "*", gai_strerror(rc));
+        return -1;
+    }
+    for (ai = res; ai != NULL; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            continue;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, BACKLOG) == 0)
+            break;
+        snprintf(err, errlen, "listen on %s:%d: %s", addr ? addr : "*", port, strerror(errno));
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+static int
+bind_unix(const char *path, char *err, size_t errlen)
+{
+    struct sockaddr_un sun;
+    int fd;
+
+    if (strlen(path) >= sizeof(sun.sun_path)) {
+        snprintf(err, errlen, "unix socket path too long: %s", path);
+        return -1;
+    }
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    strcpy(sun.sun_path, path);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "unix socket %s: %s", path, strerror(errno));
+        return -1;
+    }
+    unlink(path);       /* a stale socket from an earlier run */
+    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, BACKLOG) < 0) {
+        snprintf(err, errlen, "unix socket %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    strcpy(unix_path, path);
+    return fd;
+}
+
+int
+listener_bind(const struct settings *s, char *err, size_t errlen)
+{
+    int fd;
+
+    if (s->port > 0) {
+        fd = bind_tcp(s->bind_addr, s->port, err, errlen);
+        if (fd < 0)
+            return -1;
+        listeners[nlisteners++] = (struct listener){ .fd = fd, .is_unix = false };
+    }
+    if (s->unix_path != NULL) {
+        fd = bind_unix(s->unix_path, err, errlen);
+        if (fd < 0)
+            return -1;
+        listeners[nlisteners++] = (struct listener){ .fd = fd, .is_unix = true };
+    }
+    return 0;
+}
+
+static void
+refuse(int fd)
+{
+    static const char msg[] = "SERVER_ERROR too many connections\r\n";
+
+    if (write(fd, msg, sizeof(msg) - 1) < 0) {
+        /* The client is being turned away anyway. */
+    }
+    close(fd);
+    __atomic_add_fetch(&stats_rejected_connections, 1, __ATOMIC_RELAXED);
+    log_ratelimited(LOG_WARN, &max_connections,
+                    "client refused: %d connections open (-n %d)",
+                    max_connections, max_connections);
+}
+
+static void
+on_accept(struct evconnlistener *ev, evutil_socket_t fd, struct sockaddr *addr,
+          int len, void *arg)
+{
+    struct listener *l = arg;
+
+    if (__atomic_add_fetch(&open_connections, 1, __ATOMIC_RELAXED) > max_connections) {
+        __atomic_sub_fetch(&open_connections, 1, __ATOMIC_RELAXED);
+        refuse(fd);
+        return;
+    }
+    if (!l->is_unix) {
+        int one = 1;
+
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    worker_dispatch(fd, l->is_unix);
+}
+
+static void
+on_accept_error(struct evconnlistener *ev, void *arg)
+{
+    log_ratelimited(LOG_WARN, ev, "accept: %s", strerror(errno));
+}
+
+int
+listener_start(struct event_base *base, int max_conns)
+{
+    int i;
+
+    max_connections = max_conns;
+    for (i = 0; i < nlisteners; i++) {
+        struct listener *l = &listeners[i];
+
+        l->ev = evconnlistener_new(base, on_accept, l,
+                                   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+                                   -1, l->fd);
+        if (l->ev == NULL)
+            return -1;
+        evconnlistener_set_error_cb(l->ev, on_accept_error);
+    }
+    return 0;
+}
+
+void
+listener_stop(void)
+{
+    int i;
+
+    for (i = 0; i < nlisteners; i++) {
+        if (listeners[i].ev != NULL)
+            evconnlistener_free(listeners[i].ev);
+        else
+            close(listeners[i].fd);
+    }
+    nlisteners = 0;
+    if (unix_path[0] != '\0')
+        unlink(unix_path);
+}
+
+void
+listener_conn_closed(void)
+{
+    __atomic_sub_fetch(&open_connections, 1, __ATOMIC_RELAXED);
+}
+
+int
+listener_conns(void)
+{
+    return __atomic_load_n(&open_connections, __ATOMIC_RELAXED);
+}

@@ -1,0 +1,146 @@
+/*
+ * main.c: start-up and shut-down.
+ *
+ * Order matters: parse the command line, build the configuration (resolving
+ * servers), bind the listeners (so a port in use is reported on the terminal),
+ * daemonize, drop privileges, start the workers, then run the main thread's
+ * loop: it accepts connections and handles signals as libevent events, never
+ * in a raw signal handler.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "listener.h"
+#include "log.h"
+#include "luagent.h"
+#include "settings.h"
+#include "stats.h"
+#include "worker.h"
+
+static int
+drop_privileges(const struct settings *s, char *err, size_t errlen)
+{
+    gid_t gid = (gid_t)-1;
+    struct passwd *pw = NULL;
+
+    if (s->group != NULL) {
+        struct group *gr = getgrnam(s->group);
+
+        if (gr == NULL) {
+            snprintf(err, errlen, "unknown group '%s'", s->group);
+            return -1;
+        }
+        gid = gr->gr_gid;
+    }
+    if (s->user != NULL) {
+        pw = getpwnam(s->user);
+        if (pw == NULL) {
+            snprintf(err, errlen, "unknown user '%s'", s->user);
+            return -1;
+        }
+        if (gid == (gid_t)-1)
+            gid = pw->pw_gid;
+    }
+    if (gid != (gid_t)-1 && (setgroups(0, NULL) < 0 || setgid(gid) < 0)) {
+        snprintf(err, errlen, "cannot switch to group %u: %s", (unsigned)gid, strerror(errno));
+        return -1;
+    }
+    if (pw != NULL && setuid(pw->pw_uid) < 0) {
+        snprintf(err, errlen, "cannot switch to user '%s': %s", s->user, strerror(errno));
+        return -1;
+    }
+    if (pw == NULL && getuid() == 0)
+        log_warn("running as root: use -u USER to drop privileges");
+    return 0;
+}
+
+static void
+on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct event_base *base = arg;
+
+    log_info("signal %d: shutting down", (int)sig);
+    listener_stop();
+    event_base_loopbreak(base);
+}
+
+static void
+on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    log_warn("SIGHUP: no policy file to reload (started without -c)");
+}
+
+int
+main(int argc, char **argv)
+{
+    struct settings s;
+    struct config *config;
+    struct event_base *base;
+    struct event *sigterm, *sigint, *sighup;
+    char err[ERR_LEN];
+
+    switch (settings_parse(&s, argc, argv)) {
+    case SETTINGS_EXIT_OK:
+        return 0;
+    case SETTINGS_EXIT_USAGE:
+        return 2;
+    case SETTINGS_RUN:
+        break;
+    }
+    log_init(s.verbose);
+    signal(SIGPIPE, SIG_IGN);
+
+    config = config_from_settings(&s, err, sizeof(err));
+    if (config == NULL) {
+        fprintf(stderr, "luagent: %s\n", err);
+        return 1;
+    }
+    if (listener_bind(&s, err, sizeof(err)) < 0) {
+        fprintf(stderr, "luagent: %s\n", err);
+        return 1;
+    }
+    if (!s.foreground && daemon(1, 0) < 0) {
+        fprintf(stderr, "luagent: cannot daemonize: %s\n", strerror(errno));
+        return 1;
+    }
+    if (drop_privileges(&s, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        return 1;
+    }
+    stats_init();
+    base = event_base_new();
+    if (base == NULL || worker_start_all(config, s.threads) < 0
+        || listener_start(base, s.max_conns) < 0) {
+        log_error("start-up failed: %s", strerror(errno));
+        return 1;
+    }
+    sigterm = evsignal_new(base, SIGTERM, on_stop_signal, base);
+    sigint = evsignal_new(base, SIGINT, on_stop_signal, base);
+    sighup = evsignal_new(base, SIGHUP, on_hup, NULL);
+    event_add(sigterm, NULL);
+    event_add(sigint, NULL);
+    event_add(sighup, NULL);
+
+    log_info("luagent %s serving %d server(s) on port %d%s%s, %d thread(s)",
+             LUAGENT_VERSION, config->nservers, s.port,
+             s.unix_path ? " and " : "", s.unix_path ? s.unix_path : "", s.threads);
+    event_base_dispatch(base);
+
+    worker_stop_all();
+    event_free(sigterm);
+    event_free(sigint);
+    event_free(sighup);
+    event_base_free(base);
+    settings_free(&s);
+    log_info("stopped");
+    return 0;
+}

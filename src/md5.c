@@ -1,0 +1,188 @@
+/*
+ * md5.c: MD5 message digest (RFC 1321).
+ *
+ * Needed by the ketama ring (server points) and by the md5 key hash. Pure:
+ * no allocation, no I/O. Invariant: ctx->block holds the (ctx->bytes % 64)
+ * input bytes not yet compressed; every full block is compressed at once.
+ */
+#include "md5.h"
+
+#include <string.h>
+
+/* Per-step additive constants: floor(|sin(i + 1)| * 2^32), RFC 1321 3.4. */
+static const uint32_t md5_k[64] = {
+    0xd76aa478, 0xe8c7b756, 0x242070db, 0xc1bdceee,
+    0xf57c0faf, 0x4787c62a, 0xa8304613, 0xfd469501,
+    0x698098d8, 0x8b44f7af, 0xffff5bb1, 0x895cd7be,
+    0x6b901122, 0xfd987193, 0xa679438e, 0x49b40821,
+    0xf61e2562, 0xc040b340, 0x265e5a51, 0xe9b6c7aa,
+    0xd62f105d, 0x02441453, 0xd8a1e681, 0xe7d3fbc8,
+    0x21e1cde6, 0xc33707d6, 0xf4d50d87, 0x455a14ed,
+    0xa9e3e905, 0xfcefa3f8, 0x676f02d9, 0x8d2a4c8a,
+    0xfffa3942, 0x8771f681, 0x6d9d6122, 0xfde5380c,
+    0xa4beea44, 0x4bdecfa9, 0xf6bb4b60, 0xbebfbc70,
+    0x289b7ec6, 0xeaa127fa, 0xd4ef3085, 0x04881d05,
+    0xd9d4d039, 0xe6db99e5, 0x1fa27cf8, 0xc4ac5665,
+    0xf4292244, 0x432aff97, 0xab9423a7, 0xfc93a039,
+    0x655b59c3, 0x8f0ccc92, 0xffeff47d, 0x85845dd1,
+    0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1,
+    0xf7537e82, 0xbd3af235, 0x2ad7d2bb, 0xeb86d391,
+};
+
+/* Left-rotation amounts: four per round, repeated four times in a round. */
+static const unsigned char md5_r[4][4] = {
+    { 7, 12, 17, 22 },
+    { 5, 9, 14, 20 },
+    { 4, 11, 16, 23 },
+    { 6, 10, 15, 21 },
+};
+
+static uint32_t
+md5_rotl(uint32_t x, unsigned n)
+{
+    return (x << n) | (x >> (32 - n));
+}
+
+/* MD5 reads its input as little-endian words whatever the host order. */
+static uint32_t
+md5_load_le(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+
+static void
+md5_store_le(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16);
+    p[3] = (unsigned char)(v >> 24);
+}
+
+/* One 64-byte block into the state: the four rounds of 16 steps each. */
+static void
+md5_compress(uint32_t state[4], const unsigned char block[64])
+{
+    uint32_t m[16], a, b, c, d, f, tmp;
+    unsigned i, g, round;
+
+    for (i = 0; i < 16; i++) {
+        m[i] = md5_load_le(block + 4 * i);
+    }
+
+    a = state[0];
+    b = state[1];
+    c = state[2];
+    d = state[3];
+
+    for (i = 0; i < 64; i++) {
+        round = i / 16;
+        switch (round) {
+        case 0:
+            f = (b & c) | (~b & d);
+            g = i;
+            break;
+        case 1:
+            f = (d & b) | (~d & c);
+            g = (5 * i + 1) % 16;
+            break;
+        case 2:
+            f = b ^ c ^ d;
+            g = (3 * i + 5) % 16;
+            break;
+        default:
+            f = c ^ (b | ~d);
+            g = (7 * i) % 16;
+            break;
+        }
+        tmp = d;
+        d = c;
+        c = b;
+        b = b + md5_rotl(a + f + md5_k[i] + m[g], md5_r[round][i % 4]);
+        a = tmp;
+    }
+
+    state[0] += a;
+    state[1] += b;
+    state[2] += c;
+    state[3] += d;
+}
+
+void
+md5_init(struct md5_ctx *ctx)
+{
+    ctx->state[0] = 0x67452301;
+    ctx->state[1] = 0xefcdab89;
+    ctx->state[2] = 0x98badcfe;
+    ctx->state[3] = 0x10325476;
+    ctx->bytes = 0;
+}
+
+void
+md5_update(struct md5_ctx *ctx, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    size_t used = (size_t)(ctx->bytes % 64);
+    size_t take;
+
+    ctx->bytes += len;
+
+    /* Top up a partial block first. */
+    if (used > 0) {
+        take = 64 - used;
+        if (take > len) {
+            take = len;
+        }
+        memcpy(ctx->block + used, p, take);
+        p += take;
+        len -= take;
+        if (used + take < 64) {
+            return;
+        }
+        md5_compress(ctx->state, ctx->block);
+    }
+
+    /* Whole blocks straight from the caller's buffer. */
+    while (len >= 64) {
+        md5_compress(ctx->state, p);
+        p += 64;
+        len -= 64;
+    }
+
+    memcpy(ctx->block, p, len);
+}
+
+void
+md5_final(struct md5_ctx *ctx, unsigned char digest[16])
+{
+    static const unsigned char pad[64] = { 0x80 };
+    unsigned char lenbuf[8];
+    uint64_t bits = ctx->bytes * 8;
+    size_t used = (size_t)(ctx->bytes % 64);
+    size_t padlen;
+    int i;
+
+    /* Pad to 56 mod 64, then append the bit length, little-endian. */
+    padlen = used < 56 ? 56 - used : 120 - used;
+    for (i = 0; i < 8; i++) {
+        lenbuf[i] = (unsigned char)(bits >> (8 * i));
+    }
+    md5_update(ctx, pad, padlen);
+    md5_update(ctx, lenbuf, 8);
+
+    for (i = 0; i < 4; i++) {
+        md5_store_le(digest + 4 * i, ctx->state[i]);
+    }
+    memset(ctx, 0, sizeof(*ctx));
+}
+
+void
+md5_digest(const void *data, size_t len, unsigned char digest[16])
+{
+    struct md5_ctx ctx;
+
+    md5_init(&ctx);
+    md5_update(&ctx, data, len);
+    md5_final(&ctx, digest);
+}

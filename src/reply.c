@@ -1,0 +1,253 @@
+/*
+ * reply.c: memcached backend reply parser (pure: no I/O, no logging, no
+ * allocation).
+ *
+ * reply_parse() cuts one reply unit off the front of what a server sent and
+ * classifies it. A unit is one line ending in "\r\n", plus for VALUE the data
+ * block of exactly <bytes> bytes and its own "\r\n".
+ *
+ * Invariant: REPLY_OK_UNIT is returned only when every byte of the unit is in
+ * buf[0..len), and the result depends only on those bytes (never on what
+ * follows), so feeding the same stream in any split gives the same units.
+ * Anything a memcached server would not send is REPLY_BAD, because after it
+ * the reply stream can no longer be matched to requests. *r is written only
+ * for REPLY_OK_UNIT.
+ */
+#include "reply.h"
+
+#include <string.h>
+
+#include "luagent.h"
+
+#define LIT(s)          (s), (sizeof(s) - 1)
+#define DIGITS_MAX      20      /* UINT64_MAX has 20 decimal digits */
+
+/* The line content (without "\r\n") is exactly the word w. */
+static int
+line_is(const char *line, size_t n, const char *w, size_t wn)
+{
+    return n == wn && memcmp(line, w, wn) == 0;
+}
+
+/*
+ * The line is the word w alone or w, a space and free text. The space is
+ * required so that e.g. "ERRORS" or "STATS" is not taken for a known reply.
+ */
+static int
+line_starts(const char *line, size_t n, const char *w, size_t wn)
+{
+    return n >= wn && memcmp(line, w, wn) == 0 && (n == wn || line[wn] == ' ');
+}
+
+/*
+ * Parse a decimal number at *p (before end) into *out, advancing *p past the
+ * digits. 1..20 digits, value <= max; -1 on no digit, too many digits or
+ * overflow. Checking before the multiply keeps the arithmetic in range.
+ */
+static int
+parse_num(const char **p, const char *end, uint64_t max, uint64_t *out)
+{
+    const char *s = *p, *start = s;
+    uint64_t v = 0;
+
+    while (s < end && *s >= '0' && *s <= '9') {
+        unsigned d = (unsigned)(*s - '0');
+
+        if (s - start >= DIGITS_MAX || v > (max - d) / 10)
+            return -1;
+        v = v * 10 + d;
+        s++;
+    }
+    if (s == start)
+        return -1;
+    *p = s;
+    *out = v;
+    return 0;
+}
+
+/*
+ * "VALUE <key> <flags> <bytes> [<cas>]": line[0..n) is the content without
+ * "\r\n", line_len includes it. Fields are separated by exactly one space and
+ * nothing trails, as memcached writes them; anything looser means we are not
+ * reading what we think we are.
+ */
+static enum reply_status
+parse_value(const char *buf, size_t len, size_t n, size_t line_len,
+            uint32_t max_value, struct reply *r)
+{
+    const char *end = buf + n;
+    const char *key = buf + sizeof("VALUE ") - 1;
+    const char *p = key;
+    uint64_t flags, bytes, cas, total;
+    size_t key_len;
+
+    /* Keys are printable and space free; a control byte means garbage. */
+    while (p < end && (unsigned char)*p > ' ' && *p != 0x7f)
+        p++;
+    key_len = (size_t)(p - key);
+    if (key_len == 0 || p == end || *p != ' ')
+        return REPLY_BAD;
+    p++;
+
+    /* Flags are 32 bits by default, but memcached built with
+     * LARGE_CLIENT_FLAGS sends 64: accept both, the proxy only copies them. */
+    if (parse_num(&p, end, UINT64_MAX, &flags) < 0 || p == end || *p != ' ')
+        return REPLY_BAD;
+    p++;
+    if (parse_num(&p, end, UINT64_MAX, &bytes) < 0)
+        return REPLY_BAD;
+    if (p < end) {
+        if (*p != ' ')
+            return REPLY_BAD;
+        p++;
+        if (parse_num(&p, end, UINT64_MAX, &cas) < 0 || p != end)
+            return REPLY_BAD;
+    }
+
+    /* Decided on the line alone, so an oversize value is refused before any
+     * of its data has to be buffered; bytes <= max_value also keeps the sum
+     * from overflowing, and the second test keeps len in 32 bits. */
+    if (bytes > max_value)
+        return REPLY_BAD;
+    total = line_len + bytes + 2;
+    if (total > UINT32_MAX)
+        return REPLY_BAD;
+    if (len < total)
+        return REPLY_NEED_MORE;
+    if (buf[total - 2] != '\r' || buf[total - 1] != '\n')
+        return REPLY_BAD;
+
+    r->kind = REPLY_VALUE;
+    r->len = (uint32_t)total;
+    r->line_len = (uint32_t)line_len;
+    r->key_off = (uint32_t)(key - buf);
+    r->key_len = (uint32_t)key_len;
+    r->rest_off = r->key_off + r->key_len;
+    r->data_len = (uint32_t)bytes;
+    return REPLY_OK_UNIT;
+}
+
+/* Classify a complete line that is not VALUE; -1 if it is no reply at all. */
+static int
+line_kind(const char *line, size_t n)
+{
+    const char *p;
+    uint64_t v;
+
+    switch (line[0]) {
+    case 'E':
+        if (line_is(line, n, LIT("END")))
+            return REPLY_END;
+        if (line_is(line, n, LIT("EXISTS")))
+            return REPLY_EXISTS;
+        /* memcached 1.6 sometimes adds a reason after ERROR */
+        if (line_starts(line, n, LIT("ERROR")))
+            return REPLY_ERROR;
+        break;
+    case 'S':
+        if (line_is(line, n, LIT("STORED")))
+            return REPLY_STORED;
+        if (line_starts(line, n, LIT("STAT")))
+            return REPLY_STAT;
+        if (line_starts(line, n, LIT("SERVER_ERROR")))
+            return REPLY_SERVER_ERROR;
+        break;
+    case 'N':
+        if (line_is(line, n, LIT("NOT_FOUND")))
+            return REPLY_NOT_FOUND;
+        if (line_is(line, n, LIT("NOT_STORED")))
+            return REPLY_NOT_STORED;
+        break;
+    case 'D':
+        if (line_is(line, n, LIT("DELETED")))
+            return REPLY_DELETED;
+        break;
+    case 'T':
+        if (line_is(line, n, LIT("TOUCHED")))
+            return REPLY_TOUCHED;
+        break;
+    case 'O':
+        if (line_is(line, n, LIT("OK")))
+            return REPLY_OK;
+        break;
+    case 'V':
+        if (line_starts(line, n, LIT("VERSION")))
+            return REPLY_VERSION;
+        break;
+    case 'C':
+        if (line_starts(line, n, LIT("CLIENT_ERROR")))
+            return REPLY_CLIENT_ERROR;
+        break;
+    case '0': case '1': case '2': case '3': case '4':
+    case '5': case '6': case '7': case '8': case '9':
+        /* incr/decr: a 64-bit unsigned value and nothing else */
+        p = line;
+        if (parse_num(&p, line + n, UINT64_MAX, &v) == 0 && p == line + n)
+            return REPLY_NUMBER;
+        break;
+    }
+    return -1;
+}
+
+enum reply_status
+reply_parse(const char *buf, size_t len, uint32_t max_value, struct reply *r)
+{
+    size_t scan = len < REPLY_LINE_MAX ? len : REPLY_LINE_MAX;
+    const char *nl = memchr(buf, '\n', scan);
+    size_t n, line_len;
+    int kind;
+
+    if (nl == NULL)
+        return len < REPLY_LINE_MAX ? REPLY_NEED_MORE : REPLY_BAD;
+
+    /* n: content length without "\r\n"; a bare "\n" is not memcached. */
+    line_len = (size_t)(nl - buf) + 1;
+    if (line_len < 2 || nl[-1] != '\r')
+        return REPLY_BAD;
+    n = line_len - 2;
+    if (n == 0)
+        return REPLY_BAD;
+
+    if (buf[0] == 'V' && n >= 6 && memcmp(buf, "VALUE ", 6) == 0)
+        return parse_value(buf, len, n, line_len, max_value, r);
+
+    kind = line_kind(buf, n);
+    if (kind < 0)
+        return REPLY_BAD;
+
+    r->kind = (enum reply_kind)kind;
+    r->len = (uint32_t)line_len;
+    r->line_len = (uint32_t)line_len;
+    r->key_off = 0;
+    r->key_len = 0;
+    r->rest_off = 0;
+    r->data_len = 0;
+    return REPLY_OK_UNIT;
+}
+
+static const char *const kind_names[REPLY_KIND_COUNT] = {
+    [REPLY_VALUE]        = "VALUE",
+    [REPLY_END]          = "END",
+    [REPLY_STORED]       = "STORED",
+    [REPLY_NOT_STORED]   = "NOT_STORED",
+    [REPLY_EXISTS]       = "EXISTS",
+    [REPLY_NOT_FOUND]    = "NOT_FOUND",
+    [REPLY_DELETED]      = "DELETED",
+    [REPLY_TOUCHED]      = "TOUCHED",
+    [REPLY_OK]           = "OK",
+    [REPLY_NUMBER]       = "NUMBER",
+    [REPLY_VERSION]      = "VERSION",
+    [REPLY_STAT]         = "STAT",
+    [REPLY_ERROR]        = "ERROR",
+    [REPLY_CLIENT_ERROR] = "CLIENT_ERROR",
+    [REPLY_SERVER_ERROR] = "SERVER_ERROR",
+};
+
+const char *
+reply_kind_name(enum reply_kind kind)
+{
+    /* kind may come from a cast or a corrupted struct: never index blindly */
+    if ((unsigned)kind >= REPLY_KIND_COUNT || kind_names[kind] == NULL)
+        return "UNKNOWN";
+    return kind_names[kind];
+}

@@ -1,0 +1,281 @@
+/*
+ * settings.c: magent-compatible command line, with defaults and --help.
+ *
+ * Each option is one row of the table below: its flags, its argument and its
+ * help text, so `luagent -h` and the parser never disagree. A bad flag or
+ * value prints one precise line and the usage, and the caller exits with 2.
+ */
+#include "settings.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "luagent.h"
+
+struct option_row {
+    int         flag;       /* short flag, or a value >= 256 for long-only */
+    const char *long_name;
+    const char *arg;        /* argument name, NULL when none */
+    const char *help;
+};
+
+enum { OPT_VERSION = 256, OPT_POLICY };
+
+static const struct option_row option_rows[] = {
+    { 'p', "port",       "PORT", "TCP port to listen on (default 11211, 0 = no TCP)" },
+    { 's', "server",     "HOST[:PORT[:WEIGHT]]", "memcached server (repeatable; port 11211 when omitted)" },
+    { 'b', "backup",     "HOST[:PORT[:WEIGHT]]", "backup server (repeatable): writes go to it too, reads fall back to it" },
+    { 'l', "listen",     "ADDR", "address to bind (default: all)" },
+    { 'n', "max-conns",  "N",    "max simultaneous client connections (default 4096)" },
+    { 'i', "max-idle",   "N",    "max idle connections kept per server (default 20)" },
+    { 'k', "ketama",     NULL,   "ketama consistent hashing (default: magent's hash modulo servers)" },
+    { 'f', "unix",       "PATH", "unix socket to listen on" },
+    { 'u', "user",       "USER", "user to run as after binding" },
+    { 'g', "group",      "GROUP","group to run as after binding" },
+    { 'D', "foreground", NULL,   "stay in the foreground (default: run as a daemon)" },
+    { 'v', "verbose",    NULL,   "more log output (repeatable)" },
+    { 't', "threads",    "N",    "worker threads (default 1)" },
+    { 'c', "policy",     "FILE", "Lua routing policy" },
+    { 'h', "help",       NULL,   "this help" },
+    { OPT_VERSION, "version", NULL, "print the version and exit" },
+};
+
+static void
+usage(FILE *out)
+{
+    size_t i;
+
+    fprintf(out, "Usage: luagent [options] -s HOST[:PORT] [-s HOST[:PORT] ...]\n"
+                 "       luagent [options] -c policy.lua\n\nOptions:\n");
+    for (i = 0; i < ARRAY_SIZE(option_rows); i++) {
+        const struct option_row *o = &option_rows[i];
+        char left[64];
+
+        if (o->flag < 256)
+            snprintf(left, sizeof(left), "-%c, --%s%s%s", o->flag, o->long_name,
+                     o->arg ? " " : "", o->arg ? o->arg : "");
+        else
+            snprintf(left, sizeof(left), "    --%s%s%s", o->long_name,
+                     o->arg ? " " : "", o->arg ? o->arg : "");
+        fprintf(out, "  %-34s %s\n", left, o->help);
+    }
+}
+
+static enum settings_result
+bad(const char *fmt, const char *what)
+{
+    fprintf(stderr, "luagent: ");
+    fprintf(stderr, fmt, what);
+    fprintf(stderr, "\n");
+    usage(stderr);
+    return SETTINGS_EXIT_USAGE;
+}
+
+/* Parse a whole decimal number within [min, max]; -1 on any junk. */
+static int
+parse_int(const char *text, long min, long max, int *out)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+int
+settings_parse_server(const char *text, struct server_spec *spec,
+                      char *err, size_t errlen)
+{
+    const char *colon = strchr(text, ':');
+    size_t hostlen = colon ? (size_t)(colon - text) : strlen(text);
+    int port = DEFAULT_PORT, weight = 1;
+
+    memset(spec, 0, sizeof(*spec));
+    if (hostlen == 0) {
+        snprintf(err, errlen, "bad server '%s': empty host", text);
+        return -1;
+    }
+    if (colon) {
+        char portbuf[16];
+        const char *wcolon = strchr(colon + 1, ':');
+        size_t plen = wcolon ? (size_t)(wcolon - colon - 1) : strlen(colon + 1);
+
+        if (plen == 0 || plen >= sizeof(portbuf)) {
+            snprintf(err, errlen, "bad server '%s': bad port", text);
+            return -1;
+        }
+        memcpy(portbuf, colon + 1, plen);
+        portbuf[plen] = '\0';
+        if (parse_int(portbuf, 1, 65535, &port) < 0) {
+            snprintf(err, errlen, "bad server '%s': port must be 1-65535", text);
+            return -1;
+        }
+        if (wcolon && parse_int(wcolon + 1, 1, 1000000, &weight) < 0) {
+            snprintf(err, errlen, "bad server '%s': weight must be a positive number", text);
+            return -1;
+        }
+    }
+    spec->host = strndup(text, hostlen);
+    spec->port = port;
+    spec->weight = (unsigned)weight;
+    return 0;
+}
+
+static int
+add_server(struct server_spec **list, int *n, const char *text)
+{
+    char err[ERR_LEN];
+    struct server_spec spec, *grown;
+
+    if (settings_parse_server(text, &spec, err, sizeof(err)) < 0) {
+        bad("%s", err);
+        return -1;
+    }
+    grown = realloc(*list, sizeof(**list) * (size_t)(*n + 1));
+    if (grown == NULL) {
+        free(spec.host);
+        bad("%s", "out of memory");
+        return -1;
+    }
+    grown[(*n)++] = spec;
+    *list = grown;
+    return 0;
+}
+
+static void
+settings_defaults(struct settings *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->port = DEFAULT_PORT;
+    s->max_conns = DEFAULT_MAX_CONNS;
+    s->max_idle = DEFAULT_MAX_IDLE;
+    s->threads = 1;
+}
+
+/* Build getopt's tables from option_rows. */
+static void
+build_getopt(char *shortopts, struct option *longopts)
+{
+    size_t i, n = 0;
+
+    *shortopts++ = ':';     /* report a missing argument as ':' */
+    for (i = 0; i < ARRAY_SIZE(option_rows); i++) {
+        const struct option_row *o = &option_rows[i];
+
+        if (o->flag < 256) {
+            *shortopts++ = (char)o->flag;
+            if (o->arg)
+                *shortopts++ = ':';
+        }
+        longopts[n].name = o->long_name;
+        longopts[n].has_arg = o->arg ? required_argument : no_argument;
+        longopts[n].flag = NULL;
+        longopts[n].val = o->flag;
+        n++;
+    }
+    *shortopts = '\0';
+    memset(&longopts[n], 0, sizeof(longopts[n]));
+}
+
+static enum settings_result
+apply_option(struct settings *s, int c, const char *arg)
+{
+    switch (c) {
+    case 'p':
+        if (parse_int(arg, 0, 65535, &s->port) < 0)
+            return bad("bad port '%s' for -p: must be 0-65535", arg);
+        break;
+    case 's':
+        if (add_server(&s->servers, &s->nservers, arg) < 0)
+            return SETTINGS_EXIT_USAGE;
+        break;
+    case 'b':
+        if (add_server(&s->backups, &s->nbackups, arg) < 0)
+            return SETTINGS_EXIT_USAGE;
+        break;
+    case 'l': s->bind_addr = arg; break;
+    case 'n':
+        if (parse_int(arg, 1, 1000000, &s->max_conns) < 0)
+            return bad("bad value '%s' for -n: must be 1-1000000", arg);
+        break;
+    case 'i':
+        if (parse_int(arg, 0, 10000, &s->max_idle) < 0)
+            return bad("bad value '%s' for -i: must be 0-10000", arg);
+        break;
+    case 'k': s->ketama = true; break;
+    case 'f': s->unix_path = arg; break;
+    case 'u': s->user = arg; break;
+    case 'g': s->group = arg; break;
+    case 'D': s->foreground = true; break;
+    case 'v': s->verbose++; break;
+    case 't':
+        if (parse_int(arg, 1, 64, &s->threads) < 0)
+            return bad("bad value '%s' for -t: must be 1-64", arg);
+        break;
+    case 'c': s->policy = arg; break;
+    case 'h':
+        usage(stdout);
+        return SETTINGS_EXIT_OK;
+    case OPT_VERSION:
+        printf("luagent %s\n", LUAGENT_VERSION);
+        return SETTINGS_EXIT_OK;
+    default:
+        return bad("%s", "internal: unhandled option");
+    }
+    return SETTINGS_RUN;
+}
+
+enum settings_result
+settings_parse(struct settings *s, int argc, char **argv)
+{
+    char shortopts[2 * ARRAY_SIZE(option_rows) + 2];
+    struct option longopts[ARRAY_SIZE(option_rows) + 1];
+    enum settings_result r;
+    int c;
+
+    settings_defaults(s);
+    build_getopt(shortopts, longopts);
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+        if (c == '?') {
+            if (optopt)
+                return bad("unknown option '-%c'", (char[]){ (char)optopt, 0 });
+            return bad("unknown option '%s'", argv[optind - 1]);
+        }
+        if (c == ':')
+            return bad("option '%s' needs a value", argv[optind - 1]);
+        r = apply_option(s, c, optarg);
+        if (r != SETTINGS_RUN)
+            return r;
+    }
+    if (optind < argc)
+        return bad("unexpected argument '%s'", argv[optind]);
+    if (s->policy != NULL)
+        return bad("%s", "-c/--policy: Lua policies are not available in this build yet");
+    if (s->nservers == 0)
+        return bad("%s", "no server given: use -s HOST[:PORT] (or -c policy.lua)");
+    if (s->port == 0 && s->unix_path == NULL)
+        return bad("%s", "-p 0 turns TCP off, so -f PATH is needed");
+    return SETTINGS_RUN;
+}
+
+void
+settings_free(struct settings *s)
+{
+    int i;
+
+    for (i = 0; i < s->nservers; i++)
+        free(s->servers[i].host);
+    for (i = 0; i < s->nbackups; i++)
+        free(s->backups[i].host);
+    free(s->servers);
+    free(s->backups);
+}

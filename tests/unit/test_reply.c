@@ -1,0 +1,490 @@
+/*
+ * test_reply.c: unit tests for the backend reply parser (src/reply.c).
+ *
+ * Vectors marked "captured" are the exact bytes memcached 1.6.18 sent on
+ * loopback for the command shown; the rest are built by hand to hit one rule.
+ * Every parse runs on a heap copy of exactly the bytes offered, so a read past
+ * len shows up under valgrind or SAN=1.
+ */
+#include "reply.h"
+
+#include <stdlib.h>
+
+#include "luagent.h"
+#include "unit.h"
+
+#define S(lit)      (lit), (sizeof(lit) - 1)    /* literal with embedded NULs */
+#define MAXV        ITEM_MAX_DEFAULT
+
+/* A filler that only says "untouched" if the parser did not write *r. */
+static void
+reply_poison(struct reply *r)
+{
+    memset(r, 0xa5, sizeof(*r));
+}
+
+static int
+reply_untouched(const struct reply *r)
+{
+    struct reply p;
+
+    reply_poison(&p);
+    return memcmp(&p, r, sizeof(p)) == 0;
+}
+
+static int
+reply_same(const struct reply *a, const struct reply *b)
+{
+    return a->kind == b->kind && a->len == b->len &&
+           a->line_len == b->line_len && a->key_off == b->key_off &&
+           a->key_len == b->key_len && a->rest_off == b->rest_off &&
+           a->data_len == b->data_len;
+}
+
+/* Parse a heap copy of exactly n bytes. */
+static enum reply_status
+parse_n(const char *bytes, size_t n, uint32_t max_value, struct reply *r)
+{
+    char *copy = malloc(n ? n : 1);
+    enum reply_status st;
+
+    if (copy == NULL) {
+        perror("malloc");
+        exit(2);
+    }
+    memcpy(copy, bytes, n);
+    reply_poison(r);
+    st = reply_parse(copy, n, max_value, r);
+    free(copy);
+    return st;
+}
+
+/* One complete non-VALUE line: kind and lengths. */
+static void
+check_line(const char *bytes, size_t n, enum reply_kind kind)
+{
+    struct reply r;
+
+    CHECK_EQ(parse_n(bytes, n, MAXV, &r), REPLY_OK_UNIT);
+    CHECK_EQ(r.kind, kind);
+    CHECK_EQ(r.len, n);
+    CHECK_EQ(r.line_len, n);
+    CHECK_EQ(r.data_len, 0);
+    CHECK_EQ(r.key_len, 0);
+}
+
+/* One complete VALUE unit: every field, and that key/rest/data point where
+ * the caller will slice them. */
+static void
+check_value(const char *bytes, size_t n, const char *key, const char *rest,
+            const char *data, size_t data_len)
+{
+    struct reply r;
+
+    CHECK_EQ(parse_n(bytes, n, MAXV, &r), REPLY_OK_UNIT);
+    CHECK_EQ(r.kind, REPLY_VALUE);
+    CHECK_EQ(r.len, n);
+    CHECK_EQ(r.key_off, 6);
+    CHECK_MEM(bytes + r.key_off, r.key_len, key, strlen(key));
+    CHECK_EQ(r.rest_off, r.key_off + r.key_len);
+    CHECK_MEM(bytes + r.rest_off, r.line_len - r.rest_off, rest, strlen(rest));
+    CHECK_EQ(r.data_len, data_len);
+    CHECK_MEM(bytes + r.line_len, r.data_len, data, data_len);
+    CHECK_EQ(r.len, r.line_len + r.data_len + 2);
+    /* rest_off..len rebuilds the unit behind "VALUE <otherkey>" */
+    CHECK_EQ(r.len - r.rest_off, strlen(rest) + data_len + 2);
+}
+
+static void
+check_bad(const char *bytes, size_t n, uint32_t max_value)
+{
+    struct reply r;
+
+    CHECK_EQ(parse_n(bytes, n, max_value, &r), REPLY_BAD);
+    CHECK(reply_untouched(&r));
+}
+
+/*
+ * Every proper prefix of a complete unit is NEED_MORE and leaves *r alone;
+ * the whole unit, and the unit followed by more bytes, give the same result.
+ * Failures are counted so a 2 KiB line costs one report, not 2048.
+ */
+static void
+check_split(const char *bytes, size_t n, uint32_t max_value)
+{
+    struct reply whole, part, tail;
+    size_t k, wrong = 0, first_wrong = 0;
+    char *more;
+
+    CHECK_EQ(parse_n(bytes, n, max_value, &whole), REPLY_OK_UNIT);
+    CHECK_EQ(whole.len, n);
+    for (k = 0; k < n; k++) {
+        if (parse_n(bytes, k, max_value, &part) != REPLY_NEED_MORE ||
+            !reply_untouched(&part)) {
+            if (wrong++ == 0)
+                first_wrong = k;
+        }
+    }
+    UNIT_REPORT(wrong == 0, "split: %zu prefixes not NEED_MORE, first at %zu",
+                wrong, first_wrong);
+
+    more = malloc(n + 8);
+    memcpy(more, bytes, n);
+    memcpy(more + n, "END\r\nVAL", 8);
+    CHECK_EQ(parse_n(more, n + 8, max_value, &tail), REPLY_OK_UNIT);
+    CHECK(reply_same(&whole, &tail));
+    free(more);
+}
+
+/* A unit that is BAD once complete is never OK on the way there. */
+static void
+check_bad_split(const char *bytes, size_t n, uint32_t max_value)
+{
+    struct reply r;
+    size_t k, wrong = 0;
+
+    for (k = 0; k <= n; k++) {
+        enum reply_status st = parse_n(bytes, k, max_value, &r);
+
+        if (st == REPLY_OK_UNIT || (k == n && st != REPLY_BAD))
+            wrong++;
+    }
+    UNIT_REPORT(wrong == 0, "bad split: %zu offsets wrong", wrong);
+}
+
+/* ---- vectors ---- */
+
+struct vec {
+    const char *bytes;
+    size_t n;
+    enum reply_kind kind;
+};
+
+/* Single-line replies, captured unless noted. */
+static const struct vec lines[] = {
+    { S("END\r\n"), REPLY_END },                            /* get nokey */
+    { S("STORED\r\n"), REPLY_STORED },                      /* set */
+    { S("NOT_STORED\r\n"), REPLY_NOT_STORED },              /* add existing */
+    { S("EXISTS\r\n"), REPLY_EXISTS },                      /* cas stale */
+    { S("NOT_FOUND\r\n"), REPLY_NOT_FOUND },                /* cas/delete/incr/touch miss */
+    { S("DELETED\r\n"), REPLY_DELETED },
+    { S("TOUCHED\r\n"), REPLY_TOUCHED },
+    { S("OK\r\n"), REPLY_OK },                              /* verbosity 1, flush_all */
+    { S("0\r\n"), REPLY_NUMBER },                           /* incr wrapped to 0 */
+    { S("12\r\n"), REPLY_NUMBER },
+    { S("18446744073709551615\r\n"), REPLY_NUMBER },        /* UINT64_MAX */
+    { S("18446744073709551610\r\n"), REPLY_NUMBER },
+    { S("VERSION 1.6.18\r\n"), REPLY_VERSION },
+    { S("STAT pid 3450\r\n"), REPLY_STAT },
+    { S("STAT libevent 2.1.12-stable\r\n"), REPLY_STAT },
+    { S("ERROR\r\n"), REPLY_ERROR },                        /* unknown command */
+    { S("ERROR unknown command\r\n"), REPLY_ERROR },        /* by hand: 1.6 form */
+    { S("CLIENT_ERROR bad command line format\r\n"), REPLY_CLIENT_ERROR },
+    { S("CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"),
+      REPLY_CLIENT_ERROR },
+    { S("CLIENT_ERROR bad data chunk\r\n"), REPLY_CLIENT_ERROR },
+    { S("SERVER_ERROR object too large for cache\r\n"), REPLY_SERVER_ERROR },
+    { S("SERVER_ERROR out of memory storing object\r\n"),   /* by hand */
+      REPLY_SERVER_ERROR },
+};
+
+/* VALUE units, captured. */
+static const struct {
+    const char *bytes;
+    size_t n;
+    const char *key, *rest, *data;
+    size_t data_len;
+} values[] = {
+    /* get foo */
+    { S("VALUE foo 5 3\r\nbar\r\n"), "foo", " 5 3\r\n", "bar", 3 },
+    /* gets foo: with cas */
+    { S("VALUE foo 5 3 1\r\nbar\r\n"), "foo", " 5 3 1\r\n", "bar", 3 },
+    /* data holding "\r\n" and a NUL */
+    { S("VALUE crlf 0 6\r\na\r\nb\0c\r\n"), "crlf", " 0 6\r\n", "a\r\nb\0c", 6 },
+    /* zero-length value, largest 32-bit flags */
+    { S("VALUE empty 4294967295 0\r\n\r\n"), "empty", " 4294967295 0\r\n", "", 0 },
+};
+
+static void
+test_lines(void)
+{
+    size_t i;
+
+    for (i = 0; i < ARRAY_SIZE(lines); i++) {
+        check_line(lines[i].bytes, lines[i].n, lines[i].kind);
+        check_split(lines[i].bytes, lines[i].n, MAXV);
+    }
+}
+
+static void
+test_values(void)
+{
+    size_t i;
+
+    for (i = 0; i < ARRAY_SIZE(values); i++) {
+        check_value(values[i].bytes, values[i].n, values[i].key,
+                    values[i].rest, values[i].data, values[i].data_len);
+        check_split(values[i].bytes, values[i].n, MAXV);
+    }
+
+    /* By hand: largest cas, a long key, 64-bit flags (LARGE_CLIENT_FLAGS). */
+    check_value(S("VALUE k 0 1 18446744073709551615\r\nx\r\n"), "k",
+                " 0 1 18446744073709551615\r\n", "x", 1);
+    check_value(S("VALUE k 18446744073709551615 1\r\nx\r\n"), "k",
+                " 18446744073709551615 1\r\n", "x", 1);
+    {
+        char buf[KEY_MAX + 64], key[KEY_MAX + 1];
+        int n;
+
+        memset(key, 'k', KEY_MAX);
+        key[KEY_MAX] = '\0';
+        n = snprintf(buf, sizeof(buf), "VALUE %s 1 2 3\r\nab\r\n", key);
+        check_value(buf, (size_t)n, key, " 1 2 3\r\n", "ab", 2);
+        check_split(buf, (size_t)n, MAXV);
+    }
+}
+
+/* Replies as one pipelined stream, captured: set, get of five keys (one
+ * miss, one asked twice), add, a bad data chunk, set, incr, decr, a short
+ * stats. */
+static const char stream[] =
+    "STORED\r\n"
+    "VALUE foo 5 3\r\nbar\r\n"
+    "VALUE empty 4294967295 0\r\n\r\n"
+    "VALUE crlf 0 6\r\na\r\nb\0c\r\n"
+    "VALUE foo 5 3\r\nbar\r\n"
+    "END\r\n"
+    "NOT_STORED\r\n"
+    "CLIENT_ERROR bad data chunk\r\nERROR\r\n"
+    "STORED\r\n12\r\n0\r\n"
+    "STAT pid 3450\r\nSTAT uptime 18\r\nSTAT version 1.6.18\r\nEND\r\n";
+
+static const enum reply_kind stream_kinds[] = {
+    REPLY_STORED, REPLY_VALUE, REPLY_VALUE, REPLY_VALUE, REPLY_VALUE,
+    REPLY_END, REPLY_NOT_STORED, REPLY_CLIENT_ERROR, REPLY_ERROR,
+    REPLY_STORED, REPLY_NUMBER, REPLY_NUMBER, REPLY_STAT, REPLY_STAT,
+    REPLY_STAT, REPLY_END,
+};
+
+static void
+test_stream(void)
+{
+    const size_t total = sizeof(stream) - 1;
+    struct reply r;
+    size_t off = 0, i = 0, chunk, have, wrong = 0;
+
+    /* All bytes present: units come back to back and use up the stream. */
+    while (off < total && i < ARRAY_SIZE(stream_kinds)) {
+        if (parse_n(stream + off, total - off, MAXV, &r) != REPLY_OK_UNIT)
+            break;
+        CHECK_EQ(r.kind, stream_kinds[i]);
+        off += r.len;
+        i++;
+    }
+    CHECK_EQ(i, ARRAY_SIZE(stream_kinds));
+    CHECK_EQ(off, total);
+    CHECK_EQ(parse_n(stream + off, 0, MAXV, &r), REPLY_NEED_MORE);
+
+    /* Bytes arriving in chunks of every size: the same units each time. */
+    for (chunk = 1; chunk <= 32; chunk++) {
+        off = 0;
+        i = 0;
+        have = 0;
+        while (off < total) {
+            enum reply_status st = parse_n(stream + off, have - off, MAXV, &r);
+
+            if (st == REPLY_OK_UNIT) {
+                if (i >= ARRAY_SIZE(stream_kinds) || r.kind != stream_kinds[i])
+                    wrong++;
+                off += r.len;
+                i++;
+            } else if (st == REPLY_NEED_MORE && have < total) {
+                have = have + chunk < total ? have + chunk : total;
+            } else {
+                wrong++;
+                break;
+            }
+        }
+        if (i != ARRAY_SIZE(stream_kinds))
+            wrong++;
+    }
+    UNIT_REPORT(wrong == 0, "chunked stream: %zu mismatches", wrong);
+}
+
+static void
+test_bad(void)
+{
+    static const struct {
+        const char *bytes;
+        size_t n;
+    } bad[] = {
+        /* unknown or near-miss lines */
+        { S("HELLO\r\n") },
+        { S("stored\r\n") },
+        { S("STORED \r\n") },
+        { S("STOREDX\r\n") },
+        { S(" STORED\r\n") },
+        { S("ENDX\r\n") },
+        { S("ERRORS\r\n") },
+        { S("STATS\r\n") },
+        { S("VERSIONS 1\r\n") },
+        { S("CLIENT_ERRORx\r\n") },
+        { S("SERVER_ERRORx\r\n") },
+        { S("NOT_\r\n") },
+        { S("MN\r\n") },                        /* meta reply: not ours */
+        { S("\r\n") },
+        { S("\n") },
+        { S("STORED\n") },                      /* bare LF */
+        { S("STOREDX\n") },                     /* ... even where the bytes */
+        { S("ENDx\n") },                        /* before it form a word */
+        { S("VALUE foo 5 3x\nbar\r\n") },
+        { S("END\r\r\n") },
+        { S("\0END\r\n") },
+        /* numbers */
+        { S("18446744073709551616\r\n") },      /* UINT64_MAX + 1 */
+        { S("99999999999999999999\r\n") },
+        { S("000000000000000000001\r\n") },     /* 21 digits */
+        { S("12a\r\n") },
+        { S("12 \r\n") },
+        { S("1 2\r\n") },
+        /* VALUE lines */
+        { S("VALUE\r\n") },
+        { S("VALUE \r\n") },
+        { S("VALUE foo\r\n") },
+        { S("VALUE foo \r\n") },
+        { S("VALUE foo 5\r\n") },
+        { S("VALUE foo 5 \r\n") },
+        { S("VALUE  5 3\r\nbar\r\n") },         /* empty key */
+        { S("VALUE foo  5 3\r\nbar\r\n") },     /* double space */
+        { S("VALUE foo 5  3\r\nbar\r\n") },
+        { S("VALUE foo 5 3 \r\nbar\r\n") },     /* trailing space */
+        { S("VALUE foo 5 3 1 2\r\nbar\r\n") },  /* extra field */
+        { S("VALUE foo x 3\r\nbar\r\n") },
+        { S("VALUE foo 5 3x\r\nbar\r\n") },
+        { S("VALUE foo 5 -3\r\nbar\r\n") },
+        { S("VALUE foo 5 +3\r\nbar\r\n") },
+        { S("VALUE foo 5 3 x\r\nbar\r\n") },
+        { S("VALUE foo 18446744073709551616 3\r\nbar\r\n") },  /* flags */
+        { S("VALUE foo 5 3 18446744073709551616\r\nbar\r\n") },/* cas */
+        { S("VALUE foo 5 18446744073709551616\r\n") },         /* bytes */
+        { S("VALUE fo\x01o 5 3\r\nbar\r\n") },  /* control byte in key */
+        { S("VALUE fo\x7fo 5 3\r\nbar\r\n") },
+        { S("VALUE foo\t5 3\r\nbar\r\n") },
+        { S("VALUE foo 5 3\rx\r\nbar\r\n") },
+        { S("VALUEfoo 5 3\r\nbar\r\n") },
+        /* data block not followed by "\r\n" */
+        { S("VALUE foo 5 3\r\nbarx\r\n") },     /* value longer than said */
+        { S("VALUE foo 5 3\r\nba\r\n\r\n") },   /* shorter than said */
+        { S("VALUE foo 5 3\r\nbar\n\r") },
+        { S("VALUE foo 5 3\r\nbar\rx") },
+        { S("VALUE foo 5 3\r\nbarx\n") },
+        { S("VALUE foo 5 0\r\nEND\r\n") },
+    };
+    size_t i;
+
+    for (i = 0; i < ARRAY_SIZE(bad); i++) {
+        check_bad(bad[i].bytes, bad[i].n, MAXV);
+        check_bad_split(bad[i].bytes, bad[i].n, MAXV);
+    }
+}
+
+/* A line may be REPLY_LINE_MAX bytes with its "\r\n", no more. */
+static void
+test_line_max(void)
+{
+    static char buf[REPLY_LINE_MAX + 16];
+    struct reply r;
+
+    memset(buf, 'x', sizeof(buf));
+    memcpy(buf, "STAT ", 5);
+
+    /* no line end yet: wait up to the limit, then give up */
+    CHECK_EQ(parse_n(buf, REPLY_LINE_MAX - 1, MAXV, &r), REPLY_NEED_MORE);
+    CHECK_EQ(parse_n(buf, REPLY_LINE_MAX, MAXV, &r), REPLY_BAD);
+    CHECK_EQ(parse_n(buf, REPLY_LINE_MAX + 16, MAXV, &r), REPLY_BAD);
+
+    /* exactly REPLY_LINE_MAX with "\r\n": accepted, split included */
+    memcpy(buf + REPLY_LINE_MAX - 2, "\r\n", 2);
+    check_line(buf, REPLY_LINE_MAX, REPLY_STAT);
+    check_split(buf, REPLY_LINE_MAX, MAXV);
+
+    /* one byte longer: the "\r\n" falls outside the limit */
+    memset(buf + REPLY_LINE_MAX - 2, 'x', 2);
+    memcpy(buf + REPLY_LINE_MAX - 1, "\r\n", 2);
+    CHECK_EQ(parse_n(buf, REPLY_LINE_MAX + 1, MAXV, &r), REPLY_BAD);
+    CHECK(reply_untouched(&r));
+
+    /* a number line with junk: the limit does not depend on the kind */
+    memset(buf, '1', REPLY_LINE_MAX);
+    CHECK_EQ(parse_n(buf, REPLY_LINE_MAX, MAXV, &r), REPLY_BAD);
+}
+
+static void
+test_max_value(void)
+{
+    static const char v[] = "VALUE k 0 5\r\nabcde\r\n";
+    struct reply r;
+
+    /* <bytes> == max_value is fine, one over is not */
+    CHECK_EQ(parse_n(S(v), 5, &r), REPLY_OK_UNIT);
+    CHECK_EQ(r.data_len, 5);
+    check_split(S(v), 5);
+    CHECK_EQ(parse_n(S(v), 4, &r), REPLY_BAD);
+    CHECK_EQ(parse_n(S(v), 0, &r), REPLY_BAD);
+
+    /* refused as soon as the line is in, before any data arrives */
+    CHECK_EQ(parse_n(S("VALUE k 0 5\r\n"), 4, &r), REPLY_BAD);
+    CHECK_EQ(parse_n(S("VALUE k 0 5\r\n"), 5, &r), REPLY_NEED_MORE);
+    CHECK_EQ(parse_n(S("VALUE k 0 1048577\r\n"), MAXV, &r), REPLY_BAD);
+    CHECK_EQ(parse_n(S("VALUE k 0 1048576\r\n"), MAXV, &r), REPLY_NEED_MORE);
+
+    /* max_value 0 still lets an empty value through */
+    CHECK_EQ(parse_n(S("VALUE k 0 0\r\n\r\n"), 0, &r), REPLY_OK_UNIT);
+    CHECK_EQ(r.len, 15);
+    CHECK_EQ(parse_n(S("VALUE k 0 1\r\nx\r\n"), 0, &r), REPLY_BAD);
+
+    /* the unit length must fit the 32-bit len even with no value limit */
+    /* (22-byte line + 4294967271 + 2 is exactly UINT32_MAX) */
+    CHECK_EQ(parse_n(S("VALUE k 0 4294967271\r\n"), UINT32_MAX, &r),
+             REPLY_NEED_MORE);
+    CHECK_EQ(parse_n(S("VALUE k 0 4294967272\r\n"), UINT32_MAX, &r),
+             REPLY_BAD);
+    CHECK_EQ(parse_n(S("VALUE k 0 4294967295\r\n"), UINT32_MAX, &r),
+             REPLY_BAD);
+    CHECK_EQ(parse_n(S("VALUE k 0 4294967296\r\n"), UINT32_MAX, &r),
+             REPLY_BAD);
+}
+
+static void
+test_kind_names(void)
+{
+    static const char *const want[REPLY_KIND_COUNT] = {
+        [REPLY_VALUE] = "VALUE",            [REPLY_END] = "END",
+        [REPLY_STORED] = "STORED",          [REPLY_NOT_STORED] = "NOT_STORED",
+        [REPLY_EXISTS] = "EXISTS",          [REPLY_NOT_FOUND] = "NOT_FOUND",
+        [REPLY_DELETED] = "DELETED",        [REPLY_TOUCHED] = "TOUCHED",
+        [REPLY_OK] = "OK",                  [REPLY_NUMBER] = "NUMBER",
+        [REPLY_VERSION] = "VERSION",        [REPLY_STAT] = "STAT",
+        [REPLY_ERROR] = "ERROR",            [REPLY_CLIENT_ERROR] = "CLIENT_ERROR",
+        [REPLY_SERVER_ERROR] = "SERVER_ERROR",
+    };
+    int k;
+
+    for (k = 0; k < REPLY_KIND_COUNT; k++)
+        CHECK_STR(reply_kind_name((enum reply_kind)k), want[k]);
+    CHECK_STR(reply_kind_name(REPLY_KIND_COUNT), "UNKNOWN");
+    CHECK_STR(reply_kind_name((enum reply_kind)-1), "UNKNOWN");
+}
+
+int
+main(void)
+{
+    test_lines();
+    test_values();
+    test_stream();
+    test_bad();
+    test_line_max();
+    test_max_value();
+    test_kind_names();
+    return UNIT_DONE();
+}
