@@ -34,7 +34,7 @@ struct creq {
     struct request   req;       /* parsed line; offsets into buf */
     struct buf      *buf;       /* request line (+ data block), owned */
     const char      *local;     /* reply decided locally (error), or NULL */
-    struct buf      *local_buf; /* reply built locally (stats) when not NULL */
+    bool             stats;     /* answer with the stats, rendered when written */
     struct slot     *slots;     /* nslots entries */
     struct slot      one;       /* storage for a single slot */
     uint32_t         nslots;

@@ -44,11 +44,15 @@ struct span {
 };
 
 struct request {
-    enum cmd    cmd;
-    bool        noreply;    /* "noreply" was the last token */
+    enum cmd    cmd;        /* CMD_COUNT when the command is unknown */
+    bool        noreply;    /* "noreply" was the last token: memcached then
+                             * sends nothing for this line, errors included;
+                             * also set for a line it drops silently */
     uint32_t    line_len;   /* bytes of the request line including "\r\n" */
     uint32_t    data_len;   /* storage: declared <bytes> (block is data_len + 2) */
-    uint32_t    nkeys;      /* keyed commands: number of keys (>= 1); else 0 */
+    uint32_t    nkeys;      /* keyed commands: number of keys (>= 1; 0 only
+                             * for "gat <exptime>" with no key, which
+                             * memcached answers with "END"); else 0 */
     struct span key;        /* the first key */
     struct span keys;       /* all keys as written: "k1 k2 k3" (retrieval) */
     struct span args;       /* tokens after the key, "noreply" excluded:
@@ -62,10 +66,12 @@ struct request {
 enum proto_status {
     PROTO_OK,           /* *req describes a whole request line */
     PROTO_NEED_MORE,    /* no complete line yet (and no limit passed) */
-    PROTO_ERROR,        /* bad line: reply with *err, drop req->line_len bytes,
-                         * then drop req->data_len + 2 more if swallow is set */
-    PROTO_CLOSE         /* reply with *err, then close: the stream cannot be
-                         * resynchronised (line too long, unknown data length) */
+    PROTO_ERROR,        /* bad line: reply with *err (unless req->noreply),
+                         * drop req->line_len bytes, then drop
+                         * req->data_len + 2 more if swallow is set */
+    PROTO_CLOSE         /* reply with *err (unless req->noreply), then close:
+                         * the stream cannot be resynchronised (line too
+                         * long, unknown data length) */
 };
 
 struct proto_error {

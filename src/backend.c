@@ -138,6 +138,12 @@ backend_fail(struct backend *be, enum fail_reason why, const char *detail)
 
     be->head = be->tail = NULL;
     backend_close_socket(be);
+    if (c == NULL && why == FAIL_CLOSED) {
+        /* An idle connection went away (server restart, idle timeout):
+         * nothing was lost and the next call reconnects. */
+        log_info("backend %s: idle connection closed", be->server->label);
+        return;
+    }
     be->failures++;
     if (be->failures >= be->server->failure_limit) {
         if (be->down_until_ms == 0 || worker_now_ms() >= be->down_until_ms) {
@@ -324,9 +330,12 @@ backend_submit(struct backend *be, struct call *c, int timeout_ms)
     if (be->out == NULL)
         be->out = buf_get(&w->bufs);
     backend_format(be, c);
-    if (be->state == BACKEND_CLOSED && backend_connect(be) < 0) {
-        backend_fail(be, FAIL_UNAVAILABLE, strerror(errno));
-        return;
+    if (be->state == BACKEND_CLOSED) {
+        if (backend_connect(be) < 0) {
+            backend_fail(be, FAIL_UNAVAILABLE, strerror(errno));
+            return;
+        }
+        be->timer_armed = false;    /* re-arm: the connect deadline may be sooner */
     }
     if (!be->timer_armed)
         backend_arm_timer(be);
@@ -517,7 +526,7 @@ backend_on_read(evutil_socket_t fd, short what, void *arg)
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
-        backend_fail(be, be->head ? FAIL_CLOSED : FAIL_CLOSED,
+        backend_fail(be, FAIL_CLOSED,
                      n == 0 ? "connection closed by server" : strerror(errno));
         return;
     }

@@ -165,7 +165,6 @@ creq_release(struct worker *w, struct creq *r)
     if (r->slots != &r->one)
         free(r->slots);
     buf_put(&w->bufs, r->buf);
-    buf_put(&w->bufs, r->local_buf);
     r->next = w->free_creqs;
     w->free_creqs = r;
 }
@@ -186,16 +185,17 @@ creq_slot_done(struct worker *w, struct creq *r, uint32_t slot, struct result *r
 static bool
 creq_complete(const struct creq *r)
 {
-    return r->local != NULL || r->local_buf != NULL || r->ndone == r->nslots;
+    return r->local != NULL || r->stats || r->ndone == r->nslots;
 }
 
 /* A reply decided without any server (an error, version, ...). */
 static void
-client_local(struct client *c, const char *line, bool close_after)
+client_local(struct client *c, const char *line, bool noreply, bool close_after)
 {
     struct creq *r = creq_new(c->w, c);
 
     r->local = line;
+    r->req.noreply = noreply;   /* memcached keeps even errors quiet then */
     r->close_after = close_after;
     if (r == c->head)
         client_mark(c);
@@ -284,8 +284,7 @@ client_proxy_command(struct client *c, struct creq *r)
             r->local = "ERROR";
             break;
         }
-        r->local_buf = buf_get(&c->w->bufs);
-        stats_render(r->local_buf);
+        r->stats = true;        /* rendered when its turn to be written comes */
         break;
     case CMD_FLUSH_ALL:
         client_broadcast(c, r);
@@ -309,6 +308,8 @@ client_request(struct client *c, const struct request *rq, const char *bytes, si
     STAT_ADD(w->stats.cmd[rq->cmd], rq->nkeys > 0 ? rq->nkeys : 1);
     if (proto_cmd_op(rq->cmd) == OP_PROXY)
         client_proxy_command(c, r);
+    else if (rq->nkeys == 0)
+        r->local = "END";       /* "gat <exptime>" with no key */
     else
         client_route(c, r);
     if (r == c->head && creq_complete(r))
@@ -343,13 +344,13 @@ client_parse(struct client *c)
             return;
         if (st == PROTO_CLOSE) {
             STAT_INC(c->w->stats.client_errors);
-            client_local(c, err.msg, true);
+            client_local(c, err.msg, rq.noreply, true);
             c->closing = true;
             return;
         }
         if (st == PROTO_ERROR) {
             STAT_INC(c->w->stats.client_errors);
-            client_local(c, err.msg, false);
+            client_local(c, err.msg, rq.noreply, false);
             buf_consume(in, rq.line_len);
             if (err.swallow)
                 c->swallow = rq.data_len + 2;
@@ -366,7 +367,7 @@ client_parse(struct client *c)
             }
             if (!proto_data_ok(buf_head(in) + rq.line_len, rq.data_len)) {
                 STAT_INC(c->w->stats.client_errors);
-                client_local(c, "CLIENT_ERROR bad data chunk", false);
+                client_local(c, "CLIENT_ERROR bad data chunk", rq.noreply, false);
                 buf_consume(in, total);
                 continue;
             }
@@ -493,8 +494,8 @@ creq_write(struct worker *w, struct buf *out, const struct creq *r)
             append_line(out, r->local);
         return;
     }
-    if (r->local_buf != NULL) {
-        buf_append(out, r->local_buf->data, r->local_buf->len);
+    if (r->stats) {
+        stats_render(out);
         return;
     }
     if (r->req.noreply)

@@ -54,6 +54,12 @@ load_le32(const unsigned char *p)
 }
 
 static uint32_t
+load_le16(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8;
+}
+
+static uint32_t
 rotl32(uint32_t x, unsigned n)
 {
     return (x << n) | (x >> (32 - n));
@@ -359,12 +365,6 @@ hash_one_at_a_time(const char *key, size_t len)
 
 /* Paul Hsieh's SuperFastHash; the 3-byte tail's last byte is sign-widened. */
 static uint32_t
-load_le16(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8;
-}
-
-static uint32_t
 hash_hsieh(const char *key, size_t len)
 {
     const unsigned char *p = (const unsigned char *)key;
@@ -477,7 +477,7 @@ hash_tag_apply(const char *tag, const char **key, size_t *len)
 {
     const char *open, *close;
 
-    if (tag == NULL || tag[0] == '\0' || tag[1] == '\0') {
+    if (tag == NULL || tag[0] == '\0' || tag[1] == '\0' || *len == 0) {
         return;
     }
 

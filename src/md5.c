@@ -126,6 +126,9 @@ md5_update(struct md5_ctx *ctx, const void *data, size_t len)
     size_t used = (size_t)(ctx->bytes % 64);
     size_t take;
 
+    if (len == 0) {
+        return;
+    }
     ctx->bytes += len;
 
     /* Top up a partial block first. */
