@@ -29,26 +29,32 @@ static const uint32_t md5_k[64] = {
     0xf7537e82, 0xbd3af235, 0x2ad7d2bb, 0xeb86d391,
 };
 
-/* Left-rotation amounts: four per round, repeated four times in a round. */
-static const unsigned char md5_r[4][4] = {
-    { 7, 12, 17, 22 },
-    { 5, 9, 14, 20 },
-    { 4, 11, 16, 23 },
-    { 6, 10, 15, 21 },
-};
+/* The four round functions (RFC 1321 3.4); F and G in their cheaper forms. */
+#define MD5_F(x, y, z)  ((z) ^ ((x) & ((y) ^ (z))))
+#define MD5_G(x, y, z)  ((y) ^ ((z) & ((x) ^ (y))))
+#define MD5_HH(x, y, z) ((x) ^ (y) ^ (z))
+#define MD5_I(x, y, z)  ((y) ^ ((x) | ~(z)))
 
-static uint32_t
-md5_rotl(uint32_t x, unsigned n)
-{
-    return (x << n) | (x >> (32 - n));
-}
+/* One step: a = b + ((a + fn(b, c, d) + word + k) <<< s). */
+#define MD5_STEP(fn, a, b, c, d, word, k, s) do {                   \
+    (a) += fn((b), (c), (d)) + (word) + (k);                        \
+    (a) = ((a) << (s)) | ((a) >> (32 - (s)));                       \
+    (a) += (b);                                                     \
+} while (0)
 
 /* MD5 reads its input as little-endian words whatever the host order. */
 static uint32_t
 md5_load_le(const unsigned char *p)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint32_t v;
+
+    memcpy(&v, p, sizeof(v));
+    return v;
+#else
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
            (uint32_t)p[3] << 24;
+#endif
 }
 
 static void
@@ -60,48 +66,87 @@ md5_store_le(unsigned char *p, uint32_t v)
     p[3] = (unsigned char)(v >> 24);
 }
 
-/* One 64-byte block into the state: the four rounds of 16 steps each. */
+/*
+ * One 64-byte block into the state: four rounds of 16 steps, written out so
+ * the compiler sees constant word indexes and shift counts (ketama hashes
+ * every key, so this is on the request path).
+ */
 static void
 md5_compress(uint32_t state[4], const unsigned char block[64])
 {
-    uint32_t m[16], a, b, c, d, f, tmp;
-    unsigned i, g, round;
+    uint32_t m[16], a = state[0], b = state[1], c = state[2], d = state[3];
+    unsigned i;
 
-    for (i = 0; i < 16; i++) {
+    for (i = 0; i < 16; i++)
         m[i] = md5_load_le(block + 4 * i);
-    }
 
-    a = state[0];
-    b = state[1];
-    c = state[2];
-    d = state[3];
+    MD5_STEP(MD5_F, a, b, c, d, m[0],  md5_k[0],  7);
+    MD5_STEP(MD5_F, d, a, b, c, m[1],  md5_k[1],  12);
+    MD5_STEP(MD5_F, c, d, a, b, m[2],  md5_k[2],  17);
+    MD5_STEP(MD5_F, b, c, d, a, m[3],  md5_k[3],  22);
+    MD5_STEP(MD5_F, a, b, c, d, m[4],  md5_k[4],  7);
+    MD5_STEP(MD5_F, d, a, b, c, m[5],  md5_k[5],  12);
+    MD5_STEP(MD5_F, c, d, a, b, m[6],  md5_k[6],  17);
+    MD5_STEP(MD5_F, b, c, d, a, m[7],  md5_k[7],  22);
+    MD5_STEP(MD5_F, a, b, c, d, m[8],  md5_k[8],  7);
+    MD5_STEP(MD5_F, d, a, b, c, m[9],  md5_k[9],  12);
+    MD5_STEP(MD5_F, c, d, a, b, m[10], md5_k[10], 17);
+    MD5_STEP(MD5_F, b, c, d, a, m[11], md5_k[11], 22);
+    MD5_STEP(MD5_F, a, b, c, d, m[12], md5_k[12], 7);
+    MD5_STEP(MD5_F, d, a, b, c, m[13], md5_k[13], 12);
+    MD5_STEP(MD5_F, c, d, a, b, m[14], md5_k[14], 17);
+    MD5_STEP(MD5_F, b, c, d, a, m[15], md5_k[15], 22);
 
-    for (i = 0; i < 64; i++) {
-        round = i / 16;
-        switch (round) {
-        case 0:
-            f = (b & c) | (~b & d);
-            g = i;
-            break;
-        case 1:
-            f = (d & b) | (~d & c);
-            g = (5 * i + 1) % 16;
-            break;
-        case 2:
-            f = b ^ c ^ d;
-            g = (3 * i + 5) % 16;
-            break;
-        default:
-            f = c ^ (b | ~d);
-            g = (7 * i) % 16;
-            break;
-        }
-        tmp = d;
-        d = c;
-        c = b;
-        b = b + md5_rotl(a + f + md5_k[i] + m[g], md5_r[round][i % 4]);
-        a = tmp;
-    }
+    MD5_STEP(MD5_G, a, b, c, d, m[1],  md5_k[16], 5);
+    MD5_STEP(MD5_G, d, a, b, c, m[6],  md5_k[17], 9);
+    MD5_STEP(MD5_G, c, d, a, b, m[11], md5_k[18], 14);
+    MD5_STEP(MD5_G, b, c, d, a, m[0],  md5_k[19], 20);
+    MD5_STEP(MD5_G, a, b, c, d, m[5],  md5_k[20], 5);
+    MD5_STEP(MD5_G, d, a, b, c, m[10], md5_k[21], 9);
+    MD5_STEP(MD5_G, c, d, a, b, m[15], md5_k[22], 14);
+    MD5_STEP(MD5_G, b, c, d, a, m[4],  md5_k[23], 20);
+    MD5_STEP(MD5_G, a, b, c, d, m[9],  md5_k[24], 5);
+    MD5_STEP(MD5_G, d, a, b, c, m[14], md5_k[25], 9);
+    MD5_STEP(MD5_G, c, d, a, b, m[3],  md5_k[26], 14);
+    MD5_STEP(MD5_G, b, c, d, a, m[8],  md5_k[27], 20);
+    MD5_STEP(MD5_G, a, b, c, d, m[13], md5_k[28], 5);
+    MD5_STEP(MD5_G, d, a, b, c, m[2],  md5_k[29], 9);
+    MD5_STEP(MD5_G, c, d, a, b, m[7],  md5_k[30], 14);
+    MD5_STEP(MD5_G, b, c, d, a, m[12], md5_k[31], 20);
+
+    MD5_STEP(MD5_HH, a, b, c, d, m[5],  md5_k[32], 4);
+    MD5_STEP(MD5_HH, d, a, b, c, m[8],  md5_k[33], 11);
+    MD5_STEP(MD5_HH, c, d, a, b, m[11], md5_k[34], 16);
+    MD5_STEP(MD5_HH, b, c, d, a, m[14], md5_k[35], 23);
+    MD5_STEP(MD5_HH, a, b, c, d, m[1],  md5_k[36], 4);
+    MD5_STEP(MD5_HH, d, a, b, c, m[4],  md5_k[37], 11);
+    MD5_STEP(MD5_HH, c, d, a, b, m[7],  md5_k[38], 16);
+    MD5_STEP(MD5_HH, b, c, d, a, m[10], md5_k[39], 23);
+    MD5_STEP(MD5_HH, a, b, c, d, m[13], md5_k[40], 4);
+    MD5_STEP(MD5_HH, d, a, b, c, m[0],  md5_k[41], 11);
+    MD5_STEP(MD5_HH, c, d, a, b, m[3],  md5_k[42], 16);
+    MD5_STEP(MD5_HH, b, c, d, a, m[6],  md5_k[43], 23);
+    MD5_STEP(MD5_HH, a, b, c, d, m[9],  md5_k[44], 4);
+    MD5_STEP(MD5_HH, d, a, b, c, m[12], md5_k[45], 11);
+    MD5_STEP(MD5_HH, c, d, a, b, m[15], md5_k[46], 16);
+    MD5_STEP(MD5_HH, b, c, d, a, m[2],  md5_k[47], 23);
+
+    MD5_STEP(MD5_I, a, b, c, d, m[0],  md5_k[48], 6);
+    MD5_STEP(MD5_I, d, a, b, c, m[7],  md5_k[49], 10);
+    MD5_STEP(MD5_I, c, d, a, b, m[14], md5_k[50], 15);
+    MD5_STEP(MD5_I, b, c, d, a, m[5],  md5_k[51], 21);
+    MD5_STEP(MD5_I, a, b, c, d, m[12], md5_k[52], 6);
+    MD5_STEP(MD5_I, d, a, b, c, m[3],  md5_k[53], 10);
+    MD5_STEP(MD5_I, c, d, a, b, m[10], md5_k[54], 15);
+    MD5_STEP(MD5_I, b, c, d, a, m[1],  md5_k[55], 21);
+    MD5_STEP(MD5_I, a, b, c, d, m[8],  md5_k[56], 6);
+    MD5_STEP(MD5_I, d, a, b, c, m[15], md5_k[57], 10);
+    MD5_STEP(MD5_I, c, d, a, b, m[6],  md5_k[58], 15);
+    MD5_STEP(MD5_I, b, c, d, a, m[13], md5_k[59], 21);
+    MD5_STEP(MD5_I, a, b, c, d, m[4],  md5_k[60], 6);
+    MD5_STEP(MD5_I, d, a, b, c, m[11], md5_k[61], 10);
+    MD5_STEP(MD5_I, c, d, a, b, m[2],  md5_k[62], 15);
+    MD5_STEP(MD5_I, b, c, d, a, m[9],  md5_k[63], 21);
 
     state[0] += a;
     state[1] += b;
