@@ -37,7 +37,8 @@ else
 endif
 
 SRCS  = $(wildcard src/*.c)
-OBJS  = $(SRCS:src/%.c=$(BUILD)/%.o)
+OBJS  = $(SRCS:src/%.c=$(BUILD)/%.o) $(BUILD)/embedded.o
+EMBEDDED = lua/luagent.lua examples/default.lua
 BIN   = luagent
 
 # Unit tests: tests/unit/test_X.c links only the pure modules it names here.
@@ -45,6 +46,7 @@ UNIT_test_ketama = ketama md5 hash
 UNIT_test_hash   = hash md5
 UNIT_test_proto  = proto
 UNIT_test_reply  = reply
+UNIT_test_dcache = dcache
 UNITS = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 
@@ -56,6 +58,16 @@ $(BIN): $(OBJS)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/%.o: src/%.c | $(BUILD)
+	$(say) CC $<
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# The Lua library and the default policy travel inside the binary.
+$(BUILD)/embedded.c: $(EMBEDDED) scripts/embed.sh | $(BUILD)
+	$(say) EMBED $(EMBEDDED)
+	$(Q)sh scripts/embed.sh embedded_luagent lua/luagent.lua \
+	    embedded_default_policy examples/default.lua > $@
+
+$(BUILD)/embedded.o: $(BUILD)/embedded.c
 	$(say) CC $<
 	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 

@@ -53,6 +53,15 @@ void creq_slot_done(struct worker *w, struct creq *creq, uint32_t slot,
 /* Drop a reference to a request; frees it at zero. */
 void creq_release(struct worker *w, struct creq *creq);
 
+/*
+ * A request of the proxy's own, with no client (warm-up copies): parse the
+ * request in buf (taken over), route it from node, forget the reply.
+ */
+void creq_background(struct worker *w, const struct route *node, struct buf *buf);
+
+/* Did this client come through the unix socket? */
+bool client_is_unix(const struct client *c);
+
 /* Write what is ready for a client that was marked for flushing. */
 void client_flush(struct worker *w, struct client *c);
 

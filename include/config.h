@@ -17,6 +17,7 @@
 
 struct settings;
 struct route;
+struct script_state;
 
 struct server {
     int         id;                 /* index in config->servers */
@@ -49,17 +50,31 @@ struct config {
     struct pool   **pools;
     int             npools;
     struct route   *root;
-    struct route  **nodes;          /* every route node, for freeing */
+    struct route  **nodes;          /* every route node, by id */
     int             nnodes;
+    int             nhooks;         /* lg.hook nodes (0: no Lua per request) */
+    uint32_t        item_max;       /* largest value accepted */
+    unsigned        decision_cache_size; /* hook decisions kept per worker */
+    struct route   *fallback;       /* route for failed hooks, or NULL */
+    char           *source;         /* policy file, or "(built-in default)" */
+    struct script_state *script;    /* the Lua side (VMs), owned by script.c */
 };
 
+/* An empty config (generation set), to be filled by the policy compiler. */
+struct config *config_new(unsigned generation);
+
 /*
- * Build the magent-style config from the command line: one pool "main" over
- * -s (ketama with -k, else modula), and with -b a "backup" pool: writes go to
- * both (main's reply answers), reads fail over to backup on error, timeout or
- * miss. Returns NULL with a message in err.
+ * The id of host:port in the config, adding (and resolving) the server when
+ * it is new. Returns -1 with a message in err.
  */
-struct config *config_from_settings(const struct settings *s, char *err, size_t errlen);
+int config_server(struct config *cfg, const char *host, int port, char *err, size_t errlen);
+
+/* Register a pool / a route node with the config (which then owns it). */
+int config_add_pool(struct config *cfg, struct pool *pool);
+int config_add_node(struct config *cfg, struct route *r);
+
+/* The pool of that name, or NULL. */
+struct pool *config_pool(const struct config *cfg, const char *name);
 
 /* The server id a key maps to in a pool. */
 int pool_server_for_key(const struct pool *pool, const char *key, size_t len);

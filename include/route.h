@@ -24,23 +24,59 @@ struct worker;
 
 enum route_type {
     ROUTE_POOL,         /* hash the key onto one server of a pool */
-    ROUTE_BY_OP,        /* pick a child by operation class */
+    ROUTE_PREFIX,       /* pick a child by longest key prefix */
+    ROUTE_BY_OP,        /* pick a child by operation class or command */
     ROUTE_FAILOVER,     /* try children in order on error/timeout (and miss) */
-    ROUTE_ALL_INITIAL,  /* send to all; answer with the first child's reply */
     ROUTE_ALL_SYNC,     /* send to all; answer with the worst reply */
-    ROUTE_ERROR         /* answer SERVER_ERROR <msg> */
+    ROUTE_ALL_INITIAL,  /* send to all; answer with the first child's reply */
+    ROUTE_ALL_FASTEST,  /* send to all; answer with the first good reply */
+    ROUTE_ALL_ASYNC,    /* send to all; answer at once as if it succeeded */
+    ROUTE_REWRITE,      /* change the key, then go on to the child */
+    ROUTE_SHADOW,       /* main child answers; a copy goes to the shadow */
+    ROUTE_WARMUP,       /* read cold, on a miss read warm and copy into cold */
+    ROUTE_ERROR,        /* answer SERVER_ERROR <msg> */
+    ROUTE_HOOK,         /* a Lua function picks the child */
+    ROUTE_TYPE_COUNT
+};
+
+struct prefix_entry {
+    char          *prefix;
+    uint32_t       len;
+    struct route  *route;
+};
+
+enum hook_cache {
+    HOOK_CACHE_NONE,
+    HOOK_CACHE_PREFIX,      /* one decision per key prefix */
+    HOOK_CACHE_PREFIX_OP    /* one decision per key prefix and operation */
 };
 
 struct route {
     enum route_type  type;
     int              id;
     char            *name;              /* pool name or type name */
-    struct route   **children;          /* failover/all_*: in order */
+    struct route   **children;          /* failover/all_*: in order; rewrite: to;
+                                         * shadow: main, shadow; warmup: cold, warm;
+                                         * hook: the routes it may return */
     int              nchildren;
-    struct route    *by_op[OP_COUNT];   /* by_op: NULL entries use by_op_default */
-    struct route    *by_op_default;
+    struct route    *by_cmd[CMD_COUNT]; /* by_op: a command's route, else... */
+    struct route    *by_op[OP_COUNT];   /* ...its class's route, else default */
+    struct route    *default_route;     /* by_op, prefix: when nothing matches */
+    struct prefix_entry *prefixes;      /* prefix: longest first */
+    int              nprefixes;
     struct pool     *pool;              /* pool */
     char            *error_line;        /* error: "SERVER_ERROR <msg>\r\n" */
+    char            *strip, *add;       /* rewrite: prefix removed / added */
+    uint32_t         strip_len, add_len;
+    uint32_t         fraction;          /* shadow: share of keys, of 2^32 - 1 */
+    enum op          shadow_op;         /* shadow: OP_COUNT = all, else read/write */
+    int              exptime;           /* warmup: for the copy into cold */
+    bool             delete_warm;       /* warmup: deletes reach warm too */
+    bool             reply_first;       /* all_sync: first child's reply */
+    int              max_tries;         /* failover: children tried at most */
+    int              hook_index;        /* hook: its function in each VM */
+    enum hook_cache  hook_cache;
+    char             delim;             /* hook cache: prefix delimiter */
     /* failover: */
     bool             on_error;          /* connection refused/reset/closed */
     bool             on_timeout;
@@ -77,6 +113,7 @@ struct call {
     struct creq         *creq;          /* the client request it serves */
     const struct route  *node;
     const char          *key;           /* key as the server sees it */
+    struct buf          *keybuf;        /* owns key after a rewrite, or NULL */
     uint32_t             klen;
     uint32_t             slot;          /* key index in the client request */
     int                  refs;          /* 1 until finished + live children */

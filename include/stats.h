@@ -23,6 +23,9 @@ struct stats {
     uint64_t get_misses;
     uint64_t client_errors;         /* requests answered CLIENT_ERROR/ERROR */
     uint64_t server_errors;         /* requests answered SERVER_ERROR by us */
+    uint64_t hook_calls;            /* Lua hook invocations */
+    uint64_t hook_errors;           /* hooks that failed or chose no route */
+    uint64_t hook_cache_hits;       /* decisions taken from the cache */
 };
 
 /* Increment a counter owned by this thread. */

@@ -20,6 +20,7 @@ struct call;
 struct client;
 struct config;
 struct creq;
+struct dcache;
 struct event;
 struct event_base;
 
@@ -30,6 +31,7 @@ struct worker {
     struct config      *config;         /* current generation */
     struct backend    **backends;       /* by config server id */
     struct stats        stats;
+    struct dcache      *dcache;         /* hook decisions for this config */
 
     /* Accepted sockets handed over by the listener thread. */
     pthread_mutex_t     queue_lock;

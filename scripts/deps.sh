@@ -7,13 +7,13 @@
 # and the same C API. The two packages conflict; either builds luagent.
 set -e
 
-PACKAGES="build-essential pkg-config libevent-dev libluajit2-5.1-dev memcached \
+PACKAGES="build-essential pkg-config libevent-dev libluajit2-5.1-dev luajit2 memcached \
 python3-pytest python3-pymemcache libmemcached-tools nutcracker valgrind"
 
 missing=""
 for p in $PACKAGES; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-        # Either LuaJIT flavour satisfies the build.
+        # Either LuaJIT flavour satisfies the build (luajit2 only adds the CLI).
         if [ "$p" = libluajit2-5.1-dev ] && dpkg-query -W -f='${Status}' libluajit-5.1-dev 2>/dev/null | grep -q "install ok installed"; then
             continue
         fi

@@ -182,6 +182,50 @@ creq_slot_done(struct worker *w, struct creq *r, uint32_t slot, struct result *r
         client_mark(r->client);
 }
 
+static int
+creq_slots(struct creq *r, uint32_t n)
+{
+    r->nslots = n;
+    if (n == 1) {
+        r->slots = &r->one;
+        return 0;
+    }
+    r->slots = calloc(n, sizeof(*r->slots));
+    return r->slots ? 0 : -1;
+}
+
+void
+creq_background(struct worker *w, const struct route *node, struct buf *buf)
+{
+    struct creq *r = w->free_creqs;
+    struct proto_error err;
+
+    if (r != NULL)
+        w->free_creqs = r->next;
+    else if ((r = malloc(sizeof(*r))) == NULL)
+        abort();
+    memset(r, 0, sizeof(*r));
+    r->refs = 1;
+    r->buf = buf;
+    if (proto_parse(buf->data, buf->len, UINT32_MAX, &r->req, &err) != PROTO_OK
+        || r->req.nkeys != 1) {
+        creq_release(w, r);
+        return;
+    }
+    r->req.noreply = true;          /* nobody reads the reply */
+    creq_slots(r, 1);
+    r->slots[0].key = buf->data + r->req.key.off;
+    r->slots[0].klen = r->req.key.len;
+    route_start(w, call_new(w, r, node, 0, r->slots[0].key, r->slots[0].klen));
+    creq_release(w, r);
+}
+
+bool
+client_is_unix(const struct client *c)
+{
+    return c->is_unix;
+}
+
 static bool
 creq_complete(const struct creq *r)
 {
@@ -199,18 +243,6 @@ client_local(struct client *c, const char *line, bool noreply, bool close_after)
     r->close_after = close_after;
     if (r == c->head)
         client_mark(c);
-}
-
-static int
-creq_slots(struct creq *r, uint32_t n)
-{
-    r->nslots = n;
-    if (n == 1) {
-        r->slots = &r->one;
-        return 0;
-    }
-    r->slots = calloc(n, sizeof(*r->slots));
-    return r->slots ? 0 : -1;
 }
 
 /*
@@ -339,7 +371,7 @@ client_parse(struct client *c)
             c->read_paused = true;
             return;
         }
-        st = proto_parse(buf_head(in), buf_avail(in), ITEM_MAX_DEFAULT, &rq, &err);
+        st = proto_parse(buf_head(in), buf_avail(in), c->w->config->item_max, &rq, &err);
         if (st == PROTO_NEED_MORE)
             return;
         if (st == PROTO_CLOSE) {

@@ -22,6 +22,7 @@
 #include "listener.h"
 #include "log.h"
 #include "luagent.h"
+#include "script.h"
 #include "settings.h"
 #include "stats.h"
 #include "worker.h"
@@ -99,7 +100,7 @@ main(int argc, char **argv)
     log_init(s.verbose);
     signal(SIGPIPE, SIG_IGN);
 
-    config = config_from_settings(&s, err, sizeof(err));
+    config = script_load(s.policy, &s, s.threads, err, sizeof(err));
     if (config == NULL) {
         fprintf(stderr, "luagent: %s\n", err);
         return 1;

@@ -15,6 +15,11 @@
 #include "buf.h"
 #include "client.h"
 #include "config.h"
+#include "dcache.h"
+#include "hash.h"
+#include "luagent.h"
+#include "script.h"
+#include "stats.h"
 #include "worker.h"
 
 static const char *const fail_lines[FAIL_COUNT] = {
@@ -75,6 +80,7 @@ call_unref(struct worker *w, struct call *c)
         struct call *parent = c->parent;
 
         result_clear(w, &c->res);
+        buf_put(&w->bufs, c->keybuf);
         creq_release(w, c->creq);
         c->next = w->free_calls;
         w->free_calls = c;
@@ -155,15 +161,41 @@ failover_try(struct worker *w, struct call *c)
     route_start(w, child);
 }
 
+/* Answer a call with a fixed line of this kind. */
 static void
-node_fanout(struct worker *w, struct call *c)
+call_answer(struct worker *w, struct call *c, enum reply_kind kind, const char *line)
 {
-    int i, n = c->node->nchildren;
+    struct buf *b = buf_get(&w->bufs);
+
+    buf_append_str(b, line);
+    result_clear(w, &c->res);
+    c->res.kind = kind;
+    c->res.fail = FAIL_NONE;
+    c->res.data = b;
+    call_finish(w, c);
+}
+
+/* all_async: the reply a write would have had, given at once. */
+static const char *
+async_reply(enum op op)
+{
+    switch (op) {
+    case OP_WRITE:  return "STORED\r\n";
+    case OP_DELETE: return "DELETED\r\n";
+    case OP_TOUCH:  return "TOUCHED\r\n";
+    default:        return NULL;    /* reads and arith wait for the first child */
+    }
+}
+
+/* Start a call on children [0, n) of its node. */
+static void
+node_fanout(struct worker *w, struct call *c, int n)
+{
+    struct call *children[n];
+    int i;
 
     /* Children start only after all exist, so an answer that comes back at
      * once cannot finish the parent before its siblings are counted. */
-    struct call *children[n];
-
     for (i = 0; i < n; i++)
         children[i] = call_child(w, c, c->node->children[i]);
     c->child = 0;
@@ -171,6 +203,133 @@ node_fanout(struct worker *w, struct call *c)
         children[i]->index = i;
         route_start(w, children[i]);
     }
+    if (c->node->type == ROUTE_ALL_ASYNC && !c->finished) {
+        const char *line = async_reply(proto_cmd_op(c->creq->req.cmd));
+
+        if (line != NULL)
+            call_answer(w, c, REPLY_STORED, line);
+    }
+}
+
+/* Give the call a new key: strip/add (rewrite) or the hook's key. */
+static bool
+call_set_key(struct worker *w, struct call *c, const char *add, uint32_t add_len,
+             const char *rest, uint32_t rest_len)
+{
+    struct buf *b;
+
+    if ((size_t)add_len + rest_len > KEY_MAX) {
+        call_answer(w, c, REPLY_CLIENT_ERROR, "CLIENT_ERROR key too long after rewrite\r\n");
+        return false;
+    }
+    b = buf_get(&w->bufs);
+    buf_append(b, add, add_len);
+    buf_append(b, rest, rest_len);
+    buf_put(&w->bufs, c->keybuf);
+    c->keybuf = b;
+    c->key = b->data;
+    c->klen = b->len;
+    return true;
+}
+
+static bool
+node_rewrite(struct worker *w, struct call *c)
+{
+    const struct route *r = c->node;
+    const char *rest = c->key;
+    uint32_t rest_len = c->klen;
+
+    if (r->strip_len > 0 && rest_len >= r->strip_len
+        && memcmp(rest, r->strip, r->strip_len) == 0) {
+        rest += r->strip_len;
+        rest_len -= r->strip_len;
+    }
+    return call_set_key(w, c, r->add, r->add_len, rest, rest_len);
+}
+
+static const struct route *
+node_prefix(const struct route *r, const struct call *c)
+{
+    int i;
+
+    for (i = 0; i < r->nprefixes; i++) {
+        const struct prefix_entry *e = &r->prefixes[i];
+
+        if (e->len <= c->klen && memcmp(c->key, e->prefix, e->len) == 0)
+            return e->route;
+    }
+    return r->default_route;
+}
+
+static const struct route *
+node_by_op(const struct route *r, const struct call *c)
+{
+    enum cmd cmd = c->creq->req.cmd;
+    const struct route *next = r->by_cmd[cmd];
+
+    if (next == NULL)
+        next = r->by_op[proto_cmd_op(cmd)];
+    return next ? next : r->default_route;
+}
+
+/* Is this key in the shadowed share? The same keys always are. */
+static bool
+node_shadowed(const struct route *r, const struct call *c)
+{
+    enum op op = proto_cmd_op(c->creq->req.cmd);
+
+    if (r->shadow_op == OP_READ && op != OP_READ)
+        return false;
+    if (r->shadow_op == OP_WRITE && op == OP_READ)
+        return false;
+    return r->fraction == UINT32_MAX
+        || hash_key(HASH_FNV1A_32, c->key, c->klen) <= r->fraction;
+}
+
+/* Ask the policy's Lua hook; false when the call was answered instead. */
+static bool
+node_hook(struct worker *w, struct call *c)
+{
+    const struct config *cfg = w->config;
+    const struct route *r = c->node, *next = NULL;
+    struct hook_request req = {
+        .key = c->key, .klen = c->klen, .cmd = c->creq->req.cmd,
+        .is_unix = c->creq->client != NULL && client_is_unix(c->creq->client),
+    };
+    const char *newkey, *delim = NULL;
+    uint32_t newklen;
+    int op = -1, cached;
+
+    if (r->hook_cache != HOOK_CACHE_NONE) {
+        delim = memchr(c->key, r->delim, c->klen);
+        if (r->hook_cache == HOOK_CACHE_PREFIX_OP)
+            op = (int)proto_cmd_op(req.cmd);
+        cached = dcache_get(w->dcache, r->hook_index, op, delim != NULL, c->key,
+                            delim ? (size_t)(delim - c->key) : 0);
+        if (cached >= 0) {
+            STAT_INC(w->stats.hook_cache_hits);
+            c->node = cfg->nodes[cached];
+            return true;
+        }
+    }
+    STAT_INC(w->stats.hook_calls);
+    if (script_hook_call(w->config, w->id, r, &req, &next, &newkey, &newklen) < 0) {
+        STAT_INC(w->stats.hook_errors);
+        if (cfg->fallback == NULL) {
+            call_answer(w, c, REPLY_SERVER_ERROR, "SERVER_ERROR luagent: route hook failed\r\n");
+            return false;
+        }
+        next = cfg->fallback;
+    } else if (newkey != NULL) {
+        /* A new key is per request: never cached. */
+        if (!call_set_key(w, c, "", 0, newkey, newklen))
+            return false;
+    } else if (r->hook_cache != HOOK_CACHE_NONE) {
+        dcache_put(w->dcache, r->hook_index, op, delim != NULL, c->key,
+                   delim ? (size_t)(delim - c->key) : 0, next->id);
+    }
+    c->node = next;
+    return true;
 }
 
 void
@@ -183,12 +342,21 @@ route_start(struct worker *w, struct call *c)
         case ROUTE_POOL:
             node_pool(w, c);
             return;
-        case ROUTE_BY_OP: {
-            const struct route *next = r->by_op[proto_cmd_op(c->creq->req.cmd)];
-
-            c->node = next ? next : r->by_op_default;
+        case ROUTE_PREFIX:
+            c->node = node_prefix(r, c);
             continue;       /* a pure choice: the same call goes on */
-        }
+        case ROUTE_BY_OP:
+            c->node = node_by_op(r, c);
+            continue;
+        case ROUTE_REWRITE:
+            if (!node_rewrite(w, c))
+                return;
+            c->node = r->children[0];
+            continue;
+        case ROUTE_HOOK:
+            if (!node_hook(w, c))
+                return;
+            continue;
         case ROUTE_FAILOVER:
             c->child = 0;
             if (!r->failover_writes && !is_read(c)) {
@@ -197,12 +365,35 @@ route_start(struct worker *w, struct call *c)
             }
             failover_try(w, c);
             return;
-        case ROUTE_ALL_INITIAL:
         case ROUTE_ALL_SYNC:
-            node_fanout(w, c);
+        case ROUTE_ALL_INITIAL:
+        case ROUTE_ALL_FASTEST:
+        case ROUTE_ALL_ASYNC:
+            node_fanout(w, c, r->nchildren);
+            return;
+        case ROUTE_SHADOW:
+            if (!node_shadowed(r, c)) {
+                c->node = r->children[0];
+                continue;
+            }
+            node_fanout(w, c, 2);
+            return;
+        case ROUTE_WARMUP:
+            if (is_read(c)) {
+                c->child = 0;
+                failover_try(w, c);         /* cold first */
+            } else if (proto_cmd_op(c->creq->req.cmd) == OP_DELETE && r->delete_warm) {
+                node_fanout(w, c, 2);       /* both, worst reply wins */
+            } else {
+                c->node = r->children[0];
+                continue;
+            }
             return;
         case ROUTE_ERROR:
             node_error(w, c);
+            return;
+        case ROUTE_TYPE_COUNT:
+            call_fail(w, c, FAIL_PROTOCOL);
             return;
         }
     }
@@ -230,18 +421,66 @@ badness(const struct result *res)
     }
 }
 
+static bool
+result_is_error(const struct result *res)
+{
+    return badness(res) >= 2;
+}
+
+/*
+ * warmup: a hit in warm is copied into cold with `add` (never overwriting
+ * what cold got meanwhile), in the background.
+ */
+static void
+warmup_copy(struct worker *w, const struct call *c, const struct result *hit)
+{
+    const char *rest = hit->data->data, *eol = memchr(rest, '\n', hit->data->len);
+    unsigned long flags, bytes;
+    char line[64 + KEY_MAX];
+    struct buf *req;
+    int n;
+
+    if (eol == NULL || sscanf(rest, " %lu %lu", &flags, &bytes) != 2)
+        return;
+    n = snprintf(line, sizeof(line), " %lu %d %lu\r\n", flags, c->node->exptime, bytes);
+    req = buf_get(&w->bufs);
+    buf_append(req, "add ", 4);
+    buf_append(req, c->key, c->klen);
+    buf_append(req, line, (size_t)n);
+    buf_append(req, eol + 1, hit->data->len - (size_t)(eol + 1 - rest));
+    creq_background(w, c->node->children[0], req);
+}
+
+static void
+warmup_child_done(struct worker *w, struct call *parent, struct call *child)
+{
+    bool missed = child->res.fail != FAIL_NONE || child->res.kind != REPLY_VALUE;
+
+    if (parent->child == 0 && missed) {
+        parent->child = 1;
+        failover_try(w, parent);            /* now warm */
+        return;
+    }
+    if (parent->child == 1 && !missed)
+        warmup_copy(w, parent, &child->res);
+    result_move(w, &parent->res, &child->res);
+    call_finish(w, parent);
+}
+
 /* A child call has its result; the parent decides what happens next. */
 static void
 child_done(struct worker *w, struct call *parent, struct call *child)
 {
     const struct route *r = parent->node;
+    int tries;
 
     parent->pending--;
     if (parent->finished)
         return;         /* answered already: this one ran in the background */
     switch (r->type) {
     case ROUTE_FAILOVER:
-        if (failover_wanted(r, child) && parent->child + 1 < r->nchildren) {
+        tries = r->max_tries > 0 && r->max_tries < r->nchildren ? r->max_tries : r->nchildren;
+        if (failover_wanted(r, child) && parent->child + 1 < tries) {
             parent->child++;
             failover_try(w, parent);
             return;
@@ -249,18 +488,34 @@ child_done(struct worker *w, struct call *parent, struct call *child)
         result_move(w, &parent->res, &child->res);
         call_finish(w, parent);
         return;
-    case ROUTE_ALL_INITIAL:
-        if (child->index == 0) {
-            result_move(w, &parent->res, &child->res);
-            call_finish(w, parent);
+    case ROUTE_WARMUP:
+        if (proto_cmd_op(parent->creq->req.cmd) == OP_READ) {
+            warmup_child_done(w, parent, child);
+            return;
         }
-        return;
+        /* deletes: like all_sync */
+        /* fall through */
     case ROUTE_ALL_SYNC:
-        if (parent->child == 0 || badness(&child->res) > badness(&parent->res))
+        if (r->reply_first ? child->index == 0
+                           : parent->child == 0 || badness(&child->res) > badness(&parent->res))
             result_move(w, &parent->res, &child->res);
         parent->child++;
         if (parent->pending == 0)
             call_finish(w, parent);
+        return;
+    case ROUTE_ALL_FASTEST:
+        if (!result_is_error(&child->res) || parent->pending == 0) {
+            result_move(w, &parent->res, &child->res);
+            call_finish(w, parent);
+        }
+        return;
+    case ROUTE_ALL_INITIAL:
+    case ROUTE_ALL_ASYNC:
+    case ROUTE_SHADOW:
+        if (child->index == 0) {
+            result_move(w, &parent->res, &child->res);
+            call_finish(w, parent);
+        }
         return;
     default:
         return;
@@ -302,5 +557,10 @@ route_free(struct route *r)
     free(r->name);
     free(r->children);
     free(r->error_line);
+    free(r->strip);
+    free(r->add);
+    for (int i = 0; i < r->nprefixes; i++)
+        free(r->prefixes[i].prefix);
+    free(r->prefixes);
     free(r);
 }

@@ -39,7 +39,7 @@ static const struct option_row option_rows[] = {
     { 'D', "foreground", NULL,   "stay in the foreground (default: run as a daemon)" },
     { 'v', "verbose",    NULL,   "more log output (repeatable)" },
     { 't', "threads",    "N",    "worker threads (default 1)" },
-    { 'c', "policy",     "FILE", "Lua routing policy" },
+    { 'c', "policy",     "FILE", "Lua routing policy (default: the built-in magent policy over -s/-b/-k)" },
     { 'h', "help",       NULL,   "this help" },
     { OPT_VERSION, "version", NULL, "print the version and exit" },
 };
@@ -258,9 +258,7 @@ settings_parse(struct settings *s, int argc, char **argv)
     }
     if (optind < argc)
         return bad("unexpected argument '%s'", argv[optind]);
-    if (s->policy != NULL)
-        return bad("%s", "-c/--policy: Lua policies are not available in this build yet");
-    if (s->nservers == 0)
+    if (s->nservers == 0 && s->policy == NULL)
         return bad("%s", "no server given: use -s HOST[:PORT] (or -c policy.lua)");
     if (s->port == 0 && s->unix_path == NULL)
         return bad("%s", "-p 0 turns TCP off, so -f PATH is needed");

@@ -116,6 +116,9 @@ stats_render(struct buf *out)
     stat_u64(out, "get_misses", SUM(get_misses));
     stat_u64(out, "client_errors", SUM(client_errors));
     stat_u64(out, "server_errors", SUM(server_errors));
+    stat_u64(out, "hook_calls", SUM(hook_calls));
+    stat_u64(out, "hook_errors", SUM(hook_errors));
+    stat_u64(out, "hook_cache_hits", SUM(hook_cache_hits));
     stat_u64(out, "config_generation", workers[0].config->generation);
     stat_u64(out, "reloads", 0);
     stat_u64(out, "reload_failures", 0);

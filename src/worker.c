@@ -25,6 +25,7 @@
 #include "backend.h"
 #include "client.h"
 #include "config.h"
+#include "dcache.h"
 #include "listener.h"
 #include "log.h"
 
@@ -160,8 +161,9 @@ worker_init(struct worker *w, int id, struct config *config)
     w->flush_ev = event_new(w->base, -1, 0, worker_on_flush, w);
     if (w->notify_ev == NULL || w->flush_ev == NULL || event_add(w->notify_ev, NULL) < 0)
         return -1;
+    w->dcache = dcache_new(config->decision_cache_size);
     w->backends = calloc((size_t)config->nservers, sizeof(*w->backends));
-    if (w->backends == NULL)
+    if (w->backends == NULL || w->dcache == NULL)
         return -1;
     for (i = 0; i < config->nservers; i++) {
         w->backends[i] = backend_new(w, &config->servers[i]);

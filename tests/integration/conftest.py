@@ -125,11 +125,17 @@ class Proc:
         if self.alive():
             os.kill(self.pid, sig)
 
-    def stop(self, timeout=STOP_TIMEOUT):
-        """SIGTERM, wait, SIGKILL if still there, wait. Returns the exit status."""
+    def stop(self, timeout=STOP_TIMEOUT, wake=None):
+        """SIGTERM, wait, SIGKILL if still there, wait. Returns the exit status.
+        wake: an address to connect to once after SIGTERM (memcached only acts
+        on the signal when its main event loop wakes up, else up to 1 s later)."""
         if self.alive():
             try:
                 os.kill(self.pid, signal.SIGTERM)
+                if wake is not None:
+                    s = try_connect(wake)
+                    if s is not None:
+                        s.close()
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 os.kill(self.pid, signal.SIGKILL)
@@ -194,7 +200,7 @@ class Memcached:
         raise last
 
     def stop(self):
-        return self.proc.stop()
+        return self.proc.stop(wake=self.sockaddr)
 
     def kill(self):
         return self.proc.kill()
@@ -240,6 +246,8 @@ class Luagent(Proc):
     def __init__(self, args, log_path, port, unix=None):
         self.port = port
         self.unix = unix
+        self.ready = False      # set once it accepted a connection
+        self.stopped = False    # set when a test stops or kills it on purpose
         argv = [LUAGENT, "-D", "-l", HOST, "-p", port]
         if unix:
             argv += ["-f", unix]
@@ -249,6 +257,14 @@ class Luagent(Proc):
     @property
     def sockaddr(self):
         return (HOST, self.port) if self.port else self.unix
+
+    def stop(self, *a, **kw):
+        self.stopped = True
+        return super().stop(*a, **kw)
+
+    def kill(self):
+        self.stopped = True
+        return super().kill()
 
     def client(self, timeout=CLIENT_TIMEOUT):
         return RawClient(self.sockaddr, timeout=timeout)
@@ -376,6 +392,20 @@ class RawClient:
         self.send(data)
         return self.read_reply(kind)
 
+    def pipeline(self, requests, kinds):
+        """Send all requests at once (a writer thread, so neither side blocks on
+        full socket buffers) and read one reply per kind; returns the replies."""
+        import threading
+        payload = b"".join(_b(r) for r in requests)
+        if isinstance(kinds, str) or kinds is None:
+            kinds = [kinds] * len(requests)
+        t = threading.Thread(target=self.sock.sendall, args=(payload,), daemon=True)
+        t.start()
+        try:
+            return [self.read_reply(k) for k in kinds]
+        finally:
+            t.join(CLIENT_TIMEOUT)
+
     def read_values(self):
         """Parse one retrieval reply into [(key, flags, data, cas|None)].
         An error line raises AssertionError."""
@@ -491,14 +521,31 @@ class Ketama:
 # Fixtures
 # --------------------------------------------------------------------------
 
+INFO_LINES = []
+
+
+def report_info(line):
+    """An informational line printed in the terminal summary of every run."""
+    INFO_LINES.append(line)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if INFO_LINES:
+        terminalreporter.section("luagent integration: information")
+        for line in INFO_LINES:
+            terminalreporter.write_line(line)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     if rep.failed:
         for p in getattr(item, "_logged_procs", []):
-            rep.sections.append(("%s log (pid %s, argv: %s)" % (p.name, p.pid, " ".join(p.argv)),
-                                 p.log() or "(empty)"))
+            rc = p.proc.poll()
+            state = "running" if rc is None else "exited with status %s" % rc
+            rep.sections.append(("%s log (pid %s, %s, argv: %s)" % (
+                p.name, p.pid, state, " ".join(p.argv)), p.log() or "(empty)"))
 
 
 @pytest.fixture
@@ -513,7 +560,7 @@ def memcached(request, tmp_path):
 
     yield make
     for m in started:
-        m.proc.stop()
+        m.stop()
 
 
 @pytest.fixture
@@ -545,6 +592,7 @@ def luagent(request, tmp_path):
                 return lg
             try:
                 lg.wait_listening(lg.sockaddr)
+                lg.ready = True
                 return lg
             except StartError as e:
                 lg.stop()
@@ -554,8 +602,15 @@ def luagent(request, tmp_path):
         pytest.fail("luagent could not start")
 
     yield make
+    # A luagent that died on its own during the test is a failure (crash
+    # detector), even if every reply the test looked at was right.
+    died = [lg for lg in started if lg.ready and not lg.stopped and not lg.alive()]
     for lg in started:
         lg.stop()
+    if died:
+        pytest.fail("luagent died during the test: " + "; ".join(
+            "pid %d exited with status %s; log:\n%s" % (lg.pid, lg.proc.returncode, lg.log())
+            for lg in died))
 
 
 @pytest.fixture

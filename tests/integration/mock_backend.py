@@ -186,6 +186,10 @@ class MockBackend:
     def stop(self):
         self.stopping = True
         try:
+            self.lsock.shutdown(socket.SHUT_RDWR)   # wakes the blocked accept()
+        except OSError:
+            pass
+        try:
             self.lsock.close()
         except OSError:
             pass

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from conftest import ITEM_MAX, RawClient, parse_stats, parse_values, set_cmd
+from conftest import ITEM_MAX, RawClient, parse_values, set_cmd
 
 CAS_RE = re.compile(rb"^(VALUE \S+ \d+ \d+) \d+$")
 PADDED_NUM_RE = re.compile(rb"\d+ +")
@@ -266,6 +266,21 @@ def test_pipelining_many_commands_in_one_send(pair):
     pair.same(bytes(data), *kinds)
 
 
+def test_requests_split_at_every_byte(pair):
+    """A pipeline trickled in one byte per send parses like one big send."""
+    data = (set_cmd("sp1", b"ab\r\ncd", flags=3) + set_cmd("sp2", "x", noreply=True) +
+            b"get sp1 sp2 nokey sp1\r\nincr nokey 1\r\n" + set_cmd("sp2", "y", cmd="append") +
+            b"gets sp2\r\ndelete sp1\r\nbogus\r\nget sp1\r\n")
+    kinds = ["line", None, "get", "line", "line", "get", "line", "line", "get"]
+    want = []
+    pair.d.send(data)
+    want = [normalise(pair.d.read_reply(k), k) for k in kinds]
+    for i in range(len(data)):
+        pair.p.send(data[i:i + 1])
+    got = [normalise(pair.p.read_reply(k), k) for k in kinds]
+    assert got == want
+
+
 def test_binary_values(pair):
     values = {
         "b0": bytes(range(256)),
@@ -349,6 +364,7 @@ def test_version(pair):
 
 def test_verbosity(pair):
     pair.same(b"verbosity 1\r\n", "line")
+    pair.same(b"verbosity\r\n", "line")
     pair.same(b"verbosity 0\r\n", "line")
     pair.same(b"verbosity 1 noreply\r\nget x\r\n", "get")
     assert pair.p.call(b"verbosity 1\r\n") == b"OK\r\n"
@@ -469,9 +485,10 @@ def test_malformed_request_closes_only_that_client(memcached, luagent, raw_clien
     assert good.call(b"get g\r\n", "get") == b"VALUE g 0 4\r\ngood\r\nEND\r\n"
 
 
-def test_concurrent_clients_do_not_mix(memcached, luagent):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_concurrent_clients_do_not_mix(memcached, luagent, threads):
     servers = [memcached() for _ in range(3)]
-    lg = luagent(servers=servers)
+    lg = luagent("-t", str(threads), servers=servers)
     errors = []
 
     def worker(n):
@@ -665,11 +682,11 @@ def compare_streams(cmds, got, want):
     assert len(got) == len(want) == len(cmds) + 1
 
 
-DIFF_N = 2500
+DIFF_N = 3000
 
 
 @pytest.mark.parametrize("pipelined", [False, True], ids=["roundtrip", "pipelined"])
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
 def test_differential_random_streams(memcached, luagent, seed, pipelined):
     servers = [memcached() for _ in range(3)]
     lg = luagent(servers=servers)

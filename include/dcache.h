@@ -1,0 +1,38 @@
+/*
+ * dcache.h: the hook decision cache (pure): remembers which route a hook
+ * chose for a key prefix (and operation), so Lua runs once per distinct
+ * prefix. One cache per worker; cleared when the config changes.
+ */
+#ifndef DCACHE_H
+#define DCACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DCACHE_PREFIX_MAX 64    /* longer prefixes are not cached */
+
+struct dcache;
+
+/* A cache of at most `capacity` decisions (0: caching off). */
+struct dcache *dcache_new(unsigned capacity);
+void dcache_free(struct dcache *dc);
+
+/*
+ * The decision for (hook, op, prefix), or -1. has_delim distinguishes "no
+ * delimiter in the key" from an empty prefix. op is -1 when the hook caches
+ * by prefix only.
+ */
+int dcache_get(const struct dcache *dc, int hook, int op, bool has_delim,
+               const char *prefix, size_t len);
+
+/* Remember a decision; does nothing when full or the prefix is too long. */
+void dcache_put(struct dcache *dc, int hook, int op, bool has_delim,
+                const char *prefix, size_t len, int route_id);
+
+void dcache_clear(struct dcache *dc);
+
+/* Entries held now. */
+unsigned dcache_count(const struct dcache *dc);
+
+#endif

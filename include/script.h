@@ -1,0 +1,58 @@
+/*
+ * script.h: the Lua policy bridge (the only module that includes LuaJIT).
+ *
+ * A policy script builds a route tree out of lg.* objects; script_load runs it
+ * in a fresh VM (memory cap, JIT off, instruction cap), compiles the tree
+ * into C route nodes, runs the policy's self-tests and returns a config. Only
+ * lg.hook nodes call back into Lua at request time, each worker in its own VM.
+ */
+#ifndef SCRIPT_H
+#define SCRIPT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "proto.h"
+
+struct config;
+struct route;
+struct settings;
+
+#define SCRIPT_MEM_LIMIT    (64u * 1024 * 1024)     /* bytes per load VM */
+#define SCRIPT_INSTR_LIMIT  10000000L               /* VM instructions per load */
+
+/*
+ * Load a policy (path NULL: the built-in default policy, fed by -s/-b/-k)
+ * and compile it into a config for nworkers workers. Returns NULL with
+ * "<file>:<line>: <why>" in err.
+ */
+struct config *script_load(const char *path, const struct settings *s, int nworkers,
+                           char *err, size_t errlen);
+
+/* Free the Lua side of a config (its VMs). */
+void script_free(struct config *config);
+
+/* What a hook sees of a request. */
+struct hook_request {
+    const char *key;
+    uint32_t    klen;
+    enum cmd    cmd;
+    bool        is_unix;
+};
+
+/*
+ * Call hook node `hook` in worker `worker`'s VM. On success *route is the
+ * chosen node and, when the hook returned a new key, *newkey and *newklen point
+ * to it (valid until the next hook call in this VM). Returns 0, or -1 when
+ * the hook failed (error, no route): the reason is logged, rate-limited.
+ */
+int script_hook_call(struct config *config, int worker, const struct route *hook,
+                     const struct hook_request *req, const struct route **route,
+                     const char **newkey, uint32_t *newklen);
+
+/* Describe a config's pools and routes (for --check). */
+void script_describe(const struct config *config, FILE *out);
+
+#endif

@@ -1,0 +1,905 @@
+-- luagent.lua: the Lua side of luagent's policy API (DESIGN.md section 5).
+--
+-- A policy script does `local lg = require "luagent"`, builds a route tree with
+-- the constructors below and returns lg.policy{...}. This module only runs at
+-- load time and is pure Lua 5.1: it validates every argument (typos are errors,
+-- reported at the caller's file:line) and returns plain tables that the C
+-- compiler (src/script.c) turns into route nodes.
+--
+-- Table contract read by C:
+--   route  = setmetatable({ _type = "<kind>", _where = "file:line" | nil,
+--                           <validated fields, defaults filled> }, lg.Route)
+--   kinds  = pool prefix by_op failover all_sync all_initial all_fastest
+--            all_async rewrite shadow warmup error hook
+--   pool.servers = list of { host = s, port = n, weight = n, name = s|nil }
+--   prefix.map   = list of { prefix = s, route = r }, sorted by prefix
+--   by_op.ops    = { [op or command name] = route }, by_op.default = route|nil
+--   failover.on  = { error = b, timeout = b, server_error = b }
+--   children     = positional routes (failover, all_*); hook.routes likewise
+--   policy       = setmetatable({ _type = "policy", route = r,
+--                                 settings = {...}, tests = {...} }, lg.Policy)
+-- Routes are never copied: an object used twice is the same table.
+--
+-- Hooks installed by C before the script runs (all optional here):
+--   lg._log(level, msg)  log sink (default: io.stderr)
+--   lg.args              command line: servers, backups, ketama, extra
+--   lg._phase            "load" while building; "request" makes constructors fail
+
+local lg = {}
+
+lg.version = "0.1.0"
+lg.Route   = {}
+lg.Policy  = {}
+lg._phase  = "load"
+lg.args    = { servers = {}, backups = {}, ketama = false, extra = {} }
+lg.ops     = { "read", "write", "delete", "arith", "touch" }
+
+local PHASE_MSG = "lg.error: constructors may only run at load time"
+
+local floor, huge = math.floor, math.huge
+local format, sub, find, gsub = string.format, string.sub, string.find, string.gsub
+local sort, concat = table.sort, table.concat
+local getinfo = debug and debug.getinfo
+
+---------------------------------------------------------------------------
+-- Errors. Validation code calls fail(); the constructor wrapper turns that
+-- into error("lg.<name>: <msg>", 2) so the position is the caller's line,
+-- however deep the helper that noticed the problem.
+---------------------------------------------------------------------------
+
+local FAIL = {}     -- marker key of validation failures
+
+local function fail(fmt, ...)
+    error({ [FAIL] = true, msg = format(fmt, ...) }, 0)
+end
+
+local function is_route(x)
+    return type(x) == "table" and getmetatable(x) == lg.Route
+end
+
+local function is_policy(x)
+    return type(x) == "table" and getmetatable(x) == lg.Policy
+end
+
+-- What a value is, for "(got ...)": a type, or lg.<kind> for our objects.
+local function kind(v)
+    if is_route(v) then return "lg." .. tostring(v._type) end
+    if is_policy(v) then return "lg.policy" end
+    return type(v)
+end
+
+-- A value as written in a message: strings quoted, numbers as such.
+local function show(v)
+    if type(v) == "string" then return "'" .. v .. "'" end
+    if type(v) == "number" or type(v) == "boolean" then return tostring(v) end
+    return kind(v)
+end
+
+-- Edit distance with transpositions (optimal string alignment).
+local function distance(a, b)
+    local la, lb = #a, #b
+    local prev2, prev, cur = {}, {}, {}
+    for j = 0, lb do prev[j] = j end
+    for i = 1, la do
+        cur = { [0] = i }
+        local ca = a:byte(i)
+        for j = 1, lb do
+            local cb = b:byte(j)
+            local cost = (ca == cb) and 0 or 1
+            local d = prev[j] + 1
+            if cur[j - 1] + 1 < d then d = cur[j - 1] + 1 end
+            if prev[j - 1] + cost < d then d = prev[j - 1] + cost end
+            if i > 1 and j > 1 and ca == b:byte(j - 1) and a:byte(i - 1) == cb
+               and prev2[j - 2] + 1 < d then
+                d = prev2[j - 2] + 1
+            end
+            cur[j] = d
+        end
+        prev2, prev = prev, cur
+    end
+    return prev[lb]
+end
+
+-- The known name closest to `word`, or nil when none is close enough.
+local function suggest(word, names)
+    local best, best_d
+    for _, name in ipairs(names) do
+        local d = distance(word, name)
+        local close = (d <= 2 and d < #word)
+                      or (#word >= 2 and sub(name, 1, #word) == word)
+        if close and (best == nil or d < best_d or (d == best_d and name < best)) then
+            best, best_d = name, d
+        end
+    end
+    return best
+end
+
+local function unknown_field(word, names, prefix)
+    prefix = prefix or ""
+    local hint = suggest(word, names)
+    if hint then
+        fail("unknown field '%s%s' (did you mean '%s%s'?)", prefix, word, prefix, hint)
+    end
+    fail("unknown field '%s%s'", prefix, word)
+end
+
+local function is_index(k)
+    return type(k) == "number" and k >= 1 and k == floor(k) and k < huge
+end
+
+local function is_list(t)
+    if type(t) ~= "table" or is_route(t) or is_policy(t) then return false end
+    local n = #t
+    for k in pairs(t) do
+        if not is_index(k) or k > n then return false end
+    end
+    return true
+end
+
+local function sorted_keys(t)
+    local keys = {}
+    for k in pairs(t) do keys[#keys + 1] = k end
+    sort(keys)
+    return keys
+end
+
+---------------------------------------------------------------------------
+-- Checkers: function(value, label, input) -> stored value, or fail().
+-- `label` is how the field is named in messages ("field 'timeout_ms'").
+---------------------------------------------------------------------------
+
+local function req(check)
+    return function(v, label, t)
+        if v == nil then fail("missing required %s", label) end
+        return check(v, label, t)
+    end
+end
+
+-- Optional; `default` may be a function of the input table (fresh tables).
+local function opt(check, default)
+    return function(v, label, t)
+        if v == nil then
+            if type(default) == "function" then return default(t) end
+            return default
+        end
+        return check(v, label, t)
+    end
+end
+
+local function integer(lo, hi)
+    return function(v, label)
+        if type(v) ~= "number" then
+            fail("%s must be an integer (got %s)", label, kind(v))
+        end
+        if v ~= floor(v) or v ~= v or v == huge or v == -huge then
+            fail("%s must be a whole number (got %s)", label, tostring(v))
+        end
+        if v < lo or v > hi then
+            fail("%s must be between %d and %d (got %s)", label, lo, hi, tostring(v))
+        end
+        return v
+    end
+end
+
+local function number(lo, hi)
+    return function(v, label)
+        if type(v) ~= "number" then
+            fail("%s must be a number (got %s)", label, kind(v))
+        end
+        if not (v >= lo and v <= hi) then
+            fail("%s must be between %s and %s (got %s)", label, tostring(lo),
+                 tostring(hi), tostring(v))
+        end
+        return v
+    end
+end
+
+local function boolean(v, label)
+    if type(v) ~= "boolean" then
+        fail("%s must be true or false (got %s)", label, kind(v))
+    end
+    return v
+end
+
+local function one_of(...)
+    local allowed = { ... }
+    local set, quoted = {}, {}
+    for i, w in ipairs(allowed) do
+        set[w] = true
+        quoted[i] = "'" .. w .. "'"
+    end
+    local words = concat(quoted, ", ", 1, #quoted - 1) .. " or " .. quoted[#quoted]
+    return function(v, label)
+        if type(v) ~= "string" then
+            fail("%s must be %s (got %s)", label, words, kind(v))
+        end
+        if not set[v] then
+            fail("%s must be %s (got %s)", label, words, show(v))
+        end
+        return v
+    end
+end
+
+-- A non-empty string; `token` also forbids spaces and control characters
+-- (for names and key parts), `line` forbids only CR and LF.
+local function nonempty_string(v, label)
+    if type(v) ~= "string" then
+        fail("%s must be a non-empty string (got %s)", label, kind(v))
+    end
+    if v == "" then fail("%s must be a non-empty string (got '')", label) end
+    return v
+end
+
+local function token(max)
+    return function(v, label)
+        nonempty_string(v, label)
+        if find(v, "[%s%c]") then
+            fail("%s must not contain spaces or control characters (got %s)", label, show(v))
+        end
+        if max and #v > max then
+            fail("%s must be at most %d bytes long (got %d)", label, max, #v)
+        end
+        return v
+    end
+end
+
+local function text_line(v, label)
+    nonempty_string(v, label)
+    if find(v, "[\r\n]") then
+        fail("%s must not contain \\r or \\n", label)
+    end
+    return v
+end
+
+local function route(v, label)
+    if not is_route(v) then
+        fail("%s must be a route (got %s)", label, kind(v))
+    end
+    return v
+end
+
+local function func(v, label)
+    if type(v) ~= "function" then
+        fail("%s must be a function (got %s)", label, kind(v))
+    end
+    return v
+end
+
+-- A non-empty list of routes (hook.routes); `what` names an element.
+local function route_list(what)
+    return function(v, label)
+        if not is_list(v) or #v == 0 then
+            fail("%s must be a non-empty list of routes%s", label,
+                 type(v) == "table" and "" or format(" (got %s)", kind(v)))
+        end
+        local out = {}
+        for i = 1, #v do
+            if not is_route(v[i]) then
+                fail("%s[%d] is not a route (got %s)", what, i, kind(v[i]))
+            end
+            out[i] = v[i]
+        end
+        return out
+    end
+end
+
+---------------------------------------------------------------------------
+-- Field specs: every constructor has one table field -> checker.
+---------------------------------------------------------------------------
+
+-- Checks `t` against `spec` and returns the validated copy. Positional
+-- entries (integer keys) are left to the caller when `positional` is set.
+local function check_fields(spec, t, out, positional, label_prefix)
+    local names = sorted_keys(spec)
+    local bad, bad_pos = {}, nil
+    for k in pairs(t) do
+        if type(k) == "string" then
+            if spec[k] == nil then bad[#bad + 1] = k end
+        elseif not (positional and is_index(k)) then
+            bad_pos = k
+        end
+    end
+    if #bad > 0 then
+        sort(bad)
+        unknown_field(bad[1], names, label_prefix)
+    end
+    if bad_pos ~= nil then
+        if positional then
+            fail("unexpected key [%s] (children are listed first, options are named)",
+                 tostring(bad_pos))
+        end
+        fail("unexpected positional value at [%s] (fields are named: field = value)",
+             tostring(bad_pos))
+    end
+    out = out or {}
+    label_prefix = label_prefix or ""
+    for _, name in ipairs(names) do
+        out[name] = spec[name](t[name], "field '" .. label_prefix .. name .. "'", t)
+    end
+    return out
+end
+
+local function new_route(kind_name, where)
+    return setmetatable({ _type = kind_name, _where = where }, lg.Route)
+end
+
+-- The positional children of t: a gap-free list of at least `min` routes.
+local function children_of(t, min)
+    local n = 0
+    for k in pairs(t) do
+        if is_index(k) and k > n then n = k end
+    end
+    local out = {}
+    for i = 1, n do
+        if not is_route(t[i]) then
+            fail("child %d is not a route (got %s)", i, kind(t[i]))
+        end
+        out[i] = t[i]
+    end
+    if n < min then
+        fail("needs at least %d route%s (got %d)", min, min == 1 and "" or "s", n)
+    end
+    return out
+end
+
+---------------------------------------------------------------------------
+-- lg.pool
+---------------------------------------------------------------------------
+
+local HASHES = { "md5", "fnv1a_64", "fnv1_64", "fnv1a_32", "fnv1_32", "crc32",
+                 "crc32a", "murmur", "jenkins", "one_at_a_time", "hsieh", "djb" }
+
+local PORT_MAX, WEIGHT_MAX = 65535, 1000000
+
+local SERVER_FIELDS = {
+    host   = req(token(255)),
+    port   = opt(integer(1, PORT_MAX), 11211),
+    weight = opt(integer(1, WEIGHT_MAX), 1),
+    name   = opt(token(255), nil),
+}
+
+local function trim(s)
+    return (gsub(gsub(s, "^%s+", ""), "%s+$", ""))
+end
+
+-- "host", "host:port", "host:port:weight", each optionally followed by a
+-- space and a name (twemproxy); IPv6 hosts are written "[::1]:port".
+local function parse_server(s, at)
+    local spec = trim(s)
+    local addr, name = spec:match("^(%S+)%s+(.-)$")
+    if addr == nil then addr = spec end
+    if name ~= nil and find(name, "%s") then
+        fail("%s: bad name in '%s' (names have no spaces)", at, s)
+    end
+    local host, rest
+    if sub(addr, 1, 1) == "[" then
+        host, rest = addr:match("^%[([^%]]+)%](.*)$")
+        if host == nil or (rest ~= "" and sub(rest, 1, 1) ~= ":") then
+            fail("%s: bad IPv6 address in '%s'", at, s)
+        end
+    else
+        host, rest = addr:match("^([^:]*)(.*)$")
+    end
+    if host == "" then fail("%s: missing host in '%s'", at, s) end
+    if find(host, "%c") then fail("%s: bad host in '%s'", at, s) end
+    local parts = {}
+    if rest ~= "" then
+        for p in (sub(rest, 2) .. ":"):gmatch("([^:]*):") do parts[#parts + 1] = p end
+    end
+    if #parts > 2 then fail("%s: too many ':' in '%s'", at, s) end
+    local port, weight = 11211, 1
+    if parts[1] ~= nil then
+        port = parts[1]:match("^%d+$") and tonumber(parts[1])
+        if not port or port < 1 or port > PORT_MAX then
+            fail("%s: bad port in '%s'", at, s)
+        end
+    end
+    if parts[2] ~= nil then
+        weight = parts[2]:match("^%d+$") and tonumber(parts[2])
+        if not weight or weight < 1 or weight > WEIGHT_MAX then
+            fail("%s: bad weight in '%s'", at, s)
+        end
+    end
+    return { host = host, port = port, weight = weight, name = name }
+end
+
+local function check_servers(v, label)
+    if not is_list(v) or #v == 0 then
+        fail("%s must be a non-empty list%s", label,
+             type(v) == "table" and "" or format(" (got %s)", kind(v)))
+    end
+    local out, seen_addr, seen_name = {}, {}, {}
+    for i = 1, #v do
+        local at, e = format("servers[%d]", i), v[i]
+        local srv
+        if type(e) == "string" then
+            srv = parse_server(e, at)
+        elseif type(e) == "table" and not is_route(e) and not is_policy(e) then
+            local ok, res = pcall(check_fields, SERVER_FIELDS, e, {})
+            if not ok then
+                if type(res) == "table" and res[FAIL] then fail("%s: %s", at, res.msg) end
+                error(res, 0)
+            end
+            srv = res
+        else
+            fail("%s must be a string \"host:port\" or a table {host=, port=} (got %s)",
+                 at, kind(e))
+        end
+        local addr = srv.host .. ":" .. srv.port
+        if seen_addr[addr] then
+            fail("%s: server %s is listed twice (also servers[%d])", at, addr, seen_addr[addr])
+        end
+        seen_addr[addr] = i
+        if srv.name ~= nil then
+            if seen_name[srv.name] then
+                fail("%s: server name '%s' is used twice (also servers[%d])", at, srv.name,
+                     seen_name[srv.name])
+            end
+            seen_name[srv.name] = i
+        end
+        out[i] = srv
+    end
+    return out
+end
+
+local function check_hash_tag(v, label)
+    if type(v) ~= "string" or #v ~= 2 then
+        fail("%s must be a string of exactly 2 characters, like '{}' (got %s)", label,
+             type(v) == "string" and show(v) or kind(v))
+    end
+    return v
+end
+
+local POOL_FIELDS = {
+    name               = req(token(200)),
+    servers            = req(check_servers),
+    dist               = opt(one_of("ketama", "modula"), "ketama"),
+    hash               = opt(one_of(unpack(HASHES)), function(t)
+                             return t.dist == "modula" and "djb" or "md5"
+                         end),
+    hash_tag           = opt(check_hash_tag, nil),
+    timeout_ms         = opt(integer(1, 3600000), 1000),
+    connect_timeout_ms = opt(integer(1, 3600000), 500),
+    max_idle           = opt(integer(0, 10000), 20),
+    failure_limit      = opt(integer(1, 1000000), 3),
+    retry_after_ms     = opt(integer(0, 3600000), 1000),
+    eject              = opt(boolean, false),
+}
+
+local build = {}    -- kind -> function(t, where) -> object
+
+function build.pool(t, where)
+    return check_fields(POOL_FIELDS, t, new_route("pool", where))
+end
+
+---------------------------------------------------------------------------
+-- lg.prefix
+---------------------------------------------------------------------------
+
+local PREFIX_FIELDS = {
+    default = req(route),
+}
+
+local KEY_MAX = 250
+
+function build.prefix(t, where)
+    local r = new_route("prefix", where)
+    local map, keys = {}, {}
+    for k in pairs(t) do
+        if type(k) ~= "string" then
+            fail("key %s is not a string prefix (got %s key)", show(k), type(k))
+        end
+        if k ~= "default" then keys[#keys + 1] = k end
+    end
+    sort(keys)
+    for _, k in ipairs(keys) do
+        local v = t[k]
+        if k == "" then fail("the empty string is not a prefix (use 'default')") end
+        if find(k, "[%s%c]") then
+            fail("prefix '%s' contains spaces or control characters", k)
+        end
+        if #k > KEY_MAX then
+            fail("prefix '%s' is longer than %d bytes", sub(k, 1, 20) .. "...", KEY_MAX)
+        end
+        if not is_route(v) then
+            fail("prefix '%s' is not a route (got %s)", k, kind(v))
+        end
+        map[#map + 1] = { prefix = k, route = v }
+    end
+    if t.default == nil then
+        -- A misspelt 'default' would otherwise be taken for a prefix.
+        for _, e in ipairs(map) do
+            if distance(e.prefix, "default") <= 2 then
+                fail("missing required field 'default' (is '%s' a typo?)", e.prefix)
+            end
+        end
+    end
+    r.default = PREFIX_FIELDS.default(t.default, "field 'default'", t)
+    r.map = map
+    return r
+end
+
+---------------------------------------------------------------------------
+-- lg.by_op
+---------------------------------------------------------------------------
+
+local OP_KEYS = { "read", "write", "delete", "arith", "touch",
+                  "get", "gets", "gat", "gats", "set", "add", "replace", "append",
+                  "prepend", "cas", "incr", "decr" }
+
+local BY_OP_FIELDS = { default = opt(route, nil) }
+for _, k in ipairs(OP_KEYS) do BY_OP_FIELDS[k] = opt(route, nil) end
+
+function build.by_op(t, where)
+    local v = check_fields(BY_OP_FIELDS, t, {})
+    local r = new_route("by_op", where)
+    local ops, n = {}, 0
+    for _, k in ipairs(OP_KEYS) do
+        if v[k] ~= nil then ops[k] = v[k]; n = n + 1 end
+    end
+    if n == 0 and v.default == nil then
+        fail("needs at least one of 'read', 'write', 'delete', 'arith', 'touch', " ..
+             "a command name or 'default'")
+    end
+    r.ops, r.default = ops, v.default
+    return r
+end
+
+---------------------------------------------------------------------------
+-- lg.failover and the fan-outs (positional children + named options)
+---------------------------------------------------------------------------
+
+local FAILOVER_ON = { "error", "timeout", "server_error" }
+
+local function check_on(v, label)
+    if not is_list(v) or #v == 0 then
+        fail("%s must be a non-empty list like {\"error\", \"timeout\"}%s", label,
+             type(v) == "table" and "" or format(" (got %s)", kind(v)))
+    end
+    local set = { error = false, timeout = false, server_error = false }
+    for i = 1, #v do
+        local w = v[i]
+        if set[w] == nil then
+            fail("%s[%d] must be 'error', 'timeout' or 'server_error' (got %s)",
+                 label, i, show(w))
+        end
+        set[w] = true
+    end
+    return set
+end
+
+local FAILOVER_FIELDS = {
+    on        = opt(check_on, function()
+                    return { error = true, timeout = true, server_error = false }
+                end),
+    miss      = opt(boolean, false),
+    writes    = opt(one_of("primary", "failover"), "primary"),
+    max_tries = opt(integer(1, 1000), nil),
+}
+
+function build.failover(t, where)
+    local r = check_fields(FAILOVER_FIELDS, t, new_route("failover", where), true)
+    r.children = children_of(t, 2)
+    return r
+end
+
+local FANOUT_FIELDS = {
+    all_sync    = { reply = opt(one_of("worst", "first"), "worst") },
+    all_initial = {},
+    all_fastest = {},
+    all_async   = {},
+}
+
+for name, spec in pairs(FANOUT_FIELDS) do
+    build[name] = function(t, where)
+        local r = check_fields(spec, t, new_route(name, where), true)
+        r.children = children_of(t, 1)
+        return r
+    end
+end
+
+---------------------------------------------------------------------------
+-- lg.rewrite, lg.shadow, lg.warmup, lg.error, lg.hook
+---------------------------------------------------------------------------
+
+local REWRITE_FIELDS = {
+    strip = opt(token(KEY_MAX), nil),
+    add   = opt(token(KEY_MAX), nil),
+    to    = req(route),
+}
+
+function build.rewrite(t, where)
+    local r = check_fields(REWRITE_FIELDS, t, new_route("rewrite", where))
+    if r.strip == nil and r.add == nil then
+        fail("needs 'strip' or 'add' (or both)")
+    end
+    return r
+end
+
+local SHADOW_FIELDS = {
+    main     = req(route),
+    shadow   = req(route),
+    fraction = opt(number(0, 1), 1.0),
+    ops      = opt(one_of("all", "read", "write"), "all"),
+}
+
+function build.shadow(t, where)
+    local r = check_fields(SHADOW_FIELDS, t, new_route("shadow", where))
+    if r.main == r.shadow then fail("'main' and 'shadow' are the same route") end
+    return r
+end
+
+local WARMUP_FIELDS = {
+    cold        = req(route),
+    warm        = req(route),
+    exptime     = req(integer(0, 2147483647)),
+    delete_warm = opt(boolean, true),
+}
+
+function build.warmup(t, where)
+    local r = check_fields(WARMUP_FIELDS, t, new_route("warmup", where))
+    if r.cold == r.warm then fail("'cold' and 'warm' are the same route") end
+    return r
+end
+
+local function error_text(v, label)
+    text_line(v, label)
+    if find(v, "%c") then
+        fail("%s must not contain control characters", label)
+    end
+    return v
+end
+
+local ERROR_FIELDS = {
+    msg = req(error_text),
+}
+
+function build.error(t, where)
+    return check_fields(ERROR_FIELDS, t, new_route("error", where))
+end
+
+local function one_char(v, label)
+    if type(v) ~= "string" or #v ~= 1 then
+        fail("%s must be a single character like ':' (got %s)", label,
+             type(v) == "string" and show(v) or kind(v))
+    end
+    return v
+end
+
+local HOOK_FIELDS = {
+    fn     = req(func),
+    routes = req(route_list("routes")),
+    cache  = opt(one_of("prefix", "prefix+op"), nil),
+    delim  = opt(one_char, ":"),
+}
+
+function build.hook(t, where)
+    return check_fields(HOOK_FIELDS, t, new_route("hook", where))
+end
+
+---------------------------------------------------------------------------
+-- lg.policy
+---------------------------------------------------------------------------
+
+local SETTINGS_FIELDS = {
+    hook_errors         = opt(one_of("server_error", "default"), "server_error"),
+    fallback            = opt(route, nil),
+    decision_cache_size = opt(integer(0, 1000000), 4096),
+    item_max            = opt(integer(1024, 128 * 1024 * 1024), 1048576),
+    log_level           = opt(one_of("error", "warn", "info", "debug"), nil),
+}
+
+local function check_settings(v, label)
+    if type(v) ~= "table" or is_route(v) or is_policy(v) then
+        fail("%s must be a table (got %s)", label, kind(v))
+    end
+    local s = check_fields(SETTINGS_FIELDS, v, {}, false, "settings.")
+    if s.hook_errors == "default" and s.fallback == nil then
+        fail("field 'settings.fallback' is required when hook_errors = 'default'")
+    end
+    if s.hook_errors ~= "default" and s.fallback ~= nil then
+        fail("field 'settings.fallback' is only used with hook_errors = 'default'")
+    end
+    return s
+end
+
+local function check_tests(v, label)
+    if not is_list(v) then
+        fail("%s must be a list of {request, expected} (got %s)", label, kind(v))
+    end
+    for i = 1, #v do
+        local e, at = v[i], format("tests[%d]", i)
+        if not is_list(e) or #e ~= 2 then
+            fail("%s must be {request line, expected pool name(s)}", at)
+        end
+        if type(e[1]) ~= "string" or e[1] == "" or find(e[1], "[\r\n]") then
+            fail("%s: the request must be a one-line string like \"get foo\" (got %s)", at,
+                 type(e[1]) == "string" and show(e[1]) or kind(e[1]))
+        end
+        local x = e[2]
+        if type(x) == "string" then
+            if x == "" then fail("%s: the expected pool name is empty", at) end
+        elseif is_list(x) and #x > 0 then
+            for j = 1, #x do
+                if type(x[j]) ~= "string" or x[j] == "" then
+                    fail("%s: expected[%d] must be a pool name (got %s)", at, j, show(x[j]))
+                end
+            end
+        else
+            fail("%s: expected must be a pool name or a list of pool names (got %s)", at,
+                 kind(x))
+        end
+    end
+    return v
+end
+
+local POLICY_FIELDS = {
+    route    = req(route),
+    settings = opt(check_settings, function() return check_settings({}, "") end),
+    tests    = opt(check_tests, function() return {} end),
+}
+
+-- The routes directly below r, for the whole-tree checks.
+local function each_child(r, fn)
+    local k = r._type
+    if k == "prefix" then
+        for _, e in ipairs(r.map or {}) do fn(e.route) end
+        fn(r.default)
+    elseif k == "by_op" then
+        for _, name in ipairs(OP_KEYS) do
+            if r.ops and r.ops[name] then fn(r.ops[name]) end
+        end
+        fn(r.default)
+    elseif k == "rewrite" then
+        fn(r.to)
+    elseif k == "shadow" then
+        fn(r.main); fn(r.shadow)
+    elseif k == "warmup" then
+        fn(r.cold); fn(r.warm)
+    elseif k == "hook" then
+        for _, c in ipairs(r.routes or {}) do fn(c) end
+    else
+        for _, c in ipairs(r.children or {}) do fn(c) end
+    end
+end
+
+-- Two distinct pools may not share a name (names identify pools in tests
+-- and stats); a tree edited by hand into a cycle is rejected here already.
+local function check_tree(root, fallback)
+    local state, pools = {}, {}
+    local function visit(r)
+        if not is_route(r) then return end
+        if state[r] == "open" then
+            fail("the route tree has a cycle (through lg.%s%s)", r._type,
+                 r._where and (" built at " .. r._where) or "")
+        end
+        if state[r] then return end
+        state[r] = "open"
+        if r._type == "pool" then
+            local other = pools[r.name]
+            if other and other ~= r then
+                fail("two different pools are named '%s' (built at %s and %s)", r.name,
+                     other._where or "?", r._where or "?")
+            end
+            pools[r.name] = r
+        end
+        each_child(r, visit)
+        state[r] = "done"
+    end
+    visit(root)
+    visit(fallback)
+end
+
+function build.policy(t, where)
+    local p = check_fields(POLICY_FIELDS, t,
+                           setmetatable({ _type = "policy", _where = where }, lg.Policy))
+    check_tree(p.route, p.settings.fallback)
+    return p
+end
+
+---------------------------------------------------------------------------
+-- Composite helpers (plain Lua over the constructors above)
+---------------------------------------------------------------------------
+
+local RLWA_FIELDS = {
+    here  = req(route),
+    there = req(function(v, label)
+                if is_route(v) then return { v } end
+                return route_list("there")(v, label)
+            end),
+    write = opt(one_of("all_sync", "all_initial", "all_async"), "all_sync"),
+}
+
+function build.read_local_write_all(t, where)
+    local v = check_fields(RLWA_FIELDS, t, {})
+    local function all()
+        local list = { v.here }
+        for i, r in ipairs(v.there) do list[i + 1] = r end
+        return list
+    end
+    local fan = build[v.write]
+    return build.by_op({
+        read   = build.failover(all(), where),
+        write  = fan(all(), where),
+        delete = fan(all(), where),
+        arith  = v.here,
+        touch  = fan(all(), where),
+    }, where)
+end
+
+---------------------------------------------------------------------------
+-- Public constructors: phase rule, argument shape, caller position.
+---------------------------------------------------------------------------
+
+-- "file:line" of the code that called a constructor (nil for a tail call
+-- or a call from C, where Lua keeps no position).
+local function caller_where()
+    local info = getinfo and getinfo(3, "Sl")
+    if info and info.what ~= "C" and info.currentline and info.currentline > 0 then
+        return info.short_src .. ":" .. info.currentline
+    end
+    return nil
+end
+
+local function constructor(name, fn)
+    local prefix = "lg." .. name .. ": "
+    return function(...)
+        if lg._phase ~= "load" then error(PHASE_MSG, 2) end
+        local t = ...
+        if select("#", ...) ~= 1 or type(t) ~= "table" or is_route(t) or is_policy(t) then
+            error(format("%sexpects one table argument, as in lg.%s{ ... } (got %s)", prefix,
+                         name, select("#", ...) == 0 and "nothing" or kind(t)), 2)
+        end
+        local where = caller_where()
+        local ok, res = pcall(fn, t, where)
+        if ok then return res end
+        if type(res) == "table" and res[FAIL] then error(prefix .. res.msg, 2) end
+        error(res, 0)
+    end
+end
+
+for _, name in ipairs({ "pool", "prefix", "by_op", "failover", "all_sync", "all_initial",
+                        "all_fastest", "all_async", "rewrite", "shadow", "warmup", "error",
+                        "hook", "policy", "read_local_write_all" }) do
+    lg[name] = constructor(name, build[name])
+end
+
+lg.is_route = is_route
+
+local LOG_LEVELS = { error = true, warn = true, info = true, debug = true }
+
+-- lg.log(level, fmt, ...): usable at load time and in hooks. Without extra
+-- arguments fmt is logged as is (so a stray '%' cannot raise).
+function lg.log(level, fmt, ...)
+    if not LOG_LEVELS[level] then
+        error(format("lg.log: level must be 'error', 'warn', 'info' or 'debug' (got %s)",
+                     show(level)), 2)
+    end
+    if type(fmt) ~= "string" then
+        error(format("lg.log: message must be a string (got %s)", kind(fmt)), 2)
+    end
+    local msg = fmt
+    if select("#", ...) > 0 then
+        local ok, res = pcall(format, fmt, ...)
+        if not ok then error("lg.log: " .. tostring(res), 2) end
+        msg = res
+    end
+    if lg._log then
+        lg._log(level, msg)
+    else
+        io.stderr:write(format("luagent [%s] %s\n", level, msg))
+    end
+end
+
+lg.Route.__tostring = function(r)
+    local s = "lg." .. tostring(r._type)
+    if r._type == "pool" then s = s .. " '" .. tostring(r.name) .. "'" end
+    if r._where then s = s .. " (" .. r._where .. ")" end
+    return s
+end
+
+lg.Policy.__tostring = function(p)
+    return "lg.policy" .. (p._where and (" (" .. p._where .. ")") or "")
+end
+
+return lg

@@ -1,0 +1,1275 @@
+/*
+ * script.c: the Lua policy bridge: the only file that includes LuaJIT.
+ *
+ * Loading a policy: a fresh VM with a capped allocator and the JIT off, so an
+ * instruction-count hook reliably stops runaway build code; the embedded
+ * lua/luagent.lua is preloaded as "luagent", lg.args carries the command
+ * line, and the script must return lg.policy{...}. The tree of route tables
+ * it returns is compiled into C route nodes: a table reached twice is one
+ * node, a table reached while it is being compiled is a cycle. Each route
+ * table is tagged with its node id (_id), so a hook's return value maps to a
+ * node by one field read. Then the policy's self-tests run in the same VM.
+ *
+ * Request time: only lg.hook nodes call Lua, each worker in its own VM (the
+ * load VM serves worker 0; the others run the script again and must compile
+ * to the same tree). A policy without hooks never touches Lua per request.
+ */
+#include "script.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <luajit.h>
+#include <lualib.h>
+
+#include "config.h"
+#include "ketama.h"
+#include "log.h"
+#include "luagent.h"
+#include "route.h"
+#include "settings.h"
+
+extern const unsigned char embedded_luagent[];
+extern const size_t embedded_luagent_len;
+extern const unsigned char embedded_default_policy[];
+extern const size_t embedded_default_policy_len;
+
+#define DEFAULT_POLICY_NAME "default.lua (built in)"
+
+struct script_vm {
+    lua_State           *L;
+    size_t               mem_used;
+    size_t               mem_limit;     /* 0: no cap */
+    long                 instr_left;    /* instruction budget while loading */
+    int                 *hook_refs;     /* hook index -> registry ref of fn */
+    int                  req_ref;       /* the reused request userdata */
+    struct hook_request *req;
+    char                 newkey[KEY_MAX + 2];
+};
+
+struct script_state {
+    struct script_vm   *vms;            /* one per worker */
+    int                 nvms;
+};
+
+/* ---- VM set-up -------------------------------------------------------- */
+
+static void *
+capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    struct script_vm *vm = ud;
+    size_t old = ptr ? osize : 0;
+    void *p;
+
+    if (nsize == 0) {
+        free(ptr);
+        vm->mem_used -= old;
+        return NULL;
+    }
+    if (vm->mem_limit != 0 && vm->mem_used - old + nsize > vm->mem_limit)
+        return NULL;
+    p = realloc(ptr, nsize);
+    if (p != NULL)
+        vm->mem_used = vm->mem_used - old + nsize;
+    return p;
+}
+
+static void
+count_hook(lua_State *L, lua_Debug *ar)
+{
+    struct script_vm *vm;
+
+    lua_getallocf(L, (void **)&vm);
+    vm->instr_left -= 1000;
+    if (vm->instr_left < 0)
+        luaL_error(L, "instruction limit exceeded (%ld instructions): a runaway loop?",
+                   SCRIPT_INSTR_LIMIT);
+}
+
+static int
+l_log(lua_State *L)
+{
+    const char *level = luaL_checkstring(L, 1);
+    const char *msg = luaL_checkstring(L, 2);
+    enum log_level lv = LOG_INFO;
+
+    if (strcmp(level, "error") == 0)
+        lv = LOG_ERROR;
+    else if (strcmp(level, "warn") == 0)
+        lv = LOG_WARN;
+    else if (strcmp(level, "debug") == 0)
+        lv = LOG_DEBUG;
+    log_ratelimited(lv, lua_topointer(L, 2), "policy: %s", msg);
+    return 0;
+}
+
+static int
+load_luagent(lua_State *L)
+{
+    if (luaL_loadbuffer(L, (const char *)embedded_luagent, embedded_luagent_len,
+                        "@lua/luagent.lua") != 0)
+        return lua_error(L);
+    lua_call(L, 0, 1);
+    return 1;
+}
+
+static void
+push_server_list(lua_State *L, const struct server_spec *specs, int n)
+{
+    int i;
+
+    lua_createtable(L, n, 0);
+    for (i = 0; i < n; i++) {
+        lua_pushfstring(L, "%s:%d:%d", specs[i].host, specs[i].port, (int)specs[i].weight);
+        lua_rawseti(L, -2, i + 1);
+    }
+}
+
+/* require "luagent" and set lg.args and lg._log; leaves nothing on the stack. */
+static int
+setup_luagent(lua_State *L, const struct settings *s)
+{
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "preload");
+    lua_pushcfunction(L, load_luagent);
+    lua_setfield(L, -2, "luagent");
+    lua_pop(L, 2);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "luagent");
+    if (lua_pcall(L, 1, 1, 0) != 0)
+        return -1;
+    lua_newtable(L);
+    push_server_list(L, s ? s->servers : NULL, s ? s->nservers : 0);
+    lua_setfield(L, -2, "servers");
+    push_server_list(L, s ? s->backups : NULL, s ? s->nbackups : 0);
+    lua_setfield(L, -2, "backups");
+    lua_pushboolean(L, s && s->ketama);
+    lua_setfield(L, -2, "ketama");
+    lua_newtable(L);
+    lua_setfield(L, -2, "extra");
+    lua_setfield(L, -2, "args");
+    lua_pushcfunction(L, l_log);
+    lua_setfield(L, -2, "_log");
+    lua_pop(L, 1);
+    return 0;
+}
+
+static int
+vm_open(struct script_vm *vm, bool for_load)
+{
+    memset(vm, 0, sizeof(*vm));
+    vm->mem_limit = for_load ? SCRIPT_MEM_LIMIT : 0;
+    vm->instr_left = SCRIPT_INSTR_LIMIT;
+    vm->req_ref = LUA_NOREF;
+    vm->L = lua_newstate(capped_alloc, vm);
+    if (vm->L == NULL) {
+        /* Builds whose allocator cannot be replaced: no memory cap then. */
+        vm->mem_limit = 0;
+        vm->L = luaL_newstate();
+        if (vm->L == NULL)
+            return -1;
+    }
+    luaL_openlibs(vm->L);
+    if (for_load) {
+        luaJIT_setmode(vm->L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+        lua_sethook(vm->L, count_hook, LUA_MASKCOUNT, 1000);
+    }
+    return 0;
+}
+
+static void
+vm_close(struct script_vm *vm)
+{
+    if (vm->L != NULL)
+        lua_close(vm->L);
+    free(vm->hook_refs);
+    vm->L = NULL;
+    vm->hook_refs = NULL;
+}
+
+/* The request VM: JIT on, no instruction cap (hooks must be bounded). */
+static void
+vm_serve(struct script_vm *vm)
+{
+    lua_sethook(vm->L, NULL, 0, 0);
+    luaJIT_setmode(vm->L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_ON);
+    vm->mem_limit = 0;
+}
+
+static int
+traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+
+    lua_pushstring(L, msg ? msg : "(error object is not a string)");
+    return 1;
+}
+
+/* Run the policy; leaves the policy table on the stack. */
+static int
+vm_run_policy(struct script_vm *vm, const char *path, const struct settings *s,
+              char *err, size_t errlen)
+{
+    lua_State *L = vm->L;
+    int rc;
+
+    lua_pushcfunction(L, traceback);
+    if (setup_luagent(L, s) < 0) {
+        snprintf(err, errlen, "lua/luagent.lua: %s", lua_tostring(L, -1));
+        return -1;
+    }
+    if (path == NULL)
+        rc = luaL_loadbuffer(L, (const char *)embedded_default_policy,
+                             embedded_default_policy_len, "@" DEFAULT_POLICY_NAME);
+    else
+        rc = luaL_loadfile(L, path);
+    if (rc != 0) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        return -1;
+    }
+    if (lua_pcall(L, 0, 1, -2) != 0) {
+        const char *msg = lua_tostring(L, -1);
+
+        if (msg && strstr(msg, "not enough memory"))
+            snprintf(err, errlen, "%s: memory limit exceeded (%u MiB)",
+                     path ? path : DEFAULT_POLICY_NAME, SCRIPT_MEM_LIMIT >> 20);
+        else
+            snprintf(err, errlen, "%s", msg ? msg : "error");
+        return -1;
+    }
+    if (!lua_istable(L, -1)) {
+        snprintf(err, errlen, "%s: the script must return lg.policy{...} (got %s)",
+                 path ? path : DEFAULT_POLICY_NAME, luaL_typename(L, -1));
+        return -1;
+    }
+    lua_getfield(L, -1, "_type");
+    rc = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "policy") == 0;
+    lua_pop(L, 1);
+    if (!rc) {
+        snprintf(err, errlen, "%s: the script must return lg.policy{...}",
+                 path ? path : DEFAULT_POLICY_NAME);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- compiling route tables into nodes -------------------------------- */
+
+struct compiler {
+    lua_State        *L;
+    struct script_vm *vm;
+    struct config    *cfg;
+    const char       *source;   /* file name for messages */
+    int               memo;     /* stack index: route table -> node */
+    char             *err;
+    size_t            errlen;
+    bool              failed;
+};
+
+static char cycle_marker;
+
+/* Record a compile error, prefixed with where the object was built. */
+static struct route *
+fail(struct compiler *cc, int idx, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static struct route *
+fail(struct compiler *cc, int idx, const char *fmt, ...)
+{
+    char msg[ERR_LEN];
+    const char *where = NULL;
+    va_list ap;
+
+    if (cc->failed)
+        return NULL;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (idx != 0) {
+        lua_getfield(cc->L, idx, "_where");
+        where = lua_tostring(cc->L, -1);
+        lua_pop(cc->L, 1);
+    }
+    snprintf(cc->err, cc->errlen, "%s: %s", where ? where : cc->source, msg);
+    cc->failed = true;
+    return NULL;
+}
+
+static int
+abs_index(lua_State *L, int idx)
+{
+    return (idx > 0 || idx <= LUA_REGISTRYINDEX) ? idx : lua_gettop(L) + idx + 1;
+}
+
+static lua_Integer
+field_int(lua_State *L, int idx, const char *name, lua_Integer dflt)
+{
+    lua_Integer v;
+
+    lua_getfield(L, idx, name);
+    v = lua_isnumber(L, -1) ? lua_tointeger(L, -1) : dflt;
+    lua_pop(L, 1);
+    return v;
+}
+
+static bool
+field_bool(lua_State *L, int idx, const char *name, bool dflt)
+{
+    bool v;
+
+    lua_getfield(L, idx, name);
+    v = lua_isnil(L, -1) ? dflt : lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+/* A string field copied (NULL when absent). */
+static char *
+field_str(lua_State *L, int idx, const char *name)
+{
+    char *v = NULL;
+
+    lua_getfield(L, idx, name);
+    if (lua_type(L, -1) == LUA_TSTRING)
+        v = strdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return v;
+}
+
+static bool
+field_is(lua_State *L, int idx, const char *name, const char *value)
+{
+    bool v;
+
+    lua_getfield(L, idx, name);
+    v = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), value) == 0;
+    lua_pop(L, 1);
+    return v;
+}
+
+static struct route *compile_route(struct compiler *cc, int idx);
+
+/* Compile the route in field `name` of the table at idx (NULL if absent). */
+static struct route *
+compile_field(struct compiler *cc, int idx, const char *name, bool required)
+{
+    struct route *r = NULL;
+
+    lua_getfield(cc->L, idx, name);
+    if (lua_istable(cc->L, -1))
+        r = compile_route(cc, -1);
+    else if (required)
+        fail(cc, idx, "field '%s' must be a route", name);
+    lua_pop(cc->L, 1);
+    return r;
+}
+
+/* Compile the list in field `name` into r->children. */
+static int
+compile_children(struct compiler *cc, int idx, const char *name, struct route *r)
+{
+    lua_State *L = cc->L;
+    int i, n;
+
+    lua_getfield(L, idx, name);
+    n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
+    r->children = calloc((size_t)(n ? n : 1), sizeof(*r->children));
+    if (r->children == NULL) {
+        lua_pop(L, 1);
+        fail(cc, idx, "out of memory");
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        lua_rawgeti(L, -1, i + 1);
+        r->children[i] = lua_istable(L, -1) ? compile_route(cc, -1) : NULL;
+        lua_pop(L, 1);
+        if (r->children[i] == NULL) {
+            lua_pop(L, 1);
+            fail(cc, idx, "%s[%d] is not a route", name, i + 1);
+            return -1;
+        }
+    }
+    r->nchildren = n;
+    lua_pop(L, 1);
+    return 0;
+}
+
+static struct route *
+compile_pool(struct compiler *cc, int idx, struct route *r)
+{
+    lua_State *L = cc->L;
+    struct pool *pool;
+    char *hash = field_str(L, idx, "hash"), *tag = field_str(L, idx, "hash_tag");
+    int i, n, h;
+
+    pool = calloc(1, sizeof(*pool));
+    if (pool == NULL || config_add_pool(cc->cfg, pool) < 0) {
+        free(pool);
+        free(hash);
+        free(tag);
+        return fail(cc, idx, "out of memory");
+    }
+    pool->name = field_str(L, idx, "name");
+    if (pool->name == NULL)
+        pool->name = strdup("?");
+    h = hash_by_name(hash ? hash : "md5");
+    pool->hash = h < 0 ? HASH_MD5 : (enum hash_kind)h;
+    if (tag != NULL && strlen(tag) == 2)
+        memcpy(pool->hash_tag, tag, 3);
+    free(hash);
+    free(tag);
+    if (h < 0)
+        return fail(cc, idx, "lg.pool '%s': unknown hash", pool->name);
+    pool->timeout_ms = (int)field_int(L, idx, "timeout_ms", DEFAULT_TIMEOUT_MS);
+
+    lua_getfield(L, idx, "servers");
+    n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
+    if (n == 0) {
+        lua_pop(L, 1);
+        return fail(cc, idx, "lg.pool '%s': 'servers' is empty", pool->name);
+    }
+    struct ring_server rs[n];
+    pool->server_ids = calloc((size_t)n, sizeof(int));
+    pool->nservers = n;
+    for (i = 0; i < n && pool->server_ids; i++) {
+        char err[ERR_LEN];
+        struct server *srv;
+        int id;
+
+        lua_rawgeti(L, -1, i + 1);
+        lua_getfield(L, -1, "host");
+        rs[i].host = lua_tostring(L, -1);       /* kept alive by the table */
+        lua_pop(L, 1);
+        rs[i].port = (int)field_int(L, -1, "port", DEFAULT_PORT);
+        rs[i].weight = (unsigned)field_int(L, -1, "weight", 1);
+        lua_getfield(L, -1, "name");
+        rs[i].name = lua_tostring(L, -1);
+        lua_pop(L, 1);
+        lua_pop(L, 1);
+        if (rs[i].host == NULL) {
+            lua_pop(L, 1);
+            return fail(cc, idx, "lg.pool '%s': servers[%d] has no host", pool->name, i + 1);
+        }
+        id = config_server(cc->cfg, rs[i].host, rs[i].port, err, sizeof(err));
+        if (id < 0) {
+            lua_pop(L, 1);
+            return fail(cc, idx, "lg.pool '%s': %s", pool->name, err);
+        }
+        pool->server_ids[i] = id;
+        srv = &cc->cfg->servers[id];
+        srv->connect_timeout_ms = (int)field_int(L, idx, "connect_timeout_ms",
+                                                 DEFAULT_CONNECT_TIMEOUT_MS);
+        srv->failure_limit = (int)field_int(L, idx, "failure_limit", DEFAULT_FAILURE_LIMIT);
+        srv->retry_after_ms = (int)field_int(L, idx, "retry_after_ms", DEFAULT_RETRY_AFTER_MS);
+        srv->max_idle = (int)field_int(L, idx, "max_idle", DEFAULT_MAX_IDLE);
+    }
+    if (pool->server_ids == NULL) {
+        lua_pop(L, 1);
+        return fail(cc, idx, "out of memory");
+    }
+    {
+        /* The host and name strings stay alive in the server tables, which
+         * the list on the stack keeps reachable until the ring is built. */
+        char err[ERR_LEN];
+        enum dist dist = field_is(L, idx, "dist", "modula") ? DIST_MODULA : DIST_KETAMA;
+
+        pool->ring = ring_build(dist, rs, n, err, sizeof(err));
+        lua_pop(L, 1);
+        if (pool->ring == NULL)
+            return fail(cc, idx, "lg.pool '%s': %s", pool->name, err);
+    }
+    r->pool = pool;
+    free(r->name);
+    r->name = strdup(pool->name);
+    return r;
+}
+
+static int
+prefix_longest_first(const void *a, const void *b)
+{
+    const struct prefix_entry *x = a, *y = b;
+
+    if (x->len != y->len)
+        return x->len > y->len ? -1 : 1;
+    return memcmp(x->prefix, y->prefix, x->len);
+}
+
+static struct route *
+compile_prefix(struct compiler *cc, int idx, struct route *r)
+{
+    lua_State *L = cc->L;
+    int i, n;
+
+    lua_getfield(L, idx, "map");
+    n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
+    r->prefixes = calloc((size_t)(n ? n : 1), sizeof(*r->prefixes));
+    for (i = 0; i < n && r->prefixes; i++) {
+        lua_rawgeti(L, -1, i + 1);
+        r->prefixes[i].prefix = field_str(L, -1, "prefix");
+        r->prefixes[i].len = r->prefixes[i].prefix ? (uint32_t)strlen(r->prefixes[i].prefix) : 0;
+        r->nprefixes = i + 1;
+        r->prefixes[i].route = compile_field(cc, lua_gettop(L), "route", true);
+        lua_pop(L, 1);
+        if (r->prefixes[i].route == NULL || r->prefixes[i].prefix == NULL) {
+            lua_pop(L, 1);
+            return fail(cc, idx, "lg.prefix: entry %d is not a prefix and a route", i + 1);
+        }
+    }
+    lua_pop(L, 1);
+    qsort(r->prefixes, (size_t)r->nprefixes, sizeof(*r->prefixes), prefix_longest_first);
+    r->default_route = compile_field(cc, idx, "default", true);
+    return r->default_route ? r : NULL;
+}
+
+static struct route *
+compile_by_op(struct compiler *cc, int idx, struct route *r)
+{
+    lua_State *L = cc->L;
+    int i, ops;
+
+    lua_getfield(L, idx, "ops");
+    ops = lua_gettop(L);
+    for (i = 0; i < OP_COUNT; i++)
+        if (i != OP_PROXY)
+            r->by_op[i] = compile_field(cc, ops, proto_op_name((enum op)i), false);
+    for (i = 0; i < CMD_COUNT; i++)
+        if (proto_cmd_op((enum cmd)i) != OP_PROXY)
+            r->by_cmd[i] = compile_field(cc, ops, proto_cmd_name((enum cmd)i), false);
+    lua_pop(L, 1);
+    r->default_route = compile_field(cc, idx, "default", false);
+    if (r->default_route == NULL) {
+        /* Anything not covered answers an error rather than vanishing. */
+        r->default_route = route_new(ROUTE_ERROR, "error");
+        if (r->default_route == NULL || config_add_node(cc->cfg, r->default_route) < 0)
+            return fail(cc, idx, "out of memory");
+        r->default_route->error_line = strdup("SERVER_ERROR luagent: no route for this command\r\n");
+    }
+    return cc->failed ? NULL : r;
+}
+
+static struct route *
+compile_failover(struct compiler *cc, int idx, struct route *r)
+{
+    lua_State *L = cc->L;
+
+    if (compile_children(cc, idx, "children", r) < 0)
+        return NULL;
+    lua_getfield(L, idx, "on");
+    if (lua_istable(L, -1)) {
+        r->on_error = field_bool(L, -1, "error", false);
+        r->on_timeout = field_bool(L, -1, "timeout", false);
+        r->on_server_error = field_bool(L, -1, "server_error", false);
+    } else {
+        r->on_error = r->on_timeout = true;
+    }
+    lua_pop(L, 1);
+    r->on_miss = field_bool(L, idx, "miss", false);
+    r->failover_writes = field_is(L, idx, "writes", "failover");
+    r->max_tries = (int)field_int(L, idx, "max_tries", 0);
+    return r;
+}
+
+static struct route *
+compile_rewrite(struct compiler *cc, int idx, struct route *r)
+{
+    r->strip = field_str(cc->L, idx, "strip");
+    r->add = field_str(cc->L, idx, "add");
+    r->strip_len = r->strip ? (uint32_t)strlen(r->strip) : 0;
+    r->add_len = r->add ? (uint32_t)strlen(r->add) : 0;
+    r->children = calloc(1, sizeof(*r->children));
+    if (r->children == NULL)
+        return fail(cc, idx, "out of memory");
+    r->children[0] = compile_field(cc, idx, "to", true);
+    r->nchildren = 1;
+    return r->children[0] ? r : NULL;
+}
+
+static struct route *
+compile_pair(struct compiler *cc, int idx, struct route *r, const char *a, const char *b)
+{
+    r->children = calloc(2, sizeof(*r->children));
+    if (r->children == NULL)
+        return fail(cc, idx, "out of memory");
+    r->children[0] = compile_field(cc, idx, a, true);
+    r->children[1] = compile_field(cc, idx, b, true);
+    r->nchildren = 2;
+    return cc->failed ? NULL : r;
+}
+
+static struct route *
+compile_shadow(struct compiler *cc, int idx, struct route *r)
+{
+    double fraction;
+
+    lua_getfield(cc->L, idx, "fraction");
+    fraction = lua_isnumber(cc->L, -1) ? lua_tonumber(cc->L, -1) : 1.0;
+    lua_pop(cc->L, 1);
+    r->fraction = fraction >= 1.0 ? UINT32_MAX : (uint32_t)(fraction * 4294967295.0);
+    r->shadow_op = field_is(cc->L, idx, "ops", "read") ? OP_READ
+                 : field_is(cc->L, idx, "ops", "write") ? OP_WRITE : OP_COUNT;
+    return compile_pair(cc, idx, r, "main", "shadow");
+}
+
+static struct route *
+compile_warmup(struct compiler *cc, int idx, struct route *r)
+{
+    r->exptime = (int)field_int(cc->L, idx, "exptime", 0);
+    r->delete_warm = field_bool(cc->L, idx, "delete_warm", true);
+    return compile_pair(cc, idx, r, "cold", "warm");
+}
+
+static struct route *
+compile_error(struct compiler *cc, int idx, struct route *r)
+{
+    char *msg = field_str(cc->L, idx, "msg");
+
+    if (msg == NULL)
+        return fail(cc, idx, "lg.error: 'msg' is required");
+    r->error_line = malloc(strlen(msg) + 16);
+    if (r->error_line != NULL)
+        sprintf(r->error_line, "SERVER_ERROR %s\r\n", msg);
+    free(msg);
+    return r->error_line ? r : fail(cc, idx, "out of memory");
+}
+
+static struct route *
+compile_hook(struct compiler *cc, int idx, struct route *r)
+{
+    lua_State *L = cc->L;
+    int *grown;
+    char *delim;
+
+    if (compile_children(cc, idx, "routes", r) < 0)
+        return NULL;
+    r->hook_index = cc->cfg->nhooks++;
+    grown = realloc(cc->vm->hook_refs, sizeof(int) * (size_t)cc->cfg->nhooks);
+    if (grown == NULL)
+        return fail(cc, idx, "out of memory");
+    cc->vm->hook_refs = grown;
+    lua_getfield(L, idx, "fn");
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 1);
+        return fail(cc, idx, "lg.hook: 'fn' must be a function");
+    }
+    grown[r->hook_index] = luaL_ref(L, LUA_REGISTRYINDEX);
+    r->hook_cache = field_is(L, idx, "cache", "prefix") ? HOOK_CACHE_PREFIX
+                  : field_is(L, idx, "cache", "prefix+op") ? HOOK_CACHE_PREFIX_OP
+                  : HOOK_CACHE_NONE;
+    delim = field_str(L, idx, "delim");
+    r->delim = delim && delim[0] ? delim[0] : ':';
+    free(delim);
+    return r;
+}
+
+struct type_row {
+    const char      *name;
+    enum route_type  type;
+    struct route   *(*compile)(struct compiler *, int, struct route *);
+};
+
+static struct route *
+compile_fanout(struct compiler *cc, int idx, struct route *r)
+{
+    if (compile_children(cc, idx, "children", r) < 0)
+        return NULL;
+    if (r->nchildren == 0)
+        return fail(cc, idx, "lg.%s: needs at least one route", r->name);
+    r->reply_first = field_is(cc->L, idx, "reply", "first");
+    return r;
+}
+
+static const struct type_row type_rows[] = {
+    { "pool",        ROUTE_POOL,        compile_pool },
+    { "prefix",      ROUTE_PREFIX,      compile_prefix },
+    { "by_op",       ROUTE_BY_OP,       compile_by_op },
+    { "failover",    ROUTE_FAILOVER,    compile_failover },
+    { "all_sync",    ROUTE_ALL_SYNC,    compile_fanout },
+    { "all_initial", ROUTE_ALL_INITIAL, compile_fanout },
+    { "all_fastest", ROUTE_ALL_FASTEST, compile_fanout },
+    { "all_async",   ROUTE_ALL_ASYNC,   compile_fanout },
+    { "rewrite",     ROUTE_REWRITE,     compile_rewrite },
+    { "shadow",      ROUTE_SHADOW,      compile_shadow },
+    { "warmup",      ROUTE_WARMUP,      compile_warmup },
+    { "error",       ROUTE_ERROR,       compile_error },
+    { "hook",        ROUTE_HOOK,        compile_hook },
+};
+
+static struct route *
+compile_route(struct compiler *cc, int idx)
+{
+    lua_State *L = cc->L;
+    const struct type_row *row = NULL;
+    struct route *r;
+    const char *type;
+    size_t i;
+
+    idx = abs_index(L, idx);
+    if (cc->failed)
+        return NULL;
+    lua_pushvalue(L, idx);
+    lua_rawget(L, cc->memo);
+    r = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (r == (void *)&cycle_marker)
+        return fail(cc, idx, "the route tree has a cycle");
+    if (r != NULL)
+        return r;
+
+    lua_getfield(L, idx, "_type");
+    type = lua_tostring(L, -1);
+    for (i = 0; type && i < ARRAY_SIZE(type_rows); i++)
+        if (strcmp(type, type_rows[i].name) == 0)
+            row = &type_rows[i];
+    lua_pop(L, 1);
+    if (row == NULL)
+        return fail(cc, idx, "not a route object (build routes with lg.pool, lg.prefix, ...)");
+
+    lua_pushvalue(L, idx);
+    lua_pushlightuserdata(L, &cycle_marker);
+    lua_rawset(L, cc->memo);
+
+    r = route_new(row->type, row->name);
+    if (r == NULL || config_add_node(cc->cfg, r) < 0) {
+        route_free(r);
+        return fail(cc, idx, "out of memory");
+    }
+    lua_pushinteger(L, r->id);
+    lua_setfield(L, idx, "_id");
+    if (row->compile(cc, idx, r) == NULL)
+        return NULL;
+
+    lua_pushvalue(L, idx);
+    lua_pushlightuserdata(L, r);
+    lua_rawset(L, cc->memo);
+    return r;
+}
+
+static int
+compile_settings(struct compiler *cc, int policy)
+{
+    lua_State *L = cc->L;
+
+    lua_getfield(L, policy, "settings");
+    if (lua_istable(L, -1)) {
+        int s = lua_gettop(L);
+
+        cc->cfg->item_max = (uint32_t)field_int(L, s, "item_max", ITEM_MAX_DEFAULT);
+        cc->cfg->decision_cache_size = (unsigned)field_int(L, s, "decision_cache_size", 4096);
+        if (field_is(L, s, "hook_errors", "default"))
+            cc->cfg->fallback = compile_field(cc, s, "fallback", true);
+    }
+    lua_pop(L, 1);
+    return cc->failed ? -1 : 0;
+}
+
+static int
+compile_policy(struct script_vm *vm, struct config *cfg, const char *source,
+               char *err, size_t errlen)
+{
+    struct compiler cc = { .L = vm->L, .vm = vm, .cfg = cfg, .source = source,
+                           .err = err, .errlen = errlen };
+    int policy = lua_gettop(vm->L);
+
+    lua_newtable(vm->L);
+    cc.memo = lua_gettop(vm->L);
+    lua_getfield(vm->L, policy, "route");
+    if (!lua_istable(vm->L, -1))
+        fail(&cc, 0, "lg.policy: 'route' is required");
+    else
+        cfg->root = compile_route(&cc, -1);
+    lua_pop(vm->L, 1);
+    if (!cc.failed)
+        compile_settings(&cc, policy);
+    lua_pop(vm->L, 1);      /* memo */
+    return cc.failed ? -1 : 0;
+}
+
+/* ---- request objects for hooks ---------------------------------------- */
+
+static struct hook_request *
+check_req(lua_State *L)
+{
+    return luaL_checkudata(L, 1, "luagent.request");
+}
+
+static int
+l_req_has_prefix(lua_State *L)
+{
+    struct hook_request *r = check_req(L);
+    size_t n;
+    const char *p = luaL_checklstring(L, 2, &n);
+
+    lua_pushboolean(L, n <= r->klen && memcmp(r->key, p, n) == 0);
+    return 1;
+}
+
+static int
+l_req_prefix(lua_State *L)
+{
+    struct hook_request *r = check_req(L);
+    const char *delim = luaL_optstring(L, 2, ":");
+    const char *end = memchr(r->key, delim[0] ? delim[0] : ':', r->klen);
+
+    if (end == NULL)
+        lua_pushnil(L);
+    else
+        lua_pushlstring(L, r->key, (size_t)(end - r->key));
+    return 1;
+}
+
+static int
+l_req_index(lua_State *L)
+{
+    struct hook_request *r = check_req(L);
+    const char *name = luaL_checkstring(L, 2);
+
+    if (strcmp(name, "key") == 0)
+        lua_pushlstring(L, r->key, r->klen);
+    else if (strcmp(name, "cmd") == 0)
+        lua_pushstring(L, proto_cmd_name(r->cmd));
+    else if (strcmp(name, "op") == 0)
+        lua_pushstring(L, proto_op_name(proto_cmd_op(r->cmd)));
+    else if (strcmp(name, "klen") == 0)
+        lua_pushinteger(L, r->klen);
+    else if (strcmp(name, "client") == 0)
+        lua_pushstring(L, r->is_unix ? "unix" : "tcp");
+    else if (strcmp(name, "has_prefix") == 0)
+        lua_pushcfunction(L, l_req_has_prefix);
+    else if (strcmp(name, "prefix") == 0)
+        lua_pushcfunction(L, l_req_prefix);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+static int
+vm_make_request(struct script_vm *vm)
+{
+    lua_State *L = vm->L;
+
+    vm->req = lua_newuserdata(L, sizeof(*vm->req));
+    memset(vm->req, 0, sizeof(*vm->req));
+    luaL_newmetatable(L, "luagent.request");
+    lua_pushcfunction(L, l_req_index);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2);
+    vm->req_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+/* Constructors refuse to run from now on. */
+static void
+vm_enter_request_phase(struct script_vm *vm)
+{
+    lua_State *L = vm->L;
+
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "loaded");
+    lua_getfield(L, -1, "luagent");
+    if (lua_istable(L, -1)) {
+        lua_pushstring(L, "request");
+        lua_setfield(L, -2, "_phase");
+    }
+    lua_pop(L, 3);
+}
+
+static int
+vm_call_hook(struct script_vm *vm, const struct config *cfg, const struct route *hook,
+             const struct hook_request *req, const struct route **route,
+             const char **newkey, uint32_t *newklen, char *err, size_t errlen)
+{
+    lua_State *L = vm->L;
+    int id, rc = -1;
+
+    *vm->req = *req;
+    *newkey = NULL;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->hook_refs[hook->hook_index]);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->req_ref);
+    if (lua_pcall(L, 1, 2, 0) != 0) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        lua_settop(L, 0);
+        return -1;
+    }
+    if (lua_istable(L, -2)) {
+        lua_getfield(L, -2, "_id");
+        id = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -1;
+        lua_pop(L, 1);
+        if (id >= 0 && id < cfg->nnodes) {
+            *route = cfg->nodes[id];
+            rc = 0;
+        }
+    }
+    if (rc < 0) {
+        lua_Debug ar;
+
+        lua_rawgeti(L, LUA_REGISTRYINDEX, vm->hook_refs[hook->hook_index]);
+        lua_getinfo(L, ">S", &ar);
+        snprintf(err, errlen, "%s:%d: hook returned no route", ar.short_src, ar.linedefined);
+    } else if (lua_type(L, -1) == LUA_TSTRING) {
+        size_t n;
+        const char *k = lua_tolstring(L, -1, &n);
+
+        /* Copied: the string may be collected once popped. */
+        *newklen = (uint32_t)(n > KEY_MAX + 1 ? KEY_MAX + 1 : n);
+        memcpy(vm->newkey, k, *newklen);
+        *newkey = vm->newkey;
+        if (n > KEY_MAX)
+            *newklen = (uint32_t)n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+    }
+    lua_settop(L, 0);
+    return rc;
+}
+
+int
+script_hook_call(struct config *cfg, int worker, const struct route *hook,
+                 const struct hook_request *req, const struct route **route,
+                 const char **newkey, uint32_t *newklen)
+{
+    char err[ERR_LEN];
+    struct script_vm *vm = &cfg->script->vms[worker];
+
+    if (vm_call_hook(vm, cfg, hook, req, route, newkey, newklen, err, sizeof(err)) == 0)
+        return 0;
+    log_ratelimited(LOG_WARN, hook, "hook %s: %s", hook->name, err);
+    return -1;
+}
+
+/* ---- routing self-tests ----------------------------------------------- */
+
+#define TEST_NAMES_MAX 32
+
+struct reached {
+    const char *names[TEST_NAMES_MAX];
+    int         n;
+};
+
+static void
+reached_add(struct reached *out, const char *name)
+{
+    int i;
+
+    for (i = 0; i < out->n; i++)
+        if (strcmp(out->names[i], name) == 0)
+            return;
+    if (out->n < TEST_NAMES_MAX)
+        out->names[out->n++] = name;
+}
+
+static int
+reach(struct script_vm *vm, const struct config *cfg, const struct route *r,
+      struct hook_request *req, struct reached *out, char *err, size_t errlen, int depth);
+
+static int
+reach_child(struct script_vm *vm, const struct config *cfg, const struct route *r,
+            struct hook_request *req, struct reached *out, char *err, size_t errlen, int depth)
+{
+    return reach(vm, cfg, r, req, out, err, errlen, depth + 1);
+}
+
+/* Which pools a request reaches through route r (the answering path). */
+static int
+reach(struct script_vm *vm, const struct config *cfg, const struct route *r,
+      struct hook_request *req, struct reached *out, char *err, size_t errlen, int depth)
+{
+    enum op op = proto_cmd_op(req->cmd);
+    int i;
+
+    if (depth > 64) {
+        snprintf(err, errlen, "route tree too deep");
+        return -1;
+    }
+    switch (r->type) {
+    case ROUTE_POOL:
+        reached_add(out, r->pool->name);
+        return 0;
+    case ROUTE_ERROR:
+        reached_add(out, "error");
+        return 0;
+    case ROUTE_PREFIX:
+        for (i = 0; i < r->nprefixes; i++)
+            if (r->prefixes[i].len <= req->klen
+                && memcmp(req->key, r->prefixes[i].prefix, r->prefixes[i].len) == 0)
+                return reach_child(vm, cfg, r->prefixes[i].route, req, out, err, errlen, depth);
+        return reach_child(vm, cfg, r->default_route, req, out, err, errlen, depth);
+    case ROUTE_BY_OP: {
+        const struct route *next = r->by_cmd[req->cmd] ? r->by_cmd[req->cmd]
+                                 : r->by_op[op] ? r->by_op[op] : r->default_route;
+
+        return reach_child(vm, cfg, next, req, out, err, errlen, depth);
+    }
+    case ROUTE_FAILOVER:
+    case ROUTE_SHADOW:
+    case ROUTE_REWRITE:
+        /* The answering path: the primary, the main, the target. */
+        return reach_child(vm, cfg, r->children[0], req, out, err, errlen, depth);
+    case ROUTE_WARMUP:
+        if (reach_child(vm, cfg, r->children[0], req, out, err, errlen, depth) < 0)
+            return -1;
+        if (op == OP_DELETE && r->delete_warm)
+            return reach_child(vm, cfg, r->children[1], req, out, err, errlen, depth);
+        return 0;
+    case ROUTE_ALL_SYNC:
+    case ROUTE_ALL_INITIAL:
+    case ROUTE_ALL_FASTEST:
+    case ROUTE_ALL_ASYNC:
+        for (i = 0; i < r->nchildren; i++)
+            if (reach_child(vm, cfg, r->children[i], req, out, err, errlen, depth) < 0)
+                return -1;
+        return 0;
+    case ROUTE_HOOK: {
+        const struct route *next = NULL;
+        const char *newkey;
+        uint32_t newklen;
+        struct hook_request sub = *req;
+
+        if (vm_call_hook(vm, cfg, r, req, &next, &newkey, &newklen, err, errlen) < 0)
+            return -1;
+        if (newkey != NULL) {
+            sub.key = newkey;
+            sub.klen = newklen;
+        }
+        return reach_child(vm, cfg, next, &sub, out, err, errlen, depth);
+    }
+    case ROUTE_TYPE_COUNT:
+        break;
+    }
+    return 0;
+}
+
+static int
+cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void
+names_text(struct reached *r, char *out, size_t outlen)
+{
+    size_t n = 0;
+    int i;
+
+    qsort(r->names, (size_t)r->n, sizeof(r->names[0]), cmp_names);
+    n += (size_t)snprintf(out + n, outlen - n, "{");
+    for (i = 0; i < r->n && n < outlen; i++)
+        n += (size_t)snprintf(out + n, outlen - n, "%s%s", i ? "," : "", r->names[i]);
+    if (n < outlen)
+        snprintf(out + n, outlen - n, "}");
+}
+
+static enum cmd
+cmd_by_name(const char *name, size_t len)
+{
+    int i;
+
+    for (i = 0; i < CMD_COUNT; i++)
+        if (strlen(proto_cmd_name((enum cmd)i)) == len
+            && memcmp(proto_cmd_name((enum cmd)i), name, len) == 0)
+            return (enum cmd)i;
+    return CMD_COUNT;
+}
+
+/* Run test number n (the table is on top of the stack). */
+static int
+run_test(struct script_vm *vm, const struct config *cfg, const char *source, int n,
+         char *err, size_t errlen)
+{
+    lua_State *L = vm->L;
+    struct reached want = { .n = 0 }, got = { .n = 0 };
+    struct hook_request req = { 0 };
+    char why[ERR_LEN], want_text[512], got_text[512];
+    const char *line, *sp;
+    int t = lua_gettop(L), i;
+
+    lua_rawgeti(L, t, 1);
+    line = lua_tostring(L, -1);
+    lua_rawgeti(L, t, 2);
+    if (line == NULL) {
+        snprintf(err, errlen, "%s: test %d: the first element must be a request line", source, n);
+        return -1;
+    }
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        reached_add(&want, lua_tostring(L, -1));
+    } else if (lua_istable(L, -1)) {
+        for (i = 1; i <= (int)lua_objlen(L, -1); i++) {
+            lua_rawgeti(L, -1, i);
+            if (lua_type(L, -1) == LUA_TSTRING)
+                reached_add(&want, lua_tostring(L, -1));   /* kept by the table */
+            lua_pop(L, 1);
+        }
+    }
+    sp = strchr(line, ' ');
+    req.cmd = cmd_by_name(line, sp ? (size_t)(sp - line) : strlen(line));
+    if (req.cmd == CMD_COUNT || sp == NULL || proto_cmd_op(req.cmd) == OP_PROXY) {
+        snprintf(err, errlen, "%s: test %d \"%s\": not a keyed request line", source, n, line);
+        return -1;
+    }
+    req.key = sp + 1;
+    req.klen = (uint32_t)strcspn(sp + 1, " ");
+    if (reach(vm, cfg, cfg->root, &req, &got, why, sizeof(why), 0) < 0) {
+        snprintf(err, errlen, "%s: test %d \"%s\": %s", source, n, line, why);
+        return -1;
+    }
+    names_text(&want, want_text, sizeof(want_text));
+    names_text(&got, got_text, sizeof(got_text));
+    if (strcmp(want_text, got_text) != 0) {
+        snprintf(err, errlen, "%s: test %d \"%s\": expected %s, got %s",
+                 source, n, line, want_text, got_text);
+        return -1;
+    }
+    lua_settop(L, t);
+    return 0;
+}
+
+static int
+run_tests(struct script_vm *vm, const struct config *cfg, const char *source,
+          char *err, size_t errlen)
+{
+    lua_State *L = vm->L;
+    int policy = lua_gettop(L), i, n, rc = 0;
+
+    lua_getfield(L, policy, "tests");
+    n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
+    for (i = 1; i <= n && rc == 0; i++) {
+        lua_rawgeti(L, -1, i);
+        if (!lua_istable(L, -1)) {
+            snprintf(err, errlen, "%s: test %d must be {request, expected}", source, i);
+            rc = -1;
+        } else {
+            rc = run_test(vm, cfg, source, i, err, errlen);
+        }
+        lua_settop(L, policy + 1);
+    }
+    lua_settop(L, policy);
+    return rc;
+}
+
+/* ---- loading ------------------------------------------------------------ */
+
+/* Same shape? Workers' VMs must build the very tree the load VM built. */
+static bool
+same_tree(const struct config *a, const struct config *b)
+{
+    int i;
+
+    if (a->nnodes != b->nnodes || a->nhooks != b->nhooks)
+        return false;
+    for (i = 0; i < a->nnodes; i++)
+        if (a->nodes[i]->type != b->nodes[i]->type
+            || strcmp(a->nodes[i]->name, b->nodes[i]->name) != 0)
+            return false;
+    return true;
+}
+
+/* A VM for worker i > 0: run the script again and bind its hooks. */
+static int
+worker_vm(struct script_vm *vm, const char *path, const struct settings *s,
+          const struct config *cfg, char *err, size_t errlen)
+{
+    struct config *twin = config_new(cfg->generation);
+    const char *source = path ? path : DEFAULT_POLICY_NAME;
+    int rc = -1;
+
+    if (twin == NULL || vm_open(vm, true) < 0) {
+        snprintf(err, errlen, "out of memory");
+        config_free(twin);
+        return -1;
+    }
+    if (vm_run_policy(vm, path, s, err, errlen) == 0
+        && compile_policy(vm, twin, source, err, errlen) == 0) {
+        if (same_tree(cfg, twin))
+            rc = 0;
+        else
+            snprintf(err, errlen, "%s: the script built a different route tree on a "
+                     "second run (does it depend on math.random or the time?)", source);
+    }
+    config_free(twin);
+    if (rc == 0) {
+        vm_make_request(vm);
+        vm_enter_request_phase(vm);
+        vm_serve(vm);
+        lua_settop(vm->L, 0);
+    }
+    return rc;
+}
+
+struct config *
+script_load(const char *path, const struct settings *s, int nworkers,
+            char *err, size_t errlen)
+{
+    struct config *cfg = config_new(1);
+    const char *source = path ? path : DEFAULT_POLICY_NAME;
+    struct script_vm *vm;
+    int i;
+
+    if (cfg == NULL || (cfg->script = calloc(1, sizeof(*cfg->script))) == NULL
+        || (cfg->script->vms = calloc((size_t)nworkers, sizeof(struct script_vm))) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        config_free(cfg);
+        return NULL;
+    }
+    cfg->source = strdup(source);
+    cfg->script->nvms = nworkers;
+    vm = &cfg->script->vms[0];
+    if (vm_open(vm, true) < 0) {
+        snprintf(err, errlen, "cannot create a Lua VM");
+        goto fail;
+    }
+    if (vm_run_policy(vm, path, s, err, errlen) < 0
+        || compile_policy(vm, cfg, source, err, errlen) < 0
+        || vm_make_request(vm) < 0)
+        goto fail;
+    vm_enter_request_phase(vm);
+    if (run_tests(vm, cfg, source, err, errlen) < 0)
+        goto fail;
+    lua_settop(vm->L, 0);
+    vm_serve(vm);
+    for (i = 1; i < nworkers; i++)
+        if (worker_vm(&cfg->script->vms[i], path, s, cfg, err, errlen) < 0)
+            goto fail;
+    if (cfg->nhooks == 0) {
+        /* Nothing calls Lua per request: keep no VM. */
+        for (i = 0; i < nworkers; i++)
+            vm_close(&cfg->script->vms[i]);
+    }
+    return cfg;
+fail:
+    config_free(cfg);
+    return NULL;
+}
+
+void
+script_free(struct config *cfg)
+{
+    int i;
+
+    if (cfg->script == NULL)
+        return;
+    for (i = 0; i < cfg->script->nvms; i++)
+        vm_close(&cfg->script->vms[i]);
+    free(cfg->script->vms);
+    free(cfg->script);
+    cfg->script = NULL;
+}
+
+void
+script_describe(const struct config *cfg, FILE *out)
+{
+    int i, j;
+
+    fprintf(out, "policy %s: %d pool(s), %d route node(s), %d hook(s)\n",
+            cfg->source, cfg->npools, cfg->nnodes, cfg->nhooks);
+    for (i = 0; i < cfg->npools; i++) {
+        const struct pool *p = cfg->pools[i];
+
+        fprintf(out, "pool %s:", p->name);
+        for (j = 0; j < p->nservers; j++)
+            fprintf(out, " %s", cfg->servers[p->server_ids[j]].label);
+        fprintf(out, " (hash %s, timeout %d ms)\n", hash_name(p->hash), p->timeout_ms);
+    }
+    for (i = 0; i < cfg->nnodes; i++)
+        fprintf(out, "route %d: %s%s\n", i, cfg->nodes[i]->name,
+                cfg->nodes[i] == cfg->root ? " (root)" : "");
+}
