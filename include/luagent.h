@@ -8,6 +8,12 @@
 #define LUAGENT_H
 
 #define LUAGENT_VERSION     "0.1.0"
+/*
+ * `version` answers "VERSION 1.6.18-luagent-0.1.0": clients read the leading
+ * memcached version to decide which protocol features to use, and luagent
+ * speaks the text protocol as memcached 1.6.18 does.
+ */
+#define MEMCACHED_COMPAT_VERSION "1.6.18"
 
 #define KEY_MAX             250             /* memcached's key length limit */
 #define LINE_MAX_PLAIN      2048            /* longest non-retrieval request line */

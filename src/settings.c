@@ -247,7 +247,7 @@ settings_parse(struct settings *s, int argc, char **argv)
     while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
         if (c == '?') {
             if (optopt)
-                return bad("unknown option '-%c'", (char[]){ (char)optopt, 0 });
+                return bad("unknown option '-%s'", (char[]){ (char)optopt, 0 });
             return bad("unknown option '%s'", argv[optind - 1]);
         }
         if (c == ':')
