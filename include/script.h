@@ -52,6 +52,13 @@ int script_hook_call(struct config *config, int worker, const struct route *hook
                      const struct hook_request *req, const struct route **route,
                      const char **newkey, uint32_t *newklen);
 
+/*
+ * --route: print where "cmd key" would go (each route node, then the pool and
+ * server). Returns 0, or -1 with a reason in err.
+ */
+int script_explain(struct config *config, const char *line, FILE *out,
+                   char *err, size_t errlen);
+
 /* Describe a config's pools and routes (for --check). */
 void script_describe(const struct config *config, FILE *out);
 

@@ -27,6 +27,9 @@ struct settings {
     int         verbose;            /* -v count */
     int         threads;            /* -t */
     const char *policy;             /* -c / --policy */
+    const char *check;              /* --check FILE: load, test, describe, exit */
+    const char *route_file;         /* --route FILE LINE: explain routing, exit */
+    const char *route_line;
     struct server_spec *servers;    /* -s, in order */
     int         nservers;
     struct server_spec *backups;    /* -b, in order */

@@ -80,6 +80,31 @@ on_hup(evutil_socket_t sig, short what, void *arg)
     log_warn("SIGHUP: no policy file to reload (started without -c)");
 }
 
+/* --check and --route: load the policy as a reload would, report, exit. */
+static int
+check_policy(const struct settings *s)
+{
+    const char *path = s->check ? s->check : s->route_file;
+    char err[ERR_LEN];
+    struct config *config = script_load(strcmp(path, "-") == 0 ? NULL : path, s, 1,
+                                        err, sizeof(err));
+    int rc = 0;
+
+    if (config == NULL) {
+        fprintf(stderr, "luagent: %s\n", err);
+        return 1;
+    }
+    if (s->check != NULL) {
+        script_describe(config, stdout);
+        printf("ok: %s loads, compiles and passes its self-tests\n", path);
+    } else if (script_explain(config, s->route_line, stdout, err, sizeof(err)) < 0) {
+        fprintf(stderr, "luagent: %s\n", err);
+        rc = 1;
+    }
+    config_free(config);
+    return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -99,6 +124,8 @@ main(int argc, char **argv)
     }
     log_init(s.verbose);
     signal(SIGPIPE, SIG_IGN);
+    if (s.check != NULL || s.route_file != NULL)
+        return check_policy(&s);
 
     config = script_load(s.policy, &s, s.threads, err, sizeof(err));
     if (config == NULL) {

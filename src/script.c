@@ -85,8 +85,8 @@ count_hook(lua_State *L, lua_Debug *ar)
     lua_getallocf(L, (void **)&vm);
     vm->instr_left -= 1000;
     if (vm->instr_left < 0)
-        luaL_error(L, "instruction limit exceeded (%ld instructions): a runaway loop?",
-                   SCRIPT_INSTR_LIMIT);
+        luaL_error(L, "instruction limit exceeded (%d million VM instructions): a runaway loop?",
+                   (int)(SCRIPT_INSTR_LIMIT / 1000000));
 }
 
 static int
@@ -882,7 +882,7 @@ vm_call_hook(struct script_vm *vm, const struct config *cfg, const struct route 
              const char **newkey, uint32_t *newklen, char *err, size_t errlen)
 {
     lua_State *L = vm->L;
-    int id, rc = -1;
+    int id, rc = -1, top = lua_gettop(L);   /* callers may keep things below */
 
     *vm->req = *req;
     *newkey = NULL;
@@ -890,7 +890,7 @@ vm_call_hook(struct script_vm *vm, const struct config *cfg, const struct route 
     lua_rawgeti(L, LUA_REGISTRYINDEX, vm->req_ref);
     if (lua_pcall(L, 1, 2, 0) != 0) {
         snprintf(err, errlen, "%s", lua_tostring(L, -1));
-        lua_settop(L, 0);
+        lua_settop(L, top);
         return -1;
     }
     if (lua_istable(L, -2)) {
@@ -917,9 +917,9 @@ vm_call_hook(struct script_vm *vm, const struct config *cfg, const struct route 
         memcpy(vm->newkey, k, *newklen);
         *newkey = vm->newkey;
         if (n > KEY_MAX)
-            *newklen = (uint32_t)n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+            *newklen = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
     }
-    lua_settop(L, 0);
+    lua_settop(L, top);
     return rc;
 }
 
@@ -944,6 +944,7 @@ script_hook_call(struct config *cfg, int worker, const struct route *hook,
 struct reached {
     const char *names[TEST_NAMES_MAX];
     int         n;
+    FILE       *trace;      /* --route: where each step is printed, or NULL */
 };
 
 static void
@@ -981,9 +982,18 @@ reach(struct script_vm *vm, const struct config *cfg, const struct route *r,
         snprintf(err, errlen, "route tree too deep");
         return -1;
     }
+    if (out->trace != NULL && r->type != ROUTE_POOL)
+        fprintf(out->trace, "%*s%s%s\n", 2 * depth, "", r->name,
+                r->type == ROUTE_REWRITE || r->type == ROUTE_HOOK ? "" : "");
     switch (r->type) {
     case ROUTE_POOL:
         reached_add(out, r->pool->name);
+        if (out->trace != NULL) {
+            int id = pool_server_for_key(r->pool, req->key, req->klen);
+
+            fprintf(out->trace, "%*spool %s -> server %s (key \"%.*s\")\n", 2 * depth, "",
+                    r->pool->name, cfg->servers[id].label, (int)req->klen, req->key);
+        }
         return 0;
     case ROUTE_ERROR:
         reached_add(out, "error");
@@ -1000,10 +1010,25 @@ reach(struct script_vm *vm, const struct config *cfg, const struct route *r,
 
         return reach_child(vm, cfg, next, req, out, err, errlen, depth);
     }
+    case ROUTE_REWRITE: {
+        struct hook_request sub = *req;
+        char key[2 * KEY_MAX + 2];
+        uint32_t skip = 0;
+
+        if (r->strip_len > 0 && req->klen >= r->strip_len
+            && memcmp(req->key, r->strip, r->strip_len) == 0)
+            skip = r->strip_len;
+        if ((size_t)r->add_len + req->klen - skip > 2 * KEY_MAX)
+            return reach_child(vm, cfg, r->children[0], req, out, err, errlen, depth);
+        memcpy(key, r->add, r->add_len);
+        memcpy(key + r->add_len, req->key + skip, req->klen - skip);
+        sub.key = key;
+        sub.klen = r->add_len + req->klen - skip;
+        return reach_child(vm, cfg, r->children[0], &sub, out, err, errlen, depth);
+    }
     case ROUTE_FAILOVER:
     case ROUTE_SHADOW:
-    case ROUTE_REWRITE:
-        /* The answering path: the primary, the main, the target. */
+        /* The answering path: the primary, the main. */
         return reach_child(vm, cfg, r->children[0], req, out, err, errlen, depth);
     case ROUTE_WARMUP:
         if (reach_child(vm, cfg, r->children[0], req, out, err, errlen, depth) < 0)
@@ -1027,6 +1052,10 @@ reach(struct script_vm *vm, const struct config *cfg, const struct route *r,
 
         if (vm_call_hook(vm, cfg, r, req, &next, &newkey, &newklen, err, errlen) < 0)
             return -1;
+        if (newkey != NULL && newklen > KEY_MAX) {
+            snprintf(err, errlen, "hook returned a key of %u bytes (over %d)", newklen, KEY_MAX);
+            return -1;
+        }
         if (newkey != NULL) {
             sub.key = newkey;
             sub.klen = newklen;
@@ -1071,6 +1100,8 @@ cmd_by_name(const char *name, size_t len)
     return CMD_COUNT;
 }
 
+static int parse_route_line(const char *line, struct hook_request *req);
+
 /* Run test number n (the table is on top of the stack). */
 static int
 run_test(struct script_vm *vm, const struct config *cfg, const char *source, int n,
@@ -1080,7 +1111,7 @@ run_test(struct script_vm *vm, const struct config *cfg, const char *source, int
     struct reached want = { .n = 0 }, got = { .n = 0 };
     struct hook_request req = { 0 };
     char why[ERR_LEN], want_text[512], got_text[512];
-    const char *line, *sp;
+    const char *line;
     int t = lua_gettop(L), i;
 
     lua_rawgeti(L, t, 1);
@@ -1100,14 +1131,10 @@ run_test(struct script_vm *vm, const struct config *cfg, const char *source, int
             lua_pop(L, 1);
         }
     }
-    sp = strchr(line, ' ');
-    req.cmd = cmd_by_name(line, sp ? (size_t)(sp - line) : strlen(line));
-    if (req.cmd == CMD_COUNT || sp == NULL || proto_cmd_op(req.cmd) == OP_PROXY) {
+    if (parse_route_line(line, &req) < 0) {
         snprintf(err, errlen, "%s: test %d \"%s\": not a keyed request line", source, n, line);
         return -1;
     }
-    req.key = sp + 1;
-    req.klen = (uint32_t)strcspn(sp + 1, " ");
     if (reach(vm, cfg, cfg->root, &req, &got, why, sizeof(why), 0) < 0) {
         snprintf(err, errlen, "%s: test %d \"%s\": %s", source, n, line, why);
         return -1;
@@ -1252,6 +1279,45 @@ script_free(struct config *cfg)
     free(cfg->script->vms);
     free(cfg->script);
     cfg->script = NULL;
+}
+
+/* Parse "cmd key" (a test or --route line) into req; 0 or -1. */
+static int
+parse_route_line(const char *line, struct hook_request *req)
+{
+    const char *sp = strchr(line, ' ');
+
+    memset(req, 0, sizeof(*req));
+    req->cmd = cmd_by_name(line, sp ? (size_t)(sp - line) : strlen(line));
+    if (req->cmd == CMD_COUNT || sp == NULL || proto_cmd_op(req->cmd) == OP_PROXY)
+        return -1;
+    req->key = sp + 1;
+    req->klen = (uint32_t)strcspn(sp + 1, " \r\n");
+    return req->klen > 0 ? 0 : -1;
+}
+
+int
+script_explain(struct config *cfg, const char *line, FILE *out, char *err, size_t errlen)
+{
+    struct reached got = { .n = 0, .trace = out };
+    struct hook_request req;
+    char names[512];
+
+    if (parse_route_line(line, &req) < 0) {
+        snprintf(err, errlen, "\"%s\": not a keyed request such as \"get some:key\"", line);
+        return -1;
+    }
+    if (cfg->nhooks > 0 && (cfg->script == NULL || cfg->script->vms[0].L == NULL)) {
+        snprintf(err, errlen, "no Lua VM to run the policy's hooks");
+        return -1;
+    }
+    fprintf(out, "%s\n", line);
+    if (reach(cfg->script ? &cfg->script->vms[0] : NULL, cfg, cfg->root, &req, &got,
+              err, errlen, 1) < 0)
+        return -1;
+    names_text(&got, names, sizeof(names));
+    fprintf(out, "answered by: %s\n", names);
+    return 0;
 }
 
 void

@@ -23,7 +23,7 @@ struct option_row {
     const char *help;
 };
 
-enum { OPT_VERSION = 256, OPT_POLICY };
+enum { OPT_VERSION = 256, OPT_CHECK, OPT_ROUTE };
 
 static const struct option_row option_rows[] = {
     { 'p', "port",       "PORT", "TCP port to listen on (default 11211, 0 = no TCP)" },
@@ -41,6 +41,8 @@ static const struct option_row option_rows[] = {
     { 't', "threads",    "N",    "worker threads (default 1)" },
     { 'c', "policy",     "FILE", "Lua routing policy (default: the built-in magent policy over -s/-b/-k)" },
     { 'h', "help",       NULL,   "this help" },
+    { OPT_CHECK,   "check",   "FILE", "load FILE, run its self-tests, print its pools and routes, exit 0/1" },
+    { OPT_ROUTE,   "route",   "FILE", "with a request line after it (\"get some:key\"): print where it goes" },
     { OPT_VERSION, "version", NULL, "print the version and exit" },
 };
 
@@ -224,6 +226,8 @@ apply_option(struct settings *s, int c, const char *arg)
     case 'h':
         usage(stdout);
         return SETTINGS_EXIT_OK;
+    case OPT_CHECK: s->check = arg; break;
+    case OPT_ROUTE: s->route_file = arg; break;
     case OPT_VERSION:
         printf("luagent %s\n", LUAGENT_VERSION);
         return SETTINGS_EXIT_OK;
@@ -256,8 +260,16 @@ settings_parse(struct settings *s, int argc, char **argv)
         if (r != SETTINGS_RUN)
             return r;
     }
+    if (s->route_file != NULL) {
+        if (optind != argc - 1)
+            return bad("%s", "--route FILE needs one request line, e.g. \"get some:key\"");
+        s->route_line = argv[optind++];
+        return SETTINGS_RUN;
+    }
     if (optind < argc)
         return bad("unexpected argument '%s'", argv[optind]);
+    if (s->check != NULL)
+        return SETTINGS_RUN;
     if (s->nservers == 0 && s->policy == NULL)
         return bad("%s", "no server given: use -s HOST[:PORT] (or -c policy.lua)");
     if (s->port == 0 && s->unix_path == NULL)
