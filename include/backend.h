@@ -42,4 +42,7 @@ const struct backend_stats *backend_stats(const struct backend *be);
 bool backend_is_down(const struct backend *be);
 const struct server *backend_server(const struct backend *be);
 
+/* A new generation names the same server: take its (possibly new) settings. */
+void backend_set_server(struct backend *be, const struct server *server);
+
 #endif

@@ -18,6 +18,7 @@
 struct buf;
 struct client;
 struct worker;
+struct wconfig;
 
 /* One key's reply slot in a client request. */
 struct slot {
@@ -31,6 +32,7 @@ struct slot {
 struct creq {
     struct creq     *next;      /* client FIFO / free list */
     struct client   *client;    /* NULL once the client has gone */
+    struct wconfig  *wcfg;      /* the config generation it is routed by */
     struct request   req;       /* parsed line; offsets into buf */
     struct buf      *buf;       /* request line (+ data block), owned */
     const char      *local;     /* reply decided locally (error), or NULL */
@@ -57,7 +59,8 @@ void creq_release(struct worker *w, struct creq *creq);
  * A request of the proxy's own, with no client (warm-up copies): parse the
  * request in buf (taken over), route it from node, forget the reply.
  */
-void creq_background(struct worker *w, const struct route *node, struct buf *buf);
+void creq_background(struct worker *w, struct wconfig *wcfg, const struct route *node,
+                     struct buf *buf);
 
 /* Did this client come through the unix socket? */
 bool client_is_unix(const struct client *c);

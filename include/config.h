@@ -57,6 +57,8 @@ struct config {
     unsigned        decision_cache_size; /* hook decisions kept per worker */
     struct route   *fallback;       /* route for failed hooks, or NULL */
     char           *source;         /* policy file, or "(built-in default)" */
+    uint32_t        checksum;       /* FNV-1a of the policy file's bytes */
+    int             refs;           /* workers still using it (atomic) */
     struct script_state *script;    /* the Lua side (VMs), owned by script.c */
 };
 

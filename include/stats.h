@@ -36,8 +36,14 @@ struct stats {
 #define STAT_DEC(field) STAT_ADD(field, (uint64_t)-1)
 #define STAT_READ(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
 
-/* Append the `stats` reply (STAT lines and END) for the whole proxy. */
-void stats_render(struct buf *out);
+struct config;
+
+/* Append the `stats` reply (STAT lines and END); cfg is the caller's generation. */
+void stats_render(struct buf *out, const struct config *cfg);
+
+/* Policy reloads that took effect / that were refused (main thread). */
+extern uint64_t stats_reloads;
+extern uint64_t stats_reload_failures;
 
 /* Connections refused by -n (counted by the accepting thread). */
 extern uint64_t stats_rejected_connections;

@@ -24,12 +24,26 @@ struct dcache;
 struct event;
 struct event_base;
 
+/*
+ * A worker's view of one config generation. Requests keep the generation
+ * they started on; an old one is dropped once its last request is freed.
+ */
+struct wconfig {
+    struct config      *config;
+    struct backend    **backends;       /* by this config's server id */
+    uint64_t            inflight;       /* requests started on it, not yet freed */
+    struct wconfig     *next;           /* older generations still draining */
+};
+
 struct worker {
     int                 id;
     pthread_t           thread;
     struct event_base  *base;
-    struct config      *config;         /* current generation */
-    struct backend    **backends;       /* by config server id */
+    struct config      *config;         /* current generation (current->config) */
+    struct wconfig     *current;
+    struct wconfig     *draining;       /* older generations with requests left */
+    struct backend    **all_backends;   /* every live connection set, any generation */
+    int                 nall_backends;
     struct stats        stats;
     struct dcache      *dcache;         /* hook decisions for this config */
 
@@ -62,6 +76,20 @@ int worker_start_all(struct config *config, int n);
 
 /* Give an accepted socket to the next worker (round robin). */
 void worker_dispatch(int fd, bool is_unix);
+
+/*
+ * Hand a new config generation to every worker (from the main thread). Each
+ * worker swaps between requests; the config is freed once every worker has
+ * drained the generation before it.
+ */
+void worker_publish_config(struct config *config);
+
+/* A request started on wc was freed (inflight bookkeeping). */
+void worker_request_done(struct worker *w, struct wconfig *wc);
+
+/* Held for reading while another thread reads workers' backends (stats). */
+void worker_read_lock(void);
+void worker_read_unlock(void);
 
 /* Ask every worker to stop and wait for them. */
 void worker_stop_all(void);

@@ -101,6 +101,12 @@ backend_server(const struct backend *be)
     return be->server;
 }
 
+void
+backend_set_server(struct backend *be, const struct server *server)
+{
+    be->server = server;
+}
+
 bool
 backend_is_down(const struct backend *be)
 {
@@ -526,7 +532,8 @@ backend_on_read(evutil_socket_t fd, short what, void *arg)
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
-        backend_fail(be, FAIL_CLOSED,
+        /* Readable before connected means the connect itself failed. */
+        backend_fail(be, be->state == BACKEND_CONNECTING ? FAIL_UNAVAILABLE : FAIL_CLOSED,
                      n == 0 ? "connection closed by server" : strerror(errno));
         return;
     }

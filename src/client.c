@@ -132,6 +132,14 @@ client_mark(struct client *c)
     }
 }
 
+/* Every request counts against the generation it is routed by. */
+static void
+creq_bind(struct worker *w, struct creq *r, struct wconfig *wc)
+{
+    r->wcfg = wc;
+    wc->inflight++;
+}
+
 static struct creq *
 creq_new(struct worker *w, struct client *c)
 {
@@ -165,6 +173,8 @@ creq_release(struct worker *w, struct creq *r)
     if (r->slots != &r->one)
         free(r->slots);
     buf_put(&w->bufs, r->buf);
+    if (r->wcfg != NULL)
+        worker_request_done(w, r->wcfg);
     r->next = w->free_creqs;
     w->free_creqs = r;
 }
@@ -195,7 +205,8 @@ creq_slots(struct creq *r, uint32_t n)
 }
 
 void
-creq_background(struct worker *w, const struct route *node, struct buf *buf)
+creq_background(struct worker *w, struct wconfig *wcfg, const struct route *node,
+                struct buf *buf)
 {
     struct creq *r = w->free_creqs;
     struct proto_error err;
@@ -207,6 +218,7 @@ creq_background(struct worker *w, const struct route *node, struct buf *buf)
     memset(r, 0, sizeof(*r));
     r->refs = 1;
     r->buf = buf;
+    creq_bind(w, r, wcfg);
     if (proto_parse(buf->data, buf->len, UINT32_MAX, &r->req, &err) != PROTO_OK
         || r->req.nkeys != 1) {
         creq_release(w, r);
@@ -275,7 +287,8 @@ client_route(struct client *c, struct creq *r)
         r->slots[0].klen = rq->key.len;
     }
     for (i = 0; i < r->nslots; i++)
-        route_start(w, call_new(w, r, w->config->root, i, r->slots[i].key, r->slots[i].klen));
+        route_start(w, call_new(w, r, r->wcfg->config->root, i, r->slots[i].key,
+                                r->slots[i].klen));
 }
 
 /* flush_all goes to every server; OK only if all say OK. */
@@ -283,7 +296,7 @@ static void
 client_broadcast(struct client *c, struct creq *r)
 {
     struct worker *w = c->w;
-    struct config *cfg = w->config;
+    struct config *cfg = r->wcfg->config;
     int i;
 
     if (creq_slots(r, (uint32_t)cfg->nservers) < 0) {
@@ -292,7 +305,7 @@ client_broadcast(struct client *c, struct creq *r)
         return;
     }
     for (i = 0; i < cfg->nservers; i++)
-        backend_submit(w->backends[i], call_new(w, r, NULL, (uint32_t)i, NULL, 0),
+        backend_submit(r->wcfg->backends[i], call_new(w, r, NULL, (uint32_t)i, NULL, 0),
                        DEFAULT_TIMEOUT_MS);
 }
 
@@ -335,6 +348,7 @@ client_request(struct client *c, const struct request *rq, const char *bytes, si
     struct creq *r = creq_new(w, c);
 
     r->req = *rq;
+    creq_bind(w, r, w->current);
     r->buf = buf_get(&w->bufs);
     buf_append(r->buf, bytes, len);
     STAT_ADD(w->stats.cmd[rq->cmd], rq->nkeys > 0 ? rq->nkeys : 1);
@@ -527,7 +541,7 @@ creq_write(struct worker *w, struct buf *out, const struct creq *r)
         return;
     }
     if (r->stats) {
-        stats_render(out);
+        stats_render(out, w->config);
         return;
     }
     if (r->req.noreply)

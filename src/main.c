@@ -74,10 +74,35 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
     event_base_loopbreak(base);
 }
 
+/*
+ * SIGHUP: load the policy again, as at start-up, in fresh VMs. Any failure
+ * leaves the running generation alone; success hands the new one to the
+ * workers, which swap between requests.
+ */
 static void
 on_hup(evutil_socket_t sig, short what, void *arg)
 {
-    log_warn("SIGHUP: no policy file to reload (started without -c)");
+    const struct settings *s = arg;
+    static unsigned generation = 1;
+    struct config *config;
+    char err[ERR_LEN];
+
+    if (s->policy == NULL) {
+        log_warn("SIGHUP: started without -c, so there is no policy file to reload");
+        return;
+    }
+    config = script_load(s->policy, s, s->threads, err, sizeof(err));
+    if (config == NULL) {
+        __atomic_add_fetch(&stats_reload_failures, 1, __ATOMIC_RELAXED);
+        log_warn("reload failed (keeping generation %u): %s", generation, err);
+        return;
+    }
+    config->generation = ++generation;
+    __atomic_add_fetch(&stats_reloads, 1, __ATOMIC_RELAXED);
+    log_warn("reload: generation %u from %s (checksum %08x): %d pool(s), %d route node(s), %s",
+             config->generation, config->source, config->checksum, config->npools,
+             config->nnodes, config->nhooks ? "with hooks" : "no hooks");
+    worker_publish_config(config);
 }
 
 /* --check and --route: load the policy as a reload would, report, exit. */
@@ -153,7 +178,7 @@ main(int argc, char **argv)
     }
     sigterm = evsignal_new(base, SIGTERM, on_stop_signal, base);
     sigint = evsignal_new(base, SIGINT, on_stop_signal, base);
-    sighup = evsignal_new(base, SIGHUP, on_hup, NULL);
+    sighup = evsignal_new(base, SIGHUP, on_hup, &s);
     event_add(sigterm, NULL);
     event_add(sigint, NULL);
     event_add(sighup, NULL);

@@ -114,7 +114,7 @@ node_pool(struct worker *w, struct call *c)
     const struct pool *pool = c->node->pool;
     int id = pool_server_for_key(pool, c->key, c->klen);
 
-    backend_submit(w->backends[id], c, pool->timeout_ms);
+    backend_submit(c->creq->wcfg->backends[id], c, pool->timeout_ms);
 }
 
 static void
@@ -290,7 +290,7 @@ node_shadowed(const struct route *r, const struct call *c)
 static bool
 node_hook(struct worker *w, struct call *c)
 {
-    const struct config *cfg = w->config;
+    struct config *cfg = c->creq->wcfg->config;
     const struct route *r = c->node, *next = NULL;
     struct hook_request req = {
         .key = c->key, .klen = c->klen, .cmd = c->creq->req.cmd,
@@ -300,7 +300,10 @@ node_hook(struct worker *w, struct call *c)
     uint32_t newklen;
     int op = -1, cached;
 
-    if (r->hook_cache != HOOK_CACHE_NONE) {
+    /* The cache holds decisions of the current generation only. */
+    bool cacheable = r->hook_cache != HOOK_CACHE_NONE && cfg == w->config;
+
+    if (cacheable) {
         delim = memchr(c->key, r->delim, c->klen);
         if (r->hook_cache == HOOK_CACHE_PREFIX_OP)
             op = (int)proto_cmd_op(req.cmd);
@@ -313,7 +316,7 @@ node_hook(struct worker *w, struct call *c)
         }
     }
     STAT_INC(w->stats.hook_calls);
-    if (script_hook_call(w->config, w->id, r, &req, &next, &newkey, &newklen) < 0) {
+    if (script_hook_call(cfg, w->id, r, &req, &next, &newkey, &newklen) < 0) {
         STAT_INC(w->stats.hook_errors);
         if (cfg->fallback == NULL) {
             call_answer(w, c, REPLY_SERVER_ERROR, "SERVER_ERROR luagent: route hook failed\r\n");
@@ -324,7 +327,7 @@ node_hook(struct worker *w, struct call *c)
         /* A new key is per request: never cached. */
         if (!call_set_key(w, c, "", 0, newkey, newklen))
             return false;
-    } else if (r->hook_cache != HOOK_CACHE_NONE) {
+    } else if (cacheable) {
         dcache_put(w->dcache, r->hook_index, op, delim != NULL, c->key,
                    delim ? (size_t)(delim - c->key) : 0, next->id);
     }
@@ -448,7 +451,7 @@ warmup_copy(struct worker *w, const struct call *c, const struct result *hit)
     buf_append(req, c->key, c->klen);
     buf_append(req, line, (size_t)n);
     buf_append(req, eol + 1, hit->data->len - (size_t)(eol + 1 - rest));
-    creq_background(w, c->node->children[0], req);
+    creq_background(w, c->creq->wcfg, c->node->children[0], req);
 }
 
 static void

@@ -84,9 +84,12 @@ count_hook(lua_State *L, lua_Debug *ar)
 
     lua_getallocf(L, (void **)&vm);
     vm->instr_left -= 1000;
-    if (vm->instr_left < 0)
-        luaL_error(L, "instruction limit exceeded (%d million VM instructions): a runaway loop?",
+    if (vm->instr_left < 0) {
+        lua_getinfo(L, "Sl", ar);
+        luaL_error(L, "%s:%d: instruction limit exceeded (%d million VM instructions): "
+                   "a runaway loop?", ar->short_src, ar->currentline,
                    (int)(SCRIPT_INSTR_LIMIT / 1000000));
+    }
 }
 
 static int
@@ -1222,6 +1225,56 @@ worker_vm(struct script_vm *vm, const char *path, const struct settings *s,
     return rc;
 }
 
+/* FNV-1a over the policy's bytes, to tell generations apart in logs and stats. */
+static uint32_t
+file_checksum(const char *path)
+{
+    unsigned char chunk[4096];
+    uint32_t h = 2166136261u;
+    size_t n, i;
+    FILE *f;
+
+    if (path == NULL) {
+        for (i = 0; i < embedded_default_policy_len; i++)
+            h = (h ^ embedded_default_policy[i]) * 16777619u;
+        return h;
+    }
+    if ((f = fopen(path, "rb")) == NULL)
+        return 0;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        for (i = 0; i < n; i++)
+            h = (h ^ chunk[i]) * 16777619u;
+    fclose(f);
+    return h;
+}
+
+/* Call every hook once on a synthetic request, so a hook that cannot run
+ * at all is caught at load time rather than on the first request. */
+static int
+dry_run_hooks(struct script_vm *vm, const struct config *cfg, const char *source,
+              char *err, size_t errlen)
+{
+    static const char key[] = "luagent:dry-run";
+    struct hook_request req = { .key = key, .klen = sizeof(key) - 1, .cmd = CMD_GET };
+    char why[ERR_LEN];
+    int i;
+
+    for (i = 0; i < cfg->nnodes; i++) {
+        const struct route *r = cfg->nodes[i], *next;
+        const char *newkey;
+        uint32_t newklen;
+
+        if (r->type != ROUTE_HOOK)
+            continue;
+        if (vm_call_hook(vm, cfg, r, &req, &next, &newkey, &newklen, why, sizeof(why)) < 0) {
+            snprintf(err, errlen, "%s (hook called with \"get %s\" at load time)", why, key);
+            return -1;
+        }
+    }
+    (void)source;
+    return 0;
+}
+
 struct config *
 script_load(const char *path, const struct settings *s, int nworkers,
             char *err, size_t errlen)
@@ -1249,8 +1302,10 @@ script_load(const char *path, const struct settings *s, int nworkers,
         || vm_make_request(vm) < 0)
         goto fail;
     vm_enter_request_phase(vm);
-    if (run_tests(vm, cfg, source, err, errlen) < 0)
+    if (run_tests(vm, cfg, source, err, errlen) < 0
+        || dry_run_hooks(vm, cfg, source, err, errlen) < 0)
         goto fail;
+    cfg->checksum = file_checksum(path);
     lua_settop(vm->L, 0);
     vm_serve(vm);
     for (i = 1; i < nworkers; i++)

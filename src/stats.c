@@ -58,10 +58,10 @@ sum(size_t offset)
 
 #define SUM(field) sum(offsetof(struct stats, field))
 
+/* Per server of the current policy, summed over workers (under the swap lock). */
 static void
-render_servers(struct buf *out)
+render_servers(struct buf *out, const struct config *cfg)
 {
-    const struct config *cfg = workers[0].config;
     char name[300];
     int i, j;
 
@@ -70,12 +70,16 @@ render_servers(struct buf *out)
         bool down = false;
 
         for (j = 0; j < nworkers; j++) {
-            const struct backend_stats *s = backend_stats(workers[j].backends[i]);
+            const struct wconfig *wc = workers[j].current;
+            const struct backend_stats *s;
 
+            if (wc->config->generation != cfg->generation)
+                continue;       /* mid-swap: that worker still counts elsewhere */
+            s = backend_stats(wc->backends[i]);
             t.requests += STAT_READ(s->requests);
             t.errors += STAT_READ(s->errors);
             t.timeouts += STAT_READ(s->timeouts);
-            down |= backend_is_down(workers[j].backends[i]);
+            down |= backend_is_down(wc->backends[i]);
         }
         snprintf(name, sizeof(name), "server:%s:state", cfg->servers[i].label);
         stat_str(out, name, down ? "down" : "up");
@@ -88,10 +92,14 @@ render_servers(struct buf *out)
     }
 }
 
+uint64_t stats_reloads;
+uint64_t stats_reload_failures;
+
 void
-stats_render(struct buf *out)
+stats_render(struct buf *out, const struct config *cfg)
 {
     time_t now = time(NULL);
+    char checksum[16];
 
     stat_u64(out, "pid", (uint64_t)getpid());
     stat_u64(out, "uptime", (uint64_t)(now - started));
@@ -119,9 +127,14 @@ stats_render(struct buf *out)
     stat_u64(out, "hook_calls", SUM(hook_calls));
     stat_u64(out, "hook_errors", SUM(hook_errors));
     stat_u64(out, "hook_cache_hits", SUM(hook_cache_hits));
-    stat_u64(out, "config_generation", workers[0].config->generation);
-    stat_u64(out, "reloads", 0);
-    stat_u64(out, "reload_failures", 0);
-    render_servers(out);
+    stat_u64(out, "config_generation", cfg->generation);
+    stat_u64(out, "reloads", __atomic_load_n(&stats_reloads, __ATOMIC_RELAXED));
+    stat_u64(out, "reload_failures", __atomic_load_n(&stats_reload_failures, __ATOMIC_RELAXED));
+    stat_str(out, "policy", cfg->source);
+    snprintf(checksum, sizeof(checksum), "%08x", cfg->checksum);
+    stat_str(out, "policy_checksum", checksum);
+    worker_read_lock();
+    render_servers(out, cfg);
+    worker_read_unlock();
     buf_append(out, "END\r\n", 5);
 }

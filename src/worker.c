@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,9 +32,173 @@
 
 struct handoff {
     struct handoff *next;
-    int             fd;         /* -1: stop the worker */
+    int             fd;         /* a client socket, or HANDOFF_STOP / HANDOFF_CONFIG */
     bool            is_unix;
+    struct config  *config;     /* HANDOFF_CONFIG: the new generation */
 };
+
+#define HANDOFF_STOP    (-1)
+#define HANDOFF_CONFIG  (-2)
+
+/* Swaps and drains change what stats may read from another thread. */
+static pthread_rwlock_t swap_lock = PTHREAD_RWLOCK_INITIALIZER;
+
+void
+worker_read_lock(void)
+{
+    pthread_rwlock_rdlock(&swap_lock);
+}
+
+void
+worker_read_unlock(void)
+{
+    pthread_rwlock_unlock(&swap_lock);
+}
+
+/* This worker's connection set for a server, shared by every generation. */
+static struct backend *
+worker_backend_for(struct worker *w, const struct server *srv)
+{
+    struct backend *be, **grown;
+    int i;
+
+    for (i = 0; i < w->nall_backends; i++) {
+        const struct server *old = backend_server(w->all_backends[i]);
+
+        if (old->port == srv->port && strcmp(old->host, srv->host) == 0) {
+            backend_set_server(w->all_backends[i], srv);
+            return w->all_backends[i];
+        }
+    }
+    be = backend_new(w, srv);
+    grown = realloc(w->all_backends, sizeof(*grown) * (size_t)(w->nall_backends + 1));
+    if (be == NULL || grown == NULL) {
+        backend_free(be);
+        return NULL;
+    }
+    w->all_backends = grown;
+    w->all_backends[w->nall_backends++] = be;
+    return be;
+}
+
+static struct wconfig *
+wconfig_new(struct worker *w, struct config *config)
+{
+    struct wconfig *wc = calloc(1, sizeof(*wc));
+    int i;
+
+    if (wc == NULL)
+        return NULL;
+    wc->config = config;
+    wc->backends = calloc((size_t)config->nservers + 1, sizeof(*wc->backends));
+    if (wc->backends == NULL) {
+        free(wc);
+        return NULL;
+    }
+    for (i = 0; i < config->nservers; i++) {
+        wc->backends[i] = worker_backend_for(w, &config->servers[i]);
+        if (wc->backends[i] == NULL) {
+            free(wc->backends);
+            free(wc);
+            return NULL;
+        }
+    }
+    return wc;
+}
+
+static bool
+backend_in_use(const struct worker *w, const struct backend *be)
+{
+    const struct wconfig *wc;
+    int i;
+
+    for (wc = w->current; wc != NULL; wc = (wc == w->current) ? w->draining : wc->next)
+        for (i = 0; i < wc->config->nservers; i++)
+            if (wc->backends[i] == be)
+                return true;
+    return false;
+}
+
+/* Close the connections no live generation names any more. */
+static void
+worker_retire_backends(struct worker *w)
+{
+    int i = 0;
+
+    while (i < w->nall_backends) {
+        struct backend *be = w->all_backends[i];
+
+        if (backend_in_use(w, be)) {
+            i++;
+            continue;
+        }
+        log_info("worker %d: closing connections to %s (no longer in the policy)",
+                 w->id, backend_server(be)->label);
+        backend_free(be);
+        w->all_backends[i] = w->all_backends[--w->nall_backends];
+    }
+}
+
+/* The last user of a config frees it (its VMs, rings and nodes). */
+static void
+config_unref(struct config *config)
+{
+    if (__atomic_sub_fetch(&config->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        log_info("generation %u retired", config->generation);
+        config_free(config);
+    }
+}
+
+/* An old generation has no request left: let it go. */
+static void
+worker_drop_generation(struct worker *w, struct wconfig *wc)
+{
+    struct wconfig **pp = &w->draining;
+    struct config *config = wc->config;
+
+    while (*pp != NULL && *pp != wc)
+        pp = &(*pp)->next;
+    if (*pp == NULL)
+        return;
+    pthread_rwlock_wrlock(&swap_lock);
+    *pp = wc->next;
+    worker_retire_backends(w);
+    pthread_rwlock_unlock(&swap_lock);
+    free(wc->backends);
+    free(wc);
+    config_unref(config);
+}
+
+void
+worker_request_done(struct worker *w, struct wconfig *wc)
+{
+    if (--wc->inflight == 0 && wc != w->current)
+        worker_drop_generation(w, wc);
+}
+
+/* Take a new generation between requests. */
+static void
+worker_swap_config(struct worker *w, struct config *config)
+{
+    struct wconfig *wc = wconfig_new(w, config), *old = w->current;
+
+    if (wc == NULL) {
+        /* Cannot happen short of memory: keep serving the old generation. */
+        log_error("worker %d: out of memory taking generation %u", w->id, config->generation);
+        config_unref(config);
+        return;
+    }
+    pthread_rwlock_wrlock(&swap_lock);
+    w->current = wc;
+    w->config = config;
+    old->next = w->draining;
+    w->draining = old;
+    pthread_rwlock_unlock(&swap_lock);
+    dcache_clear(w->dcache);
+    log_debug("worker %d: now on generation %u", w->id, config->generation);
+    if (old->inflight == 0)
+        worker_drop_generation(w, old);
+}
 
 struct worker *workers;
 int nworkers;
@@ -73,8 +238,10 @@ worker_on_notify(evutil_socket_t fd, short what, void *arg)
     }
     while ((h = ordered) != NULL) {
         ordered = h->next;
-        if (h->fd < 0)
+        if (h->fd == HANDOFF_STOP)
             event_base_loopbreak(w->base);
+        else if (h->fd == HANDOFF_CONFIG)
+            worker_swap_config(w, h->config);
         else
             client_accept(w, h->fd, h->is_unix);
         free(h);
@@ -147,8 +314,6 @@ worker_main(void *arg)
 static int
 worker_init(struct worker *w, int id, struct config *config)
 {
-    int i;
-
     memset(w, 0, sizeof(*w));
     w->id = id;
     w->config = config;
@@ -162,14 +327,9 @@ worker_init(struct worker *w, int id, struct config *config)
     if (w->notify_ev == NULL || w->flush_ev == NULL || event_add(w->notify_ev, NULL) < 0)
         return -1;
     w->dcache = dcache_new(config->decision_cache_size);
-    w->backends = calloc((size_t)config->nservers, sizeof(*w->backends));
-    if (w->backends == NULL || w->dcache == NULL)
+    w->current = wconfig_new(w, config);
+    if (w->current == NULL || w->dcache == NULL)
         return -1;
-    for (i = 0; i < config->nservers; i++) {
-        w->backends[i] = backend_new(w, &config->servers[i]);
-        if (w->backends[i] == NULL)
-            return -1;
-    }
     return 0;
 }
 
@@ -178,6 +338,7 @@ worker_start_all(struct config *config, int n)
 {
     int i;
 
+    config->refs = n;
     workers = calloc((size_t)n, sizeof(*workers));
     if (workers == NULL)
         return -1;
@@ -192,7 +353,7 @@ worker_start_all(struct config *config, int n)
 }
 
 static void
-worker_hand(struct worker *w, int fd, bool is_unix)
+worker_hand(struct worker *w, int fd, bool is_unix, struct config *config)
 {
     struct handoff *h = malloc(sizeof(*h));
 
@@ -200,11 +361,14 @@ worker_hand(struct worker *w, int fd, bool is_unix)
         if (fd >= 0) {
             close(fd);
             listener_conn_closed();
+        } else if (fd == HANDOFF_CONFIG) {
+            config_unref(config);
         }
         return;
     }
     h->fd = fd;
     h->is_unix = is_unix;
+    h->config = config;
     pthread_mutex_lock(&w->queue_lock);
     h->next = w->queue;
     w->queue = h;
@@ -219,7 +383,17 @@ worker_dispatch(int fd, bool is_unix)
     struct worker *w = &workers[next_worker];
 
     next_worker = (next_worker + 1) % nworkers;
-    worker_hand(w, fd, is_unix);
+    worker_hand(w, fd, is_unix, NULL);
+}
+
+void
+worker_publish_config(struct config *config)
+{
+    int i;
+
+    config->refs = nworkers;
+    for (i = 0; i < nworkers; i++)
+        worker_hand(&workers[i], HANDOFF_CONFIG, false, config);
 }
 
 void
@@ -228,7 +402,7 @@ worker_stop_all(void)
     int i;
 
     for (i = 0; i < nworkers; i++)
-        worker_hand(&workers[i], -1, false);
+        worker_hand(&workers[i], HANDOFF_STOP, false, NULL);
     for (i = 0; i < nworkers; i++)
         pthread_join(workers[i].thread, NULL);
 }

@@ -467,7 +467,7 @@ def test_stats(memcached, luagent, raw_client):
     b"set k 0 0 -5\r\nxyz\r\n",             # negative length
     b"get " + b"k1 " * 1000,                # 3000 bytes, no CRLF yet: fine for a get
     b"set " + b"k" * 3000,
-])
+], ids=["length-not-numeric", "length-negative", "long-get-line-ok", "no-crlf-2048"])
 def test_malformed_request_closes_only_that_client(memcached, luagent, raw_client, bad):
     servers = [memcached() for _ in range(2)]
     lg = luagent(servers=servers)
@@ -487,10 +487,37 @@ def test_malformed_request_closes_only_that_client(memcached, luagent, raw_clien
     assert good.call(b"get g\r\n", "get") == b"VALUE g 0 4\r\ngood\r\nEND\r\n"
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_concurrent_clients_do_not_mix(memcached, luagent, threads):
+def test_clients_vanishing_mid_request(memcached, luagent, raw_client):
+    """Clients that close with requests in flight (half a data block, a big
+    multi-get whose reply they never read) must not disturb luagent or others."""
     servers = [memcached() for _ in range(3)]
-    lg = luagent("-t", str(threads), servers=servers)
+    lg = luagent(servers=servers)
+    good = raw_client(lg)
+    keys = ["vm%d" % i for i in range(50)]
+    for k in keys:
+        assert good.call(set_cmd(k, b"z" * 50000)) == b"STORED\r\n"
+    line = ("get " + " ".join(keys) + "\r\n").encode()
+    for i in range(30):
+        c = RawClient(lg.sockaddr)
+        if i % 3 == 0:
+            c.send(b"set half 0 0 100\r\nonly-part")
+        elif i % 3 == 1:
+            c.send(line * 4)
+        else:
+            c.send(line + b"get vm1")
+        c.close()
+    assert good.call(b"get vm1 nokey vm2\r\n", "get") == (
+        b"VALUE vm1 0 50000\r\n" + b"z" * 50000 + b"\r\nVALUE vm2 0 50000\r\n" +
+        b"z" * 50000 + b"\r\nEND\r\n")
+    assert good.call(b"get half\r\n", "get") == b"END\r\n"
+    fresh = raw_client(lg)
+    assert fresh.call(set_cmd("after", "ok")) == b"STORED\r\n"
+
+
+@pytest.mark.parametrize("args", [[], ["-t", "2"], ["-i", "1"]], ids=["default", "t2", "i1"])
+def test_concurrent_clients_do_not_mix(memcached, luagent, args):
+    servers = [memcached() for _ in range(3)]
+    lg = luagent(*args, servers=servers)
     errors = []
 
     def worker(n):
