@@ -83,6 +83,9 @@ deps:
 	@sh scripts/deps.sh
 
 unit: $(UNIT_BINS)
+	@luajit tests/lua/test_luagent.lua > $(BUILD)/tests/test_luagent.log 2>&1 || \
+	    { grep -v '^ok' $(BUILD)/tests/test_luagent.log; echo "FAIL: tests/lua/test_luagent.lua"; exit 1; }
+	@printf '  %-28s %s\n' test_luagent.lua "$$(tail -n 1 $(BUILD)/tests/test_luagent.log)"
 	@for t in $(UNIT_BINS); do \
 	    $$t > $$t.log 2>&1 || { grep -v '^ok' $$t.log; echo "FAIL: $$t"; exit 1; }; \
 	    printf '  %-28s %s\n' "$${t##*/}" "$$(tail -n 1 $$t.log)"; \
