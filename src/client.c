@@ -362,6 +362,25 @@ client_request(struct client *c, const struct request *rq, const char *bytes, si
         client_mark(c);
 }
 
+/*
+ * A set refused as too large still removes the key's old value, as memcached
+ * does, so no reader sees a value the client meant to replace.
+ */
+static void
+client_drop_stale(struct client *c, const char *key, uint32_t klen)
+{
+    struct worker *w = c->w;
+    struct buf *req;
+
+    if (klen == 0 || klen > KEY_MAX)
+        return;
+    req = buf_get(&w->bufs);
+    buf_append(req, "delete ", 7);
+    buf_append(req, key, klen);
+    buf_append(req, "\r\n", 2);
+    creq_background(w, w->current, w->config->root, req);
+}
+
 /* Parse and start as many requests as the buffer holds. */
 static void
 client_parse(struct client *c)
@@ -396,6 +415,8 @@ client_parse(struct client *c)
         }
         if (st == PROTO_ERROR) {
             STAT_INC(c->w->stats.client_errors);
+            if (err.swallow && rq.cmd == CMD_SET && rq.data_len > c->w->config->item_max)
+                client_drop_stale(c, buf_head(in) + rq.key.off, rq.key.len);
             client_local(c, err.msg, rq.noreply, false);
             buf_consume(in, rq.line_len);
             if (err.swallow)
