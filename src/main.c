@@ -149,6 +149,7 @@ main(int argc, char **argv)
     }
     log_init(s.verbose);
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);    /* until the reload handler is in place */
     if (s.check != NULL || s.route_file != NULL)
         return check_policy(&s);
 
@@ -159,6 +160,8 @@ main(int argc, char **argv)
     }
     if (listener_bind(&s, err, sizeof(err)) < 0) {
         fprintf(stderr, "luagent: %s\n", err);
+        config_free(config);
+        settings_free(&s);
         return 1;
     }
     if (!s.foreground && daemon(1, 0) < 0) {
