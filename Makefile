@@ -53,9 +53,13 @@ UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 .PHONY: all run test unit integration bench deps clean
 all: $(BIN)
 
-$(BIN): $(OBJS)
+# ./luagent is relinked when switching between normal and SAN=1 builds.
+MODE_FILE := .build-mode
+$(shell echo "$(BUILD)" | cmp -s - $(MODE_FILE) 2>/dev/null || echo "$(BUILD)" > $(MODE_FILE))
+
+$(BIN): $(OBJS) $(MODE_FILE)
 	$(say) LINK $@
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(OBJS) $(LIBS)
 
 $(BUILD)/%.o: src/%.c | $(BUILD)
 	$(say) CC $<
