@@ -230,6 +230,22 @@ md5_digest(const void *data, size_t len, unsigned char digest[16])
 {
     struct md5_ctx ctx;
 
+    if (len < 56) {
+        /* Keys are short: one padded block, no context bookkeeping. */
+        unsigned char block[64] = { 0 };
+        uint32_t state[4] = { 0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476 };
+        uint64_t bits = (uint64_t)len * 8;
+        int i;
+
+        memcpy(block, data, len);
+        block[len] = 0x80;
+        for (i = 0; i < 8; i++)
+            block[56 + i] = (unsigned char)(bits >> (8 * i));
+        md5_compress(state, block);
+        for (i = 0; i < 4; i++)
+            md5_store_le(digest + 4 * i, state[i]);
+        return;
+    }
     md5_init(&ctx);
     md5_update(&ctx, data, len);
     md5_final(&ctx, digest);
