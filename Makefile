@@ -75,6 +75,11 @@ $(BUILD)/embedded.o: $(BUILD)/embedded.c
 	$(say) CC $<
 	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
+# make bench's load generator (scripts/bench.sh builds it).
+$(BUILD)/loadgen: bench/loadgen.c | $(BUILD)
+	$(say) CC $<
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< -lpthread
+
 $(BUILD):
 	@mkdir -p $(BUILD)/tests
 

@@ -44,6 +44,7 @@ struct script_vm {
     size_t               mem_used;
     size_t               mem_limit;     /* 0: no cap */
     long                 instr_left;    /* instruction budget while loading */
+    char                 last_where[128]; /* "file:line" last seen by the count hook */
     int                 *hook_refs;     /* hook index -> registry ref of fn */
     int                  req_ref;       /* the reused request userdata */
     struct hook_request *req;
@@ -84,8 +85,10 @@ count_hook(lua_State *L, lua_Debug *ar)
 
     lua_getallocf(L, (void **)&vm);
     vm->instr_left -= 1000;
+    lua_getinfo(L, "Sl", ar);
+    /* Remembered for errors that carry no position (out of memory). */
+    snprintf(vm->last_where, sizeof(vm->last_where), "%s:%d", ar->short_src, ar->currentline);
     if (vm->instr_left < 0) {
-        lua_getinfo(L, "Sl", ar);
         luaL_error(L, "%s:%d: instruction limit exceeded (%d million VM instructions): "
                    "a runaway loop?", ar->short_src, ar->currentline,
                    (int)(SCRIPT_INSTR_LIMIT / 1000000));
@@ -238,7 +241,8 @@ vm_run_policy(struct script_vm *vm, const char *path, const struct settings *s,
 
         if (msg && strstr(msg, "not enough memory"))
             snprintf(err, errlen, "%s: memory limit exceeded (%u MiB)",
-                     path ? path : DEFAULT_POLICY_NAME, SCRIPT_MEM_LIMIT >> 20);
+                     vm->last_where[0] ? vm->last_where : (path ? path : DEFAULT_POLICY_NAME),
+                     SCRIPT_MEM_LIMIT >> 20);
         else
             snprintf(err, errlen, "%s", msg ? msg : "error");
         return -1;
@@ -879,6 +883,20 @@ vm_enter_request_phase(struct script_vm *vm)
     lua_pop(L, 3);
 }
 
+/* Does a Lua error message start with "file:line:"? */
+static bool
+has_position(const char *msg)
+{
+    const char *colon = strchr(msg, ':');
+
+    if (colon == NULL || colon == msg || colon[1] < '0' || colon[1] > '9')
+        return false;
+    colon++;
+    while (*colon >= '0' && *colon <= '9')
+        colon++;
+    return *colon == ':';
+}
+
 static int
 vm_call_hook(struct script_vm *vm, const struct config *cfg, const struct route *hook,
              const struct hook_request *req, const struct route **route,
@@ -892,7 +910,19 @@ vm_call_hook(struct script_vm *vm, const struct config *cfg, const struct route 
     lua_rawgeti(L, LUA_REGISTRYINDEX, vm->hook_refs[hook->hook_index]);
     lua_rawgeti(L, LUA_REGISTRYINDEX, vm->req_ref);
     if (lua_pcall(L, 1, 2, 0) != 0) {
-        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        const char *msg = lua_tostring(L, -1);
+
+        if (msg != NULL && has_position(msg)) {
+            snprintf(err, errlen, "%s", msg);
+        } else {
+            /* A tail call leaves no caller line: name the hook function. */
+            lua_Debug ar;
+
+            lua_rawgeti(L, LUA_REGISTRYINDEX, vm->hook_refs[hook->hook_index]);
+            lua_getinfo(L, ">S", &ar);
+            snprintf(err, errlen, "%s:%d: %s", ar.short_src, ar.linedefined,
+                     msg ? msg : "error");
+        }
         lua_settop(L, top);
         return -1;
     }

@@ -1,0 +1,1081 @@
+/*
+ * loadgen.c: memcached text-protocol load generator for `make bench`.
+ *
+ * Opens N connections to one target (a memcached server or a proxy in front of
+ * several), optionally sets every key of the keyspace once (prefill), then runs
+ * a get/set mix for a duration or a request count and prints one line:
+ *
+ *   target=... requests=... seconds=... ops=... keys=... p50_us=... p99_us=...
+ *   p999_us=... max_us=... errors=... misses=... prefill_s=...
+ *
+ * ops is requests (commands) per second; a 10-key get is one request and ten
+ * keys. Latency is from the moment a request is written to the moment its whole
+ * reply has been parsed.
+ *
+ * Every value read is verified. A value is a pure function of (key, version):
+ * ten decimal digits of version, ':', then bytes from a generator seeded by
+ * both; the flags are a hash of both too. Each set takes the next version of
+ * its key, so a VALUE is accepted only if its key is the one asked at that
+ * position, its length, flags and bytes match the version it carries, and that
+ * version was issued (1 <= version <= highest issued). After a prefill, a miss
+ * is an error too. Any error makes the exit status 1.
+ *
+ * Threads (-T) each own an epoll loop over their share of the connections;
+ * the prefill runs before they start, on the main thread. The run is always
+ * bounded: by -d, by -n (with a time limit as a safety net) and by a stall
+ * timeout when replies stop coming.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE                 /* memmem */
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WIDTH_MAX       100         /* keys in one multi-get */
+#define DEPTH_MAX       1024        /* requests in flight per connection */
+#define PREFILL_DEPTH   64          /* sets in flight per connection in the prefill */
+#define VALUE_MIN       12          /* 10 digits of version, ':', one byte */
+#define VALUE_MAX       (1 << 20)
+#define PREFIX_MAX      64
+#define KEY_MAX         250
+#define LINE_MAX_BYTES  4096        /* a reply line longer than this is garbage */
+#define ERR_SHOWN       5           /* errors described on stderr; the rest only counted */
+#define N_LIMIT_SECONDS 300.0       /* time limit when only -n is given */
+
+#define SUB_BITS        7           /* histogram: 128 linear buckets per power of two */
+#define SUB_COUNT       (1 << SUB_BITS)
+#define HIST_BUCKETS    ((64 - SUB_BITS + 1) * SUB_COUNT)
+
+enum op { OP_GET, OP_SET };
+
+struct options {
+    char       *host;
+    char       *port;
+    int         conns;
+    int         depth;
+    int         gets, sets;         /* ratio */
+    int         vsize;
+    long        keys;
+    int         width;
+    double      seconds;            /* 0: not given */
+    long long   count;              /* -1: not given */
+    uint64_t    seed;
+    int         prefill;
+    int         threads;
+    const char *prefix;
+    double      stall;              /* seconds without a reply before giving up */
+    double      wait;               /* seconds to retry the first connect */
+};
+
+struct req {
+    uint8_t     op;                 /* enum op */
+    uint8_t     nkeys;
+    uint8_t     got;                /* get: keys answered or skipped so far */
+    uint32_t    ver;                /* set: version written */
+    uint64_t    t0;                 /* ns, when written */
+    long       *keys;               /* nkeys entries, owned by the connection */
+};
+
+struct stats {
+    uint64_t    done;               /* requests completed */
+    uint64_t    keys;               /* keys asked (gets) or written (sets) */
+    uint64_t    errors;             /* everything wrong, misses included */
+    uint64_t    misses;             /* after a prefill, a key not found */
+    uint64_t    last_ns;            /* last completion */
+    uint64_t    hist[HIST_BUCKETS];
+};
+
+struct conn {
+    int         fd;
+    int         id;
+    int         dead;
+    uint64_t    rng;
+    int         window;             /* depth used now (prefill or run) */
+    struct req *q;                  /* FIFO of requests in flight, window slots */
+    long       *qkeys;              /* window * WIDTH_MAX keys */
+    int         head, n;
+    char       *out;                /* bytes to write */
+    size_t      olen, opos, ocap;
+    char       *in;                 /* bytes read, not yet parsed from ipos */
+    size_t      ilen, ipos, icap;
+    long        pf_next, pf_end;    /* prefill: keys left to set */
+    int         want_out;           /* EPOLLOUT registered */
+};
+
+struct thread {
+    pthread_t    tid;
+    int          ep;
+    struct conn **conns;
+    int          nconns;
+    struct stats st;
+    uint64_t     start_ns;
+};
+
+static struct options opt;
+static uint32_t *versions;          /* per key, highest version issued */
+static long long issued;            /* requests issued, for -n (atomic) */
+static uint64_t deadline_ns;
+static int      prefill_phase;
+static int      err_shown;          /* atomic */
+static char     value_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static void
+die(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "loadgen: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n");
+    exit(2);
+}
+
+static void *
+xmalloc(size_t n)
+{
+    void *p = calloc(1, n ? n : 1);
+
+    if (p == NULL)
+        die("out of memory");
+    return p;
+}
+
+static uint64_t
+now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t
+mix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static uint64_t
+rng_next(uint64_t *s)
+{
+    *s += 0x9e3779b97f4a7c15ull;
+    return mix64(*s);
+}
+
+/* A uniform number below n (n > 0); the tiny modulo bias does not matter here. */
+static long
+rng_below(uint64_t *s, long n)
+{
+    return (long)(rng_next(s) % (uint64_t)n);
+}
+
+/* ---- values: a pure function of (key, version) ---- */
+
+static uint32_t
+value_flags(long key, uint32_t ver)
+{
+    return (uint32_t)mix64(((uint64_t)key << 32) ^ ver ^ 0x5bd1e995u);
+}
+
+static void
+value_fill(char *dst, long key, uint32_t ver, int vsize)
+{
+    uint64_t s = mix64((uint64_t)key * 0x100000001b3ull + ver);
+    uint64_t r = 0;
+    int i, left = 0;
+
+    snprintf(dst, 12, "%010u:", ver);
+    for (i = 11; i < vsize; i++) {
+        if (left == 0) {
+            r = rng_next(&s);
+            left = 10;              /* 10 x 6 bits from 64 */
+        }
+        dst[i] = value_alphabet[r & 63];
+        r >>= 6;
+        left--;
+    }
+}
+
+static int
+key_format(char *dst, long key)
+{
+    return snprintf(dst, KEY_MAX + 1, "%s%ld", opt.prefix, key);
+}
+
+/* ---- error reporting ---- */
+
+static void
+report_error(struct stats *st, struct conn *c, const char *fmt, ...)
+{
+    va_list ap;
+
+    st->errors++;
+    if (__atomic_fetch_add(&err_shown, 1, __ATOMIC_RELAXED) >= ERR_SHOWN)
+        return;
+    fprintf(stderr, "loadgen: conn %d: ", c->id);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n");
+}
+
+/* ---- histogram (log-linear over nanoseconds, < 1% error) ---- */
+
+static int
+hist_index(uint64_t v)
+{
+    int e;
+
+    if (v < SUB_COUNT)
+        return (int)v;
+    e = 63 - __builtin_clzll(v);
+    return (e - SUB_BITS + 1) * SUB_COUNT + (int)((v >> (e - SUB_BITS)) & (SUB_COUNT - 1));
+}
+
+static double
+hist_value(int idx)
+{
+    int e, m;
+
+    if (idx < SUB_COUNT)
+        return idx;
+    e = idx / SUB_COUNT + SUB_BITS - 1;
+    m = idx % SUB_COUNT;
+    /* middle of the bucket */
+    return ((double)(SUB_COUNT + m) + 0.5) * (double)(1ull << (e - SUB_BITS));
+}
+
+static double
+hist_percentile(const uint64_t *h, uint64_t total, double pct)
+{
+    uint64_t want, seen = 0;
+    int i;
+
+    if (total == 0)
+        return 0;
+    want = (uint64_t)((double)total * pct / 100.0);
+    if (want >= total)
+        want = total - 1;
+    for (i = 0; i < HIST_BUCKETS; i++) {
+        seen += h[i];
+        if (seen > want)
+            return hist_value(i);
+    }
+    return hist_value(HIST_BUCKETS - 1);
+}
+
+/* ---- connections ---- */
+
+static int
+connect_once(const char *host, const char *port)
+{
+    struct addrinfo hints, *res, *ai;
+    int fd = -1, rc;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0)
+        die("%s:%s: %s", host, port, gai_strerror(rc));
+    for (ai = res; ai != NULL; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+        if (fd < 0)
+            continue;
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+            break;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+static struct conn *
+conn_open(int id, uint64_t wait_until)
+{
+    struct conn *c = xmalloc(sizeof(*c));
+    int one = 1, fd;
+
+    for (;;) {
+        fd = connect_once(opt.host, opt.port);
+        if (fd >= 0 || now_ns() >= wait_until)
+            break;
+        usleep(50000);
+    }
+    if (fd < 0)
+        die("connect %s:%s: %s", opt.host, opt.port, strerror(errno));
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    c->fd = fd;
+    c->id = id;
+    c->rng = mix64(opt.seed * 0x9e3779b97f4a7c15ull + (uint64_t)id);
+    c->window = opt.depth > PREFILL_DEPTH ? opt.depth : PREFILL_DEPTH;
+    c->q = xmalloc(sizeof(*c->q) * (size_t)c->window);
+    c->qkeys = xmalloc(sizeof(long) * (size_t)c->window * WIDTH_MAX);
+    c->ocap = 65536;
+    c->out = xmalloc(c->ocap);
+    c->icap = 65536;
+    c->in = xmalloc(c->icap);
+    return c;
+}
+
+static void
+out_reserve(struct conn *c, size_t n)
+{
+    if (c->opos > 0 && c->opos == c->olen)
+        c->opos = c->olen = 0;
+    if (c->olen + n <= c->ocap)
+        return;
+    if (c->opos > 0) {
+        memmove(c->out, c->out + c->opos, c->olen - c->opos);
+        c->olen -= c->opos;
+        c->opos = 0;
+    }
+    while (c->olen + n > c->ocap)
+        c->ocap *= 2;
+    c->out = realloc(c->out, c->ocap);
+    if (c->out == NULL)
+        die("out of memory");
+}
+
+static struct req *
+req_push(struct conn *c, enum op op, uint64_t t)
+{
+    int slot = (c->head + c->n) % c->window;
+    struct req *r = &c->q[slot];
+
+    r->op = (uint8_t)op;
+    r->nkeys = 0;
+    r->got = 0;
+    r->ver = 0;
+    r->t0 = t;
+    r->keys = c->qkeys + (size_t)slot * WIDTH_MAX;
+    c->n++;
+    return r;
+}
+
+static void
+emit_set(struct conn *c, long key, uint32_t ver, uint64_t t)
+{
+    struct req *r = req_push(c, OP_SET, t);
+    char *p;
+    int n;
+
+    r->keys[0] = key;
+    r->nkeys = 1;
+    r->ver = ver;
+    out_reserve(c, (size_t)KEY_MAX + 64 + (size_t)opt.vsize);
+    p = c->out + c->olen;
+    memcpy(p, "set ", 4);
+    n = 4 + key_format(p + 4, key);
+    n += sprintf(p + n, " %u 0 %d\r\n", value_flags(key, ver), opt.vsize);
+    value_fill(p + n, key, ver, opt.vsize);
+    n += opt.vsize;
+    memcpy(p + n, "\r\n", 2);
+    c->olen += (size_t)n + 2;
+}
+
+static void
+emit_get(struct conn *c, uint64_t t)
+{
+    struct req *r = req_push(c, OP_GET, t);
+    char *p;
+    int i, n = 3;
+
+    out_reserve(c, (size_t)opt.width * (KEY_MAX + 1) + 8);
+    p = c->out + c->olen;
+    memcpy(p, "get", 3);
+    for (i = 0; i < opt.width; i++) {
+        long key = rng_below(&c->rng, opt.keys);
+
+        r->keys[i] = key;
+        p[n++] = ' ';
+        n += key_format(p + n, key);
+    }
+    r->nkeys = (uint8_t)opt.width;
+    memcpy(p + n, "\r\n", 2);
+    c->olen += (size_t)n + 2;
+}
+
+/* Write what is pending; 0 when all is written or the socket is full, -1 on error. */
+static int
+conn_flush(struct conn *c)
+{
+    while (c->opos < c->olen) {
+        ssize_t w = write(c->fd, c->out + c->opos, c->olen - c->opos);
+
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 0;
+            return -1;
+        }
+        c->opos += (size_t)w;
+    }
+    c->opos = c->olen = 0;
+    return 0;
+}
+
+/* Reserve one request of the -n budget; 0 when it is spent. */
+static int
+budget_take(void)
+{
+    if (opt.count < 0)
+        return 1;
+    return __atomic_fetch_add(&issued, 1, __ATOMIC_RELAXED) < opt.count;
+}
+
+/* Fill the window: prefill sets, or the get/set mix. Returns requests added. */
+static int
+conn_issue(struct conn *c, uint64_t t, int stopping)
+{
+    int added = 0;
+
+    if (c->dead)
+        return 0;
+    if (prefill_phase) {
+        while (c->n < PREFILL_DEPTH && c->pf_next < c->pf_end) {
+            long key = c->pf_next++;
+
+            emit_set(c, key, __atomic_add_fetch(&versions[key], 1, __ATOMIC_RELAXED), t);
+            added++;
+        }
+        return added;
+    }
+    while (!stopping && c->n < opt.depth && budget_take()) {
+        if (rng_below(&c->rng, opt.gets + opt.sets) < opt.gets) {
+            emit_get(c, t);
+        } else {
+            long key = rng_below(&c->rng, opt.keys);
+
+            emit_set(c, key, __atomic_add_fetch(&versions[key], 1, __ATOMIC_RELAXED), t);
+        }
+        added++;
+    }
+    return added;
+}
+
+/* ---- reply parsing ---- */
+
+static int
+starts(const char *p, size_t len, const char *word)
+{
+    size_t n = strlen(word);
+
+    return len >= n && memcmp(p, word, n) == 0;
+}
+
+/*
+ * Check one VALUE against the key expected at its position. Returns 0 if the
+ * value is right.
+ */
+static int
+value_check(struct stats *st, struct conn *c, long key, unsigned long flags,
+            const char *data, long bytes)
+{
+    static __thread char *expect;
+    static __thread int expect_cap;
+    uint32_t ver, top;
+    char *end;
+    unsigned long v;
+
+    if (bytes != opt.vsize) {
+        report_error(st, c, "key %s%ld: value of %ld bytes, expected %d", opt.prefix, key,
+                     bytes, opt.vsize);
+        return -1;
+    }
+    v = strtoul(data, &end, 10);
+    if (end != data + 10 || *end != ':' || v == 0 || v > UINT32_MAX) {
+        report_error(st, c, "key %s%ld: value does not start with a version: '%.12s'",
+                     opt.prefix, key, data);
+        return -1;
+    }
+    ver = (uint32_t)v;
+    top = __atomic_load_n(&versions[key], __ATOMIC_RELAXED);
+    if (opt.prefill && ver > top) {
+        report_error(st, c, "key %s%ld: version %u was never written (highest %u)",
+                     opt.prefix, key, ver, top);
+        return -1;
+    }
+    if (flags != value_flags(key, ver)) {
+        report_error(st, c, "key %s%ld: flags %lu, expected %u for version %u",
+                     opt.prefix, key, flags, value_flags(key, ver), ver);
+        return -1;
+    }
+    if (expect_cap < opt.vsize) {
+        free(expect);
+        expect = xmalloc((size_t)opt.vsize);
+        expect_cap = opt.vsize;
+    }
+    value_fill(expect, key, ver, opt.vsize);
+    if (memcmp(expect, data, (size_t)opt.vsize) != 0) {
+        report_error(st, c, "key %s%ld: value bytes differ from version %u", opt.prefix,
+                     key, ver);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * Parse the reply of the request at the head of the FIFO.
+ * Returns 1 when it is complete, 0 when more bytes are needed, -1 when the
+ * stream cannot be understood (the connection is then given up).
+ */
+static int
+reply_parse(struct stats *st, struct conn *c, struct req *r)
+{
+    for (;;) {
+        char *p = c->in + c->ipos, *eol;
+        size_t avail = c->ilen - c->ipos, llen;
+
+        eol = memmem(p, avail, "\r\n", 2);
+        if (eol == NULL) {
+            if (avail > LINE_MAX_BYTES) {
+                report_error(st, c, "reply line longer than %d bytes", LINE_MAX_BYTES);
+                return -1;
+            }
+            return 0;
+        }
+        llen = (size_t)(eol - p);
+
+        if (r->op == OP_SET) {
+            if (!(llen == 6 && memcmp(p, "STORED", 6) == 0))
+                report_error(st, c, "set %s%ld: '%.*s'", opt.prefix, r->keys[0],
+                             (int)(llen > 200 ? 200 : llen), p);
+            c->ipos += llen + 2;
+            return 1;
+        }
+
+        if (llen == 3 && memcmp(p, "END", 3) == 0) {
+            c->ipos += llen + 2;
+            if (r->got < r->nkeys && opt.prefill) {
+                int missed = r->nkeys - r->got;
+
+                st->misses += (uint64_t)missed;
+                report_error(st, c, "get: %d of %d key(s) missing after the prefill "
+                             "(first %s%ld)", missed, r->nkeys, opt.prefix, r->keys[r->got]);
+                st->errors += (uint64_t)missed - 1;
+            }
+            return 1;
+        }
+        if (starts(p, llen, "VALUE ")) {
+            char key[KEY_MAX + 1], kbuf[KEY_MAX + 1];
+            unsigned long flags;
+            long bytes;
+            int klen, i, found = -1;
+
+            if (sscanf(p + 6, "%250s %lu %ld", key, &flags, &bytes) != 3 || bytes < 0
+                || bytes > VALUE_MAX) {
+                report_error(st, c, "bad VALUE line '%.*s'", (int)(llen > 200 ? 200 : llen), p);
+                return -1;
+            }
+            if (avail < llen + 2 + (size_t)bytes + 2)
+                return 0;           /* wait for the whole data block */
+            if (memcmp(eol + 2 + bytes, "\r\n", 2) != 0) {
+                report_error(st, c, "VALUE %s: data block not followed by \\r\\n", key);
+                return -1;
+            }
+            klen = (int)strlen(key);
+            for (i = r->got; i < r->nkeys; i++) {
+                if (key_format(kbuf, r->keys[i]) == klen && memcmp(kbuf, key, (size_t)klen) == 0) {
+                    found = i;
+                    break;
+                }
+            }
+            if (found < 0) {
+                report_error(st, c, "VALUE %s: key not asked (or out of order)", key);
+            } else {
+                if (found > r->got && opt.prefill) {
+                    int missed = found - r->got;
+
+                    st->misses += (uint64_t)missed;
+                    report_error(st, c, "get: key %s%ld missing after the prefill",
+                                 opt.prefix, r->keys[r->got]);
+                    st->errors += (uint64_t)missed - 1;
+                }
+                value_check(st, c, r->keys[found], flags, eol + 2, bytes);
+                r->got = (uint8_t)(found + 1);
+            }
+            c->ipos += llen + 2 + (size_t)bytes + 2;
+            continue;
+        }
+        if (starts(p, llen, "SERVER_ERROR") || starts(p, llen, "CLIENT_ERROR")
+            || (llen == 5 && memcmp(p, "ERROR", 5) == 0)) {
+            report_error(st, c, "get %s%ld...: '%.*s'", opt.prefix, r->keys[0],
+                         (int)(llen > 200 ? 200 : llen), p);
+            c->ipos += llen + 2;
+            return 1;
+        }
+        report_error(st, c, "unexpected reply line '%.*s'", (int)(llen > 200 ? 200 : llen), p);
+        return -1;
+    }
+}
+
+/* Give up a connection: its requests in flight count as errors. */
+static void
+conn_kill(struct stats *st, struct conn *c, int ep)
+{
+    if (c->dead)
+        return;
+    st->errors += (uint64_t)c->n;
+    c->n = 0;
+    c->dead = 1;
+    if (ep >= 0)
+        epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+}
+
+/* Read what is there and complete requests. Returns requests completed, -1 on EOF/error. */
+static int
+conn_read(struct stats *st, struct conn *c)
+{
+    int done = 0;
+    uint64_t t;
+
+    if (c->icap - c->ilen < 16384) {
+        if (c->ipos > 0) {
+            memmove(c->in, c->in + c->ipos, c->ilen - c->ipos);
+            c->ilen -= c->ipos;
+            c->ipos = 0;
+        }
+        if (c->icap - c->ilen < 16384) {
+            c->icap *= 2;
+            c->in = realloc(c->in, c->icap);
+            if (c->in == NULL)
+                die("out of memory");
+        }
+    }
+    for (;;) {
+        /* One byte is kept for a NUL, so sscanf stops at the end of what was read. */
+        ssize_t n = read(c->fd, c->in + c->ilen, c->icap - c->ilen - 1);
+
+        if (n > 0) {
+            c->ilen += (size_t)n;
+            c->in[c->ilen] = '\0';
+            break;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        report_error(st, c, "connection %s", n == 0 ? "closed by the target" : strerror(errno));
+        return -1;
+    }
+    t = now_ns();
+    while (c->n > 0) {
+        struct req *r = &c->q[c->head];
+        int rc = reply_parse(st, c, r);
+
+        if (rc < 0)
+            return -1;
+        if (rc == 0)
+            break;
+        if (!prefill_phase) {
+            st->hist[hist_index(t - r->t0)]++;
+            st->done++;
+            st->keys += r->nkeys;
+            st->last_ns = t;
+        }
+        c->head = (c->head + 1) % c->window;
+        c->n--;
+        done++;
+    }
+    if (c->ipos == c->ilen)
+        c->ipos = c->ilen = 0;
+    if (c->n == 0 && c->ipos < c->ilen) {
+        report_error(st, c, "%zu unexpected bytes from the target", c->ilen - c->ipos);
+        return -1;
+    }
+    return done;
+}
+
+static void
+conn_want_out(struct conn *c, int ep, int want)
+{
+    struct epoll_event ev;
+
+    if (c->want_out == want || c->dead)
+        return;
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN | (want ? EPOLLOUT : 0);
+    ev.data.ptr = c;
+    epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+    c->want_out = want;
+}
+
+/*
+ * One event loop over a set of connections, until every connection is idle
+ * and nothing more may be issued. Used for the prefill (main thread) and for
+ * each worker thread's run.
+ */
+static void
+loop_run(struct thread *th)
+{
+    struct epoll_event evs[64];
+    uint64_t t = now_ns(), last_progress = t;
+    int i, stopping = 0;
+
+    for (i = 0; i < th->nconns; i++) {
+        struct conn *c = th->conns[i];
+        struct epoll_event ev;
+
+        memset(&ev, 0, sizeof(ev));
+        ev.events = EPOLLIN;
+        ev.data.ptr = c;
+        c->want_out = 0;
+        if (epoll_ctl(th->ep, EPOLL_CTL_ADD, c->fd, &ev) < 0)
+            die("epoll_ctl: %s", strerror(errno));
+        conn_issue(c, t, 0);
+        if (conn_flush(c) < 0)
+            conn_kill(&th->st, c, th->ep);
+        conn_want_out(c, th->ep, c->olen > c->opos);
+    }
+
+    for (;;) {
+        int n, busy = 0;
+
+        for (i = 0; i < th->nconns; i++)
+            busy += th->conns[i]->n;
+        t = now_ns();
+        if (!prefill_phase && t >= deadline_ns)
+            stopping = 1;
+        if (busy == 0) {
+            /* Idle: everything issued has been answered and nothing more comes. */
+            int more = 0;
+
+            for (i = 0; i < th->nconns && !stopping; i++) {
+                struct conn *c = th->conns[i];
+
+                if (conn_issue(c, t, stopping) > 0) {
+                    more = 1;
+                    last_progress = t;
+                    if (conn_flush(c) < 0)
+                        conn_kill(&th->st, c, th->ep);
+                    conn_want_out(c, th->ep, c->olen > c->opos);
+                }
+            }
+            if (!more)
+                break;
+        }
+        if (t - last_progress > (uint64_t)(opt.stall * 1e9)) {
+            fprintf(stderr, "loadgen: no reply for %.1f s; giving up\n", opt.stall);
+            for (i = 0; i < th->nconns; i++)
+                conn_kill(&th->st, th->conns[i], th->ep);
+            break;
+        }
+
+        n = epoll_wait(th->ep, evs, 64, 100);
+        if (n < 0 && errno != EINTR)
+            die("epoll_wait: %s", strerror(errno));
+        t = now_ns();
+        if (!prefill_phase && t >= deadline_ns)
+            stopping = 1;
+        for (i = 0; i < n; i++) {
+            struct conn *c = evs[i].data.ptr;
+            int got;
+
+            if (c->dead)
+                continue;
+            if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+                got = conn_read(&th->st, c);
+                if (got < 0) {
+                    conn_kill(&th->st, c, th->ep);
+                    continue;
+                }
+                if (got > 0) {
+                    last_progress = t;
+                    conn_issue(c, t, stopping);
+                }
+            }
+            if (conn_flush(c) < 0) {
+                report_error(&th->st, c, "write: %s", strerror(errno));
+                conn_kill(&th->st, c, th->ep);
+                continue;
+            }
+            conn_want_out(c, th->ep, c->olen > c->opos);
+        }
+    }
+    for (i = 0; i < th->nconns; i++)
+        if (!th->conns[i]->dead)
+            epoll_ctl(th->ep, EPOLL_CTL_DEL, th->conns[i]->fd, NULL);
+}
+
+static void *
+thread_main(void *arg)
+{
+    struct thread *th = arg;
+
+    th->start_ns = now_ns();
+    loop_run(th);
+    return NULL;
+}
+
+/* ---- command line ---- */
+
+static void
+usage(FILE *f)
+{
+    fprintf(f,
+"Usage: loadgen [options]\n"
+"  -s, --server HOST:PORT   target (default 127.0.0.1:11211)\n"
+"  -c, --conns N            connections (default 50)\n"
+"  -P, --pipeline N         requests in flight per connection (default 1, max %d)\n"
+"  -r, --ratio GETS:SETS    get:set ratio (default 10:1; 1:0 = only gets)\n"
+"  -v, --value BYTES        value size (default 100, %d..%d)\n"
+"  -k, --keys N             keyspace size (default 10000)\n"
+"  -m, --multiget N         keys per get (default 1, max %d)\n"
+"  -d, --duration SECONDS   run time (default 10; with -n only: a %.0f s limit)\n"
+"  -n, --requests N         stop after N requests (0 with -f: prefill only)\n"
+"  -S, --seed N             random seed (default 1)\n"
+"  -f, --prefill            set every key once first (a miss is then an error)\n"
+"  -T, --threads N          threads (default 1)\n"
+"  -K, --key-prefix STR     key prefix (default \"bench:\")\n"
+"  -W, --stall SECONDS      give up when no reply comes for this long (default 5)\n"
+"  -w, --wait SECONDS       keep retrying the first connect this long (default 0)\n"
+"  -h, --help\n"
+"Prints one line: ops (requests/s), keys (keys/s), p50_us, p99_us, errors, ...\n"
+"Exit status: 0 fine, 1 verification or reply errors, 2 usage or connect failure.\n",
+        DEPTH_MAX, VALUE_MIN, VALUE_MAX, WIDTH_MAX, N_LIMIT_SECONDS);
+}
+
+static long long
+num_arg(const char *name, const char *s, long long lo, long long hi)
+{
+    char *end;
+    long long v;
+
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
+        die("%s: '%s' is not a number in %lld..%lld", name, s, lo, hi);
+    return v;
+}
+
+static void
+parse_args(int argc, char **argv)
+{
+    static const struct option longs[] = {
+        { "server", 1, NULL, 's' },   { "conns", 1, NULL, 'c' },
+        { "pipeline", 1, NULL, 'P' }, { "ratio", 1, NULL, 'r' },
+        { "value", 1, NULL, 'v' },    { "keys", 1, NULL, 'k' },
+        { "multiget", 1, NULL, 'm' }, { "duration", 1, NULL, 'd' },
+        { "requests", 1, NULL, 'n' }, { "seed", 1, NULL, 'S' },
+        { "prefill", 0, NULL, 'f' },  { "threads", 1, NULL, 'T' },
+        { "key-prefix", 1, NULL, 'K' }, { "stall", 1, NULL, 'W' },
+        { "wait", 1, NULL, 'w' },     { "help", 0, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
+    char *colon, *end;
+    int ch;
+
+    opt.host = "127.0.0.1";
+    opt.port = "11211";
+    opt.conns = 50;
+    opt.depth = 1;
+    opt.gets = 10;
+    opt.sets = 1;
+    opt.vsize = 100;
+    opt.keys = 10000;
+    opt.width = 1;
+    opt.count = -1;
+    opt.seed = 1;
+    opt.threads = 1;
+    opt.prefix = "bench:";
+    opt.stall = 5;
+
+    while ((ch = getopt_long(argc, argv, "s:c:P:r:v:k:m:d:n:S:fT:K:W:w:h", longs, NULL)) != -1) {
+        switch (ch) {
+        case 's':
+            colon = strrchr(optarg, ':');
+            if (colon == NULL || colon == optarg || colon[1] == '\0')
+                die("-s: expected HOST:PORT, got '%s'", optarg);
+            *colon = '\0';
+            opt.host = optarg;
+            opt.port = colon + 1;
+            break;
+        case 'c': opt.conns = (int)num_arg("-c", optarg, 1, 100000); break;
+        case 'P': opt.depth = (int)num_arg("-P", optarg, 1, DEPTH_MAX); break;
+        case 'r':
+            colon = strchr(optarg, ':');
+            if (colon == NULL)
+                die("-r: expected GETS:SETS, got '%s'", optarg);
+            *colon = '\0';
+            opt.gets = (int)num_arg("-r", optarg, 0, 1000000);
+            opt.sets = (int)num_arg("-r", colon + 1, 0, 1000000);
+            if (opt.gets + opt.sets == 0)
+                die("-r: 0:0 issues nothing");
+            break;
+        case 'v': opt.vsize = (int)num_arg("-v", optarg, VALUE_MIN, VALUE_MAX); break;
+        case 'k': opt.keys = (long)num_arg("-k", optarg, 1, 100000000); break;
+        case 'm': opt.width = (int)num_arg("-m", optarg, 1, WIDTH_MAX); break;
+        case 'd':
+            opt.seconds = strtod(optarg, &end);
+            if (end == optarg || *end != '\0' || !(opt.seconds > 0) || opt.seconds > 86400)
+                die("-d: '%s' is not a duration in seconds", optarg);
+            break;
+        case 'n': opt.count = num_arg("-n", optarg, 0, LLONG_MAX / 2); break;
+        case 'S': opt.seed = (uint64_t)num_arg("-S", optarg, 0, LLONG_MAX); break;
+        case 'f': opt.prefill = 1; break;
+        case 'T': opt.threads = (int)num_arg("-T", optarg, 1, 256); break;
+        case 'K':
+            if (strlen(optarg) > PREFIX_MAX || strpbrk(optarg, " \t\r\n") != NULL)
+                die("-K: a prefix of at most %d bytes without spaces", PREFIX_MAX);
+            opt.prefix = optarg;
+            break;
+        case 'W':
+            opt.stall = strtod(optarg, &end);
+            if (end == optarg || *end != '\0' || !(opt.stall > 0))
+                die("-W: '%s' is not a number of seconds", optarg);
+            break;
+        case 'w':
+            opt.wait = strtod(optarg, &end);
+            if (end == optarg || *end != '\0' || opt.wait < 0)
+                die("-w: '%s' is not a number of seconds", optarg);
+            break;
+        case 'h': usage(stdout); exit(0);
+        default: usage(stderr); exit(2);
+        }
+    }
+    if (optind != argc)
+        die("unexpected argument '%s'", argv[optind]);
+    if (opt.count == 0 && !opt.prefill)
+        die("-n 0 without -f does nothing");
+    if (opt.seconds == 0)
+        opt.seconds = opt.count >= 0 ? N_LIMIT_SECONDS : 10;
+    if (opt.threads > opt.conns)
+        opt.threads = opt.conns;
+}
+
+int
+main(int argc, char **argv)
+{
+    struct thread pf, *ths;
+    struct conn **conns;
+    struct stats total;
+    uint64_t t_prefill, t_start, t_end = 0, wait_until;
+    double seconds, prefill_s = 0;
+    int i;
+
+    parse_args(argc, argv);
+    signal(SIGPIPE, SIG_IGN);
+    versions = xmalloc(sizeof(*versions) * (size_t)opt.keys);
+
+    wait_until = now_ns() + (uint64_t)(opt.wait * 1e9);
+    conns = xmalloc(sizeof(*conns) * (size_t)opt.conns);
+    for (i = 0; i < opt.conns; i++)
+        conns[i] = conn_open(i, wait_until);
+
+    /* Prefill on the main thread: connection i sets its slice of the keyspace. */
+    memset(&pf, 0, sizeof(pf));
+    if (opt.prefill) {
+        prefill_phase = 1;
+        for (i = 0; i < opt.conns; i++) {
+            conns[i]->pf_next = opt.keys * i / opt.conns;
+            conns[i]->pf_end = opt.keys * (i + 1) / opt.conns;
+        }
+        pf.ep = epoll_create1(0);
+        pf.conns = conns;
+        pf.nconns = opt.conns;
+        t_prefill = now_ns();
+        loop_run(&pf);
+        prefill_s = (double)(now_ns() - t_prefill) / 1e9;
+        close(pf.ep);
+        prefill_phase = 0;
+        if (pf.st.errors > 0) {
+            fprintf(stderr, "loadgen: %" PRIu64 " error(s) in the prefill\n", pf.st.errors);
+            printf("target=%s:%s requests=0 errors=%" PRIu64 " prefill_s=%.3f\n",
+                   opt.host, opt.port, pf.st.errors, prefill_s);
+            return 1;
+        }
+    }
+
+    memset(&total, 0, sizeof(total));
+    ths = xmalloc(sizeof(*ths) * (size_t)opt.threads);
+    t_start = now_ns();
+    deadline_ns = t_start + (uint64_t)(opt.seconds * 1e9);
+    if (opt.count != 0) {
+        for (i = 0; i < opt.threads; i++) {
+            int j, k = 0;
+
+            ths[i].ep = epoll_create1(0);
+            ths[i].nconns = opt.conns / opt.threads + (i < opt.conns % opt.threads);
+            ths[i].conns = xmalloc(sizeof(struct conn *) * (size_t)ths[i].nconns);
+            for (j = i; j < opt.conns; j += opt.threads)
+                ths[i].conns[k++] = conns[j];
+            if (pthread_create(&ths[i].tid, NULL, thread_main, &ths[i]) != 0)
+                die("pthread_create failed");
+        }
+        for (i = 0; i < opt.threads; i++) {
+            int b;
+
+            pthread_join(ths[i].tid, NULL);
+            total.done += ths[i].st.done;
+            total.keys += ths[i].st.keys;
+            total.errors += ths[i].st.errors;
+            total.misses += ths[i].st.misses;
+            if (ths[i].st.last_ns > t_end)
+                t_end = ths[i].st.last_ns;
+            for (b = 0; b < HIST_BUCKETS; b++)
+                total.hist[b] += ths[i].st.hist[b];
+        }
+    }
+    if (opt.count > 0 && total.done + total.errors < (uint64_t)opt.count) {
+        fprintf(stderr, "loadgen: %" PRIu64 " of %lld requests done in the %.0f s limit\n",
+                total.done, opt.count, opt.seconds);
+        total.errors++;
+    }
+    if (t_end < t_start)
+        t_end = t_start;
+    seconds = (double)(t_end - t_start) / 1e9;
+    if (seconds <= 0)
+        seconds = 1e-9;
+    {
+        uint64_t maxv = 0;
+        int b;
+
+        for (b = HIST_BUCKETS - 1; b >= 0; b--)
+            if (total.hist[b]) {
+                maxv = (uint64_t)hist_value(b);
+                break;
+            }
+        printf("target=%s:%s conns=%d pipeline=%d multiget=%d ratio=%d:%d value=%d keys=%ld "
+               "requests=%" PRIu64 " seconds=%.3f ops=%.0f keys_s=%.0f p50_us=%.1f "
+               "p99_us=%.1f p999_us=%.1f max_us=%.1f errors=%" PRIu64 " misses=%" PRIu64
+               " prefill_s=%.3f\n",
+               opt.host, opt.port, opt.conns, opt.depth, opt.width, opt.gets, opt.sets,
+               opt.vsize, opt.keys, total.done, seconds,
+               opt.count == 0 ? 0.0 : (double)total.done / seconds,
+               opt.count == 0 ? 0.0 : (double)total.keys / seconds,
+               hist_percentile(total.hist, total.done, 50) / 1000.0,
+               hist_percentile(total.hist, total.done, 99) / 1000.0,
+               hist_percentile(total.hist, total.done, 99.9) / 1000.0,
+               (double)maxv / 1000.0, total.errors, total.misses, prefill_s);
+    }
+    fflush(stdout);
+    return total.errors > 0 ? 1 : 0;
+}

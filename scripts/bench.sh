@@ -1,0 +1,454 @@
+#!/bin/sh
+# `make bench`: luagent, twemproxy (nutcracker) and a direct memcached side by
+# side, in one run, with the same load generator (bench/loadgen.c). See
+# docs/performance.md for what every figure means.
+#
+# 1. Wall clock: three workloads (single get/set, 16-deep pipelines, 10-key
+#    multi-gets; 10:1 get:set, 100-byte values, BENCH_CONNS connections) against
+#    a direct memcached, nutcracker, luagent -t 1 and luagent -t 2, all in front
+#    of the same four memcached servers. BENCH_ROUNDS rounds; in each round every
+#    workload visits every target in turn (the order rotates per round), and
+#    the tables report the median round.
+# 2. Instructions per request in the proxy process under callgrind: Ir of
+#    start + prefill + workload minus Ir of start + prefill alone, divided by the
+#    workload's requests (one connection), for luagent and nutcracker; then
+#    luagent with four policies (bench/policies/*.lua) on the get/set workload.
+#
+# Everything listens on 127.0.0.1 on free ports below 32768; every process is
+# stopped by its PID on exit. Tunables (environment):
+#   BENCH_SECONDS (5)  BENCH_ROUNDS (3)  BENCH_CONNS (50)  BENCH_KEYS (10000)
+#   BENCH_VALUE (100)  BENCH_CG_REQUESTS (20000)  BENCH_CG_RUNS (2)
+#   BENCH_WALL (1; 0 skips part 1)  BENCH_CALLGRIND (1; 0 skips part 2)
+#   BENCH_LOADGEN_THREADS (1)  BENCH_OUT (results file)
+set -u
+cd "$(dirname "$0")/.." || exit 1
+
+DURATION=${BENCH_SECONDS:-5}
+ROUNDS=${BENCH_ROUNDS:-3}
+CONNS=${BENCH_CONNS:-50}
+KEYS=${BENCH_KEYS:-10000}
+VALUE=${BENCH_VALUE:-100}
+CG_REQUESTS=${BENCH_CG_REQUESTS:-20000}
+CG_RUNS=${BENCH_CG_RUNS:-2}
+DO_WALL=${BENCH_WALL:-1}
+DO_CG=${BENCH_CALLGRIND:-1}
+LG_THREADS=${BENCH_LOADGEN_THREADS:-1}
+RATIO=10:1
+
+MEMCACHED=$(command -v memcached || echo /usr/bin/memcached)
+NUTCRACKER=$(command -v nutcracker || echo /usr/sbin/nutcracker)
+VALGRIND=$(command -v valgrind || echo /usr/bin/valgrind)
+LUAGENT=./luagent
+LOADGEN=build/loadgen
+USER_OPT=""
+[ "$(id -u)" = 0 ] && USER_OPT="-u nobody"
+
+# workload name, loadgen flags
+WORKLOADS="getset pipe16 mget10"
+wl_flags() {
+    case $1 in
+    getset) echo "-P 1 -m 1" ;;
+    pipe16) echo "-P 16 -m 1" ;;
+    mget10) echo "-P 1 -m 10" ;;
+    esac
+}
+
+make --no-print-directory -s "$LOADGEN" "$LUAGENT" || exit 1
+for tool in "$MEMCACHED" "$NUTCRACKER" "$VALGRIND"; do
+    [ -x "$tool" ] || { echo "bench: $tool not found (make deps installs it)" >&2; exit 1; }
+done
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/luagent-bench.XXXXXX")
+HOST=$(hostname -s 2>/dev/null || hostname)
+OUT=${BENCH_OUT:-bench/results/$(date +%Y-%m-%d-%H%M)-$HOST.txt}
+mkdir -p "$(dirname "$OUT")"
+: > "$OUT.tmp"
+
+# ---- processes: started in the background, stopped by PID ----
+
+pids=""
+track()   { pids="$pids $1"; }
+untrack() { pids=$(echo " $pids " | sed "s/ $1 / /; s/^ *//; s/ *$//"); }
+
+stop_pid() {        # PID [SIGNAL]: signal, wait up to 10 s, then SIGKILL
+    kill -"${2:-TERM}" "$1" 2>/dev/null || { wait "$1" 2>/dev/null; return 0; }
+    sp_i=0
+    while kill -0 "$1" 2>/dev/null && [ $sp_i -lt 100 ]; do
+        sleep 0.1
+        sp_i=$((sp_i + 1))
+        # a child that exited is a zombie until waited for; wait when it is gone
+        [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" = Z ] && break
+    done
+    kill -0 "$1" 2>/dev/null && [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" != Z ] \
+        && kill -KILL "$1" 2>/dev/null
+    wait "$1" 2>/dev/null
+}
+
+cleanup() {
+    trap - EXIT INT TERM
+    for p in $pids; do stop_pid "$p"; done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- output: the results file and stdout get the same lines ----
+
+out() { printf '%s\n' "$*" | tee -a "$OUT.tmp"; }
+
+# ---- ports ----
+
+port_used() {       # any socket bound to this local port (IPv4 or IPv6)
+    hex=$(printf ':%04X' "$1")
+    awk -v p="$hex" 'FNR > 1 && substr($2, length($2) - 4) == p { f = 1 } END { exit !f }' \
+        /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+
+listening() {       # something listens on this local port
+    hex=$(printf ':%04X' "$1")
+    awk -v p="$hex" 'FNR > 1 && $4 == "0A" && substr($2, length($2) - 4) == p { f = 1 }
+                     END { exit !f }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+
+wait_listen() {     # PORT PID NAME: up to 60 s (callgrind starts slowly)
+    wl_i=0
+    while ! listening "$1"; do
+        if ! kill -0 "$2" 2>/dev/null || [ $wl_i -ge 600 ]; then
+            echo "bench: $3 did not start listening on port $1" >&2
+            return 1
+        fi
+        sleep 0.1
+        wl_i=$((wl_i + 1))
+    done
+}
+
+NPORTS=16
+pick_ports() {      # sets BASE: NPORTS consecutive free ports in 20000..32000
+    start=$((20000 + ($$ * 7 + $(date +%s)) % 1200 * 10))
+    i=0
+    while [ $i -lt 1200 ]; do
+        BASE=$((20000 + (start - 20000 + i * 10) % 12000))
+        j=0
+        while [ $j -lt $NPORTS ] && ! port_used $((BASE + j)); do j=$((j + 1)); done
+        [ $j -eq $NPORTS ] && return 0
+        i=$((i + 1))
+    done
+    echo "bench: no $NPORTS free consecutive ports below 32768" >&2
+    exit 1
+}
+pick_ports
+MC1=$BASE; MC2=$((BASE + 1)); MC3=$((BASE + 2)); MC4=$((BASE + 3))
+MCD=$((BASE + 4))                   # the direct memcached
+NC_PORT=$((BASE + 5)); NC_STATS=$((BASE + 6))
+LG1_PORT=$((BASE + 7)); LG2_PORT=$((BASE + 8))
+CG_PORT=$((BASE + 9)); CG_STATS=$((BASE + 10))
+SERVERS="127.0.0.1:$MC1 127.0.0.1:$MC2 127.0.0.1:$MC3 127.0.0.1:$MC4"
+S_FLAGS=""
+for s in $SERVERS; do S_FLAGS="$S_FLAGS -s $s"; done
+
+nutcracker_conf() { # PORT FILE
+    {
+        echo "bench:"
+        echo "  listen: 127.0.0.1:$1"
+        echo "  hash: md5"
+        echo "  distribution: ketama"
+        echo "  timeout: 1000"
+        echo "  servers:"
+        for s in $SERVERS; do echo "   - $s:1"; done
+    } > "$2"
+}
+nutcracker_conf "$NC_PORT" "$TMP/nutcracker.yml"
+nutcracker_conf "$CG_PORT" "$TMP/nutcracker-cg.yml"
+
+for p in plain prefix hook hook_cached; do
+    sed "s/@PORT1@/$MC1/g; s/@PORT2@/$MC2/g; s/@PORT3@/$MC3/g; s/@PORT4@/$MC4/g" \
+        "bench/policies/$p.lua" > "$TMP/$p.lua"
+    "$LUAGENT" --check "$TMP/$p.lua" > "$TMP/$p.check" 2>&1 \
+        || { cat "$TMP/$p.check" >&2; echo "bench: policy $p.lua does not load" >&2; exit 1; }
+done
+
+# ---- header ----
+
+CPU=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+GITREV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD -- src include lua examples 2>/dev/null || GITREV="$GITREV+changes"
+out "luagent benchmark, $(date '+%Y-%m-%d %H:%M:%S %z')"
+out "host $HOST: $(nproc) CPU(s), $CPU; load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
+out "luagent $("$LUAGENT" --version 2>&1 | head -n 1) (git $GITREV), $("$NUTCRACKER" --version 2>&1 | head -n 1 | sed 's/^This is //'),"
+out "memcached $("$MEMCACHED" -V 2>&1 | cut -d' ' -f2), $("$VALGRIND" --version 2>&1)"
+out "servers: 4 x memcached -t 1 on $SERVERS; direct: one more on 127.0.0.1:$MCD"
+out "loadgen: $RATIO get:set, $VALUE-byte values, $KEYS keys (prefilled before every run; every value verified)"
+out ""
+
+# ---- start the servers and the proxies ----
+
+start_bg() {        # LOG CMD...: start in the background, PID in LAST_PID
+    log=$1
+    shift
+    "$@" > "$log" 2>&1 &
+    LAST_PID=$!
+    track "$LAST_PID"
+}
+
+for p in $MC1 $MC2 $MC3 $MC4 $MCD; do
+    # shellcheck disable=SC2086
+    start_bg "$TMP/memcached-$p.log" "$MEMCACHED" -p "$p" -l 127.0.0.1 -U 0 -t 1 $USER_OPT
+    wait_listen "$p" "$LAST_PID" "memcached" || exit 1
+done
+
+if [ "$DO_WALL" = 1 ]; then
+    start_bg "$TMP/nutcracker.log" "$NUTCRACKER" -c "$TMP/nutcracker.yml" \
+        -s "$NC_STATS" -a 127.0.0.1
+    NC_PID=$LAST_PID
+    wait_listen "$NC_PORT" "$NC_PID" nutcracker || exit 1
+    # shellcheck disable=SC2086
+    start_bg "$TMP/luagent-t1.log" "$LUAGENT" -D -l 127.0.0.1 -p "$LG1_PORT" -k $S_FLAGS -t 1
+    LG1_PID=$LAST_PID
+    wait_listen "$LG1_PORT" "$LG1_PID" "luagent -t 1" || exit 1
+    # shellcheck disable=SC2086
+    start_bg "$TMP/luagent-t2.log" "$LUAGENT" -D -l 127.0.0.1 -p "$LG2_PORT" -k $S_FLAGS -t 2
+    LG2_PID=$LAST_PID
+    wait_listen "$LG2_PORT" "$LG2_PID" "luagent -t 2" || exit 1
+fi
+
+field() {           # NAME LINE: the value of NAME=... in a loadgen line
+    echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"
+}
+
+FAILED=0
+TARGETS="direct nutcracker luagent-t1 luagent-t2"
+target_port() {
+    case $1 in
+    direct) echo "$MCD" ;;
+    nutcracker) echo "$NC_PORT" ;;
+    luagent-t1) echo "$LG1_PORT" ;;
+    luagent-t2) echo "$LG2_PORT" ;;
+    esac
+}
+
+# ---- part 1: wall clock ----
+
+: > "$TMP/wall.tsv"
+if [ "$DO_WALL" = 1 ]; then
+    out "== wall clock: $ROUNDS round(s) x ${DURATION} s per run, $CONNS connections, loadgen threads $LG_THREADS"
+    r=1
+    while [ "$r" -le "$ROUNDS" ]; do
+        # rotate the order of the targets each round
+        order=$TARGETS
+        k=1
+        while [ $k -lt "$r" ]; do
+            first=${order%% *}
+            order="${order#* } $first"
+            k=$((k + 1))
+        done
+        for w in $WORKLOADS; do
+            for t in $order; do
+                # shellcheck disable=SC2046
+                line=$("$LOADGEN" -s "127.0.0.1:$(target_port "$t")" -c "$CONNS" $(wl_flags "$w") \
+                       -r "$RATIO" -v "$VALUE" -k "$KEYS" -d "$DURATION" -S "$r" -f -W 10 \
+                       -T "$LG_THREADS" 2> "$TMP/loadgen.err")
+                rc=$?
+                errs=$(field errors "$line")
+                if [ $rc -ne 0 ] || [ -z "$line" ]; then
+                    FAILED=1
+                    [ -n "$errs" ] || errs=1
+                    sed 's/^/    /' "$TMP/loadgen.err" | head -n 5 | tee -a "$OUT.tmp" >&2
+                fi
+                out "round $r $w $t: ${line:-loadgen failed (exit $rc)}"
+                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$t" "$r" \
+                    "$(field ops "$line")" "$(field p50_us "$line")" \
+                    "$(field p99_us "$line")" "${errs:-0}" >> "$TMP/wall.tsv"
+            done
+        done
+        r=$((r + 1))
+    done
+    for p in $NC_PID $LG1_PID $LG2_PID; do
+        stop_pid "$p"
+        untrack "$p"
+    done
+    out ""
+fi
+
+# ---- part 2: instructions per request under callgrind ----
+
+# cg_total NAME SIGNAL LOADGEN_FLAGS REQUESTS -- CMD...: start CMD under callgrind
+# (listening on CG_PORT), run the loadgen (prefill, then REQUESTS requests; 0 =
+# prefill only) on one connection, stop CMD with SIGNAL; sets IR to the total Ir.
+# (Not run in a $(...) subshell, so the exit trap knows every PID.)
+CG_N=0
+cg_total() {
+    cg_name=$1 cg_sig=$2 cg_flags=$3 cg_n=$4
+    shift 5
+    IR=""
+    CG_N=$((CG_N + 1))
+    cg_file="$TMP/callgrind.$CG_N.$cg_name"
+    start_bg "$TMP/valgrind.$CG_N.log" "$VALGRIND" --tool=callgrind --smc-check=all-non-file \
+        --callgrind-out-file="$cg_file" "$@"
+    cg_pid=$LAST_PID
+    if ! wait_listen "$CG_PORT" "$cg_pid" "$cg_name under callgrind"; then
+        stop_pid "$cg_pid"
+        untrack "$cg_pid"
+        return 1
+    fi
+    # shellcheck disable=SC2086
+    "$LOADGEN" -s "127.0.0.1:$CG_PORT" -c 1 $cg_flags -r "$RATIO" -v "$VALUE" -k "$KEYS" \
+        -S 1 -f -n "$cg_n" -W 60 > "$TMP/loadgen.out" 2> "$TMP/loadgen.err"
+    cg_rc=$?
+    stop_pid "$cg_pid" "$cg_sig"
+    untrack "$cg_pid"
+    cg_line=$(cat "$TMP/loadgen.out")
+    if [ $cg_rc -ne 0 ] || [ "$(field requests "$cg_line")" != "$cg_n" ]; then
+        echo "bench: $cg_name: loadgen failed (exit $cg_rc): $cg_line" >&2
+        sed 's/^/    /' "$TMP/loadgen.err" | head -n 5 >&2
+        return 1
+    fi
+    IR=$(awk '/^totals:/ { print $2 }' "$cg_file")
+    [ -n "$IR" ] || IR=$(awk '/^summary:/ { print $2 }' "$cg_file")
+    [ -n "$IR" ] || { echo "bench: $cg_name: no callgrind totals in $cg_file" >&2; return 1; }
+    rm -f "$cg_file"
+}
+
+# cg_per_request NAME SIGNAL -- CMD...: for each workload in CG_WORKLOADS, print
+# "workload ir_per_request" lines (mean of CG_RUNS; the spread goes to cg.tsv).
+cg_per_request() {
+    name=$1 sig=$2
+    shift 3
+    run=1
+    while [ $run -le "$CG_RUNS" ]; do
+        cg_total "$name" "$sig" "-P 1 -m 1" 0 -- "$@" || return 1
+        base=$IR
+        for w in $CG_WORKLOADS; do
+            cg_total "$name" "$sig" "$(wl_flags "$w")" "$CG_REQUESTS" -- "$@" || return 1
+            total=$IR
+            per=$(awk -v a="$total" -v b="$base" -v n="$CG_REQUESTS" 'BEGIN { printf "%.1f", (a - b) / n }')
+            out "callgrind run $run $name $w: base $base Ir, with workload $total Ir, $per Ir/request"
+            printf '%s\t%s\t%s\t%s\n' "$name" "$w" "$run" "$per" >> "$TMP/cg.tsv"
+        done
+        run=$((run + 1))
+    done
+}
+
+: > "$TMP/cg.tsv"
+if [ "$DO_CG" = 1 ]; then
+    out "== callgrind: Ir in the proxy process, 1 connection, $CG_REQUESTS requests per workload, $CG_RUNS run(s)"
+    CG_WORKLOADS=$WORKLOADS
+    # shellcheck disable=SC2086
+    cg_per_request luagent TERM -- "$LUAGENT" -D -l 127.0.0.1 -p "$CG_PORT" -k $S_FLAGS || FAILED=1
+    cg_per_request nutcracker INT -- "$NUTCRACKER" -c "$TMP/nutcracker-cg.yml" \
+        -s "$CG_STATS" -a 127.0.0.1 || FAILED=1
+    CG_WORKLOADS=getset
+    for p in plain prefix hook hook_cached; do
+        cg_per_request "policy-$p" TERM -- "$LUAGENT" -D -l 127.0.0.1 -p "$CG_PORT" \
+            -c "$TMP/$p.lua" || FAILED=1
+    done
+    out ""
+fi
+
+# ---- summary ----
+
+out "== summary"
+if [ "$DO_WALL" = 1 ]; then
+    awk -F'\t' -v rounds="$ROUNDS" -v dur="$DURATION" -v conns="$CONNS" '
+    function median(list,    a, n, i, j, x) {
+        n = split(list, a, " ")
+        for (i = 2; i <= n; i++) {
+            x = a[i] + 0
+            for (j = i - 1; j >= 1 && a[j] + 0 > x; j--) a[j + 1] = a[j]
+            a[j + 1] = x
+        }
+        if (n == 0) return 0
+        return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    $4 != "" {
+        k = $1 SUBSEP $2
+        ops[k] = ops[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6
+    }
+    { err[$1 SUBSEP $2] += $7 }
+    END {
+        nw = split("getset pipe16 mget10", W, " ")
+        nt = split("direct nutcracker luagent-t1 luagent-t2", T, " ")
+        title["getset"] = "get/set"; title["pipe16"] = "pipeline 16"; title["mget10"] = "multi-get 10"
+        printf "wall clock, median of %d round(s) x %s s, %d connections (ops = requests/s; a 10-key get is one request)\n", rounds, dur, conns
+        printf "%-13s %-11s %10s %9s %9s %9s %7s\n", "workload", "target", "ops/s", "p50_us", "p99_us", "x direct", "errors"
+        for (i = 1; i <= nw; i++) {
+            w = W[i]
+            d = median(ops[w SUBSEP "direct"])
+            for (j = 1; j <= nt; j++) {
+                k = w SUBSEP T[j]
+                o = median(ops[k])
+                m[k] = o
+                printf "%-13s %-11s %10.0f %9.1f %9.1f %9s %7d\n", title[w], T[j], o,
+                       median(p50[k]), median(p99[k]), (d > 0 ? sprintf("%.2f", o / d) : "-"), err[k]
+            }
+        }
+        printf "\nratios of median ops/s\n"
+        printf "%-13s %12s %12s %12s %12s %12s\n", "workload", "lg-t1/twem", "lg-t2/twem", "twem/direct", "lg-t1/direct", "lg-t2/direct"
+        for (i = 1; i <= nw; i++) {
+            w = W[i]
+            d = m[w SUBSEP "direct"]; n = m[w SUBSEP "nutcracker"]
+            a = m[w SUBSEP "luagent-t1"]; b = m[w SUBSEP "luagent-t2"]
+            printf "%-13s %12s %12s %12s %12s %12s\n", title[w],
+                   (n > 0 ? sprintf("%.2f", a / n) : "-"), (n > 0 ? sprintf("%.2f", b / n) : "-"),
+                   (d > 0 ? sprintf("%.2f", n / d) : "-"), (d > 0 ? sprintf("%.2f", a / d) : "-"),
+                   (d > 0 ? sprintf("%.2f", b / d) : "-")
+        }
+        for (i = 1; i <= nw; i++) {
+            w = W[i]
+            if (w == "pipe16") continue
+            n = m[w SUBSEP "nutcracker"]; a = m[w SUBSEP "luagent-t1"]
+            printf "target luagent >= 1.2x twemproxy on %s: %s (luagent -t 1: %.2fx)\n", title[w],
+                   (n > 0 && a / n >= 1.2) ? "met" : "NOT met", (n > 0 ? a / n : 0)
+        }
+    }' "$TMP/wall.tsv" | tee -a "$OUT.tmp"
+    out ""
+fi
+if [ "$DO_CG" = 1 ]; then
+    awk -F'\t' -v n="$CG_REQUESTS" -v runs="$CG_RUNS" '
+    { k = $1 SUBSEP $2; sum[k] += $4; cnt[k]++
+      if (!(k in lo) || $4 < lo[k]) lo[k] = $4
+      if (!(k in hi) || $4 > hi[k]) hi[k] = $4 }
+    function mean(k) { return cnt[k] ? sum[k] / cnt[k] : 0 }
+    function spread(k) { return (cnt[k] && mean(k) > 0) ? 100 * (hi[k] - lo[k]) / mean(k) : 0 }
+    END {
+        nw = split("getset pipe16 mget10", W, " ")
+        title["getset"] = "get/set"; title["pipe16"] = "pipeline 16"; title["mget10"] = "multi-get 10"
+        target["getset"] = 3700; target["pipe16"] = 3100; target["mget10"] = 24600
+        design["getset"] = 6212; design["pipe16"] = 5121; design["mget10"] = 41048
+        printf "instructions per request in the proxy (callgrind, 1 connection, %d requests, mean of %d run(s))\n", n, runs
+        printf "%-13s %11s %9s %10s %9s %9s %8s\n", "workload", "nutcracker", "luagent", "lg/twem", "target", "met", "spread"
+        for (i = 1; i <= nw; i++) {
+            w = W[i]; a = mean("luagent" SUBSEP w); t = mean("nutcracker" SUBSEP w)
+            s = spread("luagent" SUBSEP w); if (spread("nutcracker" SUBSEP w) > s) s = spread("nutcracker" SUBSEP w)
+            printf "%-13s %11.0f %9.0f %10s %9s %9s %7.2f%%\n", title[w], t, a,
+                   (t > 0 ? sprintf("%.2f", a / t) : "-"), "<= " target[w],
+                   (a > 0 && a <= target[w]) ? "met" : "NOT met", s
+        }
+        printf "(DESIGN.md section 7 measured twemproxy at 6212 / 5121 / 41048 Ir/request)\n"
+        printf "\nluagent policies on get/set (Ir/request)\n"
+        printf "%-13s %9s %9s %10s %18s %8s\n", "policy", "Ir/req", "vs plain", "vs prefix", "target", "spread"
+        np = split("plain prefix hook hook_cached", P, " ")
+        pl = mean("policy-plain" SUBSEP "getset"); px = mean("policy-prefix" SUBSEP "getset")
+        for (i = 1; i <= np; i++) {
+            k = "policy-" P[i] SUBSEP "getset"; v = mean(k)
+            tgt = "-"
+            if (P[i] == "hook") tgt = ((px > 0 && v / px <= 1.3) ? "met" : "NOT met") " (<= 1.3x)"
+            if (P[i] == "hook_cached") tgt = ((px > 0 && v / px <= 1.05) ? "met" : "NOT met") " (<= 1.05x)"
+            printf "%-13s %9.0f %9s %10s %18s %7.2f%%\n", P[i], v,
+                   (pl > 0 ? sprintf("%.2f", v / pl) : "-"), (px > 0 ? sprintf("%.2f", v / px) : "-"),
+                   tgt, spread(k)
+        }
+    }' "$TMP/cg.tsv" | tee -a "$OUT.tmp"
+    out ""
+fi
+
+for f in "$TMP"/luagent-t*.log; do
+    [ -s "$f" ] || continue
+    if grep -qiE 'error|warn|crash|abort' "$f"; then
+        out "note: $(basename "$f") has warnings or errors:"
+        grep -iE 'error|warn|crash|abort' "$f" | head -n 5 | sed 's/^/    /' | tee -a "$OUT.tmp"
+    fi
+done
+[ "$FAILED" = 1 ] && out "SOME RUNS FAILED (errors above): the figures are incomplete"
+mv "$OUT.tmp" "$OUT"
+echo "results: $OUT"
+exit $FAILED
