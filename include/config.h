@@ -41,7 +41,11 @@ struct pool {
     int             nservers;
     int            *server_ids;     /* ring index -> config server id */
     int             timeout_ms;     /* request timeout */
+    bool            eject;          /* keys of a down server move to the next live one */
 };
+
+/* The ring index and hash of a key (the hash tag applied). */
+uint32_t pool_key_hash(const struct pool *pool, const char *key, size_t len);
 
 struct config {
     unsigned        generation;

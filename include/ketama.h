@@ -10,6 +10,7 @@
 #define KETAMA_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 enum dist {
@@ -36,6 +37,15 @@ struct ring *ring_build(enum dist dist, const struct ring_server *servers, int n
 
 /* Server index (0..n-1) for a key hash. */
 int ring_lookup(const struct ring *ring, uint32_t hash);
+
+/*
+ * Like ring_lookup, but passing over servers for which live() is false: for
+ * ketama the next point on the continuum owned by a live server (the place a
+ * ring rebuilt without the dead servers would give), for modula the next live
+ * server in order. -1 when none is live.
+ */
+int ring_lookup_live(const struct ring *ring, uint32_t hash,
+                     bool (*live)(int server, void *ctx), void *ctx);
 
 /* Number of points (ketama) or servers (modula); for tests and stats. */
 int ring_points(const struct ring *ring);

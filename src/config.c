@@ -124,14 +124,20 @@ config_pool(const struct config *cfg, const char *name)
     return NULL;
 }
 
+uint32_t
+pool_key_hash(const struct pool *pool, const char *key, size_t len)
+{
+    if (pool->hash_tag[0] != '\0')
+        hash_tag_apply(pool->hash_tag, &key, &len);
+    return hash_key(pool->hash, key, len);
+}
+
 int
 pool_server_for_key(const struct pool *pool, const char *key, size_t len)
 {
     if (pool->nservers == 1)
         return pool->server_ids[0];
-    if (pool->hash_tag[0] != '\0')
-        hash_tag_apply(pool->hash_tag, &key, &len);
-    return pool->server_ids[ring_lookup(pool->ring, hash_key(pool->hash, key, len))];
+    return pool->server_ids[ring_lookup(pool->ring, pool_key_hash(pool, key, len))];
 }
 
 void

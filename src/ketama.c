@@ -269,9 +269,9 @@ ring_build(enum dist dist, const struct ring_server *servers, int n,
     return ring;
 }
 
-/* First point at or above hash, wrapping past the top to the first point. */
+/* Index of the first point at or above hash, wrapping to the first point. */
 static int
-ketama_lookup(const struct ring *ring, uint32_t hash)
+ketama_point(const struct ring *ring, uint32_t hash)
 {
     int lo = 0, hi = ring->npoints, mid;
 
@@ -286,7 +286,13 @@ ketama_lookup(const struct ring *ring, uint32_t hash)
     if (lo == ring->npoints) {
         lo = 0;
     }
-    return ring->points[lo].server;
+    return lo;
+}
+
+static int
+ketama_lookup(const struct ring *ring, uint32_t hash)
+{
+    return ring->points[ketama_point(ring, hash)].server;
 }
 
 /* The server whose run of slots holds slot hash % total_weight. */
@@ -314,6 +320,30 @@ ring_lookup(const struct ring *ring, uint32_t hash)
         return ketama_lookup(ring, hash);
     }
     return modula_lookup(ring, hash);
+}
+
+int
+ring_lookup_live(const struct ring *ring, uint32_t hash,
+                 bool (*live)(int server, void *ctx), void *ctx)
+{
+    int i, start;
+
+    if (ring->dist == DIST_KETAMA) {
+        /* Walking on is what a ring rebuilt without the dead servers gives. */
+        start = ketama_point(ring, hash);
+        for (i = 0; i < ring->npoints; i++) {
+            int server = ring->points[(start + i) % ring->npoints].server;
+
+            if (live(server, ctx))
+                return server;
+        }
+        return -1;
+    }
+    start = modula_lookup(ring, hash);
+    for (i = 0; i < ring->nservers; i++)
+        if (live((start + i) % ring->nservers, ctx))
+            return (start + i) % ring->nservers;
+    return -1;
 }
 
 int

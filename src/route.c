@@ -17,6 +17,7 @@
 #include "config.h"
 #include "dcache.h"
 #include "hash.h"
+#include "ketama.h"
 #include "luagent.h"
 #include "script.h"
 #include "stats.h"
@@ -108,13 +109,36 @@ call_fail(struct worker *w, struct call *c, enum fail_reason why)
     call_finish(w, c);
 }
 
+struct live_ctx {
+    const struct pool  *pool;
+    struct backend    **backends;
+};
+
+static bool
+server_live(int ring_index, void *arg)
+{
+    const struct live_ctx *lc = arg;
+
+    return !backend_is_down(lc->backends[lc->pool->server_ids[ring_index]]);
+}
+
 static void
 node_pool(struct worker *w, struct call *c)
 {
     const struct pool *pool = c->node->pool;
+    struct backend **backends = c->creq->wcfg->backends;
     int id = pool_server_for_key(pool, c->key, c->klen);
 
-    backend_submit(c->creq->wcfg->backends[id], c, pool->timeout_ms);
+    if (pool->eject && backend_is_down(backends[id])) {
+        /* eject = true: a down server's keys go to the next live server. */
+        struct live_ctx lc = { pool, backends };
+        int idx = ring_lookup_live(pool->ring, pool_key_hash(pool, c->key, c->klen),
+                                   server_live, &lc);
+
+        if (idx >= 0)
+            id = pool->server_ids[idx];
+    }
+    backend_submit(backends[id], c, pool->timeout_ms);
 }
 
 static void

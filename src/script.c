@@ -431,6 +431,7 @@ compile_pool(struct compiler *cc, int idx, struct route *r)
     if (h < 0)
         return fail(cc, idx, "lg.pool '%s': unknown hash", pool->name);
     pool->timeout_ms = (int)field_int(L, idx, "timeout_ms", DEFAULT_TIMEOUT_MS);
+    pool->eject = field_bool(L, idx, "eject", false);
 
     lua_getfield(L, idx, "servers");
     n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;

@@ -10,7 +10,9 @@
  * sees "host:port" strings, so no server needs to be running here.
  * The modula answers are DJB hashes reduced by hand.
  */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ketama.h"
 #include "hash.h"
@@ -832,6 +834,67 @@ test_build_errors(void)
     ring_free(NULL);
 }
 
+/* Marking a server dead walks on the ring exactly as a ring rebuilt
+ * without it places the keys (what ejecting a server means). With equal
+ * weights every server keeps its 160 points in both rings. */
+static bool
+live_except(int server, void *ctx)
+{
+    return server != *(const int *)ctx;
+}
+
+static void
+test_lookup_live_matches_rebuilt_ring(void)
+{
+    static const struct ring_server all[] = {
+        { "127.0.0.1", 21211, 1, NULL }, { "127.0.0.1", 21212, 1, NULL },
+        { "127.0.0.1", 21213, 1, NULL }, { "127.0.0.1", 21214, 1, NULL },
+    };
+    char err[256], key[32];
+    int dead, i, mismatches = 0, moved = 0;
+
+    for (dead = 0; dead < 4; dead++) {
+        struct ring_server rest[3];
+        int orig[3], n = 0;
+        struct ring *full, *without;
+
+        for (i = 0; i < 4; i++)
+            if (i != dead) {
+                orig[n] = i;
+                rest[n++] = all[i];
+            }
+        full = ring_build(DIST_KETAMA, all, 4, err, sizeof(err));
+        without = ring_build(DIST_KETAMA, rest, 3, err, sizeof(err));
+        for (i = 0; i < 2000; i++) {
+            uint32_t h;
+
+            snprintf(key, sizeof(key), "key:%d", i);
+            h = hash_key(HASH_MD5, key, strlen(key));
+            if (ring_lookup_live(full, h, live_except, &dead) != orig[ring_lookup(without, h)])
+                mismatches++;
+            if (ring_lookup(full, h) == dead)
+                moved++;
+        }
+        ring_free(full);
+        ring_free(without);
+    }
+    CHECK_EQ(mismatches, 0);
+    CHECK(moved > 1000);        /* about a quarter of 4 x 2000 keys moved */
+
+    /* Modula: the next live server in order; none live gives -1. */
+    {
+        struct ring *m = ring_build(DIST_MODULA, all, 2, err, sizeof(err));
+        int d = 0;
+
+        CHECK_EQ(ring_lookup(m, 0), 0);
+        CHECK_EQ(ring_lookup_live(m, 0, live_except, &d), 1);
+        ring_free(m);
+        m = ring_build(DIST_MODULA, all, 1, err, sizeof(err));
+        CHECK_EQ(ring_lookup_live(m, 7, live_except, &d), -1);
+        ring_free(m);
+    }
+}
+
 int
 main(void)
 {
@@ -841,5 +904,6 @@ main(void)
     test_ketama_edges();
     test_modula();
     test_build_errors();
+    test_lookup_live_matches_rebuilt_ring();
     return UNIT_DONE();
 }
