@@ -59,6 +59,7 @@ struct config {
     int             nhooks;         /* lg.hook nodes (0: no Lua per request) */
     uint32_t        item_max;       /* largest value accepted */
     unsigned        decision_cache_size; /* hook decisions kept per worker */
+    int             log_level;      /* settings.log_level (enum log_level), or -1 */
     struct route   *fallback;       /* route for failed hooks, or NULL */
     char           *source;         /* policy file, or "(built-in default)" */
     uint32_t        checksum;       /* FNV-1a of the policy file's bytes */

@@ -27,6 +27,7 @@ config_new(unsigned generation)
     cfg->generation = generation;
     cfg->item_max = ITEM_MAX_DEFAULT;
     cfg->decision_cache_size = 4096;
+    cfg->log_level = -1;
     return cfg;
 }
 

@@ -74,6 +74,14 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
     event_base_loopbreak(base);
 }
 
+/* settings.log_level applies unless -v was given (the command line wins). */
+static void
+apply_log_level(const struct settings *s, const struct config *config)
+{
+    if (s->verbose == 0 && config->log_level >= 0)
+        log_level_current = (enum log_level)config->log_level;
+}
+
 /*
  * SIGHUP: load the policy again, as at start-up, in fresh VMs. Any failure
  * leaves the running generation alone; success hands the new one to the
@@ -98,6 +106,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
         return;
     }
     config->generation = ++generation;
+    apply_log_level(s, config);
     __atomic_add_fetch(&stats_reloads, 1, __ATOMIC_RELAXED);
     log_warn("reload: generation %u from %s (checksum %08x): %d pool(s), %d route node(s), %s",
              config->generation, config->source, config->checksum, config->npools,
@@ -158,6 +167,7 @@ main(int argc, char **argv)
         fprintf(stderr, "luagent: %s\n", err);
         return 1;
     }
+    apply_log_level(&s, config);
     if (listener_bind(&s, err, sizeof(err)) < 0) {
         fprintf(stderr, "luagent: %s\n", err);
         config_free(config);

@@ -766,6 +766,10 @@ compile_settings(struct compiler *cc, int policy)
 
         cc->cfg->item_max = (uint32_t)field_int(L, s, "item_max", ITEM_MAX_DEFAULT);
         cc->cfg->decision_cache_size = (unsigned)field_int(L, s, "decision_cache_size", 4096);
+        cc->cfg->log_level = field_is(L, s, "log_level", "error") ? LOG_ERROR
+                           : field_is(L, s, "log_level", "warn") ? LOG_WARN
+                           : field_is(L, s, "log_level", "info") ? LOG_INFO
+                           : field_is(L, s, "log_level", "debug") ? LOG_DEBUG : -1;
         if (field_is(L, s, "hook_errors", "default"))
             cc->cfg->fallback = compile_field(cc, s, "fallback", true);
     }
