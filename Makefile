@@ -108,7 +108,7 @@ test: deps
 	@$(MAKE) --no-print-directory integration
 
 run: deps $(BIN)
-	@sh scripts/run.sh
+	@bash scripts/run.sh
 
 bench: deps $(BIN)
 	@sh scripts/bench.sh
