@@ -5,17 +5,19 @@
 #
 # 1. Wall clock: three workloads (single get/set, 16-deep pipelines, 10-key
 #    multi-gets; 10:1 get:set, 100-byte values, BENCH_CONNS connections) against
-#    a direct memcached, nutcracker, luagent -t 1 and luagent -t 2, all in front
-#    of the same four memcached servers. BENCH_ROUNDS rounds; in each round every
-#    workload visits every target in turn (the order rotates per round), and
-#    the tables report the median round.
+#    a direct memcached, nutcracker (default log level, and -v 4), luagent -t 1
+#    and luagent -t 2, the proxies in front of the same four memcached servers.
+#    BENCH_ROUNDS rounds; in each round every workload visits every target in
+#    turn (the order rotates per round); the tables show the median round.
 # 2. Instructions per request in the proxy process under callgrind: Ir of
 #    start + prefill + workload minus Ir of start + prefill alone, divided by the
 #    workload's requests (one connection), for luagent and nutcracker; then
 #    luagent with four policies (bench/policies/*.lua) on the get/set workload.
 #
 # Everything listens on 127.0.0.1 on free ports below 32768; every process is
-# stopped by its PID on exit. Tunables (environment):
+# stopped by its PID on exit. A server or proxy that disappears during a run
+# (on a shared machine something may kill it) is restarted and the run is
+# repeated, with a note. Tunables (environment):
 #   BENCH_SECONDS (5)  BENCH_ROUNDS (3)  BENCH_CONNS (50)  BENCH_KEYS (10000)
 #   BENCH_VALUE (100)  BENCH_CG_REQUESTS (20000)  BENCH_CG_RUNS (2)
 #   BENCH_WALL (1; 0 skips part 1)  BENCH_CALLGRIND (1; 0 skips part 2)
@@ -34,6 +36,7 @@ DO_WALL=${BENCH_WALL:-1}
 DO_CG=${BENCH_CALLGRIND:-1}
 LG_THREADS=${BENCH_LOADGEN_THREADS:-1}
 RATIO=10:1
+ATTEMPTS=3                          # tries per run when a process disappears
 
 MEMCACHED=$(command -v memcached || echo /usr/bin/memcached)
 NUTCRACKER=$(command -v nutcracker || echo /usr/sbin/nutcracker)
@@ -43,7 +46,6 @@ LOADGEN=build/loadgen
 USER_OPT=""
 [ "$(id -u)" = 0 ] && USER_OPT="-u nobody"
 
-# workload name, loadgen flags
 WORKLOADS="getset pipe16 mget10"
 wl_flags() {
     case $1 in
@@ -58,7 +60,7 @@ for tool in "$MEMCACHED" "$NUTCRACKER" "$VALGRIND"; do
     [ -x "$tool" ] || { echo "bench: $tool not found (make deps installs it)" >&2; exit 1; }
 done
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/luagent-bench.XXXXXX")
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/luagent-bench.XXXXXX") || exit 1
 HOST=$(hostname -s 2>/dev/null || hostname)
 OUT=${BENCH_OUT:-bench/results/$(date +%Y-%m-%d-%H%M)-$HOST.txt}
 mkdir -p "$(dirname "$OUT")"
@@ -70,18 +72,20 @@ pids=""
 track()   { pids="$pids $1"; }
 untrack() { pids=$(echo " $pids " | sed "s/ $1 / /; s/^ *//; s/ *$//"); }
 
-stop_pid() {        # PID [SIGNAL]: signal, wait up to 10 s, then SIGKILL
-    kill -"${2:-TERM}" "$1" 2>/dev/null || { wait "$1" 2>/dev/null; return 0; }
+alive() {           # PID: running (a child that exited stays a zombie until waited for)
+    kill -0 "$1" 2>/dev/null && [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" != Z ]
+}
+
+stop_pid() {        # PID [SIGNAL]: signal, wait up to 10 s, then SIGKILL; STOP_RC = status
+    kill -"${2:-TERM}" "$1" 2>/dev/null
     sp_i=0
-    while kill -0 "$1" 2>/dev/null && [ $sp_i -lt 100 ]; do
+    while alive "$1" && [ $sp_i -lt 100 ]; do
         sleep 0.1
         sp_i=$((sp_i + 1))
-        # a child that exited is a zombie until waited for; wait when it is gone
-        [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" = Z ] && break
     done
-    kill -0 "$1" 2>/dev/null && [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" != Z ] \
-        && kill -KILL "$1" 2>/dev/null
+    alive "$1" && kill -KILL "$1" 2>/dev/null
     wait "$1" 2>/dev/null
+    STOP_RC=$?
 }
 
 cleanup() {
@@ -91,6 +95,14 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+start_bg() {        # LOG CMD...: start in the background; LAST_PID
+    sb_log=$1
+    shift
+    "$@" >> "$sb_log" 2>&1 &
+    LAST_PID=$!
+    track "$LAST_PID"
+}
 
 # ---- output: the results file and stdout get the same lines ----
 
@@ -113,7 +125,7 @@ listening() {       # something listens on this local port
 wait_listen() {     # PORT PID NAME: up to 60 s (callgrind starts slowly)
     wl_i=0
     while ! listening "$1"; do
-        if ! kill -0 "$2" 2>/dev/null || [ $wl_i -ge 600 ]; then
+        if ! alive "$2" || [ $wl_i -ge 600 ]; then
             echo "bench: $3 did not start listening on port $1" >&2
             return 1
         fi
@@ -123,11 +135,11 @@ wait_listen() {     # PORT PID NAME: up to 60 s (callgrind starts slowly)
 }
 
 NPORTS=16
-pick_ports() {      # sets BASE: NPORTS consecutive free ports in 20000..32000
-    start=$((20000 + ($$ * 7 + $(date +%s)) % 1200 * 10))
+pick_ports() {      # BASE: NPORTS consecutive free ports in 20000..32005
+    start=$(( ($$ * 7 + $(date +%s)) % 1200 ))
     i=0
     while [ $i -lt 1200 ]; do
-        BASE=$((20000 + (start - 20000 + i * 10) % 12000))
+        BASE=$((20000 + (start + i) % 1200 * 10))
         j=0
         while [ $j -lt $NPORTS ] && ! port_used $((BASE + j)); do j=$((j + 1)); done
         [ $j -eq $NPORTS ] && return 0
@@ -140,8 +152,9 @@ pick_ports
 MC1=$BASE; MC2=$((BASE + 1)); MC3=$((BASE + 2)); MC4=$((BASE + 3))
 MCD=$((BASE + 4))                   # the direct memcached
 NC_PORT=$((BASE + 5)); NC_STATS=$((BASE + 6))
-LG1_PORT=$((BASE + 7)); LG2_PORT=$((BASE + 8))
-CG_PORT=$((BASE + 9)); CG_STATS=$((BASE + 10))
+NCQ_PORT=$((BASE + 7)); NCQ_STATS=$((BASE + 8))
+LG1_PORT=$((BASE + 9)); LG2_PORT=$((BASE + 10))
+CG_PORT=$((BASE + 11)); CG_STATS=$((BASE + 12))
 SERVERS="127.0.0.1:$MC1 127.0.0.1:$MC2 127.0.0.1:$MC3 127.0.0.1:$MC4"
 S_FLAGS=""
 for s in $SERVERS; do S_FLAGS="$S_FLAGS -s $s"; done
@@ -158,6 +171,7 @@ nutcracker_conf() { # PORT FILE
     } > "$2"
 }
 nutcracker_conf "$NC_PORT" "$TMP/nutcracker.yml"
+nutcracker_conf "$NCQ_PORT" "$TMP/nutcracker-v4.yml"
 nutcracker_conf "$CG_PORT" "$TMP/nutcracker-cg.yml"
 
 for p in plain prefix hook hook_cached; do
@@ -167,62 +181,83 @@ for p in plain prefix hook hook_cached; do
         || { cat "$TMP/$p.check" >&2; echo "bench: policy $p.lua does not load" >&2; exit 1; }
 done
 
+# ---- services: the long-running servers and proxies, restarted if they vanish ----
+
+svc_port() {
+    case $1 in
+    mc1) echo "$MC1" ;; mc2) echo "$MC2" ;; mc3) echo "$MC3" ;; mc4) echo "$MC4" ;;
+    mcd) echo "$MCD" ;; nc) echo "$NC_PORT" ;; ncq) echo "$NCQ_PORT" ;;
+    lg1) echo "$LG1_PORT" ;; lg2) echo "$LG2_PORT" ;;
+    esac
+}
+
+svc_launch() {      # NAME: start it, wait until it listens; PID_<name>
+    sl_port=$(svc_port "$1")
+    case $1 in
+    mc*)
+        # shellcheck disable=SC2086
+        start_bg "$TMP/$1.log" "$MEMCACHED" -p "$sl_port" -l 127.0.0.1 -U 0 -t 1 $USER_OPT ;;
+    nc)
+        start_bg "$TMP/$1.log" "$NUTCRACKER" -c "$TMP/nutcracker.yml" -s "$NC_STATS" -a 127.0.0.1 ;;
+    ncq)
+        start_bg "$TMP/$1.log" "$NUTCRACKER" -v 4 -c "$TMP/nutcracker-v4.yml" -s "$NCQ_STATS" \
+            -a 127.0.0.1 ;;
+    lg1)
+        # shellcheck disable=SC2086
+        start_bg "$TMP/$1.log" "$LUAGENT" -D -l 127.0.0.1 -p "$sl_port" -k $S_FLAGS -t 1 ;;
+    lg2)
+        # shellcheck disable=SC2086
+        start_bg "$TMP/$1.log" "$LUAGENT" -D -l 127.0.0.1 -p "$sl_port" -k $S_FLAGS -t 2 ;;
+    esac
+    eval "PID_$1=\$LAST_PID"
+    wait_listen "$sl_port" "$LAST_PID" "$1"
+}
+
+RESTARTS=0
+svc_check() {       # NAME...: restart whichever is gone; status 1 if one was
+    sc_rc=0
+    for sc_s in "$@"; do
+        eval "sc_p=\$PID_$sc_s"
+        # shellcheck disable=SC2154
+        alive "$sc_p" && continue
+        wait "$sc_p" 2>/dev/null
+        sc_status=$?
+        untrack "$sc_p"
+        out "note: $sc_s (pid $sc_p) is gone, exit status $sc_status (killed from outside?): restarting it"
+        svc_launch "$sc_s" || exit 1
+        RESTARTS=$((RESTARTS + 1))
+        sc_rc=1
+    done
+    [ $sc_rc = 0 ] || sleep 1.5     # let the proxies' retry timers expire
+    return $sc_rc
+}
+
+BACKENDS="mc1 mc2 mc3 mc4"
+
 # ---- header ----
 
 CPU=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 GITREV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD -- src include lua examples 2>/dev/null || GITREV="$GITREV+changes"
+git diff --quiet HEAD -- src include lua examples Makefile 2>/dev/null || GITREV="$GITREV+changes"
 out "luagent benchmark, $(date '+%Y-%m-%d %H:%M:%S %z')"
 out "host $HOST: $(nproc) CPU(s), $CPU; load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
-out "luagent $("$LUAGENT" --version 2>&1 | head -n 1) (git $GITREV), $("$NUTCRACKER" --version 2>&1 | head -n 1 | sed 's/^This is //'),"
-out "memcached $("$MEMCACHED" -V 2>&1 | cut -d' ' -f2), $("$VALGRIND" --version 2>&1)"
+out "$("$LUAGENT" --version 2>&1 | head -n 1) (git $GITREV), $("$NUTCRACKER" --version 2>&1 | head -n 1 | sed 's/^This is //'), memcached $("$MEMCACHED" -V 2>&1 | cut -d' ' -f2), $("$VALGRIND" --version 2>&1)"
 out "servers: 4 x memcached -t 1 on $SERVERS; direct: one more on 127.0.0.1:$MCD"
-out "loadgen: $RATIO get:set, $VALUE-byte values, $KEYS keys (prefilled before every run; every value verified)"
+out "loadgen: $RATIO get:set, $VALUE-byte values, $KEYS keys, prefilled before every run; every value read is verified"
 out ""
 
-# ---- start the servers and the proxies ----
-
-start_bg() {        # LOG CMD...: start in the background, PID in LAST_PID
-    log=$1
-    shift
-    "$@" > "$log" 2>&1 &
-    LAST_PID=$!
-    track "$LAST_PID"
-}
-
-for p in $MC1 $MC2 $MC3 $MC4 $MCD; do
-    # shellcheck disable=SC2086
-    start_bg "$TMP/memcached-$p.log" "$MEMCACHED" -p "$p" -l 127.0.0.1 -U 0 -t 1 $USER_OPT
-    wait_listen "$p" "$LAST_PID" "memcached" || exit 1
-done
-
-if [ "$DO_WALL" = 1 ]; then
-    start_bg "$TMP/nutcracker.log" "$NUTCRACKER" -c "$TMP/nutcracker.yml" \
-        -s "$NC_STATS" -a 127.0.0.1
-    NC_PID=$LAST_PID
-    wait_listen "$NC_PORT" "$NC_PID" nutcracker || exit 1
-    # shellcheck disable=SC2086
-    start_bg "$TMP/luagent-t1.log" "$LUAGENT" -D -l 127.0.0.1 -p "$LG1_PORT" -k $S_FLAGS -t 1
-    LG1_PID=$LAST_PID
-    wait_listen "$LG1_PORT" "$LG1_PID" "luagent -t 1" || exit 1
-    # shellcheck disable=SC2086
-    start_bg "$TMP/luagent-t2.log" "$LUAGENT" -D -l 127.0.0.1 -p "$LG2_PORT" -k $S_FLAGS -t 2
-    LG2_PID=$LAST_PID
-    wait_listen "$LG2_PORT" "$LG2_PID" "luagent -t 2" || exit 1
-fi
+for s in $BACKENDS mcd; do svc_launch $s || exit 1; done
 
 field() {           # NAME LINE: the value of NAME=... in a loadgen line
     echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"
 }
 
 FAILED=0
-TARGETS="direct nutcracker luagent-t1 luagent-t2"
-target_port() {
+TARGETS="direct nutcracker nutcracker-v4 luagent-t1 luagent-t2"
+target_svc() {
     case $1 in
-    direct) echo "$MCD" ;;
-    nutcracker) echo "$NC_PORT" ;;
-    luagent-t1) echo "$LG1_PORT" ;;
-    luagent-t2) echo "$LG2_PORT" ;;
+    direct) echo mcd ;; nutcracker) echo nc ;; nutcracker-v4) echo ncq ;;
+    luagent-t1) echo lg1 ;; luagent-t2) echo lg2 ;;
     esac
 }
 
@@ -230,24 +265,32 @@ target_port() {
 
 : > "$TMP/wall.tsv"
 if [ "$DO_WALL" = 1 ]; then
+    for s in nc ncq lg1 lg2; do svc_launch $s || exit 1; done
     out "== wall clock: $ROUNDS round(s) x ${DURATION} s per run, $CONNS connections, loadgen threads $LG_THREADS"
     r=1
     while [ "$r" -le "$ROUNDS" ]; do
-        # rotate the order of the targets each round
-        order=$TARGETS
+        order=$TARGETS              # rotate the order of the targets each round
         k=1
         while [ $k -lt "$r" ]; do
-            first=${order%% *}
-            order="${order#* } $first"
+            order="${order#* } ${order%% *}"
             k=$((k + 1))
         done
         for w in $WORKLOADS; do
             for t in $order; do
-                # shellcheck disable=SC2046
-                line=$("$LOADGEN" -s "127.0.0.1:$(target_port "$t")" -c "$CONNS" $(wl_flags "$w") \
-                       -r "$RATIO" -v "$VALUE" -k "$KEYS" -d "$DURATION" -S "$r" -f -W 10 \
-                       -T "$LG_THREADS" 2> "$TMP/loadgen.err")
-                rc=$?
+                svc=$(target_svc "$t")
+                try=1
+                while :; do
+                    svc_check $BACKENDS "$svc"
+                    # shellcheck disable=SC2046
+                    line=$("$LOADGEN" -s "127.0.0.1:$(svc_port "$svc")" -c "$CONNS" $(wl_flags "$w") \
+                           -r "$RATIO" -v "$VALUE" -k "$KEYS" -d "$DURATION" -S "$r" -f -W 10 \
+                           -T "$LG_THREADS" 2> "$TMP/loadgen.err")
+                    rc=$?
+                    svc_check $BACKENDS "$svc" && break
+                    out "round $r $w $t (discarded, a process vanished): ${line:-loadgen exit $rc}"
+                    [ $try -ge $ATTEMPTS ] && break
+                    try=$((try + 1))
+                done
                 errs=$(field errors "$line")
                 if [ $rc -ne 0 ] || [ -z "$line" ]; then
                     FAILED=1
@@ -262,9 +305,11 @@ if [ "$DO_WALL" = 1 ]; then
         done
         r=$((r + 1))
     done
-    for p in $NC_PID $LG1_PID $LG2_PID; do
+    for s in nc ncq lg1 lg2; do
+        eval "p=\$PID_$s"
         stop_pid "$p"
         untrack "$p"
+        case $s in lg*) [ "$STOP_RC" = 0 ] || out "note: luagent ($s) exited with status $STOP_RC on SIGTERM" ;; esac
     done
     out ""
 fi
@@ -273,8 +318,8 @@ fi
 
 # cg_total NAME SIGNAL LOADGEN_FLAGS REQUESTS -- CMD...: start CMD under callgrind
 # (listening on CG_PORT), run the loadgen (prefill, then REQUESTS requests; 0 =
-# prefill only) on one connection, stop CMD with SIGNAL; sets IR to the total Ir.
-# (Not run in a $(...) subshell, so the exit trap knows every PID.)
+# prefill only) on one connection, stop CMD with SIGNAL; IR = the total Ir.
+# Not run in a $(...) subshell, so the exit trap knows every PID.
 CG_N=0
 cg_total() {
     cg_name=$1 cg_sig=$2 cg_flags=$3 cg_n=$4
@@ -296,6 +341,10 @@ cg_total() {
     cg_rc=$?
     stop_pid "$cg_pid" "$cg_sig"
     untrack "$cg_pid"
+    case $cg_name in
+    luagent|policy-*)
+        [ "$STOP_RC" = 0 ] || out "note: $cg_name under callgrind exited with status $STOP_RC on SIGTERM" ;;
+    esac
     cg_line=$(cat "$TMP/loadgen.out")
     if [ $cg_rc -ne 0 ] || [ "$(field requests "$cg_line")" != "$cg_n" ]; then
         echo "bench: $cg_name: loadgen failed (exit $cg_rc): $cg_line" >&2
@@ -308,20 +357,30 @@ cg_total() {
     rm -f "$cg_file"
 }
 
-# cg_per_request NAME SIGNAL -- CMD...: for each workload in CG_WORKLOADS, print
-# "workload ir_per_request" lines (mean of CG_RUNS; the spread goes to cg.tsv).
+cg_try() {          # like cg_total, repeated when a server vanished or it failed
+    ct_try=1
+    while :; do
+        svc_check $BACKENDS
+        cg_total "$@" && svc_check $BACKENDS && return 0
+        [ $ct_try -ge $ATTEMPTS ] && return 1
+        out "note: callgrind run of $1 failed or a server vanished: repeating it"
+        ct_try=$((ct_try + 1))
+    done
+}
+
+# cg_per_request NAME SIGNAL -- CMD...: for each workload in CG_WORKLOADS and
+# each of CG_RUNS runs, a line in cg.tsv: name, workload, run, Ir/request.
 cg_per_request() {
     name=$1 sig=$2
     shift 3
     run=1
     while [ $run -le "$CG_RUNS" ]; do
-        cg_total "$name" "$sig" "-P 1 -m 1" 0 -- "$@" || return 1
+        cg_try "$name" "$sig" "-P 1 -m 1" 0 -- "$@" || return 1
         base=$IR
         for w in $CG_WORKLOADS; do
-            cg_total "$name" "$sig" "$(wl_flags "$w")" "$CG_REQUESTS" -- "$@" || return 1
-            total=$IR
-            per=$(awk -v a="$total" -v b="$base" -v n="$CG_REQUESTS" 'BEGIN { printf "%.1f", (a - b) / n }')
-            out "callgrind run $run $name $w: base $base Ir, with workload $total Ir, $per Ir/request"
+            cg_try "$name" "$sig" "$(wl_flags "$w")" "$CG_REQUESTS" -- "$@" || return 1
+            per=$(awk -v a="$IR" -v b="$base" -v n="$CG_REQUESTS" 'BEGIN { printf "%.1f", (a - b) / n }')
+            out "callgrind run $run $name $w: start+prefill $base Ir, +workload $IR Ir: $per Ir/request"
             printf '%s\t%s\t%s\t%s\n' "$name" "$w" "$run" "$per" >> "$TMP/cg.tsv"
         done
         run=$((run + 1))
@@ -334,7 +393,10 @@ if [ "$DO_CG" = 1 ]; then
     CG_WORKLOADS=$WORKLOADS
     # shellcheck disable=SC2086
     cg_per_request luagent TERM -- "$LUAGENT" -D -l 127.0.0.1 -p "$CG_PORT" -k $S_FLAGS || FAILED=1
+    # nutcracker exits cleanly on SIGINT (SIGTERM kills it; callgrind writes its output either way)
     cg_per_request nutcracker INT -- "$NUTCRACKER" -c "$TMP/nutcracker-cg.yml" \
+        -s "$CG_STATS" -a 127.0.0.1 || FAILED=1
+    cg_per_request nutcracker-v4 INT -- "$NUTCRACKER" -v 4 -c "$TMP/nutcracker-cg.yml" \
         -s "$CG_STATS" -a 127.0.0.1 || FAILED=1
     CG_WORKLOADS=getset
     for p in plain prefix hook hook_cached; do
@@ -346,7 +408,7 @@ fi
 
 # ---- summary ----
 
-out "== summary"
+out "== summary (load average $(cut -d' ' -f1-3 /proc/loadavg) at the end)"
 if [ "$DO_WALL" = 1 ]; then
     awk -F'\t' -v rounds="$ROUNDS" -v dur="$DURATION" -v conns="$CONNS" '
     function median(list,    a, n, i, j, x) {
@@ -359,6 +421,7 @@ if [ "$DO_WALL" = 1 ]; then
         if (n == 0) return 0
         return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
     }
+    function ratio(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "-" }
     $4 != "" {
         k = $1 SUBSEP $2
         ops[k] = ops[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6
@@ -366,38 +429,37 @@ if [ "$DO_WALL" = 1 ]; then
     { err[$1 SUBSEP $2] += $7 }
     END {
         nw = split("getset pipe16 mget10", W, " ")
-        nt = split("direct nutcracker luagent-t1 luagent-t2", T, " ")
+        nt = split("direct nutcracker nutcracker-v4 luagent-t1 luagent-t2", T, " ")
         title["getset"] = "get/set"; title["pipe16"] = "pipeline 16"; title["mget10"] = "multi-get 10"
-        printf "wall clock, median of %d round(s) x %s s, %d connections (ops = requests/s; a 10-key get is one request)\n", rounds, dur, conns
-        printf "%-13s %-11s %10s %9s %9s %9s %7s\n", "workload", "target", "ops/s", "p50_us", "p99_us", "x direct", "errors"
+        printf "wall clock, median of %d round(s) x %s s, %d connections (ops/s = requests/s; a 10-key get is one request)\n", rounds, dur, conns
+        printf "%-13s %-14s %10s %9s %9s %9s %7s\n", "workload", "target", "ops/s", "p50_us", "p99_us", "x direct", "errors"
         for (i = 1; i <= nw; i++) {
             w = W[i]
             d = median(ops[w SUBSEP "direct"])
             for (j = 1; j <= nt; j++) {
                 k = w SUBSEP T[j]
-                o = median(ops[k])
-                m[k] = o
-                printf "%-13s %-11s %10.0f %9.1f %9.1f %9s %7d\n", title[w], T[j], o,
-                       median(p50[k]), median(p99[k]), (d > 0 ? sprintf("%.2f", o / d) : "-"), err[k]
+                m[k] = median(ops[k])
+                printf "%-13s %-14s %10.0f %9.1f %9.1f %9s %7d\n", title[w], T[j], m[k],
+                       median(p50[k]), median(p99[k]), ratio(m[k], d), err[k]
             }
         }
-        printf "\nratios of median ops/s\n"
-        printf "%-13s %12s %12s %12s %12s %12s\n", "workload", "lg-t1/twem", "lg-t2/twem", "twem/direct", "lg-t1/direct", "lg-t2/direct"
+        printf "\nratios of median ops/s (twem = nutcracker at its default log level, twem-v4 = nutcracker -v 4)\n"
+        printf "%-13s %10s %10s %10s %10s %10s %10s %10s\n", "workload", "lg1/twem", "lg1/tw-v4",
+               "lg2/twem", "twem/dir", "tw-v4/dir", "lg1/dir", "lg2/dir"
         for (i = 1; i <= nw; i++) {
             w = W[i]
-            d = m[w SUBSEP "direct"]; n = m[w SUBSEP "nutcracker"]
+            d = m[w SUBSEP "direct"]; n = m[w SUBSEP "nutcracker"]; q = m[w SUBSEP "nutcracker-v4"]
             a = m[w SUBSEP "luagent-t1"]; b = m[w SUBSEP "luagent-t2"]
-            printf "%-13s %12s %12s %12s %12s %12s\n", title[w],
-                   (n > 0 ? sprintf("%.2f", a / n) : "-"), (n > 0 ? sprintf("%.2f", b / n) : "-"),
-                   (d > 0 ? sprintf("%.2f", n / d) : "-"), (d > 0 ? sprintf("%.2f", a / d) : "-"),
-                   (d > 0 ? sprintf("%.2f", b / d) : "-")
+            printf "%-13s %10s %10s %10s %10s %10s %10s %10s\n", title[w], ratio(a, n), ratio(a, q),
+                   ratio(b, n), ratio(n, d), ratio(q, d), ratio(a, d), ratio(b, d)
         }
+        printf "(lg1 = luagent -t 1, lg2 = luagent -t 2, dir = direct memcached)\n"
         for (i = 1; i <= nw; i++) {
             w = W[i]
             if (w == "pipe16") continue
-            n = m[w SUBSEP "nutcracker"]; a = m[w SUBSEP "luagent-t1"]
-            printf "target luagent >= 1.2x twemproxy on %s: %s (luagent -t 1: %.2fx)\n", title[w],
-                   (n > 0 && a / n >= 1.2) ? "met" : "NOT met", (n > 0 ? a / n : 0)
+            n = m[w SUBSEP "nutcracker"]; q = m[w SUBSEP "nutcracker-v4"]; a = m[w SUBSEP "luagent-t1"]
+            printf "target luagent >= 1.2x twemproxy, %s: %s (luagent -t 1 %sx twemproxy, %sx twemproxy -v 4)\n",
+                   title[w], (n > 0 && a / n >= 1.2) ? "met" : "NOT met", ratio(a, n), ratio(a, q)
         }
     }' "$TMP/wall.tsv" | tee -a "$OUT.tmp"
     out ""
@@ -405,27 +467,31 @@ fi
 if [ "$DO_CG" = 1 ]; then
     awk -F'\t' -v n="$CG_REQUESTS" -v runs="$CG_RUNS" '
     { k = $1 SUBSEP $2; sum[k] += $4; cnt[k]++
-      if (!(k in lo) || $4 < lo[k]) lo[k] = $4
-      if (!(k in hi) || $4 > hi[k]) hi[k] = $4 }
+      if (!(k in lo) || $4 + 0 < lo[k]) lo[k] = $4 + 0
+      if (!(k in hi) || $4 + 0 > hi[k]) hi[k] = $4 + 0 }
     function mean(k) { return cnt[k] ? sum[k] / cnt[k] : 0 }
     function spread(k) { return (cnt[k] && mean(k) > 0) ? 100 * (hi[k] - lo[k]) / mean(k) : 0 }
+    function ratio(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "-" }
     END {
         nw = split("getset pipe16 mget10", W, " ")
         title["getset"] = "get/set"; title["pipe16"] = "pipeline 16"; title["mget10"] = "multi-get 10"
         target["getset"] = 3700; target["pipe16"] = 3100; target["mget10"] = 24600
-        design["getset"] = 6212; design["pipe16"] = 5121; design["mget10"] = 41048
-        printf "instructions per request in the proxy (callgrind, 1 connection, %d requests, mean of %d run(s))\n", n, runs
-        printf "%-13s %11s %9s %10s %9s %9s %8s\n", "workload", "nutcracker", "luagent", "lg/twem", "target", "met", "spread"
+        printf "instructions per request in the proxy process (callgrind, 1 connection, %d requests, mean of %d run(s))\n", n, runs
+        printf "%-13s %10s %10s %9s %9s %9s %10s %8s %7s\n", "workload", "twem", "twem-v4", "luagent",
+               "lg/twem", "lg/tw-v4", "target", "met", "spread"
         for (i = 1; i <= nw; i++) {
             w = W[i]; a = mean("luagent" SUBSEP w); t = mean("nutcracker" SUBSEP w)
-            s = spread("luagent" SUBSEP w); if (spread("nutcracker" SUBSEP w) > s) s = spread("nutcracker" SUBSEP w)
-            printf "%-13s %11.0f %9.0f %10s %9s %9s %7.2f%%\n", title[w], t, a,
-                   (t > 0 ? sprintf("%.2f", a / t) : "-"), "<= " target[w],
+            q = mean("nutcracker-v4" SUBSEP w)
+            s = spread("luagent" SUBSEP w)
+            if (spread("nutcracker" SUBSEP w) > s) s = spread("nutcracker" SUBSEP w)
+            if (spread("nutcracker-v4" SUBSEP w) > s) s = spread("nutcracker-v4" SUBSEP w)
+            printf "%-13s %10.0f %10.0f %9.0f %9s %9s %10s %8s %6.2f%%\n", title[w], t, q, a,
+                   ratio(a, t), ratio(a, q), "<= " target[w],
                    (a > 0 && a <= target[w]) ? "met" : "NOT met", s
         }
-        printf "(DESIGN.md section 7 measured twemproxy at 6212 / 5121 / 41048 Ir/request)\n"
-        printf "\nluagent policies on get/set (Ir/request)\n"
-        printf "%-13s %9s %9s %10s %18s %8s\n", "policy", "Ir/req", "vs plain", "vs prefix", "target", "spread"
+        printf "(DESIGN.md section 7: twemproxy 6212 / 5121 / 41048, memcached itself 3598 / 2541 / 22230)\n"
+        printf "\nluagent policies, get/set workload (Ir/request)\n"
+        printf "%-13s %9s %9s %10s %20s %8s\n", "policy", "Ir/req", "vs plain", "vs prefix", "target", "spread"
         np = split("plain prefix hook hook_cached", P, " ")
         pl = mean("policy-plain" SUBSEP "getset"); px = mean("policy-prefix" SUBSEP "getset")
         for (i = 1; i <= np; i++) {
@@ -433,21 +499,22 @@ if [ "$DO_CG" = 1 ]; then
             tgt = "-"
             if (P[i] == "hook") tgt = ((px > 0 && v / px <= 1.3) ? "met" : "NOT met") " (<= 1.3x)"
             if (P[i] == "hook_cached") tgt = ((px > 0 && v / px <= 1.05) ? "met" : "NOT met") " (<= 1.05x)"
-            printf "%-13s %9.0f %9s %10s %18s %7.2f%%\n", P[i], v,
-                   (pl > 0 ? sprintf("%.2f", v / pl) : "-"), (px > 0 ? sprintf("%.2f", v / px) : "-"),
-                   tgt, spread(k)
+            printf "%-13s %9.0f %9s %10s %20s %7.2f%%\n", P[i], v, ratio(v, pl), ratio(v, px), tgt, spread(k)
         }
+        printf "(hook targets are against prefix.lua, the same routing without a hook)\n"
     }' "$TMP/cg.tsv" | tee -a "$OUT.tmp"
     out ""
 fi
 
-for f in "$TMP"/luagent-t*.log; do
+for f in "$TMP"/lg1.log "$TMP"/lg2.log "$TMP"/valgrind.*.log; do
     [ -s "$f" ] || continue
-    if grep -qiE 'error|warn|crash|abort' "$f"; then
+    if grep -v 'running as root' "$f" | grep -qE 'error|warn|crash|abort|Invalid'; then
         out "note: $(basename "$f") has warnings or errors:"
-        grep -iE 'error|warn|crash|abort' "$f" | head -n 5 | sed 's/^/    /' | tee -a "$OUT.tmp"
+        grep -v 'running as root' "$f" | grep -E 'error|warn|crash|abort|Invalid' | head -n 5 \
+            | sed 's/^/    /' | tee -a "$OUT.tmp"
     fi
 done
+[ "$RESTARTS" -gt 0 ] && out "note: $RESTARTS process restart(s) during the run (see the notes above)"
 [ "$FAILED" = 1 ] && out "SOME RUNS FAILED (errors above): the figures are incomplete"
 mv "$OUT.tmp" "$OUT"
 echo "results: $OUT"
