@@ -65,6 +65,12 @@ void creq_background(struct worker *w, struct wconfig *wcfg, const struct route 
 /* Did this client come through the unix socket? */
 bool client_is_unix(const struct client *c);
 
+/*
+ * Shutting down: read no more requests; close each client once the replies
+ * it is owed are written (idle ones at once).
+ */
+void client_shutdown_all(struct worker *w);
+
 /* Write what is ready for a client that was marked for flushing. */
 void client_flush(struct worker *w, struct client *c);
 

@@ -47,6 +47,10 @@ struct worker {
     struct stats        stats;
     struct dcache      *dcache;         /* hook decisions for this config */
 
+    struct client      *clients;        /* open client connections */
+    bool                stopping;       /* draining for shutdown */
+    struct event       *stop_timer;     /* bound on the drain */
+
     /* Accepted sockets handed over by the listener thread. */
     pthread_mutex_t     queue_lock;
     struct handoff     *queue;
@@ -91,7 +95,10 @@ void worker_request_done(struct worker *w, struct wconfig *wc);
 void worker_read_lock(void);
 void worker_read_unlock(void);
 
-/* Ask every worker to stop and wait for them. */
+/* Shutting down and the last client has gone: end the loop. */
+void worker_clients_gone(struct worker *w);
+
+/* Ask every worker to stop (after answering what is in flight) and wait. */
 void worker_stop_all(void);
 
 /* Schedule a backend or client for the end-of-pass flush. */

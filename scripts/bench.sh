@@ -22,6 +22,8 @@
 #   BENCH_VALUE (100)  BENCH_CG_REQUESTS (20000)  BENCH_CG_RUNS (2)
 #   BENCH_WALL (1; 0 skips part 1)  BENCH_CALLGRIND (1; 0 skips part 2)
 #   BENCH_LOADGEN_THREADS (1)  BENCH_OUT (results file)
+#
+# shellcheck disable=SC2086,SC2317 # flag lists ($S_FLAGS, ...) split on purpose; trap handlers
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
@@ -195,7 +197,6 @@ svc_launch() {      # NAME: start it, wait until it listens; PID_<name>
     sl_port=$(svc_port "$1")
     case $1 in
     mc*)
-        # shellcheck disable=SC2086
         start_bg "$TMP/$1.log" "$MEMCACHED" -p "$sl_port" -l 127.0.0.1 -U 0 -t 1 $USER_OPT ;;
     nc)
         start_bg "$TMP/$1.log" "$NUTCRACKER" -c "$TMP/nutcracker.yml" -s "$NC_STATS" -a 127.0.0.1 ;;
@@ -203,10 +204,8 @@ svc_launch() {      # NAME: start it, wait until it listens; PID_<name>
         start_bg "$TMP/$1.log" "$NUTCRACKER" -v 4 -c "$TMP/nutcracker-v4.yml" -s "$NCQ_STATS" \
             -a 127.0.0.1 ;;
     lg1)
-        # shellcheck disable=SC2086
         start_bg "$TMP/$1.log" "$LUAGENT" -D -l 127.0.0.1 -p "$sl_port" -k $S_FLAGS -t 1 ;;
     lg2)
-        # shellcheck disable=SC2086
         start_bg "$TMP/$1.log" "$LUAGENT" -D -l 127.0.0.1 -p "$sl_port" -k $S_FLAGS -t 2 ;;
     esac
     eval "PID_$1=\$LAST_PID"
@@ -292,7 +291,7 @@ if [ "$DO_WALL" = 1 ]; then
                     try=$((try + 1))
                 done
                 errs=$(field errors "$line")
-                if [ $rc -ne 0 ] || [ -z "$line" ]; then
+                if [ "$rc" -ne 0 ] || [ -z "$line" ]; then
                     FAILED=1
                     [ -n "$errs" ] || errs=1
                     sed 's/^/    /' "$TMP/loadgen.err" | head -n 5 | tee -a "$OUT.tmp" >&2
@@ -335,7 +334,6 @@ cg_total() {
         untrack "$cg_pid"
         return 1
     fi
-    # shellcheck disable=SC2086
     "$LOADGEN" -s "127.0.0.1:$CG_PORT" -c 1 $cg_flags -r "$RATIO" -v "$VALUE" -k "$KEYS" \
         -S 1 -f -n "$cg_n" -W 60 > "$TMP/loadgen.out" 2> "$TMP/loadgen.err"
     cg_rc=$?
@@ -391,7 +389,6 @@ cg_per_request() {
 if [ "$DO_CG" = 1 ]; then
     out "== callgrind: Ir in the proxy process, 1 connection, $CG_REQUESTS requests per workload, $CG_RUNS run(s)"
     CG_WORKLOADS=$WORKLOADS
-    # shellcheck disable=SC2086
     cg_per_request luagent TERM -- "$LUAGENT" -D -l 127.0.0.1 -p "$CG_PORT" -k $S_FLAGS || FAILED=1
     # nutcracker exits cleanly on SIGINT (SIGTERM kills it; callgrind writes its output either way)
     cg_per_request nutcracker INT -- "$NUTCRACKER" -c "$TMP/nutcracker-cg.yml" \

@@ -50,6 +50,8 @@ struct client {
     bool             closed;        /* socket closed; struct freed by flush */
     bool             dirty;         /* on the worker's flush list */
     bool             read_paused;   /* too many requests in flight */
+    bool             close_when_idle; /* shutting down: close once all is answered */
+    struct client   *prev, *next;   /* the worker's clients */
 };
 
 static void client_on_read(evutil_socket_t fd, short what, void *arg);
@@ -82,6 +84,10 @@ client_accept(struct worker *w, int fd, bool is_unix)
     }
     STAT_INC(w->stats.curr_connections);
     STAT_INC(w->stats.total_connections);
+    c->next = w->clients;
+    if (w->clients != NULL)
+        w->clients->prev = c;
+    w->clients = c;
 }
 
 static void
@@ -119,8 +125,31 @@ client_close(struct client *c)
     c->rbuf = c->obuf = NULL;
     STAT_DEC(w->stats.curr_connections);
     listener_conn_closed();
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        w->clients = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
     if (!c->dirty)
         client_free(c);
+    if (w->clients == NULL && w->stopping)
+        worker_clients_gone(w);
+}
+
+void
+client_shutdown_all(struct worker *w)
+{
+    struct client *c = w->clients, *next;
+
+    for (; c != NULL; c = next) {
+        next = c->next;
+        c->closing = true;
+        c->close_when_idle = true;
+        event_del(c->rev);
+        if (c->head == NULL && (c->obuf == NULL || buf_avail(c->obuf) == 0))
+            client_close(c);
+    }
 }
 
 static void
@@ -628,7 +657,7 @@ client_write(struct client *c)
         buf_put(&c->w->bufs, out);
         c->obuf = NULL;
     }
-    if (c->close_when_written) {
+    if (c->close_when_written || (c->close_when_idle && c->head == NULL)) {
         client_close(c);
         return;
     }

@@ -213,6 +213,39 @@ worker_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+#define STOP_DRAIN_SECONDS 5     /* how long shutdown waits for replies owed */
+
+static void
+worker_on_stop_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+
+    log_warn("worker %d: stopping with requests still unanswered after %d s",
+             w->id, STOP_DRAIN_SECONDS);
+    event_base_loopbreak(w->base);
+}
+
+void
+worker_clients_gone(struct worker *w)
+{
+    event_base_loopbreak(w->base);
+}
+
+/* SIGTERM: answer what is in flight, then end the loop (bounded in time). */
+static void
+worker_begin_stop(struct worker *w)
+{
+    struct timeval tv = { STOP_DRAIN_SECONDS, 0 };
+
+    w->stopping = true;
+    w->stop_timer = evtimer_new(w->base, worker_on_stop_timer, w);
+    if (w->stop_timer != NULL)
+        evtimer_add(w->stop_timer, &tv);
+    client_shutdown_all(w);
+    if (w->clients == NULL)
+        event_base_loopbreak(w->base);
+}
+
 static void
 worker_on_notify(evutil_socket_t fd, short what, void *arg)
 {
@@ -239,7 +272,7 @@ worker_on_notify(evutil_socket_t fd, short what, void *arg)
     while ((h = ordered) != NULL) {
         ordered = h->next;
         if (h->fd == HANDOFF_STOP)
-            event_base_loopbreak(w->base);
+            worker_begin_stop(w);
         else if (h->fd == HANDOFF_CONFIG)
             worker_swap_config(w, h->config);
         else
