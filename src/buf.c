@@ -88,6 +88,8 @@ buf_reserve(struct buf *b, size_t n)
 void
 buf_append(struct buf *b, const void *p, size_t n)
 {
+    if (n == 0)
+        return;     /* p may be NULL then */
     if (buf_reserve(b, n) < 0)
         oom(n);
     memcpy(b->data + b->len, p, n);

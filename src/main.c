@@ -150,8 +150,10 @@ main(int argc, char **argv)
 
     switch (settings_parse(&s, argc, argv)) {
     case SETTINGS_EXIT_OK:
+        settings_free(&s);
         return 0;
     case SETTINGS_EXIT_USAGE:
+        settings_free(&s);
         return 2;
     case SETTINGS_RUN:
         break;
@@ -159,12 +161,17 @@ main(int argc, char **argv)
     log_init(s.verbose);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);    /* until the reload handler is in place */
-    if (s.check != NULL || s.route_file != NULL)
-        return check_policy(&s);
+    if (s.check != NULL || s.route_file != NULL) {
+        int rc = check_policy(&s);
+
+        settings_free(&s);
+        return rc;
+    }
 
     config = script_load(s.policy, &s, s.threads, err, sizeof(err));
     if (config == NULL) {
         fprintf(stderr, "luagent: %s\n", err);
+        settings_free(&s);
         return 1;
     }
     apply_log_level(&s, config);

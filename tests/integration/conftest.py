@@ -31,6 +31,7 @@ MEMCACHED = shutil.which("memcached") or "/usr/bin/memcached"
 NUTCRACKER = shutil.which("nutcracker") or "/usr/sbin/nutcracker"
 
 HOST = "127.0.0.1"
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 START_DEADLINE = 10.0       # seconds for a process to accept connections
 STOP_TIMEOUT = 5.0          # seconds between SIGTERM and SIGKILL
 CLIENT_TIMEOUT = 5.0        # socket timeout of every test client: the hang detector
@@ -611,6 +612,12 @@ def luagent(request, tmp_path):
         pytest.fail("luagent died during the test: " + "; ".join(
             "pid %d exited with status %s; log:\n%s" % (lg.pid, lg.proc.returncode, lg.log())
             for lg in died))
+    # Under `make test SAN=1` a sanitizer report is a failure even when the
+    # process survived it (leaks are reported at exit).
+    reported = [lg for lg in started if any(m in lg.log() for m in SANITIZER_MARKS)]
+    if reported:
+        pytest.fail("sanitizer report from luagent: " + "; ".join(
+            "pid %d; log:\n%s" % (lg.pid, lg.log()) for lg in reported))
 
 
 @pytest.fixture
