@@ -27,6 +27,7 @@ struct server {
     struct sockaddr_storage addr;   /* resolved at build time */
     socklen_t   addrlen;
     /* Health parameters, from the first pool that names the server. */
+    bool        configured;         /* set by that first pool */
     int         connect_timeout_ms;
     int         failure_limit;
     int         retry_after_ms;

@@ -32,6 +32,9 @@ void dcache_put(struct dcache *dc, int hook, int op, bool has_delim,
 
 void dcache_clear(struct dcache *dc);
 
+/* Entries it may hold. */
+unsigned dcache_capacity(const struct dcache *dc);
+
 /* Entries held now. */
 unsigned dcache_count(const struct dcache *dc);
 

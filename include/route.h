@@ -51,6 +51,8 @@ enum hook_cache {
     HOOK_CACHE_PREFIX_OP    /* one decision per key prefix and operation */
 };
 
+#define ROUTE_HOPS_MAX 64      /* steps one key may take through the tree */
+
 struct route {
     enum route_type  type;
     int              id;
@@ -119,6 +121,7 @@ struct call {
     int                  refs;          /* 1 until finished + live children */
     int                  child;         /* failover: child being tried; all_sync: results seen */
     int                  index;         /* position among the parent's children */
+    int                  hops;          /* route steps taken (loop guard) */
     int                  pending;       /* children without a result yet */
     uint64_t             deadline_ms;   /* backend: when a reply is overdue */
     bool                 batch_end;     /* backend: last key of a get batch */

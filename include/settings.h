@@ -20,6 +20,7 @@ struct settings {
     const char *unix_path;          /* -f: unix socket path or NULL */
     int         max_conns;          /* -n */
     int         max_idle;           /* -i: idle backend connections kept per server */
+    bool        max_idle_given;     /* -i was on the command line: it wins */
     bool        ketama;             /* -k */
     const char *user;               /* -u */
     const char *group;              /* -g */
@@ -34,6 +35,8 @@ struct settings {
     int         nservers;
     struct server_spec *backups;    /* -b, in order */
     int         nbackups;
+    char      **extra;              /* arguments after "--", for lg.args.extra */
+    int         nextra;
 };
 
 enum settings_result {

@@ -67,6 +67,12 @@ dcache_clear(struct dcache *dc)
 }
 
 unsigned
+dcache_capacity(const struct dcache *dc)
+{
+    return dc->capacity;
+}
+
+unsigned
 dcache_count(const struct dcache *dc)
 {
     return dc->count;

@@ -78,8 +78,9 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
 static void
 apply_log_level(const struct settings *s, const struct config *config)
 {
-    if (s->verbose == 0 && config->log_level >= 0)
-        log_level_current = (enum log_level)config->log_level;
+    if (s->verbose == 0)
+        log_level_current = config->log_level >= 0 ? (enum log_level)config->log_level
+                                                   : LOG_WARN;
 }
 
 /*

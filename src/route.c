@@ -17,6 +17,7 @@
 #include "config.h"
 #include "dcache.h"
 #include "hash.h"
+#include "log.h"
 #include "ketama.h"
 #include "luagent.h"
 #include "script.h"
@@ -96,6 +97,7 @@ call_child(struct worker *w, struct call *parent, const struct route *node)
                               parent->key, parent->klen);
 
     c->parent = parent;
+    c->hops = parent->hops;
     parent->refs++;
     parent->pending++;
     return c;
@@ -241,9 +243,18 @@ call_set_key(struct worker *w, struct call *c, const char *add, uint32_t add_len
              const char *rest, uint32_t rest_len)
 {
     struct buf *b;
+    uint32_t i;
 
     if ((size_t)add_len + rest_len > KEY_MAX) {
         call_answer(w, c, REPLY_CLIENT_ERROR, "CLIENT_ERROR key too long after rewrite\r\n");
+        return false;
+    }
+    /* A key the server would misread (empty, spaces, control bytes) must
+     * never reach it: a "\r\n" in a key would be a second command. */
+    for (i = 0; i < rest_len && (unsigned char)rest[i] > ' ' && rest[i] != 0x7f; i++)
+        ;
+    if (add_len + rest_len == 0 || i < rest_len) {
+        call_answer(w, c, REPLY_SERVER_ERROR, "SERVER_ERROR luagent: bad key after rewrite\r\n");
         return false;
     }
     b = buf_get(&w->bufs);
@@ -381,6 +392,14 @@ route_start(struct worker *w, struct call *c)
 {
     for (;;) {
         const struct route *r = c->node;
+
+        /* Trees are acyclic, but a hook may return a route above itself. */
+        if (++c->hops > ROUTE_HOPS_MAX) {
+            log_ratelimited(LOG_WARN, r, "route %s: more than %d steps: a hook returned "
+                            "a route that leads back to it?", r->name, ROUTE_HOPS_MAX);
+            call_answer(w, c, REPLY_SERVER_ERROR, "SERVER_ERROR luagent: route loop\r\n");
+            return;
+        }
 
         switch (r->type) {
         case ROUTE_POOL:

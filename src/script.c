@@ -154,7 +154,11 @@ setup_luagent(lua_State *L, const struct settings *s)
     lua_setfield(L, -2, "backups");
     lua_pushboolean(L, s && s->ketama);
     lua_setfield(L, -2, "ketama");
-    lua_newtable(L);
+    lua_createtable(L, s ? s->nextra : 0, 0);
+    for (int i = 0; s && i < s->nextra; i++) {
+        lua_pushstring(L, s->extra[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
     lua_setfield(L, -2, "extra");
     lua_setfield(L, -2, "args");
     lua_pushcfunction(L, l_log);
@@ -468,6 +472,9 @@ compile_pool(struct compiler *cc, int idx, struct route *r)
         }
         pool->server_ids[i] = id;
         srv = &cc->cfg->servers[id];
+        if (srv->configured)
+            continue;           /* shared with an earlier pool: its settings hold */
+        srv->configured = true;
         srv->connect_timeout_ms = (int)field_int(L, idx, "connect_timeout_ms",
                                                  DEFAULT_CONNECT_TIMEOUT_MS);
         srv->failure_limit = (int)field_int(L, idx, "failure_limit", DEFAULT_FAILURE_LIMIT);
@@ -1341,6 +1348,9 @@ script_load(const char *path, const struct settings *s, int nworkers,
         || dry_run_hooks(vm, cfg, source, err, errlen) < 0)
         goto fail;
     cfg->checksum = file_checksum(path);
+    if (s != NULL && s->max_idle_given)
+        for (i = 0; i < cfg->nservers; i++)
+            cfg->servers[i].max_idle = s->max_idle;     /* -i wins */
     lua_settop(vm->L, 0);
     vm_serve(vm);
     for (i = 1; i < nworkers; i++)
@@ -1381,6 +1391,11 @@ parse_route_line(const char *line, struct hook_request *req)
     req->cmd = cmd_by_name(line, sp ? (size_t)(sp - line) : strlen(line));
     if (req->cmd == CMD_COUNT || sp == NULL || proto_cmd_op(req->cmd) == OP_PROXY)
         return -1;
+    if (req->cmd == CMD_GAT || req->cmd == CMD_GATS) {
+        sp = strchr(sp + 1, ' ');       /* "gat <exptime> <key>" */
+        if (sp == NULL)
+            return -1;
+    }
     req->key = sp + 1;
     req->klen = (uint32_t)strcspn(sp + 1, " \r\n");
     return req->klen > 0 ? 0 : -1;

@@ -52,7 +52,9 @@ usage(FILE *out)
     size_t i;
 
     fprintf(out, "Usage: luagent [options] -s HOST[:PORT] [-s HOST[:PORT] ...]\n"
-                 "       luagent [options] -c policy.lua\n\nOptions:\n");
+                 "       luagent [options] -c policy.lua [-- ARGS for lg.args.extra]\n"
+                 "       luagent --check policy.lua\n"
+                 "       luagent --route policy.lua \"get some:key\"\n\nOptions:\n");
     for (i = 0; i < ARRAY_SIZE(option_rows); i++) {
         const struct option_row *o = &option_rows[i];
         char left[64];
@@ -211,6 +213,7 @@ apply_option(struct settings *s, int c, const char *arg)
     case 'i':
         if (parse_int(arg, 0, 10000, &s->max_idle) < 0)
             return bad("bad value '%s' for -i: must be 0-10000", arg);
+        s->max_idle_given = true;
         break;
     case 'k': s->ketama = true; break;
     case 'f': s->unix_path = arg; break;
@@ -265,6 +268,12 @@ settings_parse(struct settings *s, int argc, char **argv)
             return bad("%s", "--route FILE needs one request line, e.g. \"get some:key\"");
         s->route_line = argv[optind++];
         return SETTINGS_RUN;
+    }
+    if (optind < argc && optind > 1 && strcmp(argv[optind - 1], "--") == 0) {
+        /* Everything after "--" is the policy's own (lg.args.extra). */
+        s->extra = argv + optind;
+        s->nextra = argc - optind;
+        optind = argc;
     }
     if (optind < argc)
         return bad("unexpected argument '%s'", argv[optind]);

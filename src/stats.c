@@ -104,7 +104,7 @@ stats_render(struct buf *out, const struct config *cfg)
     stat_u64(out, "pid", (uint64_t)getpid());
     stat_u64(out, "uptime", (uint64_t)(now - started));
     stat_u64(out, "time", (uint64_t)now);
-    stat_str(out, "version", LUAGENT_VERSION);
+    stat_str(out, "version", MEMCACHED_COMPAT_VERSION "-luagent-" LUAGENT_VERSION);
     stat_u64(out, "threads", (uint64_t)nworkers);
     stat_u64(out, "curr_connections", SUM(curr_connections));
     stat_u64(out, "total_connections", SUM(total_connections));

@@ -194,6 +194,14 @@ worker_swap_config(struct worker *w, struct config *config)
     old->next = w->draining;
     w->draining = old;
     pthread_rwlock_unlock(&swap_lock);
+    if (dcache_capacity(w->dcache) != config->decision_cache_size) {
+        struct dcache *dc = dcache_new(config->decision_cache_size);
+
+        if (dc != NULL) {
+            dcache_free(w->dcache);
+            w->dcache = dc;
+        }
+    }
     dcache_clear(w->dcache);
     log_debug("worker %d: now on generation %u", w->id, config->generation);
     if (old->inflight == 0)
