@@ -98,6 +98,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# Run a private copy: a rebuild of ./luagent during the run (another make in
+# the same tree) must not change the binary half-way through.
+if ldd "$LUAGENT" 2>/dev/null | grep -q 'libasan\|libubsan'; then
+    echo "bench: ./luagent is a SAN=1 build; run 'make' first" >&2
+    exit 1
+fi
+cp "$LUAGENT" "$TMP/luagent" || exit 1
+LUAGENT=$TMP/luagent
+
 start_bg() {        # LOG CMD...: start in the background; LAST_PID
     sb_log=$1
     shift
@@ -240,7 +249,7 @@ GITREV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD -- src include lua examples Makefile 2>/dev/null || GITREV="$GITREV+changes"
 out "luagent benchmark, $(date '+%Y-%m-%d %H:%M:%S %z')"
 out "host $HOST: $(nproc) CPU(s), $CPU; load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
-out "$("$LUAGENT" --version 2>&1 | head -n 1) (git $GITREV), $("$NUTCRACKER" --version 2>&1 | head -n 1 | sed 's/^This is //'), memcached $("$MEMCACHED" -V 2>&1 | cut -d' ' -f2), $("$VALGRIND" --version 2>&1)"
+out "$("$LUAGENT" --version 2>&1 | head -n 1) (git $GITREV, ./luagent built $(date -r ./luagent '+%H:%M:%S')), $("$NUTCRACKER" --version 2>&1 | head -n 1 | sed 's/^This is //'), memcached $("$MEMCACHED" -V 2>&1 | cut -d' ' -f2), $("$VALGRIND" --version 2>&1)"
 out "servers: 4 x memcached -t 1 on $SERVERS; direct: one more on 127.0.0.1:$MCD"
 out "loadgen: $RATIO get:set, $VALUE-byte values, $KEYS keys, prefilled before every run; every value read is verified"
 out ""
