@@ -1,0 +1,81 @@
+"""Guards against policies that would hurt the proxy or the servers: route
+loops, keys a server would misread, and the command-line overrides."""
+
+from test_policy import holder, run_luagent, start, write_policy  # noqa: F401
+
+LOOPY = """
+local lg = require "luagent"
+local p = lg.pool{ name = "p", servers = @S@ }
+local h
+h = lg.hook{ routes = { p }, fn = function(req)
+    if req.key == "loop" then return h end
+    if req.key == "inject" then return p, "zz\\r\\nset injected 0 0 1\\r\\nX" end
+    if req.key == "space" then return p, "a b" end
+    if req.key == "empty" then return p, "" end
+    return p
+end }
+return lg.policy{ route = h }
+"""
+
+
+def test_hook_route_loop_is_answered_not_spun(memcached, start):
+    m = memcached()
+    lg, c = start(LOOPY, S=[m])
+    assert c.call(b"get loop\r\n") == b"SERVER_ERROR luagent: route loop\r\n"
+    # the worker is still serving
+    assert c.call(b"set ok 0 0 1\r\n1\r\n") == b"STORED\r\n"
+    assert "leads back to it" in lg.log()
+
+
+def test_hook_keys_that_servers_would_misread_are_refused(memcached, start):
+    m = memcached()
+    lg, c = start(LOOPY, S=[m])
+    for key in (b"inject", b"space", b"empty"):
+        assert c.call(b"get " + key + b"\r\n") == \
+            b"SERVER_ERROR luagent: bad key after rewrite\r\n", key
+    assert m.get("injected") is None, "a key must never carry a second command"
+    assert c.call(b"get fine\r\n") == b"END\r\n"
+
+
+ARGS = """
+local lg = require "luagent"
+local p = lg.pool{ name = "p", servers = @S@ }
+assert(lg.args.extra[1] == "alpha" and lg.args.extra[2] == "beta" and #lg.args.extra == 2,
+       "extra args: " .. table.concat(lg.args.extra, ","))
+return lg.policy{ route = p, tests = { { "gat 10 some:key", "p" } } }
+"""
+
+
+def test_args_after_double_dash_reach_the_policy(memcached, tmp_path):
+    m = memcached()
+    path = write_policy(tmp_path, "args.lua", ARGS, S=[m])
+    rc, out, err = run_luagent("--check", path)
+    assert rc == 1 and "extra args" in err, (rc, out, err)
+    plain = write_policy(tmp_path, "plain.lua", ARGS.replace("assert(", "local _ = (")
+                         .replace(',\n       "extra args: " .. table.concat(lg.args.extra, ","))', ")"),
+                         S=[m])
+    rc, out, err = run_luagent("--route", plain, "gat 10 some:key")
+    assert rc == 0 and "answered by: {p}" in out, (out, err)
+
+
+def test_args_after_double_dash_serve(memcached, luagent, raw_client, tmp_path):
+    m = memcached()
+    path = write_policy(tmp_path, "args.lua", ARGS, S=[m])
+    lg = luagent("-c", str(path), "--", "alpha", "beta")
+    c = raw_client(lg)
+    assert c.call(b"set x 0 0 1\r\n1\r\n") == b"STORED\r\n"
+
+
+def test_max_idle_zero_closes_idle_server_connections(memcached, luagent, raw_client):
+    m = memcached()
+    lg = luagent("-i", "0", servers=[m])
+    c = raw_client(lg)
+    assert c.call(b"set x 0 0 1\r\n1\r\n") == b"STORED\r\n"
+    # luagent closed its connection once it had no reply outstanding: only
+    # our own stats connection remains on the server.
+    mc = m.client()
+    try:
+        stats = mc.stats()
+    finally:
+        mc.close()
+    assert int(stats["curr_connections"]) <= 2
