@@ -1,7 +1,9 @@
 """Guards against policies that would hurt the proxy or the servers: route
 loops, keys a server would misread, and the command-line overrides."""
 
-from test_policy import holder, run_luagent, start, write_policy  # noqa: F401
+import pytest
+
+from test_policy import poll, run_luagent, start, write_policy  # noqa: F401
 
 LOOPY = """
 local lg = require "luagent"
@@ -66,16 +68,19 @@ def test_args_after_double_dash_serve(memcached, luagent, raw_client, tmp_path):
     assert c.call(b"set x 0 0 1\r\n1\r\n") == b"STORED\r\n"
 
 
-def test_max_idle_zero_closes_idle_server_connections(memcached, luagent, raw_client):
+@pytest.mark.parametrize("idle,extra", [("0", 0), ("3", 1)])
+def test_max_idle_decides_whether_idle_connections_stay(memcached, luagent, raw_client,
+                                                         idle, extra):
     m = memcached()
-    lg = luagent("-i", "0", servers=[m])
-    c = raw_client(lg)
-    assert c.call(b"set x 0 0 1\r\n1\r\n") == b"STORED\r\n"
-    # luagent closed its connection once it had no reply outstanding: only
-    # our own stats connection remains on the server.
-    mc = m.client()
+    mc = m.client()             # one connection of our own, for stats
     try:
-        stats = mc.stats()
+        base = int(mc.stats()["curr_connections"])
+        lg = luagent("-i", idle, servers=[m])
+        c = raw_client(lg)
+        assert c.call(b"set x 0 0 1\r\n1\r\n") == b"STORED\r\n"
+        assert c.call(b"get x\r\n") == b"VALUE x 0 1\r\n1\r\nEND\r\n"
+        # -i 0: luagent closed its connection once nothing was outstanding.
+        poll(lambda: int(mc.stats()["curr_connections"]) == base + extra,
+             "server connections == %d" % (base + extra))
     finally:
         mc.close()
-    assert int(stats["curr_connections"]) <= 2
