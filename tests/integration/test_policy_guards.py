@@ -78,7 +78,7 @@ def test_max_idle_decides_whether_idle_connections_stay(memcached, luagent, raw_
         lg = luagent("-i", idle, servers=[m])
         c = raw_client(lg)
         assert c.call(b"set x 0 0 1\r\n1\r\n") == b"STORED\r\n"
-        assert c.call(b"get x\r\n") == b"VALUE x 0 1\r\n1\r\nEND\r\n"
+        assert c.call(b"get x\r\n", kind="get") == b"VALUE x 0 1\r\n1\r\nEND\r\n"
         # -i 0: luagent closed its connection once nothing was outstanding.
         poll(lambda: int(mc.stats()["curr_connections"]) == base + extra,
              "server connections == %d" % (base + extra))
