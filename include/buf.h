@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 struct buf {
     char       *data;
@@ -34,8 +35,21 @@ void buf_cache_free(struct buf_cache *cache);
 int buf_reserve(struct buf *b, size_t n);
 
 /* Append bytes (aborts on out of memory: the proxy cannot go on without it). */
-void buf_append(struct buf *b, const void *p, size_t n);
+void buf_append_grow(struct buf *b, const void *p, size_t n);
 void buf_append_str(struct buf *b, const char *s);
+
+/* The common case, room already there, stays inline on the request path. */
+static inline void
+buf_append(struct buf *b, const void *p, size_t n)
+{
+    if (n <= (size_t)(b->cap - b->len)) {
+        if (n > 0)
+            memcpy(b->data + b->len, p, n);
+        b->len += (uint32_t)n;
+        return;
+    }
+    buf_append_grow(b, p, n);
+}
 
 /* Unconsumed bytes. */
 static inline const char *buf_head(const struct buf *b) { return b->data + b->pos; }

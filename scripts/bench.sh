@@ -431,6 +431,18 @@ if [ "$DO_WALL" = 1 ]; then
     $4 != "" {
         k = $1 SUBSEP $2
         ops[k] = ops[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6
+        byround[$1 SUBSEP $2 SUBSEP $3] = $4
+    }
+    function paired(w, a, b,    r, list, n, x, lo, hi) {  # per-round a/b: "median (min-max)"
+        n = 0
+        for (r = 1; r <= rounds; r++) {
+            if (byround[w SUBSEP a SUBSEP r] == "" || byround[w SUBSEP b SUBSEP r] + 0 <= 0) continue
+            x = byround[w SUBSEP a SUBSEP r] / byround[w SUBSEP b SUBSEP r]
+            list = list " " x; n++
+            if (n == 1 || x < lo) lo = x
+            if (n == 1 || x > hi) hi = x
+        }
+        return n ? sprintf("%.2f (%.2f-%.2f)", median(list), lo, hi) : "-"
     }
     { err[$1 SUBSEP $2] += $7 }
     END {
@@ -466,6 +478,8 @@ if [ "$DO_WALL" = 1 ]; then
             n = m[w SUBSEP "nutcracker"]; q = m[w SUBSEP "nutcracker-v4"]; a = m[w SUBSEP "luagent-t1"]
             printf "target luagent >= 1.2x twemproxy, %s: %s (luagent -t 1 %sx twemproxy, %sx twemproxy -v 4)\n",
                    title[w], (n > 0 && a / n >= 1.2) ? "met" : "NOT met", ratio(a, n), ratio(a, q)
+            printf "    same-round ratios, median (min-max): %s vs twemproxy, %s vs twemproxy -v 4\n",
+                   paired(w, "luagent-t1", "nutcracker"), paired(w, "luagent-t1", "nutcracker-v4")
         }
     }' "$TMP/wall.tsv" | tee -a "$OUT.tmp"
     out ""

@@ -86,7 +86,7 @@ buf_reserve(struct buf *b, size_t n)
 }
 
 void
-buf_append(struct buf *b, const void *p, size_t n)
+buf_append_grow(struct buf *b, const void *p, size_t n)
 {
     if (n == 0)
         return;     /* p may be NULL then */

@@ -41,11 +41,11 @@ line_starts(const char *line, size_t n, const char *w, size_t wn)
 
 /*
  * Parse a decimal number at *p (before end) into *out, advancing *p past the
- * digits. 1..20 digits, value <= max; -1 on no digit, too many digits or
+ * digits. 1..20 digits fitting 64 bits; -1 on no digit, too many digits or
  * overflow. Checking before the multiply keeps the arithmetic in range.
  */
 static int
-parse_num(const char **p, const char *end, uint64_t max, uint64_t *out)
+parse_num(const char **p, const char *end, uint64_t *out)
 {
     const char *s = *p, *start = s;
     uint64_t v = 0;
@@ -53,7 +53,8 @@ parse_num(const char **p, const char *end, uint64_t max, uint64_t *out)
     while (s < end && *s >= '0' && *s <= '9') {
         unsigned d = (unsigned)(*s - '0');
 
-        if (s - start >= DIGITS_MAX || v > (max - d) / 10)
+        /* 19 digits always fit in 64 bits: check overflow only past them. */
+        if (s - start >= 19 && (s - start >= DIGITS_MAX || v > (UINT64_MAX - d) / 10))
             return -1;
         v = v * 10 + d;
         s++;
@@ -91,16 +92,16 @@ parse_value(const char *buf, size_t len, size_t n, size_t line_len,
 
     /* Flags are 32 bits by default, but memcached built with
      * LARGE_CLIENT_FLAGS sends 64: accept both, the proxy only copies them. */
-    if (parse_num(&p, end, UINT64_MAX, &flags) < 0 || p == end || *p != ' ')
+    if (parse_num(&p, end, &flags) < 0 || p == end || *p != ' ')
         return REPLY_BAD;
     p++;
-    if (parse_num(&p, end, UINT64_MAX, &bytes) < 0)
+    if (parse_num(&p, end, &bytes) < 0)
         return REPLY_BAD;
     if (p < end) {
         if (*p != ' ')
             return REPLY_BAD;
         p++;
-        if (parse_num(&p, end, UINT64_MAX, &cas) < 0 || p != end)
+        if (parse_num(&p, end, &cas) < 0 || p != end)
             return REPLY_BAD;
     }
 
@@ -182,7 +183,7 @@ line_kind(const char *line, size_t n)
     case '5': case '6': case '7': case '8': case '9':
         /* incr/decr: a 64-bit unsigned value and nothing else */
         p = line;
-        if (parse_num(&p, line + n, UINT64_MAX, &v) == 0 && p == line + n)
+        if (parse_num(&p, line + n, &v) == 0 && p == line + n)
             return REPLY_NUMBER;
         break;
     }
