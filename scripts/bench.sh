@@ -22,6 +22,8 @@
 #   BENCH_VALUE (100)  BENCH_CG_REQUESTS (20000)  BENCH_CG_RUNS (2)
 #   BENCH_WALL (1; 0 skips part 1)  BENCH_CALLGRIND (1; 0 skips part 2)
 #   BENCH_LOADGEN_THREADS (1)  BENCH_OUT (results file)
+#   BENCH_CG_KEEP (a directory to keep the callgrind output files in, for
+#   callgrind_annotate; by default they are deleted)
 #
 # shellcheck disable=SC2086,SC2317 # flag lists ($S_FLAGS, ...) split on purpose; trap handlers
 set -u
@@ -37,6 +39,7 @@ CG_RUNS=${BENCH_CG_RUNS:-2}
 DO_WALL=${BENCH_WALL:-1}
 DO_CG=${BENCH_CALLGRIND:-1}
 LG_THREADS=${BENCH_LOADGEN_THREADS:-1}
+CG_KEEP=${BENCH_CG_KEEP:-}          # a directory: keep the callgrind files there
 RATIO=10:1
 ATTEMPTS=3                          # tries per run when a process disappears
 
@@ -58,6 +61,9 @@ wl_flags() {
 }
 
 make --no-print-directory -s "$LOADGEN" "$LUAGENT" || exit 1
+if [ -n "$CG_KEEP" ]; then
+    mkdir -p "$CG_KEEP" && CG_KEEP=$(cd "$CG_KEEP" && pwd) || exit 1
+fi
 for tool in "$MEMCACHED" "$NUTCRACKER" "$VALGRIND"; do
     [ -x "$tool" ] || { echo "bench: $tool not found (make deps installs it)" >&2; exit 1; }
 done
@@ -361,7 +367,11 @@ cg_total() {
     IR=$(awk '/^totals:/ { print $2 }' "$cg_file")
     [ -n "$IR" ] || IR=$(awk '/^summary:/ { print $2 }' "$cg_file")
     [ -n "$IR" ] || { echo "bench: $cg_name: no callgrind totals in $cg_file" >&2; return 1; }
-    rm -f "$cg_file"
+    if [ -n "$CG_KEEP" ]; then
+        mv "$cg_file" "$CG_KEEP/callgrind.$cg_name.$(echo "$cg_flags" | tr -d ' -').n$cg_n.$CG_N"
+    else
+        rm -f "$cg_file"
+    fi
 }
 
 cg_try() {          # like cg_total, repeated when a server vanished or it failed
