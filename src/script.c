@@ -839,28 +839,54 @@ l_req_prefix(lua_State *L)
     return 1;
 }
 
+/*
+ * req.<field>: methods come from the metatable's method table (an upvalue,
+ * so no function object is made per access); the rest is read from the
+ * current request.
+ */
 static int
 l_req_index(lua_State *L)
 {
-    struct hook_request *r = check_req(L);
-    const char *name = luaL_checkstring(L, 2);
+    struct hook_request *r = lua_touserdata(L, 1);
+    size_t n;
+    const char *name = luaL_checklstring(L, 2, &n);
 
-    if (strcmp(name, "key") == 0)
-        lua_pushlstring(L, r->key, r->klen);
-    else if (strcmp(name, "cmd") == 0)
-        lua_pushstring(L, proto_cmd_name(r->cmd));
-    else if (strcmp(name, "op") == 0)
-        lua_pushstring(L, proto_op_name(proto_cmd_op(r->cmd)));
-    else if (strcmp(name, "klen") == 0)
-        lua_pushinteger(L, r->klen);
-    else if (strcmp(name, "client") == 0)
-        lua_pushstring(L, r->is_unix ? "unix" : "tcp");
-    else if (strcmp(name, "has_prefix") == 0)
-        lua_pushcfunction(L, l_req_has_prefix);
-    else if (strcmp(name, "prefix") == 0)
-        lua_pushcfunction(L, l_req_prefix);
-    else
-        lua_pushnil(L);
+    lua_pushvalue(L, 2);
+    lua_rawget(L, lua_upvalueindex(1));
+    if (!lua_isnil(L, -1))
+        return 1;
+    lua_pop(L, 1);
+    switch (n) {
+    case 2:
+        if (memcmp(name, "op", 2) == 0) {
+            lua_pushstring(L, proto_op_name(proto_cmd_op(r->cmd)));
+            return 1;
+        }
+        break;
+    case 3:
+        if (memcmp(name, "key", 3) == 0) {
+            lua_pushlstring(L, r->key, r->klen);
+            return 1;
+        }
+        if (memcmp(name, "cmd", 3) == 0) {
+            lua_pushstring(L, proto_cmd_name(r->cmd));
+            return 1;
+        }
+        break;
+    case 4:
+        if (memcmp(name, "klen", 4) == 0) {
+            lua_pushinteger(L, r->klen);
+            return 1;
+        }
+        break;
+    case 6:
+        if (memcmp(name, "client", 6) == 0) {
+            lua_pushstring(L, r->is_unix ? "unix" : "tcp");
+            return 1;
+        }
+        break;
+    }
+    lua_pushnil(L);
     return 1;
 }
 
@@ -872,7 +898,12 @@ vm_make_request(struct script_vm *vm)
     vm->req = lua_newuserdata(L, sizeof(*vm->req));
     memset(vm->req, 0, sizeof(*vm->req));
     luaL_newmetatable(L, "luagent.request");
-    lua_pushcfunction(L, l_req_index);
+    lua_newtable(L);                            /* the methods */
+    lua_pushcfunction(L, l_req_has_prefix);
+    lua_setfield(L, -2, "has_prefix");
+    lua_pushcfunction(L, l_req_prefix);
+    lua_setfield(L, -2, "prefix");
+    lua_pushcclosure(L, l_req_index, 1);
     lua_setfield(L, -2, "__index");
     lua_setmetatable(L, -2);
     vm->req_ref = luaL_ref(L, LUA_REGISTRYINDEX);
