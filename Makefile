@@ -10,17 +10,22 @@
 
 CC       ?= cc
 CFLAGS   ?= -O2 -g
+# Link-time optimisation lets the small accessors of one module (proto, buf,
+# ring) inline into the request path of another: about 7% fewer instructions
+# per multi-get key under callgrind.
+LTO      ?= -flto=auto
 PYTHON   ?= /usr/bin/python3
 WARN      = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 DEPFLAGS  = -MMD -MP
 PKGS      = libevent luajit
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Iinclude $(PKG_CFLAGS) $(DEPFLAGS)
+ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(LTO) -Iinclude $(PKG_CFLAGS) $(DEPFLAGS)
 LIBS       = $(PKG_LIBS) -lpthread -lm
 
 ifeq ($(SAN),1)
   CFLAGS  = -O1 -g -fno-omit-frame-pointer
+  LTO      =
   ALL_CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=undefined
   LDFLAGS += -fsanitize=address,undefined
   BUILD    = build-san
@@ -59,7 +64,7 @@ $(shell echo "$(BUILD)" | cmp -s - $(MODE_FILE) 2>/dev/null || echo "$(BUILD)" >
 
 $(BIN): $(OBJS) $(MODE_FILE)
 	$(say) LINK $@
-	$(Q)$(CC) $(LDFLAGS) -o $@ $(OBJS) $(LIBS)
+	$(Q)$(CC) $(LTO) $(LDFLAGS) -o $@ $(OBJS) $(LIBS)
 
 $(BUILD)/%.o: src/%.c | $(BUILD)
 	$(say) CC $<
