@@ -33,6 +33,8 @@
 
 #define READ_CHUNK          16384
 #define MAX_PENDING         1024            /* requests in flight per client */
+#define OUT_PAUSE           (4u << 20)      /* unwritten output that stops reading */
+#define OUT_MAX             (64u << 20)     /* unwritten output that closes the client */
 
 struct client {
     struct worker   *w;
@@ -428,7 +430,10 @@ client_parse(struct client *c)
             c->swallow -= n;
             continue;
         }
-        if (c->npending >= MAX_PENDING) {
+        if (c->npending >= MAX_PENDING
+            || (c->obuf != NULL && buf_avail(c->obuf) >= OUT_PAUSE)) {
+            /* The client is not reading its replies fast enough: read no more
+             * until they are out. */
             event_del(c->rev);
             c->read_paused = true;
             return;
@@ -680,6 +685,12 @@ client_flush(struct worker *w, struct client *c)
         return;
     }
     client_collect(c);
+    if (c->obuf != NULL && buf_avail(c->obuf) > OUT_MAX) {
+        log_ratelimited(LOG_WARN, &c->w->stats, "client: closed with %u bytes of replies "
+                        "unread (limit %u)", buf_avail(c->obuf), OUT_MAX);
+        client_close(c);
+        return;
+    }
     client_write(c);
 }
 
