@@ -1,0 +1,358 @@
+"""
+Backend faults, scripted with mock_backend: a slow server (reply after the 1 s
+pool timeout), a server that never answers, one that closes mid-value, one
+that sends garbage, a VALUE whose length is wrong, an extra unrequested reply,
+and a server that accepts but never reads (small SO_RCVBUF, large values, so
+luagent's writes back up).
+
+Set-up: luagent -s <mock> -s <real memcached> (magent modula placement), so
+keys are chosen per server with modula_index. The mock answers keys starting
+with "bad" with the fault and every other key like a tiny memcached (Store).
+
+For each fault: the affected request gets the documented SERVER_ERROR line,
+the backend connection is dropped and rebuilt (the mock sees the next request
+on a new connection), another client working on the real memcached during the
+fault is unaffected, and luagent's VmRSS does not grow when the fault is
+repeated (generous slack). No assertion is on elapsed time: the 5 s client
+socket timeout is the hang detector (the pool timeout is 1 s).
+"""
+import socket
+import threading
+import time
+
+import pytest
+
+import mock_backend
+from conftest import modula_index, set_cmd
+
+TIMEOUT_LINE = b"SERVER_ERROR backend timeout\r\n"
+CLOSED_LINE = b"SERVER_ERROR backend closed connection\r\n"
+PROTO_LINE = b"SERVER_ERROR backend protocol error\r\n"
+RSS_SLACK_KIB = 8 * 1024
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for pid %d" % pid)
+
+
+def keys_for(idx, prefix, n):
+    """n keys that magent placement sends to server idx of 2."""
+    out, i = [], 0
+    while len(out) < n:
+        k = "%s%d" % (prefix, i)
+        if modula_index(k, 2) == idx:
+            out.append(k)
+        i += 1
+    return out
+
+
+# ---- fault handlers (answer for a request on a "bad" key) -------------------
+
+def _later(delay, req, data):
+    t = threading.Timer(delay, req.send, (data,))
+    t.daemon = True
+    t.start()
+
+
+def fault_slow(req):
+    k = req.keys[0]
+    _later(1.6, req, b"VALUE %s 0 1\r\nx\r\nEND\r\n" % k)
+    return None
+
+
+def fault_hang(req):
+    return mock_backend.HANG
+
+
+def fault_close_mid_value(req):
+    req.send(b"VALUE %s 0 10\r\nabc" % req.keys[0])
+    return mock_backend.CLOSE
+
+
+def fault_garbage(req):
+    return b"HELLO I AM NOT MEMCACHED \x01\x02\r\n"
+
+
+def fault_wrong_length(req):
+    # declares 3 bytes, sends 8: the data block does not end in CRLF
+    return b"VALUE %s 0 3\r\nabcdefgh\r\nEND\r\n" % req.keys[0]
+
+
+def fault_length_too_long(req):
+    # declares 100 bytes, sends 3 and END: luagent waits for the rest
+    return b"VALUE %s 0 100\r\nabc\r\nEND\r\n" % req.keys[0]
+
+
+FAULTS = {
+    "length_too_long": (fault_length_too_long, TIMEOUT_LINE),
+    "slow": (fault_slow, TIMEOUT_LINE),
+    "hang": (fault_hang, TIMEOUT_LINE),
+    "close_mid_value": (fault_close_mid_value, CLOSED_LINE),
+    "garbage": (fault_garbage, PROTO_LINE),
+    "wrong_length": (fault_wrong_length, PROTO_LINE),
+}
+
+
+def scripted(fault):
+    store = mock_backend.Store()
+
+    def handler(req):
+        if req.keys and req.keys[0].startswith(b"bad"):
+            return fault(req)
+        return store(req)
+    return handler
+
+
+@pytest.fixture
+def mocks():
+    started = []
+
+    def make(handler, cls=mock_backend.MockBackend):
+        m = cls(handler)
+        started.append(m)
+        return m
+    yield make
+    for m in started:
+        m.stop()
+
+
+def start_pair(mocks, memcached, luagent, handler, cls=mock_backend.MockBackend, args=()):
+    mock = mocks(handler, cls)
+    real = memcached()
+    lg = luagent(*args, servers=[mock.addr, real])
+    return lg, mock, real
+
+
+def conn_of_last(mock, key):
+    for r in reversed(mock.requests):
+        if key.encode() in r.keys:
+            return r.conn
+    raise AssertionError("mock never saw %s: %r" % (key, mock.received_lines()))
+
+
+def check_ok_on_mock(c, mock, key, value):
+    assert c.call(set_cmd(key, value)) == b"STORED\r\n"
+    assert c.call("get %s\r\n" % key, "get") == b"VALUE %s 0 %d\r\n%s\r\nEND\r\n" % (
+        key.encode(), len(value), value)
+    return conn_of_last(mock, key)
+
+
+def check_real(c, keys, tag):
+    for k in keys:
+        v = ("%s-%s" % (k, tag)).encode()
+        assert c.call(set_cmd(k, v)) == b"STORED\r\n"
+        assert c.call("get %s\r\n" % k, "get") == b"VALUE %s 0 %d\r\n%s\r\nEND\r\n" % (
+            k.encode(), len(v), v)
+
+
+@pytest.mark.parametrize("name", sorted(FAULTS))
+def test_fault_isolated_and_connection_rebuilt(name, mocks, memcached, luagent, raw_client):
+    fault, expected = FAULTS[name]
+    lg, mock, real = start_pair(mocks, memcached, luagent, scripted(fault))
+    ok_keys = keys_for(0, "ok:", 3)
+    bad_keys = keys_for(0, "bad:", 2)
+    real_keys = keys_for(1, "real:", 5)
+    a, b = raw_client(lg), raw_client(lg)
+
+    conn0 = check_ok_on_mock(a, mock, ok_keys[0], b"before")
+    check_real(b, real_keys, "before")
+
+    a.send("get %s\r\n" % bad_keys[0])
+    mock.wait_for(lambda m: any(bad_keys[0].encode() in r.keys for r in m.requests))
+    # during the fault: another client on the other server is unaffected,
+    # and a multi-get spanning both servers comes back for the healthy part
+    check_real(b, real_keys, "during")
+    # the affected request gets its error line, nothing else
+    assert a.read_line() == expected
+    assert conn_of_last(mock, bad_keys[0]) == conn0
+    # the next request to the mock goes over a new connection and works
+    conn1 = check_ok_on_mock(a, mock, ok_keys[1], b"after")
+    assert conn1 > conn0, "backend connection was not rebuilt after %s" % name
+    check_real(b, real_keys, "after")
+    check_real(a, real_keys, "after-a")
+    # a multi-get over both servers while the fault hits again: the healthy
+    # server's hits come back, the failed key is a miss
+    b.send("get %s %s %s\r\n" % (real_keys[0], bad_keys[1], ok_keys[1]))
+    got = b.read_retrieval()
+    v = ("%s-after-a" % real_keys[0]).encode()
+    assert got.startswith(b"VALUE %s 0 %d\r\n%s\r\n" % (real_keys[0].encode(), len(v), v)), got
+    assert got.endswith(b"END\r\n")
+    assert b"VALUE %s " % bad_keys[1].encode() not in got
+    conn2 = check_ok_on_mock(a, mock, ok_keys[2], b"again")
+    assert conn2 > conn1
+    assert lg.alive()
+
+
+def _parallel_bad_gets(lg, clients, bad_keys, expected):
+    for c, k in zip(clients, bad_keys):
+        c.send("get %s\r\n" % k)
+    for c in clients:
+        assert c.read_line() == expected
+
+
+@pytest.mark.parametrize("name", sorted(set(FAULTS) - {"length_too_long"}))
+def test_fault_repeated_memory_stable(name, mocks, memcached, luagent, raw_client):
+    fault, expected = FAULTS[name]
+    lg, mock, real = start_pair(mocks, memcached, luagent, scripted(fault))
+    real_keys = keys_for(1, "real:", 3)
+    b = raw_client(lg)
+    slow = name in ("slow", "hang")
+    if slow:
+        # each round costs one pool timeout: make each round fail many
+        # requests at once (100 clients) instead of doing 200 rounds
+        clients = [raw_client(lg) for _ in range(100)]
+        rounds, warm = 4, 1
+    else:
+        clients = [raw_client(lg)]
+        rounds, warm = 200, 20
+    ok_keys = keys_for(0, "ok:", rounds + warm)
+    bad_keys = keys_for(0, "bad:", len(clients))
+    a = clients[0]
+    base = None
+    last_conn = -1
+    for i in range(rounds + warm):
+        if i == warm:
+            base = rss_kib(lg.pid)
+        _parallel_bad_gets(lg, clients, bad_keys, expected)
+        conn = check_ok_on_mock(a, mock, ok_keys[i], b"v%d" % i)
+        assert conn > last_conn, "round %d: no new backend connection" % i
+        last_conn = conn
+        if i % 20 == 0:
+            check_real(b, real_keys, "r%d" % i)
+    after = rss_kib(lg.pid)
+    assert after - base <= RSS_SLACK_KIB, \
+        "VmRSS grew from %d KiB to %d KiB over %d rounds of %s" % (base, after, rounds, name)
+    check_real(b, real_keys, "end")
+    assert lg.alive()
+
+
+def test_extra_unrequested_reply_drops_connection(mocks, memcached, luagent, raw_client):
+    store = mock_backend.Store()
+
+    def handler(req):
+        if req.cmd == b"set" and req.keys[0].startswith(b"bad"):
+            store(req)
+            return b"STORED\r\nSTORED\r\n"      # one reply too many
+        return store(req)
+    lg, mock, real = start_pair(mocks, memcached, luagent, handler)
+    ok_keys = keys_for(0, "ok:", 230)
+    bad_keys = keys_for(0, "bad:", 1)
+    real_keys = keys_for(1, "real:", 3)
+    a, b = raw_client(lg), raw_client(lg)
+    last = check_ok_on_mock(a, mock, ok_keys[0], b"first")
+    base = None
+    for i in range(1, 221):
+        if i == 20:
+            base = rss_kib(lg.pid)
+        # the set itself got its genuine reply; the extra one cannot belong
+        # to anything, so the connection must be dropped
+        assert a.call(set_cmd(bad_keys[0], b"x")) == b"STORED\r\n"
+        check_real(b, real_keys, "r%d" % i)
+        conn = check_ok_on_mock(a, mock, ok_keys[i], b"v%d" % i)
+        assert conn > last, "round %d: extra reply did not drop the connection" % i
+        last = conn
+    after = rss_kib(lg.pid)
+    assert after - base <= RSS_SLACK_KIB, "VmRSS grew from %d to %d KiB" % (base, after)
+    assert lg.alive()
+
+
+class StallBackend(mock_backend.MockBackend):
+    """While .stall is true, new connections are accepted and never read
+    (tiny receive buffer), so luagent's writes back up."""
+
+    def __init__(self, handler):
+        self.stall = True
+        self._release = threading.Event()
+        super().__init__(handler)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+
+    def _serve(self, cs):
+        if self.stall:
+            try:
+                cs.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            except OSError:
+                pass
+            self._release.wait()
+            cs.close()
+            return
+        super()._serve(cs)
+
+    def stop(self):
+        self._release.set()
+        super().stop()
+
+
+def test_backend_never_reads(mocks, memcached, luagent, raw_client):
+    # -v: the log's "idle connection closed" tells when luagent has seen
+    # the mock close its healthy connection (so the next one is a new one)
+    lg, mock, real = start_pair(mocks, memcached, luagent, scripted(fault_hang),
+                                cls=StallBackend, args=("-v",))
+    ok_keys = keys_for(0, "ok:", 10)
+    bad_keys = keys_for(0, "bad:", 8)
+    real_keys = keys_for(1, "real:", 3)
+    a, b = raw_client(lg), raw_client(lg)
+    big = b"z" * (900 * 1024)
+    base = None
+    for rnd in range(5):
+        if rnd == 1:
+            base = rss_kib(lg.pid)
+        mock.stall = True
+        n_before = len(mock.conns)
+        replies = a.pipeline([set_cmd(k, big) for k in bad_keys], "line")
+        # the mock must have accepted the connection and read nothing
+        assert len(mock.conns) == n_before + 1
+        assert replies == [TIMEOUT_LINE] * len(bad_keys) or all(
+            r in (TIMEOUT_LINE, CLOSED_LINE) for r in replies), replies
+        check_real(b, real_keys, "r%d" % rnd)
+        mock.stall = False
+        check_ok_on_mock(a, mock, ok_keys[rnd], b"ok%d" % rnd)
+        assert len(mock.conns) == n_before + 2, "no new connection after the stall"
+        # close the healthy idle connection from the server side, so the next
+        # round's requests open a new (stalled) one
+        seen = lg.log().count("idle connection closed")
+        mock.conns[-1].close()
+        end = time.monotonic() + 5
+        while lg.log().count("idle connection closed") == seen:
+            assert time.monotonic() < end, "luagent did not notice an idle close"
+            time.sleep(0.02)
+    after = rss_kib(lg.pid)
+    assert after - base <= RSS_SLACK_KIB, "VmRSS grew from %d to %d KiB" % (base, after)
+    assert lg.alive()
+
+
+def test_unsolicited_reply_on_idle_connection(mocks, memcached, luagent, raw_client):
+    """A reply arriving when nothing is outstanding cannot belong to anything:
+    the connection is dropped (and the next request opens a new one)."""
+    store = mock_backend.Store()
+
+    def handler(req):
+        if req.cmd == b"set" and req.keys[0].startswith(b"bad"):
+            store(req)
+            t = threading.Timer(0.05, req.send, (b"VALUE bad 0 1\r\nx\r\nEND\r\n",))
+            t.daemon = True
+            t.start()
+            return b"STORED\r\n"
+        return store(req)
+    lg, mock, real = start_pair(mocks, memcached, luagent, handler)
+    ok_keys = keys_for(0, "ok:", 30)
+    bad_keys = keys_for(0, "bad:", 1)
+    real_keys = keys_for(1, "real:", 2)
+    a, b = raw_client(lg), raw_client(lg)
+    last = check_ok_on_mock(a, mock, ok_keys[0], b"first")
+    for i in range(1, 21):
+        assert a.call(set_cmd(bad_keys[0], b"x")) == b"STORED\r\n"
+        conn = mock.conns[conn_of_last(mock, bad_keys[0])]
+        end = time.monotonic() + 5
+        while not conn.closed:
+            assert time.monotonic() < end, \
+                "round %d: luagent kept a connection that sent an unsolicited reply" % i
+            time.sleep(0.01)
+        check_real(b, real_keys, "r%d" % i)
+        c = check_ok_on_mock(a, mock, ok_keys[i], b"v%d" % i)
+        assert c > last
+        last = c
+    assert lg.alive()
