@@ -4,6 +4,7 @@
 #   make run        start two local memcached servers and luagent in front of them
 #   make test       unit tests, then integration tests (installs missing packages first)
 #   make bench      side-by-side benchmark (see docs/performance.md)
+#   make fuzz       libFuzzer targets, FUZZ_SECONDS (60) each (tests/fuzz/)
 #   make clean
 #
 # V=1 shows full commands; SAN=1 builds with AddressSanitizer and UBSan.
@@ -55,7 +56,7 @@ UNIT_test_dcache = dcache
 UNITS = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 
-.PHONY: all run test unit integration bench deps clean
+.PHONY: all run test unit integration bench fuzz deps clean
 all: $(BIN)
 
 # ./luagent is relinked when switching between normal and SAN=1 builds.
@@ -118,7 +119,52 @@ run: deps $(BIN)
 bench: deps $(BIN)
 	@sh scripts/bench.sh
 
-clean:
-	rm -rf build build-san $(BIN)
+# Fuzzing: tests/fuzz/fuzz_X.c with clang's libFuzzer, ASan and UBSan, in
+# build-fuzz/. Each target starts from tests/fuzz/corpus/X/ and writes what it
+# finds to build-fuzz/corpus/X/ (crashes: build-fuzz/X-crash-*), never the repo.
+FUZZ_SECONDS ?= 60
+FUZZ_CC       = clang
+FUZZ_SAN      = -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS   = -std=gnu11 -D_GNU_SOURCE $(WARN) -O1 -g -fno-omit-frame-pointer \
+                $(FUZZ_SAN) -Iinclude $(PKG_CFLAGS)
+FUZZ_OBJS_fuzz_proto  = proto
+FUZZ_OBJS_fuzz_reply  = reply
+FUZZ_OBJS_fuzz_policy = $(filter-out main,$(SRCS:src/%.c=%)) embedded
+FUZZ_LIBS_fuzz_policy = $(LIBS) -Wl,--wrap=getaddrinfo,--wrap=luaL_openlibs
+FUZZ_ARGS_fuzz_policy = -dict=tests/fuzz/policy.dict -timeout=20
+FUZZ_TARGETS = $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS    = $(FUZZ_TARGETS:%=build-fuzz/%)
 
--include $(OBJS:.o=.d) $(UNIT_BINS:=.d)
+.PRECIOUS: build-fuzz/%.o
+build-fuzz/%.o: src/%.c
+	@mkdir -p build-fuzz
+	$(say) FUZZCC $<
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) $(DEPFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+build-fuzz/embedded.o: $(EMBEDDED) scripts/embed.sh
+	@mkdir -p build-fuzz
+	$(say) EMBED $(EMBEDDED)
+	$(Q)sh scripts/embed.sh embedded_luagent lua/luagent.lua \
+	    embedded_default_policy examples/default.lua > build-fuzz/embedded.c
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ build-fuzz/embedded.c
+
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(addprefix build-fuzz/,$$(addsuffix .o,$$(FUZZ_OBJS_fuzz_$$*)))
+	$(say) FUZZLD $@
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $(filter %.c %.o,$^) $(FUZZ_LIBS_fuzz_$*)
+
+fuzz: deps
+	@$(MAKE) --no-print-directory $(FUZZ_BINS)
+	@for t in $(FUZZ_TARGETS); do \
+	    mkdir -p build-fuzz/corpus/$$t; \
+	    echo "  FUZZ   $$t ($(FUZZ_SECONDS)s)"; \
+	    build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        -artifact_prefix=build-fuzz/$$t- $(FUZZ_ARGS_$$t) \
+	        build-fuzz/corpus/$$t tests/fuzz/corpus/$$t > build-fuzz/$$t.log 2>&1 || \
+	        { tail -n 60 build-fuzz/$$t.log; echo "FAIL: $$t (log: build-fuzz/$$t.log)"; exit 1; }; \
+	    grep -E '^#[0-9]+[[:space:]]+DONE' build-fuzz/$$t.log | sed 's/^/  /'; \
+	done
+
+clean:
+	rm -rf build build-san build-fuzz $(BIN)
+
+-include $(OBJS:.o=.d) $(UNIT_BINS:=.d) $(wildcard build-fuzz/*.d)

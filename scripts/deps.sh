@@ -8,7 +8,8 @@
 set -e
 
 PACKAGES="build-essential pkg-config libevent-dev libluajit2-5.1-dev luajit2 memcached \
-python3-pytest python3-pymemcache libmemcached-tools nutcracker valgrind"
+python3-pytest python3-pymemcache libmemcached-tools nutcracker valgrind \
+clang libclang-rt-14-dev"
 
 missing=""
 for p in $PACKAGES; do

@@ -218,6 +218,8 @@ traceback(lua_State *L)
     return 1;
 }
 
+static bool has_position(const char *msg);
+
 /* Run the policy; leaves the policy table on the stack. */
 static int
 vm_run_policy(struct script_vm *vm, const char *path, const struct settings *s,
@@ -235,9 +237,17 @@ vm_run_policy(struct script_vm *vm, const char *path, const struct settings *s,
         rc = luaL_loadbuffer(L, (const char *)embedded_default_policy,
                              embedded_default_policy_len, "@" DEFAULT_POLICY_NAME);
     else
-        rc = luaL_loadfile(L, path);
+        rc = luaL_loadfilex(L, path, "t");  /* source only: bytecode is unverified */
     if (rc != 0) {
-        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        const char *msg = lua_tostring(L, -1);
+
+        if (msg != NULL && has_position(msg))
+            snprintf(err, errlen, "%s", msg);
+        else if (msg != NULL && strncmp(msg, "cannot open", 11) == 0)
+            snprintf(err, errlen, "%s", msg);       /* already names the file */
+        else
+            snprintf(err, errlen, "%s: %s", path ? path : DEFAULT_POLICY_NAME,
+                     msg ? msg : "cannot load");
         return -1;
     }
     if (lua_pcall(L, 0, 1, -2) != 0) {
@@ -1096,7 +1106,8 @@ reach(struct script_vm *vm, const struct config *cfg, const struct route *r,
             skip = r->strip_len;
         if ((size_t)r->add_len + req->klen - skip > 2 * KEY_MAX)
             return reach_child(vm, cfg, r->children[0], req, out, err, errlen, depth);
-        memcpy(key, r->add, r->add_len);
+        if (r->add_len > 0)             /* add is NULL for a strip-only rewrite */
+            memcpy(key, r->add, r->add_len);
         memcpy(key + r->add_len, req->key + skip, req->klen - skip);
         sub.key = key;
         sub.klen = r->add_len + req->klen - skip;

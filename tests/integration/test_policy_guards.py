@@ -84,3 +84,32 @@ def test_max_idle_decides_whether_idle_connections_stay(memcached, luagent, raw_
              "server connections == %d" % (base + extra))
     finally:
         mc.close()
+
+
+STRIP_ONLY = """
+local lg = require "luagent"
+local main = lg.pool{ name = "main", servers = @S@ }
+return lg.policy{
+    route = lg.prefix{ ["u:"] = lg.rewrite{ strip = "u:", to = main }, default = main },
+    tests = { { "get u:x", "main" }, { "get other", "main" } },
+}
+"""
+
+
+def test_strip_only_rewrite_in_self_tests(memcached, tmp_path):
+    # Found by fuzzing: the self-test walk copied a missing `add` prefix.
+    # Under `make test SAN=1` the old code aborted here.
+    m = memcached()
+    path = write_policy(tmp_path, "strip.lua", STRIP_ONLY, S=[m])
+    rc, out, err = run_luagent("--check", path)
+    assert rc == 0, (out, err)
+    rc, out, err = run_luagent("--route", path, "get u:x")
+    assert rc == 0 and 'key "x"' in out, (out, err)
+
+
+def test_bytecode_policy_is_refused(tmp_path):
+    # Precompiled bytecode is not verified by LuaJIT: only source is loaded.
+    path = tmp_path / "bytecode.lua"
+    path.write_bytes(b"\x1bLJ\x02\x00garbage")
+    rc, out, err = run_luagent("--check", path)
+    assert rc == 1 and "wrong mode" in err, (out, err)

@@ -1,0 +1,124 @@
+/*
+ * fuzz_reply.c: libFuzzer target for the backend reply parser (src/reply.c).
+ *
+ * Input: 3 header bytes choose max_value and the split point, the rest is a
+ * server's byte stream, cut into units the way backend.c does until NEED_MORE
+ * or BAD. Checked for every unit:
+ *   - line_len <= len <= the bytes given, the line ends in "\r\n";
+ *   - VALUE: key_off + key_len <= rest_off <= len, a non-empty key (not
+ *     bounded by KEY_MAX: reply.c only bounds the line),
+ *     data_len <= max_value and data_len + line_len + 2 == len;
+ *   - other kinds: len == line_len;
+ *   - a result does not depend on the split: an exact-size copy of a prefix
+ *     gives NEED_MORE or the same result, and the whole unit gives the same.
+ * A violated invariant is __builtin_trap().
+ */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "luagent.h"
+#include "reply.h"
+
+#define CHECK(c)    do { if (!(c)) __builtin_trap(); } while (0)
+
+static void
+check_unit(const char *buf, size_t avail, uint32_t max_value, enum reply_status st,
+           const struct reply *r)
+{
+    if (st != REPLY_OK_UNIT) {
+        CHECK(st == REPLY_NEED_MORE || st == REPLY_BAD);
+        return;
+    }
+    CHECK((unsigned)r->kind < REPLY_KIND_COUNT);
+    CHECK(r->len >= 2 && r->len <= avail);
+    CHECK(r->line_len >= 2 && r->line_len <= r->len);
+    CHECK(buf[r->line_len - 2] == '\r' && buf[r->line_len - 1] == '\n');
+    if (r->kind == REPLY_VALUE) {
+        CHECK(r->key_len >= 1 && r->key_len < REPLY_LINE_MAX);
+        CHECK((uint64_t)r->key_off + r->key_len <= r->rest_off);
+        CHECK(r->rest_off <= r->len && r->rest_off < r->line_len);
+        CHECK(memchr(buf + r->key_off, ' ', r->key_len) == NULL);
+        CHECK(r->data_len <= max_value);
+        CHECK((uint64_t)r->data_len + r->line_len + 2 == r->len);
+        CHECK(buf[r->len - 2] == '\r' && buf[r->len - 1] == '\n');
+    } else {
+        CHECK(r->len == r->line_len);
+    }
+}
+
+static bool
+same(enum reply_status a, const struct reply *ra, enum reply_status b, const struct reply *rb)
+{
+    if (a != b)
+        return false;
+    if (a != REPLY_OK_UNIT)
+        return true;
+    if (ra->kind != rb->kind || ra->len != rb->len || ra->line_len != rb->line_len)
+        return false;
+    return ra->kind != REPLY_VALUE
+        || (ra->key_off == rb->key_off && ra->key_len == rb->key_len
+            && ra->rest_off == rb->rest_off && ra->data_len == rb->data_len);
+}
+
+static enum reply_status
+parse_copy(const char *buf, size_t len, uint32_t max_value, struct reply *r)
+{
+    char *copy = malloc(len ? len : 1);
+    enum reply_status st;
+
+    CHECK(copy != NULL);
+    memcpy(copy, buf, len);
+    memset(r, 0, sizeof(*r));
+    st = reply_parse(copy, len, max_value, r);
+    check_unit(copy, len, max_value, st, r);
+    free(copy);
+    return st;
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    uint32_t max_value, split;
+    const char *buf;
+    size_t len;
+
+    if (size < 3)
+        return 0;
+    switch (data[0] & 3) {
+    case 0:  max_value = ITEM_MAX_DEFAULT; break;
+    case 1:  max_value = data[1]; break;
+    case 2:  max_value = (uint32_t)data[1] << 8 | (data[0] >> 2); break;
+    default: max_value = UINT32_MAX; break;
+    }
+    split = data[2];
+    buf = (const char *)data + 3;
+    len = size - 3;
+
+    for (int n = 0; len > 0 && n < 100000; n++) {
+        struct reply r, rp;
+        enum reply_status st, sp;
+        size_t k;
+
+        memset(&r, 0, sizeof(r));
+        st = reply_parse(buf, len, max_value, &r);
+        check_unit(buf, len, max_value, st, &r);
+
+        k = (len * ((split + 37u * (unsigned)n) & 0xff)) >> 8;
+        sp = parse_copy(buf, k, max_value, &rp);
+        if (sp != REPLY_NEED_MORE)
+            CHECK(same(st, &r, sp, &rp));
+        else if (st == REPLY_OK_UNIT && k >= r.len)
+            __builtin_trap();
+        if (st == REPLY_OK_UNIT) {
+            sp = parse_copy(buf, r.len, max_value, &rp);
+            CHECK(same(st, &r, sp, &rp));
+        }
+        if (st != REPLY_OK_UNIT)
+            break;
+        buf += r.len;
+        len -= r.len;
+    }
+    return 0;
+}
