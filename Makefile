@@ -107,7 +107,7 @@ unit: $(UNIT_BINS)
 	done
 
 integration: $(BIN)
-	$(PYTHON) -m pytest -q tests/integration
+	LUAGENT_SANITIZED=$(if $(filter 1,$(SAN)),1,0) $(PYTHON) -m pytest -q tests/integration
 
 test: deps
 	@$(MAKE) --no-print-directory $(BIN) unit

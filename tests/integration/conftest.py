@@ -31,6 +31,9 @@ MEMCACHED = shutil.which("memcached") or "/usr/bin/memcached"
 NUTCRACKER = shutil.which("nutcracker") or "/usr/sbin/nutcracker"
 
 HOST = "127.0.0.1"
+# `make test SAN=1` sets this: ASan's quarantine and shadow memory make the
+# process's resident size meaningless, so memory-bound checks stand down.
+SANITIZED = os.environ.get("LUAGENT_SANITIZED") == "1"
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 START_DEADLINE = 10.0       # seconds for a process to accept connections
 STOP_TIMEOUT = 5.0          # seconds between SIGTERM and SIGKILL

@@ -23,7 +23,7 @@ import time
 import pytest
 
 import mock_backend
-from conftest import modula_index, set_cmd
+from conftest import SANITIZED, modula_index, set_cmd
 
 TIMEOUT_LINE = b"SERVER_ERROR backend timeout\r\n"
 CLOSED_LINE = b"SERVER_ERROR backend closed connection\r\n"
@@ -224,7 +224,7 @@ def test_fault_repeated_memory_stable(name, mocks, memcached, luagent, raw_clien
         if i % 20 == 0:
             check_real(b, real_keys, "r%d" % i)
     after = rss_kib(lg.pid)
-    assert after - base <= RSS_SLACK_KIB, \
+    assert SANITIZED or after - base <= RSS_SLACK_KIB, \
         "VmRSS grew from %d KiB to %d KiB over %d rounds of %s" % (base, after, rounds, name)
     check_real(b, real_keys, "end")
     assert lg.alive()
@@ -256,7 +256,7 @@ def test_extra_unrequested_reply_drops_connection(mocks, memcached, luagent, raw
         assert conn > last, "round %d: extra reply did not drop the connection" % i
         last = conn
     after = rss_kib(lg.pid)
-    assert after - base <= RSS_SLACK_KIB, "VmRSS grew from %d to %d KiB" % (base, after)
+    assert SANITIZED or after - base <= RSS_SLACK_KIB, "VmRSS grew from %d to %d KiB" % (base, after)
     assert lg.alive()
 
 
@@ -320,7 +320,7 @@ def test_backend_never_reads(mocks, memcached, luagent, raw_client):
             assert time.monotonic() < end, "luagent did not notice an idle close"
             time.sleep(0.02)
     after = rss_kib(lg.pid)
-    assert after - base <= RSS_SLACK_KIB, "VmRSS grew from %d to %d KiB" % (base, after)
+    assert SANITIZED or after - base <= RSS_SLACK_KIB, "VmRSS grew from %d to %d KiB" % (base, after)
     assert lg.alive()
 
 

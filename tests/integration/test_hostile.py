@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import RawClient, set_cmd
+from conftest import SANITIZED, RawClient, set_cmd
 
 MiB = 1024 * 1024
 
@@ -88,7 +88,7 @@ def test_huge_declared_value_never_sent_holds_no_memory(lg1, raw_client):
         assert c.read_line() == b"SERVER_ERROR object too large for cache\r\n"
     check_other(lg1, "during")
     grown = rss_kib(lg1.pid) - base
-    assert grown < 16 * 1024, "50 clients with a declared 500 MiB value cost %d KiB" % grown
+    assert SANITIZED or grown < 16 * 1024, "50 clients with a declared 500 MiB value cost %d KiB" % grown
     for c in clients:
         c.close()
     check_other(lg1, "after")
@@ -138,7 +138,7 @@ def test_pipelined_flood_not_read(lg1, raw_client):
     peak = rss_kib(lg1.pid)
     print("flood: %d of %d bytes taken before send blocked; VmRSS +%d KiB"
           % (sent, len(payload), peak - base))
-    assert peak - base < 64 * 1024, "VmRSS grew by %d KiB under the flood" % (peak - base)
+    assert SANITIZED or peak - base < 64 * 1024, "VmRSS grew by %d KiB under the flood" % (peak - base)
     check_other(lg1, "during-flood")
     # now read everything back, in order, while sending the rest
     s.settimeout(5.0)
@@ -191,7 +191,7 @@ def test_many_idle_connections(lg1, raw_client):
         time.sleep(0.05)
     grown = rss_kib(lg1.pid) - base
     print("idle: %d connections, VmRSS +%d KiB" % (n, grown))
-    assert grown < n * 8, "%d idle connections cost %d KiB (%.1f KiB each)" % (
+    assert SANITIZED or grown < n * 8, "%d idle connections cost %d KiB (%.1f KiB each)" % (
         n, grown, grown / n)
     check_other(lg1, "with-idle")
     for s in socks:
@@ -245,4 +245,4 @@ def test_pipelined_large_replies_not_read(lg1, raw_client):
     assert lg1.alive()
     check_other(lg1, "after-big-flood")
     grown = rss_kib(lg1.pid) - base
-    assert grown < 96 * 1024, "VmRSS still %d KiB above its start after the flood" % grown
+    assert SANITIZED or grown < 96 * 1024, "VmRSS still %d KiB above its start after the flood" % grown
