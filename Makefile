@@ -132,6 +132,8 @@ FUZZ_OBJS_fuzz_reply  = reply
 FUZZ_OBJS_fuzz_policy = $(filter-out main,$(SRCS:src/%.c=%)) embedded
 FUZZ_LIBS_fuzz_policy = $(LIBS) -Wl,--wrap=getaddrinfo,--wrap=luaL_openlibs
 FUZZ_ARGS_fuzz_policy = -dict=tests/fuzz/policy.dict -timeout=20
+# The example and fixture policies seed the loader as they are (no copies).
+FUZZ_SEEDS_fuzz_policy = examples tests/fixtures
 FUZZ_TARGETS = $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS    = $(FUZZ_TARGETS:%=build-fuzz/%)
 
@@ -159,7 +161,7 @@ fuzz: deps
 	    echo "  FUZZ   $$t ($(FUZZ_SECONDS)s)"; \
 	    build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	        -artifact_prefix=build-fuzz/$$t- $(FUZZ_ARGS_$$t) \
-	        build-fuzz/corpus/$$t tests/fuzz/corpus/$$t > build-fuzz/$$t.log 2>&1 || \
+	        build-fuzz/corpus/$$t tests/fuzz/corpus/$$t $(FUZZ_SEEDS_$$t) > build-fuzz/$$t.log 2>&1 || \
 	        { tail -n 60 build-fuzz/$$t.log; echo "FAIL: $$t (log: build-fuzz/$$t.log)"; exit 1; }; \
 	    grep -E '^#[0-9]+[[:space:]]+DONE' build-fuzz/$$t.log | sed 's/^/  /'; \
 	done
