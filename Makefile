@@ -132,8 +132,9 @@ FUZZ_OBJS_fuzz_reply  = reply
 FUZZ_OBJS_fuzz_policy = $(filter-out main,$(SRCS:src/%.c=%)) embedded
 FUZZ_LIBS_fuzz_policy = $(LIBS) -Wl,--wrap=getaddrinfo,--wrap=luaL_openlibs
 FUZZ_ARGS_fuzz_policy = -dict=tests/fuzz/policy.dict -timeout=20
-# The example and fixture policies seed the loader as they are (no copies).
-FUZZ_SEEDS_fuzz_policy = examples tests/fixtures
+# The example and fixture policies seed the loader; the fixtures' @NAME@ server
+# placeholders are filled in build-fuzz/seeds/ so that they load.
+FUZZ_SEEDS_fuzz_policy = examples tests/fixtures build-fuzz/seeds/fuzz_policy
 FUZZ_TARGETS = $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS    = $(FUZZ_TARGETS:%=build-fuzz/%)
 
@@ -154,14 +155,21 @@ build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(addprefix build-fuzz/,$$(addsuffix .o,
 	$(say) FUZZLD $@
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $(filter %.c %.o,$^) $(FUZZ_LIBS_fuzz_$*)
 
+build-fuzz/seeds/fuzz_policy: $(wildcard tests/fixtures/*.lua)
+	@mkdir -p $@
+	$(Q)for f in $^; do \
+	    sed 's/@[A-Z0-9_]*@/{ "127.0.0.1:11211" }/g' $$f > $@/$${f##*/}; \
+	done
+
 fuzz: deps
-	@$(MAKE) --no-print-directory $(FUZZ_BINS)
+	@$(MAKE) --no-print-directory $(FUZZ_BINS) build-fuzz/seeds/fuzz_policy
 	@for t in $(FUZZ_TARGETS); do \
 	    mkdir -p build-fuzz/corpus/$$t; \
 	    echo "  FUZZ   $$t ($(FUZZ_SECONDS)s)"; \
 	    build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	        -artifact_prefix=build-fuzz/$$t- $(FUZZ_ARGS_$$t) \
-	        build-fuzz/corpus/$$t tests/fuzz/corpus/$$t $(FUZZ_SEEDS_$$t) > build-fuzz/$$t.log 2>&1 || \
+	        build-fuzz/corpus/$$t $$(ls -d tests/fuzz/corpus/$$t 2>/dev/null) \
+	        $(FUZZ_SEEDS_$$t) > build-fuzz/$$t.log 2>&1 || \
 	        { tail -n 60 build-fuzz/$$t.log; echo "FAIL: $$t (log: build-fuzz/$$t.log)"; exit 1; }; \
 	    grep -E '^#[0-9]+[[:space:]]+DONE' build-fuzz/$$t.log | sed 's/^/  /'; \
 	done

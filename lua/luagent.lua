@@ -442,13 +442,19 @@ local function check_servers(v, label)
     return out
 end
 
-local function check_hash_tag(v, label)
-    if type(v) ~= "string" or #v ~= 2 then
-        fail("%s must be a string of exactly 2 characters, like '{}' (got %s)", label,
-             type(v) == "string" and show(v) or kind(v))
+-- A string of exactly n characters; `what` says it in the error message.
+local function chars(n, what)
+    return function(v, label)
+        if type(v) ~= "string" or #v ~= n then
+            fail("%s must be %s (got %s)", label, what,
+                 type(v) == "string" and show(v) or kind(v))
+        end
+        return v
     end
-    return v
 end
+
+local check_hash_tag = chars(2, "a string of exactly 2 characters, like '{}'")
+local one_char = chars(1, "a single character like ':'")
 
 local POOL_FIELDS = {
     name               = req(token(200)),
@@ -658,13 +664,6 @@ function build.error(t, where)
     return check_fields(ERROR_FIELDS, t, new_route("error", where))
 end
 
-local function one_char(v, label)
-    if type(v) ~= "string" or #v ~= 1 then
-        fail("%s must be a single character like ':' (got %s)", label,
-             type(v) == "string" and show(v) or kind(v))
-    end
-    return v
-end
 
 local HOOK_FIELDS = {
     fn     = req(func),
