@@ -9,7 +9,7 @@ set -e
 
 PACKAGES="build-essential pkg-config libevent-dev libluajit2-5.1-dev luajit2 memcached \
 python3-pytest python3-pymemcache libmemcached-tools nutcracker valgrind \
-clang libclang-rt-14-dev"
+clang libclang-rt-14-dev libssl-dev openssl python3-prometheus-client"
 
 missing=""
 for p in $PACKAGES; do
