@@ -50,7 +50,8 @@ BIN   = luagent
 # Unit tests: tests/unit/test_X.c links only the pure modules it names here.
 UNIT_test_ketama = ketama md5 hash
 UNIT_test_hash   = hash md5
-UNIT_test_proto  = proto
+UNIT_test_proto  = proto base64
+UNIT_test_base64 = base64
 UNIT_test_reply  = reply
 UNIT_test_dcache = dcache
 UNITS = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
@@ -127,7 +128,7 @@ FUZZ_CC       = clang
 FUZZ_SAN      = -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS   = -std=gnu11 -D_GNU_SOURCE $(WARN) -O1 -g -fno-omit-frame-pointer \
                 $(FUZZ_SAN) -Iinclude $(PKG_CFLAGS)
-FUZZ_OBJS_fuzz_proto  = proto
+FUZZ_OBJS_fuzz_proto  = proto base64
 FUZZ_OBJS_fuzz_reply  = reply
 FUZZ_OBJS_fuzz_policy = $(filter-out main,$(SRCS:src/%.c=%)) embedded
 FUZZ_LIBS_fuzz_policy = $(LIBS) -Wl,--wrap=getaddrinfo,--wrap=luaL_openlibs

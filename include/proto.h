@@ -1,5 +1,6 @@
 /*
- * proto.h: memcached text-protocol request parser (pure: no I/O, no logging).
+ * proto.h: memcached text-protocol request parser, meta commands included
+ * (pure: no I/O, no logging).
  *
  * The parser looks at the bytes a client sent and says one of: a whole request
  * line is here (and, for storage commands, how long its data block is), more
@@ -16,24 +17,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "reply.h"
+
 enum cmd {
     CMD_GET, CMD_GETS, CMD_GAT, CMD_GATS,                       /* retrieval */
     CMD_SET, CMD_ADD, CMD_REPLACE, CMD_APPEND, CMD_PREPEND,     /* storage */
     CMD_CAS,
     CMD_DELETE, CMD_INCR, CMD_DECR, CMD_TOUCH,                  /* other keyed */
+    CMD_MG, CMD_MS, CMD_MD, CMD_MA, CMD_ME,                     /* meta, keyed */
     CMD_FLUSH_ALL, CMD_VERSION, CMD_VERBOSITY, CMD_STATS,       /* proxy-level */
-    CMD_QUIT,
+    CMD_QUIT, CMD_MN,
     CMD_COUNT
 };
 
 /* Operation classes, as policies name them (lg.by_op). */
 enum op {
-    OP_READ,            /* get gets gat gats */
-    OP_WRITE,           /* set add replace append prepend cas */
-    OP_DELETE,          /* delete */
-    OP_ARITH,           /* incr decr */
+    OP_READ,            /* get gets gat gats mg me */
+    OP_WRITE,           /* set add replace append prepend cas ms */
+    OP_DELETE,          /* delete md */
+    OP_ARITH,           /* incr decr ma */
     OP_TOUCH,           /* touch */
-    OP_PROXY,           /* answered by the proxy itself or sent everywhere */
+    OP_PROXY,           /* answered by the proxy itself or sent everywhere (mn too) */
     OP_COUNT
 };
 
@@ -45,6 +49,10 @@ struct span {
 
 struct request {
     enum cmd    cmd;        /* CMD_COUNT when the command is unknown */
+    bool        meta;       /* mg ms md ma me mn */
+    bool        quiet;      /* meta: the "q" flag (see proto_meta_suppressed) */
+    bool        base64;     /* meta: the "b" flag: key is base64 of the real key */
+    bool        ret_key;    /* meta: the reply carries the key ("k"; me always) */
     bool        noreply;    /* "noreply" was the last token: memcached then
                              * sends nothing for this line, errors included;
                              * also set for a line it drops silently */
@@ -60,7 +68,10 @@ struct request {
                              * touch's exptime, delete's optional time;
                              * for gat/gats the exptime (before the keys);
                              * flush_all's delay, verbosity's level, stats'
-                             * arguments. Empty (len 0) when there are none. */
+                             * arguments. Empty (len 0) when there are none.
+                             * Meta: every token after the key as written
+                             * (ms: "<datalen> <flags>*"). */
+    struct span quiet_tok;  /* meta: the "q" token inside args, or len 0 */
 };
 
 enum proto_status {
@@ -95,6 +106,26 @@ enum proto_status proto_parse(const char *buf, size_t len, uint32_t item_max,
  */
 bool proto_next_key(const char *buf, const struct request *req, uint32_t *pos,
                     struct span *key);
+
+/* Does this command carry a data block (storage commands, ms)? */
+bool proto_cmd_has_data(enum cmd cmd);
+
+/* Is this a classic retrieval (get gets gat gats: many keys, VALUE...END)? */
+bool proto_cmd_is_retrieval(enum cmd cmd);
+
+/*
+ * Decode a meta request's key (req->base64 set) into out, which holds at
+ * least KEY_MAX bytes. Returns the decoded length (the parser has checked
+ * that it decodes, so 0 only for a request it did not accept).
+ */
+uint32_t proto_meta_key(const char *buf, const struct request *req, char *out);
+
+/*
+ * Quiet mode: would memcached leave out the reply of this kind to a meta
+ * request with "q"? (mg: a miss, EN; ms, md: HD; ma: HD and VA. Errors and
+ * the other outcomes are always written.)
+ */
+bool proto_meta_suppressed(enum cmd cmd, enum reply_kind kind);
 
 /* True when the data block of a storage request ends with "\r\n". */
 bool proto_data_ok(const char *block, uint32_t data_len);

@@ -4,7 +4,9 @@
  * A backend connection feeds the bytes a server sent; the parser cuts them
  * into reply units and classifies each: a retrieval reply is a sequence of
  * VALUE units (line + data block) closed by an END unit; every other command
- * gets a single line (STORED, NOT_FOUND, a number for incr/decr, ...).
+ * gets a single line (STORED, NOT_FOUND, a number for incr/decr, ...). Meta
+ * commands get one unit each: a status line with optional flags ("HD c12"),
+ * for VA followed by a data block.
  */
 #ifndef REPLY_H
 #define REPLY_H
@@ -28,6 +30,15 @@ enum reply_kind {
     REPLY_ERROR,        /* "ERROR" */
     REPLY_CLIENT_ERROR, /* "CLIENT_ERROR ..." */
     REPLY_SERVER_ERROR, /* "SERVER_ERROR ..." */
+    /* meta: <code> [<flags>*] */
+    REPLY_META_HD,      /* "HD": success, no value */
+    REPLY_META_VA,      /* "VA <bytes>" + data block */
+    REPLY_META_EN,      /* "EN": miss (mg, me) */
+    REPLY_META_NF,      /* "NF": not found (md, ma, ms with a cas) */
+    REPLY_META_NS,      /* "NS": not stored */
+    REPLY_META_EX,      /* "EX": cas mismatch */
+    REPLY_META_MN,      /* "MN": the no-op's answer */
+    REPLY_META_ME,      /* "ME <key> <key=value>*": the debug answer */
     REPLY_KIND_COUNT
 };
 
@@ -40,8 +51,11 @@ struct reply {
     uint32_t key_len;
     uint32_t rest_off;  /* " <flags> <bytes> [<cas>]\r\n" + data + "\r\n": */
                         /* from just after the key to the end of the unit */
-    uint32_t data_len;  /* <bytes> */
+    uint32_t data_len;  /* <bytes> (VALUE and VA) */
 };
+
+/* Is this one of the meta protocol's replies? */
+#define REPLY_IS_META(kind) ((kind) >= REPLY_META_HD && (kind) <= REPLY_META_ME)
 
 enum reply_status {
     REPLY_OK_UNIT,      /* *r describes a complete unit at buf[0..r->len) */

@@ -531,7 +531,7 @@ end
 
 local OP_KEYS = { "read", "write", "delete", "arith", "touch",
                   "get", "gets", "gat", "gats", "set", "add", "replace", "append",
-                  "prepend", "cas", "incr", "decr" }
+                  "prepend", "cas", "incr", "decr", "mg", "ms", "md", "ma", "me" }
 
 local BY_OP_FIELDS = { default = opt(route, nil) }
 for _, k in ipairs(OP_KEYS) do BY_OP_FIELDS[k] = opt(route, nil) end

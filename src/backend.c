@@ -26,6 +26,7 @@
 
 #include <event2/event.h>
 
+#include "base64.h"
 #include "buf.h"
 #include "client.h"
 #include "config.h"
@@ -269,6 +270,53 @@ backend_batch_fits(const struct backend *be, const struct call *c)
                   c->creq->buf->data + b->args.off, a->args.len) == 0;
 }
 
+/*
+ * A meta request: "<cmd> <key> <args>" (+ the data block for ms), the key
+ * being the call's own (rewritten, and base64 again when the client sent
+ * "b"). The "q" flag is never forwarded: quiet mode is applied when the
+ * reply is written to the client (proto_meta_suppressed). A server that got
+ * "q" would send nothing on success, and the connection's FIFO would no
+ * longer know which reply belongs to which call; without it every request
+ * gets exactly one reply, and one quiet request spread over several servers
+ * is still suppressed request by request.
+ */
+static void
+backend_format_meta(struct backend *be, const struct call *c)
+{
+    const struct request *rq = &c->creq->req;
+    const char *base = c->creq->buf->data;
+    const char *args = base + rq->args.off;
+    struct buf *out = be->out;
+
+    buf_append_str(out, proto_cmd_name(rq->cmd));
+    buf_append(out, " ", 1);
+    if (rq->base64) {
+        char enc[BASE64_ENCODED_LEN(KEY_MAX)];
+
+        buf_append(out, enc, base64_encode((const unsigned char *)c->key, c->klen, enc));
+    } else {
+        buf_append(out, c->key, c->klen);
+    }
+    if (rq->quiet_tok.len > 0) {
+        uint32_t before = rq->quiet_tok.off - rq->args.off;
+        uint32_t after = rq->quiet_tok.off + rq->quiet_tok.len;
+
+        while (before > 0 && args[before - 1] == ' ')
+            before--;
+        if (before > 0) {
+            buf_append(out, " ", 1);
+            buf_append(out, args, before);
+        }
+        buf_append(out, base + after, rq->args.off + rq->args.len - after);
+    } else if (rq->args.len > 0) {
+        buf_append(out, " ", 1);
+        buf_append(out, args, rq->args.len);
+    }
+    buf_append(out, "\r\n", 2);
+    if (rq->cmd == CMD_MS)
+        buf_append(out, base + rq->line_len, (size_t)rq->data_len + 2);
+}
+
 /* Append the request for call c to the output, in the server's protocol. */
 static void
 backend_format(struct backend *be, struct call *c)
@@ -278,7 +326,12 @@ backend_format(struct backend *be, struct call *c)
     const char *name = proto_cmd_name(rq->cmd);
     struct buf *out = be->out;
 
-    if (proto_cmd_op(rq->cmd) == OP_READ) {
+    if (rq->meta) {
+        backend_close_batch(be);
+        backend_format_meta(be, c);
+        return;
+    }
+    if (proto_cmd_is_retrieval(rq->cmd)) {
         c->in_batch = true;
         if (be->batch != NULL && backend_batch_fits(be, c)) {
             buf_append(out, " ", 1);
@@ -458,6 +511,12 @@ backend_answer_value(struct backend *be, const char *unit, const struct reply *r
     return false;
 }
 
+static bool
+reply_is_error(enum reply_kind kind)
+{
+    return kind == REPLY_ERROR || kind == REPLY_CLIENT_ERROR || kind == REPLY_SERVER_ERROR;
+}
+
 /* Match one reply unit to the head of the FIFO; false if it cannot belong. */
 static bool
 backend_take_unit(struct backend *be, const char *unit, const struct reply *r)
@@ -486,7 +545,11 @@ backend_take_unit(struct backend *be, const char *unit, const struct reply *r)
     }
     if (r->kind == REPLY_VALUE || r->kind == REPLY_END)
         return false;
-    backend_answer(be, c, r->kind, unit, r->line_len);
+    /* A meta reply answers only a meta request and the other way round
+     * (errors answer either): anything else means the stream is out of step. */
+    if (REPLY_IS_META(r->kind) != c->creq->req.meta && !reply_is_error(r->kind))
+        return false;
+    backend_answer(be, c, r->kind, unit, r->len);
     return true;
 }
 

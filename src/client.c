@@ -22,6 +22,7 @@
 #include <event2/event.h>
 
 #include "backend.h"
+#include "base64.h"
 #include "buf.h"
 #include "config.h"
 #include "listener.h"
@@ -235,6 +236,30 @@ creq_slots(struct creq *r, uint32_t n)
     return r->slots ? 0 : -1;
 }
 
+/*
+ * The key a single-key request is routed by. A meta key sent in base64 ("b")
+ * is routed by its decoded bytes, so it lands where the same key sent in
+ * plain text does, and hashing, prefixes and hooks see the real key. The
+ * decoded key is kept after the request bytes in the creq's own buffer.
+ */
+static void
+creq_key_slot(struct creq *r)
+{
+    struct slot *s = &r->slots[0];
+
+    if (r->req.meta && r->req.base64) {
+        char key[KEY_MAX];
+        uint32_t off = r->buf->len, n = proto_meta_key(r->buf->data, &r->req, key);
+
+        buf_append(r->buf, key, n);
+        s->key = r->buf->data + off;
+        s->klen = n;
+        return;
+    }
+    s->key = r->buf->data + r->req.key.off;
+    s->klen = r->req.key.len;
+}
+
 void
 creq_background(struct worker *w, struct wconfig *wcfg, const struct route *node,
                 struct buf *buf)
@@ -257,8 +282,7 @@ creq_background(struct worker *w, struct wconfig *wcfg, const struct route *node
     }
     r->req.noreply = true;          /* nobody reads the reply */
     creq_slots(r, 1);
-    r->slots[0].key = buf->data + r->req.key.off;
-    r->slots[0].klen = r->req.key.len;
+    creq_key_slot(r);
     route_start(w, call_new(w, r, node, 0, r->slots[0].key, r->slots[0].klen));
     creq_release(w, r);
 }
@@ -307,15 +331,14 @@ client_route(struct client *c, struct creq *r)
         r->local = "SERVER_ERROR out of memory";
         return;
     }
-    if (proto_cmd_op(rq->cmd) == OP_READ) {
+    if (proto_cmd_is_retrieval(rq->cmd)) {
         while (proto_next_key(base, rq, &pos, &k)) {
             r->slots[i].key = base + k.off;
             r->slots[i].klen = k.len;
             i++;
         }
     } else {
-        r->slots[0].key = base + rq->key.off;
-        r->slots[0].klen = rq->key.len;
+        creq_key_slot(r);
     }
     for (i = 0; i < r->nslots; i++)
         route_start(w, call_new(w, r, r->wcfg->config->root, i, r->slots[i].key,
@@ -349,6 +372,11 @@ client_proxy_command(struct client *c, struct creq *r)
         break;
     case CMD_VERBOSITY:
         r->local = "OK";
+        break;
+    case CMD_MN:
+        /* Every earlier reply of this connection is written before this
+         * one (the FIFO), which is all mn promises. */
+        r->local = "MN";
         break;
     case CMD_QUIT:
         r->local = "";
@@ -394,20 +422,23 @@ client_request(struct client *c, const struct request *rq, const char *bytes, si
 }
 
 /*
- * A set refused as too large still removes the key's old value, as memcached
- * does, so no reader sees a value the client meant to replace.
+ * A set (or ms) refused as too large still removes the key's old value, as
+ * memcached does, so no reader sees a value the client meant to replace.
+ * An ms key in base64 is deleted with "md <key> b", routed by the same bytes.
  */
 static void
-client_drop_stale(struct client *c, const char *key, uint32_t klen)
+client_drop_stale(struct client *c, const struct request *rq, const char *line)
 {
     struct worker *w = c->w;
     struct buf *req;
 
-    if (klen == 0 || klen > KEY_MAX)
+    if (rq->key.len == 0 || rq->key.len > KEY_MAX)
         return;
     req = buf_get(&w->bufs);
-    buf_append(req, "delete ", 7);
-    buf_append(req, key, klen);
+    buf_append_str(req, rq->meta ? "md " : "delete ");
+    buf_append(req, line + rq->key.off, rq->key.len);
+    if (rq->base64)
+        buf_append(req, " b", 2);
     buf_append(req, "\r\n", 2);
     creq_background(w, w->current, w->config->root, req);
 }
@@ -449,15 +480,16 @@ client_parse(struct client *c)
         }
         if (st == PROTO_ERROR) {
             STAT_INC(c->w->stats.client_errors);
-            if (err.swallow && rq.cmd == CMD_SET && rq.data_len > c->w->config->item_max)
-                client_drop_stale(c, buf_head(in) + rq.key.off, rq.key.len);
+            if (err.swallow && (rq.cmd == CMD_SET || rq.cmd == CMD_MS)
+                && rq.data_len > c->w->config->item_max)
+                client_drop_stale(c, &rq, buf_head(in));
             client_local(c, err.msg, rq.noreply, false);
             buf_consume(in, rq.line_len);
             if (err.swallow)
                 c->swallow = rq.data_len + 2;
             continue;
         }
-        if (proto_cmd_op(rq.cmd) == OP_WRITE) {
+        if (proto_cmd_has_data(rq.cmd)) {
             size_t total = (size_t)rq.line_len + rq.data_len + 2;
 
             if (buf_avail(in) < total) {
@@ -573,6 +605,108 @@ write_retrieval(struct worker *w, struct buf *out, const struct creq *r)
     STAT_ADD(w->stats.get_misses, r->nslots - hits);
 }
 
+/*
+ * A meta reply that carries the key ("k<key>" among its flags, or the key of
+ * "ME <key> ...") gets the client's key back, as VALUE lines do: the server
+ * saw the key after any rewrite. The server marks a key it wrote in base64
+ * with a "b" flag after it; the client's key is written in the same form.
+ */
+static void
+append_key_form(struct buf *out, const struct slot *s, bool in_base64)
+{
+    char enc[BASE64_ENCODED_LEN(KEY_MAX)];
+
+    if (!in_base64) {
+        buf_append(out, s->key, s->klen);
+        return;
+    }
+    buf_append(out, enc, base64_encode((const unsigned char *)s->key, s->klen, enc));
+}
+
+/* The token starting at p (no further than end): its end. */
+static const char *
+token_end(const char *p, const char *end)
+{
+    const char *sp = memchr(p, ' ', (size_t)(end - p));
+
+    return sp != NULL ? sp : end;
+}
+
+/*
+ * "ME <key>" has no "b" flag: the server writes the key in base64 when the
+ * item was stored with "b", as is otherwise. For a client that sent "b", the
+ * key is taken to be in base64 unless it is the client's key as is or is
+ * not base64 at all.
+ */
+static bool
+me_key_in_base64(const struct slot *s, const char *key, const char *key_end)
+{
+    unsigned char scratch[KEY_MAX];
+    size_t n = (size_t)(key_end - key);
+
+    if (n == s->klen && memcmp(key, s->key, n) == 0)
+        return false;
+    return base64_decode(key, n, scratch, sizeof(scratch)) > 0;
+}
+
+static void
+write_meta_key(struct buf *out, const struct creq *r, const struct result *res)
+{
+    const char *unit = res->data->data, *end, *p, *key = NULL, *key_end = NULL;
+    bool in_base64 = r->req.base64;
+
+    end = memchr(unit, '\r', res->data->len);
+    if (end == NULL) {                  /* cannot happen: units end in \r\n */
+        buf_append(out, unit, res->data->len);
+        return;
+    }
+    p = token_end(unit, end);           /* past the code */
+    if (res->kind == REPLY_META_ME) {
+        key = p + 1;                    /* "ME <key> exp=..." */
+        key_end = token_end(key, end);
+        in_base64 = in_base64 && me_key_in_base64(&r->slots[0], key, key_end);
+    } else {
+        if (res->kind == REPLY_META_VA && p < end)
+            p = token_end(p + 1, end);  /* past "VA <bytes>" */
+        while (p < end && key == NULL) {
+            const char *t = p + 1, *e = token_end(t, end);
+
+            if (e > t && *t == 'k') {
+                key = t + 1;
+                key_end = e;
+                in_base64 = end - e >= 2 && e[1] == 'b' && (e + 2 == end || e[2] == ' ');
+            }
+            p = e;
+        }
+    }
+    if (key == NULL || key > end) {
+        buf_append(out, unit, res->data->len);
+        return;
+    }
+    buf_append(out, unit, (size_t)(key - unit));
+    append_key_form(out, &r->slots[0], in_base64);
+    buf_append(out, key_end, res->data->len - (size_t)(key_end - unit));
+}
+
+/* A meta reply: quiet mode's suppression, the key mapped back. */
+static void
+write_meta(struct worker *w, struct buf *out, const struct creq *r)
+{
+    const struct result *res = &r->slots[0].res;
+
+    if (res->fail != FAIL_NONE) {
+        STAT_INC(w->stats.server_errors);
+        append_result(out, res);
+        return;
+    }
+    if (r->req.quiet && proto_meta_suppressed(r->req.cmd, res->kind))
+        return;
+    if (r->req.ret_key && res->data != NULL && REPLY_IS_META(res->kind))
+        write_meta_key(out, r, res);
+    else
+        append_result(out, res);
+}
+
 static void
 write_broadcast(struct buf *out, const struct creq *r)
 {
@@ -601,7 +735,9 @@ creq_write(struct worker *w, struct buf *out, const struct creq *r)
     }
     if (r->req.noreply)
         return;
-    if (proto_cmd_op(r->req.cmd) == OP_READ) {
+    if (r->req.meta) {
+        write_meta(w, out, r);
+    } else if (proto_cmd_is_retrieval(r->req.cmd)) {
         write_retrieval(w, out, r);
     } else if (r->req.cmd == CMD_FLUSH_ALL) {
         write_broadcast(out, r);

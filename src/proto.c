@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "base64.h"
 #include "luagent.h"
 
 /* Error replies, byte for byte as memcached 1.6.18 sends them. */
@@ -32,6 +33,20 @@
                         "Usage: delete <key> [noreply]"
 #define MSG_TOO_LARGE   "SERVER_ERROR object too large for cache"
 #define MSG_TOO_LONG    "CLIENT_ERROR line too long"    /* ours: see below */
+/* Meta commands (memcached 1.6.18's own words, two spellings included) */
+#define MSG_DUP_FLAG    "CLIENT_ERROR duplicate flag"
+#define MSG_BAD_FLAG    "CLIENT_ERROR invalid flag"
+#define MSG_BAD_FLAGS   "CLIENT_ERROR invalid or duplicate flag"
+#define MSG_DECODE      "CLIENT_ERROR error decoding key"
+#define MSG_BAD_TOKEN   "CLIENT_ERROR bad token in command line format"
+#define MSG_M_LENGTH    "CLIENT_ERROR incorrect length for M token"
+#define MSG_INITIAL     "CLIENT_ERROR invalid numeric initial value"
+#define MSG_META_DELTA  "CLIENT_ERROR invalid numeric delta value"
+#define MSG_MG_TOO_MANY "CLIENT_ERROR options flags are too long"
+#define MSG_TOO_MANY    "CLIENT_ERROR options flags too long"
+
+/* memcached refuses a meta line of this many tokens or more. */
+#define META_TOKENS_MAX 20
 
 /*
  * memcached's tokenizer stops after 23 tokens and keeps the rest of the line
@@ -55,6 +70,9 @@ enum shape {
     SHAPE_FLUSH,        /* [delay] [noreply] */
     SHAPE_VERBOSITY,    /* <level> [noreply] */
     SHAPE_STATS,        /* [args...], passed on as written */
+    SHAPE_META,         /* mg md ma: <key> <flag>* */
+    SHAPE_META_SET,     /* ms: <key> <datalen> <flag>* */
+    SHAPE_META_DEBUG,   /* me: <key> [b] */
     SHAPE_BARE          /* anything after the name is ignored */
 };
 
@@ -88,11 +106,17 @@ static const struct cmd_def cmd_table[CMD_COUNT] = {
     ROW("incr",      CMD_INCR,      OP_ARITH,  3, 4, SHAPE_ARITH,     true),
     ROW("decr",      CMD_DECR,      OP_ARITH,  3, 4, SHAPE_ARITH,     true),
     ROW("touch",     CMD_TOUCH,     OP_TOUCH,  3, 4, SHAPE_TOUCH,     true),
+    ROW("mg",        CMD_MG,        OP_READ,   2, 0, SHAPE_META,      false),
+    ROW("ms",        CMD_MS,        OP_WRITE,  2, 0, SHAPE_META_SET,  false),
+    ROW("md",        CMD_MD,        OP_DELETE, 2, 0, SHAPE_META,      false),
+    ROW("ma",        CMD_MA,        OP_ARITH,  2, 0, SHAPE_META,      false),
+    ROW("me",        CMD_ME,        OP_READ,   1, 0, SHAPE_META_DEBUG, false),
     ROW("flush_all", CMD_FLUSH_ALL, OP_PROXY,  1, 3, SHAPE_FLUSH,     true),
     ROW("version",   CMD_VERSION,   OP_PROXY,  1, 0, SHAPE_BARE,      false),
     ROW("verbosity", CMD_VERBOSITY, OP_PROXY,  2, 3, SHAPE_VERBOSITY, true),
     ROW("stats",     CMD_STATS,     OP_PROXY,  1, 0, SHAPE_STATS,     false),
     ROW("quit",      CMD_QUIT,      OP_PROXY,  1, 0, SHAPE_BARE,      false),
+    ROW("mn",        CMD_MN,        OP_PROXY,  1, 0, SHAPE_BARE,      false),
 };
 
 static const char *const op_names[OP_COUNT] = {
@@ -273,7 +297,7 @@ starts_retrieval(const char *buf, size_t n)
     if (sp == NULL)
         return false;
     d = cmd_lookup(p, (uint32_t)(sp - p));
-    return d != NULL && d->op == OP_READ;
+    return d != NULL && proto_cmd_is_retrieval(d->cmd);
 }
 
 /*
@@ -439,6 +463,184 @@ check_verbosity(const char *line, const struct tokens *tk,
     return PROTO_OK;
 }
 
+/* ---- meta commands ---------------------------------------------------- */
+
+/* Is the request's key valid base64 (as memcached decodes it)? */
+static bool
+key_decodes(const char *line, const struct request *req)
+{
+    char key[KEY_MAX];
+
+    return proto_meta_key(line, req, key) > 0;
+}
+
+/*
+ * memcached checks meta flags in one pass over the tokens after the key
+ * (after <datalen> for ms), each flag being the first byte of its token: a
+ * repeated or non-ASCII flag and an unknown flag stop the pass at once;
+ * the other problems (a bad number after N T R C F J D, a bad M, a key that
+ * is not base64) are noted, the pass goes on, and the last one noted is the
+ * reply. mg and ms say which; md and ma only say "invalid or duplicate
+ * flag". The checks that need the item (opaque length, M's mode letter)
+ * are left to the server, which answers them the same way to us.
+ */
+static const char *
+meta_flags(const char *line, const struct tokens *tk, uint32_t first,
+           struct request *req)
+{
+    bool seen[128] = { false };
+    const char *noted = NULL;
+    bool bad = false;
+    uint32_t i;
+
+    for (i = first; i < tk->n; i++) {
+        struct span t = tk->t[i];
+        struct span num = { t.off + 1, t.len - 1 };
+        unsigned char flag = (unsigned char)line[t.off];
+        const char *why = NULL;
+
+        if (flag >= 127 || seen[flag])
+            return MSG_DUP_FLAG;
+        seen[flag] = true;
+        switch (flag) {
+        case 'b':
+            req->base64 = true;
+            if (!key_decodes(line, req))
+                why = MSG_DECODE;
+            break;
+        case 'N': case 'T': case 'R':
+            if (!num_ok(line, num, true))
+                why = MSG_BAD_TOKEN;
+            break;
+        case 'C':
+            if (!num_ok(line, num, false))
+                why = MSG_BAD_TOKEN;
+            break;
+        case 'F':
+            /* refused, but memcached names no reason of its own */
+            bad = bad || !num_ok(line, num, false);
+            break;
+        case 'M':
+            if (t.len != 2)
+                why = MSG_M_LENGTH;
+            break;
+        case 'J':
+            if (!num_ok(line, num, false))
+                why = MSG_INITIAL;
+            break;
+        case 'D':
+            if (!num_ok(line, num, false))
+                why = MSG_META_DELTA;
+            break;
+        case 'q':
+            req->quiet = true;
+            req->quiet_tok = t;
+            break;
+        case 'k':
+            req->ret_key = true;
+            break;
+        case 'c': case 'f': case 'h': case 'l': case 's': case 't': case 'u':
+        case 'v': case 'I': case 'L': case 'O': case 'P':
+            break;
+        default:
+            return MSG_BAD_FLAG;
+        }
+        if (why != NULL) {
+            noted = why;
+            bad = true;
+        }
+    }
+    if (!bad)
+        return NULL;
+    return noted != NULL ? noted : MSG_FORMAT;
+}
+
+/* args: every token from `from` on, as written. */
+static void
+meta_args(const struct tokens *tk, uint32_t from, struct request *req)
+{
+    if (tk->n > from)
+        req->args = span_join(tk->t[from], tk->last);
+}
+
+/* mg md ma: <key> <flag>*. */
+static enum proto_status
+check_meta(const char *line, const struct tokens *tk, struct request *req,
+           struct proto_error *err)
+{
+    const char *msg;
+
+    req->nkeys = 1;
+    req->key = req->keys = tk->t[1];
+    if (tk->t[1].len > KEY_MAX)
+        return fail(err, PROTO_ERROR, MSG_FORMAT, false);
+    if (tk->n >= META_TOKENS_MAX)
+        return fail(err, PROTO_ERROR,
+                    req->cmd == CMD_MG ? MSG_MG_TOO_MANY : MSG_TOO_MANY, false);
+    meta_args(tk, 2, req);
+    msg = meta_flags(line, tk, 2, req);
+    if (msg != NULL)
+        return fail(err, PROTO_ERROR, req->cmd == CMD_MG ? msg : MSG_BAD_FLAGS, false);
+    return PROTO_OK;
+}
+
+/*
+ * ms <key> <datalen> <flag>*. memcached reads <datalen> only after the key
+ * length and token count checks, and swallows the data block only for the
+ * errors found after it. We read <datalen> first so that, as for the
+ * classic storage commands, a block whose length is known is always
+ * swallowed with its refused line (one reply, stream in step), and a line
+ * whose block length is unknown (missing, not a number, negative) closes
+ * the connection instead of having its data read as commands.
+ */
+static enum proto_status
+check_meta_set(const char *line, const struct tokens *tk, uint32_t item_max,
+               struct request *req, struct proto_error *err)
+{
+    const char *msg;
+    int64_t len;
+
+    req->nkeys = 1;
+    req->key = req->keys = tk->t[1];
+    if (tk->n < 3 || !num_parse(line, tk->t[2], true, &len) || len < 0
+        || len > DATA_LEN_MAX)
+        return fail(err, PROTO_CLOSE, MSG_FORMAT, false);
+    req->data_len = (uint32_t)len;
+    if (tk->t[1].len > KEY_MAX)
+        return fail(err, PROTO_ERROR, MSG_FORMAT, true);
+    if (tk->n >= META_TOKENS_MAX)
+        return fail(err, PROTO_ERROR, MSG_TOO_MANY, true);
+    meta_args(tk, 2, req);
+    msg = meta_flags(line, tk, 3, req);
+    if (msg != NULL)
+        return fail(err, PROTO_ERROR, msg, true);
+    if (req->data_len > item_max)
+        return fail(err, PROTO_ERROR, MSG_TOO_LARGE, true);
+    return PROTO_OK;
+}
+
+/*
+ * me <key> [b]: memcached looks at no other flag, and takes "b" only as the
+ * exact token right after the key.
+ */
+static enum proto_status
+check_meta_debug(const char *line, const struct tokens *tk, struct request *req,
+                 struct proto_error *err)
+{
+    if (tk->n < 2 || tk->t[1].len > KEY_MAX)
+        return fail(err, PROTO_ERROR, MSG_FORMAT, false);
+    req->nkeys = 1;
+    req->key = req->keys = tk->t[1];
+    req->ret_key = true;            /* "ME <key> ..." */
+    meta_args(tk, 2, req);
+    if (tk->n >= 3 && tok_is(line, tk->t[2], "b", 1)) {
+        req->base64 = true;
+        if (!key_decodes(line, req))
+            return fail(err, PROTO_ERROR, MSG_FORMAT, false);
+    }
+    return PROTO_OK;
+}
+
 static enum proto_status
 check_shape(const char *line, const struct cmd_def *d,
             const struct tokens *tk, uint32_t item_max, struct request *req,
@@ -467,6 +669,12 @@ check_shape(const char *line, const struct cmd_def *d,
         if (tk->n > 1)
             req->args = span_join(tk->t[1], tk->last);
         return PROTO_OK;
+    case SHAPE_META:
+        return check_meta(line, tk, req, err);
+    case SHAPE_META_SET:
+        return check_meta_set(line, tk, item_max, req, err);
+    case SHAPE_META_DEBUG:
+        return check_meta_debug(line, tk, req, err);
     case SHAPE_BARE:
         return PROTO_OK;
     }
@@ -555,6 +763,7 @@ proto_parse(const char *buf, size_t len, uint32_t item_max,
     if (d == NULL)
         return unknown_command(buf, &tk, req, err);
     req->cmd = d->cmd;
+    req->meta = (d->shape >= SHAPE_META && d->shape <= SHAPE_META_DEBUG) || d->cmd == CMD_MN;
     if (tk.n < d->min_tokens || (d->max_tokens != 0 && tk.n > d->max_tokens))
         return fail(err, PROTO_ERROR, MSG_ERROR, false);
     req->noreply = wants_noreply(buf, d, &tk);
@@ -590,6 +799,46 @@ bool
 proto_data_ok(const char *block, uint32_t data_len)
 {
     return block[data_len] == '\r' && block[(size_t)data_len + 1] == '\n';
+}
+
+bool
+proto_cmd_has_data(enum cmd cmd)
+{
+    return cmd == CMD_MS || proto_cmd_op(cmd) == OP_WRITE;
+}
+
+bool
+proto_cmd_is_retrieval(enum cmd cmd)
+{
+    return cmd == CMD_GET || cmd == CMD_GETS || cmd == CMD_GAT || cmd == CMD_GATS;
+}
+
+uint32_t
+proto_meta_key(const char *buf, const struct request *req, char *out)
+{
+    return (uint32_t)base64_decode(buf + req->key.off, req->key.len,
+                                   (unsigned char *)out, KEY_MAX);
+}
+
+/*
+ * What memcached 1.6.18 leaves out under "q" (recorded from it): mg drops
+ * a miss, ms and md drop HD, ma drops its success whether HD or VA. NF, NS
+ * and EX are always written (they are what a quiet client waits to hear).
+ */
+bool
+proto_meta_suppressed(enum cmd cmd, enum reply_kind kind)
+{
+    switch (cmd) {
+    case CMD_MG:
+        return kind == REPLY_META_EN;
+    case CMD_MS:
+    case CMD_MD:
+        return kind == REPLY_META_HD;
+    case CMD_MA:
+        return kind == REPLY_META_HD || kind == REPLY_META_VA;
+    default:
+        return false;
+    }
 }
 
 const char *

@@ -3,8 +3,8 @@
  * allocation).
  *
  * reply_parse() cuts one reply unit off the front of what a server sent and
- * classifies it. A unit is one line ending in "\r\n", plus for VALUE the data
- * block of exactly <bytes> bytes and its own "\r\n".
+ * classifies it. A unit is one line ending in "\r\n", plus for VALUE (and the
+ * meta VA) the data block of exactly <bytes> bytes and its own "\r\n".
  *
  * Invariant: REPLY_OK_UNIT is returned only when every byte of the unit is in
  * buf[0..len), and the result depends only on those bytes (never on what
@@ -67,6 +67,33 @@ parse_num(const char **p, const char *end, uint64_t *out)
 }
 
 /*
+ * The data block of a VALUE or VA unit: <bytes> bytes and "\r\n" after the
+ * line. Decided on the line alone, so an oversize value is refused before
+ * any of its data has to be buffered; bytes <= max_value also keeps the sum
+ * from overflowing, and the second test keeps len in 32 bits.
+ */
+static enum reply_status
+take_block(const char *buf, size_t len, size_t line_len, uint64_t bytes,
+           uint32_t max_value, struct reply *r)
+{
+    uint64_t total;
+
+    if (bytes > max_value)
+        return REPLY_BAD;
+    total = line_len + bytes + 2;
+    if (total > UINT32_MAX)
+        return REPLY_BAD;
+    if (len < total)
+        return REPLY_NEED_MORE;
+    if (buf[total - 2] != '\r' || buf[total - 1] != '\n')
+        return REPLY_BAD;
+    r->len = (uint32_t)total;
+    r->line_len = (uint32_t)line_len;
+    r->data_len = (uint32_t)bytes;
+    return REPLY_OK_UNIT;
+}
+
+/*
  * "VALUE <key> <flags> <bytes> [<cas>]": line[0..n) is the content without
  * "\r\n", line_len includes it. Fields are separated by exactly one space and
  * nothing trails, as memcached writes them; anything looser means we are not
@@ -79,8 +106,9 @@ parse_value(const char *buf, size_t len, size_t n, size_t line_len,
     const char *end = buf + n;
     const char *key = buf + sizeof("VALUE ") - 1;
     const char *p = key;
-    uint64_t flags, bytes, cas, total;
+    uint64_t flags, bytes, cas;
     size_t key_len;
+    enum reply_status st;
 
     /* Keys are printable and space free; a control byte means garbage. */
     while (p < end && (unsigned char)*p > ' ' && *p != 0x7f)
@@ -105,26 +133,35 @@ parse_value(const char *buf, size_t len, size_t n, size_t line_len,
             return REPLY_BAD;
     }
 
-    /* Decided on the line alone, so an oversize value is refused before any
-     * of its data has to be buffered; bytes <= max_value also keeps the sum
-     * from overflowing, and the second test keeps len in 32 bits. */
-    if (bytes > max_value)
-        return REPLY_BAD;
-    total = line_len + bytes + 2;
-    if (total > UINT32_MAX)
-        return REPLY_BAD;
-    if (len < total)
-        return REPLY_NEED_MORE;
-    if (buf[total - 2] != '\r' || buf[total - 1] != '\n')
-        return REPLY_BAD;
-
+    st = take_block(buf, len, line_len, bytes, max_value, r);
+    if (st != REPLY_OK_UNIT)
+        return st;
     r->kind = REPLY_VALUE;
-    r->len = (uint32_t)total;
-    r->line_len = (uint32_t)line_len;
     r->key_off = (uint32_t)(key - buf);
     r->key_len = (uint32_t)key_len;
     r->rest_off = r->key_off + r->key_len;
-    r->data_len = (uint32_t)bytes;
+    return REPLY_OK_UNIT;
+}
+
+/*
+ * "VA <bytes> [<flags>*]" + data block: the meta answer with a value. The
+ * flags are passed on as the server wrote them.
+ */
+static enum reply_status
+parse_meta_value(const char *buf, size_t len, size_t n, size_t line_len,
+                 uint32_t max_value, struct reply *r)
+{
+    const char *end = buf + n, *p = buf + 3;
+    uint64_t bytes;
+    enum reply_status st;
+
+    if (parse_num(&p, end, &bytes) < 0 || (p < end && *p != ' '))
+        return REPLY_BAD;
+    st = take_block(buf, len, line_len, bytes, max_value, r);
+    if (st != REPLY_OK_UNIT)
+        return st;
+    r->kind = REPLY_META_VA;
+    r->key_off = r->key_len = r->rest_off = 0;
     return REPLY_OK_UNIT;
 }
 
@@ -136,7 +173,22 @@ line_kind(const char *line, size_t n)
     uint64_t v;
 
     switch (line[0]) {
+    case 'H':
+        if (line_starts(line, n, LIT("HD")))
+            return REPLY_META_HD;
+        break;
+    case 'M':
+        if (line_is(line, n, LIT("MN")))
+            return REPLY_META_MN;
+        /* "ME <key> ...": the key is required */
+        if (n > 3 && line_starts(line, n, LIT("ME")))
+            return REPLY_META_ME;
+        break;
     case 'E':
+        if (line_starts(line, n, LIT("EN")))
+            return REPLY_META_EN;
+        if (line_starts(line, n, LIT("EX")))
+            return REPLY_META_EX;
         if (line_is(line, n, LIT("END")))
             return REPLY_END;
         if (line_is(line, n, LIT("EXISTS")))
@@ -154,6 +206,10 @@ line_kind(const char *line, size_t n)
             return REPLY_SERVER_ERROR;
         break;
     case 'N':
+        if (line_starts(line, n, LIT("NF")))
+            return REPLY_META_NF;
+        if (line_starts(line, n, LIT("NS")))
+            return REPLY_META_NS;
         if (line_is(line, n, LIT("NOT_FOUND")))
             return REPLY_NOT_FOUND;
         if (line_is(line, n, LIT("NOT_STORED")))
@@ -211,6 +267,8 @@ reply_parse(const char *buf, size_t len, uint32_t max_value, struct reply *r)
 
     if (buf[0] == 'V' && n >= 6 && memcmp(buf, "VALUE ", 6) == 0)
         return parse_value(buf, len, n, line_len, max_value, r);
+    if (buf[0] == 'V' && n >= 4 && memcmp(buf, "VA ", 3) == 0)
+        return parse_meta_value(buf, len, n, line_len, max_value, r);
 
     kind = line_kind(buf, n);
     if (kind < 0)
@@ -242,6 +300,14 @@ static const char *const kind_names[REPLY_KIND_COUNT] = {
     [REPLY_ERROR]        = "ERROR",
     [REPLY_CLIENT_ERROR] = "CLIENT_ERROR",
     [REPLY_SERVER_ERROR] = "SERVER_ERROR",
+    [REPLY_META_HD]      = "HD",
+    [REPLY_META_VA]      = "VA",
+    [REPLY_META_EN]      = "EN",
+    [REPLY_META_NF]      = "NF",
+    [REPLY_META_NS]      = "NS",
+    [REPLY_META_EX]      = "EX",
+    [REPLY_META_MN]      = "MN",
+    [REPLY_META_ME]      = "ME",
 };
 
 const char *

@@ -174,7 +174,7 @@ failover_wanted(const struct route *r, const struct call *child)
         return r->on_error;
     if (res->kind == REPLY_SERVER_ERROR)
         return r->on_server_error;
-    if (res->kind == REPLY_END && r->on_miss && is_read(child))
+    if ((res->kind == REPLY_END || res->kind == REPLY_META_EN) && r->on_miss && is_read(child))
         return true;
     return false;
 }
@@ -203,8 +203,12 @@ call_answer(struct worker *w, struct call *c, enum reply_kind kind, const char *
 
 /* all_async: the reply a write would have had, given at once. */
 static const char *
-async_reply(enum op op)
+async_reply(const struct request *rq)
 {
+    enum op op = proto_cmd_op(rq->cmd);
+
+    if (rq->meta)       /* ms, md: success without flags; ma waits */
+        return op == OP_WRITE || op == OP_DELETE ? "HD\r\n" : NULL;
     switch (op) {
     case OP_WRITE:  return "STORED\r\n";
     case OP_DELETE: return "DELETED\r\n";
@@ -230,10 +234,10 @@ node_fanout(struct worker *w, struct call *c, int n)
         route_start(w, children[i]);
     }
     if (c->node->type == ROUTE_ALL_ASYNC && !c->finished) {
-        const char *line = async_reply(proto_cmd_op(c->creq->req.cmd));
+        const char *line = async_reply(&c->creq->req);
 
         if (line != NULL)
-            call_answer(w, c, REPLY_STORED, line);
+            call_answer(w, c, c->creq->req.meta ? REPLY_META_HD : REPLY_STORED, line);
     }
 }
 
@@ -442,6 +446,12 @@ route_start(struct worker *w, struct call *c)
             node_fanout(w, c, 2);
             return;
         case ROUTE_WARMUP:
+            if (c->creq->req.meta && proto_cmd_op(c->creq->req.cmd) != OP_DELETE) {
+                /* The copy into cold is a classic "add" made from a VALUE;
+                 * meta requests go to cold alone (md: both, as delete). */
+                c->node = r->children[0];
+                continue;
+            }
             if (is_read(c)) {
                 c->child = 0;
                 failover_try(w, c);         /* cold first */
@@ -478,6 +488,10 @@ badness(const struct result *res)
     case REPLY_EXISTS:
     case REPLY_NOT_FOUND:
     case REPLY_END:
+    case REPLY_META_EN:
+    case REPLY_META_NF:
+    case REPLY_META_NS:
+    case REPLY_META_EX:
         return 1;
     default:
         return 0;
@@ -552,7 +566,7 @@ child_done(struct worker *w, struct call *parent, struct call *child)
         call_finish(w, parent);
         return;
     case ROUTE_WARMUP:
-        if (proto_cmd_op(parent->creq->req.cmd) == OP_READ) {
+        if (proto_cmd_is_retrieval(parent->creq->req.cmd)) {
             warmup_child_done(w, parent, child);
             return;
         }

@@ -521,19 +521,25 @@ check_err(const char *what, const char *in, size_t len, enum proto_status st,
 }
 
 static void
-test_errors(void)
+check_err_cases(const char *table, const struct err_case *cases, size_t n)
 {
     size_t i;
 
-    for (i = 0; i < ARRAY_SIZE(err_cases); i++) {
-        const struct err_case *c = &err_cases[i];
+    for (i = 0; i < n; i++) {
+        const struct err_case *c = &cases[i];
         char what[80];
 
-        snprintf(what, sizeof(what), "case %zu \"%.*s\"", i,
+        snprintf(what, sizeof(what), "%s %zu \"%.*s\"", table, i,
                  (int)(c->len > 40 ? 40 : c->len), c->in);
         check_err(what, c->in, c->len, c->st, c->msg, c->swallow, c->noreply,
                   c->data_len);
     }
+}
+
+static void
+test_errors(void)
+{
+    check_err_cases("case", err_cases, ARRAY_SIZE(err_cases));
 
     /* too large still describes the request, so the caller can count it */
     CHECK_EQ(PARSE("set big 0 0 2000000\r\n"), PROTO_ERROR);
@@ -964,6 +970,221 @@ test_splits(void)
     }
 }
 
+/* ---- meta commands ----------------------------------------------------- */
+
+#define DUPF    "CLIENT_ERROR duplicate flag"
+#define BADF    "CLIENT_ERROR invalid flag"
+#define BADFS   "CLIENT_ERROR invalid or duplicate flag"
+#define DECODE  "CLIENT_ERROR error decoding key"
+#define BADTOK  "CLIENT_ERROR bad token in command line format"
+
+static void
+test_meta_ok(void)
+{
+    const char *b;
+    char key[KEY_MAX];
+
+    b = "mg foo v k c f t s O123\r\n";
+    CHECK_EQ(PARSE("mg foo v k c f t s O123\r\n"), PROTO_OK);
+    CHECK_EQ(rq.cmd, CMD_MG);
+    CHECK(rq.meta && !rq.quiet && !rq.base64 && rq.ret_key);
+    CHECK_EQ(rq.nkeys, 1);
+    CHECK_SPAN(b, rq.key, "foo");
+    CHECK_SPAN(b, rq.args, "v k c f t s O123");
+    CHECK_EQ(rq.quiet_tok.len, 0);
+    CHECK_EQ(proto_cmd_op(rq.cmd), OP_READ);
+
+    b = "mg foo\r\n";                   /* no flags at all: HD or EN */
+    CHECK_EQ(PARSE("mg foo\r\n"), PROTO_OK);
+    CHECK_EQ(rq.args.len, 0);
+    CHECK(!rq.ret_key);
+
+    b = "mg foo v q O1\r\n";
+    CHECK_EQ(PARSE("mg foo v q O1\r\n"), PROTO_OK);
+    CHECK(rq.quiet);
+    CHECK_SPAN(b, rq.quiet_tok, "q");
+
+    b = "ms foo 2 T90 F1 q\r\nhi\r\n";
+    CHECK_EQ(PARSE("ms foo 2 T90 F1 q\r\nhi\r\n"), PROTO_OK);
+    CHECK_EQ(rq.cmd, CMD_MS);
+    CHECK_EQ(rq.data_len, 2);
+    CHECK_EQ(rq.line_len, 19);
+    CHECK_SPAN(b, rq.key, "foo");
+    CHECK_SPAN(b, rq.args, "2 T90 F1 q");
+    CHECK_SPAN(b, rq.quiet_tok, "q");
+    CHECK(proto_cmd_has_data(rq.cmd));
+    CHECK_EQ(proto_cmd_op(rq.cmd), OP_WRITE);
+
+    CHECK_EQ(PARSE("ms foo 0\r\n\r\n"), PROTO_OK);
+    CHECK_EQ(rq.data_len, 0);
+    CHECK_EQ(PARSE("ms foo 2 MS I C12 O1 k c\r\nhi\r\n"), PROTO_OK);
+
+    CHECK_EQ(PARSE("md foo q k O1 C5 I T30\r\n"), PROTO_OK);
+    CHECK_EQ(rq.cmd, CMD_MD);
+    CHECK_EQ(proto_cmd_op(rq.cmd), OP_DELETE);
+    CHECK(rq.quiet && rq.ret_key);
+
+    CHECK_EQ(PARSE("ma cnt MD D10 v N0 J3 t c k O9\r\n"), PROTO_OK);
+    CHECK_EQ(rq.cmd, CMD_MA);
+    CHECK_EQ(proto_cmd_op(rq.cmd), OP_ARITH);
+    CHECK_EQ(PARSE("ma cnt\r\n"), PROTO_OK);
+
+    /* me: flags other than "b" right after the key are ignored */
+    b = "me foo x y\r\n";
+    CHECK_EQ(PARSE("me foo x y\r\n"), PROTO_OK);
+    CHECK_EQ(rq.cmd, CMD_ME);
+    CHECK(rq.ret_key && !rq.base64);
+    CHECK_SPAN(b, rq.key, "foo");
+    CHECK_EQ(PARSE("me Zm9v b\r\n"), PROTO_OK);
+    CHECK(rq.base64);
+    CHECK_EQ(PARSE("me Zm9 x b\r\n"), PROTO_OK);   /* "b" not next to the key */
+    CHECK(!rq.base64);
+
+    /* mn: anything after it is ignored; answered by the proxy */
+    CHECK_EQ(PARSE("mn\r\n"), PROTO_OK);
+    CHECK_EQ(rq.cmd, CMD_MN);
+    CHECK(rq.meta);
+    CHECK_EQ(proto_cmd_op(rq.cmd), OP_PROXY);
+    CHECK_EQ(PARSE("mn a b c\r\n"), PROTO_OK);
+
+    /* base64 keys: the parser checks, proto_meta_key decodes */
+    b = "mg Zm9v b k v\r\n";
+    CHECK_EQ(PARSE("mg Zm9v b k v\r\n"), PROTO_OK);
+    CHECK(rq.base64);
+    CHECK_EQ(proto_meta_key(b, &rq, key), 3);
+    CHECK(memcmp(key, "foo", 3) == 0);
+    b = "ms AAEC 2 b\r\nhi\r\n";
+    CHECK_EQ(PARSE("ms AAEC 2 b\r\nhi\r\n"), PROTO_OK);
+    CHECK_EQ(proto_meta_key(b, &rq, key), 3);
+    CHECK(key[0] == 0 && key[1] == 1 && key[2] == 2);
+
+    /* 19 tokens is the most memcached takes */
+    CHECK_EQ(PARSE("mg foo v k c f t s h l O1 T1 u P L q I C1 D1\r\n"), PROTO_OK);
+    CHECK_EQ(PARSE("ms foo 2 v k c f t s h l O1 T1 u P L q I C1\r\nhi\r\n"), PROTO_OK);
+
+    /* a classic command is never meta */
+    CHECK_EQ(PARSE("get foo\r\n"), PROTO_OK);
+    CHECK(!rq.meta);
+    CHECK(proto_cmd_is_retrieval(rq.cmd));
+    CHECK(!proto_cmd_is_retrieval(CMD_MG));
+}
+
+/* Errors, as memcached 1.6.18 answered each line (swallow: the data block
+ * is dropped with the line). */
+static const struct err_case meta_errs[] = {
+    E("mg\r\n", PROTO_ERROR, "ERROR", false, false, 0),
+    E("mg \r\n", PROTO_ERROR, "ERROR", false, false, 0),
+    E("md\r\n", PROTO_ERROR, "ERROR", false, false, 0),
+    E("ma\r\n", PROTO_ERROR, "ERROR", false, false, 0),
+    E("ms\r\n", PROTO_ERROR, "ERROR", false, false, 0),
+    E("mx foo\r\n", PROTO_ERROR, "ERROR", false, false, 0),
+    E("me\r\n", PROTO_ERROR, FMT, false, false, 0),
+    E("mg foo v v\r\n", PROTO_ERROR, DUPF, false, false, 0),
+    E("mg foo q q\r\n", PROTO_ERROR, DUPF, false, false, 0),
+    E("mg foo v \xc3\xa9\r\n", PROTO_ERROR, DUPF, false, false, 0),
+    E("mg foo x\r\n", PROTO_ERROR, BADF, false, false, 0),
+    E("mg foo q x\r\n", PROTO_ERROR, BADF, false, false, 0),
+    E("mg foo noreply\r\n", PROTO_ERROR, BADF, false, false, 0),
+    E("mg Zm9 b v\r\n", PROTO_ERROR, DECODE, false, false, 0),
+    E("mg foo k b\r\n", PROTO_ERROR, DECODE, false, false, 0),
+    E("mg foo bar\r\n", PROTO_ERROR, DECODE, false, false, 0),
+    E("mg foo Tabc\r\n", PROTO_ERROR, BADTOK, false, false, 0),
+    E("mg foo N\r\n", PROTO_ERROR, BADTOK, false, false, 0),
+    E("mg Zm9 b Tabc\r\n", PROTO_ERROR, BADTOK, false, false, 0),  /* last noted wins */
+    E("mg foo F\r\n", PROTO_ERROR, FMT, false, false, 0),
+    E("mg foo Fx Tx\r\n", PROTO_ERROR, BADTOK, false, false, 0),
+    E("mg foo Tx Fx\r\n", PROTO_ERROR, BADTOK, false, false, 0),
+    E("mg foo Mxx\r\n", PROTO_ERROR, "CLIENT_ERROR incorrect length for M token", false, false, 0),
+    E("mg foo Jx\r\n", PROTO_ERROR, "CLIENT_ERROR invalid numeric initial value", false, false, 0),
+    E("mg foo Dx\r\n", PROTO_ERROR, "CLIENT_ERROR invalid numeric delta value", false, false, 0),
+    E("mg foo v k c f t s h l O1 T1 u P L q I C1 D1 J1\r\n", PROTO_ERROR,
+      "CLIENT_ERROR options flags are too long", false, false, 0),
+    E("md foo v k c f t s h l O1 T1 u P L q I C1 D1 J1\r\n", PROTO_ERROR,
+      "CLIENT_ERROR options flags too long", false, false, 0),
+    E("md foo x\r\n", PROTO_ERROR, BADFS, false, false, 0),
+    E("md foo k k\r\n", PROTO_ERROR, BADFS, false, false, 0),
+    E("md Zm9 b\r\n", PROTO_ERROR, BADFS, false, false, 0),
+    E("md foo Tx\r\n", PROTO_ERROR, BADFS, false, false, 0),
+    E("ma foo Dabc\r\n", PROTO_ERROR, BADFS, false, false, 0),
+    E("me Zm9 b\r\n", PROTO_ERROR, FMT, false, false, 0),
+    /* ms: errors once <datalen> is read drop the block with the line */
+    E("ms foo 2 x\r\n", PROTO_ERROR, BADF, true, false, 2),
+    E("ms foo 2 q q\r\n", PROTO_ERROR, DUPF, true, false, 2),
+    E("ms foo 2 Tabc\r\n", PROTO_ERROR, BADTOK, true, false, 2),
+    E("ms Zm9 2 b\r\n", PROTO_ERROR, DECODE, true, false, 2),
+    E("ms foo 2 Mxx\r\n", PROTO_ERROR, "CLIENT_ERROR incorrect length for M token",
+      true, false, 2),
+    /* deviation: memcached reads the block of these two as a command */
+    E("ms foo 2 v k c f t s h l O1 T1 u P L q I C1 D1\r\n", PROTO_ERROR,
+      "CLIENT_ERROR options flags too long", true, false, 2),
+    /* deviation: length unknown, the connection closes */
+    E("ms foo\r\n", PROTO_CLOSE, FMT, false, false, 0),
+    E("ms foo abc\r\n", PROTO_CLOSE, FMT, false, false, 0),
+    E("ms foo -1\r\n", PROTO_CLOSE, FMT, false, false, 0),
+};
+
+static void
+test_meta_errors(void)
+{
+    size_t n;
+    char *s;
+
+    check_err_cases("meta case", meta_errs, ARRAY_SIZE(meta_errs));
+
+    /* key length: 250 is fine, 251 is not (before base64 decoding) */
+    s = build("mg ", 250, 'a', " v\r\n", &n);
+    CHECK_EQ(parse_n(s, n), PROTO_OK);
+    free(s);
+    s = build("mg ", 251, 'a', " v\r\n", &n);
+    CHECK_EQ(parse_n(s, n), PROTO_ERROR);
+    CHECK_STR(er.msg, FMT);
+    free(s);
+    s = build("me ", 251, 'a', "\r\n", &n);
+    CHECK_EQ(parse_n(s, n), PROTO_ERROR);
+    CHECK_STR(er.msg, FMT);
+    free(s);
+    s = build("ms ", 251, 'a', " 2\r\nhi\r\n", &n);    /* deviation: swallowed */
+    CHECK_EQ(parse_n(s, n), PROTO_ERROR);
+    CHECK_STR(er.msg, FMT);
+    CHECK(er.swallow);
+    CHECK_EQ(rq.data_len, 2);
+    free(s);
+
+    /* too large: answered, block dropped */
+    CHECK_EQ(parse_max("ms foo 10\r\n", 11, 5, &rq, &er), PROTO_ERROR);
+    CHECK_STR(er.msg, LARGE);
+    CHECK(er.swallow);
+    CHECK_EQ(rq.data_len, 10);
+}
+
+static void
+test_meta_quiet(void)
+{
+    CHECK(proto_meta_suppressed(CMD_MG, REPLY_META_EN));
+    CHECK(!proto_meta_suppressed(CMD_MG, REPLY_META_HD));
+    CHECK(!proto_meta_suppressed(CMD_MG, REPLY_META_VA));
+    CHECK(proto_meta_suppressed(CMD_MS, REPLY_META_HD));
+    CHECK(!proto_meta_suppressed(CMD_MS, REPLY_META_NS));
+    CHECK(!proto_meta_suppressed(CMD_MS, REPLY_META_EX));
+    CHECK(!proto_meta_suppressed(CMD_MS, REPLY_META_NF));
+    CHECK(proto_meta_suppressed(CMD_MD, REPLY_META_HD));
+    CHECK(!proto_meta_suppressed(CMD_MD, REPLY_META_NF));
+    CHECK(proto_meta_suppressed(CMD_MA, REPLY_META_HD));
+    CHECK(proto_meta_suppressed(CMD_MA, REPLY_META_VA));
+    CHECK(!proto_meta_suppressed(CMD_MA, REPLY_META_NF));
+    CHECK(!proto_meta_suppressed(CMD_MA, REPLY_META_EX));
+    CHECK(!proto_meta_suppressed(CMD_MG, REPLY_SERVER_ERROR));
+    CHECK(!proto_meta_suppressed(CMD_MS, REPLY_CLIENT_ERROR));
+    CHECK(!proto_meta_suppressed(CMD_GET, REPLY_END));
+}
+
+static void
+test_meta_splits(void)
+{
+    SPLITS("meta pipeline", "mg a v\r\nms b 2 q\r\nhi\r\nmn\r\nmd c q\r\nget d\r\n", 5);
+    SPLITS("ms with CRLF in data", "ms k 4 T0\r\na\r\nb\r\nmn\r\n", 2);
+}
+
 static void
 test_names(void)
 {
@@ -975,10 +1196,14 @@ test_names(void)
         { CMD_PREPEND, "prepend", OP_WRITE }, { CMD_CAS, "cas", OP_WRITE },
         { CMD_DELETE, "delete", OP_DELETE }, { CMD_INCR, "incr", OP_ARITH },
         { CMD_DECR, "decr", OP_ARITH }, { CMD_TOUCH, "touch", OP_TOUCH },
+        { CMD_MG, "mg", OP_READ }, { CMD_MS, "ms", OP_WRITE },
+        { CMD_MD, "md", OP_DELETE }, { CMD_MA, "ma", OP_ARITH },
+        { CMD_ME, "me", OP_READ },
         { CMD_FLUSH_ALL, "flush_all", OP_PROXY },
         { CMD_VERSION, "version", OP_PROXY },
         { CMD_VERBOSITY, "verbosity", OP_PROXY },
         { CMD_STATS, "stats", OP_PROXY }, { CMD_QUIT, "quit", OP_PROXY },
+        { CMD_MN, "mn", OP_PROXY },
     };
     size_t i;
 
@@ -1009,6 +1234,10 @@ main(void)
     test_line_limits();
     test_data_ok();
     test_splits();
+    test_meta_ok();
+    test_meta_errors();
+    test_meta_quiet();
+    test_meta_splits();
     test_names();
     return UNIT_DONE();
 }

@@ -186,6 +186,19 @@ static const struct vec lines[] = {
     { S("SERVER_ERROR object too large for cache\r\n"), REPLY_SERVER_ERROR },
     { S("SERVER_ERROR out of memory storing object\r\n"),   /* by hand */
       REPLY_SERVER_ERROR },
+    /* meta */
+    { S("HD\r\n"), REPLY_META_HD },                         /* ms, md, mg without v */
+    { S("HD kfoo O5 c11\r\n"), REPLY_META_HD },             /* ms foo 2 k O5 c */
+    { S("HD kAAEC b\r\n"), REPLY_META_HD },                 /* ms AAEC 2 b k */
+    { S("EN\r\n"), REPLY_META_EN },                         /* mg miss */
+    { S("EN knope O1\r\n"), REPLY_META_EN },                /* mg nope k O1 v */
+    { S("NF\r\n"), REPLY_META_NF },                         /* md, ma miss */
+    { S("NF kfoo O1\r\n"), REPLY_META_NF },                 /* ma foo k O1 */
+    { S("NS\r\n"), REPLY_META_NS },                         /* ms ME on an existing key */
+    { S("EX\r\n"), REPLY_META_EX },                         /* ms C1 stale */
+    { S("EX c5\r\n"), REPLY_META_EX },                      /* by hand */
+    { S("MN\r\n"), REPLY_META_MN },
+    { S("ME foo exp=-1 la=0 cas=12 fetch=no cls=1 size=64\r\n"), REPLY_META_ME },
 };
 
 /* VALUE units, captured. */
@@ -331,7 +344,8 @@ test_bad(void)
         { S("CLIENT_ERRORx\r\n") },
         { S("SERVER_ERRORx\r\n") },
         { S("NOT_\r\n") },
-        { S("MN\r\n") },                        /* meta reply: not ours */
+        { S("MNO\r\n") },                       /* meta look-alikes */
+        { S("HDD\r\n") },
         { S("\r\n") },
         { S("\n") },
         { S("STORED\n") },                      /* bare LF */
@@ -455,6 +469,51 @@ test_max_value(void)
              REPLY_BAD);
 }
 
+/* Meta VA units: the whole unit is the line, the block and its "\r\n". */
+static void
+test_meta(void)
+{
+    static const struct {
+        const char *bytes;
+        size_t n, line_len, data_len;
+    } va[] = {
+        { S("VA 2\r\nhi\r\n"), 6, 2 },                                /* captured */
+        { S("VA 2 kfoo c17 f1 s2 O123\r\nhi\r\n"), 26, 2 },            /* captured */
+        { S("VA 1 t-1 c5 kcnt O9\r\n0\r\n"), 21, 1 },                 /* ma ... v */
+        { S("VA 0\r\n\r\n"), 6, 0 },
+        { S("VA 4\r\na\r\nb\r\n"), 6, 4 },                            /* data with CRLF */
+    };
+    struct reply r;
+    size_t i;
+
+    for (i = 0; i < ARRAY_SIZE(va); i++) {
+        CHECK_EQ(parse_n(va[i].bytes, va[i].n, MAXV, &r), REPLY_OK_UNIT);
+        CHECK_EQ(r.kind, REPLY_META_VA);
+        CHECK_EQ(r.len, va[i].n);
+        CHECK_EQ(r.line_len, va[i].line_len);
+        CHECK_EQ(r.data_len, va[i].data_len);
+        check_split(va[i].bytes, va[i].n, MAXV);
+    }
+    CHECK(REPLY_IS_META(REPLY_META_HD) && REPLY_IS_META(REPLY_META_ME));
+    CHECK(!REPLY_IS_META(REPLY_END) && !REPLY_IS_META(REPLY_SERVER_ERROR));
+
+    /* what looks like a meta code but is not one */
+    check_bad(S("VA\r\n"), MAXV);                 /* no length */
+    check_bad(S("VA x\r\nhi\r\n"), MAXV);
+    check_bad(S("VA 2x\r\nhi\r\n"), MAXV);
+    check_bad(S("VA 2\r\nhix\r\n"), MAXV);      /* block longer than said */
+    check_bad_split(S("VA 2\r\nhix\r\n"), MAXV);
+    check_bad(S("VA 9\r\n123456789\r\n"), 8);    /* over max_value */
+    check_bad(S("HDX\r\n"), MAXV);
+    check_bad(S("ENX\r\n"), MAXV);
+    check_bad(S("MNX\r\n"), MAXV);
+    check_bad(S("ME\r\n"), MAXV);                 /* ME without a key */
+    check_bad(S("NX\r\n"), MAXV);
+    /* END and EXISTS stay themselves */
+    check_line(S("END\r\n"), REPLY_END);
+    check_line(S("EXISTS\r\n"), REPLY_EXISTS);
+}
+
 static void
 test_kind_names(void)
 {
@@ -467,6 +526,10 @@ test_kind_names(void)
         [REPLY_VERSION] = "VERSION",        [REPLY_STAT] = "STAT",
         [REPLY_ERROR] = "ERROR",            [REPLY_CLIENT_ERROR] = "CLIENT_ERROR",
         [REPLY_SERVER_ERROR] = "SERVER_ERROR",
+        [REPLY_META_HD] = "HD",             [REPLY_META_VA] = "VA",
+        [REPLY_META_EN] = "EN",             [REPLY_META_NF] = "NF",
+        [REPLY_META_NS] = "NS",             [REPLY_META_EX] = "EX",
+        [REPLY_META_MN] = "MN",             [REPLY_META_ME] = "ME",
     };
     int k;
 
@@ -485,6 +548,7 @@ main(void)
     test_bad();
     test_line_max();
     test_max_value();
+    test_meta();
     test_kind_names();
     return UNIT_DONE();
 }
