@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "base64.h"
 #include "buf.h"
 #include "client.h"
 #include "config.h"
@@ -246,18 +247,22 @@ static bool
 call_set_key(struct worker *w, struct call *c, const char *add, uint32_t add_len,
              const char *rest, uint32_t rest_len)
 {
+    /* A meta key sent in base64 goes on in base64: any byte may be in it,
+     * and its encoded form is what must fit in KEY_MAX. */
+    bool binary = c->creq->req.meta && c->creq->req.base64;
+    size_t len = (size_t)add_len + rest_len;
     struct buf *b;
     uint32_t i;
 
-    if ((size_t)add_len + rest_len > KEY_MAX) {
+    if ((binary ? BASE64_ENCODED_LEN(len) : len) > KEY_MAX) {
         call_answer(w, c, REPLY_CLIENT_ERROR, "CLIENT_ERROR key too long after rewrite\r\n");
         return false;
     }
     /* A key the server would misread (empty, spaces, control bytes) must
      * never reach it: a "\r\n" in a key would be a second command. */
-    for (i = 0; i < rest_len && (unsigned char)rest[i] > ' ' && rest[i] != 0x7f; i++)
+    for (i = 0; !binary && i < rest_len && (unsigned char)rest[i] > ' ' && rest[i] != 0x7f; i++)
         ;
-    if (add_len + rest_len == 0 || i < rest_len) {
+    if (len == 0 || (!binary && i < rest_len)) {
         call_answer(w, c, REPLY_SERVER_ERROR, "SERVER_ERROR luagent: bad key after rewrite\r\n");
         return false;
     }
