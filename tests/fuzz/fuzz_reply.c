@@ -8,6 +8,7 @@
  *   - VALUE: key_off + key_len <= rest_off <= len, a non-empty key (not
  *     bounded by KEY_MAX: reply.c only bounds the line),
  *     data_len <= max_value and data_len + line_len + 2 == len;
+ *   - meta VA: data_len <= max_value and data_len + line_len + 2 == len;
  *   - other kinds: len == line_len;
  *   - a result does not depend on the split: an exact-size copy of a prefix
  *     gives NEED_MORE or the same result, and the whole unit gives the same.
@@ -43,6 +44,10 @@ check_unit(const char *buf, size_t avail, uint32_t max_value, enum reply_status 
         CHECK(r->data_len <= max_value);
         CHECK((uint64_t)r->data_len + r->line_len + 2 == r->len);
         CHECK(buf[r->len - 2] == '\r' && buf[r->len - 1] == '\n');
+    } else if (r->kind == REPLY_META_VA) {
+        CHECK(r->data_len <= max_value);
+        CHECK((uint64_t)r->data_len + r->line_len + 2 == r->len);
+        CHECK(buf[r->len - 2] == '\r' && buf[r->len - 1] == '\n');
     } else {
         CHECK(r->len == r->line_len);
     }
@@ -57,6 +62,8 @@ same(enum reply_status a, const struct reply *ra, enum reply_status b, const str
         return true;
     if (ra->kind != rb->kind || ra->len != rb->len || ra->line_len != rb->line_len)
         return false;
+    if (ra->kind == REPLY_META_VA)
+        return ra->data_len == rb->data_len;
     return ra->kind != REPLY_VALUE
         || (ra->key_off == rb->key_off && ra->key_len == rb->key_len
             && ra->rest_off == rb->rest_off && ra->data_len == rb->data_len);

@@ -394,3 +394,35 @@ def test_dead_server_answers_server_error(memcached, luagent, raw_client):
                    % (kd, kd, kd, kd) + ms(up, "y", b"q") + b"mg %s v\r\n" % ku
                    + b"mg %s b v\r\n" % b64(down))
     assert got == [err, err, err, err, err, b"VA 1\r\n" + b"y\r\n", err, b"MN\r\n"]
+
+
+def test_hook_sees_the_decoded_key_and_meta_command(memcached, luagent, raw_client, tmp_path):
+    """A hook's rewrite applies to meta requests too, base64 keys included:
+    the hook sees the decoded key, the server the new key, the client its own."""
+    m1, m2, other = memcached(), memcached(), memcached()
+    path = fixture_policy(tmp_path, "hook_rewrite.lua", MAIN=[m1, m2], OTHER=other)
+    c = raw_client(luagent("-c", str(path)))
+    assert exchange(c, ms("acct/1", "one", b"k") + ms(b64("acct/2"), "two", b"b k")
+                    + ms("plain", "p", b"k")) == [
+        b"HD kacct/1\r\n", b"HD k%s b\r\n" % b64("acct/2"), b"HD kplain\r\n", b"MN\r\n"]
+    assert spread([m1, m2], ["a:1"]) and spread([other], ["plain"])
+    got = exchange(c, b"mg acct/1 k v\r\nmg %s b k v\r\nme acct/1\r\nmd acct/1 q k\r\n"
+                   b"mg acct/1 v k\r\n" % b64("acct/2"))
+    assert got[:2] == [b"VA 3 kacct/1\r\none\r\n", b"VA 3 k%s b\r\ntwo\r\n" % b64("acct/2")]
+    assert re.fullmatch(rb"ME acct/1 exp=<n> la=<n> cas=<n> fetch=yes cls=1 size=\d+\r\n",
+                        got[2]), got[2]
+    assert got[3:] == [b"EN kacct/1\r\n", b"MN\r\n"]
+
+
+def test_backup_servers(memcached, luagent, raw_client):
+    """-b: meta writes reach the main and the backup server; mg falls back to
+    the backup on a miss (EN), as get does."""
+    main, backup = memcached(), memcached()
+    c = raw_client(luagent(servers=[main], backups=[backup]))
+    assert exchange(c, ms("bk:1", "v", b"q") + ms("bk:2", "w", b"k")) == [b"HD kbk:2\r\n", b"MN\r\n"]
+    for m in (main, backup):
+        assert spread([m], ["bk:1", "bk:2"]) == {"bk:1": 0, "bk:2": 0}
+    with main.client() as direct:
+        assert direct.call(b"md bk:1\r\n") == b"HD\r\n"
+    assert exchange(c, b"mg bk:1 v k\r\nmg bk:none v q\r\nmd bk:2 q\r\nmg bk:2 v\r\n") == [
+        b"VA 1 kbk:1\r\nv\r\n", b"EN\r\n", b"MN\r\n"]
