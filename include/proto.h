@@ -17,8 +17,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "reply.h"
-
 enum cmd {
     CMD_GET, CMD_GETS, CMD_GAT, CMD_GATS,                       /* retrieval */
     CMD_SET, CMD_ADD, CMD_REPLACE, CMD_APPEND, CMD_PREPEND,     /* storage */
@@ -50,7 +48,8 @@ struct span {
 struct request {
     enum cmd    cmd;        /* CMD_COUNT when the command is unknown */
     bool        meta;       /* mg ms md ma me mn */
-    bool        quiet;      /* meta: the "q" flag (see proto_meta_suppressed) */
+    bool        quiet;      /* meta: the "q" flag (the server decides what it
+                             * leaves out; see backend.c) */
     bool        base64;     /* meta: the "b" flag: key is base64 of the real key */
     bool        ret_key;    /* meta: the reply carries the key ("k"; me always) */
     bool        noreply;    /* "noreply" was the last token: memcached then
@@ -71,7 +70,6 @@ struct request {
                              * arguments. Empty (len 0) when there are none.
                              * Meta: every token after the key as written
                              * (ms: "<datalen> <flags>*"). */
-    struct span quiet_tok;  /* meta: the "q" token inside args, or len 0 */
 };
 
 enum proto_status {
@@ -119,13 +117,6 @@ bool proto_cmd_is_retrieval(enum cmd cmd);
  * that it decodes, so 0 only for a request it did not accept).
  */
 uint32_t proto_meta_key(const char *buf, const struct request *req, char *out);
-
-/*
- * Quiet mode: would memcached leave out the reply of this kind to a meta
- * request with "q"? (mg: a miss, EN; ms, md: HD; ma: HD and VA. Errors and
- * the other outcomes are always written.)
- */
-bool proto_meta_suppressed(enum cmd cmd, enum reply_kind kind);
 
 /* True when the data block of a storage request ends with "\r\n". */
 bool proto_data_ok(const char *block, uint32_t data_len);

@@ -107,6 +107,8 @@ struct result {
     enum reply_kind  kind;
     enum fail_reason fail;
     struct buf      *data;
+    bool             key_base64;    /* "ME <key>": the server wrote the key in
+                                     * base64 (an item stored with "b") */
 };
 
 struct call {

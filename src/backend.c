@@ -62,6 +62,7 @@ struct backend {
     struct call             *batch_last;
     int                      batch_keys;
     bool                     awaiting_end;  /* batch's last key hit: END due */
+    bool                     awaiting_mn;   /* a quiet call was answered: its MN due */
     bool                     dirty;         /* on the worker's flush list */
     int                      failures;      /* consecutive connection failures */
     uint64_t                 down_until_ms; /* marked down until then */
@@ -132,6 +133,7 @@ backend_close_socket(struct backend *be)
     be->batch = be->batch_last = NULL;
     be->batch_keys = 0;
     be->awaiting_end = false;
+    be->awaiting_mn = false;
     evtimer_del(be->timer);
     be->timer_armed = false;
 }
@@ -273,19 +275,19 @@ backend_batch_fits(const struct backend *be, const struct call *c)
 /*
  * A meta request: "<cmd> <key> <args>" (+ the data block for ms), the key
  * being the call's own (rewritten, and base64 again when the client sent
- * "b"). The "q" flag is never forwarded: quiet mode is applied when the
- * reply is written to the client (proto_meta_suppressed). A server that got
- * "q" would send nothing on success, and the connection's FIFO would no
- * longer know which reply belongs to which call; without it every request
- * gets exactly one reply, and one quiet request spread over several servers
- * is still suppressed request by request.
+ * "b"). Flags go as the client wrote them, "q" included, so what a quiet
+ * request leaves out is the server's own choice, exactly: memcached's rules
+ * depend on the outcome, not only on the reply's code (an "ma ... N q" that
+ * creates its item still answers HD, one that increments does not). A quiet
+ * request is followed by "mn": the server then answers either nothing or one
+ * reply, and MN after it, so the FIFO always knows where a quiet call's
+ * answer ends, whichever server each request of a client went to.
  */
 static void
 backend_format_meta(struct backend *be, const struct call *c)
 {
     const struct request *rq = &c->creq->req;
     const char *base = c->creq->buf->data;
-    const char *args = base + rq->args.off;
     struct buf *out = be->out;
 
     buf_append_str(out, proto_cmd_name(rq->cmd));
@@ -297,24 +299,15 @@ backend_format_meta(struct backend *be, const struct call *c)
     } else {
         buf_append(out, c->key, c->klen);
     }
-    if (rq->quiet_tok.len > 0) {
-        uint32_t before = rq->quiet_tok.off - rq->args.off;
-        uint32_t after = rq->quiet_tok.off + rq->quiet_tok.len;
-
-        while (before > 0 && args[before - 1] == ' ')
-            before--;
-        if (before > 0) {
-            buf_append(out, " ", 1);
-            buf_append(out, args, before);
-        }
-        buf_append(out, base + after, rq->args.off + rq->args.len - after);
-    } else if (rq->args.len > 0) {
+    if (rq->args.len > 0) {
         buf_append(out, " ", 1);
-        buf_append(out, args, rq->args.len);
+        buf_append(out, base + rq->args.off, rq->args.len);
     }
     buf_append(out, "\r\n", 2);
     if (rq->cmd == CMD_MS)
         buf_append(out, base + rq->line_len, (size_t)rq->data_len + 2);
+    if (rq->quiet)
+        buf_append(out, "mn\r\n", 4);
 }
 
 /* Append the request for call c to the output, in the server's protocol. */
@@ -459,6 +452,20 @@ backend_on_write(evutil_socket_t fd, short what, void *arg)
     backend_write(be);
 }
 
+/*
+ * "ME <key> ...": the server writes the key as is, or in base64 for an item
+ * stored with "b", and says nothing of which. The call knows the key the
+ * server saw, so the client's key can later be written back in that form.
+ */
+static bool
+me_key_in_base64(const struct call *c, const char *line, size_t len)
+{
+    const char *key = line + 3, *end = memchr(key, ' ', len - 3);
+    size_t n = end != NULL ? (size_t)(end - key) : 0;
+
+    return !(n == c->klen && memcmp(key, c->key, n) == 0);
+}
+
 /* Take call c off the head of the FIFO and give it a result. */
 static void
 backend_answer(struct backend *be, struct call *c, enum reply_kind kind,
@@ -470,6 +477,8 @@ backend_answer(struct backend *be, struct call *c, enum reply_kind kind,
     c->next = NULL;
     c->res.kind = kind;
     c->res.fail = FAIL_NONE;
+    if (kind == REPLY_META_ME)
+        c->res.key_base64 = me_key_in_base64(c, bytes, len);
     if (len > 0 && !c->creq->req.noreply) {
         c->res.data = buf_get(&be->w->bufs);
         buf_append(c->res.data, bytes, len);
@@ -527,6 +536,10 @@ backend_take_unit(struct backend *be, const char *unit, const struct reply *r)
         be->awaiting_end = false;
         return r->kind == REPLY_END;
     }
+    if (be->awaiting_mn) {
+        be->awaiting_mn = false;
+        return r->kind == REPLY_META_MN;
+    }
     if (c == NULL)
         return false;
     if (c->in_batch) {
@@ -549,6 +562,16 @@ backend_take_unit(struct backend *be, const char *unit, const struct reply *r)
      * (errors answer either): anything else means the stream is out of step. */
     if (REPLY_IS_META(r->kind) != c->creq->req.meta && !reply_is_error(r->kind))
         return false;
+    if (c->creq->req.quiet) {
+        /* MN first: the server left the reply out (the client gets nothing);
+         * any other reply is the answer, and the MN of our "mn" follows. */
+        if (r->kind != REPLY_META_MN)
+            be->awaiting_mn = true;
+        backend_answer(be, c, r->kind, unit, r->kind == REPLY_META_MN ? 0 : r->len);
+        return true;
+    }
+    if (r->kind == REPLY_META_MN)
+        return false;       /* we sent no mn */
     backend_answer(be, c, r->kind, unit, r->len);
     return true;
 }
@@ -572,7 +595,8 @@ backend_parse(struct backend *be)
         in = be->in;        /* a callback may not free it, but stay honest */
         buf_consume(in, r.len);
     }
-    if (be->head == NULL && !be->awaiting_end && be->server->max_idle == 0)
+    if (be->head == NULL && !be->awaiting_end && !be->awaiting_mn
+        && be->server->max_idle == 0)
         backend_close_socket(be);
 }
 

@@ -632,28 +632,11 @@ token_end(const char *p, const char *end)
     return sp != NULL ? sp : end;
 }
 
-/*
- * "ME <key>" has no "b" flag: the server writes the key in base64 when the
- * item was stored with "b", as is otherwise. For a client that sent "b", the
- * key is taken to be in base64 unless it is the client's key as is or is
- * not base64 at all.
- */
-static bool
-me_key_in_base64(const struct slot *s, const char *key, const char *key_end)
-{
-    unsigned char scratch[KEY_MAX];
-    size_t n = (size_t)(key_end - key);
-
-    if (n == s->klen && memcmp(key, s->key, n) == 0)
-        return false;
-    return base64_decode(key, n, scratch, sizeof(scratch)) > 0;
-}
-
 static void
 write_meta_key(struct buf *out, const struct creq *r, const struct result *res)
 {
     const char *unit = res->data->data, *end, *p, *key = NULL, *key_end = NULL;
-    bool in_base64 = r->req.base64;
+    bool in_base64 = false;
 
     end = memchr(unit, '\r', res->data->len);
     if (end == NULL) {                  /* cannot happen: units end in \r\n */
@@ -664,7 +647,7 @@ write_meta_key(struct buf *out, const struct creq *r, const struct result *res)
     if (res->kind == REPLY_META_ME) {
         key = p + 1;                    /* "ME <key> exp=..." */
         key_end = token_end(key, end);
-        in_base64 = in_base64 && me_key_in_base64(&r->slots[0], key, key_end);
+        in_base64 = res->key_base64;    /* no "b" flag here: see backend.c */
     } else {
         if (res->kind == REPLY_META_VA && p < end)
             p = token_end(p + 1, end);  /* past "VA <bytes>" */
@@ -688,7 +671,8 @@ write_meta_key(struct buf *out, const struct creq *r, const struct result *res)
     buf_append(out, key_end, res->data->len - (size_t)(key_end - unit));
 }
 
-/* A meta reply: quiet mode's suppression, the key mapped back. */
+/* A meta reply: nothing when a quiet request's server said nothing (MN);
+ * the key mapped back. */
 static void
 write_meta(struct worker *w, struct buf *out, const struct creq *r)
 {
@@ -699,7 +683,7 @@ write_meta(struct worker *w, struct buf *out, const struct creq *r)
         append_result(out, res);
         return;
     }
-    if (r->req.quiet && proto_meta_suppressed(r->req.cmd, res->kind))
+    if (res->kind == REPLY_META_MN)
         return;
     if (r->req.ret_key && res->data != NULL && REPLY_IS_META(res->kind))
         write_meta_key(out, r, res);

@@ -534,7 +534,6 @@ meta_flags(const char *line, const struct tokens *tk, uint32_t first,
             break;
         case 'q':
             req->quiet = true;
-            req->quiet_tok = t;
             break;
         case 'k':
             req->ret_key = true;
@@ -818,27 +817,6 @@ proto_meta_key(const char *buf, const struct request *req, char *out)
 {
     return (uint32_t)base64_decode(buf + req->key.off, req->key.len,
                                    (unsigned char *)out, KEY_MAX);
-}
-
-/*
- * What memcached 1.6.18 leaves out under "q" (recorded from it): mg drops
- * a miss, ms and md drop HD, ma drops its success whether HD or VA. NF, NS
- * and EX are always written (they are what a quiet client waits to hear).
- */
-bool
-proto_meta_suppressed(enum cmd cmd, enum reply_kind kind)
-{
-    switch (cmd) {
-    case CMD_MG:
-        return kind == REPLY_META_EN;
-    case CMD_MS:
-    case CMD_MD:
-        return kind == REPLY_META_HD;
-    case CMD_MA:
-        return kind == REPLY_META_HD || kind == REPLY_META_VA;
-    default:
-        return false;
-    }
 }
 
 const char *

@@ -163,6 +163,16 @@ is_read(const struct call *c)
     return proto_cmd_op(c->creq->req.cmd) == OP_READ;
 }
 
+/* A read that found nothing (a quiet mg's miss is the server's silence). */
+static bool
+is_miss(const struct call *c)
+{
+    enum reply_kind kind = c->res.kind;
+
+    return kind == REPLY_END || kind == REPLY_META_EN
+        || (kind == REPLY_META_MN && c->creq->req.cmd == CMD_MG);
+}
+
 /* Does this result send a failover node on to its next child? */
 static bool
 failover_wanted(const struct route *r, const struct call *child)
@@ -175,7 +185,7 @@ failover_wanted(const struct route *r, const struct call *child)
         return r->on_error;
     if (res->kind == REPLY_SERVER_ERROR)
         return r->on_server_error;
-    if ((res->kind == REPLY_END || res->kind == REPLY_META_EN) && r->on_miss && is_read(child))
+    if (r->on_miss && is_read(child) && is_miss(child))
         return true;
     return false;
 }
@@ -235,10 +245,14 @@ node_fanout(struct worker *w, struct call *c, int n)
         route_start(w, children[i]);
     }
     if (c->node->type == ROUTE_ALL_ASYNC && !c->finished) {
-        const char *line = async_reply(&c->creq->req);
+        const struct request *rq = &c->creq->req;
+        const char *line = async_reply(rq);
 
-        if (line != NULL)
-            call_answer(w, c, c->creq->req.meta ? REPLY_META_HD : REPLY_STORED, line);
+        /* quiet: HD is what memcached leaves out for ms and md */
+        if (line != NULL && rq->quiet)
+            call_answer(w, c, REPLY_META_MN, "");
+        else if (line != NULL)
+            call_answer(w, c, rq->meta ? REPLY_META_HD : REPLY_STORED, line);
     }
 }
 

@@ -991,7 +991,7 @@ test_meta_ok(void)
     CHECK_EQ(rq.nkeys, 1);
     CHECK_SPAN(b, rq.key, "foo");
     CHECK_SPAN(b, rq.args, "v k c f t s O123");
-    CHECK_EQ(rq.quiet_tok.len, 0);
+    CHECK(!rq.quiet);
     CHECK_EQ(proto_cmd_op(rq.cmd), OP_READ);
 
     b = "mg foo\r\n";                   /* no flags at all: HD or EN */
@@ -1002,7 +1002,6 @@ test_meta_ok(void)
     b = "mg foo v q O1\r\n";
     CHECK_EQ(PARSE("mg foo v q O1\r\n"), PROTO_OK);
     CHECK(rq.quiet);
-    CHECK_SPAN(b, rq.quiet_tok, "q");
 
     b = "ms foo 2 T90 F1 q\r\nhi\r\n";
     CHECK_EQ(PARSE("ms foo 2 T90 F1 q\r\nhi\r\n"), PROTO_OK);
@@ -1011,7 +1010,7 @@ test_meta_ok(void)
     CHECK_EQ(rq.line_len, 19);
     CHECK_SPAN(b, rq.key, "foo");
     CHECK_SPAN(b, rq.args, "2 T90 F1 q");
-    CHECK_SPAN(b, rq.quiet_tok, "q");
+    CHECK(rq.quiet);
     CHECK(proto_cmd_has_data(rq.cmd));
     CHECK_EQ(proto_cmd_op(rq.cmd), OP_WRITE);
 
@@ -1158,27 +1157,6 @@ test_meta_errors(void)
 }
 
 static void
-test_meta_quiet(void)
-{
-    CHECK(proto_meta_suppressed(CMD_MG, REPLY_META_EN));
-    CHECK(!proto_meta_suppressed(CMD_MG, REPLY_META_HD));
-    CHECK(!proto_meta_suppressed(CMD_MG, REPLY_META_VA));
-    CHECK(proto_meta_suppressed(CMD_MS, REPLY_META_HD));
-    CHECK(!proto_meta_suppressed(CMD_MS, REPLY_META_NS));
-    CHECK(!proto_meta_suppressed(CMD_MS, REPLY_META_EX));
-    CHECK(!proto_meta_suppressed(CMD_MS, REPLY_META_NF));
-    CHECK(proto_meta_suppressed(CMD_MD, REPLY_META_HD));
-    CHECK(!proto_meta_suppressed(CMD_MD, REPLY_META_NF));
-    CHECK(proto_meta_suppressed(CMD_MA, REPLY_META_HD));
-    CHECK(proto_meta_suppressed(CMD_MA, REPLY_META_VA));
-    CHECK(!proto_meta_suppressed(CMD_MA, REPLY_META_NF));
-    CHECK(!proto_meta_suppressed(CMD_MA, REPLY_META_EX));
-    CHECK(!proto_meta_suppressed(CMD_MG, REPLY_SERVER_ERROR));
-    CHECK(!proto_meta_suppressed(CMD_MS, REPLY_CLIENT_ERROR));
-    CHECK(!proto_meta_suppressed(CMD_GET, REPLY_END));
-}
-
-static void
 test_meta_splits(void)
 {
     SPLITS("meta pipeline", "mg a v\r\nms b 2 q\r\nhi\r\nmn\r\nmd c q\r\nget d\r\n", 5);
@@ -1236,7 +1214,6 @@ main(void)
     test_splits();
     test_meta_ok();
     test_meta_errors();
-    test_meta_quiet();
     test_meta_splits();
     test_names();
     return UNIT_DONE();
