@@ -61,8 +61,10 @@ struct backend {
     struct call             *batch;         /* open get batch: first call */
     struct call             *batch_last;
     int                      batch_keys;
-    bool                     awaiting_end;  /* batch's last key hit: END due */
-    bool                     awaiting_mn;   /* a quiet call was answered: its MN due */
+    enum reply_kind          due;           /* the unit that must come next: END
+                                             * after a batch's last key hit, MN
+                                             * after a quiet call's answer; else
+                                             * REPLY_KIND_COUNT */
     bool                     dirty;         /* on the worker's flush list */
     int                      failures;      /* consecutive connection failures */
     uint64_t                 down_until_ms; /* marked down until then */
@@ -83,6 +85,7 @@ backend_new(struct worker *w, const struct server *server)
     be->w = w;
     be->server = server;
     be->fd = -1;
+    be->due = REPLY_KIND_COUNT;
     be->timer = evtimer_new(w->base, backend_on_timer, be);
     if (be->timer == NULL) {
         free(be);
@@ -132,8 +135,7 @@ backend_close_socket(struct backend *be)
     be->out = be->in = NULL;
     be->batch = be->batch_last = NULL;
     be->batch_keys = 0;
-    be->awaiting_end = false;
-    be->awaiting_mn = false;
+    be->due = REPLY_KIND_COUNT;
     evtimer_del(be->timer);
     be->timer_armed = false;
 }
@@ -509,7 +511,8 @@ backend_answer_value(struct backend *be, const char *unit, const struct reply *r
         bool last = c->batch_end;
 
         if (c->klen == r->key_len && memcmp(c->key, unit + r->key_off, r->key_len) == 0) {
-            be->awaiting_end = last;
+            if (last)
+                be->due = REPLY_END;
             backend_answer(be, c, REPLY_VALUE, unit + r->rest_off, r->len - r->rest_off);
             return true;
         }
@@ -526,19 +529,40 @@ reply_is_error(enum reply_kind kind)
     return kind == REPLY_ERROR || kind == REPLY_CLIENT_ERROR || kind == REPLY_SERVER_ERROR;
 }
 
+/*
+ * A unit for the meta call c at the head: a meta reply or an error line. For
+ * a quiet call, MN first means the server left the reply out (the client gets
+ * nothing); any other reply is the answer, and the MN of our "mn" follows.
+ */
+static bool
+backend_take_meta(struct backend *be, struct call *c, const char *unit,
+                  const struct reply *r)
+{
+    if (!REPLY_IS_META(r->kind) && !reply_is_error(r->kind))
+        return false;
+    if (r->kind == REPLY_META_MN) {
+        if (!c->creq->req.quiet)
+            return false;   /* we sent no mn */
+        backend_answer(be, c, REPLY_META_MN, unit, 0);
+        return true;
+    }
+    if (c->creq->req.quiet)
+        be->due = REPLY_META_MN;
+    backend_answer(be, c, r->kind, unit, r->len);
+    return true;
+}
+
 /* Match one reply unit to the head of the FIFO; false if it cannot belong. */
 static bool
 backend_take_unit(struct backend *be, const char *unit, const struct reply *r)
 {
     struct call *c = be->head;
 
-    if (be->awaiting_end) {
-        be->awaiting_end = false;
-        return r->kind == REPLY_END;
-    }
-    if (be->awaiting_mn) {
-        be->awaiting_mn = false;
-        return r->kind == REPLY_META_MN;
+    if (be->due != REPLY_KIND_COUNT) {
+        enum reply_kind due = be->due;
+
+        be->due = REPLY_KIND_COUNT;
+        return r->kind == due;
     }
     if (c == NULL)
         return false;
@@ -558,21 +582,11 @@ backend_take_unit(struct backend *be, const char *unit, const struct reply *r)
     }
     if (r->kind == REPLY_VALUE || r->kind == REPLY_END)
         return false;
-    /* A meta reply answers only a meta request and the other way round
-     * (errors answer either): anything else means the stream is out of step. */
-    if (REPLY_IS_META(r->kind) != c->creq->req.meta && !reply_is_error(r->kind))
-        return false;
-    if (c->creq->req.quiet) {
-        /* MN first: the server left the reply out (the client gets nothing);
-         * any other reply is the answer, and the MN of our "mn" follows. */
-        if (r->kind != REPLY_META_MN)
-            be->awaiting_mn = true;
-        backend_answer(be, c, r->kind, unit, r->kind == REPLY_META_MN ? 0 : r->len);
-        return true;
-    }
-    if (r->kind == REPLY_META_MN)
-        return false;       /* we sent no mn */
-    backend_answer(be, c, r->kind, unit, r->len);
+    if (c->creq->req.meta)
+        return backend_take_meta(be, c, unit, r);
+    if (REPLY_IS_META(r->kind))
+        return false;       /* a meta reply to a classic request: out of step */
+    backend_answer(be, c, r->kind, unit, r->line_len);
     return true;
 }
 
@@ -595,8 +609,7 @@ backend_parse(struct backend *be)
         in = be->in;        /* a callback may not free it, but stay honest */
         buf_consume(in, r.len);
     }
-    if (be->head == NULL && !be->awaiting_end && !be->awaiting_mn
-        && be->server->max_idle == 0)
+    if (be->head == NULL && be->due == REPLY_KIND_COUNT && be->server->max_idle == 0)
         backend_close_socket(be);
 }
 

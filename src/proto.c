@@ -73,6 +73,7 @@ enum shape {
     SHAPE_META,         /* mg md ma: <key> <flag>* */
     SHAPE_META_SET,     /* ms: <key> <datalen> <flag>* */
     SHAPE_META_DEBUG,   /* me: <key> [b] */
+    SHAPE_META_NOOP,    /* mn: anything after the name is ignored */
     SHAPE_BARE          /* anything after the name is ignored */
 };
 
@@ -116,7 +117,7 @@ static const struct cmd_def cmd_table[CMD_COUNT] = {
     ROW("verbosity", CMD_VERBOSITY, OP_PROXY,  2, 3, SHAPE_VERBOSITY, true),
     ROW("stats",     CMD_STATS,     OP_PROXY,  1, 0, SHAPE_STATS,     false),
     ROW("quit",      CMD_QUIT,      OP_PROXY,  1, 0, SHAPE_BARE,      false),
-    ROW("mn",        CMD_MN,        OP_PROXY,  1, 0, SHAPE_BARE,      false),
+    ROW("mn",        CMD_MN,        OP_PROXY,  1, 0, SHAPE_META_NOOP, false),
 };
 
 static const char *const op_names[OP_COUNT] = {
@@ -569,6 +570,7 @@ check_meta(const char *line, const struct tokens *tk, struct request *req,
 {
     const char *msg;
 
+    req->meta = true;
     req->nkeys = 1;
     req->key = req->keys = tk->t[1];
     if (tk->t[1].len > KEY_MAX)
@@ -599,6 +601,7 @@ check_meta_set(const char *line, const struct tokens *tk, uint32_t item_max,
     const char *msg;
     int64_t len;
 
+    req->meta = true;
     req->nkeys = 1;
     req->key = req->keys = tk->t[1];
     if (tk->n < 3 || !num_parse(line, tk->t[2], true, &len) || len < 0
@@ -626,6 +629,7 @@ static enum proto_status
 check_meta_debug(const char *line, const struct tokens *tk, struct request *req,
                  struct proto_error *err)
 {
+    req->meta = true;
     if (tk->n < 2 || tk->t[1].len > KEY_MAX)
         return fail(err, PROTO_ERROR, MSG_FORMAT, false);
     req->nkeys = 1;
@@ -674,6 +678,9 @@ check_shape(const char *line, const struct cmd_def *d,
         return check_meta_set(line, tk, item_max, req, err);
     case SHAPE_META_DEBUG:
         return check_meta_debug(line, tk, req, err);
+    case SHAPE_META_NOOP:
+        req->meta = true;
+        return PROTO_OK;
     case SHAPE_BARE:
         return PROTO_OK;
     }
@@ -762,7 +769,6 @@ proto_parse(const char *buf, size_t len, uint32_t item_max,
     if (d == NULL)
         return unknown_command(buf, &tk, req, err);
     req->cmd = d->cmd;
-    req->meta = (d->shape >= SHAPE_META && d->shape <= SHAPE_META_DEBUG) || d->cmd == CMD_MN;
     if (tk.n < d->min_tokens || (d->max_tokens != 0 && tk.n > d->max_tokens))
         return fail(err, PROTO_ERROR, MSG_ERROR, false);
     req->noreply = wants_noreply(buf, d, &tk);

@@ -185,14 +185,15 @@ line_kind(const char *line, size_t n)
             return REPLY_META_ME;
         break;
     case 'E':
-        if (line_starts(line, n, LIT("EN")))
-            return REPLY_META_EN;
-        if (line_starts(line, n, LIT("EX")))
-            return REPLY_META_EX;
+        /* END first: it closes every retrieval reply */
         if (line_is(line, n, LIT("END")))
             return REPLY_END;
         if (line_is(line, n, LIT("EXISTS")))
             return REPLY_EXISTS;
+        if (line_starts(line, n, LIT("EN")))
+            return REPLY_META_EN;
+        if (line_starts(line, n, LIT("EX")))
+            return REPLY_META_EX;
         /* memcached 1.6 sometimes adds a reason after ERROR */
         if (line_starts(line, n, LIT("ERROR")))
             return REPLY_ERROR;
