@@ -53,6 +53,7 @@ UNIT_test_hash   = hash md5
 UNIT_test_proto  = proto
 UNIT_test_reply  = reply
 UNIT_test_dcache = dcache
+UNIT_test_histogram = histogram
 UNITS = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 

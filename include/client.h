@@ -37,6 +37,7 @@ struct creq {
     struct buf      *buf;       /* request line (+ data block), owned */
     const char      *local;     /* reply decided locally (error), or NULL */
     bool             stats;     /* answer with the stats, rendered when written */
+    uint8_t          stats_group; /* which stats (enum stats_group) */
     struct slot     *slots;     /* nslots entries */
     struct slot      one;       /* storage for a single slot */
     uint32_t         nslots;

@@ -28,6 +28,7 @@ struct settings {
     int         verbose;            /* -v count */
     int         threads;            /* -t */
     const char *policy;             /* -c / --policy */
+    const char *metrics_addr;       /* --metrics ADDR:PORT, or NULL (off) */
     const char *check;              /* --check FILE: load, test, describe, exit */
     const char *route_file;         /* --route FILE LINE: explain routing, exit */
     const char *route_line;

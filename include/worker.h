@@ -31,6 +31,7 @@ struct event_base;
 struct wconfig {
     struct config      *config;
     struct backend    **backends;       /* by this config's server id */
+    struct route_counter **routes;      /* by this config's node id */
     uint64_t            inflight;       /* requests started on it, not yet freed */
     struct wconfig     *next;           /* older generations still draining */
 };
@@ -45,6 +46,8 @@ struct worker {
     struct backend    **all_backends;   /* every live connection set, any generation */
     int                 nall_backends;
     struct stats        stats;
+    struct route_counter **route_counters; /* every label any live generation names */
+    int                 nroute_counters;
     struct dcache      *dcache;         /* hook decisions for this config */
 
     struct client      *clients;        /* open client connections */

@@ -355,13 +355,18 @@ client_proxy_command(struct client *c, struct creq *r)
         r->close_after = true;
         c->closing = true;
         break;
-    case CMD_STATS:
-        if (r->req.args.len > 0) {
-            r->local = "ERROR";
+    case CMD_STATS: {
+        enum stats_group group = stats_group_by_name(r->buf->data + r->req.args.off,
+                                                     r->req.args.len);
+
+        if (group == STATS_UNKNOWN) {
+            r->local = "ERROR";     /* memcached's answer to a group it lacks */
             break;
         }
         r->stats = true;        /* rendered when its turn to be written comes */
+        r->stats_group = (uint8_t)group;
         break;
+    }
     case CMD_FLUSH_ALL:
         client_broadcast(c, r);
         break;
@@ -596,7 +601,7 @@ creq_write(struct worker *w, struct buf *out, const struct creq *r)
         return;
     }
     if (r->stats) {
-        stats_render(out, w->config);
+        stats_render(out, w->config, (enum stats_group)r->stats_group);
         return;
     }
     if (r->req.noreply)

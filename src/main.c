@@ -22,6 +22,7 @@
 #include "listener.h"
 #include "log.h"
 #include "luagent.h"
+#include "metrics.h"
 #include "script.h"
 #include "settings.h"
 #include "stats.h"
@@ -176,7 +177,8 @@ main(int argc, char **argv)
         return 1;
     }
     apply_log_level(&s, config);
-    if (listener_bind(&s, err, sizeof(err)) < 0) {
+    if (listener_bind(&s, err, sizeof(err)) < 0
+        || (s.metrics_addr != NULL && metrics_bind(s.metrics_addr, err, sizeof(err)) < 0)) {
         fprintf(stderr, "luagent: %s\n", err);
         config_free(config);
         settings_free(&s);
@@ -197,6 +199,10 @@ main(int argc, char **argv)
         log_error("start-up failed: %s", strerror(errno));
         return 1;
     }
+    if (metrics_start(base, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        return 1;
+    }
     sigterm = evsignal_new(base, SIGTERM, on_stop_signal, base);
     sigint = evsignal_new(base, SIGINT, on_stop_signal, base);
     sighup = evsignal_new(base, SIGHUP, on_hup, &s);
@@ -209,6 +215,7 @@ main(int argc, char **argv)
              s.unix_path ? " and " : "", s.unix_path ? s.unix_path : "", s.threads);
     event_base_dispatch(base);
 
+    metrics_stop();
     worker_stop_all();
     event_free(sigterm);
     event_free(sigint);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "luagent.h"
+#include "metrics.h"
 
 struct option_row {
     int         flag;       /* short flag, or a value >= 256 for long-only */
@@ -23,7 +24,7 @@ struct option_row {
     const char *help;
 };
 
-enum { OPT_VERSION = 256, OPT_CHECK, OPT_ROUTE };
+enum { OPT_VERSION = 256, OPT_CHECK, OPT_ROUTE, OPT_METRICS };
 
 static const struct option_row option_rows[] = {
     { 'p', "port",       "PORT", "TCP port to listen on (default 11211, 0 = no TCP)" },
@@ -43,6 +44,7 @@ static const struct option_row option_rows[] = {
     { 'h', "help",       NULL,   "this help" },
     { OPT_CHECK,   "check",   "FILE", "load FILE, run its self-tests, print its pools and routes, exit 0/1" },
     { OPT_ROUTE,   "route",   "FILE", "with a request line after it (\"get some:key\"): print where it goes" },
+    { OPT_METRICS, "metrics", "ADDR:PORT", "serve Prometheus metrics at http://ADDR:PORT/metrics (default: off)" },
     { OPT_VERSION, "version", NULL, "print the version and exit" },
 };
 
@@ -231,6 +233,15 @@ apply_option(struct settings *s, int c, const char *arg)
         return SETTINGS_EXIT_OK;
     case OPT_CHECK: s->check = arg; break;
     case OPT_ROUTE: s->route_file = arg; break;
+    case OPT_METRICS: {
+        char host[METRICS_HOST_MAX], err[ERR_LEN];
+        int port;
+
+        if (metrics_parse_addr(arg, host, sizeof(host), &port, err, sizeof(err)) < 0)
+            return bad("%s", err);
+        s->metrics_addr = arg;
+        break;
+    }
     case OPT_VERSION:
         printf("luagent %s\n", LUAGENT_VERSION);
         return SETTINGS_EXIT_OK;

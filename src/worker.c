@@ -81,6 +81,14 @@ worker_backend_for(struct worker *w, const struct server *srv)
     return be;
 }
 
+static void
+wconfig_free(struct wconfig *wc)
+{
+    free(wc->backends);
+    free(wc->routes);
+    free(wc);
+}
+
 static struct wconfig *
 wconfig_new(struct worker *w, struct config *config)
 {
@@ -91,15 +99,17 @@ wconfig_new(struct worker *w, struct config *config)
         return NULL;
     wc->config = config;
     wc->backends = calloc((size_t)config->nservers + 1, sizeof(*wc->backends));
-    if (wc->backends == NULL) {
-        free(wc);
+    wc->routes = calloc((size_t)config->nnodes + 1, sizeof(*wc->routes));
+    if (wc->backends == NULL || wc->routes == NULL
+        || stats_routes_bind(w, config, wc->routes) < 0) {
+        wconfig_free(wc);
         return NULL;
     }
     for (i = 0; i < config->nservers; i++) {
         wc->backends[i] = worker_backend_for(w, &config->servers[i]);
         if (wc->backends[i] == NULL) {
-            free(wc->backends);
-            free(wc);
+            stats_routes_release(w, wc->routes, config->nnodes);
+            wconfig_free(wc);
             return NULL;
         }
     }
@@ -163,9 +173,9 @@ worker_drop_generation(struct worker *w, struct wconfig *wc)
     pthread_rwlock_wrlock(&swap_lock);
     *pp = wc->next;
     worker_retire_backends(w);
+    stats_routes_release(w, wc->routes, config->nnodes);
     pthread_rwlock_unlock(&swap_lock);
-    free(wc->backends);
-    free(wc);
+    wconfig_free(wc);
     config_unref(config);
 }
 
