@@ -141,10 +141,10 @@ backend_close_socket(struct backend *be)
         event_free(be->wev);
         be->rev = be->wev = NULL;
     }
-    if (be->fd >= 0) {
-        close(be->fd);
+    if (be->state == BACKEND_UP)
         STAT_DEC(be->stats.curr_connections);
-    }
+    if (be->fd >= 0)
+        close(be->fd);
     be->fd = -1;
     be->state = BACKEND_CLOSED;
     buf_put(&be->w->bufs, be->out);
@@ -236,6 +236,14 @@ backend_on_timer(evutil_socket_t fd, short what, void *arg)
     backend_arm_timer(be);
 }
 
+static void
+backend_established(struct backend *be)
+{
+    be->state = BACKEND_UP;
+    STAT_INC(be->stats.connects);
+    STAT_INC(be->stats.curr_connections);
+}
+
 static int
 backend_connect(struct backend *be)
 {
@@ -247,14 +255,12 @@ backend_connect(struct backend *be)
         return -1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     be->fd = fd;
-    STAT_INC(be->stats.curr_connections);
     be->rev = event_new(be->w->base, fd, EV_READ | EV_PERSIST, backend_on_read, be);
     be->wev = event_new(be->w->base, fd, EV_WRITE, backend_on_write, be);
     if (be->rev == NULL || be->wev == NULL)
         return -1;
-    STAT_INC(be->stats.connects);
     if (connect(fd, (const struct sockaddr *)&srv->addr, srv->addrlen) == 0) {
-        be->state = BACKEND_UP;
+        backend_established(be);
     } else if (errno == EINPROGRESS) {
         be->state = BACKEND_CONNECTING;
         be->connect_deadline_ms = worker_now_ms() + (uint64_t)srv->connect_timeout_ms;
@@ -440,7 +446,7 @@ backend_on_write(evutil_socket_t fd, short what, void *arg)
             backend_fail(be, FAIL_UNAVAILABLE, strerror(err));
             return;
         }
-        be->state = BACKEND_UP;
+        backend_established(be);
         log_debug("backend %s: connected", be->server->label);
     }
     backend_write(be);

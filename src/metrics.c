@@ -358,6 +358,11 @@ metrics_on_request(struct evhttp_request *req, void *arg)
         evhttp_send_reply(req, HTTP_NOTFOUND, "Not Found", out);
         return;
     }
+    if ((evhttp_request_get_command(req) & (EVHTTP_REQ_GET | EVHTTP_REQ_HEAD)) == 0) {
+        evhttp_add_header(headers, "Allow", "GET, HEAD");
+        evhttp_send_reply(req, 405, "Method Not Allowed", NULL);
+        return;
+    }
     if (snapshot_take(&snap, NULL) < 0) {
         evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
         return;
@@ -381,7 +386,9 @@ metrics_start(struct event_base *base, char *err, size_t errlen)
         snprintf(err, errlen, "--metrics: cannot start the HTTP server");
         return -1;
     }
-    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+    /* Other methods reach the callback, which answers 405 (libevent: 501). */
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST
+                                     | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
     evhttp_set_timeout(http, METRICS_IO_TIMEOUT_S);
     evhttp_set_max_headers_size(http, 16384);
     evhttp_set_max_body_size(http, 0);
