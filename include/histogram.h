@@ -18,8 +18,7 @@
 
 struct histogram {
     uint64_t buckets[HISTOGRAM_BUCKETS];
-    uint64_t count;             /* observations */
-    uint64_t sum_ns;            /* their total, in nanoseconds */
+    uint64_t sum_ns;            /* total of the observations, in nanoseconds */
 };
 
 /* The bucket a duration (in nanoseconds) falls in. */
@@ -30,6 +29,9 @@ uint64_t histogram_bucket_bound_ns(unsigned b);
 
 /* Count one duration (owner thread only). */
 void histogram_record(struct histogram *h, uint64_t ns);
+
+/* Observations (the sum of the buckets). */
+uint64_t histogram_count(const struct histogram *h);
 
 /* Add src (read with relaxed atomic loads) into dst (private to the caller). */
 void histogram_merge(struct histogram *dst, const struct histogram *src);

@@ -1,8 +1,9 @@
 /*
  * histogram.c: power-of-two latency buckets, merge and quantiles.
  *
- * Recording is a division, a count-leading-zeros and three relaxed stores: cheap
- * enough for every backend reply. Buckets double, so a quantile is known to
+ * Recording is a multiplication (the division by a constant), a
+ * count-leading-zeros and two relaxed stores: cheap enough for every backend
+ * reply. The count is not kept apart: it is the sum of the buckets. Buckets double, so a quantile is known to
  * within its bucket (a factor of two at worst, less after interpolation).
  */
 #include "histogram.h"
@@ -15,10 +16,12 @@
 unsigned
 histogram_bucket(uint64_t ns)
 {
-    /* d <= 2^b us  <=>  ceil(d / 1 us) <= 2^b */
-    uint64_t us = ns / 1000 + (ns % 1000 != 0);
+    uint64_t us;
     unsigned b;
 
+    if (ns > ((uint64_t)1 << 62))       /* centuries: keeps the rounding below from wrapping */
+        return HISTOGRAM_BUCKETS - 1;
+    us = (ns + 999) / 1000;             /* d <= 2^b us  <=>  ceil(d / 1 us) <= 2^b */
     if (us <= 1)
         return 0;
     b = 64 - (unsigned)__builtin_clzll(us - 1);
@@ -37,8 +40,18 @@ void
 histogram_record(struct histogram *h, uint64_t ns)
 {
     RELAXED_ADD(h->buckets[histogram_bucket(ns)], 1);
-    RELAXED_ADD(h->count, 1);
     RELAXED_ADD(h->sum_ns, ns);
+}
+
+uint64_t
+histogram_count(const struct histogram *h)
+{
+    uint64_t n = 0;
+    unsigned b;
+
+    for (b = 0; b < HISTOGRAM_BUCKETS; b++)
+        n += RELAXED_READ(h->buckets[b]);
+    return n;
 }
 
 void
@@ -48,20 +61,16 @@ histogram_merge(struct histogram *dst, const struct histogram *src)
 
     for (b = 0; b < HISTOGRAM_BUCKETS; b++)
         dst->buckets[b] += RELAXED_READ(src->buckets[b]);
-    dst->count += RELAXED_READ(src->count);
     dst->sum_ns += RELAXED_READ(src->sum_ns);
 }
 
 uint64_t
 histogram_quantile(const struct histogram *h, double q)
 {
-    uint64_t total = 0, seen = 0;
+    uint64_t total = histogram_count(h), seen = 0;
     double rank;
     unsigned b;
 
-    /* The buckets, not count: a reader racing the owner may see them differ. */
-    for (b = 0; b < HISTOGRAM_BUCKETS; b++)
-        total += h->buckets[b];
     if (total == 0)
         return 0;
     if (q < 0)

@@ -181,7 +181,7 @@ render_servers(struct buf *out, const struct snapshot *snap)
         group_u64(out, "server", name, "markdowns", ss->s.markdowns);
         group_u64(out, "server", name, "curr_connections", ss->s.curr_connections);
         group_u64(out, "server", name, "total_connections", ss->s.connects);
-        group_u64(out, "server", name, "replies", ss->s.latency.count);
+        group_u64(out, "server", name, "replies", histogram_count(&ss->s.latency));
         group_u64(out, "server", name, "latency_p50_us",
                   histogram_quantile(&ss->s.latency, 0.50) / 1000);
         group_u64(out, "server", name, "latency_p99_us",

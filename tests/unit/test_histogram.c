@@ -46,20 +46,20 @@ test_record_and_merge(void)
     histogram_record(&a, 3 * MS);
     histogram_record(&b, 50 * US);
     histogram_record(&b, 20 * 1000 * MS);           /* 20 s: overflow bucket */
-    CHECK_U64(a.count, 3);
+    CHECK_U64(histogram_count(&a), 3);
     CHECK_U64(a.sum_ns, 100 * US + 3 * MS);
     CHECK_U64(a.buckets[histogram_bucket(50 * US)], 2);
 
     histogram_merge(&sum, &a);
     histogram_merge(&sum, &b);
-    CHECK_U64(sum.count, 5);
+    CHECK_U64(histogram_count(&sum), 5);
     CHECK_U64(sum.sum_ns, 150 * US + 3 * MS + 20 * 1000 * MS);
     CHECK_U64(sum.buckets[histogram_bucket(50 * US)], 3);
     CHECK_U64(sum.buckets[histogram_bucket(3 * MS)], 1);
     CHECK_U64(sum.buckets[HISTOGRAM_BUCKETS - 1], 1);
     /* Merging leaves the sources alone. */
-    CHECK_U64(a.count, 3);
-    CHECK_U64(b.count, 2);
+    CHECK_U64(histogram_count(&a), 3);
+    CHECK_U64(histogram_count(&b), 2);
 }
 
 static void
