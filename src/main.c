@@ -2,10 +2,10 @@
  * main.c: start-up and shut-down.
  *
  * Order matters: parse the command line, build the configuration (resolving
- * servers), bind the listeners (so a port in use is reported on the terminal),
- * daemonize, drop privileges, start the workers, then run the main thread's
- * loop: it accepts connections and handles signals as libevent events, never
- * in a raw signal handler.
+ * servers), bind the listeners and the --metrics socket (so a port in use is
+ * reported on the terminal), daemonize, drop privileges, start the workers,
+ * then run the main thread's loop: it accepts connections, serves /metrics and
+ * handles signals as libevent events, never in a raw signal handler.
  */
 #include <errno.h>
 #include <grp.h>
