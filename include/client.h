@@ -40,6 +40,8 @@ struct creq {
     uint8_t          stats_group; /* which stats (enum stats_group) */
     struct slot     *slots;     /* nslots entries */
     struct slot      one;       /* storage for a single slot */
+    struct slot     *spare;     /* multi-key slot storage, kept across reuse */
+    uint32_t         spare_cap;
     uint32_t         nslots;
     uint32_t         ndone;
     int              refs;      /* 1 until written or orphaned + live calls */
