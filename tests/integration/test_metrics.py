@@ -7,10 +7,9 @@ import http.client
 import socket
 import threading
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import HOST, Ketama, free_port, set_cmd
+from conftest import HOST, free_port, set_cmd
 
 from test_policy import run_luagent, write_policy
 from test_stats import ROUTES_POLICY, stats_group

@@ -6,9 +6,8 @@ answers them.
 """
 import signal
 
-import pytest
 
-from conftest import HOST, Ketama, RawClient, parse_stats, set_cmd
+from conftest import HOST, Ketama, parse_stats, set_cmd
 
 from test_policy import get1, mget, poll, store, write_policy
 
@@ -32,6 +31,16 @@ def stats_group(target, group):
 
 def ints(group, *fields):
     return {name: {f: int(v[f]) for f in fields} for name, v in group.items()}
+
+
+def all_workers_on(lg, generation, probes=8):
+    """Connections go round the workers: enough open at once reach each one."""
+    clients = [lg.client() for _ in range(probes)]
+    try:
+        return all(c.stats()["config_generation"] == generation for c in clients)
+    finally:
+        for c in clients:
+            c.close()
 
 
 def placement(servers, keys):
@@ -216,7 +225,7 @@ def test_counters_survive_reload(memcached, luagent, raw_client, tmp_path):
         'default = lg.failover{ pick, main },\n["new:"] = lg.pool{ name = "new", servers = @NEW@ },'),
         MAIN=[a], SESS=[b], NEW=[extra])
     lg.signal(signal.SIGHUP)
-    poll(lambda: c.stats()["config_generation"] == "2", "reload taken")
+    poll(lambda: all_workers_on(lg, "2"), "reload taken by every worker")
 
     routes = stats_group(lg, "routes")
     assert int(routes["sess"]["requests"]) == 4, "a route named again keeps its counts"
