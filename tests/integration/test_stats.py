@@ -6,7 +6,6 @@ answers them.
 """
 import signal
 
-
 from conftest import HOST, Ketama, parse_stats, set_cmd
 
 from test_policy import get1, mget, poll, store, write_policy
