@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -74,8 +75,13 @@ bind_tcp(const char *addr, int port, char *err, size_t errlen)
     return fd;
 }
 
+/*
+ * mode: permission bits for the socket file (--unix-mode), or -1 to keep what
+ * the umask gave. They are set between bind and listen, so no client can
+ * connect while the file still has the umask's bits.
+ */
 static int
-bind_unix(const char *path, char *err, size_t errlen)
+bind_unix(const char *path, int mode, char *err, size_t errlen)
 {
     struct sockaddr_un sun;
     int fd;
@@ -93,7 +99,9 @@ bind_unix(const char *path, char *err, size_t errlen)
         return -1;
     }
     unlink(path);       /* a stale socket from an earlier run */
-    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, BACKLOG) < 0) {
+    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0
+        || (mode >= 0 && chmod(path, (mode_t)mode) < 0)
+        || listen(fd, BACKLOG) < 0) {
         snprintf(err, errlen, "unix socket %s: %s", path, strerror(errno));
         close(fd);
         return -1;
@@ -114,7 +122,7 @@ listener_bind(const struct settings *s, char *err, size_t errlen)
         listeners[nlisteners++] = (struct listener){ .fd = fd, .is_unix = false };
     }
     if (s->unix_path != NULL) {
-        fd = bind_unix(s->unix_path, err, errlen);
+        fd = bind_unix(s->unix_path, s->unix_mode, err, errlen);
         if (fd < 0)
             return -1;
         listeners[nlisteners++] = (struct listener){ .fd = fd, .is_unix = true };
