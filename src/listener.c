@@ -130,6 +130,18 @@ listener_bind(const struct settings *s, char *err, size_t errlen)
     return 0;
 }
 
+int
+listener_unix_owner(uid_t uid, gid_t gid, char *err, size_t errlen)
+{
+    if (unix_path[0] == '\0' || (uid == (uid_t)-1 && gid == (gid_t)-1))
+        return 0;
+    if (chown(unix_path, uid, gid) < 0) {
+        snprintf(err, errlen, "unix socket %s: chown: %s", unix_path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 static void
 refuse(int fd)
 {

@@ -33,7 +33,7 @@
 /* Who to become after binding (-u/-g), looked up before detaching. */
 struct identity {
     const char *user;       /* -u name, NULL = keep the user */
-    uid_t       uid;
+    uid_t       uid;        /* (uid_t)-1 = keep the user */
     gid_t       gid;        /* (gid_t)-1 = keep the group */
 };
 
@@ -41,6 +41,7 @@ static int
 identity_resolve(const struct settings *s, struct identity *id, char *err, size_t errlen)
 {
     id->user = s->user;
+    id->uid = (uid_t)-1;
     id->gid = (gid_t)-1;
     if (s->group != NULL) {
         struct group *gr = getgrnam(s->group);
@@ -194,7 +195,8 @@ prepare(const struct settings *s, struct identity *id, char *err, size_t errlen)
     apply_log_level(s, config);
     if (listener_bind(s, err, errlen) < 0
         || (s->log_file != NULL && log_open_file(s->log_file, err, errlen) < 0)
-        || identity_resolve(s, id, err, errlen) < 0) {
+        || identity_resolve(s, id, err, errlen) < 0
+        || listener_unix_owner(id->uid, id->gid, err, errlen) < 0) {
         config_free(config);
         return NULL;
     }

@@ -176,13 +176,19 @@ def test_user_switch_after_binding(luagent, tmp_path, raw_client, memcached):
     nobody = pwd.getpwnam("nobody")
     m = memcached()
     log_file = tmp_path / "lg.log"
-    lg = luagent("-u", "nobody", "--log", log_file, servers=[m])
+    sock = str(tmp_path / "priv.sock")
+    lg = luagent("-u", "nobody", "--log", log_file, "--unix-mode", "0660", servers=[m],
+                 unix=sock)
     st = proc_status(lg.pid)
     assert st["Uid"].split() == [str(nobody.pw_uid)] * 4, st["Uid"]
     assert st["Gid"].split() == [str(nobody.pw_gid)] * 4, st["Gid"]
     assert st["Groups"].split() == [], st["Groups"]
     c = raw_client(lg)
     assert c.call(set_cmd("priv:1", "v")) == b"STORED\r\n"
+    # The socket file belongs to the user luagent became, so 0660 is for it.
+    sst = os.stat(sock)
+    assert (sst.st_uid, sst.st_gid) == (nobody.pw_uid, nobody.pw_gid)
+    assert raw_client(sock).call(b"version\r\n").startswith(b"VERSION ")
     # The log file was opened before the switch and still takes lines.
     lg.signal(signal.SIGHUP)
     wait_for(lambda: "SIGHUP" in log_file.read_text(), "the SIGHUP line in the log file")
