@@ -13,6 +13,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,14 +38,32 @@ struct identity {
     gid_t       gid;        /* (gid_t)-1 = keep the group */
 };
 
+/* A name that is all digits is also tried as a number (magent took ids). */
+static bool
+numeric_id(const char *text, unsigned long *out)
+{
+    char *end;
+
+    if (*text < '0' || *text > '9')
+        return false;
+    errno = 0;
+    *out = strtoul(text, &end, 10);
+    return errno == 0 && *end == '\0';
+}
+
 static int
 identity_resolve(const struct settings *s, struct identity *id, char *err, size_t errlen)
 {
+    unsigned long n;
+
     id->user = s->user;
     id->uid = (uid_t)-1;
     id->gid = (gid_t)-1;
     if (s->group != NULL) {
         struct group *gr = getgrnam(s->group);
+
+        if (gr == NULL && numeric_id(s->group, &n))
+            gr = getgrgid((gid_t)n);
 
         if (gr == NULL) {
             snprintf(err, errlen, "unknown group '%s' (-g)", s->group);
@@ -54,6 +73,9 @@ identity_resolve(const struct settings *s, struct identity *id, char *err, size_
     }
     if (s->user != NULL) {
         struct passwd *pw = getpwnam(s->user);
+
+        if (pw == NULL && numeric_id(s->user, &n))
+            pw = getpwuid((uid_t)n);
 
         if (pw == NULL) {
             snprintf(err, errlen, "unknown user '%s' (-u)", s->user);

@@ -196,6 +196,16 @@ def test_user_switch_after_binding(luagent, tmp_path, raw_client, memcached):
     assert lg.stop() == 0
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch users")
+def test_numeric_user_and_group_as_magent_took(luagent):
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    lg = luagent("-u", str(nobody.pw_uid), "-g", str(nobody.pw_gid), servers=["127.0.0.1:1"])
+    st = proc_status(lg.pid)
+    assert st["Uid"].split()[0] == str(nobody.pw_uid)
+    assert st["Gid"].split()[0] == str(nobody.pw_gid)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="the warning is for root only")
 def test_root_without_user_warns(luagent):
     lg = luagent(servers=["127.0.0.1:1"])
