@@ -48,8 +48,8 @@ void log_ratelimited(enum log_level level, const void *key, const char *fmt, ...
 int log_open_file(const char *path, char *err, size_t errlen);
 
 /*
- * From now on, log lines (and anything else written to stderr, such as
- * libevent's own warnings) go to the file log_open_file() opened.
+ * From now on, log lines (and anything else written to stderr, such as a
+ * sanitizer's report) go to the file log_open_file() opened.
  */
 void log_to_file(void);
 

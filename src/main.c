@@ -104,6 +104,18 @@ identity_switch(const struct identity *id, char *err, size_t errlen)
     return 0;
 }
 
+/* libevent's own messages become log lines (time-stamped, at a level). */
+static void
+on_libevent_log(int severity, const char *msg)
+{
+    enum log_level level = severity >= EVENT_LOG_ERR ? LOG_ERROR
+                         : severity >= EVENT_LOG_WARN ? LOG_WARN
+                         : severity >= EVENT_LOG_MSG ? LOG_INFO : LOG_DEBUG;
+
+    if (level <= log_level_current)
+        log_write(level, "libevent: %s", msg);
+}
+
 static void
 on_stop_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -271,6 +283,7 @@ main(int argc, char **argv)
         break;
     }
     log_init(s.verbose);
+    event_set_log_callback(on_libevent_log);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);    /* until the reload handler is in place */
     signal(SIGUSR1, SIG_IGN);   /* its default would end the process */

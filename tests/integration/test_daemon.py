@@ -297,3 +297,23 @@ def test_stderr_lines_are_timestamped(luagent):
     wait_for(lambda: "serving" in lg.log(), "the start-up line")
     lines = [l for l in lg.log().splitlines() if l]
     assert lines and all(ISO_LINE.match(l) for l in lines), lines
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch users")
+def test_failed_reopen_keeps_the_old_file(luagent, tmp_path, raw_client):
+    # The log directory is root's (0700): after -u nobody, luagent cannot
+    # create a new file there, so it must say so and keep the old one.
+    logdir = tmp_path / "logs"
+    logdir.mkdir(mode=0o700)
+    log_file = logdir / "lg.log"
+    lg = luagent("-u", "nobody", "--log", log_file, servers=["127.0.0.1:1"])
+    rotated = logdir / "lg.log.1"
+    os.rename(log_file, rotated)
+    lg.signal(signal.SIGUSR1)
+    wait_for(lambda: "SIGUSR1" in rotated.read_text(), "the failed reopen in the old file")
+    assert ("warn: SIGUSR1: log file %s: Permission denied (still logging to the old file)"
+            % log_file) in rotated.read_text()
+    assert not log_file.exists()
+    lg.signal(signal.SIGHUP)
+    wait_for(lambda: "SIGHUP:" in rotated.read_text(), "later lines in the old file")
+    assert raw_client(lg).call(b"version\r\n").startswith(b"VERSION ")
