@@ -29,6 +29,7 @@
 #include "script.h"
 #include "settings.h"
 #include "stats.h"
+#include "trial.h"
 #include "worker.h"
 
 /* Who to become after binding (-u/-g), looked up before detaching. */
@@ -152,7 +153,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
         log_warn("SIGHUP: started without -c, so there is no policy file to reload");
         return;
     }
-    config = script_load(s->policy, s, s->threads, err, sizeof(err));
+    config = trial_load(s->policy, s, s->threads, err, sizeof(err));
     if (config == NULL) {
         __atomic_add_fetch(&stats_reload_failures, 1, __ATOMIC_RELAXED);
         log_warn("reload failed (keeping generation %u): %s", generation, err);
@@ -173,8 +174,8 @@ check_policy(const struct settings *s)
 {
     const char *path = s->check ? s->check : s->route_file;
     char err[ERR_LEN];
-    struct config *config = script_load(strcmp(path, "-") == 0 ? NULL : path, s, 1,
-                                        err, sizeof(err));
+    struct config *config = trial_load(strcmp(path, "-") == 0 ? NULL : path, s, 1,
+                                       err, sizeof(err));
     int rc = 0;
 
     if (config == NULL) {
@@ -223,7 +224,7 @@ prepare(const struct settings *s, struct identity *id, char *err, size_t errlen)
 
     if (s->pid_file != NULL && pidfile_open(s->pid_file, err, errlen) < 0)
         return NULL;
-    config = script_load(s->policy, s, s->threads, err, errlen);
+    config = trial_load(s->policy, s, s->threads, err, errlen);
     if (config == NULL)
         return NULL;
     apply_log_level(s, config);

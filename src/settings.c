@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "luagent.h"
 
@@ -41,7 +42,7 @@ static const struct option_row option_rows[] = {
     { OPT_PID_FILE, "pid-file", "FILE", "write the pid to FILE, removed at exit (refused if it names a live process)" },
     { OPT_LOG,   "log",       "FILE", "log to FILE, reopened on SIGUSR1 (default: stderr, syslog as a daemon)" },
     { 'v', "verbose",    NULL,   "more log output (repeatable)" },
-    { 't', "threads",    "N",    "worker threads (default 1)" },
+    { 't', "threads",    "N",    "worker threads (default: the number of cores, at most 4)" },
     { 'c', "policy",     "FILE", "Lua routing policy (default: the built-in magent policy over -s/-b/-k)" },
     { 'h', "help",       NULL,   "this help" },
     { OPT_CHECK,   "check",   "FILE", "load FILE, run its self-tests, print its pools and routes, exit 0/1" },
@@ -170,6 +171,18 @@ add_server(struct server_spec **list, int *n, const char *text)
     return 0;
 }
 
+/* memcached's model: a worker per core; past four the accept thread and the
+ * servers are the limit, not the workers. */
+static int
+default_threads(void)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+    if (cores < 1)
+        return 1;
+    return cores > DEFAULT_THREADS_MAX ? DEFAULT_THREADS_MAX : (int)cores;
+}
+
 static void
 settings_defaults(struct settings *s)
 {
@@ -177,7 +190,7 @@ settings_defaults(struct settings *s)
     s->port = DEFAULT_PORT;
     s->max_conns = DEFAULT_MAX_CONNS;
     s->max_idle = DEFAULT_MAX_IDLE;
-    s->threads = 1;
+    s->threads = default_threads();
     s->unix_mode = -1;
 }
 
