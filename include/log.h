@@ -67,4 +67,7 @@ const char *log_file_path(void);
 /* From now on, log lines go to syslog ("luagent", facility daemon, with pid). */
 void log_to_syslog(void);
 
+/* Drop every log line from now on, wherever they were going (a trial child). */
+void log_silence(void);
+
 #endif

@@ -31,6 +31,7 @@ static const char *const level_names[] = { "error", "warn", "info", "debug" };
 static char *file_path;         /* --log FILE, NULL when none */
 static int file_fd = -1;        /* opened, not yet on stderr */
 static bool use_syslog;
+static bool silenced;
 
 static void syslog_open(void);
 static void syslog_line(enum log_level level, const char *msg);
@@ -67,6 +68,8 @@ log_vwrite(enum log_level level, const char *suffix, const char *fmt, va_list ap
     size_t n, slen = strlen(suffix);
     int r;
 
+    if (silenced)
+        return;
     /* syslog stamps the time and pid itself; the level word stays readable. */
     if (use_syslog)
         n = (size_t)snprintf(line, sizeof(line), "%s: ", level_names[level]);
@@ -206,6 +209,12 @@ const char *
 log_file_path(void)
 {
     return file_path;
+}
+
+void
+log_silence(void)
+{
+    silenced = true;
 }
 
 void
