@@ -191,9 +191,11 @@ listener_start(struct event_base *base, int max_conns)
     for (i = 0; i < nlisteners; i++) {
         struct listener *l = &listeners[i];
 
+        /* Backlog 0: the socket listens already (with BACKLOG); -1 would make
+           libevent listen again and shrink the queue to its default. */
         l->ev = evconnlistener_new(base, on_accept, l,
                                    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
-                                   -1, l->fd);
+                                   0, l->fd);
         if (l->ev == NULL)
             return -1;
         evconnlistener_set_error_cb(l->ev, on_accept_error);

@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <grp.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -249,6 +250,22 @@ start_failed(const char *why)
     return 1;
 }
 
+/*
+ * SIGHUP and SIGUSR1 arriving during start-up (the port may accept before the
+ * handlers exist) are held, not lost or fatal, and acted on once serving.
+ * Worker threads start with them blocked, so the main thread receives them.
+ */
+static void
+defer_signals(int how)
+{
+    sigset_t set;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(how, &set, NULL);
+}
+
 /* "127.0.0.1:11211 and unix socket /run/luagent.sock", for the start-up line. */
 static void
 describe_listeners(const struct settings *s, char *out, size_t outlen)
@@ -286,8 +303,7 @@ main(int argc, char **argv)
     log_init(s.verbose);
     event_set_log_callback(on_libevent_log);
     signal(SIGPIPE, SIG_IGN);
-    signal(SIGHUP, SIG_IGN);    /* until the reload handler is in place */
-    signal(SIGUSR1, SIG_IGN);   /* its default would end the process */
+    defer_signals(SIG_BLOCK);
     if (s.check != NULL || s.route_file != NULL) {
         int rc = check_policy(&s);
 
@@ -296,16 +312,14 @@ main(int argc, char **argv)
     }
 
     config = prepare(&s, &id, err, sizeof(err));
-    if (config == NULL) {
+    if (config == NULL || identity_switch(&id, err, sizeof(err)) < 0
+        || (!s.foreground && daemon_detach(err, sizeof(err)) < 0)) {
         fprintf(stderr, "luagent: %s\n", err);
+        if (config != NULL)
+            config_free(config);
         listener_stop();
         pidfile_remove();
         settings_free(&s);
-        return 1;
-    }
-    if (identity_switch(&id, err, sizeof(err)) < 0
-        || (!s.foreground && daemon_detach(err, sizeof(err)) < 0)) {
-        fprintf(stderr, "luagent: %s\n", err);
         return 1;
     }
     /* From here on, the terminal may be gone: failures go to the log. */
@@ -332,6 +346,7 @@ main(int argc, char **argv)
     event_add(sigint, NULL);
     event_add(sighup, NULL);
     event_add(sigusr1, NULL);
+    defer_signals(SIG_UNBLOCK);
 
     describe_listeners(&s, where, sizeof(where));
     log_info("luagent %s serving %d server(s) on %s, %d thread(s)",

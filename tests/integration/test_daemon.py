@@ -73,6 +73,18 @@ def assert_no_sanitizer_report(text):
         assert mark not in text, "sanitizer report in the log:\n%s" % text
 
 
+def serving(lg):
+    """Wait until lg answers a request. The port accepts as soon as it listens,
+    a little before start-up ends (pid file, user switch, signal handlers); an
+    answer means the event loop runs, so start-up is over."""
+    c = lg.client()
+    try:
+        assert c.call(b"version\r\n").startswith(b"VERSION ")
+    finally:
+        c.close()
+    return lg
+
+
 def wait_for(predicate, what, deadline=5.0):
     end = time.monotonic() + deadline
     while time.monotonic() < end:
@@ -164,7 +176,7 @@ def test_stale_pid_file_is_replaced(luagent, tmp_path):
     # A pid that cannot be running: above the kernel's pid_max.
     pid_max = int(open("/proc/sys/kernel/pid_max").read())
     pid_file.write_text("%d\n" % (pid_max + 1))
-    lg = luagent("--pid-file", pid_file, servers=["127.0.0.1:1"])
+    lg = serving(luagent("--pid-file", pid_file, servers=["127.0.0.1:1"]))
     assert read_pid(pid_file) == lg.pid
     assert lg.stop() == 0
     assert not pid_file.exists()
@@ -177,8 +189,8 @@ def test_user_switch_after_binding(luagent, tmp_path, raw_client, memcached):
     m = memcached()
     log_file = tmp_path / "lg.log"
     sock = str(tmp_path / "priv.sock")
-    lg = luagent("-u", "nobody", "--log", log_file, "--unix-mode", "0660", servers=[m],
-                 unix=sock)
+    lg = serving(luagent("-u", "nobody", "--log", log_file, "--unix-mode", "0660",
+                         servers=[m], unix=sock))
     st = proc_status(lg.pid)
     assert st["Uid"].split() == [str(nobody.pw_uid)] * 4, st["Uid"]
     assert st["Gid"].split() == [str(nobody.pw_gid)] * 4, st["Gid"]
@@ -200,7 +212,8 @@ def test_user_switch_after_binding(luagent, tmp_path, raw_client, memcached):
 def test_numeric_user_and_group_as_magent_took(luagent):
     import pwd
     nobody = pwd.getpwnam("nobody")
-    lg = luagent("-u", str(nobody.pw_uid), "-g", str(nobody.pw_gid), servers=["127.0.0.1:1"])
+    lg = serving(luagent("-u", str(nobody.pw_uid), "-g", str(nobody.pw_gid),
+                         servers=["127.0.0.1:1"]))
     st = proc_status(lg.pid)
     assert st["Uid"].split()[0] == str(nobody.pw_uid)
     assert st["Gid"].split()[0] == str(nobody.pw_gid)
@@ -208,7 +221,7 @@ def test_numeric_user_and_group_as_magent_took(luagent):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the warning is for root only")
 def test_root_without_user_warns(luagent):
-    lg = luagent(servers=["127.0.0.1:1"])
+    lg = serving(luagent(servers=["127.0.0.1:1"]))
     assert "warn: running as root: use -u USER to drop privileges" in lg.log()
 
 
@@ -306,7 +319,7 @@ def test_failed_reopen_keeps_the_old_file(luagent, tmp_path, raw_client):
     logdir = tmp_path / "logs"
     logdir.mkdir(mode=0o700)
     log_file = logdir / "lg.log"
-    lg = luagent("-u", "nobody", "--log", log_file, servers=["127.0.0.1:1"])
+    lg = serving(luagent("-u", "nobody", "--log", log_file, servers=["127.0.0.1:1"]))
     rotated = logdir / "lg.log.1"
     os.rename(log_file, rotated)
     lg.signal(signal.SIGUSR1)
