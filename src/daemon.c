@@ -57,7 +57,9 @@ pidfile_open(const char *path, char *err, size_t errlen)
 {
     long pid = pidfile_read(path);
 
-    if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
+    /* Our own pid is a stale file too: a container restarted with the same
+       pid (often 1) finds the file its previous run left. */
+    if (pid > 0 && pid != (long)getpid() && (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
         snprintf(err, errlen, "pid file %s: process %ld is running (another luagent?); "
                  "stop it, or remove the file if it is not luagent", path, pid);
         return -1;

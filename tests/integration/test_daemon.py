@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import HOST, LUAGENT, SANITIZER_MARKS, free_port, set_cmd, RawClient
+from conftest import HOST, LUAGENT, SANITIZER_MARKS, Proc, RawClient, free_port, set_cmd
 
 ISO_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \[\d+\] "
                       r"(error|warn|info|debug): ")
@@ -74,10 +74,11 @@ def assert_no_sanitizer_report(text):
 
 
 def serving(lg):
-    """Wait until lg answers a request. The port accepts as soon as it listens,
-    a little before start-up ends (pid file, user switch, signal handlers); an
-    answer means the event loop runs, so start-up is over."""
-    c = lg.client()
+    """Wait until lg (a Luagent, or an address) answers a request. The port
+    accepts as soon as it listens, a little before start-up ends (pid file,
+    user switch, signal handlers); an answer means the event loop runs, so
+    start-up is over. Returns lg."""
+    c = RawClient(getattr(lg, "sockaddr", lg))
     try:
         assert c.call(b"version\r\n").startswith(b"VERSION ")
     finally:
@@ -330,3 +331,20 @@ def test_failed_reopen_keeps_the_old_file(luagent, tmp_path, raw_client):
     lg.signal(signal.SIGHUP)
     wait_for(lambda: "SIGHUP:" in rotated.read_text(), "later lines in the old file")
     assert raw_client(lg).call(b"version\r\n").startswith(b"VERSION ")
+
+
+def test_pid_file_with_our_own_pid_is_stale(tmp_path):
+    # A container restarted with the same pid finds its previous run's file.
+    pid_file = tmp_path / "own.pid"
+    port = free_port()
+    p = Proc("luagent", ["/bin/sh", "-c", 'echo $$ > "$0"; exec "$1" -D -l %s -p %d '
+                         '-s 127.0.0.1:1 --pid-file "$0"' % (HOST, port), pid_file, LUAGENT],
+             tmp_path / "own.log")
+    try:
+        p.wait_listening((HOST, port))
+        serving((HOST, port))
+        assert read_pid(pid_file) == p.pid
+    finally:
+        rc = p.stop()
+    assert rc == 0, p.log()
+    assert not pid_file.exists()
