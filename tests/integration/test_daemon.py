@@ -16,7 +16,8 @@ import time
 
 import pytest
 
-from conftest import HOST, LUAGENT, SANITIZER_MARKS, Proc, RawClient, free_port, set_cmd
+from conftest import (HOST, LUAGENT, SANITIZER_MARKS, Proc, RawClient, free_port, set_cmd,
+                      try_connect)
 
 ISO_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \[\d+\] "
                       r"(error|warn|info|debug): ")
@@ -84,6 +85,14 @@ def serving(lg):
     finally:
         c.close()
     return lg
+
+
+def port_closed(addr):
+    s = try_connect(addr)
+    if s is None:
+        return True
+    s.close()
+    return False
 
 
 def wait_for(predicate, what, deadline=5.0):
@@ -348,3 +357,17 @@ def test_pid_file_with_our_own_pid_is_stale(tmp_path):
         rc = p.stop()
     assert rc == 0, p.log()
     assert not pid_file.exists()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_failure_after_detaching_reaches_the_terminal():
+    # /dev/full opens like a stale pid file but cannot be truncated: writing
+    # the pid fails in the daemon, after the fork. The starting process must
+    # still print why and exit 1, and nothing may keep the port.
+    port = free_port()
+    rc, out, err = run_luagent(["-l", HOST, "-p", port, "-s", "127.0.0.1:1",
+                                "--pid-file", "/dev/full"])
+    assert rc == 1
+    assert err == "luagent: pid file /dev/full: Invalid argument\n"
+    assert os.path.exists("/dev/full")
+    wait_for(lambda: port_closed((HOST, port)), "the daemon to let go of the port")
