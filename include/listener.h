@@ -6,12 +6,20 @@
 #define LISTENER_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 struct event_base;
 struct settings;
 
 /* Create and bind the sockets (before daemonizing and dropping privileges). */
 int listener_bind(const struct settings *s, char *err, size_t errlen);
+
+/*
+ * Give the unix socket file to the user and group luagent is about to become
+ * (-u/-g; (uid_t)-1 or (gid_t)-1 keeps one), so its --unix-mode bits apply to
+ * them. No-op without -f. Returns 0, or -1 with err.
+ */
+int listener_unix_owner(uid_t uid, gid_t gid, char *err, size_t errlen);
 
 /* Start accepting on the main thread's event base. */
 int listener_start(struct event_base *base, int max_conns);

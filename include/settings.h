@@ -18,6 +18,7 @@ struct settings {
     int         port;               /* -p: TCP port, 0 = none */
     const char *bind_addr;          /* -l: NULL = all addresses */
     const char *unix_path;          /* -f: unix socket path or NULL */
+    int         unix_mode;          /* --unix-mode: permission bits, -1 = from the umask */
     int         max_conns;          /* -n */
     int         max_idle;           /* -i: idle backend connections kept per server */
     bool        max_idle_given;     /* -i was on the command line: it wins */
@@ -25,6 +26,8 @@ struct settings {
     const char *user;               /* -u */
     const char *group;              /* -g */
     bool        foreground;         /* -D */
+    const char *log_file;           /* --log: log file, NULL = stderr (or syslog as a daemon) */
+    const char *pid_file;           /* --pid-file: NULL = none */
     int         verbose;            /* -v count */
     int         threads;            /* -t */
     const char *policy;             /* -c / --policy */

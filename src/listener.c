@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -74,8 +75,13 @@ bind_tcp(const char *addr, int port, char *err, size_t errlen)
     return fd;
 }
 
+/*
+ * mode: permission bits for the socket file (--unix-mode), or -1 to keep what
+ * the umask gave. They are set between bind and listen, so no client can
+ * connect while the file still has the umask's bits.
+ */
 static int
-bind_unix(const char *path, char *err, size_t errlen)
+bind_unix(const char *path, int mode, char *err, size_t errlen)
 {
     struct sockaddr_un sun;
     int fd;
@@ -93,7 +99,9 @@ bind_unix(const char *path, char *err, size_t errlen)
         return -1;
     }
     unlink(path);       /* a stale socket from an earlier run */
-    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, BACKLOG) < 0) {
+    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0
+        || (mode >= 0 && chmod(path, (mode_t)mode) < 0)
+        || listen(fd, BACKLOG) < 0) {
         snprintf(err, errlen, "unix socket %s: %s", path, strerror(errno));
         close(fd);
         return -1;
@@ -114,10 +122,22 @@ listener_bind(const struct settings *s, char *err, size_t errlen)
         listeners[nlisteners++] = (struct listener){ .fd = fd, .is_unix = false };
     }
     if (s->unix_path != NULL) {
-        fd = bind_unix(s->unix_path, err, errlen);
+        fd = bind_unix(s->unix_path, s->unix_mode, err, errlen);
         if (fd < 0)
             return -1;
         listeners[nlisteners++] = (struct listener){ .fd = fd, .is_unix = true };
+    }
+    return 0;
+}
+
+int
+listener_unix_owner(uid_t uid, gid_t gid, char *err, size_t errlen)
+{
+    if (unix_path[0] == '\0' || (uid == (uid_t)-1 && gid == (gid_t)-1))
+        return 0;
+    if (chown(unix_path, uid, gid) < 0) {
+        snprintf(err, errlen, "unix socket %s: chown: %s", unix_path, strerror(errno));
+        return -1;
     }
     return 0;
 }
@@ -171,9 +191,11 @@ listener_start(struct event_base *base, int max_conns)
     for (i = 0; i < nlisteners; i++) {
         struct listener *l = &listeners[i];
 
+        /* Backlog 0: the socket listens already (with BACKLOG); -1 would make
+           libevent listen again and shrink the queue to its default. */
         l->ev = evconnlistener_new(base, on_accept, l,
                                    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
-                                   -1, l->fd);
+                                   0, l->fd);
         if (l->ev == NULL)
             return -1;
         evconnlistener_set_error_cb(l->ev, on_accept_error);

@@ -25,7 +25,8 @@ struct option_row {
     const char *help;
 };
 
-enum { OPT_VERSION = 256, OPT_CHECK, OPT_ROUTE, OPT_METRICS };
+enum { OPT_VERSION = 256, OPT_CHECK, OPT_ROUTE, OPT_METRICS, OPT_UNIX_MODE, OPT_LOG,
+       OPT_PID_FILE };
 
 static const struct option_row option_rows[] = {
     { 'p', "port",       "PORT", "TCP port to listen on (default 11211, 0 = no TCP)" },
@@ -36,9 +37,12 @@ static const struct option_row option_rows[] = {
     { 'i', "max-idle",   "N",    "max idle connections kept per server (default 20)" },
     { 'k', "ketama",     NULL,   "ketama consistent hashing (default: magent's hash modulo servers)" },
     { 'f', "unix",       "PATH", "unix socket to listen on" },
-    { 'u', "user",       "USER", "user to run as after binding" },
-    { 'g', "group",      "GROUP","group to run as after binding" },
+    { OPT_UNIX_MODE, "unix-mode", "MODE", "permissions of the -f socket, octal such as 0660 (default: from the umask)" },
+    { 'u', "user",       "USER", "user (name or id) to run as after binding" },
+    { 'g', "group",      "GROUP","group (name or id) to run as after binding" },
     { 'D', "foreground", NULL,   "stay in the foreground (default: run as a daemon)" },
+    { OPT_PID_FILE, "pid-file", "FILE", "write the pid to FILE, removed at exit (refused if it names a live process)" },
+    { OPT_LOG,   "log",       "FILE", "log to FILE, reopened on SIGUSR1 (default: stderr, syslog as a daemon)" },
     { 'v', "verbose",    NULL,   "more log output (repeatable)" },
     { 't', "threads",    "N",    "worker threads (default: the number of cores, at most 4)" },
     { 'c', "policy",     "FILE", "Lua routing policy (default: the built-in magent policy over -s/-b/-k)" },
@@ -82,19 +86,32 @@ bad(const char *fmt, const char *what)
     return SETTINGS_EXIT_USAGE;
 }
 
-/* Parse a whole decimal number within [min, max]; -1 on any junk. */
+/* Parse a whole number written in `base` within [min, max]; -1 on any junk. */
 static int
-parse_int(const char *text, long min, long max, int *out)
+parse_in_base(const char *text, int base, long min, long max, int *out)
 {
     char *end;
     long v;
 
     errno = 0;
-    v = strtol(text, &end, 10);
+    v = strtol(text, &end, base);
     if (errno != 0 || end == text || *end != '\0' || v < min || v > max)
         return -1;
     *out = (int)v;
     return 0;
+}
+
+static int
+parse_int(const char *text, long min, long max, int *out)
+{
+    return parse_in_base(text, 10, min, max, out);
+}
+
+/* Permission bits in octal ("660" or "0660"). */
+static int
+parse_mode(const char *text, int *out)
+{
+    return parse_in_base(text, 8, 0, 0777, out);
 }
 
 int
@@ -177,6 +194,7 @@ settings_defaults(struct settings *s)
     s->max_conns = DEFAULT_MAX_CONNS;
     s->max_idle = DEFAULT_MAX_IDLE;
     s->threads = default_threads();
+    s->unix_mode = -1;
 }
 
 /* Build getopt's tables from option_rows. */
@@ -232,6 +250,12 @@ apply_option(struct settings *s, int c, const char *arg)
         break;
     case 'k': s->ketama = true; break;
     case 'f': s->unix_path = arg; break;
+    case OPT_UNIX_MODE:
+        if (parse_mode(arg, &s->unix_mode) < 0)
+            return bad("bad mode '%s' for --unix-mode: must be octal 0-0777, e.g. 0660", arg);
+        break;
+    case OPT_PID_FILE: s->pid_file = arg; break;
+    case OPT_LOG: s->log_file = arg; break;
     case 'u': s->user = arg; break;
     case 'g': s->group = arg; break;
     case 'D': s->foreground = true; break;
@@ -306,7 +330,9 @@ settings_parse(struct settings *s, int argc, char **argv)
     if (s->nservers == 0 && s->policy == NULL)
         return bad("%s", "no server given: use -s HOST[:PORT] (or -c policy.lua)");
     if (s->port == 0 && s->unix_path == NULL)
-        return bad("%s", "-p 0 turns TCP off, so -f PATH is needed");
+        return bad("%s", "nothing to listen on: -p 0 turns TCP off and no -f PATH was given");
+    if (s->unix_mode >= 0 && s->unix_path == NULL)
+        return bad("%s", "--unix-mode needs -f PATH");
     return SETTINGS_RUN;
 }
 
