@@ -18,7 +18,7 @@ LTO      ?= -flto=auto
 PYTHON   ?= /usr/bin/python3
 WARN      = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 DEPFLAGS  = -MMD -MP
-PKGS      = libevent luajit
+PKGS      = libevent luajit openssl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(LTO) -Iinclude $(PKG_CFLAGS) $(DEPFLAGS)

@@ -6,6 +6,11 @@
  * daemonize, drop privileges, start the workers, then run the main thread's
  * loop: it accepts connections and handles signals as libevent events, never
  * in a raw signal handler.
+ *
+ * SIGHUP reloads the TLS listener's certificate and the policy, each on its
+ * own: a certificate that fails to load keeps the old one serving (and says
+ * why) without holding back a good policy, and the other way round, since
+ * the two usually change for unrelated reasons.
  */
 #include <errno.h>
 #include <grp.h>
@@ -25,6 +30,8 @@
 #include "script.h"
 #include "settings.h"
 #include "stats.h"
+#include "tls.h"
+#include "client.h"
 #include "worker.h"
 
 static int
@@ -83,6 +90,36 @@ apply_log_level(const struct settings *s, const struct config *config)
                                                    : LOG_WARN;
 }
 
+/* The TLS listener's certificate, key and client CA, from the command line. */
+static struct tls_server *
+load_listener_tls(const struct settings *s, char *err, size_t errlen)
+{
+    struct tls_server_opts o = {
+        .cert = s->tls_cert, .key = s->tls_key, .ca = s->tls_ca,
+        .verify_client = s->tls_verify_client,
+    };
+
+    return tls_server_new(&o, err, errlen);
+}
+
+/* SIGHUP, TLS half: new clients get the new certificate if it loads. */
+static void
+reload_listener_tls(const struct settings *s)
+{
+    struct tls_server *tls;
+    char err[ERR_LEN];
+
+    if (s->tls_port == 0)
+        return;
+    tls = load_listener_tls(s, err, sizeof(err));
+    if (tls == NULL) {
+        log_warn("TLS reload failed (keeping the certificate loaded before): %s", err);
+        return;
+    }
+    listener_set_tls(tls);
+    log_warn("TLS reload: new clients get %s", s->tls_cert);
+}
+
 /*
  * SIGHUP: load the policy again, as at start-up, in fresh VMs. Any failure
  * leaves the running generation alone; success hands the new one to the
@@ -96,7 +133,10 @@ on_hup(evutil_socket_t sig, short what, void *arg)
     struct config *config;
     char err[ERR_LEN];
 
+    reload_listener_tls(s);
     if (s->policy == NULL) {
+        if (s->tls_port != 0)
+            return;     /* the certificate was what there was to reload */
         log_warn("SIGHUP: started without -c, so there is no policy file to reload");
         return;
     }
@@ -129,6 +169,17 @@ check_policy(const struct settings *s)
         fprintf(stderr, "luagent: %s\n", err);
         return 1;
     }
+    if (s->check != NULL && s->tls_cert != NULL) {
+        struct tls_server *tls = load_listener_tls(s, err, sizeof(err));
+
+        if (tls == NULL) {
+            fprintf(stderr, "luagent: %s\n", err);
+            config_free(config);
+            return 1;
+        }
+        tls_server_free(tls);
+        printf("tls: %s and %s load and match\n", s->tls_cert, s->tls_key);
+    }
     if (s->check != NULL) {
         script_describe(config, stdout);
         printf("ok: %s loads, compiles and passes its self-tests\n", path);
@@ -147,6 +198,7 @@ main(int argc, char **argv)
     struct config *config;
     struct event_base *base;
     struct event *sigterm, *sigint, *sighup;
+    struct tls_server *tls = NULL;
     char err[ERR_LEN];
 
     switch (settings_parse(&s, argc, argv)) {
@@ -176,12 +228,21 @@ main(int argc, char **argv)
         return 1;
     }
     apply_log_level(&s, config);
-    if (listener_bind(&s, err, sizeof(err)) < 0) {
+    if (s.tls_port != 0 && (tls = load_listener_tls(&s, err, sizeof(err))) == NULL) {
         fprintf(stderr, "luagent: %s\n", err);
         config_free(config);
         settings_free(&s);
         return 1;
     }
+    if (listener_bind(&s, err, sizeof(err)) < 0) {
+        fprintf(stderr, "luagent: %s\n", err);
+        tls_server_free(tls);
+        config_free(config);
+        settings_free(&s);
+        return 1;
+    }
+    listener_set_tls(tls);
+    client_set_tls_handshake_timeout(s.tls_handshake_timeout_ms);
     if (!s.foreground && daemon(1, 0) < 0) {
         fprintf(stderr, "luagent: cannot daemonize: %s\n", strerror(errno));
         return 1;
@@ -207,6 +268,9 @@ main(int argc, char **argv)
     log_info("luagent %s serving %d server(s) on port %d%s%s, %d thread(s)",
              LUAGENT_VERSION, config->nservers, s.port,
              s.unix_path ? " and " : "", s.unix_path ? s.unix_path : "", s.threads);
+    if (s.tls_port != 0)
+        log_info("TLS on port %d with %s%s", s.tls_port, s.tls_cert,
+                 s.tls_verify_client ? ", client certificates required" : "");
     event_base_dispatch(base);
 
     worker_stop_all();

@@ -29,11 +29,13 @@
 #include "dcache.h"
 #include "listener.h"
 #include "log.h"
+#include "tls.h"
 
 struct handoff {
     struct handoff *next;
     int             fd;         /* a client socket, or HANDOFF_STOP / HANDOFF_CONFIG */
     bool            is_unix;
+    struct tls_conn *tls;       /* a TLS client's state, or NULL */
     struct config  *config;     /* HANDOFF_CONFIG: the new generation */
 };
 
@@ -284,7 +286,7 @@ worker_on_notify(evutil_socket_t fd, short what, void *arg)
         else if (h->fd == HANDOFF_CONFIG)
             worker_swap_config(w, h->config);
         else
-            client_accept(w, h->fd, h->is_unix);
+            client_accept(w, h->fd, h->is_unix, h->tls);
         free(h);
     }
 }
@@ -394,12 +396,14 @@ worker_start_all(struct config *config, int n)
 }
 
 static void
-worker_hand(struct worker *w, int fd, bool is_unix, struct config *config)
+worker_hand(struct worker *w, int fd, bool is_unix, struct tls_conn *tls,
+            struct config *config)
 {
     struct handoff *h = malloc(sizeof(*h));
 
     if (h == NULL) {
         if (fd >= 0) {
+            tls_conn_free(tls);
             close(fd);
             listener_conn_closed();
         } else if (fd == HANDOFF_CONFIG) {
@@ -409,6 +413,7 @@ worker_hand(struct worker *w, int fd, bool is_unix, struct config *config)
     }
     h->fd = fd;
     h->is_unix = is_unix;
+    h->tls = tls;
     h->config = config;
     pthread_mutex_lock(&w->queue_lock);
     h->next = w->queue;
@@ -419,12 +424,12 @@ worker_hand(struct worker *w, int fd, bool is_unix, struct config *config)
 }
 
 void
-worker_dispatch(int fd, bool is_unix)
+worker_dispatch(int fd, bool is_unix, struct tls_conn *tls)
 {
     struct worker *w = &workers[next_worker];
 
     next_worker = (next_worker + 1) % nworkers;
-    worker_hand(w, fd, is_unix, NULL);
+    worker_hand(w, fd, is_unix, tls, NULL);
 }
 
 void
@@ -434,7 +439,7 @@ worker_publish_config(struct config *config)
 
     config->refs = nworkers;
     for (i = 0; i < nworkers; i++)
-        worker_hand(&workers[i], HANDOFF_CONFIG, false, config);
+        worker_hand(&workers[i], HANDOFF_CONFIG, false, NULL, config);
 }
 
 void
@@ -443,7 +448,7 @@ worker_stop_all(void)
     int i;
 
     for (i = 0; i < nworkers; i++)
-        worker_hand(&workers[i], HANDOFF_STOP, false, NULL);
+        worker_hand(&workers[i], HANDOFF_STOP, false, NULL, NULL);
     for (i = 0; i < nworkers; i++)
         pthread_join(workers[i].thread, NULL);
 }
