@@ -67,7 +67,10 @@ worker_backend_for(struct worker *w, const struct server *srv)
     for (i = 0; i < w->nall_backends; i++) {
         const struct server *old = backend_server(w->all_backends[i]);
 
-        if (old->port == srv->port && strcmp(old->host, srv->host) == 0) {
+        /* Reused only over the same transport: a change of TLS settings
+         * opens new connections and retires the old ones. */
+        if (old->port == srv->port && strcmp(old->host, srv->host) == 0
+            && tls_client_same(old->tls, srv->tls)) {
             backend_set_server(w->all_backends[i], srv);
             return w->all_backends[i];
         }
