@@ -84,7 +84,7 @@ $(BUILD)/embedded.o: $(BUILD)/embedded.c
 # make bench's load generator (scripts/bench.sh builds it).
 $(BUILD)/loadgen: bench/loadgen.c | $(BUILD)
 	$(say) CC $<
-	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< -lpthread
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< -lpthread $(shell pkg-config --libs openssl)
 
 $(BUILD):
 	@mkdir -p $(BUILD)/tests
