@@ -317,6 +317,27 @@ backend_cut_record(struct backend *be)
     be->cuts[be->ncuts++] = be->out->len;
 }
 
+/*
+ * Some output was written: drop the record ends now behind us. Invariant:
+ * while ncuts != 0, cuts[cut_next] is the next record end ahead of out->pos
+ * (the last cut is the end of a data block, so one is always ahead until the
+ * output empties).
+ */
+static void
+backend_cuts_passed(struct backend *be)
+{
+    const struct buf *out = be->out;
+
+    if (buf_avail(out) == 0) {
+        be->ncuts = be->cut_next = 0;   /* emptied: offsets start again */
+        return;
+    }
+    while (be->cut_next < be->ncuts && be->cuts[be->cut_next] <= out->pos)
+        be->cut_next++;
+    if (be->cut_next == be->ncuts)
+        be->ncuts = be->cut_next = 0;   /* none ahead: write to the end */
+}
+
 /* Append the request for call c to the output, in the server's protocol. */
 static void
 backend_format(struct backend *be, struct call *c)
@@ -421,7 +442,7 @@ backend_write(struct backend *be)
         size_t len = buf_avail(out);
         ssize_t n;
 
-        if (be->cut_next < be->ncuts)       /* TLS: stop at the record boundary */
+        if (be->ncuts != 0)                 /* TLS: stop at the record boundary */
             len = be->cuts[be->cut_next] - out->pos;
         n = conn_write(be->fd, be->tls, buf_head(out), len);
 
@@ -439,10 +460,8 @@ backend_write(struct backend *be)
             return;
         }
         buf_consume(out, (size_t)n);
-        while (be->cut_next < be->ncuts && be->cuts[be->cut_next] <= out->pos)
-            be->cut_next++;
-        if (buf_avail(out) == 0)
-            be->ncuts = be->cut_next = 0;   /* emptied: offsets start again */
+        if (be->ncuts != 0)
+            backend_cuts_passed(be);
     }
 }
 
