@@ -40,6 +40,8 @@ struct creq {
     bool             stats;     /* answer with the stats, rendered when written */
     struct slot     *slots;     /* nslots entries */
     struct slot      one;       /* storage for a single slot */
+    struct slot     *spare;     /* multi-key slot storage, kept across reuse */
+    uint32_t         spare_cap;
     uint32_t         nslots;
     uint32_t         ndone;
     int              refs;      /* 1 until written or orphaned + live calls */

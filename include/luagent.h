@@ -24,6 +24,7 @@
 #define DEFAULT_PORT        11211
 #define DEFAULT_MAX_CONNS   4096
 #define DEFAULT_MAX_IDLE    20
+#define DEFAULT_THREADS_MAX 4       /* default -t: the cores, at most this */
 #define DEFAULT_TIMEOUT_MS          1000
 #define DEFAULT_CONNECT_TIMEOUT_MS  500
 #define DEFAULT_FAILURE_LIMIT       3

@@ -58,9 +58,7 @@ struct worker {
     int                 notify_pipe[2];
     struct event       *notify_ev;
 
-    /* Deferred writes: run once after the callbacks of a loop pass. */
-    struct event       *flush_ev;
-    bool                flush_scheduled;
+    /* Deferred writes: made once after the callbacks of a loop pass. */
     struct backend    **dirty_backends;
     int                 ndirty_backends, cap_dirty_backends;
     struct client     **dirty_clients;

@@ -41,6 +41,7 @@
 #define MAX_PENDING         1024            /* requests in flight per client */
 #define OUT_PAUSE           (4u << 20)      /* unwritten output that stops reading */
 #define OUT_MAX             (64u << 20)     /* unwritten output that closes the client */
+#define SLOTS_KEPT_MAX      128             /* multi-get slots a free request keeps */
 
 struct client {
     struct worker   *w;
@@ -219,18 +220,34 @@ creq_bind(struct worker *w, struct creq *r, struct wconfig *wc)
     wc->inflight++;
 }
 
+/* A cleared request from the free list; its multi-key slot storage stays. */
+static struct creq *
+creq_alloc(struct worker *w)
+{
+    struct creq *r = w->free_creqs;
+    struct slot *spare = NULL;
+    uint32_t spare_cap = 0;
+
+    if (r != NULL) {
+        w->free_creqs = r->next;
+        spare = r->spare;
+        spare_cap = r->spare_cap;
+    } else if ((r = malloc(sizeof(*r))) == NULL) {
+        abort();
+    }
+    memset(r, 0, sizeof(*r));
+    r->spare = spare;
+    r->spare_cap = spare_cap;
+    r->refs = 1;
+    return r;
+}
+
 static struct creq *
 creq_new(struct worker *w, struct client *c)
 {
-    struct creq *r = w->free_creqs;
+    struct creq *r = creq_alloc(w);
 
-    if (r != NULL)
-        w->free_creqs = r->next;
-    else if ((r = malloc(sizeof(*r))) == NULL)
-        abort();
-    memset(r, 0, sizeof(*r));
     r->client = c;
-    r->refs = 1;
     if (c->tail != NULL)
         c->tail->next = r;
     else
@@ -249,7 +266,7 @@ creq_release(struct worker *w, struct creq *r)
         return;
     for (i = 0; i < r->nslots; i++)
         buf_put(&w->bufs, r->slots[i].res.data);
-    if (r->slots != &r->one)
+    if (r->slots != &r->one && r->slots != r->spare)
         free(r->slots);
     buf_put(&w->bufs, r->buf);
     if (r->wcfg != NULL)
@@ -279,7 +296,20 @@ creq_slots(struct creq *r, uint32_t n)
         r->slots = &r->one;
         return 0;
     }
-    r->slots = calloc(n, sizeof(*r->slots));
+    if (n > r->spare_cap && n <= SLOTS_KEPT_MAX) {
+        struct slot *grown = realloc(r->spare, n * sizeof(*grown));
+
+        if (grown != NULL) {
+            r->spare = grown;
+            r->spare_cap = n;
+        }
+    }
+    if (n <= r->spare_cap) {
+        r->slots = r->spare;
+        memset(r->slots, 0, n * sizeof(*r->slots));
+        return 0;
+    }
+    r->slots = calloc(n, sizeof(*r->slots));    /* a rare wide multi-get */
     return r->slots ? 0 : -1;
 }
 
@@ -287,15 +317,9 @@ void
 creq_background(struct worker *w, struct wconfig *wcfg, const struct route *node,
                 struct buf *buf)
 {
-    struct creq *r = w->free_creqs;
+    struct creq *r = creq_alloc(w);
     struct proto_error err;
 
-    if (r != NULL)
-        w->free_creqs = r->next;
-    else if ((r = malloc(sizeof(*r))) == NULL)
-        abort();
-    memset(r, 0, sizeof(*r));
-    r->refs = 1;
     r->buf = buf;
     creq_bind(w, r, wcfg);
     if (proto_parse(buf->data, buf->len, UINT32_MAX, &r->req, &err) != PROTO_OK

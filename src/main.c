@@ -32,6 +32,7 @@
 #include "stats.h"
 #include "tls.h"
 #include "client.h"
+#include "trial.h"
 #include "worker.h"
 
 static int
@@ -140,7 +141,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
         log_warn("SIGHUP: started without -c, so there is no policy file to reload");
         return;
     }
-    config = script_load(s->policy, s, s->threads, err, sizeof(err));
+    config = trial_load(s->policy, s, s->threads, err, sizeof(err));
     if (config == NULL) {
         __atomic_add_fetch(&stats_reload_failures, 1, __ATOMIC_RELAXED);
         log_warn("reload failed (keeping generation %u): %s", generation, err);
@@ -161,8 +162,8 @@ check_policy(const struct settings *s)
 {
     const char *path = s->check ? s->check : s->route_file;
     char err[ERR_LEN];
-    struct config *config = script_load(strcmp(path, "-") == 0 ? NULL : path, s, 1,
-                                        err, sizeof(err));
+    struct config *config = trial_load(strcmp(path, "-") == 0 ? NULL : path, s, 1,
+                                       err, sizeof(err));
     int rc = 0;
 
     if (config == NULL) {
@@ -221,7 +222,7 @@ main(int argc, char **argv)
         return rc;
     }
 
-    config = script_load(s.policy, &s, s.threads, err, sizeof(err));
+    config = trial_load(s.policy, &s, s.threads, err, sizeof(err));
     if (config == NULL) {
         fprintf(stderr, "luagent: %s\n", err);
         settings_free(&s);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "luagent.h"
 
@@ -41,7 +42,7 @@ static const struct option_row option_rows[] = {
     { 'g', "group",      "GROUP","group to run as after binding" },
     { 'D', "foreground", NULL,   "stay in the foreground (default: run as a daemon)" },
     { 'v', "verbose",    NULL,   "more log output (repeatable)" },
-    { 't', "threads",    "N",    "worker threads (default 1)" },
+    { 't', "threads",    "N",    "worker threads (default: the number of cores, at most 4)" },
     { 'c', "policy",     "FILE", "Lua routing policy (default: the built-in magent policy over -s/-b/-k)" },
     { 'h', "help",       NULL,   "this help" },
     { OPT_TLS_PORT, "tls-port", "PORT", "TLS port to listen on, same address as -l (needs --tls-cert, --tls-key)" },
@@ -164,6 +165,18 @@ add_server(struct server_spec **list, int *n, const char *text)
     return 0;
 }
 
+/* memcached's model: a worker per core; past four the accept thread and the
+ * servers are the limit, not the workers. */
+static int
+default_threads(void)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+    if (cores < 1)
+        return 1;
+    return cores > DEFAULT_THREADS_MAX ? DEFAULT_THREADS_MAX : (int)cores;
+}
+
 static void
 settings_defaults(struct settings *s)
 {
@@ -171,7 +184,7 @@ settings_defaults(struct settings *s)
     s->port = DEFAULT_PORT;
     s->max_conns = DEFAULT_MAX_CONNS;
     s->max_idle = DEFAULT_MAX_IDLE;
-    s->threads = 1;
+    s->threads = default_threads();
     s->tls_handshake_timeout_ms = DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS;
 }
 

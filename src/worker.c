@@ -7,8 +7,8 @@
  * accepted sockets over through a mutex-protected queue and a wake-up pipe.
  *
  * Writes are deferred: backends and clients with something to send are put
- * on a list, and one flush event, activated behind the I/O callbacks of the
- * current loop pass, writes them all. So keys from many clients bound for one
+ * on a list, and after each pass of the event loop (its I/O callbacks) the
+ * worker writes them all. So keys from many clients bound for one
  * server leave in one write, and a client gets all its ready replies in one.
  */
 #include "worker.h"
@@ -294,28 +294,25 @@ worker_on_notify(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* The writes queued by the callbacks of one loop pass. */
 static void
-worker_on_flush(evutil_socket_t fd, short what, void *arg)
+worker_flush(struct worker *w)
 {
-    struct worker *w = arg;
     int i;
 
-    w->flush_scheduled = false;
-    /* Index loops: a flush may add entries, which are then handled too. */
-    for (i = 0; i < w->ndirty_backends; i++)
-        backend_flush(w->dirty_backends[i]);
-    w->ndirty_backends = 0;
-    for (i = 0; i < w->ndirty_clients; i++)
-        client_flush(w, w->dirty_clients[i]);
-    w->ndirty_clients = 0;
-}
-
-static void
-worker_schedule_flush(struct worker *w)
-{
-    if (!w->flush_scheduled) {
-        w->flush_scheduled = true;
-        event_active(w->flush_ev, 0, 0);
+    /*
+     * Index loops: a flush may add entries, which are then handled too. A
+     * client flush can also resume parsing and so mark backends: go round
+     * until both lists are empty, or those requests would wait for an event
+     * that never comes.
+     */
+    while (w->ndirty_backends > 0 || w->ndirty_clients > 0) {
+        for (i = 0; i < w->ndirty_backends; i++)
+            backend_flush(w->dirty_backends[i]);
+        w->ndirty_backends = 0;
+        for (i = 0; i < w->ndirty_clients; i++)
+            client_flush(w, w->dirty_clients[i]);
+        w->ndirty_clients = 0;
     }
 }
 
@@ -338,14 +335,12 @@ void
 worker_mark_backend(struct worker *w, struct backend *be)
 {
     push((void ***)&w->dirty_backends, &w->ndirty_backends, &w->cap_dirty_backends, be);
-    worker_schedule_flush(w);
 }
 
 void
 worker_mark_client(struct worker *w, struct client *c)
 {
     push((void ***)&w->dirty_clients, &w->ndirty_clients, &w->cap_dirty_clients, c);
-    worker_schedule_flush(w);
 }
 
 static void *
@@ -353,7 +348,19 @@ worker_main(void *arg)
 {
     struct worker *w = arg;
 
-    event_base_dispatch(w->base);
+    /*
+     * One pass of the loop at a time, then the writes its callbacks queued:
+     * requests from many clients to one server leave in one write, and the
+     * flush costs no event activation (an activated event per pass cost
+     * about 300 instructions per request under callgrind).
+     */
+    for (;;) {
+        if (event_base_loop(w->base, EVLOOP_ONCE) < 0)
+            break;
+        worker_flush(w);
+        if (event_base_got_break(w->base))
+            break;
+    }
     return NULL;
 }
 
@@ -369,8 +376,7 @@ worker_init(struct worker *w, int id, struct config *config)
         return -1;
     w->notify_ev = event_new(w->base, w->notify_pipe[0], EV_READ | EV_PERSIST,
                              worker_on_notify, w);
-    w->flush_ev = event_new(w->base, -1, 0, worker_on_flush, w);
-    if (w->notify_ev == NULL || w->flush_ev == NULL || event_add(w->notify_ev, NULL) < 0)
+    if (w->notify_ev == NULL || event_add(w->notify_ev, NULL) < 0)
         return -1;
     w->dcache = dcache_new(config->decision_cache_size);
     w->current = wconfig_new(w, config);

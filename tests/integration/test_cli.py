@@ -6,6 +6,7 @@ problem then the usage text; -h prints usage and exits 0; --version prints
 Every run passes -D (foreground) so that a wrongly accepted command line can
 never leave a daemon behind; such a run is stopped by PID.
 """
+import os
 import re
 import subprocess
 
@@ -92,6 +93,12 @@ def test_magent_flags_accepted_and_serving(memcached, luagent, raw_client):
     keys = ["cli%d" % i for i in range(30)]
     assert a.present(keys) | b.present(keys) == set(keys)
     assert c.call(b"version\r\n").startswith(b"VERSION ")
+
+
+def test_default_threads_are_the_cores_at_most_4(memcached, luagent, raw_client):
+    lg = luagent(servers=[memcached()])
+    st = raw_client(lg).stats()
+    assert int(st["threads"]) == min(os.cpu_count(), 4)
 
 
 def test_default_server_port_11211_accepted(luagent, raw_client):

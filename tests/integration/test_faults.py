@@ -123,7 +123,9 @@ def mocks():
 def start_pair(mocks, memcached, luagent, handler, cls=mock_backend.MockBackend, args=()):
     mock = mocks(handler, cls)
     real = memcached()
-    lg = luagent(*args, servers=[mock.addr, real])
+    # one worker: the test's clients then share one connection to the mock,
+    # so "the connection was rebuilt" is about the connection they all use
+    lg = luagent("-t", "1", *args, servers=[mock.addr, real])
     return lg, mock, real
 
 

@@ -1,8 +1,11 @@
 """Guards against policies that would hurt the proxy or the servers: route
 loops, keys a server would misread, and the command-line overrides."""
 
+import subprocess
+
 import pytest
 
+from conftest import LUAGENT
 from test_policy import poll, run_luagent, start, write_policy  # noqa: F401
 
 LOOPY = """
@@ -113,3 +116,17 @@ def test_bytecode_policy_is_refused(tmp_path):
     path.write_bytes(b"\x1bLJ\x02\x00garbage")
     rc, out, err = run_luagent("--check", path)
     assert rc == 1 and "wrong mode" in err, (out, err)
+
+
+def test_check_of_a_load_that_never_returns_is_bounded(tmp_path):
+    """A backtracking pattern spends its time in one C call, where the
+    instruction cap cannot stop it: the trial load's deadline does."""
+    path = tmp_path / "slow.lua"
+    path.write_text('local lg = require "luagent"\n'
+                    'string.find(string.rep("a", 40), string.rep("a*", 20) .. "b")\n'
+                    'return lg.policy{ route = lg.pool{ name = "m", servers = { "127.0.0.1:1" } } }\n')
+    # the subprocess timeout is the hang detector
+    r = subprocess.run([str(LUAGENT), "--check", str(path)], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 1, r
+    assert r.stderr.startswith("luagent: %s: loading took longer than 5 s" % path), r.stderr

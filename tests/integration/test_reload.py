@@ -331,6 +331,12 @@ def broken_policies(s1, s2):
          + "return lg.policy{ route = h }\n", 4, "hook boom"),
         ("script returning nothing",
          HEAD + "local p = %s\n" % p2, None, "lg.policy"),
+        # one C call the instruction cap cannot interrupt: bounded by the
+        # trial load's wall-clock deadline instead
+        ("pattern that backtracks for hours",
+         HEAD + "local p = %s\n" % p2
+         + 'string.find(string.rep("a", 40), string.rep("a*", 20) .. "b")\n'
+         + "return lg.policy{ route = p }\n", None, "took longer than"),
     ]
 
 
