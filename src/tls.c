@@ -422,18 +422,11 @@ tls_read(struct tls_conn *t, void *buf, size_t len)
         errno = 0;
         rc = SSL_read_ex(t->ssl, (char *)buf + got, len - got, &n);
         if (rc != 1) {
-            ssize_t r;
-
             if (got > 0)
                 break;          /* report what arrived; the error comes again */
-            r = tls_failed(t, rc);
-            if (r == 0 && !SSL_is_init_finished(t->ssl)) {
-                snprintf(last_error, sizeof(last_error),
-                         "connection closed during the TLS handshake");
-                errno = EPROTO;
-                return -1;
-            }
-            return r;
+            /* A peer that leaves mid-handshake reads as a plain EOF: TCP
+             * health checks on the TLS port do just that, quietly. */
+            return tls_failed(t, rc);
         }
         got += n;
         if (SSL_pending(t->ssl) == 0)

@@ -254,6 +254,18 @@ def test_stalled_handshake_blocks_nobody_and_times_out(memcached, luagent, pki):
     assert time.monotonic() - started < CLIENT_TIMEOUT
 
 
+def test_tcp_probe_on_the_tls_port_is_quiet(memcached, luagent, pki):
+    # Load balancers check a port by connecting and closing: no log line.
+    m = memcached()
+    tport = free_port()
+    lg = luagent(*listener_args(pki, tport), servers=[m])
+    for _ in range(5):
+        socket.create_connection((HOST, tport), timeout=CLIENT_TIMEOUT).close()
+    with TlsClient(tls_connect(tport, client_context(pki))) as c:
+        roundtrip(c, "probe:after", b"fine")
+    assert "TLS" not in lg.log()
+
+
 def test_certificate_reload_on_sighup(memcached, luagent, pki, tmp_path):
     m = memcached()
     cert, key = tmp_path / "live.pem", tmp_path / "live.key"
