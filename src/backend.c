@@ -319,9 +319,11 @@ backend_cut_record(struct backend *be)
 
 /*
  * Some output was written: drop the record ends now behind us. Invariant:
- * while ncuts != 0, cuts[cut_next] is the next record end ahead of out->pos
- * (the last cut is the end of a data block, so one is always ahead until the
- * output empties).
+ * while ncuts != 0, cuts[cut_next] is the next record end ahead of out->pos;
+ * when none is left ahead, the list is cleared and the rest goes out in one
+ * piece. New cuts are only ever added at the end of the output, so a write
+ * retried after "would block" is never shorter than the first try (OpenSSL
+ * requires that).
  */
 static void
 backend_cuts_passed(struct backend *be)
