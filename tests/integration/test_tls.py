@@ -437,6 +437,55 @@ def test_backend_verify_false_and_client_certificate(memcached, luagent, raw_cli
                                                 b"SERVER_ERROR backend closed connection\r\n")
 
 
+def test_stalled_backend_handshake_is_bounded_by_connect_timeout(luagent, raw_client, pki,
+                                                                tmp_path):
+    # A server that takes the TCP connection (the kernel's backlog does) but
+    # never answers the handshake.
+    silent = socket.socket()
+    silent.bind((HOST, 0))
+    silent.listen(16)
+
+    class Silent:
+        port = silent.getsockname()[1]
+    try:
+        policy = tmp_path / "p.lua"
+        policy.write_text('local lg = require "luagent"\n'
+                          'return lg.policy{ route = lg.pool{ name = "main", '
+                          'servers = { "%s:%d" }, connect_timeout_ms = 200, timeout_ms = 3000, '
+                          'tls = { ca = "%s" } } }\n' % (HOST, Silent.port, pki.path("ca")))
+        lg = luagent("-c", policy)
+        c = raw_client(lg)
+        started = time.monotonic()
+        assert c.call(b"get k\r\n") == b"SERVER_ERROR backend unavailable\r\n"
+        assert time.monotonic() - started < 2.0     # the 200 ms, not the 3 s request timeout
+        wait_for(lambda: "TLS handshake timeout" in lg.log(), "the timeout in the log")
+    finally:
+        silent.close()
+
+
+def test_backend_tls_connection_survives_a_reload(memcached, luagent, raw_client, pki,
+                                                  tmp_path):
+    m = tls_memcached(memcached, pki)
+    policy = write_policy(tmp_path / "p.lua", m, '{ ca = "%s" }' % pki.path("ca"))
+    lg = luagent("-c", policy, "-t", "1")
+    c = raw_client(lg)
+    roundtrip(c, "keep:1", b"before")
+
+    def connections():
+        with tls_direct(m, pki) as d:
+            st = d.stats()
+        return int(st["total_connections"])
+
+    before = connections()
+    write_policy(policy, m, '{ ca = "%s" }' % pki.path("ca"))
+    policy.write_text(policy.read_text() + "-- same servers, same tls\n")
+    lg.signal(signal.SIGHUP)
+    wait_for(lambda: "reload: generation 2" in lg.log(), "the reload")
+    roundtrip(c, "keep:2", b"after")
+    # Our own stats probe is the only new connection memcached saw.
+    assert connections() == before + 1
+
+
 def test_plain_server_behind_tls_pool_fails_cleanly(memcached, luagent, raw_client, pki,
                                                     tmp_path):
     plain = memcached()
