@@ -302,6 +302,27 @@ def test_certificate_reload_on_sighup(memcached, luagent, pki, tmp_path):
     early.close()
 
 
+def test_bad_certificate_does_not_hold_back_the_policy(memcached, luagent, pki, tmp_path):
+    m1, m2 = memcached(), memcached()
+    cert, key = tmp_path / "live.pem", tmp_path / "live.key"
+    cert.write_bytes(open(pki.path("server"), "rb").read())
+    key.write_bytes(open(pki.path("server", "key"), "rb").read())
+    policy = write_policy(tmp_path / "p.lua", m1, "nil")
+    tport = free_port()
+    lg = luagent("-c", policy, "--tls-port", tport, "--tls-cert", cert, "--tls-key", key)
+
+    key.write_bytes(open(pki.path("client", "key"), "rb").read())     # does not match
+    write_policy(policy, m2, "nil")
+    lg.signal(signal.SIGHUP)
+    wait_for(lambda: "reload: generation 2" in lg.log(), "the policy reload")
+    assert "TLS reload failed (keeping the certificate loaded before): --tls-key %s: " \
+        "key values mismatch" % key in lg.log()
+    with TlsClient(tls_connect(tport, client_context(pki))) as c:
+        assert c.sock.getpeercert(binary_form=True) == pki.cert_der("server")
+        roundtrip(c, "policy:moved", b"to m2")
+    assert m2.get("policy:moved") == b"to m2" and m1.get("policy:moved") is None
+
+
 def run_luagent(*args):
     return subprocess.run([str(LUAGENT), "-D", "-l", HOST, "-p", str(free_port())]
                           + [str(a) for a in args],
