@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -64,6 +65,7 @@ struct client {
     bool             close_when_idle; /* shutting down: close once all is answered */
     bool             read_wants_write; /* TLS: a read waits for writability */
     bool             write_wants_read; /* TLS: a write waits for readability */
+    bool             tls_sniffed;   /* TLS: the first byte was looked at */
     struct client   *prev, *next;   /* the worker's clients */
 };
 
@@ -630,11 +632,44 @@ client_tls_after_io(struct client *c)
         event_active(c->rev, EV_READ, 0);
 }
 
+/*
+ * A TLS connection opens with a handshake record (content type 22). A plain
+ * memcached client that came to the TLS port by mistake is told so in its own
+ * protocol, rather than dropped without a word. True when it was (and closed).
+ */
+static bool
+client_tls_refuse_plain(struct client *c)
+{
+    static const char msg[] = "CLIENT_ERROR this port speaks TLS\r\n";
+    static const char key = 0;
+    unsigned char first;
+    char sink[4096];
+    int i;
+
+    if (recv(c->fd, &first, 1, MSG_PEEK) != 1)
+        return false;           /* nothing yet, or EOF/error: the read says */
+    c->tls_sniffed = true;
+    if (first == 22)
+        return false;
+    if (write(c->fd, msg, sizeof(msg) - 1) < 0) {
+        /* It is being closed anyway. */
+    }
+    /* Take in what it sent (up to 64 KiB), so that the close is a FIN that
+     * lets the line arrive, not a reset that may discard it. */
+    for (i = 0; i < 16 && read(c->fd, sink, sizeof(sink)) > 0; i++)
+        ;
+    log_ratelimited(LOG_WARN, &key, "client: plain text on the TLS port: closed");
+    client_close(c);
+    return true;
+}
+
 static void
 client_tls_on_read(evutil_socket_t fd, short what, void *arg)
 {
     struct client *c = arg;
 
+    if (!c->tls_sniffed && client_tls_refuse_plain(c))
+        return;
     if (c->write_wants_read) {
         c->write_wants_read = false;
         if (!client_write(c))
