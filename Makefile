@@ -19,7 +19,7 @@ LTO      ?= -flto=auto
 PYTHON   ?= /usr/bin/python3
 WARN      = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 DEPFLAGS  = -MMD -MP
-PKGS      = libevent luajit
+PKGS      = libevent luajit openssl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(LTO) -Iinclude $(PKG_CFLAGS) $(DEPFLAGS)
@@ -86,7 +86,7 @@ $(BUILD)/embedded.o: $(BUILD)/embedded.c
 # make bench's load generator (scripts/bench.sh builds it).
 $(BUILD)/loadgen: bench/loadgen.c | $(BUILD)
 	$(say) CC $<
-	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< -lpthread
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< -lpthread $(shell pkg-config --libs openssl)
 
 $(BUILD):
 	@mkdir -p $(BUILD)/tests

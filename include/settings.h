@@ -39,6 +39,13 @@ struct settings {
     int         nservers;
     struct server_spec *backups;    /* -b, in order */
     int         nbackups;
+    int         tls_port;           /* --tls-port: TLS listener, 0 = none */
+    const char *tls_cert;           /* --tls-cert */
+    const char *tls_key;            /* --tls-key */
+    const char *tls_ca;             /* --tls-ca: client certificates' CA, or NULL */
+    bool        tls_verify_client;  /* --tls-verify-client */
+    int         tls_handshake_timeout_ms; /* --tls-handshake-timeout */
+    const char *backend_tls_ca;     /* --backend-tls-ca: lg.args.backend_tls_ca */
     char      **extra;              /* arguments after "--", for lg.args.extra */
     int         nextra;
 };

@@ -23,6 +23,7 @@ struct creq;
 struct dcache;
 struct event;
 struct event_base;
+struct tls_conn;
 
 /*
  * A worker's view of one config generation. Requests keep the generation
@@ -79,8 +80,8 @@ extern int nworkers;
 /* Start n workers on config; returns 0 or -1. */
 int worker_start_all(struct config *config, int n);
 
-/* Give an accepted socket to the next worker (round robin). */
-void worker_dispatch(int fd, bool is_unix);
+/* Give an accepted socket (with its TLS state, or NULL) to the next worker (round robin). */
+void worker_dispatch(int fd, bool is_unix, struct tls_conn *tls);
 
 /*
  * Hand a new config generation to every worker (from the main thread). Each

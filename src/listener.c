@@ -4,6 +4,11 @@
  * The main thread accepts and hands each socket to a worker; the -n limit is
  * one atomic counter shared by all threads. A connection over the limit is
  * told "SERVER_ERROR too many connections" and closed at once.
+ *
+ * The TLS listener (--tls-port) accepts the same way; each accepted socket
+ * gets its TLS state here, made from the current certificate, and the
+ * handshake itself runs in the worker. A reload swaps the certificate for
+ * new connections only: a TLS connection keeps the context it began with.
  */
 #include "listener.h"
 
@@ -25,6 +30,7 @@
 #include "log.h"
 #include "settings.h"
 #include "stats.h"
+#include "tls.h"
 #include "worker.h"
 
 #define BACKLOG 1024
@@ -32,10 +38,12 @@
 struct listener {
     int                     fd;
     bool                    is_unix;
+    bool                    is_tls;
     struct evconnlistener  *ev;
 };
 
-static struct listener listeners[2];
+static struct listener listeners[3];
+static struct tls_server *tls_current;  /* certificate for new TLS clients */
 static int nlisteners;
 static int max_connections;
 static int open_connections;
@@ -121,6 +129,12 @@ listener_bind(const struct settings *s, char *err, size_t errlen)
             return -1;
         listeners[nlisteners++] = (struct listener){ .fd = fd, .is_unix = false };
     }
+    if (s->tls_port > 0) {
+        fd = bind_tcp(s->bind_addr, s->tls_port, err, errlen);
+        if (fd < 0)
+            return -1;
+        listeners[nlisteners++] = (struct listener){ .fd = fd, .is_tls = true };
+    }
     if (s->unix_path != NULL) {
         fd = bind_unix(s->unix_path, s->unix_mode, err, errlen);
         if (fd < 0)
@@ -162,6 +176,7 @@ on_accept(struct evconnlistener *ev, evutil_socket_t fd, struct sockaddr *addr,
           int len, void *arg)
 {
     struct listener *l = arg;
+    struct tls_conn *tls = NULL;
 
     if (__atomic_add_fetch(&open_connections, 1, __ATOMIC_RELAXED) > max_connections) {
         __atomic_sub_fetch(&open_connections, 1, __ATOMIC_RELAXED);
@@ -173,7 +188,16 @@ on_accept(struct evconnlistener *ev, evutil_socket_t fd, struct sockaddr *addr,
 
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
-    worker_dispatch(fd, l->is_unix);
+    if (l->is_tls) {
+        tls = tls_conn_accept(tls_current, fd);
+        if (tls == NULL) {
+            log_ratelimited(LOG_WARN, l, "TLS client refused: out of memory");
+            close(fd);
+            listener_conn_closed();
+            return;
+        }
+    }
+    worker_dispatch(fd, l->is_unix, tls);
 }
 
 static void
@@ -204,6 +228,13 @@ listener_start(struct event_base *base, int max_conns)
 }
 
 void
+listener_set_tls(struct tls_server *s)
+{
+    tls_server_free(tls_current);
+    tls_current = s;
+}
+
+void
 listener_stop(void)
 {
     int i;
@@ -215,6 +246,7 @@ listener_stop(void)
             close(listeners[i].fd);
     }
     nlisteners = 0;
+    listener_set_tls(NULL);
     if (unix_path[0] != '\0')
         unlink(unix_path);
 }

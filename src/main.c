@@ -3,12 +3,17 @@
  *
  * Order matters: parse the command line, check the pid file, build the
  * configuration (resolving servers), bind the listeners and the --metrics
- * socket, open the log and pid files and look up -u/-g, all while errors still
- * reach the terminal; then
- * drop privileges (files and sockets are already open), detach, point the log
- * at its file or syslog, start the workers and tell the starting process we
- * serve. The main thread's loop accepts connections and handles signals as
- * libevent events, never in a raw signal handler.
+ * socket, load the TLS certificate, open the log and pid files and look up
+ * -u/-g, all while errors still reach the terminal; then drop privileges
+ * (files and sockets are already open), detach, point the log at its file or
+ * syslog, start the workers and tell the starting process we serve. The main
+ * thread's loop accepts connections and handles signals as libevent events,
+ * never in a raw signal handler.
+ *
+ * SIGHUP reloads the TLS listener's certificate and the policy, each on its
+ * own: a certificate that fails to load keeps the old one serving (and says
+ * why) without holding back a good policy, and the other way round, since
+ * the two usually change for unrelated reasons.
  */
 #include <errno.h>
 #include <grp.h>
@@ -32,6 +37,8 @@
 #include "script.h"
 #include "settings.h"
 #include "stats.h"
+#include "tls.h"
+#include "client.h"
 #include "trial.h"
 #include "worker.h"
 
@@ -139,6 +146,36 @@ apply_log_level(const struct settings *s, const struct config *config)
                                                    : LOG_WARN;
 }
 
+/* The TLS listener's certificate, key and client CA, from the command line. */
+static struct tls_server *
+load_listener_tls(const struct settings *s, char *err, size_t errlen)
+{
+    struct tls_server_opts o = {
+        .cert = s->tls_cert, .key = s->tls_key, .ca = s->tls_ca,
+        .verify_client = s->tls_verify_client,
+    };
+
+    return tls_server_new(&o, err, errlen);
+}
+
+/* SIGHUP, TLS half: new clients get the new certificate if it loads. */
+static void
+reload_listener_tls(const struct settings *s)
+{
+    struct tls_server *tls;
+    char err[ERR_LEN];
+
+    if (s->tls_port == 0)
+        return;
+    tls = load_listener_tls(s, err, sizeof(err));
+    if (tls == NULL) {
+        log_warn("TLS reload failed (keeping the certificate loaded before): %s", err);
+        return;
+    }
+    listener_set_tls(tls);
+    log_warn("TLS reload: new clients get %s", s->tls_cert);
+}
+
 /*
  * SIGHUP: load the policy again, as at start-up, in fresh VMs. Any failure
  * leaves the running generation alone; success hands the new one to the
@@ -152,7 +189,10 @@ on_hup(evutil_socket_t sig, short what, void *arg)
     struct config *config;
     char err[ERR_LEN];
 
+    reload_listener_tls(s);
     if (s->policy == NULL) {
+        if (s->tls_port != 0)
+            return;     /* the certificate was what there was to reload */
         log_warn("SIGHUP: started without -c, so there is no policy file to reload");
         return;
     }
@@ -184,6 +224,17 @@ check_policy(const struct settings *s)
     if (config == NULL) {
         fprintf(stderr, "luagent: %s\n", err);
         return 1;
+    }
+    if (s->check != NULL && s->tls_cert != NULL) {
+        struct tls_server *tls = load_listener_tls(s, err, sizeof(err));
+
+        if (tls == NULL) {
+            fprintf(stderr, "luagent: %s\n", err);
+            config_free(config);
+            return 1;
+        }
+        tls_server_free(tls);
+        printf("tls: %s and %s load and match\n", s->tls_cert, s->tls_key);
     }
     if (s->check != NULL) {
         script_describe(config, stdout);
@@ -224,6 +275,7 @@ static struct config *
 prepare(const struct settings *s, struct identity *id, char *err, size_t errlen)
 {
     struct config *config;
+    struct tls_server *tls = NULL;
 
     if (s->pid_file != NULL && pidfile_open(s->pid_file, err, errlen) < 0)
         return NULL;
@@ -231,6 +283,12 @@ prepare(const struct settings *s, struct identity *id, char *err, size_t errlen)
     if (config == NULL)
         return NULL;
     apply_log_level(s, config);
+    if (s->tls_port != 0 && (tls = load_listener_tls(s, err, errlen)) == NULL) {
+        config_free(config);
+        return NULL;
+    }
+    listener_set_tls(tls);      /* the listener owns it from here */
+    client_set_tls_handshake_timeout(s->tls_handshake_timeout_ms);
     if (listener_bind(s, err, errlen) < 0
         || (s->metrics_addr != NULL && metrics_bind(s->metrics_addr, err, errlen) < 0)
         || (s->log_file != NULL && log_open_file(s->log_file, err, errlen) < 0)
@@ -269,7 +327,7 @@ defer_signals(int how)
     pthread_sigmask(how, &set, NULL);
 }
 
-/* "127.0.0.1:11211 and unix socket /run/luagent.sock", for the start-up line. */
+/* "127.0.0.1:11211 and 127.0.0.1:11212 (TLS) and unix socket /run/luagent.sock". */
 static void
 describe_listeners(const struct settings *s, char *out, size_t outlen)
 {
@@ -278,6 +336,10 @@ describe_listeners(const struct settings *s, char *out, size_t outlen)
     out[0] = '\0';
     if (s->port > 0)
         n = snprintf(out, outlen, "%s:%d", s->bind_addr ? s->bind_addr : "*", s->port);
+    if (s->tls_port > 0 && n >= 0 && (size_t)n < outlen)
+        n += snprintf(out + n, outlen - (size_t)n, "%s%s:%d (TLS%s)", n > 0 ? " and " : "",
+                      s->bind_addr ? s->bind_addr : "*", s->tls_port,
+                      s->tls_verify_client ? ", client certificates required" : "");
     if (s->unix_path != NULL && n >= 0 && (size_t)n < outlen)
         snprintf(out + n, outlen - (size_t)n, "%sunix socket %s", n > 0 ? " and " : "",
                  s->unix_path);

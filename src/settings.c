@@ -25,8 +25,11 @@ struct option_row {
     const char *help;
 };
 
-enum { OPT_VERSION = 256, OPT_CHECK, OPT_ROUTE, OPT_METRICS, OPT_UNIX_MODE, OPT_LOG,
-       OPT_PID_FILE };
+enum {
+    OPT_VERSION = 256, OPT_CHECK, OPT_ROUTE, OPT_METRICS, OPT_UNIX_MODE, OPT_LOG,
+    OPT_PID_FILE, OPT_TLS_PORT, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_CA,
+    OPT_TLS_VERIFY_CLIENT, OPT_TLS_HANDSHAKE_TIMEOUT, OPT_BACKEND_TLS_CA
+};
 
 static const struct option_row option_rows[] = {
     { 'p', "port",       "PORT", "TCP port to listen on (default 11211, 0 = no TCP)" },
@@ -47,6 +50,13 @@ static const struct option_row option_rows[] = {
     { 't', "threads",    "N",    "worker threads (default: the number of cores, at most 4)" },
     { 'c', "policy",     "FILE", "Lua routing policy (default: the built-in magent policy over -s/-b/-k)" },
     { 'h', "help",       NULL,   "this help" },
+    { OPT_TLS_PORT, "tls-port", "PORT", "TLS port to listen on, same address as -l (needs --tls-cert, --tls-key)" },
+    { OPT_TLS_CERT, "tls-cert", "FILE", "PEM certificate chain served on --tls-port (reloaded on SIGHUP)" },
+    { OPT_TLS_KEY,  "tls-key",  "FILE", "PEM private key of --tls-cert" },
+    { OPT_TLS_CA,   "tls-ca",   "FILE", "PEM CA bundle that client certificates must chain to" },
+    { OPT_TLS_VERIFY_CLIENT, "tls-verify-client", NULL, "require a client certificate (mutual TLS; needs --tls-ca)" },
+    { OPT_TLS_HANDSHAKE_TIMEOUT, "tls-handshake-timeout", "MS", "close a client whose TLS handshake takes longer (default 5000)" },
+    { OPT_BACKEND_TLS_CA, "backend-tls-ca", "FILE", "talk TLS to the -s/-b servers, verified against this CA (lg.args.backend_tls_ca)" },
     { OPT_CHECK,   "check",   "FILE", "load FILE, run its self-tests, print its pools and routes, exit 0/1" },
     { OPT_ROUTE,   "route",   "FILE", "with a request line after it (\"get some:key\"): print where it goes" },
     { OPT_METRICS, "metrics", "ADDR:PORT", "serve Prometheus metrics at http://ADDR:PORT/metrics (default: off)" },
@@ -195,6 +205,7 @@ settings_defaults(struct settings *s)
     s->max_idle = DEFAULT_MAX_IDLE;
     s->threads = default_threads();
     s->unix_mode = -1;
+    s->tls_handshake_timeout_ms = DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS;
 }
 
 /* Build getopt's tables from option_rows. */
@@ -268,6 +279,19 @@ apply_option(struct settings *s, int c, const char *arg)
     case 'h':
         usage(stdout);
         return SETTINGS_EXIT_OK;
+    case OPT_TLS_PORT:
+        if (parse_int(arg, 1, 65535, &s->tls_port) < 0)
+            return bad("bad port '%s' for --tls-port: must be 1-65535", arg);
+        break;
+    case OPT_TLS_CERT: s->tls_cert = arg; break;
+    case OPT_TLS_KEY: s->tls_key = arg; break;
+    case OPT_TLS_CA: s->tls_ca = arg; break;
+    case OPT_TLS_VERIFY_CLIENT: s->tls_verify_client = true; break;
+    case OPT_TLS_HANDSHAKE_TIMEOUT:
+        if (parse_int(arg, 1, 3600000, &s->tls_handshake_timeout_ms) < 0)
+            return bad("bad value '%s' for --tls-handshake-timeout: must be 1-3600000 (ms)", arg);
+        break;
+    case OPT_BACKEND_TLS_CA: s->backend_tls_ca = arg; break;
     case OPT_CHECK: s->check = arg; break;
     case OPT_ROUTE: s->route_file = arg; break;
     case OPT_METRICS: {
@@ -286,6 +310,42 @@ apply_option(struct settings *s, int c, const char *arg)
         return bad("%s", "internal: unhandled option");
     }
     return SETTINGS_RUN;
+}
+
+/*
+ * The TLS flags go together: a listener needs a certificate and its key, and
+ * a certificate needs a listener (except for --check, which only loads it).
+ */
+static int
+check_tls_options(const struct settings *s)
+{
+    bool files = s->tls_cert != NULL || s->tls_key != NULL;
+
+    if (s->tls_port != 0 && (s->tls_cert == NULL || s->tls_key == NULL)) {
+        bad("%s", "--tls-port needs --tls-cert FILE and --tls-key FILE");
+        return -1;
+    }
+    if (files && (s->tls_cert == NULL || s->tls_key == NULL)) {
+        bad("%s", s->tls_cert ? "--tls-cert needs --tls-key FILE" : "--tls-key needs --tls-cert FILE");
+        return -1;
+    }
+    if (files && s->tls_port == 0 && s->check == NULL) {
+        bad("%s", "--tls-cert and --tls-key need --tls-port PORT");
+        return -1;
+    }
+    if ((s->tls_ca != NULL || s->tls_verify_client) && s->tls_cert == NULL) {
+        bad("%s", "--tls-ca and --tls-verify-client need --tls-port, --tls-cert and --tls-key");
+        return -1;
+    }
+    if (s->tls_verify_client && s->tls_ca == NULL) {
+        bad("%s", "--tls-verify-client needs --tls-ca FILE (the CA client certificates chain to)");
+        return -1;
+    }
+    if (s->tls_port != 0 && s->tls_port == s->port) {
+        bad("%s", "--tls-port must differ from -p");
+        return -1;
+    }
+    return 0;
 }
 
 enum settings_result
@@ -325,12 +385,15 @@ settings_parse(struct settings *s, int argc, char **argv)
     }
     if (optind < argc)
         return bad("unexpected argument '%s'", argv[optind]);
+    if (check_tls_options(s) < 0)
+        return SETTINGS_EXIT_USAGE;
     if (s->check != NULL)
         return SETTINGS_RUN;
     if (s->nservers == 0 && s->policy == NULL)
         return bad("%s", "no server given: use -s HOST[:PORT] (or -c policy.lua)");
-    if (s->port == 0 && s->unix_path == NULL)
-        return bad("%s", "nothing to listen on: -p 0 turns TCP off and no -f PATH was given");
+    if (s->port == 0 && s->unix_path == NULL && s->tls_port == 0)
+        return bad("%s", "nothing to listen on: -p 0 turns TCP off and neither -f PATH "
+                   "nor --tls-port was given");
     if (s->unix_mode >= 0 && s->unix_path == NULL)
         return bad("%s", "--unix-mode needs -f PATH");
     return SETTINGS_RUN;

@@ -29,11 +29,13 @@
 #include "dcache.h"
 #include "listener.h"
 #include "log.h"
+#include "tls.h"
 
 struct handoff {
     struct handoff *next;
     int             fd;         /* a client socket, or HANDOFF_STOP / HANDOFF_CONFIG */
     bool            is_unix;
+    struct tls_conn *tls;       /* a TLS client's state, or NULL */
     struct config  *config;     /* HANDOFF_CONFIG: the new generation */
 };
 
@@ -65,7 +67,10 @@ worker_backend_for(struct worker *w, const struct server *srv)
     for (i = 0; i < w->nall_backends; i++) {
         const struct server *old = backend_server(w->all_backends[i]);
 
-        if (old->port == srv->port && strcmp(old->host, srv->host) == 0) {
+        /* Reused only over the same transport: a change of TLS settings
+         * opens new connections and retires the old ones. */
+        if (old->port == srv->port && strcmp(old->host, srv->host) == 0
+            && tls_client_same(old->tls, srv->tls)) {
             backend_set_server(w->all_backends[i], srv);
             return w->all_backends[i];
         }
@@ -294,7 +299,7 @@ worker_on_notify(evutil_socket_t fd, short what, void *arg)
         else if (h->fd == HANDOFF_CONFIG)
             worker_swap_config(w, h->config);
         else
-            client_accept(w, h->fd, h->is_unix);
+            client_accept(w, h->fd, h->is_unix, h->tls);
         free(h);
     }
 }
@@ -410,12 +415,14 @@ worker_start_all(struct config *config, int n)
 }
 
 static void
-worker_hand(struct worker *w, int fd, bool is_unix, struct config *config)
+worker_hand(struct worker *w, int fd, bool is_unix, struct tls_conn *tls,
+            struct config *config)
 {
     struct handoff *h = malloc(sizeof(*h));
 
     if (h == NULL) {
         if (fd >= 0) {
+            tls_conn_free(tls);
             close(fd);
             listener_conn_closed();
         } else if (fd == HANDOFF_CONFIG) {
@@ -425,6 +432,7 @@ worker_hand(struct worker *w, int fd, bool is_unix, struct config *config)
     }
     h->fd = fd;
     h->is_unix = is_unix;
+    h->tls = tls;
     h->config = config;
     pthread_mutex_lock(&w->queue_lock);
     h->next = w->queue;
@@ -435,12 +443,12 @@ worker_hand(struct worker *w, int fd, bool is_unix, struct config *config)
 }
 
 void
-worker_dispatch(int fd, bool is_unix)
+worker_dispatch(int fd, bool is_unix, struct tls_conn *tls)
 {
     struct worker *w = &workers[next_worker];
 
     next_worker = (next_worker + 1) % nworkers;
-    worker_hand(w, fd, is_unix, NULL);
+    worker_hand(w, fd, is_unix, tls, NULL);
 }
 
 void
@@ -450,7 +458,7 @@ worker_publish_config(struct config *config)
 
     config->refs = nworkers;
     for (i = 0; i < nworkers; i++)
-        worker_hand(&workers[i], HANDOFF_CONFIG, false, config);
+        worker_hand(&workers[i], HANDOFF_CONFIG, false, NULL, config);
 }
 
 void
@@ -459,7 +467,7 @@ worker_stop_all(void)
     int i;
 
     for (i = 0; i < nworkers; i++)
-        worker_hand(&workers[i], HANDOFF_STOP, false, NULL);
+        worker_hand(&workers[i], HANDOFF_STOP, false, NULL, NULL);
     for (i = 0; i < nworkers; i++)
         pthread_join(workers[i].thread, NULL);
 }
