@@ -3,7 +3,7 @@
  * connections, its free lists and its stats shard.
  *
  * Everything a worker owns is touched only by its own thread; the only
- * cross-thread entry is the queue of accepted sockets, woken by a pipe.
+ * cross-thread entry is the queue of accepted sockets, woken by an eventfd.
  */
 #ifndef WORKER_H
 #define WORKER_H
@@ -58,7 +58,7 @@ struct worker {
     /* Accepted sockets handed over by the listener thread. */
     pthread_mutex_t     queue_lock;
     struct handoff     *queue;
-    int                 notify_pipe[2];
+    int                 notify_fd;      /* eventfd */
     struct event       *notify_ev;
 
     /* Deferred writes: made once after the callbacks of a loop pass. */

@@ -4,7 +4,7 @@
  * Each worker runs its own event loop and owns its clients, its backend
  * connections (one set per configured server), its free lists and its stats
  * shard; no lock is taken on the request path. The listener thread hands
- * accepted sockets over through a mutex-protected queue and a wake-up pipe.
+ * accepted sockets over through a mutex-protected queue and an eventfd.
  *
  * Writes are deferred: backends and clients with something to send are put
  * on a list, and after each pass of the event loop (its I/O callbacks) the
@@ -14,11 +14,11 @@
 #include "worker.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -274,10 +274,9 @@ worker_on_notify(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
     struct handoff *h;
-    char drain[64];
+    eventfd_t wakeups;
 
-    while (read(fd, drain, sizeof(drain)) > 0)
-        ;
+    (void)eventfd_read(fd, &wakeups);   /* resets the counter */
     pthread_mutex_lock(&w->queue_lock);
     h = w->queue;
     w->queue = NULL;
@@ -382,9 +381,11 @@ worker_init(struct worker *w, int id, struct config *config)
     w->config = config;
     pthread_mutex_init(&w->queue_lock, NULL);
     w->base = event_base_new();
-    if (w->base == NULL || pipe2(w->notify_pipe, O_NONBLOCK | O_CLOEXEC) < 0)
+    /* An eventfd: one descriptor, and a burst of wake-ups is one counter. */
+    w->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->base == NULL || w->notify_fd < 0)
         return -1;
-    w->notify_ev = event_new(w->base, w->notify_pipe[0], EV_READ | EV_PERSIST,
+    w->notify_ev = event_new(w->base, w->notify_fd, EV_READ | EV_PERSIST,
                              worker_on_notify, w);
     if (w->notify_ev == NULL || event_add(w->notify_ev, NULL) < 0)
         return -1;
@@ -438,8 +439,8 @@ worker_hand(struct worker *w, int fd, bool is_unix, struct tls_conn *tls,
     h->next = w->queue;
     w->queue = h;
     pthread_mutex_unlock(&w->queue_lock);
-    if (write(w->notify_pipe[1], "", 1) < 0 && errno != EAGAIN)
-        log_error("worker %d: wake-up pipe: %s", w->id, strerror(errno));
+    if (eventfd_write(w->notify_fd, 1) < 0 && errno != EAGAIN)
+        log_error("worker %d: wake-up eventfd: %s", w->id, strerror(errno));
 }
 
 void
