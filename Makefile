@@ -5,6 +5,7 @@
 #   make test       unit tests, then integration tests (installs missing packages first)
 #   make bench      side-by-side benchmark (see docs/performance.md)
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS (60) each (tests/fuzz/)
+#   make install    PREFIX=/usr/local DESTDIR= (binary, Lua library, examples, man page)
 #   make clean
 #
 # V=1 shows full commands; SAN=1 builds with AddressSanitizer and UBSan.
@@ -18,7 +19,7 @@ LTO      ?= -flto=auto
 PYTHON   ?= /usr/bin/python3
 WARN      = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 DEPFLAGS  = -MMD -MP
-PKGS      = libevent luajit
+PKGS      = libevent luajit openssl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(LTO) -Iinclude $(PKG_CFLAGS) $(DEPFLAGS)
@@ -54,10 +55,11 @@ UNIT_test_proto  = proto base64
 UNIT_test_base64 = base64
 UNIT_test_reply  = reply
 UNIT_test_dcache = dcache
+UNIT_test_histogram = histogram
 UNITS = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 
-.PHONY: all run test unit integration bench fuzz deps clean
+.PHONY: all run test unit integration bench fuzz deps install clean
 all: $(BIN)
 
 # ./luagent is relinked when switching between normal and SAN=1 builds.
@@ -85,7 +87,7 @@ $(BUILD)/embedded.o: $(BUILD)/embedded.c
 # make bench's load generator (scripts/bench.sh builds it).
 $(BUILD)/loadgen: bench/loadgen.c | $(BUILD)
 	$(say) CC $<
-	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< -lpthread
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< -lpthread $(shell pkg-config --libs openssl)
 
 $(BUILD):
 	@mkdir -p $(BUILD)/tests
@@ -174,6 +176,22 @@ fuzz: deps
 	        { tail -n 60 build-fuzz/$$t.log; echo "FAIL: $$t (log: build-fuzz/$$t.log)"; exit 1; }; \
 	    grep -E '^#[0-9]+[[:space:]]+DONE' build-fuzz/$$t.log | sed 's/^/  /'; \
 	done
+
+# The binary embeds lua/luagent.lua and examples/default.lua; the installed
+# copies are for reading and for policies that build on them.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+INSTALL ?= install
+SHARE    = $(DESTDIR)$(PREFIX)/share/luagent
+
+install: $(BIN)
+	$(say) INSTALL $(DESTDIR)$(PREFIX)
+	$(Q)$(INSTALL) -d $(DESTDIR)$(PREFIX)/bin $(SHARE)/lua $(SHARE)/examples \
+	    $(DESTDIR)$(PREFIX)/share/man/man1
+	$(Q)$(INSTALL) -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/$(BIN)
+	$(Q)$(INSTALL) -m 644 lua/luagent.lua $(SHARE)/lua/luagent.lua
+	$(Q)$(INSTALL) -m 644 examples/*.lua examples/luagent.service $(SHARE)/examples/
+	$(Q)$(INSTALL) -m 644 docs/luagent.1 $(DESTDIR)$(PREFIX)/share/man/man1/luagent.1
 
 clean:
 	rm -rf build build-san build-fuzz $(BIN)

@@ -15,16 +15,22 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "histogram.h"
+
 struct call;
 struct server;
 struct worker;
 
+/* Written by the owning worker only (STAT_INC), read by stats renderers. */
 struct backend_stats {
     uint64_t requests;      /* calls sent */
     uint64_t errors;        /* calls failed other than by timeout */
     uint64_t timeouts;      /* calls failed by timeout */
-    uint64_t connects;      /* connections opened */
+    uint64_t retries;       /* probes sent after a mark-down expired */
+    uint64_t connects;      /* connections established */
+    uint64_t curr_connections; /* established and open now (0 or 1 per worker) */
     uint64_t markdowns;     /* times marked down */
+    struct histogram latency; /* round trip of answered calls */
 };
 
 struct backend;

@@ -17,6 +17,7 @@
 
 struct buf;
 struct client;
+struct tls_conn;
 struct worker;
 struct wconfig;
 
@@ -37,6 +38,7 @@ struct creq {
     struct buf      *buf;       /* request line (+ data block), owned */
     const char      *local;     /* reply decided locally (error), or NULL */
     bool             stats;     /* answer with the stats, rendered when written */
+    uint8_t          stats_group; /* which stats (enum stats_group) */
     struct slot     *slots;     /* nslots entries */
     struct slot      one;       /* storage for a single slot */
     struct slot     *spare;     /* multi-key slot storage, kept across reuse */
@@ -47,8 +49,11 @@ struct creq {
     bool             close_after; /* close the connection after this reply */
 };
 
-/* Hand an accepted socket to this worker. */
-void client_accept(struct worker *w, int fd, bool is_unix);
+/* Hand an accepted socket (and its TLS state, or NULL) to this worker. */
+void client_accept(struct worker *w, int fd, bool is_unix, struct tls_conn *tls);
+
+/* How long a TLS client may take over its handshake (set before serving). */
+void client_set_tls_handshake_timeout(int ms);
 
 /* A slot of a request has its result (called by the route engine). */
 void creq_slot_done(struct worker *w, struct creq *creq, uint32_t slot,

@@ -17,6 +17,7 @@
 
 struct settings;
 struct route;
+struct tls_client;
 struct script_state;
 
 struct server {
@@ -32,6 +33,7 @@ struct server {
     int         failure_limit;
     int         retry_after_ms;
     int         max_idle;
+    struct tls_client *tls;         /* the first pool's tls table, or NULL: plain TCP */
 };
 
 struct pool {
@@ -43,6 +45,7 @@ struct pool {
     int            *server_ids;     /* ring index -> config server id */
     int             timeout_ms;     /* request timeout */
     bool            eject;          /* keys of a down server move to the next live one */
+    struct tls_client *tls;         /* owned: the pool's tls table, or NULL */
 };
 
 /* The ring index and hash of a key (the hash tag applied). */

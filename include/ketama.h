@@ -50,6 +50,10 @@ int ring_lookup_live(const struct ring *ring, uint32_t hash,
 /* Number of points (ketama) or servers (modula); for tests and stats. */
 int ring_points(const struct ring *ring);
 
+/* The ring's distribution, and its name as policies spell it ("ketama"). */
+enum dist ring_dist(const struct ring *ring);
+const char *dist_name(enum dist dist);
+
 void ring_free(struct ring *ring);
 
 #endif

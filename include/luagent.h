@@ -29,6 +29,7 @@
 #define DEFAULT_CONNECT_TIMEOUT_MS  500
 #define DEFAULT_FAILURE_LIMIT       3
 #define DEFAULT_RETRY_AFTER_MS      1000
+#define DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS 5000   /* a client's whole TLS handshake */
 
 #define ERR_LEN             256             /* caller-provided error buffers */
 

@@ -126,6 +126,7 @@ struct call {
     int                  hops;          /* route steps taken (loop guard) */
     int                  pending;       /* children without a result yet */
     uint64_t             deadline_ms;   /* backend: when a reply is overdue */
+    uint64_t             sent_ns;       /* backend: when it was flushed (latency) */
     bool                 batch_end;     /* backend: last key of a get batch */
     bool                 in_batch;      /* backend: part of a multi-key get */
     bool                 finished;

@@ -18,6 +18,7 @@ struct settings {
     int         port;               /* -p: TCP port, 0 = none */
     const char *bind_addr;          /* -l: NULL = all addresses */
     const char *unix_path;          /* -f: unix socket path or NULL */
+    int         unix_mode;          /* --unix-mode: permission bits, -1 = from the umask */
     int         max_conns;          /* -n */
     int         max_idle;           /* -i: idle backend connections kept per server */
     bool        max_idle_given;     /* -i was on the command line: it wins */
@@ -25,9 +26,12 @@ struct settings {
     const char *user;               /* -u */
     const char *group;              /* -g */
     bool        foreground;         /* -D */
+    const char *log_file;           /* --log: log file, NULL = stderr (or syslog as a daemon) */
+    const char *pid_file;           /* --pid-file: NULL = none */
     int         verbose;            /* -v count */
     int         threads;            /* -t */
     const char *policy;             /* -c / --policy */
+    const char *metrics_addr;       /* --metrics ADDR:PORT, or NULL (off) */
     const char *check;              /* --check FILE: load, test, describe, exit */
     const char *route_file;         /* --route FILE LINE: explain routing, exit */
     const char *route_line;
@@ -35,6 +39,13 @@ struct settings {
     int         nservers;
     struct server_spec *backups;    /* -b, in order */
     int         nbackups;
+    int         tls_port;           /* --tls-port: TLS listener, 0 = none */
+    const char *tls_cert;           /* --tls-cert */
+    const char *tls_key;            /* --tls-key */
+    const char *tls_ca;             /* --tls-ca: client certificates' CA, or NULL */
+    bool        tls_verify_client;  /* --tls-verify-client */
+    int         tls_handshake_timeout_ms; /* --tls-handshake-timeout */
+    const char *backend_tls_ca;     /* --backend-tls-ca: lg.args.backend_tls_ca */
     char      **extra;              /* arguments after "--", for lg.args.extra */
     int         nextra;
 };

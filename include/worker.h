@@ -3,7 +3,7 @@
  * connections, its free lists and its stats shard.
  *
  * Everything a worker owns is touched only by its own thread; the only
- * cross-thread entry is the queue of accepted sockets, woken by a pipe.
+ * cross-thread entry is the queue of accepted sockets, woken by an eventfd.
  */
 #ifndef WORKER_H
 #define WORKER_H
@@ -23,6 +23,7 @@ struct creq;
 struct dcache;
 struct event;
 struct event_base;
+struct tls_conn;
 
 /*
  * A worker's view of one config generation. Requests keep the generation
@@ -31,6 +32,7 @@ struct event_base;
 struct wconfig {
     struct config      *config;
     struct backend    **backends;       /* by this config's server id */
+    struct route_counter **routes;      /* by this config's node id */
     uint64_t            inflight;       /* requests started on it, not yet freed */
     struct wconfig     *next;           /* older generations still draining */
 };
@@ -45,6 +47,8 @@ struct worker {
     struct backend    **all_backends;   /* every live connection set, any generation */
     int                 nall_backends;
     struct stats        stats;
+    struct route_counter **route_counters; /* every label any live generation names */
+    int                 nroute_counters;
     struct dcache      *dcache;         /* hook decisions for this config */
 
     struct client      *clients;        /* open client connections */
@@ -54,7 +58,7 @@ struct worker {
     /* Accepted sockets handed over by the listener thread. */
     pthread_mutex_t     queue_lock;
     struct handoff     *queue;
-    int                 notify_pipe[2];
+    int                 notify_fd;      /* eventfd */
     struct event       *notify_ev;
 
     /* Deferred writes: made once after the callbacks of a loop pass. */
@@ -76,8 +80,8 @@ extern int nworkers;
 /* Start n workers on config; returns 0 or -1. */
 int worker_start_all(struct config *config, int n);
 
-/* Give an accepted socket to the next worker (round robin). */
-void worker_dispatch(int fd, bool is_unix);
+/* Give an accepted socket (with its TLS state, or NULL) to the next worker (round robin). */
+void worker_dispatch(int fd, bool is_unix, struct tls_conn *tls);
 
 /*
  * Hand a new config generation to every worker (from the main thread). Each

@@ -12,6 +12,8 @@
 --   kinds  = pool prefix by_op failover all_sync all_initial all_fastest
 --            all_async rewrite shadow warmup error hook
 --   pool.servers = list of { host = s, port = n, weight = n, name = s|nil }
+--   pool.tls     = nil (plain TCP) | { ca = s|nil, cert = s|nil, key = s|nil,
+--                                      sni = s|nil, verify = b }
 --   prefix.map   = list of { prefix = s, route = r }, sorted by prefix
 --   by_op.ops    = { [op or command name] = route }, by_op.default = route|nil
 --   failover.on  = { error = b, timeout = b, server_error = b }
@@ -22,7 +24,8 @@
 --
 -- Hooks installed by C before the script runs (all optional here):
 --   lg._log(level, msg)  log sink (default: io.stderr)
---   lg.args              command line: servers, backups, ketama, extra
+--   lg.args              command line: servers, backups, ketama, extra,
+--                        backend_tls_ca (--backend-tls-ca FILE, or nil)
 --   lg._phase            "load" while building; "request" makes constructors fail
 
 local lg = {}
@@ -453,6 +456,31 @@ local function chars(n, what)
     end
 end
 
+-- tls = { ca =, cert =, key =, sni =, verify = } (or true: the system's CAs).
+-- The files are read by C when the policy compiles, so a missing or bad one
+-- fails the load with OpenSSL's reason.
+local TLS_FIELDS = {
+    ca     = opt(text_line, nil),
+    cert   = opt(text_line, nil),
+    key    = opt(text_line, nil),
+    sni    = opt(token(255), nil),
+    verify = opt(boolean, true),
+}
+
+local function check_tls(v, label)
+    if v == true then v = {} end
+    if v == false then return nil end
+    if type(v) ~= "table" or is_route(v) or is_policy(v) then
+        fail("%s must be a table {ca=, verify=, sni=, cert=, key=} or true (got %s)",
+             label, kind(v))
+    end
+    local out = check_fields(TLS_FIELDS, v, {}, false, "tls.")
+    if out.key ~= nil and out.cert == nil then
+        fail("field 'tls.key' needs 'tls.cert' (the client certificate it belongs to)")
+    end
+    return out
+end
+
 local check_hash_tag = chars(2, "a string of exactly 2 characters, like '{}'")
 local one_char = chars(1, "a single character like ':'")
 
@@ -470,6 +498,7 @@ local POOL_FIELDS = {
     failure_limit      = opt(integer(1, 1000000), 3),
     retry_after_ms     = opt(integer(0, 3600000), 1000),
     eject              = opt(boolean, false),
+    tls                = opt(check_tls, nil),
 }
 
 local build = {}    -- kind -> function(t, where) -> object

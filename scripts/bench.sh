@@ -13,6 +13,11 @@
 #    start + prefill + workload minus Ir of start + prefill alone, divided by the
 #    workload's requests (one connection), for luagent and nutcracker; then
 #    luagent with four policies (bench/policies/*.lua) on the get/set workload.
+# 3. TLS: luagent plain, with TLS on the client side (loadgen -t to --tls-port),
+#    on the backend side (four memcached -Z, --backend-tls-ca) and on both;
+#    one wall-clock round per workload, then Ir/request for plain, client-side
+#    and backend-side TLS under callgrind. Certificates are made with the
+#    openssl command line in the run's temporary directory.
 #
 # Everything listens on 127.0.0.1 on free ports below 32768; every process is
 # stopped by its PID on exit. A server or proxy that disappears during a run
@@ -21,6 +26,7 @@
 #   BENCH_SECONDS (5)  BENCH_ROUNDS (3)  BENCH_CONNS (50)  BENCH_KEYS (10000)
 #   BENCH_VALUE (100)  BENCH_CG_REQUESTS (20000)  BENCH_CG_RUNS (2)
 #   BENCH_WALL (1; 0 skips part 1)  BENCH_CALLGRIND (1; 0 skips part 2)
+#   BENCH_TLS (1; 0 skips part 3)
 #   BENCH_LOADGEN_THREADS (1)  BENCH_OUT (results file)
 #   BENCH_CG_KEEP (a directory to keep the callgrind output files in, for
 #   callgrind_annotate; by default they are deleted)
@@ -38,6 +44,7 @@ CG_REQUESTS=${BENCH_CG_REQUESTS:-20000}
 CG_RUNS=${BENCH_CG_RUNS:-2}
 DO_WALL=${BENCH_WALL:-1}
 DO_CG=${BENCH_CALLGRIND:-1}
+DO_TLS=${BENCH_TLS:-1}
 LG_THREADS=${BENCH_LOADGEN_THREADS:-1}
 CG_KEEP=${BENCH_CG_KEEP:-}          # a directory: keep the callgrind files there
 RATIO=10:1
@@ -151,7 +158,7 @@ wait_listen() {     # PORT PID NAME: up to 60 s (callgrind starts slowly)
     done
 }
 
-NPORTS=16
+NPORTS=24
 pick_ports() {      # BASE: NPORTS consecutive free ports in 20000..32005
     start=$(( ($$ * 7 + $(date +%s)) % 1200 ))
     i=0
@@ -172,9 +179,18 @@ NC_PORT=$((BASE + 5)); NC_STATS=$((BASE + 6))
 NCQ_PORT=$((BASE + 7)); NCQ_STATS=$((BASE + 8))
 LG1_PORT=$((BASE + 9)); LG2_PORT=$((BASE + 10))
 CG_PORT=$((BASE + 11)); CG_STATS=$((BASE + 12))
+MT1=$((BASE + 13)); MT2=$((BASE + 14)); MT3=$((BASE + 15)); MT4=$((BASE + 16))
+LGT_P=$((BASE + 17))                # luagent, plain both sides
+LGT_C=$((BASE + 18)); LGT_CT=$((BASE + 19))     # TLS to clients (plain port, TLS port)
+LGT_B=$((BASE + 20))                # TLS to the servers
+LGT_X=$((BASE + 21)); LGT_XT=$((BASE + 22))     # TLS on both sides
+CG_SPARE=$((BASE + 23))             # plain port of the TLS luagent under callgrind
 SERVERS="127.0.0.1:$MC1 127.0.0.1:$MC2 127.0.0.1:$MC3 127.0.0.1:$MC4"
 S_FLAGS=""
 for s in $SERVERS; do S_FLAGS="$S_FLAGS -s $s"; done
+ST_FLAGS="-s 127.0.0.1:$MT1 -s 127.0.0.1:$MT2 -s 127.0.0.1:$MT3 -s 127.0.0.1:$MT4"
+TLSDIR=$TMP/tls
+LG_EXTRA=""                         # extra loadgen flags (-t CA for TLS targets)
 
 nutcracker_conf() { # PORT FILE
     {
@@ -205,6 +221,8 @@ svc_port() {
     mc1) echo "$MC1" ;; mc2) echo "$MC2" ;; mc3) echo "$MC3" ;; mc4) echo "$MC4" ;;
     mcd) echo "$MCD" ;; nc) echo "$NC_PORT" ;; ncq) echo "$NCQ_PORT" ;;
     lg1) echo "$LG1_PORT" ;; lg2) echo "$LG2_PORT" ;;
+    mt1) echo "$MT1" ;; mt2) echo "$MT2" ;; mt3) echo "$MT3" ;; mt4) echo "$MT4" ;;
+    lgtp) echo "$LGT_P" ;; lgtc) echo "$LGT_C" ;; lgtb) echo "$LGT_B" ;; lgtx) echo "$LGT_X" ;;
     esac
 }
 
@@ -213,6 +231,21 @@ svc_launch() {      # NAME: start it, wait until it listens; PID_<name>
     case $1 in
     mc*)
         start_bg "$TMP/$1.log" "$MEMCACHED" -p "$sl_port" -l 127.0.0.1 -U 0 -t 1 $USER_OPT ;;
+    mt*)
+        start_bg "$TMP/$1.log" "$MEMCACHED" -p "$sl_port" -l 127.0.0.1 -U 0 -t 1 $USER_OPT \
+            -Z -o "ssl_chain_cert=$TLSDIR/server.pem,ssl_key=$TLSDIR/server.key" ;;
+    lgtp)
+        start_bg "$TMP/$1.log" "$LUAGENT" -D -l 127.0.0.1 -p "$sl_port" -k $S_FLAGS -t 1 ;;
+    lgtc)
+        start_bg "$TMP/$1.log" "$LUAGENT" -D -l 127.0.0.1 -p "$sl_port" -k $S_FLAGS -t 1 \
+            --tls-port "$LGT_CT" --tls-cert "$TLSDIR/server.pem" --tls-key "$TLSDIR/server.key" ;;
+    lgtb)
+        start_bg "$TMP/$1.log" "$LUAGENT" -D -l 127.0.0.1 -p "$sl_port" -k $ST_FLAGS -t 1 \
+            --backend-tls-ca "$TLSDIR/ca.pem" ;;
+    lgtx)
+        start_bg "$TMP/$1.log" "$LUAGENT" -D -l 127.0.0.1 -p "$sl_port" -k $ST_FLAGS -t 1 \
+            --backend-tls-ca "$TLSDIR/ca.pem" \
+            --tls-port "$LGT_XT" --tls-cert "$TLSDIR/server.pem" --tls-key "$TLSDIR/server.key" ;;
     nc)
         start_bg "$TMP/$1.log" "$NUTCRACKER" -c "$TMP/nutcracker.yml" -s "$NC_STATS" -a 127.0.0.1 ;;
     ncq)
@@ -349,8 +382,8 @@ cg_total() {
         untrack "$cg_pid"
         return 1
     fi
-    "$LOADGEN" -s "127.0.0.1:$CG_PORT" -c 1 $cg_flags -r "$RATIO" -v "$VALUE" -k "$KEYS" \
-        -S 1 -f -n "$cg_n" -W 60 > "$TMP/loadgen.out" 2> "$TMP/loadgen.err"
+    "$LOADGEN" -s "127.0.0.1:$CG_PORT" -c 1 $cg_flags $LG_EXTRA -r "$RATIO" -v "$VALUE" \
+        -k "$KEYS" -S 1 -f -n "$cg_n" -W 60 > "$TMP/loadgen.out" 2> "$TMP/loadgen.err"
     cg_rc=$?
     stop_pid "$cg_pid" "$cg_sig"
     untrack "$cg_pid"
@@ -418,6 +451,91 @@ if [ "$DO_CG" = 1 ]; then
     for p in plain prefix hook hook_cached; do
         cg_per_request "policy-$p" TERM -- "$LUAGENT" -D -l 127.0.0.1 -p "$CG_PORT" \
             -c "$TMP/$p.lua" || FAILED=1
+    done
+    out ""
+fi
+
+# ---- part 3: TLS ----
+
+tls_pki() {         # a CA and a certificate for 127.0.0.1 in $TLSDIR (openssl CLI)
+    mkdir -p "$TLSDIR" || return 1
+    (
+        cd "$TLSDIR" || exit 1
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+            -keyout ca.key -out ca.pem -days 2 -subj "/CN=luagent bench CA" &&
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+            -keyout server.key -out server.csr -subj "/CN=127.0.0.1" &&
+        echo "subjectAltName=IP:127.0.0.1,DNS:localhost" > server.ext &&
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+            -out server.pem -days 2 -extfile server.ext
+    ) > "$TMP/openssl.log" 2>&1 || { cat "$TMP/openssl.log" >&2; return 1; }
+    # memcached may run as nobody: let it reach the (throw-away) files.
+    chmod 711 "$TMP" && chmod 755 "$TLSDIR" && chmod 644 "$TLSDIR"/*
+}
+
+TLS_TARGETS="plain client-tls backend-tls both-tls"
+tls_target() {      # NAME: "service port loadgen-extra"
+    case $1 in
+    plain) echo "lgtp $LGT_P" ;;
+    client-tls) echo "lgtc $LGT_CT -t $TLSDIR/ca.pem" ;;
+    backend-tls) echo "lgtb $LGT_B" ;;
+    both-tls) echo "lgtx $LGT_XT -t $TLSDIR/ca.pem" ;;
+    esac
+}
+
+: > "$TMP/tls.tsv"
+if [ "$DO_TLS" = 1 ]; then
+    tls_pki || exit 1
+    TLS_BACKENDS="mt1 mt2 mt3 mt4"
+    for s in $TLS_BACKENDS lgtp lgtc lgtb lgtx; do svc_launch $s || exit 1; done
+    out "== TLS: luagent -t 1 plain, TLS to clients, TLS to servers (memcached -Z), both;"
+    out "   one ${DURATION} s run per workload and target, $CONNS connections"
+    for w in $WORKLOADS; do
+        for t in $TLS_TARGETS; do
+            # shellcheck disable=SC2046
+            set -- $(tls_target "$t")
+            svc=$1 port=$2
+            shift 2
+            svc_check $BACKENDS $TLS_BACKENDS "$svc"
+            # shellcheck disable=SC2046
+            line=$("$LOADGEN" -s "127.0.0.1:$port" "$@" -c "$CONNS" $(wl_flags "$w") -r "$RATIO" \
+                   -v "$VALUE" -k "$KEYS" -d "$DURATION" -S 1 -f -W 10 -T "$LG_THREADS" \
+                   2> "$TMP/loadgen.err")
+            rc=$?
+            if [ "$rc" -ne 0 ] || [ -z "$line" ]; then
+                FAILED=1
+                sed 's/^/    /' "$TMP/loadgen.err" | head -n 5 | tee -a "$OUT.tmp" >&2
+            fi
+            out "tls $w $t: ${line:-loadgen failed (exit $rc)}"
+            printf 'wall\t%s\t%s\t%s\n' "$w" "$t" "$(field ops "$line")" >> "$TMP/tls.tsv"
+        done
+    done
+    for s in lgtp lgtc lgtb lgtx; do
+        eval "p=\$PID_$s"
+        stop_pid "$p"
+        untrack "$p"
+    done
+    CG_WORKLOADS=$WORKLOADS
+    SAVED_RUNS=$CG_RUNS
+    CG_RUNS=1
+    mv "$TMP/cg.tsv" "$TMP/cg.tsv.main"
+    : > "$TMP/cg.tsv"
+    cg_per_request tls-plain TERM -- "$LUAGENT" -D -l 127.0.0.1 -p "$CG_PORT" -k $S_FLAGS \
+        || FAILED=1
+    LG_EXTRA="-t $TLSDIR/ca.pem"
+    cg_per_request tls-client TERM -- "$LUAGENT" -D -l 127.0.0.1 -p "$CG_SPARE" -k $S_FLAGS \
+        --tls-port "$CG_PORT" --tls-cert "$TLSDIR/server.pem" --tls-key "$TLSDIR/server.key" \
+        || FAILED=1
+    LG_EXTRA=""
+    cg_per_request tls-backend TERM -- "$LUAGENT" -D -l 127.0.0.1 -p "$CG_PORT" -k $ST_FLAGS \
+        --backend-tls-ca "$TLSDIR/ca.pem" || FAILED=1
+    awk -F'\t' '{ printf "cg\t%s\t%s\t%s\n", $2, $1, $4 }' "$TMP/cg.tsv" >> "$TMP/tls.tsv"
+    mv "$TMP/cg.tsv.main" "$TMP/cg.tsv"
+    CG_RUNS=$SAVED_RUNS
+    for s in $TLS_BACKENDS; do
+        eval "p=\$PID_$s"
+        stop_pid "$p"
+        untrack "$p"
     done
     out ""
 fi
@@ -536,7 +654,40 @@ if [ "$DO_CG" = 1 ]; then
     out ""
 fi
 
-for f in "$TMP"/lg1.log "$TMP"/lg2.log "$TMP"/valgrind.*.log; do
+if [ "$DO_TLS" = 1 ]; then
+    awk -F'\t' '
+    function ratio(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "-" }
+    { v[$1 SUBSEP $2 SUBSEP $3] = $4 }
+    END {
+        nw = split("getset pipe16 mget10", W, " ")
+        title["getset"] = "get/set"; title["pipe16"] = "pipeline 16"; title["mget10"] = "multi-get 10"
+        nt = split("plain client-tls backend-tls both-tls", T, " ")
+        printf "TLS, wall clock (ops/s, one run each; x plain)\n"
+        printf "%-13s", "workload"
+        for (j = 1; j <= nt; j++) printf " %19s", T[j]
+        printf "\n"
+        for (i = 1; i <= nw; i++) {
+            w = W[i]; p = v["wall" SUBSEP w SUBSEP "plain"]
+            printf "%-13s", title[w]
+            for (j = 1; j <= nt; j++) {
+                a = v["wall" SUBSEP w SUBSEP T[j]]
+                printf " %11.0f (%5sx)", a, ratio(a, p)
+            }
+            printf "\n"
+        }
+        printf "\nTLS, instructions per request in luagent (callgrind, 1 connection; x plain)\n"
+        printf "%-13s %18s %18s %18s\n", "workload", "plain", "client-tls", "backend-tls"
+        for (i = 1; i <= nw; i++) {
+            w = W[i]; p = v["cg" SUBSEP w SUBSEP "tls-plain"]
+            c = v["cg" SUBSEP w SUBSEP "tls-client"]; b = v["cg" SUBSEP w SUBSEP "tls-backend"]
+            printf "%-13s %18.0f %10.0f (%5sx) %10.0f (%5sx)\n", title[w], p, c, ratio(c, p),
+                   b, ratio(b, p)
+        }
+    }' "$TMP/tls.tsv" | tee -a "$OUT.tmp"
+    out ""
+fi
+
+for f in "$TMP"/lg1.log "$TMP"/lg2.log "$TMP"/lgt*.log "$TMP"/valgrind.*.log; do
     [ -s "$f" ] || continue
     if grep -v 'running as root' "$f" | grep -qE 'error|warn|crash|abort|Invalid'; then
         out "note: $(basename "$f") has warnings or errors:"

@@ -12,6 +12,19 @@
  *   every reply, it just re-arms itself for the new head when it fires early.
  * - On error, timeout, EOF or garbage every queued call fails at once and the
  *   connection is closed; the next call opens a new one.
+ * - Round-trip time costs two clock reads per batch, not per call: calls
+ *   queued in one loop pass are stamped with one reading when they are flushed,
+ *   and replies parsed from one read share one reading.
+ * - A TLS server (the pool's tls table) is the same connection with one more
+ *   state: after the TCP connect comes the handshake, bounded by the same
+ *   connect deadline; writes wait until it is done. A failed handshake is a
+ *   failed connect (backend unavailable). Its events have their own
+ *   callbacks, so the plain path pays only conn_read/conn_write's branch.
+ * - Over TLS, a storage command's data block ends a TLS record. memcached
+ *   (1.6 with -Z) reads a value larger than its read buffer with reads of
+ *   exactly the remaining length, then waits for the socket: a command that
+ *   followed in the same record would sit unread inside its OpenSSL until
+ *   the next packet, and time out.
  */
 #include "backend.h"
 
@@ -22,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -34,6 +48,7 @@
 #include "luagent.h"
 #include "reply.h"
 #include "route.h"
+#include "tls.h"
 #include "worker.h"
 
 #define BATCH_KEYS_MAX  100         /* keys in one get line to a server */
@@ -42,6 +57,7 @@
 enum backend_state {
     BACKEND_CLOSED,         /* no socket */
     BACKEND_CONNECTING,     /* connect in progress; writes wait */
+    BACKEND_HANDSHAKE,      /* TLS handshake in progress; writes wait */
     BACKEND_UP              /* connected */
 };
 
@@ -50,6 +66,9 @@ struct backend {
     const struct server     *server;
     enum backend_state       state;
     int                      fd;
+    struct tls_conn         *tls;           /* TLS state, or NULL for plain TCP */
+    bool                     read_wants_write; /* TLS: a read waits for writability */
+    bool                     write_wants_read; /* TLS: a write waits for readability */
     struct event            *rev;           /* readable (persistent) */
     struct event            *wev;           /* writable / connected */
     struct event            *timer;         /* oldest call's deadline */
@@ -58,6 +77,8 @@ struct backend {
     struct buf              *out;           /* bytes not yet written */
     struct buf              *in;            /* bytes not yet parsed */
     struct call             *head, *tail;   /* calls awaiting replies */
+    struct call             *unstamped;     /* first call not yet given a send time */
+    uint64_t                 read_ns;       /* clock at the read being parsed */
     struct call             *batch;         /* open get batch: first call */
     struct call             *batch_last;
     int                      batch_keys;
@@ -65,6 +86,8 @@ struct backend {
                                              * after a batch's last key hit, MN
                                              * after a quiet call's answer; else
                                              * REPLY_KIND_COUNT */
+    uint32_t                *cuts;          /* TLS: offsets in out where a record ends */
+    uint32_t                 ncuts, cut_next, cap_cuts;
     bool                     dirty;         /* on the worker's flush list */
     int                      failures;      /* consecutive connection failures */
     uint64_t                 down_until_ms; /* marked down until then */
@@ -74,6 +97,22 @@ struct backend {
 static void backend_on_read(evutil_socket_t fd, short what, void *arg);
 static void backend_on_write(evutil_socket_t fd, short what, void *arg);
 static void backend_on_timer(evutil_socket_t fd, short what, void *arg);
+static void backend_tls_on_read(evutil_socket_t fd, short what, void *arg);
+static void backend_tls_on_write(evutil_socket_t fd, short what, void *arg);
+
+/*
+ * Nanoseconds for round-trip times. CLOCK_MONOTONIC is read through the vDSO
+ * (about 16 ns here); the coarse clock the deadlines use ticks every 4 ms,
+ * far longer than a memcached round trip on a LAN.
+ */
+static uint64_t
+clock_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 struct backend *
 backend_new(struct worker *w, const struct server *server)
@@ -126,6 +165,11 @@ backend_close_socket(struct backend *be)
         event_free(be->wev);
         be->rev = be->wev = NULL;
     }
+    if (be->state == BACKEND_UP)
+        STAT_DEC(be->stats.curr_connections);
+    tls_conn_free(be->tls);
+    be->tls = NULL;
+    be->read_wants_write = be->write_wants_read = false;
     if (be->fd >= 0)
         close(be->fd);
     be->fd = -1;
@@ -133,6 +177,7 @@ backend_close_socket(struct backend *be)
     buf_put(&be->w->bufs, be->out);
     buf_put(&be->w->bufs, be->in);
     be->out = be->in = NULL;
+    be->ncuts = be->cut_next = 0;
     be->batch = be->batch_last = NULL;
     be->batch_keys = 0;
     be->due = REPLY_KIND_COUNT;
@@ -147,7 +192,7 @@ backend_fail(struct backend *be, enum fail_reason why, const char *detail)
     struct call *c = be->head;
     uint64_t n = 0;
 
-    be->head = be->tail = NULL;
+    be->head = be->tail = be->unstamped = NULL;
     backend_close_socket(be);
     if (c == NULL && why == FAIL_CLOSED) {
         /* An idle connection went away (server restart, idle timeout):
@@ -158,7 +203,7 @@ backend_fail(struct backend *be, enum fail_reason why, const char *detail)
     be->failures++;
     if (be->failures >= be->server->failure_limit) {
         if (be->down_until_ms == 0 || worker_now_ms() >= be->down_until_ms) {
-            be->stats.markdowns++;
+            STAT_INC(be->stats.markdowns);
             log_ratelimited(LOG_WARN, be, "backend %s: marked down for %d ms after %d failures (%s)",
                             be->server->label, be->server->retry_after_ms,
                             be->failures, detail);
@@ -190,7 +235,8 @@ backend_arm_timer(struct backend *be)
     if (be->head == NULL)
         return;
     at = be->head->deadline_ms;
-    if (be->state == BACKEND_CONNECTING && be->connect_deadline_ms < at)
+    if ((be->state == BACKEND_CONNECTING || be->state == BACKEND_HANDSHAKE)
+        && be->connect_deadline_ms < at)
         at = be->connect_deadline_ms;
     at = at > now ? at - now : 0;
     tv.tv_sec = (time_t)(at / 1000);
@@ -212,6 +258,10 @@ backend_on_timer(evutil_socket_t fd, short what, void *arg)
         backend_fail(be, FAIL_UNAVAILABLE, "connect timeout");
         return;
     }
+    if (be->state == BACKEND_HANDSHAKE && now >= be->connect_deadline_ms) {
+        backend_fail(be, FAIL_UNAVAILABLE, "TLS handshake timeout");
+        return;
+    }
     if (now >= be->head->deadline_ms) {
         backend_fail(be, FAIL_TIMEOUT, "request timeout");
         return;
@@ -219,30 +269,41 @@ backend_on_timer(evutil_socket_t fd, short what, void *arg)
     backend_arm_timer(be);
 }
 
+static void
+backend_established(struct backend *be)
+{
+    be->state = BACKEND_UP;
+    STAT_INC(be->stats.connects);
+    STAT_INC(be->stats.curr_connections);
+}
+
 static int
 backend_connect(struct backend *be)
 {
     const struct server *srv = be->server;
-    int fd, one = 1;
+    int fd, rc, one = 1;
 
     fd = socket(srv->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     be->fd = fd;
-    be->rev = event_new(be->w->base, fd, EV_READ | EV_PERSIST, backend_on_read, be);
-    be->wev = event_new(be->w->base, fd, EV_WRITE, backend_on_write, be);
+    be->rev = event_new(be->w->base, fd, EV_READ | EV_PERSIST,
+                        srv->tls ? backend_tls_on_read : backend_on_read, be);
+    be->wev = event_new(be->w->base, fd, EV_WRITE,
+                        srv->tls ? backend_tls_on_write : backend_on_write, be);
     if (be->rev == NULL || be->wev == NULL)
         return -1;
-    be->stats.connects++;
-    if (connect(fd, (const struct sockaddr *)&srv->addr, srv->addrlen) == 0) {
-        be->state = BACKEND_UP;
-    } else if (errno == EINPROGRESS) {
+    rc = connect(fd, (const struct sockaddr *)&srv->addr, srv->addrlen);
+    if (rc < 0 && errno != EINPROGRESS)
+        return -1;
+    if (rc == 0 && srv->tls == NULL) {
+        backend_established(be);
+    } else {
+        /* TLS starts from the writable callback, connected at once or not. */
         be->state = BACKEND_CONNECTING;
         be->connect_deadline_ms = worker_now_ms() + (uint64_t)srv->connect_timeout_ms;
         event_add(be->wev, NULL);
-    } else {
-        return -1;
     }
     event_add(be->rev, NULL);
     return 0;
@@ -272,6 +333,45 @@ backend_batch_fits(const struct backend *be, const struct call *c)
     return a->args.len == b->args.len
         && memcmp(be->batch->creq->buf->data + a->args.off,
                   c->creq->buf->data + b->args.off, a->args.len) == 0;
+}
+
+/* TLS: what is in the output so far goes out in records of its own. */
+static void
+backend_cut_record(struct backend *be)
+{
+    if (be->ncuts == be->cap_cuts) {
+        uint32_t cap = be->cap_cuts ? be->cap_cuts * 2 : 16;
+        uint32_t *grown = realloc(be->cuts, sizeof(*grown) * cap);
+
+        if (grown == NULL)
+            abort();        /* as buf_append: no way on without memory */
+        be->cuts = grown;
+        be->cap_cuts = cap;
+    }
+    be->cuts[be->ncuts++] = be->out->len;
+}
+
+/*
+ * Some output was written: drop the record ends now behind us. Invariant:
+ * while ncuts != 0, cuts[cut_next] is the next record end ahead of out->pos;
+ * when none is left ahead, the list is cleared and the rest goes out in one
+ * piece. New cuts are only ever added at the end of the output, so a write
+ * retried after "would block" is never shorter than the first try (OpenSSL
+ * requires that).
+ */
+static void
+backend_cuts_passed(struct backend *be)
+{
+    const struct buf *out = be->out;
+
+    if (buf_avail(out) == 0) {
+        be->ncuts = be->cut_next = 0;   /* emptied: offsets start again */
+        return;
+    }
+    while (be->cut_next < be->ncuts && be->cuts[be->cut_next] <= out->pos)
+        be->cut_next++;
+    if (be->cut_next == be->ncuts)
+        be->ncuts = be->cut_next = 0;   /* none ahead: write to the end */
 }
 
 /*
@@ -306,8 +406,11 @@ backend_format_meta(struct backend *be, const struct call *c)
         buf_append(out, base + rq->args.off, rq->args.len);
     }
     buf_append(out, "\r\n", 2);
-    if (rq->cmd == CMD_MS)
+    if (rq->cmd == CMD_MS) {
         buf_append(out, base + rq->line_len, (size_t)rq->data_len + 2);
+        if (be->server->tls != NULL)
+            backend_cut_record(be);     /* as for the storage commands */
+    }
     if (rq->quiet)
         buf_append(out, "mn\r\n", 4);
 }
@@ -356,8 +459,11 @@ backend_format(struct backend *be, struct call *c)
         buf_append(out, base + rq->args.off, rq->args.len);
     }
     buf_append(out, "\r\n", 2);
-    if (proto_cmd_op(rq->cmd) == OP_WRITE)
+    if (proto_cmd_op(rq->cmd) == OP_WRITE) {
         buf_append(out, base + rq->line_len, (size_t)rq->data_len + 2);
+        if (be->server->tls != NULL)
+            backend_cut_record(be);
+    }
 }
 
 void
@@ -372,6 +478,7 @@ backend_submit(struct backend *be, struct call *c, int timeout_ms)
             return;
         }
         be->down_until_ms = 0;      /* retry: this call probes the server */
+        STAT_INC(be->stats.retries);
     }
     STAT_INC(be->stats.requests);
     c->next = NULL;
@@ -381,6 +488,8 @@ backend_submit(struct backend *be, struct call *c, int timeout_ms)
     else
         be->head = c;
     be->tail = c;
+    if (be->unstamped == NULL)
+        be->unstamped = c;
     if (be->out == NULL)
         be->out = buf_get(&w->bufs);
     backend_format(be, c);
@@ -399,6 +508,15 @@ backend_submit(struct backend *be, struct call *c, int timeout_ms)
     }
 }
 
+/* Why a read or write failed: the socket's errno, or OpenSSL's reason. */
+static const char *
+backend_io_error(const struct backend *be)
+{
+    if (be->tls != NULL && errno == EPROTO)
+        return tls_error(be->tls);
+    return strerror(errno);
+}
+
 /* Write as much output as the socket takes; wait for writability for the rest. */
 static void
 backend_write(struct backend *be)
@@ -406,31 +524,72 @@ backend_write(struct backend *be)
     struct buf *out = be->out;
 
     while (out != NULL && buf_avail(out) > 0) {
-        ssize_t n = write(be->fd, buf_head(out), buf_avail(out));
+        size_t len = buf_avail(out);
+        ssize_t n;
+
+        if (be->ncuts != 0)                 /* TLS: stop at the record boundary */
+            len = be->cuts[be->cut_next] - out->pos;
+        n = conn_write(be->fd, be->tls, buf_head(out), len);
 
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN) {
-                event_add(be->wev, NULL);
+                if (be->tls != NULL && !tls_wants_write(be->tls))
+                    be->write_wants_read = true;    /* the read event is persistent */
+                else
+                    event_add(be->wev, NULL);
                 return;
             }
-            backend_fail(be, FAIL_CLOSED, strerror(errno));
+            backend_fail(be, FAIL_CLOSED, backend_io_error(be));
             return;
         }
         buf_consume(out, (size_t)n);
+        if (be->ncuts != 0)
+            backend_cuts_passed(be);
     }
+}
+
+/* Calls queued since the last flush leave now: one clock read for them all. */
+static void
+backend_stamp(struct backend *be)
+{
+    uint64_t now = clock_ns();
+    struct call *c;
+
+    for (c = be->unstamped; c != NULL; c = c->next)
+        c->sent_ns = now;
+    be->unstamped = NULL;
 }
 
 void
 backend_flush(struct backend *be)
 {
     be->dirty = false;
+    if (be->unstamped != NULL)
+        backend_stamp(be);
     if (be->out == NULL)
         return;
     backend_close_batch(be);
     if (be->state == BACKEND_UP)
         backend_write(be);
+}
+
+/* The connect finished: 0, or -1 after failing the connection. */
+static int
+backend_connected(struct backend *be)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    if (getsockopt(be->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    if (err != 0) {
+        backend_fail(be, FAIL_UNAVAILABLE, strerror(err));
+        return -1;
+    }
+    log_debug("backend %s: connected", be->server->label);
+    return 0;
 }
 
 static void
@@ -439,19 +598,49 @@ backend_on_write(evutil_socket_t fd, short what, void *arg)
     struct backend *be = arg;
 
     if (be->state == BACKEND_CONNECTING) {
-        int err = 0;
-        socklen_t len = sizeof(err);
-
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-            err = errno;
-        if (err != 0) {
-            backend_fail(be, FAIL_UNAVAILABLE, strerror(err));
+        if (backend_connected(be) < 0)
             return;
-        }
-        be->state = BACKEND_UP;
-        log_debug("backend %s: connected", be->server->label);
+        backend_established(be);
     }
     backend_write(be);
+}
+
+/* Drive the TLS handshake; once done, send what waited for it. */
+static void
+backend_handshake(struct backend *be)
+{
+    char detail[ERR_LEN];
+
+    switch (tls_handshake(be->tls)) {
+    case 1:
+        backend_established(be);
+        log_debug("backend %s: TLS handshake done", be->server->label);
+        backend_write(be);
+        return;
+    case 0:
+        if (tls_wants_write(be->tls))
+            event_add(be->wev, NULL);
+        return;
+    default:
+        snprintf(detail, sizeof(detail), "TLS handshake: %s", tls_error(be->tls));
+        backend_fail(be, FAIL_UNAVAILABLE, detail);
+        return;
+    }
+}
+
+/* TCP is up: start TLS (the connect deadline also bounds the handshake). */
+static void
+backend_start_tls(struct backend *be)
+{
+    char err[ERR_LEN];
+
+    be->tls = tls_conn_connect(be->server->tls, be->fd, be->server->host, err, sizeof(err));
+    if (be->tls == NULL) {
+        backend_fail(be, FAIL_UNAVAILABLE, err);
+        return;
+    }
+    be->state = BACKEND_HANDSHAKE;
+    backend_handshake(be);
 }
 
 /*
@@ -477,6 +666,8 @@ backend_answer(struct backend *be, struct call *c, enum reply_kind kind,
     if (be->head == NULL)
         be->tail = NULL;
     c->next = NULL;
+    if (c->sent_ns != 0 && be->read_ns >= c->sent_ns)
+        histogram_record(&be->stats.latency, be->read_ns - c->sent_ns);
     c->res.kind = kind;
     c->res.fail = FAIL_NONE;
     if (kind == REPLY_META_ME)
@@ -614,9 +805,8 @@ backend_parse(struct backend *be)
 }
 
 static void
-backend_on_read(evutil_socket_t fd, short what, void *arg)
+backend_read(struct backend *be)
 {
-    struct backend *be = arg;
     struct buf *in;
     ssize_t n;
 
@@ -628,21 +818,81 @@ backend_on_read(evutil_socket_t fd, short what, void *arg)
         backend_fail(be, FAIL_CLOSED, "out of memory");
         return;
     }
-    n = read(fd, in->data + in->len, in->cap - in->len);
+    n = conn_read(be->fd, be->tls, in->data + in->len, in->cap - in->len);
     if (n <= 0) {
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            if (be->tls != NULL && tls_wants_write(be->tls)) {
+                be->read_wants_write = true;
+                event_add(be->wev, NULL);
+            }
             return;
+        }
         /* Readable before connected means the connect itself failed. */
         backend_fail(be, be->state == BACKEND_CONNECTING ? FAIL_UNAVAILABLE : FAIL_CLOSED,
-                     n == 0 ? "connection closed by server" : strerror(errno));
+                     n == 0 ? "connection closed by server" : backend_io_error(be));
         return;
     }
     in->len += (uint32_t)n;
     be->failures = 0;
+    be->read_ns = clock_ns();
     backend_parse(be);
     if (be->in != NULL && buf_avail(be->in) == 0 && be->head == NULL) {
         buf_put(&be->w->bufs, be->in);      /* idle: hold no buffer */
         be->in = NULL;
+    }
+}
+
+static void
+backend_on_read(evutil_socket_t fd, short what, void *arg)
+{
+    backend_read(arg);
+}
+
+static void
+backend_tls_on_read(evutil_socket_t fd, short what, void *arg)
+{
+    struct backend *be = arg;
+
+    if (be->state == BACKEND_HANDSHAKE) {
+        backend_handshake(be);
+        return;
+    }
+    if (be->write_wants_read) {
+        be->write_wants_read = false;
+        backend_write(be);
+        if (be->state != BACKEND_UP)
+            return;             /* the write failed the connection */
+    }
+    backend_read(be);
+    /* A reply larger than the read buffer may wait inside OpenSSL. */
+    if (be->tls != NULL && tls_pending(be->tls))
+        event_active(be->rev, EV_READ, 0);
+}
+
+static void
+backend_tls_on_write(evutil_socket_t fd, short what, void *arg)
+{
+    struct backend *be = arg;
+
+    switch (be->state) {
+    case BACKEND_CONNECTING:
+        if (backend_connected(be) == 0)
+            backend_start_tls(be);
+        return;
+    case BACKEND_HANDSHAKE:
+        backend_handshake(be);
+        return;
+    case BACKEND_UP:
+        if (be->read_wants_write) {
+            be->read_wants_write = false;
+            backend_read(be);
+            if (be->state != BACKEND_UP)
+                return;
+        }
+        backend_write(be);
+        return;
+    case BACKEND_CLOSED:
+        return;
     }
 }
 
@@ -653,5 +903,6 @@ backend_free(struct backend *be)
         return;
     backend_fail(be, FAIL_CLOSED, "shutting down");
     event_free(be->timer);
+    free(be->cuts);
     free(be);
 }

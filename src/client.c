@@ -10,12 +10,18 @@
  *   idle connection holds none.
  * - A request outlives its client when calls are still out (the client
  *   closed, or a fan-out answered early): refs counts those.
+ * - A TLS client differs only in its I/O: conn_read/conn_write go through
+ *   OpenSSL, its events have their own callbacks (which also retry the other
+ *   direction when OpenSSL needed the opposite readiness), and a timer closes
+ *   it when its handshake does not finish in time. The plain path pays one
+ *   branch per read and per write.
  */
 #include "client.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -30,6 +36,7 @@
 #include "luagent.h"
 #include "route.h"
 #include "stats.h"
+#include "tls.h"
 #include "worker.h"
 
 #define READ_CHUNK          16384
@@ -41,8 +48,10 @@
 struct client {
     struct worker   *w;
     int              fd;
+    struct tls_conn *tls;           /* TLS state, or NULL for plain TCP / unix */
     struct event    *rev;
     struct event    *wev;
+    struct event    *handshake_timer; /* TLS: until the handshake is done */
     struct buf      *rbuf;          /* unparsed input, borrowed while non-empty */
     struct buf      *obuf;          /* output not yet written */
     struct creq     *head, *tail;   /* requests in arrival order */
@@ -55,33 +64,76 @@ struct client {
     bool             dirty;         /* on the worker's flush list */
     bool             read_paused;   /* too many requests in flight */
     bool             close_when_idle; /* shutting down: close once all is answered */
+    bool             read_wants_write; /* TLS: a read waits for writability */
+    bool             write_wants_read; /* TLS: a write waits for readability */
+    bool             tls_sniffed;   /* TLS: the first byte was looked at */
     struct client   *prev, *next;   /* the worker's clients */
 };
 
 static void client_on_read(evutil_socket_t fd, short what, void *arg);
 static void client_on_write(evutil_socket_t fd, short what, void *arg);
+static void client_tls_on_read(evutil_socket_t fd, short what, void *arg);
+static void client_tls_on_write(evutil_socket_t fd, short what, void *arg);
+static void client_tls_on_timeout(evutil_socket_t fd, short what, void *arg);
+static bool client_write(struct client *c);
+
+static int tls_handshake_timeout_ms = DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS;
 
 void
-client_accept(struct worker *w, int fd, bool is_unix)
+client_set_tls_handshake_timeout(int ms)
+{
+    tls_handshake_timeout_ms = ms;
+}
+
+static void
+client_free(struct client *c)
+{
+    if (c->rev)
+        event_free(c->rev);
+    if (c->wev)
+        event_free(c->wev);
+    if (c->handshake_timer)
+        event_free(c->handshake_timer);
+    free(c);
+}
+
+/* Events (and for TLS the handshake deadline) for a new connection. */
+static int
+client_events(struct client *c)
+{
+    struct event_base *base = c->w->base;
+    struct timeval tv;
+
+    if (c->tls == NULL) {
+        c->rev = event_new(base, c->fd, EV_READ | EV_PERSIST, client_on_read, c);
+        c->wev = event_new(base, c->fd, EV_WRITE, client_on_write, c);
+        return c->rev && c->wev ? event_add(c->rev, NULL) : -1;
+    }
+    c->rev = event_new(base, c->fd, EV_READ | EV_PERSIST, client_tls_on_read, c);
+    c->wev = event_new(base, c->fd, EV_WRITE, client_tls_on_write, c);
+    c->handshake_timer = evtimer_new(base, client_tls_on_timeout, c);
+    if (c->rev == NULL || c->wev == NULL || c->handshake_timer == NULL)
+        return -1;
+    tv.tv_sec = tls_handshake_timeout_ms / 1000;
+    tv.tv_usec = (tls_handshake_timeout_ms % 1000) * 1000;
+    return event_add(c->handshake_timer, &tv) == 0 ? event_add(c->rev, NULL) : -1;
+}
+
+void
+client_accept(struct worker *w, int fd, bool is_unix, struct tls_conn *tls)
 {
     struct client *c = calloc(1, sizeof(*c));
 
-    if (c == NULL) {
-        close(fd);
-        listener_conn_closed();
-        return;
+    if (c != NULL) {
+        c->w = w;
+        c->fd = fd;
+        c->is_unix = is_unix;
+        c->tls = tls;
     }
-    c->w = w;
-    c->fd = fd;
-    c->is_unix = is_unix;
-    c->rev = event_new(w->base, fd, EV_READ | EV_PERSIST, client_on_read, c);
-    c->wev = event_new(w->base, fd, EV_WRITE, client_on_write, c);
-    if (c->rev == NULL || c->wev == NULL || event_add(c->rev, NULL) < 0) {
-        if (c->rev)
-            event_free(c->rev);
-        if (c->wev)
-            event_free(c->wev);
-        free(c);
+    if (c == NULL || client_events(c) < 0) {
+        if (c != NULL)
+            client_free(c);
+        tls_conn_free(tls);
         close(fd);
         listener_conn_closed();
         return;
@@ -95,14 +147,6 @@ client_accept(struct worker *w, int fd, bool is_unix)
 }
 
 static void
-client_free(struct client *c)
-{
-    event_free(c->rev);
-    event_free(c->wev);
-    free(c);
-}
-
-static void
 client_close(struct client *c)
 {
     struct worker *w = c->w;
@@ -113,6 +157,12 @@ client_close(struct client *c)
     c->closed = true;
     event_del(c->rev);
     event_del(c->wev);
+    if (c->tls != NULL) {
+        if (c->handshake_timer != NULL)
+            event_del(c->handshake_timer);
+        tls_conn_free(c->tls);
+        c->tls = NULL;
+    }
     close(c->fd);
     c->fd = -1;
     while (r != NULL) {
@@ -407,13 +457,18 @@ client_proxy_command(struct client *c, struct creq *r)
         r->close_after = true;
         c->closing = true;
         break;
-    case CMD_STATS:
-        if (r->req.args.len > 0) {
-            r->local = "ERROR";
+    case CMD_STATS: {
+        enum stats_group group = stats_group_by_name(r->buf->data + r->req.args.off,
+                                                     r->req.args.len);
+
+        if (group == STATS_UNKNOWN) {
+            r->local = "ERROR";     /* memcached's answer to a group it lacks */
             break;
         }
         r->stats = true;        /* rendered when its turn to be written comes */
+        r->stats_group = (uint8_t)group;
         break;
+    }
     case CMD_FLUSH_ALL:
         client_broadcast(c, r);
         break;
@@ -537,10 +592,20 @@ client_parse(struct client *c)
     }
 }
 
+/* A TLS read or write failed: say why (rate-limited), then the caller closes. */
 static void
-client_on_read(evutil_socket_t fd, short what, void *arg)
+client_tls_failed(struct client *c, const char *what)
 {
-    struct client *c = arg;
+    static const char key = 0;      /* one log budget for every TLS client */
+
+    log_ratelimited(LOG_WARN, &key, "client: TLS %s failed: %s",
+                    tls_handshake_done(c->tls) ? what : "handshake", tls_error(c->tls));
+}
+
+/* Read and parse what has arrived; false when the client was closed (and freed). */
+static bool
+client_read(struct client *c)
+{
     struct worker *w = c->w;
     struct buf *in;
     ssize_t n;
@@ -554,19 +619,26 @@ client_on_read(evutil_socket_t fd, short what, void *arg)
         buf_compact(in);
     if (buf_reserve(in, READ_CHUNK) < 0) {
         client_close(c);
-        return;
+        return false;
     }
-    n = read(fd, in->data + in->len, in->cap - in->len);
+    n = conn_read(c->fd, c->tls, in->data + in->len, in->cap - in->len);
     if (n <= 0) {
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            if (c->tls != NULL && tls_wants_write(c->tls)) {
+                c->read_wants_write = true;
+                event_add(c->wev, NULL);
+            }
+            return true;
+        }
+        if (n < 0 && c->tls != NULL && errno == EPROTO)
+            client_tls_failed(c, "read");
         client_close(c);
-        return;
+        return false;
     }
     in->len += (uint32_t)n;
     client_parse(c);
     if (c->closed)
-        return;
+        return false;
     if (c->closing)
         event_del(c->rev);
     if (c->rbuf != NULL && buf_avail(c->rbuf) == 0) {
@@ -576,6 +648,88 @@ client_on_read(evutil_socket_t fd, short what, void *arg)
             buf_put(&w->bufs, c->rbuf);
         c->rbuf = NULL;
     }
+    return true;
+}
+
+static void
+client_on_read(evutil_socket_t fd, short what, void *arg)
+{
+    client_read(arg);
+}
+
+/* After TLS I/O: end the handshake deadline, and read what OpenSSL holds. */
+static void
+client_tls_after_io(struct client *c)
+{
+    if (c->handshake_timer != NULL && tls_handshake_done(c->tls)) {
+        event_free(c->handshake_timer);
+        c->handshake_timer = NULL;
+    }
+    if (!c->closing && !c->read_paused && tls_pending(c->tls))
+        event_active(c->rev, EV_READ, 0);
+}
+
+/*
+ * A TLS connection opens with a handshake record (content type 22). A plain
+ * memcached client that came to the TLS port by mistake is told so in its own
+ * protocol, rather than dropped without a word. True when it was (and closed).
+ */
+static bool
+client_tls_refuse_plain(struct client *c)
+{
+    static const char msg[] = "CLIENT_ERROR this port speaks TLS\r\n";
+    static const char key = 0;
+    unsigned char first;
+    char sink[4096];
+    int i;
+
+    if (recv(c->fd, &first, 1, MSG_PEEK) != 1)
+        return false;           /* nothing yet, or EOF/error: the read says */
+    c->tls_sniffed = true;
+    if (first == 22)
+        return false;
+    if (write(c->fd, msg, sizeof(msg) - 1) < 0) {
+        /* It is being closed anyway. */
+    }
+    /* Take in what it sent (up to 64 KiB), so that the close is a FIN that
+     * lets the line arrive, not a reset that may discard it. */
+    for (i = 0; i < 16 && read(c->fd, sink, sizeof(sink)) > 0; i++)
+        ;
+    log_ratelimited(LOG_WARN, &key, "client: plain text on the TLS port: closed");
+    client_close(c);
+    return true;
+}
+
+static void
+client_tls_on_read(evutil_socket_t fd, short what, void *arg)
+{
+    struct client *c = arg;
+
+    if (!c->tls_sniffed && client_tls_refuse_plain(c))
+        return;
+    if (c->write_wants_read) {
+        c->write_wants_read = false;
+        if (!client_write(c))
+            return;
+        if (c->read_paused || c->closing) {
+            if (!c->write_wants_read)
+                event_del(c->rev);      /* armed only for the write */
+            return;
+        }
+    }
+    if (client_read(c))
+        client_tls_after_io(c);
+}
+
+static void
+client_tls_on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct client *c = arg;
+    static const char key = 0;
+
+    log_ratelimited(LOG_WARN, &key, "client: TLS handshake not finished after %d ms: closed",
+                    tls_handshake_timeout_ms);
+    client_close(c);
 }
 
 static void
@@ -738,7 +892,7 @@ creq_write(struct worker *w, struct buf *out, const struct creq *r)
         return;
     }
     if (r->stats) {
-        stats_render(out, w->config);
+        stats_render(out, w->config, (enum stats_group)r->stats_group);
         return;
     }
     if (r->req.noreply)
@@ -782,23 +936,31 @@ client_collect(struct client *c)
     }
 }
 
-static void
+/* Write what is ready; false when the client was closed (and freed). */
+static bool
 client_write(struct client *c)
 {
     struct buf *out = c->obuf;
 
     while (out != NULL && buf_avail(out) > 0) {
-        ssize_t n = write(c->fd, buf_head(out), buf_avail(out));
+        ssize_t n = conn_write(c->fd, c->tls, buf_head(out), buf_avail(out));
 
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN) {
-                event_add(c->wev, NULL);
-                return;
+                if (c->tls != NULL && !tls_wants_write(c->tls)) {
+                    c->write_wants_read = true;
+                    event_add(c->rev, NULL);
+                } else {
+                    event_add(c->wev, NULL);
+                }
+                return true;
             }
+            if (c->tls != NULL && errno == EPROTO)
+                client_tls_failed(c, "write");
             client_close(c);
-            return;
+            return false;
         }
         buf_consume(out, (size_t)n);
     }
@@ -808,16 +970,19 @@ client_write(struct client *c)
     }
     if (c->close_when_written || (c->close_when_idle && c->head == NULL)) {
         client_close(c);
-        return;
+        return false;
     }
     if (c->read_paused && c->npending < MAX_PENDING / 2) {
         c->read_paused = false;
         event_add(c->rev, NULL);
+        if (c->tls != NULL && tls_pending(c->tls))
+            event_active(c->rev, EV_READ, 0);     /* OpenSSL holds more input */
         if (c->rbuf != NULL && buf_avail(c->rbuf) > 0) {
             client_parse(c);
             client_mark(c);
         }
     }
+    return true;
 }
 
 void
@@ -843,5 +1008,19 @@ client_on_write(evutil_socket_t fd, short what, void *arg)
 {
     struct client *c = arg;
 
+    client_write(c);
+}
+
+static void
+client_tls_on_write(evutil_socket_t fd, short what, void *arg)
+{
+    struct client *c = arg;
+
+    if (c->read_wants_write) {
+        c->read_wants_write = false;
+        if (!client_read(c))
+            return;
+        client_tls_after_io(c);
+    }
     client_write(c);
 }

@@ -16,6 +16,7 @@
 #include "luagent.h"
 #include "route.h"
 #include "script.h"
+#include "tls.h"
 
 struct config *
 config_new(unsigned generation)
@@ -155,6 +156,7 @@ config_free(struct config *cfg)
         struct pool *p = cfg->pools[i];
 
         ring_free(p->ring);
+        tls_client_free(p->tls);
         free(p->server_ids);
         free(p->name);
         free(p);

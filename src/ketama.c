@@ -352,6 +352,18 @@ ring_points(const struct ring *ring)
     return ring->dist == DIST_KETAMA ? ring->npoints : ring->nservers;
 }
 
+enum dist
+ring_dist(const struct ring *ring)
+{
+    return ring->dist;
+}
+
+const char *
+dist_name(enum dist dist)
+{
+    return dist == DIST_MODULA ? "modula" : "ketama";
+}
+
 void
 ring_free(struct ring *ring)
 {

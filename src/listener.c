@@ -4,6 +4,11 @@
  * The main thread accepts and hands each socket to a worker; the -n limit is
  * one atomic counter shared by all threads. A connection over the limit is
  * told "SERVER_ERROR too many connections" and closed at once.
+ *
+ * The TLS listener (--tls-port) accepts the same way; each accepted socket
+ * gets its TLS state here, made from the current certificate, and the
+ * handshake itself runs in the worker. A reload swaps the certificate for
+ * new connections only: a TLS connection keeps the context it began with.
  */
 #include "listener.h"
 
@@ -13,6 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -24,6 +30,7 @@
 #include "log.h"
 #include "settings.h"
 #include "stats.h"
+#include "tls.h"
 #include "worker.h"
 
 #define BACKLOG 1024
@@ -31,10 +38,12 @@
 struct listener {
     int                     fd;
     bool                    is_unix;
+    bool                    is_tls;
     struct evconnlistener  *ev;
 };
 
-static struct listener listeners[2];
+static struct listener listeners[3];
+static struct tls_server *tls_current;  /* certificate for new TLS clients */
 static int nlisteners;
 static int max_connections;
 static int open_connections;
@@ -74,8 +83,13 @@ bind_tcp(const char *addr, int port, char *err, size_t errlen)
     return fd;
 }
 
+/*
+ * mode: permission bits for the socket file (--unix-mode), or -1 to keep what
+ * the umask gave. They are set between bind and listen, so no client can
+ * connect while the file still has the umask's bits.
+ */
 static int
-bind_unix(const char *path, char *err, size_t errlen)
+bind_unix(const char *path, int mode, char *err, size_t errlen)
 {
     struct sockaddr_un sun;
     int fd;
@@ -93,7 +107,9 @@ bind_unix(const char *path, char *err, size_t errlen)
         return -1;
     }
     unlink(path);       /* a stale socket from an earlier run */
-    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, BACKLOG) < 0) {
+    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0
+        || (mode >= 0 && chmod(path, (mode_t)mode) < 0)
+        || listen(fd, BACKLOG) < 0) {
         snprintf(err, errlen, "unix socket %s: %s", path, strerror(errno));
         close(fd);
         return -1;
@@ -113,11 +129,29 @@ listener_bind(const struct settings *s, char *err, size_t errlen)
             return -1;
         listeners[nlisteners++] = (struct listener){ .fd = fd, .is_unix = false };
     }
+    if (s->tls_port > 0) {
+        fd = bind_tcp(s->bind_addr, s->tls_port, err, errlen);
+        if (fd < 0)
+            return -1;
+        listeners[nlisteners++] = (struct listener){ .fd = fd, .is_tls = true };
+    }
     if (s->unix_path != NULL) {
-        fd = bind_unix(s->unix_path, err, errlen);
+        fd = bind_unix(s->unix_path, s->unix_mode, err, errlen);
         if (fd < 0)
             return -1;
         listeners[nlisteners++] = (struct listener){ .fd = fd, .is_unix = true };
+    }
+    return 0;
+}
+
+int
+listener_unix_owner(uid_t uid, gid_t gid, char *err, size_t errlen)
+{
+    if (unix_path[0] == '\0' || (uid == (uid_t)-1 && gid == (gid_t)-1))
+        return 0;
+    if (chown(unix_path, uid, gid) < 0) {
+        snprintf(err, errlen, "unix socket %s: chown: %s", unix_path, strerror(errno));
+        return -1;
     }
     return 0;
 }
@@ -142,6 +176,7 @@ on_accept(struct evconnlistener *ev, evutil_socket_t fd, struct sockaddr *addr,
           int len, void *arg)
 {
     struct listener *l = arg;
+    struct tls_conn *tls = NULL;
 
     if (__atomic_add_fetch(&open_connections, 1, __ATOMIC_RELAXED) > max_connections) {
         __atomic_sub_fetch(&open_connections, 1, __ATOMIC_RELAXED);
@@ -153,7 +188,16 @@ on_accept(struct evconnlistener *ev, evutil_socket_t fd, struct sockaddr *addr,
 
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
-    worker_dispatch(fd, l->is_unix);
+    if (l->is_tls) {
+        tls = tls_conn_accept(tls_current, fd);
+        if (tls == NULL) {
+            log_ratelimited(LOG_WARN, l, "TLS client refused: out of memory");
+            close(fd);
+            listener_conn_closed();
+            return;
+        }
+    }
+    worker_dispatch(fd, l->is_unix, tls);
 }
 
 static void
@@ -171,14 +215,23 @@ listener_start(struct event_base *base, int max_conns)
     for (i = 0; i < nlisteners; i++) {
         struct listener *l = &listeners[i];
 
+        /* Backlog 0: the socket listens already (with BACKLOG); -1 would make
+           libevent listen again and shrink the queue to its default. */
         l->ev = evconnlistener_new(base, on_accept, l,
                                    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
-                                   -1, l->fd);
+                                   0, l->fd);
         if (l->ev == NULL)
             return -1;
         evconnlistener_set_error_cb(l->ev, on_accept_error);
     }
     return 0;
+}
+
+void
+listener_set_tls(struct tls_server *s)
+{
+    tls_server_free(tls_current);
+    tls_current = s;
 }
 
 void
@@ -193,6 +246,7 @@ listener_stop(void)
             close(listeners[i].fd);
     }
     nlisteners = 0;
+    listener_set_tls(NULL);
     if (unix_path[0] != '\0')
         unlink(unix_path);
 }

@@ -1,16 +1,26 @@
 /*
  * main.c: start-up and shut-down.
  *
- * Order matters: parse the command line, build the configuration (resolving
- * servers), bind the listeners (so a port in use is reported on the terminal),
- * daemonize, drop privileges, start the workers, then run the main thread's
- * loop: it accepts connections and handles signals as libevent events, never
- * in a raw signal handler.
+ * Order matters: parse the command line, check the pid file, build the
+ * configuration (resolving servers), bind the listeners and the --metrics
+ * socket, load the TLS certificate, open the log and pid files and look up
+ * -u/-g, all while errors still reach the terminal; then drop privileges
+ * (files and sockets are already open), detach, point the log at its file or
+ * syslog, start the workers and tell the starting process we serve. The main
+ * thread's loop accepts connections and handles signals as libevent events,
+ * never in a raw signal handler.
+ *
+ * SIGHUP reloads the TLS listener's certificate and the policy, each on its
+ * own: a certificate that fails to load keeps the old one serving (and says
+ * why) without holding back a good policy, and the other way round, since
+ * the two usually change for unrelated reasons.
  */
 #include <errno.h>
 #include <grp.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,50 +29,102 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "daemon.h"
 #include "listener.h"
 #include "log.h"
 #include "luagent.h"
+#include "metrics.h"
 #include "script.h"
 #include "settings.h"
 #include "stats.h"
+#include "tls.h"
+#include "client.h"
 #include "trial.h"
 #include "worker.h"
 
-static int
-drop_privileges(const struct settings *s, char *err, size_t errlen)
-{
-    gid_t gid = (gid_t)-1;
-    struct passwd *pw = NULL;
+/* Who to become after binding (-u/-g), looked up before detaching. */
+struct identity {
+    const char *user;       /* -u name, NULL = keep the user */
+    uid_t       uid;        /* (uid_t)-1 = keep the user */
+    gid_t       gid;        /* (gid_t)-1 = keep the group */
+};
 
+/* A name that is all digits is also tried as a number (magent took ids). */
+static bool
+numeric_id(const char *text, unsigned long *out)
+{
+    char *end;
+
+    if (*text < '0' || *text > '9')
+        return false;
+    errno = 0;
+    *out = strtoul(text, &end, 10);
+    return errno == 0 && *end == '\0';
+}
+
+static int
+identity_resolve(const struct settings *s, struct identity *id, char *err, size_t errlen)
+{
+    unsigned long n;
+
+    id->user = s->user;
+    id->uid = (uid_t)-1;
+    id->gid = (gid_t)-1;
     if (s->group != NULL) {
         struct group *gr = getgrnam(s->group);
 
+        if (gr == NULL && numeric_id(s->group, &n))
+            gr = getgrgid((gid_t)n);
+
         if (gr == NULL) {
-            snprintf(err, errlen, "unknown group '%s'", s->group);
+            snprintf(err, errlen, "unknown group '%s' (-g)", s->group);
             return -1;
         }
-        gid = gr->gr_gid;
+        id->gid = gr->gr_gid;
     }
     if (s->user != NULL) {
-        pw = getpwnam(s->user);
+        struct passwd *pw = getpwnam(s->user);
+
+        if (pw == NULL && numeric_id(s->user, &n))
+            pw = getpwuid((uid_t)n);
+
         if (pw == NULL) {
-            snprintf(err, errlen, "unknown user '%s'", s->user);
+            snprintf(err, errlen, "unknown user '%s' (-u)", s->user);
             return -1;
         }
-        if (gid == (gid_t)-1)
-            gid = pw->pw_gid;
+        id->uid = pw->pw_uid;
+        if (id->gid == (gid_t)-1)
+            id->gid = pw->pw_gid;
     }
-    if (gid != (gid_t)-1 && (setgroups(0, NULL) < 0 || setgid(gid) < 0)) {
-        snprintf(err, errlen, "cannot switch to group %u: %s", (unsigned)gid, strerror(errno));
-        return -1;
-    }
-    if (pw != NULL && setuid(pw->pw_uid) < 0) {
-        snprintf(err, errlen, "cannot switch to user '%s': %s", s->user, strerror(errno));
-        return -1;
-    }
-    if (pw == NULL && getuid() == 0)
-        log_warn("running as root: use -u USER to drop privileges");
     return 0;
+}
+
+/* Group first: once the user has changed, the group can no longer be. */
+static int
+identity_switch(const struct identity *id, char *err, size_t errlen)
+{
+    if (id->gid != (gid_t)-1 && (setgroups(0, NULL) < 0 || setgid(id->gid) < 0)) {
+        snprintf(err, errlen, "cannot switch to group %u: %s", (unsigned)id->gid,
+                 strerror(errno));
+        return -1;
+    }
+    if (id->user != NULL && setuid(id->uid) < 0) {
+        snprintf(err, errlen, "cannot switch to user '%s': %s", id->user, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* libevent's own messages become log lines (time-stamped, at a level). */
+static void
+on_libevent_log(int severity, const char *msg)
+{
+    enum log_level level = severity >= EVENT_LOG_ERR ? LOG_ERROR
+                         : severity >= EVENT_LOG_WARN ? LOG_WARN
+                         : severity >= EVENT_LOG_MSG ? LOG_INFO : LOG_DEBUG;
+
+    if (level <= log_level_current)
+        log_write(level, "libevent: %s", msg);
 }
 
 static void
@@ -84,6 +146,36 @@ apply_log_level(const struct settings *s, const struct config *config)
                                                    : LOG_WARN;
 }
 
+/* The TLS listener's certificate, key and client CA, from the command line. */
+static struct tls_server *
+load_listener_tls(const struct settings *s, char *err, size_t errlen)
+{
+    struct tls_server_opts o = {
+        .cert = s->tls_cert, .key = s->tls_key, .ca = s->tls_ca,
+        .verify_client = s->tls_verify_client,
+    };
+
+    return tls_server_new(&o, err, errlen);
+}
+
+/* SIGHUP, TLS half: new clients get the new certificate if it loads. */
+static void
+reload_listener_tls(const struct settings *s)
+{
+    struct tls_server *tls;
+    char err[ERR_LEN];
+
+    if (s->tls_port == 0)
+        return;
+    tls = load_listener_tls(s, err, sizeof(err));
+    if (tls == NULL) {
+        log_warn("TLS reload failed (keeping the certificate loaded before): %s", err);
+        return;
+    }
+    listener_set_tls(tls);
+    log_warn("TLS reload: new clients get %s", s->tls_cert);
+}
+
 /*
  * SIGHUP: load the policy again, as at start-up, in fresh VMs. Any failure
  * leaves the running generation alone; success hands the new one to the
@@ -97,7 +189,10 @@ on_hup(evutil_socket_t sig, short what, void *arg)
     struct config *config;
     char err[ERR_LEN];
 
+    reload_listener_tls(s);
     if (s->policy == NULL) {
+        if (s->tls_port != 0)
+            return;     /* the certificate was what there was to reload */
         log_warn("SIGHUP: started without -c, so there is no policy file to reload");
         return;
     }
@@ -130,6 +225,17 @@ check_policy(const struct settings *s)
         fprintf(stderr, "luagent: %s\n", err);
         return 1;
     }
+    if (s->check != NULL && s->tls_cert != NULL) {
+        struct tls_server *tls = load_listener_tls(s, err, sizeof(err));
+
+        if (tls == NULL) {
+            fprintf(stderr, "luagent: %s\n", err);
+            config_free(config);
+            return 1;
+        }
+        tls_server_free(tls);
+        printf("tls: %s and %s load and match\n", s->tls_cert, s->tls_key);
+    }
     if (s->check != NULL) {
         script_describe(config, stdout);
         printf("ok: %s loads, compiles and passes its self-tests\n", path);
@@ -141,14 +247,113 @@ check_policy(const struct settings *s)
     return rc;
 }
 
+/*
+ * SIGUSR1: reopen the --log file (logrotate has renamed it). Without one
+ * there is nothing to do.
+ */
+static void
+on_usr1(evutil_socket_t sig, short what, void *arg)
+{
+    char err[ERR_LEN];
+
+    if (log_file_path() == NULL) {
+        log_info("SIGUSR1: no log file (--log) to reopen");
+        return;
+    }
+    if (log_reopen(err, sizeof(err)) < 0) {
+        log_warn("SIGUSR1: %s (still logging to the old file)", err);
+        return;
+    }
+    log_info("SIGUSR1: log file %s reopened", log_file_path());
+}
+
+/*
+ * Everything that can fail because of the command line or the environment,
+ * checked while the terminal still sees the message.
+ */
+static struct config *
+prepare(const struct settings *s, struct identity *id, char *err, size_t errlen)
+{
+    struct config *config;
+    struct tls_server *tls = NULL;
+
+    if (s->pid_file != NULL && pidfile_open(s->pid_file, err, errlen) < 0)
+        return NULL;
+    config = trial_load(s->policy, s, s->threads, err, errlen);
+    if (config == NULL)
+        return NULL;
+    apply_log_level(s, config);
+    if (s->tls_port != 0 && (tls = load_listener_tls(s, err, errlen)) == NULL) {
+        config_free(config);
+        return NULL;
+    }
+    listener_set_tls(tls);      /* the listener owns it from here */
+    client_set_tls_handshake_timeout(s->tls_handshake_timeout_ms);
+    if (listener_bind(s, err, errlen) < 0
+        || (s->metrics_addr != NULL && metrics_bind(s->metrics_addr, err, errlen) < 0)
+        || (s->log_file != NULL && log_open_file(s->log_file, err, errlen) < 0)
+        || identity_resolve(s, id, err, errlen) < 0
+        || listener_unix_owner(id->uid, id->gid, err, errlen) < 0) {
+        config_free(config);
+        return NULL;
+    }
+    return config;
+}
+
+/* A start-up failure after the terminal is gone: log it and tell the starter. */
+static int
+start_failed(const char *why)
+{
+    log_error("start-up failed: %s", why);
+    daemon_failed(why);
+    listener_stop();
+    pidfile_remove();
+    return 1;
+}
+
+/*
+ * SIGHUP and SIGUSR1 arriving during start-up (the port may accept before the
+ * handlers exist) are held, not lost or fatal, and acted on once serving.
+ * Worker threads start with them blocked, so the main thread receives them.
+ */
+static void
+defer_signals(int how)
+{
+    sigset_t set;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(how, &set, NULL);
+}
+
+/* "127.0.0.1:11211 and 127.0.0.1:11212 (TLS) and unix socket /run/luagent.sock". */
+static void
+describe_listeners(const struct settings *s, char *out, size_t outlen)
+{
+    int n = 0;
+
+    out[0] = '\0';
+    if (s->port > 0)
+        n = snprintf(out, outlen, "%s:%d", s->bind_addr ? s->bind_addr : "*", s->port);
+    if (s->tls_port > 0 && n >= 0 && (size_t)n < outlen)
+        n += snprintf(out + n, outlen - (size_t)n, "%s%s:%d (TLS%s)", n > 0 ? " and " : "",
+                      s->bind_addr ? s->bind_addr : "*", s->tls_port,
+                      s->tls_verify_client ? ", client certificates required" : "");
+    if (s->unix_path != NULL && n >= 0 && (size_t)n < outlen)
+        snprintf(out + n, outlen - (size_t)n, "%sunix socket %s", n > 0 ? " and " : "",
+                 s->unix_path);
+}
+
 int
 main(int argc, char **argv)
 {
     struct settings s;
+    struct identity id;
     struct config *config;
     struct event_base *base;
-    struct event *sigterm, *sigint, *sighup;
-    char err[ERR_LEN];
+    struct event *sigterm, *sigint, *sighup, *sigusr1;
+    char err[ERR_LEN], where[ERR_LEN];
 
     switch (settings_parse(&s, argc, argv)) {
     case SETTINGS_EXIT_OK:
@@ -161,8 +366,9 @@ main(int argc, char **argv)
         break;
     }
     log_init(s.verbose);
+    event_set_log_callback(on_libevent_log);
     signal(SIGPIPE, SIG_IGN);
-    signal(SIGHUP, SIG_IGN);    /* until the reload handler is in place */
+    defer_signals(SIG_BLOCK);
     if (s.check != NULL || s.route_file != NULL) {
         int rc = check_policy(&s);
 
@@ -170,51 +376,59 @@ main(int argc, char **argv)
         return rc;
     }
 
-    config = trial_load(s.policy, &s, s.threads, err, sizeof(err));
-    if (config == NULL) {
+    config = prepare(&s, &id, err, sizeof(err));
+    if (config == NULL || identity_switch(&id, err, sizeof(err)) < 0
+        || (!s.foreground && daemon_detach(err, sizeof(err)) < 0)) {
         fprintf(stderr, "luagent: %s\n", err);
+        if (config != NULL)
+            config_free(config);
+        listener_stop();
+        pidfile_remove();
         settings_free(&s);
         return 1;
     }
-    apply_log_level(&s, config);
-    if (listener_bind(&s, err, sizeof(err)) < 0) {
-        fprintf(stderr, "luagent: %s\n", err);
-        config_free(config);
-        settings_free(&s);
-        return 1;
-    }
-    if (!s.foreground && daemon(1, 0) < 0) {
-        fprintf(stderr, "luagent: cannot daemonize: %s\n", strerror(errno));
-        return 1;
-    }
-    if (drop_privileges(&s, err, sizeof(err)) < 0) {
-        log_error("%s", err);
-        return 1;
-    }
+    /* From here on, the terminal may be gone: failures go to the log. */
+    if (s.log_file != NULL)
+        log_to_file();
+    else if (!s.foreground)
+        log_to_syslog();
+    if (s.user == NULL && getuid() == 0)
+        log_warn("running as root: use -u USER to drop privileges");
+    if (pidfile_write(err, sizeof(err)) < 0)
+        return start_failed(err);
     stats_init();
     base = event_base_new();
     if (base == NULL || worker_start_all(config, s.threads) < 0
         || listener_start(base, s.max_conns) < 0) {
-        log_error("start-up failed: %s", strerror(errno));
-        return 1;
+        snprintf(err, sizeof(err), "%s", strerror(errno));
+        return start_failed(err);
     }
+    if (metrics_start(base, err, sizeof(err)) < 0)
+        return start_failed(err);
     sigterm = evsignal_new(base, SIGTERM, on_stop_signal, base);
     sigint = evsignal_new(base, SIGINT, on_stop_signal, base);
     sighup = evsignal_new(base, SIGHUP, on_hup, &s);
+    sigusr1 = evsignal_new(base, SIGUSR1, on_usr1, NULL);
     event_add(sigterm, NULL);
     event_add(sigint, NULL);
     event_add(sighup, NULL);
+    event_add(sigusr1, NULL);
+    defer_signals(SIG_UNBLOCK);
 
-    log_info("luagent %s serving %d server(s) on port %d%s%s, %d thread(s)",
-             LUAGENT_VERSION, config->nservers, s.port,
-             s.unix_path ? " and " : "", s.unix_path ? s.unix_path : "", s.threads);
+    describe_listeners(&s, where, sizeof(where));
+    log_info("luagent %s serving %d server(s) on %s, %d thread(s)",
+             LUAGENT_VERSION, config->nservers, where, s.threads);
+    daemon_ready();
     event_base_dispatch(base);
 
+    metrics_stop();
     worker_stop_all();
     event_free(sigterm);
     event_free(sigint);
     event_free(sighup);
+    event_free(sigusr1);
     event_base_free(base);
+    pidfile_remove();
     settings_free(&s);
     log_info("stopped");
     return 0;

@@ -5,6 +5,9 @@
  * child call; it is freed when the count reaches zero. So a fan-out node can
  * answer early (all_initial) while its other children finish in the
  * background, and nothing a child reports to is ever freed under it.
+ *
+ * Each node a call reaches counts a request in this worker's counters for
+ * that node; the node a call finishes at counts its error, if it is one.
  */
 #include "route.h"
 
@@ -74,6 +77,13 @@ result_move(struct worker *w, struct result *to, struct result *from)
     result_clear(w, to);
     *to = *from;
     from->data = NULL;
+}
+
+/* This worker's counters for node r (of the call's generation). */
+static inline struct route_stats *
+node_stats(const struct call *c, const struct route *r)
+{
+    return &c->creq->wcfg->routes[r->id]->stats;
 }
 
 static void
@@ -386,11 +396,13 @@ node_hook(struct worker *w, struct call *c)
                             delim ? (size_t)(delim - c->key) : 0);
         if (cached >= 0) {
             STAT_INC(w->stats.hook_cache_hits);
+            STAT_INC(node_stats(c, r)->hook_cache_hits);
             c->node = cfg->nodes[cached];
             return true;
         }
     }
     STAT_INC(w->stats.hook_calls);
+    STAT_INC(node_stats(c, r)->hook_calls);
     if (script_hook_call(cfg, w->id, r, &req, &next, &newkey, &newklen) < 0) {
         STAT_INC(w->stats.hook_errors);
         if (cfg->fallback == NULL) {
@@ -413,9 +425,12 @@ node_hook(struct worker *w, struct call *c)
 void
 route_start(struct worker *w, struct call *c)
 {
+    struct route_counter *const *counters = c->creq->wcfg->routes;
+
     for (;;) {
         const struct route *r = c->node;
 
+        STAT_INC(counters[r->id]->stats.requests);
         /* Trees are acyclic, but a hook may return a route above itself. */
         if (++c->hops > ROUTE_HOPS_MAX) {
             log_ratelimited(LOG_WARN, r, "route %s: more than %d steps: a hook returned "
@@ -622,6 +637,8 @@ void
 call_finish(struct worker *w, struct call *c)
 {
     c->finished = true;
+    if (c->node != NULL && result_is_error(&c->res))   /* flush_all calls have no node */
+        STAT_INC(node_stats(c, c->node)->errors);
     if (c->parent != NULL)
         child_done(w, c->parent, c);
     else

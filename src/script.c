@@ -31,6 +31,7 @@
 #include "luagent.h"
 #include "route.h"
 #include "settings.h"
+#include "tls.h"
 
 extern const unsigned char embedded_luagent[];
 extern const size_t embedded_luagent_len;
@@ -160,6 +161,10 @@ setup_luagent(lua_State *L, const struct settings *s)
         lua_rawseti(L, -2, i + 1);
     }
     lua_setfield(L, -2, "extra");
+    if (s != NULL && s->backend_tls_ca != NULL) {
+        lua_pushstring(L, s->backend_tls_ca);
+        lua_setfield(L, -2, "backend_tls_ca");
+    }
     lua_setfield(L, -2, "args");
     lua_pushcfunction(L, l_log);
     lua_setfield(L, -2, "_log");
@@ -418,6 +423,37 @@ compile_children(struct compiler *cc, int idx, const char *name, struct route *r
     return 0;
 }
 
+/*
+ * The pool's tls table (validated by lua/luagent.lua) into a client context:
+ * the files are loaded now, so a bad one fails the load. 0 (pool->tls may
+ * stay NULL: plain TCP) or -1 with the reason in err.
+ */
+static int
+compile_pool_tls(lua_State *L, int idx, struct pool *pool, char *err, size_t errlen)
+{
+    struct tls_client_opts o;
+    char *ca, *cert, *key, *sni;
+
+    lua_getfield(L, idx, "tls");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    ca = field_str(L, -1, "ca");
+    cert = field_str(L, -1, "cert");
+    key = field_str(L, -1, "key");
+    sni = field_str(L, -1, "sni");
+    o = (struct tls_client_opts){ .ca = ca, .cert = cert, .key = key, .sni = sni,
+                                  .verify = field_bool(L, -1, "verify", true) };
+    lua_pop(L, 1);
+    pool->tls = tls_client_new(&o, err, errlen);
+    free(ca);
+    free(cert);
+    free(key);
+    free(sni);
+    return pool->tls != NULL ? 0 : -1;
+}
+
 static struct route *
 compile_pool(struct compiler *cc, int idx, struct route *r)
 {
@@ -446,6 +482,12 @@ compile_pool(struct compiler *cc, int idx, struct route *r)
         return fail(cc, idx, "lg.pool '%s': unknown hash", pool->name);
     pool->timeout_ms = (int)field_int(L, idx, "timeout_ms", DEFAULT_TIMEOUT_MS);
     pool->eject = field_bool(L, idx, "eject", false);
+    {
+        char err[ERR_LEN];
+
+        if (compile_pool_tls(L, idx, pool, err, sizeof(err)) < 0)
+            return fail(cc, idx, "lg.pool '%s': %s", pool->name, err);
+    }
 
     lua_getfield(L, idx, "servers");
     n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
@@ -482,9 +524,19 @@ compile_pool(struct compiler *cc, int idx, struct route *r)
         }
         pool->server_ids[i] = id;
         srv = &cc->cfg->servers[id];
-        if (srv->configured)
-            continue;           /* shared with an earlier pool: its settings hold */
+        if (srv->configured) {
+            /* Shared with an earlier pool: its settings hold, but the
+             * transport must agree, or one pool's TLS would be silently
+             * dropped (or imposed). */
+            if (!tls_client_same(srv->tls, pool->tls)) {
+                lua_pop(L, 1);
+                return fail(cc, idx, "lg.pool '%s': server %s is also in an earlier pool "
+                            "with different tls settings", pool->name, srv->label);
+            }
+            continue;
+        }
         srv->configured = true;
+        srv->tls = pool->tls;
         srv->connect_timeout_ms = (int)field_int(L, idx, "connect_timeout_ms",
                                                  DEFAULT_CONNECT_TIMEOUT_MS);
         srv->failure_limit = (int)field_int(L, idx, "failure_limit", DEFAULT_FAILURE_LIMIT);
@@ -1480,7 +1532,8 @@ script_describe(const struct config *cfg, FILE *out)
         fprintf(out, "pool %s:", p->name);
         for (j = 0; j < p->nservers; j++)
             fprintf(out, " %s", cfg->servers[p->server_ids[j]].label);
-        fprintf(out, " (hash %s, timeout %d ms)\n", hash_name(p->hash), p->timeout_ms);
+        fprintf(out, " (hash %s, timeout %d ms%s%s)\n", hash_name(p->hash), p->timeout_ms,
+                p->tls ? ", " : "", p->tls ? tls_client_describe(p->tls) : "");
     }
     for (i = 0; i < cfg->nnodes; i++)
         fprintf(out, "route %d: %s%s\n", i, cfg->nodes[i]->name,

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "luagent.h"
+#include "metrics.h"
 
 struct option_row {
     int         flag;       /* short flag, or a value >= 256 for long-only */
@@ -24,7 +25,11 @@ struct option_row {
     const char *help;
 };
 
-enum { OPT_VERSION = 256, OPT_CHECK, OPT_ROUTE };
+enum {
+    OPT_VERSION = 256, OPT_CHECK, OPT_ROUTE, OPT_METRICS, OPT_UNIX_MODE, OPT_LOG,
+    OPT_PID_FILE, OPT_TLS_PORT, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_CA,
+    OPT_TLS_VERIFY_CLIENT, OPT_TLS_HANDSHAKE_TIMEOUT, OPT_BACKEND_TLS_CA
+};
 
 static const struct option_row option_rows[] = {
     { 'p', "port",       "PORT", "TCP port to listen on (default 11211, 0 = no TCP)" },
@@ -35,15 +40,26 @@ static const struct option_row option_rows[] = {
     { 'i', "max-idle",   "N",    "max idle connections kept per server (default 20)" },
     { 'k', "ketama",     NULL,   "ketama consistent hashing (default: magent's hash modulo servers)" },
     { 'f', "unix",       "PATH", "unix socket to listen on" },
-    { 'u', "user",       "USER", "user to run as after binding" },
-    { 'g', "group",      "GROUP","group to run as after binding" },
+    { OPT_UNIX_MODE, "unix-mode", "MODE", "permissions of the -f socket, octal such as 0660 (default: from the umask)" },
+    { 'u', "user",       "USER", "user (name or id) to run as after binding" },
+    { 'g', "group",      "GROUP","group (name or id) to run as after binding" },
     { 'D', "foreground", NULL,   "stay in the foreground (default: run as a daemon)" },
+    { OPT_PID_FILE, "pid-file", "FILE", "write the pid to FILE, removed at exit (refused if it names a live process)" },
+    { OPT_LOG,   "log",       "FILE", "log to FILE, reopened on SIGUSR1 (default: stderr, syslog as a daemon)" },
     { 'v', "verbose",    NULL,   "more log output (repeatable)" },
     { 't', "threads",    "N",    "worker threads (default: the number of cores, at most 4)" },
     { 'c', "policy",     "FILE", "Lua routing policy (default: the built-in magent policy over -s/-b/-k)" },
     { 'h', "help",       NULL,   "this help" },
+    { OPT_TLS_PORT, "tls-port", "PORT", "TLS port to listen on, same address as -l (needs --tls-cert, --tls-key)" },
+    { OPT_TLS_CERT, "tls-cert", "FILE", "PEM certificate chain served on --tls-port (reloaded on SIGHUP)" },
+    { OPT_TLS_KEY,  "tls-key",  "FILE", "PEM private key of --tls-cert" },
+    { OPT_TLS_CA,   "tls-ca",   "FILE", "PEM CA bundle that client certificates must chain to" },
+    { OPT_TLS_VERIFY_CLIENT, "tls-verify-client", NULL, "require a client certificate (mutual TLS; needs --tls-ca)" },
+    { OPT_TLS_HANDSHAKE_TIMEOUT, "tls-handshake-timeout", "MS", "close a client whose TLS handshake takes longer (default 5000)" },
+    { OPT_BACKEND_TLS_CA, "backend-tls-ca", "FILE", "talk TLS to the -s/-b servers, verified against this CA (lg.args.backend_tls_ca)" },
     { OPT_CHECK,   "check",   "FILE", "load FILE, run its self-tests, print its pools and routes, exit 0/1" },
     { OPT_ROUTE,   "route",   "FILE", "with a request line after it (\"get some:key\"): print where it goes" },
+    { OPT_METRICS, "metrics", "ADDR:PORT", "serve Prometheus metrics at http://ADDR:PORT/metrics (default: off)" },
     { OPT_VERSION, "version", NULL, "print the version and exit" },
 };
 
@@ -80,19 +96,32 @@ bad(const char *fmt, const char *what)
     return SETTINGS_EXIT_USAGE;
 }
 
-/* Parse a whole decimal number within [min, max]; -1 on any junk. */
+/* Parse a whole number written in `base` within [min, max]; -1 on any junk. */
 static int
-parse_int(const char *text, long min, long max, int *out)
+parse_in_base(const char *text, int base, long min, long max, int *out)
 {
     char *end;
     long v;
 
     errno = 0;
-    v = strtol(text, &end, 10);
+    v = strtol(text, &end, base);
     if (errno != 0 || end == text || *end != '\0' || v < min || v > max)
         return -1;
     *out = (int)v;
     return 0;
+}
+
+static int
+parse_int(const char *text, long min, long max, int *out)
+{
+    return parse_in_base(text, 10, min, max, out);
+}
+
+/* Permission bits in octal ("660" or "0660"). */
+static int
+parse_mode(const char *text, int *out)
+{
+    return parse_in_base(text, 8, 0, 0777, out);
 }
 
 int
@@ -175,6 +204,8 @@ settings_defaults(struct settings *s)
     s->max_conns = DEFAULT_MAX_CONNS;
     s->max_idle = DEFAULT_MAX_IDLE;
     s->threads = default_threads();
+    s->unix_mode = -1;
+    s->tls_handshake_timeout_ms = DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS;
 }
 
 /* Build getopt's tables from option_rows. */
@@ -230,6 +261,12 @@ apply_option(struct settings *s, int c, const char *arg)
         break;
     case 'k': s->ketama = true; break;
     case 'f': s->unix_path = arg; break;
+    case OPT_UNIX_MODE:
+        if (parse_mode(arg, &s->unix_mode) < 0)
+            return bad("bad mode '%s' for --unix-mode: must be octal 0-0777, e.g. 0660", arg);
+        break;
+    case OPT_PID_FILE: s->pid_file = arg; break;
+    case OPT_LOG: s->log_file = arg; break;
     case 'u': s->user = arg; break;
     case 'g': s->group = arg; break;
     case 'D': s->foreground = true; break;
@@ -242,8 +279,30 @@ apply_option(struct settings *s, int c, const char *arg)
     case 'h':
         usage(stdout);
         return SETTINGS_EXIT_OK;
+    case OPT_TLS_PORT:
+        if (parse_int(arg, 1, 65535, &s->tls_port) < 0)
+            return bad("bad port '%s' for --tls-port: must be 1-65535", arg);
+        break;
+    case OPT_TLS_CERT: s->tls_cert = arg; break;
+    case OPT_TLS_KEY: s->tls_key = arg; break;
+    case OPT_TLS_CA: s->tls_ca = arg; break;
+    case OPT_TLS_VERIFY_CLIENT: s->tls_verify_client = true; break;
+    case OPT_TLS_HANDSHAKE_TIMEOUT:
+        if (parse_int(arg, 1, 3600000, &s->tls_handshake_timeout_ms) < 0)
+            return bad("bad value '%s' for --tls-handshake-timeout: must be 1-3600000 (ms)", arg);
+        break;
+    case OPT_BACKEND_TLS_CA: s->backend_tls_ca = arg; break;
     case OPT_CHECK: s->check = arg; break;
     case OPT_ROUTE: s->route_file = arg; break;
+    case OPT_METRICS: {
+        char host[METRICS_HOST_MAX], err[ERR_LEN];
+        int port;
+
+        if (metrics_parse_addr(arg, host, sizeof(host), &port, err, sizeof(err)) < 0)
+            return bad("%s", err);
+        s->metrics_addr = arg;
+        break;
+    }
     case OPT_VERSION:
         printf("luagent %s\n", LUAGENT_VERSION);
         return SETTINGS_EXIT_OK;
@@ -251,6 +310,42 @@ apply_option(struct settings *s, int c, const char *arg)
         return bad("%s", "internal: unhandled option");
     }
     return SETTINGS_RUN;
+}
+
+/*
+ * The TLS flags go together: a listener needs a certificate and its key, and
+ * a certificate needs a listener (except for --check, which only loads it).
+ */
+static int
+check_tls_options(const struct settings *s)
+{
+    bool files = s->tls_cert != NULL || s->tls_key != NULL;
+
+    if (s->tls_port != 0 && (s->tls_cert == NULL || s->tls_key == NULL)) {
+        bad("%s", "--tls-port needs --tls-cert FILE and --tls-key FILE");
+        return -1;
+    }
+    if (files && (s->tls_cert == NULL || s->tls_key == NULL)) {
+        bad("%s", s->tls_cert ? "--tls-cert needs --tls-key FILE" : "--tls-key needs --tls-cert FILE");
+        return -1;
+    }
+    if (files && s->tls_port == 0 && s->check == NULL) {
+        bad("%s", "--tls-cert and --tls-key need --tls-port PORT");
+        return -1;
+    }
+    if ((s->tls_ca != NULL || s->tls_verify_client) && s->tls_cert == NULL) {
+        bad("%s", "--tls-ca and --tls-verify-client need --tls-port, --tls-cert and --tls-key");
+        return -1;
+    }
+    if (s->tls_verify_client && s->tls_ca == NULL) {
+        bad("%s", "--tls-verify-client needs --tls-ca FILE (the CA client certificates chain to)");
+        return -1;
+    }
+    if (s->tls_port != 0 && s->tls_port == s->port) {
+        bad("%s", "--tls-port must differ from -p");
+        return -1;
+    }
+    return 0;
 }
 
 enum settings_result
@@ -290,12 +385,17 @@ settings_parse(struct settings *s, int argc, char **argv)
     }
     if (optind < argc)
         return bad("unexpected argument '%s'", argv[optind]);
+    if (check_tls_options(s) < 0)
+        return SETTINGS_EXIT_USAGE;
     if (s->check != NULL)
         return SETTINGS_RUN;
     if (s->nservers == 0 && s->policy == NULL)
         return bad("%s", "no server given: use -s HOST[:PORT] (or -c policy.lua)");
-    if (s->port == 0 && s->unix_path == NULL)
-        return bad("%s", "-p 0 turns TCP off, so -f PATH is needed");
+    if (s->port == 0 && s->unix_path == NULL && s->tls_port == 0)
+        return bad("%s", "nothing to listen on: -p 0 turns TCP off and neither -f PATH "
+                   "nor --tls-port was given");
+    if (s->unix_mode >= 0 && s->unix_path == NULL)
+        return bad("%s", "--unix-mode needs -f PATH");
     return SETTINGS_RUN;
 }
 

@@ -1,6 +1,12 @@
 /*
- * stats.c: the `stats` command: proxy-wide counters summed over workers, in
- * memcached's "STAT name value" format, then one line group per server.
+ * stats.c: the `stats` commands (memcached's "STAT name value" lines, then
+ * END) and the per-worker route counters they report.
+ *
+ * `stats` gives the proxy-wide counters, then the server lines; `stats
+ * pools`, `stats servers` and `stats routes` give one group each, as
+ * "STAT <group>:<name>:<field> <value>" (the name may hold colons, as
+ * host:port does: the field is what follows the last one). Anything else
+ * answers ERROR, as memcached does for a `stats` group it does not know.
  */
 #include "stats.h"
 
@@ -8,13 +14,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "backend.h"
 #include "buf.h"
 #include "config.h"
 #include "luagent.h"
+#include "snapshot.h"
 #include "worker.h"
 
 static time_t started;
@@ -25,10 +33,101 @@ stats_init(void)
     started = time(NULL);
 }
 
+uint64_t
+stats_uptime(void)
+{
+    return (uint64_t)(time(NULL) - started);
+}
+
+uint64_t stats_reloads;
+uint64_t stats_reload_failures;
+
+/* ---- route labels and the per-worker counters behind them ---- */
+
+void
+stats_route_label(const struct config *cfg, const struct route *r, char *out, size_t len)
+{
+    int i, n = 1;
+
+    if (r->type == ROUTE_POOL) {
+        snprintf(out, len, "%s", r->name);
+        return;
+    }
+    for (i = 0; i < r->id && i < cfg->nnodes; i++)
+        if (cfg->nodes[i]->type == r->type)
+            n++;
+    snprintf(out, len, "%s#%d", r->name, n);
+}
+
+/* This worker's counter for (type, label), created when new. */
+static struct route_counter *
+route_counter_for(struct worker *w, enum route_type type, const char *label)
+{
+    struct route_counter *rc, **grown;
+    size_t len = strlen(label) + 1;
+    int i;
+
+    for (i = 0; i < w->nroute_counters; i++) {
+        rc = w->route_counters[i];
+        if (rc->type == type && strcmp(rc->label, label) == 0)
+            return rc;
+    }
+    rc = calloc(1, sizeof(*rc) + len);
+    grown = realloc(w->route_counters, sizeof(*grown) * (size_t)(w->nroute_counters + 1));
+    if (rc == NULL || grown == NULL) {
+        free(rc);
+        return NULL;
+    }
+    rc->type = type;
+    memcpy(rc->label, label, len);
+    w->route_counters = grown;
+    w->route_counters[w->nroute_counters++] = rc;
+    return rc;
+}
+
+int
+stats_routes_bind(struct worker *w, const struct config *cfg, struct route_counter **slots)
+{
+    char label[ROUTE_LABEL_MAX];
+    int i;
+
+    for (i = 0; i < cfg->nnodes; i++) {
+        stats_route_label(cfg, cfg->nodes[i], label, sizeof(label));
+        slots[i] = route_counter_for(w, cfg->nodes[i]->type, label);
+        if (slots[i] == NULL) {
+            stats_routes_release(w, slots, i);
+            return -1;
+        }
+        slots[i]->users++;
+    }
+    return 0;
+}
+
+void
+stats_routes_release(struct worker *w, struct route_counter **slots, int n)
+{
+    int i, j;
+
+    for (i = 0; i < n; i++) {
+        if (slots[i] == NULL || --slots[i]->users > 0)
+            continue;
+        for (j = 0; j < w->nroute_counters; j++) {
+            if (w->route_counters[j] == slots[i]) {
+                w->route_counters[j] = w->route_counters[--w->nroute_counters];
+                break;
+            }
+        }
+        free(slots[i]);
+        slots[i] = NULL;
+    }
+}
+
+/* ---- rendering ---- */
+
 static void
 stat_u64(struct buf *out, const char *name, uint64_t v)
 {
-    char line[256];
+    char line[ROUTE_LABEL_MAX + 128];
     int n = snprintf(line, sizeof(line), "STAT %s %" PRIu64 "\r\n", name, v);
 
     buf_append(out, line, (size_t)n);
@@ -37,104 +136,169 @@ stat_u64(struct buf *out, const char *name, uint64_t v)
 static void
 stat_str(struct buf *out, const char *name, const char *v)
 {
-    char line[512];
-    int n = snprintf(line, sizeof(line), "STAT %s %s\r\n", name, v);
-
-    buf_append(out, line, (size_t)n);
+    buf_append_str(out, "STAT ");
+    buf_append_str(out, name);
+    buf_append(out, " ", 1);
+    buf_append_str(out, v);
+    buf_append(out, "\r\n", 2);
 }
 
-/* Sum of one counter (by offset in struct stats) over all workers. */
-static uint64_t
-sum(size_t offset)
+/* "STAT <group>:<name>:<field> <value>" */
+static void
+group_u64(struct buf *out, const char *group, const char *name, const char *field,
+          uint64_t v)
 {
-    uint64_t total = 0;
+    char key[ROUTE_LABEL_MAX + 64];
+
+    snprintf(key, sizeof(key), "%s:%s:%s", group, name, field);
+    stat_u64(out, key, v);
+}
+
+static void
+group_str(struct buf *out, const char *group, const char *name, const char *field,
+          const char *v)
+{
+    char key[ROUTE_LABEL_MAX + 64];
+
+    snprintf(key, sizeof(key), "%s:%s:%s", group, name, field);
+    stat_str(out, key, v);
+}
+
+static void
+render_servers(struct buf *out, const struct snapshot *snap)
+{
     int i;
 
-    for (i = 0; i < nworkers; i++)
-        total += __atomic_load_n((uint64_t *)((char *)&workers[i].stats + offset),
-                                 __ATOMIC_RELAXED);
-    return total;
-}
+    for (i = 0; i < snap->nservers; i++) {
+        const struct snap_server *ss = &snap->servers[i];
+        const char *name = ss->label;
 
-#define SUM(field) sum(offsetof(struct stats, field))
-
-/* Per server of the current policy, summed over workers (under the swap lock). */
-static void
-render_servers(struct buf *out, const struct config *cfg)
-{
-    char name[300];
-    int i, j;
-
-    for (i = 0; i < cfg->nservers; i++) {
-        struct backend_stats t = { 0 };
-        bool down = false;
-
-        for (j = 0; j < nworkers; j++) {
-            const struct wconfig *wc = workers[j].current;
-            const struct backend_stats *s;
-
-            if (wc->config->generation != cfg->generation)
-                continue;       /* mid-swap: that worker still counts elsewhere */
-            s = backend_stats(wc->backends[i]);
-            t.requests += STAT_READ(s->requests);
-            t.errors += STAT_READ(s->errors);
-            t.timeouts += STAT_READ(s->timeouts);
-            down |= backend_is_down(wc->backends[i]);
-        }
-        snprintf(name, sizeof(name), "server:%s:state", cfg->servers[i].label);
-        stat_str(out, name, down ? "down" : "up");
-        snprintf(name, sizeof(name), "server:%s:requests", cfg->servers[i].label);
-        stat_u64(out, name, t.requests);
-        snprintf(name, sizeof(name), "server:%s:errors", cfg->servers[i].label);
-        stat_u64(out, name, t.errors);
-        snprintf(name, sizeof(name), "server:%s:timeouts", cfg->servers[i].label);
-        stat_u64(out, name, t.timeouts);
+        group_str(out, "server", name, "state", ss->down ? "down" : "up");
+        group_u64(out, "server", name, "requests", ss->s.requests);
+        group_u64(out, "server", name, "errors", ss->s.errors);
+        group_u64(out, "server", name, "timeouts", ss->s.timeouts);
+        group_u64(out, "server", name, "retries", ss->s.retries);
+        group_u64(out, "server", name, "markdowns", ss->s.markdowns);
+        group_u64(out, "server", name, "curr_connections", ss->s.curr_connections);
+        group_u64(out, "server", name, "total_connections", ss->s.connects);
+        group_u64(out, "server", name, "replies", histogram_count(&ss->s.latency));
+        group_u64(out, "server", name, "latency_p50_us",
+                  histogram_quantile(&ss->s.latency, 0.50) / 1000);
+        group_u64(out, "server", name, "latency_p99_us",
+                  histogram_quantile(&ss->s.latency, 0.99) / 1000);
     }
 }
 
-uint64_t stats_reloads;
-uint64_t stats_reload_failures;
-
-void
-stats_render(struct buf *out, const struct config *cfg)
+static void
+render_pools(struct buf *out, const struct snapshot *snap)
 {
+    int i;
+
+    for (i = 0; i < snap->npools; i++) {
+        const struct snap_pool *sp = &snap->pools[i];
+
+        group_str(out, "pool", sp->name, "servers", sp->servers);
+        group_u64(out, "pool", sp->name, "nservers", (uint64_t)sp->nservers);
+        group_str(out, "pool", sp->name, "distribution", sp->dist);
+        group_str(out, "pool", sp->name, "hash", sp->hash);
+        group_u64(out, "pool", sp->name, "requests", sp->requests);
+        group_u64(out, "pool", sp->name, "errors", sp->errors);
+    }
+}
+
+static void
+render_routes(struct buf *out, const struct snapshot *snap)
+{
+    int i;
+
+    for (i = 0; i < snap->nroutes; i++) {
+        const struct snap_route *sr = &snap->routes[i];
+
+        group_str(out, "route", sr->label, "type", sr->type);
+        group_u64(out, "route", sr->label, "requests", sr->s.requests);
+        group_u64(out, "route", sr->label, "errors", sr->s.errors);
+        group_u64(out, "route", sr->label, "hook_calls", sr->s.hook_calls);
+        group_u64(out, "route", sr->label, "hook_cache_hits", sr->s.hook_cache_hits);
+    }
+}
+
+static void
+render_general(struct buf *out, const struct snapshot *snap)
+{
+    const struct stats *t = &snap->totals;
     time_t now = time(NULL);
     char checksum[16];
 
     stat_u64(out, "pid", (uint64_t)getpid());
-    stat_u64(out, "uptime", (uint64_t)(now - started));
+    stat_u64(out, "uptime", stats_uptime());
     stat_u64(out, "time", (uint64_t)now);
     stat_str(out, "version", MEMCACHED_COMPAT_VERSION "-luagent-" LUAGENT_VERSION);
     stat_u64(out, "threads", (uint64_t)nworkers);
-    stat_u64(out, "curr_connections", SUM(curr_connections));
-    stat_u64(out, "total_connections", SUM(total_connections));
+    stat_u64(out, "curr_connections", t->curr_connections);
+    stat_u64(out, "total_connections", t->total_connections);
     stat_u64(out, "rejected_connections",
              __atomic_load_n(&stats_rejected_connections, __ATOMIC_RELAXED));
-    stat_u64(out, "cmd_get", SUM(cmd[CMD_GET]) + SUM(cmd[CMD_GETS])
-                             + SUM(cmd[CMD_GAT]) + SUM(cmd[CMD_GATS]));
-    stat_u64(out, "cmd_set", SUM(cmd[CMD_SET]) + SUM(cmd[CMD_ADD]) + SUM(cmd[CMD_REPLACE])
-                             + SUM(cmd[CMD_APPEND]) + SUM(cmd[CMD_PREPEND])
-                             + SUM(cmd[CMD_CAS]));
-    stat_u64(out, "cmd_delete", SUM(cmd[CMD_DELETE]));
-    stat_u64(out, "cmd_incr", SUM(cmd[CMD_INCR]));
-    stat_u64(out, "cmd_decr", SUM(cmd[CMD_DECR]));
-    stat_u64(out, "cmd_touch", SUM(cmd[CMD_TOUCH]) + SUM(cmd[CMD_GAT]) + SUM(cmd[CMD_GATS]));
-    stat_u64(out, "cmd_flush", SUM(cmd[CMD_FLUSH_ALL]));
-    stat_u64(out, "get_hits", SUM(get_hits));
-    stat_u64(out, "get_misses", SUM(get_misses));
-    stat_u64(out, "client_errors", SUM(client_errors));
-    stat_u64(out, "server_errors", SUM(server_errors));
-    stat_u64(out, "hook_calls", SUM(hook_calls));
-    stat_u64(out, "hook_errors", SUM(hook_errors));
-    stat_u64(out, "hook_cache_hits", SUM(hook_cache_hits));
-    stat_u64(out, "config_generation", cfg->generation);
+    stat_u64(out, "cmd_get", t->cmd[CMD_GET] + t->cmd[CMD_GETS] + t->cmd[CMD_GAT]
+                             + t->cmd[CMD_GATS]);
+    stat_u64(out, "cmd_set", t->cmd[CMD_SET] + t->cmd[CMD_ADD] + t->cmd[CMD_REPLACE]
+                             + t->cmd[CMD_APPEND] + t->cmd[CMD_PREPEND] + t->cmd[CMD_CAS]);
+    stat_u64(out, "cmd_delete", t->cmd[CMD_DELETE]);
+    stat_u64(out, "cmd_incr", t->cmd[CMD_INCR]);
+    stat_u64(out, "cmd_decr", t->cmd[CMD_DECR]);
+    stat_u64(out, "cmd_touch", t->cmd[CMD_TOUCH] + t->cmd[CMD_GAT] + t->cmd[CMD_GATS]);
+    stat_u64(out, "cmd_flush", t->cmd[CMD_FLUSH_ALL]);
+    stat_u64(out, "get_hits", t->get_hits);
+    stat_u64(out, "get_misses", t->get_misses);
+    stat_u64(out, "client_errors", t->client_errors);
+    stat_u64(out, "server_errors", t->server_errors);
+    stat_u64(out, "hook_calls", t->hook_calls);
+    stat_u64(out, "hook_errors", t->hook_errors);
+    stat_u64(out, "hook_cache_hits", t->hook_cache_hits);
+    stat_u64(out, "config_generation", snap->generation);
     stat_u64(out, "reloads", __atomic_load_n(&stats_reloads, __ATOMIC_RELAXED));
     stat_u64(out, "reload_failures", __atomic_load_n(&stats_reload_failures, __ATOMIC_RELAXED));
-    stat_str(out, "policy", cfg->source);
-    snprintf(checksum, sizeof(checksum), "%08x", cfg->checksum);
+    stat_str(out, "policy", snap->source);
+    snprintf(checksum, sizeof(checksum), "%08x", snap->checksum);
     stat_str(out, "policy_checksum", checksum);
-    worker_read_lock();
-    render_servers(out, cfg);
-    worker_read_unlock();
+    render_servers(out, snap);
+}
+
+static const char *const group_names[] = {
+    [STATS_POOLS]   = "pools",
+    [STATS_SERVERS] = "servers",
+    [STATS_ROUTES]  = "routes",
+};
+
+enum stats_group
+stats_group_by_name(const char *args, size_t len)
+{
+    size_t i;
+
+    if (len == 0)
+        return STATS_GENERAL;
+    for (i = 0; i < sizeof(group_names) / sizeof(group_names[0]); i++)
+        if (group_names[i] != NULL && strlen(group_names[i]) == len
+            && memcmp(group_names[i], args, len) == 0)
+            return (enum stats_group)i;
+    return STATS_UNKNOWN;
+}
+
+void
+stats_render(struct buf *out, const struct config *cfg, enum stats_group group)
+{
+    struct snapshot snap;
+
+    if (snapshot_take(&snap, cfg) < 0) {
+        buf_append_str(out, "SERVER_ERROR out of memory\r\n");
+        return;
+    }
+    switch (group) {
+    case STATS_GENERAL: render_general(out, &snap); break;
+    case STATS_POOLS:   render_pools(out, &snap); break;
+    case STATS_SERVERS: render_servers(out, &snap); break;
+    case STATS_ROUTES:  render_routes(out, &snap); break;
+    case STATS_UNKNOWN: break;
+    }
+    snapshot_free(&snap);
     buf_append(out, "END\r\n", 5);
 }

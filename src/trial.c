@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "log.h"
 #include "script.h"
 
 static void
@@ -32,7 +33,9 @@ trial_child(int fd, const char *path, const struct settings *s, int nworkers)
     int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
     size_t len;
 
-    /* The real load logs whatever the policy logs; the trial stays quiet. */
+    /* The real load logs whatever the policy logs; the trial stays quiet,
+       in a log file or syslog as on stderr. */
+    log_silence();
     if (devnull >= 0)
         dup2(devnull, STDERR_FILENO);
     signal(SIGHUP, SIG_DFL);

@@ -4,7 +4,7 @@
  * Each worker runs its own event loop and owns its clients, its backend
  * connections (one set per configured server), its free lists and its stats
  * shard; no lock is taken on the request path. The listener thread hands
- * accepted sockets over through a mutex-protected queue and a wake-up pipe.
+ * accepted sockets over through a mutex-protected queue and an eventfd.
  *
  * Writes are deferred: backends and clients with something to send are put
  * on a list, and after each pass of the event loop (its I/O callbacks) the
@@ -14,11 +14,11 @@
 #include "worker.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -29,11 +29,13 @@
 #include "dcache.h"
 #include "listener.h"
 #include "log.h"
+#include "tls.h"
 
 struct handoff {
     struct handoff *next;
     int             fd;         /* a client socket, or HANDOFF_STOP / HANDOFF_CONFIG */
     bool            is_unix;
+    struct tls_conn *tls;       /* a TLS client's state, or NULL */
     struct config  *config;     /* HANDOFF_CONFIG: the new generation */
 };
 
@@ -65,7 +67,10 @@ worker_backend_for(struct worker *w, const struct server *srv)
     for (i = 0; i < w->nall_backends; i++) {
         const struct server *old = backend_server(w->all_backends[i]);
 
-        if (old->port == srv->port && strcmp(old->host, srv->host) == 0) {
+        /* Reused only over the same transport: a change of TLS settings
+         * opens new connections and retires the old ones. */
+        if (old->port == srv->port && strcmp(old->host, srv->host) == 0
+            && tls_client_same(old->tls, srv->tls)) {
             backend_set_server(w->all_backends[i], srv);
             return w->all_backends[i];
         }
@@ -81,6 +86,14 @@ worker_backend_for(struct worker *w, const struct server *srv)
     return be;
 }
 
+static void
+wconfig_free(struct wconfig *wc)
+{
+    free(wc->backends);
+    free(wc->routes);
+    free(wc);
+}
+
 static struct wconfig *
 wconfig_new(struct worker *w, struct config *config)
 {
@@ -91,15 +104,17 @@ wconfig_new(struct worker *w, struct config *config)
         return NULL;
     wc->config = config;
     wc->backends = calloc((size_t)config->nservers + 1, sizeof(*wc->backends));
-    if (wc->backends == NULL) {
-        free(wc);
+    wc->routes = calloc((size_t)config->nnodes + 1, sizeof(*wc->routes));
+    if (wc->backends == NULL || wc->routes == NULL
+        || stats_routes_bind(w, config, wc->routes) < 0) {
+        wconfig_free(wc);
         return NULL;
     }
     for (i = 0; i < config->nservers; i++) {
         wc->backends[i] = worker_backend_for(w, &config->servers[i]);
         if (wc->backends[i] == NULL) {
-            free(wc->backends);
-            free(wc);
+            stats_routes_release(w, wc->routes, config->nnodes);
+            wconfig_free(wc);
             return NULL;
         }
     }
@@ -163,9 +178,9 @@ worker_drop_generation(struct worker *w, struct wconfig *wc)
     pthread_rwlock_wrlock(&swap_lock);
     *pp = wc->next;
     worker_retire_backends(w);
+    stats_routes_release(w, wc->routes, config->nnodes);
     pthread_rwlock_unlock(&swap_lock);
-    free(wc->backends);
-    free(wc);
+    wconfig_free(wc);
     config_unref(config);
 }
 
@@ -259,10 +274,9 @@ worker_on_notify(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
     struct handoff *h;
-    char drain[64];
+    eventfd_t wakeups;
 
-    while (read(fd, drain, sizeof(drain)) > 0)
-        ;
+    (void)eventfd_read(fd, &wakeups);   /* resets the counter */
     pthread_mutex_lock(&w->queue_lock);
     h = w->queue;
     w->queue = NULL;
@@ -284,7 +298,7 @@ worker_on_notify(evutil_socket_t fd, short what, void *arg)
         else if (h->fd == HANDOFF_CONFIG)
             worker_swap_config(w, h->config);
         else
-            client_accept(w, h->fd, h->is_unix);
+            client_accept(w, h->fd, h->is_unix, h->tls);
         free(h);
     }
 }
@@ -367,9 +381,11 @@ worker_init(struct worker *w, int id, struct config *config)
     w->config = config;
     pthread_mutex_init(&w->queue_lock, NULL);
     w->base = event_base_new();
-    if (w->base == NULL || pipe2(w->notify_pipe, O_NONBLOCK | O_CLOEXEC) < 0)
+    /* An eventfd: one descriptor, and a burst of wake-ups is one counter. */
+    w->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->base == NULL || w->notify_fd < 0)
         return -1;
-    w->notify_ev = event_new(w->base, w->notify_pipe[0], EV_READ | EV_PERSIST,
+    w->notify_ev = event_new(w->base, w->notify_fd, EV_READ | EV_PERSIST,
                              worker_on_notify, w);
     if (w->notify_ev == NULL || event_add(w->notify_ev, NULL) < 0)
         return -1;
@@ -400,12 +416,14 @@ worker_start_all(struct config *config, int n)
 }
 
 static void
-worker_hand(struct worker *w, int fd, bool is_unix, struct config *config)
+worker_hand(struct worker *w, int fd, bool is_unix, struct tls_conn *tls,
+            struct config *config)
 {
     struct handoff *h = malloc(sizeof(*h));
 
     if (h == NULL) {
         if (fd >= 0) {
+            tls_conn_free(tls);
             close(fd);
             listener_conn_closed();
         } else if (fd == HANDOFF_CONFIG) {
@@ -415,22 +433,23 @@ worker_hand(struct worker *w, int fd, bool is_unix, struct config *config)
     }
     h->fd = fd;
     h->is_unix = is_unix;
+    h->tls = tls;
     h->config = config;
     pthread_mutex_lock(&w->queue_lock);
     h->next = w->queue;
     w->queue = h;
     pthread_mutex_unlock(&w->queue_lock);
-    if (write(w->notify_pipe[1], "", 1) < 0 && errno != EAGAIN)
-        log_error("worker %d: wake-up pipe: %s", w->id, strerror(errno));
+    if (eventfd_write(w->notify_fd, 1) < 0 && errno != EAGAIN)
+        log_error("worker %d: wake-up eventfd: %s", w->id, strerror(errno));
 }
 
 void
-worker_dispatch(int fd, bool is_unix)
+worker_dispatch(int fd, bool is_unix, struct tls_conn *tls)
 {
     struct worker *w = &workers[next_worker];
 
     next_worker = (next_worker + 1) % nworkers;
-    worker_hand(w, fd, is_unix, NULL);
+    worker_hand(w, fd, is_unix, tls, NULL);
 }
 
 void
@@ -440,7 +459,7 @@ worker_publish_config(struct config *config)
 
     config->refs = nworkers;
     for (i = 0; i < nworkers; i++)
-        worker_hand(&workers[i], HANDOFF_CONFIG, false, config);
+        worker_hand(&workers[i], HANDOFF_CONFIG, false, NULL, config);
 }
 
 void
@@ -449,7 +468,7 @@ worker_stop_all(void)
     int i;
 
     for (i = 0; i < nworkers; i++)
-        worker_hand(&workers[i], HANDOFF_STOP, false, NULL);
+        worker_hand(&workers[i], HANDOFF_STOP, false, NULL, NULL);
     for (i = 0; i < nworkers; i++)
         pthread_join(workers[i].thread, NULL);
 }

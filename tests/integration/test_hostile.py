@@ -232,16 +232,23 @@ def test_pipelined_large_replies_not_read(lg1, raw_client):
     s.settimeout(5.0)
     rc = RawClient.__new__(RawClient)
     rc.sock, rc.buf, rc.transcript = s, bytearray(), bytearray()
-    got = 0
+    got = timeouts = 0
     try:
         for got in range(total):
-            assert rc.read_retrieval() == expected, "reply %d is wrong" % got
+            reply = rc.read_retrieval()
+            # ~100 MB from one server inside the 1 s request timeout: on a
+            # slow (sanitized, loaded) run the tail of a batch may time out.
+            # That answer is in order too; anything else is a desync.
+            if reply == b"SERVER_ERROR backend timeout\r\n":
+                timeouts += 1
+                continue
+            assert reply == expected, "reply %d is wrong: %r" % (got, reply[:80])
         got = total
     except (EOFError, ConnectionResetError):
         pass
     s.close()
-    print("large-reply flood: %d of %d replies read before %s" % (
-        got, total, "the end" if got == total else "luagent closed the connection"))
+    print("large-reply flood: %d of %d replies read (%d timed out) before %s" % (
+        got, total, timeouts, "the end" if got == total else "luagent closed the connection"))
     assert lg1.alive()
     check_other(lg1, "after-big-flood")
     grown = rss_kib(lg1.pid) - base

@@ -16,6 +16,7 @@ import pytest
 from conftest import Ketama, RawClient, parse_values, set_cmd
 
 from test_policy import fixture_policy
+from test_tls import pki, tls_memcached  # noqa: F401 (pki is a fixture)
 
 # Values that differ between two servers fed the same stream.
 FLAG_NUM_RE = re.compile(rb"(?<= )([clt])(\d+)(?= |$)")
@@ -504,3 +505,17 @@ def test_random_meta_streams(pair, seed):
     for start in range(0, len(stream), 100):
         chunk = stream[start:start + 100]
         same(pair, b"".join(chunk), mns=1 + sum(r == b"mn\r\n" for r in chunk))
+
+
+def test_meta_through_a_tls_backend(memcached, luagent, raw_client, pki):
+    """ms data blocks end TLS records as storage commands do (memcached -Z
+    would stall otherwise); quiet requests and their mn go through as well."""
+    m = tls_memcached(memcached, pki)
+    c = raw_client(luagent("--backend-tls-ca", pki.path("ca"), servers=[m]))
+    big = b"v" * 40000          # more than one TLS record
+    data = b"".join(ms("tls:%d" % i, big if i % 2 else b"small", b"q" if i % 3 else b"")
+                    for i in range(12))
+    assert exchange(c, data) == [b"HD\r\n"] * 4 + [b"MN\r\n"]
+    got = exchange(c, b"".join(b"mg tls:%d s v q\r\n" % i for i in range(14)))
+    assert got == [b"VA %d s%d\r\n%s\r\n" % (len(v), len(v), v)
+                   for v in (big if i % 2 else b"small" for i in range(12))] + [b"MN\r\n"]

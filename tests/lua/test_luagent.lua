@@ -213,6 +213,35 @@ fails("pool: bad hash",
 fails("pool: bad hash_tag",
       "lg.pool: field 'hash_tag' must be a string of exactly 2 characters, like '{}' (got '{')",
       function() local _ = lg.pool{ name = "p", servers = { "a" }, hash_tag = "{" } end)
+do
+    local p = lg.pool{ name = "p", servers = { "a" } }
+    eq(p.tls, nil, "pool tls default: plain TCP")
+    p = lg.pool{ name = "p", servers = { "a" }, tls = { ca = "ca.pem", sni = "cache.example" } }
+    eq(p.tls, { ca = "ca.pem", sni = "cache.example", verify = true }, "pool tls table, verify default on")
+    p = lg.pool{ name = "p", servers = { "a" }, tls = { verify = false, cert = "c.pem", key = "k.pem" } }
+    eq(p.tls, { verify = false, cert = "c.pem", key = "k.pem" }, "pool tls with a client certificate")
+    eq(lg.pool{ name = "p", servers = { "a" }, tls = true }.tls, { verify = true },
+       "pool tls = true: the system's CAs")
+    eq(lg.pool{ name = "p", servers = { "a" }, tls = false }.tls, nil, "pool tls = false: plain")
+end
+fails("pool: tls unknown field",
+      "lg.pool: unknown field 'tls.cq' (did you mean 'tls.ca'?)",
+      function() local _ = lg.pool{ name = "p", servers = { "a" }, tls = { cq = "x" } } end)
+fails("pool: tls unknown field far from any",
+      "lg.pool: unknown field 'tls.ciphers'",
+      function() local _ = lg.pool{ name = "p", servers = { "a" }, tls = { ciphers = "x" } } end)
+fails("pool: tls key without cert",
+      "lg.pool: field 'tls.key' needs 'tls.cert' (the client certificate it belongs to)",
+      function() local _ = lg.pool{ name = "p", servers = { "a" }, tls = { key = "k.pem" } } end)
+fails("pool: tls verify not boolean",
+      "lg.pool: field 'tls.verify' must be true or false (got string)",
+      function() local _ = lg.pool{ name = "p", servers = { "a" }, tls = { verify = "no" } } end)
+fails("pool: tls sni with a space",
+      "lg.pool: field 'tls.sni' must not contain spaces or control characters (got 'a b')",
+      function() local _ = lg.pool{ name = "p", servers = { "a" }, tls = { sni = "a b" } } end)
+fails("pool: tls not a table",
+      "lg.pool: field 'tls' must be a table {ca=, verify=, sni=, cert=, key=} or true (got string)",
+      function() local _ = lg.pool{ name = "p", servers = { "a" }, tls = "on" } end)
 fails("pool: timeout wrong type",
       "lg.pool: field 'timeout_ms' must be an integer (got string)",
       function() local _ = lg.pool{ name = "p", servers = { "a" }, timeout_ms = "5" } end)
@@ -834,6 +863,15 @@ do
               and r.ops.read.children[1] == r.default.children[1]
               and r.default.children[2].name == "backup" and r.default.children[2].dist == "ketama",
               "default with -b -k: failover reads, all_initial writes, shared pools")
+    end
+    lg.args = { servers = { "127.0.0.1:21211:1" }, backups = { "127.0.0.1:21213:1" },
+                ketama = true, extra = {}, backend_tls_ca = "ca.pem" }
+    p = run_example("default")
+    if p then
+        local r = p.route
+        eq({ r.default.children[1].tls, r.default.children[2].tls },
+           { { ca = "ca.pem", verify = true }, { ca = "ca.pem", verify = true } },
+           "default with --backend-tls-ca: both pools talk TLS")
     end
     lg.args = saved
 end

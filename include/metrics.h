@@ -1,0 +1,34 @@
+/*
+ * metrics.h: the Prometheus endpoint (--metrics ADDR:PORT).
+ *
+ * An HTTP server (libevent's evhttp) on the main thread's event base answers
+ * GET /metrics with every counter of `stats` in Prometheus' text format
+ * 0.0.4; any other path gets 404. It reads the workers' counters the way
+ * `stats` does (relaxed atomic loads), so a scrape never holds a worker up.
+ */
+#ifndef METRICS_H
+#define METRICS_H
+
+#include <stddef.h>
+
+struct event_base;
+
+#define METRICS_HOST_MAX 256
+
+/*
+ * Split "ADDR:PORT" (or "[IPv6]:PORT") into host and port. Returns 0, or -1
+ * with a one-line reason in err.
+ */
+int metrics_parse_addr(const char *text, char *host, size_t hostlen, int *port,
+                       char *err, size_t errlen);
+
+/* Resolve and bind the address (before daemonizing). 0, or -1 with err. */
+int metrics_bind(const char *addr, char *err, size_t errlen);
+
+/* Serve on base with the socket metrics_bind made. 0, or -1 with err. */
+int metrics_start(struct event_base *base, char *err, size_t errlen);
+
+/* Stop serving and close the socket (nothing when not started). */
+void metrics_stop(void);
+
+#endif

@@ -1,0 +1,414 @@
+/*
+ * metrics.c: GET /metrics in Prometheus text format 0.0.4.
+ *
+ * Names follow Prometheus' conventions: luagent_ prefix, counters end in
+ * _total, durations are in seconds, and per-server latency is a real
+ * histogram (cumulative _bucket{le=...} series, _sum and _count) built from
+ * the same power-of-two buckets `stats servers` takes its quantiles from.
+ * Every scrape formats one snapshot (snapshot.h), so the values of one scrape
+ * are consistent with each other.
+ */
+#include "metrics.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "luagent.h"
+#include "proto.h"
+#include "snapshot.h"
+#include "stats.h"
+#include "worker.h"
+
+#define METRICS_PATH            "/metrics"
+#define METRICS_CONTENT_TYPE    "text/plain; version=0.0.4; charset=utf-8"
+#define METRICS_IO_TIMEOUT_S    10      /* a scraper that stalls is dropped */
+
+static int listen_fd = -1;
+static struct evhttp *http;
+
+int
+metrics_parse_addr(const char *text, char *host, size_t hostlen, int *port,
+                   char *err, size_t errlen)
+{
+    const char *colon, *h = text, *h_end;
+    char *end;
+    long p;
+
+    if (text[0] == '[') {                       /* [IPv6]:PORT */
+        h = text + 1;
+        h_end = strchr(h, ']');
+        colon = h_end && h_end[1] == ':' ? h_end + 1 : NULL;
+    } else {
+        colon = strrchr(text, ':');
+        h_end = colon;
+    }
+    if (colon == NULL || h_end == h) {
+        snprintf(err, errlen, "bad --metrics address '%s': expected ADDR:PORT "
+                 "(e.g. 127.0.0.1:9150)", text);
+        return -1;
+    }
+    errno = 0;
+    p = strtol(colon + 1, &end, 10);
+    if (errno != 0 || end == colon + 1 || *end != '\0' || p < 1 || p > 65535) {
+        snprintf(err, errlen, "bad --metrics address '%s': port must be 1-65535", text);
+        return -1;
+    }
+    if ((size_t)(h_end - h) >= hostlen) {
+        snprintf(err, errlen, "bad --metrics address '%s': host name too long", text);
+        return -1;
+    }
+    memcpy(host, h, (size_t)(h_end - h));
+    host[h_end - h] = '\0';
+    *port = (int)p;
+    return 0;
+}
+
+int
+metrics_bind(const char *addr, char *err, size_t errlen)
+{
+    char host[METRICS_HOST_MAX], service[16];
+    struct addrinfo hints, *res;
+    int port, rc, fd, one = 1;
+
+    if (metrics_parse_addr(addr, host, sizeof(host), &port, err, errlen) < 0)
+        return -1;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    snprintf(service, sizeof(service), "%d", port);
+    rc = getaddrinfo(host, service, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "--metrics %s: cannot resolve '%s': %s", addr, host,
+                 gai_strerror(rc));
+        return -1;
+    }
+    fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0
+        || bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 64) < 0) {
+        snprintf(err, errlen, "--metrics %s: cannot listen: %s", addr, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(res);
+        return -1;
+    }
+    freeaddrinfo(res);
+    listen_fd = fd;
+    return 0;
+}
+
+/* ---- Prometheus text format ---- */
+
+static void
+family(struct evbuffer *out, const char *name, const char *type, const char *help)
+{
+    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A label value with \, " and newline escaped, as the format requires. */
+static void
+label_value(struct evbuffer *out, const char *v)
+{
+    for (; *v != '\0'; v++) {
+        if (*v == '\\' || *v == '"')
+            evbuffer_add_printf(out, "\\%c", *v);
+        else if (*v == '\n')
+            evbuffer_add(out, "\\n", 2);
+        else
+            evbuffer_add(out, v, 1);
+    }
+}
+
+/* name{key="value"} v, or name v when key is NULL. */
+static void
+sample(struct evbuffer *out, const char *name, const char *key, const char *value,
+       uint64_t v)
+{
+    evbuffer_add_printf(out, "%s", name);
+    if (key != NULL) {
+        evbuffer_add_printf(out, "{%s=\"", key);
+        label_value(out, value);
+        evbuffer_add(out, "\"}", 2);
+    }
+    evbuffer_add_printf(out, " %" PRIu64 "\n", v);
+}
+
+/* A whole family with one unlabelled sample. */
+static void
+single(struct evbuffer *out, const char *name, const char *type, const char *help,
+       uint64_t v)
+{
+    family(out, name, type, help);
+    sample(out, name, NULL, NULL, v);
+}
+
+/* Seconds from nanoseconds, without trailing zeros ("0.000128"). */
+static void
+seconds(char *buf, size_t len, uint64_t ns)
+{
+    size_t n = (size_t)snprintf(buf, len, "%" PRIu64 ".%09" PRIu64,
+                                ns / 1000000000u, ns % 1000000000u);
+
+    while (n > 0 && buf[n - 1] == '0')
+        buf[--n] = '\0';
+    if (n > 0 && buf[n - 1] == '.')
+        buf[--n] = '\0';
+}
+
+static void
+render_proxy(struct evbuffer *out, const struct snapshot *snap)
+{
+    const struct stats *t = &snap->totals;
+    int i;
+
+    family(out, "luagent_build_info", "gauge", "luagent's version, as a label; always 1.");
+    evbuffer_add_printf(out, "luagent_build_info{version=\"%s\"} 1\n", LUAGENT_VERSION);
+    single(out, "luagent_uptime_seconds", "gauge", "Seconds since luagent started.",
+           stats_uptime());
+    single(out, "luagent_open_client_connections", "gauge", "Client connections open now.",
+           t->curr_connections);
+    single(out, "luagent_client_connections_total", "counter",
+           "Client connections accepted.", t->total_connections);
+    single(out, "luagent_rejected_connections_total", "counter",
+           "Client connections turned away by -n.",
+           __atomic_load_n(&stats_rejected_connections, __ATOMIC_RELAXED));
+    family(out, "luagent_commands_total", "counter",
+           "Requests by command; retrieval commands count each key.");
+    for (i = 0; i < CMD_COUNT; i++)
+        sample(out, "luagent_commands_total", "command", proto_cmd_name((enum cmd)i),
+               t->cmd[i]);
+    single(out, "luagent_get_hits_total", "counter", "Keys found by retrieval commands.",
+           t->get_hits);
+    single(out, "luagent_get_misses_total", "counter", "Keys not found by retrieval commands.",
+           t->get_misses);
+    single(out, "luagent_client_errors_total", "counter",
+           "Requests refused by luagent's parser.", t->client_errors);
+    single(out, "luagent_server_errors_total", "counter",
+           "Replies carrying a backend failure line.", t->server_errors);
+    single(out, "luagent_hook_calls_total", "counter", "Lua hook runs.", t->hook_calls);
+    single(out, "luagent_hook_errors_total", "counter", "Lua hooks that failed.",
+           t->hook_errors);
+    single(out, "luagent_hook_cache_hits_total", "counter",
+           "Hook decisions taken from the decision cache.", t->hook_cache_hits);
+    single(out, "luagent_config_generation", "gauge", "Policy generation being served.",
+           snap->generation);
+    single(out, "luagent_reloads_total", "counter", "Policy reloads that took effect.",
+           __atomic_load_n(&stats_reloads, __ATOMIC_RELAXED));
+    single(out, "luagent_reload_failures_total", "counter", "Policy reloads refused.",
+           __atomic_load_n(&stats_reload_failures, __ATOMIC_RELAXED));
+}
+
+/* One per-server family: f picks the value. */
+static void
+server_family(struct evbuffer *out, const struct snapshot *snap, const char *name,
+              const char *type, const char *help, size_t offset)
+{
+    int i;
+
+    family(out, name, type, help);
+    for (i = 0; i < snap->nservers; i++)
+        sample(out, name, "server", snap->servers[i].label,
+               *(const uint64_t *)((const char *)&snap->servers[i].s + offset));
+}
+
+#define SERVER_FAMILY(name, type, help, field) \
+    server_family(out, snap, name, type, help, offsetof(struct backend_stats, field))
+
+static void
+render_latency(struct evbuffer *out, const struct snapshot *snap)
+{
+    const char *name = "luagent_server_request_duration_seconds";
+    char le[32], sum[32];
+    int i;
+    unsigned b;
+
+    family(out, name, "histogram",
+           "Round trip of server requests, from their write to their reply.");
+    for (i = 0; i < snap->nservers; i++) {
+        const struct snap_server *ss = &snap->servers[i];
+        uint64_t cumulative = 0;
+
+        for (b = 0; b < HISTOGRAM_BUCKETS; b++) {
+            cumulative += ss->s.latency.buckets[b];
+            if (b == HISTOGRAM_BUCKETS - 1)
+                snprintf(le, sizeof(le), "+Inf");
+            else
+                seconds(le, sizeof(le), histogram_bucket_bound_ns(b));
+            evbuffer_add_printf(out, "%s_bucket{server=\"", name);
+            label_value(out, ss->label);
+            evbuffer_add_printf(out, "\",le=\"%s\"} %" PRIu64 "\n", le, cumulative);
+        }
+        seconds(sum, sizeof(sum), ss->s.latency.sum_ns);
+        evbuffer_add_printf(out, "%s_sum{server=\"", name);
+        label_value(out, ss->label);
+        evbuffer_add_printf(out, "\"} %s\n", sum[0] ? sum : "0");
+        /* The +Inf bucket, so _count and the buckets always agree. */
+        sample(out, "luagent_server_request_duration_seconds_count", "server", ss->label,
+               cumulative);
+    }
+}
+
+static void
+render_servers(struct evbuffer *out, const struct snapshot *snap)
+{
+    int i;
+
+    family(out, "luagent_server_up", "gauge",
+           "1 when the server is up, 0 while it is marked down.");
+    for (i = 0; i < snap->nservers; i++)
+        sample(out, "luagent_server_up", "server", snap->servers[i].label,
+               snap->servers[i].down ? 0 : 1);
+    SERVER_FAMILY("luagent_server_requests_total", "counter",
+                  "Requests sent to the server (each key of a batched get counts).", requests);
+    SERVER_FAMILY("luagent_server_errors_total", "counter",
+                  "Requests failed other than by timeout, refusals while down included.",
+                  errors);
+    SERVER_FAMILY("luagent_server_timeouts_total", "counter",
+                  "Requests failed by timeout.", timeouts);
+    SERVER_FAMILY("luagent_server_retries_total", "counter",
+                  "Probe requests sent when a mark-down expired.", retries);
+    SERVER_FAMILY("luagent_server_markdowns_total", "counter",
+                  "Times the server was marked down.", markdowns);
+    SERVER_FAMILY("luagent_open_server_connections", "gauge",
+                  "Connections to the server open now (one per worker at most).",
+                  curr_connections);
+    SERVER_FAMILY("luagent_server_connections_total", "counter",
+                  "Connections to the server opened.", connects);
+    render_latency(out, snap);
+}
+
+static void
+render_pools(struct evbuffer *out, const struct snapshot *snap)
+{
+    int i;
+
+    family(out, "luagent_pool_servers", "gauge", "Servers in the pool.");
+    for (i = 0; i < snap->npools; i++)
+        sample(out, "luagent_pool_servers", "pool", snap->pools[i].name,
+               (uint64_t)snap->pools[i].nservers);
+    family(out, "luagent_pool_requests_total", "counter", "Requests that reached the pool.");
+    for (i = 0; i < snap->npools; i++)
+        sample(out, "luagent_pool_requests_total", "pool", snap->pools[i].name,
+               snap->pools[i].requests);
+    family(out, "luagent_pool_errors_total", "counter",
+           "Requests the pool answered with an error.");
+    for (i = 0; i < snap->npools; i++)
+        sample(out, "luagent_pool_errors_total", "pool", snap->pools[i].name,
+               snap->pools[i].errors);
+}
+
+static void
+route_family(struct evbuffer *out, const struct snapshot *snap, const char *name,
+             const char *help, size_t offset)
+{
+    int i;
+
+    family(out, name, "counter", help);
+    for (i = 0; i < snap->nroutes; i++) {
+        const struct snap_route *sr = &snap->routes[i];
+
+        evbuffer_add_printf(out, "%s{route=\"", name);
+        label_value(out, sr->label);
+        evbuffer_add_printf(out, "\",type=\"%s\"} %" PRIu64 "\n", sr->type,
+                            *(const uint64_t *)((const char *)&sr->s + offset));
+    }
+}
+
+#define ROUTE_FAMILY(name, help, field) \
+    route_family(out, snap, name, help, offsetof(struct route_stats, field))
+
+static void
+render_routes(struct evbuffer *out, const struct snapshot *snap)
+{
+    ROUTE_FAMILY("luagent_route_requests_total", "Requests that reached the route node.",
+                 requests);
+    ROUTE_FAMILY("luagent_route_errors_total", "Requests the route node answered with an error.",
+                 errors);
+    ROUTE_FAMILY("luagent_route_hook_calls_total", "Lua runs of a hook node.", hook_calls);
+    ROUTE_FAMILY("luagent_route_hook_cache_hits_total",
+                 "Decisions of a hook node taken from the decision cache.", hook_cache_hits);
+}
+
+/* ---- HTTP ---- */
+
+static void
+metrics_on_request(struct evhttp_request *req, void *arg)
+{
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    struct evbuffer *out = evhttp_request_get_output_buffer(req);
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+    struct snapshot snap;
+
+    if (path == NULL || strcmp(path, METRICS_PATH) != 0) {
+        evhttp_add_header(headers, "Content-Type", "text/plain; charset=utf-8");
+        evbuffer_add_printf(out, "not found: the metrics are at " METRICS_PATH "\n");
+        evhttp_send_reply(req, HTTP_NOTFOUND, "Not Found", out);
+        return;
+    }
+    if ((evhttp_request_get_command(req) & (EVHTTP_REQ_GET | EVHTTP_REQ_HEAD)) == 0) {
+        evhttp_add_header(headers, "Allow", "GET, HEAD");
+        evhttp_send_reply(req, 405, "Method Not Allowed", NULL);
+        return;
+    }
+    if (snapshot_take(&snap, NULL) < 0) {
+        evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
+        return;
+    }
+    render_proxy(out, &snap);
+    render_servers(out, &snap);
+    render_pools(out, &snap);
+    render_routes(out, &snap);
+    snapshot_free(&snap);
+    evhttp_add_header(headers, "Content-Type", METRICS_CONTENT_TYPE);
+    evhttp_send_reply(req, HTTP_OK, "OK", out);
+}
+
+int
+metrics_start(struct event_base *base, char *err, size_t errlen)
+{
+    if (listen_fd < 0)
+        return 0;
+    http = evhttp_new(base);
+    if (http == NULL) {
+        snprintf(err, errlen, "--metrics: cannot start the HTTP server");
+        return -1;
+    }
+    /* Other methods reach the callback, which answers 405 (libevent: 501). */
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST
+                                     | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
+    evhttp_set_timeout(http, METRICS_IO_TIMEOUT_S);
+    evhttp_set_max_headers_size(http, 16384);
+    evhttp_set_max_body_size(http, 0);
+    evhttp_set_gencb(http, metrics_on_request, NULL);
+    if (evhttp_accept_socket_with_handle(http, listen_fd) == NULL) {
+        snprintf(err, errlen, "--metrics: cannot accept on the socket: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+void
+metrics_stop(void)
+{
+    if (http != NULL) {
+        evhttp_free(http);      /* closes the listening socket too */
+        http = NULL;
+        listen_fd = -1;
+    } else if (listen_fd >= 0) {
+        close(listen_fd);
+        listen_fd = -1;
+    }
+}
