@@ -53,6 +53,7 @@ struct worker {
 
     struct client      *clients;        /* open client connections */
     bool                stopping;       /* draining for shutdown */
+    bool                loop_done;      /* leave the event loop after this pass */
     struct event       *stop_timer;     /* bound on the drain */
 
     /* Accepted sockets handed over by the listener thread. */

@@ -238,6 +238,14 @@ worker_now_ms(void)
 
 #define STOP_DRAIN_SECONDS 5     /* how long shutdown waits for replies owed */
 
+/* Leave the loop after this pass (a flag: cheaper than asking libevent each pass). */
+static void
+worker_end_loop(struct worker *w)
+{
+    w->loop_done = true;
+    event_base_loopbreak(w->base);
+}
+
 static void
 worker_on_stop_timer(evutil_socket_t fd, short what, void *arg)
 {
@@ -245,13 +253,13 @@ worker_on_stop_timer(evutil_socket_t fd, short what, void *arg)
 
     log_warn("worker %d: stopping with requests still unanswered after %d s",
              w->id, STOP_DRAIN_SECONDS);
-    event_base_loopbreak(w->base);
+    worker_end_loop(w);
 }
 
 void
 worker_clients_gone(struct worker *w)
 {
-    event_base_loopbreak(w->base);
+    worker_end_loop(w);
 }
 
 /* SIGTERM: answer what is in flight, then end the loop (bounded in time). */
@@ -266,7 +274,7 @@ worker_begin_stop(struct worker *w)
         evtimer_add(w->stop_timer, &tv);
     client_shutdown_all(w);
     if (w->clients == NULL)
-        event_base_loopbreak(w->base);
+        worker_end_loop(w);
 }
 
 static void
@@ -367,7 +375,7 @@ worker_main(void *arg)
         if (event_base_loop(w->base, EVLOOP_ONCE) < 0)
             break;
         worker_flush(w);
-        if (event_base_got_break(w->base))
+        if (w->loop_done)
             break;
     }
     return NULL;
