@@ -870,10 +870,19 @@ compile_policy(struct script_vm *vm, struct config *cfg, const char *source,
 
 /* ---- request objects for hooks ---------------------------------------- */
 
+/*
+ * A VM has exactly one request object, reused for every call, and its
+ * methods carry its address as an upvalue: an identity test is exact, and
+ * cheaper than luaL_checkudata's metatable lookup by name.
+ */
 static struct hook_request *
 check_req(lua_State *L)
 {
-    return luaL_checkudata(L, 1, "luagent.request");
+    struct hook_request *r = lua_touserdata(L, 1);
+
+    if (r == NULL || r != lua_touserdata(L, lua_upvalueindex(1)))
+        luaL_typerror(L, 1, "luagent.request");
+    return r;
 }
 
 static int
@@ -961,9 +970,11 @@ vm_make_request(struct script_vm *vm)
     memset(vm->req, 0, sizeof(*vm->req));
     luaL_newmetatable(L, "luagent.request");
     lua_newtable(L);                            /* the methods */
-    lua_pushcfunction(L, l_req_has_prefix);
+    lua_pushlightuserdata(L, vm->req);
+    lua_pushcclosure(L, l_req_has_prefix, 1);
     lua_setfield(L, -2, "has_prefix");
-    lua_pushcfunction(L, l_req_prefix);
+    lua_pushlightuserdata(L, vm->req);
+    lua_pushcclosure(L, l_req_prefix, 1);
     lua_setfield(L, -2, "prefix");
     lua_pushcclosure(L, l_req_index, 1);
     lua_setfield(L, -2, "__index");

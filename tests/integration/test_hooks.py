@@ -154,6 +154,7 @@ FAILURES = [
     ("mk:", "mk", "lg.error: constructors may only run at load time"),
     # a tail call leaves Lua no caller line: the hook's own line will do
     ("mktail:", None, "lg.error: constructors may only run at load time"),
+    ("self:", "self", "bad argument #1 to 'prefix' (luagent.request expected, got string)"),
 ]
 
 
