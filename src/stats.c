@@ -238,11 +238,14 @@ render_general(struct buf *out, const struct snapshot *snap)
     stat_u64(out, "total_connections", t->total_connections);
     stat_u64(out, "rejected_connections",
              __atomic_load_n(&stats_rejected_connections, __ATOMIC_RELAXED));
+    /* Meta requests count where memcached counts them: mg as a get, ms as a
+     * set, md as a delete (ma, whose direction is a flag, in neither). */
     stat_u64(out, "cmd_get", t->cmd[CMD_GET] + t->cmd[CMD_GETS] + t->cmd[CMD_GAT]
-                             + t->cmd[CMD_GATS]);
+                             + t->cmd[CMD_GATS] + t->cmd[CMD_MG]);
     stat_u64(out, "cmd_set", t->cmd[CMD_SET] + t->cmd[CMD_ADD] + t->cmd[CMD_REPLACE]
-                             + t->cmd[CMD_APPEND] + t->cmd[CMD_PREPEND] + t->cmd[CMD_CAS]);
-    stat_u64(out, "cmd_delete", t->cmd[CMD_DELETE]);
+                             + t->cmd[CMD_APPEND] + t->cmd[CMD_PREPEND] + t->cmd[CMD_CAS]
+                             + t->cmd[CMD_MS]);
+    stat_u64(out, "cmd_delete", t->cmd[CMD_DELETE] + t->cmd[CMD_MD]);
     stat_u64(out, "cmd_incr", t->cmd[CMD_INCR]);
     stat_u64(out, "cmd_decr", t->cmd[CMD_DECR]);
     stat_u64(out, "cmd_touch", t->cmd[CMD_TOUCH] + t->cmd[CMD_GAT] + t->cmd[CMD_GATS]);

@@ -519,3 +519,18 @@ def test_meta_through_a_tls_backend(memcached, luagent, raw_client, pki):
     got = exchange(c, b"".join(b"mg tls:%d s v q\r\n" % i for i in range(14)))
     assert got == [b"VA %d s%d\r\n%s\r\n" % (len(v), len(v), v)
                    for v in (big if i % 2 else b"small" for i in range(12))] + [b"MN\r\n"]
+
+
+def test_meta_requests_counted_like_memcached(pair):
+    """mg and ms move cmd_get and cmd_set by what they move on a memcached of
+    its own; md moves luagent's cmd_delete (memcached has none)."""
+    p, d = pair[0], pair[1]
+    names = ("cmd_get", "cmd_set")
+    before = [{n: int(c.stats()[n]) for n in names} for c in (p, d)]
+    deletes = int(p.stats()["cmd_delete"])
+    for c in (p, d):
+        exchange(c, ms("count:1", "v") + ms("count:2", "w")
+                 + b"mg count:1 v\r\nmg count:2 v\r\nmg count:3 v\r\nmd count:1\r\n")
+    moved = [{n: int(c.stats()[n]) - b[n] for n in names} for c, b in zip((p, d), before)]
+    assert moved[0] == moved[1] == {"cmd_get": 3, "cmd_set": 2}, moved
+    assert int(p.stats()["cmd_delete"]) - deletes == 1
