@@ -18,10 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_input.h"
 #include "luagent.h"
 #include "proto.h"
 
-#define CHECK(c)    do { if (!(c)) __builtin_trap(); } while (0)
 
 static void
 check_span(struct span s, size_t limit)
@@ -165,21 +165,17 @@ parse_copy(const char *buf, size_t len, uint32_t item_max, struct request *rq,
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    struct fuzz_input in;
     uint32_t item_max, split;
     const char *buf;
     size_t len;
 
-    if (size < 3)
+    if (!fuzz_input(data, size, &in))
         return 0;
-    switch (data[0] & 3) {
-    case 0:  item_max = ITEM_MAX_DEFAULT; break;
-    case 1:  item_max = data[1]; break;
-    case 2:  item_max = (uint32_t)data[1] << 8 | (data[0] >> 2); break;
-    default: item_max = UINT32_MAX; break;
-    }
-    split = data[2];
-    buf = (const char *)data + 3;
-    len = size - 3;
+    item_max = in.limit;
+    split = in.split;
+    buf = in.buf;
+    len = in.len;
 
     for (int n = 0; len > 0 && n < 100000; n++) {
         struct request rq, rp;

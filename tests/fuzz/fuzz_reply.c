@@ -19,10 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_input.h"
 #include "luagent.h"
 #include "reply.h"
 
-#define CHECK(c)    do { if (!(c)) __builtin_trap(); } while (0)
 
 static void
 check_unit(const char *buf, size_t avail, uint32_t max_value, enum reply_status st,
@@ -87,21 +87,17 @@ parse_copy(const char *buf, size_t len, uint32_t max_value, struct reply *r)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    struct fuzz_input in;
     uint32_t max_value, split;
     const char *buf;
     size_t len;
 
-    if (size < 3)
+    if (!fuzz_input(data, size, &in))
         return 0;
-    switch (data[0] & 3) {
-    case 0:  max_value = ITEM_MAX_DEFAULT; break;
-    case 1:  max_value = data[1]; break;
-    case 2:  max_value = (uint32_t)data[1] << 8 | (data[0] >> 2); break;
-    default: max_value = UINT32_MAX; break;
-    }
-    split = data[2];
-    buf = (const char *)data + 3;
-    len = size - 3;
+    max_value = in.limit;
+    split = in.split;
+    buf = in.buf;
+    len = in.len;
 
     for (int n = 0; len > 0 && n < 100000; n++) {
         struct reply r, rp;
