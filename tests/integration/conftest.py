@@ -9,7 +9,8 @@ stderr log of every luagent (and nutcracker) it started is attached to the
 failure report.
 
 Helpers the test modules import directly: RawClient, Proc, free_port,
-wait_listening, placement functions (djb_hash / modula_index / Ketama).
+wait_listening, rss_kib, run_in_threads, placement functions (djb_hash /
+modula_index / Ketama) and placement() (where keys landed, asked directly).
 """
 import hashlib
 import math
@@ -20,10 +21,13 @@ import signal
 import socket
 import struct
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
+
+import mock_backend
 
 REPO = Path(__file__).resolve().parents[2]
 LUAGENT = Path(os.environ.get("LUAGENT", str(REPO / "luagent")))
@@ -155,6 +159,15 @@ class Proc:
             os.kill(self.pid, signal.SIGKILL)
         self.proc.wait()
         return self.proc.returncode
+
+
+def rss_kib(pid):
+    """VmRSS of process pid, in KiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for pid %d" % pid)
 
 
 class Memcached:
@@ -472,6 +485,28 @@ def set_cmd(key, value, flags=0, exptime=0, noreply=False, cmd="set"):
                                            b" noreply" if noreply else b"", value)
 
 
+def run_in_threads(worker, count, join_timeout=30):
+    """Run worker(n) for n in range(count), each in its own thread, and assert
+    that none failed. A worker fails by returning a message or by raising
+    (reported as "client <n>: <exception>")."""
+    errors = []
+
+    def run(n):
+        try:
+            msg = worker(n)
+            if msg:
+                errors.append(msg)
+        except Exception as e:          # noqa: BLE001 - reported below
+            errors.append("client %d: %r" % (n, e))
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(join_timeout)
+    assert not errors, errors
+
+
 # --------------------------------------------------------------------------
 # Placement oracles (DESIGN.md section 3)
 # --------------------------------------------------------------------------
@@ -519,6 +554,17 @@ class Ketama:
         if i == len(self.values):
             i = 0
         return self.index[i]
+
+
+def placement(servers, keys):
+    """{key: index of the server holding it} for the keys stored anywhere
+    (asked directly); a key held by two servers fails."""
+    out = {}
+    for i, s in enumerate(servers):
+        for k in s.present(keys):
+            assert k not in out, "key %s on two servers" % k
+            out[k] = i
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -650,3 +696,19 @@ def cluster(memcached, luagent):
         return lg, servers
 
     return make
+
+
+@pytest.fixture
+def mock():
+    """Factory: mock(handler) -> a scripted mock_backend.MockBackend, stopped
+    at teardown."""
+    started = []
+
+    def make(handler):
+        m = mock_backend.MockBackend(handler)
+        started.append(m)
+        return m
+
+    yield make
+    for m in started:
+        m.stop()

@@ -16,8 +16,6 @@ and touch must answer SERVER_ERROR.
 """
 import time
 
-import pytest
-
 import mock_backend
 from conftest import RawClient, free_port, modula_index, set_cmd
 
@@ -129,22 +127,8 @@ def test_server_down_from_the_start(memcached, luagent, raw_client):
 
 
 # ---------------------------------------------------------------------------
-# Scripted backends
+# Scripted backends (the mock fixture is in conftest.py)
 # ---------------------------------------------------------------------------
-
-@pytest.fixture
-def mock(request):
-    started = []
-
-    def make(handler):
-        m = mock_backend.MockBackend(handler)
-        started.append(m)
-        return m
-
-    yield make
-    for m in started:
-        m.stop()
-
 
 def test_hanging_backend_times_out(memcached, luagent, raw_client, mock):
     """A backend that accepts and reads but never answers: SERVER_ERROR (timeout)

@@ -23,20 +23,12 @@ import time
 import pytest
 
 import mock_backend
-from conftest import SANITIZED, modula_index, set_cmd
+from conftest import SANITIZED, modula_index, rss_kib, set_cmd
 
 TIMEOUT_LINE = b"SERVER_ERROR backend timeout\r\n"
 CLOSED_LINE = b"SERVER_ERROR backend closed connection\r\n"
 PROTO_LINE = b"SERVER_ERROR backend protocol error\r\n"
 RSS_SLACK_KIB = 8 * 1024
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for pid %d" % pid)
 
 
 def keys_for(idx, prefix, n):
@@ -103,6 +95,19 @@ def scripted(fault):
     def handler(req):
         if req.keys and req.keys[0].startswith(b"bad"):
             return fault(req)
+        return store(req)
+    return handler
+
+
+def scripted_set(reply):
+    """Like scripted, for sets only: a set on a "bad" key is stored and
+    answered with reply(req)."""
+    store = mock_backend.Store()
+
+    def handler(req):
+        if req.cmd == b"set" and req.keys[0].startswith(b"bad"):
+            store(req)
+            return reply(req)
         return store(req)
     return handler
 
@@ -233,14 +238,9 @@ def test_fault_repeated_memory_stable(name, mocks, memcached, luagent, raw_clien
 
 
 def test_extra_unrequested_reply_drops_connection(mocks, memcached, luagent, raw_client):
-    store = mock_backend.Store()
-
-    def handler(req):
-        if req.cmd == b"set" and req.keys[0].startswith(b"bad"):
-            store(req)
-            return b"STORED\r\nSTORED\r\n"      # one reply too many
-        return store(req)
-    lg, mock, real = start_pair(mocks, memcached, luagent, handler)
+    def stored_twice(req):
+        return b"STORED\r\nSTORED\r\n"      # one reply too many
+    lg, mock, real = start_pair(mocks, memcached, luagent, scripted_set(stored_twice))
     ok_keys = keys_for(0, "ok:", 230)
     bad_keys = keys_for(0, "bad:", 1)
     real_keys = keys_for(1, "real:", 3)
@@ -329,17 +329,10 @@ def test_backend_never_reads(mocks, memcached, luagent, raw_client):
 def test_unsolicited_reply_on_idle_connection(mocks, memcached, luagent, raw_client):
     """A reply arriving when nothing is outstanding cannot belong to anything:
     the connection is dropped (and the next request opens a new one)."""
-    store = mock_backend.Store()
-
-    def handler(req):
-        if req.cmd == b"set" and req.keys[0].startswith(b"bad"):
-            store(req)
-            t = threading.Timer(0.05, req.send, (b"VALUE bad 0 1\r\nx\r\nEND\r\n",))
-            t.daemon = True
-            t.start()
-            return b"STORED\r\n"
-        return store(req)
-    lg, mock, real = start_pair(mocks, memcached, luagent, handler)
+    def stored_then_unsolicited(req):
+        _later(0.05, req, b"VALUE bad 0 1\r\nx\r\nEND\r\n")
+        return b"STORED\r\n"
+    lg, mock, real = start_pair(mocks, memcached, luagent, scripted_set(stored_then_unsolicited))
     ok_keys = keys_for(0, "ok:", 30)
     bad_keys = keys_for(0, "bad:", 1)
     real_keys = keys_for(1, "real:", 2)

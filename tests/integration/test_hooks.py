@@ -56,6 +56,17 @@ def short_dir():
     shutil.rmtree(d, ignore_errors=True)
 
 
+@pytest.fixture
+def start_hook(luagent, raw_client, tmp_path):
+    """start_hook(fixture, unix=None, **subs) -> (Luagent, RawClient) running
+    the policy tests/fixtures/<fixture> with its @NAME@ placeholders filled."""
+    def make(fixture, unix=None, **subs):
+        path = fixture_policy(tmp_path, fixture, **subs)
+        lg = luagent("-c", str(path), unix=unix)
+        return lg, raw_client(lg)
+    return make
+
+
 # --------------------------------------------------------------------------
 # Choosing a pool per request
 # --------------------------------------------------------------------------
@@ -63,12 +74,10 @@ def short_dir():
 POOLS = ["MAIN", "UNIX", "ADD", "DEL", "EXACT", "SESS", "IMG", "LONG"]
 
 
-def test_hook_picks_pool_from_request(short_dir, memcached, luagent, raw_client, tmp_path):
+def test_hook_picks_pool_from_request(short_dir, memcached, start_hook):
     mc = {n: memcached() for n in POOLS}
-    path = fixture_policy(tmp_path, "hook_select.lua", **mc)
     sock = str(short_dir / "lg.sock")
-    lg = luagent("-c", str(path), unix=sock)
-    c = raw_client(lg)
+    lg, c = start_hook("hook_select.lua", unix=sock, **mc)
 
     def where(key):
         return [n for n in POOLS if mc[n].get(key) is not None]
@@ -112,11 +121,9 @@ def test_hook_picks_pool_from_request(short_dir, memcached, luagent, raw_client,
     assert get1(c, "sess:1") == b"v-SESS"
 
 
-def test_hook_dynamic_rewrite(memcached, luagent, raw_client, tmp_path):
+def test_hook_dynamic_rewrite(memcached, start_hook):
     m1, m2, other = memcached(), memcached(), memcached()
-    path = fixture_policy(tmp_path, "hook_rewrite.lua", MAIN=[m1, m2], OTHER=other)
-    lg = luagent("-c", str(path))
-    c = raw_client(lg)
+    lg, c = start_hook("hook_rewrite.lua", MAIN=[m1, m2], OTHER=other)
 
     ids = ["%d" % i for i in range(30)]
     for i in ids:
@@ -159,12 +166,9 @@ FAILURES = [
 
 
 @pytest.mark.parametrize("prefix,marker,phrase", FAILURES, ids=[f[0] for f in FAILURES])
-def test_hook_failure_answers_server_error(memcached, luagent, raw_client, tmp_path,
-                                          prefix, marker, phrase):
+def test_hook_failure_answers_server_error(memcached, start_hook, prefix, marker, phrase):
     main, fb = memcached(), memcached()
-    path = fixture_policy(tmp_path, "hook_errors.lua", MAIN=main, FALLBACK=fb, SETTINGS="{}")
-    lg = luagent("-c", str(path))
-    c = raw_client(lg)
+    lg, c = start_hook("hook_errors.lua", MAIN=main, FALLBACK=fb, SETTINGS="{}")
     before = stat_ints(lg, "hook_errors", "hook_calls")
 
     assert c.call(("get %s1\r\n" % prefix).encode(), "get") == HOOK_FAILED
@@ -182,12 +186,10 @@ def test_hook_failure_answers_server_error(memcached, luagent, raw_client, tmp_p
     assert present([main, fb], [prefix + "1", prefix + "2"]) == set()
 
 
-def test_hook_errors_default_uses_fallback(memcached, luagent, raw_client, tmp_path):
+def test_hook_errors_default_uses_fallback(memcached, start_hook):
     main, fb = memcached(), memcached()
-    path = fixture_policy(tmp_path, "hook_errors.lua", MAIN=main, FALLBACK=fb,
-                          SETTINGS='{ hook_errors = "default", fallback = fallback }')
-    lg = luagent("-c", str(path))
-    c = raw_client(lg)
+    lg, c = start_hook("hook_errors.lua", MAIN=main, FALLBACK=fb,
+                       SETTINGS='{ hook_errors = "default", fallback = fallback }')
     before = stat_ints(lg, "hook_errors")
     for prefix, _m, _p in FAILURES:
         key = prefix + "1"
@@ -204,11 +206,9 @@ def test_hook_errors_default_uses_fallback(memcached, luagent, raw_client, tmp_p
 # Decision cache
 # --------------------------------------------------------------------------
 
-def test_hook_decision_cache_prefix(memcached, luagent, raw_client, tmp_path):
+def test_hook_decision_cache_prefix(memcached, start_hook):
     main, sess = memcached(), memcached()
-    path = fixture_policy(tmp_path, "hook_cache.lua", MAIN=main, SESS=sess, CACHE='"prefix"')
-    lg = luagent("-c", str(path))
-    c = raw_client(lg)
+    lg, c = start_hook("hook_cache.lua", MAIN=main, SESS=sess, CACHE='"prefix"')
     names = ("hook_calls", "hook_cache_hits")
     s0 = stat_ints(lg, *names)
 
@@ -234,12 +234,9 @@ def test_hook_decision_cache_prefix(memcached, luagent, raw_client, tmp_path):
     assert main.get("new:1") == b"n"
 
 
-def test_hook_decision_cache_prefix_op(memcached, luagent, raw_client, tmp_path):
+def test_hook_decision_cache_prefix_op(memcached, start_hook):
     main, sess = memcached(), memcached()
-    path = fixture_policy(tmp_path, "hook_cache.lua", MAIN=main, SESS=sess,
-                          CACHE='"prefix+op"')
-    lg = luagent("-c", str(path))
-    c = raw_client(lg)
+    lg, c = start_hook("hook_cache.lua", MAIN=main, SESS=sess, CACHE='"prefix+op"')
     names = ("hook_calls", "hook_cache_hits")
     s0 = stat_ints(lg, *names)
     for k in ("sess:1", "sess:2", "sess:3"):

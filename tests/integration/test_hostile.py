@@ -11,17 +11,9 @@ import time
 
 import pytest
 
-from conftest import SANITIZED, RawClient, set_cmd
+from conftest import SANITIZED, RawClient, rss_kib, set_cmd
 
 MiB = 1024 * 1024
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for pid %d" % pid)
 
 
 def check_other(lg, tag, n=5):
@@ -31,6 +23,38 @@ def check_other(lg, tag, n=5):
             assert c.call(set_cmd(k, v)) == b"STORED\r\n"
             assert c.call("get %s\r\n" % k, "get") == b"VALUE %s 0 %d\r\n%s\r\nEND\r\n" % (
                 k.encode(), len(v), v)
+
+
+def flood_unread(lg, payload, sndbuf=False, close_ok=False):
+    """Connect to lg with a 16 KiB receive buffer (and send buffer, if sndbuf)
+    on our side, so a backlog has to sit in luagent (or be refused by it), not
+    in our kernel, and send payload without reading until luagent stops taking
+    bytes (a send blocks 1 s) or, if close_ok, closes the connection (any
+    other send error fails). Returns (socket, bytes sent)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    if sndbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+    s.settimeout(1.0)
+    s.connect(lg.sockaddr)
+    sent = 0
+    while sent < len(payload):
+        try:
+            sent += s.send(payload[sent:sent + 65536])
+        except socket.timeout:
+            break
+        except OSError:
+            if not close_ok:
+                raise
+            break
+    return s, sent
+
+
+def client_on(s):
+    """A RawClient reading the already connected socket s."""
+    rc = RawClient.__new__(RawClient)
+    rc.sock, rc.buf, rc.transcript = s, bytearray(), bytearray()
+    return rc
 
 
 @pytest.fixture
@@ -120,20 +144,7 @@ def test_pipelined_flood_not_read(lg1, raw_client):
     reqs = [b"get fl:%d\r\n" % (i % (nkeys + 7)) for i in range(total)]   # some misses
     payload = b"".join(reqs)
     base = rss_kib(lg1.pid)
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    # small buffers on our side so the backlog has to sit in luagent (or be
-    # refused by it), not in our kernel
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
-    s.settimeout(1.0)
-    s.connect(lg1.sockaddr)
-    # send without reading until luagent stops taking bytes (send blocks 1 s)
-    sent = 0
-    while sent < len(payload):
-        try:
-            sent += s.send(payload[sent:sent + 65536])
-        except socket.timeout:
-            break
+    s, sent = flood_unread(lg1, payload, sndbuf=True)
     # (luagent's kernel receive buffer may absorb all 2.2 MB: that is fine)
     peak = rss_kib(lg1.pid)
     print("flood: %d of %d bytes taken before send blocked; VmRSS +%d KiB"
@@ -150,8 +161,7 @@ def test_pipelined_flood_not_read(lg1, raw_client):
             pass
     t = threading.Thread(target=rest, daemon=True)
     t.start()
-    rc = RawClient.__new__(RawClient)
-    rc.sock, rc.buf, rc.transcript = s, bytearray(), bytearray()
+    rc = client_on(s)
     closed = False
     for i in range(total):
         k = i % (nkeys + 7)
@@ -216,22 +226,10 @@ def test_pipelined_large_replies_not_read(lg1, raw_client):
     total = 3000                                         # ~300 MB of replies
     payload = b"get bigv\r\n" * total
     base = rss_kib(lg1.pid)
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
-    s.settimeout(1.0)
-    s.connect(lg1.sockaddr)
-    sent = 0
-    while sent < len(payload):
-        try:
-            sent += s.send(payload[sent:sent + 65536])
-        except socket.timeout:
-            break
-        except OSError:
-            break                    # closed by luagent: allowed
+    s, _sent = flood_unread(lg1, payload, close_ok=True)   # closed by luagent: allowed
     check_other(lg1, "during-big-flood")
     s.settimeout(5.0)
-    rc = RawClient.__new__(RawClient)
-    rc.sock, rc.buf, rc.transcript = s, bytearray(), bytearray()
+    rc = client_on(s)
     got = timeouts = 0
     try:
         for got in range(total):

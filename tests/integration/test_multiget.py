@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from conftest import Ketama, RawClient, modula_index, set_cmd
+from conftest import Ketama, RawClient, modula_index, run_in_threads, set_cmd
 
 
 def store_keys(c, keys, size=lambda i: 10):
@@ -125,7 +125,6 @@ def test_multiget_large_values_pipelined(memcached, luagent, raw_client):
 def test_multiget_many_clients_at_once(memcached, luagent):
     """Several clients with multi-gets in flight to the same servers at once get
     their own replies."""
-    import threading
     servers = [memcached() for _ in range(3)]
     lg = luagent(servers=servers)
     setup = RawClient(lg.sockaddr)
@@ -133,25 +132,15 @@ def test_multiget_many_clients_at_once(memcached, luagent):
     values = store_keys(setup, keys, size=lambda i: 50 + i)
     setup.close()
     index = {k: i for i, k in enumerate(keys)}
-    errors = []
 
     def worker(n):
-        try:
-            rng = random.Random(n)
-            c = RawClient(lg.sockaddr)
+        rng = random.Random(n)
+        with RawClient(lg.sockaddr) as c:
             asks = [rng.sample(keys, rng.randrange(1, 40)) + ["nope%d" % n] for _ in range(30)]
             c.send(b"".join(("get " + " ".join(a) + "\r\n").encode() for a in asks))
             for a in asks:
                 if c.read_retrieval() != expected_reply(a, values, index):
-                    errors.append("client %d: wrong reply" % n)
-                    break
-            c.close()
-        except Exception as e:      # noqa: BLE001 - reported below
-            errors.append("client %d: %r" % (n, e))
+                    return "client %d: wrong reply" % n
+        return None
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert not errors, errors
+    run_in_threads(worker, 12)

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from conftest import ITEM_MAX, RawClient, parse_values, set_cmd
+from conftest import ITEM_MAX, RawClient, parse_values, placement, run_in_threads, set_cmd
 
 CAS_RE = re.compile(rb"^(VALUE \S+ \d+ \d+) \d+$")
 PADDED_NUM_RE = re.compile(rb"\d+ +")
@@ -90,16 +90,6 @@ def pair(memcached, luagent, raw_client):
     return Pair(lg, servers, memcached(), raw_client)
 
 
-def where(servers, keys):
-    """{key: index of the server holding it} (asked directly)."""
-    out = {}
-    for i, s in enumerate(servers):
-        for k in s.present(keys):
-            assert k not in out, "key %s on two servers" % k
-            out[k] = i
-    return out
-
-
 # ---------------------------------------------------------------------------
 # Retrieval
 # ---------------------------------------------------------------------------
@@ -108,7 +98,7 @@ def test_get_multi_key_order_and_duplicates(pair):
     keys = ["k%d" % i for i in range(12)]
     for i, k in enumerate(keys[:9]):
         pair.same(set_cmd(k, "value-%d" % i, flags=i), "line")
-    assert len(set(where(pair.servers, keys).values())) == 3, "keys should span all servers"
+    assert len(set(placement(pair.servers, keys).values())) == 3, "keys should span all servers"
     ask = "k7 k1 nokey k7 k3 k10 k0 k8 k1 k5 k11 k2 k7"
     pair.same(b"get " + ask.encode() + b"\r\n", "get")
     pair.same(b"gets " + ask.encode() + b"\r\n", "get", norm=True)
@@ -374,7 +364,7 @@ def test_flush_all(pair):
     keys = ["f%d" % i for i in range(60)]
     for k in keys:
         pair.same(set_cmd(k, k), "line")
-    placed = where(pair.servers, keys)
+    placed = placement(pair.servers, keys)
     assert len(placed) == 60 and len(set(placed.values())) == 3
     pair.same(b"flush_all\r\n", "line")
     for s in pair.servers:
@@ -519,11 +509,9 @@ def test_clients_vanishing_mid_request(memcached, luagent, raw_client):
 def test_concurrent_clients_do_not_mix(memcached, luagent, args):
     servers = [memcached() for _ in range(3)]
     lg = luagent(*args, servers=servers)
-    errors = []
 
     def worker(n):
-        try:
-            c = RawClient(lg.sockaddr)
+        with RawClient(lg.sockaddr) as c:
             data = bytearray()
             expect = bytearray()
             for i in range(150):
@@ -533,18 +521,11 @@ def test_concurrent_clients_do_not_mix(memcached, luagent, args):
                 expect += b"STORED\r\n" + (b"VALUE %s 0 %d\r\n%s\r\n" % (k, len(v), v)) * 2 + b"END\r\n"
             c.send(bytes(data))
             got = c.recv_exact(len(expect))
-            c.close()
-            if got != bytes(expect):
-                errors.append("client %d got a different stream" % n)
-        except Exception as e:          # noqa: BLE001 - reported below
-            errors.append("client %d: %r" % (n, e))
+        if got != bytes(expect):
+            return "client %d got a different stream" % n
+        return None
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert not errors, errors
+    run_in_threads(worker, 16)
 
 
 # ---------------------------------------------------------------------------

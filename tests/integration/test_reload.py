@@ -26,7 +26,6 @@ import time
 
 import pytest
 
-import mock_backend
 from conftest import HOST, parse_values, report_info, set_cmd
 
 DEADLINE = 15.0     # hang detector for every poll below
@@ -124,20 +123,6 @@ def set_via(lg, key, value):
 def where(key, servers):
     """Indexes of the memcached servers that hold key (asked directly)."""
     return [i for i, s in enumerate(servers) if s.get(key) is not None]
-
-
-@pytest.fixture
-def mock(request):
-    started = []
-
-    def make(handler):
-        m = mock_backend.MockBackend(handler)
-        started.append(m)
-        return m
-
-    yield make
-    for m in started:
-        m.stop()
 
 
 # ---------------------------------------------------------------------------
