@@ -51,7 +51,7 @@ BIN   = luagent
 # Unit tests: tests/unit/test_X.c links only the pure modules it names here.
 UNIT_test_ketama = ketama md5 hash
 UNIT_test_hash   = hash md5
-UNIT_test_proto  = proto base64
+UNIT_test_proto  = proto base64 reply
 UNIT_test_base64 = base64
 UNIT_test_reply  = reply
 UNIT_test_dcache = dcache

@@ -33,6 +33,20 @@
 
 #define ERR_LEN             256             /* caller-provided error buffers */
 
+/*
+ * A byte a key may hold: anything but a space, a control byte (below 0x20)
+ * and DEL. memcached itself stores keys with tabs or control bytes, but then
+ * writes them back in VALUE lines, which a reply parser cannot tell from
+ * garbage on a server connection that other clients share. The request
+ * parser refuses such keys and the reply parser such VALUE lines: both ask
+ * this one test, so they agree on what a key is.
+ */
+static inline int
+key_byte_ok(unsigned char c)
+{
+    return c > ' ' && c != 0x7f;
+}
+
 #define ARRAY_SIZE(a)       (sizeof(a) / sizeof((a)[0]))
 
 #endif

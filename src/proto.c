@@ -14,7 +14,8 @@
  * across reads (limits look only at the first LINE_MAX_* bytes); whenever the
  * length of a data block is known and the line is rejected, the caller is
  * told whether memcached would throw the block away (swallow) or read it as
- * the next command.
+ * the next command; every key accepted is one a server's VALUE line can
+ * carry back (key_byte_ok), so the reply parser never meets it as garbage.
  */
 #include "proto.h"
 
@@ -326,12 +327,40 @@ unknown_command(const char *line, const struct tokens *tk,
     return fail(err, PROTO_ERROR, MSG_ERROR, false);
 }
 
+/* ---- keys --------------------------------------------------------------- */
+
+/*
+ * Keys as written, one or several with their separating spaces: every other
+ * byte must be one a key may hold (key_byte_ok). memcached takes a tab or a
+ * control byte in a key, then writes it back in VALUE lines that the reply
+ * parser must refuse as garbage, failing every request queued on that
+ * server connection, other clients' included. So such a key is refused here,
+ * with the answer memcached gives its other bad keys (too long).
+ */
+static bool
+keys_clean(const char *line, struct span keys)
+{
+    const unsigned char *p = (const unsigned char *)line + keys.off;
+    uint32_t i;
+
+    for (i = 0; i < keys.len; i++)
+        if (!key_byte_ok(p[i]) && p[i] != ' ')
+            return false;
+    return true;
+}
+
+static bool
+key_ok(const char *line, struct span key)
+{
+    return key.len <= KEY_MAX && keys_clean(line, key);
+}
+
 /* ---- one checker per shape -------------------------------------------- */
 
 /* Keys from token `from` to the end of the line. */
 static enum proto_status
-set_keys(const struct tokens *tk, uint32_t from, uint32_t longest,
-         struct request *req, struct proto_error *err)
+set_keys(const char *line, const struct tokens *tk, uint32_t from,
+         uint32_t longest, struct request *req, struct proto_error *err)
 {
     req->nkeys = tk->n - from;
     if (req->nkeys == 0) {
@@ -341,7 +370,7 @@ set_keys(const struct tokens *tk, uint32_t from, uint32_t longest,
     }
     req->key = tk->t[from];
     req->keys = span_join(tk->t[from], tk->last);
-    if (longest > KEY_MAX)
+    if (longest > KEY_MAX || !keys_clean(line, req->keys))
         return fail(err, PROTO_ERROR, MSG_FORMAT, false);
     return PROTO_OK;
 }
@@ -350,8 +379,7 @@ static enum proto_status
 check_keys(const char *line, const struct tokens *tk, struct request *req,
            struct proto_error *err)
 {
-    (void)line;
-    return set_keys(tk, 1, tk->longest1, req, err);
+    return set_keys(line, tk, 1, tk->longest1, req, err);
 }
 
 /* gat/gats: the exptime is checked before any key, as memcached does. */
@@ -362,7 +390,7 @@ check_time_keys(const char *line, const struct tokens *tk,
     req->args = tk->t[1];
     if (!num_ok(line, tk->t[1], true))
         return fail(err, PROTO_ERROR, MSG_EXPTIME, false);
-    return set_keys(tk, 2, tk->longest2, req, err);
+    return set_keys(line, tk, 2, tk->longest2, req, err);
 }
 
 /*
@@ -374,6 +402,7 @@ check_time_keys(const char *line, const struct tokens *tk,
  *  - key longer than KEY_MAX with a valid <bytes>: we swallow the block
  *    (memcached does not: it answers "CLIENT_ERROR bad command line format"
  *    and then "ERROR" or worse for the block); one reply, stream in sync.
+ *    The same for a key with a control byte, which memcached would store.
  */
 static enum proto_status
 check_store(const char *line, const struct tokens *tk, uint32_t item_max,
@@ -390,7 +419,7 @@ check_store(const char *line, const struct tokens *tk, uint32_t item_max,
         return fail(err, PROTO_CLOSE, MSG_FORMAT, false);
     req->data_len = (uint32_t)len;
 
-    if (tk->t[1].len > KEY_MAX)
+    if (!key_ok(line, tk->t[1]))
         return fail(err, PROTO_ERROR, MSG_FORMAT, true);
     if (!num_ok(line, tk->t[2], false) || !num_ok(line, tk->t[3], true) ||
         (with_cas && !num_ok(line, tk->t[5], false)))
@@ -420,7 +449,7 @@ check_delete(const char *line, const struct tokens *tk, struct request *req,
         if (zero)
             req->args = tk->t[2];
     }
-    if (tk->t[1].len > KEY_MAX)
+    if (!key_ok(line, tk->t[1]))
         return fail(err, PROTO_ERROR, MSG_FORMAT, false);
     return PROTO_OK;
 }
@@ -434,7 +463,7 @@ check_key_num(const char *line, const struct tokens *tk, bool is_signed,
     req->nkeys = 1;
     req->key = req->keys = tk->t[1];
     req->args = tk->t[2];
-    if (tk->t[1].len > KEY_MAX)
+    if (!key_ok(line, tk->t[1]))
         return fail(err, PROTO_ERROR, MSG_FORMAT, false);
     if (!num_ok(line, tk->t[2], is_signed))
         return fail(err, PROTO_ERROR, bad_num, false);
@@ -573,7 +602,7 @@ check_meta(const char *line, const struct tokens *tk, struct request *req,
     req->meta = true;
     req->nkeys = 1;
     req->key = req->keys = tk->t[1];
-    if (tk->t[1].len > KEY_MAX)
+    if (!key_ok(line, tk->t[1]))
         return fail(err, PROTO_ERROR, MSG_FORMAT, false);
     if (tk->n >= META_TOKENS_MAX)
         return fail(err, PROTO_ERROR,
@@ -608,7 +637,7 @@ check_meta_set(const char *line, const struct tokens *tk, uint32_t item_max,
         || len > DATA_LEN_MAX)
         return fail(err, PROTO_CLOSE, MSG_FORMAT, false);
     req->data_len = (uint32_t)len;
-    if (tk->t[1].len > KEY_MAX)
+    if (!key_ok(line, tk->t[1]))
         return fail(err, PROTO_ERROR, MSG_FORMAT, true);
     if (tk->n >= META_TOKENS_MAX)
         return fail(err, PROTO_ERROR, MSG_TOO_MANY, true);
@@ -630,7 +659,7 @@ check_meta_debug(const char *line, const struct tokens *tk, struct request *req,
                  struct proto_error *err)
 {
     req->meta = true;
-    if (tk->n < 2 || tk->t[1].len > KEY_MAX)
+    if (tk->n < 2 || !key_ok(line, tk->t[1]))
         return fail(err, PROTO_ERROR, MSG_FORMAT, false);
     req->nkeys = 1;
     req->key = req->keys = tk->t[1];

@@ -110,8 +110,9 @@ parse_value(const char *buf, size_t len, size_t n, size_t line_len,
     size_t key_len;
     enum reply_status st;
 
-    /* Keys are printable and space free; a control byte means garbage. */
-    while (p < end && (unsigned char)*p > ' ' && *p != 0x7f)
+    /* A control byte means garbage: the request parser never lets a key
+     * holding one reach a server. */
+    while (p < end && key_byte_ok((unsigned char)*p))
         p++;
     key_len = (size_t)(p - key);
     if (key_len == 0 || p == end || *p != ' ')

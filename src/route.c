@@ -284,7 +284,7 @@ call_set_key(struct worker *w, struct call *c, const char *add, uint32_t add_len
     }
     /* A key the server would misread (empty, spaces, control bytes) must
      * never reach it: a "\r\n" in a key would be a second command. */
-    for (i = 0; !binary && i < rest_len && (unsigned char)rest[i] > ' ' && rest[i] != 0x7f; i++)
+    for (i = 0; !binary && i < rest_len && key_byte_ok((unsigned char)rest[i]); i++)
         ;
     if (len == 0 || (!binary && i < rest_len)) {
         call_answer(w, c, REPLY_SERVER_ERROR, "SERVER_ERROR luagent: bad key after rewrite\r\n");

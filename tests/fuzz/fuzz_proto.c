@@ -7,7 +7,8 @@
  * NEED_MORE or CLOSE), and every result is checked:
  *   - spans and lengths lie inside the bytes given, line_len <= len;
  *   - keyed commands: nkeys matches proto_next_key, keys are 1..250 bytes
- *     without spaces, inside the keys span, the first one is req.key;
+ *     a VALUE line can carry back (key_byte_ok), inside the keys span, the
+ *     first one is req.key;
  *   - meta commands: a base64 key decodes, a quiet one has "q" in its args;
  *   - a result does not depend on the split: parsing an exact-size copy of a
  *     prefix gives NEED_MORE or the very same result, and a prefix holding the
@@ -67,8 +68,8 @@ check_key(const char *buf, struct span k, struct span keys)
 {
     CHECK(k.len >= 1 && k.len <= KEY_MAX);
     CHECK(k.off >= keys.off && (uint64_t)k.off + k.len <= (uint64_t)keys.off + keys.len);
-    CHECK(memchr(buf + k.off, ' ', k.len) == NULL);
-    CHECK(memchr(buf + k.off, '\n', k.len) == NULL);
+    for (uint32_t i = 0; i < k.len; i++)
+        CHECK(key_byte_ok((unsigned char)buf[k.off + i]));
 }
 
 static void
