@@ -89,7 +89,8 @@ struct backend {
     uint32_t                *cuts;          /* TLS: offsets in out where a record ends */
     uint32_t                 ncuts, cut_next, cap_cuts;
     bool                     dirty;         /* on the worker's flush list */
-    int                      failures;      /* consecutive connection failures */
+    int                      failures;      /* connection failures since a
+                                             * request last got its reply */
     uint64_t                 down_until_ms; /* marked down until then */
     struct backend_stats     stats;
 };
@@ -204,7 +205,8 @@ backend_fail(struct backend *be, enum fail_reason why, const char *detail)
     if (be->failures >= be->server->failure_limit) {
         if (be->down_until_ms == 0 || worker_now_ms() >= be->down_until_ms) {
             STAT_INC(be->stats.markdowns);
-            log_ratelimited(LOG_WARN, be, "backend %s: marked down for %d ms after %d failures (%s)",
+            /* its own limit: the failure lines just before must not hide it */
+            log_ratelimited(LOG_WARN, &be->down_until_ms, "backend %s: marked down for %d ms after %d failures (%s)",
                             be->server->label, be->server->retry_after_ms,
                             be->failures, detail);
         }
@@ -666,6 +668,9 @@ backend_answer(struct backend *be, struct call *c, enum reply_kind kind,
     if (be->head == NULL)
         be->tail = NULL;
     c->next = NULL;
+    /* Only a reply that fits a request shows the server is fine: bytes
+     * alone may be garbage, or a reply cut short before a stall. */
+    be->failures = 0;
     if (c->sent_ns != 0 && be->read_ns >= c->sent_ns)
         histogram_record(&be->stats.latency, be->read_ns - c->sent_ns);
     c->res.kind = kind;
@@ -833,7 +838,6 @@ backend_read(struct backend *be)
         return;
     }
     in->len += (uint32_t)n;
-    be->failures = 0;
     be->read_ns = clock_ns();
     backend_parse(be);
     if (be->in != NULL && buf_avail(be->in) == 0 && be->head == NULL) {

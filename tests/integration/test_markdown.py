@@ -1,0 +1,100 @@
+"""
+Mark-down of a server whose failures come with bytes: garbage, or the start
+of a reply and then a stall or a close. Only a reply unit matched to a
+request shows the server is healthy; bytes alone do not. So after
+failure_limit such failures in a row the server is marked down, and its
+requests fail at once without a new connection each.
+
+The pool marks down for a minute (retry_after_ms), so no probe happens while
+the test runs; every count below is exact, none depends on timing.
+"""
+import pytest
+
+import mock_backend
+from test_policy import write_policy
+
+POLICY = """
+local lg = require "luagent"
+return lg.policy{ route = lg.pool{ name = "p", servers = @S@, timeout_ms = 300,
+    failure_limit = 3, retry_after_ms = 60000 } }
+"""
+LIMIT = 3
+REQUESTS = 10
+UNAVAILABLE = b"SERVER_ERROR backend unavailable\r\n"
+
+
+def garbage(req):
+    return b"HELLO I AM NOT MEMCACHED\r\n"
+
+
+def partial_then_stall(req):
+    req.send(b"VALUE %s 0 10\r\nab" % req.keys[0])
+    return mock_backend.HANG
+
+
+def partial_line_then_stall(req):
+    req.send(b"VAL")
+    return mock_backend.HANG
+
+
+def partial_then_close(req):
+    req.send(b"VALUE %s 0 10\r\nab" % req.keys[0])
+    return mock_backend.CLOSE
+
+
+FAULTS = {
+    "garbage": (garbage, b"SERVER_ERROR backend protocol error\r\n"),
+    "partial_then_stall": (partial_then_stall, b"SERVER_ERROR backend timeout\r\n"),
+    "partial_line_then_stall": (partial_line_then_stall, b"SERVER_ERROR backend timeout\r\n"),
+    "partial_then_close": (partial_then_close, b"SERVER_ERROR backend closed connection\r\n"),
+}
+
+
+@pytest.fixture
+def mocks():
+    started = []
+
+    def make(handler):
+        m = mock_backend.MockBackend(handler)
+        started.append(m)
+        return m
+    yield make
+    for m in started:
+        m.stop()
+
+
+def start(luagent, raw_client, tmp_path, mock):
+    path = write_policy(tmp_path, "markdown.lua", POLICY, S=[mock.addr])
+    lg = luagent("-t", "1", "-c", str(path))
+    return lg, raw_client(lg)
+
+
+@pytest.mark.parametrize("name", sorted(FAULTS))
+def test_failures_with_bytes_mark_the_server_down(name, mocks, luagent, raw_client, tmp_path):
+    fault, line = FAULTS[name]
+    mock = mocks(fault)
+    lg, c = start(luagent, raw_client, tmp_path, mock)
+    replies = [c.call(b"get k%d\r\n" % i) for i in range(REQUESTS)]
+    assert replies == [line] * LIMIT + [UNAVAILABLE] * (REQUESTS - LIMIT), replies
+    assert len(mock.conns) == LIMIT, \
+        "%d connections for %d requests to a failing server" % (len(mock.conns), REQUESTS)
+    st = c.stats(b"servers")
+    server = "server:%s" % mock.addr
+    assert (st[server + ":state"], st[server + ":markdowns"]) == ("down", "1"), st
+    assert "marked down for 60000 ms after 3 failures" in lg.log()
+
+
+def test_a_matched_reply_resets_the_failure_count(mocks, luagent, raw_client, tmp_path):
+    """Failures separated by good replies never add up to a mark-down."""
+    def alternate(req):
+        if req.keys[0].startswith(b"bad"):
+            return garbage(req)
+        return b"END\r\n"
+    mock = mocks(alternate)
+    lg, c = start(luagent, raw_client, tmp_path, mock)
+    for i in range(2 * LIMIT):
+        assert c.call(b"get bad%d\r\n" % i) == FAULTS["garbage"][1]
+        assert c.call(b"get good%d\r\n" % i, "get") == b"END\r\n"
+    # each failure closes its connection, the next good request opens one
+    assert len(mock.conns) == 2 * LIMIT + 1
+    assert "marked down" not in lg.log()
