@@ -18,8 +18,7 @@ import time
 
 import pytest
 
-import mock_backend
-from conftest import RawClient, set_cmd
+from conftest import set_cmd
 from test_policy import write_policy
 
 BAD = b"CLIENT_ERROR bad command line format\r\n"
@@ -94,13 +93,12 @@ def wait_forwarded_or_answered(store, client):
 
 
 @pytest.fixture
-def shared(luagent, raw_client):
+def shared(luagent, mock):
     """(luagent, GatedStore, mock) with every client on one server connection."""
     store = GatedStore()
-    mock = mock_backend.MockBackend(store)
-    lg = luagent("-t", "1", "-i", "4", servers=[mock.addr])
-    yield lg, store, mock
-    mock.stop()
+    server = mock(store)
+    lg = luagent("-t", "1", "-i", "4", servers=[server.addr])
+    return lg, store, server
 
 
 @pytest.mark.parametrize("cmd", [b"get", b"gets", b"gat 0", b"gats 0"])
@@ -174,25 +172,22 @@ end } }
 
 
 def test_hook_key_with_control_byte_cannot_poison_a_shared_connection(
-        luagent, raw_client, tmp_path):
+        luagent, raw_client, mock, tmp_path):
     store = GatedStore()
-    mock = mock_backend.MockBackend(store)
-    try:
-        path = write_policy(tmp_path, "hook.lua", BAD_HOOK, S=[mock.addr])
-        lg = luagent("-t", "1", "-c", str(path))
-        a, b = raw_client(lg), raw_client(lg)
-        assert b.call(set_cmd("ok", b"hi")) == b"STORED\r\n"
-        for req in (b"get tab\r\n", b"gets del\r\n", b"mg tab v\r\n", b"get ok tab\r\n"):
-            a.send(req)
-            wait_forwarded_or_answered(store, a)
-            assert b.call(set_cmd("ok", b"v2")) == b"STORED\r\n"
-            assert b.call(b"get ok\r\n", "get") == b"VALUE ok 0 2\r\nv2\r\nEND\r\n"
-            want = b"VALUE ok 0 2\r\nv2\r\nEND\r\n" if req.startswith(b"get ok") \
-                else BAD_KEY_AFTER_REWRITE
-            assert a.read_reply("get") == want, req
-        # a base64 meta key may hold any byte: it goes to the server encoded
-        assert a.call(b"mg Ymlu b v\r\n") == b"EN\r\n"
-        assert store.bad_seen == 0, "a key with a control byte reached the server"
-        assert len(mock.conns) == 1, "the shared server connection was dropped"
-    finally:
-        mock.stop()
+    server = mock(store)
+    path = write_policy(tmp_path, "hook.lua", BAD_HOOK, S=[server.addr])
+    lg = luagent("-t", "1", "-c", str(path))
+    a, b = raw_client(lg), raw_client(lg)
+    assert b.call(set_cmd("ok", b"hi")) == b"STORED\r\n"
+    for req in (b"get tab\r\n", b"gets del\r\n", b"mg tab v\r\n", b"get ok tab\r\n"):
+        a.send(req)
+        wait_forwarded_or_answered(store, a)
+        assert b.call(set_cmd("ok", b"v2")) == b"STORED\r\n"
+        assert b.call(b"get ok\r\n", "get") == b"VALUE ok 0 2\r\nv2\r\nEND\r\n"
+        want = b"VALUE ok 0 2\r\nv2\r\nEND\r\n" if req.startswith(b"get ok") \
+            else BAD_KEY_AFTER_REWRITE
+        assert a.read_reply("get") == want, req
+    # a base64 meta key may hold any byte: it goes to the server encoded
+    assert a.call(b"mg Ymlu b v\r\n") == b"EN\r\n"
+    assert store.bad_seen == 0, "a key with a control byte reached the server"
+    assert len(server.conns) == 1, "the shared server connection was dropped"

@@ -50,51 +50,38 @@ FAULTS = {
 }
 
 
-@pytest.fixture
-def mocks():
-    started = []
-
-    def make(handler):
-        m = mock_backend.MockBackend(handler)
-        started.append(m)
-        return m
-    yield make
-    for m in started:
-        m.stop()
-
-
-def start(luagent, raw_client, tmp_path, mock):
-    path = write_policy(tmp_path, "markdown.lua", POLICY, S=[mock.addr])
+def start(luagent, raw_client, tmp_path, server):
+    path = write_policy(tmp_path, "markdown.lua", POLICY, S=[server.addr])
     lg = luagent("-t", "1", "-c", str(path))
     return lg, raw_client(lg)
 
 
 @pytest.mark.parametrize("name", sorted(FAULTS))
-def test_failures_with_bytes_mark_the_server_down(name, mocks, luagent, raw_client, tmp_path):
+def test_failures_with_bytes_mark_the_server_down(name, mock, luagent, raw_client, tmp_path):
     fault, line = FAULTS[name]
-    mock = mocks(fault)
-    lg, c = start(luagent, raw_client, tmp_path, mock)
+    server = mock(fault)
+    lg, c = start(luagent, raw_client, tmp_path, server)
     replies = [c.call(b"get k%d\r\n" % i) for i in range(REQUESTS)]
     assert replies == [line] * LIMIT + [UNAVAILABLE] * (REQUESTS - LIMIT), replies
-    assert len(mock.conns) == LIMIT, \
-        "%d connections for %d requests to a failing server" % (len(mock.conns), REQUESTS)
+    assert len(server.conns) == LIMIT, \
+        "%d connections for %d requests to a failing server" % (len(server.conns), REQUESTS)
     st = c.stats(b"servers")
-    server = "server:%s" % mock.addr
+    server = "server:%s" % server.addr
     assert (st[server + ":state"], st[server + ":markdowns"]) == ("down", "1"), st
     assert "marked down for 60000 ms after 3 failures" in lg.log()
 
 
-def test_a_matched_reply_resets_the_failure_count(mocks, luagent, raw_client, tmp_path):
+def test_a_matched_reply_resets_the_failure_count(mock, luagent, raw_client, tmp_path):
     """Failures separated by good replies never add up to a mark-down."""
     def alternate(req):
         if req.keys[0].startswith(b"bad"):
             return garbage(req)
         return b"END\r\n"
-    mock = mocks(alternate)
-    lg, c = start(luagent, raw_client, tmp_path, mock)
+    server = mock(alternate)
+    lg, c = start(luagent, raw_client, tmp_path, server)
     for i in range(2 * LIMIT):
         assert c.call(b"get bad%d\r\n" % i) == FAULTS["garbage"][1]
         assert c.call(b"get good%d\r\n" % i, "get") == b"END\r\n"
     # each failure closes its connection, the next good request opens one
-    assert len(mock.conns) == 2 * LIMIT + 1
+    assert len(server.conns) == 2 * LIMIT + 1
     assert "marked down" not in lg.log()
