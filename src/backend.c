@@ -2,11 +2,16 @@
  * backend.c: one worker's connection to one memcached server.
  *
  * Invariants:
- * - Replies arrive in request order, so the head of the FIFO owns the next
- *   reply unit. Keys of a multi-key get are consecutive FIFO entries marked
- *   in_batch; the last one is marked batch_end. The server answers a batch
- *   with a VALUE per hit, in the order asked, then one END: a VALUE that does
- *   not match the head key means the head missed.
+ * - Replies arrive in request order, so the first call of the FIFO still
+ *   waiting for its reply owns the next reply unit. Keys of a multi-key get
+ *   are consecutive FIFO entries marked in_batch; the last one is marked
+ *   batch_end. The server answers a batch with a VALUE per hit, in the order
+ *   asked, then one END: a VALUE that does not match the waiting key means
+ *   that key missed.
+ * - A batch's results are held in its calls, which stay at the head of the
+ *   FIFO, until its END: only a complete reply is trusted, so when the
+ *   stream fails part way (timeout, close, garbage) none of the batch's
+ *   values reaches a client, and the head's deadline still covers them.
  * - The connection's deadline is the head's deadline (the oldest call); one
  *   timer per connection suffices. The timer is lazy: it is not moved on
  *   every reply, it just re-arms itself for the new head when it fires early.
@@ -78,6 +83,9 @@ struct backend {
     struct buf              *in;            /* bytes not yet parsed */
     struct call             *head, *tail;   /* calls awaiting replies */
     struct call             *unstamped;     /* first call not yet given a send time */
+    struct call             *waiting;       /* first call without its reply unit;
+                                             * those before it (one batch) hold
+                                             * theirs until the batch's END */
     uint64_t                 read_ns;       /* clock at the read being parsed */
     struct call             *batch;         /* open get batch: first call */
     struct call             *batch_last;
@@ -193,7 +201,7 @@ backend_fail(struct backend *be, enum fail_reason why, const char *detail)
     struct call *c = be->head;
     uint64_t n = 0;
 
-    be->head = be->tail = be->unstamped = NULL;
+    be->head = be->tail = be->unstamped = be->waiting = NULL;
     backend_close_socket(be);
     if (c == NULL && why == FAIL_CLOSED) {
         /* An idle connection went away (server restart, idle timeout):
@@ -492,6 +500,8 @@ backend_submit(struct backend *be, struct call *c, int timeout_ms)
     be->tail = c;
     if (be->unstamped == NULL)
         be->unstamped = c;
+    if (be->waiting == NULL)
+        be->waiting = c;
     if (be->out == NULL)
         be->out = buf_get(&w->bufs);
     backend_format(be, c);
@@ -659,18 +669,11 @@ me_key_in_base64(const struct call *c, const char *line, size_t len)
     return !(n == c->klen && memcmp(key, c->key, n) == 0);
 }
 
-/* Take call c off the head of the FIFO and give it a result. */
+/* Give call c its result; it is finished later, from the head of the FIFO. */
 static void
-backend_answer(struct backend *be, struct call *c, enum reply_kind kind,
-               const char *bytes, size_t len)
+backend_set_result(struct backend *be, struct call *c, enum reply_kind kind,
+                   const char *bytes, size_t len)
 {
-    be->head = c->next;
-    if (be->head == NULL)
-        be->tail = NULL;
-    c->next = NULL;
-    /* Only a reply that fits a request shows the server is fine: bytes
-     * alone may be garbage, or a reply cut short before a stall. */
-    be->failures = 0;
     if (c->sent_ns != 0 && be->read_ns >= c->sent_ns)
         histogram_record(&be->stats.latency, be->read_ns - c->sent_ns);
     c->res.kind = kind;
@@ -681,40 +684,79 @@ backend_answer(struct backend *be, struct call *c, enum reply_kind kind,
         c->res.data = buf_get(&be->w->bufs);
         buf_append(c->res.data, bytes, len);
     }
+}
+
+/* Take the head call off the FIFO and finish it with the result it holds. */
+static void
+backend_finish_head(struct backend *be)
+{
+    struct call *c = be->head;
+
+    be->head = c->next;
+    if (be->head == NULL)
+        be->tail = NULL;
+    if (be->waiting == c)
+        be->waiting = be->head;
+    c->next = NULL;
+    /* Only a reply that fits a request shows the server is fine: bytes
+     * alone may be garbage, or a reply cut short before a stall. */
+    be->failures = 0;
     call_finish(be->w, c);
 }
 
-/* Every remaining key of the head batch gets this reply (END: a miss). */
+/* The waiting call got its whole reply; it is the head, since only the
+ * head batch holds results. */
 static void
-backend_answer_batch(struct backend *be, enum reply_kind kind, const char *line, size_t len)
+backend_answer(struct backend *be, struct call *c, enum reply_kind kind,
+               const char *bytes, size_t len)
 {
+    backend_set_result(be, c, kind, bytes, len);
+    backend_finish_head(be);
+}
+
+/*
+ * The head batch's reply is over: END, or an error line in its place. Its
+ * calls are finished in order; those a VALUE answered hold their result, the
+ * ones not reached get this unit (END: a miss). A callback may queue new
+ * calls meanwhile: the loop stops at the batch's last key.
+ */
+static void
+backend_end_batch(struct backend *be, enum reply_kind kind, const char *line, size_t len)
+{
+    struct call *c;
     bool last = false;
 
-    while (!last && be->head != NULL && be->head->in_batch) {
-        last = be->head->batch_end;
-        backend_answer(be, be->head, kind, kind == REPLY_END ? NULL : line,
-                       kind == REPLY_END ? 0 : len);
+    while (!last && (c = be->head) != NULL && c->in_batch) {
+        last = c->batch_end;
+        if (c == be->waiting)
+            backend_set_result(be, c, kind, kind == REPLY_END ? NULL : line,
+                               kind == REPLY_END ? 0 : len);
+        backend_finish_head(be);
     }
 }
 
-/* A VALUE unit for the head batch: earlier keys that do not match missed. */
+/*
+ * A VALUE unit for the waiting batch key: the keys before the one it names
+ * missed. Results are held until the batch's END (see the invariants).
+ */
 static bool
-backend_answer_value(struct backend *be, const char *unit, const struct reply *r)
+backend_hold_value(struct backend *be, const char *unit, const struct reply *r)
 {
     struct call *c;
 
-    while ((c = be->head) != NULL && c->in_batch) {
+    while ((c = be->waiting) != NULL && c->in_batch) {
         bool last = c->batch_end;
 
+        be->waiting = c->next;
         if (c->klen == r->key_len && memcmp(c->key, unit + r->key_off, r->key_len) == 0) {
             if (last)
                 be->due = REPLY_END;
-            backend_answer(be, c, REPLY_VALUE, unit + r->rest_off, r->len - r->rest_off);
+            backend_set_result(be, c, REPLY_VALUE, unit + r->rest_off, r->len - r->rest_off);
             return true;
         }
         if (last)
             return false;   /* a key nobody asked for */
-        backend_answer(be, c, REPLY_END, NULL, 0);
+        backend_set_result(be, c, REPLY_END, NULL, 0);
     }
     return false;
 }
@@ -748,29 +790,33 @@ backend_take_meta(struct backend *be, struct call *c, const char *unit,
     return true;
 }
 
-/* Match one reply unit to the head of the FIFO; false if it cannot belong. */
+/* Match one reply unit to the waiting call; false if it cannot belong. */
 static bool
 backend_take_unit(struct backend *be, const char *unit, const struct reply *r)
 {
-    struct call *c = be->head;
+    struct call *c = be->waiting;
 
     if (be->due != REPLY_KIND_COUNT) {
         enum reply_kind due = be->due;
 
         be->due = REPLY_KIND_COUNT;
-        return r->kind == due;
+        if (r->kind != due)
+            return false;
+        if (due == REPLY_END)
+            backend_end_batch(be, REPLY_END, NULL, 0);
+        return true;
     }
     if (c == NULL)
         return false;
     if (c->in_batch) {
         switch (r->kind) {
         case REPLY_VALUE:
-            return backend_answer_value(be, unit, r);
+            return backend_hold_value(be, unit, r);
         case REPLY_END:
         case REPLY_ERROR:
         case REPLY_CLIENT_ERROR:
         case REPLY_SERVER_ERROR:
-            backend_answer_batch(be, r->kind, unit, r->line_len);
+            backend_end_batch(be, r->kind, unit, r->line_len);
             return true;
         default:
             return false;
