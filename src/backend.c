@@ -806,7 +806,9 @@ backend_take_unit(struct backend *be, const char *unit, const struct reply *r)
             backend_end_batch(be, REPLY_END, NULL, 0);
         return true;
     }
-    if (c == NULL)
+    /* A reply for a call not written yet (queued in this loop pass) is out
+     * of step; matching it would also end a batch that is still open. */
+    if (c == NULL || c == be->unstamped)
         return false;
     if (c->in_batch) {
         switch (r->kind) {

@@ -10,6 +10,10 @@ Set-up as in test_faults.py: luagent -t 1 -s <mock> -s <real memcached>
 (magent modula placement); the mock answers gets naming keys that start with
 "bad" with the fault, everything else like a small memcached.
 """
+import os
+import signal
+import time
+
 import pytest
 
 import mock_backend
@@ -91,3 +95,58 @@ def test_failed_batch_values_never_reach_the_client(pair):
     # a single get: the failure itself, not the bytes before it
     assert c.call("get %s\r\n" % bad[5], "get") == line
     healthy_again()
+
+
+def wait_stopped(pid):
+    """Until every thread of pid is stopped (SIGSTOP takes effect later)."""
+    end = time.monotonic() + 5
+    while True:
+        states = []
+        for task in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/stat" % (pid, task)) as f:
+                states.append(f.read().rsplit(")", 1)[1].split()[0])
+        if all(s in ("T", "t") for s in states):
+            return
+        assert time.monotonic() < end, "luagent did not stop: %r" % states
+        time.sleep(0.01)
+
+
+def wait_queued(local_port, remote_port, n):
+    """Until the loopback TCP socket local_port -> remote_port holds n unread
+    bytes (/proc/net/tcp: rx_queue)."""
+    end = time.monotonic() + 5
+    while True:
+        with open("/proc/net/tcp") as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                local, remote = fields[1].split(":")[1], fields[2].split(":")[1]
+                if (int(local, 16), int(remote, 16)) == (local_port, remote_port):
+                    if int(fields[4].split(":")[1], 16) == n:
+                        return
+        assert time.monotonic() < end, "bytes not queued on %d -> %d" % (local_port, remote_port)
+        time.sleep(0.01)
+
+
+def test_reply_before_the_request_was_sent_is_a_protocol_error(mock, luagent, raw_client):
+    """A server's unrequested END that arrives in the same loop pass as a
+    client's get, after it was queued but before it was written, answers
+    nothing: the connection is out of step and fails. luagent is stopped
+    meanwhile so that both arrive in one pass, the client's first."""
+    server = mock(mock_backend.Store())
+    lg = luagent("-t", "1", servers=[server.addr])
+    c = raw_client(lg)
+    for rnd in range(3):
+        assert c.call(set_cmd("k", b"v%d" % rnd)) == b"STORED\r\n"
+        lg.signal(signal.SIGSTOP)
+        try:
+            wait_stopped(lg.pid)
+            c.send(b"get k\r\n")
+            conn = server.conns[-1]
+            conn.send(b"END\r\n")
+            # both wait in luagent's receive queues, the client's first
+            wait_queued(lg.port, c.sock.getsockname()[1], 7)
+            wait_queued(conn.sock.getpeername()[1], server.port, 5)
+        finally:
+            lg.signal(signal.SIGCONT)
+        assert c.read_reply("get") == PROTO_LINE
+        assert c.call(b"get k\r\n", "get") == b"VALUE k 0 2\r\nv%d\r\nEND\r\n" % rnd
