@@ -97,18 +97,29 @@ def test_failed_batch_values_never_reach_the_client(pair):
     healthy_again()
 
 
-def wait_stopped(pid):
-    """Until every thread of pid is stopped (SIGSTOP takes effect later)."""
+def wait_threads(pid, what, ok):
+    """Until ok(state, wchan) holds for every thread of pid."""
     end = time.monotonic() + 5
     while True:
-        states = []
+        seen = []
         for task in os.listdir("/proc/%d/task" % pid):
             with open("/proc/%d/task/%s/stat" % (pid, task)) as f:
-                states.append(f.read().rsplit(")", 1)[1].split()[0])
-        if all(s in ("T", "t") for s in states):
+                state = f.read().rsplit(")", 1)[1].split()[0]
+            with open("/proc/%d/task/%s/wchan" % (pid, task)) as f:
+                seen.append((state, f.read()))
+        if all(ok(state, wchan) for state, wchan in seen):
             return
-        assert time.monotonic() < end, "luagent did not stop: %r" % states
+        assert time.monotonic() < end, "luagent threads not %s: %r" % (what, seen)
         time.sleep(0.01)
+
+
+def stop_when_idle(lg):
+    """SIGSTOP luagent once every thread sleeps in epoll_wait: the loop has
+    then looked at every descriptor it was told about since, so what
+    arrives next is reported in arrival order when it runs again."""
+    wait_threads(lg.pid, "idle", lambda state, wchan: state == "S" and "ep" in wchan)
+    lg.signal(signal.SIGSTOP)
+    wait_threads(lg.pid, "stopped", lambda state, wchan: state in ("T", "t"))
 
 
 def wait_queued(local_port, remote_port, n):
@@ -137,9 +148,8 @@ def test_reply_before_the_request_was_sent_is_a_protocol_error(mock, luagent, ra
     c = raw_client(lg)
     for rnd in range(3):
         assert c.call(set_cmd("k", b"v%d" % rnd)) == b"STORED\r\n"
-        lg.signal(signal.SIGSTOP)
         try:
-            wait_stopped(lg.pid)
+            stop_when_idle(lg)
             c.send(b"get k\r\n")
             conn = server.conns[-1]
             conn.send(b"END\r\n")
