@@ -2,12 +2,13 @@
  * backend.h: this worker's connection to one memcached server.
  *
  * Calls are written to the server in order and kept in a FIFO; replies arrive
- * in the same order, so the head of the FIFO owns the next reply. Keys of
- * retrieval calls that arrive together are sent as one multi-key get. One
- * timer per connection watches the oldest outstanding call. A connection that
- * errors, times out or sends garbage fails every call queued on it and is
- * closed; the next call opens a new one. Consecutive failures mark the server
- * down for retry_after_ms, during which calls fail at once.
+ * in the same order, so the first call still waiting owns the next reply. Keys
+ * of retrieval calls that arrive together are sent as one multi-key get, whose
+ * results are handed on only once its reply is complete. One timer per
+ * connection watches the oldest outstanding call. A connection that errors,
+ * times out or sends garbage fails every call queued on it and is closed; the
+ * next call opens a new one. Failures with no reply completed in between mark
+ * the server down for retry_after_ms, during which calls fail at once.
  */
 #ifndef BACKEND_H
 #define BACKEND_H
