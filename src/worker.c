@@ -10,6 +10,10 @@
  * on a list, and after each pass of the event loop (its I/O callbacks) the
  * worker writes them all. So keys from many clients bound for one
  * server leave in one write, and a client gets all its ready replies in one.
+ *
+ * Retirement waits for the same point: an old generation whose last request
+ * was released during a pass, and the connections only it named, are freed
+ * after the flush, when no callback of theirs can be on the stack.
  */
 #include "worker.h"
 
@@ -184,11 +188,32 @@ worker_drop_generation(struct worker *w, struct wconfig *wc)
     config_unref(config);
 }
 
+/*
+ * The last request of an old generation is often released deep inside a
+ * callback of one of the connections only that generation names (a late
+ * shadow reply, a timeout): dropping the generation there would free the
+ * connection under its own callback. So it is only noted here, and the
+ * generation goes at the end of the loop pass, when no callback is running.
+ */
 void
 worker_request_done(struct worker *w, struct wconfig *wc)
 {
     if (--wc->inflight == 0 && wc != w->current)
-        worker_drop_generation(w, wc);
+        w->retire_due = true;
+}
+
+/* End of a loop pass: let go of the old generations that have drained. */
+static void
+worker_retire_drained(struct worker *w)
+{
+    struct wconfig *wc = w->draining, *next;
+
+    w->retire_due = false;
+    for (; wc != NULL; wc = next) {
+        next = wc->next;
+        if (wc->inflight == 0)
+            worker_drop_generation(w, wc);
+    }
 }
 
 /* Take a new generation between requests. */
@@ -220,7 +245,7 @@ worker_swap_config(struct worker *w, struct config *config)
     dcache_clear(w->dcache);
     log_debug("worker %d: now on generation %u", w->id, config->generation);
     if (old->inflight == 0)
-        worker_drop_generation(w, old);
+        w->retire_due = true;
 }
 
 struct worker *workers;
@@ -375,6 +400,8 @@ worker_main(void *arg)
         if (event_base_loop(w->base, EVLOOP_ONCE) < 0)
             break;
         worker_flush(w);
+        if (w->retire_due)
+            worker_retire_drained(w);
         if (w->loop_done)
             break;
     }
