@@ -295,7 +295,7 @@ static int
 creq_slots(struct creq *r, uint32_t n)
 {
     r->nslots = n;
-    if (n == 1) {
+    if (n <= 1) {       /* 0: flush_all through a policy with no server */
         r->slots = &r->one;
         return 0;
     }
