@@ -755,7 +755,10 @@ backend_take_unit(struct backend *be, const char *unit, const struct reply *r)
         be->due = REPLY_KIND_COUNT;
         return r->kind == due;
     }
-    if (c == NULL)
+    /* Calls from unstamped on have not been written yet (the get batch
+     * among them is still open): a unit for them is the server's error,
+     * and answering one would leave batch and unstamped on freed calls. */
+    if (c == NULL || c == be->unstamped)
         return false;
     if (c->in_batch) {
         switch (r->kind) {
