@@ -4,9 +4,9 @@
  * Calls are written to the server in order and kept in a FIFO; replies arrive
  * in the same order, so the head of the FIFO owns the next reply. Keys of
  * retrieval calls that arrive together are sent as one multi-key get. One
- * timer per connection watches the oldest outstanding call. A connection that
- * errors, times out or sends garbage fails every call queued on it and is
- * closed; the next call opens a new one. Consecutive failures mark the server
+ * timer per connection watches the earliest deadline of its calls. A
+ * connection that errors, times out or sends garbage fails every call queued
+ * on it and is closed; the next call opens a new one. Consecutive failures mark the server
  * down for retry_after_ms, during which calls fail at once.
  */
 #ifndef BACKEND_H
