@@ -125,8 +125,12 @@ wconfig_new(struct worker *w, struct config *config)
     return wc;
 }
 
-static bool
-backend_in_use(const struct worker *w, const struct backend *be)
+/*
+ * The server entry of the newest live generation that names be, or NULL when
+ * none does. Current first, then the draining ones, newest first.
+ */
+static const struct server *
+backend_live_server(const struct worker *w, const struct backend *be)
 {
     const struct wconfig *wc;
     int i;
@@ -134,11 +138,16 @@ backend_in_use(const struct worker *w, const struct backend *be)
     for (wc = w->current; wc != NULL; wc = (wc == w->current) ? w->draining : wc->next)
         for (i = 0; i < wc->config->nservers; i++)
             if (wc->backends[i] == be)
-                return true;
-    return false;
+                return &wc->config->servers[i];
+    return NULL;
 }
 
-/* Close the connections no live generation names any more. */
+/*
+ * A generation was dropped: close the connections no live generation names
+ * any more. The others may have pointed at the dropped generation's server
+ * entries (the last generation to name a server is not always the last to
+ * drain): point them at a live one before that config is freed.
+ */
 static void
 worker_retire_backends(struct worker *w)
 {
@@ -146,8 +155,10 @@ worker_retire_backends(struct worker *w)
 
     while (i < w->nall_backends) {
         struct backend *be = w->all_backends[i];
+        const struct server *live = backend_live_server(w, be);
 
-        if (backend_in_use(w, be)) {
+        if (live != NULL) {
+            backend_set_server(be, live);
             i++;
             continue;
         }
@@ -223,8 +234,12 @@ worker_swap_config(struct worker *w, struct config *config)
     struct wconfig *wc = wconfig_new(w, config), *old = w->current;
 
     if (wc == NULL) {
-        /* Cannot happen short of memory: keep serving the old generation. */
+        /* Cannot happen short of memory: keep serving the old generation.
+         * Connections it opened or re-pointed at the new config go back. */
         log_error("worker %d: out of memory taking generation %u", w->id, config->generation);
+        pthread_rwlock_wrlock(&swap_lock);
+        worker_retire_backends(w);
+        pthread_rwlock_unlock(&swap_lock);
         config_unref(config);
         return;
     }

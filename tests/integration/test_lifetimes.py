@@ -119,12 +119,12 @@ def start_late(luagent, memcached, mock, tmp_path, case, late_timeout_ms, answer
     return lg, main, late, holder, path, c
 
 
-def reload_without_late(lg, main, path):
-    """Generation 2 names only the main server: the late one is kept until
+def reload_without_late(lg, main, path, gen=2):
+    """Generation gen names only the main server: the late one is kept until
     generation 1 has drained."""
     write_policy(path, one_pool_policy("main", [main]))
     lg.signal(signal.SIGHUP)
-    wait_generation(lg, 2, 1)
+    wait_generation(lg, gen, 1)
 
 
 def assert_retired_and_serving(lg, late, main):
@@ -149,6 +149,28 @@ def test_late_reply_retires_old_generation_safely(name, memcached, luagent, mock
         reload_without_late(lg, main, path)
         assert not late.conns[0].closed, "the late server's connection closed before its reply"
         holder.release(case[4])     # the reply that releases generation 1's last request
+        assert_retired_and_serving(lg, late, main)
+    finally:
+        c.close()
+
+
+def test_connection_outlives_the_generation_that_last_named_it(memcached, luagent, mock,
+                                                              tmp_path):
+    """Generation 1 waits on the late server; generation 2 names it too (its
+    connection is kept and takes generation 2's settings), generation 3 does
+    not. Generation 2 drains first and is freed: the connection, still owed a
+    reply for generation 1, must not keep pointing at generation 2's server
+    entry."""
+    lg, main, late, holder, path, c = start_late(luagent, memcached, mock, tmp_path,
+                                                 LATE_CASES["orphan"], LONG_MS, None)
+    try:
+        write_policy(path, late_policy(main, late, 'lg.prefix{ ["gen2:"] = late, default = m }',
+                                       LONG_MS))
+        lg.signal(signal.SIGHUP)
+        wait_generation(lg, 2, 1)
+        reload_without_late(lg, main, path, gen=3)
+        wait_log(lg, "generation 2 retired", 1)
+        holder.release(b"END\r\n")
         assert_retired_and_serving(lg, late, main)
     finally:
         c.close()
