@@ -983,6 +983,8 @@ client_write(struct client *c)
             event_active(c->rev, EV_READ, 0);     /* OpenSSL holds more input */
         if (c->rbuf != NULL && buf_avail(c->rbuf) > 0) {
             client_parse(c);
+            if (c->closed)
+                return false;
             client_mark(c);
         }
     }

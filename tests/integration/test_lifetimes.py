@@ -328,35 +328,57 @@ def _vm_size_bytes(pid):
     raise AssertionError("no VmSize for pid %d" % pid)
 
 
-def test_client_closed_when_its_buffer_cannot_grow(memcached, luagent, raw_client, tmp_path,
-                                                   monkeypatch):
+HUGE_SET = b"set big:1 0 0 134217728\r\n" + b"y" * 60000
+PAUSING_GETS = 1024         # requests in flight that stop a client's reads
+
+
+@pytest.mark.parametrize("when", ["read", "resumed"])
+def test_client_closed_when_its_buffer_cannot_grow(when, memcached, luagent, mock, raw_client,
+                                                   tmp_path, monkeypatch):
     """A 128 MiB set (settings.item_max allows it) while the address space
     left to luagent (prlimit RLIMIT_AS) is far smaller: the read buffer cannot
     grow inside the parse, and the client is closed there. Its struct must
-    outlive the read callback that is still using it; other clients go on."""
+    outlive the caller still using it: the read callback ("read"), or the
+    write that resumed a paused parse once the replies drained ("resumed":
+    the set follows 1024 gets a server holds). Other clients go on."""
     if SANITIZED:
         # ASan dies on a failed allocation unless told to return NULL.
         opts = os.environ.get("ASAN_OPTIONS", "")
         monkeypatch.setenv("ASAN_OPTIONS", (opts + ":" if opts else "")
                            + "allocator_may_return_null=1")
     s = memcached()
+    holder = Holder()
+    held = mock(holder)
     path = tmp_path / "policy.lua"
-    write_policy(path, HEAD + "return lg.policy{ route = %s,\n"
-                 "  settings = { item_max = 134217728 } }\n" % pool_lua("p", [s]))
+    write_policy(path, HEAD
+                 + "local p = %s\n" % pool_lua("p", [s])
+                 + "local held = %s\n" % pool_lua("held", [held], timeout_ms=LONG_MS)
+                 + 'return lg.policy{ route = lg.prefix{ ["held:"] = held, default = p },\n'
+                 + "  settings = { item_max = 134217728 } }\n")
     lg = luagent("-c", path, "-t", "1")
-    other = raw_client(lg)
+    other, big = raw_client(lg), raw_client(lg)
     assert other.call(set_cmd("ok:1", "x" * 100000)) == b"STORED\r\n"
     assert other.call(b"get ok:1\r\n", "get").startswith(b"VALUE ok:1 0 100000\r\n")
+    replies_first = b""
+    if when == "resumed":
+        big.send(b"".join(b"get held:%d\r\n" % i for i in range(PAUSING_GETS)) + HUGE_SET)
+        held.wait_for(lambda m: sum(len(r.keys) for r in m.requests) == PAUSING_GETS)
+        replies_first = b"END\r\n" * PAUSING_GETS
     _soft, hard = resource.prlimit(lg.pid, resource.RLIMIT_AS)
     resource.prlimit(lg.pid, resource.RLIMIT_AS, (_vm_size_bytes(lg.pid) + (32 << 20), hard))
     try:
-        big = raw_client(lg)
-        big.send(b"set big:1 0 0 134217728\r\n" + b"y" * 60000)
+        if when == "resumed":
+            holder.answer = lambda req: b"END\r\n"
+            holder.release(b"END\r\n")
+        else:
+            big.send(HUGE_SET)
         try:
             got = big.read_until_close()
         except ReplyTimeout as e:
             pytest.fail("the client that could not be served was not closed: %r" % e)
-        assert got == b"" or got.startswith(b"SERVER_ERROR "), got
+        assert got.startswith(replies_first), got[:100]
+        rest = got[len(replies_first):]
+        assert rest == b"" or rest.startswith(b"SERVER_ERROR "), rest
         assert other.call(b"get ok:1\r\n", "get").startswith(b"VALUE ok:1 0 100000\r\n")
         assert other.call(set_cmd("ok:2", "y")) == b"STORED\r\n"
     finally:
