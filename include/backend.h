@@ -5,10 +5,11 @@
  * in the same order, so the first call still waiting owns the next reply. Keys
  * of retrieval calls that arrive together are sent as one multi-key get, whose
  * results are handed on only once its reply is complete. One timer per
- * connection watches the oldest outstanding call. A connection that errors,
- * times out or sends garbage fails every call queued on it and is closed; the
- * next call opens a new one. Failures with no reply completed in between mark
- * the server down for retry_after_ms, during which calls fail at once.
+ * connection watches the earliest deadline of its calls. A connection that
+ * errors, times out or sends garbage fails every call queued on it and is
+ * closed; the next call opens a new one. Failures with no reply completed in
+ * between mark the server down for retry_after_ms, during which calls fail at
+ * once.
  */
 #ifndef BACKEND_H
 #define BACKEND_H

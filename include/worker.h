@@ -27,7 +27,8 @@ struct tls_conn;
 
 /*
  * A worker's view of one config generation. Requests keep the generation
- * they started on; an old one is dropped once its last request is freed.
+ * they started on; an old one is dropped at the end of the loop pass in
+ * which its last request was freed.
  */
 struct wconfig {
     struct config      *config;
@@ -54,6 +55,7 @@ struct worker {
     struct client      *clients;        /* open client connections */
     bool                stopping;       /* draining for shutdown */
     bool                loop_done;      /* leave the event loop after this pass */
+    bool                retire_due;     /* an old generation drained during this pass */
     struct event       *stop_timer;     /* bound on the drain */
 
     /* Accepted sockets handed over by the listener thread. */

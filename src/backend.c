@@ -11,10 +11,15 @@
  * - A batch's results are held in its calls, which stay at the head of the
  *   FIFO, until its END: only a complete reply is trusted, so when the
  *   stream fails part way (timeout, close, garbage) none of the batch's
- *   values reaches a client, and the head's deadline still covers them.
- * - The connection's deadline is the head's deadline (the oldest call); one
- *   timer per connection suffices. The timer is lazy: it is not moved on
- *   every reply, it just re-arms itself for the new head when it fires early.
+ *   values reaches a client.
+ * - The connection's deadline is the earliest deadline of its calls, which
+ *   need not be the head's: pools with different timeouts (and flush_all)
+ *   share a server's connection. One timer per connection suffices. It is
+ *   lazy: it is not moved on every reply, and when it fires with nothing
+ *   overdue it re-arms for the earliest deadline left. A call past its
+ *   deadline fails the connection with every call on it, even while calls
+ *   ahead of it are still within theirs: replies come in order, so its
+ *   reply cannot be told apart from theirs or skipped.
  * - On error, timeout, EOF or garbage every queued call fails at once and the
  *   connection is closed; the next call opens a new one.
  * - Round-trip time costs two clock reads per batch, not per call: calls
@@ -76,8 +81,9 @@ struct backend {
     bool                     write_wants_read; /* TLS: a write waits for readability */
     struct event            *rev;           /* readable (persistent) */
     struct event            *wev;           /* writable / connected */
-    struct event            *timer;         /* oldest call's deadline */
+    struct event            *timer;         /* earliest call's deadline */
     bool                     timer_armed;
+    uint64_t                 timer_at_ms;   /* when the armed timer fires */
     uint64_t                 connect_deadline_ms;
     struct buf              *out;           /* bytes not yet written */
     struct buf              *in;            /* bytes not yet parsed */
@@ -236,30 +242,42 @@ backend_fail(struct backend *be, enum fail_reason why, const char *detail)
         STAT_ADD(be->stats.errors, n);
 }
 
+/* Arm the timer for a call's deadline at, or the connect deadline if sooner. */
 static void
-backend_arm_timer(struct backend *be)
+backend_arm_timer(struct backend *be, uint64_t at)
 {
-    uint64_t now = worker_now_ms(), at;
+    uint64_t now = worker_now_ms(), in;
     struct timeval tv;
 
-    if (be->head == NULL)
-        return;
-    at = be->head->deadline_ms;
     if ((be->state == BACKEND_CONNECTING || be->state == BACKEND_HANDSHAKE)
         && be->connect_deadline_ms < at)
         at = be->connect_deadline_ms;
-    at = at > now ? at - now : 0;
-    tv.tv_sec = (time_t)(at / 1000);
-    tv.tv_usec = (suseconds_t)((at % 1000) * 1000);
+    in = at > now ? at - now : 0;
+    tv.tv_sec = (time_t)(in / 1000);
+    tv.tv_usec = (suseconds_t)((in % 1000) * 1000);
     evtimer_add(be->timer, &tv);
     be->timer_armed = true;
+    be->timer_at_ms = at;
+}
+
+/* The earliest deadline of the calls queued (a walk: only when the timer fires). */
+static uint64_t
+backend_earliest_deadline(const struct backend *be)
+{
+    uint64_t at = UINT64_MAX;
+    const struct call *c;
+
+    for (c = be->head; c != NULL; c = c->next)
+        if (c->deadline_ms < at)
+            at = c->deadline_ms;
+    return at;
 }
 
 static void
 backend_on_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct backend *be = arg;
-    uint64_t now = worker_now_ms();
+    uint64_t now = worker_now_ms(), at;
 
     be->timer_armed = false;
     if (be->head == NULL)
@@ -272,11 +290,12 @@ backend_on_timer(evutil_socket_t fd, short what, void *arg)
         backend_fail(be, FAIL_UNAVAILABLE, "TLS handshake timeout");
         return;
     }
-    if (now >= be->head->deadline_ms) {
+    at = backend_earliest_deadline(be);
+    if (now >= at) {
         backend_fail(be, FAIL_TIMEOUT, "request timeout");
         return;
     }
-    backend_arm_timer(be);
+    backend_arm_timer(be, at);
 }
 
 static void
@@ -512,8 +531,8 @@ backend_submit(struct backend *be, struct call *c, int timeout_ms)
         }
         be->timer_armed = false;    /* re-arm: the connect deadline may be sooner */
     }
-    if (!be->timer_armed)
-        backend_arm_timer(be);
+    if (!be->timer_armed || c->deadline_ms < be->timer_at_ms)
+        backend_arm_timer(be, c->deadline_ms);
     if (!be->dirty) {
         be->dirty = true;
         worker_mark_backend(w, be);

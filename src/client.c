@@ -147,6 +147,20 @@ client_accept(struct worker *w, int fd, bool is_unix, struct tls_conn *tls)
 }
 
 static void
+client_mark(struct client *c)
+{
+    if (!c->dirty) {
+        c->dirty = true;
+        worker_mark_client(c->w, c);
+    }
+}
+
+/*
+ * The struct itself is freed by the flush at the end of the loop pass: the
+ * close may come from deep inside client_read or client_write (a buffer that
+ * cannot grow while parsing), which still look at the client afterwards.
+ */
+static void
 client_close(struct client *c)
 {
     struct worker *w = c->w;
@@ -185,8 +199,7 @@ client_close(struct client *c)
         w->clients = c->next;
     if (c->next != NULL)
         c->next->prev = c->prev;
-    if (!c->dirty)
-        client_free(c);
+    client_mark(c);
     if (w->clients == NULL && w->stopping)
         worker_clients_gone(w);
 }
@@ -203,15 +216,6 @@ client_shutdown_all(struct worker *w)
         event_del(c->rev);
         if (c->head == NULL && (c->obuf == NULL || buf_avail(c->obuf) == 0))
             client_close(c);
-    }
-}
-
-static void
-client_mark(struct client *c)
-{
-    if (!c->dirty) {
-        c->dirty = true;
-        worker_mark_client(c->w, c);
     }
 }
 
@@ -295,7 +299,7 @@ static int
 creq_slots(struct creq *r, uint32_t n)
 {
     r->nslots = n;
-    if (n == 1) {
+    if (n <= 1) {       /* 0: flush_all through a policy with no server */
         r->slots = &r->one;
         return 0;
     }
@@ -602,7 +606,7 @@ client_tls_failed(struct client *c, const char *what)
                     tls_handshake_done(c->tls) ? what : "handshake", tls_error(c->tls));
 }
 
-/* Read and parse what has arrived; false when the client was closed (and freed). */
+/* Read and parse what has arrived; false when the client was closed. */
 static bool
 client_read(struct client *c)
 {
@@ -936,7 +940,7 @@ client_collect(struct client *c)
     }
 }
 
-/* Write what is ready; false when the client was closed (and freed). */
+/* Write what is ready; false when the client was closed. */
 static bool
 client_write(struct client *c)
 {
@@ -979,6 +983,8 @@ client_write(struct client *c)
             event_active(c->rev, EV_READ, 0);     /* OpenSSL holds more input */
         if (c->rbuf != NULL && buf_avail(c->rbuf) > 0) {
             client_parse(c);
+            if (c->closed)
+                return false;
             client_mark(c);
         }
     }

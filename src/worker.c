@@ -10,6 +10,10 @@
  * on a list, and after each pass of the event loop (its I/O callbacks) the
  * worker writes them all. So keys from many clients bound for one
  * server leave in one write, and a client gets all its ready replies in one.
+ *
+ * Retirement waits for the same point: an old generation whose last request
+ * was released during a pass, and the connections only it named, are freed
+ * after the flush, when no callback of theirs can be on the stack.
  */
 #include "worker.h"
 
@@ -121,8 +125,12 @@ wconfig_new(struct worker *w, struct config *config)
     return wc;
 }
 
-static bool
-backend_in_use(const struct worker *w, const struct backend *be)
+/*
+ * The server entry of the newest live generation that names be, or NULL when
+ * none does. Current first, then the draining ones, newest first.
+ */
+static const struct server *
+backend_live_server(const struct worker *w, const struct backend *be)
 {
     const struct wconfig *wc;
     int i;
@@ -130,11 +138,16 @@ backend_in_use(const struct worker *w, const struct backend *be)
     for (wc = w->current; wc != NULL; wc = (wc == w->current) ? w->draining : wc->next)
         for (i = 0; i < wc->config->nservers; i++)
             if (wc->backends[i] == be)
-                return true;
-    return false;
+                return &wc->config->servers[i];
+    return NULL;
 }
 
-/* Close the connections no live generation names any more. */
+/*
+ * A generation was dropped: close the connections no live generation names
+ * any more. The others may have pointed at the dropped generation's server
+ * entries (the last generation to name a server is not always the last to
+ * drain): point them at a live one before that config is freed.
+ */
 static void
 worker_retire_backends(struct worker *w)
 {
@@ -142,8 +155,10 @@ worker_retire_backends(struct worker *w)
 
     while (i < w->nall_backends) {
         struct backend *be = w->all_backends[i];
+        const struct server *live = backend_live_server(w, be);
 
-        if (backend_in_use(w, be)) {
+        if (live != NULL) {
+            backend_set_server(be, live);
             i++;
             continue;
         }
@@ -184,11 +199,32 @@ worker_drop_generation(struct worker *w, struct wconfig *wc)
     config_unref(config);
 }
 
+/*
+ * The last request of an old generation is often released deep inside a
+ * callback of one of the connections only that generation names (a late
+ * shadow reply, a timeout): dropping the generation there would free the
+ * connection under its own callback. So it is only noted here, and the
+ * generation goes at the end of the loop pass, when no callback is running.
+ */
 void
 worker_request_done(struct worker *w, struct wconfig *wc)
 {
     if (--wc->inflight == 0 && wc != w->current)
-        worker_drop_generation(w, wc);
+        w->retire_due = true;
+}
+
+/* End of a loop pass: let go of the old generations that have drained. */
+static void
+worker_retire_drained(struct worker *w)
+{
+    struct wconfig *wc = w->draining, *next;
+
+    w->retire_due = false;
+    for (; wc != NULL; wc = next) {
+        next = wc->next;
+        if (wc->inflight == 0)
+            worker_drop_generation(w, wc);
+    }
 }
 
 /* Take a new generation between requests. */
@@ -198,8 +234,12 @@ worker_swap_config(struct worker *w, struct config *config)
     struct wconfig *wc = wconfig_new(w, config), *old = w->current;
 
     if (wc == NULL) {
-        /* Cannot happen short of memory: keep serving the old generation. */
+        /* Cannot happen short of memory: keep serving the old generation.
+         * Connections it opened or re-pointed at the new config go back. */
         log_error("worker %d: out of memory taking generation %u", w->id, config->generation);
+        pthread_rwlock_wrlock(&swap_lock);
+        worker_retire_backends(w);
+        pthread_rwlock_unlock(&swap_lock);
         config_unref(config);
         return;
     }
@@ -220,7 +260,7 @@ worker_swap_config(struct worker *w, struct config *config)
     dcache_clear(w->dcache);
     log_debug("worker %d: now on generation %u", w->id, config->generation);
     if (old->inflight == 0)
-        worker_drop_generation(w, old);
+        w->retire_due = true;
 }
 
 struct worker *workers;
@@ -375,6 +415,8 @@ worker_main(void *arg)
         if (event_base_loop(w->base, EVLOOP_ONCE) < 0)
             break;
         worker_flush(w);
+        if (w->retire_due)
+            worker_retire_drained(w);
         if (w->loop_done)
             break;
     }
