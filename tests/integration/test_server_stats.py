@@ -6,8 +6,9 @@ per-server lines of `stats servers`, the metrics, a server that does not
 answer, a reload that removes one, a TLS server, the poller turned off; and
 luagent's own bytes_read / bytes_written, counted as memcached counts them.
 
-The poll runs every second here (--server-stats-interval 1); tests wait for a
-condition with a deadline, never for a time.
+The poll runs every second here (--server-stats-interval 1; the fixture turns
+it off unless asked); tests wait for a condition with a deadline, never for a
+time.
 """
 import signal
 
@@ -196,6 +197,15 @@ def test_metrics_carry_each_servers_figures(memcached, luagent, raw_client):
     st = lg.stats()
     assert one(fams["luagent_read_bytes"], "_total") <= int(st["bytes_read"])
     assert one(fams["luagent_written_bytes"], "_total") <= int(st["bytes_written"])
+
+
+def test_the_poll_is_on_by_default(memcached, luagent):
+    m = memcached()
+    lg = luagent(servers=[m], stats_poll=True)      # no --server-stats-interval
+    # the first poll goes at start-up, not after the first 10 s interval
+    st = poll(lambda: (lambda s: s.get("servers_stats_answered") == "1" and s)(lg.stats()),
+              "the server answered the poll at start-up")
+    assert int(st["limit_maxbytes"]) == int(direct_stats(m)["limit_maxbytes"])
 
 
 def test_interval_zero_turns_the_poller_off(memcached, luagent, raw_client):
