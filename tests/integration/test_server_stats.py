@@ -12,6 +12,9 @@ time.
 """
 import signal
 
+import pytest
+
+import mock_backend
 from conftest import HOST, free_port, parse_stats, set_cmd
 
 from test_metrics import one, scrape, values
@@ -134,6 +137,28 @@ def test_a_server_that_does_not_answer_is_shown_and_not_summed(memcached, luagen
     poll(lambda: stats_group(lg, "servers")[victim.addr]["stats_poll"] == "answered",
          "the restarted server answers again")
     poll(lambda: sums_match(lg, [live, victim]), "sums with the restarted server")
+
+
+@pytest.mark.parametrize("answer", [mock_backend.HANG, b"ERROR\r\n"], ids=["hang", "error"])
+def test_a_server_that_fails_the_poll_leaves_the_request_path_alone(mock, luagent, raw_client,
+                                                                    answer):
+    store_ = mock_backend.Store()
+    m = mock(lambda req: answer if req.cmd == b"stats" else store_(req))
+    lg = luagent("-t", "1", *FAST, servers=[m.addr])
+    c = raw_client(lg)
+    poll(lambda: stats_group(lg, "servers")[m.addr]["stats_poll"] == "unanswered",
+         "the poll shown unanswered")
+    for i in range(20):
+        assert store(c, "p:%d" % i, "v") == b"STORED\r\n"
+        assert c.call(b"get p:%d\r\n" % i, "get") == b"VALUE p:%d 0 1\r\nv\r\nEND\r\n" % i
+    srv = stats_group(lg, "servers")[m.addr]
+    assert (srv["state"], srv["errors"], srv["timeouts"], srv["markdowns"]) == ("up", "0", "0", "0")
+    # the poll's stats went on connections that carried no request
+    polled = {r.conn for r in m.requests if r.cmd == b"stats"}
+    served = {r.conn for r in m.requests if r.cmd != b"stats"}
+    assert polled and served and not polled & served
+    if answer != mock_backend.HANG:
+        assert 'answered "ERROR" to stats' in lg.log()
 
 
 def test_reload_drops_a_removed_server_and_polls_a_new_one(memcached, luagent, tmp_path):
