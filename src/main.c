@@ -7,8 +7,9 @@
  * -u/-g, all while errors still reach the terminal; then drop privileges
  * (files and sockets are already open), detach, point the log at its file or
  * syslog, start the workers and tell the starting process we serve. The main
- * thread's loop accepts connections and handles signals as libevent events,
- * never in a raw signal handler.
+ * thread's loop accepts connections, serves --metrics, polls the servers'
+ * own stats (fleet.c) and handles signals as libevent events, never in a raw
+ * signal handler.
  *
  * SIGHUP reloads the TLS listener's certificate and the policy, each on its
  * own: a certificate that fails to load keeps the old one serving (and says

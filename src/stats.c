@@ -2,7 +2,9 @@
  * stats.c: the `stats` commands (memcached's "STAT name value" lines, then
  * END) and the per-worker route counters they report.
  *
- * `stats` gives the proxy-wide counters, then the server lines; `stats
+ * `stats` gives the proxy-wide counters, the servers' own figures summed
+ * (fleet.h; under memcached's names, so tools that add up memcached's stats
+ * read them), then the server lines; `stats
  * pools`, `stats servers` and `stats routes` give one group each, as
  * "STAT <group>:<name>:<field> <value>" (the name may hold colons, as
  * host:port does: the field is what follows the last one). Anything else
