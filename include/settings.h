@@ -46,6 +46,7 @@ struct settings {
     bool        tls_verify_client;  /* --tls-verify-client */
     int         tls_handshake_timeout_ms; /* --tls-handshake-timeout */
     const char *backend_tls_ca;     /* --backend-tls-ca: lg.args.backend_tls_ca */
+    int         server_stats_interval_s; /* --server-stats-interval: 0 = off */
     char      **extra;              /* arguments after "--", for lg.args.extra */
     int         nextra;
 };

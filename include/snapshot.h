@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "fleet.h"
 #include "stats.h"
 
 struct config;
@@ -23,6 +24,7 @@ struct snap_server {
     char                *label;         /* "host:port" */
     bool                 down;          /* marked down in any worker */
     struct backend_stats s;             /* summed; latency merged */
+    struct fleet_view    fleet;         /* the server's own figures (if fleet_on) */
 };
 
 struct snap_route {
@@ -41,8 +43,18 @@ struct snap_pool {
     uint64_t             errors;
 };
 
+/* The servers' own figures summed over the servers that answered, each once. */
+struct snap_fleet {
+    uint64_t             sum[SERVER_STAT_COUNT];
+    int                  answered;      /* servers whose figures are in the sums */
+    int                  unanswered;    /* servers without figures now */
+    uint64_t             age_s;         /* the oldest figure in the sums (0: none) */
+};
+
 struct snapshot {
     struct stats         totals;        /* proxy-wide counters, summed */
+    bool                 fleet_on;      /* the poller runs: fleet and servers[].fleet are set */
+    struct snap_fleet    fleet;
     unsigned             generation;
     char                *source;        /* policy file */
     uint32_t             checksum;

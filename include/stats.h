@@ -31,6 +31,8 @@ struct stats {
     uint64_t hook_calls;            /* Lua hook invocations */
     uint64_t hook_errors;           /* hooks that failed or chose no route */
     uint64_t hook_cache_hits;       /* decisions taken from the cache */
+    uint64_t bytes_read;            /* from clients (after TLS decryption) */
+    uint64_t bytes_written;         /* to clients (before TLS encryption) */
 };
 
 /* Increment a counter owned by this thread. */

@@ -640,6 +640,7 @@ client_read(struct client *c)
         return false;
     }
     in->len += (uint32_t)n;
+    STAT_ADD(w->stats.bytes_read, (uint64_t)n);
     client_parse(c);
     if (c->closed)
         return false;
@@ -967,6 +968,7 @@ client_write(struct client *c)
             return false;
         }
         buf_consume(out, (size_t)n);
+        STAT_ADD(c->w->stats.bytes_written, (uint64_t)n);
     }
     if (out != NULL) {
         buf_put(&c->w->bufs, out);

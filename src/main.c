@@ -7,8 +7,9 @@
  * -u/-g, all while errors still reach the terminal; then drop privileges
  * (files and sockets are already open), detach, point the log at its file or
  * syslog, start the workers and tell the starting process we serve. The main
- * thread's loop accepts connections and handles signals as libevent events,
- * never in a raw signal handler.
+ * thread's loop accepts connections, serves --metrics, polls the servers'
+ * own stats (fleet.c) and handles signals as libevent events, never in a raw
+ * signal handler.
  *
  * SIGHUP reloads the TLS listener's certificate and the policy, each on its
  * own: a certificate that fails to load keeps the old one serving (and says
@@ -30,6 +31,7 @@
 
 #include "config.h"
 #include "daemon.h"
+#include "fleet.h"
 #include "listener.h"
 #include "log.h"
 #include "luagent.h"
@@ -208,6 +210,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
     log_warn("reload: generation %u from %s (checksum %08x): %d pool(s), %d route node(s), %s",
              config->generation, config->source, config->checksum, config->npools,
              config->nnodes, config->nhooks ? "with hooks" : "no hooks");
+    fleet_set_config(config);   /* first: the workers may free the old one once they have this */
     worker_publish_config(config);
 }
 
@@ -405,6 +408,8 @@ main(int argc, char **argv)
     }
     if (metrics_start(base, err, sizeof(err)) < 0)
         return start_failed(err);
+    if (fleet_start(base, s.server_stats_interval_s, config) < 0)
+        return start_failed("out of memory starting the stats poller");
     sigterm = evsignal_new(base, SIGTERM, on_stop_signal, base);
     sigint = evsignal_new(base, SIGINT, on_stop_signal, base);
     sighup = evsignal_new(base, SIGHUP, on_hup, &s);
@@ -422,6 +427,7 @@ main(int argc, char **argv)
     event_base_dispatch(base);
 
     metrics_stop();
+    fleet_stop();
     worker_stop_all();
     event_free(sigterm);
     event_free(sigint);

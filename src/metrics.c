@@ -203,6 +203,10 @@ render_proxy(struct evbuffer *out, const struct snapshot *snap)
            t->hook_errors);
     single(out, "luagent_hook_cache_hits_total", "counter",
            "Hook decisions taken from the decision cache.", t->hook_cache_hits);
+    single(out, "luagent_read_bytes_total", "counter", "Bytes read from clients.",
+           t->bytes_read);
+    single(out, "luagent_written_bytes_total", "counter", "Bytes written to clients.",
+           t->bytes_written);
     single(out, "luagent_config_generation", "gauge", "Policy generation being served.",
            snap->generation);
     single(out, "luagent_reloads_total", "counter", "Policy reloads that took effect.",
@@ -290,6 +294,59 @@ render_servers(struct evbuffer *out, const struct snapshot *snap)
     render_latency(out, snap);
 }
 
+/* The servers' own figures, named as memcached's Prometheus exporter names them. */
+static const struct {
+    const char *name, *type, *help;
+} figure_families[SERVER_STAT_COUNT] = {
+    [SERVER_STAT_CURR_ITEMS] = { "luagent_memcached_current_items", "gauge",
+        "Items the server holds (its curr_items)." },
+    [SERVER_STAT_TOTAL_ITEMS] = { "luagent_memcached_items_total", "counter",
+        "Items the server stored since it started (its total_items)." },
+    [SERVER_STAT_BYTES] = { "luagent_memcached_current_bytes", "gauge",
+        "Bytes the server's items take (its bytes)." },
+    [SERVER_STAT_LIMIT_MAXBYTES] = { "luagent_memcached_limit_bytes", "gauge",
+        "The server's memory limit for items (its limit_maxbytes)." },
+    [SERVER_STAT_EVICTIONS] = { "luagent_memcached_items_evicted_total", "counter",
+        "Items the server evicted to make room (its evictions)." },
+    [SERVER_STAT_CURR_CONNECTIONS] = { "luagent_memcached_current_connections", "gauge",
+        "Connections open to the server from all its clients (its curr_connections)." },
+};
+
+/*
+ * The background poll's results: whether each server answered, and the
+ * figures of those that did. A server without an answer has no figure
+ * series, so a sum over servers never counts it as zeros.
+ */
+static void
+render_figures(struct evbuffer *out, const struct snapshot *snap)
+{
+    int i, k;
+
+    if (!snap->fleet_on)
+        return;
+    family(out, "luagent_memcached_stats_answered", "gauge",
+           "1 when the server answered the last background stats, 0 otherwise.");
+    for (i = 0; i < snap->nservers; i++)
+        sample(out, "luagent_memcached_stats_answered", "server", snap->servers[i].label,
+               snap->servers[i].fleet.state == FLEET_ANSWERED);
+    family(out, "luagent_memcached_stats_age_seconds", "gauge",
+           "Seconds since the server's figures were taken.");
+    for (i = 0; i < snap->nservers; i++)
+        if (snap->servers[i].fleet.state == FLEET_ANSWERED)
+            sample(out, "luagent_memcached_stats_age_seconds", "server",
+                   snap->servers[i].label, snap->servers[i].fleet.age_s);
+    for (k = 0; k < SERVER_STAT_COUNT; k++) {
+        family(out, figure_families[k].name, figure_families[k].type, figure_families[k].help);
+        for (i = 0; i < snap->nservers; i++) {
+            const struct fleet_view *v = &snap->servers[i].fleet;
+
+            if (v->state == FLEET_ANSWERED && (v->fig.have & (1u << k)))
+                sample(out, figure_families[k].name, "server", snap->servers[i].label,
+                       v->fig.v[k]);
+        }
+    }
+}
+
 static void
 render_pools(struct evbuffer *out, const struct snapshot *snap)
 {
@@ -369,6 +426,7 @@ metrics_on_request(struct evhttp_request *req, void *arg)
     }
     render_proxy(out, &snap);
     render_servers(out, &snap);
+    render_figures(out, &snap);
     render_pools(out, &snap);
     render_routes(out, &snap);
     snapshot_free(&snap);

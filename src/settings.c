@@ -28,7 +28,8 @@ struct option_row {
 enum {
     OPT_VERSION = 256, OPT_CHECK, OPT_ROUTE, OPT_METRICS, OPT_UNIX_MODE, OPT_LOG,
     OPT_PID_FILE, OPT_TLS_PORT, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_CA,
-    OPT_TLS_VERIFY_CLIENT, OPT_TLS_HANDSHAKE_TIMEOUT, OPT_BACKEND_TLS_CA
+    OPT_TLS_VERIFY_CLIENT, OPT_TLS_HANDSHAKE_TIMEOUT, OPT_BACKEND_TLS_CA,
+    OPT_SERVER_STATS_INTERVAL
 };
 
 static const struct option_row option_rows[] = {
@@ -60,6 +61,7 @@ static const struct option_row option_rows[] = {
     { OPT_CHECK,   "check",   "FILE", "load FILE, run its self-tests, print its pools and routes, exit 0/1" },
     { OPT_ROUTE,   "route",   "FILE", "with a request line after it (\"get some:key\"): print where it goes" },
     { OPT_METRICS, "metrics", "ADDR:PORT", "serve Prometheus metrics at http://ADDR:PORT/metrics (default: off)" },
+    { OPT_SERVER_STATS_INTERVAL, "server-stats-interval", "S", "ask each server for its stats every S seconds, for stats and metrics (default 10, 0 = off)" },
     { OPT_VERSION, "version", NULL, "print the version and exit" },
 };
 
@@ -206,6 +208,7 @@ settings_defaults(struct settings *s)
     s->threads = default_threads();
     s->unix_mode = -1;
     s->tls_handshake_timeout_ms = DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS;
+    s->server_stats_interval_s = DEFAULT_SERVER_STATS_INTERVAL_S;
 }
 
 /* Build getopt's tables from option_rows. */
@@ -292,6 +295,10 @@ apply_option(struct settings *s, int c, const char *arg)
             return bad("bad value '%s' for --tls-handshake-timeout: must be 1-3600000 (ms)", arg);
         break;
     case OPT_BACKEND_TLS_CA: s->backend_tls_ca = arg; break;
+    case OPT_SERVER_STATS_INTERVAL:
+        if (parse_int(arg, 0, SERVER_STATS_INTERVAL_MAX_S, &s->server_stats_interval_s) < 0)
+            return bad("bad value '%s' for --server-stats-interval: must be 0-86400 (seconds, 0 = off)", arg);
+        break;
     case OPT_CHECK: s->check = arg; break;
     case OPT_ROUTE: s->route_file = arg; break;
     case OPT_METRICS: {

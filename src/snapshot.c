@@ -195,6 +195,35 @@ take_pools(struct snapshot *snap, const struct config *cfg)
     return 0;
 }
 
+/*
+ * The poller's view of each server, and the sums. Taken after the workers'
+ * counters, outside their lock: the poller has its own.
+ */
+static void
+take_fleet(struct snapshot *snap)
+{
+    int i, k;
+
+    snap->fleet_on = fleet_enabled();
+    if (!snap->fleet_on)
+        return;
+    for (i = 0; i < snap->nservers; i++) {
+        struct fleet_view *v = &snap->servers[i].fleet;
+
+        fleet_view(snap->servers[i].label, v);
+        if (v->state != FLEET_ANSWERED) {
+            snap->fleet.unanswered++;
+            continue;
+        }
+        snap->fleet.answered++;
+        if (v->age_s > snap->fleet.age_s)
+            snap->fleet.age_s = v->age_s;
+        for (k = 0; k < SERVER_STAT_COUNT; k++)
+            if (v->fig.have & (1u << k))
+                snap->fleet.sum[k] += v->fig.v[k];
+    }
+}
+
 int
 snapshot_take(struct snapshot *snap, const struct config *cfg)
 {
@@ -215,6 +244,8 @@ snapshot_take(struct snapshot *snap, const struct config *cfg)
     worker_read_unlock();
     if (rc < 0)
         snapshot_free(snap);
+    else
+        take_fleet(snap);
     return rc;
 }
 

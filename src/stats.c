@@ -2,7 +2,9 @@
  * stats.c: the `stats` commands (memcached's "STAT name value" lines, then
  * END) and the per-worker route counters they report.
  *
- * `stats` gives the proxy-wide counters, then the server lines; `stats
+ * `stats` gives the proxy-wide counters, the servers' own figures summed
+ * (fleet.h; under memcached's names, so tools that add up memcached's stats
+ * read them), then the server lines; `stats
  * pools`, `stats servers` and `stats routes` give one group each, as
  * "STAT <group>:<name>:<field> <value>" (the name may hold colons, as
  * host:port does: the field is what follows the last one). Anything else
@@ -21,6 +23,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "fleet.h"
 #include "luagent.h"
 #include "snapshot.h"
 #include "worker.h"
@@ -164,6 +167,48 @@ group_str(struct buf *out, const char *group, const char *name, const char *fiel
     stat_str(out, key, v);
 }
 
+/*
+ * Where a server's own figure is shown. memcached's names, except its
+ * curr_connections: luagent's own curr_connections (clients, and per server
+ * its connections to that server) keeps memcached's meaning for luagent.
+ */
+static const char *
+server_stat_field(enum server_stat stat, bool summed)
+{
+    if (stat == SERVER_STAT_CURR_CONNECTIONS)
+        return summed ? "servers_curr_connections" : "server_curr_connections";
+    return statsreply_name(stat);
+}
+
+/* The poller's lines for one server: its state, then its figures if it answered. */
+static void
+render_server_figures(struct buf *out, const char *name, const struct fleet_view *v)
+{
+    int k;
+
+    group_str(out, "server", name, "stats_poll", fleet_state_name(v->state));
+    if (v->state != FLEET_ANSWERED)
+        return;
+    group_u64(out, "server", name, "stats_age_s", v->age_s);
+    for (k = 0; k < SERVER_STAT_COUNT; k++)
+        if (v->fig.have & (1u << k))
+            group_u64(out, "server", name, server_stat_field((enum server_stat)k, false),
+                      v->fig.v[k]);
+}
+
+/* The servers' figures summed, under the names tools read from memcached. */
+static void
+render_fleet_sums(struct buf *out, const struct snapshot *snap)
+{
+    int k;
+
+    for (k = 0; k < SERVER_STAT_COUNT; k++)
+        stat_u64(out, server_stat_field((enum server_stat)k, true), snap->fleet.sum[k]);
+    stat_u64(out, "servers_stats_answered", (uint64_t)snap->fleet.answered);
+    stat_u64(out, "servers_stats_unanswered", (uint64_t)snap->fleet.unanswered);
+    stat_u64(out, "servers_stats_age_s", snap->fleet.age_s);
+}
+
 static void
 render_servers(struct buf *out, const struct snapshot *snap)
 {
@@ -186,6 +231,8 @@ render_servers(struct buf *out, const struct snapshot *snap)
                   histogram_quantile(&ss->s.latency, 0.50) / 1000);
         group_u64(out, "server", name, "latency_p99_us",
                   histogram_quantile(&ss->s.latency, 0.99) / 1000);
+        if (snap->fleet_on)
+            render_server_figures(out, name, &ss->fleet);
     }
 }
 
@@ -257,12 +304,16 @@ render_general(struct buf *out, const struct snapshot *snap)
     stat_u64(out, "hook_calls", t->hook_calls);
     stat_u64(out, "hook_errors", t->hook_errors);
     stat_u64(out, "hook_cache_hits", t->hook_cache_hits);
+    stat_u64(out, "bytes_read", t->bytes_read);
+    stat_u64(out, "bytes_written", t->bytes_written);
     stat_u64(out, "config_generation", snap->generation);
     stat_u64(out, "reloads", __atomic_load_n(&stats_reloads, __ATOMIC_RELAXED));
     stat_u64(out, "reload_failures", __atomic_load_n(&stats_reload_failures, __ATOMIC_RELAXED));
     stat_str(out, "policy", snap->source);
     snprintf(checksum, sizeof(checksum), "%08x", snap->checksum);
     stat_str(out, "policy_checksum", checksum);
+    if (snap->fleet_on)
+        render_fleet_sums(out, snap);
     render_servers(out, snap);
 }
 

@@ -616,17 +616,23 @@ def memcached(request, tmp_path):
 @pytest.fixture
 def luagent(request, tmp_path):
     """Factory: luagent(*args, servers=[...], backups=[...], port=None, unix=None,
-    wait=True) -> Luagent. servers/backups take Memcached objects or "host:port"
-    strings and become -s/-b. port=None picks a free port; port=0 with unix=PATH
-    serves only the unix socket. Stopped (by PID) at teardown; its log is attached
-    to the report when the test fails."""
+    wait=True, stats_poll=False) -> Luagent. servers/backups take Memcached
+    objects or "host:port" strings and become -s/-b. port=None picks a free port;
+    port=0 with unix=PATH serves only the unix socket. The background stats poll
+    (one connection per server of its own, a `stats` at start) is off unless
+    stats_poll=True or args give --server-stats-interval: tests that count a
+    server's connections or requests see only the request path's. Stopped (by
+    PID) at teardown; its log is attached to the report when the test fails."""
     started = []
     procs = request.node.__dict__.setdefault("_logged_procs", [])
 
-    def make(*args, servers=(), backups=(), port=None, unix=None, wait=True):
+    def make(*args, servers=(), backups=(), port=None, unix=None, wait=True,
+             stats_poll=False):
         if not LUAGENT.exists():
             pytest.fail("%s is not built (run make)" % LUAGENT)
         argv = []
+        if not stats_poll and "--server-stats-interval" not in args:
+            argv += ["--server-stats-interval", "0"]
         for s in servers:
             argv += ["-s", s.addr if isinstance(s, Memcached) or hasattr(s, "addr") else s]
         for b in backups:
