@@ -60,7 +60,7 @@ enum bin_kind {
     BIN_K_CONCAT,       /* append prepend (+q): no extras */
     BIN_K_DELETE,
     BIN_K_ARITH,        /* increment decrement (+q) */
-    BIN_K_QUIT,
+    BIN_K_QUIT,         /* QUIT to STAT stay in this order: binclient.c */
     BIN_K_FLUSH,
     BIN_K_NOOP,
     BIN_K_VERSION,

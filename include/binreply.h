@@ -18,6 +18,9 @@
 
 struct buf;
 
+/* bin_ctx.status: nothing is written (a close without a word, as memcached). */
+#define BIN_STATUS_SILENT   0xffff
+
 /* What a binary response depends on, kept from its request. */
 struct bin_ctx {
     uint32_t opaque;        /* as the client sent it */

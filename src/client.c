@@ -29,6 +29,8 @@
 
 #include "backend.h"
 #include "base64.h"
+#include "binclient.h"
+#include "binproto.h"
 #include "buf.h"
 #include "config.h"
 #include "listener.h"
@@ -67,7 +69,15 @@ struct client {
     bool             read_wants_write; /* TLS: a read waits for writability */
     bool             write_wants_read; /* TLS: a write waits for readability */
     bool             tls_sniffed;   /* TLS: the first byte was looked at */
+    uint8_t          proto;         /* enum client_proto: chosen by the first byte */
     struct client   *prev, *next;   /* the worker's clients */
+};
+
+/* Which protocol a connection speaks, as memcached decides: by its first byte. */
+enum client_proto {
+    CLIENT_PROTO_UNKNOWN,   /* nothing read yet */
+    CLIENT_PROTO_TEXT,      /* text and meta commands */
+    CLIENT_PROTO_BINARY     /* first byte 0x80: binclient.c */
 };
 
 static void client_on_read(evutil_socket_t fd, short what, void *arg);
@@ -405,7 +415,7 @@ client_route(struct client *c, struct creq *r)
         r->local = "SERVER_ERROR out of memory";
         return;
     }
-    if (proto_cmd_is_retrieval(rq->cmd)) {
+    if (!rq->meta && proto_cmd_is_retrieval(rq->cmd)) {
         while (proto_next_key(base, rq, &pos, &k)) {
             r->slots[i].key = base + k.off;
             r->slots[i].klen = k.len;
@@ -478,26 +488,47 @@ client_proxy_command(struct client *c, struct creq *r)
     }
 }
 
-/* A whole request (line and data block) is at the head of the read buffer. */
-static void
-client_request(struct client *c, const struct request *rq, const char *bytes, size_t len)
+struct creq *
+client_request_new(struct client *c)
 {
-    struct worker *w = c->w;
-    struct creq *r = creq_new(w, c);
+    struct creq *r = creq_new(c->w, c);
 
-    r->req = *rq;
-    creq_bind(w, r, w->current);
-    r->buf = buf_get(&w->bufs);
-    buf_append(r->buf, bytes, len);
-    STAT_ADD(w->stats.cmd[rq->cmd], rq->nkeys > 0 ? rq->nkeys : 1);
+    creq_bind(c->w, r, c->w->current);
+    return r;
+}
+
+void
+client_request_ready(struct client *c, struct creq *r)
+{
+    if (r == c->head && creq_complete(r))
+        client_mark(c);
+}
+
+void
+client_request_start(struct client *c, struct creq *r)
+{
+    const struct request *rq = &r->req;
+
+    STAT_ADD(c->w->stats.cmd[rq->cmd], rq->nkeys > 0 ? rq->nkeys : 1);
     if (proto_cmd_op(rq->cmd) == OP_PROXY)
         client_proxy_command(c, r);
     else if (rq->nkeys == 0)
         r->local = "END";       /* "gat <exptime>" with no key */
     else
         client_route(c, r);
-    if (r == c->head && creq_complete(r))
-        client_mark(c);
+    client_request_ready(c, r);
+}
+
+/* A whole request (line and data block) is at the head of the read buffer. */
+static void
+client_request(struct client *c, const struct request *rq, const char *bytes, size_t len)
+{
+    struct creq *r = client_request_new(c);
+
+    r->req = *rq;
+    r->buf = buf_get(&c->w->bufs);
+    buf_append(r->buf, bytes, len);
+    client_request_start(c, r);
 }
 
 /*
@@ -520,6 +551,42 @@ client_drop_stale(struct client *c, const struct request *rq, const char *line)
         buf_append(req, " b", 2);
     buf_append(req, "\r\n", 2);
     creq_background(w, w->current, w->config->root, req);
+}
+
+/*
+ * Binary protocol: take one request from the input. False when the client
+ * must wait for more bytes (or was closed).
+ */
+static bool
+client_parse_binary(struct client *c, struct buf *in)
+{
+    struct bin_take t;
+
+    binclient_take(c, c->w, buf_head(in), buf_avail(in), &t);
+    if (t.need > 0) {
+        buf_compact(in);
+        if (buf_reserve(in, t.need - in->len) < 0)
+            client_close(c);
+        return false;
+    }
+    buf_consume(in, t.consume);
+    c->swallow = t.swallow;
+    if (t.close)
+        c->closing = true;
+    return true;
+}
+
+/* The first byte says which protocol the connection speaks. */
+static enum client_proto
+client_sniff(struct client *c, const struct buf *in)
+{
+    if (c->proto == CLIENT_PROTO_UNKNOWN) {
+        c->proto = (uint8_t)*buf_head(in) == BIN_MAGIC_REQUEST ? CLIENT_PROTO_BINARY
+                                                                : CLIENT_PROTO_TEXT;
+        if (c->proto == CLIENT_PROTO_BINARY)
+            log_debug("client: speaks the binary protocol");
+    }
+    return (enum client_proto)c->proto;
 }
 
 /* Parse and start as many requests as the buffer holds. */
@@ -547,6 +614,11 @@ client_parse(struct client *c)
             event_del(c->rev);
             c->read_paused = true;
             return;
+        }
+        if (c->proto != CLIENT_PROTO_TEXT && client_sniff(c, in) == CLIENT_PROTO_BINARY) {
+            if (!client_parse_binary(c, in))
+                return;
+            continue;
         }
         st = proto_parse(buf_head(in), buf_avail(in), c->w->config->item_max, &rq, &err);
         if (st == PROTO_NEED_MORE)
@@ -886,6 +958,10 @@ write_broadcast(struct buf *out, const struct creq *r)
 static void
 creq_write(struct worker *w, struct buf *out, const struct creq *r)
 {
+    if (r->binary) {
+        binclient_write(w, out, r);
+        return;
+    }
     if (r->local != NULL) {
         if (r->local[0] != '\0' && !r->req.noreply)
             append_line(out, r->local);
