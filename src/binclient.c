@@ -44,17 +44,30 @@
 #include "stats.h"
 #include "worker.h"
 
-#define ARGS_MAX    128     /* the longest meta flags we write (incr: ~90) */
+#define ARGS_MAX    128     /* the longest meta flags we write (incr: ~95) */
 
 static const char version_text[] = MEMCACHED_COMPAT_VERSION "-luagent-" LUAGENT_VERSION;
 
-/* Bytes the text protocol cannot carry in a key. */
+/*
+ * Bytes the text protocol cannot carry in a key: space and below, and DEL.
+ * Eight bytes at a time (a byte below 0x21 or equal to 0x7f sets its top
+ * bit in the mask), as every binary request's key is looked at.
+ */
 static bool
 key_needs_base64(const char *key, uint32_t len)
 {
-    uint32_t i;
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    uint32_t i = 0;
 
-    for (i = 0; i < len; i++) {
+    for (; i + 8 <= len; i += 8) {
+        uint64_t x, del;
+
+        memcpy(&x, key + i, 8);
+        del = x ^ (0x7f * ones);
+        if (((x - 0x21 * ones) & ~x & highs) != 0 || ((del - ones) & ~del & highs) != 0)
+            return true;
+    }
+    for (; i < len; i++) {
         unsigned char ch = (unsigned char)key[i];
 
         if (ch <= ' ' || ch == 0x7f)
@@ -239,6 +252,10 @@ take_keyed(struct client *c, struct worker *w, const char *in, const struct bin_
     rq->key.len = b->len;
     rq->keys = rq->key;
     alen = meta_args(bq, rq->cmd, args);
+    if (rq->base64) {           /* the server decodes the key */
+        memcpy(args + alen, alen > 0 ? " b" : "b", alen > 0 ? 2 : 1);
+        alen += alen > 0 ? 2 : 1;
+    }
     if (alen > 0) {
         buf_append(b, " ", 1);
         rq->args.off = b->len;

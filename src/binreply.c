@@ -12,6 +12,7 @@
  */
 #include "binreply.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "binproto.h"
@@ -75,24 +76,29 @@ binreply_packet(struct buf *out, const struct bin_ctx *q, uint16_t status, uint6
                 const void *extras, uint8_t extlen, const char *key, uint16_t keylen,
                 const char *value, uint32_t vlen)
 {
-    unsigned char h[BIN_HEADER_LEN];
+    size_t total = BIN_HEADER_LEN + (size_t)extlen + keylen + vlen;
+    unsigned char *h;
 
+    if (buf_reserve(out, total) < 0)
+        abort();                /* as buf_append: no way on without memory */
+    h = (unsigned char *)out->data + out->len;
     h[0] = BIN_MAGIC_RESPONSE;
     h[1] = q->opcode;
     put_be16(h + 2, keylen);
     h[4] = extlen;
     h[5] = 0;                               /* datatype: raw bytes */
     put_be16(h + 6, status);
-    put_be32(h + 8, (uint32_t)extlen + keylen + vlen);
+    put_be32(h + 8, (uint32_t)(total - BIN_HEADER_LEN));
     memcpy(h + 12, &q->opaque, 4);
     put_be64(h + 16, cas);
-    buf_append(out, h, sizeof(h));
+    h += BIN_HEADER_LEN;
     if (extlen > 0)
-        buf_append(out, extras, extlen);
+        memcpy(h, extras, extlen);
     if (keylen > 0)
-        buf_append(out, key, keylen);
+        memcpy(h + extlen, key, keylen);
     if (vlen > 0)
-        buf_append(out, value, vlen);
+        memcpy(h + extlen + keylen, value, vlen);
+    out->len += (uint32_t)total;
 }
 
 void
@@ -165,49 +171,53 @@ binreply_line(struct buf *out, const struct bin_ctx *q, const char *line, size_t
     return status;
 }
 
+/* Digits at *pp, as a number; *pp moves past them. */
 static uint64_t
-parse_u64(const char *p, const char *end)
+take_u64(const char **pp, const char *end)
 {
+    const char *p = *pp;
     uint64_t v = 0;
 
-    for (; p < end && *p >= '0' && *p <= '9'; p++)
+    for (; p < end && (unsigned)(*p - '0') < 10; p++)
         v = v * 10 + (uint64_t)(*p - '0');
+    *pp = p;
     return v;
 }
 
 /*
- * Read a meta reply unit: "<code> [<datalen>] <flag>*\r\n" [+ data "\r\n"].
- * Only f (client flags) and c (CAS) matter to a binary response.
+ * Read a meta reply unit: "<code> [<datalen>] <flag>*\r\n" [+ data "\r\n"],
+ * in one pass over the line. Only f (client flags) and c (CAS) matter to a
+ * binary response; other flags are stepped over.
  */
 static void
 meta_parse(enum reply_kind kind, const char *unit, size_t len, struct meta_parts *m)
 {
-    const char *end = memchr(unit, '\r', len), *p = unit + 2;
+    const char *p = unit + 2, *end = unit + len;
 
     memset(m, 0, sizeof(*m));
-    if (end == NULL)
+    if (len < 4)
         return;
     if (kind == REPLY_META_VA) {
-        const char *num = p + 1;
-
-        for (p = num; p < end && *p != ' '; p++)
-            ;
-        m->dlen = (uint32_t)parse_u64(num, p);
-        m->data = end + 2;
-        if ((size_t)(m->data - unit) + m->dlen > len)
-            m->dlen = 0;                    /* cannot happen: reply.c checked */
+        p++;
+        m->dlen = (uint32_t)take_u64(&p, end);
     }
-    while (p < end) {
-        const char *t = p + 1;              /* p is at a space */
+    while (p + 1 < end && *p == ' ') {
+        char flag = p[1];
+        uint64_t v;
 
-        for (p = t; p < end && *p != ' '; p++)
-            ;
-        if (p - t < 2)
-            continue;
-        if (*t == 'f')
-            m->flags = (uint32_t)parse_u64(t + 1, p);
-        else if (*t == 'c')
-            m->cas = parse_u64(t + 1, p);
+        p += 2;
+        v = take_u64(&p, end);
+        if (flag == 'f')
+            m->flags = (uint32_t)v;
+        else if (flag == 'c')
+            m->cas = v;
+        while (p < end && *p != ' ' && *p != '\r')
+            p++;
+    }
+    if (kind == REPLY_META_VA) {
+        m->data = p + 2;
+        if (p + 2 > end || (size_t)(end - m->data) < m->dlen)
+            m->dlen = 0;                    /* cannot happen: reply.c checked */
     }
 }
 
@@ -303,7 +313,11 @@ result_update(struct buf *out, const struct bin_ctx *q, enum reply_kind kind,
         if (!arith)
             return unexpected(out, q);
         meta_parse(kind, unit, len, &m);
-        put_be64(value, parse_u64(m.data, m.data + m.dlen));
+        {
+            const char *digits = m.data;
+
+            put_be64(value, m.dlen > 0 ? take_u64(&digits, m.data + m.dlen) : 0);
+        }
         return success(out, q, m.cas, (const char *)value, sizeof(value));
     }
     case REPLY_META_NS:
