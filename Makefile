@@ -52,6 +52,8 @@ BIN   = luagent
 UNIT_test_ketama = ketama md5 hash
 UNIT_test_hash   = hash md5
 UNIT_test_proto  = proto base64 reply
+UNIT_test_binproto = binproto
+UNIT_test_binreply = binreply binproto buf
 UNIT_test_base64 = base64
 UNIT_test_reply  = reply
 UNIT_test_dcache = dcache
@@ -133,6 +135,7 @@ FUZZ_CFLAGS   = -std=gnu11 -D_GNU_SOURCE $(WARN) -O1 -g -fno-omit-frame-pointer 
                 $(FUZZ_SAN) -Iinclude $(PKG_CFLAGS)
 FUZZ_OBJS_fuzz_proto  = proto base64
 FUZZ_OBJS_fuzz_reply  = reply
+FUZZ_OBJS_fuzz_binproto = binproto binreply buf
 FUZZ_OBJS_fuzz_policy = $(filter-out main,$(SRCS:src/%.c=%)) embedded
 FUZZ_LIBS_fuzz_policy = $(LIBS) -Wl,--wrap=getaddrinfo,--wrap=luaL_openlibs
 FUZZ_ARGS_fuzz_policy = -dict=tests/fuzz/policy.dict -timeout=20

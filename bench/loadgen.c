@@ -20,6 +20,10 @@
  * version was issued (1 <= version <= highest issued). After a prefill, a miss
  * is an error too. Any error makes the exit status 1.
  *
+ * With -B the requests are in memcached's binary protocol: Set, and Get (a
+ * multi-get is GetKQ per key then Noop, as libmemcached batches), checked
+ * the same way.
+ *
  * With -t CAFILE every connection is TLS (OpenSSL), verified against that CA
  * and the name in -s; the handshake is done, blocking, when the connection
  * opens, so the timed run measures only requests.
@@ -90,6 +94,7 @@ struct options {
     double      stall;              /* seconds without a reply before giving up */
     double      wait;               /* seconds to retry the first connect */
     const char *tls_ca;             /* -t: talk TLS, verify against this CA */
+    int         binary;             /* -B: binary protocol */
 };
 
 struct req {
@@ -484,6 +489,87 @@ emit_get(struct conn *c, uint64_t t)
     c->olen += (size_t)n + 2;
 }
 
+/* ---- binary protocol (-B) ---- */
+
+#define BIN_SET     0x01
+#define BIN_GET     0x00
+#define BIN_GETKQ   0x0d
+#define BIN_NOOP    0x0a
+
+static void
+put32(char *p, uint32_t v)
+{
+    p[0] = (char)(v >> 24);
+    p[1] = (char)(v >> 16);
+    p[2] = (char)(v >> 8);
+    p[3] = (char)v;
+}
+
+static uint32_t
+get32(const char *p)
+{
+    const unsigned char *u = (const unsigned char *)p;
+
+    return (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
+}
+
+/* A request header at p (24 bytes). */
+static void
+bin_header(char *p, uint8_t opcode, int keylen, int extlen, uint32_t bodylen)
+{
+    memset(p, 0, 24);
+    p[0] = (char)0x80;
+    p[1] = (char)opcode;
+    p[2] = (char)(keylen >> 8);
+    p[3] = (char)keylen;
+    p[4] = (char)extlen;
+    put32(p + 8, bodylen);
+}
+
+static void
+emit_set_bin(struct conn *c, long key, uint32_t ver, uint64_t t)
+{
+    struct req *r = req_push(c, OP_SET, t);
+    char *p, kbuf[KEY_MAX + 1];
+    int klen = key_format(kbuf, key);
+
+    r->keys[0] = key;
+    r->nkeys = 1;
+    r->ver = ver;
+    out_reserve(c, 32 + (size_t)klen + (size_t)opt.vsize);
+    p = c->out + c->olen;
+    bin_header(p, BIN_SET, klen, 8, (uint32_t)(8 + klen + opt.vsize));
+    put32(p + 24, value_flags(key, ver));
+    put32(p + 28, 0);
+    memcpy(p + 32, kbuf, (size_t)klen);
+    value_fill(p + 32 + klen, key, ver, opt.vsize);
+    c->olen += 32 + (size_t)klen + (size_t)opt.vsize;
+}
+
+static void
+emit_get_bin(struct conn *c, uint64_t t)
+{
+    struct req *r = req_push(c, OP_GET, t);
+    uint8_t opcode = opt.width > 1 ? BIN_GETKQ : BIN_GET;
+    int i;
+
+    out_reserve(c, (size_t)opt.width * (KEY_MAX + 24) + 24);
+    for (i = 0; i < opt.width; i++) {
+        long key = rng_below(&c->rng, opt.keys);
+        char *p = c->out + c->olen;
+        int klen = key_format(p + 24, key);
+
+        r->keys[i] = key;
+        bin_header(p, opcode, klen, 0, (uint32_t)klen);
+        c->olen += 24 + (size_t)klen;
+    }
+    r->nkeys = (uint8_t)opt.width;
+    if (opt.width > 1) {
+        bin_header(c->out + c->olen, BIN_NOOP, 0, 0, 0);
+        c->olen += 24;
+    }
+}
+
 /* Write what is pending; 0 when all is written or the socket is full, -1 on error. */
 static int
 conn_flush(struct conn *c)
@@ -526,18 +612,20 @@ conn_issue(struct conn *c, uint64_t t, int stopping)
         while (c->n < PREFILL_DEPTH && c->pf_next < c->pf_end) {
             long key = c->pf_next++;
 
-            emit_set(c, key, __atomic_add_fetch(&versions[key], 1, __ATOMIC_RELAXED), t);
+            (opt.binary ? emit_set_bin : emit_set)(c, key,
+                __atomic_add_fetch(&versions[key], 1, __ATOMIC_RELAXED), t);
             added++;
         }
         return added;
     }
     while (!stopping && c->n < opt.depth && budget_take()) {
         if (rng_below(&c->rng, opt.gets + opt.sets) < opt.gets) {
-            emit_get(c, t);
+            (opt.binary ? emit_get_bin : emit_get)(c, t);
         } else {
             long key = rng_below(&c->rng, opt.keys);
 
-            emit_set(c, key, __atomic_add_fetch(&versions[key], 1, __ATOMIC_RELAXED), t);
+            (opt.binary ? emit_set_bin : emit_set)(c, key,
+                __atomic_add_fetch(&versions[key], 1, __ATOMIC_RELAXED), t);
         }
         added++;
     }
@@ -700,6 +788,100 @@ reply_parse(struct stats *st, struct conn *c, struct req *r)
     }
 }
 
+/* A get's key at position found was answered; keys before it missed. */
+static void
+get_answered(struct stats *st, struct conn *c, struct req *r, int found)
+{
+    if (found > r->got && opt.prefill) {
+        int missed = found - r->got;
+
+        st->misses += (uint64_t)missed;
+        report_error(st, c, "get: key %s%ld missing after the prefill", opt.prefix,
+                     r->keys[r->got]);
+        st->errors += (uint64_t)missed - 1;
+    }
+    r->got = (uint8_t)(found + 1);
+}
+
+/*
+ * -B: the binary replies of the request at the head: one response for a Set
+ * or a single Get; for GetKQ...Noop, a response per hit, then the Noop's.
+ * Same return values as reply_parse.
+ */
+static int
+reply_parse_bin(struct stats *st, struct conn *c, struct req *r)
+{
+    for (;;) {
+        const char *p = c->in + c->ipos;
+        size_t avail = c->ilen - c->ipos;
+        uint32_t body, status, extlen, keylen;
+        const char *key, *value;
+        uint32_t vlen;
+        char kbuf[KEY_MAX + 1];
+        int i, found = -1;
+
+        if (avail < 24)
+            return 0;
+        body = get32(p + 8);
+        if ((unsigned char)p[0] != 0x81 || body > VALUE_MAX + 1024) {
+            report_error(st, c, "bad binary response header (magic 0x%02x, body %u)",
+                         (unsigned char)p[0], body);
+            return -1;
+        }
+        if (avail < 24 + (size_t)body)
+            return 0;
+        status = (uint32_t)(unsigned char)p[6] << 8 | (unsigned char)p[7];
+        extlen = (unsigned char)p[4];
+        keylen = (uint32_t)(unsigned char)p[2] << 8 | (unsigned char)p[3];
+        key = p + 24 + extlen;
+        value = key + keylen;
+        vlen = body - extlen - keylen;
+        c->ipos += 24 + (size_t)body;
+        if ((unsigned char)p[1] == BIN_NOOP) {
+            get_answered(st, c, r, r->nkeys);      /* keys not answered missed */
+            r->got = r->nkeys;
+            return 1;
+        }
+        if (r->op == OP_SET) {
+            if (status != 0)
+                report_error(st, c, "set %s%ld: status 0x%02x '%.*s'", opt.prefix, r->keys[0],
+                             status, (int)(vlen > 200 ? 200 : vlen), value);
+            return 1;
+        }
+        if (status != 0 || extlen != 4) {
+            if (status == 1 && opt.width == 1) {
+                get_answered(st, c, r, 1);      /* a miss of the only key */
+                return 1;
+            }
+            report_error(st, c, "get %s%ld: status 0x%02x '%.*s'", opt.prefix, r->keys[0],
+                         status, (int)(vlen > 200 ? 200 : vlen), value);
+            return opt.width == 1 ? 1 : -1;
+        }
+        if (opt.width == 1) {
+            found = 0;
+        } else {
+            for (i = r->got; i < r->nkeys; i++) {
+                int klen = key_format(kbuf, r->keys[i]);
+
+                if ((uint32_t)klen == keylen && memcmp(kbuf, key, keylen) == 0) {
+                    found = i;
+                    break;
+                }
+            }
+        }
+        if (found < 0) {
+            report_error(st, c, "GetKQ %.*s: key not asked (or out of order)", (int)keylen, key);
+            continue;
+        }
+        value_check(st, c, r->keys[found], get32(p + 24), value, vlen);
+        if (opt.width == 1) {
+            r->got = 1;
+            return 1;
+        }
+        r->got = (uint8_t)(found + 1);
+    }
+}
+
 /* Give up a connection: its requests in flight count as errors. */
 static void
 conn_kill(struct stats *st, struct conn *c, int ep)
@@ -764,7 +946,7 @@ conn_read(struct stats *st, struct conn *c)
     t = now_ns();
     while (c->n > 0) {
         struct req *r = &c->q[c->head];
-        int rc = reply_parse(st, c, r);
+        int rc = opt.binary ? reply_parse_bin(st, c, r) : reply_parse(st, c, r);
 
         if (rc < 0)
             return -1;
@@ -933,6 +1115,7 @@ usage(FILE *f)
 "  -W, --stall SECONDS      give up when no reply comes for this long (default 5)\n"
 "  -w, --wait SECONDS       keep retrying the first connect this long (default 0)\n"
 "  -t, --tls CAFILE         connect with TLS, verifying the target against CAFILE\n"
+"  -B, --binary             speak memcached's binary protocol\n"
 "  -h, --help\n"
 "Prints one line: ops (requests/s), keys (keys/s), p50_us, p99_us, errors, ...\n"
 "Exit status: 0 fine, 1 verification or reply errors, 2 usage or connect failure.\n",
@@ -964,7 +1147,7 @@ parse_args(int argc, char **argv)
         { "prefill", 0, NULL, 'f' },  { "threads", 1, NULL, 'T' },
         { "key-prefix", 1, NULL, 'K' }, { "stall", 1, NULL, 'W' },
         { "wait", 1, NULL, 'w' },     { "help", 0, NULL, 'h' },
-        { "tls", 1, NULL, 't' },
+        { "tls", 1, NULL, 't' },      { "binary", 0, NULL, 'B' },
         { NULL, 0, NULL, 0 }
     };
     char *colon, *end;
@@ -985,7 +1168,7 @@ parse_args(int argc, char **argv)
     opt.prefix = "bench:";
     opt.stall = 5;
 
-    while ((ch = getopt_long(argc, argv, "s:c:P:r:v:k:m:d:n:S:fT:K:W:w:t:h", longs, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "s:c:P:r:v:k:m:d:n:S:fT:K:W:w:t:Bh", longs, NULL)) != -1) {
         switch (ch) {
         case 's':
             colon = strrchr(optarg, ':');
@@ -1035,6 +1218,7 @@ parse_args(int argc, char **argv)
                 die("-w: '%s' is not a number of seconds", optarg);
             break;
         case 't': opt.tls_ca = optarg; break;
+        case 'B': opt.binary = 1; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }

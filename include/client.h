@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "binreply.h"
 #include "proto.h"
 #include "route.h"
 
@@ -47,6 +48,8 @@ struct creq {
     uint32_t         ndone;
     int              refs;      /* 1 until written or orphaned + live calls */
     bool             close_after; /* close the connection after this reply */
+    bool             binary;    /* binary protocol: bin says how to reply */
+    struct bin_ctx   bin;
 };
 
 /* Hand an accepted socket (and its TLS state, or NULL) to this worker. */
@@ -68,6 +71,16 @@ void creq_release(struct worker *w, struct creq *creq);
  */
 void creq_background(struct worker *w, struct wconfig *wcfg, const struct route *node,
                      struct buf *buf);
+
+/*
+ * For a protocol front end (binclient.c): a new request at the tail of the
+ * client's FIFO, routed by the worker's current generation; once its req
+ * and buf are set, start it (count it, answer it or route it); or, for a
+ * reply decided at once (local set), mark it ready.
+ */
+struct creq *client_request_new(struct client *c);
+void client_request_start(struct client *c, struct creq *r);
+void client_request_ready(struct client *c, struct creq *r);
 
 /* Did this client come through the unix socket? */
 bool client_is_unix(const struct client *c);

@@ -121,6 +121,13 @@ uint32_t proto_meta_key(const char *buf, const struct request *req, char *out);
 /* True when the data block of a storage request ends with "\r\n". */
 bool proto_data_ok(const char *block, uint32_t data_len);
 
+/*
+ * The meta command that carries a keyed command to a server ("mg" for get,
+ * gat and touch, "ms" for the storage commands, "md", "ma"; a meta command's
+ * own name), for requests made meta by a front end that needs meta replies.
+ */
+const char *proto_meta_name(enum cmd cmd);
+
 /* Command name ("get", "set", ...) and its operation class. */
 const char *proto_cmd_name(enum cmd cmd);
 enum op proto_cmd_op(enum cmd cmd);

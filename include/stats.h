@@ -27,6 +27,7 @@ struct stats {
     uint64_t get_hits;
     uint64_t get_misses;
     uint64_t client_errors;         /* requests answered CLIENT_ERROR/ERROR */
+    uint64_t binary_requests;       /* requests in the binary protocol */
     uint64_t server_errors;         /* requests answered SERVER_ERROR by us */
     uint64_t hook_calls;            /* Lua hook invocations */
     uint64_t hook_errors;           /* hooks that failed or chose no route */

@@ -12,7 +12,9 @@
 # 2. Instructions per request in the proxy process under callgrind: Ir of
 #    start + prefill + workload minus Ir of start + prefill alone, divided by the
 #    workload's requests (one connection), for luagent and nutcracker; then
-#    luagent with four policies (bench/policies/*.lua) on the get/set workload.
+#    luagent with four policies (bench/policies/*.lua) on the get/set workload,
+#    and luagent on the same three workloads in memcached's binary protocol
+#    (loadgen -B: Set, Get, GetKQ... Noop for the multi-get).
 # 3. TLS: luagent plain, with TLS on the client side (loadgen -t to --tls-port),
 #    on the backend side (four memcached -Z, --backend-tls-ca) and on both;
 #    one wall-clock round per workload, then Ir/request for plain, client-side
@@ -64,6 +66,9 @@ wl_flags() {
     getset) echo "-P 1 -m 1" ;;
     pipe16) echo "-P 16 -m 1" ;;
     mget10) echo "-P 1 -m 10" ;;
+    bin-getset) echo "-B -P 1 -m 1" ;;
+    bin-pipe16) echo "-B -P 16 -m 1" ;;
+    bin-mget10) echo "-B -P 1 -m 10" ;;
     esac
 }
 
@@ -388,7 +393,7 @@ cg_total() {
     stop_pid "$cg_pid" "$cg_sig"
     untrack "$cg_pid"
     case $cg_name in
-    luagent|policy-*)
+    luagent|luagent-binary|policy-*)
         [ "$STOP_RC" = 0 ] || out "note: $cg_name under callgrind exited with status $STOP_RC on SIGTERM" ;;
     esac
     cg_line=$(cat "$TMP/loadgen.out")
@@ -425,7 +430,7 @@ cg_per_request() {
     shift 3
     run=1
     while [ $run -le "$CG_RUNS" ]; do
-        cg_try "$name" "$sig" "-P 1 -m 1" 0 -- "$@" || return 1
+        cg_try "$name" "$sig" "${CG_BASE_FLAGS:--P 1 -m 1}" 0 -- "$@" || return 1
         base=$IR
         for w in $CG_WORKLOADS; do
             cg_try "$name" "$sig" "$(wl_flags "$w")" "$CG_REQUESTS" -- "$@" || return 1
@@ -452,6 +457,11 @@ if [ "$DO_CG" = 1 ]; then
         cg_per_request "policy-$p" TERM -- "$LUAGENT" -D -l 127.0.0.1 -p "$CG_PORT" \
             -c "$TMP/$p.lua" || FAILED=1
     done
+    CG_WORKLOADS="bin-getset bin-pipe16 bin-mget10"
+    CG_BASE_FLAGS="-B -P 1 -m 1"        # the prefill in the same protocol
+    cg_per_request luagent-binary TERM -- "$LUAGENT" -D -l 127.0.0.1 -p "$CG_PORT" -k $S_FLAGS \
+        || FAILED=1
+    CG_BASE_FLAGS=""
     out ""
 fi
 
@@ -650,6 +660,13 @@ if [ "$DO_CG" = 1 ]; then
             printf "%-13s %9.0f %9s %10s %20s %7.2f%%\n", P[i], v, ratio(v, pl), ratio(v, px), tgt, spread(k)
         }
         printf "(hook targets are against prefix.lua, the same routing without a hook)\n"
+        printf "\nluagent, binary protocol vs text (Ir/request; target: binary get/set <= text)\n"
+        printf "%-13s %9s %9s %9s %8s\n", "workload", "text", "binary", "bin/text", "spread"
+        for (i = 1; i <= nw; i++) {
+            w = W[i]; a = mean("luagent" SUBSEP w); b = mean("luagent-binary" SUBSEP "bin-" w)
+            printf "%-13s %9.0f %9.0f %9s %7.2f%%\n", title[w], a, b, ratio(b, a),
+                   spread("luagent-binary" SUBSEP "bin-" w)
+        }
     }' "$TMP/cg.tsv" | tee -a "$OUT.tmp"
     out ""
 fi

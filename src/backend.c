@@ -412,7 +412,8 @@ backend_cuts_passed(struct backend *be)
  * creates its item still answers HD, one that increments does not). A quiet
  * request is followed by "mn": the server then answers either nothing or one
  * reply, and MN after it, so the FIFO always knows where a quiet call's
- * answer ends, whichever server each request of a client went to.
+ * answer ends, whichever server each request of a client went to. A
+ * classic command made meta (a binary request) goes as its meta equivalent.
  */
 static void
 backend_format_meta(struct backend *be, const struct call *c)
@@ -421,7 +422,7 @@ backend_format_meta(struct backend *be, const struct call *c)
     const char *base = c->creq->buf->data;
     struct buf *out = be->out;
 
-    buf_append_str(out, proto_cmd_name(rq->cmd));
+    buf_append_str(out, proto_meta_name(rq->cmd));
     buf_append(out, " ", 1);
     if (rq->base64) {
         char enc[BASE64_ENCODED_LEN(KEY_MAX)];
@@ -435,7 +436,7 @@ backend_format_meta(struct backend *be, const struct call *c)
         buf_append(out, base + rq->args.off, rq->args.len);
     }
     buf_append(out, "\r\n", 2);
-    if (rq->cmd == CMD_MS) {
+    if (proto_cmd_has_data(rq->cmd)) {
         buf_append(out, base + rq->line_len, (size_t)rq->data_len + 2);
         if (be->server->tls != NULL)
             backend_cut_record(be);     /* as for the storage commands */

@@ -29,6 +29,8 @@
 
 #include "backend.h"
 #include "base64.h"
+#include "binclient.h"
+#include "binproto.h"
 #include "buf.h"
 #include "config.h"
 #include "listener.h"
@@ -67,7 +69,15 @@ struct client {
     bool             read_wants_write; /* TLS: a read waits for writability */
     bool             write_wants_read; /* TLS: a write waits for readability */
     bool             tls_sniffed;   /* TLS: the first byte was looked at */
+    uint8_t          proto;         /* enum client_proto: chosen by the first byte */
     struct client   *prev, *next;   /* the worker's clients */
+};
+
+/* Which protocol a connection speaks, as memcached decides: by its first byte. */
+enum client_proto {
+    CLIENT_PROTO_UNKNOWN,   /* nothing read yet */
+    CLIENT_PROTO_TEXT,      /* text and meta commands */
+    CLIENT_PROTO_BINARY     /* first byte 0x80: binclient.c */
 };
 
 static void client_on_read(evutil_socket_t fd, short what, void *arg);
@@ -505,6 +515,44 @@ client_request(struct client *c, const struct request *rq, const char *bytes, si
 }
 
 /*
+ * The ways in for a front end of another protocol (binclient.c). Its keyed
+ * requests have one key each. Kept apart from client_request so that the
+ * text path is compiled as it was.
+ */
+struct creq *
+client_request_new(struct client *c)
+{
+    struct creq *r = creq_new(c->w, c);
+
+    creq_bind(c->w, r, c->w->current);
+    return r;
+}
+
+void
+client_request_ready(struct client *c, struct creq *r)
+{
+    if (r == c->head && creq_complete(r))
+        client_mark(c);
+}
+
+void
+client_request_start(struct client *c, struct creq *r)
+{
+    struct worker *w = c->w;
+
+    STAT_INC(w->stats.cmd[r->req.cmd]);
+    if (proto_cmd_op(r->req.cmd) == OP_PROXY) {
+        client_proxy_command(c, r);
+    } else {
+        creq_slots(r, 1);
+        creq_key_slot(r);
+        route_start(w, call_new(w, r, r->wcfg->config->root, 0, r->slots[0].key,
+                                r->slots[0].klen));
+    }
+    client_request_ready(c, r);
+}
+
+/*
  * A set (or ms) refused as too large still removes the key's old value, as
  * memcached does, so no reader sees a value the client meant to replace.
  * An ms key in base64 is deleted with "md <key> b", routed by the same bytes.
@@ -524,6 +572,42 @@ client_drop_stale(struct client *c, const struct request *rq, const char *line)
         buf_append(req, " b", 2);
     buf_append(req, "\r\n", 2);
     creq_background(w, w->current, w->config->root, req);
+}
+
+/*
+ * Binary protocol: take one request from the input. False when the client
+ * must wait for more bytes (or was closed).
+ */
+static bool
+client_parse_binary(struct client *c, struct buf *in)
+{
+    struct bin_take t;
+
+    binclient_take(c, c->w, buf_head(in), buf_avail(in), &t);
+    if (t.need > 0) {
+        buf_compact(in);
+        if (buf_reserve(in, t.need - in->len) < 0)
+            client_close(c);
+        return false;
+    }
+    buf_consume(in, t.consume);
+    c->swallow = t.swallow;
+    if (t.close)
+        c->closing = true;
+    return true;
+}
+
+/* The first byte says which protocol the connection speaks. */
+static enum client_proto
+client_sniff(struct client *c, const struct buf *in)
+{
+    if (c->proto == CLIENT_PROTO_UNKNOWN) {
+        c->proto = (uint8_t)*buf_head(in) == BIN_MAGIC_REQUEST ? CLIENT_PROTO_BINARY
+                                                                : CLIENT_PROTO_TEXT;
+        if (c->proto == CLIENT_PROTO_BINARY)
+            log_debug("client: speaks the binary protocol");
+    }
+    return (enum client_proto)c->proto;
 }
 
 /* Parse and start as many requests as the buffer holds. */
@@ -551,6 +635,11 @@ client_parse(struct client *c)
             event_del(c->rev);
             c->read_paused = true;
             return;
+        }
+        if (c->proto != CLIENT_PROTO_TEXT && client_sniff(c, in) == CLIENT_PROTO_BINARY) {
+            if (!client_parse_binary(c, in))
+                return;
+            continue;
         }
         st = proto_parse(buf_head(in), buf_avail(in), c->w->config->item_max, &rq, &err);
         if (st == PROTO_NEED_MORE)
@@ -891,6 +980,10 @@ write_broadcast(struct buf *out, const struct creq *r)
 static void
 creq_write(struct worker *w, struct buf *out, const struct creq *r)
 {
+    if (r->binary) {
+        binclient_write(w, out, r);
+        return;
+    }
     if (r->local != NULL) {
         if (r->local[0] != '\0' && !r->req.noreply)
             append_line(out, r->local);

@@ -196,6 +196,8 @@ render_proxy(struct evbuffer *out, const struct snapshot *snap)
            t->get_misses);
     single(out, "luagent_client_errors_total", "counter",
            "Requests refused by luagent's parser.", t->client_errors);
+    single(out, "luagent_binary_requests_total", "counter",
+           "Requests in memcached's binary protocol.", t->binary_requests);
     single(out, "luagent_server_errors_total", "counter",
            "Replies carrying a backend failure line.", t->server_errors);
     single(out, "luagent_hook_calls_total", "counter", "Lua hook runs.", t->hook_calls);

@@ -854,6 +854,22 @@ proto_meta_key(const char *buf, const struct request *req, char *out)
                                    (unsigned char *)out, KEY_MAX);
 }
 
+static const char *const meta_names[CMD_COUNT] = {
+    [CMD_GET] = "mg", [CMD_GETS] = "mg", [CMD_GAT] = "mg", [CMD_GATS] = "mg",
+    [CMD_TOUCH] = "mg", [CMD_MG] = "mg",
+    [CMD_SET] = "ms", [CMD_ADD] = "ms", [CMD_REPLACE] = "ms", [CMD_APPEND] = "ms",
+    [CMD_PREPEND] = "ms", [CMD_CAS] = "ms", [CMD_MS] = "ms",
+    [CMD_DELETE] = "md", [CMD_MD] = "md",
+    [CMD_INCR] = "ma", [CMD_DECR] = "ma", [CMD_MA] = "ma",
+    [CMD_ME] = "me", [CMD_MN] = "mn",
+};
+
+const char *
+proto_meta_name(enum cmd cmd)
+{
+    return (unsigned)cmd < CMD_COUNT && meta_names[cmd] ? meta_names[cmd] : "mn";
+}
+
 const char *
 proto_cmd_name(enum cmd cmd)
 {

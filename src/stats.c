@@ -300,6 +300,7 @@ render_general(struct buf *out, const struct snapshot *snap)
     stat_u64(out, "get_hits", t->get_hits);
     stat_u64(out, "get_misses", t->get_misses);
     stat_u64(out, "client_errors", t->client_errors);
+    stat_u64(out, "binary_requests", t->binary_requests);
     stat_u64(out, "server_errors", t->server_errors);
     stat_u64(out, "hook_calls", t->hook_calls);
     stat_u64(out, "hook_errors", t->hook_errors);

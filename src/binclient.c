@@ -1,0 +1,490 @@
+/*
+ * binclient.c: the binary-protocol front end of a client connection.
+ *
+ * A binary request is turned into the request the same text command would
+ * make: the classic command (so policies route it by the same key, operation
+ * class and command name), flagged meta so that the backend carries it as
+ * the meta command that returns what a binary response needs:
+ *
+ *   Get, GetK (+Q)        get      mg <key> f v c
+ *   GAT, GATK (+Q)        gat      mg <key> f v c T<exptime>
+ *   Touch                 touch    mg <key> f c T<exptime>
+ *   Set, Add, Replace     set ...  ms <key> <len> c [F<flags>] [T<exptime>] [ME|MR] [C<cas>]
+ *   Append, Prepend       append   ms <key> <len> c MA|MP [C<cas>]
+ *   Delete                delete   md <key> [C<cas>]
+ *   Increment, Decrement  incr     ma <key> v c D<delta> [N<exptime> J<initial>] [MD] [C<cas>]
+ *   Flush                 flush_all [<delay>], to every server
+ *   Noop, Version, Stat, Quit: answered by luagent
+ *
+ * Quiet variants are sent as the plain command; the response encoder leaves
+ * out what memcached leaves out. So each request has exactly one server
+ * reply, and Noop (answered from the client's FIFO) comes after every reply
+ * before it, whichever servers they came from. A key with bytes the text
+ * protocol cannot carry (space, control bytes) travels in base64 ("b").
+ *
+ * Invariant: everything a response needs (opcode, opaque, CAS given) is in
+ * the request's bin context; the request's buffer holds the meta request
+ * (key, flags, value) the backend writes.
+ */
+#include "binclient.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base64.h"
+#include "binproto.h"
+#include "binreply.h"
+#include "buf.h"
+#include "client.h"
+#include "config.h"
+#include "log.h"
+#include "luagent.h"
+#include "proto.h"
+#include "route.h"
+#include "stats.h"
+#include "worker.h"
+
+#define ARGS_MAX    128     /* the longest meta flags we write (incr: ~95) */
+
+static const char version_text[] = MEMCACHED_COMPAT_VERSION "-luagent-" LUAGENT_VERSION;
+
+/*
+ * Bytes the text protocol cannot carry in a key: space and below, and DEL.
+ * Eight bytes at a time (a byte below 0x21 or equal to 0x7f sets its top
+ * bit in the mask), as every binary request's key is looked at.
+ */
+static bool
+key_needs_base64(const char *key, uint32_t len)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    uint32_t i = 0;
+
+    for (; i + 8 <= len; i += 8) {
+        uint64_t x, del;
+
+        memcpy(&x, key + i, 8);
+        del = x ^ (0x7f * ones);
+        if (((x - 0x21 * ones) & ~x & highs) != 0 || ((del - ones) & ~del & highs) != 0)
+            return true;
+    }
+    for (; i < len; i++) {
+        unsigned char ch = (unsigned char)key[i];
+
+        if (ch <= ' ' || ch == 0x7f)
+            return true;
+    }
+    return false;
+}
+
+static void
+append_key(struct buf *b, const char *key, uint32_t len, bool in_base64)
+{
+    char enc[BASE64_ENCODED_LEN(KEY_MAX)];
+
+    if (!in_base64)
+        buf_append(b, key, len);
+    else
+        buf_append(b, enc, base64_encode((const unsigned char *)key, len, enc));
+}
+
+static char *
+put_u64(char *p, uint64_t v)
+{
+    char tmp[20];
+    int n = 0;
+
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    while (n > 0)
+        *p++ = tmp[--n];
+    return p;
+}
+
+/* " <letter><number>" */
+static char *
+put_flag(char *p, char letter, uint64_t v)
+{
+    *p++ = ' ';
+    *p++ = letter;
+    return put_u64(p, v);
+}
+
+static char *
+put_text(char *p, const char *s)
+{
+    size_t n = strlen(s);
+
+    memcpy(p, s, n);
+    return p + n;
+}
+
+/* A binary exptime is unsigned; meta takes a signed 32-bit one. Both read
+ * values over 30 days as a unix time, so the clamp only moves a date past
+ * 2038 to 2038. */
+static uint64_t
+exptime_arg(uint32_t exptime)
+{
+    return exptime > INT32_MAX ? INT32_MAX : exptime;
+}
+
+/* The classic command a binary request is routed as. */
+static enum cmd
+routed_cmd(const struct bin_request *bq)
+{
+    switch (bq->opcode) {
+    case BIN_GET: case BIN_GETQ: case BIN_GETK: case BIN_GETKQ:
+        return CMD_GET;
+    case BIN_GAT: case BIN_GATQ: case BIN_GATK: case BIN_GATKQ:
+        return CMD_GAT;
+    case BIN_TOUCH:
+        return CMD_TOUCH;
+    case BIN_SET: case BIN_SETQ:
+        return bq->cas != 0 ? CMD_CAS : CMD_SET;
+    case BIN_ADD: case BIN_ADDQ:
+        return bq->cas != 0 ? CMD_CAS : CMD_ADD;     /* memcached: a CAS */
+    case BIN_REPLACE: case BIN_REPLACEQ:
+        return bq->cas != 0 ? CMD_CAS : CMD_REPLACE;
+    case BIN_APPEND: case BIN_APPENDQ:
+        return CMD_APPEND;
+    case BIN_PREPEND: case BIN_PREPENDQ:
+        return CMD_PREPEND;
+    case BIN_DELETE: case BIN_DELETEQ:
+        return CMD_DELETE;
+    case BIN_INCREMENT: case BIN_INCREMENTQ:
+        return CMD_INCR;
+    default:
+        return CMD_DECR;
+    }
+}
+
+/* The meta flags for a keyed request; returns their length. */
+static uint32_t
+meta_args(const struct bin_request *bq, enum cmd cmd, char *args)
+{
+    char *p = args;
+
+    switch ((enum bin_kind)bq->kind) {
+    case BIN_K_GET:
+        p = put_text(p, "f v c");
+        break;
+    case BIN_K_GAT:
+        p = put_text(p, "f v c");
+        p = put_flag(p, 'T', exptime_arg(bq->exptime));
+        break;
+    case BIN_K_TOUCH:
+        p = put_text(p, "f c");
+        p = put_flag(p, 'T', exptime_arg(bq->exptime));
+        break;
+    case BIN_K_STORE:
+    case BIN_K_CONCAT:
+        p = put_u64(p, bq->value_len);
+        p = put_text(p, " c");
+        if (bq->flags != 0)
+            p = put_flag(p, 'F', bq->flags);
+        if (bq->exptime != 0)
+            p = put_flag(p, 'T', exptime_arg(bq->exptime));
+        if (cmd == CMD_ADD)
+            p = put_text(p, " ME");
+        else if (cmd == CMD_REPLACE)
+            p = put_text(p, " MR");
+        else if (cmd == CMD_APPEND)
+            p = put_text(p, " MA");
+        else if (cmd == CMD_PREPEND)
+            p = put_text(p, " MP");
+        if (bq->cas != 0)
+            p = put_flag(p, 'C', bq->cas);
+        break;
+    case BIN_K_DELETE:
+        if (bq->cas != 0) {
+            *p++ = 'C';
+            p = put_u64(p, bq->cas);
+        }
+        break;
+    case BIN_K_ARITH:
+        p = put_text(p, "v c");
+        p = put_flag(p, 'D', bq->delta);
+        if (bq->exptime != 0xffffffffu) {   /* create a missing key */
+            p = put_flag(p, 'N', exptime_arg(bq->exptime));
+            p = put_flag(p, 'J', bq->initial);
+        }
+        if (cmd == CMD_DECR)
+            p = put_text(p, " MD");
+        if (bq->cas != 0)
+            p = put_flag(p, 'C', bq->cas);
+        break;
+    default:
+        break;
+    }
+    return (uint32_t)(p - args);
+}
+
+static void
+bind_ctx(struct creq *r, const struct bin_request *bq)
+{
+    r->binary = true;
+    r->bin.opcode = bq->opcode;
+    r->bin.opaque = bq->opaque;
+    r->bin.cas = bq->cas != 0;
+}
+
+/* A keyed request: "<key> <flags>\r\n" (+ "<value>\r\n") in the request's buffer. */
+static void
+take_keyed(struct client *c, struct worker *w, const char *in, const struct bin_request *bq)
+{
+    struct creq *r = client_request_new(c);
+    struct request *rq = &r->req;
+    const char *key = in + bq->key_off;
+    char args[ARGS_MAX];
+    uint32_t alen;
+    struct buf *b;
+
+    bind_ctx(r, bq);
+    rq->cmd = routed_cmd(bq);
+    rq->meta = true;
+    rq->nkeys = 1;
+    rq->base64 = key_needs_base64(key, bq->keylen);
+    b = r->buf = buf_get(&w->bufs);
+    if (bq->value_len > 0 && buf_reserve(b, (size_t)bq->value_len + ARGS_MAX + 2 * KEY_MAX) < 0)
+        abort();            /* as buf_append: no way on without memory */
+    append_key(b, key, bq->keylen, rq->base64);
+    rq->key.len = b->len;
+    rq->keys = rq->key;
+    alen = meta_args(bq, rq->cmd, args);
+    if (rq->base64) {           /* the server decodes the key */
+        memcpy(args + alen, alen > 0 ? " b" : "b", alen > 0 ? 2 : 1);
+        alen += alen > 0 ? 2 : 1;
+    }
+    if (alen > 0) {
+        buf_append(b, " ", 1);
+        rq->args.off = b->len;
+        rq->args.len = alen;
+        buf_append(b, args, alen);
+    }
+    buf_append(b, "\r\n", 2);
+    rq->line_len = b->len;
+    if (bq->kind == BIN_K_STORE || bq->kind == BIN_K_CONCAT) {
+        rq->data_len = bq->value_len;
+        buf_append(b, in + bq->value_off, bq->value_len);
+        buf_append(b, "\r\n", 2);
+    }
+    client_request_start(c, r);
+}
+
+/* A request luagent answers, or flush_all; stat's key becomes its arguments. */
+static void
+take_proxy(struct client *c, struct worker *w, const char *in, const struct bin_request *bq,
+           enum cmd cmd)
+{
+    struct creq *r = client_request_new(c);
+    struct request *rq = &r->req;
+    char num[24];
+
+    bind_ctx(r, bq);
+    rq->cmd = cmd;
+    r->buf = buf_get(&w->bufs);
+    if (cmd == CMD_STATS) {
+        buf_append(r->buf, in + bq->key_off, bq->keylen);
+        rq->args.len = bq->keylen;
+    } else if (cmd == CMD_FLUSH_ALL && bq->exptime != 0) {
+        rq->args.len = (uint32_t)(put_u64(num, exptime_arg(bq->exptime)) - num);
+        buf_append(r->buf, num, rq->args.len);
+    }
+    client_request_start(c, r);
+}
+
+/* An answer decided here: an error status, or silence before a close. */
+static void
+take_refused(struct client *c, const struct bin_request *bq, uint16_t status, bool close)
+{
+    struct creq *r = client_request_new(c);
+
+    bind_ctx(r, bq);
+    r->bin.status = status;
+    r->local = "";
+    r->close_after = close;
+    client_request_ready(c, r);
+}
+
+/*
+ * A set refused as too large still removes the key's old value, as
+ * memcached does for a binary Set (not for Add or Replace).
+ */
+static void
+drop_stale(struct worker *w, const char *key, uint16_t keylen)
+{
+    struct buf *req = buf_get(&w->bufs);
+    bool in_base64 = key_needs_base64(key, keylen);
+
+    buf_append(req, "md ", 3);
+    append_key(req, key, keylen, in_base64);
+    if (in_base64)
+        buf_append(req, " b", 2);
+    buf_append(req, "\r\n", 2);
+    creq_background(w, w->current, w->config->root, req);
+}
+
+/*
+ * The requests luagent answers itself, and flush_all: the command each
+ * becomes, by kind from BIN_K_QUIT to BIN_K_STAT. Noop is answered as mn is:
+ * after every earlier reply.
+ */
+static const enum cmd proxy_cmds[] = { CMD_QUIT, CMD_FLUSH_ALL, CMD_MN, CMD_VERSION, CMD_STATS };
+
+static void
+take_request(struct client *c, struct worker *w, const char *in, const struct bin_request *bq)
+{
+    if (bq->kind >= BIN_K_QUIT && bq->kind <= BIN_K_STAT)
+        take_proxy(c, w, in, bq, proxy_cmds[bq->kind - BIN_K_QUIT]);
+    else
+        take_keyed(c, w, in, bq);
+}
+
+void
+binclient_take(struct client *c, struct worker *w, const char *in, uint32_t avail,
+               struct bin_take *t)
+{
+    static const char key = 0;      /* one log budget for every binary client */
+    struct bin_request bq;
+    uint16_t status;
+    uint32_t need;
+
+    memset(t, 0, sizeof(*t));
+    switch (binproto_parse(in, avail, w->config->item_max, &bq, &status, &need)) {
+    case BIN_PARSE_NEED_MORE:
+        t->need = need;
+        return;
+    case BIN_PARSE_CLOSE:
+        STAT_INC(w->stats.binary_requests);
+        STAT_INC(w->stats.client_errors);
+        log_ratelimited(LOG_WARN, &key, "client: binary request with a header that cannot "
+                        "be trusted (magic 0x%02x, opcode 0x%02x, key %u, extras %u, "
+                        "body %u bytes): closed", (uint8_t)in[0], bq.opcode, bq.keylen,
+                        bq.extlen, bq.bodylen);
+        take_refused(c, &bq, status != BIN_SUCCESS ? status : BIN_STATUS_SILENT, true);
+        t->close = true;
+        return;
+    case BIN_PARSE_REFUSE:
+        STAT_INC(w->stats.binary_requests);
+        STAT_INC(w->stats.client_errors);
+        if (status == BIN_E2BIG && (bq.opcode == BIN_SET || bq.opcode == BIN_SETQ))
+            drop_stale(w, in + bq.key_off, bq.keylen);
+        take_refused(c, &bq, status, false);
+        t->consume = bq.value_off;
+        t->swallow = bq.value_len;
+        return;
+    case BIN_PARSE_OK:
+        STAT_INC(w->stats.binary_requests);
+        t->consume = bq.value_off + bq.value_len;
+        take_request(c, w, in, &bq);
+        return;
+    }
+}
+
+/* ---- responses ---- */
+
+static void
+write_stats(struct worker *w, struct buf *out, const struct creq *r)
+{
+    struct buf *text;
+
+    if (!r->stats) {                /* a group luagent does not have */
+        binreply_error(out, &r->bin, BIN_KEY_ENOENT, NULL, 0);
+        return;
+    }
+    text = buf_get(&w->bufs);
+    stats_render(text, w->config, (enum stats_group)r->stats_group);
+    binreply_stats(out, &r->bin, text->data, text->len);
+    buf_put(&w->bufs, text);
+}
+
+/* luagent could not get a server's reply: "temporary failure" and why. */
+static void
+write_failure(struct worker *w, struct buf *out, const struct creq *r, enum fail_reason why)
+{
+    const char *line = fail_reason_line(why);
+
+    STAT_INC(w->stats.server_errors);
+    binreply_line(out, &r->bin, line, strlen(line));
+}
+
+/* flush_all went to every server: success only if every one said OK. */
+static void
+write_flush(struct worker *w, struct buf *out, const struct creq *r)
+{
+    uint32_t i;
+
+    for (i = 0; i < r->nslots; i++) {
+        const struct result *res = &r->slots[i].res;
+
+        if (res->fail != FAIL_NONE) {
+            write_failure(w, out, r, res->fail);
+            return;
+        }
+        if (res->kind != REPLY_OK) {
+            binreply_line(out, &r->bin, res->data ? res->data->data : "",
+                          res->data ? res->data->len : 0);
+            return;
+        }
+    }
+    if (!binproto_quiet(r->bin.opcode))
+        binreply_packet(out, &r->bin, BIN_SUCCESS, 0, NULL, 0, NULL, 0, NULL, 0);
+}
+
+static void
+write_keyed(struct worker *w, struct buf *out, const struct creq *r)
+{
+    const struct slot *s = &r->slots[0];
+    const struct result *res = &s->res;
+    enum bin_kind kind = binproto_kind(r->bin.opcode);
+    uint16_t status;
+
+    if (res->fail != FAIL_NONE) {
+        write_failure(w, out, r, res->fail);
+        return;
+    }
+    status = binreply_result(out, &r->bin, s->key, (uint16_t)s->klen, res->kind,
+                             res->data ? res->data->data : "", res->data ? res->data->len : 0);
+    if (kind == BIN_K_GET || kind == BIN_K_GAT) {
+        if (status == BIN_SUCCESS)
+            STAT_INC(w->stats.get_hits);
+        else if (status == BIN_KEY_ENOENT)
+            STAT_INC(w->stats.get_misses);
+    }
+}
+
+void
+binclient_write(struct worker *w, struct buf *out, const struct creq *r)
+{
+    const struct bin_ctx *q = &r->bin;
+
+    if (q->status == BIN_STATUS_SILENT)
+        return;
+    if (q->status != BIN_SUCCESS) {
+        binreply_error(out, q, q->status, NULL, 0);
+        return;
+    }
+    switch (binproto_kind(q->opcode)) {
+    case BIN_K_NOOP:
+        binreply_packet(out, q, BIN_SUCCESS, 0, NULL, 0, NULL, 0, NULL, 0);
+        return;
+    case BIN_K_VERSION:
+        binreply_packet(out, q, BIN_SUCCESS, 0, NULL, 0, NULL, 0, version_text,
+                        sizeof(version_text) - 1);
+        return;
+    case BIN_K_QUIT:
+        if (!binproto_quiet(q->opcode))
+            binreply_packet(out, q, BIN_SUCCESS, 0, NULL, 0, NULL, 0, NULL, 0);
+        return;
+    case BIN_K_STAT:
+        write_stats(w, out, r);
+        return;
+    case BIN_K_FLUSH:
+        write_flush(w, out, r);
+        return;
+    default:
+        write_keyed(w, out, r);
+        return;
+    }
+}
