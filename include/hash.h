@@ -30,6 +30,12 @@ enum hash_kind {
 /* Key hash by kind. */
 uint32_t hash_key(enum hash_kind kind, const char *key, size_t len);
 
+/*
+ * How many values a kind can give: hashes fall in [0, hash_range). 2^32 for
+ * most; 2^31 for djb (magent masks the top bit), 2^15 for twemproxy's crc32.
+ */
+uint64_t hash_range(enum hash_kind kind);
+
 /* The kind for a policy name ("md5", "fnv1a_64", ... "djb"), or -1. */
 int hash_by_name(const char *name);
 

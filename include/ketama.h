@@ -50,6 +50,22 @@ int ring_lookup_live(const struct ring *ring, uint32_t hash,
 /* Number of points (ketama) or servers (modula); for tests and stats. */
 int ring_points(const struct ring *ring);
 
+/*
+ * The ring's layout, for comparing two rings (remap.h). Ketama: point i
+ * (0 <= i < ring_points) in ascending order of value; returns its server
+ * and sets *value. Modula: server i's slots are [*first, *end) of
+ * ring_slots_total() slots.
+ */
+int ring_point(const struct ring *ring, int i, uint32_t *value);
+void ring_slots(const struct ring *ring, int server, uint32_t *first, uint32_t *end);
+uint32_t ring_slots_total(const struct ring *ring);
+
+/* Number of servers the ring was built over. */
+int ring_servers(const struct ring *ring);
+
+/* An independent copy (NULL out of memory). */
+struct ring *ring_copy(const struct ring *ring);
+
 /* The ring's distribution, and its name as policies spell it ("ketama"). */
 enum dist ring_dist(const struct ring *ring);
 const char *dist_name(enum dist dist);

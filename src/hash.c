@@ -447,6 +447,16 @@ hash_key(enum hash_kind kind, const char *key, size_t len)
     return 0;
 }
 
+uint64_t
+hash_range(enum hash_kind kind)
+{
+    switch (kind) {
+    case HASH_CRC32: return (uint64_t)1 << 15;
+    case HASH_DJB:   return (uint64_t)1 << 31;
+    default:         return (uint64_t)1 << 32;
+    }
+}
+
 int
 hash_by_name(const char *name)
 {

@@ -352,6 +352,63 @@ ring_points(const struct ring *ring)
     return ring->dist == DIST_KETAMA ? ring->npoints : ring->nservers;
 }
 
+int
+ring_point(const struct ring *ring, int i, uint32_t *value)
+{
+    *value = ring->points[i].value;
+    return ring->points[i].server;
+}
+
+void
+ring_slots(const struct ring *ring, int server, uint32_t *first, uint32_t *end)
+{
+    *first = server > 0 ? ring->cum[server - 1] : 0;
+    *end = ring->cum[server];
+}
+
+uint32_t
+ring_slots_total(const struct ring *ring)
+{
+    return ring->cum[ring->nservers - 1];
+}
+
+int
+ring_servers(const struct ring *ring)
+{
+    return ring->nservers;
+}
+
+static void *
+copy_of(const void *from, size_t size)
+{
+    void *to = malloc(size);
+
+    if (to != NULL)
+        memcpy(to, from, size);
+    return to;
+}
+
+struct ring *
+ring_copy(const struct ring *ring)
+{
+    struct ring *c = calloc(1, sizeof(*c));
+
+    if (c == NULL)
+        return NULL;
+    *c = *ring;
+    c->points = NULL;
+    c->cum = NULL;
+    if (ring->points != NULL)
+        c->points = copy_of(ring->points, sizeof(*ring->points) * (size_t)ring->npoints);
+    if (ring->cum != NULL)
+        c->cum = copy_of(ring->cum, sizeof(*ring->cum) * (size_t)ring->nservers);
+    if ((ring->points != NULL && c->points == NULL) || (ring->cum != NULL && c->cum == NULL)) {
+        ring_free(c);
+        return NULL;
+    }
+    return c;
+}
+
 enum dist
 ring_dist(const struct ring *ring)
 {
