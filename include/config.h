@@ -67,6 +67,9 @@ struct config {
     struct route   *fallback;       /* route for failed hooks, or NULL */
     char           *source;         /* policy file, or "(built-in default)" */
     uint32_t        checksum;       /* FNV-1a of the policy file's bytes */
+    int64_t         load_time;      /* unix seconds when it was loaded */
+    double          max_remap;      /* settings.max_remap: the largest share of a
+                                     * pool's keys a reload may move; < 0: any */
     int             refs;           /* workers still using it (atomic) */
     struct script_state *script;    /* the Lua side (VMs), owned by script.c */
 };

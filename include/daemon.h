@@ -17,6 +17,9 @@
  */
 int pidfile_open(const char *path, char *err, size_t errlen);
 
+/* The pid a pid file names, or 0 when it is missing, empty or junk. */
+long pidfile_pid(const char *path);
+
 /* Write this process's pid into the opened pid file. 0, or -1 with err. */
 int pidfile_write(char *err, size_t errlen);
 

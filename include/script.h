@@ -59,6 +59,18 @@ int script_hook_call(struct config *config, int worker, const struct route *hook
 int script_explain(struct config *config, const char *line, FILE *out,
                    char *err, size_t errlen);
 
+/*
+ * The servers a request reaches on its answering path, as --route shows it:
+ * line is "cmd key", or a bare key (taken as "get key"). Fills ids with
+ * config server ids in the order reached (at most max) and returns their
+ * number, or -1 with a reason in err.
+ */
+int script_reach_servers(struct config *config, const char *line, int *ids, int max,
+                         char *err, size_t errlen);
+
+/* FNV-1a of a policy file's bytes (NULL: the built-in policy), 0 if unreadable. */
+uint32_t script_checksum(const char *path);
+
 /* Describe a config's pools and routes (for --check). */
 void script_describe(const struct config *config, FILE *out);
 

@@ -35,6 +35,14 @@ struct settings {
     const char *check;              /* --check FILE: load, test, describe, exit */
     const char *route_file;         /* --route FILE LINE: explain routing, exit */
     const char *route_line;
+    const char *against;            /* --against OLD (with --check): the remap guard's test */
+    const char *diff_old;           /* --diff OLD NEW: what the change does, exit */
+    const char *diff_new;
+    const char *keys_file;          /* --keys FILE (with --diff) */
+    bool        json;               /* --json (with --diff) */
+    bool        watch;              /* --watch: reload when the -c file changes */
+    bool        reload;             /* --reload: signal the running luagent, exit */
+    bool        force;              /* --force (with --reload): past the remap guard */
     struct server_spec *servers;    /* -s, in order */
     int         nservers;
     struct server_spec *backups;    /* -b, in order */

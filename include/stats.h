@@ -99,6 +99,8 @@ void stats_render(struct buf *out, const struct config *cfg, enum stats_group gr
 /* Policy reloads that took effect / that were refused (main thread). */
 extern uint64_t stats_reloads;
 extern uint64_t stats_reload_failures;
+/* Of the refused ones, those the remap guard refused (settings.max_remap). */
+extern uint64_t stats_reload_refused_remap;
 
 /* Connections refused by -n (counted by the accepting thread). */
 extern uint64_t stats_rejected_connections;

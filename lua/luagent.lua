@@ -715,6 +715,7 @@ local SETTINGS_FIELDS = {
     decision_cache_size = opt(integer(0, 1000000), 4096),
     item_max            = opt(integer(1024, 128 * 1024 * 1024), 1048576),
     log_level           = opt(one_of("error", "warn", "info", "debug"), nil),
+    max_remap           = opt(number(0, 1), nil),
 }
 
 local function check_settings(v, label)

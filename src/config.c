@@ -29,6 +29,7 @@ config_new(unsigned generation)
     cfg->item_max = ITEM_MAX_DEFAULT;
     cfg->decision_cache_size = 4096;
     cfg->log_level = -1;
+    cfg->max_remap = -1;
     return cfg;
 }
 

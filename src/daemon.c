@@ -29,9 +29,8 @@ static int pid_fd = -1;
 static bool pid_created;        /* no file was there: remove it whatever happens */
 static bool pid_written;
 
-/* The pid a pid file names, or 0 when it is empty, unreadable or junk. */
-static long
-pidfile_read(const char *path)
+long
+pidfile_pid(const char *path)
 {
     char buf[32];
     ssize_t n;
@@ -55,7 +54,7 @@ pidfile_read(const char *path)
 int
 pidfile_open(const char *path, char *err, size_t errlen)
 {
-    long pid = pidfile_read(path);
+    long pid = pidfile_pid(path);
 
     /* Our own pid is a stale file too: a container restarted with the same
        pid (often 1) finds the file its previous run left. */

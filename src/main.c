@@ -30,8 +30,11 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "control.h"
 #include "daemon.h"
+#include "diff.h"
 #include "fleet.h"
+#include "guard.h"
 #include "listener.h"
 #include "log.h"
 #include "luagent.h"
@@ -42,6 +45,7 @@
 #include "tls.h"
 #include "client.h"
 #include "trial.h"
+#include "watch.h"
 #include "worker.h"
 
 /* Who to become after binding (-u/-g), looked up before detaching. */
@@ -179,17 +183,47 @@ reload_listener_tls(const struct settings *s)
 }
 
 /*
- * SIGHUP: load the policy again, as at start-up, in fresh VMs. Any failure
- * leaves the running generation alone; success hands the new one to the
- * workers, which swap between requests.
+ * Load the policy again, as at start-up, in fresh VMs (SIGHUP, --watch).
+ * Any failure, or the remap guard's refusal, leaves the running generation
+ * alone (-1); success hands the new one to the workers, which swap between
+ * requests.
  */
+static int
+reload_policy(const struct settings *s)
+{
+    static unsigned generation = 1;
+    struct config *config;
+    char err[ERR_LEN];
+
+    config = trial_load(s->policy, s, s->threads, err, sizeof(err));
+    if (config == NULL) {
+        __atomic_add_fetch(&stats_reload_failures, 1, __ATOMIC_RELAXED);
+        log_warn("reload failed (keeping generation %u): %s", generation, err);
+        return -1;
+    }
+    if (guard_admit(config, err, sizeof(err)) < 0) {
+        __atomic_add_fetch(&stats_reload_failures, 1, __ATOMIC_RELAXED);
+        log_warn("reload refused (keeping generation %u): %s", generation, err);
+        config_free(config);
+        return -1;
+    }
+    config->generation = ++generation;
+    apply_log_level(s, config);
+    __atomic_add_fetch(&stats_reloads, 1, __ATOMIC_RELAXED);
+    log_warn("reload: generation %u from %s (checksum %08x): %d pool(s), %d route node(s), %s",
+             config->generation, config->source, config->checksum, config->npools,
+             config->nnodes, config->nhooks ? "with hooks" : "no hooks");
+    guard_serving(config);      /* before the workers own it */
+    fleet_set_config(config);   /* first: the workers may free the old one once they have this */
+    worker_publish_config(config);
+    return 0;
+}
+
+/* SIGHUP: the TLS certificate and the policy, each on its own. */
 static void
 on_hup(evutil_socket_t sig, short what, void *arg)
 {
     const struct settings *s = arg;
-    static unsigned generation = 1;
-    struct config *config;
-    char err[ERR_LEN];
 
     reload_listener_tls(s);
     if (s->policy == NULL) {
@@ -198,20 +232,23 @@ on_hup(evutil_socket_t sig, short what, void *arg)
         log_warn("SIGHUP: started without -c, so there is no policy file to reload");
         return;
     }
-    config = trial_load(s->policy, s, s->threads, err, sizeof(err));
-    if (config == NULL) {
-        __atomic_add_fetch(&stats_reload_failures, 1, __ATOMIC_RELAXED);
-        log_warn("reload failed (keeping generation %u): %s", generation, err);
+    reload_policy(s);
+}
+
+/* --watch: the policy file (or its force file) changed; reload if its bytes did. */
+static void
+on_policy_changed(void *arg)
+{
+    const struct settings *s = arg;
+    uint32_t checksum = script_checksum(s->policy);
+
+    if (checksum == 0 || !guard_worth_reloading(checksum)) {
+        log_debug("--watch: %s changed, but not its bytes since the last reload", s->policy);
         return;
     }
-    config->generation = ++generation;
-    apply_log_level(s, config);
-    __atomic_add_fetch(&stats_reloads, 1, __ATOMIC_RELAXED);
-    log_warn("reload: generation %u from %s (checksum %08x): %d pool(s), %d route node(s), %s",
-             config->generation, config->source, config->checksum, config->npools,
-             config->nnodes, config->nhooks ? "with hooks" : "no hooks");
-    fleet_set_config(config);   /* first: the workers may free the old one once they have this */
-    worker_publish_config(config);
+    log_info("%s changed: reloading", s->policy);
+    if (reload_policy(s) < 0)
+        guard_reload_failed(checksum);
 }
 
 /* --check and --route: load the policy as a reload would, report, exit. */
@@ -241,7 +278,13 @@ check_policy(const struct settings *s)
     }
     if (s->check != NULL) {
         script_describe(config, stdout);
-        printf("ok: %s loads, compiles and passes its self-tests\n", path);
+        if (s->against != NULL && guard_against(config, s, stdout, err, sizeof(err)) < 0) {
+            fprintf(stderr, "luagent: %s\n", err);
+            rc = 1;
+        } else {
+            printf("ok: %s loads, compiles and passes its self-tests%s\n", path,
+                   s->against ? " and the remap guard" : "");
+        }
     } else if (script_explain(config, s->route_line, stdout, err, sizeof(err)) < 0) {
         fprintf(stderr, "luagent: %s\n", err);
         rc = 1;
@@ -356,6 +399,7 @@ main(int argc, char **argv)
     struct config *config;
     struct event_base *base;
     struct event *sigterm, *sigint, *sighup, *sigusr1;
+    struct watch *watch = NULL;
     char err[ERR_LEN], where[ERR_LEN];
 
     switch (settings_parse(&s, argc, argv)) {
@@ -378,11 +422,21 @@ main(int argc, char **argv)
         settings_free(&s);
         return rc;
     }
+    if (s.diff_old != NULL || s.reload) {
+        int rc = s.reload ? control_reload(&s) : diff_run(&s);
 
-    config = prepare(&s, &id, err, sizeof(err));
+        settings_free(&s);
+        return rc;
+    }
+
+    /* --watch looks from before the first read of the file: no change is missed. */
+    if (s.watch)
+        watch = watch_open(s.policy, ".force", err, sizeof(err));
+    config = s.watch && watch == NULL ? NULL : prepare(&s, &id, err, sizeof(err));
     if (config == NULL || identity_switch(&id, err, sizeof(err)) < 0
         || (!s.foreground && daemon_detach(err, sizeof(err)) < 0)) {
         fprintf(stderr, "luagent: %s\n", err);
+        watch_stop(watch);
         if (config != NULL)
             config_free(config);
         listener_stop();
@@ -410,6 +464,10 @@ main(int argc, char **argv)
         return start_failed(err);
     if (fleet_start(base, s.server_stats_interval_s, config) < 0)
         return start_failed("out of memory starting the stats poller");
+    guard_init(s.policy);
+    guard_serving(config);
+    if (watch != NULL && watch_start(watch, base, on_policy_changed, &s, err, sizeof(err)) < 0)
+        return start_failed(err);
     sigterm = evsignal_new(base, SIGTERM, on_stop_signal, base);
     sigint = evsignal_new(base, SIGINT, on_stop_signal, base);
     sighup = evsignal_new(base, SIGHUP, on_hup, &s);
@@ -426,6 +484,7 @@ main(int argc, char **argv)
     daemon_ready();
     event_base_dispatch(base);
 
+    watch_stop(watch);
     metrics_stop();
     fleet_stop();
     worker_stop_all();

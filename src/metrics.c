@@ -168,6 +168,20 @@ seconds(char *buf, size_t len, uint64_t ns)
         buf[--n] = '\0';
 }
 
+/* The serving policy: file and checksum as labels (compare a fleet), load time. */
+static void
+render_policy(struct evbuffer *out, const struct snapshot *snap)
+{
+    family(out, "luagent_policy_info", "gauge",
+           "The policy being served, as labels (checksum: FNV-1a of its bytes); always 1.");
+    evbuffer_add_printf(out, "luagent_policy_info{policy=\"");
+    label_value(out, snap->source);
+    evbuffer_add_printf(out, "\",checksum=\"%08x\"} 1\n", snap->checksum);
+    single(out, "luagent_policy_load_time_seconds", "gauge",
+           "When the policy being served was loaded, in unix seconds.",
+           (uint64_t)snap->load_time);
+}
+
 static void
 render_proxy(struct evbuffer *out, const struct snapshot *snap)
 {
@@ -215,6 +229,10 @@ render_proxy(struct evbuffer *out, const struct snapshot *snap)
            __atomic_load_n(&stats_reloads, __ATOMIC_RELAXED));
     single(out, "luagent_reload_failures_total", "counter", "Policy reloads refused.",
            __atomic_load_n(&stats_reload_failures, __ATOMIC_RELAXED));
+    single(out, "luagent_reload_refused_remap_total", "counter",
+           "Policy reloads refused for moving more keys than settings.max_remap.",
+           __atomic_load_n(&stats_reload_refused_remap, __ATOMIC_RELAXED));
+    render_policy(out, snap);
 }
 
 /* One per-server family: f picks the value. */

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -330,15 +331,22 @@ abs_index(lua_State *L, int idx)
     return (idx > 0 || idx <= LUA_REGISTRYINDEX) ? idx : lua_gettop(L) + idx + 1;
 }
 
+static double
+field_number(lua_State *L, int idx, const char *name, double dflt)
+{
+    double v;
+
+    lua_getfield(L, idx, name);
+    v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : dflt;
+    lua_pop(L, 1);
+    return v;
+}
+
+/* Integer fields: the Lua side has checked that they are whole numbers. */
 static lua_Integer
 field_int(lua_State *L, int idx, const char *name, lua_Integer dflt)
 {
-    lua_Integer v;
-
-    lua_getfield(L, idx, name);
-    v = lua_isnumber(L, -1) ? lua_tointeger(L, -1) : dflt;
-    lua_pop(L, 1);
-    return v;
+    return (lua_Integer)field_number(L, idx, name, (double)dflt);
 }
 
 static bool
@@ -835,6 +843,7 @@ compile_settings(struct compiler *cc, int policy)
 
         cc->cfg->item_max = (uint32_t)field_int(L, s, "item_max", ITEM_MAX_DEFAULT);
         cc->cfg->decision_cache_size = (unsigned)field_int(L, s, "decision_cache_size", 4096);
+        cc->cfg->max_remap = field_number(L, s, "max_remap", -1);
         cc->cfg->log_level = field_is(L, s, "log_level", "error") ? LOG_ERROR
                            : field_is(L, s, "log_level", "warn") ? LOG_WARN
                            : field_is(L, s, "log_level", "info") ? LOG_INFO
@@ -1094,6 +1103,8 @@ struct reached {
     const char *names[TEST_NAMES_MAX];
     int         n;
     FILE       *trace;      /* --route: where each step is printed, or NULL */
+    int         servers[TEST_NAMES_MAX];    /* server ids reached, in order */
+    int         nservers;
 };
 
 static void
@@ -1135,15 +1146,17 @@ reach(struct script_vm *vm, const struct config *cfg, const struct route *r,
         fprintf(out->trace, "%*s%s%s\n", 2 * depth, "", r->name,
                 r->type == ROUTE_REWRITE || r->type == ROUTE_HOOK ? "" : "");
     switch (r->type) {
-    case ROUTE_POOL:
-        reached_add(out, r->pool->name);
-        if (out->trace != NULL) {
-            int id = pool_server_for_key(r->pool, req->key, req->klen);
+    case ROUTE_POOL: {
+        int id = pool_server_for_key(r->pool, req->key, req->klen);
 
+        reached_add(out, r->pool->name);
+        if (out->nservers < TEST_NAMES_MAX)
+            out->servers[out->nservers++] = id;
+        if (out->trace != NULL)
             fprintf(out->trace, "%*spool %s -> server %s (key \"%.*s\")\n", 2 * depth, "",
                     r->pool->name, cfg->servers[id].label, (int)req->klen, req->key);
-        }
         return 0;
+    }
     case ROUTE_ERROR:
         reached_add(out, "error");
         return 0;
@@ -1395,6 +1408,12 @@ file_checksum(const char *path)
     return h;
 }
 
+uint32_t
+script_checksum(const char *path)
+{
+    return file_checksum(path);
+}
+
 /* Call every hook once on a synthetic request, so a hook that cannot run
  * at all is caught at load time rather than on the first request. */
 static int
@@ -1453,6 +1472,7 @@ script_load(const char *path, const struct settings *s, int nworkers,
         || dry_run_hooks(vm, cfg, source, err, errlen) < 0)
         goto fail;
     cfg->checksum = file_checksum(path);
+    cfg->load_time = (int64_t)time(NULL);
     if (s != NULL && s->max_idle_given)
         for (i = 0; i < cfg->nservers; i++)
             cfg->servers[i].max_idle = s->max_idle;     /* -i wins */
@@ -1506,12 +1526,11 @@ parse_route_line(const char *line, struct hook_request *req)
     return req->klen > 0 ? 0 : -1;
 }
 
-int
-script_explain(struct config *cfg, const char *line, FILE *out, char *err, size_t errlen)
+/* Route a request line through cfg's tree, outside any worker: --route and the like. */
+static int
+reach_line(struct config *cfg, const char *line, struct reached *got, char *err, size_t errlen)
 {
-    struct reached got = { .n = 0, .trace = out };
     struct hook_request req;
-    char names[512];
 
     if (parse_route_line(line, &req) < 0) {
         snprintf(err, errlen, "\"%s\": not a keyed request such as \"get some:key\"", line);
@@ -1521,13 +1540,40 @@ script_explain(struct config *cfg, const char *line, FILE *out, char *err, size_
         snprintf(err, errlen, "no Lua VM to run the policy's hooks");
         return -1;
     }
-    fprintf(out, "%s\n", line);
-    if (reach(cfg->script ? &cfg->script->vms[0] : NULL, cfg, cfg->root, &req, &got,
-              err, errlen, 1) < 0)
+    if (got->trace != NULL)
+        fprintf(got->trace, "%s\n", line);
+    return reach(cfg->script ? &cfg->script->vms[0] : NULL, cfg, cfg->root, &req, got,
+                 err, errlen, 1);
+}
+
+int
+script_explain(struct config *cfg, const char *line, FILE *out, char *err, size_t errlen)
+{
+    struct reached got = { .n = 0, .trace = out };
+    char names[512];
+
+    if (reach_line(cfg, line, &got, err, errlen) < 0)
         return -1;
     names_text(&got, names, sizeof(names));
     fprintf(out, "answered by: %s\n", names);
     return 0;
+}
+
+int
+script_reach_servers(struct config *cfg, const char *line, int *ids, int max,
+                     char *err, size_t errlen)
+{
+    struct reached got = { .n = 0 };
+    char get[KEY_MAX + 8];
+    int i;
+
+    if (strchr(line, ' ') == NULL && snprintf(get, sizeof(get), "get %s", line) < (int)sizeof(get))
+        line = get;                     /* a bare key: where a get goes */
+    if (reach_line(cfg, line, &got, err, errlen) < 0)
+        return -1;
+    for (i = 0; i < got.nservers && i < max; i++)
+        ids[i] = got.servers[i];
+    return i;
 }
 
 void

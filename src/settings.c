@@ -29,7 +29,8 @@ enum {
     OPT_VERSION = 256, OPT_CHECK, OPT_ROUTE, OPT_METRICS, OPT_UNIX_MODE, OPT_LOG,
     OPT_PID_FILE, OPT_TLS_PORT, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_CA,
     OPT_TLS_VERIFY_CLIENT, OPT_TLS_HANDSHAKE_TIMEOUT, OPT_BACKEND_TLS_CA,
-    OPT_SERVER_STATS_INTERVAL
+    OPT_SERVER_STATS_INTERVAL, OPT_DIFF, OPT_KEYS, OPT_JSON, OPT_AGAINST, OPT_WATCH,
+    OPT_RELOAD, OPT_FORCE
 };
 
 static const struct option_row option_rows[] = {
@@ -60,6 +61,13 @@ static const struct option_row option_rows[] = {
     { OPT_BACKEND_TLS_CA, "backend-tls-ca", "FILE", "talk TLS to the -s/-b servers, verified against this CA (lg.args.backend_tls_ca)" },
     { OPT_CHECK,   "check",   "FILE", "load FILE, run its self-tests, print its pools and routes, exit 0/1" },
     { OPT_ROUTE,   "route",   "FILE", "with a request line after it (\"get some:key\"): print where it goes" },
+    { OPT_AGAINST, "against", "OLD", "with --check: also fail as a reload from OLD would (settings.max_remap)" },
+    { OPT_DIFF,    "diff",    "OLD", "with NEW after it: print the share of each pool's keys that moves, and the routes that change" },
+    { OPT_KEYS,    "keys",    "FILE", "with --diff: list the keys of FILE (one key or request line a line) whose server changes" },
+    { OPT_JSON,    "json",    NULL,   "with --diff: print one JSON object" },
+    { OPT_WATCH,   "watch",   NULL,   "reload the -c policy when its file changes, as SIGHUP does" },
+    { OPT_RELOAD,  "reload",  NULL,   "reload the running luagent (found by --pid-file, else -p on 127.0.0.1), report, exit" },
+    { OPT_FORCE,   "force",   NULL,   "with --reload: let this reload move more keys than settings.max_remap" },
     { OPT_METRICS, "metrics", "ADDR:PORT", "serve Prometheus metrics at http://ADDR:PORT/metrics (default: off)" },
     { OPT_SERVER_STATS_INTERVAL, "server-stats-interval", "S", "ask each server for its stats every S seconds, for stats and metrics (default 10, 0 = off)" },
     { OPT_VERSION, "version", NULL, "print the version and exit" },
@@ -73,7 +81,10 @@ usage(FILE *out)
     fprintf(out, "Usage: luagent [options] -s HOST[:PORT] [-s HOST[:PORT] ...]\n"
                  "       luagent [options] -c policy.lua [-- ARGS for lg.args.extra]\n"
                  "       luagent --check policy.lua\n"
-                 "       luagent --route policy.lua \"get some:key\"\n\nOptions:\n");
+                 "       luagent --route policy.lua \"get some:key\"\n"
+                 "       luagent --diff old.lua new.lua [--keys FILE] [--json]\n"
+                 "       luagent --reload [--force] [-c policy.lua] [--pid-file FILE | -p PORT]\n"
+                 "\nOptions:\n");
     for (i = 0; i < ARRAY_SIZE(option_rows); i++) {
         const struct option_row *o = &option_rows[i];
         char left[64];
@@ -301,6 +312,13 @@ apply_option(struct settings *s, int c, const char *arg)
         break;
     case OPT_CHECK: s->check = arg; break;
     case OPT_ROUTE: s->route_file = arg; break;
+    case OPT_AGAINST: s->against = arg; break;
+    case OPT_DIFF: s->diff_old = arg; break;
+    case OPT_KEYS: s->keys_file = arg; break;
+    case OPT_JSON: s->json = true; break;
+    case OPT_WATCH: s->watch = true; break;
+    case OPT_RELOAD: s->reload = true; break;
+    case OPT_FORCE: s->force = true; break;
     case OPT_METRICS: {
         char host[METRICS_HOST_MAX], err[ERR_LEN];
         int port;
@@ -323,6 +341,29 @@ apply_option(struct settings *s, int c, const char *arg)
  * The TLS flags go together: a listener needs a certificate and its key, and
  * a certificate needs a listener (except for --check, which only loads it).
  */
+/* Flags that only go with another one. */
+static int
+check_safe_change_options(const struct settings *s)
+{
+    if ((s->keys_file != NULL || s->json) && s->diff_old == NULL) {
+        bad("%s", "--keys and --json go with --diff OLD NEW");
+        return -1;
+    }
+    if (s->against != NULL && s->check == NULL) {
+        bad("%s", "--against OLD goes with --check NEW");
+        return -1;
+    }
+    if (s->force && !s->reload) {
+        bad("%s", "--force goes with --reload");
+        return -1;
+    }
+    if (s->watch && s->policy == NULL && s->check == NULL) {
+        bad("%s", "--watch needs -c FILE (the policy file to watch)");
+        return -1;
+    }
+    return 0;
+}
+
 static int
 check_tls_options(const struct settings *s)
 {
@@ -384,6 +425,11 @@ settings_parse(struct settings *s, int argc, char **argv)
         s->route_line = argv[optind++];
         return SETTINGS_RUN;
     }
+    if (s->diff_old != NULL) {
+        if (optind != argc - 1)
+            return bad("%s", "--diff OLD needs the new policy file after it: --diff OLD NEW");
+        s->diff_new = argv[optind++];
+    }
     if (optind < argc && optind > 1 && strcmp(argv[optind - 1], "--") == 0) {
         /* Everything after "--" is the policy's own (lg.args.extra). */
         s->extra = argv + optind;
@@ -392,9 +438,9 @@ settings_parse(struct settings *s, int argc, char **argv)
     }
     if (optind < argc)
         return bad("unexpected argument '%s'", argv[optind]);
-    if (check_tls_options(s) < 0)
+    if (check_tls_options(s) < 0 || check_safe_change_options(s) < 0)
         return SETTINGS_EXIT_USAGE;
-    if (s->check != NULL)
+    if (s->check != NULL || s->diff_old != NULL || s->reload)
         return SETTINGS_RUN;
     if (s->nservers == 0 && s->policy == NULL)
         return bad("%s", "no server given: use -s HOST[:PORT] (or -c policy.lua)");

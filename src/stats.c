@@ -44,6 +44,7 @@ stats_uptime(void)
 
 uint64_t stats_reloads;
 uint64_t stats_reload_failures;
+uint64_t stats_reload_refused_remap;
 
 /* ---- route labels and the per-worker counters behind them ---- */
 
@@ -310,9 +311,12 @@ render_general(struct buf *out, const struct snapshot *snap)
     stat_u64(out, "config_generation", snap->generation);
     stat_u64(out, "reloads", __atomic_load_n(&stats_reloads, __ATOMIC_RELAXED));
     stat_u64(out, "reload_failures", __atomic_load_n(&stats_reload_failures, __ATOMIC_RELAXED));
+    stat_u64(out, "reload_refused_remap",
+             __atomic_load_n(&stats_reload_refused_remap, __ATOMIC_RELAXED));
     stat_str(out, "policy", snap->source);
     snprintf(checksum, sizeof(checksum), "%08x", snap->checksum);
     stat_str(out, "policy_checksum", checksum);
+    stat_u64(out, "policy_load_time", (uint64_t)snap->load_time);
     if (snap->fleet_on)
         render_fleet_sums(out, snap);
     render_servers(out, snap);

@@ -583,6 +583,11 @@ do
     fails("policy: item_max too small",
           "lg.policy: field 'settings.item_max' must be between 1024 and 134217728 (got 1000)",
           function() local _ = lg.policy{ route = a, settings = { item_max = 1000 } } end)
+    eq(lg.policy{ route = a, settings = { max_remap = 0.1 } }.settings.max_remap, 0.1,
+       "settings max_remap kept")
+    fails("policy: max_remap range",
+          "lg.policy: field 'settings.max_remap' must be between 0 and 1 (got 10)",
+          function() local _ = lg.policy{ route = a, settings = { max_remap = 10 } } end)
     fails("policy: bad log_level",
           "lg.policy: field 'settings.log_level' must be 'error', 'warn', 'info' or 'debug' (got 'trace')",
           function() local _ = lg.policy{ route = a, settings = { log_level = "trace" } } end)
