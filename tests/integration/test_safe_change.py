@@ -93,6 +93,26 @@ def test_diff_adding_a_fifth_ketama_server_moves_about_a_fifth(tmp_path):
                 % (100 * share, 100 * counted, len(keys)))
 
 
+def test_diff_shipped_example_with_a_server_added(tmp_path):
+    """examples/ketama.lua, and the same with a third server: about a third of
+    the keys move, as many as the oracle counts over 20,000 keys."""
+    example = REPO / "examples" / "ketama.lua"
+    text = example.read_text()
+    assert '"127.0.0.1:21211", "127.0.0.1:21212" }' in text
+    new = write(tmp_path, "ketama3.lua", text.replace(
+        '"127.0.0.1:21212" }', '"127.0.0.1:21212", "127.0.0.1:21213" }'))
+    rc, out, err = run_luagent("--diff", example, new)
+    assert rc == 0, err
+    assert "(ketama, 2 -> 3 servers)" in out and "routes: no change" in out
+    share = pool_share(out, "main")
+    r2 = Ketama([(HOST, p, 1) for p in PORTS[:2]])
+    r3 = Ketama([(HOST, p, 1) for p in PORTS[:3]])
+    keys = ["user:%d" % i for i in range(20000)]
+    counted = sum(PORTS[r2.server(k)] != PORTS[r3.server(k)] for k in keys) / len(keys)
+    assert abs(counted - share) < 5 * sigma(share, len(keys)) + 0.00005, (counted, share)
+    assert 0.25 < share < 0.42
+
+
 def test_diff_json_says_the_same(tmp_path):
     old = write(tmp_path, "old.lua", pool_policy(addrs(PORTS[:4])))
     new = write(tmp_path, "new.lua", pool_policy(addrs(PORTS)))
