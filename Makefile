@@ -14,6 +14,15 @@
 #
 # V=1 shows full commands; SAN=1 builds with AddressSanitizer and UBSan.
 
+.DEFAULT_GOAL := all
+
+.PHONY: deps clean
+deps:
+	@sh scripts/deps.sh
+
+clean:
+	rm -rf build build-san build-fuzz luagent
+
 # Every target that builds first runs scripts/deps.sh (which installs what is
 # missing), then runs again in a second make that reads the package flags with
 # pkg-config: read before the packages are installed, they would be empty and
@@ -30,18 +39,10 @@ DEPS_bench = bench
 DEPS_fuzz  = fuzz
 deps_for   = $(or $(DEPS_$(1)),build)
 
-.PHONY: all run test unit integration bench fuzz install deps clean
-.DEFAULT_GOAL := all
-
+.PHONY: all run test unit integration bench fuzz install
 all run test unit integration bench fuzz install:
 	@sh scripts/deps.sh $(call deps_for,$@)
 	@$(MAKE) --no-print-directory LUAGENT_DEPS_READY=1 $@
-
-deps:
-	@sh scripts/deps.sh
-
-clean:
-	rm -rf build build-san build-fuzz luagent
 
 # Any other target (./luagent, build/tests/test_proto, ...) goes the same way.
 .PHONY: FORCE

@@ -9,7 +9,9 @@ make there), and a pkg-config first on PATH knows no package until that deps
 step has run, as on a machine where they are not installed yet; after it, it
 answers as the real pkg-config. Both write what happened to one log.
 """
+import glob
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -184,3 +186,116 @@ def test_readme_make_run_then_make_test_work_on_the_first_try(tmp_path):
     assert any(e.startswith("python -m pytest") and e.endswith("tests/integration")
                for e in events), events
     assert not [e for e in events if e.endswith("(before deps)")], events
+
+
+# ----------------------------------------------------------------------------
+# scripts/deps.sh on a bare machine, with apt-get, dpkg-query, id and npm
+# stood in for: the only programs on PATH are these and the basic tools.
+# ----------------------------------------------------------------------------
+
+TOOLS = ["sh", "grep", "cmp", "rm", "mkdir", "cp", "dirname", "cat"]
+
+APT_GET_STANDIN = """#!/bin/sh
+echo "apt-get $*" >> "$STANDIN_LOG"
+case " $* " in
+*" install "*)
+    case " $* " in *" npm "*) cp "$STANDIN_STATE/npm" "$(dirname "$0")/npm" ;; esac
+    ;;
+esac
+"""
+
+NPM_STANDIN = """#!/bin/sh
+echo "npm $* in $(basename "$PWD")" >> "$STANDIN_LOG"
+"""
+
+BARE_DPKG_QUERY = """#!/bin/sh
+exit 1
+"""
+
+
+def package_lists():
+    """Each *_PACKAGES list of scripts/deps.sh, by name."""
+    text = (REPO / "scripts" / "deps.sh").read_text()
+    return {m.group(1): m.group(2).split()
+            for m in re.finditer(r'^([A-Z]+)_PACKAGES="([^"]*)"', text, re.M)}
+
+
+def bare_machine(tmp_path, uid):
+    tree = tmp_path / "tree"
+    (tree / "scripts").mkdir(parents=True)
+    shutil.copy2(REPO / "scripts" / "deps.sh", tree / "scripts")
+    (tree / "tests" / "clients").mkdir(parents=True)
+    for f in ("package.json", "package-lock.json"):
+        shutil.copy2(REPO / "tests" / "clients" / f, tree / "tests" / "clients")
+    bin_dir, state = tmp_path / "bin", tmp_path / "state"
+    bin_dir.mkdir()
+    state.mkdir()
+    for tool in TOOLS + ["basename"]:
+        os.symlink(shutil.which(tool), bin_dir / tool)
+    write_script(bin_dir / "apt-get", APT_GET_STANDIN)
+    write_script(bin_dir / "dpkg-query", BARE_DPKG_QUERY)
+    write_script(bin_dir / "id", "#!/bin/sh\necho %d\n" % uid)
+    write_script(state / "npm", NPM_STANDIN)
+    log = tmp_path / "standin.log"
+    env = {"PATH": str(bin_dir), "STANDIN_LOG": str(log), "STANDIN_STATE": str(state),
+           "HOME": str(tmp_path)}
+    return tree, env, log
+
+
+@pytest.mark.parametrize("purpose, lists", [
+    ("build", ["BUILD"]), ("run", ["BUILD", "RUN"]), ("test", ["BUILD", "TEST", "CLIENT"]),
+    ("bench", ["BUILD", "BENCH"]), ("fuzz", ["BUILD", "FUZZ"]),
+])
+def test_deps_updates_then_installs_what_a_bare_machine_lacks(tmp_path, purpose, lists):
+    tree, env, log = bare_machine(tmp_path, uid=0)
+    p = subprocess.run(["sh", str(tree / "scripts" / "deps.sh"), purpose], env=env,
+                       capture_output=True, timeout=60)
+    assert p.returncode == 0, output(p)
+    events = log.read_text().splitlines()
+    assert events[0] == "apt-get update -qq", events
+    assert events[1].startswith("apt-get install -y -qq --no-install-recommends "), events
+    lists_by_name = package_lists()
+    want = {pkg for name in lists for pkg in lists_by_name[name]}
+    assert set(events[1].split()[5:]) == want, events[1]
+    npm = [e for e in events if e.startswith("npm ")]
+    if purpose == "test":
+        assert npm == ["npm ci --no-audit --no-fund --loglevel=error in clients"], events
+        assert (tree / "build" / "clients" / "installed-lock.json").read_bytes() == (
+            REPO / "tests" / "clients" / "package-lock.json").read_bytes()
+        # Once installed, a second run has nothing to do with npm.
+        log.write_text("")
+        subprocess.run(["sh", str(tree / "scripts" / "deps.sh"), purpose], env=env,
+                       capture_output=True, timeout=60)
+        assert not [e for e in log.read_text().splitlines() if e.startswith("npm ")]
+    else:
+        assert npm == [], events
+
+
+def test_deps_without_root_names_what_is_missing(tmp_path):
+    tree, env, log = bare_machine(tmp_path, uid=1000)
+    p = subprocess.run(["sh", str(tree / "scripts" / "deps.sh"), "build"], env=env,
+                       capture_output=True, timeout=60)
+    assert p.returncode == 1
+    assert b"libluajit2-5.1-dev" in p.stderr and b"run as root" in p.stderr, p.stderr
+    assert not log.exists() or "apt-get" not in log.read_text()
+
+
+def apt_lists():
+    return glob.glob("/var/lib/apt/lists/*_Packages*")
+
+
+@pytest.mark.skipif(not shutil.which("apt-cache") or not apt_lists(),
+                    reason="no Debian package lists to look names up in")
+def test_every_package_deps_installs_exists_in_the_archive():
+    names = sorted({pkg for pkgs in package_lists().values() for pkg in pkgs})
+    p = subprocess.run(["apt-cache", "policy"] + names, capture_output=True, timeout=120)
+    text = p.stdout.decode()
+    known = {}
+    for block in text.split("\n"):
+        if block and not block.startswith(" ") and block.endswith(":"):
+            current = block[:-1]
+            known[current] = None
+        elif "Candidate:" in block:
+            known[current] = block.split("Candidate:")[1].strip()
+    missing = [n for n in names if known.get(n) in (None, "(none)")]
+    assert not missing, "no such package (apt-cache policy): %s" % missing
