@@ -154,6 +154,7 @@ def test_readme_make_run_then_make_test_work_on_the_first_try(tmp_path):
         log = (tmp_path / "make-run.log").read_text(errors="replace")
         assert serving, "make run did not serve on %d:\n%s" % (port, log[-3000:])
         assert "127.0.0.1:%d" % port in log, "make run does not print its address"
+        assert "running as root" not in log, "make run as root leaves luagent root"
         with RawClient((HOST, port)) as c:
             assert c.call(b"set first 0 0 3\r\nrun\r\n") == b"STORED\r\n"
             assert c.call(b"get first\r\n", "get") == b"VALUE first 0 3\r\nrun\r\nEND\r\n"
