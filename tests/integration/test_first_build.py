@@ -50,10 +50,14 @@ echo "python $*" >> "$STANDIN_LOG"
 
 
 def copy_tree(dest):
-    """The repository's files (tracked, and new ones not ignored), without builds."""
-    p = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                       cwd=REPO, capture_output=True, timeout=60)
-    if p.returncode == 0:
+    """The repository's files (tracked, and new ones not ignored), without builds;
+    everything but the build directories when the tree is not a git checkout (or
+    git is not installed)."""
+    p = None
+    if shutil.which("git"):
+        p = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
+                            "--exclude-standard"], cwd=REPO, capture_output=True, timeout=60)
+    if p is not None and p.returncode == 0:
         for name in p.stdout.decode().split("\0"):
             src = REPO / name
             if name and src.is_file():
@@ -61,7 +65,8 @@ def copy_tree(dest):
                 shutil.copy2(src, dest / name)
     else:
         shutil.copytree(REPO, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns(
-            ".git", "build", "build-san", "build-fuzz", "luagent", ".build-mode"))
+            ".git", "build", "build-san", "build-fuzz", "luagent", ".build-mode",
+            "__pycache__", ".pytest_cache"))
 
 
 def write_script(path, text):
