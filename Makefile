@@ -133,11 +133,13 @@ $(BUILD)/loadgen: bench/loadgen.c | $(BUILD)
 	$(say) CC $<
 	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< -lpthread $(shell pkg-config --libs openssl)
 
-$(BUILD):
-	@mkdir -p $(BUILD)/tests
+# build/ can exist without build/tests (scripts/deps.sh keeps the npm clients
+# in build/clients), so the unit tests ask for their own directory.
+$(BUILD) $(BUILD)/tests:
+	@mkdir -p $@
 
 .SECONDEXPANSION:
-$(BUILD)/tests/%: tests/unit/%.c $$(addprefix $(BUILD)/,$$(addsuffix .o,$$(UNIT_$$*))) | $(BUILD)
+$(BUILD)/tests/%: tests/unit/%.c $$(addprefix $(BUILD)/,$$(addsuffix .o,$$(UNIT_$$*))) | $(BUILD)/tests
 	$(say) CC $<
 	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ -lm
 
