@@ -7,7 +7,6 @@ Ruby's Dalli 3.0.6 (both binary-only). scripts/deps.sh installs them.
 """
 import json
 import os
-import shutil
 import subprocess
 import time
 
