@@ -46,6 +46,8 @@ struct creq {
     uint32_t         nslots;
     uint32_t         ndone;
     int              refs;      /* 1 until written or orphaned + live calls */
+    uint64_t         held;      /* bytes counted against its client (copy, replies) */
+    bool             oom;       /* answered SERVER_ERROR out of memory */
     bool             close_after; /* close the connection after this reply */
 };
 
@@ -61,6 +63,9 @@ void creq_slot_done(struct worker *w, struct creq *creq, uint32_t slot,
 
 /* Drop a reference to a request; frees it at zero. */
 void creq_release(struct worker *w, struct creq *creq);
+
+/* Free the spare requests none took since the last trim; returns the bytes. */
+uint64_t creq_trim_free(struct worker *w);
 
 /*
  * A request of the proxy's own, with no client (warm-up copies): parse the

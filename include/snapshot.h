@@ -44,6 +44,10 @@ struct snap_pool {
 struct snapshot {
     struct stats         totals;        /* proxy-wide counters, summed */
     unsigned             generation;
+    uint64_t             buffer_bytes;  /* held in buffers by all workers now */
+    uint64_t             free_list_bytes; /* kept in the workers' free lists */
+    uint64_t             max_memory;    /* the generation's bounds */
+    uint64_t             client_max_memory;
     char                *source;        /* policy file */
     uint32_t             checksum;
     struct snap_server  *servers;

@@ -31,6 +31,9 @@ struct stats {
     uint64_t hook_calls;            /* Lua hook invocations */
     uint64_t hook_errors;           /* hooks that failed or chose no route */
     uint64_t hook_cache_hits;       /* decisions taken from the cache */
+    uint64_t out_of_memory;         /* requests answered SERVER_ERROR out of memory */
+    uint64_t memory_closes;         /* clients closed: out of memory, or never reading */
+    uint64_t memory_pauses;         /* reads paused: a client's requests held its bound */
 };
 
 /* Increment a counter owned by this thread. */

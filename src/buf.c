@@ -2,19 +2,23 @@
  * buf.c: growable buffers and their free list.
  *
  * Invariant: pos <= len <= cap. Buffers in a cache are empty and at most
- * BUF_KEEP_MAX bytes, so a burst of huge values does not pin memory.
+ * BUF_KEEP_MAX bytes, so a burst of huge values does not pin memory, and a
+ * trim frees those no request took out since the last one, so a burst of
+ * many does not either. A cache's `used` is the capacity of every buffer
+ * taken out of it and not yet put back: the bytes its worker holds.
+ * Nothing here aborts: running out of memory is the caller's to answer.
  */
 #include "buf.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void
-oom(size_t n)
+/* Counters are written by the cache's thread only; `used` is read by others. */
+static inline void
+counter_add(uint64_t *counter, int64_t delta)
 {
-    fprintf(stderr, "luagent: out of memory allocating %zu bytes\n", n);
-    abort();
+    __atomic_store_n(counter, __atomic_load_n(counter, __ATOMIC_RELAXED) + (uint64_t)delta,
+                     __ATOMIC_RELAXED);
 }
 
 struct buf *
@@ -22,16 +26,28 @@ buf_get(struct buf_cache *cache)
 {
     struct buf *b = cache->free;
 
+    cache->takes++;
     if (b != NULL) {
         cache->free = b->next;
-        cache->count--;
+        if (--cache->count < cache->low)
+            cache->low = cache->count;
         b->next = NULL;
+        counter_add(&cache->cached, -(int64_t)b->cap);
+        counter_add(&cache->used, b->cap);
         return b;
     }
     b = calloc(1, sizeof(*b));
-    if (b == NULL)
-        oom(sizeof(*b));
+    if (b != NULL)
+        b->owner = cache;
     return b;
+}
+
+static void
+buf_destroy(struct buf_cache *cache, struct buf *b)
+{
+    cache->released += b->cap;
+    free(b->data);
+    free(b);
 }
 
 void
@@ -39,15 +55,17 @@ buf_put(struct buf_cache *cache, struct buf *b)
 {
     if (b == NULL)
         return;
+    counter_add(&cache->used, -(int64_t)b->cap);
     b->pos = b->len = 0;
+    b->failed = false;
     if (b->cap > BUF_KEEP_MAX || cache->count >= BUF_CACHE_MAX) {
-        free(b->data);
-        free(b);
+        buf_destroy(cache, b);
         return;
     }
     b->next = cache->free;
     cache->free = b;
     cache->count++;
+    counter_add(&cache->cached, b->cap);
 }
 
 void
@@ -60,7 +78,29 @@ buf_cache_free(struct buf_cache *cache)
         free(b->data);
         free(b);
     }
-    cache->count = 0;
+    cache->count = cache->low = 0;
+    counter_add(&cache->cached, -(int64_t)cache->cached);
+}
+
+uint64_t
+buf_cache_trim(struct buf_cache *cache)
+{
+    uint64_t freed;
+    unsigned n = cache->low;
+
+    while (n-- > 0 && cache->free != NULL) {
+        struct buf *b = cache->free;
+
+        cache->free = b->next;
+        cache->count--;
+        counter_add(&cache->cached, -(int64_t)b->cap);
+        buf_destroy(cache, b);
+    }
+    freed = cache->released;
+    cache->low = cache->count;
+    cache->released = 0;
+    cache->takes = 0;
+    return freed;
 }
 
 int
@@ -73,6 +113,8 @@ buf_reserve(struct buf *b, size_t n)
         return 0;
     if (need > UINT32_MAX)
         return -1;
+    if (b->len == 0 && need > BUF_KEEP_MAX)
+        cap = need;         /* a large value in a new buffer: no slack to pay for */
     while (cap < need)
         cap *= 2;
     if (cap > UINT32_MAX)
@@ -80,6 +122,7 @@ buf_reserve(struct buf *b, size_t n)
     grown = realloc(b->data, cap);
     if (grown == NULL)
         return -1;
+    counter_add(&b->owner->used, (int64_t)(cap - b->cap));
     b->data = grown;
     b->cap = (uint32_t)cap;
     return 0;
@@ -90,8 +133,10 @@ buf_append_grow(struct buf *b, const void *p, size_t n)
 {
     if (n == 0)
         return;     /* p may be NULL then */
-    if (buf_reserve(b, n) < 0)
-        oom(n);
+    if (buf_reserve(b, n) < 0) {
+        b->failed = true;
+        return;
+    }
     memcpy(b->data + b->len, p, n);
     b->len += (uint32_t)n;
 }
