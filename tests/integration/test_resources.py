@@ -258,3 +258,30 @@ def _served_once(lg):
             return first_words(c).startswith(b"VERSION ")
     except OSError:
         return False
+
+
+# --------------------------------------------------------------------------
+# Where the bounds come from
+# --------------------------------------------------------------------------
+
+SETTINGS = """
+local lg = require "luagent"
+return lg.policy{ route = lg.pool{ name = "p", servers = @S@ },
+                  settings = { max_memory = 64 * 1024 * 1024,
+                               client_max_memory = 3 * 1024 * 1024 } }
+"""
+
+
+@pytest.mark.parametrize("args, max_memory, client_max", [
+    ((), 64 * MiB, 3 * MiB),
+    (("-m", "32", "--client-max-memory", "5"), 32 * MiB, 5 * MiB),
+    (("--client-max-memory", "1"), 64 * MiB, 2 * MiB),   # at least twice item_max
+], ids=["policy", "command-line-wins", "floor"])
+def test_memory_bounds_from_policy_and_command_line(memcached, luagent, tmp_path, args,
+                                                    max_memory, client_max):
+    path = write_policy(tmp_path, "settings.lua", SETTINGS, S=memcached())
+    lg = luagent("-c", path, *args)
+    st = lg.stats()
+    assert (int(st["max_memory"]), int(st["client_max_memory"])) == (max_memory, client_max)
+    if client_max == 2 * MiB:
+        assert "--client-max-memory 1 MiB is less than twice item_max" in lg.log()
