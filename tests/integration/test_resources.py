@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import SANITIZED, RawClient, rss_kib, set_cmd
+from conftest import SANITIZED, RawClient, rss_kib, run_in_threads, set_cmd
 from test_hostile import check_other, flood_unread
 from test_policy import hanging, poll, write_policy  # noqa: F401
 
@@ -128,8 +128,9 @@ def test_set_noreply_flood_to_a_server_that_does_not_read(memcached, luagent, ha
     grown = peak.stop() - base
     print("set noreply flood: luagent took %d of %d bytes; VmRSS peak +%d KiB"
           % (sent, len(payload), grown))
-    # 8 MiB held by its requests, plus what the kernel buffers on the way.
-    assert sent < 48 * MiB, "luagent read %d bytes of a client it should have paused" % sent
+    # 8 MiB held by its requests, plus what the kernels buffer on the way
+    # (the old behaviour read all 400 MiB).
+    assert sent < 32 * MiB, "luagent read %d bytes of a client it should have paused" % sent
     assert SANITIZED or grown < 64 * 1024, "VmRSS grew by %d KiB" % grown
     check_other(lg, "during")
     assert stat(lg, "memory_paused_reads") >= 1
@@ -162,12 +163,19 @@ def test_past_max_memory_new_requests_are_refused_until_it_drops(memcached, luag
 # Free lists: a burst of wide multi-gets does not pin its memory
 # --------------------------------------------------------------------------
 
-def test_memory_is_given_back_after_a_burst_of_wide_gets(memcached, luagent):
+PATIENT = """
+local lg = require "luagent"
+return lg.policy{ route = lg.pool{ name = "p", servers = @S@, timeout_ms = 20000 } }
+"""
+
+
+def test_memory_is_given_back_after_a_burst_of_wide_gets(memcached, luagent, tmp_path):
     """40 clients at once, each `get` of 100 keys of 60 KB (buffers the free
     lists keep): once the proxy is idle, the free lists let go of what no
     request took for a second, and resident memory falls back."""
     mc = memcached(extra=["-m", "256"])
-    lg = luagent("-t", "2", servers=[mc])
+    # A slow (sanitized, loaded) run must not turn the burst into timeouts.
+    lg = luagent("-c", write_policy(tmp_path, "patient.lua", PATIENT, S=mc), "-t", "2")
     value = b"w" * 60000
     setter = lg.client()
     for i in range(100):
@@ -179,13 +187,11 @@ def test_memory_is_given_back_after_a_burst_of_wide_gets(memcached, luagent):
         with RawClient(lg.sockaddr, timeout=30) as c:
             for _ in range(5):
                 vals = c.call(req, "get")
-                assert vals.count(b"VALUE ") == 100, vals[:100]
+                if vals.count(b"VALUE ") != 100:
+                    return "client %d: %r" % (n, vals[:100])
+        return None
 
-    threads = [threading.Thread(target=burst, args=(n,)) for n in range(40)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    run_in_threads(burst, 40, join_timeout=120)
     after = rss_kib(lg.pid)
     print("burst: VmRSS %d KiB before, %d KiB after" % (base, after))
     if not SANITIZED:
