@@ -29,26 +29,69 @@ struct buf {
 
 /*
  * A free list of buffers; one per worker thread, never shared. Only its
- * thread writes it; `used` and `cached` may be read by others (relaxed
- * atomic loads).
+ * thread writes it; `used` may be read by others (relaxed atomic loads).
  */
 struct buf_cache {
     struct buf *free;
     unsigned    count;
     unsigned    low;        /* fewest buffers cached since the last trim */
     uint64_t    used;       /* bytes of the buffers taken out, not yet put back */
-    uint64_t    cached;     /* bytes of the buffers in the list */
+    uint64_t    cached;     /* bytes of the buffers in the list, as of the last trim */
     uint64_t    released;   /* bytes freed since the last trim */
     uint64_t    takes;      /* buf_get calls since the last trim */
 };
+
 
 #define BUF_SMALL       512             /* initial size of a fresh buffer */
 #define BUF_KEEP_MAX    (64 * 1024)     /* larger buffers are not cached */
 #define BUF_CACHE_MAX   1024            /* buffers kept per cache */
 
-/* An empty buffer, or NULL when out of memory. */
-struct buf *buf_get(struct buf_cache *cache);
-void buf_put(struct buf_cache *cache, struct buf *b);
+/* Add to `used`: written by the cache's thread only, read by others. */
+static inline void
+buf_used_add(struct buf_cache *cache, int64_t delta)
+{
+    __atomic_store_n(&cache->used, cache->used + (uint64_t)delta, __ATOMIC_RELAXED);
+}
+
+/* The slow halves of buf_get and buf_put. */
+struct buf *buf_new(struct buf_cache *cache);
+void buf_destroy(struct buf_cache *cache, struct buf *b);
+
+/* An empty buffer, or NULL when out of memory. The common case, one from
+ * the list, stays inline on the request path. */
+static inline struct buf *
+buf_get(struct buf_cache *cache)
+{
+    struct buf *b = cache->free;
+
+    cache->takes++;
+    if (b == NULL)
+        return buf_new(cache);
+    cache->free = b->next;
+    if (--cache->count < cache->low)
+        cache->low = cache->count;
+    b->next = NULL;
+    buf_used_add(cache, b->cap);
+    return b;
+}
+
+static inline void
+buf_put(struct buf_cache *cache, struct buf *b)
+{
+    if (b == NULL)
+        return;
+    buf_used_add(cache, -(int64_t)b->cap);
+    b->pos = b->len = 0;
+    b->failed = false;
+    if (b->cap > BUF_KEEP_MAX || cache->count >= BUF_CACHE_MAX) {
+        buf_destroy(cache, b);
+        return;
+    }
+    b->next = cache->free;
+    cache->free = b;
+    cache->count++;
+}
+
 void buf_cache_free(struct buf_cache *cache);
 
 /*
@@ -61,7 +104,13 @@ void buf_cache_free(struct buf_cache *cache);
 uint64_t buf_cache_trim(struct buf_cache *cache);
 
 /* Make room for n more bytes after len. Returns 0, or -1 (out of memory). */
-int buf_reserve(struct buf *b, size_t n);
+int buf_grow(struct buf *b, size_t n);
+
+static inline int
+buf_reserve(struct buf *b, size_t n)
+{
+    return n <= (size_t)(b->cap - b->len) ? 0 : buf_grow(b, n);
+}
 
 /*
  * Append bytes. Out of memory, the bytes are dropped and the buffer is

@@ -43,6 +43,7 @@ struct worker {
     struct event_base  *base;
     struct config      *config;         /* current generation (current->config) */
     struct wconfig     *current;
+    uint64_t            max_memory;     /* current->config->max_memory */
     struct wconfig     *draining;       /* older generations with requests left */
     struct backend    **all_backends;   /* every live connection set, any generation */
     int                 nall_backends;
@@ -114,15 +115,24 @@ void worker_stop_all(void);
 int worker_mark_backend(struct worker *w, struct backend *be);
 int worker_mark_client(struct worker *w, struct client *c);
 
-/*
- * Do the buffers of all workers hold more than max_memory? Cheap while this
- * worker holds less than its share; only then are the others' counts read.
- */
-bool worker_memory_over(const struct worker *w);
-
 /* Bytes held in buffers by all workers, and in their free lists. */
 uint64_t worker_memory_used(void);
 uint64_t worker_memory_cached(void);
+
+/* The part of worker_memory_over that reads the other workers' counts. */
+bool worker_memory_over_all(uint64_t limit);
+
+/*
+ * Do the buffers of all workers hold more than max_memory? Inline and cheap
+ * while this worker holds less than its share; only then are the others'
+ * counts read.
+ */
+static inline bool
+worker_memory_over(const struct worker *w)
+{
+    return w->bufs.used * (uint64_t)nworkers > w->max_memory
+        && worker_memory_over_all(w->max_memory);
+}
 
 /* Milliseconds on a monotonic clock (cheap, coarse). */
 uint64_t worker_now_ms(void);

@@ -13,59 +13,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Counters are written by the cache's thread only; `used` is read by others. */
-static inline void
-counter_add(uint64_t *counter, int64_t delta)
-{
-    __atomic_store_n(counter, __atomic_load_n(counter, __ATOMIC_RELAXED) + (uint64_t)delta,
-                     __ATOMIC_RELAXED);
-}
-
 struct buf *
-buf_get(struct buf_cache *cache)
+buf_new(struct buf_cache *cache)
 {
-    struct buf *b = cache->free;
+    struct buf *b = calloc(1, sizeof(*b));
 
-    cache->takes++;
-    if (b != NULL) {
-        cache->free = b->next;
-        if (--cache->count < cache->low)
-            cache->low = cache->count;
-        b->next = NULL;
-        counter_add(&cache->cached, -(int64_t)b->cap);
-        counter_add(&cache->used, b->cap);
-        return b;
-    }
-    b = calloc(1, sizeof(*b));
     if (b != NULL)
         b->owner = cache;
     return b;
 }
 
-static void
+void
 buf_destroy(struct buf_cache *cache, struct buf *b)
 {
     cache->released += b->cap;
     free(b->data);
     free(b);
-}
-
-void
-buf_put(struct buf_cache *cache, struct buf *b)
-{
-    if (b == NULL)
-        return;
-    counter_add(&cache->used, -(int64_t)b->cap);
-    b->pos = b->len = 0;
-    b->failed = false;
-    if (b->cap > BUF_KEEP_MAX || cache->count >= BUF_CACHE_MAX) {
-        buf_destroy(cache, b);
-        return;
-    }
-    b->next = cache->free;
-    cache->free = b;
-    cache->count++;
-    counter_add(&cache->cached, b->cap);
 }
 
 void
@@ -79,23 +42,25 @@ buf_cache_free(struct buf_cache *cache)
         free(b);
     }
     cache->count = cache->low = 0;
-    counter_add(&cache->cached, -(int64_t)cache->cached);
+    cache->cached = 0;
 }
 
 uint64_t
 buf_cache_trim(struct buf_cache *cache)
 {
-    uint64_t freed;
+    uint64_t freed, cached = 0;
     unsigned n = cache->low;
+    struct buf *b;
 
     while (n-- > 0 && cache->free != NULL) {
-        struct buf *b = cache->free;
-
+        b = cache->free;
         cache->free = b->next;
         cache->count--;
-        counter_add(&cache->cached, -(int64_t)b->cap);
         buf_destroy(cache, b);
     }
+    for (b = cache->free; b != NULL; b = b->next)
+        cached += b->cap;
+    cache->cached = cached;
     freed = cache->released;
     cache->low = cache->count;
     cache->released = 0;
@@ -104,7 +69,7 @@ buf_cache_trim(struct buf_cache *cache)
 }
 
 int
-buf_reserve(struct buf *b, size_t n)
+buf_grow(struct buf *b, size_t n)
 {
     size_t need = (size_t)b->len + n, cap = b->cap ? b->cap : BUF_SMALL;
     char *grown;
@@ -122,7 +87,7 @@ buf_reserve(struct buf *b, size_t n)
     grown = realloc(b->data, cap);
     if (grown == NULL)
         return -1;
-    counter_add(&b->owner->used, (int64_t)(cap - b->cap));
+    buf_used_add(b->owner, (int64_t)(cap - b->cap));
     b->data = grown;
     b->cap = (uint32_t)cap;
     return 0;

@@ -322,11 +322,14 @@ client_limit(const struct worker *w)
 
 /* Answer r SERVER_ERROR out of memory; the replies it holds go at once. */
 static void
-creq_out_of_memory(struct worker *w, struct creq *r)
+creq_out_of_memory(struct worker *w, struct creq *r, const char *bound, uint64_t limit)
 {
     uint64_t freed = 0;
     uint32_t i;
 
+    log_ratelimited(LOG_WARN, &w->stats.out_of_memory, "client: request answered "
+                    "SERVER_ERROR out of memory: its values would pass %s (%llu bytes)",
+                    bound, (unsigned long long)limit);
     r->oom = true;
     STAT_INC(w->stats.out_of_memory);
     for (i = 0; i < r->nslots; i++) {
@@ -347,7 +350,8 @@ creq_out_of_memory(struct worker *w, struct creq *r)
  * A reply arrived: its bytes are held until written. A value is held only
  * within the client's bound and the total one; past either, the bytes are
  * let go at once and the whole request is answered SERVER_ERROR out of
- * memory.
+ * memory. A line (STORED, an error) is at most a few KiB per request, and
+ * refusing it would hide what the server did: it is always held.
  */
 static void
 creq_hold(struct worker *w, struct creq *r, struct slot *s)
@@ -355,31 +359,16 @@ creq_hold(struct worker *w, struct creq *r, struct slot *s)
     struct client *c = r->client;
     uint64_t n = s->res.data->len;
 
-    if (c == NULL) {
-        /* Its client has gone: nobody will read these bytes. */
-        buf_put(&w->bufs, s->res.data);
-        s->res.data = NULL;
-        return;
+    if (c != NULL && !r->oom
+        && (s->res.kind == REPLY_VALUE || s->res.kind == REPLY_META_VA)) {
+        if (client_bytes(c) + n > client_limit(w))
+            creq_out_of_memory(w, r, "client_max_memory", client_limit(w));
+        else if (worker_memory_over(w))
+            creq_out_of_memory(w, r, "max_memory", w->max_memory);
     }
-    if (s->res.kind != REPLY_VALUE && s->res.kind != REPLY_META_VA) {
-        /* A line (STORED, an error): at most a few KiB per request, and
-         * refusing it would hide what the server did. */
-        r->held += n;
-        c->held += n;
-        return;
-    }
-    if (!r->oom && client_bytes(c) + n > client_limit(w)) {
-        log_ratelimited(LOG_WARN, &w->stats.out_of_memory, "client: request answered "
-                        "SERVER_ERROR out of memory: its replies would hold more than %llu "
-                        "bytes (client_max_memory)", (unsigned long long)client_limit(w));
-        creq_out_of_memory(w, r);
-    } else if (!r->oom && worker_memory_over(w)) {
-        log_ratelimited(LOG_WARN, &w->stats.out_of_memory, "client: request answered "
-                        "SERVER_ERROR out of memory: buffers hold more than %llu bytes "
-                        "(max_memory)", (unsigned long long)w->config->max_memory);
-        creq_out_of_memory(w, r);
-    }
-    if (r->oom) {
+    if (c == NULL || r->oom) {
+        /* Nobody will read these bytes (its client has gone), or the
+         * request is answered out of memory already. */
         buf_put(&w->bufs, s->res.data);
         s->res.data = NULL;
         return;
@@ -524,19 +513,13 @@ client_local(struct client *c, const char *line, bool noreply, bool close_after)
         client_mark(c);
 }
 
-/* The call for slot i (its key, if any), or NULL when out of memory: the
- * slot then has its answer already. */
-static struct call *
-creq_call(struct worker *w, struct creq *r, const struct route *node, uint32_t i)
+/* No call could be made for slot i: it is answered out of memory. */
+static void
+creq_slot_no_call(struct worker *w, struct creq *r, uint32_t i)
 {
-    struct call *call = call_new(w, r, node, i, r->slots[i].key, r->slots[i].klen);
+    struct result res = { .fail = FAIL_NOMEM };
 
-    if (call == NULL) {
-        struct result res = { .fail = FAIL_NOMEM };
-
-        creq_slot_done(w, r, i, &res);
-    }
-    return call;
+    creq_slot_done(w, r, i, &res);
 }
 
 /*
@@ -568,10 +551,13 @@ client_route(struct client *c, struct creq *r)
         creq_key_slot(r);
     }
     for (i = 0; i < r->nslots; i++) {
-        struct call *call = creq_call(w, r, r->wcfg->config->root, i);
+        struct call *call = call_new(w, r, r->wcfg->config->root, i, r->slots[i].key,
+                                     r->slots[i].klen);
 
         if (call != NULL)
             route_start(w, call);
+        else
+            creq_slot_no_call(w, r, i);
     }
 }
 
@@ -589,10 +575,12 @@ client_broadcast(struct client *c, struct creq *r)
         return;
     }
     for (i = 0; i < cfg->nservers; i++) {
-        struct call *call = creq_call(w, r, NULL, (uint32_t)i);
+        struct call *call = call_new(w, r, NULL, (uint32_t)i, NULL, 0);
 
         if (call != NULL)
             backend_submit(r->wcfg->backends[i], call, DEFAULT_TIMEOUT_MS);
+        else
+            creq_slot_no_call(w, r, (uint32_t)i);
     }
 }
 

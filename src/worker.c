@@ -215,6 +215,7 @@ worker_swap_config(struct worker *w, struct config *config)
     pthread_rwlock_wrlock(&swap_lock);
     w->current = wc;
     w->config = config;
+    w->max_memory = config->max_memory;
     old->next = w->draining;
     w->draining = old;
     pthread_rwlock_unlock(&swap_lock);
@@ -373,16 +374,9 @@ worker_mark_client(struct worker *w, struct client *c)
 }
 
 bool
-worker_memory_over(const struct worker *w)
+worker_memory_over_all(uint64_t limit)
 {
-    uint64_t limit = w->config->max_memory, total = 0;
-    int i;
-
-    if (__atomic_load_n(&w->bufs.used, __ATOMIC_RELAXED) * (uint64_t)nworkers <= limit)
-        return false;
-    for (i = 0; i < nworkers; i++)
-        total += __atomic_load_n(&workers[i].bufs.used, __ATOMIC_RELAXED);
-    return total > limit;
+    return worker_memory_used() > limit;
 }
 
 uint64_t
@@ -471,6 +465,7 @@ worker_init(struct worker *w, int id, struct config *config)
     memset(w, 0, sizeof(*w));
     w->id = id;
     w->config = config;
+    w->max_memory = config->max_memory;
     pthread_mutex_init(&w->queue_lock, NULL);
     w->base = event_base_new();
     /* An eventfd: one descriptor, and a burst of wake-ups is one counter. */
