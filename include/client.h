@@ -48,6 +48,8 @@ struct creq {
     uint32_t         ndone;
     int              refs;      /* 1 until written or orphaned + live calls */
     uint64_t         held;      /* bytes counted against its client (copy, replies) */
+    uint64_t         in_calls;  /* value bytes its calls hold at a server
+                                 * connection, until their batch ends */
     bool             oom;       /* answered SERVER_ERROR out of memory */
     bool             close_after; /* close the connection after this reply */
     bool             binary;    /* binary protocol: bin says how to reply */
@@ -65,9 +67,11 @@ void creq_slot_done(struct worker *w, struct creq *creq, uint32_t slot,
                     struct result *res);
 
 /*
- * May n more bytes of values be held for this request (its client's bound and
- * the total)? When not, the request is answered SERVER_ERROR out of memory at
- * once and the value must be let go.
+ * May n more bytes of values be held for this request? One request's values
+ * may not pass its client's bound (client_max_memory), nor may any request's
+ * while all buffers hold more than max_memory. When not, the request is
+ * answered SERVER_ERROR out of memory at once and the value must be let go.
+ * (Many requests of one client are bounded by its reads pausing instead.)
  */
 bool creq_may_hold(struct worker *w, struct creq *r, uint64_t n);
 

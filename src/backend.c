@@ -88,7 +88,6 @@ struct backend {
     struct buf              *out;           /* bytes not yet written */
     struct buf              *in;            /* bytes not yet parsed */
     struct call             *head, *tail;   /* calls awaiting replies */
-    uint64_t                 held_bytes;    /* result bytes held by calls not yet finished */
     struct call             *unstamped;     /* first call not yet given a send time */
     struct call             *waiting;       /* first call without its reply unit;
                                              * those before it (one batch) hold
@@ -209,7 +208,6 @@ backend_fail(struct backend *be, enum fail_reason why, const char *detail)
     uint64_t n = 0;
 
     be->head = be->tail = be->unstamped = be->waiting = NULL;
-    be->held_bytes = 0;
     backend_close_socket(be);
     if (c == NULL && why == FAIL_CLOSED) {
         /* An idle connection went away (server restart, idle timeout):
@@ -235,6 +233,8 @@ backend_fail(struct backend *be, enum fail_reason why, const char *detail)
 
         c->next = NULL;
         n++;
+        if (c->res.data != NULL)        /* a held batch value, let go */
+            c->creq->in_calls -= c->res.data->len;
         call_fail(be->w, c, why);
         c = next;
     }
@@ -733,7 +733,7 @@ backend_set_result(struct backend *be, struct call *c, enum reply_kind kind,
          * count what the batch holds already, or a wide get over a large
          * value would pile up copies before its request could refuse them. */
         if ((kind == REPLY_VALUE || kind == REPLY_META_VA)
-            && !creq_may_hold(be->w, c->creq, be->held_bytes + len)) {
+            && !creq_may_hold(be->w, c->creq, len)) {
             c->res.fail = FAIL_NOMEM;
             return;
         }
@@ -745,7 +745,7 @@ backend_set_result(struct backend *be, struct call *c, enum reply_kind kind,
         } else {
             buf_append(b, bytes, len);
             c->res.data = b;
-            be->held_bytes += len;
+            c->creq->in_calls += len;
         }
     }
 }
@@ -763,7 +763,7 @@ backend_finish_head(struct backend *be)
         be->waiting = be->head;
     c->next = NULL;
     if (c->res.data != NULL)
-        be->held_bytes -= c->res.data->len;
+        c->creq->in_calls -= c->res.data->len;
     /* Only a reply that fits a request shows the server is fine: bytes
      * alone may be garbage, or a reply cut short before a stall. */
     be->failures = 0;

@@ -372,7 +372,7 @@ creq_may_hold(struct worker *w, struct creq *r, uint64_t n)
         return true;        /* a route node may still use it (warm-up copy) */
     if (r->oom)
         return false;
-    if (client_bytes(c) + n > client_limit(w)) {
+    if (r->held + r->in_calls + n > client_limit(w)) {
         creq_out_of_memory(w, r, "client_max_memory", client_limit(w));
         return false;
     }
@@ -397,12 +397,8 @@ creq_hold(struct worker *w, struct creq *r, struct slot *s)
     uint64_t n = s->res.data->len;
 
     if (c != NULL && !r->oom
-        && (s->res.kind == REPLY_VALUE || s->res.kind == REPLY_META_VA)) {
-        if (client_bytes(c) + n > client_limit(w))
-            creq_out_of_memory(w, r, "client_max_memory", client_limit(w));
-        else if (worker_memory_over(w))
-            creq_out_of_memory(w, r, "max_memory", w->max_memory);
-    }
+        && (s->res.kind == REPLY_VALUE || s->res.kind == REPLY_META_VA))
+        creq_may_hold(w, r, n);     /* answers it out of memory when not */
     if (c == NULL || r->oom) {
         /* Nobody will read these bytes (its client has gone), or the
          * request is answered out of memory already. */
