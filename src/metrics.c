@@ -223,6 +223,20 @@ render_proxy(struct evbuffer *out, const struct snapshot *snap)
            t->bytes_read);
     single(out, "luagent_written_bytes_total", "counter", "Bytes written to clients.",
            t->bytes_written);
+    single(out, "luagent_out_of_memory_errors_total", "counter",
+           "Requests answered SERVER_ERROR out of memory.", t->out_of_memory);
+    single(out, "luagent_memory_closed_connections_total", "counter",
+           "Clients closed: out of memory, or replies never read.", t->memory_closes);
+    single(out, "luagent_memory_paused_reads_total", "counter",
+           "Times a client's reading paused at client_max_memory.", t->memory_pauses);
+    single(out, "luagent_buffer_bytes", "gauge", "Bytes held in buffers now.",
+           snap->buffer_bytes);
+    single(out, "luagent_free_list_bytes", "gauge", "Bytes kept in free lists for reuse.",
+           snap->free_list_bytes);
+    single(out, "luagent_max_memory_bytes", "gauge", "settings.max_memory (or -m).",
+           snap->max_memory);
+    single(out, "luagent_client_max_memory_bytes", "gauge",
+           "settings.client_max_memory (or --client-max-memory).", snap->client_max_memory);
     single(out, "luagent_config_generation", "gauge", "Policy generation being served.",
            snap->generation);
     single(out, "luagent_reloads_total", "counter", "Policy reloads that took effect.",
