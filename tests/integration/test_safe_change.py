@@ -346,7 +346,8 @@ def test_touched_force_file_lets_one_sighup_through(memcached, luagent, tmp_path
     force = tmp_path / "policy.lua.force"
     force.write_text("")            # there before start: stale, not a licence
     write_policy(path, pool_policy(servers[:1], max_remap=0.05))
-    lg = luagent("-c", path)
+    pid_file = tmp_path / "luagent.pid"
+    lg = luagent("-c", path, "--pid-file", pid_file)
     write_policy(path, pool_policy(servers[:2], max_remap=0.05))
     lg.signal(signal.SIGHUP)
     wait_stat(lg, "reload_refused_remap", 1)
@@ -360,6 +361,12 @@ def test_touched_force_file_lets_one_sighup_through(memcached, luagent, tmp_path
     lg.signal(signal.SIGHUP)
     wait_stat(lg, "config_generation", 3)
     assert stats_of(lg)["reload_refused_remap"] == "1"
+
+    # --reload with the pid file alone: the default -p (11211) is not this
+    # luagent, so it only says it sent the signal; the reload happens.
+    rc, out, err = run_luagent("--reload", "--pid-file", pid_file)
+    assert rc == 0 and "sent SIGHUP to process %d" % lg.pid in out, (out, err)
+    wait_stat(lg, "config_generation", 4)
 
 
 def test_reload_command_finds_nothing(tmp_path):
