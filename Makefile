@@ -6,6 +6,7 @@
 #   make bench      side-by-side benchmark (see docs/performance.md)
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS (60) each (tests/fuzz/)
 #   make install    PREFIX=/usr/local DESTDIR= (binary, Lua library, examples, man page)
+#   make deb        Debian package in DEB_DIR (build/deb), built from a copy of the tree
 #   make clean
 #
 # V=1 shows full commands; SAN=1 builds with AddressSanitizer and UBSan.
@@ -62,7 +63,7 @@ UNIT_test_statsreply = statsreply reply
 UNITS = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 
-.PHONY: all run test unit integration bench fuzz deps install clean
+.PHONY: all run test unit integration bench fuzz deps install deb clean
 all: $(BIN)
 
 # ./luagent is relinked when switching between normal and SAN=1 builds.
@@ -196,6 +197,12 @@ install: $(BIN)
 	$(Q)$(INSTALL) -m 644 lua/luagent.lua $(SHARE)/lua/luagent.lua
 	$(Q)$(INSTALL) -m 644 examples/*.lua examples/luagent.service $(SHARE)/examples/
 	$(Q)$(INSTALL) -m 644 docs/luagent.1 $(DESTDIR)$(PREFIX)/share/man/man1/luagent.1
+
+# The package (scripts/debian/, built by scripts/deb.sh) prints its path last.
+DEB_DIR ?= build/deb
+
+deb: deps
+	@sh scripts/deb.sh $(DEB_DIR)
 
 clean:
 	rm -rf build build-san build-fuzz $(BIN)

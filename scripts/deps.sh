@@ -19,6 +19,15 @@ BINARY_CLIENT_PACKAGES="python3-pylibmc php-cli php-memcached ruby ruby-dalli"
 MEMJS="memjs@1.3.2"
 PACKAGES="$PACKAGES $BINARY_CLIENT_PACKAGES"
 
+# make deb and its test (tests/integration/test_deb.py): Debian's packaging
+# tools, and adduser, which the package depends on. Its build dependencies
+# are in the lists above.
+DEB_PACKAGES="debhelper dpkg-dev adduser"
+# The status page's test loads the page in a headless browser
+# (tests/integration/test_status_page.py).
+BROWSER_PACKAGES="chromium"
+PACKAGES="$PACKAGES $DEB_PACKAGES $BROWSER_PACKAGES"
+
 missing=""
 for p in $PACKAGES; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
