@@ -67,6 +67,7 @@ struct config {
     struct route   *fallback;       /* route for failed hooks, or NULL */
     char           *source;         /* policy file, or "(built-in default)" */
     uint32_t        checksum;       /* FNV-1a of the policy file's bytes */
+    int64_t         load_time;      /* unix seconds: when the policy was loaded */
     int             refs;           /* workers still using it (atomic) */
     struct script_state *script;    /* the Lua side (VMs), owned by script.c */
 };

@@ -58,6 +58,7 @@ struct snapshot {
     unsigned             generation;
     char                *source;        /* policy file */
     uint32_t             checksum;
+    int64_t              load_time;     /* unix seconds */
     struct snap_server  *servers;
     int                  nservers;
     struct snap_route   *routes;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "luagent.h"
 #include "route.h"
@@ -26,6 +27,7 @@ config_new(unsigned generation)
     if (cfg == NULL)
         return NULL;
     cfg->generation = generation;
+    cfg->load_time = (int64_t)time(NULL);   /* a generation is built as its policy loads */
     cfg->item_max = ITEM_MAX_DEFAULT;
     cfg->decision_cache_size = 4096;
     cfg->log_level = -1;

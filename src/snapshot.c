@@ -235,6 +235,7 @@ snapshot_take(struct snapshot *snap, const struct config *cfg)
         cfg = workers[0].current->config;   /* alive while it is current */
     snap->generation = cfg->generation;
     snap->checksum = cfg->checksum;
+    snap->load_time = cfg->load_time;
     snap->source = strdup(cfg->source);
     for (i = 0; i < nworkers; i++)
         sum_stats(&snap->totals, &workers[i].stats);

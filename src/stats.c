@@ -313,6 +313,7 @@ render_general(struct buf *out, const struct snapshot *snap)
     stat_str(out, "policy", snap->source);
     snprintf(checksum, sizeof(checksum), "%08x", snap->checksum);
     stat_str(out, "policy_checksum", checksum);
+    stat_u64(out, "policy_load_time", (uint64_t)snap->load_time);
     if (snap->fleet_on)
         render_fleet_sums(out, snap);
     render_servers(out, snap);
