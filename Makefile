@@ -2,14 +2,59 @@
 #
 #   make            build ./luagent
 #   make run        start two local memcached servers and luagent in front of them
-#   make test       unit tests, then integration tests (installs missing packages first)
+#   make test       unit tests, then integration tests and the real-client suite
 #   make bench      side-by-side benchmark (see docs/performance.md)
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS (60) each (tests/fuzz/)
 #   make install    PREFIX=/usr/local DESTDIR= (binary, Lua library, examples, man page)
 #   make deb        Debian package in DEB_DIR (build/deb), built from a copy of the tree
+#   make deps       install everything any target needs (scripts/deps.sh)
 #   make clean
 #
+# Each target first installs the Debian packages it needs that are missing
+# (scripts/deps.sh; root is needed only when something is missing).
+#
 # V=1 shows full commands; SAN=1 builds with AddressSanitizer and UBSan.
+
+.DEFAULT_GOAL := all
+
+.PHONY: deps clean
+deps:
+	@sh scripts/deps.sh
+
+clean:
+	rm -rf build build-san build-fuzz luagent
+
+# Every target that builds first runs scripts/deps.sh (which installs what is
+# missing), then runs again in a second make that reads the package flags with
+# pkg-config: read before the packages are installed, they would be empty and
+# the first build would fail. Variables given on the command line (SAN=1, V=1,
+# LTO=, CFLAGS=...) reach the second make through MAKEFLAGS.
+ifndef LUAGENT_DEPS_READY
+
+# The purpose scripts/deps.sh installs for, per target (build by default).
+DEPS_run   = run
+DEPS_test  = test
+DEPS_unit  = test
+DEPS_integration = test
+DEPS_bench = bench
+DEPS_fuzz  = fuzz
+DEPS_deb   = deb
+deps_for   = $(or $(DEPS_$(1)),build)
+
+.PHONY: all run test unit integration bench fuzz install deb
+all run test unit integration bench fuzz install deb:
+	@sh scripts/deps.sh $(call deps_for,$@)
+	@$(MAKE) --no-print-directory LUAGENT_DEPS_READY=1 $@
+
+# Any other target (./luagent, build/tests/test_proto, ...) goes the same way.
+.PHONY: FORCE
+FORCE:
+Makefile scripts/deps.sh: ;
+%: FORCE
+	@sh scripts/deps.sh build
+	@$(MAKE) --no-print-directory LUAGENT_DEPS_READY=1 $@
+
+else
 
 CC       ?= cc
 CFLAGS   ?= -O2 -g
@@ -64,7 +109,7 @@ UNIT_test_statuspage = statuspage buf histogram
 UNITS = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 
-.PHONY: all run test unit integration bench fuzz deps install deb clean
+.PHONY: all run test unit integration bench fuzz install deb
 all: $(BIN)
 
 # ./luagent is relinked when switching between normal and SAN=1 builds.
@@ -94,16 +139,15 @@ $(BUILD)/loadgen: bench/loadgen.c | $(BUILD)
 	$(say) CC $<
 	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< -lpthread $(shell pkg-config --libs openssl)
 
-$(BUILD):
-	@mkdir -p $(BUILD)/tests
+# build/ can exist without build/tests (scripts/deps.sh keeps the npm clients
+# in build/clients), so the unit tests ask for their own directory.
+$(BUILD) $(BUILD)/tests:
+	@mkdir -p $@
 
 .SECONDEXPANSION:
-$(BUILD)/tests/%: tests/unit/%.c $$(addprefix $(BUILD)/,$$(addsuffix .o,$$(UNIT_$$*))) | $(BUILD)
+$(BUILD)/tests/%: tests/unit/%.c $$(addprefix $(BUILD)/,$$(addsuffix .o,$$(UNIT_$$*))) | $(BUILD)/tests
 	$(say) CC $<
 	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ -lm
-
-deps:
-	@sh scripts/deps.sh
 
 unit: $(UNIT_BINS)
 	@luajit tests/lua/test_luagent.lua > $(BUILD)/tests/test_luagent.log 2>&1 || \
@@ -117,14 +161,14 @@ unit: $(UNIT_BINS)
 integration: $(BIN)
 	LUAGENT_SANITIZED=$(if $(filter 1,$(SAN)),1,0) $(PYTHON) -m pytest -q tests/integration
 
-test: deps
+test:
 	@$(MAKE) --no-print-directory $(BIN) unit
 	@$(MAKE) --no-print-directory integration
 
-run: deps $(BIN)
+run: $(BIN)
 	@bash scripts/run.sh
 
-bench: deps $(BIN)
+bench: $(BIN)
 	@sh scripts/bench.sh
 
 # Fuzzing: tests/fuzz/fuzz_X.c with clang's libFuzzer, ASan and UBSan, in
@@ -170,7 +214,7 @@ build-fuzz/seeds/fuzz_policy: $(wildcard tests/fixtures/*.lua)
 	    sed 's/@[A-Z0-9_]*@/{ "127.0.0.1:11211" }/g' $$f > $@/$${f##*/}; \
 	done
 
-fuzz: deps
+fuzz:
 	@$(MAKE) --no-print-directory $(FUZZ_BINS) build-fuzz/seeds/fuzz_policy
 	@for t in $(FUZZ_TARGETS); do \
 	    mkdir -p build-fuzz/corpus/$$t; \
@@ -202,10 +246,9 @@ install: $(BIN)
 # The package (scripts/debian/, built by scripts/deb.sh) prints its path last.
 DEB_DIR ?= build/deb
 
-deb: deps
+deb:
 	@sh scripts/deb.sh $(DEB_DIR)
 
-clean:
-	rm -rf build build-san build-fuzz $(BIN)
-
 -include $(OBJS:.o=.d) $(UNIT_BINS:=.d) $(wildcard build-fuzz/*.d)
+
+endif

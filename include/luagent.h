@@ -9,11 +9,15 @@
 
 #define LUAGENT_VERSION     "0.1.0"
 /*
- * `version` answers "VERSION 1.6.18-luagent-0.1.0": clients read the leading
- * memcached version to decide which protocol features to use, and luagent
- * speaks the text protocol as memcached 1.6.18 does.
+ * `version` answers "VERSION 1.6.18 luagent-0.1.0" (and `stats` the same in
+ * STAT version): luagent speaks the text protocol as memcached 1.6.18 does, and
+ * clients read that number to decide which features to use. It stands alone as
+ * the first word: clients that split the line on spaces take the second token
+ * (the npm memcached package then keeps the last x.y.z in it), and libmemcached
+ * reads numbers up to the first other byte. luagent's own version follows.
  */
 #define MEMCACHED_COMPAT_VERSION "1.6.18"
+#define VERSION_TEXT        MEMCACHED_COMPAT_VERSION " luagent-" LUAGENT_VERSION
 
 #define KEY_MAX             250             /* memcached's key length limit */
 #define LINE_MAX_PLAIN      2048            /* longest non-retrieval request line */

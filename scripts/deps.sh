@@ -1,46 +1,87 @@
 #!/bin/sh
-# Install what luagent needs to build, test and benchmark, from Debian packages.
-# Only packages that are missing are installed, so a ready machine costs nothing.
+# Install what luagent needs, from Debian packages (and the npm client of the
+# real-client suite from npm), for one purpose at a time:
+#
+#   sh scripts/deps.sh build    compile ./luagent            (make, make install)
+#   sh scripts/deps.sh run      build + memcached            (make run)
+#   sh scripts/deps.sh test     build + every test's tools   (make test)
+#   sh scripts/deps.sh bench    build + make bench's tools
+#   sh scripts/deps.sh fuzz     build + clang's libFuzzer    (make fuzz)
+#   sh scripts/deps.sh deb      build + debhelper            (make deb)
+#   sh scripts/deps.sh          all of the above
+#
+# Only what is missing is installed, so a ready machine costs nothing. The
+# Makefile runs this before it reads any package flags (pkg-config).
 #
 # LuaJIT: we use OpenResty's maintained branch (libluajit2-5.1-dev) rather than
 # the 2022 snapshot in libluajit-5.1-dev: it carries the upstream fixes since then
 # and the same C API. The two packages conflict; either builds luagent.
 set -e
+cd "$(dirname "$0")/.."
 
-PACKAGES="build-essential pkg-config libevent-dev libluajit2-5.1-dev luajit2 memcached \
-python3-pytest python3-pymemcache libmemcached-tools nutcracker valgrind \
-clang libclang-rt-14-dev libssl-dev openssl python3-prometheus-client"
-
-# Clients that speak memcached's binary protocol (tests/integration/
-# test_binary_clients.py): pylibmc, PHP's memcached extension (sessions),
-# Ruby's Dalli 3.0 (binary only), and Node with npm for memjs, which npm
-# installs into build/clients/ (git-ignored) below.
-BINARY_CLIENT_PACKAGES="python3-pylibmc php-cli php-memcached ruby ruby-dalli"
-MEMJS="memjs@1.3.2"
-PACKAGES="$PACKAGES $BINARY_CLIENT_PACKAGES"
-
+# Package lists, one purpose each.
+BUILD_PACKAGES="build-essential pkg-config libevent-dev libluajit2-5.1-dev libssl-dev"
+RUN_PACKAGES="memcached libmemcached-tools"
+TEST_PACKAGES="luajit2 memcached python3-pytest python3-pymemcache libmemcached-tools
+nutcracker openssl python3-prometheus-client man-db"
+# The real-client suites (tests/clients/, test_binary_clients.py): one client
+# library per line; pylibmc, PHP's memcached extension (sessions) and Dalli 3.0
+# (binary only) also speak the binary protocol.
+CLIENT_PACKAGES="python3-pylibmc
+libcache-memcached-fast-perl
+libcache-memcached-perl
+php-cli php-memcached
+ruby ruby-dalli
+nodejs npm"
+BENCH_PACKAGES="memcached nutcracker valgrind openssl"
+FUZZ_PACKAGES="clang libclang-rt-14-dev"
 # make deb and its test (tests/integration/test_deb.py): Debian's packaging
-# tools, and adduser, which the package depends on. Its build dependencies
-# are in the lists above.
+# tools, and adduser, which the package depends on (its build dependencies are
+# BUILD_PACKAGES).
 DEB_PACKAGES="debhelper dpkg-dev adduser"
 # The status page's test loads the page in a headless browser
 # (tests/integration/test_status_page.py).
 BROWSER_PACKAGES="chromium"
-PACKAGES="$PACKAGES $DEB_PACKAGES $BROWSER_PACKAGES"
+
+# npm packages of the suite, pinned by tests/clients/package-lock.json and
+# installed into build/clients/node_modules (git-ignored).
+NPM_DIR=build/clients
+
+purpose=${1:-all}
+case "$purpose" in
+    build) wanted="$BUILD_PACKAGES" ;;
+    run)   wanted="$BUILD_PACKAGES $RUN_PACKAGES" ;;
+    test)  wanted="$BUILD_PACKAGES $TEST_PACKAGES $CLIENT_PACKAGES $DEB_PACKAGES \
+$BROWSER_PACKAGES" ;;
+    bench) wanted="$BUILD_PACKAGES $BENCH_PACKAGES" ;;
+    fuzz)  wanted="$BUILD_PACKAGES $FUZZ_PACKAGES" ;;
+    deb)   wanted="$BUILD_PACKAGES $DEB_PACKAGES" ;;
+    all)   wanted="$BUILD_PACKAGES $RUN_PACKAGES $TEST_PACKAGES $CLIENT_PACKAGES \
+$BENCH_PACKAGES $FUZZ_PACKAGES $DEB_PACKAGES $BROWSER_PACKAGES" ;;
+    *)     echo "deps: unknown purpose '$purpose' (build, run, test, bench, fuzz, deb)" >&2; exit 2 ;;
+esac
+
+installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+
+# A package counts as present when something else already does its job.
+satisfied() {
+    installed "$1" && return 0
+    case "$1" in
+        # Either LuaJIT flavour builds luagent (luajit2 only adds the CLI).
+        libluajit2-5.1-dev) installed libluajit-5.1-dev ;;
+        # Node.js from another source (nodesource, nvm) ships its own npm.
+        nodejs|npm) command -v "$1" >/dev/null 2>&1 ;;
+        *) return 1 ;;
+    esac
+}
 
 missing=""
-for p in $PACKAGES; do
-    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-        # Either LuaJIT flavour satisfies the build (luajit2 only adds the CLI).
-        if [ "$p" = libluajit2-5.1-dev ] && dpkg-query -W -f='${Status}' libluajit-5.1-dev 2>/dev/null | grep -q "install ok installed"; then
-            continue
-        fi
-        missing="$missing $p"
-    fi
+for p in $wanted; do
+    case " $missing " in *" $p "*) continue ;; esac
+    satisfied "$p" || missing="$missing $p"
 done
-
-# Node may come from another source than Debian's package: the command counts.
-command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
 
 if [ -n "$missing" ]; then
     if [ "$(id -u)" != 0 ]; then
@@ -49,14 +90,21 @@ if [ -n "$missing" ]; then
     fi
     echo "deps: installing$missing"
     export DEBIAN_FRONTEND=noninteractive
+    # A fresh machine has no package lists yet: install finds nothing without them.
     apt-get update -qq
     # shellcheck disable=SC2086
     apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
-cd "$(dirname "$0")/.." || exit 1
-if [ ! -f build/clients/node_modules/memjs/package.json ]; then
-    echo "deps: installing $MEMJS into build/clients"
-    mkdir -p build/clients
-    (cd build/clients && npm install --no-audit --no-fund --silent "$MEMJS" >/dev/null)
+case "$purpose" in test|all) ;; *) exit 0 ;; esac
+
+# The lock file is copied next to node_modules once npm has installed it, so a
+# changed lock file (a new client, a new version) or a broken install installs again.
+if ! cmp -s tests/clients/package-lock.json "$NPM_DIR/installed-lock.json" 2>/dev/null; then
+    echo "deps: npm: installing tests/clients/package.json into $NPM_DIR"
+    rm -rf "$NPM_DIR"
+    mkdir -p "$NPM_DIR"
+    cp tests/clients/package.json tests/clients/package-lock.json "$NPM_DIR"/
+    (cd "$NPM_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    cp tests/clients/package-lock.json "$NPM_DIR/installed-lock.json"
 fi

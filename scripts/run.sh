@@ -8,6 +8,8 @@ PORT=${PORT:-11311}
 MC1=${MC1:-21211}
 MC2=${MC2:-21212}
 MEMCACHED=$(command -v memcached || echo /usr/bin/memcached)
+# As root, the servers and luagent drop to nobody once listening (memcached
+# refuses to run as root, luagent warns).
 USER_OPT=""
 [ "$(id -u)" = 0 ] && USER_OPT="-u nobody"
 
@@ -41,6 +43,6 @@ echo "luagent: connect any memcached client to 127.0.0.1:$PORT, for example:"
 echo "    memccp --servers=127.0.0.1:$PORT README.md && memccat --servers=127.0.0.1:$PORT README.md"
 echo "    memcstat --servers=127.0.0.1:$PORT"
 echo "luagent: Ctrl-C stops all three"
-./luagent -D -v -l 127.0.0.1 -p "$PORT" -k -s "127.0.0.1:$MC1" -s "127.0.0.1:$MC2" &
+./luagent -D -v $USER_OPT -l 127.0.0.1 -p "$PORT" -k -s "127.0.0.1:$MC1" -s "127.0.0.1:$MC2" &
 pids="$pids $!"
 wait $!

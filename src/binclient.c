@@ -46,7 +46,7 @@
 
 #define ARGS_MAX    128     /* the longest meta flags we write (incr: ~95) */
 
-static const char version_text[] = MEMCACHED_COMPAT_VERSION "-luagent-" LUAGENT_VERSION;
+static const char version_text[] = VERSION_TEXT;
 
 /*
  * Bytes the text protocol cannot carry in a key: space and below, and DEL.

@@ -456,7 +456,7 @@ client_proxy_command(struct client *c, struct creq *r)
 {
     switch (r->req.cmd) {
     case CMD_VERSION:
-        r->local = "VERSION " MEMCACHED_COMPAT_VERSION "-luagent-" LUAGENT_VERSION;
+        r->local = "VERSION " VERSION_TEXT;
         break;
     case CMD_VERBOSITY:
         r->local = "OK";

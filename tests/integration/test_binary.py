@@ -43,7 +43,7 @@ def normalized(raw):
     """luagent's version string says what it is; the rest must be memcached's."""
     r = bp.Response(raw)
     if r.opcode == bp.VERSION and r.status == bp.SUCCESS and r.value != VERSION_BODY:
-        assert r.value.startswith(VERSION_BODY + b"-luagent-"), r.value
+        assert r.value.startswith(VERSION_BODY + b" luagent-"), r.value
         return raw[:8] + struct.pack(">I", len(VERSION_BODY)) + raw[12:24] + VERSION_BODY
     return raw
 

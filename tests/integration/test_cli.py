@@ -110,7 +110,7 @@ def test_default_server_port_11211_accepted(luagent, raw_client):
 
 def test_version_flag_matches_protocol_version(memcached, luagent, raw_client):
     """The protocol `version` reply carries luagent's version, in the form
-    include/luagent.h documents: "VERSION <memcached x.y.z>-luagent-<version>",
+    include/luagent.h documents: "VERSION <memcached x.y.z> luagent-<version>",
     the leading memcached version being >= 1.6 (libmemcached's tools, e.g.
     memcapable, treat a server below 1.6 as an old one and expect old replies;
     memping rejects a major version 0)."""
@@ -119,7 +119,7 @@ def test_version_flag_matches_protocol_version(memcached, luagent, raw_client):
     ver = out.split()[1].encode()
     lg = luagent(servers=[memcached()])
     reply = raw_client(lg).call(b"version\r\n")
-    m = re.fullmatch(rb"VERSION (\d+)\.(\d+)\.(\d+)-luagent-(\S+)\r\n", reply)
+    m = re.fullmatch(rb"VERSION (\d+)\.(\d+)\.(\d+) luagent-(\S+)\r\n", reply)
     assert m, "version reply %r not in the documented form" % reply
     assert (int(m.group(1)), int(m.group(2))) >= (1, 6), reply
     assert m.group(4) == ver, "version reply %r does not carry --version's %r" % (reply, ver)

@@ -349,7 +349,7 @@ def test_unknown_command(pair):
 def test_version(pair):
     reply, = pair.same(b"version\r\n", "line", norm=True)
     pair.p.send(b"version\r\n")
-    assert re.fullmatch(rb"VERSION \d+\.\d+\.\d+\S*\r\n", pair.p.read_line())
+    assert re.fullmatch(rb"VERSION \d+\.\d+\.\d+ luagent-\S+\r\n", pair.p.read_line())
 
 
 def test_verbosity(pair):
@@ -402,10 +402,10 @@ def test_stats(memcached, luagent, raw_client):
             assert s0[name].isdigit()
     assert int(s0["pid"]) == lg.pid
     assert int(s0["uptime"]) >= 0
-    # stats "version" is what `version` answers ("<memcached compat>-luagent-
+    # stats "version" is what `version` answers ("<memcached compat> luagent-
     # <version>", see test_cli.py), as memcached keeps the two equal
     assert c.call(b"version\r\n") == b"VERSION %s\r\n" % s0["version"].encode()
-    assert b"-luagent-" in s0["version"].encode()
+    assert b" luagent-" in s0["version"].encode()
     assert int(s0["curr_connections"]) >= 1
 
     # find a key for each server
