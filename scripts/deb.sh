@@ -39,7 +39,7 @@ END
 
 # A package is always a plain build: make's own variables from an outer make
 # (SAN=1, V=1, a jobserver) stay out of it.
-unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES LUAGENT_DEPS_READY
+unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES LUAGENT_DEPS_READY SAN LTO
 log="$(cd "$dir" && pwd)/build.log"
 echo "deb: building luagent $version in $src (log: $log)"
 if ! (cd "$src" && dpkg-buildpackage -b -us -uc -j2) > "$log" 2>&1; then
