@@ -105,6 +105,7 @@ UNIT_test_reply  = reply
 UNIT_test_dcache = dcache
 UNIT_test_histogram = histogram
 UNIT_test_statsreply = statsreply reply
+UNIT_test_buf    = buf
 UNIT_test_statuspage = statuspage buf histogram
 UNITS = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)

@@ -47,6 +47,10 @@ struct creq {
     uint32_t         nslots;
     uint32_t         ndone;
     int              refs;      /* 1 until written or orphaned + live calls */
+    uint64_t         held;      /* bytes counted against its client (copy, replies) */
+    uint64_t         in_calls;  /* value bytes its calls hold at a server
+                                 * connection, until their batch ends */
+    bool             oom;       /* answered SERVER_ERROR out of memory */
     bool             close_after; /* close the connection after this reply */
     bool             binary;    /* binary protocol: bin says how to reply */
     struct bin_ctx   bin;
@@ -62,8 +66,20 @@ void client_set_tls_handshake_timeout(int ms);
 void creq_slot_done(struct worker *w, struct creq *creq, uint32_t slot,
                     struct result *res);
 
+/*
+ * May n more bytes of values be held for this request? One request's values
+ * may not pass its client's bound (client_max_memory), nor may any request's
+ * while all buffers hold more than max_memory. When not, the request is
+ * answered SERVER_ERROR out of memory at once and the value must be let go.
+ * (Many requests of one client are bounded by its reads pausing instead.)
+ */
+bool creq_may_hold(struct worker *w, struct creq *r, uint64_t n);
+
 /* Drop a reference to a request; frees it at zero. */
 void creq_release(struct worker *w, struct creq *creq);
+
+/* Free the spare requests none took since the last trim; returns the bytes. */
+uint64_t creq_trim_free(struct worker *w);
 
 /*
  * A request of the proxy's own, with no client (warm-up copies): parse the
@@ -78,9 +94,12 @@ void creq_background(struct worker *w, struct wconfig *wcfg, const struct route 
  * and buf are set, start it (count it, answer it or route it); or, for a
  * reply decided at once (local set), mark it ready.
  */
-struct creq *client_request_new(struct client *c);
+struct creq *client_request_new(struct client *c);   /* NULL: client closed */
 void client_request_start(struct client *c, struct creq *r);
 void client_request_ready(struct client *c, struct creq *r);
+
+/* Are new requests refused now (buffers past max_memory)? Counts and logs it. */
+bool client_memory_refused(struct client *c);
 
 /* Did this client come through the unix socket? */
 bool client_is_unix(const struct client *c);

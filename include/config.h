@@ -62,6 +62,9 @@ struct config {
     int             nnodes;
     int             nhooks;         /* lg.hook nodes (0: no Lua per request) */
     uint32_t        item_max;       /* largest value accepted */
+    uint64_t        max_memory;     /* buffer bytes of all workers: past it, new
+                                     * requests get SERVER_ERROR out of memory */
+    uint64_t        client_max_memory; /* bytes one client's requests may hold */
     unsigned        decision_cache_size; /* hook decisions kept per worker */
     int             log_level;      /* settings.log_level (enum log_level), or -1 */
     struct route   *fallback;       /* route for failed hooks, or NULL */

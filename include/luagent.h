@@ -23,6 +23,8 @@
 #define LINE_MAX_PLAIN      2048            /* longest non-retrieval request line */
 #define LINE_MAX_GET        (256 * 1024)    /* longest get/gets/gat/gats line */
 #define ITEM_MAX_DEFAULT    (1024 * 1024)   /* largest value accepted */
+#define MAX_MEMORY_DEFAULT  (1024ull << 20) /* buffer bytes of all clients: 1 GiB */
+#define CLIENT_MEMORY_ITEMS 8               /* default client_max_memory, in item_max */
 #define REPLY_LINE_MAX      2048            /* longest backend reply line */
 
 #define DEFAULT_PORT        11211

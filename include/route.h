@@ -94,6 +94,7 @@ enum fail_reason {
     FAIL_TIMEOUT,       /* no reply within the pool's timeout */
     FAIL_CLOSED,        /* connection closed or reset before the reply */
     FAIL_PROTOCOL,      /* the server sent something that is not a reply */
+    FAIL_NOMEM,         /* luagent could not get the memory to go on */
     FAIL_COUNT
 };
 
@@ -142,9 +143,12 @@ void call_finish(struct worker *w, struct call *c);
 /* Fail a call with a reason and finish it. */
 void call_fail(struct worker *w, struct call *c, enum fail_reason why);
 
-/* A new call for one key of a client request. */
+/* A new call for one key of a client request, or NULL out of memory. */
 struct call *call_new(struct worker *w, struct creq *creq, const struct route *node,
                       uint32_t slot, const char *key, uint32_t klen);
+
+/* Free the spare calls none took since the last trim; returns the bytes. */
+uint64_t call_trim_free(struct worker *w);
 
 /* The client's text for a failure: "SERVER_ERROR backend timeout" etc. */
 const char *fail_reason_line(enum fail_reason why);

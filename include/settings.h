@@ -20,6 +20,8 @@ struct settings {
     const char *unix_path;          /* -f: unix socket path or NULL */
     int         unix_mode;          /* --unix-mode: permission bits, -1 = from the umask */
     int         max_conns;          /* -n */
+    int         max_memory_mb;      /* -m: settings.max_memory in MiB, 0 = the policy's */
+    int         client_max_memory_mb; /* --client-max-memory: MiB, 0 = the policy's */
     int         max_idle;           /* -i: idle backend connections kept per server */
     bool        max_idle_given;     /* -i was on the command line: it wins */
     bool        ketama;             /* -k */

@@ -56,6 +56,10 @@ struct snapshot {
     bool                 fleet_on;      /* the poller runs: fleet and servers[].fleet are set */
     struct snap_fleet    fleet;
     unsigned             generation;
+    uint64_t             buffer_bytes;  /* held in buffers by all workers now */
+    uint64_t             free_list_bytes; /* kept in the workers' free lists */
+    uint64_t             max_memory;    /* the generation's bounds */
+    uint64_t             client_max_memory;
     char                *source;        /* policy file */
     uint32_t             checksum;
     int64_t              load_time;     /* unix seconds */

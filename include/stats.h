@@ -34,6 +34,9 @@ struct stats {
     uint64_t hook_cache_hits;       /* decisions taken from the cache */
     uint64_t bytes_read;            /* from clients (after TLS decryption) */
     uint64_t bytes_written;         /* to clients (before TLS encryption) */
+    uint64_t out_of_memory;         /* requests answered SERVER_ERROR out of memory */
+    uint64_t memory_closes;         /* clients closed: out of memory, or never reading */
+    uint64_t memory_pauses;         /* reads paused: a client's requests held its bound */
 };
 
 /* Increment a counter owned by this thread. */

@@ -27,7 +27,7 @@ struct statuspage_context {
     uint64_t reload_failures;
 };
 
-/* Append the page for snap to out. */
+/* Append the page for snap to out (out of memory: buf_failed(out)). */
 void statuspage_render(struct buf *out, const struct snapshot *snap,
                        const struct statuspage_context *ctx);
 

@@ -44,6 +44,7 @@ struct worker {
     struct event_base  *base;
     struct config      *config;         /* current generation (current->config) */
     struct wconfig     *current;
+    uint64_t            max_memory;     /* current->config->max_memory */
     struct wconfig     *draining;       /* older generations with requests left */
     struct backend    **all_backends;   /* every live connection set, any generation */
     int                 nall_backends;
@@ -64,16 +65,23 @@ struct worker {
     int                 notify_fd;      /* eventfd */
     struct event       *notify_ev;
 
+    struct event       *trim_timer;     /* lets go of free-list leftovers */
+    uint64_t            trim_freed;     /* bytes freed since pages were last given back */
+    uint64_t            cached_bytes;   /* free lists' bytes at the last trim (for stats) */
+
     /* Deferred writes: made once after the callbacks of a loop pass. */
     struct backend    **dirty_backends;
     int                 ndirty_backends, cap_dirty_backends;
     struct client     **dirty_clients;
     int                 ndirty_clients, cap_dirty_clients;
+    int                 nclient_structs; /* allocated, freed by a flush at the latest */
 
-    /* Free lists. */
+    /* Free lists; low_* is the fewest held since the last trim (never used). */
     struct buf_cache    bufs;
     struct call        *free_calls;
+    unsigned            nfree_calls, low_free_calls;
     struct creq        *free_creqs;
+    unsigned            nfree_creqs, low_free_creqs;
     struct buf         *spare_rbuf;     /* read buffer lent to a reading client */
 };
 
@@ -106,9 +114,36 @@ void worker_clients_gone(struct worker *w);
 /* Ask every worker to stop (after answering what is in flight) and wait. */
 void worker_stop_all(void);
 
-/* Schedule a backend or client for the end-of-pass flush. */
-void worker_mark_backend(struct worker *w, struct backend *be);
-void worker_mark_client(struct worker *w, struct client *c);
+/* Schedule a backend or client for the end-of-pass flush (-1: out of memory). */
+int worker_mark_backend(struct worker *w, struct backend *be);
+int worker_mark_client(struct worker *w, struct client *c);
+
+/*
+ * A client struct is made (+1) or freed (-1). The flush list keeps room for
+ * every client struct, so marking a client never fails: a closed client must
+ * always reach the flush that frees it. Returns -1 when that room cannot be
+ * had (the new client is then refused).
+ */
+int worker_client_structs(struct worker *w, int delta);
+
+/* Bytes held in buffers by all workers, and in their free lists. */
+uint64_t worker_memory_used(void);
+uint64_t worker_memory_cached(void);
+
+/* The part of worker_memory_over that reads the other workers' counts. */
+bool worker_memory_over_all(uint64_t limit);
+
+/*
+ * Do the buffers of all workers hold more than max_memory? Inline and cheap
+ * while this worker holds less than its share; only then are the others'
+ * counts read.
+ */
+static inline bool
+worker_memory_over(const struct worker *w)
+{
+    return w->bufs.used * (uint64_t)nworkers > w->max_memory
+        && worker_memory_over_all(w->max_memory);
+}
 
 /* Milliseconds on a monotonic clock (cheap, coarse). */
 uint64_t worker_now_ms(void);

@@ -714,6 +714,8 @@ local SETTINGS_FIELDS = {
     fallback            = opt(route, nil),
     decision_cache_size = opt(integer(0, 1000000), 4096),
     item_max            = opt(integer(1024, 128 * 1024 * 1024), 1048576),
+    max_memory          = opt(integer(1024 * 1024, 2 ^ 50), 1024 * 1024 * 1024),
+    client_max_memory   = opt(integer(2 * 1024, 2 ^ 50), nil),
     log_level           = opt(one_of("error", "warn", "info", "debug"), nil),
 }
 
@@ -727,6 +729,11 @@ local function check_settings(v, label)
     end
     if s.hook_errors ~= "default" and s.fallback ~= nil then
         fail("field 'settings.fallback' is only used with hook_errors = 'default'")
+    end
+    -- One largest value and its request's copy must fit, or it never could.
+    if s.client_max_memory ~= nil and s.client_max_memory < 2 * s.item_max then
+        fail("field 'settings.client_max_memory' must be at least twice settings.item_max "
+             .. "(%d bytes; got %s)", 2 * s.item_max, tostring(s.client_max_memory))
     end
     return s
 end

@@ -233,6 +233,8 @@ backend_fail(struct backend *be, enum fail_reason why, const char *detail)
 
         c->next = NULL;
         n++;
+        if (c->res.data != NULL)        /* a held batch value, let go */
+            c->creq->in_calls -= c->res.data->len;
         call_fail(be->w, c, why);
         c = next;
     }
@@ -372,8 +374,10 @@ backend_cut_record(struct backend *be)
         uint32_t cap = be->cap_cuts ? be->cap_cuts * 2 : 16;
         uint32_t *grown = realloc(be->cuts, sizeof(*grown) * cap);
 
+        /* Out of memory, the record simply goes on into the next request:
+         * a server may then wait for more (a timeout), never misread. */
         if (grown == NULL)
-            abort();        /* as buf_append: no way on without memory */
+            return;
         be->cuts = grown;
         be->cap_cuts = cap;
     }
@@ -496,6 +500,21 @@ backend_format(struct backend *be, struct call *c)
     }
 }
 
+/*
+ * Room in the output for call c's request, so formatting it never fails
+ * half-way: the client's own request bounds it, plus a key that a rewrite
+ * may have made longer (in base64 for a binary meta key) and the separators.
+ */
+static int
+backend_reserve(struct backend *be, const struct call *c)
+{
+    size_t need = (size_t)c->creq->buf->len + BASE64_ENCODED_LEN(c->klen) + 32;
+
+    if (be->out == NULL && (be->out = buf_get(&be->w->bufs)) == NULL)
+        return -1;
+    return buf_reserve(be->out, need);
+}
+
 void
 backend_submit(struct backend *be, struct call *c, int timeout_ms)
 {
@@ -510,6 +529,10 @@ backend_submit(struct backend *be, struct call *c, int timeout_ms)
         be->down_until_ms = 0;      /* retry: this call probes the server */
         STAT_INC(be->stats.retries);
     }
+    if (backend_reserve(be, c) < 0) {
+        call_fail(w, c, FAIL_NOMEM);
+        return;
+    }
     STAT_INC(be->stats.requests);
     c->next = NULL;
     c->deadline_ms = worker_now_ms() + (uint64_t)timeout_ms;
@@ -522,8 +545,6 @@ backend_submit(struct backend *be, struct call *c, int timeout_ms)
         be->unstamped = c;
     if (be->waiting == NULL)
         be->waiting = c;
-    if (be->out == NULL)
-        be->out = buf_get(&w->bufs);
     backend_format(be, c);
     if (be->state == BACKEND_CLOSED) {
         if (backend_connect(be) < 0) {
@@ -534,10 +555,9 @@ backend_submit(struct backend *be, struct call *c, int timeout_ms)
     }
     if (!be->timer_armed || c->deadline_ms < be->timer_at_ms)
         backend_arm_timer(be, c->deadline_ms);
-    if (!be->dirty) {
+    /* Out of memory for the list, the timer still ends these calls. */
+    if (!be->dirty && worker_mark_backend(w, be) == 0)
         be->dirty = true;
-        worker_mark_backend(w, be);
-    }
 }
 
 /* Why a read or write failed: the socket's errno, or OpenSSL's reason. */
@@ -579,6 +599,12 @@ backend_write(struct backend *be)
         buf_consume(out, (size_t)n);
         if (be->ncuts != 0)
             backend_cuts_passed(be);
+    }
+    if (out != NULL && out->cap > BUF_KEEP_MAX && buf_avail(out) == 0 && be->batch == NULL) {
+        /* All written: a buffer grown for large values is not kept (an open
+         * batch still has its line end to add). */
+        buf_put(&be->w->bufs, out);
+        be->out = NULL;
     }
 }
 
@@ -701,8 +727,26 @@ backend_set_result(struct backend *be, struct call *c, enum reply_kind kind,
     if (kind == REPLY_META_ME)
         c->res.key_base64 = me_key_in_base64(c, bytes, len);
     if (len > 0 && !c->creq->req.noreply) {
-        c->res.data = buf_get(&be->w->bufs);
-        buf_append(c->res.data, bytes, len);
+        struct buf *b;
+
+        /* A value is held here until its batch ends: the request's bounds
+         * count what the batch holds already, or a wide get over a large
+         * value would pile up copies before its request could refuse them. */
+        if ((kind == REPLY_VALUE || kind == REPLY_META_VA)
+            && !creq_may_hold(be->w, c->creq, len)) {
+            c->res.fail = FAIL_NOMEM;
+            return;
+        }
+        b = buf_get(&be->w->bufs);
+        if (b == NULL || buf_reserve(b, len) < 0) {
+            /* The unit is consumed all the same: the stream stays in step. */
+            buf_put(&be->w->bufs, b);
+            c->res.fail = FAIL_NOMEM;
+        } else {
+            buf_append(b, bytes, len);
+            c->res.data = b;
+            c->creq->in_calls += len;
+        }
     }
 }
 
@@ -718,6 +762,8 @@ backend_finish_head(struct backend *be)
     if (be->waiting == c)
         be->waiting = be->head;
     c->next = NULL;
+    if (c->res.data != NULL)
+        c->creq->in_calls -= c->res.data->len;
     /* Only a reply that fits a request shows the server is fine: bytes
      * alone may be garbage, or a reply cut short before a stall. */
     be->failures = 0;
@@ -883,8 +929,10 @@ backend_read(struct backend *be)
     struct buf *in;
     ssize_t n;
 
-    if (be->in == NULL)
-        be->in = buf_get(&be->w->bufs);
+    if (be->in == NULL && (be->in = buf_get(&be->w->bufs)) == NULL) {
+        backend_fail(be, FAIL_CLOSED, "out of memory");
+        return;
+    }
     in = be->in;
     buf_compact(in);
     if (buf_reserve(in, READ_CHUNK) < 0) {

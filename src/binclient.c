@@ -229,25 +229,33 @@ bind_ctx(struct creq *r, const struct bin_request *bq)
     r->bin.cas = bq->cas != 0;
 }
 
+static void answer_no_memory(struct client *c, struct worker *w, struct creq *r);
+
 /* A keyed request: "<key> <flags>\r\n" (+ "<value>\r\n") in the request's buffer. */
 static void
 take_keyed(struct client *c, struct worker *w, const char *in, const struct bin_request *bq)
 {
     struct creq *r = client_request_new(c);
-    struct request *rq = &r->req;
+    struct request *rq;
     const char *key = in + bq->key_off;
     char args[ARGS_MAX];
     uint32_t alen;
     struct buf *b;
 
+    if (r == NULL)
+        return;                 /* the client was closed */
+    rq = &r->req;
     bind_ctx(r, bq);
     rq->cmd = routed_cmd(bq);
     rq->meta = true;
     rq->nkeys = 1;
     rq->base64 = key_needs_base64(key, bq->keylen);
     b = r->buf = buf_get(&w->bufs);
-    if (bq->value_len > 0 && buf_reserve(b, (size_t)bq->value_len + ARGS_MAX + 2 * KEY_MAX) < 0)
-        abort();            /* as buf_append: no way on without memory */
+    if (b == NULL || client_memory_refused(c)
+        || buf_reserve(b, (size_t)bq->value_len + ARGS_MAX + 2 * KEY_MAX) < 0) {
+        answer_no_memory(c, w, r);
+        return;
+    }
     append_key(b, key, bq->keylen, rq->base64);
     rq->key.len = b->len;
     rq->keys = rq->key;
@@ -278,12 +286,19 @@ take_proxy(struct client *c, struct worker *w, const char *in, const struct bin_
            enum cmd cmd)
 {
     struct creq *r = client_request_new(c);
-    struct request *rq = &r->req;
+    struct request *rq;
     char num[24];
 
+    if (r == NULL)
+        return;                 /* the client was closed */
+    rq = &r->req;
     bind_ctx(r, bq);
     rq->cmd = cmd;
     r->buf = buf_get(&w->bufs);
+    if (r->buf == NULL || buf_reserve(r->buf, (size_t)bq->keylen + sizeof(num)) < 0) {
+        answer_no_memory(c, w, r);
+        return;
+    }
     if (cmd == CMD_STATS) {
         buf_append(r->buf, in + bq->key_off, bq->keylen);
         rq->args.len = bq->keylen;
@@ -294,12 +309,26 @@ take_proxy(struct client *c, struct worker *w, const char *in, const struct bin_
     client_request_start(c, r);
 }
 
+/* Out of memory for this request: ENOMEM, as memcached answers then. */
+static void
+answer_no_memory(struct client *c, struct worker *w, struct creq *r)
+{
+    STAT_INC(w->stats.out_of_memory);
+    buf_put(&w->bufs, r->buf);
+    r->buf = NULL;
+    r->bin.status = BIN_ENOMEM;
+    r->local = "";
+    client_request_ready(c, r);
+}
+
 /* An answer decided here: an error status, or silence before a close. */
 static void
 take_refused(struct client *c, const struct bin_request *bq, uint16_t status, bool close)
 {
     struct creq *r = client_request_new(c);
 
+    if (r == NULL)
+        return;                 /* the client was closed */
     bind_ctx(r, bq);
     r->bin.status = status;
     r->local = "";
@@ -317,6 +346,8 @@ drop_stale(struct worker *w, const char *key, uint16_t keylen)
     struct buf *req = buf_get(&w->bufs);
     bool in_base64 = key_needs_base64(key, keylen);
 
+    if (req == NULL)
+        return;                 /* out of memory: the old value stays */
     buf_append(req, "md ", 3);
     append_key(req, key, keylen, in_base64);
     if (in_base64)
@@ -394,6 +425,10 @@ write_stats(struct worker *w, struct buf *out, const struct creq *r)
         return;
     }
     text = buf_get(&w->bufs);
+    if (text == NULL) {
+        binreply_error(out, &r->bin, BIN_ENOMEM, NULL, 0);
+        return;
+    }
     stats_render(text, w->config, (enum stats_group)r->stats_group);
     binreply_stats(out, &r->bin, text->data, text->len);
     buf_put(&w->bufs, text);

@@ -44,7 +44,6 @@
 #define READ_CHUNK          16384
 #define MAX_PENDING         1024            /* requests in flight per client */
 #define OUT_PAUSE           (4u << 20)      /* unwritten output that stops reading */
-#define OUT_MAX             (64u << 20)     /* unwritten output that closes the client */
 #define SLOTS_KEPT_MAX      128             /* multi-get slots a free request keeps */
 
 struct client {
@@ -58,13 +57,14 @@ struct client {
     struct buf      *obuf;          /* output not yet written */
     struct creq     *head, *tail;   /* requests in arrival order */
     uint32_t         npending;
+    uint64_t         held;          /* bytes its queued requests hold (creq->held) */
     uint32_t         swallow;       /* bytes of a refused data block still to drop */
     bool             is_unix;
     bool             closing;       /* read no more requests */
     bool             close_when_written; /* a closing reply is in obuf */
     bool             closed;        /* socket closed; struct freed by flush */
     bool             dirty;         /* on the worker's flush list */
-    bool             read_paused;   /* too many requests in flight */
+    bool             read_paused;   /* too many requests in flight, or bytes held */
     bool             close_when_idle; /* shutting down: close once all is answered */
     bool             read_wants_write; /* TLS: a read waits for writability */
     bool             write_wants_read; /* TLS: a write waits for readability */
@@ -86,6 +86,7 @@ static void client_tls_on_read(evutil_socket_t fd, short what, void *arg);
 static void client_tls_on_write(evutil_socket_t fd, short what, void *arg);
 static void client_tls_on_timeout(evutil_socket_t fd, short what, void *arg);
 static bool client_write(struct client *c);
+static void client_mark(struct client *c);
 
 static int tls_handshake_timeout_ms = DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS;
 
@@ -104,6 +105,7 @@ client_free(struct client *c)
         event_free(c->wev);
     if (c->handshake_timer)
         event_free(c->handshake_timer);
+    worker_client_structs(c->w, -1);
     free(c);
 }
 
@@ -132,8 +134,10 @@ client_events(struct client *c)
 void
 client_accept(struct worker *w, int fd, bool is_unix, struct tls_conn *tls)
 {
-    struct client *c = calloc(1, sizeof(*c));
+    struct client *c = NULL;
 
+    if (worker_client_structs(w, +1) == 0 && (c = calloc(1, sizeof(*c))) == NULL)
+        worker_client_structs(w, -1);
     if (c != NULL) {
         c->w = w;
         c->fd = fd;
@@ -159,10 +163,8 @@ client_accept(struct worker *w, int fd, bool is_unix, struct tls_conn *tls)
 static void
 client_mark(struct client *c)
 {
-    if (!c->dirty) {
+    if (!c->dirty && worker_mark_client(c->w, c) == 0)
         c->dirty = true;
-        worker_mark_client(c->w, c);
-    }
 }
 
 /*
@@ -209,6 +211,9 @@ client_close(struct client *c)
         w->clients = c->next;
     if (c->next != NULL)
         c->next->prev = c->prev;
+    /* Freed by the flush at the end of this pass, never under a caller that
+     * may still look at c->closed (a parse that closed from inside a read).
+     * The flush list has room for every client struct (client_accept). */
     client_mark(c);
     if (w->clients == NULL && w->stopping)
         worker_clients_gone(w);
@@ -247,10 +252,12 @@ creq_alloc(struct worker *w)
 
     if (r != NULL) {
         w->free_creqs = r->next;
+        if (--w->nfree_creqs < w->low_free_creqs)
+            w->low_free_creqs = w->nfree_creqs;
         spare = r->spare;
         spare_cap = r->spare_cap;
     } else if ((r = malloc(sizeof(*r))) == NULL) {
-        abort();
+        return NULL;
     }
     memset(r, 0, sizeof(*r));
     r->spare = spare;
@@ -264,6 +271,8 @@ creq_new(struct worker *w, struct client *c)
 {
     struct creq *r = creq_alloc(w);
 
+    if (r == NULL)
+        return NULL;
     r->client = c;
     if (c->tail != NULL)
         c->tail->next = r;
@@ -290,6 +299,115 @@ creq_release(struct worker *w, struct creq *r)
         worker_request_done(w, r->wcfg);
     r->next = w->free_creqs;
     w->free_creqs = r;
+    w->nfree_creqs++;
+}
+
+/* Let go of the free requests no request took since the last trim. */
+uint64_t
+creq_trim_free(struct worker *w)
+{
+    uint64_t bytes = 0;
+    unsigned n = w->low_free_creqs;
+
+    while (n-- > 0 && w->free_creqs != NULL) {
+        struct creq *r = w->free_creqs;
+
+        w->free_creqs = r->next;
+        w->nfree_creqs--;
+        bytes += sizeof(*r) + (uint64_t)r->spare_cap * sizeof(struct slot);
+        free(r->spare);
+        free(r);
+    }
+    w->low_free_creqs = w->nfree_creqs;
+    return bytes;
+}
+
+/* Bytes a client holds: its queued requests' copies and replies, and the
+ * output it has not read yet. */
+static uint64_t
+client_bytes(const struct client *c)
+{
+    return c->held + (c->obuf != NULL ? buf_avail(c->obuf) : 0);
+}
+
+/* The bound on client_bytes: past it, reading stops and replies are refused. */
+static uint64_t
+client_limit(const struct worker *w)
+{
+    return w->config->client_max_memory;
+}
+
+/* Answer r SERVER_ERROR out of memory; the replies it holds go at once. */
+static void
+creq_out_of_memory(struct worker *w, struct creq *r, const char *bound, uint64_t limit)
+{
+    uint64_t freed = 0;
+    uint32_t i;
+
+    log_ratelimited(LOG_WARN, &w->stats.out_of_memory, "client: request answered "
+                    "SERVER_ERROR out of memory: its values would pass %s (%llu bytes)",
+                    bound, (unsigned long long)limit);
+    r->oom = true;
+    STAT_INC(w->stats.out_of_memory);
+    for (i = 0; i < r->nslots; i++) {
+        struct buf *data = r->slots[i].res.data;
+
+        if (data != NULL) {
+            freed += data->len;
+            buf_put(&w->bufs, data);
+            r->slots[i].res.data = NULL;
+        }
+    }
+    r->held -= freed;
+    if (r->client != NULL)
+        r->client->held -= freed;
+}
+
+bool
+creq_may_hold(struct worker *w, struct creq *r, uint64_t n)
+{
+    struct client *c = r->client;
+
+    if (c == NULL)
+        return true;        /* a route node may still use it (warm-up copy) */
+    if (r->oom)
+        return false;
+    if (r->held + r->in_calls + n > client_limit(w)) {
+        creq_out_of_memory(w, r, "client_max_memory", client_limit(w));
+        return false;
+    }
+    if (worker_memory_over(w)) {
+        creq_out_of_memory(w, r, "max_memory", w->max_memory);
+        return false;
+    }
+    return true;
+}
+
+/*
+ * A reply arrived: its bytes are held until written. A value is held only
+ * within the client's bound and the total one; past either, the bytes are
+ * let go at once and the whole request is answered SERVER_ERROR out of
+ * memory. A line (STORED, an error) is at most a few KiB per request, and
+ * refusing it would hide what the server did: it is always held.
+ */
+static void
+creq_hold(struct worker *w, struct creq *r, struct slot *s)
+{
+    struct client *c = r->client;
+    uint64_t n = s->res.data->len;
+
+    if (c != NULL && !r->oom
+        && (s->res.kind == REPLY_VALUE || s->res.kind == REPLY_META_VA))
+        creq_may_hold(w, r, n);     /* answers it out of memory when not */
+    if (c == NULL || r->oom) {
+        /* Nobody will read these bytes (its client has gone), or the
+         * request is answered out of memory already. */
+        buf_put(&w->bufs, s->res.data);
+        s->res.data = NULL;
+        return;
+    }
+    r->held += n;
+    c->held += n;
 }
 
 void
@@ -299,6 +417,8 @@ creq_slot_done(struct worker *w, struct creq *r, uint32_t slot, struct result *r
 
     s->res = *res;
     res->data = NULL;
+    if (s->res.data != NULL)
+        creq_hold(w, r, s);
     s->done = true;
     r->ndone++;
     if (r->ndone == r->nslots && r->client != NULL && r->client->head == r)
@@ -360,7 +480,12 @@ creq_background(struct worker *w, struct wconfig *wcfg, const struct route *node
 {
     struct creq *r = creq_alloc(w);
     struct proto_error err;
+    struct call *call;
 
+    if (r == NULL) {
+        buf_put(&w->bufs, buf);     /* out of memory: the copy is not made */
+        return;
+    }
     r->buf = buf;
     creq_bind(w, r, wcfg);
     if (proto_parse(buf->data, buf->len, UINT32_MAX, &r->req, &err) != PROTO_OK
@@ -371,7 +496,9 @@ creq_background(struct worker *w, struct wconfig *wcfg, const struct route *node
     r->req.noreply = true;          /* nobody reads the reply */
     creq_slots(r, 1);
     creq_key_slot(r);
-    route_start(w, call_new(w, r, node, 0, r->slots[0].key, r->slots[0].klen));
+    call = call_new(w, r, node, 0, r->slots[0].key, r->slots[0].klen);
+    if (call != NULL)
+        route_start(w, call);
     creq_release(w, r);
 }
 
@@ -387,17 +514,45 @@ creq_complete(const struct creq *r)
     return r->local != NULL || r->stats || r->ndone == r->nslots;
 }
 
+/*
+ * Out of memory for the request that keeps a client's replies in order: the
+ * client cannot be answered in order any more, so it is closed. The free
+ * of the client waits for the flush, so the caller's loop may go on.
+ */
+static void
+client_close_no_memory(struct client *c, const char *what)
+{
+    static const char key = 0;
+
+    STAT_INC(c->w->stats.memory_closes);
+    log_ratelimited(LOG_WARN, &key, "client: closed: out of memory %s", what);
+    client_close(c);
+}
+
 /* A reply decided without any server (an error, version, ...). */
 static void
 client_local(struct client *c, const char *line, bool noreply, bool close_after)
 {
     struct creq *r = creq_new(c->w, c);
 
+    if (r == NULL) {
+        client_close_no_memory(c, "queueing a reply");
+        return;
+    }
     r->local = line;
     r->req.noreply = noreply;   /* memcached keeps even errors quiet then */
     r->close_after = close_after;
     if (r == c->head)
         client_mark(c);
+}
+
+/* No call could be made for slot i: it is answered out of memory. */
+static void
+creq_slot_no_call(struct worker *w, struct creq *r, uint32_t i)
+{
+    struct result res = { .fail = FAIL_NOMEM };
+
+    creq_slot_done(w, r, i, &res);
 }
 
 /*
@@ -428,9 +583,15 @@ client_route(struct client *c, struct creq *r)
     } else {
         creq_key_slot(r);
     }
-    for (i = 0; i < r->nslots; i++)
-        route_start(w, call_new(w, r, r->wcfg->config->root, i, r->slots[i].key,
-                                r->slots[i].klen));
+    for (i = 0; i < r->nslots; i++) {
+        struct call *call = call_new(w, r, r->wcfg->config->root, i, r->slots[i].key,
+                                     r->slots[i].klen);
+
+        if (call != NULL)
+            route_start(w, call);
+        else
+            creq_slot_no_call(w, r, i);
+    }
 }
 
 /* flush_all goes to every server; OK only if all say OK. */
@@ -446,9 +607,14 @@ client_broadcast(struct client *c, struct creq *r)
         r->local = "SERVER_ERROR out of memory";
         return;
     }
-    for (i = 0; i < cfg->nservers; i++)
-        backend_submit(r->wcfg->backends[i], call_new(w, r, NULL, (uint32_t)i, NULL, 0),
-                       DEFAULT_TIMEOUT_MS);
+    for (i = 0; i < cfg->nservers; i++) {
+        struct call *call = call_new(w, r, NULL, (uint32_t)i, NULL, 0);
+
+        if (call != NULL)
+            backend_submit(r->wcfg->backends[i], call, DEFAULT_TIMEOUT_MS);
+        else
+            creq_slot_no_call(w, r, (uint32_t)i);
+    }
 }
 
 static void
@@ -497,13 +663,33 @@ static void
 client_request(struct client *c, const struct request *rq, const char *bytes, size_t len)
 {
     struct worker *w = c->w;
-    struct creq *r = creq_new(w, c);
+    struct creq *r;
 
+    if (proto_cmd_op(rq->cmd) != OP_PROXY && client_memory_refused(c)) {
+        /* New requests wait for memory to drop; stats and the like still work. */
+        client_local(c, "SERVER_ERROR out of memory", rq->noreply, false);
+        return;
+    }
+    r = creq_new(w, c);
+    if (r == NULL) {
+        client_close_no_memory(c, "for a request");
+        return;
+    }
     r->req = *rq;
     creq_bind(w, r, w->current);
-    r->buf = buf_get(&w->bufs);
-    buf_append(r->buf, bytes, len);
     STAT_ADD(w->stats.cmd[rq->cmd], rq->nkeys > 0 ? rq->nkeys : 1);
+    /* Room for a meta key decoded from base64 too (creq_key_slot). */
+    r->buf = buf_get(&w->bufs);
+    if (r->buf == NULL || buf_reserve(r->buf, len + KEY_MAX) < 0) {
+        STAT_INC(w->stats.out_of_memory);
+        r->local = "SERVER_ERROR out of memory";
+        if (r == c->head)
+            client_mark(c);
+        return;
+    }
+    buf_append(r->buf, bytes, len);
+    r->held = r->buf->len;
+    c->held += r->held;
     if (proto_cmd_op(rq->cmd) == OP_PROXY)
         client_proxy_command(c, r);
     else if (rq->nkeys == 0)
@@ -524,8 +710,26 @@ client_request_new(struct client *c)
 {
     struct creq *r = creq_new(c->w, c);
 
+    if (r == NULL) {
+        client_close_no_memory(c, "for a request");
+        return NULL;
+    }
     creq_bind(c->w, r, c->w->current);
     return r;
+}
+
+bool
+client_memory_refused(struct client *c)
+{
+    struct worker *w = c->w;
+
+    if (!worker_memory_over(w))
+        return false;
+    STAT_INC(w->stats.out_of_memory);
+    log_ratelimited(LOG_WARN, &w->stats.out_of_memory, "client: request refused: "
+                    "buffers hold more than %llu bytes (max_memory)",
+                    (unsigned long long)w->config->max_memory);
+    return true;
 }
 
 void
@@ -566,11 +770,17 @@ client_drop_stale(struct client *c, const struct request *rq, const char *line)
     if (rq->key.len == 0 || rq->key.len > KEY_MAX)
         return;
     req = buf_get(&w->bufs);
+    if (req == NULL)
+        return;             /* out of memory: the old value stays */
     buf_append_str(req, rq->meta ? "md " : "delete ");
     buf_append(req, line + rq->key.off, rq->key.len);
     if (rq->base64)
         buf_append(req, " b", 2);
     buf_append(req, "\r\n", 2);
+    if (buf_failed(req)) {
+        buf_put(&w->bufs, req);
+        return;
+    }
     creq_background(w, w->current, w->config->root, req);
 }
 
@@ -584,6 +794,8 @@ client_parse_binary(struct client *c, struct buf *in)
     struct bin_take t;
 
     binclient_take(c, c->w, buf_head(in), buf_avail(in), &t);
+    if (c->closed)
+        return false;           /* out of memory for a request */
     if (t.need > 0) {
         buf_compact(in);
         if (buf_reserve(in, t.need - in->len) < 0)
@@ -636,6 +848,15 @@ client_parse(struct client *c)
             c->read_paused = true;
             return;
         }
+        if (client_bytes(c) >= client_limit(c->w)) {
+            /* Its requests hold too much (data on its way to a slow server,
+             * replies waiting for an earlier one): read no more until some
+             * are answered. Backpressure, as a server that reads no more. */
+            STAT_INC(c->w->stats.memory_pauses);
+            event_del(c->rev);
+            c->read_paused = true;
+            return;
+        }
         if (c->proto != CLIENT_PROTO_TEXT && client_sniff(c, in) == CLIENT_PROTO_BINARY) {
             if (!client_parse_binary(c, in))
                 return;
@@ -667,7 +888,7 @@ client_parse(struct client *c)
             if (buf_avail(in) < total) {
                 buf_compact(in);
                 if (buf_reserve(in, total - in->len) < 0)
-                    client_close(c);
+                    client_close_no_memory(c, "for a data block");
                 return;
             }
             if (!proto_data_ok(buf_head(in) + rq.line_len, rq.data_len)) {
@@ -708,10 +929,10 @@ client_read(struct client *c)
         w->spare_rbuf = NULL;
     }
     in = c->rbuf;
-    if (in->pos > 0 && in->cap - in->len < READ_CHUNK)
+    if (in != NULL && in->pos > 0 && in->cap - in->len < READ_CHUNK)
         buf_compact(in);
-    if (buf_reserve(in, READ_CHUNK) < 0) {
-        client_close(c);
+    if (in == NULL || buf_reserve(in, READ_CHUNK) < 0) {
+        client_close_no_memory(c, "for a read buffer");
         return false;
     }
     n = conn_read(c->fd, c->tls, in->data + in->len, in->cap - in->len);
@@ -995,6 +1216,10 @@ creq_write(struct worker *w, struct buf *out, const struct creq *r)
     }
     if (r->req.noreply)
         return;
+    if (r->oom) {
+        append_line(out, "SERVER_ERROR out of memory");
+        return;
+    }
     if (r->req.meta) {
         write_meta(w, out, r);
     } else if (proto_cmd_is_retrieval(r->req.cmd)) {
@@ -1016,9 +1241,18 @@ client_collect(struct client *c)
     struct creq *r;
 
     while ((r = c->head) != NULL && creq_complete(r)) {
-        if (c->obuf == NULL)
-            c->obuf = buf_get(&w->bufs);
+        if (c->obuf == NULL && (c->obuf = buf_get(&w->bufs)) == NULL) {
+            client_close_no_memory(c, "for replies");
+            return;
+        }
         creq_write(w, c->obuf, r);
+        if (buf_failed(c->obuf)) {
+            /* Part of a reply is missing: the stream cannot go on. */
+            client_close_no_memory(c, "writing a reply");
+            return;
+        }
+        c->held -= r->held;
+        r->held = 0;
         c->head = r->next;
         if (c->head == NULL)
             c->tail = NULL;
@@ -1071,7 +1305,8 @@ client_write(struct client *c)
         client_close(c);
         return false;
     }
-    if (c->read_paused && c->npending < MAX_PENDING / 2) {
+    if (c->read_paused && c->npending < MAX_PENDING / 2
+        && client_bytes(c) < client_limit(c->w) / 2) {
         c->read_paused = false;
         event_add(c->rev, NULL);
         if (c->tls != NULL && tls_pending(c->tls))
@@ -1095,9 +1330,15 @@ client_flush(struct worker *w, struct client *c)
         return;
     }
     client_collect(c);
-    if (c->obuf != NULL && buf_avail(c->obuf) > OUT_MAX) {
+    if (c->closed)
+        return;             /* out of memory; freed by the next flush */
+    if (c->obuf != NULL && buf_avail(c->obuf) > 2 * client_limit(w)) {
+        /* Replies are admitted within client_max_memory; this many unread
+         * bytes means a client that does not read at all. */
+        STAT_INC(w->stats.memory_closes);
         log_ratelimited(LOG_WARN, &c->w->stats, "client: closed with %u bytes of replies "
-                        "unread (limit %u)", buf_avail(c->obuf), OUT_MAX);
+                        "unread (limit: twice client_max_memory, %llu)", buf_avail(c->obuf),
+                        (unsigned long long)(2 * client_limit(w)));
         client_close(c);
         return;
     }

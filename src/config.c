@@ -29,6 +29,8 @@ config_new(unsigned generation)
     cfg->generation = generation;
     cfg->load_time = (int64_t)time(NULL);   /* a generation is built as its policy loads */
     cfg->item_max = ITEM_MAX_DEFAULT;
+    cfg->max_memory = MAX_MEMORY_DEFAULT;
+    cfg->client_max_memory = (uint64_t)CLIENT_MEMORY_ITEMS * ITEM_MAX_DEFAULT;
     cfg->decision_cache_size = 4096;
     cfg->log_level = -1;
     return cfg;

@@ -3,7 +3,11 @@
  *
  * The main thread accepts and hands each socket to a worker; the -n limit is
  * one atomic counter shared by all threads. A connection over the limit is
- * told "SERVER_ERROR too many connections" and closed at once.
+ * told "ERROR Too many open connections" (memcached's words) and closed at
+ * once. When the process runs out of descriptors, accept fails while the
+ * client waits in the queue, so the socket stays readable: one descriptor
+ * is kept in reserve to take such a client, tell it the same and close it,
+ * and without the reserve accepting pauses briefly, rather than spinning.
  *
  * The TLS listener (--tls-port) accepts the same way; each accepted socket
  * gets its TLS state here, made from the current certificate, and the
@@ -13,6 +17,7 @@
 #include "listener.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -34,6 +39,10 @@
 #include "worker.h"
 
 #define BACKLOG 1024
+#define FULL_PAUSE_MS   100     /* accept pause when out of descriptors, no reserve */
+#define FULL_REFUSE_MAX 64      /* waiting clients answered per readiness */
+
+static const char too_many[] = "ERROR Too many open connections\r\n";
 
 struct listener {
     int                     fd;
@@ -47,6 +56,8 @@ static struct tls_server *tls_current;  /* certificate for new TLS clients */
 static int nlisteners;
 static int max_connections;
 static int open_connections;
+static int reserve_fd = -1;             /* spent to answer when descriptors run out */
+static struct event *resume_timer;      /* accepting again after a pause */
 static char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 
 uint64_t stats_rejected_connections;
@@ -156,19 +167,74 @@ listener_unix_owner(uid_t uid, gid_t gid, char *err, size_t errlen)
     return 0;
 }
 
+/* Tell a client it is turned away, and close it. */
 static void
-refuse(int fd)
+turn_away(int fd)
 {
-    static const char msg[] = "SERVER_ERROR too many connections\r\n";
-
-    if (write(fd, msg, sizeof(msg) - 1) < 0) {
+    if (write(fd, too_many, sizeof(too_many) - 1) < 0) {
         /* The client is being turned away anyway. */
     }
     close(fd);
     __atomic_add_fetch(&stats_rejected_connections, 1, __ATOMIC_RELAXED);
+}
+
+static void
+refuse(int fd)
+{
+    turn_away(fd);
     log_ratelimited(LOG_WARN, &max_connections,
                     "client refused: %d connections open (-n %d)",
                     max_connections, max_connections);
+}
+
+static void
+reserve_take(void)
+{
+    if (reserve_fd < 0)
+        reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/* Out of descriptors: spend the reserve on one waiting client. False when
+ * there was no reserve or no client waiting. */
+static bool
+refuse_with_reserve(int listen_fd)
+{
+    int fd;
+
+    if (reserve_fd < 0)
+        return false;
+    close(reserve_fd);
+    reserve_fd = -1;
+    fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0)
+        turn_away(fd);
+    reserve_take();
+    return fd >= 0;
+}
+
+static void
+on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    int i;
+
+    for (i = 0; i < nlisteners; i++)
+        if (listeners[i].ev != NULL)
+            evconnlistener_enable(listeners[i].ev);
+}
+
+/* Stop accepting for FULL_PAUSE_MS: the queue waits in the kernel meanwhile. */
+static void
+pause_accepting(void)
+{
+    struct timeval tv = { 0, FULL_PAUSE_MS * 1000 };
+    int i;
+
+    if (resume_timer == NULL)
+        return;
+    for (i = 0; i < nlisteners; i++)
+        if (listeners[i].ev != NULL)
+            evconnlistener_disable(listeners[i].ev);
+    evtimer_add(resume_timer, &tv);
 }
 
 static void
@@ -203,7 +269,20 @@ on_accept(struct evconnlistener *ev, evutil_socket_t fd, struct sockaddr *addr,
 static void
 on_accept_error(struct evconnlistener *ev, void *arg)
 {
-    log_ratelimited(LOG_WARN, ev, "accept: %s", strerror(errno));
+    struct listener *l = arg;
+    int err = errno, i;
+
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        log_ratelimited(LOG_WARN, &reserve_fd, "accept: %s: new clients are told "
+                        "\"ERROR Too many open connections\" (%d connections open)",
+                        strerror(err), listener_conns());
+        for (i = 0; i < FULL_REFUSE_MAX && refuse_with_reserve(l->fd); i++)
+            ;
+        if (i == 0)
+            pause_accepting();      /* no reserve: do not spin on the readable socket */
+        return;
+    }
+    log_ratelimited(LOG_WARN, ev, "accept: %s", strerror(err));
 }
 
 int
@@ -212,6 +291,10 @@ listener_start(struct event_base *base, int max_conns)
     int i;
 
     max_connections = max_conns;
+    reserve_take();
+    resume_timer = evtimer_new(base, on_resume, NULL);
+    if (resume_timer == NULL)
+        return -1;
     for (i = 0; i < nlisteners; i++) {
         struct listener *l = &listeners[i];
 
@@ -246,6 +329,10 @@ listener_stop(void)
             close(listeners[i].fd);
     }
     nlisteners = 0;
+    if (resume_timer != NULL) {
+        event_free(resume_timer);
+        resume_timer = NULL;
+    }
     listener_set_tls(NULL);
     if (unix_path[0] != '\0')
         unlink(unix_path);

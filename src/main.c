@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -148,6 +149,62 @@ apply_log_level(const struct settings *s, const struct config *config)
                                                    : LOG_WARN;
 }
 
+/* -m and --client-max-memory win over the policy's settings, as -v does. */
+static void
+apply_memory_limits(const struct settings *s, struct config *config)
+{
+    uint64_t floor = 2 * (uint64_t)config->item_max;
+
+    if (s->max_memory_mb > 0)
+        config->max_memory = (uint64_t)s->max_memory_mb << 20;
+    if (s->client_max_memory_mb > 0)
+        config->client_max_memory = (uint64_t)s->client_max_memory_mb << 20;
+    if (config->client_max_memory < floor) {
+        log_warn("--client-max-memory %d MiB is less than twice item_max: using %llu bytes",
+                 s->client_max_memory_mb, (unsigned long long)floor);
+        config->client_max_memory = floor;
+    }
+}
+
+#define FDS_OWN_PER_WORKER  4       /* epoll, eventfd, libevent's internal pair */
+#define FDS_OWN             32      /* listeners, log, pid file, metrics, reserve... */
+
+/*
+ * Descriptors: -n clients, plus one connection per server in every worker
+ * and one more for the background stats poll, plus luagent's own. Raise the
+ * soft limit that far when the hard one allows; otherwise say what the limit
+ * allows, once, at start.
+ */
+static void
+raise_fd_limit(const struct settings *s, const struct config *config)
+{
+    rlim_t pollers = s->server_stats_interval_s > 0 ? 1 : 0;
+    rlim_t need = (rlim_t)s->max_conns
+                + ((rlim_t)s->threads + pollers) * (rlim_t)config->nservers
+                + (rlim_t)s->threads * FDS_OWN_PER_WORKER
+                + FDS_OWN;
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= need)
+        return;
+    if (rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need)
+        rl.rlim_cur = need;
+    else
+        rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        log_warn("descriptor limit: setrlimit: %s", strerror(errno));
+    if (rl.rlim_cur >= need) {
+        log_info("descriptor limit raised to %llu for -n %d", (unsigned long long)need,
+                 s->max_conns);
+        return;
+    }
+    log_warn("descriptor limit %llu (ulimit -n) allows about %lld clients, not -n %d: "
+             "clients past it are told \"ERROR Too many open connections\"",
+             (unsigned long long)rl.rlim_cur,
+             (long long)rl.rlim_cur - (long long)(need - (rlim_t)s->max_conns),
+             s->max_conns);
+}
+
 /* The TLS listener's certificate, key and client CA, from the command line. */
 static struct tls_server *
 load_listener_tls(const struct settings *s, char *err, size_t errlen)
@@ -206,6 +263,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
     }
     config->generation = ++generation;
     apply_log_level(s, config);
+    apply_memory_limits(s, config);
     __atomic_add_fetch(&stats_reloads, 1, __ATOMIC_RELAXED);
     log_warn("reload: generation %u from %s (checksum %08x): %d pool(s), %d route node(s), %s",
              config->generation, config->source, config->checksum, config->npools,
@@ -286,6 +344,7 @@ prepare(const struct settings *s, struct identity *id, char *err, size_t errlen)
     if (config == NULL)
         return NULL;
     apply_log_level(s, config);
+    apply_memory_limits(s, config);
     if (s->tls_port != 0 && (tls = load_listener_tls(s, err, errlen)) == NULL) {
         config_free(config);
         return NULL;
@@ -400,6 +459,7 @@ main(int argc, char **argv)
     if (pidfile_write(err, sizeof(err)) < 0)
         return start_failed(err);
     stats_init();
+    raise_fd_limit(&s, config);
     base = event_base_new();
     if (base == NULL || worker_start_all(config, s.threads) < 0
         || listener_start(base, s.max_conns) < 0) {

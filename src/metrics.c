@@ -218,6 +218,20 @@ render_proxy(struct evbuffer *out, const struct snapshot *snap)
            t->bytes_read);
     single(out, "luagent_written_bytes_total", "counter", "Bytes written to clients.",
            t->bytes_written);
+    single(out, "luagent_out_of_memory_errors_total", "counter",
+           "Requests answered SERVER_ERROR out of memory.", t->out_of_memory);
+    single(out, "luagent_memory_closed_connections_total", "counter",
+           "Clients closed: out of memory, or replies never read.", t->memory_closes);
+    single(out, "luagent_memory_paused_reads_total", "counter",
+           "Times a client's reading paused at client_max_memory.", t->memory_pauses);
+    single(out, "luagent_buffer_bytes", "gauge", "Bytes held in buffers now.",
+           snap->buffer_bytes);
+    single(out, "luagent_free_list_bytes", "gauge", "Bytes kept in free lists for reuse.",
+           snap->free_list_bytes);
+    single(out, "luagent_max_memory_bytes", "gauge", "settings.max_memory (or -m).",
+           snap->max_memory);
+    single(out, "luagent_client_max_memory_bytes", "gauge",
+           "settings.client_max_memory (or --client-max-memory).", snap->client_max_memory);
     single(out, "luagent_config_generation", "gauge", "Policy generation being served.",
            snap->generation);
     single(out, "luagent_reloads_total", "counter", "Policy reloads that took effect.",
@@ -447,11 +461,19 @@ send_status_page(struct evhttp_request *req, const struct snapshot *snap)
         .reloads = __atomic_load_n(&stats_reloads, __ATOMIC_RELAXED),
         .reload_failures = __atomic_load_n(&stats_reload_failures, __ATOMIC_RELAXED),
     };
-    struct buf page = { 0 };
+    struct buf_cache cache = { 0 };
+    struct buf *page = buf_get(&cache);
 
-    statuspage_render(&page, snap, &ctx);
-    evbuffer_add(out, page.data, page.len);
-    free(page.data);
+    if (page != NULL)
+        statuspage_render(page, snap, &ctx);
+    if (page == NULL || buf_failed(page) || evbuffer_add(out, page->data, page->len) < 0) {
+        buf_put(&cache, page);
+        buf_cache_free(&cache);
+        evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
+        return;
+    }
+    buf_put(&cache, page);
+    buf_cache_free(&cache);
     evhttp_add_header(headers, "Content-Type", "text/html; charset=utf-8");
     evhttp_add_header(headers, "Cache-Control", "no-store");
     evhttp_add_header(headers, "Content-Security-Policy", STATUS_POLICY);

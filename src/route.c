@@ -34,6 +34,7 @@ static const char *const fail_lines[FAIL_COUNT] = {
     [FAIL_TIMEOUT]     = "SERVER_ERROR backend timeout",
     [FAIL_CLOSED]      = "SERVER_ERROR backend closed connection",
     [FAIL_PROTOCOL]    = "SERVER_ERROR backend protocol error",
+    [FAIL_NOMEM]       = "SERVER_ERROR out of memory",
 };
 
 const char *
@@ -48,10 +49,13 @@ call_new(struct worker *w, struct creq *creq, const struct route *node,
 {
     struct call *c = w->free_calls;
 
-    if (c != NULL)
+    if (c != NULL) {
         w->free_calls = c->next;
-    else if ((c = malloc(sizeof(*c))) == NULL)
-        abort();
+        if (--w->nfree_calls < w->low_free_calls)
+            w->low_free_calls = w->nfree_calls;
+    } else if ((c = malloc(sizeof(*c))) == NULL) {
+        return NULL;
+    }
     memset(c, 0, sizeof(*c));
     c->creq = creq;
     c->node = node;
@@ -97,8 +101,27 @@ call_unref(struct worker *w, struct call *c)
         creq_release(w, c->creq);
         c->next = w->free_calls;
         w->free_calls = c;
+        w->nfree_calls++;
         c = parent;
     }
+}
+
+uint64_t
+call_trim_free(struct worker *w)
+{
+    uint64_t bytes = 0;
+    unsigned n = w->low_free_calls;
+
+    while (n-- > 0 && w->free_calls != NULL) {
+        struct call *c = w->free_calls;
+
+        w->free_calls = c->next;
+        w->nfree_calls--;
+        bytes += sizeof(*c);
+        free(c);
+    }
+    w->low_free_calls = w->nfree_calls;
+    return bytes;
 }
 
 static struct call *
@@ -107,6 +130,8 @@ call_child(struct worker *w, struct call *parent, const struct route *node)
     struct call *c = call_new(w, parent->creq, node, parent->slot,
                               parent->key, parent->klen);
 
+    if (c == NULL)
+        return NULL;
     c->parent = parent;
     c->hops = parent->hops;
     parent->refs++;
@@ -154,12 +179,30 @@ node_pool(struct worker *w, struct call *c)
     backend_submit(backends[id], c, pool->timeout_ms);
 }
 
-static void
-node_error(struct worker *w, struct call *c)
+/* A buffer holding line, or NULL (out of memory). */
+static struct buf *
+line_buf(struct worker *w, const char *line)
 {
     struct buf *b = buf_get(&w->bufs);
 
-    buf_append_str(b, c->node->error_line);
+    if (b != NULL)
+        buf_append_str(b, line);
+    if (b != NULL && buf_failed(b)) {
+        buf_put(&w->bufs, b);
+        return NULL;
+    }
+    return b;
+}
+
+static void
+node_error(struct worker *w, struct call *c)
+{
+    struct buf *b = line_buf(w, c->node->error_line);
+
+    if (b == NULL) {
+        call_fail(w, c, FAIL_NOMEM);
+        return;
+    }
     result_clear(w, &c->res);
     c->res.kind = REPLY_SERVER_ERROR;
     c->res.fail = FAIL_NONE;
@@ -205,16 +248,22 @@ failover_try(struct worker *w, struct call *c)
 {
     struct call *child = call_child(w, c, c->node->children[c->child]);
 
-    route_start(w, child);
+    if (child == NULL)
+        call_fail(w, c, FAIL_NOMEM);
+    else
+        route_start(w, child);
 }
 
 /* Answer a call with a fixed line of this kind. */
 static void
 call_answer(struct worker *w, struct call *c, enum reply_kind kind, const char *line)
 {
-    struct buf *b = buf_get(&w->bufs);
+    struct buf *b = line_buf(w, line);
 
-    buf_append_str(b, line);
+    if (b == NULL) {
+        call_fail(w, c, FAIL_NOMEM);
+        return;
+    }
     result_clear(w, &c->res);
     c->res.kind = kind;
     c->res.fail = FAIL_NONE;
@@ -247,8 +296,18 @@ node_fanout(struct worker *w, struct call *c, int n)
 
     /* Children start only after all exist, so an answer that comes back at
      * once cannot finish the parent before its siblings are counted. */
-    for (i = 0; i < n; i++)
+    for (i = 0; i < n; i++) {
         children[i] = call_child(w, c, c->node->children[i]);
+        if (children[i] == NULL) {
+            /* Out of memory: none starts; the ones made are let go. */
+            while (i-- > 0) {
+                c->pending--;
+                call_unref(w, children[i]);
+            }
+            call_fail(w, c, FAIL_NOMEM);
+            return;
+        }
+    }
     c->child = 0;
     for (i = 0; i < n; i++) {
         children[i]->index = i;
@@ -291,8 +350,15 @@ call_set_key(struct worker *w, struct call *c, const char *add, uint32_t add_len
         return false;
     }
     b = buf_get(&w->bufs);
-    buf_append(b, add, add_len);
-    buf_append(b, rest, rest_len);
+    if (b != NULL) {
+        buf_append(b, add, add_len);
+        buf_append(b, rest, rest_len);
+    }
+    if (b == NULL || buf_failed(b)) {
+        buf_put(&w->bufs, b);
+        call_fail(w, c, FAIL_NOMEM);
+        return false;
+    }
     buf_put(&w->bufs, c->keybuf);
     c->keybuf = b;
     c->key = b->data;
@@ -555,10 +621,16 @@ warmup_copy(struct worker *w, const struct call *c, const struct result *hit)
         return;
     n = snprintf(line, sizeof(line), " %lu %d %lu\r\n", flags, c->node->exptime, bytes);
     req = buf_get(&w->bufs);
+    if (req == NULL)
+        return;                 /* out of memory: cold is not warmed this time */
     buf_append(req, "add ", 4);
     buf_append(req, c->key, c->klen);
     buf_append(req, line, (size_t)n);
     buf_append(req, eol + 1, hit->data->len - (size_t)(eol + 1 - rest));
+    if (buf_failed(req)) {
+        buf_put(&w->bufs, req);
+        return;
+    }
     creq_background(w, c->creq->wcfg, c->node->children[0], req);
 }
 

@@ -834,6 +834,9 @@ compile_settings(struct compiler *cc, int policy)
         int s = lua_gettop(L);
 
         cc->cfg->item_max = (uint32_t)field_int(L, s, "item_max", ITEM_MAX_DEFAULT);
+        cc->cfg->max_memory = (uint64_t)field_int(L, s, "max_memory", MAX_MEMORY_DEFAULT);
+        cc->cfg->client_max_memory = (uint64_t)field_int(L, s, "client_max_memory",
+                                        (lua_Integer)CLIENT_MEMORY_ITEMS * cc->cfg->item_max);
         cc->cfg->decision_cache_size = (unsigned)field_int(L, s, "decision_cache_size", 4096);
         cc->cfg->log_level = field_is(L, s, "log_level", "error") ? LOG_ERROR
                            : field_is(L, s, "log_level", "warn") ? LOG_WARN

@@ -29,7 +29,7 @@ enum {
     OPT_VERSION = 256, OPT_CHECK, OPT_ROUTE, OPT_METRICS, OPT_UNIX_MODE, OPT_LOG,
     OPT_PID_FILE, OPT_TLS_PORT, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_CA,
     OPT_TLS_VERIFY_CLIENT, OPT_TLS_HANDSHAKE_TIMEOUT, OPT_BACKEND_TLS_CA,
-    OPT_SERVER_STATS_INTERVAL
+    OPT_SERVER_STATS_INTERVAL, OPT_CLIENT_MAX_MEMORY
 };
 
 static const struct option_row option_rows[] = {
@@ -39,6 +39,8 @@ static const struct option_row option_rows[] = {
     { 'l', "listen",     "ADDR", "address to bind (default: all)" },
     { 'n', "max-conns",  "N",    "max simultaneous client connections (default 4096)" },
     { 'i', "max-idle",   "N",    "max idle connections kept per server (default 20)" },
+    { 'm', "max-memory", "MB",   "buffer memory of all clients in MiB; past it new requests get SERVER_ERROR out of memory (default 1024, or settings.max_memory)" },
+    { OPT_CLIENT_MAX_MEMORY, "client-max-memory", "MB", "memory one client's requests and replies may hold, in MiB (default 8 x item_max, or settings.client_max_memory)" },
     { 'k', "ketama",     NULL,   "ketama consistent hashing (default: magent's hash modulo servers)" },
     { 'f', "unix",       "PATH", "unix socket to listen on" },
     { OPT_UNIX_MODE, "unix-mode", "MODE", "permissions of the -f socket, octal such as 0660 (default: from the umask)" },
@@ -256,6 +258,14 @@ apply_option(struct settings *s, int c, const char *arg)
     case 'n':
         if (parse_int(arg, 1, 1000000, &s->max_conns) < 0)
             return bad("bad value '%s' for -n: must be 1-1000000", arg);
+        break;
+    case 'm':
+        if (parse_int(arg, 1, 1048576, &s->max_memory_mb) < 0)
+            return bad("bad value '%s' for -m: must be 1-1048576 (MiB)", arg);
+        break;
+    case OPT_CLIENT_MAX_MEMORY:
+        if (parse_int(arg, 1, 1048576, &s->client_max_memory_mb) < 0)
+            return bad("bad value '%s' for --client-max-memory: must be 1-1048576 (MiB)", arg);
         break;
     case 'i':
         if (parse_int(arg, 0, 10000, &s->max_idle) < 0)

@@ -234,6 +234,10 @@ snapshot_take(struct snapshot *snap, const struct config *cfg)
     if (cfg == NULL)
         cfg = workers[0].current->config;   /* alive while it is current */
     snap->generation = cfg->generation;
+    snap->max_memory = cfg->max_memory;
+    snap->client_max_memory = cfg->client_max_memory;
+    snap->buffer_bytes = worker_memory_used();
+    snap->free_list_bytes = worker_memory_cached();
     snap->checksum = cfg->checksum;
     snap->load_time = cfg->load_time;
     snap->source = strdup(cfg->source);

@@ -307,6 +307,13 @@ render_general(struct buf *out, const struct snapshot *snap)
     stat_u64(out, "hook_cache_hits", t->hook_cache_hits);
     stat_u64(out, "bytes_read", t->bytes_read);
     stat_u64(out, "bytes_written", t->bytes_written);
+    stat_u64(out, "out_of_memory_errors", t->out_of_memory);
+    stat_u64(out, "memory_closed_connections", t->memory_closes);
+    stat_u64(out, "memory_paused_reads", t->memory_pauses);
+    stat_u64(out, "buffer_bytes", snap->buffer_bytes);
+    stat_u64(out, "free_list_bytes", snap->free_list_bytes);
+    stat_u64(out, "max_memory", snap->max_memory);
+    stat_u64(out, "client_max_memory", snap->client_max_memory);
     stat_u64(out, "config_generation", snap->generation);
     stat_u64(out, "reloads", __atomic_load_n(&stats_reloads, __ATOMIC_RELAXED));
     stat_u64(out, "reload_failures", __atomic_load_n(&stats_reload_failures, __ATOMIC_RELAXED));

@@ -44,8 +44,10 @@ put(struct buf *out, const char *fmt, ...)
         buf_append(out, small, (size_t)n);
         return;
     }
-    if (buf_reserve(out, (size_t)n + 1) < 0)
+    if (buf_reserve(out, (size_t)n + 1) < 0) {
+        out->failed = true;     /* as an append that cannot grow does */
         return;
+    }
     va_start(ap, fmt);
     vsnprintf(out->data + out->len, (size_t)n + 1, fmt, ap);
     va_end(ap);

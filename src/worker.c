@@ -14,10 +14,18 @@
  * Retirement waits for the same point: an old generation whose last request
  * was released during a pass, and the connections only it named, are freed
  * after the flush, when no callback of theirs can be on the stack.
+ *
+ * Free lists keep steady-state requests off malloc; once a second, the
+ * spare objects no request took during the last second are freed, and once
+ * the worker is quiet the allocator is asked to give the pages back, so a
+ * burst does not pin its memory.
  */
 #include "worker.h"
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -33,6 +41,7 @@
 #include "dcache.h"
 #include "listener.h"
 #include "log.h"
+#include "route.h"
 #include "tls.h"
 
 struct handoff {
@@ -246,6 +255,7 @@ worker_swap_config(struct worker *w, struct config *config)
     pthread_rwlock_wrlock(&swap_lock);
     w->current = wc;
     w->config = config;
+    w->max_memory = config->max_memory;
     old->next = w->draining;
     w->draining = old;
     pthread_rwlock_unlock(&swap_lock);
@@ -373,31 +383,113 @@ worker_flush(struct worker *w)
     }
 }
 
-static void
+static int
 push(void ***list, int *n, int *cap, void *item)
 {
     if (*n == *cap) {
         int ncap = *cap ? *cap * 2 : 64;
         void **grown = realloc(*list, sizeof(void *) * (size_t)ncap);
 
-        if (grown == NULL)
-            abort();
+        if (grown == NULL) {
+            log_ratelimited(LOG_ERROR, list, "worker: out of memory for the flush list");
+            return -1;
+        }
         *list = grown;
         *cap = ncap;
     }
     (*list)[(*n)++] = item;
+    return 0;
 }
 
-void
+int
 worker_mark_backend(struct worker *w, struct backend *be)
 {
-    push((void ***)&w->dirty_backends, &w->ndirty_backends, &w->cap_dirty_backends, be);
+    return push((void ***)&w->dirty_backends, &w->ndirty_backends, &w->cap_dirty_backends, be);
 }
 
-void
+int
 worker_mark_client(struct worker *w, struct client *c)
 {
-    push((void ***)&w->dirty_clients, &w->ndirty_clients, &w->cap_dirty_clients, c);
+    return push((void ***)&w->dirty_clients, &w->ndirty_clients, &w->cap_dirty_clients, c);
+}
+
+int
+worker_client_structs(struct worker *w, int delta)
+{
+    int want = w->nclient_structs + delta;
+
+    if (want > w->cap_dirty_clients) {
+        int ncap = w->cap_dirty_clients ? w->cap_dirty_clients * 2 : 64;
+        void **grown = realloc(w->dirty_clients, sizeof(void *) * (size_t)ncap);
+
+        if (grown == NULL)
+            return -1;
+        w->dirty_clients = (struct client **)grown;
+        w->cap_dirty_clients = ncap;
+    }
+    w->nclient_structs = want;
+    return 0;
+}
+
+bool
+worker_memory_over_all(uint64_t limit)
+{
+    return worker_memory_used() > limit;
+}
+
+uint64_t
+worker_memory_used(void)
+{
+    uint64_t total = 0;
+    int i;
+
+    for (i = 0; i < nworkers; i++)
+        total += __atomic_load_n(&workers[i].bufs.used, __ATOMIC_RELAXED);
+    return total;
+}
+
+uint64_t
+worker_memory_cached(void)
+{
+    uint64_t total = 0;
+    int i;
+
+    for (i = 0; i < nworkers; i++)
+        total += __atomic_load_n(&workers[i].cached_bytes, __ATOMIC_RELAXED);
+    return total;
+}
+
+#define TRIM_INTERVAL_MS    1000
+#define TRIM_QUIET_TAKES    64          /* buffers taken in a second by a quiet worker */
+#define TRIM_RETURN_MIN     (1u << 20)  /* bytes freed before pages are given back */
+
+/*
+ * Once a second: free what the free lists did not lend out during the last
+ * second (a burst's leftovers; a steady load keeps what it uses), and a read
+ * buffer grown for a large value. When the worker is quiet and at least
+ * TRIM_RETURN_MIN bytes were freed since, ask the allocator to give free
+ * pages back (glibc keeps them otherwise, in the middle of its heaps).
+ */
+static void
+worker_on_trim(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    bool quiet = w->bufs.takes < TRIM_QUIET_TAKES;
+
+    if (w->spare_rbuf != NULL && w->spare_rbuf->cap > BUF_KEEP_MAX) {
+        buf_put(&w->bufs, w->spare_rbuf);
+        w->spare_rbuf = NULL;
+    }
+    w->trim_freed += buf_cache_trim(&w->bufs) + call_trim_free(w) + creq_trim_free(w);
+    __atomic_store_n(&w->cached_bytes, w->bufs.cached
+                     + (uint64_t)w->nfree_calls * sizeof(struct call)
+                     + (uint64_t)w->nfree_creqs * sizeof(struct creq), __ATOMIC_RELAXED);
+    if (quiet && w->trim_freed >= TRIM_RETURN_MIN) {
+#ifdef __GLIBC__
+        malloc_trim(0);
+#endif
+        w->trim_freed = 0;
+    }
 }
 
 static void *
@@ -426,9 +518,14 @@ worker_main(void *arg)
 static int
 worker_init(struct worker *w, int id, struct config *config)
 {
+    static const struct timeval trim_every = {
+        TRIM_INTERVAL_MS / 1000, (TRIM_INTERVAL_MS % 1000) * 1000
+    };
+
     memset(w, 0, sizeof(*w));
     w->id = id;
     w->config = config;
+    w->max_memory = config->max_memory;
     pthread_mutex_init(&w->queue_lock, NULL);
     w->base = event_base_new();
     /* An eventfd: one descriptor, and a burst of wake-ups is one counter. */
@@ -441,9 +538,10 @@ worker_init(struct worker *w, int id, struct config *config)
         return -1;
     w->dcache = dcache_new(config->decision_cache_size);
     w->current = wconfig_new(w, config);
-    if (w->current == NULL || w->dcache == NULL)
+    w->trim_timer = event_new(w->base, -1, EV_PERSIST, worker_on_trim, w);
+    if (w->current == NULL || w->dcache == NULL || w->trim_timer == NULL)
         return -1;
-    return 0;
+    return evtimer_add(w->trim_timer, &trim_every);
 }
 
 int

@@ -86,16 +86,30 @@ class StartError(Exception):
     pass
 
 
+def _rlimits_setter(rlimits):
+    """A preexec_fn setting {resource.RLIMIT_*: value} (soft and hard), or None.
+    (setrlimit in the child: the prlimit tool is not everywhere.)"""
+    if not rlimits:
+        return None
+    import resource
+
+    def apply():
+        for which, value in rlimits.items():
+            resource.setrlimit(which, (value, value))
+    return apply
+
+
 class Proc:
     """A child process with its stdout+stderr captured to a log file."""
 
-    def __init__(self, name, argv, log_path):
+    def __init__(self, name, argv, log_path, rlimits=None):
         self.name = name
         self.argv = [str(a) for a in argv]
         self.log_path = Path(log_path)
         self._logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
-                                     stdout=self._logf, stderr=subprocess.STDOUT)
+                                     stdout=self._logf, stderr=subprocess.STDOUT,
+                                     preexec_fn=_rlimits_setter(rlimits))
 
     @property
     def pid(self):
@@ -260,7 +274,7 @@ class Memcached:
 class Luagent(Proc):
     """./luagent -D -l 127.0.0.1 -p PORT [-f PATH] <args>."""
 
-    def __init__(self, args, log_path, port, unix=None):
+    def __init__(self, args, log_path, port, unix=None, rlimits=None):
         self.port = port
         self.unix = unix
         self.ready = False      # set once it accepted a connection
@@ -269,7 +283,7 @@ class Luagent(Proc):
         if unix:
             argv += ["-f", unix]
         argv += list(args)
-        super().__init__("luagent", argv, log_path)
+        super().__init__("luagent", argv, log_path, rlimits=rlimits)
 
     @property
     def sockaddr(self):
@@ -616,18 +630,19 @@ def memcached(request, tmp_path):
 @pytest.fixture
 def luagent(request, tmp_path):
     """Factory: luagent(*args, servers=[...], backups=[...], port=None, unix=None,
-    wait=True, stats_poll=False) -> Luagent. servers/backups take Memcached
-    objects or "host:port" strings and become -s/-b. port=None picks a free port;
-    port=0 with unix=PATH serves only the unix socket. The background stats poll
-    (one connection per server of its own, a `stats` at start) is off unless
-    stats_poll=True or args give --server-stats-interval: tests that count a
-    server's connections or requests see only the request path's. Stopped (by
-    PID) at teardown; its log is attached to the report when the test fails."""
+    wait=True, stats_poll=False, rlimits=None) -> Luagent. servers/backups take
+    Memcached objects or "host:port" strings and become -s/-b. port=None picks a
+    free port; port=0 with unix=PATH serves only the unix socket. The background
+    stats poll (one connection per server of its own, a `stats` at start) is off
+    unless stats_poll=True or args give --server-stats-interval: tests that count
+    a server's connections or requests see only the request path's. rlimits:
+    {resource.RLIMIT_*: value} set in the child before exec. Stopped (by PID) at
+    teardown; its log is attached to the report when the test fails."""
     started = []
     procs = request.node.__dict__.setdefault("_logged_procs", [])
 
     def make(*args, servers=(), backups=(), port=None, unix=None, wait=True,
-             stats_poll=False):
+             stats_poll=False, rlimits=None):
         if not LUAGENT.exists():
             pytest.fail("%s is not built (run make)" % LUAGENT)
         argv = []
@@ -641,7 +656,7 @@ def luagent(request, tmp_path):
         for attempt in range(5):
             p = port if port is not None else free_port()
             log = tmp_path / ("luagent-%d-%d.log" % (len(started), attempt))
-            lg = Luagent(argv, log, p, unix=unix)
+            lg = Luagent(argv, log, p, unix=unix, rlimits=rlimits)
             started.append(lg)
             procs.append(lg)
             if not wait:

@@ -541,7 +541,8 @@ do
     check(p.route == a, "policy route")
     check(p.tests == tests, "policy tests stored as given")
     eq(p.settings, { hook_errors = "server_error", decision_cache_size = 4096,
-                     item_max = 1048576 }, "policy settings defaults")
+                     item_max = 1048576, max_memory = 1073741824 },
+       "policy settings defaults")
     local p0 = lg.policy{ route = a }
     eq(p0.tests, {}, "policy tests default")
     local fb = lg.error{ msg = "hook failed" }
@@ -568,6 +569,16 @@ do
     fails("policy: bad hook_errors",
           "lg.policy: field 'settings.hook_errors' must be 'server_error' or 'default' (got 'ignore')",
           function() local _ = lg.policy{ route = a, settings = { hook_errors = "ignore" } } end)
+    eq({ lg.policy{ route = a, settings = { item_max = 2048, client_max_memory = 4096,
+                                            max_memory = 2 ^ 40 } }.settings.client_max_memory },
+       { 4096 }, "settings client_max_memory at twice item_max")
+    fails("policy: client_max_memory below twice item_max",
+          "lg.policy: field 'settings.client_max_memory' must be at least twice "
+          .. "settings.item_max (2097152 bytes; got 2000000)",
+          function() local _ = lg.policy{ route = a, settings = { client_max_memory = 2000000 } } end)
+    fails("policy: max_memory below 1 MiB",
+          "lg.policy: field 'settings.max_memory' must be between 1048576 and 1125899906842624 (got 1000)",
+          function() local _ = lg.policy{ route = a, settings = { max_memory = 1000 } } end)
     fails("policy: fallback required",
           "lg.policy: field 'settings.fallback' is required when hook_errors = 'default'",
           function() local _ = lg.policy{ route = a, settings = { hook_errors = "default" } } end)

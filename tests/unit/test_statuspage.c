@@ -63,11 +63,17 @@ render(const struct snapshot *snap)
 {
     struct statuspage_context ctx = { .now = 86400 + 90, .uptime_s = 3725, .threads = 2,
                                       .reloads = 6, .reload_failures = 1 };
-    struct buf page = { 0 };
+    struct buf_cache cache = { 0 };
+    struct buf *page = buf_get(&cache);
+    char *text;
 
-    statuspage_render(&page, snap, &ctx);
-    buf_append(&page, "", 1);
-    return page.data;
+    statuspage_render(page, snap, &ctx);
+    buf_append(page, "", 1);
+    CHECK(!buf_failed(page));
+    text = strdup(page->data);
+    buf_put(&cache, page);
+    buf_cache_free(&cache);
+    return text;
 }
 
 #define CHECK_HAS(page, text) \
