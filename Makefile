@@ -6,6 +6,7 @@
 #   make bench      side-by-side benchmark (see docs/performance.md)
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS (60) each (tests/fuzz/)
 #   make install    PREFIX=/usr/local DESTDIR= (binary, Lua library, examples, man page)
+#   make deb        Debian package in DEB_DIR (build/deb), built from a copy of the tree
 #   make deps       install everything any target needs (scripts/deps.sh)
 #   make clean
 #
@@ -37,10 +38,11 @@ DEPS_unit  = test
 DEPS_integration = test
 DEPS_bench = bench
 DEPS_fuzz  = fuzz
+DEPS_deb   = deb
 deps_for   = $(or $(DEPS_$(1)),build)
 
-.PHONY: all run test unit integration bench fuzz install
-all run test unit integration bench fuzz install:
+.PHONY: all run test unit integration bench fuzz install deb
+all run test unit integration bench fuzz install deb:
 	@sh scripts/deps.sh $(call deps_for,$@)
 	@$(MAKE) --no-print-directory LUAGENT_DEPS_READY=1 $@
 
@@ -105,10 +107,11 @@ UNIT_test_histogram = histogram
 UNIT_test_statsreply = statsreply reply
 UNIT_test_buf    = buf
 UNIT_test_remap  = remap ketama md5 hash
+UNIT_test_statuspage = statuspage buf histogram
 UNITS = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 
-.PHONY: all run test unit integration bench fuzz install
+.PHONY: all run test unit integration bench fuzz install deb
 all: $(BIN)
 
 # ./luagent is relinked when switching between normal and SAN=1 builds.
@@ -241,6 +244,12 @@ install: $(BIN)
 	$(Q)$(INSTALL) -m 644 lua/luagent.lua $(SHARE)/lua/luagent.lua
 	$(Q)$(INSTALL) -m 644 examples/*.lua examples/luagent.service $(SHARE)/examples/
 	$(Q)$(INSTALL) -m 644 docs/luagent.1 $(DESTDIR)$(PREFIX)/share/man/man1/luagent.1
+
+# The package (scripts/debian/, built by scripts/deb.sh) prints its path last.
+DEB_DIR ?= build/deb
+
+deb:
+	@sh scripts/deb.sh $(DEB_DIR)
 
 -include $(OBJS:.o=.d) $(UNIT_BINS:=.d) $(wildcard build-fuzz/*.d)
 

@@ -3,7 +3,8 @@
  *
  * An HTTP server (libevent's evhttp) on the main thread's event base answers
  * GET /metrics with every counter of `stats` in Prometheus' text format
- * 0.0.4; any other path gets 404. It reads the workers' counters the way
+ * 0.0.4, and GET / with the status page (statuspage.h); any other path gets
+ * 404. It reads the workers' counters the way
  * `stats` does (relaxed atomic loads), so a scrape never holds a worker up.
  */
 #ifndef METRICS_H

@@ -7,6 +7,7 @@
 #   sh scripts/deps.sh test     build + every test's tools   (make test)
 #   sh scripts/deps.sh bench    build + make bench's tools
 #   sh scripts/deps.sh fuzz     build + clang's libFuzzer    (make fuzz)
+#   sh scripts/deps.sh deb      build + debhelper            (make deb)
 #   sh scripts/deps.sh          all of the above
 #
 # Only what is missing is installed, so a ready machine costs nothing. The
@@ -34,6 +35,13 @@ ruby ruby-dalli
 nodejs npm"
 BENCH_PACKAGES="memcached nutcracker valgrind openssl"
 FUZZ_PACKAGES="clang libclang-rt-14-dev"
+# make deb and its test (tests/integration/test_deb.py): Debian's packaging
+# tools, and adduser, which the package depends on (its build dependencies are
+# BUILD_PACKAGES).
+DEB_PACKAGES="debhelper dpkg-dev adduser"
+# The status page's test loads the page in a headless browser
+# (tests/integration/test_status_page.py).
+BROWSER_PACKAGES="chromium"
 
 # npm packages of the suite, pinned by tests/clients/package-lock.json and
 # installed into build/clients/node_modules (git-ignored).
@@ -43,12 +51,14 @@ purpose=${1:-all}
 case "$purpose" in
     build) wanted="$BUILD_PACKAGES" ;;
     run)   wanted="$BUILD_PACKAGES $RUN_PACKAGES" ;;
-    test)  wanted="$BUILD_PACKAGES $TEST_PACKAGES $CLIENT_PACKAGES" ;;
+    test)  wanted="$BUILD_PACKAGES $TEST_PACKAGES $CLIENT_PACKAGES $DEB_PACKAGES \
+$BROWSER_PACKAGES" ;;
     bench) wanted="$BUILD_PACKAGES $BENCH_PACKAGES" ;;
     fuzz)  wanted="$BUILD_PACKAGES $FUZZ_PACKAGES" ;;
+    deb)   wanted="$BUILD_PACKAGES $DEB_PACKAGES" ;;
     all)   wanted="$BUILD_PACKAGES $RUN_PACKAGES $TEST_PACKAGES $CLIENT_PACKAGES \
-$BENCH_PACKAGES $FUZZ_PACKAGES" ;;
-    *)     echo "deps: unknown purpose '$purpose' (build, run, test, bench, fuzz)" >&2; exit 2 ;;
+$BENCH_PACKAGES $FUZZ_PACKAGES $DEB_PACKAGES $BROWSER_PACKAGES" ;;
+    *)     echo "deps: unknown purpose '$purpose' (build, run, test, bench, fuzz, deb)" >&2; exit 2 ;;
 esac
 
 installed() {

@@ -1,5 +1,6 @@
 /*
- * metrics.c: GET /metrics in Prometheus text format 0.0.4.
+ * metrics.c: GET /metrics in Prometheus text format 0.0.4, and GET / the
+ * status page (statuspage.h), on the --metrics port.
  *
  * Names follow Prometheus' conventions: luagent_ prefix, counters end in
  * _total, durations are in seconds, and per-server latency is a real
@@ -11,6 +12,7 @@
 #include "metrics.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <stddef.h>
 #include <netdb.h>
@@ -28,12 +30,19 @@
 
 #include "luagent.h"
 #include "proto.h"
+#include "buf.h"
 #include "snapshot.h"
 #include "stats.h"
+#include "statuspage.h"
 #include "worker.h"
 
 #define METRICS_PATH            "/metrics"
 #define METRICS_CONTENT_TYPE    "text/plain; version=0.0.4; charset=utf-8"
+#define STATUS_PATH             "/"
+/* The page loads nothing: the browser is told to refuse anything it would
+ * fetch, so an escaping mistake cannot pull in a script either. */
+#define STATUS_POLICY           "default-src 'none'; style-src 'unsafe-inline'; " \
+                                "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 #define METRICS_IO_TIMEOUT_S    10      /* a scraper that stalls is dropped */
 
 static int listen_fd = -1;
@@ -436,16 +445,68 @@ render_routes(struct evbuffer *out, const struct snapshot *snap)
 /* ---- HTTP ---- */
 
 static void
+send_metrics(struct evhttp_request *req, const struct snapshot *snap)
+{
+    struct evbuffer *out = evhttp_request_get_output_buffer(req);
+
+    render_proxy(out, snap);
+    render_servers(out, snap);
+    render_figures(out, snap);
+    render_pools(out, snap);
+    render_routes(out, snap);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      METRICS_CONTENT_TYPE);
+    evhttp_send_reply(req, HTTP_OK, "OK", out);
+}
+
+static void
+send_status_page(struct evhttp_request *req, const struct snapshot *snap)
+{
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+    struct evbuffer *out = evhttp_request_get_output_buffer(req);
+    struct statuspage_context ctx = {
+        .now = (int64_t)time(NULL),
+        .uptime_s = stats_uptime(),
+        .threads = nworkers,
+        .reloads = __atomic_load_n(&stats_reloads, __ATOMIC_RELAXED),
+        .reload_failures = __atomic_load_n(&stats_reload_failures, __ATOMIC_RELAXED),
+    };
+    struct buf_cache cache = { 0 };
+    struct buf *page = buf_get(&cache);
+
+    if (page != NULL)
+        statuspage_render(page, snap, &ctx);
+    if (page == NULL || buf_failed(page) || evbuffer_add(out, page->data, page->len) < 0) {
+        buf_put(&cache, page);
+        buf_cache_free(&cache);
+        evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
+        return;
+    }
+    buf_put(&cache, page);
+    buf_cache_free(&cache);
+    evhttp_add_header(headers, "Content-Type", "text/html; charset=utf-8");
+    evhttp_add_header(headers, "Cache-Control", "no-store");
+    evhttp_add_header(headers, "Content-Security-Policy", STATUS_POLICY);
+    evhttp_send_reply(req, HTTP_OK, "OK", out);
+}
+
+static void
 metrics_on_request(struct evhttp_request *req, void *arg)
 {
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
     struct evbuffer *out = evhttp_request_get_output_buffer(req);
     struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
     struct snapshot snap;
+    bool page;
 
-    if (path == NULL || strcmp(path, METRICS_PATH) != 0) {
+    if (path != NULL && strcmp(path, METRICS_PATH) == 0) {
+        page = false;
+    } else if (path != NULL && strcmp(path, STATUS_PATH) == 0) {
+        page = true;
+    } else {
         evhttp_add_header(headers, "Content-Type", "text/plain; charset=utf-8");
-        evbuffer_add_printf(out, "not found: the metrics are at " METRICS_PATH "\n");
+        evbuffer_add_printf(out, "not found: the metrics are at " METRICS_PATH
+                            ", the status page at " STATUS_PATH "\n");
         evhttp_send_reply(req, HTTP_NOTFOUND, "Not Found", out);
         return;
     }
@@ -458,14 +519,11 @@ metrics_on_request(struct evhttp_request *req, void *arg)
         evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
         return;
     }
-    render_proxy(out, &snap);
-    render_servers(out, &snap);
-    render_figures(out, &snap);
-    render_pools(out, &snap);
-    render_routes(out, &snap);
+    if (page)
+        send_status_page(req, &snap);
+    else
+        send_metrics(req, &snap);
     snapshot_free(&snap);
-    evhttp_add_header(headers, "Content-Type", METRICS_CONTENT_TYPE);
-    evhttp_send_reply(req, HTTP_OK, "OK", out);
 }
 
 int

@@ -116,7 +116,7 @@ def output(p):
 @pytest.mark.parametrize("goal, purpose", [
     (None, "build"), ("all", "build"), ("luagent", "build"), ("install", "build"),
     ("run", "run"), ("test", "test"), ("unit", "test"), ("integration", "test"),
-    ("bench", "bench"), ("fuzz", "fuzz"), ("build/tests/test_md5", "build"),
+    ("bench", "bench"), ("fuzz", "fuzz"), ("deb", "deb"), ("build/tests/test_md5", "build"),
 ])
 def test_every_target_runs_deps_before_reading_package_flags(tmp_path, goal, purpose):
     tree = Tree(tmp_path)
@@ -257,8 +257,9 @@ def bare_machine(tmp_path, uid):
 
 
 @pytest.mark.parametrize("purpose, lists", [
-    ("build", ["BUILD"]), ("run", ["BUILD", "RUN"]), ("test", ["BUILD", "TEST", "CLIENT"]),
-    ("bench", ["BUILD", "BENCH"]), ("fuzz", ["BUILD", "FUZZ"]),
+    ("build", ["BUILD"]), ("run", ["BUILD", "RUN"]),
+    ("test", ["BUILD", "TEST", "CLIENT", "DEB", "BROWSER"]),
+    ("bench", ["BUILD", "BENCH"]), ("fuzz", ["BUILD", "FUZZ"]), ("deb", ["BUILD", "DEB"]),
 ])
 def test_deps_updates_then_installs_what_a_bare_machine_lacks(tmp_path, purpose, lists):
     tree, env, log = bare_machine(tmp_path, uid=0)

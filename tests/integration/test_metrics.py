@@ -4,14 +4,18 @@
 and checked against `stats`; 404 elsewhere; bad addresses refused at start-up.
 """
 import http.client
+import re
 import socket
 import threading
+import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import HOST, free_port, set_cmd
 
 from test_policy import run_luagent, write_policy
+from test_reload import one_pool_policy, reload_to
+from test_reload import write_policy as write_reload_policy
 from test_stats import ROUTES_POLICY, stats_group
 
 LOAD_CLIENTS = 4
@@ -160,15 +164,47 @@ def test_routes_and_pools_labels(memcached, luagent, raw_client, tmp_path):
 def test_other_paths_and_methods(memcached, luagent):
     mport = free_port()
     luagent("--metrics", "%s:%d" % (HOST, mport), servers=[memcached()])
-    for path in ("/", "/metric", "/metrics/x", "/favicon.ico"):
+    for path in ("/metric", "/metrics/x", "/favicon.ico", "/index.html"):
         status, _, body = fetch(mport, path)
         assert status == 404, (path, status)
+    status, ctype, _ = fetch(mport, "/")                # the status page
+    assert status == 200 and ctype == "text/html; charset=utf-8"
     status, _, _ = fetch(mport, "/metrics?name=x")     # a query string is fine
     assert status == 200
     status, _, _ = fetch(mport, "/metrics", method="POST")
     assert status == 405
     status, _, body = fetch(mport, "/metrics", method="HEAD")
     assert status == 200 and body == ""
+
+
+def test_policy_checksum_and_load_time(memcached, luagent, tmp_path):
+    s1 = memcached()
+    path = tmp_path / "policy.lua"
+    write_reload_policy(path, one_pool_policy("a", [s1]))
+    mport = free_port()
+    started = int(time.time())
+    lg = luagent("-c", path, "-t", 1, "--metrics", "%s:%d" % (HOST, mport))
+
+    def both():
+        st = lg.stats()
+        fams, _ = scrape(mport)
+        info = fams["luagent_policy_info"].samples
+        assert len(info) == 1 and info[0].value == 1, info
+        assert info[0].labels == {"policy": str(path), "checksum": st["policy_checksum"]}
+        loaded = one(fams["luagent_policy_load_time_seconds"])
+        assert loaded == int(st["policy_load_time"]), (loaded, st)
+        return st
+
+    first = both()
+    assert re.fullmatch(r"[0-9a-f]{8}", first["policy_checksum"]), first
+    assert started <= int(first["policy_load_time"]) <= int(time.time()), first
+    # A reload to other bytes: another checksum, a load time not earlier.
+    while int(time.time()) <= int(first["policy_load_time"]):
+        time.sleep(0.05)    # until the clock's second moves on, so the times can differ
+    reload_to(lg, path, one_pool_policy("b", [s1]), 2, 1)
+    second = both()
+    assert second["policy_checksum"] != first["policy_checksum"]
+    assert int(second["policy_load_time"]) > int(first["policy_load_time"]), (first, second)
 
 
 def test_bad_metrics_address_exits(memcached):
