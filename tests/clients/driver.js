@@ -127,15 +127,15 @@ const steps = [
     ['get after too big', async () => value(await call('get', 'k:big'), blob(1000000))],
     ['key 250 bytes', () => setGet(key250, 'long key')],
     ['expiry', async () => {
-        const stored = res(await call('set', 'k:ttl', 'brief', 1));
+        const stored = res(await call('set', 'k:ttl', 'brief', 3));
         const first = value(await call('get', 'k:ttl'), 'brief');
-        const deadline = Date.now() + 5000;
+        const deadline = Date.now() + 8000;
         while (Date.now() < deadline) {
             const r = await call('get', 'k:ttl');
             if (!r.err && r.v === undefined) return stored + ' / ' + first + ', then miss';
             await new Promise((ok) => setTimeout(ok, 100));
         }
-        return stored + ' / ' + first + ', still there after 5 s';
+        return stored + ' / ' + first + ', still there after 8 s';
     }],
     ['flush_all', async () => res(await call('flush'))],
     ['get after flush', async () => value(await call('get', 'k:add'), '')],

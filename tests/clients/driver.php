@@ -116,15 +116,15 @@ $steps = [
     'get after too big' => fn() => value($c, $c->get('k:big'), blob(1000000)),
     'key 250 bytes' => fn() => set_get($c, $key250, 'long key'),
     'expiry' => function () use ($c) {
-        $stored = res($c, $c->set('k:ttl', 'brief', 1));
+        $stored = res($c, $c->set('k:ttl', 'brief', 3));
         $first = value($c, $c->get('k:ttl'), 'brief');
-        $deadline = microtime(true) + 5;
+        $deadline = microtime(true) + 8;
         while (microtime(true) < $deadline) {
             if ($c->get('k:ttl') === false && $c->getResultCode() == Memcached::RES_NOTFOUND)
                 return "$stored / $first, then miss";
             usleep(100000);
         }
-        return "$stored / $first, still there after 5 s";
+        return "$stored / $first, still there after 8 s";
     },
     'flush_all' => fn() => res($c, $c->flush()),
     'get after flush' => fn() => value($c, $c->get('k:add'), ''),

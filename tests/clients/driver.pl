@@ -143,14 +143,14 @@ my @steps = (
     ['get after too big', sub { val(attempt(sub { $c->get('k:big') }), blob(1000000)) }],
     ['key 250 bytes', sub { set_get($key250, 'long key') }],
     ['expiry', sub {
-        my $stored = res(attempt(sub { $c->set('k:ttl', 'brief', 1) }));
+        my $stored = res(attempt(sub { $c->set('k:ttl', 'brief', 3) }));
         my $first = val(attempt(sub { $c->get('k:ttl') }), 'brief');
-        my $deadline = time + 5;
+        my $deadline = time + 8;
         while (time < $deadline) {
             return "$stored / $first, then miss" unless defined $c->get('k:ttl');
             sleep 0.1;
         }
-        return "$stored / $first, still there after 5 s";
+        return "$stored / $first, still there after 8 s";
     }],
     ['flush_all', sub {
         my $r = attempt(sub { $c->flush_all });
