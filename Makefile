@@ -63,7 +63,7 @@ UNIT_LIBS_test_trial = $(LIBS) -Wl,--wrap=pthread_mutex_unlock,--wrap=waitpid
 UNITS = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 
-.PHONY: all run test unit integration bench fuzz deps install clean
+.PHONY: all run test unit replay integration bench fuzz deps install clean
 all: $(BIN)
 
 # ./luagent is relinked when switching between normal and SAN=1 builds.
@@ -145,6 +145,36 @@ FUZZ_SEEDS_fuzz_policy = examples tests/fixtures build-fuzz/seeds/fuzz_policy
 FUZZ_TARGETS = $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS    = $(FUZZ_TARGETS:%=build-fuzz/%)
 
+# `make unit` replays every reproducer in tests/fuzz/crashes/ (named after its
+# target: fuzz_X-what) and the seed corpus tests/fuzz/corpus/fuzz_X/ through
+# the target's LLVMFuzzerTestOneInput, built with $(CC) and tests/fuzz/replay.c
+# as main: no clang or libFuzzer needed, sanitizers under SAN=1.
+REPLAY_BINS  = $(FUZZ_TARGETS:%=$(BUILD)/tests/replay_%)
+unit: replay
+
+$(BUILD)/tests/replay.o: tests/fuzz/replay.c | $(BUILD)
+	$(say) CC $<
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/replay_%: tests/fuzz/%.c $(BUILD)/tests/replay.o \
+        $$(addprefix $(BUILD)/,$$(addsuffix .o,$$(FUZZ_OBJS_$$*))) | $(BUILD)
+	$(say) CC $<
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(FUZZ_LIBS_$*) -lm
+
+replay: $(REPLAY_BINS)
+	@for f in tests/fuzz/crashes/*; do \
+	    t=$${f##*/}; t=$${t%%-*}; \
+	    [ ! -e "$$f" ] || [ -f tests/fuzz/$$t.c ] || \
+	        { echo "FAIL: $$f names no fuzz target (tests/fuzz/$$t.c)"; exit 1; }; \
+	done
+	@for t in $(FUZZ_TARGETS); do \
+	    set -- $$(ls tests/fuzz/crashes/$$t-* tests/fuzz/corpus/$$t/* 2>/dev/null); \
+	    [ $$# -gt 0 ] || continue; \
+	    $(BUILD)/tests/replay_$$t "$$@" > $(BUILD)/tests/replay_$$t.log 2>&1 || \
+	        { grep -v '^ok' $(BUILD)/tests/replay_$$t.log; echo "FAIL: replay of $$t inputs"; exit 1; }; \
+	    printf '  %-28s %s\n' "replay_$$t" "$$(tail -n 1 $(BUILD)/tests/replay_$$t.log)"; \
+	done
+
 .PRECIOUS: build-fuzz/%.o
 build-fuzz/%.o: src/%.c
 	@mkdir -p build-fuzz
@@ -200,4 +230,5 @@ install: $(BIN)
 clean:
 	rm -rf build build-san build-fuzz $(BIN)
 
--include $(OBJS:.o=.d) $(UNIT_BINS:=.d) $(wildcard build-fuzz/*.d)
+-include $(OBJS:.o=.d) $(UNIT_BINS:=.d) $(REPLAY_BINS:=.d) $(BUILD)/tests/replay.d \
+         $(wildcard build-fuzz/*.d)
