@@ -5,6 +5,7 @@
 #   make test       unit tests, then integration tests (installs missing packages first)
 #   make bench      side-by-side benchmark (see docs/performance.md)
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS (60) each (tests/fuzz/)
+#   make flaky      the integration suite FLAKY_RUNS (3) times beside a busy loop per core
 #   make install    PREFIX=/usr/local DESTDIR= (binary, Lua library, examples, man page)
 #   make clean
 #
@@ -63,7 +64,7 @@ UNIT_LIBS_test_trial = $(LIBS) -Wl,--wrap=pthread_mutex_unlock,--wrap=waitpid
 UNITS = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 
-.PHONY: all run test unit replay integration bench fuzz deps install clean
+.PHONY: all run test unit replay integration flaky bench fuzz deps install clean
 all: $(BIN)
 
 # ./luagent is relinked when switching between normal and SAN=1 builds.
@@ -119,6 +120,9 @@ integration: $(BIN)
 test: deps
 	@$(MAKE) --no-print-directory $(BIN) unit
 	@$(MAKE) --no-print-directory integration
+
+flaky: $(BIN)
+	@SAN=$(SAN) sh scripts/flaky-hunt.sh
 
 run: deps $(BIN)
 	@bash scripts/run.sh

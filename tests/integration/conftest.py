@@ -275,6 +275,32 @@ class Luagent(Proc):
     def sockaddr(self):
         return (HOST, self.port) if self.port else self.unix
 
+    def listen_addrs(self):
+        """Every address this luagent was asked to listen on: -p, --tls-port,
+        -f/--unix and --metrics. It opens them one after the other, so a
+        connection accepted on one says nothing about the next."""
+        addrs = [(HOST, self.port)] if self.port else []
+        argv = self.argv[1:]
+        for i, arg in enumerate(argv):
+            name, eq, value = arg.partition("=")
+            if not eq:
+                value = argv[i + 1] if i + 1 < len(argv) else ""
+            if name == "--tls-port":
+                addrs.append((HOST, int(value)))
+            elif name in ("-f", "--unix"):
+                addrs.append(value)
+            elif name == "--metrics":
+                host, _, port = value.rpartition(":")
+                addrs.append((host, int(port)))
+            elif name == "--":
+                break       # the policy's own arguments (lg.args.extra)
+        return list(dict.fromkeys(addrs))
+
+    def wait_serving(self):
+        """Wait until every listening address accepts."""
+        for addr in self.listen_addrs():
+            self.wait_listening(addr)
+
     def stop(self, *a, **kw):
         self.stopped = True
         return super().stop(*a, **kw)
@@ -618,8 +644,9 @@ def luagent(request, tmp_path):
     """Factory: luagent(*args, servers=[...], backups=[...], port=None, unix=None,
     wait=True) -> Luagent. servers/backups take Memcached objects or "host:port"
     strings and become -s/-b. port=None picks a free port; port=0 with unix=PATH
-    serves only the unix socket. Stopped (by PID) at teardown; its log is attached
-    to the report when the test fails."""
+    serves only the unix socket. With wait=True it returns once every address it
+    listens on accepts (-p, --tls-port, -f, --metrics). Stopped (by PID) at
+    teardown; its log is attached to the report when the test fails."""
     started = []
     procs = request.node.__dict__.setdefault("_logged_procs", [])
 
@@ -641,7 +668,7 @@ def luagent(request, tmp_path):
             if not wait:
                 return lg
             try:
-                lg.wait_listening(lg.sockaddr)
+                lg.wait_serving()
                 lg.ready = True
                 return lg
             except StartError as e:
