@@ -51,7 +51,7 @@ while [ "$run" -le "$RUNS" ]; do
     LUAGENT="$PWD/$OUT/luagent" LUAGENT_SANITIZED=$([ "${SAN:-0}" = 1 ] && echo 1 || echo 0) \
         "$PYTHON" -m pytest -q -rf -p no:cacheprovider tests/integration "$@" \
         > "$OUT/run-$run.log" 2>&1
-    grep '^FAILED ' "$OUT/run-$run.log" | sed 's/^FAILED //; s/ - .*//' >> "$OUT/failed"
+    grep -E '^(FAILED|ERROR) ' "$OUT/run-$run.log" | sed -E 's/^(FAILED|ERROR) //; s/ - .*//' >> "$OUT/failed"
     echo "  run $run: $(tail -n 1 "$OUT/run-$run.log")"
     run=$((run + 1))
 done

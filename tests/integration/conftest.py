@@ -86,6 +86,56 @@ class StartError(Exception):
     pass
 
 
+def _socket_inodes(pid):
+    """Inodes of the sockets process pid has open."""
+    inodes = set()
+    try:
+        fds = os.listdir("/proc/%d/fd" % pid)
+    except OSError:
+        return inodes
+    for fd in fds:
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def _listening_inodes(addr):
+    """Inodes of the sockets listening on addr: a (host, port) or a unix path."""
+    inodes = set()
+    if isinstance(addr, str):
+        with open("/proc/net/unix") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) == 8 and fields[7] == addr and fields[5] == "01":
+                    inodes.add(fields[6])
+        return inodes
+    port = ":%04X " % addr[1]
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                for line in f:
+                    if port not in line:
+                        continue
+                    fields = line.split()
+                    if fields[1].endswith(port.strip()) and fields[3] == "0A":
+                        inodes.add(fields[9])
+        except OSError:
+            continue
+    return inodes
+
+
+def listens_on(pid, addr):
+    """Whether process pid itself listens on addr. A connection that succeeds
+    proves less: the port may be another program's, which took it between
+    free_port() and the start (other test runs share the machine), while the
+    process under test is about to exit with "Address already in use"."""
+    return bool(_socket_inodes(pid) & _listening_inodes(addr))
+
+
 class Proc:
     """A child process with its stdout+stderr captured to a log file."""
 
@@ -111,7 +161,8 @@ class Proc:
             return ""
 
     def wait_listening(self, addr, deadline=START_DEADLINE):
-        """Poll-connect addr until it accepts; fail early if the process exits."""
+        """Poll-connect addr until it accepts and this process is the one
+        listening there; fail early if the process exits."""
         end = time.monotonic() + deadline
         while True:
             if not self.alive():
@@ -122,7 +173,8 @@ class Proc:
             s = try_connect(addr)
             if s is not None:
                 s.close()
-                return
+                if listens_on(self.pid, addr):
+                    return
             if time.monotonic() > end:
                 raise StartError("%s not listening on %r after %.0fs\nargv: %s\n"
                                  "--- log ---\n%s" % (self.name, addr, deadline,

@@ -1,15 +1,22 @@
 """
-The fixtures' own promises, checked against a stand-in for luagent that is
-slow on purpose: it listens on -p at once and on its other addresses (--tls-port,
--f, --metrics) only a while later, as a loaded machine can make luagent do
-between two listen() calls. A test that connects to its --tls-port right after
-the fixture returned must not be refused.
+The fixtures' own promises about readiness:
+
+- the luagent fixture returns once every address accepts, checked against a
+  stand-in for luagent that is slow on purpose: it listens on -p at once and
+  on its other addresses (--tls-port, -f, --metrics) only a while later, as a
+  loaded machine can make luagent do between two listen() calls;
+- a process is ready when it listens itself: a port that another program took
+  after free_port() (other test runs share the machine) accepts connections
+  too, while the process under test exits with "Address already in use".
 """
 import os
+import socket
 import sys
 
+import pytest
+
 import conftest
-from conftest import HOST, free_port, try_connect
+from conftest import HOST, LUAGENT, Proc, StartError, free_port, try_connect
 
 SLOW_START = r'''
 import signal, socket, sys, time
@@ -46,3 +53,18 @@ def test_luagent_fixture_waits_for_every_address(luagent, tmp_path, monkeypatch)
         s = try_connect(addr)
         assert s is not None, "%r refused right after the fixture returned" % (addr,)
         s.close()
+
+
+def test_a_port_someone_else_listens_on_is_not_readiness(tmp_path):
+    port = free_port()
+    other = socket.socket()
+    other.bind((HOST, port))
+    other.listen(16)
+    p = Proc("luagent", [LUAGENT, "-D", "-l", HOST, "-p", port, "-s", "127.0.0.1:1"],
+             tmp_path / "luagent.log")
+    try:
+        with pytest.raises(StartError, match="in use"):
+            p.wait_listening((HOST, port))
+    finally:
+        p.stop()
+        other.close()
