@@ -376,6 +376,24 @@ def _b(s):
     return s if isinstance(s, (bytes, bytearray)) else str(s).encode()
 
 
+# The built-in policy's pool over -s (same placement, -k for ketama) with a 4 s
+# timeout instead of 1 s, for tests whose subject is not time: on a loaded
+# machine (or under SAN=1) a healthy request can take longer than 1 s, and the
+# test would fail for the machine's sake. A request that is lost still fails,
+# with luagent's timeout line, before the client's 5 s hang detector.
+UNHURRIED_POLICY = ('local lg = require "luagent"\n'
+                    'return lg.policy{ route = lg.pool{ name = "main", '
+                    'servers = lg.args.servers, timeout_ms = 4000, '
+                    'dist = lg.args.ketama and "ketama" or "modula" } }\n')
+
+
+def unhurried(tmp_path):
+    """luagent arguments that load UNHURRIED_POLICY."""
+    path = Path(tmp_path) / "unhurried.lua"
+    path.write_text(UNHURRIED_POLICY)
+    return ("-c", str(path))
+
+
 # --------------------------------------------------------------------------
 # Raw protocol client
 # --------------------------------------------------------------------------

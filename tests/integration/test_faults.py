@@ -15,7 +15,7 @@ on a new connection), another client working on the real memcached during the
 fault is unaffected, and luagent's VmRSS does not grow when the fault is
 repeated (generous slack). No assertion is on elapsed time: the 5 s client
 socket timeout is the hang detector (the pool timeout is 1 s for the faults
-that are timeouts, 4 s for the others: see UNHURRIED_POLICY).
+that are timeouts, 4 s for the others: see conftest.UNHURRIED_POLICY).
 """
 import socket
 import threading
@@ -24,7 +24,7 @@ import time
 import pytest
 
 import mock_backend
-from conftest import SANITIZED, modula_index, rss_kib, set_cmd
+from conftest import SANITIZED, modula_index, rss_kib, set_cmd, unhurried
 
 TIMEOUT_LINE = b"SERVER_ERROR backend timeout\r\n"
 CLOSED_LINE = b"SERVER_ERROR backend closed connection\r\n"
@@ -126,24 +126,10 @@ def mocks():
         m.stop()
 
 
-# The built-in policy's pool (the same placement) with a longer timeout, for
-# the faults that are not about time: on a loaded machine, a healthy request to
-# the mock (a Python thread) can take longer than the default 1 s, and the test
-# would fail for the machine's sake. A request that is lost still fails, with
-# luagent's timeout line, before the client's 5 s hang detector.
-UNHURRIED_POLICY = ('local lg = require "luagent"\n'
-                    'return lg.policy{ route = lg.pool{ name = "main", servers = lg.args.servers, '
-                    'dist = "modula", timeout_ms = 4000 } }\n')
-
-
 def pool_args(tmp_path, expected):
     """luagent arguments for a fault whose request gets expected: the default
-    1 s pool timeout when the fault is a timeout, else UNHURRIED_POLICY."""
-    if expected == TIMEOUT_LINE:
-        return ()
-    path = tmp_path / "unhurried.lua"
-    path.write_text(UNHURRIED_POLICY)
-    return ("-c", str(path))
+    1 s pool timeout when the fault is a timeout, else a 4 s one (unhurried)."""
+    return () if expected == TIMEOUT_LINE else unhurried(tmp_path)
 
 
 def start_pair(mocks, memcached, luagent, handler, cls=mock_backend.MockBackend, args=()):
