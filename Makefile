@@ -5,6 +5,7 @@
 #   make test       unit tests, then integration tests and the real-client suite
 #   make bench      side-by-side benchmark (see docs/performance.md)
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS (60) each (tests/fuzz/)
+#   make flaky      the integration suite FLAKY_RUNS (3) times beside a busy loop per core
 #   make install    PREFIX=/usr/local DESTDIR= (binary, Lua library, examples, man page)
 #   make deb        Debian package in DEB_DIR (build/deb), built from a copy of the tree
 #   make deps       install everything any target needs (scripts/deps.sh)
@@ -36,13 +37,15 @@ DEPS_run   = run
 DEPS_test  = test
 DEPS_unit  = test
 DEPS_integration = test
+DEPS_replay = test
+DEPS_flaky = test
 DEPS_bench = bench
 DEPS_fuzz  = fuzz
 DEPS_deb   = deb
 deps_for   = $(or $(DEPS_$(1)),build)
 
-.PHONY: all run test unit integration bench fuzz install deb
-all run test unit integration bench fuzz install deb:
+.PHONY: all run test unit replay integration flaky bench fuzz install deb
+all run test unit replay integration flaky bench fuzz install deb:
 	@sh scripts/deps.sh $(call deps_for,$@)
 	@$(MAKE) --no-print-directory LUAGENT_DEPS_READY=1 $@
 
@@ -108,10 +111,14 @@ UNIT_test_statsreply = statsreply reply
 UNIT_test_buf    = buf
 UNIT_test_remap  = remap ketama md5 hash
 UNIT_test_statuspage = statuspage buf histogram
+# test_trial runs the whole loader, and is its own trial child; the wrap lets
+# it freeze a lock in another thread (see the test).
+UNIT_test_trial  = $(filter-out main,$(SRCS:src/%.c=%)) embedded
+UNIT_LIBS_test_trial = $(LIBS) -Wl,--wrap=pthread_mutex_unlock,--wrap=waitpid
 UNITS = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 
-.PHONY: all run test unit integration bench fuzz install deb
+.PHONY: all run test unit replay integration flaky bench fuzz install deb
 all: $(BIN)
 
 # ./luagent is relinked when switching between normal and SAN=1 builds.
@@ -149,7 +156,7 @@ $(BUILD) $(BUILD)/tests:
 .SECONDEXPANSION:
 $(BUILD)/tests/%: tests/unit/%.c $$(addprefix $(BUILD)/,$$(addsuffix .o,$$(UNIT_$$*))) | $(BUILD)/tests
 	$(say) CC $<
-	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ -lm
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ -lm $(UNIT_LIBS_$*)
 
 unit: $(UNIT_BINS)
 	@luajit tests/lua/test_luagent.lua > $(BUILD)/tests/test_luagent.log 2>&1 || \
@@ -166,6 +173,9 @@ integration: $(BIN)
 test:
 	@$(MAKE) --no-print-directory $(BIN) unit
 	@$(MAKE) --no-print-directory integration
+
+flaky: $(BIN)
+	@SAN=$(SAN) sh scripts/flaky-hunt.sh
 
 run: $(BIN)
 	@bash scripts/run.sh
@@ -192,6 +202,36 @@ FUZZ_ARGS_fuzz_policy = -dict=tests/fuzz/policy.dict -timeout=20
 FUZZ_SEEDS_fuzz_policy = examples tests/fixtures build-fuzz/seeds/fuzz_policy
 FUZZ_TARGETS = $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS    = $(FUZZ_TARGETS:%=build-fuzz/%)
+
+# `make unit` replays every reproducer in tests/fuzz/crashes/ (named after its
+# target: fuzz_X-what) and the seed corpus tests/fuzz/corpus/fuzz_X/ through
+# the target's LLVMFuzzerTestOneInput, built with $(CC) and tests/fuzz/replay.c
+# as main: no clang or libFuzzer needed, sanitizers under SAN=1.
+REPLAY_BINS  = $(FUZZ_TARGETS:%=$(BUILD)/tests/replay_%)
+unit: replay
+
+$(BUILD)/tests/replay.o: tests/fuzz/replay.c | $(BUILD)
+	$(say) CC $<
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/replay_%: tests/fuzz/%.c $(BUILD)/tests/replay.o \
+        $$(addprefix $(BUILD)/,$$(addsuffix .o,$$(FUZZ_OBJS_$$*))) | $(BUILD)
+	$(say) CC $<
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(FUZZ_LIBS_$*) -lm
+
+replay: $(REPLAY_BINS)
+	@for f in tests/fuzz/crashes/*; do \
+	    t=$${f##*/}; t=$${t%%-*}; \
+	    [ ! -e "$$f" ] || [ -f tests/fuzz/$$t.c ] || \
+	        { echo "FAIL: $$f names no fuzz target (tests/fuzz/$$t.c)"; exit 1; }; \
+	done
+	@for t in $(FUZZ_TARGETS); do \
+	    set -- $$(ls tests/fuzz/crashes/$$t-* tests/fuzz/corpus/$$t/* 2>/dev/null); \
+	    [ $$# -gt 0 ] || continue; \
+	    $(BUILD)/tests/replay_$$t "$$@" > $(BUILD)/tests/replay_$$t.log 2>&1 || \
+	        { grep -v '^ok' $(BUILD)/tests/replay_$$t.log; echo "FAIL: replay of $$t inputs"; exit 1; }; \
+	    printf '  %-28s %s\n' "replay_$$t" "$$(tail -n 1 $(BUILD)/tests/replay_$$t.log)"; \
+	done
 
 .PRECIOUS: build-fuzz/%.o
 build-fuzz/%.o: src/%.c
@@ -251,6 +291,7 @@ DEB_DIR ?= build/deb
 deb:
 	@sh scripts/deb.sh $(DEB_DIR)
 
--include $(OBJS:.o=.d) $(UNIT_BINS:=.d) $(wildcard build-fuzz/*.d)
+-include $(OBJS:.o=.d) $(UNIT_BINS:=.d) $(REPLAY_BINS:=.d) $(BUILD)/tests/replay.d \
+         $(wildcard build-fuzz/*.d)
 
 endif

@@ -461,6 +461,9 @@ main(int argc, char **argv)
     struct watch *watch = NULL;
     char err[ERR_LEN], where[ERR_LEN];
 
+    if (trial_requested(argc, argv))
+        return trial_main(argc, argv);
+    trial_remember_args(argc, argv);
     switch (settings_parse(&s, argc, argv)) {
     case SETTINGS_EXIT_OK:
         settings_free(&s);

@@ -97,6 +97,54 @@ def _rlimits_setter(rlimits):
         for which, value in rlimits.items():
             resource.setrlimit(which, (value, value))
     return apply
+def _socket_inodes(pid):
+    """Inodes of the sockets process pid has open."""
+    inodes = set()
+    try:
+        fds = os.listdir("/proc/%d/fd" % pid)
+    except OSError:
+        return inodes
+    for fd in fds:
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def _listening_inodes(addr):
+    """Inodes of the sockets listening on addr: a (host, port) or a unix path."""
+    inodes = set()
+    if isinstance(addr, str):
+        with open("/proc/net/unix") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) == 8 and fields[7] == addr and fields[5] == "01":
+                    inodes.add(fields[6])
+        return inodes
+    port = ":%04X " % addr[1]
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                for line in f:
+                    if port not in line:
+                        continue
+                    fields = line.split()
+                    if fields[1].endswith(port.strip()) and fields[3] == "0A":
+                        inodes.add(fields[9])
+        except OSError:
+            continue
+    return inodes
+
+
+def listens_on(pid, addr):
+    """Whether process pid itself listens on addr. A connection that succeeds
+    proves less: the port may be another program's, which took it between
+    free_port() and the start (other test runs share the machine), while the
+    process under test is about to exit with "Address already in use"."""
+    return bool(_socket_inodes(pid) & _listening_inodes(addr))
 
 
 class Proc:
@@ -125,7 +173,8 @@ class Proc:
             return ""
 
     def wait_listening(self, addr, deadline=START_DEADLINE):
-        """Poll-connect addr until it accepts; fail early if the process exits."""
+        """Poll-connect addr until it accepts and this process is the one
+        listening there; fail early if the process exits."""
         end = time.monotonic() + deadline
         while True:
             if not self.alive():
@@ -136,7 +185,8 @@ class Proc:
             s = try_connect(addr)
             if s is not None:
                 s.close()
-                return
+                if listens_on(self.pid, addr):
+                    return
             if time.monotonic() > end:
                 raise StartError("%s not listening on %r after %.0fs\nargv: %s\n"
                                  "--- log ---\n%s" % (self.name, addr, deadline,
@@ -289,6 +339,32 @@ class Luagent(Proc):
     def sockaddr(self):
         return (HOST, self.port) if self.port else self.unix
 
+    def listen_addrs(self):
+        """Every address this luagent was asked to listen on: -p, --tls-port,
+        -f/--unix and --metrics. It opens them one after the other, so a
+        connection accepted on one says nothing about the next."""
+        addrs = [(HOST, self.port)] if self.port else []
+        argv = self.argv[1:]
+        for i, arg in enumerate(argv):
+            name, eq, value = arg.partition("=")
+            if not eq:
+                value = argv[i + 1] if i + 1 < len(argv) else ""
+            if name == "--tls-port":
+                addrs.append((HOST, int(value)))
+            elif name in ("-f", "--unix"):
+                addrs.append(value)
+            elif name == "--metrics":
+                host, _, port = value.rpartition(":")
+                addrs.append((host, int(port)))
+            elif name == "--":
+                break       # the policy's own arguments (lg.args.extra)
+        return list(dict.fromkeys(addrs))
+
+    def wait_serving(self):
+        """Wait until every listening address accepts."""
+        for addr in self.listen_addrs():
+            self.wait_listening(addr)
+
     def stop(self, *a, **kw):
         self.stopped = True
         return super().stop(*a, **kw)
@@ -310,6 +386,24 @@ class Luagent(Proc):
 
 def _b(s):
     return s if isinstance(s, (bytes, bytearray)) else str(s).encode()
+
+
+# The built-in policy's pool over -s (same placement, -k for ketama) with a 4 s
+# timeout instead of 1 s, for tests whose subject is not time: on a loaded
+# machine (or under SAN=1) a healthy request can take longer than 1 s, and the
+# test would fail for the machine's sake. A request that is lost still fails,
+# with luagent's timeout line, before the client's 5 s hang detector.
+UNHURRIED_POLICY = ('local lg = require "luagent"\n'
+                    'return lg.policy{ route = lg.pool{ name = "main", '
+                    'servers = lg.args.servers, timeout_ms = 4000, '
+                    'dist = lg.args.ketama and "ketama" or "modula" } }\n')
+
+
+def unhurried(tmp_path):
+    """luagent arguments that load UNHURRIED_POLICY."""
+    path = Path(tmp_path) / "unhurried.lua"
+    path.write_text(UNHURRIED_POLICY)
+    return ("-c", str(path))
 
 
 # --------------------------------------------------------------------------
@@ -632,11 +726,13 @@ def luagent(request, tmp_path):
     """Factory: luagent(*args, servers=[...], backups=[...], port=None, unix=None,
     wait=True, stats_poll=False, rlimits=None) -> Luagent. servers/backups take
     Memcached objects or "host:port" strings and become -s/-b. port=None picks a
-    free port; port=0 with unix=PATH serves only the unix socket. The background
-    stats poll (one connection per server of its own, a `stats` at start) is off
-    unless stats_poll=True or args give --server-stats-interval: tests that count
-    a server's connections or requests see only the request path's. rlimits:
-    {resource.RLIMIT_*: value} set in the child before exec. Stopped (by PID) at
+    free port; port=0 with unix=PATH serves only the unix socket. With wait=True
+    it returns once every address it listens on accepts (-p, --tls-port, -f,
+    --metrics). The background stats poll (one connection per server of its own,
+    a `stats` at start) is off unless stats_poll=True or args give
+    --server-stats-interval: tests that count a server's connections or requests
+    see only the request path's. rlimits: {resource.RLIMIT_*: value} set in the
+    child before exec. Stopped (by PID) at
     teardown; its log is attached to the report when the test fails."""
     started = []
     procs = request.node.__dict__.setdefault("_logged_procs", [])
@@ -662,7 +758,7 @@ def luagent(request, tmp_path):
             if not wait:
                 return lg
             try:
-                lg.wait_listening(lg.sockaddr)
+                lg.wait_serving()
                 lg.ready = True
                 return lg
             except StartError as e:

@@ -14,7 +14,8 @@ the backend connection is dropped and rebuilt (the mock sees the next request
 on a new connection), another client working on the real memcached during the
 fault is unaffected, and luagent's VmRSS does not grow when the fault is
 repeated (generous slack). No assertion is on elapsed time: the 5 s client
-socket timeout is the hang detector (the pool timeout is 1 s).
+socket timeout is the hang detector (the pool timeout is 1 s for the faults
+that are timeouts, 4 s for the others: see conftest.UNHURRIED_POLICY).
 """
 import socket
 import threading
@@ -23,7 +24,7 @@ import time
 import pytest
 
 import mock_backend
-from conftest import SANITIZED, modula_index, rss_kib, set_cmd
+from conftest import SANITIZED, modula_index, rss_kib, set_cmd, unhurried
 
 TIMEOUT_LINE = b"SERVER_ERROR backend timeout\r\n"
 CLOSED_LINE = b"SERVER_ERROR backend closed connection\r\n"
@@ -125,6 +126,12 @@ def mocks():
         m.stop()
 
 
+def pool_args(tmp_path, expected):
+    """luagent arguments for a fault whose request gets expected: the default
+    1 s pool timeout when the fault is a timeout, else a 4 s one (unhurried)."""
+    return () if expected == TIMEOUT_LINE else unhurried(tmp_path)
+
+
 def start_pair(mocks, memcached, luagent, handler, cls=mock_backend.MockBackend, args=()):
     mock = mocks(handler, cls)
     real = memcached()
@@ -157,9 +164,11 @@ def check_real(c, keys, tag):
 
 
 @pytest.mark.parametrize("name", sorted(FAULTS))
-def test_fault_isolated_and_connection_rebuilt(name, mocks, memcached, luagent, raw_client):
+def test_fault_isolated_and_connection_rebuilt(name, mocks, memcached, luagent, raw_client,
+                                               tmp_path):
     fault, expected = FAULTS[name]
-    lg, mock, real = start_pair(mocks, memcached, luagent, scripted(fault))
+    lg, mock, real = start_pair(mocks, memcached, luagent, scripted(fault),
+                                args=pool_args(tmp_path, expected))
     ok_keys = keys_for(0, "ok:", 3)
     bad_keys = keys_for(0, "bad:", 2)
     real_keys = keys_for(1, "real:", 5)
@@ -202,9 +211,10 @@ def _parallel_bad_gets(lg, clients, bad_keys, expected):
 
 
 @pytest.mark.parametrize("name", sorted(set(FAULTS) - {"length_too_long"}))
-def test_fault_repeated_memory_stable(name, mocks, memcached, luagent, raw_client):
+def test_fault_repeated_memory_stable(name, mocks, memcached, luagent, raw_client, tmp_path):
     fault, expected = FAULTS[name]
-    lg, mock, real = start_pair(mocks, memcached, luagent, scripted(fault))
+    lg, mock, real = start_pair(mocks, memcached, luagent, scripted(fault),
+                                args=pool_args(tmp_path, expected))
     real_keys = keys_for(1, "real:", 3)
     b = raw_client(lg)
     slow = name in ("slow", "hang")

@@ -11,7 +11,8 @@ import threading
 
 import pytest
 
-from conftest import ITEM_MAX, RawClient, parse_values, placement, run_in_threads, set_cmd
+from conftest import (ITEM_MAX, RawClient, parse_values, placement, run_in_threads, set_cmd,
+                      unhurried)
 
 CAS_RE = re.compile(rb"^(VALUE \S+ \d+ \d+) \d+$")
 PADDED_NUM_RE = re.compile(rb"\d+ +")
@@ -698,9 +699,9 @@ DIFF_N = 3000
 
 @pytest.mark.parametrize("pipelined", [False, True], ids=["roundtrip", "pipelined"])
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
-def test_differential_random_streams(memcached, luagent, seed, pipelined):
+def test_differential_random_streams(memcached, luagent, tmp_path, seed, pipelined):
     servers = [memcached() for _ in range(3)]
-    lg = luagent(servers=servers)
+    lg = luagent(*unhurried(tmp_path), servers=servers)     # the subject is not time
     direct = memcached()
     cmds = StreamGen(seed, flush=not pipelined).stream(DIFF_N)
     got = run_stream(lg.sockaddr, cmds, pipelined)
@@ -709,9 +710,9 @@ def test_differential_random_streams(memcached, luagent, seed, pipelined):
 
 
 @pytest.mark.parametrize("pipelined", [False, True], ids=["roundtrip", "pipelined"])
-def test_differential_random_streams_ketama(memcached, luagent, pipelined):
+def test_differential_random_streams_ketama(memcached, luagent, tmp_path, pipelined):
     servers = [memcached() for _ in range(3)]
-    lg = luagent("-k", servers=servers)
+    lg = luagent("-k", *unhurried(tmp_path), servers=servers)
     direct = memcached()
     cmds = StreamGen(11, flush=not pipelined).stream(DIFF_N)
     compare_streams(cmds, run_stream(lg.sockaddr, cmds, pipelined),
