@@ -1052,9 +1052,9 @@ if [ "$DO_SWEEP" = 1 ]; then
         nw = split("getset pipe16 mget10", W, " ")
         title["getset"] = "get/set"; title["pipe16"] = "pipeline 16"; title["mget10"] = "multi-get 10"
         printf "value sizes, median of %d round(s) x %s s, %s get:set (lg = luagent -t 1, nc = nutcracker -v 4, dir = direct memcached)\n", rounds, dur, mix
-        printf "%-8s %-13s %5s %10s %9s %10s %9s %10s %9s %7s %7s %7s %6s\n", "value", "workload",
-               "conns", "dir ops/s", "dir p99", "nc ops/s", "nc p99", "lg ops/s", "lg p99",
-               "lg/nc", "p99 l/n", "lg/dir", "errors"
+        printf "%-8s %-13s %5s %10s %9s %10s %9s %10s %9s %7s %7s %7s %6s %6s\n", "value",
+               "workload", "conns", "dir ops/s", "dir p99", "nc ops/s", "nc p99", "lg ops/s",
+               "lg p99", "lg/nc", "p99 l/n", "lg/dir", "errors", "target"
         for (s = 1; s <= ns; s++) {
             for (i = 1; i <= nw; i++) {
                 w = W[i]; b = sizes[s] SUBSEP w
@@ -1063,12 +1063,14 @@ if [ "$DO_SWEEP" = 1 ]; then
                 dp = median(p99[b SUBSEP "direct"]); np = median(p99[b SUBSEP "nutcracker-v4"])
                 lp = median(p99[b SUBSEP "luagent-t1"])
                 e = err[b SUBSEP "direct"] + err[b SUBSEP "nutcracker-v4"] + err[b SUBSEP "luagent-t1"]
-                printf "%-8s %-13s %5d %10.0f %9.1f %10.0f %9.1f %10.0f %9.1f %7s %7s %7s %6d\n",
+                printf "%-8s %-13s %5d %10.0f %9.1f %10.0f %9.1f %10.0f %9.1f %7s %7s %7s %6d %6s\n",
                        size_name(sizes[s]), title[w], conns[b], d, dp, n, np, l, lp,
-                       ratio(l, n), ratio(lp, np), ratio(l, d), e
+                       ratio(l, n), ratio(lp, np), ratio(l, d), e,
+                       (n > 0 && l >= 1.2 * n && lp <= np) ? "met" : "NOT"
             }
         }
-        printf "(p99 in microseconds; p99 l/n = luagent p99 / nutcracker p99, below 1 is better)\n"
+        printf "(p99 in microseconds; p99 l/n = luagent p99 / nutcracker p99, below 1 is better;\n"
+        printf " target: luagent at least 1.2x nutcracker ops/s with a p99 no worse)\n"
     }' "$TMP/sweep.tsv" | tee -a "$OUT.tmp"
     out ""
 fi
@@ -1134,7 +1136,8 @@ if [ "$DO_COPIES" = 1 ]; then
                 printf "\n"
             }
         }
-        printf "(lg = luagent -t 1, nc = nutcracker -v 4, dir = the memcached server itself; gets and sets alone, 1 connection)\n"
+        printf "(lg = luagent -t 1, nc = nutcracker -v 4, dir = the memcached server itself; gets and sets alone, 1 connection;\n"
+        printf " target: luagent copies at most 1x the value per get, 0 the aim)\n"
     }' "$TMP/copies.tsv" | tee -a "$OUT.tmp"
     out ""
 fi
