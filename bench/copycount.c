@@ -7,9 +7,12 @@
  * Every call of memcpy, memmove, mempcpy and their _chk forms that goes
  * through the dynamic linker (calls from the program and from its shared
  * libraries: libevent, OpenSSL, LuaJIT) is counted, then handed to the C
- * library's own function. Not counted: copies the compiler inlined (small
- * fixed-size ones: struct assignments, a few bytes), copies inside the C
- * library itself (its stdio, for instance), and the kernel's copies in
+ * library's own function. So is a realloc that moves a block: the C library
+ * copies the old contents with its internal memcpy, which no preload sees,
+ * except for a block it got from mmap, which it moves with mremap (pages,
+ * not bytes; not counted). Not counted either: copies the compiler inlined
+ * (small fixed-size ones: struct assignments, a few bytes), other copies
+ * inside the C library (its stdio, for instance), and the kernel's copies in
  * read() and write(), which are not user space.
  *
  * The counts live in COPYCOUNT_FILE, mapped shared, so `make bench` reads
@@ -24,6 +27,7 @@
 #endif
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -36,9 +40,11 @@ struct counts {
 };
 
 typedef void *(*copy_fn)(void *, const void *, size_t);
+typedef void *(*realloc_fn)(void *, size_t);
 
 static struct counts *counts;
 static copy_fn real_memcpy, real_memmove, real_mempcpy;
+static realloc_fn real_realloc;
 
 /* Until the real functions are known (the loader may copy before that). */
 static void *
@@ -76,6 +82,7 @@ copycount_init(void)
     real_memcpy = (copy_fn)dlsym(RTLD_NEXT, "memcpy");
     real_memmove = (copy_fn)dlsym(RTLD_NEXT, "memmove");
     real_mempcpy = (copy_fn)dlsym(RTLD_NEXT, "mempcpy");
+    real_realloc = (realloc_fn)dlsym(RTLD_NEXT, "realloc");
     if (path == NULL || (fd = open(path, O_RDWR)) < 0)
         return;
     map = mmap(NULL, sizeof(struct counts), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -105,6 +112,35 @@ mempcpy(void *dst, const void *src, size_t n)
     if (real_mempcpy)
         return real_mempcpy(dst, src, n);
     return (char *)copy_bytes(dst, src, n) + n;
+}
+
+/*
+ * glibc marks a block it got from mmap with bit 1 of the size word just
+ * before it; realloc moves such a block with mremap.
+ */
+static int
+block_is_mapped(void *p)
+{
+    return (((size_t *)p)[-1] & 2) != 0;
+}
+
+void *
+realloc(void *p, size_t n)
+{
+    size_t old;
+    int mapped;
+    void *q;
+
+    if (real_realloc == NULL)
+        real_realloc = (realloc_fn)dlsym(RTLD_NEXT, "realloc");
+    if (p == NULL)
+        return real_realloc(p, n);
+    old = malloc_usable_size(p);
+    mapped = block_is_mapped(p);
+    q = real_realloc(p, n);
+    if (q != NULL && q != p && !mapped)
+        count(old < n ? old : n);
+    return q;
 }
 
 void *
