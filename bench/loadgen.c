@@ -59,7 +59,7 @@
 
 #define WIDTH_MAX       100         /* keys in one multi-get */
 #define DEPTH_MAX       1024        /* requests in flight per connection */
-#define PREFILL_DEPTH   64          /* sets in flight per connection in the prefill */
+#define PREFILL_DEPTH   64          /* default -F: sets in flight per connection in the prefill */
 #define VALUE_MIN       12          /* 10 digits of version, ':', one byte */
 #define VALUE_HEAD      11          /* the version and ':' */
 #define PATTERN_LEN     4093        /* a prime: no power-of-two shift of a
@@ -90,6 +90,7 @@ struct options {
     long long   count;              /* -1: not given */
     uint64_t    seed;
     int         prefill;
+    int         prefill_depth;      /* -F */
     int         threads;
     const char *prefix;
     double      stall;              /* seconds without a reply before giving up */
@@ -418,7 +419,7 @@ conn_open(int id, uint64_t wait_until)
     c->fd = fd;
     c->id = id;
     c->rng = mix64(opt.seed * 0x9e3779b97f4a7c15ull + (uint64_t)id);
-    c->window = opt.depth > PREFILL_DEPTH ? opt.depth : PREFILL_DEPTH;
+    c->window = opt.depth > opt.prefill_depth ? opt.depth : opt.prefill_depth;
     c->q = xmalloc(sizeof(*c->q) * (size_t)c->window);
     c->qkeys = xmalloc(sizeof(long) * (size_t)c->window * WIDTH_MAX);
     c->ocap = 65536;
@@ -545,7 +546,7 @@ conn_issue(struct conn *c, uint64_t t, int stopping)
     if (c->dead)
         return 0;
     if (prefill_phase) {
-        while (c->n < PREFILL_DEPTH && c->pf_next < c->pf_end) {
+        while (c->n < opt.prefill_depth && c->pf_next < c->pf_end) {
             long key = c->pf_next++;
 
             emit_set(c, key, __atomic_add_fetch(&versions[key], 1, __ATOMIC_RELAXED), t);
@@ -953,6 +954,7 @@ usage(FILE *f)
 "  -n, --requests N         stop after N requests (0 with -f: prefill only)\n"
 "  -S, --seed N             random seed (default 1)\n"
 "  -f, --prefill            set every key once first (a miss is then an error)\n"
+"  -F, --prefill-depth N    sets in flight per connection in the prefill (default %d)\n"
 "  -T, --threads N          threads (default 1)\n"
 "  -K, --key-prefix STR     key prefix (default \"bench:\")\n"
 "  -W, --stall SECONDS      give up when no reply comes for this long (default 5)\n"
@@ -961,7 +963,7 @@ usage(FILE *f)
 "  -h, --help\n"
 "Prints one line: ops (requests/s), keys (keys/s), p50_us, p99_us, errors, ...\n"
 "Exit status: 0 fine, 1 verification or reply errors, 2 usage or connect failure.\n",
-        DEPTH_MAX, VALUE_MIN, VALUE_MAX, WIDTH_MAX, N_LIMIT_SECONDS);
+        DEPTH_MAX, VALUE_MIN, VALUE_MAX, WIDTH_MAX, N_LIMIT_SECONDS, PREFILL_DEPTH);
 }
 
 static long long
@@ -987,6 +989,7 @@ parse_args(int argc, char **argv)
         { "multiget", 1, NULL, 'm' }, { "duration", 1, NULL, 'd' },
         { "requests", 1, NULL, 'n' }, { "seed", 1, NULL, 'S' },
         { "prefill", 0, NULL, 'f' },  { "threads", 1, NULL, 'T' },
+        { "prefill-depth", 1, NULL, 'F' },
         { "key-prefix", 1, NULL, 'K' }, { "stall", 1, NULL, 'W' },
         { "wait", 1, NULL, 'w' },     { "help", 0, NULL, 'h' },
         { "tls", 1, NULL, 't' },
@@ -1008,9 +1011,10 @@ parse_args(int argc, char **argv)
     opt.seed = 1;
     opt.threads = 1;
     opt.prefix = "bench:";
+    opt.prefill_depth = PREFILL_DEPTH;
     opt.stall = 5;
 
-    while ((ch = getopt_long(argc, argv, "s:c:P:r:v:k:m:d:n:S:fT:K:W:w:t:h", longs, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "s:c:P:r:v:k:m:d:n:S:fF:T:K:W:w:t:h", longs, NULL)) != -1) {
         switch (ch) {
         case 's':
             colon = strrchr(optarg, ':');
@@ -1043,6 +1047,7 @@ parse_args(int argc, char **argv)
         case 'n': opt.count = num_arg("-n", optarg, 0, LLONG_MAX / 2); break;
         case 'S': opt.seed = (uint64_t)num_arg("-S", optarg, 0, LLONG_MAX); break;
         case 'f': opt.prefill = 1; break;
+        case 'F': opt.prefill_depth = (int)num_arg("-F", optarg, 1, DEPTH_MAX); break;
         case 'T': opt.threads = (int)num_arg("-T", optarg, 1, 256); break;
         case 'K':
             if (strlen(optarg) > PREFIX_MAX || strpbrk(optarg, " \t\r\n") != NULL)

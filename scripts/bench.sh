@@ -23,7 +23,8 @@
 #    size; ops/s, p99 and the ratios. Servers here are memcached -m 1024 -I 2m
 #    (a 1 MiB value does not fit memcached's default 1 MB item). Connections
 #    are cut at large sizes so that at most BENCH_SWEEP_MB of values are in
-#    flight, and the keyspace holds at most BENCH_SWEEP_MB of data.
+#    flight (prefills included), and the keyspace holds at most BENCH_SWEEP_MB of
+#    data.
 # 5. Cost growth under callgrind, luagent -t 1 and nutcracker -v 4: Ir per
 #    request against value size, multi-get width (BENCH_WIDTHS) and pool size
 #    (BENCH_POOLS: N servers served by four memcached processes listening on
@@ -671,6 +672,13 @@ sweep_conns() {     # SIZE WORKLOAD: connections keeping at most SWEEP_BYTES in 
     echo "$sc_n"
 }
 
+prefill_depth() {   # SIZE CONNS: sets in flight per connection in a prefill, within SWEEP_BYTES
+    pd_n=$((SWEEP_BYTES / ($1 * $2)))
+    [ "$pd_n" -gt 64 ] && pd_n=64
+    [ "$pd_n" -lt 1 ] && pd_n=1
+    echo "$pd_n"
+}
+
 SWEEP_TARGETS="direct nutcracker-v4 luagent-t1"
 sweep_svc() {
     case $1 in direct) echo msd ;; nutcracker-v4) echo ncs ;; luagent-t1) echo lgs ;; esac
@@ -694,7 +702,7 @@ if [ "$DO_SWEEP" = 1 ]; then
                     wall_run "sweep round $r $size $w $t" "$BIG_BACKENDS $svc" \
                         -s "127.0.0.1:$(svc_port "$svc")" -c "$conns" $(wl_flags "$w") \
                         -r "$SWEEP_RATIO" -v "$size" -k "$keys" -K "s$size:" -d "$SWEEP_SECONDS" \
-                        -S "$r" -f -W 20 -T "$LG_THREADS"
+                        -S "$r" -f -F "$(prefill_depth "$size" "$conns")" -W 20 -T "$LG_THREADS"
                     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$size" "$w" "$t" "$r" \
                         "$(field ops "$LINE")" "$(field p50_us "$LINE")" \
                         "$(field p99_us "$LINE")" "${ERRS:-0}" "$conns" >> "$TMP/sweep.tsv"
@@ -861,7 +869,8 @@ if [ "$DO_COPIES" = 1 ]; then
         for t in $COPY_TARGETS; do
             svc=$(copy_svc "$t")
             wall_run "copies prefill $size $t" "$BIG_BACKENDS $svc" -s "127.0.0.1:$(svc_port "$svc")" \
-                -c 1 -v "$size" -k "$keys" -K "c$size:" -S 1 -f -n 0 -W 20
+                -c 1 -v "$size" -k "$keys" -K "c$size:" -S 1 -f -F "$(prefill_depth "$size" 1)" \
+                -n 0 -W 20
             for w in get mget10 set; do
                 case $w in mget10) width=10 ;; *) width=1 ;; esac
                 n=$((GROWTH_BYTES / (size * width)))
