@@ -14,7 +14,9 @@
  *
  * Every value read is verified. A value is a pure function of (key, version):
  * ten decimal digits of version, ':', then bytes from a generator seeded by
- * both; the flags are a hash of both too. Each set takes the next version of
+ * both, repeating every PATTERN_LEN bytes (so that checking a 1 MB value
+ * costs one memcmp, not a million generator steps); the flags are a hash of
+ * both too. Each set takes the next version of
  * its key, so a VALUE is accepted only if its key is the one asked at that
  * position, its length, flags and bytes match the version it carries, and that
  * version was issued (1 <= version <= highest issued). After a prefill, a miss
@@ -61,8 +63,11 @@
 
 #define WIDTH_MAX       100         /* keys in one multi-get */
 #define DEPTH_MAX       1024        /* requests in flight per connection */
-#define PREFILL_DEPTH   64          /* sets in flight per connection in the prefill */
+#define PREFILL_DEPTH   64          /* default -F: sets in flight per connection in the prefill */
 #define VALUE_MIN       12          /* 10 digits of version, ':', one byte */
+#define VALUE_HEAD      11          /* the version and ':' */
+#define PATTERN_LEN     4093        /* a prime: no power-of-two shift of a
+                                     * value's bytes lines the pattern up again */
 #define VALUE_MAX       (1 << 20)
 #define PREFIX_MAX      64
 #define KEY_MAX         250
@@ -89,6 +94,7 @@ struct options {
     long long   count;              /* -1: not given */
     uint64_t    seed;
     int         prefill;
+    int         prefill_depth;      /* -F */
     int         threads;
     const char *prefix;
     double      stall;              /* seconds without a reply before giving up */
@@ -215,15 +221,15 @@ value_flags(long key, uint32_t ver)
     return (uint32_t)mix64(((uint64_t)key << 32) ^ ver ^ 0x5bd1e995u);
 }
 
+/* The first n (<= PATTERN_LEN) bytes after a value's head. */
 static void
-value_fill(char *dst, long key, uint32_t ver, int vsize)
+pattern_fill(char *dst, long key, uint32_t ver, int n)
 {
     uint64_t s = mix64((uint64_t)key * 0x100000001b3ull + ver);
     uint64_t r = 0;
     int i, left = 0;
 
-    snprintf(dst, 12, "%010u:", ver);
-    for (i = 11; i < vsize; i++) {
+    for (i = 0; i < n; i++) {
         if (left == 0) {
             r = rng_next(&s);
             left = 10;              /* 10 x 6 bits from 64 */
@@ -231,6 +237,23 @@ value_fill(char *dst, long key, uint32_t ver, int vsize)
         dst[i] = value_alphabet[r & 63];
         r >>= 6;
         left--;
+    }
+}
+
+static void
+value_fill(char *dst, long key, uint32_t ver, int vsize)
+{
+    int body = vsize - VALUE_HEAD, done;
+
+    snprintf(dst, VALUE_HEAD + 1, "%010u:", ver);
+    dst += VALUE_HEAD;
+    done = body < PATTERN_LEN ? body : PATTERN_LEN;
+    pattern_fill(dst, key, ver, done);
+    while (done < body) {               /* the pattern again, doubling */
+        int n = done < body - done ? done : body - done;
+
+        memcpy(dst + done, dst, (size_t)n);
+        done += n;
     }
 }
 
@@ -401,7 +424,7 @@ conn_open(int id, uint64_t wait_until)
     c->fd = fd;
     c->id = id;
     c->rng = mix64(opt.seed * 0x9e3779b97f4a7c15ull + (uint64_t)id);
-    c->window = opt.depth > PREFILL_DEPTH ? opt.depth : PREFILL_DEPTH;
+    c->window = opt.depth > opt.prefill_depth ? opt.depth : opt.prefill_depth;
     c->q = xmalloc(sizeof(*c->q) * (size_t)c->window);
     c->qkeys = xmalloc(sizeof(long) * (size_t)c->window * WIDTH_MAX);
     c->ocap = 65536;
@@ -609,7 +632,7 @@ conn_issue(struct conn *c, uint64_t t, int stopping)
     if (c->dead)
         return 0;
     if (prefill_phase) {
-        while (c->n < PREFILL_DEPTH && c->pf_next < c->pf_end) {
+        while (c->n < opt.prefill_depth && c->pf_next < c->pf_end) {
             long key = c->pf_next++;
 
             (opt.binary ? emit_set_bin : emit_set)(c, key,
@@ -650,9 +673,9 @@ static int
 value_check(struct stats *st, struct conn *c, long key, unsigned long flags,
             const char *data, long bytes)
 {
-    static __thread char *expect;
-    static __thread int expect_cap;
+    static __thread char *expect;  /* the pattern, PATTERN_LEN bytes */
     uint32_t ver, top;
+    int body, at;
     char *end;
     unsigned long v;
 
@@ -679,16 +702,19 @@ value_check(struct stats *st, struct conn *c, long key, unsigned long flags,
                      opt.prefix, key, flags, value_flags(key, ver), ver);
         return -1;
     }
-    if (expect_cap < opt.vsize) {
-        free(expect);
-        expect = xmalloc((size_t)opt.vsize);
-        expect_cap = opt.vsize;
-    }
-    value_fill(expect, key, ver, opt.vsize);
-    if (memcmp(expect, data, (size_t)opt.vsize) != 0) {
-        report_error(st, c, "key %s%ld: value bytes differ from version %u", opt.prefix,
-                     key, ver);
-        return -1;
+    if (expect == NULL)
+        expect = xmalloc(PATTERN_LEN);
+    body = opt.vsize - VALUE_HEAD;
+    pattern_fill(expect, key, ver, body < PATTERN_LEN ? body : PATTERN_LEN);
+    for (at = 0; at < body; at += PATTERN_LEN) {
+        int n = body - at < PATTERN_LEN ? body - at : PATTERN_LEN;
+
+        if (memcmp(expect, data + VALUE_HEAD + at, (size_t)n) != 0) {
+            report_error(st, c, "key %s%ld: value bytes differ from version %u "
+                         "(in the %d bytes from byte %d)", opt.prefix, key, ver, n,
+                         VALUE_HEAD + at);
+            return -1;
+        }
     }
     return 0;
 }
@@ -1110,6 +1136,7 @@ usage(FILE *f)
 "  -n, --requests N         stop after N requests (0 with -f: prefill only)\n"
 "  -S, --seed N             random seed (default 1)\n"
 "  -f, --prefill            set every key once first (a miss is then an error)\n"
+"  -F, --prefill-depth N    sets in flight per connection in the prefill (default %d)\n"
 "  -T, --threads N          threads (default 1)\n"
 "  -K, --key-prefix STR     key prefix (default \"bench:\")\n"
 "  -W, --stall SECONDS      give up when no reply comes for this long (default 5)\n"
@@ -1119,7 +1146,7 @@ usage(FILE *f)
 "  -h, --help\n"
 "Prints one line: ops (requests/s), keys (keys/s), p50_us, p99_us, errors, ...\n"
 "Exit status: 0 fine, 1 verification or reply errors, 2 usage or connect failure.\n",
-        DEPTH_MAX, VALUE_MIN, VALUE_MAX, WIDTH_MAX, N_LIMIT_SECONDS);
+        DEPTH_MAX, VALUE_MIN, VALUE_MAX, WIDTH_MAX, N_LIMIT_SECONDS, PREFILL_DEPTH);
 }
 
 static long long
@@ -1145,6 +1172,7 @@ parse_args(int argc, char **argv)
         { "multiget", 1, NULL, 'm' }, { "duration", 1, NULL, 'd' },
         { "requests", 1, NULL, 'n' }, { "seed", 1, NULL, 'S' },
         { "prefill", 0, NULL, 'f' },  { "threads", 1, NULL, 'T' },
+        { "prefill-depth", 1, NULL, 'F' },
         { "key-prefix", 1, NULL, 'K' }, { "stall", 1, NULL, 'W' },
         { "wait", 1, NULL, 'w' },     { "help", 0, NULL, 'h' },
         { "tls", 1, NULL, 't' },      { "binary", 0, NULL, 'B' },
@@ -1166,9 +1194,10 @@ parse_args(int argc, char **argv)
     opt.seed = 1;
     opt.threads = 1;
     opt.prefix = "bench:";
+    opt.prefill_depth = PREFILL_DEPTH;
     opt.stall = 5;
 
-    while ((ch = getopt_long(argc, argv, "s:c:P:r:v:k:m:d:n:S:fT:K:W:w:t:Bh", longs, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "s:c:P:r:v:k:m:d:n:S:fF:T:K:W:w:t:Bh", longs, NULL)) != -1) {
         switch (ch) {
         case 's':
             colon = strrchr(optarg, ':');
@@ -1201,6 +1230,7 @@ parse_args(int argc, char **argv)
         case 'n': opt.count = num_arg("-n", optarg, 0, LLONG_MAX / 2); break;
         case 'S': opt.seed = (uint64_t)num_arg("-S", optarg, 0, LLONG_MAX); break;
         case 'f': opt.prefill = 1; break;
+        case 'F': opt.prefill_depth = (int)num_arg("-F", optarg, 1, DEPTH_MAX); break;
         case 'T': opt.threads = (int)num_arg("-T", optarg, 1, 256); break;
         case 'K':
             if (strlen(optarg) > PREFIX_MAX || strpbrk(optarg, " \t\r\n") != NULL)

@@ -20,6 +20,22 @@
 #    one wall-clock round per workload, then Ir/request for plain, client-side
 #    and backend-side TLS under callgrind. Certificates are made with the
 #    openssl command line in the run's temporary directory.
+# 4. Value sizes (BENCH_SIZES): the three workloads at 9:1 get:set against a
+#    direct memcached, nutcracker -v 4 and luagent -t 1, side by side, at each
+#    size; ops/s, p99 and the ratios. Servers here are memcached -m 1024 -I 2m
+#    (a 1 MiB value does not fit memcached's default 1 MB item). Connections
+#    are cut at large sizes so that at most BENCH_SWEEP_MB of values are in
+#    flight (prefills included), and the keyspace holds at most BENCH_SWEEP_MB of
+#    data.
+# 5. Cost growth under callgrind, luagent -t 1 and nutcracker -v 4: Ir per
+#    request against value size, multi-get width (BENCH_WIDTHS) and pool size
+#    (BENCH_POOLS: N servers served by four memcached processes listening on
+#    N/4 ports each, so every server in the ring is real and is hit); and Ir
+#    per call of the two parsers alone (bench/parsecost.c).
+# 6. User-space bytes copied per request by luagent -t 1, nutcracker -v 4 and
+#    a direct memcached, each run with build/copycount.so preloaded (it counts
+#    memcpy/memmove/mempcpy; see bench/copycount.c): gets, 10-key multi-gets
+#    and sets, one connection, at each value size.
 #
 # Everything listens on 127.0.0.1 on free ports below 32768; every process is
 # stopped by its PID on exit. A server or proxy that disappears during a run
@@ -28,7 +44,13 @@
 #   BENCH_SECONDS (5)  BENCH_ROUNDS (3)  BENCH_CONNS (50)  BENCH_KEYS (10000)
 #   BENCH_VALUE (100)  BENCH_CG_REQUESTS (20000)  BENCH_CG_RUNS (2)
 #   BENCH_WALL (1; 0 skips part 1)  BENCH_CALLGRIND (1; 0 skips part 2)
-#   BENCH_TLS (1; 0 skips part 3)
+#   BENCH_TLS (1; 0 skips part 3)  BENCH_SWEEP (1; 0 skips part 4)
+#   BENCH_GROWTH (1; 0 skips part 5)  BENCH_COPIES (1; 0 skips part 6)
+#   BENCH_SIZES ("100 10240 102400 1048576")  BENCH_WIDTHS ("1 10 100")
+#   BENCH_POOLS ("4 64 512")  BENCH_SWEEP_SECONDS (3)  BENCH_SWEEP_ROUNDS (1)
+#   BENCH_SWEEP_MB (64)  BENCH_GROWTH_MB (200: value bytes one callgrind
+#   measurement moves at most; fewer requests at large sizes)
+#   BENCH_LUAGENT (./luagent: another build to measure)
 #   BENCH_LOADGEN_THREADS (1)  BENCH_OUT (results file)
 #   BENCH_CG_KEEP (a directory to keep the callgrind output files in, for
 #   callgrind_annotate; by default they are deleted)
@@ -47,6 +69,17 @@ CG_RUNS=${BENCH_CG_RUNS:-2}
 DO_WALL=${BENCH_WALL:-1}
 DO_CG=${BENCH_CALLGRIND:-1}
 DO_TLS=${BENCH_TLS:-1}
+DO_SWEEP=${BENCH_SWEEP:-1}
+DO_GROWTH=${BENCH_GROWTH:-1}
+DO_COPIES=${BENCH_COPIES:-1}
+SIZES=${BENCH_SIZES:-100 10240 102400 1048576}
+WIDTHS=${BENCH_WIDTHS:-1 10 100}
+POOLS=${BENCH_POOLS:-4 64 512}
+SWEEP_SECONDS=${BENCH_SWEEP_SECONDS:-3}
+SWEEP_ROUNDS=${BENCH_SWEEP_ROUNDS:-1}
+SWEEP_BYTES=$((${BENCH_SWEEP_MB:-64} * 1048576))
+GROWTH_BYTES=$((${BENCH_GROWTH_MB:-200} * 1048576))
+SWEEP_RATIO=9:1
 LG_THREADS=${BENCH_LOADGEN_THREADS:-1}
 CG_KEEP=${BENCH_CG_KEEP:-}          # a directory: keep the callgrind files there
 RATIO=10:1
@@ -55,8 +88,10 @@ ATTEMPTS=3                          # tries per run when a process disappears
 MEMCACHED=$(command -v memcached || echo /usr/bin/memcached)
 NUTCRACKER=$(command -v nutcracker || echo /usr/sbin/nutcracker)
 VALGRIND=$(command -v valgrind || echo /usr/bin/valgrind)
-LUAGENT=./luagent
+LUAGENT=${BENCH_LUAGENT:-./luagent}
 LOADGEN=build/loadgen
+PARSECOST=build/parsecost
+COPYCOUNT=build/copycount.so
 USER_OPT=""
 [ "$(id -u)" = 0 ] && USER_OPT="-u nobody"
 
@@ -72,7 +107,19 @@ wl_flags() {
     esac
 }
 
-make --no-print-directory -s "$LOADGEN" "$LUAGENT" || exit 1
+if [ -n "${BENCH_LUAGENT:-}" ]; then
+    make --no-print-directory -s "$LOADGEN" || exit 1
+    [ -x "$LUAGENT" ] || { echo "bench: BENCH_LUAGENT=$LUAGENT is not an executable" >&2; exit 1; }
+else
+    make --no-print-directory -s "$LOADGEN" "$LUAGENT" || exit 1
+fi
+# The parser harness links the parsers as they are in this tree (without
+# LTO, so that callgrind can see proto_parse and reply_parse as functions);
+# the copy counter is a preload library. Neither is part of ./luagent.
+cc -std=gnu11 -D_GNU_SOURCE -O2 -g -Iinclude -o "$PARSECOST" bench/parsecost.c \
+    src/proto.c src/reply.c src/base64.c || exit 1
+cc -std=gnu11 -O2 -g -fno-builtin -fno-tree-loop-distribute-patterns -shared -fPIC \
+    -o "$COPYCOUNT" bench/copycount.c -ldl || exit 1
 if [ -n "$CG_KEEP" ]; then
     mkdir -p "$CG_KEEP" && CG_KEEP=$(cd "$CG_KEEP" && pwd) || exit 1
 fi
@@ -119,9 +166,10 @@ trap 'exit 130' INT TERM
 # Run a private copy: a rebuild of ./luagent during the run (another make in
 # the same tree) must not change the binary half-way through.
 if ldd "$LUAGENT" 2>/dev/null | grep -q 'libasan\|libubsan'; then
-    echo "bench: ./luagent is a SAN=1 build; run 'make' first" >&2
+    echo "bench: $LUAGENT is a SAN=1 build; run 'make' first" >&2
     exit 1
 fi
+LUAGENT_SRC=$LUAGENT
 cp "$LUAGENT" "$TMP/luagent" || exit 1
 LUAGENT=$TMP/luagent
 
@@ -163,8 +211,8 @@ wait_listen() {     # PORT PID NAME: up to 60 s (callgrind starts slowly)
     done
 }
 
-NPORTS=24
-pick_ports() {      # BASE: NPORTS consecutive free ports in 20000..32005
+NPORTS=36
+pick_ports() {      # BASE: NPORTS consecutive free ports in 20000..32035
     start=$(( ($$ * 7 + $(date +%s)) % 1200 ))
     i=0
     while [ $i -lt 1200 ]; do
@@ -190,6 +238,14 @@ LGT_C=$((BASE + 18)); LGT_CT=$((BASE + 19))     # TLS to clients (plain port, TL
 LGT_B=$((BASE + 20))                # TLS to the servers
 LGT_X=$((BASE + 21)); LGT_XT=$((BASE + 22))     # TLS on both sides
 CG_SPARE=$((BASE + 23))             # plain port of the TLS luagent under callgrind
+MS1=$((BASE + 24)); MS2=$((BASE + 25)); MS3=$((BASE + 26)); MS4=$((BASE + 27))
+MSD=$((BASE + 28))                  # parts 4-6: memcached -m 1024 -I 2m
+NCS_PORT=$((BASE + 29)); NCS_STATS=$((BASE + 30)); LGS_PORT=$((BASE + 31))
+LGC_PORT=$((BASE + 32)); NCC_PORT=$((BASE + 33)); NCC_STATS=$((BASE + 34))
+MCC_PORT=$((BASE + 35))             # part 6: the same three, copies counted
+BIG_SERVERS="127.0.0.1:$MS1 127.0.0.1:$MS2 127.0.0.1:$MS3 127.0.0.1:$MS4"
+BIG_FLAGS=""
+for s in $BIG_SERVERS; do BIG_FLAGS="$BIG_FLAGS -s $s"; done
 SERVERS="127.0.0.1:$MC1 127.0.0.1:$MC2 127.0.0.1:$MC3 127.0.0.1:$MC4"
 S_FLAGS=""
 for s in $SERVERS; do S_FLAGS="$S_FLAGS -s $s"; done
@@ -197,7 +253,7 @@ ST_FLAGS="-s 127.0.0.1:$MT1 -s 127.0.0.1:$MT2 -s 127.0.0.1:$MT3 -s 127.0.0.1:$MT
 TLSDIR=$TMP/tls
 LG_EXTRA=""                         # extra loadgen flags (-t CA for TLS targets)
 
-nutcracker_conf() { # PORT FILE
+nutcracker_conf() { # PORT FILE [SERVERS]
     {
         echo "bench:"
         echo "  listen: 127.0.0.1:$1"
@@ -205,12 +261,14 @@ nutcracker_conf() { # PORT FILE
         echo "  distribution: ketama"
         echo "  timeout: 1000"
         echo "  servers:"
-        for s in $SERVERS; do echo "   - $s:1"; done
+        for s in ${3:-$SERVERS}; do echo "   - $s:1"; done
     } > "$2"
 }
 nutcracker_conf "$NC_PORT" "$TMP/nutcracker.yml"
 nutcracker_conf "$NCQ_PORT" "$TMP/nutcracker-v4.yml"
 nutcracker_conf "$CG_PORT" "$TMP/nutcracker-cg.yml"
+nutcracker_conf "$NCS_PORT" "$TMP/nutcracker-ncs.yml" "$BIG_SERVERS"
+nutcracker_conf "$NCC_PORT" "$TMP/nutcracker-ncc.yml" "$BIG_SERVERS"
 
 for p in plain prefix hook hook_cached; do
     sed "s/@PORT1@/$MC1/g; s/@PORT2@/$MC2/g; s/@PORT3@/$MC3/g; s/@PORT4@/$MC4/g" \
@@ -228,14 +286,41 @@ svc_port() {
     lg1) echo "$LG1_PORT" ;; lg2) echo "$LG2_PORT" ;;
     mt1) echo "$MT1" ;; mt2) echo "$MT2" ;; mt3) echo "$MT3" ;; mt4) echo "$MT4" ;;
     lgtp) echo "$LGT_P" ;; lgtc) echo "$LGT_C" ;; lgtb) echo "$LGT_B" ;; lgtx) echo "$LGT_X" ;;
+    ms1) echo "$MS1" ;; ms2) echo "$MS2" ;; ms3) echo "$MS3" ;; ms4) echo "$MS4" ;;
+    msd) echo "$MSD" ;; ncs) echo "$NCS_PORT" ;; lgs) echo "$LGS_PORT" ;;
+    lgc) echo "$LGC_PORT" ;; ncc) echo "$NCC_PORT" ;; mcc) echo "$MCC_PORT" ;;
     esac
 }
 
+svc_stats() {
+    case $1 in ncs) echo "$NCS_STATS" ;; ncc) echo "$NCC_STATS" ;; esac
+}
+
+# Part 6's processes (names ending in c) have their copies counted, in
+# $TMP/copies.NAME: a zeroed counter file and the preload before the command.
+preload_for() {     # NAME
+    case $1 in
+    ?cc|lgc)
+        : > "$TMP/copies.$1" && truncate -s 16 "$TMP/copies.$1"
+        echo env "COPYCOUNT_FILE=$TMP/copies.$1" "LD_PRELOAD=$PWD/$COPYCOUNT" ;;
+    esac
+}
+
+# shellcheck disable=SC2046 # $(preload_for NAME) is a command prefix or nothing
 svc_launch() {      # NAME: start it, wait until it listens; PID_<name>
     sl_port=$(svc_port "$1")
     case $1 in
-    mc*)
+    mc[1-4d])
         start_bg "$TMP/$1.log" "$MEMCACHED" -p "$sl_port" -l 127.0.0.1 -U 0 -t 1 $USER_OPT ;;
+    ms*|mcc)
+        start_bg "$TMP/$1.log" $(preload_for "$1") "$MEMCACHED" -p "$sl_port" -l 127.0.0.1 -U 0 \
+            -t 1 $USER_OPT -m 1024 -I 2m ;;
+    ncs|ncc)
+        start_bg "$TMP/$1.log" $(preload_for "$1") "$NUTCRACKER" -v 4 -c "$TMP/nutcracker-$1.yml" \
+            -s "$(svc_stats "$1")" -a 127.0.0.1 ;;
+    lgs|lgc)
+        start_bg "$TMP/$1.log" $(preload_for "$1") "$LUAGENT" -D -l 127.0.0.1 -p "$sl_port" -k \
+            $BIG_FLAGS -t 1 ;;
     mt*)
         start_bg "$TMP/$1.log" "$MEMCACHED" -p "$sl_port" -l 127.0.0.1 -U 0 -t 1 $USER_OPT \
             -Z -o "ssl_chain_cert=$TLSDIR/server.pem,ssl_key=$TLSDIR/server.key" ;;
@@ -263,6 +348,15 @@ svc_launch() {      # NAME: start it, wait until it listens; PID_<name>
     esac
     eval "PID_$1=\$LAST_PID"
     wait_listen "$sl_port" "$LAST_PID" "$1"
+}
+
+svc_ensure() {      # NAME...: launch those that do not run yet
+    for se_s in "$@"; do
+        eval "se_p=\${PID_$se_s:-}"
+        [ -n "$se_p" ] && alive "$se_p" && continue
+        [ -n "$se_p" ] && untrack "$se_p"
+        svc_launch "$se_s" || exit 1
+    done
 }
 
 RESTARTS=0
@@ -293,8 +387,12 @@ GITREV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD -- src include lua examples Makefile 2>/dev/null || GITREV="$GITREV+changes"
 out "luagent benchmark, $(date '+%Y-%m-%d %H:%M:%S %z')"
 out "host $HOST: $(nproc) CPU(s), $CPU; load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
-out "$("$LUAGENT" --version 2>&1 | head -n 1) (git $GITREV, ./luagent built $(date -r ./luagent '+%H:%M:%S')), $("$NUTCRACKER" --version 2>&1 | head -n 1 | sed 's/^This is //'), memcached $("$MEMCACHED" -V 2>&1 | cut -d' ' -f2), $("$VALGRIND" --version 2>&1)"
+[ -n "${BENCH_LUAGENT:-}" ] && GITREV="$GITREV tree; binary $LUAGENT_SRC"
+out "$("$LUAGENT" --version 2>&1 | head -n 1) (git $GITREV, built $(date -r "$LUAGENT_SRC" '+%H:%M:%S')), $("$NUTCRACKER" --version 2>&1 | head -n 1 | sed 's/^This is //'), memcached $("$MEMCACHED" -V 2>&1 | cut -d' ' -f2), $("$VALGRIND" --version 2>&1)"
 out "servers: 4 x memcached -t 1 on $SERVERS; direct: one more on 127.0.0.1:$MCD"
+if [ "$DO_SWEEP$DO_GROWTH$DO_COPIES" != 000 ]; then
+    out "parts 4-6: 4 x memcached -t 1 -m 1024 -I 2m on $BIG_SERVERS; direct: 127.0.0.1:$MSD"
+fi
 out "loadgen: $RATIO get:set, $VALUE-byte values, $KEYS keys, prefilled before every run; every value read is verified"
 out ""
 
@@ -313,6 +411,55 @@ target_svc() {
     esac
 }
 
+# wall_run LABEL "SERVICES" LOADGEN-ARGS...: one loadgen run, repeated (up to
+# ATTEMPTS times) when one of SERVICES vanished during it; sets LINE, RC and
+# ERRS and prints the line.
+wall_run() {
+    wr_label=$1 wr_svcs=$2
+    shift 2
+    wr_try=1
+    while :; do
+        svc_check $wr_svcs
+        LINE=$("$LOADGEN" "$@" 2> "$TMP/loadgen.err")
+        RC=$?
+        svc_check $wr_svcs && break
+        out "$wr_label (discarded, a process vanished): ${LINE:-loadgen exit $RC}"
+        [ $wr_try -ge $ATTEMPTS ] && break
+        wr_try=$((wr_try + 1))
+    done
+    ERRS=$(field errors "$LINE")
+    if [ "$RC" -ne 0 ] || [ -z "$LINE" ]; then
+        FAILED=1
+        [ -n "$ERRS" ] || ERRS=1
+        sed 's/^/    /' "$TMP/loadgen.err" | head -n 5 | tee -a "$OUT.tmp" >&2
+    fi
+    out "$wr_label: ${LINE:-loadgen failed (exit $RC)}"
+}
+
+rotated() {         # N WORD...: the words rotated left N - 1 times (round N's order)
+    ro_n=$1
+    shift
+    ro_list="$*"
+    while [ "$ro_n" -gt 1 ]; do
+        ro_list="${ro_list#* } ${ro_list%% *}"
+        ro_n=$((ro_n - 1))
+    done
+    echo "$ro_list"
+}
+
+svc_stop() {        # NAME...: stop those services that run (a luagent must exit 0)
+    for ss_s in "$@"; do
+        eval "ss_p=\${PID_$ss_s:-}"
+        [ -n "$ss_p" ] || continue
+        eval "PID_$ss_s="
+        stop_pid "$ss_p"
+        untrack "$ss_p"
+        case $ss_s in
+        lg*) [ "$STOP_RC" = 0 ] || out "note: luagent ($ss_s) exited with status $STOP_RC on SIGTERM" ;;
+        esac
+    done
+}
+
 # ---- part 1: wall clock ----
 
 : > "$TMP/wall.tsv"
@@ -321,48 +468,22 @@ if [ "$DO_WALL" = 1 ]; then
     out "== wall clock: $ROUNDS round(s) x ${DURATION} s per run, $CONNS connections, loadgen threads $LG_THREADS"
     r=1
     while [ "$r" -le "$ROUNDS" ]; do
-        order=$TARGETS              # rotate the order of the targets each round
-        k=1
-        while [ $k -lt "$r" ]; do
-            order="${order#* } ${order%% *}"
-            k=$((k + 1))
-        done
         for w in $WORKLOADS; do
-            for t in $order; do
+            # shellcheck disable=SC2086 # the order of the targets rotates each round
+            for t in $(rotated "$r" $TARGETS); do
                 svc=$(target_svc "$t")
-                try=1
-                while :; do
-                    svc_check $BACKENDS "$svc"
-                    # shellcheck disable=SC2046
-                    line=$("$LOADGEN" -s "127.0.0.1:$(svc_port "$svc")" -c "$CONNS" $(wl_flags "$w") \
-                           -r "$RATIO" -v "$VALUE" -k "$KEYS" -d "$DURATION" -S "$r" -f -W 10 \
-                           -T "$LG_THREADS" 2> "$TMP/loadgen.err")
-                    rc=$?
-                    svc_check $BACKENDS "$svc" && break
-                    out "round $r $w $t (discarded, a process vanished): ${line:-loadgen exit $rc}"
-                    [ $try -ge $ATTEMPTS ] && break
-                    try=$((try + 1))
-                done
-                errs=$(field errors "$line")
-                if [ "$rc" -ne 0 ] || [ -z "$line" ]; then
-                    FAILED=1
-                    [ -n "$errs" ] || errs=1
-                    sed 's/^/    /' "$TMP/loadgen.err" | head -n 5 | tee -a "$OUT.tmp" >&2
-                fi
-                out "round $r $w $t: ${line:-loadgen failed (exit $rc)}"
+                # shellcheck disable=SC2046
+                wall_run "round $r $w $t" "$BACKENDS $svc" -s "127.0.0.1:$(svc_port "$svc")" \
+                    -c "$CONNS" $(wl_flags "$w") -r "$RATIO" -v "$VALUE" -k "$KEYS" \
+                    -d "$DURATION" -S "$r" -f -W 10 -T "$LG_THREADS"
                 printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$t" "$r" \
-                    "$(field ops "$line")" "$(field p50_us "$line")" \
-                    "$(field p99_us "$line")" "${errs:-0}" >> "$TMP/wall.tsv"
+                    "$(field ops "$LINE")" "$(field p50_us "$LINE")" \
+                    "$(field p99_us "$LINE")" "${ERRS:-0}" >> "$TMP/wall.tsv"
             done
         done
         r=$((r + 1))
     done
-    for s in nc ncq lg1 lg2; do
-        eval "p=\$PID_$s"
-        stop_pid "$p"
-        untrack "$p"
-        case $s in lg*) [ "$STOP_RC" = 0 ] || out "note: luagent ($s) exited with status $STOP_RC on SIGTERM" ;; esac
-    done
+    svc_stop nc ncq lg1 lg2
     out ""
 fi
 
@@ -393,7 +514,7 @@ cg_total() {
     stop_pid "$cg_pid" "$cg_sig"
     untrack "$cg_pid"
     case $cg_name in
-    luagent|luagent-binary|policy-*)
+    luagent|luagent-binary|policy-*|growth-luagent)
         [ "$STOP_RC" = 0 ] || out "note: $cg_name under callgrind exited with status $STOP_RC on SIGTERM" ;;
     esac
     cg_line=$(cat "$TMP/loadgen.out")
@@ -520,11 +641,7 @@ if [ "$DO_TLS" = 1 ]; then
             printf 'wall\t%s\t%s\t%s\n' "$w" "$t" "$(field ops "$line")" >> "$TMP/tls.tsv"
         done
     done
-    for s in lgtp lgtc lgtb lgtx; do
-        eval "p=\$PID_$s"
-        stop_pid "$p"
-        untrack "$p"
-    done
+    svc_stop lgtp lgtc lgtb lgtx
     CG_WORKLOADS=$WORKLOADS
     SAVED_RUNS=$CG_RUNS
     CG_RUNS=1
@@ -542,30 +659,278 @@ if [ "$DO_TLS" = 1 ]; then
     awk -F'\t' '{ printf "cg\t%s\t%s\t%s\n", $2, $1, $4 }' "$TMP/cg.tsv" >> "$TMP/tls.tsv"
     mv "$TMP/cg.tsv.main" "$TMP/cg.tsv"
     CG_RUNS=$SAVED_RUNS
-    for s in $TLS_BACKENDS; do
-        eval "p=\$PID_$s"
-        stop_pid "$p"
-        untrack "$p"
+    svc_stop $TLS_BACKENDS
+    out ""
+fi
+
+# ---- parts 4-6: value sizes, cost growth, bytes copied ----
+
+BIG_BACKENDS="ms1 ms2 ms3 ms4"
+
+sweep_keys() {      # SIZE: keys holding at most SWEEP_BYTES of values (16..KEYS)
+    sk_n=$((SWEEP_BYTES / $1))
+    [ "$sk_n" -gt "$KEYS" ] && sk_n=$KEYS
+    [ "$sk_n" -lt 16 ] && sk_n=16
+    echo "$sk_n"
+}
+
+sweep_conns() {     # SIZE WORKLOAD: connections keeping at most SWEEP_BYTES in flight
+    case $2 in pipe16) sc_per=16 ;; mget10) sc_per=10 ;; *) sc_per=1 ;; esac
+    sc_n=$((SWEEP_BYTES / ($1 * sc_per)))
+    [ "$sc_n" -gt "$CONNS" ] && sc_n=$CONNS
+    [ "$sc_n" -lt 1 ] && sc_n=1
+    echo "$sc_n"
+}
+
+prefill_depth() {   # SIZE CONNS: sets in flight per connection in a prefill, within SWEEP_BYTES
+    pd_n=$((SWEEP_BYTES / ($1 * $2)))
+    [ "$pd_n" -gt 64 ] && pd_n=64
+    [ "$pd_n" -lt 1 ] && pd_n=1
+    echo "$pd_n"
+}
+
+SWEEP_TARGETS="direct nutcracker-v4 luagent-t1"
+sweep_svc() {
+    case $1 in direct) echo msd ;; nutcracker-v4) echo ncs ;; luagent-t1) echo lgs ;; esac
+}
+
+: > "$TMP/sweep.tsv"
+if [ "$DO_SWEEP" = 1 ]; then
+    svc_ensure $BIG_BACKENDS msd ncs lgs
+    out "== value sizes ($SIZES bytes): direct memcached, nutcracker -v 4, luagent -t 1;"
+    out "   $SWEEP_ROUNDS round(s) x ${SWEEP_SECONDS} s per run, $SWEEP_RATIO get:set, up to $CONNS connections"
+    r=1
+    while [ "$r" -le "$SWEEP_ROUNDS" ]; do
+        for size in $SIZES; do
+            keys=$(sweep_keys "$size")
+            for w in $WORKLOADS; do
+                conns=$(sweep_conns "$size" "$w")
+                # shellcheck disable=SC2086 # the order of the targets rotates each round
+                for t in $(rotated "$r" $SWEEP_TARGETS); do
+                    svc=$(sweep_svc "$t")
+                    # shellcheck disable=SC2046
+                    wall_run "sweep round $r $size $w $t" "$BIG_BACKENDS $svc" \
+                        -s "127.0.0.1:$(svc_port "$svc")" -c "$conns" $(wl_flags "$w") \
+                        -r "$SWEEP_RATIO" -v "$size" -k "$keys" -K "s$size:" -d "$SWEEP_SECONDS" \
+                        -S "$r" -f -F "$(prefill_depth "$size" "$conns")" -W 20 -T "$LG_THREADS"
+                    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$size" "$w" "$t" "$r" \
+                        "$(field ops "$LINE")" "$(field p50_us "$LINE")" \
+                        "$(field p99_us "$LINE")" "${ERRS:-0}" "$conns" >> "$TMP/sweep.tsv"
+                done
+            done
+        done
+        r=$((r + 1))
+    done
+    svc_stop ncs lgs
+    out ""
+fi
+
+# Part 5's pools: N servers on four memcached processes, each listening on N/4
+# consecutive ports from POOL_BASE (memcached takes "-l addr:port,addr:port").
+POOL_PIDS=""
+POOL_MAX=4
+for p in $POOLS; do
+    if [ $((p % 4)) != 0 ] || [ "$p" -lt 4 ]; then
+        echo "bench: BENCH_POOLS: $p is not a multiple of 4" >&2
+        exit 1
+    fi
+    [ "$p" -gt "$POOL_MAX" ] && POOL_MAX=$p
+done
+
+free_block() {      # COUNT: POOL_BASE = the first of COUNT free consecutive ports, clear of BASE's
+    POOL_BASE=$(awk -v n="$1" -v alo="$BASE" -v ahi=$((BASE + NPORTS - 1)) '
+        function hex(s,    i, v) {
+            v = 0
+            for (i = 1; i <= length(s); i++)
+                v = v * 16 + index("0123456789ABCDEF", toupper(substr(s, i, 1))) - 1
+            return v
+        }
+        FNR > 1 { k = split($2, a, ":"); used[hex(a[k])] = 1 }
+        END {
+            for (p = alo; p <= ahi; p++) used[p] = 1
+            run = 0
+            for (p = 20000; p < 32768; p++) {
+                if (p in used) run = 0
+                else if (++run == n) { print p - n + 1; exit }
+            }
+        }' /proc/net/tcp /proc/net/tcp6)
+    [ -n "$POOL_BASE" ] || { echo "bench: no $1 free consecutive ports below 32768" >&2; exit 1; }
+}
+
+pool_start() {      # N: POOL_LIST (host:port ...) and POOL_FLAGS (-s ...) for N servers
+    if [ "$1" = 4 ]; then
+        POOL_LIST=$BIG_SERVERS
+    else
+        ps_per=$(($1 / 4))
+        ps_i=0
+        POOL_LIST=""
+        while [ $ps_i -lt 4 ]; do
+            ps_first=$((POOL_BASE + ps_i * ps_per))
+            ps_l=""
+            ps_p=$ps_first
+            while [ $ps_p -lt $((ps_first + ps_per)) ]; do
+                ps_l="$ps_l${ps_l:+,}127.0.0.1:$ps_p"
+                POOL_LIST="$POOL_LIST 127.0.0.1:$ps_p"
+                ps_p=$((ps_p + 1))
+            done
+            start_bg "$TMP/pool$1.$ps_i.log" "$MEMCACHED" -p "$ps_first" -l "$ps_l" -U 0 -t 1 \
+                $USER_OPT
+            POOL_PIDS="$POOL_PIDS $LAST_PID"
+            wait_listen $((ps_first + ps_per - 1)) "$LAST_PID" "pool memcached $ps_i" || exit 1
+            ps_i=$((ps_i + 1))
+        done
+    fi
+    POOL_FLAGS=""
+    for ps_s in $POOL_LIST; do POOL_FLAGS="$POOL_FLAGS -s $ps_s"; done
+}
+
+pool_stop() {
+    for ps_p in $POOL_PIDS; do
+        stop_pid "$ps_p"
+        untrack "$ps_p"
+    done
+    POOL_PIDS=""
+}
+
+# growth_measure SIZE WIDTH POOL: Ir per request in luagent -t 1 and nutcracker
+# -v 4 (callgrind, one connection, start + prefill subtracted as in part 2),
+# with fewer requests where a value or a width makes each one expensive.
+growth_measure() {
+    gm_size=$1 gm_width=$2 gm_pool=$3
+    gm_n=$((CG_REQUESTS / gm_width))
+    gm_cap=$((GROWTH_BYTES / (gm_size * gm_width)))
+    [ "$gm_n" -gt "$gm_cap" ] && gm_n=$gm_cap
+    [ "$gm_n" -lt 200 ] && gm_n=200
+    pool_start "$gm_pool"
+    nutcracker_conf "$CG_PORT" "$TMP/nutcracker-pool.yml" "$POOL_LIST"
+    gm_value=$VALUE gm_keys=$KEYS
+    VALUE=$gm_size
+    KEYS=$(sweep_keys "$gm_size")
+    LG_EXTRA="-K g$gm_size:"
+    for gm_t in luagent nutcracker-v4; do
+        if [ $gm_t = luagent ]; then
+            set -- TERM "$LUAGENT" -D -l 127.0.0.1 -p "$CG_PORT" -k $POOL_FLAGS -t 1
+        else
+            set -- INT "$NUTCRACKER" -v 4 -c "$TMP/nutcracker-pool.yml" -s "$CG_STATS" -a 127.0.0.1
+        fi
+        gm_sig=$1
+        shift
+        if cg_try "growth-$gm_t" "$gm_sig" "-P 1 -m 1" 0 -- "$@"; then
+            gm_base=$IR
+            if cg_try "growth-$gm_t" "$gm_sig" "-P 1 -m $gm_width" "$gm_n" -- "$@"; then
+                gm_per=$(awk -v a="$IR" -v b="$gm_base" -v n="$gm_n" 'BEGIN { printf "%.1f", (a - b) / n }')
+                out "growth $gm_t value=$gm_size width=$gm_width pool=$gm_pool: start+prefill $gm_base Ir, +$gm_n requests $IR Ir: $gm_per Ir/request"
+                printf '%s\t%s\t%s\t%s\t%s\n' "$gm_t" "$gm_size" "$gm_width" "$gm_pool" "$gm_per" \
+                    >> "$TMP/growth.tsv"
+                continue
+            fi
+        fi
+        FAILED=1
+    done
+    VALUE=$gm_value KEYS=$gm_keys LG_EXTRA=""
+    pool_stop
+}
+
+: > "$TMP/growth.tsv"
+: > "$TMP/parser.tsv"
+if [ "$DO_GROWTH" = 1 ]; then
+    out "== cost growth: Ir per request in luagent -t 1 and nutcracker -v 4 (callgrind, 1 connection, $RATIO get:set)"
+    svc_ensure $BIG_BACKENDS
+    free_block "$POOL_MAX"
+    # every (value, width, pool) point once: the three series share their first point
+    points=""
+    for size in $SIZES; do points="$points $size:1:4"; done
+    for width in $WIDTHS; do points="$points $VALUE:$width:4"; done
+    for pool in $POOLS; do points="$points $VALUE:1:$pool"; done
+    for pt in $(echo "$points" | tr ' ' '\n' | awk 'NF && !seen[$0]++'); do
+        # shellcheck disable=SC2046
+        growth_measure $(echo "$pt" | tr ':' ' ')
+    done
+    for kind in get set value end stored; do
+        "$VALGRIND" --tool=callgrind --toggle-collect=proto_parse --toggle-collect=reply_parse \
+            --callgrind-out-file="$TMP/parsecost.$kind" "$PARSECOST" "$kind" 100000 \
+            > "$TMP/parsecost.log" 2>&1 || { cat "$TMP/parsecost.log" >&2; FAILED=1; continue; }
+        pc_ir=$(awk '/^totals:/ { print $2 }' "$TMP/parsecost.$kind")
+        out "parser $kind: $pc_ir Ir for 100000 calls"
+        printf '%s\t%s\n' "$kind" "$(awk -v a="$pc_ir" 'BEGIN { printf "%.1f", a / 100000 }')" \
+            >> "$TMP/parser.tsv"
     done
     out ""
 fi
 
+copies_now() {      # NAME: "bytes calls" copied so far by that counted process
+    od -An -t u8 -N 16 "$TMP/copies.$1" | awk '{ print $1, $2 }'
+}
+
+COPY_TARGETS="luagent-t1 nutcracker-v4 direct"
+copy_svc() {
+    case $1 in direct) echo mcc ;; nutcracker-v4) echo ncc ;; luagent-t1) echo lgc ;; esac
+}
+copy_flags() {
+    case $1 in get) echo "-m 1 -r 1:0" ;; mget10) echo "-m 10 -r 1:0" ;; set) echo "-m 1 -r 0:1" ;; esac
+}
+
+: > "$TMP/copies.tsv"
+if [ "$DO_COPIES" = 1 ]; then
+    svc_ensure $BIG_BACKENDS lgc ncc mcc
+    out "== user-space bytes copied per request (memcpy/memmove/mempcpy through build/copycount.so), 1 connection"
+    for size in $SIZES; do
+        keys=$(sweep_keys "$size")
+        for t in $COPY_TARGETS; do
+            svc=$(copy_svc "$t")
+            wall_run "copies prefill $size $t" "$BIG_BACKENDS $svc" -s "127.0.0.1:$(svc_port "$svc")" \
+                -c 1 -v "$size" -k "$keys" -K "c$size:" -S 1 -f -F "$(prefill_depth "$size" 1)" \
+                -n 0 -W 20
+            for w in get mget10 set; do
+                case $w in mget10) width=10 ;; *) width=1 ;; esac
+                n=$((GROWTH_BYTES / (size * width)))
+                [ "$n" -gt "$CG_REQUESTS" ] && n=$CG_REQUESTS
+                [ "$n" -lt 500 ] && n=500
+                before=$(copies_now "$svc")
+                # shellcheck disable=SC2046
+                wall_run "copies $size $w $t" "$BIG_BACKENDS $svc" -s "127.0.0.1:$(svc_port "$svc")" \
+                    -c 1 $(copy_flags "$w") -v "$size" -k "$keys" -K "c$size:" -S 2 -n "$n" -W 20
+                after=$(copies_now "$svc")
+                # shellcheck disable=SC2086
+                set -- $before $after
+                out "copies $size $w $t: $(($3 - $1)) bytes in $(($4 - $2)) calls for $n requests"
+                printf '%s\t%s\t%s\t%s\t%s\n' "$size" "$w" "$t" \
+                    "$(awk -v a="$(($3 - $1))" -v n="$n" 'BEGIN { printf "%.1f", a / n }')" \
+                    "$(awk -v a="$(($4 - $2))" -v n="$n" 'BEGIN { printf "%.2f", a / n }')" \
+                    >> "$TMP/copies.tsv"
+            done
+        done
+    done
+    svc_stop lgc ncc mcc
+    out ""
+fi
+svc_stop $BIG_BACKENDS msd
+
 # ---- summary ----
+
+# awk functions the summaries share, put in front of each summary's program.
+AWK_LIB='
+function median(list,    a, n, i, j, x) {
+    n = split(list, a, " ")
+    for (i = 2; i <= n; i++) {
+        x = a[i] + 0
+        for (j = i - 1; j >= 1 && a[j] + 0 > x; j--) a[j + 1] = a[j]
+        a[j + 1] = x
+    }
+    if (n == 0) return 0
+    return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+function ratio(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "-" }
+function size_name(b) {
+    if (b >= 1048576 && b % 1048576 == 0) return (b / 1048576) " MiB"
+    if (b >= 1024 && b % 1024 == 0) return (b / 1024) " KiB"
+    return b " B"
+}
+'
 
 out "== summary (load average $(cut -d' ' -f1-3 /proc/loadavg) at the end)"
 if [ "$DO_WALL" = 1 ]; then
-    awk -F'\t' -v rounds="$ROUNDS" -v dur="$DURATION" -v conns="$CONNS" '
-    function median(list,    a, n, i, j, x) {
-        n = split(list, a, " ")
-        for (i = 2; i <= n; i++) {
-            x = a[i] + 0
-            for (j = i - 1; j >= 1 && a[j] + 0 > x; j--) a[j + 1] = a[j]
-            a[j + 1] = x
-        }
-        if (n == 0) return 0
-        return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-    }
-    function ratio(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "-" }
+    awk -F'\t' -v rounds="$ROUNDS" -v dur="$DURATION" -v conns="$CONNS" "$AWK_LIB"'
     $4 != "" {
         k = $1 SUBSEP $2
         ops[k] = ops[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6
@@ -623,13 +988,12 @@ if [ "$DO_WALL" = 1 ]; then
     out ""
 fi
 if [ "$DO_CG" = 1 ]; then
-    awk -F'\t' -v n="$CG_REQUESTS" -v runs="$CG_RUNS" '
+    awk -F'\t' -v n="$CG_REQUESTS" -v runs="$CG_RUNS" "$AWK_LIB"'
     { k = $1 SUBSEP $2; sum[k] += $4; cnt[k]++
       if (!(k in lo) || $4 + 0 < lo[k]) lo[k] = $4 + 0
       if (!(k in hi) || $4 + 0 > hi[k]) hi[k] = $4 + 0 }
     function mean(k) { return cnt[k] ? sum[k] / cnt[k] : 0 }
     function spread(k) { return (cnt[k] && mean(k) > 0) ? 100 * (hi[k] - lo[k]) / mean(k) : 0 }
-    function ratio(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "-" }
     END {
         nw = split("getset pipe16 mget10", W, " ")
         title["getset"] = "get/set"; title["pipe16"] = "pipeline 16"; title["mget10"] = "multi-get 10"
@@ -672,8 +1036,7 @@ if [ "$DO_CG" = 1 ]; then
 fi
 
 if [ "$DO_TLS" = 1 ]; then
-    awk -F'\t' '
-    function ratio(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "-" }
+    awk -F'\t' "$AWK_LIB"'
     { v[$1 SUBSEP $2 SUBSEP $3] = $4 }
     END {
         nw = split("getset pipe16 mget10", W, " ")
@@ -704,7 +1067,108 @@ if [ "$DO_TLS" = 1 ]; then
     out ""
 fi
 
-for f in "$TMP"/lg1.log "$TMP"/lg2.log "$TMP"/lgt*.log "$TMP"/valgrind.*.log; do
+if [ "$DO_SWEEP" = 1 ]; then
+    awk -F'\t' -v rounds="$SWEEP_ROUNDS" -v dur="$SWEEP_SECONDS" -v mix="$SWEEP_RATIO" "$AWK_LIB"'
+    $5 != "" {
+        k = $1 SUBSEP $2 SUBSEP $3
+        ops[k] = ops[k] " " $5; p99[k] = p99[k] " " $7; err[k] += $8; conns[$1 SUBSEP $2] = $9
+        if (!($1 in seen)) { seen[$1] = 1; sizes[++ns] = $1 }
+    }
+    END {
+        nw = split("getset pipe16 mget10", W, " ")
+        title["getset"] = "get/set"; title["pipe16"] = "pipeline 16"; title["mget10"] = "multi-get 10"
+        printf "value sizes, median of %d round(s) x %s s, %s get:set (lg = luagent -t 1, nc = nutcracker -v 4, dir = direct memcached)\n", rounds, dur, mix
+        printf "%-8s %-13s %5s %10s %9s %10s %9s %10s %9s %7s %7s %7s %6s %6s\n", "value",
+               "workload", "conns", "dir ops/s", "dir p99", "nc ops/s", "nc p99", "lg ops/s",
+               "lg p99", "lg/nc", "p99 l/n", "lg/dir", "errors", "target"
+        for (s = 1; s <= ns; s++) {
+            for (i = 1; i <= nw; i++) {
+                w = W[i]; b = sizes[s] SUBSEP w
+                d = median(ops[b SUBSEP "direct"]); n = median(ops[b SUBSEP "nutcracker-v4"])
+                l = median(ops[b SUBSEP "luagent-t1"])
+                dp = median(p99[b SUBSEP "direct"]); np = median(p99[b SUBSEP "nutcracker-v4"])
+                lp = median(p99[b SUBSEP "luagent-t1"])
+                e = err[b SUBSEP "direct"] + err[b SUBSEP "nutcracker-v4"] + err[b SUBSEP "luagent-t1"]
+                printf "%-8s %-13s %5d %10.0f %9.1f %10.0f %9.1f %10.0f %9.1f %7s %7s %7s %6d %6s\n",
+                       size_name(sizes[s]), title[w], conns[b], d, dp, n, np, l, lp,
+                       ratio(l, n), ratio(lp, np), ratio(l, d), e,
+                       (n > 0 && l >= 1.2 * n && lp <= np) ? "met" : "NOT"
+            }
+        }
+        printf "(p99 in microseconds; p99 l/n = luagent p99 / nutcracker p99, below 1 is better;\n"
+        printf " target: luagent at least 1.2x nutcracker ops/s with a p99 no worse)\n"
+    }' "$TMP/sweep.tsv" | tee -a "$OUT.tmp"
+    out ""
+fi
+
+if [ "$DO_GROWTH" = 1 ]; then
+    awk -F'\t' -v base="$VALUE" -v sizes="$SIZES" -v widths="$WIDTHS" -v pools="$POOLS" "$AWK_LIB"'
+    FILENAME ~ /parser/ { parser[$1] = $2; next }
+    { ir[$1 SUBSEP $2 SUBSEP $3 SUBSEP $4] = $5 }
+    function get(t, s, w, p) { return ir[t SUBSEP s SUBSEP w SUBSEP p] + 0 }
+    END {
+        printf "cost growth, Ir per request (callgrind, 1 connection; lg = luagent -t 1, nc = nutcracker -v 4)\n"
+        n = split(sizes, S, " ")
+        printf "%-9s %11s %11s %8s %13s %13s\n", "value", "lg Ir/req", "nc Ir/req", "lg/nc",
+               "lg Ir/byte", "nc Ir/byte"
+        lb = get("luagent", S[1], 1, 4); nb = get("nutcracker-v4", S[1], 1, 4)
+        for (i = 1; i <= n; i++) {
+            l = get("luagent", S[i], 1, 4); c = get("nutcracker-v4", S[i], 1, 4)
+            pb = i > 1 ? sprintf("%.3f", (l - lb) / (S[i] - S[1])) : "-"
+            qb = i > 1 ? sprintf("%.3f", (c - nb) / (S[i] - S[1])) : "-"
+            printf "%-9s %11.0f %11.0f %8s %13s %13s\n", size_name(S[i]), l, c, ratio(l, c), pb, qb
+        }
+        printf "(Ir/byte: growth over the %s value, per byte of value)\n", size_name(S[1])
+        n = split(widths, W, " ")
+        printf "%-9s %11s %11s %11s %11s\n", "keys/get", "lg Ir/req", "lg Ir/key", "nc Ir/req", "nc Ir/key"
+        for (i = 1; i <= n; i++) {
+            l = get("luagent", base, W[i], 4); c = get("nutcracker-v4", base, W[i], 4)
+            printf "%-9s %11.0f %11.0f %11.0f %11.0f\n", W[i], l, l / W[i], c, c / W[i]
+        }
+        printf "(%s values; a set is 1 request of 1 key, so Ir/key = Ir/request / keys per get is approximate)\n", size_name(base)
+        n = split(pools, P, " ")
+        printf "%-9s %11s %11s %11s %11s\n", "servers", "lg Ir/req", "x first", "nc Ir/req", "x first"
+        lb = get("luagent", base, 1, P[1]); nb = get("nutcracker-v4", base, 1, P[1])
+        for (i = 1; i <= n; i++) {
+            l = get("luagent", base, 1, P[i]); c = get("nutcracker-v4", base, 1, P[i])
+            printf "%-9s %11.0f %11s %11.0f %11s\n", P[i], l, ratio(l, lb), c, ratio(c, nb)
+        }
+        printf "(%s values; N servers = N ports on four memcached processes, all in the ring and all hit)\n", size_name(base)
+        printf "parsers alone, Ir per call (bench/parsecost.c, the bench traffic'\''s lines):"
+        printf " get %s, set %s (proto_parse); VALUE %s, END %s, STORED %s (reply_parse)\n",
+               parser["get"], parser["set"], parser["value"], parser["end"], parser["stored"]
+    }' "$TMP/parser.tsv" "$TMP/growth.tsv" | tee -a "$OUT.tmp"
+    out ""
+fi
+
+if [ "$DO_COPIES" = 1 ]; then
+    awk -F'\t' "$AWK_LIB"'
+    { bytes[$1 SUBSEP $2 SUBSEP $3] = $4; calls[$1 SUBSEP $2 SUBSEP $3] = $5
+      if (!($1 in seen)) { seen[$1] = 1; sizes[++ns] = $1 } }
+    END {
+        printf "user-space bytes copied per request (x value = bytes / (value size x keys))\n"
+        printf "%-8s %-8s %12s %8s %6s %12s %8s %6s %12s %8s %6s\n", "value", "request",
+               "lg bytes", "x value", "calls", "nc bytes", "x value", "calls", "dir bytes", "x value", "calls"
+        nw = split("get mget10 set", W, " ")
+        nt = split("luagent-t1 nutcracker-v4 direct", T, " ")
+        for (s = 1; s <= ns; s++) {
+            for (i = 1; i <= nw; i++) {
+                keys = W[i] == "mget10" ? 10 : 1
+                printf "%-8s %-8s", size_name(sizes[s]), W[i]
+                for (j = 1; j <= nt; j++) {
+                    k = sizes[s] SUBSEP W[i] SUBSEP T[j]
+                    printf " %12.0f %8.2f %6.1f", bytes[k], bytes[k] / (sizes[s] * keys), calls[k]
+                }
+                printf "\n"
+            }
+        }
+        printf "(lg = luagent -t 1, nc = nutcracker -v 4, dir = the memcached server itself; gets and sets alone, 1 connection;\n"
+        printf " target: luagent copies at most 1x the value per get, 0 the aim)\n"
+    }' "$TMP/copies.tsv" | tee -a "$OUT.tmp"
+    out ""
+fi
+
+for f in "$TMP"/lg1.log "$TMP"/lg2.log "$TMP"/lgt*.log "$TMP"/lg[sc].log "$TMP"/valgrind.*.log; do
     [ -s "$f" ] || continue
     if grep -v 'running as root' "$f" | grep -qE 'error|warn|crash|abort|Invalid'; then
         out "note: $(basename "$f") has warnings or errors:"

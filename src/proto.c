@@ -3,9 +3,10 @@
  *
  * One request line is parsed in three steps: find its end (memchr, bounded by
  * LINE_MAX_PLAIN, or LINE_MAX_GET once the line is known to be a retrieval),
- * split it into space-separated tokens in a single pass, then check the
- * tokens against the command's row in cmd_table (name, class, token counts,
- * shape). Every reply text and every "is the data block swallowed" decision
+ * split it into space-separated tokens in a single pass that also notes
+ * whether any byte could not be part of a key (so that the key checks of a
+ * clean line cost nothing), then check the tokens against the command's row
+ * in cmd_table (name, class, token counts, shape). Every reply text and every "is the data block swallowed" decision
  * was recorded from memcached 1.6.18 itself; where we differ on purpose the
  * code says so.
  *
@@ -24,6 +25,7 @@
 
 #include "base64.h"
 #include "luagent.h"
+#include "scan.h"
 
 /* Error replies, byte for byte as memcached 1.6.18 sends them. */
 #define MSG_ERROR       "ERROR"
@@ -136,6 +138,8 @@ struct tokens {
     struct span last;           /* the last one */
     uint32_t    longest1;       /* longest token from index 1 on */
     uint32_t    longest2;       /* longest token from index 2 on */
+    bool        dirty;          /* a byte other than a space that no key may
+                                 * hold (key_byte_ok) is on the line */
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -149,6 +153,10 @@ fail(struct proto_error *err, enum proto_status st, const char *msg,
     return st;
 }
 
+/*
+ * Names are at most 9 bytes and the length and first byte rule out all rows
+ * but one or two, so the bytes are compared inline rather than by memcmp.
+ */
 static const struct cmd_def *
 cmd_lookup(const char *name, uint32_t len)
 {
@@ -156,8 +164,13 @@ cmd_lookup(const char *name, uint32_t len)
 
     for (i = 0; i < CMD_COUNT; i++) {
         const struct cmd_def *d = &cmd_table[i];
+        uint32_t j = 1;
 
-        if (d->name_len == len && memcmp(d->name, name, len) == 0)
+        if (d->name_len != len || d->name[0] != name[0])
+            continue;
+        while (j < len && d->name[j] == name[j])
+            j++;
+        if (j == len)
             return d;
     }
     return NULL;
@@ -212,6 +225,8 @@ num_parse(const char *buf, struct span s, bool is_signed, int64_t *val)
         p++;
     }
     digits = p;
+    /* 19 digits always fit in 64 bits: no overflow test before the 20th */
+    p = digits_read(p, end, 19, &v);
     while (p < end && *p >= '0' && *p <= '9') {
         unsigned d = (unsigned)(*p - '0');
 
@@ -249,27 +264,51 @@ num_ok(const char *buf, struct span s, bool is_signed)
 }
 
 /*
- * Split line[0..end) at spaces (only ' ': memcached treats a tab as part of
- * a token). One pass; memchr finds each token's end.
+ * The end of the token starting at p: the next space, or stop. A NUL ends
+ * the line's text (memcached hands the line to strlen), so *stop moves to
+ * it. Other bytes no key may hold belong to the token (memcached treats a
+ * tab as part of one) and mark the line dirty.
+ */
+static const char *
+token_end(const char *p, const char **stop, bool *dirty)
+{
+    for (;;) {
+        p = key_run(p, *stop);
+        if (p == *stop || *p == ' ')
+            return p;
+        if (*p == '\0') {
+            *stop = p;
+            return p;
+        }
+        *dirty = true;
+        p++;
+    }
+}
+
+/*
+ * Split line[0..end) at spaces (only ' ') in one pass, stopping at a NUL,
+ * and note whether any byte on the way is one no key may hold, so that the
+ * key checks of a clean line cost nothing.
  */
 static void
 tokenize(const char *line, uint32_t end, struct tokens *tk)
 {
-    uint32_t p = 0;
+    const char *p = line, *stop = line + end;
 
     tk->n = 0;
     tk->longest1 = tk->longest2 = 0;
+    tk->dirty = false;
     for (;;) {
-        const char *sp;
+        const char *tok_end;
         struct span s;
 
-        while (p < end && line[p] == ' ')
+        while (p < stop && *p == ' ')
             p++;
-        if (p == end)
+        if (p == stop || *p == '\0')
             break;
-        sp = memchr(line + p, ' ', end - p);
-        s.off = p;
-        s.len = (sp ? (uint32_t)(sp - line) : end) - p;
+        tok_end = token_end(p, &stop, &tk->dirty);
+        s.off = (uint32_t)(p - line);
+        s.len = (uint32_t)(tok_end - p);
         if (tk->n < TOK_KEEP)
             tk->t[tk->n] = s;
         if (tk->n >= 1 && s.len > tk->longest1)
@@ -278,7 +317,7 @@ tokenize(const char *line, uint32_t end, struct tokens *tk)
             tk->longest2 = s.len;
         tk->last = s;
         tk->n++;
-        p = s.off + s.len;
+        p = tok_end;
     }
 }
 
@@ -338,11 +377,13 @@ unknown_command(const char *line, const struct tokens *tk,
  * with the answer memcached gives its other bad keys (too long).
  */
 static bool
-keys_clean(const char *line, struct span keys)
+keys_clean(const char *line, const struct tokens *tk, struct span keys)
 {
     const unsigned char *p = (const unsigned char *)line + keys.off;
     uint32_t i;
 
+    if (!tk->dirty)
+        return true;
     for (i = 0; i < keys.len; i++)
         if (!key_byte_ok(p[i]) && p[i] != ' ')
             return false;
@@ -350,9 +391,9 @@ keys_clean(const char *line, struct span keys)
 }
 
 static bool
-key_ok(const char *line, struct span key)
+key_ok(const char *line, const struct tokens *tk, struct span key)
 {
-    return key.len <= KEY_MAX && keys_clean(line, key);
+    return key.len <= KEY_MAX && keys_clean(line, tk, key);
 }
 
 /* ---- one checker per shape -------------------------------------------- */
@@ -370,7 +411,7 @@ set_keys(const char *line, const struct tokens *tk, uint32_t from,
     }
     req->key = tk->t[from];
     req->keys = span_join(tk->t[from], tk->last);
-    if (longest > KEY_MAX || !keys_clean(line, req->keys))
+    if (longest > KEY_MAX || !keys_clean(line, tk, req->keys))
         return fail(err, PROTO_ERROR, MSG_FORMAT, false);
     return PROTO_OK;
 }
@@ -419,7 +460,7 @@ check_store(const char *line, const struct tokens *tk, uint32_t item_max,
         return fail(err, PROTO_CLOSE, MSG_FORMAT, false);
     req->data_len = (uint32_t)len;
 
-    if (!key_ok(line, tk->t[1]))
+    if (!key_ok(line, tk, tk->t[1]))
         return fail(err, PROTO_ERROR, MSG_FORMAT, true);
     if (!num_ok(line, tk->t[2], false) || !num_ok(line, tk->t[3], true) ||
         (with_cas && !num_ok(line, tk->t[5], false)))
@@ -449,7 +490,7 @@ check_delete(const char *line, const struct tokens *tk, struct request *req,
         if (zero)
             req->args = tk->t[2];
     }
-    if (!key_ok(line, tk->t[1]))
+    if (!key_ok(line, tk, tk->t[1]))
         return fail(err, PROTO_ERROR, MSG_FORMAT, false);
     return PROTO_OK;
 }
@@ -463,7 +504,7 @@ check_key_num(const char *line, const struct tokens *tk, bool is_signed,
     req->nkeys = 1;
     req->key = req->keys = tk->t[1];
     req->args = tk->t[2];
-    if (!key_ok(line, tk->t[1]))
+    if (!key_ok(line, tk, tk->t[1]))
         return fail(err, PROTO_ERROR, MSG_FORMAT, false);
     if (!num_ok(line, tk->t[2], is_signed))
         return fail(err, PROTO_ERROR, bad_num, false);
@@ -602,7 +643,7 @@ check_meta(const char *line, const struct tokens *tk, struct request *req,
     req->meta = true;
     req->nkeys = 1;
     req->key = req->keys = tk->t[1];
-    if (!key_ok(line, tk->t[1]))
+    if (!key_ok(line, tk, tk->t[1]))
         return fail(err, PROTO_ERROR, MSG_FORMAT, false);
     if (tk->n >= META_TOKENS_MAX)
         return fail(err, PROTO_ERROR,
@@ -637,7 +678,7 @@ check_meta_set(const char *line, const struct tokens *tk, uint32_t item_max,
         || len > DATA_LEN_MAX)
         return fail(err, PROTO_CLOSE, MSG_FORMAT, false);
     req->data_len = (uint32_t)len;
-    if (!key_ok(line, tk->t[1]))
+    if (!key_ok(line, tk, tk->t[1]))
         return fail(err, PROTO_ERROR, MSG_FORMAT, true);
     if (tk->n >= META_TOKENS_MAX)
         return fail(err, PROTO_ERROR, MSG_TOO_MANY, true);
@@ -659,7 +700,7 @@ check_meta_debug(const char *line, const struct tokens *tk, struct request *req,
                  struct proto_error *err)
 {
     req->meta = true;
-    if (tk->n < 2 || !key_ok(line, tk->t[1]))
+    if (tk->n < 2 || !key_ok(line, tk, tk->t[1]))
         return fail(err, PROTO_ERROR, MSG_FORMAT, false);
     req->nkeys = 1;
     req->key = req->keys = tk->t[1];
@@ -760,13 +801,126 @@ find_line(const char *buf, size_t len, const char **nl,
     return fail(err, PROTO_CLOSE, MSG_TOO_LONG, false);
 }
 
+/* ---- the common lines, in one pass ------------------------------------- */
+
+/*
+ * Almost every request is "get <key>...", "gets <key>..." or "set <key>
+ * <flags> <exptime> <bytes> [noreply]" written the plain way: single
+ * spaces, nothing but key bytes in the keys, plain digits in the numbers.
+ * Those lines are read here in one pass over their bytes. A fast reader
+ * takes a line only when the general path (tokenize, cmd_lookup,
+ * check_shape) would accept it and fill *req with the very same fields;
+ * for any other line it returns false having written nothing, and the
+ * general path decides, errors included.
+ */
+
+/* Skip 1..max plain digits at *p (before stop). */
+static bool
+plain_digits(const char **p, const char *stop, uint32_t max)
+{
+    const char *s = digit_run(*p, stop);
+
+    if (s == *p || s - *p > (long)max)
+        return false;
+    *p = s;
+    return true;
+}
+
+/*
+ * get/gets: keys of 1..KEY_MAX key bytes, one space before each. Two
+ * spaces, a trailing space or any other byte go the general way.
+ */
+static bool
+fast_get(const char *buf, uint32_t end, struct request *req)
+{
+    const char *stop = buf + end, *keys, *p, *first_end = NULL;
+    enum cmd cmd;
+    uint32_t n = 0;
+
+    if (end > 4 && memcmp(buf, "get ", 4) == 0) {
+        cmd = CMD_GET;
+        keys = buf + 4;
+    } else if (end > 5 && memcmp(buf, "gets ", 5) == 0) {
+        cmd = CMD_GETS;
+        keys = buf + 5;
+    } else {
+        return false;
+    }
+    for (p = keys;; p++) {
+        const char *key = p;
+
+        p = key_run(p, stop);
+        if (p == key || p - key > KEY_MAX)
+            return false;
+        if (first_end == NULL)
+            first_end = p;
+        n++;
+        if (p == stop)
+            break;
+        if (*p != ' ' || p + 1 == stop)
+            return false;
+    }
+    req->cmd = cmd;
+    req->nkeys = n;
+    req->key.off = (uint32_t)(keys - buf);
+    req->key.len = (uint32_t)(first_end - keys);
+    req->keys.off = req->key.off;
+    req->keys.len = end - req->keys.off;
+    return true;
+}
+
+/*
+ * set: flags of up to 19 digits are always valid (unsigned 64-bit), an
+ * exptime of up to 18 (signed), and <bytes> of up to 9 is its own value
+ * (below DATA_LEN_MAX); a value over item_max is an error the general
+ * path words.
+ */
+static bool
+fast_set(const char *buf, uint32_t end, uint32_t item_max, struct request *req)
+{
+    const char *stop = buf + end, *key = buf + 4, *args, *p, *num;
+    uint64_t bytes;
+    bool noreply = false;
+
+    if (end < 11 || memcmp(buf, "set ", 4) != 0)
+        return false;
+    p = key_run(key, stop);
+    if (p == key || p - key > KEY_MAX || p == stop || *p != ' ')
+        return false;
+    args = ++p;
+    if (!plain_digits(&p, stop, 19) || p == stop || *p++ != ' ' ||
+        !plain_digits(&p, stop, 18) || p == stop || *p++ != ' ')
+        return false;
+    num = p;
+    if (!plain_digits(&p, stop, 9))
+        return false;
+    digits_read(num, p, 9, &bytes);
+    if (bytes > item_max)
+        return false;
+    if (p != stop) {
+        if (stop - p != 8 || memcmp(p, " noreply", 8) != 0)
+            return false;
+        noreply = true;
+    }
+    req->cmd = CMD_SET;
+    req->noreply = noreply;
+    req->nkeys = 1;
+    req->key.off = 4;
+    req->key.len = (uint32_t)(args - 1 - key);
+    req->keys = req->key;
+    req->args.off = (uint32_t)(args - buf);
+    req->args.len = (uint32_t)(p - args);
+    req->data_len = (uint32_t)bytes;
+    return true;
+}
+
 /* ---- public ----------------------------------------------------------- */
 
 enum proto_status
 proto_parse(const char *buf, size_t len, uint32_t item_max,
             struct request *req, struct proto_error *err)
 {
-    const char *nl, *nul;
+    const char *nl;
     const struct cmd_def *d;
     struct tokens tk;
     enum proto_status st;
@@ -782,14 +936,12 @@ proto_parse(const char *buf, size_t len, uint32_t item_max,
         return st;
     req->line_len = (uint32_t)(nl - buf) + 1;
 
-    /* "\r\n" or a bare "\n"; the line's text stops at a NUL, as memcached's
-     * does (it hands the line to strlen) */
+    /* "\r\n" or a bare "\n"; the text stops at a NUL (tokenize) */
     end = req->line_len - 1;
     if (end > 0 && buf[end - 1] == '\r')
         end--;
-    nul = memchr(buf, '\0', end);
-    if (nul != NULL)
-        end = (uint32_t)(nul - buf);
+    if (fast_get(buf, end, req) || fast_set(buf, end, item_max, req))
+        return PROTO_OK;
 
     tokenize(buf, end, &tk);
     if (tk.n == 0)
@@ -809,15 +961,18 @@ proto_next_key(const char *buf, const struct request *req, uint32_t *pos,
                struct span *key)
 {
     uint32_t p = *pos, end = req->keys.off + req->keys.len;
-    const char *sp;
+    const char *q;
 
     while (p < end && buf[p] == ' ')
         p++;
     if (p >= end)
         return false;
-    sp = memchr(buf + p, ' ', end - p);
+    /* accepted keys hold only key bytes, but the key ends at a space alone */
+    q = key_run(buf + p, buf + end);
+    while (q < buf + end && *q != ' ')
+        q = key_run(q + 1, buf + end);
     key->off = p;
-    key->len = (sp ? (uint32_t)(sp - buf) : end) - p;
+    key->len = (uint32_t)(q - buf) - p;
     *pos = p + key->len;
     return true;
 }

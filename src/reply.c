@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "luagent.h"
+#include "scan.h"
 
 #define LIT(s)          (s), (sizeof(s) - 1)
 #define DIGITS_MAX      20      /* UINT64_MAX has 20 decimal digits */
@@ -41,28 +42,49 @@ line_starts(const char *line, size_t n, const char *w, size_t wn)
 
 /*
  * Parse a decimal number at *p (before end) into *out, advancing *p past the
- * digits. 1..20 digits fitting 64 bits; -1 on no digit, too many digits or
- * overflow. Checking before the multiply keeps the arithmetic in range.
+ * digits. 1..20 digits fitting 64
+ * bits; -1 on no digit, too many digits or overflow. 19 digits always fit,
+ * so only a 20th is tested, before its multiply, which keeps the arithmetic
+ * in range.
  */
 static int
 parse_num(const char **p, const char *end, uint64_t *out)
 {
-    const char *s = *p, *start = s;
-    uint64_t v = 0;
+    uint64_t v;
+    const char *s = digits_read(*p, end, DIGITS_MAX - 1, &v);
 
-    while (s < end && *s >= '0' && *s <= '9') {
+    if (s == *p)
+        return -1;
+    if (s < end && scan_is_digit(*s)) {
         unsigned d = (unsigned)(*s - '0');
 
-        /* 19 digits always fit in 64 bits: check overflow only past them. */
-        if (s - start >= 19 && (s - start >= DIGITS_MAX || v > (UINT64_MAX - d) / 10))
+        if (v > (UINT64_MAX - d) / 10)
             return -1;
         v = v * 10 + d;
         s++;
+        if (s < end && scan_is_digit(*s))
+            return -1;
     }
-    if (s == start)
-        return -1;
     *p = s;
     *out = v;
+    return 0;
+}
+
+/*
+ * The same test as parse_num for a number whose value is not needed: 1..20
+ * digits, and 20 only up to UINT64_MAX (same length, so the text order is
+ * the numeric order).
+ */
+static int
+skip_num(const char **p, const char *end)
+{
+    const char *s = digit_run(*p, end);
+    size_t n = (size_t)(s - *p);
+
+    if (n == 0 || n > DIGITS_MAX ||
+        (n == DIGITS_MAX && memcmp(*p, "18446744073709551615", DIGITS_MAX) > 0))
+        return -1;
+    *p = s;
     return 0;
 }
 
@@ -106,14 +128,13 @@ parse_value(const char *buf, size_t len, size_t n, size_t line_len,
     const char *end = buf + n;
     const char *key = buf + sizeof("VALUE ") - 1;
     const char *p = key;
-    uint64_t flags, bytes, cas;
+    uint64_t bytes;
     size_t key_len;
     enum reply_status st;
 
     /* A control byte means garbage: the request parser never lets a key
      * holding one reach a server. */
-    while (p < end && key_byte_ok((unsigned char)*p))
-        p++;
+    p = key_run(key, end);
     key_len = (size_t)(p - key);
     if (key_len == 0 || p == end || *p != ' ')
         return REPLY_BAD;
@@ -121,7 +142,7 @@ parse_value(const char *buf, size_t len, size_t n, size_t line_len,
 
     /* Flags are 32 bits by default, but memcached built with
      * LARGE_CLIENT_FLAGS sends 64: accept both, the proxy only copies them. */
-    if (parse_num(&p, end, &flags) < 0 || p == end || *p != ' ')
+    if (skip_num(&p, end) < 0 || p == end || *p != ' ')
         return REPLY_BAD;
     p++;
     if (parse_num(&p, end, &bytes) < 0)
@@ -130,7 +151,7 @@ parse_value(const char *buf, size_t len, size_t n, size_t line_len,
         if (*p != ' ')
             return REPLY_BAD;
         p++;
-        if (parse_num(&p, end, &cas) < 0 || p != end)
+        if (skip_num(&p, end) < 0 || p != end)
             return REPLY_BAD;
     }
 
@@ -248,14 +269,35 @@ line_kind(const char *line, size_t n)
     return -1;
 }
 
+/* A unit of one line and no data block. */
+static enum reply_status
+line_unit(enum reply_kind kind, size_t line_len, struct reply *r)
+{
+    r->kind = kind;
+    r->len = (uint32_t)line_len;
+    r->line_len = (uint32_t)line_len;
+    r->key_off = 0;
+    r->key_len = 0;
+    r->rest_off = 0;
+    r->data_len = 0;
+    return REPLY_OK_UNIT;
+}
+
 enum reply_status
 reply_parse(const char *buf, size_t len, uint32_t max_value, struct reply *r)
 {
     size_t scan = len < REPLY_LINE_MAX ? len : REPLY_LINE_MAX;
-    const char *nl = memchr(buf, '\n', scan);
+    const char *nl;
     size_t n, line_len;
     int kind;
 
+    /* The replies to nearly every get and set, known without a scan */
+    if (len >= 5 && memcmp(buf, "END\r\n", 5) == 0)
+        return line_unit(REPLY_END, 5, r);
+    if (len >= 8 && memcmp(buf, "STORED\r\n", 8) == 0)
+        return line_unit(REPLY_STORED, 8, r);
+
+    nl = memchr(buf, '\n', scan);
     if (nl == NULL)
         return len < REPLY_LINE_MAX ? REPLY_NEED_MORE : REPLY_BAD;
 
@@ -275,15 +317,7 @@ reply_parse(const char *buf, size_t len, uint32_t max_value, struct reply *r)
     kind = line_kind(buf, n);
     if (kind < 0)
         return REPLY_BAD;
-
-    r->kind = (enum reply_kind)kind;
-    r->len = (uint32_t)line_len;
-    r->line_len = (uint32_t)line_len;
-    r->key_off = 0;
-    r->key_len = 0;
-    r->rest_off = 0;
-    r->data_len = 0;
-    return REPLY_OK_UNIT;
+    return line_unit((enum reply_kind)kind, line_len, r);
 }
 
 static const char *const kind_names[REPLY_KIND_COUNT] = {

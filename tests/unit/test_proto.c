@@ -1037,6 +1037,138 @@ test_splits(void)
     }
 }
 
+/* ---- plain lines: the one-pass readers agree with the general path ------- */
+
+/*
+ * A get, gets or set written the plain way is read in one pass; the same
+ * line with a leading space (memcached skips it) takes the general path.
+ * Both must give the same answer, every field shifted by that one byte.
+ */
+static void
+check_plain(const char *what, const char *line, size_t n, uint32_t item_max)
+{
+    char *spaced = malloc(n + 1);
+    struct request a, b;
+    struct proto_error ea, eb;
+    enum proto_status sa, sb;
+
+    spaced[0] = ' ';
+    memcpy(spaced + 1, line, n);
+    sa = parse_max(line, n, item_max, &a, &ea);
+    sb = parse_max(spaced, n + 1, item_max, &b, &eb);
+    free(spaced);
+    UNIT_REPORT(sa == sb, "%s: status %d, with a leading space %d", what, sa, sb);
+    if (sa != sb)
+        return;
+    if (sa != PROTO_OK) {
+        UNIT_REPORT(ea.msg != NULL && eb.msg != NULL && strcmp(ea.msg, eb.msg) == 0 &&
+                    ea.swallow == eb.swallow && a.noreply == b.noreply &&
+                    a.data_len == b.data_len,
+                    "%s: error \"%s\" vs \"%s\"", what, ea.msg ? ea.msg : "",
+                    eb.msg ? eb.msg : "");
+        return;
+    }
+    UNIT_REPORT(a.cmd == b.cmd && a.meta == b.meta && a.quiet == b.quiet &&
+                a.base64 == b.base64 && a.ret_key == b.ret_key &&
+                a.noreply == b.noreply && a.line_len + 1 == b.line_len &&
+                a.data_len == b.data_len && a.nkeys == b.nkeys &&
+                a.key.off + 1 == b.key.off && a.key.len == b.key.len &&
+                a.keys.off + 1 == b.keys.off && a.keys.len == b.keys.len &&
+                (a.args.len == 0 ? b.args.len == 0
+                                 : a.args.off + 1 == b.args.off && a.args.len == b.args.len),
+                "%s: fields differ from the general path's", what);
+}
+
+#define PLAIN(lit)  check_plain(lit, lit, sizeof(lit) - 1, ITEM_MAX_DEFAULT)
+
+static void
+test_plain_forms(void)
+{
+    static const char odd_bytes[] = { '\t', '\r', '\x01', '\x7f', '\0', '\x80', '\xff', '!' };
+    static const char *const around[][2] = { { "get ", " z\r\n" }, { "set ", " 1 2 3\r\n" } };
+    size_t n, i, pos, t;
+    char *s;
+
+    PLAIN("get k\r\n");
+    PLAIN("get k\n");
+    PLAIN("gets k\r\n");
+    PLAIN("get a bb ccc dddddddd eeeeeeeee\r\n");
+    PLAIN("get bench:1234 bench:99 bench:0\r\n");
+    PLAIN("get k noreply\r\n");
+    PLAIN("get a  b\r\n");                    /* the general path's */
+    PLAIN("get a b \r\n");
+    PLAIN("get \r\n");
+    PLAIN("get\r\n");
+    PLAIN("gets\r\n");
+    PLAIN("getx k\r\n");
+    PLAIN("get nul\0zzz\r\n");
+    PLAIN("get k\r\r\n");
+    PLAIN("get k\rx\r\n");
+    PLAIN("set k 0 0 1\r\n");
+    PLAIN("set bench:1 1234567890 0 100\r\n");
+    PLAIN("set k 0 0 1 noreply\r\n");
+    PLAIN("set k 0 0 1 noreplyx\r\n");
+    PLAIN("set k 0 0 1 x\r\n");
+    PLAIN("set k 0 0 1 \r\n");
+    PLAIN("set k 0 0 1\n");
+    PLAIN("set k 0 0\r\n");
+    PLAIN("set k 0 0 \r\n");
+    PLAIN("set k  0 0 1\r\n");
+    PLAIN("set k 0 0 1x\r\n");
+    PLAIN("set k 0x 0 1\r\n");
+    PLAIN("set k 0 -1 1\r\n");
+    PLAIN("set k +0 0 1\r\n");
+    PLAIN("set k 0 0 -1\r\n");
+    PLAIN("set k\t0 0 1\r\n");
+    PLAIN("set k 0 0 1\0 junk\r\n");
+    /* number lengths around the readers' limits: flags 19/20/21 digits,
+     * exptime 18/19/20, <bytes> 9/10 digits and over item_max */
+    PLAIN("set k 9999999999999999999 0 1\r\n");
+    PLAIN("set k 18446744073709551615 0 1\r\n");
+    PLAIN("set k 18446744073709551616 0 1\r\n");
+    PLAIN("set k 000000000000000000001 0 1\r\n");
+    PLAIN("set k 0 999999999999999999 1\r\n");
+    PLAIN("set k 0 9223372036854775807 1\r\n");
+    PLAIN("set k 0 9223372036854775808 1\r\n");
+    PLAIN("set k 0 0 000000001\r\n");
+    PLAIN("set k 0 0 0000000001\r\n");
+    PLAIN("set k 0 0 1048576\r\n");
+    PLAIN("set k 0 0 1048577\r\n");
+    PLAIN("set k 0 0 999999999\r\n");
+    PLAIN("set k 0 0 2147483645\r\n");
+    PLAIN("set k 0 0 4294967298\r\n");
+    check_plain("set over a small item_max", "set k 0 0 101\r\n", 15, 100);
+    check_plain("set at a small item_max", "set k 0 0 100\r\n", 15, 100);
+
+    /* keys of 249..251 bytes, and a byte no key may hold at every place of a
+     * key that spans several 8-byte words */
+    for (n = KEY_MAX - 1; n <= KEY_MAX + 1; n++) {
+        s = build("get ", n, 'k', "\r\n", &i);
+        check_plain("get long key", s, i, ITEM_MAX_DEFAULT);
+        free(s);
+        s = build("get a ", n, 'k', " b\r\n", &i);
+        check_plain("get a long-key b", s, i, ITEM_MAX_DEFAULT);
+        free(s);
+        s = build("set ", n, 'k', " 0 0 1\r\n", &i);
+        check_plain("set long key", s, i, ITEM_MAX_DEFAULT);
+        free(s);
+    }
+    for (t = 0; t < ARRAY_SIZE(around); t++) {
+        for (i = 0; i < sizeof(odd_bytes); i++) {
+            for (pos = 0; pos < 20; pos++) {
+                char what[64];
+
+                s = build(around[t][0], 20, 'k', around[t][1], &n);
+                s[4 + pos] = odd_bytes[i];
+                snprintf(what, sizeof(what), "%sbyte 0x%02x at %zu", around[t][0],
+                         (unsigned char)odd_bytes[i], pos);
+                check_plain(what, s, n, ITEM_MAX_DEFAULT);
+                free(s);
+            }
+        }
+    }
+}
+
 /* ---- meta commands ----------------------------------------------------- */
 
 #define DUPF    "CLIENT_ERROR duplicate flag"
@@ -1280,6 +1412,7 @@ main(void)
     test_line_limits();
     test_data_ok();
     test_splits();
+    test_plain_forms();
     test_meta_ok();
     test_meta_errors();
     test_meta_splits();

@@ -245,6 +245,14 @@ test_values(void)
                 " 0 1 18446744073709551615\r\n", "x", 1);
     check_value(S("VALUE k 18446744073709551615 1\r\nx\r\n"), "k",
                 " 18446744073709551615 1\r\n", "x", 1);
+    /* flags and cas are only checked, not read: 20 digits up to UINT64_MAX,
+     * leading zeros included */
+    check_value(S("VALUE k 00000000000000000005 1\r\nx\r\n"), "k",
+                " 00000000000000000005 1\r\n", "x", 1);
+    check_value(S("VALUE k 0 1 09999999999999999999\r\nx\r\n"), "k",
+                " 0 1 09999999999999999999\r\n", "x", 1);
+    check_value(S("VALUE k 18446744073709551614 1 1\r\nx\r\n"), "k",
+                " 18446744073709551614 1 1\r\n", "x", 1);
     {
         char buf[KEY_MAX + 64], key[KEY_MAX + 1];
         int n;
@@ -381,6 +389,13 @@ test_bad(void)
         { S("VALUE foo 18446744073709551616 3\r\nbar\r\n") },  /* flags */
         { S("VALUE foo 5 3 18446744073709551616\r\nbar\r\n") },/* cas */
         { S("VALUE foo 5 18446744073709551616\r\n") },         /* bytes */
+        { S("VALUE foo 99999999999999999999 3\r\nbar\r\n") },
+        { S("VALUE foo 18446744073709551625 3\r\nbar\r\n") },
+        { S("VALUE foo 000000000000000000005 3\r\nbar\r\n") }, /* 21 digits */
+        { S("VALUE foo 5 3 000000000000000000001\r\nbar\r\n") },
+        { S("VALUE foo 5 3 18446744073709551620\r\nbar\r\n") },
+        { S("VALUE foo 123456789x 3\r\nbar\r\n") },          /* after 8 digits */
+        { S("VALUE foo 12345678\x80 3\r\nbar\r\n") },
         { S("VALUE fo\x01o 5 3\r\nbar\r\n") },  /* control byte in key */
         { S("VALUE fo\x7fo 5 3\r\nbar\r\n") },
         { S("VALUE foo\t5 3\r\nbar\r\n") },
