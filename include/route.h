@@ -14,10 +14,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "counters.h"
 #include "proto.h"
 #include "reply.h"
 
 struct buf;
+struct config;
 struct creq;
 struct pool;
 struct worker;
@@ -152,6 +154,40 @@ uint64_t call_trim_free(struct worker *w);
 
 /* The client's text for a failure: "SERVER_ERROR backend timeout" etc. */
 const char *fail_reason_line(enum fail_reason why);
+
+/*
+ * A worker's counters for one route label, shared by the generations naming
+ * it: route counters belong to the worker, not to a generation, so a reload
+ * that keeps a label keeps its counts (as backends, keyed by host:port, keep
+ * theirs).
+ */
+struct route_counter {
+    struct route_stats  stats;
+    enum route_type     type;
+    int                 users;      /* generations (wconfigs) pointing at it */
+    char                label[];    /* see route_label */
+};
+
+#define ROUTE_LABEL_MAX 256
+
+/*
+ * A route node's name in stats and metrics: a pool node is its pool's name;
+ * any other node is "<type>#<n>", n counting the nodes of that type from 1 in
+ * the order the policy built them (so the same script gives the same labels).
+ */
+void route_label(const struct config *cfg, const struct route *r,
+                       char *out, size_t len);
+
+/*
+ * Fill slots[id] for every node of cfg with this worker's counter for its
+ * label, creating missing ones. Returns 0, or -1 out of memory (then nothing
+ * is held). Call under the worker swap lock when other threads may read.
+ */
+int route_counters_bind(struct worker *w, const struct config *cfg,
+                      struct route_counter **slots);
+
+/* A generation is gone: release its slots (freeing unnamed counters). */
+void route_counters_release(struct worker *w, struct route_counter **slots, int n);
 
 /* Build-time helpers. */
 struct route *route_new(enum route_type type, const char *name);

@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #include "buf.h"
-#include "stats.h"
+#include "counters.h"
 
 struct backend;
 struct call;
@@ -144,8 +144,5 @@ worker_memory_over(const struct worker *w)
     return w->bufs.used * (uint64_t)nworkers > w->max_memory
         && worker_memory_over_all(w->max_memory);
 }
-
-/* Milliseconds on a monotonic clock (cheap, coarse). */
-uint64_t worker_now_ms(void);
 
 #endif

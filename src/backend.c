@@ -53,6 +53,7 @@
 #include "base64.h"
 #include "buf.h"
 #include "client.h"
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 #include "luagent.h"
@@ -115,20 +116,6 @@ static void backend_on_timer(evutil_socket_t fd, short what, void *arg);
 static void backend_tls_on_read(evutil_socket_t fd, short what, void *arg);
 static void backend_tls_on_write(evutil_socket_t fd, short what, void *arg);
 
-/*
- * Nanoseconds for round-trip times. CLOCK_MONOTONIC is read through the vDSO
- * (about 16 ns here); the coarse clock the deadlines use ticks every 4 ms,
- * far longer than a memcached round trip on a LAN.
- */
-static uint64_t
-clock_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 struct backend *
 backend_new(struct worker *w, const struct server *server)
 {
@@ -169,7 +156,7 @@ backend_set_server(struct backend *be, const struct server *server)
 bool
 backend_is_down(const struct backend *be)
 {
-    return be->down_until_ms != 0 && worker_now_ms() < be->down_until_ms;
+    return be->down_until_ms != 0 && clock_ms() < be->down_until_ms;
 }
 
 static void
@@ -217,14 +204,14 @@ backend_fail(struct backend *be, enum fail_reason why, const char *detail)
     }
     be->failures++;
     if (be->failures >= be->server->failure_limit) {
-        if (be->down_until_ms == 0 || worker_now_ms() >= be->down_until_ms) {
+        if (be->down_until_ms == 0 || clock_ms() >= be->down_until_ms) {
             STAT_INC(be->stats.markdowns);
             /* its own limit: the failure lines just before must not hide it */
             log_ratelimited(LOG_WARN, &be->down_until_ms, "backend %s: marked down for %d ms after %d failures (%s)",
                             be->server->label, be->server->retry_after_ms,
                             be->failures, detail);
         }
-        be->down_until_ms = worker_now_ms() + (uint64_t)be->server->retry_after_ms;
+        be->down_until_ms = clock_ms() + (uint64_t)be->server->retry_after_ms;
     } else {
         log_ratelimited(LOG_WARN, be, "backend %s: %s", be->server->label, detail);
     }
@@ -248,7 +235,7 @@ backend_fail(struct backend *be, enum fail_reason why, const char *detail)
 static void
 backend_arm_timer(struct backend *be, uint64_t at)
 {
-    uint64_t now = worker_now_ms(), in;
+    uint64_t now = clock_ms(), in;
     struct timeval tv;
 
     if ((be->state == BACKEND_CONNECTING || be->state == BACKEND_HANDSHAKE)
@@ -279,7 +266,7 @@ static void
 backend_on_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct backend *be = arg;
-    uint64_t now = worker_now_ms(), at;
+    uint64_t now = clock_ms(), at;
 
     be->timer_armed = false;
     if (be->head == NULL)
@@ -333,7 +320,7 @@ backend_connect(struct backend *be)
     } else {
         /* TLS starts from the writable callback, connected at once or not. */
         be->state = BACKEND_CONNECTING;
-        be->connect_deadline_ms = worker_now_ms() + (uint64_t)srv->connect_timeout_ms;
+        be->connect_deadline_ms = clock_ms() + (uint64_t)srv->connect_timeout_ms;
         event_add(be->wev, NULL);
     }
     event_add(be->rev, NULL);
@@ -521,7 +508,7 @@ backend_submit(struct backend *be, struct call *c, int timeout_ms)
     struct worker *w = be->w;
 
     if (be->down_until_ms != 0) {
-        if (worker_now_ms() < be->down_until_ms) {
+        if (clock_ms() < be->down_until_ms) {
             STAT_INC(be->stats.errors);
             call_fail(w, c, FAIL_UNAVAILABLE);
             return;
@@ -535,7 +522,7 @@ backend_submit(struct backend *be, struct call *c, int timeout_ms)
     }
     STAT_INC(be->stats.requests);
     c->next = NULL;
-    c->deadline_ms = worker_now_ms() + (uint64_t)timeout_ms;
+    c->deadline_ms = clock_ms() + (uint64_t)timeout_ms;
     if (be->tail != NULL)
         be->tail->next = c;
     else

@@ -34,7 +34,7 @@
 
 #include "log.h"
 #include "settings.h"
-#include "stats.h"
+#include "counters.h"
 #include "tls.h"
 #include "worker.h"
 

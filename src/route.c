@@ -718,6 +718,86 @@ call_finish(struct worker *w, struct call *c)
     call_unref(w, c);
 }
 
+/* ---- route labels and the per-worker counters behind them ---- */
+
+void
+route_label(const struct config *cfg, const struct route *r, char *out, size_t len)
+{
+    int i, n = 1;
+
+    if (r->type == ROUTE_POOL) {
+        snprintf(out, len, "%s", r->name);
+        return;
+    }
+    for (i = 0; i < r->id && i < cfg->nnodes; i++)
+        if (cfg->nodes[i]->type == r->type)
+            n++;
+    snprintf(out, len, "%s#%d", r->name, n);
+}
+
+/* This worker's counter for (type, label), created when new. */
+static struct route_counter *
+route_counter_for(struct worker *w, enum route_type type, const char *label)
+{
+    struct route_counter *rc, **grown;
+    size_t len = strlen(label) + 1;
+    int i;
+
+    for (i = 0; i < w->nroute_counters; i++) {
+        rc = w->route_counters[i];
+        if (rc->type == type && strcmp(rc->label, label) == 0)
+            return rc;
+    }
+    rc = calloc(1, sizeof(*rc) + len);
+    grown = realloc(w->route_counters, sizeof(*grown) * (size_t)(w->nroute_counters + 1));
+    if (rc == NULL || grown == NULL) {
+        free(rc);
+        return NULL;
+    }
+    rc->type = type;
+    memcpy(rc->label, label, len);
+    w->route_counters = grown;
+    w->route_counters[w->nroute_counters++] = rc;
+    return rc;
+}
+
+int
+route_counters_bind(struct worker *w, const struct config *cfg, struct route_counter **slots)
+{
+    char label[ROUTE_LABEL_MAX];
+    int i;
+
+    for (i = 0; i < cfg->nnodes; i++) {
+        route_label(cfg, cfg->nodes[i], label, sizeof(label));
+        slots[i] = route_counter_for(w, cfg->nodes[i]->type, label);
+        if (slots[i] == NULL) {
+            route_counters_release(w, slots, i);
+            return -1;
+        }
+        slots[i]->users++;
+    }
+    return 0;
+}
+
+void
+route_counters_release(struct worker *w, struct route_counter **slots, int n)
+{
+    int i, j;
+
+    for (i = 0; i < n; i++) {
+        if (slots[i] == NULL || --slots[i]->users > 0)
+            continue;
+        for (j = 0; j < w->nroute_counters; j++) {
+            if (w->route_counters[j] == slots[i]) {
+                w->route_counters[j] = w->route_counters[--w->nroute_counters];
+                break;
+            }
+        }
+        free(slots[i]);
+        slots[i] = NULL;
+    }
+}
+
 struct route *
 route_new(enum route_type type, const char *name)
 {

@@ -129,7 +129,7 @@ take_routes(struct snapshot *snap, const struct config *cfg)
         const struct route *r = cfg->nodes[i];
         struct snap_route *sr = &snap->routes[i];
 
-        stats_route_label(cfg, r, label, sizeof(label));
+        route_label(cfg, r, label, sizeof(label));
         sr->label = strdup(label);
         sr->type = r->type == ROUTE_POOL ? "pool" : r->name;
         if (sr->label == NULL)

@@ -119,14 +119,14 @@ wconfig_new(struct worker *w, struct config *config)
     wc->backends = calloc((size_t)config->nservers + 1, sizeof(*wc->backends));
     wc->routes = calloc((size_t)config->nnodes + 1, sizeof(*wc->routes));
     if (wc->backends == NULL || wc->routes == NULL
-        || stats_routes_bind(w, config, wc->routes) < 0) {
+        || route_counters_bind(w, config, wc->routes) < 0) {
         wconfig_free(wc);
         return NULL;
     }
     for (i = 0; i < config->nservers; i++) {
         wc->backends[i] = worker_backend_for(w, &config->servers[i]);
         if (wc->backends[i] == NULL) {
-            stats_routes_release(w, wc->routes, config->nnodes);
+            route_counters_release(w, wc->routes, config->nnodes);
             wconfig_free(wc);
             return NULL;
         }
@@ -202,7 +202,7 @@ worker_drop_generation(struct worker *w, struct wconfig *wc)
     pthread_rwlock_wrlock(&swap_lock);
     *pp = wc->next;
     worker_retire_backends(w);
-    stats_routes_release(w, wc->routes, config->nnodes);
+    route_counters_release(w, wc->routes, config->nnodes);
     pthread_rwlock_unlock(&swap_lock);
     wconfig_free(wc);
     config_unref(config);
@@ -276,15 +276,6 @@ worker_swap_config(struct worker *w, struct config *config)
 struct worker *workers;
 int nworkers;
 static int next_worker;
-
-uint64_t
-worker_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 #define STOP_DRAIN_SECONDS 5     /* how long shutdown waits for replies owed */
 
