@@ -14,79 +14,24 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "counters.h"
 #include "proto.h"
 #include "reply.h"
 
 struct buf;
-struct config;
 struct creq;
 struct pool;
 struct worker;
 
-enum route_type {
-    ROUTE_POOL,         /* hash the key onto one server of a pool */
-    ROUTE_PREFIX,       /* pick a child by longest key prefix */
-    ROUTE_BY_OP,        /* pick a child by operation class or command */
-    ROUTE_FAILOVER,     /* try children in order on error/timeout (and miss) */
-    ROUTE_ALL_SYNC,     /* send to all; answer with the worst reply */
-    ROUTE_ALL_INITIAL,  /* send to all; answer with the first child's reply */
-    ROUTE_ALL_FASTEST,  /* send to all; answer with the first good reply */
-    ROUTE_ALL_ASYNC,    /* send to all; answer at once as if it succeeded */
-    ROUTE_REWRITE,      /* change the key, then go on to the child */
-    ROUTE_SHADOW,       /* main child answers; a copy goes to the shadow */
-    ROUTE_WARMUP,       /* read cold, on a miss read warm and copy into cold */
-    ROUTE_ERROR,        /* answer SERVER_ERROR <msg> */
-    ROUTE_HOOK,         /* a Lua function picks the child */
-    ROUTE_TYPE_COUNT
-};
-
-struct prefix_entry {
-    char          *prefix;
-    uint32_t       len;
-    struct route  *route;
-};
-
-enum hook_cache {
-    HOOK_CACHE_NONE,
-    HOOK_CACHE_PREFIX,      /* one decision per key prefix */
-    HOOK_CACHE_PREFIX_OP    /* one decision per key prefix and operation */
-};
-
 #define ROUTE_HOPS_MAX 64      /* steps one key may take through the tree */
 
-struct route {
-    enum route_type  type;
-    int              id;
-    char            *name;              /* pool name or type name */
-    struct route   **children;          /* failover/all_*: in order; rewrite: to;
-                                         * shadow: main, shadow; warmup: cold, warm;
-                                         * hook: the routes it may return */
-    int              nchildren;
-    struct route    *by_cmd[CMD_COUNT]; /* by_op: a command's route, else... */
-    struct route    *by_op[OP_COUNT];   /* ...its class's route, else default */
-    struct route    *default_route;     /* by_op, prefix: when nothing matches */
-    struct prefix_entry *prefixes;      /* prefix: longest first */
-    int              nprefixes;
-    struct pool     *pool;              /* pool */
-    char            *error_line;        /* error: "SERVER_ERROR <msg>\r\n" */
-    char            *strip, *add;       /* rewrite: prefix removed / added */
-    uint32_t         strip_len, add_len;
-    uint32_t         fraction;          /* shadow: share of keys, of 2^32 - 1 */
-    enum op          shadow_op;         /* shadow: OP_COUNT = all, else read/write */
-    int              exptime;           /* warmup: for the copy into cold */
-    bool             delete_warm;       /* warmup: deletes reach warm too */
-    bool             reply_first;       /* all_sync: first child's reply */
-    int              max_tries;         /* failover: children tried at most */
-    int              hook_index;        /* hook: its function in each VM */
-    enum hook_cache  hook_cache;
-    char             delim;             /* hook cache: prefix delimiter */
-    /* failover: */
-    bool             on_error;          /* connection refused/reset/closed */
-    bool             on_timeout;
-    bool             on_server_error;   /* SERVER_ERROR from the server */
-    bool             on_miss;           /* reads: a miss moves on */
-    bool             failover_writes;   /* false: writes go to the first child only */
+/* What a hook (the policy's Lua, through config->script_ops) sees of a request. */
+struct hook_request {
+    const char *key;
+    uint32_t    klen;
+    enum cmd    cmd;
+    bool        is_unix;
 };
 
 /* Why the proxy itself could not get a reply from a server. */
@@ -188,9 +133,5 @@ int route_counters_bind(struct worker *w, const struct config *cfg,
 
 /* A generation is gone: release its slots (freeing unnamed counters). */
 void route_counters_release(struct worker *w, struct route_counter **slots, int n);
-
-/* Build-time helpers. */
-struct route *route_new(enum route_type type, const char *name);
-void route_free(struct route *r);
 
 #endif

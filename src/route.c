@@ -11,6 +11,7 @@
  */
 #include "route.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,7 +25,6 @@
 #include "log.h"
 #include "ketama.h"
 #include "luagent.h"
-#include "script.h"
 #include "stats.h"
 #include "worker.h"
 
@@ -469,7 +469,7 @@ node_hook(struct worker *w, struct call *c)
     }
     STAT_INC(w->stats.hook_calls);
     STAT_INC(node_stats(c, r)->hook_calls);
-    if (script_hook_call(cfg, w->id, r, &req, &next, &newkey, &newklen) < 0) {
+    if (cfg->script_ops->hook_call(cfg, w->id, r, &req, &next, &newkey, &newklen) < 0) {
         STAT_INC(w->stats.hook_errors);
         if (cfg->fallback == NULL) {
             call_answer(w, c, REPLY_SERVER_ERROR, "SERVER_ERROR luagent: route hook failed\r\n");
@@ -796,36 +796,4 @@ route_counters_release(struct worker *w, struct route_counter **slots, int n)
         free(slots[i]);
         slots[i] = NULL;
     }
-}
-
-struct route *
-route_new(enum route_type type, const char *name)
-{
-    struct route *r = calloc(1, sizeof(*r));
-
-    if (r == NULL)
-        return NULL;
-    r->type = type;
-    r->name = strdup(name);
-    if (r->name == NULL) {
-        free(r);
-        return NULL;
-    }
-    return r;
-}
-
-void
-route_free(struct route *r)
-{
-    if (r == NULL)
-        return;
-    free(r->name);
-    free(r->children);
-    free(r->error_line);
-    free(r->strip);
-    free(r->add);
-    for (int i = 0; i < r->nprefixes; i++)
-        free(r->prefixes[i].prefix);
-    free(r->prefixes);
-    free(r);
 }
