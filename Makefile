@@ -104,6 +104,7 @@ UNIT_test_dcache = dcache
 UNIT_test_histogram = histogram
 UNIT_test_statsreply = statsreply reply
 UNIT_test_buf    = buf
+UNIT_test_respond = respond request log buf proto base64 reply binreply binproto
 UNITS = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 

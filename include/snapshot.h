@@ -15,8 +15,8 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "counters.h"
 #include "fleet.h"
-#include "stats.h"
 
 struct config;
 

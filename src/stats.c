@@ -200,7 +200,7 @@ render_general(struct buf *out, const struct snapshot *snap)
     stat_u64(out, "uptime", stats_uptime());
     stat_u64(out, "time", (uint64_t)now);
     stat_str(out, "version", VERSION_TEXT);
-    stat_u64(out, "threads", (uint64_t)nworkers);
+    stat_u64(out, "threads", (uint64_t)worker_count());
     stat_u64(out, "curr_connections", t->curr_connections);
     stat_u64(out, "total_connections", t->total_connections);
     stat_u64(out, "rejected_connections",
