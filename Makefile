@@ -105,6 +105,9 @@ UNIT_test_histogram = histogram
 UNIT_test_statsreply = statsreply reply
 UNIT_test_buf    = buf
 UNIT_test_respond = respond request log buf proto base64 reply binreply binproto
+UNIT_test_route  = route request respond config tls dcache hash ketama md5 log buf proto base64 \
+                   reply binreply binproto
+UNIT_LIBS_test_route = $(shell pkg-config --libs openssl 2>/dev/null)
 UNITS = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 
@@ -146,7 +149,7 @@ $(BUILD) $(BUILD)/tests:
 .SECONDEXPANSION:
 $(BUILD)/tests/%: tests/unit/%.c $$(addprefix $(BUILD)/,$$(addsuffix .o,$$(UNIT_$$*))) | $(BUILD)/tests
 	$(say) CC $<
-	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ -lm
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(UNIT_LIBS_$*) -lm
 
 unit: $(UNIT_BINS)
 	@luajit tests/lua/test_luagent.lua > $(BUILD)/tests/test_luagent.log 2>&1 || \
