@@ -2,7 +2,8 @@
 #
 #   make            build ./luagent
 #   make run        start two local memcached servers and luagent in front of them
-#   make test       unit tests, then integration tests and the real-client suite
+#   make test       the include-floor check and unit tests, then integration tests
+#                   and the real-client suite
 #   make bench      side-by-side benchmark (see docs/performance.md)
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS (60) each (tests/fuzz/)
 #   make install    PREFIX=/usr/local DESTDIR= (binary, Lua library, examples, man page)
@@ -152,6 +153,8 @@ $(BUILD)/tests/%: tests/unit/%.c $$(addprefix $(BUILD)/,$$(addsuffix .o,$$(UNIT_
 	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(UNIT_LIBS_$*) -lm
 
 unit: $(UNIT_BINS)
+	@sh scripts/layers.sh || { echo "FAIL: scripts/layers.sh (includes against the floors of docs/design.md)"; exit 1; }
+	@printf '  %-28s %s\n' layers.sh "includes follow the floors of docs/design.md"
 	@luajit tests/lua/test_luagent.lua > $(BUILD)/tests/test_luagent.log 2>&1 || \
 	    { grep -v '^ok' $(BUILD)/tests/test_luagent.log; echo "FAIL: tests/lua/test_luagent.lua"; exit 1; }
 	@printf '  %-28s %s\n' test_luagent.lua "$$(tail -n 1 $(BUILD)/tests/test_luagent.log)"
