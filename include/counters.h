@@ -34,10 +34,18 @@ struct stats {
     uint64_t memory_pauses;         /* reads paused: a client's requests held its bound */
 };
 
-/* Increment a counter owned by this thread. */
-#define STAT_ADD(field, n) \
-    __atomic_store_n(&(field), __atomic_load_n(&(field), __ATOMIC_RELAXED) + (n), \
-                     __ATOMIC_RELAXED)
+/*
+ * Increment a counter owned by this thread. A function, so the counter's
+ * address is worked out once: relaxed atomics may alias anything, and a
+ * macro naming the field twice made the compiler reload counters[id].
+ */
+static inline void
+stat_add(uint64_t *field, uint64_t n)
+{
+    __atomic_store_n(field, __atomic_load_n(field, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+}
+
+#define STAT_ADD(field, n) stat_add(&(field), (uint64_t)(n))
 #define STAT_INC(field) STAT_ADD(field, 1)
 #define STAT_DEC(field) STAT_ADD(field, (uint64_t)-1)
 #define STAT_READ(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)

@@ -112,8 +112,6 @@ struct creq {
     struct request   req;       /* parsed line; offsets into buf */
     struct buf      *buf;       /* request line (+ data block), owned */
     const char      *local;     /* reply decided locally (error), or NULL */
-    bool             stats;     /* answer with the stats, rendered when written */
-    uint8_t          stats_group; /* which stats (enum stats_group) */
     struct slot     *slots;     /* nslots entries */
     struct slot      one;       /* storage for a single slot */
     struct slot     *spare;     /* multi-key slot storage, kept across reuse */
@@ -124,6 +122,8 @@ struct creq {
     uint64_t         held;      /* bytes counted against its client (copy, replies) */
     uint64_t         in_calls;  /* value bytes its calls hold at a server
                                  * connection, until their batch ends */
+    bool             stats;     /* answer with the stats, rendered when written */
+    uint8_t          stats_group; /* which stats (enum stats_group) */
     bool             oom;       /* answered SERVER_ERROR out of memory */
     bool             close_after; /* close the connection after this reply */
     bool             binary;    /* binary protocol: bin says how to reply */
@@ -150,11 +150,11 @@ struct call {
     int                  index;         /* position among the parent's children */
     int                  hops;          /* route steps taken (loop guard) */
     int                  pending;       /* children without a result yet */
-    uint64_t             deadline_ms;   /* backend: when a reply is overdue */
-    uint64_t             sent_ns;       /* backend: when it was flushed (latency) */
     bool                 batch_end;     /* backend: last key of a get batch */
     bool                 in_batch;      /* backend: part of a multi-key get */
     bool                 finished;
+    uint64_t             deadline_ms;   /* backend: when a reply is overdue */
+    uint64_t             sent_ns;       /* backend: when it was flushed (latency) */
     struct result        res;
 };
 
@@ -214,11 +214,13 @@ result_is_error(const struct result *res)
 /* ---- calls ---- */
 
 /*
- * A new call for one key of a client request, ending through done; NULL out
- * of memory. It holds a reference on creq.
+ * A new call for the key of slot `slot` of a client request, starting at
+ * node and ending through done; NULL out of memory. It holds a reference on
+ * creq. (Six arguments at most: a seventh would go on the stack, on a path
+ * taken once per key.)
  */
 struct call *call_new(struct request_cache *rq, struct creq *creq, const struct route *node,
-                      uint32_t slot, const char *key, uint32_t klen, call_done_fn *done);
+                      uint32_t slot, call_done_fn *done);
 
 /*
  * A call has its result: its creator's callback takes it (or moves it on),

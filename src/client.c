@@ -91,7 +91,6 @@ static void client_tls_on_read(evutil_socket_t fd, short what, void *arg);
 static void client_tls_on_write(evutil_socket_t fd, short what, void *arg);
 static void client_tls_on_timeout(evutil_socket_t fd, short what, void *arg);
 static bool client_write(struct client *c);
-static bool client_memory_refused(struct client *c);
 static void client_mark(struct client *c);
 
 static int tls_handshake_timeout_ms = DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS;
@@ -197,14 +196,32 @@ client_accept(struct client_ctx *cx, int fd, bool is_unix, struct tls_conn *tls)
     cx->clients = c;
 }
 
-/* On the flush list, which has room for every client struct (client_structs). */
+/*
+ * On the flush list. It has room for every client struct (client_structs),
+ * so a client closed and not yet freed is always taken; only a client
+ * marked again during the flush, after its first entry was handled, may
+ * need the list to grow.
+ */
 static void
 client_mark(struct client *c)
 {
-    if (!c->dirty) {
-        c->cx->dirty[c->cx->ndirty++] = c;
-        c->dirty = true;
+    struct client_ctx *cx = c->cx;
+
+    if (c->dirty)
+        return;
+    if (cx->ndirty == cx->cap_dirty) {
+        int cap = cx->cap_dirty * 2;
+        struct client **grown = realloc(cx->dirty, sizeof(*grown) * (size_t)cap);
+
+        if (grown == NULL) {
+            log_ratelimited(LOG_ERROR, cx, "client: out of memory for the flush list");
+            return;
+        }
+        cx->dirty = grown;
+        cx->cap_dirty = cap;
     }
+    cx->dirty[cx->ndirty++] = c;
+    c->dirty = true;
 }
 
 /*
@@ -433,8 +450,8 @@ client_route(struct client *c, struct creq *r)
         creq_key_slot(r);
     }
     for (i = 0; i < r->nslots; i++) {
-        struct call *call = call_new(&cx->rt.rq, r, r->wcfg->config->root, i, r->slots[i].key,
-                                     r->slots[i].klen, client_slot_done);
+        struct call *call = call_new(&cx->rt.rq, r, r->wcfg->config->root, i,
+                                     client_slot_done);
 
         if (call != NULL)
             route_start(&cx->rt, call);
@@ -457,8 +474,7 @@ client_broadcast(struct client *c, struct creq *r)
         return;
     }
     for (i = 0; i < cfg->nservers; i++) {
-        struct call *call = call_new(&cx->rt.rq, r, NULL, (uint32_t)i, NULL, 0,
-                                     client_slot_done);
+        struct call *call = call_new(&cx->rt.rq, r, NULL, (uint32_t)i, client_slot_done);
 
         if (call != NULL)
             backend_submit(r->wcfg->backends[i], call, DEFAULT_TIMEOUT_MS);
@@ -506,6 +522,24 @@ client_proxy_command(struct client *c, struct creq *r)
         r->local = "ERROR";
         break;
     }
+}
+
+/* A new request is refused (buffers past max_memory): count and log it. */
+static bool
+client_refuse(struct client_ctx *cx)
+{
+    STAT_INC(cx->rt.rq.stats.out_of_memory);
+    log_ratelimited(LOG_WARN, &cx->rt.rq.stats.out_of_memory, "client: request refused: "
+                    "buffers hold more than %llu bytes (max_memory)",
+                    (unsigned long long)cx->rt.current->config->max_memory);
+    return true;
+}
+
+/* Are new requests refused now? Inline: the check is a compare in the common case. */
+static inline bool
+client_memory_refused(struct client *c)
+{
+    return request_memory_over(&c->cx->rt.rq) && client_refuse(c->cx);
 }
 
 /* A whole request (line and data block) is at the head of the read buffer. */
@@ -568,20 +602,6 @@ client_request_new(struct client *c)
     return r;
 }
 
-/* Are new requests refused now (buffers past max_memory)? Counts and logs it. */
-static bool
-client_memory_refused(struct client *c)
-{
-    struct client_ctx *cx = c->cx;
-
-    if (!request_memory_over(&cx->rt.rq))
-        return false;
-    STAT_INC(cx->rt.rq.stats.out_of_memory);
-    log_ratelimited(LOG_WARN, &cx->rt.rq.stats.out_of_memory, "client: request refused: "
-                    "buffers hold more than %llu bytes (max_memory)",
-                    (unsigned long long)cx->rt.current->config->max_memory);
-    return true;
-}
 
 static void
 client_request_ready(struct client *c, struct creq *r)
@@ -601,8 +621,8 @@ client_request_start(struct client *c, struct creq *r)
     } else {
         creq_slots(r, 1);
         creq_key_slot(r);
-        route_start(&cx->rt, call_new(&cx->rt.rq, r, r->wcfg->config->root, 0, r->slots[0].key,
-                                      r->slots[0].klen, client_slot_done));
+        route_start(&cx->rt, call_new(&cx->rt.rq, r, r->wcfg->config->root, 0,
+                                      client_slot_done));
     }
     client_request_ready(c, r);
 }

@@ -20,7 +20,7 @@
 
 struct call *
 call_new(struct request_cache *rq, struct creq *creq, const struct route *node,
-         uint32_t slot, const char *key, uint32_t klen, call_done_fn *done)
+         uint32_t slot, call_done_fn *done)
 {
     struct call *c = rq->free_calls;
 
@@ -36,8 +36,8 @@ call_new(struct request_cache *rq, struct creq *creq, const struct route *node,
     c->done = done;
     c->node = node;
     c->slot = slot;
-    c->key = key;
-    c->klen = klen;
+    c->key = creq->slots[slot].key;
+    c->klen = creq->slots[slot].klen;
     c->refs = 1;
     creq->refs++;
     return c;
@@ -242,13 +242,10 @@ creq_out_of_memory(struct request_cache *rq, struct creq *r, const char *bound,
         r->owner->held -= freed;
 }
 
-bool
-creq_may_hold(struct request_cache *rq, struct creq *r, uint64_t n)
+/* creq_may_hold past a bound's first look: which bound, if any, says no. */
+static bool __attribute__((noinline))
+creq_may_hold_near(struct request_cache *rq, struct creq *r, uint64_t n)
 {
-    if (r->owner == NULL)
-        return true;        /* a route node may still use it (warm-up copy) */
-    if (r->oom)
-        return false;
     if (r->held + r->in_calls + n > rq->client_max_memory) {
         creq_out_of_memory(rq, r, "client_max_memory", rq->client_max_memory);
         return false;
@@ -257,6 +254,20 @@ creq_may_hold(struct request_cache *rq, struct creq *r, uint64_t n)
         creq_out_of_memory(rq, r, "max_memory", rq->max_memory);
         return false;
     }
+    return true;
+}
+
+bool
+creq_may_hold(struct request_cache *rq, struct creq *r, uint64_t n)
+{
+    if (r->owner == NULL)
+        return true;        /* a route node may still use it (warm-up copy) */
+    if (r->oom)
+        return false;
+    /* The common case, far from both bounds, asks no other thread. */
+    if (r->held + r->in_calls + n > rq->client_max_memory
+        || rq->bufs.used * (uint64_t)rq->nthreads > rq->max_memory)
+        return creq_may_hold_near(rq, r, n);
     return true;
 }
 

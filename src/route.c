@@ -46,11 +46,12 @@ route_child_done(struct request_cache *rq, struct call *c)
 static struct call *
 call_child(struct route_ctx *rt, struct call *parent, const struct route *node)
 {
-    struct call *c = call_new(&rt->rq, parent->creq, node, parent->slot,
-                              parent->key, parent->klen, route_child_done);
+    struct call *c = call_new(&rt->rq, parent->creq, node, parent->slot, route_child_done);
 
     if (c == NULL)
         return NULL;
+    c->key = parent->key;           /* the key as the parent has it (rewritten) */
+    c->klen = parent->klen;
     c->parent = parent;
     c->hops = parent->hops;
     parent->refs++;
@@ -639,7 +640,7 @@ route_background(struct route_ctx *rt, struct wconfig *wcfg, const struct route 
     r->req.noreply = true;          /* nobody reads the reply */
     creq_slots(r, 1);
     creq_key_slot(r);
-    call = call_new(&rt->rq, r, node, 0, r->slots[0].key, r->slots[0].klen, background_done);
+    call = call_new(&rt->rq, r, node, 0, background_done);
     if (call != NULL)
         route_start(rt, call);
     creq_release(&rt->rq, r);

@@ -133,6 +133,8 @@ env_end(void)
     CHECK_U64(wc.inflight, 0);
     CHECK_U64(rt.rq.bufs.used, 0);
     route_counters_release(&rt, wc.routes, cfg->nnodes);
+    CHECK_EQ(rt.ncounters, 0);
+    free(rt.counters);
     free(wc.routes);
     config_free(cfg);
     dcache_free(rt.dcache);
@@ -211,7 +213,7 @@ send_line(const char *line)
     CHECK_EQ(creq_slots(r, 1), 0);
     creq_key_slot(r);
     done_count = 0;
-    c = call_new(&rt.rq, r, cfg->root, 0, r->slots[0].key, r->slots[0].klen, test_done);
+    c = call_new(&rt.rq, r, cfg->root, 0, test_done);
     route_start(&rt, c);
     return r;
 }
