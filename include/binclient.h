@@ -7,7 +7,8 @@
  * delete, incr, touch, ...), carried to memcached as the equivalent meta
  * command (mg, ms, md, ma), or flush_all, or one luagent answers itself
  * (noop, version, stat, quit). It is routed by the same tree, and its reply
- * is written back as the binary response memcached would have written.
+ * is written back (respond.c) as the binary response memcached would have
+ * written.
  */
 #ifndef BINCLIENT_H
 #define BINCLIENT_H
