@@ -2,7 +2,8 @@
 #
 #   make            build ./luagent
 #   make run        start two local memcached servers and luagent in front of them
-#   make test       unit tests, then integration tests and the real-client suite
+#   make test       the include-floor check and unit tests, then integration tests
+#                   and the real-client suite
 #   make bench      side-by-side benchmark (see docs/performance.md)
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS (60) each (tests/fuzz/)
 #   make flaky      the integration suite FLAKY_RUNS (3) times beside a busy loop per core
@@ -115,6 +116,10 @@ UNIT_test_statuspage = statuspage buf histogram
 # it freeze a lock in another thread (see the test).
 UNIT_test_trial  = $(filter-out main,$(SRCS:src/%.c=%)) embedded
 UNIT_LIBS_test_trial = $(LIBS) -Wl,--wrap=pthread_mutex_unlock,--wrap=waitpid
+UNIT_test_respond = respond request log buf proto base64 reply binreply binproto
+UNIT_test_route  = route request respond config tls dcache hash ketama md5 log buf proto base64 \
+                   reply binreply binproto
+UNIT_LIBS_test_route = $(shell pkg-config --libs openssl 2>/dev/null)
 UNITS = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 
@@ -156,9 +161,11 @@ $(BUILD) $(BUILD)/tests:
 .SECONDEXPANSION:
 $(BUILD)/tests/%: tests/unit/%.c $$(addprefix $(BUILD)/,$$(addsuffix .o,$$(UNIT_$$*))) | $(BUILD)/tests
 	$(say) CC $<
-	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ -lm $(UNIT_LIBS_$*)
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(UNIT_LIBS_$*) -lm
 
 unit: $(UNIT_BINS)
+	@sh scripts/layers.sh || { echo "FAIL: scripts/layers.sh (includes against the floors of docs/design.md)"; exit 1; }
+	@printf '  %-28s %s\n' layers.sh "includes follow the floors of docs/design.md"
 	@luajit tests/lua/test_luagent.lua > $(BUILD)/tests/test_luagent.log 2>&1 || \
 	    { grep -v '^ok' $(BUILD)/tests/test_luagent.log; echo "FAIL: tests/lua/test_luagent.lua"; exit 1; }
 	@printf '  %-28s %s\n' test_luagent.lua "$$(tail -n 1 $(BUILD)/tests/test_luagent.log)"

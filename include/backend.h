@@ -20,8 +20,9 @@
 #include "histogram.h"
 
 struct call;
+struct event_base;
+struct request_cache;
 struct server;
-struct worker;
 
 /* Written by the owning worker only (STAT_INC), read by stats renderers. */
 struct backend_stats {
@@ -37,14 +38,22 @@ struct backend_stats {
 
 struct backend;
 
-struct backend *backend_new(struct worker *w, const struct server *server);
+/* What a thread's server connections share. */
+struct backend_ctx {
+    struct event_base    *base;
+    struct request_cache *rq;           /* the thread's requests and buffers */
+    struct backend      **dirty;        /* output to write at the end of the pass */
+    int                   ndirty, cap_dirty;
+};
+
+struct backend *backend_new(struct backend_ctx *bx, const struct server *server);
 void backend_free(struct backend *be);
 
 /* Queue a call (its key, request and deadline are set). */
 void backend_submit(struct backend *be, struct call *c, int timeout_ms);
 
-/* Write what was queued since the last flush (run once per loop pass). */
-void backend_flush(struct backend *be);
+/* Write what the connections queued since the last flush (once per loop pass). */
+void backend_flush_marked(struct backend_ctx *bx);
 
 const struct backend_stats *backend_stats(const struct backend *be);
 bool backend_is_down(const struct backend *be);

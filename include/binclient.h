@@ -7,7 +7,8 @@
  * delete, incr, touch, ...), carried to memcached as the equivalent meta
  * command (mg, ms, md, ma), or flush_all, or one luagent answers itself
  * (noop, version, stat, quit). It is routed by the same tree, and its reply
- * is written back as the binary response memcached would have written.
+ * is written back (respond.c) as the binary response memcached would have
+ * written.
  */
 #ifndef BINCLIENT_H
 #define BINCLIENT_H
@@ -15,10 +16,32 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct buf;
 struct client;
 struct creq;
-struct worker;
+struct route_ctx;
+
+/*
+ * What the front end asks of the connection it reads for. client.c provides
+ * these: the FIFO of requests is its own.
+ */
+struct bin_conn_ops {
+    /* A new request at the tail of the client's FIFO, routed by the current
+     * generation; NULL: out of memory, and the client was closed. */
+    struct creq *(*request_new)(struct client *c);
+    /* Its req and buf are set: count it, then answer or route it. */
+    void (*request_start)(struct client *c, struct creq *r);
+    /* Its answer was decided here (local set). */
+    void (*request_ready)(struct client *c, struct creq *r);
+    /* Are new requests refused (buffers past max_memory)? Counts and logs it. */
+    bool (*memory_refused)(struct client *c);
+};
+
+/* The connection a binary request is read for. */
+struct bin_conn {
+    struct client              *c;
+    struct route_ctx           *rt;     /* the thread's */
+    const struct bin_conn_ops  *ops;
+};
 
 /* What the client's read loop does once binclient_take has looked. */
 struct bin_take {
@@ -29,10 +52,7 @@ struct bin_take {
 };
 
 /* Take the binary request at the start of in[0..avail) (avail > 0). */
-void binclient_take(struct client *c, struct worker *w, const char *in, uint32_t avail,
+void binclient_take(const struct bin_conn *bc, const char *in, uint32_t avail,
                     struct bin_take *t);
-
-/* Write a binary request's response (nothing for a quiet success). */
-void binclient_write(struct worker *w, struct buf *out, const struct creq *r);
 
 #endif

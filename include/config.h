@@ -4,6 +4,9 @@
  *
  * A config is immutable once built and shared by every worker; per-worker
  * state (connections, health) lives in struct backend, found by server id.
+ * The route nodes are data here; route.c runs requests through them. The Lua
+ * side of a policy (script.c, which builds configs) is reached only through
+ * the script_ops it sets.
  */
 #ifndef CONFIG_H
 #define CONFIG_H
@@ -14,7 +17,9 @@
 
 #include "hash.h"
 #include "ketama.h"
+#include "proto.h"
 
+struct hook_request;
 struct settings;
 struct route;
 struct tls_client;
@@ -48,6 +53,69 @@ struct pool {
     struct tls_client *tls;         /* owned: the pool's tls table, or NULL */
 };
 
+enum route_type {
+    ROUTE_POOL,         /* hash the key onto one server of a pool */
+    ROUTE_PREFIX,       /* pick a child by longest key prefix */
+    ROUTE_BY_OP,        /* pick a child by operation class or command */
+    ROUTE_FAILOVER,     /* try children in order on error/timeout (and miss) */
+    ROUTE_ALL_SYNC,     /* send to all; answer with the worst reply */
+    ROUTE_ALL_INITIAL,  /* send to all; answer with the first child's reply */
+    ROUTE_ALL_FASTEST,  /* send to all; answer with the first good reply */
+    ROUTE_ALL_ASYNC,    /* send to all; answer at once as if it succeeded */
+    ROUTE_REWRITE,      /* change the key, then go on to the child */
+    ROUTE_SHADOW,       /* main child answers; a copy goes to the shadow */
+    ROUTE_WARMUP,       /* read cold, on a miss read warm and copy into cold */
+    ROUTE_ERROR,        /* answer SERVER_ERROR <msg> */
+    ROUTE_HOOK,         /* a Lua function picks the child */
+    ROUTE_TYPE_COUNT
+};
+
+struct prefix_entry {
+    char          *prefix;
+    uint32_t       len;
+    struct route  *route;
+};
+
+enum hook_cache {
+    HOOK_CACHE_NONE,
+    HOOK_CACHE_PREFIX,      /* one decision per key prefix */
+    HOOK_CACHE_PREFIX_OP    /* one decision per key prefix and operation */
+};
+
+struct route {
+    enum route_type  type;
+    int              id;
+    char            *name;              /* pool name or type name */
+    struct route   **children;          /* failover/all_*: in order; rewrite: to;
+                                         * shadow: main, shadow; warmup: cold, warm;
+                                         * hook: the routes it may return */
+    int              nchildren;
+    struct route    *by_cmd[CMD_COUNT]; /* by_op: a command's route, else... */
+    struct route    *by_op[OP_COUNT];   /* ...its class's route, else default */
+    struct route    *default_route;     /* by_op, prefix: when nothing matches */
+    struct prefix_entry *prefixes;      /* prefix: longest first */
+    int              nprefixes;
+    struct pool     *pool;              /* pool */
+    char            *error_line;        /* error: "SERVER_ERROR <msg>\r\n" */
+    char            *strip, *add;       /* rewrite: prefix removed / added */
+    uint32_t         strip_len, add_len;
+    uint32_t         fraction;          /* shadow: share of keys, of 2^32 - 1 */
+    enum op          shadow_op;         /* shadow: OP_COUNT = all, else read/write */
+    int              exptime;           /* warmup: for the copy into cold */
+    bool             delete_warm;       /* warmup: deletes reach warm too */
+    bool             reply_first;       /* all_sync: first child's reply */
+    int              max_tries;         /* failover: children tried at most */
+    int              hook_index;        /* hook: its function in each VM */
+    enum hook_cache  hook_cache;
+    char             delim;             /* hook cache: prefix delimiter */
+    /* failover: */
+    bool             on_error;          /* connection refused/reset/closed */
+    bool             on_timeout;
+    bool             on_server_error;   /* SERVER_ERROR from the server */
+    bool             on_miss;           /* reads: a miss moves on */
+    bool             failover_writes;   /* false: writes go to the first child only */
+};
+
 /* The ring index and hash of a key (the hash tag applied). */
 uint32_t pool_key_hash(const struct pool *pool, const char *key, size_t len);
 
@@ -75,6 +143,17 @@ struct config {
                                      * pool's keys a reload may move; < 0: any */
     int             refs;           /* workers still using it (atomic) */
     struct script_state *script;    /* the Lua side (VMs), owned by script.c */
+    const struct script_ops *script_ops; /* set by script.c with script, or NULL */
+};
+
+/* What the route engine and config_free ask of the Lua side (script.c). */
+struct script_ops {
+    /* Call hook node `hook` in VM number vm (script_hook_call). */
+    int  (*hook_call)(struct config *cfg, int vm, const struct route *hook,
+                      const struct hook_request *req, const struct route **route,
+                      const char **newkey, uint32_t *newklen);
+    /* Let go of cfg->script (its VMs). */
+    void (*free)(struct config *cfg);
 };
 
 /* An empty config (generation set), to be filled by the policy compiler. */
@@ -95,6 +174,10 @@ struct pool *config_pool(const struct config *cfg, const char *name);
 
 /* The server id a key maps to in a pool. */
 int pool_server_for_key(const struct pool *pool, const char *key, size_t len);
+
+/* A route node of this type; the config owns it once added (config_add_node). */
+struct route *config_route_new(enum route_type type, const char *name);
+void config_route_free(struct route *r);
 
 void config_free(struct config *config);
 

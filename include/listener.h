@@ -5,15 +5,28 @@
 #ifndef LISTENER_H
 #define LISTENER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
 struct event_base;
-struct settings;
+struct tls_conn;
 struct tls_server;
 
+/* Where to listen (the command line's -l, -p, --tls-port, -f, --unix-mode). */
+struct listen_addrs {
+    const char *bind_addr;      /* NULL: all addresses */
+    int         port;           /* TCP; 0: none */
+    int         tls_port;       /* TLS; 0: none */
+    const char *unix_path;      /* unix socket, or NULL */
+    int         unix_mode;      /* its permission bits; -1: from the umask */
+};
+
 /* Create and bind the sockets (before daemonizing and dropping privileges). */
-int listener_bind(const struct settings *s, char *err, size_t errlen);
+int listener_bind(const struct listen_addrs *a, char *err, size_t errlen);
+
+/* Where accepted sockets go (the workers'), with a TLS client's state or NULL. */
+typedef void listener_dispatch_fn(int fd, bool is_unix, struct tls_conn *tls);
 
 /*
  * Give the unix socket file to the user and group luagent is about to become
@@ -22,8 +35,8 @@ int listener_bind(const struct settings *s, char *err, size_t errlen);
  */
 int listener_unix_owner(uid_t uid, gid_t gid, char *err, size_t errlen);
 
-/* Start accepting on the main thread's event base. */
-int listener_start(struct event_base *base, int max_conns);
+/* Start accepting on the main thread's event base, handing sockets to dispatch. */
+int listener_start(struct event_base *base, int max_conns, listener_dispatch_fn *dispatch);
 
 /*
  * The certificate for new clients of the TLS listener (taken over; the one

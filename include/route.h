@@ -1,160 +1,112 @@
 /*
- * route.h: route nodes and the engine that runs requests through them.
+ * route.h: the engine that runs calls through the route nodes of one config
+ * generation (the nodes themselves are data in config.h).
  *
- * A policy compiles into a tree of nodes. A request key travels the tree as a
- * struct call: each node type has a start step (what to do with a call that
- * reaches it) and a child step (what to do when a child call it made has a
- * result). Leaves are pools, which hand the call to a backend connection, and
- * error nodes, which answer at once. Nodes never block and never call Lua
- * unless the policy has a hook.
+ * A request key travels the tree as a struct call: each node type has a
+ * start step (what to do with a call that reaches it) and a child step (what
+ * to do when a child call it made has a result). Leaves are pools, which hand
+ * the call to a backend connection, and error nodes, which answer at once.
+ * Nodes never block and never call Lua unless the policy has a hook. A call
+ * that leaves the engine ends through the callback its creator set
+ * (request.h); the engine sets its own on the child calls it makes.
  */
 #ifndef ROUTE_H
 #define ROUTE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
-#include "proto.h"
-#include "reply.h"
+#include "config.h"
+#include "counters.h"
+#include "request.h"
 
 struct buf;
-struct creq;
-struct pool;
-struct worker;
-
-enum route_type {
-    ROUTE_POOL,         /* hash the key onto one server of a pool */
-    ROUTE_PREFIX,       /* pick a child by longest key prefix */
-    ROUTE_BY_OP,        /* pick a child by operation class or command */
-    ROUTE_FAILOVER,     /* try children in order on error/timeout (and miss) */
-    ROUTE_ALL_SYNC,     /* send to all; answer with the worst reply */
-    ROUTE_ALL_INITIAL,  /* send to all; answer with the first child's reply */
-    ROUTE_ALL_FASTEST,  /* send to all; answer with the first good reply */
-    ROUTE_ALL_ASYNC,    /* send to all; answer at once as if it succeeded */
-    ROUTE_REWRITE,      /* change the key, then go on to the child */
-    ROUTE_SHADOW,       /* main child answers; a copy goes to the shadow */
-    ROUTE_WARMUP,       /* read cold, on a miss read warm and copy into cold */
-    ROUTE_ERROR,        /* answer SERVER_ERROR <msg> */
-    ROUTE_HOOK,         /* a Lua function picks the child */
-    ROUTE_TYPE_COUNT
-};
-
-struct prefix_entry {
-    char          *prefix;
-    uint32_t       len;
-    struct route  *route;
-};
-
-enum hook_cache {
-    HOOK_CACHE_NONE,
-    HOOK_CACHE_PREFIX,      /* one decision per key prefix */
-    HOOK_CACHE_PREFIX_OP    /* one decision per key prefix and operation */
-};
+struct dcache;
 
 #define ROUTE_HOPS_MAX 64      /* steps one key may take through the tree */
 
-struct route {
-    enum route_type  type;
-    int              id;
-    char            *name;              /* pool name or type name */
-    struct route   **children;          /* failover/all_*: in order; rewrite: to;
-                                         * shadow: main, shadow; warmup: cold, warm;
-                                         * hook: the routes it may return */
-    int              nchildren;
-    struct route    *by_cmd[CMD_COUNT]; /* by_op: a command's route, else... */
-    struct route    *by_op[OP_COUNT];   /* ...its class's route, else default */
-    struct route    *default_route;     /* by_op, prefix: when nothing matches */
-    struct prefix_entry *prefixes;      /* prefix: longest first */
-    int              nprefixes;
-    struct pool     *pool;              /* pool */
-    char            *error_line;        /* error: "SERVER_ERROR <msg>\r\n" */
-    char            *strip, *add;       /* rewrite: prefix removed / added */
-    uint32_t         strip_len, add_len;
-    uint32_t         fraction;          /* shadow: share of keys, of 2^32 - 1 */
-    enum op          shadow_op;         /* shadow: OP_COUNT = all, else read/write */
-    int              exptime;           /* warmup: for the copy into cold */
-    bool             delete_warm;       /* warmup: deletes reach warm too */
-    bool             reply_first;       /* all_sync: first child's reply */
-    int              max_tries;         /* failover: children tried at most */
-    int              hook_index;        /* hook: its function in each VM */
-    enum hook_cache  hook_cache;
-    char             delim;             /* hook cache: prefix delimiter */
-    /* failover: */
-    bool             on_error;          /* connection refused/reset/closed */
-    bool             on_timeout;
-    bool             on_server_error;   /* SERVER_ERROR from the server */
-    bool             on_miss;           /* reads: a miss moves on */
-    bool             failover_writes;   /* false: writes go to the first child only */
-};
-
-/* Why the proxy itself could not get a reply from a server. */
-enum fail_reason {
-    FAIL_NONE,
-    FAIL_UNAVAILABLE,   /* cannot connect, or marked down */
-    FAIL_TIMEOUT,       /* no reply within the pool's timeout */
-    FAIL_CLOSED,        /* connection closed or reset before the reply */
-    FAIL_PROTOCOL,      /* the server sent something that is not a reply */
-    FAIL_NOMEM,         /* luagent could not get the memory to go on */
-    FAIL_COUNT
+/* What a hook (the policy's Lua, through config->script_ops) sees of a request. */
+struct hook_request {
+    const char *key;
+    uint32_t    klen;
+    enum cmd    cmd;
+    bool        is_unix;
 };
 
 /*
- * What a call got. kind is the server's reply kind: for retrievals
- * REPLY_VALUE (hit: data holds " <flags> <bytes> [<cas>]\r\n<data>\r\n") or
- * REPLY_END (miss); otherwise data holds the whole reply line. When fail is
- * set, kind and data are meaningless.
+ * A worker's counters for one route label, shared by the generations naming
+ * it: route counters belong to the worker, not to a generation, so a reload
+ * that keeps a label keeps its counts (as backends, keyed by host:port, keep
+ * theirs).
  */
-struct result {
-    enum reply_kind  kind;
-    enum fail_reason fail;
-    struct buf      *data;
-    bool             key_base64;    /* "ME <key>": the server wrote the key in
-                                     * base64 (an item stored with "b") */
+struct route_counter {
+    struct route_stats  stats;
+    enum route_type     type;
+    int                 users;      /* generations (wconfigs) pointing at it */
+    char                label[];    /* see route_label */
 };
 
-struct call {
-    struct call         *next;          /* backend FIFO / free list */
-    struct call         *parent;        /* fan-out or failover node's call */
-    struct creq         *creq;          /* the client request it serves */
-    const struct route  *node;
-    const char          *key;           /* key as the server sees it */
-    struct buf          *keybuf;        /* owns key after a rewrite, or NULL */
-    uint32_t             klen;
-    uint32_t             slot;          /* key index in the client request */
-    int                  refs;          /* 1 until finished + live children */
-    int                  child;         /* failover: child being tried; all_sync: results seen */
-    int                  index;         /* position among the parent's children */
-    int                  hops;          /* route steps taken (loop guard) */
-    int                  pending;       /* children without a result yet */
-    uint64_t             deadline_ms;   /* backend: when a reply is overdue */
-    uint64_t             sent_ns;       /* backend: when it was flushed (latency) */
-    bool                 batch_end;     /* backend: last key of a get batch */
-    bool                 in_batch;      /* backend: part of a multi-key get */
-    bool                 finished;
-    struct result        res;
+#define ROUTE_LABEL_MAX 256
+
+/*
+ * What the engine keeps per thread. Its request cache comes first: the
+ * request layer calls the engine's completion callbacks with the cache, and
+ * route_ctx_of finds the engine from it.
+ */
+struct route_ctx {
+    struct request_cache  rq;
+    struct wconfig       *current;      /* the generation new requests are routed by */
+    struct dcache        *dcache;       /* hook decisions (current generation only) */
+    int                   vm;           /* this thread's Lua VM, for hooks */
+    struct route_counter **counters;    /* every label a live generation names */
+    int                   ncounters;
 };
 
-/* Start a call at its node; the result arrives through call_finish. */
-void route_start(struct worker *w, struct call *c);
+static inline struct route_ctx *
+route_ctx_of(struct request_cache *rq)
+{
+    return (struct route_ctx *)((char *)rq - offsetof(struct route_ctx, rq));
+}
 
-/* A call has its result: hand it to its parent or its client request. */
-void call_finish(struct worker *w, struct call *c);
+/* Start a call at its node; it ends through its done callback. */
+void route_start(struct route_ctx *rt, struct call *c);
 
-/* Fail a call with a reason and finish it. */
-void call_fail(struct worker *w, struct call *c, enum fail_reason why);
+/*
+ * Count a call's error at the node it ended at. Every completion callback of
+ * a routed call calls this first (flush_all's calls have no node).
+ */
+static inline void
+route_count_result(const struct call *c)
+{
+    if (c->node != NULL && result_is_error(&c->res))
+        STAT_INC(c->creq->wcfg->routes[c->node->id]->stats.errors);
+}
 
-/* A new call for one key of a client request, or NULL out of memory. */
-struct call *call_new(struct worker *w, struct creq *creq, const struct route *node,
-                      uint32_t slot, const char *key, uint32_t klen);
+/*
+ * A request of the proxy's own, with no client (warm-up copies, the delete
+ * after a refused set): parse the request in buf (taken over), route it from
+ * node by generation wcfg, forget the reply.
+ */
+void route_background(struct route_ctx *rt, struct wconfig *wcfg, const struct route *node,
+                      struct buf *buf);
 
-/* Free the spare calls none took since the last trim; returns the bytes. */
-uint64_t call_trim_free(struct worker *w);
+/*
+ * A route node's name in stats and metrics: a pool node is its pool's name;
+ * any other node is "<type>#<n>", n counting the nodes of that type from 1 in
+ * the order the policy built them (so the same script gives the same labels).
+ */
+void route_label(const struct config *cfg, const struct route *r, char *out, size_t len);
 
-/* The client's text for a failure: "SERVER_ERROR backend timeout" etc. */
-const char *fail_reason_line(enum fail_reason why);
+/*
+ * Fill slots[id] for every node of cfg with this thread's counter for its
+ * label, creating missing ones. Returns 0, or -1 out of memory (then nothing
+ * is held). Call under the worker swap lock when other threads may read.
+ */
+int route_counters_bind(struct route_ctx *rt, const struct config *cfg,
+                        struct route_counter **slots);
 
-/* Build-time helpers. */
-struct route *route_new(enum route_type type, const char *name);
-void route_free(struct route *r);
+/* A generation is gone: release its slots (freeing unnamed counters). */
+void route_counters_release(struct route_ctx *rt, struct route_counter **slots, int n);
 
 #endif

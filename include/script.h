@@ -31,27 +31,6 @@ struct settings;
 struct config *script_load(const char *path, const struct settings *s, int nworkers,
                            char *err, size_t errlen);
 
-/* Free the Lua side of a config (its VMs). */
-void script_free(struct config *config);
-
-/* What a hook sees of a request. */
-struct hook_request {
-    const char *key;
-    uint32_t    klen;
-    enum cmd    cmd;
-    bool        is_unix;
-};
-
-/*
- * Call hook node `hook` in worker `worker`'s VM. On success *route is the
- * chosen node and, when the hook returned a new key, *newkey and *newklen point
- * to it (valid until the next hook call in this VM). Returns 0, or -1 when
- * the hook failed (error, no route): the reason is logged, rate-limited.
- */
-int script_hook_call(struct config *config, int worker, const struct route *hook,
-                     const struct hook_request *req, const struct route **route,
-                     const char **newkey, uint32_t *newklen);
-
 /*
  * --route: print where "cmd key" would go (each route node, then the pool and
  * server). Returns 0, or -1 with a reason in err.

@@ -15,8 +15,8 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "counters.h"
 #include "fleet.h"
-#include "stats.h"
 
 struct config;
 
@@ -28,7 +28,7 @@ struct snap_server {
 };
 
 struct snap_route {
-    char                *label;         /* stats_route_label */
+    char                *label;         /* route_label */
     const char          *type;          /* "pool", "failover", ... (static) */
     struct route_stats   s;
 };

@@ -52,14 +52,14 @@
 
 #include "base64.h"
 #include "buf.h"
-#include "client.h"
+#include "clock.h"
 #include "config.h"
+#include "counters.h"
 #include "log.h"
 #include "luagent.h"
 #include "reply.h"
-#include "route.h"
+#include "request.h"
 #include "tls.h"
-#include "worker.h"
 
 #define BATCH_KEYS_MAX  100         /* keys in one get line to a server */
 #define READ_CHUNK      16384
@@ -72,7 +72,8 @@ enum backend_state {
 };
 
 struct backend {
-    struct worker           *w;
+    struct backend_ctx      *bx;            /* the thread's */
+    struct request_cache    *rq;            /* bx->rq */
     const struct server     *server;
     enum backend_state       state;
     int                      fd;
@@ -115,32 +116,19 @@ static void backend_on_timer(evutil_socket_t fd, short what, void *arg);
 static void backend_tls_on_read(evutil_socket_t fd, short what, void *arg);
 static void backend_tls_on_write(evutil_socket_t fd, short what, void *arg);
 
-/*
- * Nanoseconds for round-trip times. CLOCK_MONOTONIC is read through the vDSO
- * (about 16 ns here); the coarse clock the deadlines use ticks every 4 ms,
- * far longer than a memcached round trip on a LAN.
- */
-static uint64_t
-clock_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 struct backend *
-backend_new(struct worker *w, const struct server *server)
+backend_new(struct backend_ctx *bx, const struct server *server)
 {
     struct backend *be = calloc(1, sizeof(*be));
 
     if (be == NULL)
         return NULL;
-    be->w = w;
+    be->bx = bx;
+    be->rq = bx->rq;
     be->server = server;
     be->fd = -1;
     be->due = REPLY_KIND_COUNT;
-    be->timer = evtimer_new(w->base, backend_on_timer, be);
+    be->timer = evtimer_new(bx->base, backend_on_timer, be);
     if (be->timer == NULL) {
         free(be);
         return NULL;
@@ -169,7 +157,7 @@ backend_set_server(struct backend *be, const struct server *server)
 bool
 backend_is_down(const struct backend *be)
 {
-    return be->down_until_ms != 0 && worker_now_ms() < be->down_until_ms;
+    return be->down_until_ms != 0 && clock_ms() < be->down_until_ms;
 }
 
 static void
@@ -189,8 +177,8 @@ backend_close_socket(struct backend *be)
         close(be->fd);
     be->fd = -1;
     be->state = BACKEND_CLOSED;
-    buf_put(&be->w->bufs, be->out);
-    buf_put(&be->w->bufs, be->in);
+    buf_put(&be->rq->bufs, be->out);
+    buf_put(&be->rq->bufs, be->in);
     be->out = be->in = NULL;
     be->ncuts = be->cut_next = 0;
     be->batch = be->batch_last = NULL;
@@ -217,14 +205,14 @@ backend_fail(struct backend *be, enum fail_reason why, const char *detail)
     }
     be->failures++;
     if (be->failures >= be->server->failure_limit) {
-        if (be->down_until_ms == 0 || worker_now_ms() >= be->down_until_ms) {
+        if (be->down_until_ms == 0 || clock_ms() >= be->down_until_ms) {
             STAT_INC(be->stats.markdowns);
             /* its own limit: the failure lines just before must not hide it */
             log_ratelimited(LOG_WARN, &be->down_until_ms, "backend %s: marked down for %d ms after %d failures (%s)",
                             be->server->label, be->server->retry_after_ms,
                             be->failures, detail);
         }
-        be->down_until_ms = worker_now_ms() + (uint64_t)be->server->retry_after_ms;
+        be->down_until_ms = clock_ms() + (uint64_t)be->server->retry_after_ms;
     } else {
         log_ratelimited(LOG_WARN, be, "backend %s: %s", be->server->label, detail);
     }
@@ -235,7 +223,7 @@ backend_fail(struct backend *be, enum fail_reason why, const char *detail)
         n++;
         if (c->res.data != NULL)        /* a held batch value, let go */
             c->creq->in_calls -= c->res.data->len;
-        call_fail(be->w, c, why);
+        call_fail(be->rq, c, why);
         c = next;
     }
     if (why == FAIL_TIMEOUT)
@@ -244,11 +232,32 @@ backend_fail(struct backend *be, enum fail_reason why, const char *detail)
         STAT_ADD(be->stats.errors, n);
 }
 
+/* Put the connection on its thread's list for the end-of-pass flush (-1: out of memory). */
+static int
+backend_mark(struct backend *be)
+{
+    struct backend_ctx *bx = be->bx;
+
+    if (bx->ndirty == bx->cap_dirty) {
+        int cap = bx->cap_dirty ? bx->cap_dirty * 2 : 64;
+        struct backend **grown = realloc(bx->dirty, sizeof(*grown) * (size_t)cap);
+
+        if (grown == NULL) {
+            log_ratelimited(LOG_ERROR, bx, "backend: out of memory for the flush list");
+            return -1;
+        }
+        bx->dirty = grown;
+        bx->cap_dirty = cap;
+    }
+    bx->dirty[bx->ndirty++] = be;
+    return 0;
+}
+
 /* Arm the timer for a call's deadline at, or the connect deadline if sooner. */
 static void
 backend_arm_timer(struct backend *be, uint64_t at)
 {
-    uint64_t now = worker_now_ms(), in;
+    uint64_t now = clock_ms(), in;
     struct timeval tv;
 
     if ((be->state == BACKEND_CONNECTING || be->state == BACKEND_HANDSHAKE)
@@ -279,7 +288,7 @@ static void
 backend_on_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct backend *be = arg;
-    uint64_t now = worker_now_ms(), at;
+    uint64_t now = clock_ms(), at;
 
     be->timer_armed = false;
     if (be->head == NULL)
@@ -319,9 +328,9 @@ backend_connect(struct backend *be)
         return -1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     be->fd = fd;
-    be->rev = event_new(be->w->base, fd, EV_READ | EV_PERSIST,
+    be->rev = event_new(be->bx->base, fd, EV_READ | EV_PERSIST,
                         srv->tls ? backend_tls_on_read : backend_on_read, be);
-    be->wev = event_new(be->w->base, fd, EV_WRITE,
+    be->wev = event_new(be->bx->base, fd, EV_WRITE,
                         srv->tls ? backend_tls_on_write : backend_on_write, be);
     if (be->rev == NULL || be->wev == NULL)
         return -1;
@@ -333,7 +342,7 @@ backend_connect(struct backend *be)
     } else {
         /* TLS starts from the writable callback, connected at once or not. */
         be->state = BACKEND_CONNECTING;
-        be->connect_deadline_ms = worker_now_ms() + (uint64_t)srv->connect_timeout_ms;
+        be->connect_deadline_ms = clock_ms() + (uint64_t)srv->connect_timeout_ms;
         event_add(be->wev, NULL);
     }
     event_add(be->rev, NULL);
@@ -510,7 +519,7 @@ backend_reserve(struct backend *be, const struct call *c)
 {
     size_t need = (size_t)c->creq->buf->len + BASE64_ENCODED_LEN(c->klen) + 32;
 
-    if (be->out == NULL && (be->out = buf_get(&be->w->bufs)) == NULL)
+    if (be->out == NULL && (be->out = buf_get(&be->rq->bufs)) == NULL)
         return -1;
     return buf_reserve(be->out, need);
 }
@@ -518,24 +527,22 @@ backend_reserve(struct backend *be, const struct call *c)
 void
 backend_submit(struct backend *be, struct call *c, int timeout_ms)
 {
-    struct worker *w = be->w;
-
     if (be->down_until_ms != 0) {
-        if (worker_now_ms() < be->down_until_ms) {
+        if (clock_ms() < be->down_until_ms) {
             STAT_INC(be->stats.errors);
-            call_fail(w, c, FAIL_UNAVAILABLE);
+            call_fail(be->rq, c, FAIL_UNAVAILABLE);
             return;
         }
         be->down_until_ms = 0;      /* retry: this call probes the server */
         STAT_INC(be->stats.retries);
     }
     if (backend_reserve(be, c) < 0) {
-        call_fail(w, c, FAIL_NOMEM);
+        call_fail(be->rq, c, FAIL_NOMEM);
         return;
     }
     STAT_INC(be->stats.requests);
     c->next = NULL;
-    c->deadline_ms = worker_now_ms() + (uint64_t)timeout_ms;
+    c->deadline_ms = clock_ms() + (uint64_t)timeout_ms;
     if (be->tail != NULL)
         be->tail->next = c;
     else
@@ -556,7 +563,7 @@ backend_submit(struct backend *be, struct call *c, int timeout_ms)
     if (!be->timer_armed || c->deadline_ms < be->timer_at_ms)
         backend_arm_timer(be, c->deadline_ms);
     /* Out of memory for the list, the timer still ends these calls. */
-    if (!be->dirty && worker_mark_backend(w, be) == 0)
+    if (!be->dirty && backend_mark(be) == 0)
         be->dirty = true;
 }
 
@@ -603,7 +610,7 @@ backend_write(struct backend *be)
     if (out != NULL && out->cap > BUF_KEEP_MAX && buf_avail(out) == 0 && be->batch == NULL) {
         /* All written: a buffer grown for large values is not kept (an open
          * batch still has its line end to add). */
-        buf_put(&be->w->bufs, out);
+        buf_put(&be->rq->bufs, out);
         be->out = NULL;
     }
 }
@@ -620,7 +627,7 @@ backend_stamp(struct backend *be)
     be->unstamped = NULL;
 }
 
-void
+static void
 backend_flush(struct backend *be)
 {
     be->dirty = false;
@@ -631,6 +638,17 @@ backend_flush(struct backend *be)
     backend_close_batch(be);
     if (be->state == BACKEND_UP)
         backend_write(be);
+}
+
+void
+backend_flush_marked(struct backend_ctx *bx)
+{
+    int i;
+
+    /* An index loop: a flush that fails its calls may mark more. */
+    for (i = 0; i < bx->ndirty; i++)
+        backend_flush(bx->dirty[i]);
+    bx->ndirty = 0;
 }
 
 /* The connect finished: 0, or -1 after failing the connection. */
@@ -733,14 +751,14 @@ backend_set_result(struct backend *be, struct call *c, enum reply_kind kind,
          * count what the batch holds already, or a wide get over a large
          * value would pile up copies before its request could refuse them. */
         if ((kind == REPLY_VALUE || kind == REPLY_META_VA)
-            && !creq_may_hold(be->w, c->creq, len)) {
+            && !creq_may_hold(be->rq, c->creq, len)) {
             c->res.fail = FAIL_NOMEM;
             return;
         }
-        b = buf_get(&be->w->bufs);
+        b = buf_get(&be->rq->bufs);
         if (b == NULL || buf_reserve(b, len) < 0) {
             /* The unit is consumed all the same: the stream stays in step. */
-            buf_put(&be->w->bufs, b);
+            buf_put(&be->rq->bufs, b);
             c->res.fail = FAIL_NOMEM;
         } else {
             buf_append(b, bytes, len);
@@ -767,7 +785,7 @@ backend_finish_head(struct backend *be)
     /* Only a reply that fits a request shows the server is fine: bytes
      * alone may be garbage, or a reply cut short before a stall. */
     be->failures = 0;
-    call_finish(be->w, c);
+    call_finish(be->rq, c);
 }
 
 /* The waiting call got its whole reply; it is the head, since only the
@@ -929,7 +947,7 @@ backend_read(struct backend *be)
     struct buf *in;
     ssize_t n;
 
-    if (be->in == NULL && (be->in = buf_get(&be->w->bufs)) == NULL) {
+    if (be->in == NULL && (be->in = buf_get(&be->rq->bufs)) == NULL) {
         backend_fail(be, FAIL_CLOSED, "out of memory");
         return;
     }
@@ -957,7 +975,7 @@ backend_read(struct backend *be)
     be->read_ns = clock_ns();
     backend_parse(be);
     if (be->in != NULL && buf_avail(be->in) == 0 && be->head == NULL) {
-        buf_put(&be->w->bufs, be->in);      /* idle: hold no buffer */
+        buf_put(&be->rq->bufs, be->in);      /* idle: hold no buffer */
         be->in = NULL;
     }
 }

@@ -35,18 +35,15 @@
 #include "binproto.h"
 #include "binreply.h"
 #include "buf.h"
-#include "client.h"
 #include "config.h"
+#include "counters.h"
 #include "log.h"
 #include "luagent.h"
 #include "proto.h"
+#include "request.h"
 #include "route.h"
-#include "stats.h"
-#include "worker.h"
 
 #define ARGS_MAX    128     /* the longest meta flags we write (incr: ~95) */
-
-static const char version_text[] = VERSION_TEXT;
 
 /*
  * Bytes the text protocol cannot carry in a key: space and below, and DEL.
@@ -229,13 +226,13 @@ bind_ctx(struct creq *r, const struct bin_request *bq)
     r->bin.cas = bq->cas != 0;
 }
 
-static void answer_no_memory(struct client *c, struct worker *w, struct creq *r);
+static void answer_no_memory(const struct bin_conn *bc, struct creq *r);
 
 /* A keyed request: "<key> <flags>\r\n" (+ "<value>\r\n") in the request's buffer. */
 static void
-take_keyed(struct client *c, struct worker *w, const char *in, const struct bin_request *bq)
+take_keyed(const struct bin_conn *bc, const char *in, const struct bin_request *bq)
 {
-    struct creq *r = client_request_new(c);
+    struct creq *r = bc->ops->request_new(bc->c);
     struct request *rq;
     const char *key = in + bq->key_off;
     char args[ARGS_MAX];
@@ -250,10 +247,10 @@ take_keyed(struct client *c, struct worker *w, const char *in, const struct bin_
     rq->meta = true;
     rq->nkeys = 1;
     rq->base64 = key_needs_base64(key, bq->keylen);
-    b = r->buf = buf_get(&w->bufs);
-    if (b == NULL || client_memory_refused(c)
+    b = r->buf = buf_get(&bc->rt->rq.bufs);
+    if (b == NULL || bc->ops->memory_refused(bc->c)
         || buf_reserve(b, (size_t)bq->value_len + ARGS_MAX + 2 * KEY_MAX) < 0) {
-        answer_no_memory(c, w, r);
+        answer_no_memory(bc, r);
         return;
     }
     append_key(b, key, bq->keylen, rq->base64);
@@ -277,15 +274,15 @@ take_keyed(struct client *c, struct worker *w, const char *in, const struct bin_
         buf_append(b, in + bq->value_off, bq->value_len);
         buf_append(b, "\r\n", 2);
     }
-    client_request_start(c, r);
+    bc->ops->request_start(bc->c, r);
 }
 
 /* A request luagent answers, or flush_all; stat's key becomes its arguments. */
 static void
-take_proxy(struct client *c, struct worker *w, const char *in, const struct bin_request *bq,
+take_proxy(const struct bin_conn *bc, const char *in, const struct bin_request *bq,
            enum cmd cmd)
 {
-    struct creq *r = client_request_new(c);
+    struct creq *r = bc->ops->request_new(bc->c);
     struct request *rq;
     char num[24];
 
@@ -294,9 +291,9 @@ take_proxy(struct client *c, struct worker *w, const char *in, const struct bin_
     rq = &r->req;
     bind_ctx(r, bq);
     rq->cmd = cmd;
-    r->buf = buf_get(&w->bufs);
+    r->buf = buf_get(&bc->rt->rq.bufs);
     if (r->buf == NULL || buf_reserve(r->buf, (size_t)bq->keylen + sizeof(num)) < 0) {
-        answer_no_memory(c, w, r);
+        answer_no_memory(bc, r);
         return;
     }
     if (cmd == CMD_STATS) {
@@ -306,26 +303,26 @@ take_proxy(struct client *c, struct worker *w, const char *in, const struct bin_
         rq->args.len = (uint32_t)(put_u64(num, exptime_arg(bq->exptime)) - num);
         buf_append(r->buf, num, rq->args.len);
     }
-    client_request_start(c, r);
+    bc->ops->request_start(bc->c, r);
 }
 
 /* Out of memory for this request: ENOMEM, as memcached answers then. */
 static void
-answer_no_memory(struct client *c, struct worker *w, struct creq *r)
+answer_no_memory(const struct bin_conn *bc, struct creq *r)
 {
-    STAT_INC(w->stats.out_of_memory);
-    buf_put(&w->bufs, r->buf);
+    STAT_INC(bc->rt->rq.stats.out_of_memory);
+    buf_put(&bc->rt->rq.bufs, r->buf);
     r->buf = NULL;
     r->bin.status = BIN_ENOMEM;
     r->local = "";
-    client_request_ready(c, r);
+    bc->ops->request_ready(bc->c, r);
 }
 
 /* An answer decided here: an error status, or silence before a close. */
 static void
-take_refused(struct client *c, const struct bin_request *bq, uint16_t status, bool close)
+take_refused(const struct bin_conn *bc, const struct bin_request *bq, uint16_t status, bool close)
 {
-    struct creq *r = client_request_new(c);
+    struct creq *r = bc->ops->request_new(bc->c);
 
     if (r == NULL)
         return;                 /* the client was closed */
@@ -333,7 +330,7 @@ take_refused(struct client *c, const struct bin_request *bq, uint16_t status, bo
     r->bin.status = status;
     r->local = "";
     r->close_after = close;
-    client_request_ready(c, r);
+    bc->ops->request_ready(bc->c, r);
 }
 
 /*
@@ -341,9 +338,9 @@ take_refused(struct client *c, const struct bin_request *bq, uint16_t status, bo
  * memcached does for a binary Set (not for Add or Replace).
  */
 static void
-drop_stale(struct worker *w, const char *key, uint16_t keylen)
+drop_stale(struct route_ctx *rt, const char *key, uint16_t keylen)
 {
-    struct buf *req = buf_get(&w->bufs);
+    struct buf *req = buf_get(&rt->rq.bufs);
     bool in_base64 = key_needs_base64(key, keylen);
 
     if (req == NULL)
@@ -353,7 +350,7 @@ drop_stale(struct worker *w, const char *key, uint16_t keylen)
     if (in_base64)
         buf_append(req, " b", 2);
     buf_append(req, "\r\n", 2);
-    creq_background(w, w->current, w->config->root, req);
+    route_background(rt, rt->current, rt->current->config->root, req);
 }
 
 /*
@@ -364,16 +361,16 @@ drop_stale(struct worker *w, const char *key, uint16_t keylen)
 static const enum cmd proxy_cmds[] = { CMD_QUIT, CMD_FLUSH_ALL, CMD_MN, CMD_VERSION, CMD_STATS };
 
 static void
-take_request(struct client *c, struct worker *w, const char *in, const struct bin_request *bq)
+take_request(const struct bin_conn *bc, const char *in, const struct bin_request *bq)
 {
     if (bq->kind >= BIN_K_QUIT && bq->kind <= BIN_K_STAT)
-        take_proxy(c, w, in, bq, proxy_cmds[bq->kind - BIN_K_QUIT]);
+        take_proxy(bc, in, bq, proxy_cmds[bq->kind - BIN_K_QUIT]);
     else
-        take_keyed(c, w, in, bq);
+        take_keyed(bc, in, bq);
 }
 
 void
-binclient_take(struct client *c, struct worker *w, const char *in, uint32_t avail,
+binclient_take(const struct bin_conn *bc, const char *in, uint32_t avail,
                struct bin_take *t)
 {
     static const char key = 0;      /* one log budget for every binary client */
@@ -382,144 +379,33 @@ binclient_take(struct client *c, struct worker *w, const char *in, uint32_t avai
     uint32_t need;
 
     memset(t, 0, sizeof(*t));
-    switch (binproto_parse(in, avail, w->config->item_max, &bq, &status, &need)) {
+    switch (binproto_parse(in, avail, bc->rt->current->config->item_max, &bq, &status, &need)) {
     case BIN_PARSE_NEED_MORE:
         t->need = need;
         return;
     case BIN_PARSE_CLOSE:
-        STAT_INC(w->stats.binary_requests);
-        STAT_INC(w->stats.client_errors);
+        STAT_INC(bc->rt->rq.stats.binary_requests);
+        STAT_INC(bc->rt->rq.stats.client_errors);
         log_ratelimited(LOG_WARN, &key, "client: binary request with a header that cannot "
                         "be trusted (magic 0x%02x, opcode 0x%02x, key %u, extras %u, "
                         "body %u bytes): closed", (uint8_t)in[0], bq.opcode, bq.keylen,
                         bq.extlen, bq.bodylen);
-        take_refused(c, &bq, status != BIN_SUCCESS ? status : BIN_STATUS_SILENT, true);
+        take_refused(bc, &bq, status != BIN_SUCCESS ? status : BIN_STATUS_SILENT, true);
         t->close = true;
         return;
     case BIN_PARSE_REFUSE:
-        STAT_INC(w->stats.binary_requests);
-        STAT_INC(w->stats.client_errors);
+        STAT_INC(bc->rt->rq.stats.binary_requests);
+        STAT_INC(bc->rt->rq.stats.client_errors);
         if (status == BIN_E2BIG && (bq.opcode == BIN_SET || bq.opcode == BIN_SETQ))
-            drop_stale(w, in + bq.key_off, bq.keylen);
-        take_refused(c, &bq, status, false);
+            drop_stale(bc->rt, in + bq.key_off, bq.keylen);
+        take_refused(bc, &bq, status, false);
         t->consume = bq.value_off;
         t->swallow = bq.value_len;
         return;
     case BIN_PARSE_OK:
-        STAT_INC(w->stats.binary_requests);
+        STAT_INC(bc->rt->rq.stats.binary_requests);
         t->consume = bq.value_off + bq.value_len;
-        take_request(c, w, in, &bq);
-        return;
-    }
-}
-
-/* ---- responses ---- */
-
-static void
-write_stats(struct worker *w, struct buf *out, const struct creq *r)
-{
-    struct buf *text;
-
-    if (!r->stats) {                /* a group luagent does not have */
-        binreply_error(out, &r->bin, BIN_KEY_ENOENT, NULL, 0);
-        return;
-    }
-    text = buf_get(&w->bufs);
-    if (text == NULL) {
-        binreply_error(out, &r->bin, BIN_ENOMEM, NULL, 0);
-        return;
-    }
-    stats_render(text, w->config, (enum stats_group)r->stats_group);
-    binreply_stats(out, &r->bin, text->data, text->len);
-    buf_put(&w->bufs, text);
-}
-
-/* luagent could not get a server's reply: "temporary failure" and why. */
-static void
-write_failure(struct worker *w, struct buf *out, const struct creq *r, enum fail_reason why)
-{
-    const char *line = fail_reason_line(why);
-
-    STAT_INC(w->stats.server_errors);
-    binreply_line(out, &r->bin, line, strlen(line));
-}
-
-/* flush_all went to every server: success only if every one said OK. */
-static void
-write_flush(struct worker *w, struct buf *out, const struct creq *r)
-{
-    uint32_t i;
-
-    for (i = 0; i < r->nslots; i++) {
-        const struct result *res = &r->slots[i].res;
-
-        if (res->fail != FAIL_NONE) {
-            write_failure(w, out, r, res->fail);
-            return;
-        }
-        if (res->kind != REPLY_OK) {
-            binreply_line(out, &r->bin, res->data ? res->data->data : "",
-                          res->data ? res->data->len : 0);
-            return;
-        }
-    }
-    if (!binproto_quiet(r->bin.opcode))
-        binreply_packet(out, &r->bin, BIN_SUCCESS, 0, NULL, 0, NULL, 0, NULL, 0);
-}
-
-static void
-write_keyed(struct worker *w, struct buf *out, const struct creq *r)
-{
-    const struct slot *s = &r->slots[0];
-    const struct result *res = &s->res;
-    enum bin_kind kind = binproto_kind(r->bin.opcode);
-    uint16_t status;
-
-    if (res->fail != FAIL_NONE) {
-        write_failure(w, out, r, res->fail);
-        return;
-    }
-    status = binreply_result(out, &r->bin, s->key, (uint16_t)s->klen, res->kind,
-                             res->data ? res->data->data : "", res->data ? res->data->len : 0);
-    if (kind == BIN_K_GET || kind == BIN_K_GAT) {
-        if (status == BIN_SUCCESS)
-            STAT_INC(w->stats.get_hits);
-        else if (status == BIN_KEY_ENOENT)
-            STAT_INC(w->stats.get_misses);
-    }
-}
-
-void
-binclient_write(struct worker *w, struct buf *out, const struct creq *r)
-{
-    const struct bin_ctx *q = &r->bin;
-
-    if (q->status == BIN_STATUS_SILENT)
-        return;
-    if (q->status != BIN_SUCCESS) {
-        binreply_error(out, q, q->status, NULL, 0);
-        return;
-    }
-    switch (binproto_kind(q->opcode)) {
-    case BIN_K_NOOP:
-        binreply_packet(out, q, BIN_SUCCESS, 0, NULL, 0, NULL, 0, NULL, 0);
-        return;
-    case BIN_K_VERSION:
-        binreply_packet(out, q, BIN_SUCCESS, 0, NULL, 0, NULL, 0, version_text,
-                        sizeof(version_text) - 1);
-        return;
-    case BIN_K_QUIT:
-        if (!binproto_quiet(q->opcode))
-            binreply_packet(out, q, BIN_SUCCESS, 0, NULL, 0, NULL, 0, NULL, 0);
-        return;
-    case BIN_K_STAT:
-        write_stats(w, out, r);
-        return;
-    case BIN_K_FLUSH:
-        write_flush(w, out, r);
-        return;
-    default:
-        write_keyed(w, out, r);
+        take_request(bc, in, &bq);
         return;
     }
 }

@@ -28,26 +28,26 @@
 #include <event2/event.h>
 
 #include "backend.h"
-#include "base64.h"
 #include "binclient.h"
 #include "binproto.h"
 #include "buf.h"
 #include "config.h"
+#include "counters.h"
 #include "listener.h"
 #include "log.h"
 #include "luagent.h"
+#include "request.h"
+#include "respond.h"
 #include "route.h"
-#include "stats.h"
 #include "tls.h"
-#include "worker.h"
 
 #define READ_CHUNK          16384
 #define MAX_PENDING         1024            /* requests in flight per client */
 #define OUT_PAUSE           (4u << 20)      /* unwritten output that stops reading */
-#define SLOTS_KEPT_MAX      128             /* multi-get slots a free request keeps */
 
 struct client {
-    struct worker   *w;
+    struct creq_owner own;          /* first: its requests' owner (request.h) */
+    struct client_ctx *cx;          /* the thread's */
     int              fd;
     struct tls_conn *tls;           /* TLS state, or NULL for plain TCP / unix */
     struct event    *rev;
@@ -57,9 +57,7 @@ struct client {
     struct buf      *obuf;          /* output not yet written */
     struct creq     *head, *tail;   /* requests in arrival order */
     uint32_t         npending;
-    uint64_t         held;          /* bytes its queued requests hold (creq->held) */
     uint32_t         swallow;       /* bytes of a refused data block still to drop */
-    bool             is_unix;
     bool             closing;       /* read no more requests */
     bool             close_when_written; /* a closing reply is in obuf */
     bool             closed;        /* socket closed; struct freed by flush */
@@ -70,8 +68,15 @@ struct client {
     bool             write_wants_read; /* TLS: a write waits for readability */
     bool             tls_sniffed;   /* TLS: the first byte was looked at */
     uint8_t          proto;         /* enum client_proto: chosen by the first byte */
-    struct client   *prev, *next;   /* the worker's clients */
+    struct client   *prev, *next;   /* the thread's clients */
 };
+
+/* The client a request answers to (NULL once it has gone). */
+static inline struct client *
+owner_client(struct creq_owner *o)
+{
+    return (struct client *)o;      /* own is the first member */
+}
 
 /* Which protocol a connection speaks, as memcached decides: by its first byte. */
 enum client_proto {
@@ -89,11 +94,42 @@ static bool client_write(struct client *c);
 static void client_mark(struct client *c);
 
 static int tls_handshake_timeout_ms = DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS;
+static client_stats_fn *stats_writer;
 
 void
 client_set_tls_handshake_timeout(int ms)
 {
     tls_handshake_timeout_ms = ms;
+}
+
+void
+client_set_stats_writer(client_stats_fn *fn)
+{
+    stats_writer = fn;
+}
+
+/*
+ * A client struct is made (+1) or freed (-1). The flush list keeps room for
+ * every client struct, so marking a client never fails: a closed client must
+ * always reach the flush that frees it. Returns -1 when that room cannot be
+ * had (the new client is then refused).
+ */
+static int
+client_structs(struct client_ctx *cx, int delta)
+{
+    int want = cx->nstructs + delta;
+
+    if (want > cx->cap_dirty) {
+        int ncap = cx->cap_dirty ? cx->cap_dirty * 2 : 64;
+        struct client **grown = realloc(cx->dirty, sizeof(*grown) * (size_t)ncap);
+
+        if (grown == NULL)
+            return -1;
+        cx->dirty = grown;
+        cx->cap_dirty = ncap;
+    }
+    cx->nstructs = want;
+    return 0;
 }
 
 static void
@@ -105,7 +141,7 @@ client_free(struct client *c)
         event_free(c->wev);
     if (c->handshake_timer)
         event_free(c->handshake_timer);
-    worker_client_structs(c->w, -1);
+    client_structs(c->cx, -1);
     free(c);
 }
 
@@ -113,7 +149,7 @@ client_free(struct client *c)
 static int
 client_events(struct client *c)
 {
-    struct event_base *base = c->w->base;
+    struct event_base *base = c->cx->base;
     struct timeval tv;
 
     if (c->tls == NULL) {
@@ -132,16 +168,16 @@ client_events(struct client *c)
 }
 
 void
-client_accept(struct worker *w, int fd, bool is_unix, struct tls_conn *tls)
+client_accept(struct client_ctx *cx, int fd, bool is_unix, struct tls_conn *tls)
 {
     struct client *c = NULL;
 
-    if (worker_client_structs(w, +1) == 0 && (c = calloc(1, sizeof(*c))) == NULL)
-        worker_client_structs(w, -1);
+    if (client_structs(cx, +1) == 0 && (c = calloc(1, sizeof(*c))) == NULL)
+        client_structs(cx, -1);
     if (c != NULL) {
-        c->w = w;
+        c->cx = cx;
         c->fd = fd;
-        c->is_unix = is_unix;
+        c->own.is_unix = is_unix;
         c->tls = tls;
     }
     if (c == NULL || client_events(c) < 0) {
@@ -152,19 +188,40 @@ client_accept(struct worker *w, int fd, bool is_unix, struct tls_conn *tls)
         listener_conn_closed();
         return;
     }
-    STAT_INC(w->stats.curr_connections);
-    STAT_INC(w->stats.total_connections);
-    c->next = w->clients;
-    if (w->clients != NULL)
-        w->clients->prev = c;
-    w->clients = c;
+    STAT_INC(cx->rt.rq.stats.curr_connections);
+    STAT_INC(cx->rt.rq.stats.total_connections);
+    c->next = cx->clients;
+    if (cx->clients != NULL)
+        cx->clients->prev = c;
+    cx->clients = c;
 }
 
+/*
+ * On the flush list. It has room for every client struct (client_structs),
+ * so a client closed and not yet freed is always taken; only a client
+ * marked again during the flush, after its first entry was handled, may
+ * need the list to grow.
+ */
 static void
 client_mark(struct client *c)
 {
-    if (!c->dirty && worker_mark_client(c->w, c) == 0)
-        c->dirty = true;
+    struct client_ctx *cx = c->cx;
+
+    if (c->dirty)
+        return;
+    if (cx->ndirty == cx->cap_dirty) {
+        int cap = cx->cap_dirty * 2;
+        struct client **grown = realloc(cx->dirty, sizeof(*grown) * (size_t)cap);
+
+        if (grown == NULL) {
+            log_ratelimited(LOG_ERROR, cx, "client: out of memory for the flush list");
+            return;
+        }
+        cx->dirty = grown;
+        cx->cap_dirty = cap;
+    }
+    cx->dirty[cx->ndirty++] = c;
+    c->dirty = true;
 }
 
 /*
@@ -175,7 +232,7 @@ client_mark(struct client *c)
 static void
 client_close(struct client *c)
 {
-    struct worker *w = c->w;
+    struct client_ctx *cx = c->cx;
     struct creq *r = c->head;
 
     if (c->closed)
@@ -194,35 +251,35 @@ client_close(struct client *c)
     while (r != NULL) {
         struct creq *next = r->next;
 
-        r->client = NULL;
+        r->owner = NULL;
         r->next = NULL;
-        creq_release(w, r);
+        creq_release(&cx->rt.rq, r);
         r = next;
     }
     c->head = c->tail = NULL;
-    buf_put(&w->bufs, c->rbuf);
-    buf_put(&w->bufs, c->obuf);
+    buf_put(&cx->rt.rq.bufs, c->rbuf);
+    buf_put(&cx->rt.rq.bufs, c->obuf);
     c->rbuf = c->obuf = NULL;
-    STAT_DEC(w->stats.curr_connections);
+    STAT_DEC(cx->rt.rq.stats.curr_connections);
     listener_conn_closed();
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
-        w->clients = c->next;
+        cx->clients = c->next;
     if (c->next != NULL)
         c->next->prev = c->prev;
     /* Freed by the flush at the end of this pass, never under a caller that
      * may still look at c->closed (a parse that closed from inside a read).
      * The flush list has room for every client struct (client_accept). */
     client_mark(c);
-    if (w->clients == NULL && w->stopping)
-        worker_clients_gone(w);
+    if (cx->clients == NULL && cx->stopping)
+        cx->all_closed(cx);
 }
 
 void
-client_shutdown_all(struct worker *w)
+client_shutdown_all(struct client_ctx *cx)
 {
-    struct client *c = w->clients, *next;
+    struct client *c = cx->clients, *next;
 
     for (; c != NULL; c = next) {
         next = c->next;
@@ -234,46 +291,14 @@ client_shutdown_all(struct worker *w)
     }
 }
 
-/* Every request counts against the generation it is routed by. */
-static void
-creq_bind(struct worker *w, struct creq *r, struct wconfig *wc)
-{
-    r->wcfg = wc;
-    wc->inflight++;
-}
-
-/* A cleared request from the free list; its multi-key slot storage stays. */
 static struct creq *
-creq_alloc(struct worker *w)
+creq_new(struct client_ctx *cx, struct client *c)
 {
-    struct creq *r = w->free_creqs;
-    struct slot *spare = NULL;
-    uint32_t spare_cap = 0;
-
-    if (r != NULL) {
-        w->free_creqs = r->next;
-        if (--w->nfree_creqs < w->low_free_creqs)
-            w->low_free_creqs = w->nfree_creqs;
-        spare = r->spare;
-        spare_cap = r->spare_cap;
-    } else if ((r = malloc(sizeof(*r))) == NULL) {
-        return NULL;
-    }
-    memset(r, 0, sizeof(*r));
-    r->spare = spare;
-    r->spare_cap = spare_cap;
-    r->refs = 1;
-    return r;
-}
-
-static struct creq *
-creq_new(struct worker *w, struct client *c)
-{
-    struct creq *r = creq_alloc(w);
+    struct creq *r = creq_alloc(&cx->rt.rq);
 
     if (r == NULL)
         return NULL;
-    r->client = c;
+    r->owner = &c->own;
     if (c->tail != NULL)
         c->tail->next = r;
     else
@@ -283,104 +308,19 @@ creq_new(struct worker *w, struct client *c)
     return r;
 }
 
-void
-creq_release(struct worker *w, struct creq *r)
-{
-    uint32_t i;
-
-    if (--r->refs > 0)
-        return;
-    for (i = 0; i < r->nslots; i++)
-        buf_put(&w->bufs, r->slots[i].res.data);
-    if (r->slots != &r->one && r->slots != r->spare)
-        free(r->slots);
-    buf_put(&w->bufs, r->buf);
-    if (r->wcfg != NULL)
-        worker_request_done(w, r->wcfg);
-    r->next = w->free_creqs;
-    w->free_creqs = r;
-    w->nfree_creqs++;
-}
-
-/* Let go of the free requests no request took since the last trim. */
-uint64_t
-creq_trim_free(struct worker *w)
-{
-    uint64_t bytes = 0;
-    unsigned n = w->low_free_creqs;
-
-    while (n-- > 0 && w->free_creqs != NULL) {
-        struct creq *r = w->free_creqs;
-
-        w->free_creqs = r->next;
-        w->nfree_creqs--;
-        bytes += sizeof(*r) + (uint64_t)r->spare_cap * sizeof(struct slot);
-        free(r->spare);
-        free(r);
-    }
-    w->low_free_creqs = w->nfree_creqs;
-    return bytes;
-}
-
 /* Bytes a client holds: its queued requests' copies and replies, and the
  * output it has not read yet. */
 static uint64_t
 client_bytes(const struct client *c)
 {
-    return c->held + (c->obuf != NULL ? buf_avail(c->obuf) : 0);
+    return c->own.held + (c->obuf != NULL ? buf_avail(c->obuf) : 0);
 }
 
 /* The bound on client_bytes: past it, reading stops and replies are refused. */
 static uint64_t
-client_limit(const struct worker *w)
+client_limit(const struct client_ctx *cx)
 {
-    return w->config->client_max_memory;
-}
-
-/* Answer r SERVER_ERROR out of memory; the replies it holds go at once. */
-static void
-creq_out_of_memory(struct worker *w, struct creq *r, const char *bound, uint64_t limit)
-{
-    uint64_t freed = 0;
-    uint32_t i;
-
-    log_ratelimited(LOG_WARN, &w->stats.out_of_memory, "client: request answered "
-                    "SERVER_ERROR out of memory: its values would pass %s (%llu bytes)",
-                    bound, (unsigned long long)limit);
-    r->oom = true;
-    STAT_INC(w->stats.out_of_memory);
-    for (i = 0; i < r->nslots; i++) {
-        struct buf *data = r->slots[i].res.data;
-
-        if (data != NULL) {
-            freed += data->len;
-            buf_put(&w->bufs, data);
-            r->slots[i].res.data = NULL;
-        }
-    }
-    r->held -= freed;
-    if (r->client != NULL)
-        r->client->held -= freed;
-}
-
-bool
-creq_may_hold(struct worker *w, struct creq *r, uint64_t n)
-{
-    struct client *c = r->client;
-
-    if (c == NULL)
-        return true;        /* a route node may still use it (warm-up copy) */
-    if (r->oom)
-        return false;
-    if (r->held + r->in_calls + n > client_limit(w)) {
-        creq_out_of_memory(w, r, "client_max_memory", client_limit(w));
-        return false;
-    }
-    if (worker_memory_over(w)) {
-        creq_out_of_memory(w, r, "max_memory", w->max_memory);
-        return false;
-    }
-    return true;
+    return cx->rt.rq.client_max_memory;
 }
 
 /*
@@ -391,121 +331,47 @@ creq_may_hold(struct worker *w, struct creq *r, uint64_t n)
  * refusing it would hide what the server did: it is always held.
  */
 static void
-creq_hold(struct worker *w, struct creq *r, struct slot *s)
+creq_hold(struct request_cache *rq, struct creq *r, struct slot *s)
 {
-    struct client *c = r->client;
+    struct creq_owner *o = r->owner;
     uint64_t n = s->res.data->len;
 
-    if (c != NULL && !r->oom
+    if (o != NULL && !r->oom
         && (s->res.kind == REPLY_VALUE || s->res.kind == REPLY_META_VA))
-        creq_may_hold(w, r, n);     /* answers it out of memory when not */
-    if (c == NULL || r->oom) {
+        creq_may_hold(rq, r, n);     /* answers it out of memory when not */
+    if (o == NULL || r->oom) {
         /* Nobody will read these bytes (its client has gone), or the
          * request is answered out of memory already. */
-        buf_put(&w->bufs, s->res.data);
+        buf_put(&rq->bufs, s->res.data);
         s->res.data = NULL;
         return;
     }
     r->held += n;
-    c->held += n;
+    o->held += n;
 }
 
-void
-creq_slot_done(struct worker *w, struct creq *r, uint32_t slot, struct result *res)
+/* A slot has its result: once the head request is complete, its client is flushed. */
+static void
+creq_slot_set(struct request_cache *rq, struct creq *r, uint32_t slot, struct result *res)
 {
     struct slot *s = &r->slots[slot];
 
     s->res = *res;
     res->data = NULL;
     if (s->res.data != NULL)
-        creq_hold(w, r, s);
+        creq_hold(rq, r, s);
     s->done = true;
     r->ndone++;
-    if (r->ndone == r->nslots && r->client != NULL && r->client->head == r)
-        client_mark(r->client);
+    if (r->ndone == r->nslots && r->owner != NULL && owner_client(r->owner)->head == r)
+        client_mark(owner_client(r->owner));
 }
 
-static int
-creq_slots(struct creq *r, uint32_t n)
-{
-    r->nslots = n;
-    if (n <= 1) {       /* 0: flush_all through a policy with no server */
-        r->slots = &r->one;
-        return 0;
-    }
-    if (n > r->spare_cap && n <= SLOTS_KEPT_MAX) {
-        struct slot *grown = realloc(r->spare, n * sizeof(*grown));
-
-        if (grown != NULL) {
-            r->spare = grown;
-            r->spare_cap = n;
-        }
-    }
-    if (n <= r->spare_cap) {
-        r->slots = r->spare;
-        memset(r->slots, 0, n * sizeof(*r->slots));
-        return 0;
-    }
-    r->slots = calloc(n, sizeof(*r->slots));    /* a rare wide multi-get */
-    return r->slots ? 0 : -1;
-}
-
-/*
- * The key a single-key request is routed by. A meta key sent in base64 ("b")
- * is routed by its decoded bytes, so it lands where the same key sent in
- * plain text does, and hashing, prefixes and hooks see the real key. The
- * decoded key is kept after the request bytes in the creq's own buffer.
- */
+/* A call made for one key of a client's request ended (call_done_fn). */
 static void
-creq_key_slot(struct creq *r)
+client_slot_done(struct request_cache *rq, struct call *c)
 {
-    struct slot *s = &r->slots[0];
-
-    if (r->req.meta && r->req.base64) {
-        char key[KEY_MAX];
-        uint32_t off = r->buf->len, n = proto_meta_key(r->buf->data, &r->req, key);
-
-        buf_append(r->buf, key, n);
-        s->key = r->buf->data + off;
-        s->klen = n;
-        return;
-    }
-    s->key = r->buf->data + r->req.key.off;
-    s->klen = r->req.key.len;
-}
-
-void
-creq_background(struct worker *w, struct wconfig *wcfg, const struct route *node,
-                struct buf *buf)
-{
-    struct creq *r = creq_alloc(w);
-    struct proto_error err;
-    struct call *call;
-
-    if (r == NULL) {
-        buf_put(&w->bufs, buf);     /* out of memory: the copy is not made */
-        return;
-    }
-    r->buf = buf;
-    creq_bind(w, r, wcfg);
-    if (proto_parse(buf->data, buf->len, UINT32_MAX, &r->req, &err) != PROTO_OK
-        || r->req.nkeys != 1) {
-        creq_release(w, r);
-        return;
-    }
-    r->req.noreply = true;          /* nobody reads the reply */
-    creq_slots(r, 1);
-    creq_key_slot(r);
-    call = call_new(w, r, node, 0, r->slots[0].key, r->slots[0].klen);
-    if (call != NULL)
-        route_start(w, call);
-    creq_release(w, r);
-}
-
-bool
-client_is_unix(const struct client *c)
-{
-    return c->is_unix;
+    route_count_result(c);
+    creq_slot_set(rq, c->creq, c->slot, &c->res);
 }
 
 static bool
@@ -524,7 +390,7 @@ client_close_no_memory(struct client *c, const char *what)
 {
     static const char key = 0;
 
-    STAT_INC(c->w->stats.memory_closes);
+    STAT_INC(c->cx->rt.rq.stats.memory_closes);
     log_ratelimited(LOG_WARN, &key, "client: closed: out of memory %s", what);
     client_close(c);
 }
@@ -533,7 +399,7 @@ client_close_no_memory(struct client *c, const char *what)
 static void
 client_local(struct client *c, const char *line, bool noreply, bool close_after)
 {
-    struct creq *r = creq_new(c->w, c);
+    struct creq *r = creq_new(c->cx, c);
 
     if (r == NULL) {
         client_close_no_memory(c, "queueing a reply");
@@ -548,11 +414,11 @@ client_local(struct client *c, const char *line, bool noreply, bool close_after)
 
 /* No call could be made for slot i: it is answered out of memory. */
 static void
-creq_slot_no_call(struct worker *w, struct creq *r, uint32_t i)
+creq_slot_no_call(struct client_ctx *cx, struct creq *r, uint32_t i)
 {
     struct result res = { .fail = FAIL_NOMEM };
 
-    creq_slot_done(w, r, i, &res);
+    creq_slot_set(&cx->rt.rq, r, i, &res);
 }
 
 /*
@@ -563,7 +429,7 @@ creq_slot_no_call(struct worker *w, struct creq *r, uint32_t i)
 static void
 client_route(struct client *c, struct creq *r)
 {
-    struct worker *w = c->w;
+    struct client_ctx *cx = c->cx;
     const struct request *rq = &r->req;
     const char *base = r->buf->data;
     uint32_t i = 0, pos = rq->keys.off;
@@ -584,13 +450,13 @@ client_route(struct client *c, struct creq *r)
         creq_key_slot(r);
     }
     for (i = 0; i < r->nslots; i++) {
-        struct call *call = call_new(w, r, r->wcfg->config->root, i, r->slots[i].key,
-                                     r->slots[i].klen);
+        struct call *call = call_new(&cx->rt.rq, r, r->wcfg->config->root, i,
+                                     client_slot_done);
 
         if (call != NULL)
-            route_start(w, call);
+            route_start(&cx->rt, call);
         else
-            creq_slot_no_call(w, r, i);
+            creq_slot_no_call(cx, r, i);
     }
 }
 
@@ -598,7 +464,7 @@ client_route(struct client *c, struct creq *r)
 static void
 client_broadcast(struct client *c, struct creq *r)
 {
-    struct worker *w = c->w;
+    struct client_ctx *cx = c->cx;
     struct config *cfg = r->wcfg->config;
     int i;
 
@@ -608,12 +474,12 @@ client_broadcast(struct client *c, struct creq *r)
         return;
     }
     for (i = 0; i < cfg->nservers; i++) {
-        struct call *call = call_new(w, r, NULL, (uint32_t)i, NULL, 0);
+        struct call *call = call_new(&cx->rt.rq, r, NULL, (uint32_t)i, client_slot_done);
 
         if (call != NULL)
             backend_submit(r->wcfg->backends[i], call, DEFAULT_TIMEOUT_MS);
         else
-            creq_slot_no_call(w, r, (uint32_t)i);
+            creq_slot_no_call(cx, r, (uint32_t)i);
     }
 }
 
@@ -658,11 +524,29 @@ client_proxy_command(struct client *c, struct creq *r)
     }
 }
 
+/* A new request is refused (buffers past max_memory): count and log it. */
+static bool
+client_refuse(struct client_ctx *cx)
+{
+    STAT_INC(cx->rt.rq.stats.out_of_memory);
+    log_ratelimited(LOG_WARN, &cx->rt.rq.stats.out_of_memory, "client: request refused: "
+                    "buffers hold more than %llu bytes (max_memory)",
+                    (unsigned long long)cx->rt.current->config->max_memory);
+    return true;
+}
+
+/* Are new requests refused now? Inline: the check is a compare in the common case. */
+static inline bool
+client_memory_refused(struct client *c)
+{
+    return request_memory_over(&c->cx->rt.rq) && client_refuse(c->cx);
+}
+
 /* A whole request (line and data block) is at the head of the read buffer. */
 static void
 client_request(struct client *c, const struct request *rq, const char *bytes, size_t len)
 {
-    struct worker *w = c->w;
+    struct client_ctx *cx = c->cx;
     struct creq *r;
 
     if (proto_cmd_op(rq->cmd) != OP_PROXY && client_memory_refused(c)) {
@@ -670,18 +554,18 @@ client_request(struct client *c, const struct request *rq, const char *bytes, si
         client_local(c, "SERVER_ERROR out of memory", rq->noreply, false);
         return;
     }
-    r = creq_new(w, c);
+    r = creq_new(cx, c);
     if (r == NULL) {
         client_close_no_memory(c, "for a request");
         return;
     }
     r->req = *rq;
-    creq_bind(w, r, w->current);
-    STAT_ADD(w->stats.cmd[rq->cmd], rq->nkeys > 0 ? rq->nkeys : 1);
+    creq_bind(r, cx->rt.current);
+    STAT_ADD(cx->rt.rq.stats.cmd[rq->cmd], rq->nkeys > 0 ? rq->nkeys : 1);
     /* Room for a meta key decoded from base64 too (creq_key_slot). */
-    r->buf = buf_get(&w->bufs);
+    r->buf = buf_get(&cx->rt.rq.bufs);
     if (r->buf == NULL || buf_reserve(r->buf, len + KEY_MAX) < 0) {
-        STAT_INC(w->stats.out_of_memory);
+        STAT_INC(cx->rt.rq.stats.out_of_memory);
         r->local = "SERVER_ERROR out of memory";
         if (r == c->head)
             client_mark(c);
@@ -689,7 +573,7 @@ client_request(struct client *c, const struct request *rq, const char *bytes, si
     }
     buf_append(r->buf, bytes, len);
     r->held = r->buf->len;
-    c->held += r->held;
+    c->own.held += r->held;
     if (proto_cmd_op(rq->cmd) == OP_PROXY)
         client_proxy_command(c, r);
     else if (rq->nkeys == 0)
@@ -701,57 +585,44 @@ client_request(struct client *c, const struct request *rq, const char *bytes, si
 }
 
 /*
- * The ways in for a front end of another protocol (binclient.c). Its keyed
- * requests have one key each. Kept apart from client_request so that the
- * text path is compiled as it was.
+ * The ways in for a front end of another protocol (binclient.c, through
+ * bin_ops). Its keyed requests have one key each. Kept apart from
+ * client_request so that the text path is compiled as it was.
  */
-struct creq *
+static struct creq *
 client_request_new(struct client *c)
 {
-    struct creq *r = creq_new(c->w, c);
+    struct creq *r = creq_new(c->cx, c);
 
     if (r == NULL) {
         client_close_no_memory(c, "for a request");
         return NULL;
     }
-    creq_bind(c->w, r, c->w->current);
+    creq_bind(r, c->cx->rt.current);
     return r;
 }
 
-bool
-client_memory_refused(struct client *c)
-{
-    struct worker *w = c->w;
 
-    if (!worker_memory_over(w))
-        return false;
-    STAT_INC(w->stats.out_of_memory);
-    log_ratelimited(LOG_WARN, &w->stats.out_of_memory, "client: request refused: "
-                    "buffers hold more than %llu bytes (max_memory)",
-                    (unsigned long long)w->config->max_memory);
-    return true;
-}
-
-void
+static void
 client_request_ready(struct client *c, struct creq *r)
 {
     if (r == c->head && creq_complete(r))
         client_mark(c);
 }
 
-void
+static void
 client_request_start(struct client *c, struct creq *r)
 {
-    struct worker *w = c->w;
+    struct client_ctx *cx = c->cx;
 
-    STAT_INC(w->stats.cmd[r->req.cmd]);
+    STAT_INC(cx->rt.rq.stats.cmd[r->req.cmd]);
     if (proto_cmd_op(r->req.cmd) == OP_PROXY) {
         client_proxy_command(c, r);
     } else {
         creq_slots(r, 1);
         creq_key_slot(r);
-        route_start(w, call_new(w, r, r->wcfg->config->root, 0, r->slots[0].key,
-                                r->slots[0].klen));
+        route_start(&cx->rt, call_new(&cx->rt.rq, r, r->wcfg->config->root, 0,
+                                      client_slot_done));
     }
     client_request_ready(c, r);
 }
@@ -764,12 +635,12 @@ client_request_start(struct client *c, struct creq *r)
 static void
 client_drop_stale(struct client *c, const struct request *rq, const char *line)
 {
-    struct worker *w = c->w;
+    struct client_ctx *cx = c->cx;
     struct buf *req;
 
     if (rq->key.len == 0 || rq->key.len > KEY_MAX)
         return;
-    req = buf_get(&w->bufs);
+    req = buf_get(&cx->rt.rq.bufs);
     if (req == NULL)
         return;             /* out of memory: the old value stays */
     buf_append_str(req, rq->meta ? "md " : "delete ");
@@ -778,11 +649,18 @@ client_drop_stale(struct client *c, const struct request *rq, const char *line)
         buf_append(req, " b", 2);
     buf_append(req, "\r\n", 2);
     if (buf_failed(req)) {
-        buf_put(&w->bufs, req);
+        buf_put(&cx->rt.rq.bufs, req);
         return;
     }
-    creq_background(w, w->current, w->config->root, req);
+    route_background(&cx->rt, cx->rt.current, cx->rt.current->config->root, req);
 }
+
+static const struct bin_conn_ops bin_ops = {
+    .request_new    = client_request_new,
+    .request_start  = client_request_start,
+    .request_ready  = client_request_ready,
+    .memory_refused = client_memory_refused,
+};
 
 /*
  * Binary protocol: take one request from the input. False when the client
@@ -791,9 +669,10 @@ client_drop_stale(struct client *c, const struct request *rq, const char *line)
 static bool
 client_parse_binary(struct client *c, struct buf *in)
 {
+    struct bin_conn bc = { c, &c->cx->rt, &bin_ops };
     struct bin_take t;
 
-    binclient_take(c, c->w, buf_head(in), buf_avail(in), &t);
+    binclient_take(&bc, buf_head(in), buf_avail(in), &t);
     if (c->closed)
         return false;           /* out of memory for a request */
     if (t.need > 0) {
@@ -848,11 +727,11 @@ client_parse(struct client *c)
             c->read_paused = true;
             return;
         }
-        if (client_bytes(c) >= client_limit(c->w)) {
+        if (client_bytes(c) >= client_limit(c->cx)) {
             /* Its requests hold too much (data on its way to a slow server,
              * replies waiting for an earlier one): read no more until some
              * are answered. Backpressure, as a server that reads no more. */
-            STAT_INC(c->w->stats.memory_pauses);
+            STAT_INC(c->cx->rt.rq.stats.memory_pauses);
             event_del(c->rev);
             c->read_paused = true;
             return;
@@ -862,19 +741,19 @@ client_parse(struct client *c)
                 return;
             continue;
         }
-        st = proto_parse(buf_head(in), buf_avail(in), c->w->config->item_max, &rq, &err);
+        st = proto_parse(buf_head(in), buf_avail(in), c->cx->rt.current->config->item_max, &rq, &err);
         if (st == PROTO_NEED_MORE)
             return;
         if (st == PROTO_CLOSE) {
-            STAT_INC(c->w->stats.client_errors);
+            STAT_INC(c->cx->rt.rq.stats.client_errors);
             client_local(c, err.msg, rq.noreply, true);
             c->closing = true;
             return;
         }
         if (st == PROTO_ERROR) {
-            STAT_INC(c->w->stats.client_errors);
+            STAT_INC(c->cx->rt.rq.stats.client_errors);
             if (err.swallow && (rq.cmd == CMD_SET || rq.cmd == CMD_MS)
-                && rq.data_len > c->w->config->item_max)
+                && rq.data_len > c->cx->rt.current->config->item_max)
                 client_drop_stale(c, &rq, buf_head(in));
             client_local(c, err.msg, rq.noreply, false);
             buf_consume(in, rq.line_len);
@@ -892,7 +771,7 @@ client_parse(struct client *c)
                 return;
             }
             if (!proto_data_ok(buf_head(in) + rq.line_len, rq.data_len)) {
-                STAT_INC(c->w->stats.client_errors);
+                STAT_INC(c->cx->rt.rq.stats.client_errors);
                 client_local(c, "CLIENT_ERROR bad data chunk", rq.noreply, false);
                 buf_consume(in, total);
                 continue;
@@ -920,13 +799,13 @@ client_tls_failed(struct client *c, const char *what)
 static bool
 client_read(struct client *c)
 {
-    struct worker *w = c->w;
+    struct client_ctx *cx = c->cx;
     struct buf *in;
     ssize_t n;
 
     if (c->rbuf == NULL) {
-        c->rbuf = w->spare_rbuf ? w->spare_rbuf : buf_get(&w->bufs);
-        w->spare_rbuf = NULL;
+        c->rbuf = cx->spare_rbuf ? cx->spare_rbuf : buf_get(&cx->rt.rq.bufs);
+        cx->spare_rbuf = NULL;
     }
     in = c->rbuf;
     if (in != NULL && in->pos > 0 && in->cap - in->len < READ_CHUNK)
@@ -950,17 +829,17 @@ client_read(struct client *c)
         return false;
     }
     in->len += (uint32_t)n;
-    STAT_ADD(w->stats.bytes_read, (uint64_t)n);
+    STAT_ADD(cx->rt.rq.stats.bytes_read, (uint64_t)n);
     client_parse(c);
     if (c->closed)
         return false;
     if (c->closing)
         event_del(c->rev);
     if (c->rbuf != NULL && buf_avail(c->rbuf) == 0) {
-        if (w->spare_rbuf == NULL)
-            w->spare_rbuf = c->rbuf;
+        if (cx->spare_rbuf == NULL)
+            cx->spare_rbuf = c->rbuf;
         else
-            buf_put(&w->bufs, c->rbuf);
+            buf_put(&cx->rt.rq.bufs, c->rbuf);
         c->rbuf = NULL;
     }
     return true;
@@ -1047,224 +926,67 @@ client_tls_on_timeout(evutil_socket_t fd, short what, void *arg)
     client_close(c);
 }
 
+/* A `stats` reply: rendered by the stats writer, wrapped for a binary client. */
 static void
-append_line(struct buf *out, const char *line)
+client_write_stats(struct client_ctx *cx, struct buf *out, const struct creq *r)
 {
-    buf_append_str(out, line);
-    buf_append(out, "\r\n", 2);
-}
+    const struct config *cfg = cx->rt.current->config;
+    struct buf *text;
 
-/* A server's answer, or our error line when it could not be asked. */
-static void
-append_result(struct buf *out, const struct result *res)
-{
-    if (res->fail != FAIL_NONE)
-        append_line(out, fail_reason_line(res->fail));
-    else if (res->data != NULL)
-        buf_append(out, res->data->data, res->data->len);
-}
-
-static bool
-result_is_error(const struct result *res)
-{
-    return res->fail != FAIL_NONE || res->kind == REPLY_ERROR
-        || res->kind == REPLY_CLIENT_ERROR || res->kind == REPLY_SERVER_ERROR;
-}
-
-/* VALUE lines in the order asked, then END. */
-static void
-write_retrieval(struct worker *w, struct buf *out, const struct creq *r)
-{
-    uint32_t i, hits = 0;
-
-    if (r->nslots == 1 && result_is_error(&r->slots[0].res)) {
-        /* One key, no answer: say why (a multi-get treats it as a miss). */
-        append_result(out, &r->slots[0].res);
-        STAT_INC(w->stats.server_errors);
+    if (!r->binary) {
+        stats_writer(out, cfg, (enum stats_group)r->stats_group);
         return;
     }
-    for (i = 0; i < r->nslots; i++) {
-        const struct slot *s = &r->slots[i];
-
-        if (s->res.fail != FAIL_NONE || s->res.kind != REPLY_VALUE)
-            continue;
-        buf_append(out, "VALUE ", 6);
-        buf_append(out, s->key, s->klen);
-        buf_append(out, s->res.data->data, s->res.data->len);
-        hits++;
-    }
-    buf_append(out, "END\r\n", 5);
-    STAT_ADD(w->stats.get_hits, hits);
-    STAT_ADD(w->stats.get_misses, r->nslots - hits);
-}
-
-/*
- * A meta reply that carries the key ("k<key>" among its flags, or the key of
- * "ME <key> ...") gets the client's key back, as VALUE lines do: the server
- * saw the key after any rewrite. The server marks a key it wrote in base64
- * with a "b" flag after it; the client's key is written in the same form.
- */
-static void
-append_key_form(struct buf *out, const struct slot *s, bool in_base64)
-{
-    char enc[BASE64_ENCODED_LEN(KEY_MAX)];
-
-    if (!in_base64) {
-        buf_append(out, s->key, s->klen);
-        return;
-    }
-    buf_append(out, enc, base64_encode((const unsigned char *)s->key, s->klen, enc));
-}
-
-/* The token starting at p (no further than end): its end. */
-static const char *
-token_end(const char *p, const char *end)
-{
-    const char *sp = memchr(p, ' ', (size_t)(end - p));
-
-    return sp != NULL ? sp : end;
+    text = buf_get(&cx->rt.rq.bufs);
+    if (text != NULL)
+        stats_writer(text, cfg, (enum stats_group)r->stats_group);
+    respond_binary_stats(out, r, text);
+    buf_put(&cx->rt.rq.bufs, text);
 }
 
 static void
-write_meta_key(struct buf *out, const struct creq *r, const struct result *res)
+creq_write(struct client_ctx *cx, struct buf *out, const struct creq *r)
 {
-    const char *unit = res->data->data, *end, *p, *key = NULL, *key_end = NULL;
-    bool in_base64 = false;
-
-    end = memchr(unit, '\r', res->data->len);
-    if (end == NULL) {                  /* cannot happen: units end in \r\n */
-        buf_append(out, unit, res->data->len);
-        return;
-    }
-    p = token_end(unit, end);           /* past the code */
-    if (res->kind == REPLY_META_ME) {
-        key = p + 1;                    /* "ME <key> exp=..." */
-        key_end = token_end(key, end);
-        in_base64 = res->key_base64;    /* no "b" flag here: see backend.c */
-    } else {
-        if (res->kind == REPLY_META_VA && p < end)
-            p = token_end(p + 1, end);  /* past "VA <bytes>" */
-        while (p < end && key == NULL) {
-            const char *t = p + 1, *e = token_end(t, end);
-
-            if (e > t && *t == 'k') {
-                key = t + 1;
-                key_end = e;
-                in_base64 = end - e >= 2 && e[1] == 'b' && (e + 2 == end || e[2] == ' ');
-            }
-            p = e;
-        }
-    }
-    if (key == NULL || key > end) {
-        buf_append(out, unit, res->data->len);
-        return;
-    }
-    buf_append(out, unit, (size_t)(key - unit));
-    append_key_form(out, &r->slots[0], in_base64);
-    buf_append(out, key_end, res->data->len - (size_t)(key_end - unit));
-}
-
-/* A meta reply: nothing when a quiet request's server said nothing (MN);
- * the key mapped back. */
-static void
-write_meta(struct worker *w, struct buf *out, const struct creq *r)
-{
-    const struct result *res = &r->slots[0].res;
-
-    if (res->fail != FAIL_NONE) {
-        STAT_INC(w->stats.server_errors);
-        append_result(out, res);
-        return;
-    }
-    if (res->kind == REPLY_META_MN)
-        return;
-    if (r->req.ret_key && res->data != NULL && REPLY_IS_META(res->kind))
-        write_meta_key(out, r, res);
+    if (r->stats)
+        client_write_stats(cx, out, r);
+    else if (r->binary)
+        respond_binary(out, r, &cx->rt.rq.stats);
     else
-        append_result(out, res);
-}
-
-static void
-write_broadcast(struct buf *out, const struct creq *r)
-{
-    uint32_t i;
-
-    for (i = 0; i < r->nslots; i++) {
-        if (r->slots[i].res.fail != FAIL_NONE || r->slots[i].res.kind != REPLY_OK) {
-            append_result(out, &r->slots[i].res);
-            return;
-        }
-    }
-    append_line(out, "OK");
-}
-
-static void
-creq_write(struct worker *w, struct buf *out, const struct creq *r)
-{
-    if (r->binary) {
-        binclient_write(w, out, r);
-        return;
-    }
-    if (r->local != NULL) {
-        if (r->local[0] != '\0' && !r->req.noreply)
-            append_line(out, r->local);
-        return;
-    }
-    if (r->stats) {
-        stats_render(out, w->config, (enum stats_group)r->stats_group);
-        return;
-    }
-    if (r->req.noreply)
-        return;
-    if (r->oom) {
-        append_line(out, "SERVER_ERROR out of memory");
-        return;
-    }
-    if (r->req.meta) {
-        write_meta(w, out, r);
-    } else if (proto_cmd_is_retrieval(r->req.cmd)) {
-        write_retrieval(w, out, r);
-    } else if (r->req.cmd == CMD_FLUSH_ALL) {
-        write_broadcast(out, r);
-    } else {
-        if (r->slots[0].res.fail != FAIL_NONE)
-            STAT_INC(w->stats.server_errors);
-        append_result(out, &r->slots[0].res);
-    }
+        respond_text(out, r, &cx->rt.rq.stats);
 }
 
 /* Move finished replies from the head of the FIFO to the output buffer. */
 static void
 client_collect(struct client *c)
 {
-    struct worker *w = c->w;
+    struct client_ctx *cx = c->cx;
     struct creq *r;
 
     while ((r = c->head) != NULL && creq_complete(r)) {
-        if (c->obuf == NULL && (c->obuf = buf_get(&w->bufs)) == NULL) {
+        if (c->obuf == NULL && (c->obuf = buf_get(&cx->rt.rq.bufs)) == NULL) {
             client_close_no_memory(c, "for replies");
             return;
         }
-        creq_write(w, c->obuf, r);
+        creq_write(cx, c->obuf, r);
         if (buf_failed(c->obuf)) {
             /* Part of a reply is missing: the stream cannot go on. */
             client_close_no_memory(c, "writing a reply");
             return;
         }
-        c->held -= r->held;
+        c->own.held -= r->held;
         r->held = 0;
         c->head = r->next;
         if (c->head == NULL)
             c->tail = NULL;
         c->npending--;
-        r->client = NULL;
+        r->owner = NULL;
         r->next = NULL;
         if (r->close_after) {
             c->close_when_written = true;
-            creq_release(w, r);
+            creq_release(&cx->rt.rq, r);
             break;
         }
-        creq_release(w, r);
+        creq_release(&cx->rt.rq, r);
     }
 }
 
@@ -1295,10 +1017,10 @@ client_write(struct client *c)
             return false;
         }
         buf_consume(out, (size_t)n);
-        STAT_ADD(c->w->stats.bytes_written, (uint64_t)n);
+        STAT_ADD(c->cx->rt.rq.stats.bytes_written, (uint64_t)n);
     }
     if (out != NULL) {
-        buf_put(&c->w->bufs, out);
+        buf_put(&c->cx->rt.rq.bufs, out);
         c->obuf = NULL;
     }
     if (c->close_when_written || (c->close_when_idle && c->head == NULL)) {
@@ -1306,7 +1028,7 @@ client_write(struct client *c)
         return false;
     }
     if (c->read_paused && c->npending < MAX_PENDING / 2
-        && client_bytes(c) < client_limit(c->w) / 2) {
+        && client_bytes(c) < client_limit(c->cx) / 2) {
         c->read_paused = false;
         event_add(c->rev, NULL);
         if (c->tls != NULL && tls_pending(c->tls))
@@ -1321,8 +1043,8 @@ client_write(struct client *c)
     return true;
 }
 
-void
-client_flush(struct worker *w, struct client *c)
+static void
+client_flush(struct client_ctx *cx, struct client *c)
 {
     c->dirty = false;
     if (c->closed) {
@@ -1332,17 +1054,37 @@ client_flush(struct worker *w, struct client *c)
     client_collect(c);
     if (c->closed)
         return;             /* out of memory; freed by the next flush */
-    if (c->obuf != NULL && buf_avail(c->obuf) > 2 * client_limit(w)) {
+    if (c->obuf != NULL && buf_avail(c->obuf) > 2 * client_limit(cx)) {
         /* Replies are admitted within client_max_memory; this many unread
          * bytes means a client that does not read at all. */
-        STAT_INC(w->stats.memory_closes);
-        log_ratelimited(LOG_WARN, &c->w->stats, "client: closed with %u bytes of replies "
+        STAT_INC(cx->rt.rq.stats.memory_closes);
+        log_ratelimited(LOG_WARN, &c->cx->rt.rq.stats, "client: closed with %u bytes of replies "
                         "unread (limit: twice client_max_memory, %llu)", buf_avail(c->obuf),
-                        (unsigned long long)(2 * client_limit(w)));
+                        (unsigned long long)(2 * client_limit(cx)));
         client_close(c);
         return;
     }
     client_write(c);
+}
+
+void
+client_flush_marked(struct client_ctx *cx)
+{
+    int i;
+
+    /* An index loop: a flush that resumes parsing may mark more clients. */
+    for (i = 0; i < cx->ndirty; i++)
+        client_flush(cx, cx->dirty[i]);
+    cx->ndirty = 0;
+}
+
+void
+client_trim(struct client_ctx *cx)
+{
+    if (cx->spare_rbuf != NULL && cx->spare_rbuf->cap > BUF_KEEP_MAX) {
+        buf_put(&cx->rt.rq.bufs, cx->spare_rbuf);
+        cx->spare_rbuf = NULL;
+    }
 }
 
 static void

@@ -14,8 +14,6 @@
 #include <string.h>
 
 #include "luagent.h"
-#include "route.h"
-#include "script.h"
 #include "tls.h"
 
 struct config *
@@ -145,6 +143,38 @@ pool_server_for_key(const struct pool *pool, const char *key, size_t len)
     return pool->server_ids[ring_lookup(pool->ring, pool_key_hash(pool, key, len))];
 }
 
+struct route *
+config_route_new(enum route_type type, const char *name)
+{
+    struct route *r = calloc(1, sizeof(*r));
+
+    if (r == NULL)
+        return NULL;
+    r->type = type;
+    r->name = strdup(name);
+    if (r->name == NULL) {
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void
+config_route_free(struct route *r)
+{
+    if (r == NULL)
+        return;
+    free(r->name);
+    free(r->children);
+    free(r->error_line);
+    free(r->strip);
+    free(r->add);
+    for (int i = 0; i < r->nprefixes; i++)
+        free(r->prefixes[i].prefix);
+    free(r->prefixes);
+    free(r);
+}
+
 void
 config_free(struct config *cfg)
 {
@@ -152,9 +182,10 @@ config_free(struct config *cfg)
 
     if (cfg == NULL)
         return;
-    script_free(cfg);
+    if (cfg->script_ops != NULL)
+        cfg->script_ops->free(cfg);
     for (i = 0; i < cfg->nnodes; i++)
-        route_free(cfg->nodes[i]);
+        config_route_free(cfg->nodes[i]);
     for (i = 0; i < cfg->npools; i++) {
         struct pool *p = cfg->pools[i];
 

@@ -32,11 +32,9 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "counters.h"
 #include "log.h"
-#include "settings.h"
-#include "stats.h"
 #include "tls.h"
-#include "worker.h"
 
 #define BACKLOG 1024
 #define FULL_PAUSE_MS   100     /* accept pause when out of descriptors, no reserve */
@@ -55,6 +53,7 @@ static struct listener listeners[3];
 static struct tls_server *tls_current;  /* certificate for new TLS clients */
 static int nlisteners;
 static int max_connections;
+static listener_dispatch_fn *dispatch;  /* where accepted sockets go */
 static int open_connections;
 static int reserve_fd = -1;             /* spent to answer when descriptors run out */
 static struct event *resume_timer;      /* accepting again after a pause */
@@ -130,7 +129,7 @@ bind_unix(const char *path, int mode, char *err, size_t errlen)
 }
 
 int
-listener_bind(const struct settings *s, char *err, size_t errlen)
+listener_bind(const struct listen_addrs *s, char *err, size_t errlen)
 {
     int fd;
 
@@ -263,7 +262,7 @@ on_accept(struct evconnlistener *ev, evutil_socket_t fd, struct sockaddr *addr,
             return;
         }
     }
-    worker_dispatch(fd, l->is_unix, tls);
+    dispatch(fd, l->is_unix, tls);
 }
 
 static void
@@ -286,10 +285,11 @@ on_accept_error(struct evconnlistener *ev, void *arg)
 }
 
 int
-listener_start(struct event_base *base, int max_conns)
+listener_start(struct event_base *base, int max_conns, listener_dispatch_fn *to)
 {
     int i;
 
+    dispatch = to;
     max_connections = max_conns;
     reserve_take();
     resume_timer = evtimer_new(base, on_resume, NULL);

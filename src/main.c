@@ -394,7 +394,9 @@ prepare(const struct settings *s, struct identity *id, char *err, size_t errlen)
     }
     listener_set_tls(tls);      /* the listener owns it from here */
     client_set_tls_handshake_timeout(s->tls_handshake_timeout_ms);
-    if (listener_bind(s, err, errlen) < 0
+    client_set_stats_writer(stats_render);
+    if (listener_bind(&(struct listen_addrs){ s->bind_addr, s->port, s->tls_port,
+                                              s->unix_path, s->unix_mode }, err, errlen) < 0
         || (s->metrics_addr != NULL && metrics_bind(s->metrics_addr, err, errlen) < 0)
         || (s->log_file != NULL && log_open_file(s->log_file, err, errlen) < 0)
         || identity_resolve(s, id, err, errlen) < 0
@@ -519,7 +521,7 @@ main(int argc, char **argv)
     raise_fd_limit(&s, config);
     base = event_base_new();
     if (base == NULL || worker_start_all(config, s.threads) < 0
-        || listener_start(base, s.max_conns) < 0) {
+        || listener_start(base, s.max_conns, worker_dispatch) < 0) {
         snprintf(err, sizeof(err), "%s", strerror(errno));
         return start_failed(err);
     }

@@ -467,7 +467,7 @@ send_status_page(struct evhttp_request *req, const struct snapshot *snap)
     struct statuspage_context ctx = {
         .now = (int64_t)time(NULL),
         .uptime_s = stats_uptime(),
-        .threads = nworkers,
+        .threads = worker_count(),
         .reloads = __atomic_load_n(&stats_reloads, __ATOMIC_RELAXED),
         .reload_failures = __atomic_load_n(&stats_reload_failures, __ATOMIC_RELAXED),
     };

@@ -1,87 +1,30 @@
 /*
  * route.c: the route engine: how a call moves through route nodes.
  *
- * A call holds one reference for itself until it finishes, plus one per live
- * child call; it is freed when the count reaches zero. So a fan-out node can
- * answer early (all_initial) while its other children finish in the
- * background, and nothing a child reports to is ever freed under it.
+ * The child calls a node makes end through route_child_done, which hands
+ * them to the parent's node. A call holds a reference on its parent until it
+ * is freed (request.h), so a fan-out node can answer early (all_initial)
+ * while its other children finish in the background, and nothing a child
+ * reports to is ever freed under it.
  *
  * Each node a call reaches counts a request in this worker's counters for
  * that node; the node a call finishes at counts its error, if it is one.
  */
 #include "route.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
 #include "base64.h"
 #include "buf.h"
-#include "client.h"
 #include "config.h"
 #include "dcache.h"
 #include "hash.h"
 #include "log.h"
 #include "ketama.h"
 #include "luagent.h"
-#include "script.h"
-#include "stats.h"
-#include "worker.h"
-
-static const char *const fail_lines[FAIL_COUNT] = {
-    [FAIL_NONE]        = "SERVER_ERROR luagent: no reply",
-    [FAIL_UNAVAILABLE] = "SERVER_ERROR backend unavailable",
-    [FAIL_TIMEOUT]     = "SERVER_ERROR backend timeout",
-    [FAIL_CLOSED]      = "SERVER_ERROR backend closed connection",
-    [FAIL_PROTOCOL]    = "SERVER_ERROR backend protocol error",
-    [FAIL_NOMEM]       = "SERVER_ERROR out of memory",
-};
-
-const char *
-fail_reason_line(enum fail_reason why)
-{
-    return fail_lines[why];
-}
-
-struct call *
-call_new(struct worker *w, struct creq *creq, const struct route *node,
-         uint32_t slot, const char *key, uint32_t klen)
-{
-    struct call *c = w->free_calls;
-
-    if (c != NULL) {
-        w->free_calls = c->next;
-        if (--w->nfree_calls < w->low_free_calls)
-            w->low_free_calls = w->nfree_calls;
-    } else if ((c = malloc(sizeof(*c))) == NULL) {
-        return NULL;
-    }
-    memset(c, 0, sizeof(*c));
-    c->creq = creq;
-    c->node = node;
-    c->slot = slot;
-    c->key = key;
-    c->klen = klen;
-    c->refs = 1;
-    creq->refs++;
-    return c;
-}
-
-static void
-result_clear(struct worker *w, struct result *res)
-{
-    buf_put(&w->bufs, res->data);
-    res->data = NULL;
-}
-
-/* Move a result; the source is left empty. */
-static void
-result_move(struct worker *w, struct result *to, struct result *from)
-{
-    result_clear(w, to);
-    *to = *from;
-    from->data = NULL;
-}
 
 /* This worker's counters for node r (of the call's generation). */
 static inline struct route_stats *
@@ -90,61 +33,30 @@ node_stats(const struct call *c, const struct route *r)
     return &c->creq->wcfg->routes[r->id]->stats;
 }
 
+static void child_done(struct route_ctx *rt, struct call *parent, struct call *child);
+
+/* A child call ended: its parent's node takes the result. */
 static void
-call_unref(struct worker *w, struct call *c)
+route_child_done(struct request_cache *rq, struct call *c)
 {
-    while (c != NULL && --c->refs == 0) {
-        struct call *parent = c->parent;
-
-        result_clear(w, &c->res);
-        buf_put(&w->bufs, c->keybuf);
-        creq_release(w, c->creq);
-        c->next = w->free_calls;
-        w->free_calls = c;
-        w->nfree_calls++;
-        c = parent;
-    }
-}
-
-uint64_t
-call_trim_free(struct worker *w)
-{
-    uint64_t bytes = 0;
-    unsigned n = w->low_free_calls;
-
-    while (n-- > 0 && w->free_calls != NULL) {
-        struct call *c = w->free_calls;
-
-        w->free_calls = c->next;
-        w->nfree_calls--;
-        bytes += sizeof(*c);
-        free(c);
-    }
-    w->low_free_calls = w->nfree_calls;
-    return bytes;
+    route_count_result(c);
+    child_done(route_ctx_of(rq), c->parent, c);
 }
 
 static struct call *
-call_child(struct worker *w, struct call *parent, const struct route *node)
+call_child(struct route_ctx *rt, struct call *parent, const struct route *node)
 {
-    struct call *c = call_new(w, parent->creq, node, parent->slot,
-                              parent->key, parent->klen);
+    struct call *c = call_new(&rt->rq, parent->creq, node, parent->slot, route_child_done);
 
     if (c == NULL)
         return NULL;
+    c->key = parent->key;           /* the key as the parent has it (rewritten) */
+    c->klen = parent->klen;
     c->parent = parent;
     c->hops = parent->hops;
     parent->refs++;
     parent->pending++;
     return c;
-}
-
-void
-call_fail(struct worker *w, struct call *c, enum fail_reason why)
-{
-    result_clear(w, &c->res);
-    c->res.fail = why;
-    call_finish(w, c);
 }
 
 struct live_ctx {
@@ -161,7 +73,7 @@ server_live(int ring_index, void *arg)
 }
 
 static void
-node_pool(struct worker *w, struct call *c)
+node_pool(struct route_ctx *rt, struct call *c)
 {
     const struct pool *pool = c->node->pool;
     struct backend **backends = c->creq->wcfg->backends;
@@ -181,33 +93,33 @@ node_pool(struct worker *w, struct call *c)
 
 /* A buffer holding line, or NULL (out of memory). */
 static struct buf *
-line_buf(struct worker *w, const char *line)
+line_buf(struct route_ctx *rt, const char *line)
 {
-    struct buf *b = buf_get(&w->bufs);
+    struct buf *b = buf_get(&rt->rq.bufs);
 
     if (b != NULL)
         buf_append_str(b, line);
     if (b != NULL && buf_failed(b)) {
-        buf_put(&w->bufs, b);
+        buf_put(&rt->rq.bufs, b);
         return NULL;
     }
     return b;
 }
 
 static void
-node_error(struct worker *w, struct call *c)
+node_error(struct route_ctx *rt, struct call *c)
 {
-    struct buf *b = line_buf(w, c->node->error_line);
+    struct buf *b = line_buf(rt, c->node->error_line);
 
     if (b == NULL) {
-        call_fail(w, c, FAIL_NOMEM);
+        call_fail(&rt->rq, c, FAIL_NOMEM);
         return;
     }
-    result_clear(w, &c->res);
+    result_clear(&rt->rq, &c->res);
     c->res.kind = REPLY_SERVER_ERROR;
     c->res.fail = FAIL_NONE;
     c->res.data = b;
-    call_finish(w, c);
+    call_finish(&rt->rq, c);
 }
 
 static bool
@@ -244,31 +156,31 @@ failover_wanted(const struct route *r, const struct call *child)
 }
 
 static void
-failover_try(struct worker *w, struct call *c)
+failover_try(struct route_ctx *rt, struct call *c)
 {
-    struct call *child = call_child(w, c, c->node->children[c->child]);
+    struct call *child = call_child(rt, c, c->node->children[c->child]);
 
     if (child == NULL)
-        call_fail(w, c, FAIL_NOMEM);
+        call_fail(&rt->rq, c, FAIL_NOMEM);
     else
-        route_start(w, child);
+        route_start(rt, child);
 }
 
 /* Answer a call with a fixed line of this kind. */
 static void
-call_answer(struct worker *w, struct call *c, enum reply_kind kind, const char *line)
+call_answer(struct route_ctx *rt, struct call *c, enum reply_kind kind, const char *line)
 {
-    struct buf *b = line_buf(w, line);
+    struct buf *b = line_buf(rt, line);
 
     if (b == NULL) {
-        call_fail(w, c, FAIL_NOMEM);
+        call_fail(&rt->rq, c, FAIL_NOMEM);
         return;
     }
-    result_clear(w, &c->res);
+    result_clear(&rt->rq, &c->res);
     c->res.kind = kind;
     c->res.fail = FAIL_NONE;
     c->res.data = b;
-    call_finish(w, c);
+    call_finish(&rt->rq, c);
 }
 
 /* all_async: the reply a write would have had, given at once. */
@@ -289,7 +201,7 @@ async_reply(const struct request *rq)
 
 /* Start a call on children [0, n) of its node. */
 static void
-node_fanout(struct worker *w, struct call *c, int n)
+node_fanout(struct route_ctx *rt, struct call *c, int n)
 {
     struct call *children[n];
     int i;
@@ -297,21 +209,21 @@ node_fanout(struct worker *w, struct call *c, int n)
     /* Children start only after all exist, so an answer that comes back at
      * once cannot finish the parent before its siblings are counted. */
     for (i = 0; i < n; i++) {
-        children[i] = call_child(w, c, c->node->children[i]);
+        children[i] = call_child(rt, c, c->node->children[i]);
         if (children[i] == NULL) {
             /* Out of memory: none starts; the ones made are let go. */
             while (i-- > 0) {
                 c->pending--;
-                call_unref(w, children[i]);
+                call_unref(&rt->rq, children[i]);
             }
-            call_fail(w, c, FAIL_NOMEM);
+            call_fail(&rt->rq, c, FAIL_NOMEM);
             return;
         }
     }
     c->child = 0;
     for (i = 0; i < n; i++) {
         children[i]->index = i;
-        route_start(w, children[i]);
+        route_start(rt, children[i]);
     }
     if (c->node->type == ROUTE_ALL_ASYNC && !c->finished) {
         const struct request *rq = &c->creq->req;
@@ -319,15 +231,15 @@ node_fanout(struct worker *w, struct call *c, int n)
 
         /* quiet: HD is what memcached leaves out for ms and md */
         if (line != NULL && rq->quiet)
-            call_answer(w, c, REPLY_META_MN, "");
+            call_answer(rt, c, REPLY_META_MN, "");
         else if (line != NULL)
-            call_answer(w, c, rq->meta ? REPLY_META_HD : REPLY_STORED, line);
+            call_answer(rt, c, rq->meta ? REPLY_META_HD : REPLY_STORED, line);
     }
 }
 
 /* Give the call a new key: strip/add (rewrite) or the hook's key. */
 static bool
-call_set_key(struct worker *w, struct call *c, const char *add, uint32_t add_len,
+call_set_key(struct route_ctx *rt, struct call *c, const char *add, uint32_t add_len,
              const char *rest, uint32_t rest_len)
 {
     /* A meta key sent in base64 goes on in base64: any byte may be in it,
@@ -338,7 +250,7 @@ call_set_key(struct worker *w, struct call *c, const char *add, uint32_t add_len
     uint32_t i;
 
     if ((binary ? BASE64_ENCODED_LEN(len) : len) > KEY_MAX) {
-        call_answer(w, c, REPLY_CLIENT_ERROR, "CLIENT_ERROR key too long after rewrite\r\n");
+        call_answer(rt, c, REPLY_CLIENT_ERROR, "CLIENT_ERROR key too long after rewrite\r\n");
         return false;
     }
     /* A key the server would misread (empty, spaces, control bytes) must
@@ -346,20 +258,20 @@ call_set_key(struct worker *w, struct call *c, const char *add, uint32_t add_len
     for (i = 0; !binary && i < rest_len && key_byte_ok((unsigned char)rest[i]); i++)
         ;
     if (len == 0 || (!binary && i < rest_len)) {
-        call_answer(w, c, REPLY_SERVER_ERROR, "SERVER_ERROR luagent: bad key after rewrite\r\n");
+        call_answer(rt, c, REPLY_SERVER_ERROR, "SERVER_ERROR luagent: bad key after rewrite\r\n");
         return false;
     }
-    b = buf_get(&w->bufs);
+    b = buf_get(&rt->rq.bufs);
     if (b != NULL) {
         buf_append(b, add, add_len);
         buf_append(b, rest, rest_len);
     }
     if (b == NULL || buf_failed(b)) {
-        buf_put(&w->bufs, b);
-        call_fail(w, c, FAIL_NOMEM);
+        buf_put(&rt->rq.bufs, b);
+        call_fail(&rt->rq, c, FAIL_NOMEM);
         return false;
     }
-    buf_put(&w->bufs, c->keybuf);
+    buf_put(&rt->rq.bufs, c->keybuf);
     c->keybuf = b;
     c->key = b->data;
     c->klen = b->len;
@@ -367,7 +279,7 @@ call_set_key(struct worker *w, struct call *c, const char *add, uint32_t add_len
 }
 
 static bool
-node_rewrite(struct worker *w, struct call *c)
+node_rewrite(struct route_ctx *rt, struct call *c)
 {
     const struct route *r = c->node;
     const char *rest = c->key;
@@ -378,7 +290,7 @@ node_rewrite(struct worker *w, struct call *c)
         rest += r->strip_len;
         rest_len -= r->strip_len;
     }
-    return call_set_key(w, c, r->add, r->add_len, rest, rest_len);
+    return call_set_key(rt, c, r->add, r->add_len, rest, rest_len);
 }
 
 static const struct route *
@@ -439,49 +351,49 @@ node_shadowed(const struct route *r, const struct call *c)
 
 /* Ask the policy's Lua hook; false when the call was answered instead. */
 static bool
-node_hook(struct worker *w, struct call *c)
+node_hook(struct route_ctx *rt, struct call *c)
 {
     struct config *cfg = c->creq->wcfg->config;
     const struct route *r = c->node, *next = NULL;
     struct hook_request req = {
         .key = c->key, .klen = c->klen, .cmd = c->creq->req.cmd,
-        .is_unix = c->creq->client != NULL && client_is_unix(c->creq->client),
+        .is_unix = c->creq->owner != NULL && c->creq->owner->is_unix,
     };
     const char *newkey, *delim = NULL;
     uint32_t newklen;
     int op = -1, cached;
 
     /* The cache holds decisions of the current generation only. */
-    bool cacheable = r->hook_cache != HOOK_CACHE_NONE && cfg == w->config;
+    bool cacheable = r->hook_cache != HOOK_CACHE_NONE && cfg == rt->current->config;
 
     if (cacheable) {
         delim = memchr(c->key, r->delim, c->klen);
         if (r->hook_cache == HOOK_CACHE_PREFIX_OP)
             op = (int)proto_cmd_op(req.cmd);
-        cached = dcache_get(w->dcache, r->hook_index, op, delim != NULL, c->key,
+        cached = dcache_get(rt->dcache, r->hook_index, op, delim != NULL, c->key,
                             delim ? (size_t)(delim - c->key) : 0);
         if (cached >= 0) {
-            STAT_INC(w->stats.hook_cache_hits);
+            STAT_INC(rt->rq.stats.hook_cache_hits);
             STAT_INC(node_stats(c, r)->hook_cache_hits);
             c->node = cfg->nodes[cached];
             return true;
         }
     }
-    STAT_INC(w->stats.hook_calls);
+    STAT_INC(rt->rq.stats.hook_calls);
     STAT_INC(node_stats(c, r)->hook_calls);
-    if (script_hook_call(cfg, w->id, r, &req, &next, &newkey, &newklen) < 0) {
-        STAT_INC(w->stats.hook_errors);
+    if (cfg->script_ops->hook_call(cfg, rt->vm, r, &req, &next, &newkey, &newklen) < 0) {
+        STAT_INC(rt->rq.stats.hook_errors);
         if (cfg->fallback == NULL) {
-            call_answer(w, c, REPLY_SERVER_ERROR, "SERVER_ERROR luagent: route hook failed\r\n");
+            call_answer(rt, c, REPLY_SERVER_ERROR, "SERVER_ERROR luagent: route hook failed\r\n");
             return false;
         }
         next = cfg->fallback;
     } else if (newkey != NULL) {
         /* A new key is per request: never cached. */
-        if (!call_set_key(w, c, "", 0, newkey, newklen))
+        if (!call_set_key(rt, c, "", 0, newkey, newklen))
             return false;
     } else if (cacheable) {
-        dcache_put(w->dcache, r->hook_index, op, delim != NULL, c->key,
+        dcache_put(rt->dcache, r->hook_index, op, delim != NULL, c->key,
                    delim ? (size_t)(delim - c->key) : 0, next->id);
     }
     c->node = next;
@@ -489,7 +401,7 @@ node_hook(struct worker *w, struct call *c)
 }
 
 void
-route_start(struct worker *w, struct call *c)
+route_start(struct route_ctx *rt, struct call *c)
 {
     struct route_counter *const *counters = c->creq->wcfg->routes;
 
@@ -501,13 +413,13 @@ route_start(struct worker *w, struct call *c)
         if (++c->hops > ROUTE_HOPS_MAX) {
             log_ratelimited(LOG_WARN, r, "route %s: more than %d steps: a hook returned "
                             "a route that leads back to it?", r->name, ROUTE_HOPS_MAX);
-            call_answer(w, c, REPLY_SERVER_ERROR, "SERVER_ERROR luagent: route loop\r\n");
+            call_answer(rt, c, REPLY_SERVER_ERROR, "SERVER_ERROR luagent: route loop\r\n");
             return;
         }
 
         switch (r->type) {
         case ROUTE_POOL:
-            node_pool(w, c);
+            node_pool(rt, c);
             return;
         case ROUTE_PREFIX:
             c->node = node_prefix(r, c);
@@ -516,12 +428,12 @@ route_start(struct worker *w, struct call *c)
             c->node = node_by_op(r, c);
             continue;
         case ROUTE_REWRITE:
-            if (!node_rewrite(w, c))
+            if (!node_rewrite(rt, c))
                 return;
             c->node = r->children[0];
             continue;
         case ROUTE_HOOK:
-            if (!node_hook(w, c))
+            if (!node_hook(rt, c))
                 return;
             continue;
         case ROUTE_FAILOVER:
@@ -530,20 +442,20 @@ route_start(struct worker *w, struct call *c)
                 c->node = r->children[0];
                 continue;
             }
-            failover_try(w, c);
+            failover_try(rt, c);
             return;
         case ROUTE_ALL_SYNC:
         case ROUTE_ALL_INITIAL:
         case ROUTE_ALL_FASTEST:
         case ROUTE_ALL_ASYNC:
-            node_fanout(w, c, r->nchildren);
+            node_fanout(rt, c, r->nchildren);
             return;
         case ROUTE_SHADOW:
             if (!node_shadowed(r, c)) {
                 c->node = r->children[0];
                 continue;
             }
-            node_fanout(w, c, 2);
+            node_fanout(rt, c, 2);
             return;
         case ROUTE_WARMUP:
             if (c->creq->req.meta && proto_cmd_op(c->creq->req.cmd) != OP_DELETE) {
@@ -554,19 +466,19 @@ route_start(struct worker *w, struct call *c)
             }
             if (is_read(c)) {
                 c->child = 0;
-                failover_try(w, c);         /* cold first */
+                failover_try(rt, c);         /* cold first */
             } else if (proto_cmd_op(c->creq->req.cmd) == OP_DELETE && r->delete_warm) {
-                node_fanout(w, c, 2);       /* both, worst reply wins */
+                node_fanout(rt, c, 2);       /* both, worst reply wins */
             } else {
                 c->node = r->children[0];
                 continue;
             }
             return;
         case ROUTE_ERROR:
-            node_error(w, c);
+            node_error(rt, c);
             return;
         case ROUTE_TYPE_COUNT:
-            call_fail(w, c, FAIL_PROTOCOL);
+            call_fail(&rt->rq, c, FAIL_PROTOCOL);
             return;
         }
     }
@@ -598,18 +510,12 @@ badness(const struct result *res)
     }
 }
 
-static bool
-result_is_error(const struct result *res)
-{
-    return badness(res) >= 2;
-}
-
 /*
  * warmup: a hit in warm is copied into cold with `add` (never overwriting
  * what cold got meanwhile), in the background.
  */
 static void
-warmup_copy(struct worker *w, const struct call *c, const struct result *hit)
+warmup_copy(struct route_ctx *rt, const struct call *c, const struct result *hit)
 {
     const char *rest = hit->data->data, *eol = memchr(rest, '\n', hit->data->len);
     unsigned long flags, bytes;
@@ -620,7 +526,7 @@ warmup_copy(struct worker *w, const struct call *c, const struct result *hit)
     if (eol == NULL || sscanf(rest, " %lu %lu", &flags, &bytes) != 2)
         return;
     n = snprintf(line, sizeof(line), " %lu %d %lu\r\n", flags, c->node->exptime, bytes);
-    req = buf_get(&w->bufs);
+    req = buf_get(&rt->rq.bufs);
     if (req == NULL)
         return;                 /* out of memory: cold is not warmed this time */
     buf_append(req, "add ", 4);
@@ -628,31 +534,31 @@ warmup_copy(struct worker *w, const struct call *c, const struct result *hit)
     buf_append(req, line, (size_t)n);
     buf_append(req, eol + 1, hit->data->len - (size_t)(eol + 1 - rest));
     if (buf_failed(req)) {
-        buf_put(&w->bufs, req);
+        buf_put(&rt->rq.bufs, req);
         return;
     }
-    creq_background(w, c->creq->wcfg, c->node->children[0], req);
+    route_background(rt, c->creq->wcfg, c->node->children[0], req);
 }
 
 static void
-warmup_child_done(struct worker *w, struct call *parent, struct call *child)
+warmup_child_done(struct route_ctx *rt, struct call *parent, struct call *child)
 {
     bool missed = child->res.fail != FAIL_NONE || child->res.kind != REPLY_VALUE;
 
     if (parent->child == 0 && missed) {
         parent->child = 1;
-        failover_try(w, parent);            /* now warm */
+        failover_try(rt, parent);            /* now warm */
         return;
     }
     if (parent->child == 1 && !missed)
-        warmup_copy(w, parent, &child->res);
-    result_move(w, &parent->res, &child->res);
-    call_finish(w, parent);
+        warmup_copy(rt, parent, &child->res);
+    result_move(&rt->rq, &parent->res, &child->res);
+    call_finish(&rt->rq, parent);
 }
 
 /* A child call has its result; the parent decides what happens next. */
 static void
-child_done(struct worker *w, struct call *parent, struct call *child)
+child_done(struct route_ctx *rt, struct call *parent, struct call *child)
 {
     const struct route *r = parent->node;
     int tries;
@@ -665,15 +571,15 @@ child_done(struct worker *w, struct call *parent, struct call *child)
         tries = r->max_tries > 0 && r->max_tries < r->nchildren ? r->max_tries : r->nchildren;
         if (failover_wanted(r, child) && parent->child + 1 < tries) {
             parent->child++;
-            failover_try(w, parent);
+            failover_try(rt, parent);
             return;
         }
-        result_move(w, &parent->res, &child->res);
-        call_finish(w, parent);
+        result_move(&rt->rq, &parent->res, &child->res);
+        call_finish(&rt->rq, parent);
         return;
     case ROUTE_WARMUP:
         if (proto_cmd_is_retrieval(parent->creq->req.cmd)) {
-            warmup_child_done(w, parent, child);
+            warmup_child_done(rt, parent, child);
             return;
         }
         /* deletes: like all_sync */
@@ -681,23 +587,23 @@ child_done(struct worker *w, struct call *parent, struct call *child)
     case ROUTE_ALL_SYNC:
         if (r->reply_first ? child->index == 0
                            : parent->child == 0 || badness(&child->res) > badness(&parent->res))
-            result_move(w, &parent->res, &child->res);
+            result_move(&rt->rq, &parent->res, &child->res);
         parent->child++;
         if (parent->pending == 0)
-            call_finish(w, parent);
+            call_finish(&rt->rq, parent);
         return;
     case ROUTE_ALL_FASTEST:
         if (!result_is_error(&child->res) || parent->pending == 0) {
-            result_move(w, &parent->res, &child->res);
-            call_finish(w, parent);
+            result_move(&rt->rq, &parent->res, &child->res);
+            call_finish(&rt->rq, parent);
         }
         return;
     case ROUTE_ALL_INITIAL:
     case ROUTE_ALL_ASYNC:
     case ROUTE_SHADOW:
         if (child->index == 0) {
-            result_move(w, &parent->res, &child->res);
-            call_finish(w, parent);
+            result_move(&rt->rq, &parent->res, &child->res);
+            call_finish(&rt->rq, parent);
         }
         return;
     default:
@@ -705,47 +611,117 @@ child_done(struct worker *w, struct call *parent, struct call *child)
     }
 }
 
-void
-call_finish(struct worker *w, struct call *c)
+/* A background request's call ended: nobody reads the reply. */
+static void
+background_done(struct request_cache *rq, struct call *c)
 {
-    c->finished = true;
-    if (c->node != NULL && result_is_error(&c->res))   /* flush_all calls have no node */
-        STAT_INC(node_stats(c, c->node)->errors);
-    if (c->parent != NULL)
-        child_done(w, c->parent, c);
-    else
-        creq_slot_done(w, c->creq, c->slot, &c->res);
-    call_unref(w, c);
+    route_count_result(c);
 }
 
-struct route *
-route_new(enum route_type type, const char *name)
+void
+route_background(struct route_ctx *rt, struct wconfig *wcfg, const struct route *node,
+                 struct buf *buf)
 {
-    struct route *r = calloc(1, sizeof(*r));
+    struct creq *r = creq_alloc(&rt->rq);
+    struct proto_error err;
+    struct call *call;
 
-    if (r == NULL)
-        return NULL;
-    r->type = type;
-    r->name = strdup(name);
-    if (r->name == NULL) {
-        free(r);
+    if (r == NULL) {
+        buf_put(&rt->rq.bufs, buf);     /* out of memory: the copy is not made */
+        return;
+    }
+    r->buf = buf;
+    creq_bind(r, wcfg);
+    if (proto_parse(buf->data, buf->len, UINT32_MAX, &r->req, &err) != PROTO_OK
+        || r->req.nkeys != 1) {
+        creq_release(&rt->rq, r);
+        return;
+    }
+    r->req.noreply = true;          /* nobody reads the reply */
+    creq_slots(r, 1);
+    creq_key_slot(r);
+    call = call_new(&rt->rq, r, node, 0, background_done);
+    if (call != NULL)
+        route_start(rt, call);
+    creq_release(&rt->rq, r);
+}
+
+/* ---- route labels and the per-worker counters behind them ---- */
+
+void
+route_label(const struct config *cfg, const struct route *r, char *out, size_t len)
+{
+    int i, n = 1;
+
+    if (r->type == ROUTE_POOL) {
+        snprintf(out, len, "%s", r->name);
+        return;
+    }
+    for (i = 0; i < r->id && i < cfg->nnodes; i++)
+        if (cfg->nodes[i]->type == r->type)
+            n++;
+    snprintf(out, len, "%s#%d", r->name, n);
+}
+
+/* This worker's counter for (type, label), created when new. */
+static struct route_counter *
+route_counter_for(struct route_ctx *rt, enum route_type type, const char *label)
+{
+    struct route_counter *rc, **grown;
+    size_t len = strlen(label) + 1;
+    int i;
+
+    for (i = 0; i < rt->ncounters; i++) {
+        rc = rt->counters[i];
+        if (rc->type == type && strcmp(rc->label, label) == 0)
+            return rc;
+    }
+    rc = calloc(1, sizeof(*rc) + len);
+    grown = realloc(rt->counters, sizeof(*grown) * (size_t)(rt->ncounters + 1));
+    if (rc == NULL || grown == NULL) {
+        free(rc);
         return NULL;
     }
-    return r;
+    rc->type = type;
+    memcpy(rc->label, label, len);
+    rt->counters = grown;
+    rt->counters[rt->ncounters++] = rc;
+    return rc;
+}
+
+int
+route_counters_bind(struct route_ctx *rt, const struct config *cfg, struct route_counter **slots)
+{
+    char label[ROUTE_LABEL_MAX];
+    int i;
+
+    for (i = 0; i < cfg->nnodes; i++) {
+        route_label(cfg, cfg->nodes[i], label, sizeof(label));
+        slots[i] = route_counter_for(rt, cfg->nodes[i]->type, label);
+        if (slots[i] == NULL) {
+            route_counters_release(rt, slots, i);
+            return -1;
+        }
+        slots[i]->users++;
+    }
+    return 0;
 }
 
 void
-route_free(struct route *r)
+route_counters_release(struct route_ctx *rt, struct route_counter **slots, int n)
 {
-    if (r == NULL)
-        return;
-    free(r->name);
-    free(r->children);
-    free(r->error_line);
-    free(r->strip);
-    free(r->add);
-    for (int i = 0; i < r->nprefixes; i++)
-        free(r->prefixes[i].prefix);
-    free(r->prefixes);
-    free(r);
+    int i, j;
+
+    for (i = 0; i < n; i++) {
+        if (slots[i] == NULL || --slots[i]->users > 0)
+            continue;
+        for (j = 0; j < rt->ncounters; j++) {
+            if (rt->counters[j] == slots[i]) {
+                rt->counters[j] = rt->counters[--rt->ncounters];
+                break;
+            }
+        }
+        free(slots[i]);
+        slots[i] = NULL;
+    }
 }

@@ -627,7 +627,7 @@ compile_by_op(struct compiler *cc, int idx, struct route *r)
     r->default_route = compile_field(cc, idx, "default", false);
     if (r->default_route == NULL) {
         /* Anything not covered answers an error rather than vanishing. */
-        r->default_route = route_new(ROUTE_ERROR, "error");
+        r->default_route = config_route_new(ROUTE_ERROR, "error");
         if (r->default_route == NULL || config_add_node(cc->cfg, r->default_route) < 0)
             return fail(cc, idx, "out of memory");
         r->default_route->error_line = strdup("SERVER_ERROR luagent: no route for this command\r\n");
@@ -816,9 +816,9 @@ compile_route(struct compiler *cc, int idx)
     lua_pushlightuserdata(L, &cycle_marker);
     lua_rawset(L, cc->memo);
 
-    r = route_new(row->type, row->name);
+    r = config_route_new(row->type, row->name);
     if (r == NULL || config_add_node(cc->cfg, r) < 0) {
-        route_free(r);
+        config_route_free(r);
         return fail(cc, idx, "out of memory");
     }
     lua_pushinteger(L, r->id);
@@ -1084,7 +1084,7 @@ vm_call_hook(struct script_vm *vm, const struct config *cfg, const struct route 
     return rc;
 }
 
-int
+static int
 script_hook_call(struct config *cfg, int worker, const struct route *hook,
                  const struct hook_request *req, const struct route **route,
                  const char **newkey, uint32_t *newklen)
@@ -1444,6 +1444,14 @@ dry_run_hooks(struct script_vm *vm, const struct config *cfg, const char *source
     return 0;
 }
 
+static void script_free(struct config *cfg);
+
+/* How the route engine and config_free reach a config's VMs. */
+static const struct script_ops lua_ops = {
+    .hook_call = script_hook_call,
+    .free      = script_free,
+};
+
 struct config *
 script_load(const char *path, const struct settings *s, int nworkers,
             char *err, size_t errlen)
@@ -1453,6 +1461,8 @@ script_load(const char *path, const struct settings *s, int nworkers,
     struct script_vm *vm;
     int i;
 
+    if (cfg != NULL)
+        cfg->script_ops = &lua_ops;
     if (cfg == NULL || (cfg->script = calloc(1, sizeof(*cfg->script))) == NULL
         || (cfg->script->vms = calloc((size_t)nworkers, sizeof(struct script_vm))) == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -1495,7 +1505,7 @@ fail:
     return NULL;
 }
 
-void
+static void
 script_free(struct config *cfg)
 {
     int i;

@@ -13,6 +13,8 @@
 #include <string.h>
 
 #include "config.h"
+#include "request.h"
+#include "route.h"
 #include "worker.h"
 
 _Static_assert(sizeof(struct stats) % sizeof(uint64_t) == 0,
@@ -103,8 +105,8 @@ take_servers(struct snapshot *snap, const struct config *cfg)
         ss->label = strdup(cfg->servers[i].label);
         if (ss->label == NULL)
             return -1;
-        for (j = 0; j < nworkers; j++) {
-            const struct backend *be = worker_backend(workers[j].current, &cfg->servers[i]);
+        for (j = 0; j < worker_count(); j++) {
+            const struct backend *be = worker_backend(worker_generation(j), &cfg->servers[i]);
 
             if (be == NULL)
                 continue;
@@ -129,13 +131,13 @@ take_routes(struct snapshot *snap, const struct config *cfg)
         const struct route *r = cfg->nodes[i];
         struct snap_route *sr = &snap->routes[i];
 
-        stats_route_label(cfg, r, label, sizeof(label));
+        route_label(cfg, r, label, sizeof(label));
         sr->label = strdup(label);
         sr->type = r->type == ROUTE_POOL ? "pool" : r->name;
         if (sr->label == NULL)
             return -1;
-        for (j = 0; j < nworkers; j++) {
-            const struct route_counter *rc = worker_route(workers[j].current, i, r->type, label);
+        for (j = 0; j < worker_count(); j++) {
+            const struct route_counter *rc = worker_route(worker_generation(j), i, r->type, label);
 
             if (rc != NULL)
                 sum_route(&sr->s, &rc->stats);
@@ -232,7 +234,7 @@ snapshot_take(struct snapshot *snap, const struct config *cfg)
     memset(snap, 0, sizeof(*snap));
     worker_read_lock();
     if (cfg == NULL)
-        cfg = workers[0].current->config;   /* alive while it is current */
+        cfg = worker_generation(0)->config; /* alive while it is current */
     snap->generation = cfg->generation;
     snap->max_memory = cfg->max_memory;
     snap->client_max_memory = cfg->client_max_memory;
@@ -241,8 +243,8 @@ snapshot_take(struct snapshot *snap, const struct config *cfg)
     snap->checksum = cfg->checksum;
     snap->load_time = cfg->load_time;
     snap->source = strdup(cfg->source);
-    for (i = 0; i < nworkers; i++)
-        sum_stats(&snap->totals, &workers[i].stats);
+    for (i = 0; i < worker_count(); i++)
+        sum_stats(&snap->totals, worker_stats(i));
     if (snap->source != NULL && take_servers(snap, cfg) == 0
         && take_routes(snap, cfg) == 0 && take_pools(snap, cfg) == 0)
         rc = 0;

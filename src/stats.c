@@ -46,86 +46,6 @@ uint64_t stats_reloads;
 uint64_t stats_reload_failures;
 uint64_t stats_reload_refused_remap;
 
-/* ---- route labels and the per-worker counters behind them ---- */
-
-void
-stats_route_label(const struct config *cfg, const struct route *r, char *out, size_t len)
-{
-    int i, n = 1;
-
-    if (r->type == ROUTE_POOL) {
-        snprintf(out, len, "%s", r->name);
-        return;
-    }
-    for (i = 0; i < r->id && i < cfg->nnodes; i++)
-        if (cfg->nodes[i]->type == r->type)
-            n++;
-    snprintf(out, len, "%s#%d", r->name, n);
-}
-
-/* This worker's counter for (type, label), created when new. */
-static struct route_counter *
-route_counter_for(struct worker *w, enum route_type type, const char *label)
-{
-    struct route_counter *rc, **grown;
-    size_t len = strlen(label) + 1;
-    int i;
-
-    for (i = 0; i < w->nroute_counters; i++) {
-        rc = w->route_counters[i];
-        if (rc->type == type && strcmp(rc->label, label) == 0)
-            return rc;
-    }
-    rc = calloc(1, sizeof(*rc) + len);
-    grown = realloc(w->route_counters, sizeof(*grown) * (size_t)(w->nroute_counters + 1));
-    if (rc == NULL || grown == NULL) {
-        free(rc);
-        return NULL;
-    }
-    rc->type = type;
-    memcpy(rc->label, label, len);
-    w->route_counters = grown;
-    w->route_counters[w->nroute_counters++] = rc;
-    return rc;
-}
-
-int
-stats_routes_bind(struct worker *w, const struct config *cfg, struct route_counter **slots)
-{
-    char label[ROUTE_LABEL_MAX];
-    int i;
-
-    for (i = 0; i < cfg->nnodes; i++) {
-        stats_route_label(cfg, cfg->nodes[i], label, sizeof(label));
-        slots[i] = route_counter_for(w, cfg->nodes[i]->type, label);
-        if (slots[i] == NULL) {
-            stats_routes_release(w, slots, i);
-            return -1;
-        }
-        slots[i]->users++;
-    }
-    return 0;
-}
-
-void
-stats_routes_release(struct worker *w, struct route_counter **slots, int n)
-{
-    int i, j;
-
-    for (i = 0; i < n; i++) {
-        if (slots[i] == NULL || --slots[i]->users > 0)
-            continue;
-        for (j = 0; j < w->nroute_counters; j++) {
-            if (w->route_counters[j] == slots[i]) {
-                w->route_counters[j] = w->route_counters[--w->nroute_counters];
-                break;
-            }
-        }
-        free(slots[i]);
-        slots[i] = NULL;
-    }
-}
-
 /* ---- rendering ---- */
 
 static void
@@ -281,7 +201,7 @@ render_general(struct buf *out, const struct snapshot *snap)
     stat_u64(out, "uptime", stats_uptime());
     stat_u64(out, "time", (uint64_t)now);
     stat_str(out, "version", VERSION_TEXT);
-    stat_u64(out, "threads", (uint64_t)nworkers);
+    stat_u64(out, "threads", (uint64_t)worker_count());
     stat_u64(out, "curr_connections", t->curr_connections);
     stat_u64(out, "total_connections", t->total_connections);
     stat_u64(out, "rejected_connections",
@@ -327,26 +247,6 @@ render_general(struct buf *out, const struct snapshot *snap)
     if (snap->fleet_on)
         render_fleet_sums(out, snap);
     render_servers(out, snap);
-}
-
-static const char *const group_names[] = {
-    [STATS_POOLS]   = "pools",
-    [STATS_SERVERS] = "servers",
-    [STATS_ROUTES]  = "routes",
-};
-
-enum stats_group
-stats_group_by_name(const char *args, size_t len)
-{
-    size_t i;
-
-    if (len == 0)
-        return STATS_GENERAL;
-    for (i = 0; i < sizeof(group_names) / sizeof(group_names[0]); i++)
-        if (group_names[i] != NULL && strlen(group_names[i]) == len
-            && memcmp(group_names[i], args, len) == 0)
-            return (enum stats_group)i;
-    return STATS_UNKNOWN;
 }
 
 void

@@ -23,6 +23,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <pthread.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -36,11 +37,14 @@
 #include <event2/event.h>
 
 #include "backend.h"
+#include "buf.h"
 #include "client.h"
 #include "config.h"
+#include "counters.h"
 #include "dcache.h"
 #include "listener.h"
 #include "log.h"
+#include "request.h"
 #include "route.h"
 #include "tls.h"
 
@@ -54,6 +58,33 @@ struct handoff {
 
 #define HANDOFF_STOP    (-1)
 #define HANDOFF_CONFIG  (-2)
+
+struct worker {
+    struct client_ctx   cx;             /* its clients; inside, the route engine's
+                                         * and the request layer's state */
+    struct backend_ctx  bx;             /* what its server connections share */
+    int                 id;
+    pthread_t           thread;
+    struct event_base  *base;
+    struct wconfig     *draining;       /* older generations with requests left */
+    struct backend    **all_backends;   /* every live connection set, any generation */
+    int                 nall_backends;
+    bool                loop_done;      /* leave the event loop after this pass */
+    struct event       *stop_timer;     /* bound on the drain */
+
+    /* Accepted sockets and new generations handed over by the main thread. */
+    pthread_mutex_t     queue_lock;
+    struct handoff     *queue;
+    int                 notify_fd;      /* eventfd */
+    struct event       *notify_ev;
+
+    struct event       *trim_timer;     /* lets go of free-list leftovers */
+    uint64_t            trim_freed;     /* bytes freed since pages were last given back */
+    uint64_t            cached_bytes;   /* free lists' bytes at the last trim (for stats) */
+};
+
+static struct worker *workers;
+static int nworkers;
 
 /* Swaps and drains change what stats may read from another thread. */
 static pthread_rwlock_t swap_lock = PTHREAD_RWLOCK_INITIALIZER;
@@ -88,7 +119,7 @@ worker_backend_for(struct worker *w, const struct server *srv)
             return w->all_backends[i];
         }
     }
-    be = backend_new(w, srv);
+    be = backend_new(&w->bx, srv);
     grown = realloc(w->all_backends, sizeof(*grown) * (size_t)(w->nall_backends + 1));
     if (be == NULL || grown == NULL) {
         backend_free(be);
@@ -119,14 +150,14 @@ wconfig_new(struct worker *w, struct config *config)
     wc->backends = calloc((size_t)config->nservers + 1, sizeof(*wc->backends));
     wc->routes = calloc((size_t)config->nnodes + 1, sizeof(*wc->routes));
     if (wc->backends == NULL || wc->routes == NULL
-        || stats_routes_bind(w, config, wc->routes) < 0) {
+        || route_counters_bind(&w->cx.rt, config, wc->routes) < 0) {
         wconfig_free(wc);
         return NULL;
     }
     for (i = 0; i < config->nservers; i++) {
         wc->backends[i] = worker_backend_for(w, &config->servers[i]);
         if (wc->backends[i] == NULL) {
-            stats_routes_release(w, wc->routes, config->nnodes);
+            route_counters_release(&w->cx.rt, wc->routes, config->nnodes);
             wconfig_free(wc);
             return NULL;
         }
@@ -144,7 +175,9 @@ backend_live_server(const struct worker *w, const struct backend *be)
     const struct wconfig *wc;
     int i;
 
-    for (wc = w->current; wc != NULL; wc = (wc == w->current) ? w->draining : wc->next)
+    const struct wconfig *current = w->cx.rt.current;
+
+    for (wc = current; wc != NULL; wc = (wc == current) ? w->draining : wc->next)
         for (i = 0; i < wc->config->nservers; i++)
             if (wc->backends[i] == be)
                 return &wc->config->servers[i];
@@ -202,33 +235,25 @@ worker_drop_generation(struct worker *w, struct wconfig *wc)
     pthread_rwlock_wrlock(&swap_lock);
     *pp = wc->next;
     worker_retire_backends(w);
-    stats_routes_release(w, wc->routes, config->nnodes);
+    route_counters_release(&w->cx.rt, wc->routes, config->nnodes);
     pthread_rwlock_unlock(&swap_lock);
     wconfig_free(wc);
     config_unref(config);
 }
 
 /*
- * The last request of an old generation is often released deep inside a
+ * End of a loop pass: let go of the old generations that have drained. The
+ * last request of an old generation is often released deep inside a
  * callback of one of the connections only that generation names (a late
  * shadow reply, a timeout): dropping the generation there would free the
- * connection under its own callback. So it is only noted here, and the
- * generation goes at the end of the loop pass, when no callback is running.
+ * connection under its own callback. So a generation goes here, when no
+ * callback is running.
  */
-void
-worker_request_done(struct worker *w, struct wconfig *wc)
-{
-    if (--wc->inflight == 0 && wc != w->current)
-        w->retire_due = true;
-}
-
-/* End of a loop pass: let go of the old generations that have drained. */
 static void
 worker_retire_drained(struct worker *w)
 {
     struct wconfig *wc = w->draining, *next;
 
-    w->retire_due = false;
     for (; wc != NULL; wc = next) {
         next = wc->next;
         if (wc->inflight == 0)
@@ -236,11 +261,19 @@ worker_retire_drained(struct worker *w)
     }
 }
 
+/* The memory bounds requests are held to, from the current generation. */
+static void
+worker_take_bounds(struct worker *w, const struct config *config)
+{
+    w->cx.rt.rq.max_memory = config->max_memory;
+    w->cx.rt.rq.client_max_memory = config->client_max_memory;
+}
+
 /* Take a new generation between requests. */
 static void
 worker_swap_config(struct worker *w, struct config *config)
 {
-    struct wconfig *wc = wconfig_new(w, config), *old = w->current;
+    struct wconfig *wc = wconfig_new(w, config), *old = w->cx.rt.current;
 
     if (wc == NULL) {
         /* Cannot happen short of memory: keep serving the old generation.
@@ -253,38 +286,24 @@ worker_swap_config(struct worker *w, struct config *config)
         return;
     }
     pthread_rwlock_wrlock(&swap_lock);
-    w->current = wc;
-    w->config = config;
-    w->max_memory = config->max_memory;
+    w->cx.rt.current = wc;
+    worker_take_bounds(w, config);
     old->next = w->draining;
     w->draining = old;
     pthread_rwlock_unlock(&swap_lock);
-    if (dcache_capacity(w->dcache) != config->decision_cache_size) {
+    if (dcache_capacity(w->cx.rt.dcache) != config->decision_cache_size) {
         struct dcache *dc = dcache_new(config->decision_cache_size);
 
         if (dc != NULL) {
-            dcache_free(w->dcache);
-            w->dcache = dc;
+            dcache_free(w->cx.rt.dcache);
+            w->cx.rt.dcache = dc;
         }
     }
-    dcache_clear(w->dcache);
+    dcache_clear(w->cx.rt.dcache);
     log_debug("worker %d: now on generation %u", w->id, config->generation);
-    if (old->inflight == 0)
-        w->retire_due = true;
 }
 
-struct worker *workers;
-int nworkers;
 static int next_worker;
-
-uint64_t
-worker_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 #define STOP_DRAIN_SECONDS 5     /* how long shutdown waits for replies owed */
 
@@ -306,10 +325,11 @@ worker_on_stop_timer(evutil_socket_t fd, short what, void *arg)
     worker_end_loop(w);
 }
 
-void
-worker_clients_gone(struct worker *w)
+/* Shutting down and the last client has gone: end the loop. */
+static void
+worker_clients_gone(struct client_ctx *cx)
 {
-    worker_end_loop(w);
+    worker_end_loop((struct worker *)((char *)cx - offsetof(struct worker, cx)));
 }
 
 /* SIGTERM: answer what is in flight, then end the loop (bounded in time). */
@@ -318,12 +338,12 @@ worker_begin_stop(struct worker *w)
 {
     struct timeval tv = { STOP_DRAIN_SECONDS, 0 };
 
-    w->stopping = true;
+    w->cx.stopping = true;
     w->stop_timer = evtimer_new(w->base, worker_on_stop_timer, w);
     if (w->stop_timer != NULL)
         evtimer_add(w->stop_timer, &tv);
-    client_shutdown_all(w);
-    if (w->clients == NULL)
+    client_shutdown_all(&w->cx);
+    if (w->cx.clients == NULL)
         worker_end_loop(w);
 }
 
@@ -356,7 +376,7 @@ worker_on_notify(evutil_socket_t fd, short what, void *arg)
         else if (h->fd == HANDOFF_CONFIG)
             worker_swap_config(w, h->config);
         else
-            client_accept(w, h->fd, h->is_unix, h->tls);
+            client_accept(&w->cx, h->fd, h->is_unix, h->tls);
         free(h);
     }
 }
@@ -365,73 +385,18 @@ worker_on_notify(evutil_socket_t fd, short what, void *arg)
 static void
 worker_flush(struct worker *w)
 {
-    int i;
-
     /*
-     * Index loops: a flush may add entries, which are then handled too. A
-     * client flush can also resume parsing and so mark backends: go round
+     * A client flush can resume parsing and so mark backends: go round
      * until both lists are empty, or those requests would wait for an event
      * that never comes.
      */
-    while (w->ndirty_backends > 0 || w->ndirty_clients > 0) {
-        for (i = 0; i < w->ndirty_backends; i++)
-            backend_flush(w->dirty_backends[i]);
-        w->ndirty_backends = 0;
-        for (i = 0; i < w->ndirty_clients; i++)
-            client_flush(w, w->dirty_clients[i]);
-        w->ndirty_clients = 0;
+    while (w->bx.ndirty > 0 || w->cx.ndirty > 0) {
+        backend_flush_marked(&w->bx);
+        client_flush_marked(&w->cx);
     }
 }
 
-static int
-push(void ***list, int *n, int *cap, void *item)
-{
-    if (*n == *cap) {
-        int ncap = *cap ? *cap * 2 : 64;
-        void **grown = realloc(*list, sizeof(void *) * (size_t)ncap);
-
-        if (grown == NULL) {
-            log_ratelimited(LOG_ERROR, list, "worker: out of memory for the flush list");
-            return -1;
-        }
-        *list = grown;
-        *cap = ncap;
-    }
-    (*list)[(*n)++] = item;
-    return 0;
-}
-
-int
-worker_mark_backend(struct worker *w, struct backend *be)
-{
-    return push((void ***)&w->dirty_backends, &w->ndirty_backends, &w->cap_dirty_backends, be);
-}
-
-int
-worker_mark_client(struct worker *w, struct client *c)
-{
-    return push((void ***)&w->dirty_clients, &w->ndirty_clients, &w->cap_dirty_clients, c);
-}
-
-int
-worker_client_structs(struct worker *w, int delta)
-{
-    int want = w->nclient_structs + delta;
-
-    if (want > w->cap_dirty_clients) {
-        int ncap = w->cap_dirty_clients ? w->cap_dirty_clients * 2 : 64;
-        void **grown = realloc(w->dirty_clients, sizeof(void *) * (size_t)ncap);
-
-        if (grown == NULL)
-            return -1;
-        w->dirty_clients = (struct client **)grown;
-        w->cap_dirty_clients = ncap;
-    }
-    w->nclient_structs = want;
-    return 0;
-}
-
-bool
+static bool
 worker_memory_over_all(uint64_t limit)
 {
     return worker_memory_used() > limit;
@@ -444,7 +409,7 @@ worker_memory_used(void)
     int i;
 
     for (i = 0; i < nworkers; i++)
-        total += __atomic_load_n(&workers[i].bufs.used, __ATOMIC_RELAXED);
+        total += __atomic_load_n(&workers[i].cx.rt.rq.bufs.used, __ATOMIC_RELAXED);
     return total;
 }
 
@@ -474,16 +439,12 @@ static void
 worker_on_trim(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
-    bool quiet = w->bufs.takes < TRIM_QUIET_TAKES;
+    struct request_cache *rq = &w->cx.rt.rq;
+    bool quiet = rq->bufs.takes < TRIM_QUIET_TAKES;
 
-    if (w->spare_rbuf != NULL && w->spare_rbuf->cap > BUF_KEEP_MAX) {
-        buf_put(&w->bufs, w->spare_rbuf);
-        w->spare_rbuf = NULL;
-    }
-    w->trim_freed += buf_cache_trim(&w->bufs) + call_trim_free(w) + creq_trim_free(w);
-    __atomic_store_n(&w->cached_bytes, w->bufs.cached
-                     + (uint64_t)w->nfree_calls * sizeof(struct call)
-                     + (uint64_t)w->nfree_creqs * sizeof(struct creq), __ATOMIC_RELAXED);
+    client_trim(&w->cx);
+    w->trim_freed += request_cache_trim(rq);
+    __atomic_store_n(&w->cached_bytes, request_cache_bytes(rq), __ATOMIC_RELAXED);
     if (quiet && w->trim_freed >= TRIM_RETURN_MIN) {
 #ifdef __GLIBC__
         malloc_trim(0);
@@ -507,7 +468,7 @@ worker_main(void *arg)
         if (event_base_loop(w->base, EVLOOP_ONCE) < 0)
             break;
         worker_flush(w);
-        if (w->retire_due)
+        if (w->draining != NULL)
             worker_retire_drained(w);
         if (w->loop_done)
             break;
@@ -516,7 +477,7 @@ worker_main(void *arg)
 }
 
 static int
-worker_init(struct worker *w, int id, struct config *config)
+worker_init(struct worker *w, int id, int n, struct config *config)
 {
     static const struct timeval trim_every = {
         TRIM_INTERVAL_MS / 1000, (TRIM_INTERVAL_MS % 1000) * 1000
@@ -524,10 +485,15 @@ worker_init(struct worker *w, int id, struct config *config)
 
     memset(w, 0, sizeof(*w));
     w->id = id;
-    w->config = config;
-    w->max_memory = config->max_memory;
+    w->cx.rt.vm = id;
+    w->cx.rt.rq.nthreads = n;
+    w->cx.rt.rq.memory_over_all = worker_memory_over_all;
+    worker_take_bounds(w, config);
+    w->cx.all_closed = worker_clients_gone;
+    w->bx.rq = &w->cx.rt.rq;
     pthread_mutex_init(&w->queue_lock, NULL);
     w->base = event_base_new();
+    w->cx.base = w->bx.base = w->base;
     /* An eventfd: one descriptor, and a burst of wake-ups is one counter. */
     w->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->base == NULL || w->notify_fd < 0)
@@ -536,10 +502,10 @@ worker_init(struct worker *w, int id, struct config *config)
                              worker_on_notify, w);
     if (w->notify_ev == NULL || event_add(w->notify_ev, NULL) < 0)
         return -1;
-    w->dcache = dcache_new(config->decision_cache_size);
-    w->current = wconfig_new(w, config);
+    w->cx.rt.dcache = dcache_new(config->decision_cache_size);
+    w->cx.rt.current = wconfig_new(w, config);
     w->trim_timer = event_new(w->base, -1, EV_PERSIST, worker_on_trim, w);
-    if (w->current == NULL || w->dcache == NULL || w->trim_timer == NULL)
+    if (w->cx.rt.current == NULL || w->cx.rt.dcache == NULL || w->trim_timer == NULL)
         return -1;
     return evtimer_add(w->trim_timer, &trim_every);
 }
@@ -554,7 +520,7 @@ worker_start_all(struct config *config, int n)
     if (workers == NULL)
         return -1;
     for (i = 0; i < n; i++) {
-        if (worker_init(&workers[i], i, config) < 0)
+        if (worker_init(&workers[i], i, n, config) < 0)
             return -1;
         nworkers++;
         if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0)
@@ -619,4 +585,22 @@ worker_stop_all(void)
         worker_hand(&workers[i], HANDOFF_STOP, false, NULL, NULL);
     for (i = 0; i < nworkers; i++)
         pthread_join(workers[i].thread, NULL);
+}
+
+int
+worker_count(void)
+{
+    return nworkers;
+}
+
+const struct wconfig *
+worker_generation(int i)
+{
+    return workers[i].cx.rt.current;
+}
+
+const struct stats *
+worker_stats(int i)
+{
+    return &workers[i].cx.rt.rq.stats;
 }

@@ -1,0 +1,283 @@
+/*
+ * request.h: a request's life, from parse to the write of its reply.
+ *
+ * A client request (struct creq) has one slot per key. Each key travels the
+ * route tree as a struct call; a node that sends it several ways (failover,
+ * all_*, shadow, warmup) makes child calls, and a pool hands a call to a
+ * server connection. What a call gets back is a struct result: the server's
+ * reply, or why luagent could not get one (enum fail_reason).
+ *
+ * A call ends through the completion callback (call_done_fn) its creator set:
+ * a client's slot (client.c), a parent route node or a background request
+ * (route.c). So a server connection finishes calls without knowing who
+ * waits for them, and the route engine answers to no client.
+ *
+ * Lifetimes, by reference counts:
+ * - A call holds one reference for itself until it finishes, plus one per
+ *   live child. At zero it is freed and drops its reference on its parent:
+ *   a fan-out node can answer early while its other children finish in the
+ *   background, and nothing a child reports to is freed under it.
+ * - A creq holds one reference until it is written (or its client has gone),
+ *   plus one per live call. At zero it is freed, and the generation it was
+ *   routed by has one request fewer in flight.
+ * - A result owns its bytes (a buffer of the thread's cache) until it is
+ *   moved on or cleared.
+ *
+ * Calls and creqs come from free lists kept per thread (struct
+ * request_cache), which also carries the thread's buffers, its counters and
+ * the memory bounds that requests are held to.
+ */
+#ifndef REQUEST_H
+#define REQUEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "binreply.h"
+#include "buf.h"
+#include "counters.h"
+#include "proto.h"
+#include "reply.h"
+
+struct backend;
+struct call;
+struct config;
+struct route;
+struct route_counter;
+
+/* Why the proxy itself could not get a reply from a server. */
+enum fail_reason {
+    FAIL_NONE,
+    FAIL_UNAVAILABLE,   /* cannot connect, or marked down */
+    FAIL_TIMEOUT,       /* no reply within the pool's timeout */
+    FAIL_CLOSED,        /* connection closed or reset before the reply */
+    FAIL_PROTOCOL,      /* the server sent something that is not a reply */
+    FAIL_NOMEM,         /* luagent could not get the memory to go on */
+    FAIL_COUNT
+};
+
+/*
+ * What a call got. kind is the server's reply kind: for retrievals
+ * REPLY_VALUE (hit: data holds " <flags> <bytes> [<cas>]\r\n<data>\r\n") or
+ * REPLY_END (miss); otherwise data holds the whole reply line. When fail is
+ * set, kind and data are meaningless. Only request.c and respond.c look
+ * inside data; everyone else moves results whole (result_move) or asks
+ * result_len.
+ */
+struct result {
+    enum reply_kind  kind;
+    enum fail_reason fail;
+    struct buf      *data;
+    bool             key_base64;    /* "ME <key>": the server wrote the key in
+                                     * base64 (an item stored with "b") */
+};
+
+/*
+ * A worker's view of one config generation. Requests keep the generation
+ * they started on; the worker drops an old one at the end of the loop pass
+ * in which its last request was freed (inflight 0).
+ */
+struct wconfig {
+    struct config      *config;
+    struct backend    **backends;       /* by this config's server id */
+    struct route_counter **routes;      /* by this config's node id */
+    uint64_t            inflight;       /* requests routed by it, not yet freed */
+    struct wconfig     *next;           /* older generations still draining */
+};
+
+/*
+ * The client connection a request answers to, as far as requests need to
+ * know it: the bytes its queued requests hold (their held, summed) and how
+ * it came in. client.c's struct client begins with one.
+ */
+struct creq_owner {
+    uint64_t            held;
+    bool                is_unix;        /* through the unix socket */
+};
+
+/* One key's reply slot in a client request. */
+struct slot {
+    const char    *key;         /* the client's key (in creq->req) */
+    uint32_t       klen;
+    bool           done;
+    struct result  res;
+};
+
+/* One client request, from parse to the write of its reply. */
+struct creq {
+    struct creq     *next;      /* client FIFO / free list */
+    struct creq_owner *owner;   /* its client; NULL once the client has gone,
+                                 * and for the proxy's own requests */
+    struct wconfig  *wcfg;      /* the config generation it is routed by */
+    struct request   req;       /* parsed line; offsets into buf */
+    struct buf      *buf;       /* request line (+ data block), owned */
+    const char      *local;     /* reply decided locally (error), or NULL */
+    struct slot     *slots;     /* nslots entries */
+    struct slot      one;       /* storage for a single slot */
+    struct slot     *spare;     /* multi-key slot storage, kept across reuse */
+    uint32_t         spare_cap;
+    uint32_t         nslots;
+    uint32_t         ndone;
+    int              refs;      /* 1 until written or orphaned + live calls */
+    uint64_t         held;      /* bytes counted against its client (copy, replies) */
+    uint64_t         in_calls;  /* value bytes its calls hold at a server
+                                 * connection, until their batch ends */
+    bool             stats;     /* answer with the stats, rendered when written */
+    uint8_t          stats_group; /* which stats (enum stats_group) */
+    bool             oom;       /* answered SERVER_ERROR out of memory */
+    bool             close_after; /* close the connection after this reply */
+    bool             binary;    /* binary protocol: bin says how to reply */
+    struct bin_ctx   bin;
+};
+
+struct request_cache;
+
+/* A call has its result: its creator takes it from here (see call_finish). */
+typedef void call_done_fn(struct request_cache *rq, struct call *c);
+
+struct call {
+    struct call         *next;          /* backend FIFO / free list */
+    struct call         *parent;        /* fan-out or failover node's call */
+    struct creq         *creq;          /* the client request it serves */
+    call_done_fn        *done;          /* set by its creator */
+    const struct route  *node;
+    const char          *key;           /* key as the server sees it */
+    struct buf          *keybuf;        /* owns key after a rewrite, or NULL */
+    uint32_t             klen;
+    uint32_t             slot;          /* key index in the client request */
+    int                  refs;          /* 1 until finished + live children */
+    int                  child;         /* failover: child being tried; all_sync: results seen */
+    int                  index;         /* position among the parent's children */
+    int                  hops;          /* route steps taken (loop guard) */
+    int                  pending;       /* children without a result yet */
+    bool                 batch_end;     /* backend: last key of a get batch */
+    bool                 in_batch;      /* backend: part of a multi-key get */
+    bool                 finished;
+    uint64_t             deadline_ms;   /* backend: when a reply is overdue */
+    uint64_t             sent_ns;       /* backend: when it was flushed (latency) */
+    struct result        res;
+};
+
+/*
+ * What requests need of the thread they run on. A worker keeps one (inside
+ * its route and client state); only its thread touches it, except bufs.used,
+ * which the others read for the total memory bound.
+ */
+struct request_cache {
+    struct buf_cache    bufs;           /* every buffer a request moves */
+    struct stats        stats;          /* this thread's share of the counters */
+    uint64_t            max_memory;     /* all threads' buffers may hold this... */
+    uint64_t            client_max_memory; /* ...and one client's requests this */
+    int                 nthreads;       /* threads sharing max_memory */
+    bool              (*memory_over_all)(uint64_t limit); /* all threads' buffers past limit? */
+    /* Free lists; low_* is the fewest held since the last trim (never used). */
+    struct call        *free_calls;
+    unsigned            nfree_calls, low_free_calls;
+    struct creq        *free_creqs;
+    unsigned            nfree_creqs, low_free_creqs;
+};
+
+/* ---- results ---- */
+
+/* Let go of a result's bytes. */
+static inline void
+result_clear(struct request_cache *rq, struct result *res)
+{
+    buf_put(&rq->bufs, res->data);
+    res->data = NULL;
+}
+
+/* Move a result; the source is left empty. */
+static inline void
+result_move(struct request_cache *rq, struct result *to, struct result *from)
+{
+    result_clear(rq, to);
+    *to = *from;
+    from->data = NULL;
+}
+
+/* Bytes a result holds. */
+static inline uint32_t
+result_len(const struct result *res)
+{
+    return res->data != NULL ? res->data->len : 0;
+}
+
+/* An error: luagent's own, or ERROR / CLIENT_ERROR / SERVER_ERROR from a server. */
+static inline bool
+result_is_error(const struct result *res)
+{
+    return res->fail != FAIL_NONE || res->kind == REPLY_ERROR
+        || res->kind == REPLY_CLIENT_ERROR || res->kind == REPLY_SERVER_ERROR;
+}
+
+/* ---- calls ---- */
+
+/*
+ * A new call for the key of slot `slot` of a client request, starting at
+ * node and ending through done; NULL out of memory. It holds a reference on
+ * creq. (Six arguments at most: a seventh would go on the stack, on a path
+ * taken once per key.)
+ */
+struct call *call_new(struct request_cache *rq, struct creq *creq, const struct route *node,
+                      uint32_t slot, call_done_fn *done);
+
+/*
+ * A call has its result: its creator's callback takes it (or moves it on),
+ * then the call drops its own reference.
+ */
+void call_finish(struct request_cache *rq, struct call *c);
+
+/* Fail a call with a reason and finish it. */
+void call_fail(struct request_cache *rq, struct call *c, enum fail_reason why);
+
+/* Drop a reference to a call (and up its parents, as they reach zero). */
+void call_unref(struct request_cache *rq, struct call *c);
+
+/* ---- client requests ---- */
+
+/* A cleared request (one reference) from the free list, or NULL out of memory. */
+struct creq *creq_alloc(struct request_cache *rq);
+
+/* The request is routed by wc (and keeps it alive until freed). */
+void creq_bind(struct creq *r, struct wconfig *wc);
+
+/* Room for n slots (0 or 1: the one inside); 0, or -1 out of memory. */
+int creq_slots(struct creq *r, uint32_t n);
+
+/* Fill slot 0 with the key of a single-key request. */
+void creq_key_slot(struct creq *r);
+
+/*
+ * May n more bytes of values be held for this request? One request's values
+ * may not pass its client's bound (client_max_memory), nor may any request's
+ * while all buffers hold more than max_memory. When not, the request is
+ * answered SERVER_ERROR out of memory at once and the value must be let go.
+ * (Many requests of one client are bounded by its reads pausing instead.)
+ */
+bool creq_may_hold(struct request_cache *rq, struct creq *r, uint64_t n);
+
+/* Drop a reference to a request; frees it at zero. */
+void creq_release(struct request_cache *rq, struct creq *r);
+
+/* ---- the thread's cache ---- */
+
+/*
+ * Do the buffers of all threads hold more than max_memory? Inline and cheap
+ * while this thread holds less than its share; only then are the others'
+ * counts read.
+ */
+static inline bool
+request_memory_over(const struct request_cache *rq)
+{
+    return rq->bufs.used * (uint64_t)rq->nthreads > rq->max_memory
+        && rq->memory_over_all(rq->max_memory);
+}
+
+/* Free what the free lists did not lend out since the last trim; returns the bytes. */
+uint64_t request_cache_trim(struct request_cache *rq);
+
+/* Bytes the free lists keep now (as of the last trim, for buffers). */
+uint64_t request_cache_bytes(const struct request_cache *rq);
+
+#endif

@@ -1,0 +1,890 @@
+/*
+ * test_route.c: unit tests for the route engine (src/route.c), without
+ * sockets.
+ *
+ * The server connections are faked at link time: this file defines
+ * backend_submit and backend_is_down, so a call that reaches a pool waits in
+ * the fake server's queue until the test answers it (answer, fail), as a
+ * connection would when a reply or a failure arrives. The test is the
+ * client: it makes the top-level call with its own completion callback,
+ * which stores the result in the request's slot as client.c does, and
+ * reply assembly (respond.c) turns the request into the client's bytes.
+ */
+#include "route.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+
+#include "backend.h"
+#include "buf.h"
+#include "config.h"
+#include "dcache.h"
+#include "luagent.h"
+#include "request.h"
+#include "respond.h"
+#include "unit.h"
+
+/* ---- fake server connections ---- */
+
+#define SERVERS     6
+#define QUEUE_MAX   16
+
+struct backend {
+    bool         down;
+    struct call *queue[QUEUE_MAX];  /* calls submitted, in order */
+    int          n, next;           /* submitted; answered */
+};
+
+static struct backend servers[SERVERS];
+static int submitted;               /* calls submitted to any server */
+
+bool
+backend_is_down(const struct backend *be)
+{
+    return be->down;
+}
+
+void
+backend_submit(struct backend *be, struct call *c, int timeout_ms)
+{
+    UNIT_REPORT(be->n < QUEUE_MAX, "server queue full");
+    if (be->n < QUEUE_MAX)
+        be->queue[be->n++] = c;
+    submitted++;
+}
+
+/* Calls waiting at server i. */
+static int
+waiting(int i)
+{
+    return servers[i].n - servers[i].next;
+}
+
+/* The oldest call waiting at server i, taken off its queue. */
+static struct call *
+take(int i)
+{
+    UNIT_REPORT(waiting(i) > 0, "a call waits at server %d", i);
+    return waiting(i) > 0 ? servers[i].queue[servers[i].next++] : NULL;
+}
+
+/* The oldest call waiting at server i, left there. */
+static struct call *
+peek(int i)
+{
+    return waiting(i) > 0 ? servers[i].queue[servers[i].next] : NULL;
+}
+
+/* ---- the thread's state and one generation ---- */
+
+static struct route_ctx rt;
+static struct config *cfg;
+static struct wconfig wc;
+static struct backend *backends[SERVERS];
+
+static bool
+never_over(uint64_t limit)
+{
+    return false;
+}
+
+static void
+env_begin(void)
+{
+    char err[128];
+    int i;
+
+    memset(&rt, 0, sizeof(rt));
+    memset(&wc, 0, sizeof(wc));
+    memset(servers, 0, sizeof(servers));
+    submitted = 0;
+    rt.rq.nthreads = 1;
+    rt.rq.max_memory = UINT64_MAX;
+    rt.rq.client_max_memory = UINT64_MAX;
+    rt.rq.memory_over_all = never_over;
+    rt.dcache = dcache_new(64);
+    cfg = config_new(1);
+    for (i = 0; i < SERVERS; i++) {
+        CHECK_EQ(config_server(cfg, "127.0.0.1", 20000 + i, err, sizeof(err)), i);
+        backends[i] = &servers[i];
+    }
+}
+
+/* The tree is built: bind this thread's counters to it. */
+static void
+env_ready(struct route *root)
+{
+    cfg->root = root;
+    wc.config = cfg;
+    wc.backends = backends;
+    wc.routes = calloc((size_t)cfg->nnodes, sizeof(*wc.routes));
+    CHECK_EQ(route_counters_bind(&rt, cfg, wc.routes), 0);
+    rt.current = &wc;
+}
+
+/* Everything made for the test's requests is let go: nothing leaks. */
+static void
+env_end(void)
+{
+    int i;
+
+    for (i = 0; i < SERVERS; i++)
+        CHECK_EQ(waiting(i), 0);
+    CHECK_U64(wc.inflight, 0);
+    CHECK_U64(rt.rq.bufs.used, 0);
+    route_counters_release(&rt, wc.routes, cfg->nnodes);
+    CHECK_EQ(rt.ncounters, 0);
+    free(rt.counters);
+    free(wc.routes);
+    config_free(cfg);
+    dcache_free(rt.dcache);
+    request_cache_trim(&rt.rq);
+    request_cache_trim(&rt.rq);     /* the second frees what the first left */
+}
+
+static struct route *
+node(enum route_type type, int nchildren, ...)
+{
+    struct route *r = config_route_new(type, "node");
+    va_list ap;
+    int i;
+
+    r->nchildren = nchildren;
+    r->children = calloc((size_t)nchildren + 1, sizeof(*r->children));
+    va_start(ap, nchildren);
+    for (i = 0; i < nchildren; i++)
+        r->children[i] = va_arg(ap, struct route *);
+    va_end(ap);
+    CHECK_EQ(config_add_node(cfg, r), 0);
+    return r;
+}
+
+/* A pool of one server, named after it ("s0"...: counters go by name). */
+static struct route *
+pool(int server)
+{
+    struct pool *p = calloc(1, sizeof(*p));
+    char name[16];
+    struct route *r;
+
+    snprintf(name, sizeof(name), "s%d", server);
+    p->name = strdup(name);
+    p->nservers = 1;
+    p->server_ids = malloc(sizeof(int));
+    p->server_ids[0] = server;
+    p->timeout_ms = 1000;
+    CHECK_EQ(config_add_pool(cfg, p), 0);
+    r = config_route_new(ROUTE_POOL, name);
+    r->pool = p;
+    CHECK_EQ(config_add_node(cfg, r), 0);
+    return r;
+}
+
+/* ---- the client's side ---- */
+
+static int done_count;          /* top-level calls ended */
+
+/* The top-level call ended: into the slot, as client.c does. */
+static void
+test_done(struct request_cache *rq, struct call *c)
+{
+    struct slot *s = &c->creq->slots[c->slot];
+
+    route_count_result(c);
+    result_move(rq, &s->res, &c->res);
+    s->done = true;
+    c->creq->ndone++;
+    done_count++;
+}
+
+/* Route the one-key request line from the root; the test holds a reference. */
+static struct creq *
+send_line(const char *line)
+{
+    struct creq *r = creq_alloc(&rt.rq);
+    struct proto_error err;
+    struct call *c;
+
+    r->buf = buf_get(&rt.rq.bufs);
+    CHECK_EQ(buf_reserve(r->buf, strlen(line) + KEY_MAX), 0);
+    buf_append(r->buf, line, strlen(line));
+    CHECK_EQ(proto_parse(r->buf->data, r->buf->len, 1 << 20, &r->req, &err), PROTO_OK);
+    creq_bind(r, &wc);
+    CHECK_EQ(creq_slots(r, 1), 0);
+    creq_key_slot(r);
+    done_count = 0;
+    c = call_new(&rt.rq, r, cfg->root, 0, test_done);
+    route_start(&rt, c);
+    return r;
+}
+
+/* Server i answers its oldest call with a reply unit (NULL: END, a miss). */
+static void
+answer(int i, enum reply_kind kind, const char *unit)
+{
+    struct call *c = take(i);
+
+    if (c == NULL)
+        return;
+    c->res.kind = kind;
+    c->res.fail = FAIL_NONE;
+    if (unit != NULL && !c->creq->req.noreply) {
+        c->res.data = buf_get(&rt.rq.bufs);
+        buf_append(c->res.data, unit, strlen(unit));
+    }
+    call_finish(&rt.rq, c);
+}
+
+/* Server i fails its oldest call. */
+static void
+fail(int i, enum fail_reason why)
+{
+    struct call *c = take(i);
+
+    if (c != NULL)
+        call_fail(&rt.rq, c, why);
+}
+
+/* The request's reply as the client reads it; the request is let go. */
+static void
+check_reply(struct creq *r, const char *want)
+{
+    struct buf *out = buf_get(&rt.rq.bufs);
+    struct stats st = { 0 };
+
+    CHECK_EQ(r->ndone, r->nslots);
+    if (r->ndone == r->nslots)
+        respond_text(out, r, &st);
+    CHECK_MEM(out->data, out->len, want, strlen(want));
+    if (out->len != strlen(want))
+        printf("# got: %.*s", (int)out->len, out->data);
+    buf_put(&rt.rq.bufs, out);
+    creq_release(&rt.rq, r);
+}
+
+static const struct route_stats *
+counted(const struct route *r)
+{
+    return &wc.routes[r->id]->stats;
+}
+
+/* ---- failover ---- */
+
+static struct route *
+failover3(struct route **a, struct route **b, struct route **c)
+{
+    struct route *f;
+
+    *a = pool(0);
+    *b = pool(1);
+    *c = pool(2);
+    f = node(ROUTE_FAILOVER, 3, *a, *b, *c);
+    f->on_error = f->on_timeout = true;
+    f->failover_writes = true;
+    return f;
+}
+
+/* Error, then timeout: each moves on to the next child, in order. */
+static void
+test_failover_order(void)
+{
+    struct route *a, *b, *c, *f;
+    struct creq *r;
+
+    env_begin();
+    f = failover3(&a, &b, &c);
+    env_ready(f);
+    r = send_line("get k\r\n");
+    CHECK_EQ(waiting(0), 1);
+    CHECK_EQ(waiting(1) + waiting(2), 0);
+    fail(0, FAIL_UNAVAILABLE);
+    CHECK_EQ(waiting(1), 1);
+    CHECK_EQ(waiting(2), 0);
+    fail(1, FAIL_TIMEOUT);
+    CHECK_EQ(waiting(2), 1);
+    CHECK_EQ(done_count, 0);
+    answer(2, REPLY_VALUE, " 0 1\r\nv\r\n");
+    CHECK_EQ(done_count, 1);
+    check_reply(r, "VALUE k 0 1\r\nv\r\nEND\r\n");
+    /* each node counts the call; errors where the calls ended */
+    CHECK_U64(counted(f)->requests, 1);
+    CHECK_U64(counted(a)->requests, 1);
+    CHECK_U64(counted(c)->requests, 1);
+    CHECK_U64(counted(a)->errors, 1);
+    CHECK_U64(counted(b)->errors, 1);
+    CHECK_U64(counted(c)->errors, 0);
+    CHECK_U64(counted(f)->errors, 0);
+    env_end();
+}
+
+/* All children failed: the last failure is the answer. */
+static void
+test_failover_exhausted(void)
+{
+    struct route *a, *b, *c, *f;
+    struct creq *r;
+
+    env_begin();
+    f = failover3(&a, &b, &c);
+    f->max_tries = 2;
+    env_ready(f);
+    r = send_line("get k\r\n");
+    fail(0, FAIL_CLOSED);
+    fail(1, FAIL_TIMEOUT);
+    CHECK_EQ(waiting(2), 0);        /* max_tries: C is never asked */
+    check_reply(r, "SERVER_ERROR backend timeout\r\n");
+    CHECK_U64(counted(f)->errors, 1);
+    env_end();
+}
+
+/* A miss moves on only with on_miss, and only for reads. */
+static void
+test_failover_miss(void)
+{
+    struct route *a, *b, *c, *f;
+    struct creq *r;
+
+    env_begin();
+    f = failover3(&a, &b, &c);
+    env_ready(f);
+    r = send_line("get k\r\n");
+    answer(0, REPLY_END, NULL);
+    CHECK_EQ(waiting(1), 0);
+    check_reply(r, "END\r\n");
+    env_end();
+
+    env_begin();
+    f = failover3(&a, &b, &c);
+    f->on_miss = true;
+    env_ready(f);
+    r = send_line("get k\r\n");
+    answer(0, REPLY_END, NULL);
+    CHECK_EQ(waiting(1), 1);
+    answer(1, REPLY_VALUE, " 7 2\r\nhi\r\n");
+    CHECK_EQ(waiting(2), 0);
+    check_reply(r, "VALUE k 7 2\r\nhi\r\nEND\r\n");
+    CHECK_U64(counted(a)->errors, 0);   /* a miss is no error */
+    env_end();
+
+    /* a write's NOT_FOUND is no miss */
+    env_begin();
+    f = failover3(&a, &b, &c);
+    f->on_miss = true;
+    env_ready(f);
+    r = send_line("delete k\r\n");
+    answer(0, REPLY_NOT_FOUND, "NOT_FOUND\r\n");
+    CHECK_EQ(waiting(1), 0);
+    check_reply(r, "NOT_FOUND\r\n");
+    env_end();
+}
+
+/* What does not move on: a timeout without on_timeout, a server's error
+ * without on_server_error, and writes under writes = "primary". */
+static void
+test_failover_stays(void)
+{
+    struct route *a, *b, *c, *f;
+    struct creq *r;
+
+    env_begin();
+    f = failover3(&a, &b, &c);
+    f->on_timeout = false;
+    env_ready(f);
+    r = send_line("get k\r\n");
+    fail(0, FAIL_TIMEOUT);
+    CHECK_EQ(waiting(1), 0);
+    check_reply(r, "SERVER_ERROR backend timeout\r\n");
+    env_end();
+
+    env_begin();
+    f = failover3(&a, &b, &c);
+    env_ready(f);
+    r = send_line("get k\r\n");
+    answer(0, REPLY_SERVER_ERROR, "SERVER_ERROR busy\r\n");
+    CHECK_EQ(waiting(1), 0);
+    check_reply(r, "SERVER_ERROR busy\r\n");
+    env_end();
+
+    env_begin();
+    f = failover3(&a, &b, &c);
+    f->on_server_error = true;
+    env_ready(f);
+    r = send_line("get k\r\n");
+    answer(0, REPLY_SERVER_ERROR, "SERVER_ERROR busy\r\n");
+    answer(1, REPLY_VALUE, " 0 1\r\nv\r\n");
+    check_reply(r, "VALUE k 0 1\r\nv\r\nEND\r\n");
+    env_end();
+
+    env_begin();
+    f = failover3(&a, &b, &c);
+    f->failover_writes = false;
+    env_ready(f);
+    r = send_line("set k 0 0 1\r\nv\r\n");
+    CHECK_EQ(waiting(0), 1);
+    fail(0, FAIL_UNAVAILABLE);
+    CHECK_EQ(waiting(1), 0);
+    check_reply(r, "SERVER_ERROR backend unavailable\r\n");
+    CHECK_U64(counted(f)->requests, 1);
+    env_end();
+}
+
+/* ---- fan-out ---- */
+
+static struct route *
+fanout3(enum route_type type)
+{
+    return node(type, 3, pool(0), pool(1), pool(2));
+}
+
+/* all_sync: every child answers first, then the worst reply wins. */
+static void
+test_all_sync(void)
+{
+    struct creq *r;
+    struct route *all;
+
+    env_begin();
+    env_ready(fanout3(ROUTE_ALL_SYNC));
+    r = send_line("set k 0 0 1\r\nv\r\n");
+    CHECK_EQ(waiting(0) + waiting(1) + waiting(2), 3);
+    answer(0, REPLY_STORED, "STORED\r\n");
+    answer(2, REPLY_NOT_STORED, "NOT_STORED\r\n");
+    CHECK_EQ(done_count, 0);
+    answer(1, REPLY_STORED, "STORED\r\n");
+    CHECK_EQ(done_count, 1);
+    check_reply(r, "NOT_STORED\r\n");
+    env_end();
+
+    /* a failure is worse than any reply; the first of equals stays */
+    env_begin();
+    env_ready(fanout3(ROUTE_ALL_SYNC));
+    r = send_line("delete k\r\n");
+    answer(0, REPLY_DELETED, "DELETED\r\n");
+    fail(1, FAIL_CLOSED);
+    answer(2, REPLY_SERVER_ERROR, "SERVER_ERROR busy\r\n");
+    check_reply(r, "SERVER_ERROR backend closed connection\r\n");
+    env_end();
+
+    /* reply_first: the first child's reply, once all have answered */
+    env_begin();
+    all = fanout3(ROUTE_ALL_SYNC);
+    all->reply_first = true;
+    env_ready(all);
+    r = send_line("set k 0 0 1\r\nv\r\n");
+    answer(1, REPLY_NOT_STORED, "NOT_STORED\r\n");
+    answer(0, REPLY_STORED, "STORED\r\n");
+    CHECK_EQ(done_count, 0);
+    fail(2, FAIL_TIMEOUT);
+    check_reply(r, "STORED\r\n");
+    env_end();
+}
+
+/* all_initial: the first child's reply, as soon as it comes. */
+static void
+test_all_initial(void)
+{
+    struct creq *r;
+
+    env_begin();
+    env_ready(fanout3(ROUTE_ALL_INITIAL));
+    r = send_line("set k 0 0 1\r\nv\r\n");
+    answer(1, REPLY_STORED, "STORED\r\n");
+    CHECK_EQ(done_count, 0);
+    answer(0, REPLY_NOT_STORED, "NOT_STORED\r\n");
+    CHECK_EQ(done_count, 1);
+    check_reply(r, "NOT_STORED\r\n");
+    /* the third finishes in the background, after the reply is gone */
+    answer(2, REPLY_STORED, "STORED\r\n");
+    CHECK_EQ(done_count, 1);
+    env_end();
+}
+
+/* all_fastest: the first good reply; all bad: the last. */
+static void
+test_all_fastest(void)
+{
+    struct creq *r;
+
+    env_begin();
+    env_ready(fanout3(ROUTE_ALL_FASTEST));
+    r = send_line("get k\r\n");
+    answer(1, REPLY_SERVER_ERROR, "SERVER_ERROR busy\r\n");
+    CHECK_EQ(done_count, 0);
+    answer(2, REPLY_VALUE, " 0 1\r\nc\r\n");
+    CHECK_EQ(done_count, 1);
+    check_reply(r, "VALUE k 0 1\r\nc\r\nEND\r\n");
+    answer(0, REPLY_VALUE, " 0 1\r\na\r\n");
+    CHECK_EQ(done_count, 1);
+    env_end();
+
+    env_begin();
+    env_ready(fanout3(ROUTE_ALL_FASTEST));
+    r = send_line("get k\r\n");
+    fail(0, FAIL_TIMEOUT);
+    fail(2, FAIL_CLOSED);
+    CHECK_EQ(done_count, 0);
+    answer(1, REPLY_SERVER_ERROR, "SERVER_ERROR busy\r\n");
+    check_reply(r, "SERVER_ERROR busy\r\n");
+    env_end();
+}
+
+/* all_async: a write is answered at once; the children go on alone. */
+static void
+test_all_async(void)
+{
+    struct creq *r;
+
+    env_begin();
+    env_ready(fanout3(ROUTE_ALL_ASYNC));
+    r = send_line("set k 0 0 1\r\nv\r\n");
+    CHECK_EQ(done_count, 1);
+    CHECK_EQ(waiting(0) + waiting(1) + waiting(2), 3);
+    check_reply(r, "STORED\r\n");
+    fail(0, FAIL_TIMEOUT);
+    answer(1, REPLY_NOT_STORED, "NOT_STORED\r\n");
+    answer(2, REPLY_STORED, "STORED\r\n");
+    CHECK_EQ(done_count, 1);
+    env_end();
+
+    /* a read waits for the first child */
+    env_begin();
+    env_ready(fanout3(ROUTE_ALL_ASYNC));
+    r = send_line("get k\r\n");
+    CHECK_EQ(done_count, 0);
+    answer(2, REPLY_END, NULL);
+    CHECK_EQ(done_count, 0);
+    answer(0, REPLY_VALUE, " 0 1\r\nv\r\n");
+    CHECK_EQ(done_count, 1);
+    check_reply(r, "VALUE k 0 1\r\nv\r\nEND\r\n");
+    answer(1, REPLY_END, NULL);
+    env_end();
+}
+
+/* ---- shadow ---- */
+
+static void
+test_shadow(void)
+{
+    struct route *s;
+    struct creq *r;
+
+    env_begin();
+    s = node(ROUTE_SHADOW, 2, pool(0), pool(1));
+    s->fraction = UINT32_MAX;
+    s->shadow_op = OP_COUNT;
+    env_ready(s);
+    r = send_line("get k\r\n");
+    CHECK_EQ(waiting(0), 1);
+    CHECK_EQ(waiting(1), 1);
+    answer(1, REPLY_VALUE, " 0 6\r\nshadow\r\n");
+    CHECK_EQ(done_count, 0);        /* the shadow never answers the client */
+    answer(0, REPLY_END, NULL);
+    check_reply(r, "END\r\n");
+    env_end();
+
+    /* reads only: a write goes to the main child alone */
+    env_begin();
+    s = node(ROUTE_SHADOW, 2, pool(0), pool(1));
+    s->fraction = UINT32_MAX;
+    s->shadow_op = OP_READ;
+    env_ready(s);
+    r = send_line("set k 0 0 1\r\nv\r\n");
+    CHECK_EQ(waiting(1), 0);
+    answer(0, REPLY_STORED, "STORED\r\n");
+    check_reply(r, "STORED\r\n");
+    env_end();
+
+    /* a share of none: the key is not shadowed */
+    env_begin();
+    s = node(ROUTE_SHADOW, 2, pool(0), pool(1));
+    s->fraction = 0;
+    s->shadow_op = OP_COUNT;
+    env_ready(s);
+    r = send_line("get k\r\n");
+    CHECK_EQ(waiting(1), 0);
+    answer(0, REPLY_END, NULL);
+    check_reply(r, "END\r\n");
+    env_end();
+}
+
+/* ---- warmup ---- */
+
+static void
+test_warmup(void)
+{
+    static const char copy[] = "add k 5 300 3\r\nabc\r\n";
+    struct route *w;
+    struct creq *r;
+    struct call *c;
+
+    /* miss in cold -> warm -> hit, copied into cold with add */
+    env_begin();
+    w = node(ROUTE_WARMUP, 2, pool(0), pool(1));
+    w->exptime = 300;
+    env_ready(w);
+    r = send_line("get k\r\n");
+    CHECK_EQ(waiting(0), 1);
+    CHECK_EQ(waiting(1), 0);
+    answer(0, REPLY_END, NULL);
+    CHECK_EQ(waiting(1), 1);
+    answer(1, REPLY_VALUE, " 5 3\r\nabc\r\n");
+    check_reply(r, "VALUE k 5 3\r\nabc\r\nEND\r\n");
+    c = peek(0);                    /* the copy, a request of the proxy's own */
+    CHECK(c != NULL);
+    if (c != NULL) {
+        CHECK_EQ(c->creq->req.cmd, CMD_ADD);
+        CHECK(c->creq->owner == NULL);
+        CHECK_MEM(c->creq->buf->data, c->creq->buf->len, copy, sizeof(copy) - 1);
+        CHECK_MEM(c->key, c->klen, "k", 1);
+    }
+    answer(0, REPLY_STORED, "STORED\r\n");
+    CHECK_EQ(done_count, 1);
+    env_end();
+
+    /* a hit in cold: warm is never asked */
+    env_begin();
+    w = node(ROUTE_WARMUP, 2, pool(0), pool(1));
+    env_ready(w);
+    r = send_line("get k\r\n");
+    answer(0, REPLY_VALUE, " 0 1\r\nc\r\n");
+    CHECK_EQ(waiting(1), 0);
+    check_reply(r, "VALUE k 0 1\r\nc\r\nEND\r\n");
+    env_end();
+
+    /* a miss in both: a miss, and nothing copied */
+    env_begin();
+    w = node(ROUTE_WARMUP, 2, pool(0), pool(1));
+    env_ready(w);
+    r = send_line("get k\r\n");
+    answer(0, REPLY_END, NULL);
+    answer(1, REPLY_END, NULL);
+    check_reply(r, "END\r\n");
+    CHECK_EQ(waiting(0), 0);
+    env_end();
+
+    /* deletes reach warm too with delete_warm: the worst reply wins */
+    env_begin();
+    w = node(ROUTE_WARMUP, 2, pool(0), pool(1));
+    w->delete_warm = true;
+    env_ready(w);
+    r = send_line("delete k\r\n");
+    CHECK_EQ(waiting(0) + waiting(1), 2);
+    answer(0, REPLY_DELETED, "DELETED\r\n");
+    answer(1, REPLY_NOT_FOUND, "NOT_FOUND\r\n");
+    check_reply(r, "NOT_FOUND\r\n");
+    env_end();
+}
+
+/* ---- rewrite ---- */
+
+static void
+test_rewrite(void)
+{
+    struct route *rw;
+    struct creq *r;
+    struct call *c;
+
+    env_begin();
+    rw = node(ROUTE_REWRITE, 1, pool(0));
+    rw->strip = strdup("app:");
+    rw->strip_len = 4;
+    rw->add = strdup("v2:");
+    rw->add_len = 3;
+    env_ready(rw);
+    r = send_line("get app:foo\r\n");
+    c = peek(0);
+    CHECK(c != NULL);
+    if (c != NULL)
+        CHECK_MEM(c->key, c->klen, "v2:foo", 6);    /* what the server sees */
+    answer(0, REPLY_VALUE, " 0 1\r\nv\r\n");
+    check_reply(r, "VALUE app:foo 0 1\r\nv\r\nEND\r\n");  /* the client's key back */
+    env_end();
+
+    /* a key that would pass KEY_MAX never reaches a server */
+    env_begin();
+    rw = node(ROUTE_REWRITE, 1, pool(0));
+    rw->add = calloc(1, KEY_MAX + 1);
+    memset(rw->add, 'x', KEY_MAX);
+    rw->add_len = KEY_MAX;
+    env_ready(rw);
+    r = send_line("get k\r\n");
+    CHECK_EQ(submitted, 0);
+    check_reply(r, "CLIENT_ERROR key too long after rewrite\r\n");
+    env_end();
+}
+
+/* ---- error, prefix, by_op ---- */
+
+static void
+test_error_node(void)
+{
+    struct route *e;
+    struct creq *r;
+
+    env_begin();
+    e = node(ROUTE_ERROR, 0);
+    e->error_line = strdup("SERVER_ERROR maintenance\r\n");
+    env_ready(e);
+    r = send_line("get k\r\n");
+    CHECK_EQ(submitted, 0);
+    check_reply(r, "SERVER_ERROR maintenance\r\n");
+    CHECK_U64(counted(e)->requests, 1);
+    CHECK_U64(counted(e)->errors, 1);
+    env_end();
+}
+
+static void
+test_prefix_and_by_op(void)
+{
+    struct route *p, *b;
+    struct creq *r;
+
+    env_begin();
+    p = node(ROUTE_PREFIX, 0);
+    p->nprefixes = 2;
+    p->prefixes = calloc(2, sizeof(*p->prefixes));
+    p->prefixes[0] = (struct prefix_entry){ strdup("ab:"), 3, pool(1) };  /* longest first */
+    p->prefixes[1] = (struct prefix_entry){ strdup("a"), 1, pool(2) };
+    p->default_route = pool(0);
+    env_ready(p);
+    r = send_line("get ab:1\r\n");
+    CHECK_EQ(waiting(1), 1);
+    answer(1, REPLY_END, NULL);
+    check_reply(r, "END\r\n");
+    r = send_line("get ax\r\n");
+    CHECK_EQ(waiting(2), 1);
+    answer(2, REPLY_END, NULL);
+    check_reply(r, "END\r\n");
+    r = send_line("get zz\r\n");
+    CHECK_EQ(waiting(0), 1);
+    answer(0, REPLY_END, NULL);
+    check_reply(r, "END\r\n");
+    env_end();
+
+    env_begin();
+    b = node(ROUTE_BY_OP, 0);
+    b->by_op[OP_READ] = pool(1);
+    b->by_cmd[CMD_DELETE] = pool(2);
+    b->default_route = pool(0);
+    env_ready(b);
+    r = send_line("get k\r\n");
+    answer(1, REPLY_END, NULL);
+    check_reply(r, "END\r\n");
+    r = send_line("delete k\r\n");
+    answer(2, REPLY_DELETED, "DELETED\r\n");
+    check_reply(r, "DELETED\r\n");
+    r = send_line("set k 0 0 1\r\nv\r\n");
+    answer(0, REPLY_STORED, "STORED\r\n");
+    check_reply(r, "STORED\r\n");
+    env_end();
+}
+
+/* ---- hooks (the Lua side faked through script_ops) ---- */
+
+static int hook_calls;
+
+/* "b..." -> the second child, "new..." -> the first with a new key,
+ * "loop" -> the hook itself, "x..." -> fails, else the first. */
+static int
+fake_hook(struct config *c, int vm, const struct route *hook, const struct hook_request *req,
+          const struct route **next, const char **newkey, uint32_t *newklen)
+{
+    hook_calls++;
+    *newkey = NULL;
+    if (req->klen >= 1 && req->key[0] == 'x')
+        return -1;
+    if (req->klen == 4 && memcmp(req->key, "loop", 4) == 0) {
+        *next = hook;
+        return 0;
+    }
+    if (req->klen >= 3 && memcmp(req->key, "new", 3) == 0) {
+        *newkey = "renamed";
+        *newklen = 7;
+    }
+    *next = hook->children[req->klen >= 1 && req->key[0] == 'b' ? 1 : 0];
+    return 0;
+}
+
+static void
+no_free(struct config *c)
+{
+}
+
+static const struct script_ops fake_ops = { .hook_call = fake_hook, .free = no_free };
+
+static void
+test_hook(void)
+{
+    struct route *h;
+    struct creq *r;
+    struct call *c;
+
+    env_begin();
+    cfg->script_ops = &fake_ops;
+    h = node(ROUTE_HOOK, 2, pool(0), pool(1));
+    env_ready(h);
+    hook_calls = 0;
+    r = send_line("get b1\r\n");
+    CHECK_EQ(waiting(1), 1);
+    answer(1, REPLY_END, NULL);
+    check_reply(r, "END\r\n");
+    r = send_line("get newkey\r\n");
+    c = peek(0);
+    CHECK(c != NULL);
+    if (c != NULL)
+        CHECK_MEM(c->key, c->klen, "renamed", 7);
+    answer(0, REPLY_VALUE, " 0 1\r\nv\r\n");
+    check_reply(r, "VALUE newkey 0 1\r\nv\r\nEND\r\n");
+    r = send_line("get x\r\n");
+    check_reply(r, "SERVER_ERROR luagent: route hook failed\r\n");
+    CHECK_EQ(rt.rq.stats.hook_errors, 1);
+    r = send_line("get loop\r\n");
+    check_reply(r, "SERVER_ERROR luagent: route loop\r\n");
+    CHECK_EQ(submitted, 2);
+    CHECK_EQ(hook_calls, 3 + ROUTE_HOPS_MAX);
+    env_end();
+}
+
+/* A request's calls and buffers all go back: a failover over a fan-out. */
+static void
+test_nested_lifetimes(void)
+{
+    struct route *inner, *f;
+    struct creq *r;
+
+    env_begin();
+    inner = node(ROUTE_ALL_INITIAL, 2, pool(0), pool(1));
+    f = node(ROUTE_FAILOVER, 2, inner, pool(2));
+    f->on_error = true;
+    env_ready(f);
+    r = send_line("get k\r\n");
+    fail(0, FAIL_CLOSED);           /* the initial child fails: so does all_initial */
+    CHECK_EQ(waiting(2), 1);        /* failover moves on while server 1 still works */
+    answer(2, REPLY_VALUE, " 0 1\r\nv\r\n");
+    check_reply(r, "VALUE k 0 1\r\nv\r\nEND\r\n");
+    CHECK_U64(wc.inflight, 1);      /* server 1's call still holds the request */
+    answer(1, REPLY_VALUE, " 0 1\r\nw\r\n");
+    CHECK_EQ(done_count, 1);
+    env_end();
+}
+
+int
+main(void)
+{
+    test_failover_order();
+    test_failover_exhausted();
+    test_failover_miss();
+    test_failover_stays();
+    test_all_sync();
+    test_all_initial();
+    test_all_fastest();
+    test_all_async();
+    test_shadow();
+    test_warmup();
+    test_rewrite();
+    test_error_node();
+    test_prefix_and_by_op();
+    test_hook();
+    test_nested_lifetimes();
+    return UNIT_DONE();
+}
