@@ -619,10 +619,15 @@ client_request_start(struct client *c, struct creq *r)
     if (proto_cmd_op(r->req.cmd) == OP_PROXY) {
         client_proxy_command(c, r);
     } else {
+        struct call *call;
+
         creq_slots(r, 1);
         creq_key_slot(r);
-        route_start(&cx->rt, call_new(&cx->rt.rq, r, r->wcfg->config->root, 0,
-                                      client_slot_done));
+        call = call_new(&cx->rt.rq, r, r->wcfg->config->root, 0, client_slot_done);
+        if (call != NULL)
+            route_start(&cx->rt, call);
+        else
+            creq_slot_no_call(cx, r, 0);    /* out of memory: answered so */
     }
     client_request_ready(c, r);
 }
