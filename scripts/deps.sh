@@ -91,9 +91,11 @@ if [ -n "$missing" ]; then
     echo "deps: installing$missing"
     export DEBIAN_FRONTEND=noninteractive
     # A fresh machine has no package lists yet: install finds nothing without them.
-    apt-get update -qq
+    # Another apt (a second make, unattended upgrades) may hold dpkg's lock:
+    # wait for it rather than fail.
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
     # shellcheck disable=SC2086
-    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
 case "$purpose" in test|all) ;; *) exit 0 ;; esac

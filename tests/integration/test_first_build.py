@@ -267,8 +267,8 @@ def test_deps_updates_then_installs_what_a_bare_machine_lacks(tmp_path, purpose,
                        capture_output=True, timeout=60)
     assert p.returncode == 0, output(p)
     events = log.read_text().splitlines()
-    assert events[0] == "apt-get update -qq", events
-    assert events[1].startswith("apt-get install -y -qq --no-install-recommends "), events
+    assert events[0] == "apt-get -o DPkg::Lock::Timeout=600 update -qq", events
+    assert events[1].startswith("apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "), events
     lists_by_name = package_lists()
     want = {pkg for name in lists for pkg in lists_by_name[name]}
     assert set(events[1].split()[5:]) == want, events[1]
