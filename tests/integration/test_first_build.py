@@ -271,7 +271,7 @@ def test_deps_updates_then_installs_what_a_bare_machine_lacks(tmp_path, purpose,
     assert events[1].startswith("apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "), events
     lists_by_name = package_lists()
     want = {pkg for name in lists for pkg in lists_by_name[name]}
-    assert set(events[1].split()[5:]) == want, events[1]
+    assert set(events[1].split()[7:]) == want, events[1]
     npm = [e for e in events if e.startswith("npm ")]
     if purpose == "test":
         assert npm == ["npm ci --no-audit --no-fund --loglevel=error in clients"], events
