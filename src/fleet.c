@@ -361,6 +361,24 @@ fleet_established(struct fleet_server *fs)
     fleet_handshake(fs);
 }
 
+/*
+ * An up connection became ready in one direction: first resume the other
+ * direction's call if TLS left it waiting on this one (*waiting), then, if
+ * the connection is still up, do this direction's own work.
+ */
+static void
+fleet_up_ready(struct fleet_server *fs, bool *waiting,
+               void (*resume)(struct fleet_server *), void (*own)(struct fleet_server *))
+{
+    if (*waiting) {
+        *waiting = false;
+        resume(fs);
+        if (fs->conn != FLEET_UP)
+            return;
+    }
+    own(fs);
+}
+
 static void
 fleet_on_write(evutil_socket_t fd, short what, void *arg)
 {
@@ -375,13 +393,7 @@ fleet_on_write(evutil_socket_t fd, short what, void *arg)
         fleet_handshake(fs);
         return;
     case FLEET_UP:
-        if (fs->read_wants_write) {
-            fs->read_wants_write = false;
-            fleet_read(fs);
-            if (fs->conn != FLEET_UP)
-                return;
-        }
-        fleet_write(fs);
+        fleet_up_ready(fs, &fs->read_wants_write, fleet_read, fleet_write);
         return;
     case FLEET_CLOSED:
         return;
@@ -402,13 +414,7 @@ fleet_on_read(evutil_socket_t fd, short what, void *arg)
         fleet_handshake(fs);
         return;
     case FLEET_UP:
-        if (fs->write_wants_read) {
-            fs->write_wants_read = false;
-            fleet_write(fs);
-            if (fs->conn != FLEET_UP)
-                return;
-        }
-        fleet_read(fs);
+        fleet_up_ready(fs, &fs->write_wants_read, fleet_write, fleet_read);
         return;
     case FLEET_CLOSED:
         return;

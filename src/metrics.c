@@ -191,6 +191,41 @@ render_policy(struct evbuffer *out, const struct snapshot *snap)
            (uint64_t)snap->load_time);
 }
 
+/* The unlabelled counters of struct stats, in the order they are rendered. */
+static const struct {
+    const char *name;
+    const char *help;
+    size_t offset;
+} total_counters[] = {
+    { "luagent_get_hits_total", "Keys found by retrieval commands.",
+      offsetof(struct stats, get_hits) },
+    { "luagent_get_misses_total", "Keys not found by retrieval commands.",
+      offsetof(struct stats, get_misses) },
+    { "luagent_client_errors_total", "Requests refused by luagent's parser.",
+      offsetof(struct stats, client_errors) },
+    { "luagent_binary_requests_total", "Requests in memcached's binary protocol.",
+      offsetof(struct stats, binary_requests) },
+    { "luagent_server_errors_total", "Replies carrying a backend failure line.",
+      offsetof(struct stats, server_errors) },
+    { "luagent_hook_calls_total", "Lua hook runs.", offsetof(struct stats, hook_calls) },
+    { "luagent_hook_errors_total", "Lua hooks that failed.",
+      offsetof(struct stats, hook_errors) },
+    { "luagent_hook_cache_hits_total", "Hook decisions taken from the decision cache.",
+      offsetof(struct stats, hook_cache_hits) },
+    { "luagent_read_bytes_total", "Bytes read from clients.",
+      offsetof(struct stats, bytes_read) },
+    { "luagent_written_bytes_total", "Bytes written to clients.",
+      offsetof(struct stats, bytes_written) },
+    { "luagent_out_of_memory_errors_total", "Requests answered SERVER_ERROR out of memory.",
+      offsetof(struct stats, out_of_memory) },
+    { "luagent_memory_closed_connections_total",
+      "Clients closed: out of memory, or replies never read.",
+      offsetof(struct stats, memory_closes) },
+    { "luagent_memory_paused_reads_total",
+      "Times a client's reading paused at client_max_memory.",
+      offsetof(struct stats, memory_pauses) },
+};
+
 static void
 render_proxy(struct evbuffer *out, const struct snapshot *snap)
 {
@@ -213,31 +248,9 @@ render_proxy(struct evbuffer *out, const struct snapshot *snap)
     for (i = 0; i < CMD_COUNT; i++)
         sample(out, "luagent_commands_total", "command", proto_cmd_name((enum cmd)i),
                t->cmd[i]);
-    single(out, "luagent_get_hits_total", "counter", "Keys found by retrieval commands.",
-           t->get_hits);
-    single(out, "luagent_get_misses_total", "counter", "Keys not found by retrieval commands.",
-           t->get_misses);
-    single(out, "luagent_client_errors_total", "counter",
-           "Requests refused by luagent's parser.", t->client_errors);
-    single(out, "luagent_binary_requests_total", "counter",
-           "Requests in memcached's binary protocol.", t->binary_requests);
-    single(out, "luagent_server_errors_total", "counter",
-           "Replies carrying a backend failure line.", t->server_errors);
-    single(out, "luagent_hook_calls_total", "counter", "Lua hook runs.", t->hook_calls);
-    single(out, "luagent_hook_errors_total", "counter", "Lua hooks that failed.",
-           t->hook_errors);
-    single(out, "luagent_hook_cache_hits_total", "counter",
-           "Hook decisions taken from the decision cache.", t->hook_cache_hits);
-    single(out, "luagent_read_bytes_total", "counter", "Bytes read from clients.",
-           t->bytes_read);
-    single(out, "luagent_written_bytes_total", "counter", "Bytes written to clients.",
-           t->bytes_written);
-    single(out, "luagent_out_of_memory_errors_total", "counter",
-           "Requests answered SERVER_ERROR out of memory.", t->out_of_memory);
-    single(out, "luagent_memory_closed_connections_total", "counter",
-           "Clients closed: out of memory, or replies never read.", t->memory_closes);
-    single(out, "luagent_memory_paused_reads_total", "counter",
-           "Times a client's reading paused at client_max_memory.", t->memory_pauses);
+    for (i = 0; i < (int)(sizeof(total_counters) / sizeof(total_counters[0])); i++)
+        single(out, total_counters[i].name, "counter", total_counters[i].help,
+               *(const uint64_t *)((const char *)t + total_counters[i].offset));
     single(out, "luagent_buffer_bytes", "gauge", "Bytes held in buffers now.",
            snap->buffer_bytes);
     single(out, "luagent_free_list_bytes", "gauge", "Bytes kept in free lists for reuse.",

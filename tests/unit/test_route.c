@@ -436,6 +436,15 @@ fanout3(enum route_type type)
     return node(type, 3, pool(0), pool(1), pool(2));
 }
 
+/* A fresh environment whose root is fanout3(type), with line sent to it. */
+static struct creq *
+fanout3_send(enum route_type type, const char *line)
+{
+    env_begin();
+    env_ready(fanout3(type));
+    return send_line(line);
+}
+
 /* all_sync: every child answers first, then the worst reply wins. */
 static void
 test_all_sync(void)
@@ -443,9 +452,7 @@ test_all_sync(void)
     struct creq *r;
     struct route *all;
 
-    env_begin();
-    env_ready(fanout3(ROUTE_ALL_SYNC));
-    r = send_line("set k 0 0 1\r\nv\r\n");
+    r = fanout3_send(ROUTE_ALL_SYNC, "set k 0 0 1\r\nv\r\n");
     CHECK_EQ(waiting(0) + waiting(1) + waiting(2), 3);
     answer(0, REPLY_STORED, "STORED\r\n");
     answer(2, REPLY_NOT_STORED, "NOT_STORED\r\n");
@@ -456,9 +463,7 @@ test_all_sync(void)
     env_end();
 
     /* a failure is worse than any reply; the first of equals stays */
-    env_begin();
-    env_ready(fanout3(ROUTE_ALL_SYNC));
-    r = send_line("delete k\r\n");
+    r = fanout3_send(ROUTE_ALL_SYNC, "delete k\r\n");
     answer(0, REPLY_DELETED, "DELETED\r\n");
     fail(1, FAIL_CLOSED);
     answer(2, REPLY_SERVER_ERROR, "SERVER_ERROR busy\r\n");
@@ -485,9 +490,7 @@ test_all_initial(void)
 {
     struct creq *r;
 
-    env_begin();
-    env_ready(fanout3(ROUTE_ALL_INITIAL));
-    r = send_line("set k 0 0 1\r\nv\r\n");
+    r = fanout3_send(ROUTE_ALL_INITIAL, "set k 0 0 1\r\nv\r\n");
     answer(1, REPLY_STORED, "STORED\r\n");
     CHECK_EQ(done_count, 0);
     answer(0, REPLY_NOT_STORED, "NOT_STORED\r\n");
@@ -505,9 +508,7 @@ test_all_fastest(void)
 {
     struct creq *r;
 
-    env_begin();
-    env_ready(fanout3(ROUTE_ALL_FASTEST));
-    r = send_line("get k\r\n");
+    r = fanout3_send(ROUTE_ALL_FASTEST, "get k\r\n");
     answer(1, REPLY_SERVER_ERROR, "SERVER_ERROR busy\r\n");
     CHECK_EQ(done_count, 0);
     answer(2, REPLY_VALUE, " 0 1\r\nc\r\n");
@@ -517,9 +518,7 @@ test_all_fastest(void)
     CHECK_EQ(done_count, 1);
     env_end();
 
-    env_begin();
-    env_ready(fanout3(ROUTE_ALL_FASTEST));
-    r = send_line("get k\r\n");
+    r = fanout3_send(ROUTE_ALL_FASTEST, "get k\r\n");
     fail(0, FAIL_TIMEOUT);
     fail(2, FAIL_CLOSED);
     CHECK_EQ(done_count, 0);
@@ -534,9 +533,7 @@ test_all_async(void)
 {
     struct creq *r;
 
-    env_begin();
-    env_ready(fanout3(ROUTE_ALL_ASYNC));
-    r = send_line("set k 0 0 1\r\nv\r\n");
+    r = fanout3_send(ROUTE_ALL_ASYNC, "set k 0 0 1\r\nv\r\n");
     CHECK_EQ(done_count, 1);
     CHECK_EQ(waiting(0) + waiting(1) + waiting(2), 3);
     check_reply(r, "STORED\r\n");
@@ -547,9 +544,7 @@ test_all_async(void)
     env_end();
 
     /* a read waits for the first child */
-    env_begin();
-    env_ready(fanout3(ROUTE_ALL_ASYNC));
-    r = send_line("get k\r\n");
+    r = fanout3_send(ROUTE_ALL_ASYNC, "get k\r\n");
     CHECK_EQ(done_count, 0);
     answer(2, REPLY_END, NULL);
     CHECK_EQ(done_count, 0);
