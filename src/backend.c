@@ -73,7 +73,6 @@ enum backend_state {
 
 struct backend {
     struct backend_ctx      *bx;            /* the thread's */
-    struct request_cache    *rq;            /* bx->rq */
     const struct server     *server;
     enum backend_state       state;
     int                      fd;
@@ -124,7 +123,6 @@ backend_new(struct backend_ctx *bx, const struct server *server)
     if (be == NULL)
         return NULL;
     be->bx = bx;
-    be->rq = bx->rq;
     be->server = server;
     be->fd = -1;
     be->due = REPLY_KIND_COUNT;
@@ -177,8 +175,8 @@ backend_close_socket(struct backend *be)
         close(be->fd);
     be->fd = -1;
     be->state = BACKEND_CLOSED;
-    buf_put(&be->rq->bufs, be->out);
-    buf_put(&be->rq->bufs, be->in);
+    buf_put(&be->bx->rq->bufs, be->out);
+    buf_put(&be->bx->rq->bufs, be->in);
     be->out = be->in = NULL;
     be->ncuts = be->cut_next = 0;
     be->batch = be->batch_last = NULL;
@@ -223,7 +221,7 @@ backend_fail(struct backend *be, enum fail_reason why, const char *detail)
         n++;
         if (c->res.data != NULL)        /* a held batch value, let go */
             c->creq->in_calls -= c->res.data->len;
-        call_fail(be->rq, c, why);
+        call_fail(be->bx->rq, c, why);
         c = next;
     }
     if (why == FAIL_TIMEOUT)
@@ -519,7 +517,7 @@ backend_reserve(struct backend *be, const struct call *c)
 {
     size_t need = (size_t)c->creq->buf->len + BASE64_ENCODED_LEN(c->klen) + 32;
 
-    if (be->out == NULL && (be->out = buf_get(&be->rq->bufs)) == NULL)
+    if (be->out == NULL && (be->out = buf_get(&be->bx->rq->bufs)) == NULL)
         return -1;
     return buf_reserve(be->out, need);
 }
@@ -530,14 +528,14 @@ backend_submit(struct backend *be, struct call *c, int timeout_ms)
     if (be->down_until_ms != 0) {
         if (clock_ms() < be->down_until_ms) {
             STAT_INC(be->stats.errors);
-            call_fail(be->rq, c, FAIL_UNAVAILABLE);
+            call_fail(be->bx->rq, c, FAIL_UNAVAILABLE);
             return;
         }
         be->down_until_ms = 0;      /* retry: this call probes the server */
         STAT_INC(be->stats.retries);
     }
     if (backend_reserve(be, c) < 0) {
-        call_fail(be->rq, c, FAIL_NOMEM);
+        call_fail(be->bx->rq, c, FAIL_NOMEM);
         return;
     }
     STAT_INC(be->stats.requests);
@@ -610,7 +608,7 @@ backend_write(struct backend *be)
     if (out != NULL && out->cap > BUF_KEEP_MAX && buf_avail(out) == 0 && be->batch == NULL) {
         /* All written: a buffer grown for large values is not kept (an open
          * batch still has its line end to add). */
-        buf_put(&be->rq->bufs, out);
+        buf_put(&be->bx->rq->bufs, out);
         be->out = NULL;
     }
 }
@@ -751,14 +749,14 @@ backend_set_result(struct backend *be, struct call *c, enum reply_kind kind,
          * count what the batch holds already, or a wide get over a large
          * value would pile up copies before its request could refuse them. */
         if ((kind == REPLY_VALUE || kind == REPLY_META_VA)
-            && !creq_may_hold(be->rq, c->creq, len)) {
+            && !creq_may_hold(be->bx->rq, c->creq, len)) {
             c->res.fail = FAIL_NOMEM;
             return;
         }
-        b = buf_get(&be->rq->bufs);
+        b = buf_get(&be->bx->rq->bufs);
         if (b == NULL || buf_reserve(b, len) < 0) {
             /* The unit is consumed all the same: the stream stays in step. */
-            buf_put(&be->rq->bufs, b);
+            buf_put(&be->bx->rq->bufs, b);
             c->res.fail = FAIL_NOMEM;
         } else {
             buf_append(b, bytes, len);
@@ -785,7 +783,7 @@ backend_finish_head(struct backend *be)
     /* Only a reply that fits a request shows the server is fine: bytes
      * alone may be garbage, or a reply cut short before a stall. */
     be->failures = 0;
-    call_finish(be->rq, c);
+    call_finish(be->bx->rq, c);
 }
 
 /* The waiting call got its whole reply; it is the head, since only the
@@ -947,7 +945,7 @@ backend_read(struct backend *be)
     struct buf *in;
     ssize_t n;
 
-    if (be->in == NULL && (be->in = buf_get(&be->rq->bufs)) == NULL) {
+    if (be->in == NULL && (be->in = buf_get(&be->bx->rq->bufs)) == NULL) {
         backend_fail(be, FAIL_CLOSED, "out of memory");
         return;
     }
@@ -975,7 +973,7 @@ backend_read(struct backend *be)
     be->read_ns = clock_ns();
     backend_parse(be);
     if (be->in != NULL && buf_avail(be->in) == 0 && be->head == NULL) {
-        buf_put(&be->rq->bufs, be->in);      /* idle: hold no buffer */
+        buf_put(&be->bx->rq->bufs, be->in);      /* idle: hold no buffer */
         be->in = NULL;
     }
 }

@@ -64,12 +64,9 @@ key_needs_base64(const char *key, uint32_t len)
         if (((x - 0x21 * ones) & ~x & highs) != 0 || ((del - ones) & ~del & highs) != 0)
             return true;
     }
-    for (; i < len; i++) {
-        unsigned char ch = (unsigned char)key[i];
-
-        if (ch <= ' ' || ch == 0x7f)
+    for (; i < len; i++)
+        if (!key_byte_ok((unsigned char)key[i]))
             return true;
-    }
     return false;
 }
 

@@ -106,22 +106,6 @@ line_buf(struct route_ctx *rt, const char *line)
     return b;
 }
 
-static void
-node_error(struct route_ctx *rt, struct call *c)
-{
-    struct buf *b = line_buf(rt, c->node->error_line);
-
-    if (b == NULL) {
-        call_fail(&rt->rq, c, FAIL_NOMEM);
-        return;
-    }
-    result_clear(&rt->rq, &c->res);
-    c->res.kind = REPLY_SERVER_ERROR;
-    c->res.fail = FAIL_NONE;
-    c->res.data = b;
-    call_finish(&rt->rq, c);
-}
-
 static bool
 is_read(const struct call *c)
 {
@@ -475,7 +459,7 @@ route_start(struct route_ctx *rt, struct call *c)
             }
             return;
         case ROUTE_ERROR:
-            node_error(rt, c);
+            call_answer(rt, c, REPLY_SERVER_ERROR, r->error_line);
             return;
         case ROUTE_TYPE_COUNT:
             call_fail(&rt->rq, c, FAIL_PROTOCOL);
