@@ -56,6 +56,8 @@ struct route_stats {
     uint64_t errors;                /* calls the node answered with an error */
     uint64_t hook_calls;            /* hook: Lua runs */
     uint64_t hook_cache_hits;       /* hook: decisions taken from the cache */
+    uint64_t coalesced;             /* coalesce: gets answered by another's reply */
+    uint64_t leaders;               /* coalesce: gets sent on, others may wait for */
 };
 
 /* What `stats <group>` renders. */

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "coalesce.h"
 #include "config.h"
 #include "counters.h"
 #include "request.h"
@@ -61,6 +62,7 @@ struct route_ctx {
     int                   vm;           /* this thread's Lua VM, for hooks */
     struct route_counter **counters;    /* every label a live generation names */
     int                   ncounters;
+    struct coalesce_table coalesce;     /* gets in flight through coalesce nodes */
 };
 
 static inline struct route_ctx *

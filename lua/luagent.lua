@@ -10,7 +10,7 @@
 --   route  = setmetatable({ _type = "<kind>", _where = "file:line" | nil,
 --                           <validated fields, defaults filled> }, lg.Route)
 --   kinds  = pool prefix by_op failover all_sync all_initial all_fastest
---            all_async rewrite shadow warmup error hook
+--            all_async rewrite shadow warmup error hook coalesce
 --   pool.servers = list of { host = s, port = n, weight = n, name = s|nil }
 --   pool.tls     = nil (plain TCP) | { ca = s|nil, cert = s|nil, key = s|nil,
 --                                      sni = s|nil, verify = b }
@@ -705,6 +705,16 @@ function build.hook(t, where)
     return check_fields(HOOK_FIELDS, t, new_route("hook", where))
 end
 
+-- lg.coalesce{ to = route }: identical gets in flight from one worker go
+-- to `to` once, and every waiting client gets the reply.
+local COALESCE_FIELDS = {
+    to = req(route),
+}
+
+function build.coalesce(t, where)
+    return check_fields(COALESCE_FIELDS, t, new_route("coalesce", where))
+end
+
 ---------------------------------------------------------------------------
 -- lg.policy
 ---------------------------------------------------------------------------
@@ -786,7 +796,7 @@ local function each_child(r, fn)
             if r.ops and r.ops[name] then fn(r.ops[name]) end
         end
         fn(r.default)
-    elseif k == "rewrite" then
+    elseif k == "rewrite" or k == "coalesce" then
         fn(r.to)
     elseif k == "shadow" then
         fn(r.main); fn(r.shadow)
@@ -896,7 +906,7 @@ end
 
 for _, name in ipairs({ "pool", "prefix", "by_op", "failover", "all_sync", "all_initial",
                         "all_fastest", "all_async", "rewrite", "shadow", "warmup", "error",
-                        "hook", "policy", "read_local_write_all" }) do
+                        "hook", "coalesce", "policy", "read_local_write_all" }) do
     lg[name] = constructor(name, build[name])
 end
 

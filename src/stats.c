@@ -187,6 +187,10 @@ render_routes(struct buf *out, const struct snapshot *snap)
         group_u64(out, "route", sr->label, "errors", sr->s.errors);
         group_u64(out, "route", sr->label, "hook_calls", sr->s.hook_calls);
         group_u64(out, "route", sr->label, "hook_cache_hits", sr->s.hook_cache_hits);
+        if (strcmp(sr->type, "coalesce") == 0) {
+            group_u64(out, "route", sr->label, "coalesced", sr->s.coalesced);
+            group_u64(out, "route", sr->label, "leaders", sr->s.leaders);
+        }
     }
 }
 
