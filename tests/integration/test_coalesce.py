@@ -9,9 +9,7 @@ arrives, as a real server would, and sent later). Counts are read from the
 server (the mock's log, memcached's cmd_get) and from `stats routes`; every
 wait polls a condition.
 """
-import os
 import signal
-import socket
 import threading
 
 import pytest
@@ -338,6 +336,40 @@ def test_reload_while_gets_wait(luagent, mock, tmp_path):
         wait_log(lg, "generation 1 retired", 1)
     finally:
         close_all((a, b, c))
+
+
+def test_orphaned_waiters_outlive_their_generation(luagent, mock, memcached, tmp_path):
+    """The leader and its waiters belong to generation 1, whose only server
+    generation 2 no longer names; their clients have all gone. The held
+    reply, coming after the reload, answers nobody, frees generation 1's last
+    requests from inside the old connection's callback, and the generation
+    and that connection are retired safely."""
+    held = HeldStore()
+    server = mock(held)
+    lg, path = start(luagent, tmp_path, server)
+    cs = clients(lg, 4)
+    try:
+        cs[0].send(b"get k\r\n")
+        poll(lambda: held.count() == 1, "the first get is out", lg)
+        for c in cs[1:]:
+            c.send(b"get k\r\n")
+        arrived(lg, 4)
+    finally:
+        close_all(cs)
+    poll(lambda: int(lg.stats()["curr_connections"]) == 1, "the clients are gone", lg)
+    m = memcached()
+    write_policy(path, policy(m))
+    lg.signal(signal.SIGHUP)
+    wait_generation(lg, 2, 1)
+    held.release()
+    wait_log(lg, "generation 1 retired", 1)
+    wait_log(lg, "closing connections to %s (no longer in the policy)" % server.addr, 1)
+    c = lg.client()
+    try:
+        assert c.call(set_cmd("k", "new")) == b"STORED\r\n"
+        assert c.call(b"get k\r\n", "get") == b"VALUE k 0 3\r\nnew\r\nEND\r\n"
+    finally:
+        c.close()
 
 
 def test_meta_gets_are_not_coalesced(luagent, mock, tmp_path):
