@@ -499,12 +499,20 @@ local POOL_FIELDS = {
     retry_after_ms     = opt(integer(0, 3600000), 1000),
     eject              = opt(boolean, false),
     tls                = opt(check_tls, nil),
+    coalesce           = opt(boolean, false),
 }
 
 local build = {}    -- kind -> function(t, where) -> object
 
+-- coalesce = true is lg.coalesce{ to = <the pool> }: every route that names
+-- the returned object reaches the pool through that one coalesce node.
 function build.pool(t, where)
-    return check_fields(POOL_FIELDS, t, new_route("pool", where))
+    local p = check_fields(POOL_FIELDS, t, new_route("pool", where))
+    if not p.coalesce then return p end
+    p.coalesce = nil
+    local r = new_route("coalesce", where)
+    r.to = p
+    return r
 end
 
 ---------------------------------------------------------------------------

@@ -57,9 +57,9 @@ class HeldStore:
             req.send(reply)
 
 
-def policy(server, route="lg.coalesce{ to = p }", timeout_ms=LONG_MS):
-    return (HEAD + 'local p = lg.pool{ name = "p", servers = { "%s" }, timeout_ms = %d }\n'
-            % (server.addr, timeout_ms)
+def policy(server, route="lg.coalesce{ to = p }", timeout_ms=LONG_MS, pool_opts=""):
+    return (HEAD + 'local p = lg.pool{ name = "p", servers = { "%s" }, timeout_ms = %d%s }\n'
+            % (server.addr, timeout_ms, pool_opts)
             + "return lg.policy{ route = %s }\n" % route)
 
 
@@ -378,3 +378,26 @@ def test_meta_gets_are_not_coalesced(luagent, mock, tmp_path):
     finally:
         close_all((a, b))
     assert route_counts(lg) == (0, 0)
+
+
+def test_pool_option_coalesce(luagent, mock, tmp_path):
+    """lg.pool{ coalesce = true } is lg.coalesce{ to = <pool> }: a key asked
+    three times in one get, and by two clients, reaches the server once."""
+    held = HeldStore()
+    server = mock(held)
+    held.store.data[b"k"] = (0, b"v")
+    lg, _ = start(luagent, tmp_path, server, route="lg.prefix{ ['x:'] = p, default = p }",
+                  pool_opts=", coalesce = true")
+    a, b = clients(lg, 2)
+    try:
+        a.send(b"get k k k\r\n")
+        poll(lambda: held.count() == 1, "the get is out", lg)
+        b.send(b"get k\r\n")
+        arrived(lg, 4)
+        held.release()
+        assert a.read_retrieval() == b"VALUE k 0 1\r\nv\r\n" * 3 + b"END\r\n"
+        assert b.read_retrieval() == b"VALUE k 0 1\r\nv\r\nEND\r\n"
+    finally:
+        close_all((a, b))
+    assert held.gets == 1
+    assert server.received_lines() == [b"get k"]
