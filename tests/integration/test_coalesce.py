@@ -14,6 +14,7 @@ import threading
 
 import pytest
 
+import binary_client as bc
 from conftest import HOST, RawClient, report_info, set_cmd
 from mock_backend import Store
 from test_policy import mc_stats
@@ -359,6 +360,32 @@ def test_orphaned_waiters_outlive_their_generation(luagent, mock, memcached, tmp
     wait_generation(lg, 2, 1)
     held.release()
     assert_retired_and_serving(lg, server, m)
+
+
+def test_binary_requests_are_not_coalesced_and_close_the_window(luagent, mock, tmp_path):
+    """A binary get travels as a meta get: it is not coalesced. A binary
+    delete (a meta delete) closes the window of its key like a text one."""
+    held = HeldStore()
+    server = mock(held)
+    lg, _ = start(luagent, tmp_path, server)
+    a, b = bc.BinaryClient((HOST, lg.port)), bc.BinaryClient((HOST, lg.port))
+    t1, t2 = clients(lg, 2)
+    try:
+        a.send(bc.request(bc.GET, b"k"))
+        b.send(bc.request(bc.GET, b"k"))
+        poll(lambda: held.count() == 2, "both binary gets reach the server", lg)
+        t1.send(b"get j\r\n")
+        poll(lambda: held.count() == 3, "a text get of j is out", lg)
+        a.send(bc.request(bc.DELETE, b"j"))
+        poll(lambda: held.count() == 4, "the binary delete of j reaches the server", lg)
+        t2.send(b"get j\r\n")
+        poll(lambda: held.count() == 5, "the text get of j after it goes too", lg)
+        held.release()
+        assert t1.read_retrieval() == b"END\r\n"
+        assert t2.read_retrieval() == b"END\r\n"
+    finally:
+        close_all((a, b, t1, t2))
+    assert route_counts(lg) == (0, 2)
 
 
 def test_meta_gets_are_not_coalesced(luagent, mock, tmp_path):
