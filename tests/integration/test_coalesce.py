@@ -362,9 +362,10 @@ def test_orphaned_waiters_outlive_their_generation(luagent, mock, memcached, tmp
     assert_retired_and_serving(lg, server, m)
 
 
-def test_binary_requests_are_not_coalesced_and_close_the_window(luagent, mock, tmp_path):
-    """A binary get travels as a meta get: it is not coalesced. A binary
-    delete (a meta delete) closes the window of its key like a text one."""
+def test_meta_and_binary_gets_are_not_coalesced(luagent, mock, tmp_path):
+    """mg carries per-request flags (opaque, key echo), and a binary get
+    travels as an mg: each one goes to the server on its own. A binary
+    delete (an md) closes the window of its key like a text one."""
     held = HeldStore()
     server = mock(held)
     lg, _ = start(luagent, tmp_path, server)
@@ -373,38 +374,22 @@ def test_binary_requests_are_not_coalesced_and_close_the_window(luagent, mock, t
     try:
         a.send(bc.request(bc.GET, b"k"))
         b.send(bc.request(bc.GET, b"k"))
-        poll(lambda: held.count() == 2, "both binary gets reach the server", lg)
+        t1.send(b"mg k v O1\r\n")
+        t2.send(b"mg k v O2\r\n")
+        poll(lambda: held.count() == 4, "every meta and binary get reaches the server", lg)
         t1.send(b"get j\r\n")
-        poll(lambda: held.count() == 3, "a text get of j is out", lg)
+        poll(lambda: held.count() == 5, "a text get of j is out", lg)
         a.send(bc.request(bc.DELETE, b"j"))
-        poll(lambda: held.count() == 4, "the binary delete of j reaches the server", lg)
+        poll(lambda: held.count() == 6, "the binary delete of j reaches the server", lg)
         t2.send(b"get j\r\n")
-        poll(lambda: held.count() == 5, "the text get of j after it goes too", lg)
+        poll(lambda: held.count() == 7, "the text get of j after it goes too", lg)
         held.release()
-        assert t1.read_retrieval() == b"END\r\n"
-        assert t2.read_retrieval() == b"END\r\n"
+        for t in (t1, t2):
+            assert t.read_line() == b"EN\r\n"
+            assert t.read_retrieval() == b"END\r\n"
     finally:
         close_all((a, b, t1, t2))
     assert route_counts(lg) == (0, 2)
-
-
-def test_meta_gets_are_not_coalesced(luagent, mock, tmp_path):
-    """mg carries per-request flags (opaque, key echo): each one goes to the
-    server on its own."""
-    held = HeldStore()
-    server = mock(held)
-    lg, _ = start(luagent, tmp_path, server)
-    a, b = clients(lg, 2)
-    try:
-        a.send(b"mg k v O1\r\n")
-        b.send(b"mg k v O2\r\n")
-        poll(lambda: held.count() == 2, "both meta gets reach the server", lg)
-        held.release()
-        assert a.read_line() == b"EN\r\n"
-        assert b.read_line() == b"EN\r\n"
-    finally:
-        close_all((a, b))
-    assert route_counts(lg) == (0, 0)
 
 
 def test_pool_option_coalesce(luagent, mock, tmp_path):
