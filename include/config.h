@@ -46,6 +46,10 @@ struct pool {
     struct ring    *ring;
     enum hash_kind  hash;
     char            hash_tag[3];    /* "" or two characters, e.g. "{}" */
+    char           *seed;           /* NULL, or the salt mixed into key hashes */
+    uint32_t        seed_hash;      /* hash_seed_of(seed) */
+    bool            key_steps;      /* a hash tag or a seed: pool_key_hash's
+                                     * slower path (one test for both) */
     int             nservers;
     int            *server_ids;     /* ring index -> config server id */
     int             timeout_ms;     /* request timeout */

@@ -492,6 +492,7 @@ local POOL_FIELDS = {
                              return t.dist == "modula" and "djb" or "md5"
                          end),
     hash_tag           = opt(check_hash_tag, nil),
+    seed               = opt(token(200), nil),
     timeout_ms         = opt(integer(1, 3600000), 1000),
     connect_timeout_ms = opt(integer(1, 3600000), 500),
     max_idle           = opt(integer(0, 10000), 20),

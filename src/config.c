@@ -130,9 +130,14 @@ config_pool(const struct config *cfg, const char *name)
 uint32_t
 pool_key_hash(const struct pool *pool, const char *key, size_t len)
 {
+    uint32_t h;
+
+    if (!pool->key_steps)       /* the common pool: no tag, no seed */
+        return hash_key(pool->hash, key, len);
     if (pool->hash_tag[0] != '\0')
         hash_tag_apply(pool->hash_tag, &key, &len);
-    return hash_key(pool->hash, key, len);
+    h = hash_key(pool->hash, key, len);
+    return pool->seed != NULL ? hash_seeded(h, pool->seed_hash) : h;
 }
 
 int
@@ -193,6 +198,7 @@ config_free(struct config *cfg)
         tls_client_free(p->tls);
         free(p->server_ids);
         free(p->name);
+        free(p->seed);
         free(p);
     }
     for (i = 0; i < cfg->nservers; i++) {

@@ -303,21 +303,15 @@ node_by_op(const struct route *r, const struct call *c)
 }
 
 /*
- * FNV-1a, then a final avalanche (murmur3's), so keys that differ only in
- * their last bytes still spread over the whole range: a fraction of keys
- * must mean that fraction of any key set.
+ * FNV-1a, then a final avalanche (murmur3's, as a seeded pool mixes its
+ * seed), so keys that differ only in their last bytes still spread over the
+ * whole range: a fraction of keys must mean that fraction of any key set,
+ * and balance's replicas must each get their share.
  */
 static uint32_t
-shadow_hash(const char *key, uint32_t len)
+key_spread_hash(const char *key, uint32_t len)
 {
-    uint32_t h = hash_key(HASH_FNV1A_32, key, len);
-
-    h ^= h >> 16;
-    h *= 0x85ebca6bu;
-    h ^= h >> 13;
-    h *= 0xc2b2ae35u;
-    h ^= h >> 16;
-    return h;
+    return hash_seeded(hash_key(HASH_FNV1A_32, key, len), 0);
 }
 
 /* Is this key in the shadowed share? The same keys always are. */
@@ -330,7 +324,7 @@ node_shadowed(const struct route *r, const struct call *c)
         return false;
     if (r->shadow_op == OP_WRITE && op == OP_READ)
         return false;
-    return r->fraction == UINT32_MAX || shadow_hash(c->key, c->klen) <= r->fraction;
+    return r->fraction == UINT32_MAX || key_spread_hash(c->key, c->klen) <= r->fraction;
 }
 
 /* Ask the policy's Lua hook; false when the call was answered instead. */

@@ -488,6 +488,10 @@ compile_pool(struct compiler *cc, int idx, struct route *r)
     free(tag);
     if (h < 0)
         return fail(cc, idx, "lg.pool '%s': unknown hash", pool->name);
+    pool->seed = field_str(L, idx, "seed");
+    if (pool->seed != NULL)
+        pool->seed_hash = hash_seed_of(pool->seed);
+    pool->key_steps = pool->hash_tag[0] != '\0' || pool->seed != NULL;
     pool->timeout_ms = (int)field_int(L, idx, "timeout_ms", DEFAULT_TIMEOUT_MS);
     pool->eject = field_bool(L, idx, "eject", false);
     {
@@ -1602,7 +1606,8 @@ script_describe(const struct config *cfg, FILE *out)
         fprintf(out, "pool %s:", p->name);
         for (j = 0; j < p->nservers; j++)
             fprintf(out, " %s", cfg->servers[p->server_ids[j]].label);
-        fprintf(out, " (hash %s, timeout %d ms%s%s)\n", hash_name(p->hash), p->timeout_ms,
+        fprintf(out, " (hash %s%s%s, timeout %d ms%s%s)\n", hash_name(p->hash),
+                p->seed ? ", seed " : "", p->seed ? p->seed : "", p->timeout_ms,
                 p->tls ? ", " : "", p->tls ? tls_client_describe(p->tls) : "");
     }
     for (i = 0; i < cfg->nnodes; i++)
