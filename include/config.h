@@ -71,6 +71,7 @@ enum route_type {
     ROUTE_WARMUP,       /* read cold, on a miss read warm and copy into cold */
     ROUTE_ERROR,        /* answer SERVER_ERROR <msg> */
     ROUTE_HOOK,         /* a Lua function picks the child */
+    ROUTE_BALANCE,      /* one child per request: random, by key, least busy */
     ROUTE_TYPE_COUNT
 };
 
@@ -79,6 +80,14 @@ struct prefix_entry {
     uint32_t       len;
     struct route  *route;
 };
+
+enum balance_by {
+    BALANCE_RANDOM,     /* any live child, at random */
+    BALANCE_KEY,        /* the key's child (rendezvous hash), a live one */
+    BALANCE_LEAST       /* the live child with the fewest calls in flight */
+};
+
+#define BALANCE_CHILDREN_MAX 64     /* a bit mask holds the children tried */
 
 enum hook_cache {
     HOOK_CACHE_NONE,
@@ -118,6 +127,7 @@ struct route {
     bool             on_server_error;   /* SERVER_ERROR from the server */
     bool             on_miss;           /* reads: a miss moves on */
     bool             failover_writes;   /* false: writes go to the first child only */
+    enum balance_by  balance_by;        /* balance: how the child is chosen */
 };
 
 /* The ring index and hash of a key (the hash tag applied). */

@@ -10,14 +10,14 @@
 --   route  = setmetatable({ _type = "<kind>", _where = "file:line" | nil,
 --                           <validated fields, defaults filled> }, lg.Route)
 --   kinds  = pool prefix by_op failover all_sync all_initial all_fastest
---            all_async rewrite shadow warmup error hook
+--            all_async rewrite shadow warmup error hook balance
 --   pool.servers = list of { host = s, port = n, weight = n, name = s|nil }
 --   pool.tls     = nil (plain TCP) | { ca = s|nil, cert = s|nil, key = s|nil,
 --                                      sni = s|nil, verify = b }
 --   prefix.map   = list of { prefix = s, route = r }, sorted by prefix
 --   by_op.ops    = { [op or command name] = route }, by_op.default = route|nil
 --   failover.on  = { error = b, timeout = b, server_error = b }
---   children     = positional routes (failover, all_*); hook.routes likewise
+--   children     = positional routes (failover, all_*, balance); hook.routes likewise
 --   policy       = setmetatable({ _type = "policy", route = r,
 --                                 settings = {...}, tests = {...} }, lg.Policy)
 -- Routes are never copied: an object used twice is the same table.
@@ -634,6 +634,21 @@ for name, spec in pairs(FANOUT_FIELDS) do
     end
 end
 
+-- lg.balance{ a, b, c, by = ... }: one child per request (src/balance.c).
+local BALANCE_MAX = 64
+local BALANCE_FIELDS = {
+    by = opt(one_of("random", "key", "least_outstanding"), "random"),
+}
+
+function build.balance(t, where)
+    local r = check_fields(BALANCE_FIELDS, t, new_route("balance", where), true)
+    r.children = children_of(t, 1)
+    if #r.children > BALANCE_MAX then
+        fail("takes at most %d routes (got %d)", BALANCE_MAX, #r.children)
+    end
+    return r
+end
+
 ---------------------------------------------------------------------------
 -- lg.rewrite, lg.shadow, lg.warmup, lg.error, lg.hook
 ---------------------------------------------------------------------------
@@ -897,7 +912,7 @@ end
 
 for _, name in ipairs({ "pool", "prefix", "by_op", "failover", "all_sync", "all_initial",
                         "all_fastest", "all_async", "rewrite", "shadow", "warmup", "error",
-                        "hook", "policy", "read_local_write_all" }) do
+                        "hook", "balance", "policy", "read_local_write_all" }) do
     lg[name] = constructor(name, build[name])
 end
 

@@ -453,6 +453,8 @@ render_routes(struct evbuffer *out, const struct snapshot *snap)
     ROUTE_FAMILY("luagent_route_hook_calls_total", "Lua runs of a hook node.", hook_calls);
     ROUTE_FAMILY("luagent_route_hook_cache_hits_total",
                  "Decisions of a hook node taken from the decision cache.", hook_cache_hits);
+    ROUTE_FAMILY("luagent_route_skipped_down_total",
+                 "Choices of a balance node that passed over a down child.", skipped_down);
 }
 
 /* ---- HTTP ---- */

@@ -26,6 +26,7 @@
 #include <luajit.h>
 #include <lualib.h>
 
+#include "balance.h"
 #include "config.h"
 #include "ketama.h"
 #include "log.h"
@@ -770,6 +771,19 @@ compile_fanout(struct compiler *cc, int idx, struct route *r)
     return r;
 }
 
+static struct route *
+compile_balance(struct compiler *cc, int idx, struct route *r)
+{
+    if (compile_children(cc, idx, "children", r) < 0)
+        return NULL;
+    if (r->nchildren == 0 || r->nchildren > BALANCE_CHILDREN_MAX)
+        return fail(cc, idx, "lg.balance: needs 1 to %d routes", BALANCE_CHILDREN_MAX);
+    r->balance_by = field_is(cc->L, idx, "by", "key") ? BALANCE_KEY
+                  : field_is(cc->L, idx, "by", "least_outstanding") ? BALANCE_LEAST
+                  : BALANCE_RANDOM;
+    return r;
+}
+
 static const struct type_row type_rows[] = {
     { "pool",        ROUTE_POOL,        compile_pool },
     { "prefix",      ROUTE_PREFIX,      compile_prefix },
@@ -784,6 +798,7 @@ static const struct type_row type_rows[] = {
     { "warmup",      ROUTE_WARMUP,      compile_warmup },
     { "error",       ROUTE_ERROR,       compile_error },
     { "hook",        ROUTE_HOOK,        compile_hook },
+    { "balance",     ROUTE_BALANCE,     compile_balance },
 };
 
 static struct route *
@@ -1137,6 +1152,19 @@ reach_child(struct script_vm *vm, const struct config *cfg, const struct route *
     return reach(vm, cfg, r, req, out, err, errlen, depth + 1);
 }
 
+/* What --check and --route add to a node's type name ("" for most). */
+static const char *
+node_detail(const struct route *r)
+{
+    static const char *const balance_by[] = {
+        [BALANCE_RANDOM] = " (by random: any child)",
+        [BALANCE_KEY] = " (by key: the key's child)",
+        [BALANCE_LEAST] = " (by least_outstanding: any child)",
+    };
+
+    return r->type == ROUTE_BALANCE ? balance_by[r->balance_by] : "";
+}
+
 /* Which pools a request reaches through route r (the answering path). */
 static int
 reach(struct script_vm *vm, const struct config *cfg, const struct route *r,
@@ -1150,8 +1178,7 @@ reach(struct script_vm *vm, const struct config *cfg, const struct route *r,
         return -1;
     }
     if (out->trace != NULL && r->type != ROUTE_POOL)
-        fprintf(out->trace, "%*s%s%s\n", 2 * depth, "", r->name,
-                r->type == ROUTE_REWRITE || r->type == ROUTE_HOOK ? "" : "");
+        fprintf(out->trace, "%*s%s%s\n", 2 * depth, "", r->name, node_detail(r));
     switch (r->type) {
     case ROUTE_POOL: {
         int id = pool_server_for_key(r->pool, req->key, req->klen);
@@ -1206,6 +1233,12 @@ reach(struct script_vm *vm, const struct config *cfg, const struct route *r,
         if (op == OP_DELETE && r->delete_warm)
             return reach_child(vm, cfg, r->children[1], req, out, err, errlen, depth);
         return 0;
+    case ROUTE_BALANCE:
+        if (r->balance_by == BALANCE_KEY)   /* the key's child, all up */
+            return reach_child(vm, cfg, r->children[balance_key_child(r, req->key, req->klen)],
+                               req, out, err, errlen, depth);
+        /* random, least_outstanding: any child may answer */
+        /* fall through */
     case ROUTE_ALL_SYNC:
     case ROUTE_ALL_INITIAL:
     case ROUTE_ALL_FASTEST:
@@ -1611,6 +1644,6 @@ script_describe(const struct config *cfg, FILE *out)
                 p->tls ? ", " : "", p->tls ? tls_client_describe(p->tls) : "");
     }
     for (i = 0; i < cfg->nnodes; i++)
-        fprintf(out, "route %d: %s%s\n", i, cfg->nodes[i]->name,
+        fprintf(out, "route %d: %s%s%s\n", i, cfg->nodes[i]->name, node_detail(cfg->nodes[i]),
                 cfg->nodes[i] == cfg->root ? " (root)" : "");
 }

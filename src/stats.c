@@ -187,6 +187,7 @@ render_routes(struct buf *out, const struct snapshot *snap)
         group_u64(out, "route", sr->label, "errors", sr->s.errors);
         group_u64(out, "route", sr->label, "hook_calls", sr->s.hook_calls);
         group_u64(out, "route", sr->label, "hook_cache_hits", sr->s.hook_cache_hits);
+        group_u64(out, "route", sr->label, "skipped_down", sr->s.skipped_down);
     }
 }
 
