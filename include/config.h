@@ -37,6 +37,10 @@ struct server {
     int         connect_timeout_ms;
     int         failure_limit;
     int         retry_after_ms;
+    int         retry_max_ms;       /* mark-downs double up to this, and a
+                                     * server up this long starts over */
+    bool        rejoin_flush;       /* rejoin = "flush": flush_all first... */
+    int         rejoin_after_ms;    /* ...after a run of failures this long */
     int         max_idle;
     struct tls_client *tls;         /* the first pool's tls table, or NULL: plain TCP */
 };

@@ -498,6 +498,12 @@ local POOL_FIELDS = {
     max_idle           = opt(integer(0, 10000), 20),
     failure_limit      = opt(integer(1, 1000000), 3),
     retry_after_ms     = opt(integer(0, 3600000), 1000),
+    retry_max_ms       = opt(integer(0, 3600000), function(t)
+                             local base = t.retry_after_ms or 1000
+                             return base > 30000 and base or 30000
+                         end),
+    rejoin             = opt(one_of("serve", "flush"), "serve"),
+    rejoin_after_ms    = opt(integer(0, 86400000), nil),
     eject              = opt(boolean, false),
     tls                = opt(check_tls, nil),
 }
@@ -505,7 +511,16 @@ local POOL_FIELDS = {
 local build = {}    -- kind -> function(t, where) -> object
 
 function build.pool(t, where)
-    return check_fields(POOL_FIELDS, t, new_route("pool", where))
+    local r = check_fields(POOL_FIELDS, t, new_route("pool", where))
+    if r.retry_max_ms < r.retry_after_ms then
+        fail("field 'retry_max_ms' must be at least retry_after_ms (%d; got %d)",
+             r.retry_after_ms, r.retry_max_ms)
+    end
+    if r.rejoin_after_ms ~= nil and r.rejoin ~= "flush" then
+        fail("field 'rejoin_after_ms' is only used with rejoin = 'flush'")
+    end
+    r.rejoin_after_ms = r.rejoin_after_ms or 0
+    return r
 end
 
 ---------------------------------------------------------------------------

@@ -554,6 +554,9 @@ compile_pool(struct compiler *cc, int idx, struct route *r)
                                                  DEFAULT_CONNECT_TIMEOUT_MS);
         srv->failure_limit = (int)field_int(L, idx, "failure_limit", DEFAULT_FAILURE_LIMIT);
         srv->retry_after_ms = (int)field_int(L, idx, "retry_after_ms", DEFAULT_RETRY_AFTER_MS);
+        srv->retry_max_ms = (int)field_int(L, idx, "retry_max_ms", DEFAULT_RETRY_MAX_MS);
+        srv->rejoin_flush = field_is(L, idx, "rejoin", "flush");
+        srv->rejoin_after_ms = (int)field_int(L, idx, "rejoin_after_ms", 0);
         srv->max_idle = (int)field_int(L, idx, "max_idle", DEFAULT_MAX_IDLE);
     }
     if (pool->server_ids == NULL) {
@@ -1626,6 +1629,22 @@ script_reach_servers(struct config *cfg, const char *line, int *ids, int max,
     return i;
 }
 
+/*
+ * A pool's retry and rejoin settings: those of the servers it configured
+ * (a server named by an earlier pool keeps that pool's). Shown when the
+ * pool's first server differs from the defaults.
+ */
+static void
+describe_health(const struct config *cfg, const struct pool *p, FILE *out)
+{
+    const struct server *srv = &cfg->servers[p->server_ids[0]];
+
+    if (srv->retry_after_ms != DEFAULT_RETRY_AFTER_MS || srv->retry_max_ms != DEFAULT_RETRY_MAX_MS)
+        fprintf(out, ", retry %d..%d ms", srv->retry_after_ms, srv->retry_max_ms);
+    if (srv->rejoin_flush)
+        fprintf(out, ", rejoin flush after %d ms", srv->rejoin_after_ms);
+}
+
 void
 script_describe(const struct config *cfg, FILE *out)
 {
@@ -1639,9 +1658,10 @@ script_describe(const struct config *cfg, FILE *out)
         fprintf(out, "pool %s:", p->name);
         for (j = 0; j < p->nservers; j++)
             fprintf(out, " %s", cfg->servers[p->server_ids[j]].label);
-        fprintf(out, " (hash %s%s%s, timeout %d ms%s%s)\n", hash_name(p->hash),
-                p->seed ? ", seed " : "", p->seed ? p->seed : "", p->timeout_ms,
-                p->tls ? ", " : "", p->tls ? tls_client_describe(p->tls) : "");
+        fprintf(out, " (hash %s%s%s, timeout %d ms", hash_name(p->hash),
+                p->seed ? ", seed " : "", p->seed ? p->seed : "", p->timeout_ms);
+        describe_health(cfg, p, out);
+        fprintf(out, "%s%s)\n", p->tls ? ", " : "", p->tls ? tls_client_describe(p->tls) : "");
     }
     for (i = 0; i < cfg->nnodes; i++)
         fprintf(out, "route %d: %s%s%s\n", i, cfg->nodes[i]->name, node_detail(cfg->nodes[i]),
