@@ -134,6 +134,13 @@ struct route {
     enum balance_by  balance_by;        /* balance: how the child is chosen */
 };
 
+/* How many children a failover node tries at most. */
+static inline int
+route_failover_tries(const struct route *r)
+{
+    return r->max_tries > 0 && r->max_tries < r->nchildren ? r->max_tries : r->nchildren;
+}
+
 /* The ring index and hash of a key (the hash tag applied). */
 uint32_t pool_key_hash(const struct pool *pool, const char *key, size_t len);
 

@@ -73,7 +73,6 @@ static bool
 child_down(const struct call *c, const struct route *r, int depth)
 {
     bool read = proto_cmd_op(c->creq->req.cmd) == OP_READ;
-    int tries;
 
     if (depth > DOWN_DEPTH_MAX)
         return false;
@@ -83,8 +82,7 @@ child_down(const struct call *c, const struct route *r, int depth)
     case ROUTE_FAILOVER:
         if (!r->failover_writes && !read)
             return child_down(c, r->children[0], depth + 1);
-        tries = r->max_tries > 0 && r->max_tries < r->nchildren ? r->max_tries : r->nchildren;
-        return all_down(c, r, tries, depth);
+        return all_down(c, r, route_failover_tries(r), depth);
     case ROUTE_BALANCE:
         return all_down(c, r, r->nchildren, depth);
     default:

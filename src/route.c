@@ -580,15 +580,13 @@ static void
 child_done(struct route_ctx *rt, struct call *parent, struct call *child)
 {
     const struct route *r = parent->node;
-    int tries;
 
     parent->pending--;
     if (parent->finished)
         return;         /* answered already: this one ran in the background */
     switch (r->type) {
     case ROUTE_FAILOVER:
-        tries = r->max_tries > 0 && r->max_tries < r->nchildren ? r->max_tries : r->nchildren;
-        if (failover_wanted(r, child) && parent->child + 1 < tries) {
+        if (failover_wanted(r, child) && parent->child + 1 < route_failover_tries(r)) {
             parent->child++;
             failover_try(rt, parent);
             return;
