@@ -13,7 +13,8 @@ import select
 import subprocess
 
 import mock_backend
-from conftest import LUAGENT, RawClient, set_cmd
+from conftest import HOST, LUAGENT, RawClient, free_port, set_cmd
+from test_metrics import one, scrape
 from test_policy import RUN_TIMEOUT, get1, put_direct, write_policy
 
 REPLICAS = """
@@ -107,7 +108,8 @@ return lg.policy{ route = lg.balance{ a, b, c, by = "key" } }
 
 def test_down_replica_is_skipped_and_counted(tmp_path, memcached, luagent):
     servers, path = replicas(tmp_path, memcached, "key")
-    lg = luagent("-t", "1", "-c", str(path))
+    mport = free_port()
+    lg = luagent("-t", "1", "-c", str(path), "--metrics", "%s:%d" % (HOST, mport))
     c = lg.client()
     keys = ["dk:%d" % i for i in range(30)]
     owner = {}
@@ -130,6 +132,10 @@ def test_down_replica_is_skipped_and_counted(tmp_path, memcached, luagent):
     st = stat_routes(lg)
     assert st["route:balance#1:type"] == "balance"
     assert int(st["route:balance#1:skipped_down"]) >= len(victims)
+    fams, _ = scrape(mport)
+    assert one(fams["luagent_route_skipped_down"], "_total", route="balance#1") == \
+        int(st["route:balance#1:skipped_down"])
+    assert "route:a:skipped_down" not in st, "only balance nodes show skipped_down"
 
 
 def _reply_within(sock_client, seconds):

@@ -13,8 +13,9 @@ import signal
 import subprocess
 import time
 
-from conftest import LUAGENT, set_cmd
-from test_policy import RUN_TIMEOUT, get1, write_policy
+from conftest import HOST, LUAGENT, free_port, set_cmd
+from test_metrics import one, scrape
+from test_policy import RUN_TIMEOUT, write_policy
 
 DEADLINE = 30.0
 
@@ -76,6 +77,7 @@ def test_backoff_doubles_up_to_the_max_and_starts_over_after_a_while(tmp_path, m
     until("five mark-downs", lambda: marked(5))
     st = server_stats(lg, m.addr)
     assert int(st["backoffs"]) == 2, st
+    assert int(st["markdowns"]) >= 5
     assert "twice as long as the last time (retry_max_ms 1200)" in lg.log()
     assert "marked down for 1200 ms" in lg.log()
 
@@ -127,7 +129,9 @@ def stale_scenario(tmp_path, memcached, luagent, rejoin):
     server comes back. Returns (luagent, main memcached, what reads saw)."""
     m, spare = memcached(), memcached()
     path = write_policy(tmp_path, "rejoin.lua", REJOIN, M=m, S=spare, REJOIN=rejoin)
-    lg = luagent("-t", "1", "-c", str(path))
+    mport = free_port()
+    lg = luagent("-t", "1", "-c", str(path), "--metrics", "%s:%d" % (HOST, mport))
+    lg.metrics_port = mport
     c = lg.client()
     assert c.call(set_cmd("session", "old")) == b"STORED\r\n"
     assert m.get("session") is not None
@@ -162,6 +166,10 @@ def test_rejoin_flush_keeps_a_returning_server_from_serving_stale_data(tmp_path,
     assert int(st["rejoin_flushes"]) >= 1 and int(st["rejoins"]) == 1, st
     assert m.get("session") is None, "the returning server was flushed"
     assert "flush_all answered OK: serving again after" in lg.log()
+    fams, _ = scrape(lg.metrics_port)
+    assert one(fams["luagent_server_rejoins"], "_total", server=m.addr) == 1
+    assert one(fams["luagent_server_rejoin_flushes"], "_total", server=m.addr) == \
+        int(st["rejoin_flushes"])
 
 
 def test_without_flush_the_returning_server_serves_stale_data(tmp_path, memcached, luagent):
