@@ -150,6 +150,7 @@ struct call {
     int                  index;         /* position among the parent's children */
     int                  hops;          /* route steps taken (loop guard) */
     int                  pending;       /* children without a result yet */
+    int32_t              ttl;           /* exptime rule for the server (ttl.h), 0: none */
     bool                 batch_end;     /* backend: last key of a get batch */
     bool                 in_batch;      /* backend: part of a multi-key get */
     bool                 finished;

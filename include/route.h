@@ -44,6 +44,8 @@ struct route_counter {
     struct route_stats  stats;
     enum route_type     type;
     int                 users;      /* generations (wconfigs) pointing at it */
+    uint64_t            rate_full_at; /* ratelimit, scope "worker": this worker's
+                                     * bucket (ratelimit.h), kept across reloads */
     char                label[];    /* see route_label */
 };
 

@@ -60,6 +60,7 @@
 #include "reply.h"
 #include "request.h"
 #include "tls.h"
+#include "ttl.h"
 
 #define BATCH_KEYS_MAX  100         /* keys in one get line to a server */
 #define READ_CHUNK      16384
@@ -368,7 +369,7 @@ backend_batch_fits(const struct backend *be, const struct call *c)
         return false;
     if (a->args.len == 0)
         return true;
-    return a->args.len == b->args.len
+    return be->batch->ttl == c->ttl && a->args.len == b->args.len
         && memcmp(be->batch->creq->buf->data + a->args.off,
                   c->creq->buf->data + b->args.off, a->args.len) == 0;
 }
@@ -414,6 +415,24 @@ backend_cuts_passed(struct backend *be)
         be->ncuts = be->cut_next = 0;   /* none ahead: write to the end */
 }
 
+/* The request's arguments, their exptime rewritten when the call has a rule. */
+static void
+backend_append_args(struct buf *out, const struct call *c)
+{
+    const struct request *rq = &c->creq->req;
+    const char *args = c->creq->buf->data + rq->args.off;
+
+    if (c->ttl == 0) {
+        buf_append(out, args, rq->args.len);
+    } else {
+        /* backend_reserve made the room */
+        size_t n = ttl_rewrite_args(c->ttl, rq->cmd, rq->meta, args, rq->args.len,
+                                    out->data + out->len, (int64_t)time(NULL));
+
+        out->len += n;
+    }
+}
+
 /*
  * A meta request: "<cmd> <key> <args>" (+ the data block for ms), the key
  * being the call's own (rewritten, and base64 again when the client sent
@@ -444,7 +463,7 @@ backend_format_meta(struct backend *be, const struct call *c)
     }
     if (rq->args.len > 0) {
         buf_append(out, " ", 1);
-        buf_append(out, base + rq->args.off, rq->args.len);
+        backend_append_args(out, c);
     }
     buf_append(out, "\r\n", 2);
     if (proto_cmd_has_data(rq->cmd)) {
@@ -479,7 +498,7 @@ backend_format(struct backend *be, struct call *c)
             buf_append_str(out, name);
             buf_append(out, " ", 1);
             if (rq->args.len > 0) {     /* gat/gats: exptime comes first */
-                buf_append(out, base + rq->args.off, rq->args.len);
+                backend_append_args(out, c);
                 buf_append(out, " ", 1);
             }
             be->batch = c;
@@ -497,7 +516,7 @@ backend_format(struct backend *be, struct call *c)
     }
     if (rq->args.len > 0) {
         buf_append(out, " ", 1);
-        buf_append(out, base + rq->args.off, rq->args.len);
+        backend_append_args(out, c);
     }
     buf_append(out, "\r\n", 2);
     if (proto_cmd_op(rq->cmd) == OP_WRITE) {
@@ -516,6 +535,9 @@ static int
 backend_reserve(struct backend *be, const struct call *c)
 {
     size_t need = (size_t)c->creq->buf->len + BASE64_ENCODED_LEN(c->klen) + 32;
+
+    if (c->ttl != 0)            /* a rewritten exptime may be longer */
+        need += TTL_ARGS_ROOM(c->creq->req.args.len);
 
     if (be->out == NULL && (be->out = buf_get(&be->bx->rq->bufs)) == NULL)
         return -1;

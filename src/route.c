@@ -19,12 +19,15 @@
 #include "backend.h"
 #include "base64.h"
 #include "buf.h"
+#include "clock.h"
 #include "config.h"
 #include "dcache.h"
 #include "hash.h"
 #include "log.h"
 #include "ketama.h"
 #include "luagent.h"
+#include "ratelimit.h"
+#include "ttl.h"
 
 /* This worker's counters for node r (of the call's generation). */
 static inline struct route_stats *
@@ -54,6 +57,7 @@ call_child(struct route_ctx *rt, struct call *parent, const struct route *node)
     c->klen = parent->klen;
     c->parent = parent;
     c->hops = parent->hops;
+    c->ttl = parent->ttl;
     parent->refs++;
     parent->pending++;
     return c;
@@ -144,10 +148,16 @@ failover_try(struct route_ctx *rt, struct call *c)
 {
     struct call *child = call_child(rt, c, c->node->children[c->child]);
 
-    if (child == NULL)
+    if (child == NULL) {
         call_fail(&rt->rq, c, FAIL_NOMEM);
-    else
-        route_start(rt, child);
+        return;
+    }
+    if (c->child > 0 && c->node->gutter_ttl != 0) {
+        /* Past the first child: what is stored there lives gutter_ttl at most. */
+        child->ttl = ttl_compose(child->ttl, c->node->gutter_ttl);
+        STAT_INC(node_stats(c, c->node)->gutter_capped);
+    }
+    route_start(rt, child);
 }
 
 /* Answer a call with a fixed line of this kind. */
@@ -384,6 +394,26 @@ node_hook(struct route_ctx *rt, struct call *c)
     return true;
 }
 
+/* Take a token; false when the call was refused (answered) instead. */
+static bool
+node_ratelimit(struct route_ctx *rt, struct call *c)
+{
+    const struct route *r = c->node;
+    struct route_counter *rc = c->creq->wcfg->routes[r->id];
+    uint64_t now = clock_ns();
+    bool took = r->rate_shared != NULL ? rate_take_shared(&r->rate, r->rate_shared, now)
+                                       : rate_take(&r->rate, &rc->rate_full_at, now);
+
+    if (took)
+        return true;
+    STAT_INC(rc->stats.rate_over);
+    if (r->rate_pass)
+        return true;            /* a dry run: counted only */
+    STAT_INC(rc->stats.rate_limited);
+    call_answer(rt, c, REPLY_SERVER_ERROR, "SERVER_ERROR rate limited\r\n");
+    return false;
+}
+
 void
 route_start(struct route_ctx *rt, struct call *c)
 {
@@ -461,6 +491,16 @@ route_start(struct route_ctx *rt, struct call *c)
         case ROUTE_ERROR:
             call_answer(rt, c, REPLY_SERVER_ERROR, r->error_line);
             return;
+        case ROUTE_RATELIMIT:
+            if (!node_ratelimit(rt, c))
+                return;
+            c->node = r->children[0];
+            continue;
+        case ROUTE_TTL:
+            /* Nodes above applied theirs first; the backend rewrites the line. */
+            c->ttl = ttl_compose(c->ttl, r->ttl_rule);
+            c->node = r->children[0];
+            continue;
         case ROUTE_TYPE_COUNT:
             call_fail(&rt->rq, c, FAIL_PROTOCOL);
             return;

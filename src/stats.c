@@ -174,6 +174,22 @@ render_pools(struct buf *out, const struct snapshot *snap)
     }
 }
 
+/* The counters only some node types have, for those types. */
+static void
+render_route_extras(struct buf *out, const struct snap_route *sr)
+{
+    bool failover = strcmp(sr->type, "failover") == 0;
+
+    if (failover)
+        group_u64(out, "route", sr->label, "gutter_capped", sr->s.gutter_capped);
+    if (failover || strcmp(sr->type, "all_fastest") == 0)
+        group_u64(out, "route", sr->label, "hedges", sr->s.hedges);
+    if (strcmp(sr->type, "ratelimit") == 0) {
+        group_u64(out, "route", sr->label, "rate_over", sr->s.rate_over);
+        group_u64(out, "route", sr->label, "rate_limited", sr->s.rate_limited);
+    }
+}
+
 static void
 render_routes(struct buf *out, const struct snapshot *snap)
 {
@@ -187,6 +203,7 @@ render_routes(struct buf *out, const struct snapshot *snap)
         group_u64(out, "route", sr->label, "errors", sr->s.errors);
         group_u64(out, "route", sr->label, "hook_calls", sr->s.hook_calls);
         group_u64(out, "route", sr->label, "hook_cache_hits", sr->s.hook_cache_hits);
+        render_route_extras(out, sr);
     }
 }
 
