@@ -151,6 +151,9 @@ struct call {
     int                  hops;          /* route steps taken (loop guard) */
     int                  pending;       /* children without a result yet */
     int32_t              ttl;           /* exptime rule for the server (ttl.h), 0: none */
+    bool                 hedge_queued;  /* hedging node: waiting on the hedge queue */
+    struct call         *hedge_prev, *hedge_next; /* ...its neighbours there */
+    uint64_t             hedge_at_ms;   /* ...and when its wait ends */
     bool                 batch_end;     /* backend: last key of a get batch */
     bool                 in_batch;      /* backend: part of a multi-key get */
     bool                 finished;

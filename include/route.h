@@ -19,10 +19,12 @@
 
 #include "config.h"
 #include "counters.h"
+#include "hedge.h"
 #include "request.h"
 
 struct buf;
 struct dcache;
+struct event_base;
 
 #define ROUTE_HOPS_MAX 64      /* steps one key may take through the tree */
 
@@ -63,6 +65,7 @@ struct route_ctx {
     int                   vm;           /* this thread's Lua VM, for hooks */
     struct route_counter **counters;    /* every label a live generation names */
     int                   ncounters;
+    struct hedge_queue    hedges;       /* calls waiting to hedge (wait_ms) */
 };
 
 static inline struct route_ctx *
@@ -70,6 +73,9 @@ route_ctx_of(struct request_cache *rq)
 {
     return (struct route_ctx *)((char *)rq - offsetof(struct route_ctx, rq));
 }
+
+/* Set up the hedge timer on the thread's event base: 0, or -1. */
+int route_hedges_init(struct route_ctx *rt, struct event_base *base);
 
 /* Start a call at its node; it ends through its done callback. */
 void route_start(struct route_ctx *rt, struct call *c);

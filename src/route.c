@@ -160,6 +160,67 @@ failover_try(struct route_ctx *rt, struct call *c)
     route_start(rt, child);
 }
 
+/* Children a failover or all_fastest node tries at most. */
+static int
+node_tries(const struct route *r)
+{
+    return r->max_tries > 0 && r->max_tries < r->nchildren ? r->max_tries : r->nchildren;
+}
+
+/*
+ * Does this call hedge? Reads through a node with wait_ms: a write sent to a
+ * second child because the first was slow could land twice.
+ */
+static bool
+hedging(const struct route *r, const struct call *c)
+{
+    return r->wait_ms > 0 && node_tries(r) > 1 && is_read(c);
+}
+
+/*
+ * Hedging: the first child now; each wait_ms without an answer, the next
+ * (route_hedge_fire). The queue holds a reference on the call while it waits.
+ */
+static void
+hedge_start(struct route_ctx *rt, struct call *c)
+{
+    c->child = 0;
+    c->refs += 2;               /* the queue's, and ours until the child has started */
+    hedge_add(&rt->hedges, c, clock_ms() + (uint64_t)c->node->wait_ms);
+    failover_try(rt, c);
+    if (c->hedge_queued && c->finished) {
+        /* failed at once, out of memory: node_answer did not see it */
+        hedge_remove(&rt->hedges, c);
+        call_unref(&rt->rq, c);
+    }
+    call_unref(&rt->rq, c);
+}
+
+/* A hedging call waited wait_ms for its latest child: start the next one too. */
+static void
+route_hedge_fire(struct hedge_queue *q, struct call *c)
+{
+    struct route_ctx *rt = (struct route_ctx *)((char *)q - offsetof(struct route_ctx, hedges));
+    const struct route *r = c->node;
+
+    if (!c->finished && c->child + 1 < node_tries(r)) {
+        c->child++;
+        STAT_INC(node_stats(c, r)->hedges);
+        failover_try(rt, c);
+        if (!c->finished && c->child + 1 < node_tries(r)) {
+            hedge_add(q, c, clock_ms() + (uint64_t)r->wait_ms);   /* keeps the reference */
+            return;
+        }
+    }
+    call_unref(&rt->rq, c);
+}
+
+int
+route_hedges_init(struct route_ctx *rt, struct event_base *base)
+{
+    return hedge_queue_init(&rt->hedges, base, route_hedge_fire);
+}
+
 /* Answer a call with a fixed line of this kind. */
 static void
 call_answer(struct route_ctx *rt, struct call *c, enum reply_kind kind, const char *line)
@@ -456,11 +517,20 @@ route_start(struct route_ctx *rt, struct call *c)
                 c->node = r->children[0];
                 continue;
             }
-            failover_try(rt, c);
+            if (hedging(r, c))
+                hedge_start(rt, c);
+            else
+                failover_try(rt, c);
+            return;
+        case ROUTE_ALL_FASTEST:
+            if (hedging(r, c)) {
+                hedge_start(rt, c);
+                return;
+            }
+            node_fanout(rt, c, r->nchildren);
             return;
         case ROUTE_ALL_SYNC:
         case ROUTE_ALL_INITIAL:
-        case ROUTE_ALL_FASTEST:
         case ROUTE_ALL_ASYNC:
             node_fanout(rt, c, r->nchildren);
             return;
@@ -580,26 +650,49 @@ warmup_child_done(struct route_ctx *rt, struct call *parent, struct call *child)
     call_finish(&rt->rq, parent);
 }
 
+/*
+ * A failover or all_fastest node answers with a child's result. A call still
+ * waiting to hedge leaves the queue first: the queue's reference keeps it
+ * alive through its finish.
+ */
+static void
+node_answer(struct route_ctx *rt, struct call *parent, struct call *child)
+{
+    bool queued = parent->hedge_queued;
+
+    if (queued)
+        hedge_remove(&rt->hedges, parent);
+    result_move(&rt->rq, &parent->res, &child->res);
+    call_finish(&rt->rq, parent);
+    if (queued)
+        call_unref(&rt->rq, parent);
+}
+
 /* A child call has its result; the parent decides what happens next. */
 static void
 child_done(struct route_ctx *rt, struct call *parent, struct call *child)
 {
     const struct route *r = parent->node;
-    int tries;
 
     parent->pending--;
     if (parent->finished)
         return;         /* answered already: this one ran in the background */
     switch (r->type) {
     case ROUTE_FAILOVER:
-        tries = r->max_tries > 0 && r->max_tries < r->nchildren ? r->max_tries : r->nchildren;
-        if (failover_wanted(r, child) && parent->child + 1 < tries) {
-            parent->child++;
-            failover_try(rt, parent);
-            return;
+        if (failover_wanted(r, child)) {
+            if (parent->child + 1 < node_tries(r)) {
+                parent->child++;
+                failover_try(rt, parent);
+                return;
+            }
+            if (parent->pending > 0) {
+                /* A hedged child is still out, and may do better: this
+                 * answer stands only if it does not. */
+                result_move(&rt->rq, &parent->res, &child->res);
+                return;
+            }
         }
-        result_move(&rt->rq, &parent->res, &child->res);
-        call_finish(&rt->rq, parent);
+        node_answer(rt, parent, child);
         return;
     case ROUTE_WARMUP:
         if (proto_cmd_is_retrieval(parent->creq->req.cmd)) {
@@ -617,10 +710,14 @@ child_done(struct route_ctx *rt, struct call *parent, struct call *child)
             call_finish(&rt->rq, parent);
         return;
     case ROUTE_ALL_FASTEST:
-        if (!result_is_error(&child->res) || parent->pending == 0) {
-            result_move(&rt->rq, &parent->res, &child->res);
-            call_finish(&rt->rq, parent);
+        if (result_is_error(&child->res) && hedging(r, parent)
+            && parent->child + 1 < r->nchildren) {
+            parent->child++;            /* hedged: the next one now, not after the wait */
+            failover_try(rt, parent);
+            return;
         }
+        if (!result_is_error(&child->res) || parent->pending == 0)
+            node_answer(rt, parent, child);
         return;
     case ROUTE_ALL_INITIAL:
     case ROUTE_ALL_ASYNC:
