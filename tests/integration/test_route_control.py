@@ -13,7 +13,9 @@ bounds are derived from the time the test itself measured.
 import threading
 import time
 
+import binary_client as bp
 import mock_backend
+from binary_client import BinaryClient
 from conftest import HOST, RawClient, free_port, parse_values, set_cmd
 from test_metrics import fetch
 from test_policy import run_luagent, write_policy
@@ -105,6 +107,26 @@ return lg.policy{ route = lg.ttl{ to = main, max = 100 } }
     assert c.call(set_cmd("t:n", "5", exptime=30)) == b"STORED\r\n"
     assert c.call(b"incr t:n 7000\r\n") == b"7005\r\n"
     assert c.call(b"delete t:n\r\n") == b"DELETED\r\n"
+
+
+def test_ttl_binary_protocol(memcached, luagent, tmp_path):
+    """Binary requests travel as meta commands: their exptime is capped too."""
+    m = memcached()
+    path = write_policy(tmp_path, "p.lua", TTL_HEAD + """
+return lg.policy{ route = lg.ttl{ to = main, max = 100 } }
+""", MAIN=m)
+    lg = luagent("-c", str(path))
+    c = BinaryClient(lg.sockaddr)
+    try:
+        assert c.call(bp.store(bp.SET, b"b:never", b"v")).status == 0
+        assert c.call(bp.store(bp.SET, b"b:long", b"v", exptime=5000)).status == 0
+        assert c.call(bp.store(bp.SET, b"b:short", b"v", exptime=20)).status == 0
+        assert c.call(bp.touch(bp.TOUCH, b"b:short", 0)).status == 0
+    finally:
+        c.close()
+    for key in ("b:never", "b:long", "b:short"):
+        left = ttl_left(m, key)
+        assert left is not None and 90 <= left <= 100, (key, left)
 
 
 def test_ttl_set_replaces(memcached, luagent, raw_client, tmp_path):
