@@ -4,14 +4,22 @@
  */
 #include "ratelimit.h"
 
+#define BUCKET_NS_MAX   (UINT64_C(1) << 62)    /* far enough ahead, and no overflow near it */
+
 struct rate_limit
 rate_limit_make(double rate, unsigned burst)
 {
     struct rate_limit rl;
     double interval = 1e9 / rate;
 
-    rl.interval_ns = interval < 1 ? 1 : (uint64_t)interval;
-    rl.burst_ns = rl.interval_ns * (burst > 0 ? burst : 1);
+    if (burst == 0)
+        burst = 1;
+    rl.interval_ns = interval < 1 ? 1 : interval > BUCKET_NS_MAX ? BUCKET_NS_MAX
+                   : (uint64_t)interval;
+    /* A slow rate with a big burst would overflow: such a bucket is
+     * effectively never empty, and ~146 years of tokens say as much. */
+    rl.burst_ns = rl.interval_ns > BUCKET_NS_MAX / burst ? BUCKET_NS_MAX
+                : rl.interval_ns * burst;
     return rl;
 }
 

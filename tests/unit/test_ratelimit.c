@@ -64,11 +64,29 @@ test_shared(void)
     CHECK(rate_take_shared(&rl, &full_at, now + 1 * MS));
 }
 
+/* The extremes the policy allows neither overflow nor stop the bucket. */
+static void
+test_extremes(void)
+{
+    struct rate_limit rl = rate_limit_make(0.001, 1000000000);
+    uint64_t full_at = 0, now = 1000 * MS;
+
+    CHECK_U64(rl.burst_ns, UINT64_C(1) << 62);   /* saturated, not wrapped */
+    CHECK(rate_take(&rl, &full_at, now));
+    CHECK(rate_take(&rl, &full_at, now));
+    rl = rate_limit_make(1e9, 1);
+    full_at = 0;
+    CHECK(rate_take(&rl, &full_at, now));
+    CHECK(!rate_take(&rl, &full_at, now));
+    CHECK(rate_take(&rl, &full_at, now + 1));
+}
+
 int
 main(void)
 {
     test_bucket();
     test_rate();
     test_shared();
+    test_extremes();
     return UNIT_DONE();
 }
