@@ -10,9 +10,11 @@
 #ifndef HEDGE_H
 #define HEDGE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
-struct call;
+#include "request.h"
+
 struct event;
 struct event_base;
 struct hedge_queue;
@@ -22,7 +24,7 @@ typedef void hedge_fire_fn(struct hedge_queue *q, struct call *c);
 
 struct hedge_queue {
     struct event    *timer;         /* set for the head's time */
-    struct call     *head, *tail;   /* by hedge_at_ms, earliest first */
+    struct call     *head, *tail;   /* by hedge_at_ms, earliest first, linked by next */
     hedge_fire_fn   *fire;
 };
 
@@ -33,7 +35,14 @@ void hedge_queue_free(struct hedge_queue *q);
 /* Wake c at at_ms (clock_ms) through fire, unless removed before. */
 void hedge_add(struct hedge_queue *q, struct call *c, uint64_t at_ms);
 
-/* Take c off the queue (it must be on it: c->hedge_queued). */
+/* Take c off the queue (it must be on it: hedge_queued). */
 void hedge_remove(struct hedge_queue *q, struct call *c);
+
+/* Is c on a hedge queue? (Only for calls of hedging nodes: see struct call.) */
+static inline bool
+hedge_queued(const struct call *c)
+{
+    return c->hedge_at_ms != 0;
+}
 
 #endif

@@ -422,15 +422,14 @@ backend_append_args(struct buf *out, const struct call *c)
     const struct request *rq = &c->creq->req;
     const char *args = c->creq->buf->data + rq->args.off;
 
-    if (c->ttl == 0) {
+    /* backend_reserve made room for the arguments as they are; a rewrite
+     * that finds no memory for more sends them so (out of memory, a wrong
+     * exptime is better than a broken line) */
+    if (c->ttl == 0 || buf_reserve(out, TTL_ARGS_ROOM(rq->args.len)) < 0)
         buf_append(out, args, rq->args.len);
-    } else {
-        /* backend_reserve made the room */
-        size_t n = ttl_rewrite_args(c->ttl, rq->cmd, rq->meta, args, rq->args.len,
-                                    out->data + out->len, (int64_t)time(NULL));
-
-        out->len += n;
-    }
+    else
+        out->len += ttl_rewrite_args(c->ttl, rq->cmd, rq->meta, args, rq->args.len,
+                                     out->data + out->len, (int64_t)time(NULL));
 }
 
 /*
@@ -535,9 +534,6 @@ static int
 backend_reserve(struct backend *be, const struct call *c)
 {
     size_t need = (size_t)c->creq->buf->len + BASE64_ENCODED_LEN(c->klen) + 32;
-
-    if (c->ttl != 0)            /* a rewritten exptime may be longer */
-        need += TTL_ARGS_ROOM(c->creq->req.args.len);
 
     if (be->out == NULL && (be->out = buf_get(&be->bx->rq->bufs)) == NULL)
         return -1;

@@ -75,15 +75,14 @@ hedge_add(struct hedge_queue *q, struct call *c, uint64_t at_ms)
     while (after != NULL && after->hedge_at_ms > at_ms)
         after = after->hedge_prev;
     c->hedge_at_ms = at_ms;
-    c->hedge_queued = true;
     c->hedge_prev = after;
-    c->hedge_next = after != NULL ? after->hedge_next : q->head;
-    if (c->hedge_next != NULL)
-        c->hedge_next->hedge_prev = c;
+    c->next = after != NULL ? after->next : q->head;
+    if (c->next != NULL)
+        c->next->hedge_prev = c;
     else
         q->tail = c;
     if (after != NULL) {
-        after->hedge_next = c;
+        after->next = c;
     } else {
         q->head = c;
         hedge_arm(q);           /* a new earliest */
@@ -94,13 +93,13 @@ void
 hedge_remove(struct hedge_queue *q, struct call *c)
 {
     if (c->hedge_prev != NULL)
-        c->hedge_prev->hedge_next = c->hedge_next;
+        c->hedge_prev->next = c->next;
     else
-        q->head = c->hedge_next;
-    if (c->hedge_next != NULL)
-        c->hedge_next->hedge_prev = c->hedge_prev;
+        q->head = c->next;
+    if (c->next != NULL)
+        c->next->hedge_prev = c->hedge_prev;
     else
         q->tail = c->hedge_prev;
-    c->hedge_prev = c->hedge_next = NULL;
-    c->hedge_queued = false;
+    c->hedge_prev = c->next = NULL;
+    c->hedge_at_ms = 0;
 }

@@ -188,7 +188,7 @@ hedge_start(struct route_ctx *rt, struct call *c)
     c->refs += 2;               /* the queue's, and ours until the child has started */
     hedge_add(&rt->hedges, c, clock_ms() + (uint64_t)c->node->wait_ms);
     failover_try(rt, c);
-    if (c->hedge_queued && c->finished) {
+    if (hedge_queued(c) && c->finished) {
         /* failed at once, out of memory: node_answer did not see it */
         hedge_remove(&rt->hedges, c);
         call_unref(&rt->rq, c);
@@ -658,7 +658,7 @@ warmup_child_done(struct route_ctx *rt, struct call *parent, struct call *child)
 static void
 node_answer(struct route_ctx *rt, struct call *parent, struct call *child)
 {
-    bool queued = parent->hedge_queued;
+    bool queued = hedge_queued(parent);
 
     if (queued)
         hedge_remove(&rt->hedges, parent);
