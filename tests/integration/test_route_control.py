@@ -10,6 +10,7 @@ seconds an item has left (-1: never expires). Slow servers are mock backends
 time except where the figure is the point (the rate limit), and then the
 bounds are derived from the time the test itself measured.
 """
+import re
 import threading
 import time
 
@@ -185,21 +186,42 @@ return lg.policy{ route = lg.prefix{
     assert gats == [b"gat 10 a:1", b"gat 20 b:1", b"gat 3600 c:1"], lines
 
 
-def test_ttl_check_and_route_describe(tmp_path):
+def test_new_nodes_in_check_route_and_self_tests(tmp_path):
+    """--check and --route name each new node with its parameters; self-tests
+    see through lg.ttl and lg.ratelimit to their route."""
     path = write_policy(tmp_path, "p.lua", """
 local lg = require "luagent"
 local main = lg.pool{ name = "main", servers = { "127.0.0.1:21211" } }
+local gut  = lg.pool{ name = "gut", servers = { "127.0.0.1:21212" } }
 return lg.policy{
-    route = lg.ttl{ to = main, max = 10 },
-    tests = { { "set k", "main" } },
+    route = lg.prefix{
+        ["t:"] = lg.ttl{ to = main, max = 10 },
+        ["s:"] = lg.ttl{ to = main, set = 0 },
+        ["r:"] = lg.ratelimit{ to = main, rate = 2.5, burst = 4, scope = "global", over = "pass" },
+        ["f:"] = lg.failover{ main, gut, writes = "failover", gutter_ttl = 10, wait_ms = 50 },
+        ["a:"] = lg.all_fastest{ main, gut, wait_ms = 20 },
+        default = main,
+    },
+    tests = { { "set t:1", "main" }, { "get r:1", "main" }, { "get f:1", "main" } },
 }
 """)
     rc, out, err = run_luagent("--check", path)
     assert rc == 0, err
-    assert "route 0: ttl (max 10 s) (root)" in out, out
-    rc, out, err = run_luagent("--route", path, "set k 0 0 1")
+    for want in ("ttl (max 10 s)", "ttl (set 0 s)", "ratelimit (2.5/s, burst 4, global, pass)",
+                 "failover (wait 50 ms, gutter_ttl 10 s)", "all_fastest (wait 20 ms)"):
+        assert re.search(r"^route \d+: %s$" % re.escape(want), out, re.M), (want, out)
+    rc, out, err = run_luagent("--route", path, "set t:k 0 0 1")
     assert rc == 0, err
-    assert "  ttl (max 10 s)\n" in out and "answered by: {main}" in out, out
+    assert "    ttl (max 10 s)\n" in out and "answered by: {main}" in out, out
+    # a failing self-test through the new nodes is reported as any other
+    bad = write_policy(tmp_path, "bad.lua", """
+local lg = require "luagent"
+local main = lg.pool{ name = "main", servers = { "127.0.0.1:21211" } }
+return lg.policy{ route = lg.ratelimit{ to = lg.ttl{ to = main, max = 5 }, rate = 1 },
+                  tests = { { "get k", "other" } } }
+""")
+    rc, out, err = run_luagent("--check", bad)
+    assert rc == 1 and 'test 1 "get k": expected {other}, got {main}' in err, err
 
 
 # --------------------------------------------------------------------------
