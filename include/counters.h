@@ -62,6 +62,7 @@ struct route_stats {
                                      * because the one before was slow (wait_ms) */
     uint64_t rate_over;             /* ratelimit: requests over the limit */
     uint64_t rate_limited;          /* ratelimit: ...of which refused (over = "error") */
+    uint64_t skipped_down;          /* balance: picks that passed over a down child */
 };
 
 /* What `stats <group>` renders. */

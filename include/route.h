@@ -44,6 +44,8 @@ struct hook_request {
  */
 struct route_counter {
     struct route_stats  stats;
+    int64_t             outstanding; /* calls a balance node started here and
+                                      * not yet ended (least_outstanding) */
     enum route_type     type;
     int                 users;      /* generations (wconfigs) pointing at it */
     uint64_t            rate_full_at; /* ratelimit, scope "worker": this worker's
@@ -66,6 +68,7 @@ struct route_ctx {
     struct route_counter **counters;    /* every label a live generation names */
     int                   ncounters;
     struct hedge_queue    hedges;       /* calls waiting to hedge (wait_ms) */
+    uint64_t              rng;          /* balance: xorshift state (0: not seeded) */
 };
 
 static inline struct route_ctx *

@@ -42,6 +42,9 @@ sum_backend(struct backend_stats *sum, const struct backend_stats *s)
     sum->connects += STAT_READ(s->connects);
     sum->curr_connections += STAT_READ(s->curr_connections);
     sum->markdowns += STAT_READ(s->markdowns);
+    sum->backoffs += STAT_READ(s->backoffs);
+    sum->rejoin_flushes += STAT_READ(s->rejoin_flushes);
+    sum->rejoins += STAT_READ(s->rejoins);
     histogram_merge(&sum->latency, &s->latency);
 }
 
@@ -56,6 +59,7 @@ sum_route(struct route_stats *sum, const struct route_stats *s)
     sum->hedges += STAT_READ(s->hedges);
     sum->rate_over += STAT_READ(s->rate_over);
     sum->rate_limited += STAT_READ(s->rate_limited);
+    sum->skipped_down += STAT_READ(s->skipped_down);
 }
 
 /* This worker's connection set for srv, or NULL if its generation lacks it. */
