@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "sim.h"
+
 struct server_spec {
     char     *host;         /* as written */
     int       port;         /* 11211 when omitted */
@@ -37,6 +39,7 @@ struct settings {
     const char *check;              /* --check FILE: load, test, describe, exit */
     const char *route_file;         /* --route FILE LINE: explain routing, exit */
     const char *route_line;
+    struct sim_conditions route_cond; /* --down/--timeout/--miss (with --route) */
     const char *against;            /* --against OLD (with --check): the remap guard's test */
     const char *diff_old;           /* --diff OLD NEW: what the change does, exit */
     const char *diff_new;

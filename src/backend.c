@@ -107,6 +107,7 @@ struct backend {
                                              * request last got its reply */
     uint64_t                 down_until_ms; /* marked down until then */
     struct backend_stats     stats;
+    const struct backend_sim *sim;          /* a simulated server, or NULL */
 };
 
 static void backend_on_read(evutil_socket_t fd, short what, void *arg);
@@ -134,6 +135,26 @@ backend_new(struct backend_ctx *bx, const struct server *server)
     return be;
 }
 
+/*
+ * A simulated server never connects. It is marked down for ever, so the one
+ * test backend_submit makes on every call (down_until_ms) is also what sends
+ * its calls to the simulator: real servers pay nothing for it.
+ */
+struct backend *
+backend_new_simulated(const struct server *server, const struct backend_sim *sim)
+{
+    struct backend *be = calloc(1, sizeof(*be));
+
+    if (be == NULL)
+        return NULL;
+    be->server = server;
+    be->fd = -1;
+    be->due = REPLY_KIND_COUNT;
+    be->down_until_ms = UINT64_MAX;
+    be->sim = sim;
+    return be;
+}
+
 const struct backend_stats *
 backend_stats(const struct backend *be)
 {
@@ -155,7 +176,11 @@ backend_set_server(struct backend *be, const struct server *server)
 bool
 backend_is_down(const struct backend *be)
 {
-    return be->down_until_ms != 0 && clock_ms() < be->down_until_ms;
+    if (be->down_until_ms == 0)
+        return false;
+    if (be->sim != NULL)
+        return be->sim->is_down(be->sim->arg, be->server);
+    return clock_ms() < be->down_until_ms;
 }
 
 static void
@@ -526,6 +551,10 @@ void
 backend_submit(struct backend *be, struct call *c, int timeout_ms)
 {
     if (be->down_until_ms != 0) {
+        if (be->sim != NULL) {
+            be->sim->submit(be->sim->arg, be->server, c);
+            return;
+        }
         if (clock_ms() < be->down_until_ms) {
             STAT_INC(be->stats.errors);
             call_fail(be->bx->rq, c, FAIL_UNAVAILABLE);
@@ -1037,6 +1066,10 @@ backend_free(struct backend *be)
 {
     if (be == NULL)
         return;
+    if (be->sim != NULL) {
+        free(be);           /* it never held a call, a socket or a timer */
+        return;
+    }
     backend_fail(be, FAIL_CLOSED, "shutting down");
     event_free(be->timer);
     free(be->cuts);

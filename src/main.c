@@ -343,7 +343,7 @@ check_policy(const struct settings *s)
             printf("ok: %s loads, compiles and passes its self-tests%s\n", path,
                    s->against ? " and the remap guard" : "");
         }
-    } else if (script_explain(config, s->route_line, stdout, err, sizeof(err)) < 0) {
+    } else if (script_explain(config, s->route_line, &s->route_cond, stdout, err, sizeof(err)) < 0) {
         fprintf(stderr, "luagent: %s\n", err);
         rc = 1;
     }
