@@ -67,6 +67,8 @@ enum route_type {
     ROUTE_WARMUP,       /* read cold, on a miss read warm and copy into cold */
     ROUTE_ERROR,        /* answer SERVER_ERROR <msg> */
     ROUTE_HOOK,         /* a Lua function picks the child */
+    ROUTE_PREVIEW,      /* not a policy's: a worker's live preview (route.h), put in
+                         * front of the root while a candidate policy is previewed */
     ROUTE_TYPE_COUNT
 };
 

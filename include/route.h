@@ -23,6 +23,7 @@
 
 struct buf;
 struct dcache;
+struct route_ctx;
 
 #define ROUTE_HOPS_MAX 64      /* steps one key may take through the tree */
 
@@ -50,6 +51,18 @@ struct route_counter {
 #define ROUTE_LABEL_MAX 256
 
 /*
+ * A live preview (preview.h): a node of type ROUTE_PREVIEW that a worker puts
+ * in front of its current generation's root (wconfig->root, its id the slot
+ * after the generation's nodes), so every key of a client request passes it
+ * first: observe sees the call, which then goes on to the root unchanged.
+ * Without a preview no request meets it, so it costs nothing.
+ */
+struct route_preview {
+    struct route  node;
+    void        (*observe)(struct route_preview *p, struct route_ctx *rt, const struct call *c);
+};
+
+/*
  * What the engine keeps per thread. Its request cache comes first: the
  * request layer calls the engine's completion callbacks with the cache, and
  * route_ctx_of finds the engine from it.
@@ -61,6 +74,7 @@ struct route_ctx {
     int                   vm;           /* this thread's Lua VM, for hooks */
     struct route_counter **counters;    /* every label a live generation names */
     int                   ncounters;
+    struct route_preview *preview;      /* the worker's live preview, or NULL */
 };
 
 static inline struct route_ctx *

@@ -48,6 +48,8 @@ struct settings {
     bool        watch;              /* --watch: reload when the -c file changes */
     bool        reload;             /* --reload: signal the running luagent, exit */
     bool        force;              /* --force (with --reload): past the remap guard */
+    const char *preview;            /* --preview FILE: preview it in the running luagent, exit */
+    bool        preview_drop;       /* --preview --drop: end the running luagent's preview */
     struct server_spec *servers;    /* -s, in order */
     int         nservers;
     struct server_spec *backups;    /* -b, in order */

@@ -461,6 +461,12 @@ route_start(struct route_ctx *rt, struct call *c)
         case ROUTE_ERROR:
             call_answer(rt, c, REPLY_SERVER_ERROR, r->error_line);
             return;
+        case ROUTE_PREVIEW:
+            /* The candidate's placement of this key is noted; the key goes
+             * on to the live root as if the preview were not there. */
+            rt->preview->observe(rt->preview, rt, c);
+            c->node = r->children[0];
+            continue;
         case ROUTE_TYPE_COUNT:
             call_fail(&rt->rq, c, FAIL_PROTOCOL);
             return;

@@ -31,7 +31,7 @@ enum {
     OPT_TLS_VERIFY_CLIENT, OPT_TLS_HANDSHAKE_TIMEOUT, OPT_BACKEND_TLS_CA,
     OPT_SERVER_STATS_INTERVAL, OPT_CLIENT_MAX_MEMORY, OPT_DIFF, OPT_KEYS, OPT_JSON,
     OPT_AGAINST, OPT_WATCH, OPT_RELOAD, OPT_FORCE,
-    OPT_DOWN, OPT_MISS, OPT_TIMEOUT
+    OPT_DOWN, OPT_MISS, OPT_TIMEOUT, OPT_PREVIEW
 };
 
 static const struct option_row option_rows[] = {
@@ -73,6 +73,7 @@ static const struct option_row option_rows[] = {
     { OPT_JSON,    "json",    NULL,   "with --diff: print one JSON object" },
     { OPT_WATCH,   "watch",   NULL,   "reload the -c policy when its file changes, as SIGHUP does" },
     { OPT_RELOAD,  "reload",  NULL,   "reload the running luagent (found by --pid-file, else -p on 127.0.0.1), report, exit" },
+    { OPT_PREVIEW, "preview", "FILE", "place FILE beside the running luagent's policy, key by key, for `stats preview`; --preview --drop ends it" },
     { OPT_FORCE,   "force",   NULL,   "with --reload: let this reload move more keys than settings.max_remap" },
     { OPT_METRICS, "metrics", "ADDR:PORT", "serve Prometheus metrics at http://ADDR:PORT/metrics (default: off)" },
     { OPT_SERVER_STATS_INTERVAL, "server-stats-interval", "S", "ask each server for its stats every S seconds, for stats and metrics (default 10, 0 = off)" },
@@ -358,6 +359,12 @@ apply_option(struct settings *s, int c, const char *arg)
     case OPT_JSON: s->json = true; break;
     case OPT_WATCH: s->watch = true; break;
     case OPT_RELOAD: s->reload = true; break;
+    case OPT_PREVIEW:
+        if (strcmp(arg, "--drop") == 0)
+            s->preview_drop = true;
+        else
+            s->preview = arg;
+        break;
     case OPT_FORCE: s->force = true; break;
     case OPT_METRICS: {
         char host[METRICS_HOST_MAX], err[ERR_LEN];
@@ -391,6 +398,10 @@ check_safe_change_options(const struct settings *s)
     }
     if (s->against != NULL && s->check == NULL) {
         bad("%s", "--against OLD goes with --check NEW");
+        return -1;
+    }
+    if ((s->preview != NULL || s->preview_drop) && (s->reload || s->check || s->diff_old)) {
+        bad("%s", "--preview goes alone (with -c POLICY, --pid-file or -p to find the process)");
         return -1;
     }
     if (s->force && !s->reload) {
@@ -483,7 +494,7 @@ settings_parse(struct settings *s, int argc, char **argv)
         return bad("unexpected argument '%s'", argv[optind]);
     if (check_tls_options(s) < 0 || check_safe_change_options(s) < 0)
         return SETTINGS_EXIT_USAGE;
-    if (s->check != NULL || s->diff_old != NULL || s->reload)
+    if (s->check != NULL || s->diff_old != NULL || s->reload || s->preview || s->preview_drop)
         return SETTINGS_RUN;
     if (s->nservers == 0 && s->policy == NULL)
         return bad("%s", "no server given: use -s HOST[:PORT] (or -c policy.lua)");
