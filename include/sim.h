@@ -101,6 +101,9 @@ void sim_names_text(const char **names, int n, char *out, size_t outlen);
  */
 int sim_servers(const struct sim_result *res, int *ids, int max);
 
+/* Are two sorted lists of server labels the same? */
+bool sim_same_labels(const char **a, int na, const char **b, int nb);
+
 /* --route: the nodes the request passed, as a tree, each server call and its outcome. */
 void sim_explain(const struct sim *sim, const struct sim_result *res, FILE *out);
 

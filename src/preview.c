@@ -231,19 +231,6 @@ server_labels(const struct config *cfg, const struct sim_result *res, const char
     return n;
 }
 
-static bool
-same_labels(const char **a, int na, const char **b, int nb)
-{
-    int i;
-
-    if (na != nb)
-        return false;
-    for (i = 0; i < na; i++)
-        if (strcmp(a[i], b[i]) != 0)
-            return false;
-    return true;
-}
-
 static size_t
 labels_text(char *out, size_t size, const char **labels, int n)
 {
@@ -321,7 +308,7 @@ observe(struct route_preview *rp, struct route_ctx *rt, const struct call *c)
     memmove(pools, pools + 1, n);
     if (n >= 2)
         pools[n - 2] = '\0';
-    count_key(pw->p, c, pools[0] ? pools : "-", !same_labels(live_labels, nlive, cand_labels,
+    count_key(pw->p, c, pools[0] ? pools : "-", !sim_same_labels(live_labels, nlive, cand_labels,
                                                             ncand),
               live_labels, nlive, cand_labels, ncand);
 }

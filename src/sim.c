@@ -490,6 +490,19 @@ sim_answered_by(const struct sim *sim, const struct sim_result *res, char *out, 
     sim_names_text(names, n, out, outlen);
 }
 
+bool
+sim_same_labels(const char **a, int na, const char **b, int nb)
+{
+    int i;
+
+    if (na != nb)
+        return false;
+    for (i = 0; i < na; i++)
+        if (strcmp(a[i], b[i]) != 0)
+            return false;
+    return true;
+}
+
 int
 sim_servers(const struct sim_result *res, int *ids, int max)
 {
