@@ -129,7 +129,8 @@ sim_submit(void *arg, const struct server *srv, struct call *c)
         return;
     }
     st = &res->steps[res->nsteps++];
-    memset(st, 0, sizeof(*st));
+    st->outcome = SIM_ANSWERED;
+    st->passed_on = false;
     st->server = srv->id;
     st->pool = pool_index(sim->cfg, c->node->pool);
     st->cmd = c->creq->req.cmd;
@@ -342,27 +343,45 @@ request_text(struct buf *b, enum cmd cmd, const char *key, uint32_t klen)
     return buf_failed(b) ? -1 : 0;
 }
 
-/* The request's call ended: what the client would read first. */
+/* Append len bytes to the reply text, as far as it has room. */
+static size_t
+reply_add(struct sim_result *out, size_t at, const char *s, size_t len)
+{
+    size_t room = sizeof(out->reply) - 1 - at;
+
+    if (len > room)
+        len = room;
+    memcpy(out->reply + at, s, len);
+    out->reply[at + len] = '\0';
+    return at + len;
+}
+
+/*
+ * The request's call ended: what the client would read first. (Built with
+ * plain copies: the live preview runs this for every key.)
+ */
 static void
 sim_done(struct request_cache *rq, struct call *c)
 {
     struct sim *sim = (struct sim *)((char *)route_ctx_of(rq) - offsetof(struct sim, rt));
-    char *reply = sim->res->reply;
-    size_t size = sizeof(sim->res->reply), n;
+    struct sim_result *out = sim->res;
     const struct result *res = &c->res;
+    const char *line;
+    size_t n;
 
     route_count_result(c);
     if (res->fail != FAIL_NONE) {
-        snprintf(reply, size, "%s", fail_reason_line(res->fail));
+        line = fail_reason_line(res->fail);
+        reply_add(out, 0, line, strlen(line));
     } else if (res->kind == REPLY_VALUE) {
-        snprintf(reply, size, "VALUE %.*s (a hit)", (int)c->creq->slots[0].klen,
-                 c->creq->slots[0].key);
+        n = reply_add(out, 0, "VALUE ", 6);
+        n = reply_add(out, n, c->creq->slots[0].key, c->creq->slots[0].klen);
+        reply_add(out, n, " (a hit)", 8);
     } else if (res->kind == REPLY_END) {
-        snprintf(reply, size, "END (a miss)");
+        reply_add(out, 0, "END (a miss)", 12);
     } else if (res->data != NULL) {
         n = strcspn(res->data->data, "\r\n");
-        snprintf(reply, size, "%.*s", (int)(n < res->data->len ? n : res->data->len),
-                 res->data->data);
+        reply_add(out, 0, res->data->data, n < res->data->len ? n : res->data->len);
     }
 }
 
@@ -390,7 +409,11 @@ sim_run(struct sim *sim, enum cmd cmd, const char *key, uint32_t klen,
     struct call *c;
     int i;
 
-    memset(out, 0, sizeof(*out));
+    /* Each step is filled when a call reaches its server: only the
+     * header is cleared (the preview runs this for every key). */
+    out->nsteps = 0;
+    out->truncated = out->error_node = out->hook_failed = false;
+    out->reply[0] = '\0';
     if (r == NULL || (r->buf = buf_get(&rq->bufs)) == NULL
         || buf_reserve(r->buf, 64 + 2 * (size_t)klen) < 0
         || request_text(r->buf, cmd, key, klen) < 0) {
