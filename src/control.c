@@ -322,7 +322,8 @@ control_reload(const struct settings *s)
 static int
 write_preview_file(const char *path, const char *candidate)
 {
-    char abs[PATH_MAX], tmp[PATH_MAX + 32];
+    char abs[PATH_MAX], tmp[3 * PATH_MAX];
+    bool written;
     FILE *f;
 
     if (realpath(candidate, abs) == NULL) {
@@ -330,11 +331,15 @@ write_preview_file(const char *path, const char *candidate)
         return -1;
     }
     snprintf(tmp, sizeof(tmp), "%s.%ld", path, (long)getpid());
-    f = fopen(tmp, "w");
-    if (f == NULL || fprintf(f, "%s\n", abs) < 0 || fclose(f) != 0 || rename(tmp, path) < 0) {
+    if ((f = fopen(tmp, "w")) == NULL) {
+        fprintf(stderr, "luagent: preview file %s: %s\n", tmp, strerror(errno));
+        return -1;
+    }
+    written = fprintf(f, "%s\n", abs) >= 0;
+    written = fclose(f) == 0 && written;
+    if (!written || rename(tmp, path) < 0) {
         fprintf(stderr, "luagent: preview file %s: %s\n", path, strerror(errno));
-        if (f != NULL)
-            unlink(tmp);
+        unlink(tmp);
         return -1;
     }
     return 0;

@@ -363,6 +363,11 @@ preview_attach(struct preview *p, struct route_ctx *rt, struct wconfig *wc)
 void
 preview_move(struct preview_worker *pw, struct wconfig *from, struct wconfig *to)
 {
+    /* The old generation may be freed once drained: its simulation goes now
+     * (only the current generation's requests pass the preview). */
+    sim_free(pw->live_sim);
+    pw->live_sim = NULL;
+    pw->live_cfg = NULL;
     unplace(from);
     place(pw, to);
 }
