@@ -209,3 +209,18 @@ def test_route_explains_conditions(tmp_path):
     p = subprocess.run([str(LUAGENT), "--check", str(path), "--down", "a"], capture_output=True,
                        timeout=60)
     assert p.returncode == 2 and b"go with --route" in p.stderr
+
+
+def test_a_hook_loop_fails_its_test_as_it_would_serve(tmp_path):
+    path = tmp_path / "loop.lua"
+    path.write_text('''
+local lg = require "luagent"
+local main = lg.pool{ name = "main", servers = { "127.0.0.1:21211" } }
+local h
+h = lg.hook{ routes = { main }, fn = function(req) return h end }
+return lg.policy{ route = h, tests = { { "get a", "main" } } }
+''')
+    p = subprocess.run([str(LUAGENT), "--check", str(path)], capture_output=True, timeout=60)
+    assert p.returncode == 1
+    assert ('test 1 "get a": expected {main}, got {} (the client gets SERVER_ERROR luagent: '
+            'route loop)') in p.stderr.decode()
