@@ -117,10 +117,10 @@ UNIT_test_statuspage = statuspage buf histogram
 UNIT_test_trial  = $(filter-out main,$(SRCS:src/%.c=%)) embedded
 UNIT_LIBS_test_trial = $(LIBS) -Wl,--wrap=pthread_mutex_unlock,--wrap=waitpid
 UNIT_test_respond = respond request log buf proto base64 reply binreply binproto
-UNIT_test_route  = route request respond config tls dcache hash ketama md5 log buf proto base64 \
+UNIT_test_route  = route balance request respond config tls dcache hash ketama md5 log buf proto base64 \
                    reply binreply binproto
 UNIT_LIBS_test_route = $(shell pkg-config --libs openssl 2>/dev/null)
-UNIT_test_sim    = sim route backend histogram request respond config tls dcache hash ketama md5 log \
+UNIT_test_sim    = sim route balance backend histogram request respond config tls dcache hash ketama md5 log \
                    buf proto base64 reply binreply binproto
 UNIT_LIBS_test_sim = $(LIBS)
 UNITS = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))

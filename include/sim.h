@@ -24,6 +24,7 @@
 #include "proto.h"
 
 struct config;
+struct route;
 struct sim;
 
 #define SIM_NAMES_MAX   16      /* names in one condition list */
@@ -64,6 +65,9 @@ struct sim_result {
     bool            truncated;          /* more steps than SIM_STEPS_MAX */
     bool            error_node;         /* an lg.error node (or by_op's "no route") answered */
     bool            hook_failed;        /* a hook raised an error */
+    int             chance[SIM_STEPS_MAX]; /* pools a balance by chance could have
+                                         * picked as well (by config->pools index) */
+    int             nchance;
     char            reply[128];         /* the first line the client would read */
 };
 
@@ -97,15 +101,19 @@ void sim_names_text(const char **names, int n, char *out, size_t outlen);
 
 /*
  * The server ids of the steps that took the request (as sim_answered_by
- * counts them), in order, without duplicates; returns how many (at most max).
+ * counts them, with a balance's chances), in order, without duplicates;
+ * returns how many (at most max).
  */
-int sim_servers(const struct sim_result *res, int *ids, int max);
+int sim_servers(const struct sim *sim, const struct sim_result *res, int *ids, int max);
 
 /* Are two sorted lists of server labels the same? */
 bool sim_same_labels(const char **a, int na, const char **b, int nb);
 
 /* --route: the nodes the request passed, as a tree, each server call and its outcome. */
 void sim_explain(const struct sim *sim, const struct sim_result *res, FILE *out);
+
+/* What --check and --route add to a node's type name ("" for most). */
+const char *sim_node_detail(const struct route *r);
 
 /* Does a condition name (pool, "host:port" or "host") match a pool or server of cfg? */
 bool sim_name_known(const struct config *cfg, const char *name);

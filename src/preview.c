@@ -221,9 +221,10 @@ cmp_labels(const void *a, const void *b)
 
 /* The servers that would take the key, as sorted host:port labels. */
 static int
-server_labels(const struct config *cfg, const struct sim_result *res, const char **labels)
+server_labels(const struct config *cfg, const struct sim *sim, const struct sim_result *res,
+              const char **labels)
 {
-    int ids[PREVIEW_SERVERS_MAX], n = sim_servers(res, ids, PREVIEW_SERVERS_MAX), i;
+    int ids[PREVIEW_SERVERS_MAX], n = sim_servers(sim, res, ids, PREVIEW_SERVERS_MAX), i;
 
     for (i = 0; i < n; i++)
         labels[i] = cfg->servers[ids[i]].label;
@@ -300,8 +301,8 @@ observe(struct route_preview *rp, struct route_ctx *rt, const struct call *c)
         pthread_mutex_unlock(&pw->p->lock);
         return;
     }
-    nlive = server_labels(live, &pw->live_res, live_labels);
-    ncand = server_labels(pw->p->candidate, &pw->cand_res, cand_labels);
+    nlive = server_labels(live, pw->live_sim, &pw->live_res, live_labels);
+    ncand = server_labels(pw->p->candidate, pw->cand_sim, &pw->cand_res, cand_labels);
     /* the live pools that took it, "{a,b}" without the braces */
     sim_answered_by(pw->live_sim, &pw->live_res, pools, sizeof(pools));
     n = strlen(pools);

@@ -26,6 +26,7 @@
 #include <luajit.h>
 #include <lualib.h>
 
+#include "balance.h"
 #include "config.h"
 #include "ketama.h"
 #include "log.h"
@@ -490,6 +491,10 @@ compile_pool(struct compiler *cc, int idx, struct route *r)
     free(tag);
     if (h < 0)
         return fail(cc, idx, "lg.pool '%s': unknown hash", pool->name);
+    pool->seed = field_str(L, idx, "seed");
+    if (pool->seed != NULL)
+        pool->seed_hash = hash_seed_of(pool->seed);
+    pool->key_steps = pool->hash_tag[0] != '\0' || pool->seed != NULL;
     pool->timeout_ms = (int)field_int(L, idx, "timeout_ms", DEFAULT_TIMEOUT_MS);
     pool->eject = field_bool(L, idx, "eject", false);
     {
@@ -551,6 +556,9 @@ compile_pool(struct compiler *cc, int idx, struct route *r)
                                                  DEFAULT_CONNECT_TIMEOUT_MS);
         srv->failure_limit = (int)field_int(L, idx, "failure_limit", DEFAULT_FAILURE_LIMIT);
         srv->retry_after_ms = (int)field_int(L, idx, "retry_after_ms", DEFAULT_RETRY_AFTER_MS);
+        srv->retry_max_ms = (int)field_int(L, idx, "retry_max_ms", DEFAULT_RETRY_MAX_MS);
+        srv->rejoin_flush = field_is(L, idx, "rejoin", "flush");
+        srv->rejoin_after_ms = (int)field_int(L, idx, "rejoin_after_ms", 0);
         srv->max_idle = (int)field_int(L, idx, "max_idle", DEFAULT_MAX_IDLE);
     }
     if (pool->server_ids == NULL) {
@@ -768,6 +776,19 @@ compile_fanout(struct compiler *cc, int idx, struct route *r)
     return r;
 }
 
+static struct route *
+compile_balance(struct compiler *cc, int idx, struct route *r)
+{
+    if (compile_children(cc, idx, "children", r) < 0)
+        return NULL;
+    if (r->nchildren == 0 || r->nchildren > BALANCE_CHILDREN_MAX)
+        return fail(cc, idx, "lg.balance: needs 1 to %d routes", BALANCE_CHILDREN_MAX);
+    r->balance_by = field_is(cc->L, idx, "by", "key") ? BALANCE_KEY
+                  : field_is(cc->L, idx, "by", "least_outstanding") ? BALANCE_LEAST
+                  : BALANCE_RANDOM;
+    return r;
+}
+
 static const struct type_row type_rows[] = {
     { "pool",        ROUTE_POOL,        compile_pool },
     { "prefix",      ROUTE_PREFIX,      compile_prefix },
@@ -782,6 +803,7 @@ static const struct type_row type_rows[] = {
     { "warmup",      ROUTE_WARMUP,      compile_warmup },
     { "error",       ROUTE_ERROR,       compile_error },
     { "hook",        ROUTE_HOOK,        compile_hook },
+    { "balance",     ROUTE_BALANCE,     compile_balance },
 };
 
 static struct route *
@@ -1553,10 +1575,26 @@ script_reach_servers(struct config *cfg, const char *line, int *ids, int max,
     if (res == NULL)
         snprintf(err, errlen, "out of memory");
     if (sim != NULL)
-        n = sim_servers(res, ids, max);
+        n = sim_servers(sim, res, ids, max);
     sim_free(sim);
     free(res);
     return n;
+}
+
+/*
+ * A pool's retry and rejoin settings: those of the servers it configured
+ * (a server named by an earlier pool keeps that pool's). Shown when the
+ * pool's first server differs from the defaults.
+ */
+static void
+describe_health(const struct config *cfg, const struct pool *p, FILE *out)
+{
+    const struct server *srv = &cfg->servers[p->server_ids[0]];
+
+    if (srv->retry_after_ms != DEFAULT_RETRY_AFTER_MS || srv->retry_max_ms != DEFAULT_RETRY_MAX_MS)
+        fprintf(out, ", retry %d..%d ms", srv->retry_after_ms, srv->retry_max_ms);
+    if (srv->rejoin_flush)
+        fprintf(out, ", rejoin flush after %d ms", srv->rejoin_after_ms);
 }
 
 void
@@ -1572,10 +1610,12 @@ script_describe(const struct config *cfg, FILE *out)
         fprintf(out, "pool %s:", p->name);
         for (j = 0; j < p->nservers; j++)
             fprintf(out, " %s", cfg->servers[p->server_ids[j]].label);
-        fprintf(out, " (hash %s, timeout %d ms%s%s)\n", hash_name(p->hash), p->timeout_ms,
-                p->tls ? ", " : "", p->tls ? tls_client_describe(p->tls) : "");
+        fprintf(out, " (hash %s%s%s, timeout %d ms", hash_name(p->hash),
+                p->seed ? ", seed " : "", p->seed ? p->seed : "", p->timeout_ms);
+        describe_health(cfg, p, out);
+        fprintf(out, "%s%s)\n", p->tls ? ", " : "", p->tls ? tls_client_describe(p->tls) : "");
     }
     for (i = 0; i < cfg->nnodes; i++)
-        fprintf(out, "route %d: %s%s\n", i, cfg->nodes[i]->name,
+        fprintf(out, "route %d: %s%s%s\n", i, cfg->nodes[i]->name, sim_node_detail(cfg->nodes[i]),
                 cfg->nodes[i] == cfg->root ? " (root)" : "");
 }

@@ -72,6 +72,26 @@ listed(const char *const *names, int n, const struct server *srv, const struct p
     return false;
 }
 
+/*
+ * Is the server itself named (as host:port, host, or a pool it serves in)?
+ * A pool assumed down or silent means its servers are, for every pool that
+ * shares them, and for the health checks (eject, balance) as well.
+ */
+static bool
+server_listed(const struct config *cfg, const char *const *names, int n,
+              const struct server *srv)
+{
+    int i, j;
+
+    if (listed(names, n, srv, NULL))
+        return true;
+    for (i = 0; i < cfg->npools; i++)
+        for (j = 0; j < cfg->pools[i]->nservers; j++)
+            if (cfg->pools[i]->server_ids[j] == srv->id && listed(names, n, srv, cfg->pools[i]))
+                return true;
+    return false;
+}
+
 bool
 sim_name_known(const struct config *cfg, const char *name)
 {
@@ -146,8 +166,8 @@ sim_is_down(void *arg, const struct server *srv)
 {
     const struct sim *sim = arg;
 
-    /* eject: the ring skips a server that is down for every pool */
-    return sim->cond != NULL && listed(sim->cond->down, sim->cond->ndown, srv, NULL);
+    /* eject and balance skip a server assumed down (not one only slow) */
+    return sim->cond != NULL && server_listed(sim->cfg, sim->cond->down, sim->cond->ndown, srv);
 }
 
 /* The reply a server gives cmd, with the key present or not. */
@@ -216,12 +236,12 @@ sim_answer(struct sim *sim, struct call *c, struct sim_step *st)
     enum reply_kind kind;
     uint64_t before;
 
-    if (cond != NULL && listed(cond->down, cond->ndown, srv, pool)) {
+    if (cond != NULL && server_listed(sim->cfg, cond->down, cond->ndown, srv)) {
         st->outcome = SIM_DOWN;
         call_fail(rq, c, FAIL_UNAVAILABLE);
         return;
     }
-    if (cond != NULL && listed(cond->timeout, cond->ntimeout, srv, pool)) {
+    if (cond != NULL && server_listed(sim->cfg, cond->timeout, cond->ntimeout, srv)) {
         st->outcome = SIM_TIMED_OUT;
         call_fail(rq, c, FAIL_TIMEOUT);
         return;
@@ -247,6 +267,55 @@ sim_answer(struct sim *sim, struct call *c, struct sim_step *st)
     call_finish(rq, c);
     if (!present && requests_routed(sim) > before)
         st->passed_on = true;
+}
+
+/*
+ * lg.balance by random or least_outstanding picks by chance or load: the
+ * engine took one child, but any other could answer the same request. Its
+ * other children that are pools not assumed down count as taking it too.
+ * (A child that is not itself a pool is left to the child the run took.)
+ */
+static void
+balance_chances(struct sim *sim, struct sim_result *out)
+{
+    const struct sim_conditions *cond = sim->cond;
+    int i, j, k;
+
+    for (i = 0; i < sim->cfg->nnodes; i++) {
+        const struct route *r = sim->cfg->nodes[i];
+
+        if (r->type != ROUTE_BALANCE || r->balance_by == BALANCE_KEY
+            || sim->wc.routes[i]->stats.requests == 0)
+            continue;
+        for (j = 0; j < r->nchildren; j++) {
+            const struct pool *p = r->children[j]->pool;
+            bool live = false;
+
+            if (r->children[j]->type != ROUTE_POOL || out->nchance == SIM_STEPS_MAX)
+                continue;
+            for (k = 0; k < p->nservers && !live; k++) {
+                const struct server *srv = &sim->cfg->servers[p->server_ids[k]];
+
+                live = cond == NULL
+                       || (!server_listed(sim->cfg, cond->down, cond->ndown, srv)
+                           && !server_listed(sim->cfg, cond->timeout, cond->ntimeout, srv));
+            }
+            if (live)
+                out->chance[out->nchance++] = pool_index(sim->cfg, p);
+        }
+    }
+}
+
+const char *
+sim_node_detail(const struct route *r)
+{
+    static const char *const balance_by[] = {
+        [BALANCE_RANDOM] = " (by random: any child)",
+        [BALANCE_KEY]    = " (by key: the key's child)",
+        [BALANCE_LEAST]  = " (by least_outstanding: any child)",
+    };
+
+    return r->type == ROUTE_BALANCE ? balance_by[r->balance_by] : "";
 }
 
 /* ---- a simulation ---- */
@@ -413,6 +482,7 @@ sim_run(struct sim *sim, enum cmd cmd, const char *key, uint32_t klen,
      * header is cleared (the preview runs this for every key). */
     out->nsteps = 0;
     out->truncated = out->error_node = out->hook_failed = false;
+    out->nchance = 0;
     out->reply[0] = '\0';
     if (r == NULL || (r->buf = buf_get(&rq->bufs)) == NULL
         || buf_reserve(r->buf, 64 + 2 * (size_t)klen) < 0
@@ -449,6 +519,7 @@ sim_run(struct sim *sim, enum cmd cmd, const char *key, uint32_t klen,
         if (sim->cfg->nodes[i]->type == ROUTE_ERROR && sim->wc.routes[i]->stats.requests > 0)
             out->error_node = true;
     out->hook_failed = rq->stats.hook_errors != hook_errors;
+    balance_chances(sim, out);
     creq_release(rq, r);
     sim->cond = NULL;
     sim->res = NULL;
@@ -508,6 +579,8 @@ sim_answered_by(const struct sim *sim, const struct sim_result *res, char *out, 
     for (i = 0; i < res->nsteps; i++)
         if (step_took(&res->steps[i]) && res->steps[i].pool >= 0)
             n = sim_name_add(names, n, SIM_STEPS_MAX, sim->cfg->pools[res->steps[i].pool]->name);
+    for (i = 0; i < res->nchance; i++)
+        n = sim_name_add(names, n, SIM_STEPS_MAX, sim->cfg->pools[res->chance[i]]->name);
     if (res->error_node)
         n = sim_name_add(names, n, SIM_STEPS_MAX + 1, "error");
     sim_names_text(names, n, out, outlen);
@@ -526,19 +599,35 @@ sim_same_labels(const char **a, int na, const char **b, int nb)
     return true;
 }
 
-int
-sim_servers(const struct sim_result *res, int *ids, int max)
+static int
+id_add(int *ids, int n, int max, int id)
 {
-    int n = 0, i, j;
+    int i;
 
-    for (i = 0; i < res->nsteps && n < max; i++) {
+    for (i = 0; i < n && ids[i] != id; i++)
+        ;
+    if (i == n && n < max)
+        ids[n++] = id;
+    return n;
+}
+
+int
+sim_servers(const struct sim *sim, const struct sim_result *res, int *ids, int max)
+{
+    const char *key = NULL;
+    int n = 0, i;
+
+    for (i = 0; i < res->nsteps; i++) {
         if (!step_took(&res->steps[i]))
             continue;
-        for (j = 0; j < n && ids[j] != res->steps[i].server; j++)
-            ;
-        if (j == n)
-            ids[n++] = res->steps[i].server;
+        n = id_add(ids, n, max, res->steps[i].server);
+        if (key == NULL)
+            key = res->steps[i].key;
     }
+    /* a balance's other children, placing the key the chosen one saw */
+    for (i = 0; key != NULL && i < res->nchance; i++)
+        n = id_add(ids, n, max, pool_server_for_key(sim->cfg->pools[res->chance[i]], key,
+                                                    strlen(key)));
     return n;
 }
 
@@ -613,7 +702,7 @@ explain_node(const struct sim *sim, const struct sim_result *res, const struct r
     if (!visited(sim, r) || depth > ROUTE_HOPS_MAX)
         return;
     if (r->type != ROUTE_POOL) {
-        fprintf(out, "%*s%s\n", 2 * depth, "", r->name);
+        fprintf(out, "%*s%s%s\n", 2 * depth, "", r->name, sim_node_detail(r));
         explain_children(sim, res, r, out, depth + 1);
         return;
     }

@@ -43,6 +43,8 @@ return lg.policy{
                          return ab
                      end },
         ["ej:"]    = e,
+        ["bk:"]    = lg.balance{ a, b, by = "key" },
+        ["br:"]    = lg.balance{ a, b, by = "random" },
         default    = c,
     },
     tests = { TESTS },
@@ -93,6 +95,11 @@ PASSING = [
     ('{ "get hk:c1", "c", down = { "a" } }', "hook returns c"),
     # error nodes
     ('{ "get err:1", "error", down = { "a" } }', "failover into an error node"),
+    # balance: a down child is passed over; by chance, any live child may answer
+    ('{ "get bk:1", "b", down = { "a" } }', "by key: the live replica"),
+    ('{ "get bk:1", "a", down = { "b" } }', "by key: the live replica"),
+    ('{ "get br:1", { "a", "b" } }', "random: either"),
+    ('{ "get br:1", "b", down = { "a" } }', "random: the live one"),
     # pool with eject: another server of the same pool
     ('{ "get ej:1", "e", down = { "127.0.0.1:21214" } }', "eject: same pool"),
     ('{ "get ej:1", "e", down = { "127.0.0.1:21215" } }', "eject: same pool"),
