@@ -32,11 +32,7 @@ def policy(main_servers, sess_server):
 
 
 def preview_stats(lg):
-    c = lg.client()
-    try:
-        return c.stats(b"preview")
-    finally:
-        c.close()
+    return lg.stats(b"preview")
 
 
 def test_preview_counts_the_keys_sent(memcached, luagent, raw_client, tmp_path):
