@@ -122,6 +122,9 @@ UNIT_test_respond = respond request log buf proto base64 reply binreply binproto
 UNIT_test_route  = route balance request respond config tls dcache hash ketama md5 log buf proto base64 \
                    reply binreply binproto coalesce ttl ratelimit hedge
 UNIT_LIBS_test_route = $(shell pkg-config --libs openssl libevent 2>/dev/null)
+UNIT_test_sim    = sim route balance backend histogram request respond config tls dcache hash ketama md5 log \
+                   buf proto base64 reply binreply binproto coalesce ttl ratelimit hedge
+UNIT_LIBS_test_sim = $(LIBS)
 UNITS = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 

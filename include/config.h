@@ -80,6 +80,8 @@ enum route_type {
     ROUTE_COALESCE,     /* identical gets in flight go to the child once */
     ROUTE_TTL,          /* rewrite the exptime of what passes, then go on to the child */
     ROUTE_RATELIMIT,    /* a token bucket in front of the child */
+    ROUTE_PREVIEW,      /* not a policy's: a worker's live preview (route.h), put in
+                         * front of the root while a candidate policy is previewed */
     ROUTE_TYPE_COUNT
 };
 

@@ -73,6 +73,7 @@ enum stats_group {
     STATS_POOLS,        /* stats pools */
     STATS_SERVERS,      /* stats servers */
     STATS_ROUTES,       /* stats routes */
+    STATS_PREVIEW,      /* stats preview */
     STATS_UNKNOWN       /* anything else: ERROR, as memcached answers */
 };
 

@@ -79,6 +79,8 @@ struct result {
  */
 struct wconfig {
     struct config      *config;
+    const struct route *root;           /* where requests start: config->root, or the
+                                         * worker's preview node in front of it */
     struct backend    **backends;       /* by this config's server id */
     struct route_counter **routes;      /* by this config's node id */
     uint64_t            inflight;       /* requests routed by it, not yet freed */

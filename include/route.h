@@ -26,6 +26,7 @@
 struct buf;
 struct dcache;
 struct event_base;
+struct route_ctx;
 
 #define ROUTE_HOPS_MAX 64      /* steps one key may take through the tree */
 
@@ -57,6 +58,18 @@ struct route_counter {
 #define ROUTE_LABEL_MAX 256
 
 /*
+ * A live preview (preview.h): a node of type ROUTE_PREVIEW that a worker puts
+ * in front of its current generation's root (wconfig->root, its id the slot
+ * after the generation's nodes), so every key of a client request passes it
+ * first: observe sees the call, which then goes on to the root unchanged.
+ * Without a preview no request meets it, so it costs nothing.
+ */
+struct route_preview {
+    struct route  node;
+    void        (*observe)(struct route_preview *p, struct route_ctx *rt, const struct call *c);
+};
+
+/*
  * What the engine keeps per thread. Its request cache comes first: the
  * request layer calls the engine's completion callbacks with the cache, and
  * route_ctx_of finds the engine from it.
@@ -69,8 +82,13 @@ struct route_ctx {
     struct route_counter **counters;    /* every label a live generation names */
     int                   ncounters;
     struct hedge_queue    hedges;       /* calls waiting to hedge (wait_ms) */
+    struct route_preview *preview;      /* the worker's live preview, or NULL */
     uint64_t              rng;          /* balance: xorshift state (0: not seeded) */
     struct coalesce_table coalesce;     /* gets in flight through coalesce nodes */
+    bool                  simulated;    /* a simulation (sim.c): rate limits take no
+                                         * tokens, so tests and previews show where a
+                                         * request within the limit goes, and never
+                                         * spend a live global bucket */
 };
 
 static inline struct route_ctx *

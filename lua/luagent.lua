@@ -828,14 +828,41 @@ local function check_settings(v, label)
     return s
 end
 
+-- A test's assumed conditions: a name or a list of names (pools or servers).
+local TEST_CONDITIONS = { "down", "miss", "timeout" }
+
+local function check_condition(x, at, field)
+    if x == nil or (type(x) == "string" and x ~= "") then return end
+    if not is_list(x) or #x == 0 then
+        fail("%s: %s must be a pool or server name, or a list of them (got %s)", at, field,
+             kind(x))
+    end
+    for j = 1, #x do
+        if type(x[j]) ~= "string" or x[j] == "" then
+            fail("%s: %s[%d] must be a pool or server name (got %s)", at, field, j, show(x[j]))
+        end
+    end
+end
+
 local function check_tests(v, label)
     if not is_list(v) then
         fail("%s must be a list of {request, expected} (got %s)", label, kind(v))
     end
     for i = 1, #v do
         local e, at = v[i], format("tests[%d]", i)
-        if not is_list(e) or #e ~= 2 then
-            fail("%s must be {request line, expected pool name(s)}", at)
+        if type(e) ~= "table" or e[1] == nil or e[2] == nil or e[3] ~= nil then
+            fail("%s must be {request line, expected pool name(s)} (with optional "
+                 .. "down = {...}, timeout = {...}, miss = {...})", at)
+        end
+        for k in pairs(e) do
+            if not is_index(k) or k > 2 then
+                if type(k) ~= "string" then
+                    fail("%s: unexpected entry [%s]", at, tostring(k))
+                end
+                local known = false
+                for _, field in ipairs(TEST_CONDITIONS) do known = known or k == field end
+                if not known then unknown_field(k, TEST_CONDITIONS, at .. ".") end
+            end
         end
         if type(e[1]) ~= "string" or e[1] == "" or find(e[1], "[\r\n]") then
             fail("%s: the request must be a one-line string like \"get foo\" (got %s)", at,
@@ -844,7 +871,7 @@ local function check_tests(v, label)
         local x = e[2]
         if type(x) == "string" then
             if x == "" then fail("%s: the expected pool name is empty", at) end
-        elseif is_list(x) and #x > 0 then
+        elseif is_list(x) then     -- {}: no pool takes the request
             for j = 1, #x do
                 if type(x[j]) ~= "string" or x[j] == "" then
                     fail("%s: expected[%d] must be a pool name (got %s)", at, j, show(x[j]))
@@ -853,6 +880,9 @@ local function check_tests(v, label)
         else
             fail("%s: expected must be a pool name or a list of pool names (got %s)", at,
                  kind(x))
+        end
+        for _, field in ipairs(TEST_CONDITIONS) do
+            check_condition(e[field], at, field)
         end
     end
     return v

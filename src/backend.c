@@ -124,6 +124,7 @@ struct backend {
     struct creq_owner        rejoin_owner;  /* owner of the flush_all request: leads
                                              * its completion back here */
     struct backend_stats     stats;
+    const struct backend_sim *sim;          /* a simulated server, or NULL */
 };
 
 static void backend_on_read(evutil_socket_t fd, short what, void *arg);
@@ -151,6 +152,28 @@ backend_new(struct backend_ctx *bx, const struct server *server)
     return be;
 }
 
+/*
+ * A simulated server never connects. It is unsettled and marked down for
+ * ever, so the one test backend_submit makes on every call (unsettled) is
+ * also what sends its calls to the simulator (backend_gate): real servers
+ * pay nothing for it.
+ */
+struct backend *
+backend_new_simulated(const struct server *server, const struct backend_sim *sim)
+{
+    struct backend *be = calloc(1, sizeof(*be));
+
+    if (be == NULL)
+        return NULL;
+    be->server = server;
+    be->fd = -1;
+    be->due = REPLY_KIND_COUNT;
+    be->down_until_ms = UINT64_MAX;
+    be->unsettled = true;
+    be->sim = sim;
+    return be;
+}
+
 const struct backend_stats *
 backend_stats(const struct backend *be)
 {
@@ -172,7 +195,13 @@ backend_set_server(struct backend *be, const struct server *server)
 bool
 backend_is_down(const struct backend *be)
 {
-    return be->rejoining || (be->down_until_ms != 0 && clock_ms() < be->down_until_ms);
+    if (be->rejoining)
+        return true;
+    if (be->down_until_ms == 0)
+        return false;
+    if (be->sim != NULL)
+        return be->sim->is_down(be->sim->arg, be->server);
+    return clock_ms() < be->down_until_ms;
 }
 
 static void
@@ -680,7 +709,13 @@ backend_rejoin(struct backend *be, uint64_t now)
 static bool __attribute__((noinline))
 backend_gate(struct backend *be, struct call *c)
 {
-    uint64_t now = clock_ms();
+    uint64_t now;
+
+    if (be->sim != NULL) {
+        be->sim->submit(be->sim->arg, be->server, c);
+        return true;
+    }
+    now = clock_ms();
 
     if (be->down_until_ms != 0 && now >= be->down_until_ms) {
         be->down_until_ms = 0;      /* retry: this call probes the server */
@@ -1209,6 +1244,10 @@ backend_free(struct backend *be)
 {
     if (be == NULL)
         return;
+    if (be->sim != NULL) {
+        free(be);           /* it never held a call, a socket or a timer */
+        return;
+    }
     backend_fail(be, FAIL_CLOSED, "shutting down");
     event_free(be->timer);
     free(be->cuts);

@@ -29,6 +29,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "luagent.h"
+#include "preview.h"
 #include "proto.h"
 #include "buf.h"
 #include "snapshot.h"
@@ -191,6 +192,43 @@ render_policy(struct evbuffer *out, const struct snapshot *snap)
            (uint64_t)snap->load_time);
 }
 
+/* One preview family, labelled by group (prefix or pool). */
+static void
+preview_groups(struct evbuffer *out, const char *name, const char *help, const char *key,
+               const struct preview_group *groups, int n)
+{
+    int i;
+
+    family(out, name, "counter", help);
+    for (i = 0; i < n; i++)
+        sample(out, name, key, groups[i].name, groups[i].differ);
+}
+
+/* The candidate policy previewed beside the serving one (stats preview). */
+static void
+render_preview(struct evbuffer *out)
+{
+    struct preview_view *v = malloc(sizeof(*v));
+
+    if (v == NULL)
+        return;
+    preview_view(v);
+    single(out, "luagent_preview_loaded", "gauge",
+           "1 while a candidate policy is previewed (luagent --preview).", v->loaded);
+    single(out, "luagent_preview_keys_total", "counter",
+           "Keys placed by the previewed candidate as well (since it loaded or the last reload).",
+           v->keys);
+    single(out, "luagent_preview_differ_total", "counter",
+           "Keys whose servers the previewed candidate would change.", v->differ);
+    preview_groups(out, "luagent_preview_differ_prefix_total",
+                   "Keys the candidate would move, by the key prefix the policies name (* for none).",
+                   "prefix", v->prefixes, v->nprefixes);
+    preview_groups(out, "luagent_preview_differ_pool_total",
+                   "Keys the candidate would move, by the serving pools that hold them.",
+                   "pool", v->pools, v->npools);
+    free(v);
+}
+
 /* The unlabelled counters of struct stats, in the order they are rendered. */
 static const struct {
     const char *name;
@@ -269,6 +307,7 @@ render_proxy(struct evbuffer *out, const struct snapshot *snap)
            "Policy reloads refused for moving more keys than settings.max_remap.",
            __atomic_load_n(&stats_reload_refused_remap, __ATOMIC_RELAXED));
     render_policy(out, snap);
+    render_preview(out);
 }
 
 /* One per-server family: f picks the value. */

@@ -538,10 +538,14 @@ node_ratelimit(struct route_ctx *rt, struct call *c)
 {
     const struct route *r = c->node;
     struct route_counter *rc = c->creq->wcfg->routes[r->id];
-    uint64_t now = clock_ns();
-    bool took = r->rate_shared != NULL ? rate_take_shared(&r->rate, r->rate_shared, now)
-                                       : rate_take(&r->rate, &rc->rate_full_at, now);
+    uint64_t now;
+    bool took;
 
+    if (rt->simulated)
+        return true;
+    now = clock_ns();
+    took = r->rate_shared != NULL ? rate_take_shared(&r->rate, r->rate_shared, now)
+                                  : rate_take(&r->rate, &rc->rate_full_at, now);
     if (took)
         return true;
     STAT_INC(rc->stats.rate_over);
@@ -655,6 +659,12 @@ route_start(struct route_ctx *rt, struct call *c)
         case ROUTE_TTL:
             /* Nodes above applied theirs first; the backend rewrites the line. */
             c->ttl = ttl_compose(c->ttl, r->ttl_rule);
+            c->node = r->children[0];
+            continue;
+        case ROUTE_PREVIEW:
+            /* The candidate's placement of this key is noted; the key goes
+             * on to the live root as if the preview were not there. */
+            rt->preview->observe(rt->preview, rt, c);
             c->node = r->children[0];
             continue;
         case ROUTE_TYPE_COUNT:

@@ -665,7 +665,8 @@ do
           "lg.policy: field 'tests' must be a list of {request, expected} (got string)",
           function() local _ = lg.policy{ route = a, tests = "get x" } end)
     fails("policy: test entry shape",
-          "lg.policy: tests[1] must be {request line, expected pool name(s)}",
+          "lg.policy: tests[1] must be {request line, expected pool name(s)} (with optional "
+          .. "down = {...}, timeout = {...}, miss = {...})",
           function() local _ = lg.policy{ route = a, tests = { { "get x" } } } end)
     fails("policy: test request not a string",
           "lg.policy: tests[2]: the request must be a one-line string like \"get foo\" (got number)",
@@ -676,6 +677,15 @@ do
     fails("policy: test expected list entry",
           "lg.policy: tests[1]: expected[2] must be a pool name (got 2)",
           function() local _ = lg.policy{ route = a, tests = { { "get x", { "a", 2 } } } } end)
+    fails("policy: test condition misspelt",
+          "lg.policy: unknown field 'tests[1].dwon' (did you mean 'tests[1].down'?)",
+          function() local _ = lg.policy{ route = a, tests = { { "get x", "a", dwon = "a" } } } end)
+    fails("policy: test condition not names",
+          "lg.policy: tests[1]: timeout must be a pool or server name, or a list of them (got number)",
+          function() local _ = lg.policy{ route = a, tests = { { "get x", "a", timeout = 3 } } } end)
+    local scenario = { "get x", {}, down = "a", miss = { "a" } }
+    check(lg.policy{ route = a, tests = { scenario } }.tests[1] == scenario,
+          "policy: a test with conditions and an empty expected list is kept")
 
     local twin = P("a")
     local where_a, where_twin = a._where, twin._where
@@ -966,7 +976,8 @@ do
                region == "east" and { "cfg_east", "cfg_west" } or { "cfg_west", "cfg_east" },
                "regions (" .. region .. "): local pool read first")
             eq(p.tests[2][2], "cfg_" .. region, "regions (" .. region .. "): tests kept")
-            eq(#p.tests, 4, "regions (" .. region .. "): four tests")
+            eq(#p.tests, 6, "regions (" .. region .. "): six tests")
+            eq(p.tests[5].down, { "cfg_" .. region }, "regions (" .. region .. "): local down")
         end
     end
 

@@ -27,6 +27,7 @@
 #include "request.h"
 #include "respond.h"
 #include "ttl.h"
+#include "tree.h"
 #include "unit.h"
 
 /* ---- fake server connections ---- */
@@ -157,39 +158,19 @@ env_end(void)
 static struct route *
 node(enum route_type type, int nchildren, ...)
 {
-    struct route *r = config_route_new(type, "node");
+    struct route *r;
     va_list ap;
-    int i;
 
-    r->nchildren = nchildren;
-    r->children = calloc((size_t)nchildren + 1, sizeof(*r->children));
     va_start(ap, nchildren);
-    for (i = 0; i < nchildren; i++)
-        r->children[i] = va_arg(ap, struct route *);
+    r = tree_node_v(cfg, type, "node", nchildren, ap);
     va_end(ap);
-    CHECK_EQ(config_add_node(cfg, r), 0);
     return r;
 }
 
-/* A pool of one server, named after it ("s0"...: counters go by name). */
 static struct route *
 pool(int server)
 {
-    struct pool *p = calloc(1, sizeof(*p));
-    char name[16];
-    struct route *r;
-
-    snprintf(name, sizeof(name), "s%d", server);
-    p->name = strdup(name);
-    p->nservers = 1;
-    p->server_ids = malloc(sizeof(int));
-    p->server_ids[0] = server;
-    p->timeout_ms = 1000;
-    CHECK_EQ(config_add_pool(cfg, p), 0);
-    r = config_route_new(ROUTE_POOL, name);
-    r->pool = p;
-    CHECK_EQ(config_add_node(cfg, r), 0);
-    return r;
+    return tree_pool(cfg, server);
 }
 
 /* ---- the client's side ---- */
