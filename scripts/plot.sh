@@ -65,24 +65,27 @@ set linetype 1 lc rgb "#555555" pt 7 lw 2
 set linetype 2 lc rgb "#c0392b" pt 5 lw 2
 set linetype 3 lc rgb "#2471a3" pt 9 lw 2'
 
+# One row of the value-size picture: a panel per workload, plotting column
+# COL (direct), COL+2 (nutcracker) and COL+4 (luagent) of sizes.dat.
+size_panels() {     # COL TITLE YLABEL KEY-PLACE
+    i=0
+    while read -r w; do
+        echo "set title '$w: $2'; set ylabel '$3'; set key $4"
+        echo "plot '$tmp/sizes.dat' index $i using 1:$1 title 'direct memcached' lt 1," \
+             "'' index $i using 1:$(($1 + 2)) title 'nutcracker -v 4' lt 2," \
+             "'' index $i using 1:$(($1 + 4)) title 'luagent -t 1' lt 3"
+        i=$((i + 1))
+    done < "$tmp/sizes.names"
+}
+
 if [ -s "$tmp/sizes.dat" ]; then
     {
         echo "$common"
         echo "set output '$base-sizes.png'"
         echo "set multiplot layout 2,$(wc -l < "$tmp/sizes.names") title '$title: value sizes (wall clock, 9:1 get:set)'"
         echo "set logscale y 10"
-        i=0
-        while read -r w; do
-            echo "set title '$w: ops/s (higher is better)'; set ylabel 'ops/s'; set key bottom left"
-            echo "plot '$tmp/sizes.dat' index $i using 1:2 title 'direct memcached' lt 1, '' index $i using 1:4 title 'nutcracker -v 4' lt 2, '' index $i using 1:6 title 'luagent -t 1' lt 3"
-            i=$((i + 1))
-        done < "$tmp/sizes.names"
-        i=0
-        while read -r w; do
-            echo "set title '$w: p99 (lower is better)'; set ylabel 'p99, ms'; set key top left"
-            echo "plot '$tmp/sizes.dat' index $i using 1:3 title 'direct memcached' lt 1, '' index $i using 1:5 title 'nutcracker -v 4' lt 2, '' index $i using 1:7 title 'luagent -t 1' lt 3"
-            i=$((i + 1))
-        done < "$tmp/sizes.names"
+        size_panels 2 "ops/s (higher is better)" "ops/s" "bottom left"
+        size_panels 3 "p99 (lower is better)" "p99, ms" "top left"
         echo "unset multiplot"
     } > "$tmp/sizes.gp"
     gnuplot "$tmp/sizes.gp"
