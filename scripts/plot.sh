@@ -18,8 +18,10 @@ base=${results%.txt}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# Value sizes in bytes from "100 B", "10 KiB", "1 MiB".
-BYTES='function bytes(n, unit) { return n * (unit == "MiB" ? 1048576 : unit == "KiB" ? 1024 : 1) }'
+# Value sizes in bytes from "100 B", "10 KiB", "1 MiB"; a figure of 0 is a run
+# that failed (the table says so), drawn as a gap rather than as a zero.
+BYTES='function bytes(n, unit) { return n * (unit == "MiB" ? 1048576 : unit == "KiB" ? 1024 : 1) }
+function fig(x) { return x + 0 > 0 ? x : "NaN" }'
 
 # The value-size table: one block per workload (gnuplot "index"), each row
 # "bytes dir_ops dir_p99 nc_ops nc_p99 lg_ops lg_p99", p99 in milliseconds.
@@ -30,8 +32,9 @@ on && $1 ~ /^[0-9]+$/ {
     w = $3; i = 4
     if (w != "get/set") { w = w " " $4; i = 5 }
     if (!(w in idx)) { idx[w] = n++; name[idx[w]] = w }
-    row[idx[w]] = row[idx[w]] sprintf("%d %s %.3f %s %.3f %s %.3f\n", bytes($1, $2),
-        $(i + 1), $(i + 2) / 1000, $(i + 3), $(i + 4) / 1000, $(i + 5), $(i + 6) / 1000)
+    row[idx[w]] = row[idx[w]] sprintf("%d %s %s %s %s %s %s\n", bytes($1, $2),
+        fig($(i + 1)), fig($(i + 2) / 1000), fig($(i + 3)), fig($(i + 4) / 1000),
+        fig($(i + 5)), fig($(i + 6) / 1000))
 }
 END {
     for (k = 0; k < n; k++) {
@@ -47,9 +50,9 @@ on && /^parsers alone/ { on = 0 }
 on && /^value / { part = "value"; next }
 on && /^keys\/get / { part = "width"; next }
 on && /^servers / { part = "pool"; next }
-on && part == "value" && $1 ~ /^[0-9]+$/ { print bytes($1, $2), $3, $4 > (dir "/growth-value.dat") }
-on && part == "width" && $1 ~ /^[0-9]+$/ { print $1, $2, $4 > (dir "/growth-width.dat") }
-on && part == "pool" && $1 ~ /^[0-9]+$/ { print $1, $2, $4 > (dir "/growth-pool.dat") }
+on && part == "value" && $1 ~ /^[0-9]+$/ { print bytes($1, $2), fig($3), fig($4) > (dir "/growth-value.dat") }
+on && part == "width" && $1 ~ /^[0-9]+$/ { print $1, fig($2), fig($4) > (dir "/growth-width.dat") }
+on && part == "pool" && $1 ~ /^[0-9]+$/ { print $1, fig($2), fig($4) > (dir "/growth-pool.dat") }
 ' dir="$tmp" "$results"
 
 title=$(basename "$base")
@@ -57,6 +60,7 @@ common='set terminal pngcairo size 1200,640 font "sans,10" background rgb "white
 set key box opaque
 set format y "%.0s%c"
 set grid
+set datafile missing "NaN"
 set style data linespoints
 set logscale x 10
 set xtics ("100 B" 100, "1 KiB" 1024, "10 KiB" 10240, "100 KiB" 102400, "1 MiB" 1048576)
