@@ -84,7 +84,7 @@ int discover_serving(const char *resolver, int every_s, char *err, size_t errlen
 /*
  * Resolve the wanted names on the serving loop through `resolver` (as for
  * discover_settle), then call done(arg) (from the loop, never from inside
- * this call). -1 with err when that cannot start.
+ * this call), joining a refresh under way. -1 with err when that cannot start.
  */
 int discover_resolve_wanted(const char *resolver, void (*done)(void *arg), void *arg,
                             char *err, size_t errlen);

@@ -573,6 +573,8 @@ round_start(bool refresh)
     struct name *n;
     int asked = 0;
 
+    if (D.dns == NULL)
+        return 0;           /* no resolver could be set up (logged when it failed) */
     D.outstanding++;        /* held until every question is out */
     for (n = D.names; n != NULL; n = n->next) {
         if (n->asking || (!refresh && n->state != DISCOVER_PENDING))
@@ -708,13 +710,17 @@ discover_resolve_wanted(const char *resolver, void (*done)(void *arg), void *arg
         snprintf(err, errlen, "no event loop to resolve on");
         return -1;
     }
-    if (D.outstanding > 0) {
-        snprintf(err, errlen, "a resolution is already under way");
-        return -1;
+    if (D.dns == NULL || strcmp(D.resolver, resolver ? resolver : "") != 0) {
+        if (D.outstanding > 0) {
+            snprintf(err, errlen, "the names are being asked of another resolver; "
+                     "try again in a moment");
+            return -1;
+        }
+        if (dns_open(resolver, err, errlen) < 0)
+            return -1;
     }
-    if ((D.dns == NULL || strcmp(D.resolver, resolver ? resolver : "") != 0)
-        && dns_open(resolver, err, errlen) < 0)
-        return -1;
+    /* A refresh under way is joined: its end calls done, which loads from
+     * every answer, so it needs no reload of its own. */
     D.done = done;
     D.done_arg = arg;
     round_start(false);
