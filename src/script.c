@@ -1737,4 +1737,7 @@ script_describe(const struct config *cfg, FILE *out)
     for (i = 0; i < cfg->nnodes; i++)
         fprintf(out, "route %d: %s%s\n", i, cfg->nodes[i]->name,
                 cfg->nodes[i] == cfg->root ? " (root)" : "");
+    if (cfg->discover_pending)
+        fprintf(out, "note: server DNS names are not resolved here; an srv: name stands "
+                "as one server NAME:0\n");
 }

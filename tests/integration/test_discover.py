@@ -6,11 +6,12 @@ settings.resolve_every_s. A changed answer rebuilds the pools as a reload does
 (a new generation, logged, counted); a failed one keeps the last answer.
 """
 import signal
+import subprocess
 import time
 
 import pytest
 
-from conftest import free_port
+from conftest import LUAGENT, free_port
 from dns_server import TYPE_A, TYPE_SRV, DnsServer
 
 SRV_NAME = "_memcache._tcp.pool.test"
@@ -156,3 +157,17 @@ def test_reload_resolves_new_names_first(memcached, luagent, dns, tmp_path):
     wait_for(lambda: stat(lg, "reload_failures") == 1, "the failed reload")
     assert stat(lg, "config_generation") == 2
     assert "gone.test: " in lg.log()
+
+
+def test_check_does_not_resolve(dns, tmp_path):
+    """--check checks the policy, not DNS: no question is asked, and an srv:
+    name shows as its stand-in, with a note saying so."""
+    path = policy(tmp_path, ["srv:" + SRV_NAME, "cache.test:11211"], dns)
+    p = subprocess.run([str(LUAGENT), "--check", str(path)], capture_output=True,
+                       timeout=60)
+    out = p.stdout.decode()
+    assert p.returncode == 0, out + p.stderr.decode()
+    assert "pool main: %s:0 cache.test:11211 " % SRV_NAME in out, out
+    assert "note: server DNS names are not resolved here" in out, out
+    assert dns.questions(SRV_NAME, TYPE_SRV) == 0
+    assert dns.questions("cache.test", TYPE_A) == 0
