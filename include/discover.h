@@ -82,6 +82,12 @@ void discover_start(struct event_base *base, discover_change_fn on_change, void 
 int discover_serving(const char *resolver, int every_s, char *err, size_t errlen);
 
 /*
+ * A reload failed or was refused: forget the names only it used, so that
+ * they are not asked again (the serving config's names stay).
+ */
+void discover_load_failed(void);
+
+/*
  * Resolve the wanted names on the serving loop through `resolver` (as for
  * discover_settle), then call done(arg) (from the loop, never from inside
  * this call), joining a refresh under way. -1 with err when that cannot start.

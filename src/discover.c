@@ -39,6 +39,7 @@ struct name {
     char                *name;
     enum discover_state  state;
     bool                 asking;        /* a question of this round is out */
+    bool                 serving;       /* used by the config being served */
     unsigned             mark;          /* the compile that last looked it up */
     struct sockaddr_storage addr;       /* host: the first address (port 0) */
     socklen_t            addrlen;
@@ -660,22 +661,51 @@ discover_start(struct event_base *base, discover_change_fn on_change, void *arg)
     D.timer = evtimer_new(base, on_refresh, NULL);
 }
 
-/* Forget the names the last compile did not use. */
+/* Forget the names `keep` does not keep (nor one being asked: its answer is due). */
 static void
-names_prune(void)
+names_forget(bool (*keep)(const struct name *n))
 {
     struct name **pp = &D.names;
 
     while (*pp != NULL) {
         struct name *n = *pp;
 
-        if (n->mark == D.mark || n->asking) {
+        if (keep(n) || n->asking) {
             pp = &n->next;
             continue;
         }
         *pp = n->next;
         name_free(n);
     }
+}
+
+static bool
+used_by_last_compile(const struct name *n)
+{
+    return n->mark == D.mark;
+}
+
+static bool
+used_by_serving(const struct name *n)
+{
+    return n->serving;
+}
+
+/* The last compile's config serves: its names are the ones to keep resolved. */
+static void
+names_prune(void)
+{
+    struct name *n;
+
+    names_forget(used_by_last_compile);
+    for (n = D.names; n != NULL; n = n->next)
+        n->serving = true;
+}
+
+void
+discover_load_failed(void)
+{
+    names_forget(used_by_serving);
 }
 
 int

@@ -342,12 +342,14 @@ reload_policy_load(const struct settings *s)
     if (config == NULL) {
         __atomic_add_fetch(&stats_reload_failures, 1, __ATOMIC_RELAXED);
         log_warn("reload failed (keeping generation %u): %s", generation, err);
+        discover_load_failed();
         return -1;
     }
     if (guard_admit(config, err, sizeof(err)) < 0) {
         __atomic_add_fetch(&stats_reload_failures, 1, __ATOMIC_RELAXED);
         log_warn("reload refused (keeping generation %u): %s", generation, err);
         config_free(config);
+        discover_load_failed();
         return -1;
     }
     config->generation = ++generation;

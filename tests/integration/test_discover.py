@@ -171,3 +171,20 @@ def test_check_does_not_resolve(dns, tmp_path):
     assert "note: server DNS names are not resolved here" in out, out
     assert dns.questions(SRV_NAME, TYPE_SRV) == 0
     assert dns.questions("cache.test", TYPE_A) == 0
+
+
+def test_failed_reload_names_are_not_asked_again(memcached, luagent, dns, tmp_path):
+    """A name only a failed reload used is forgotten: the refreshes ask the
+    serving policy's names, not it."""
+    server = memcached()
+    dns.a["mc0.test"] = "127.0.0.1"
+    lg = luagent("-c", policy(tmp_path, ["mc0.test:%d" % server.port], dns), "-v")
+    policy(tmp_path, ["mc0.test:%d" % server.port, "gone.test:1"], dns)
+    lg.signal(signal.SIGHUP)
+    wait_for(lambda: stat(lg, "reload_failures") == 1, "the failed reload")
+    gone = dns.questions("gone.test", TYPE_A)
+    assert gone > 0
+    kept = dns.questions("mc0.test", TYPE_A)
+    wait_for(lambda: dns.questions("mc0.test", TYPE_A) >= kept + 2, "two refreshes")
+    assert dns.questions("gone.test", TYPE_A) == gone
+    assert stat(lg, "config_generation") == 1
