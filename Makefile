@@ -105,6 +105,7 @@ UNIT_test_proto  = proto base64 reply
 UNIT_test_binproto = binproto
 UNIT_test_binreply = binreply binproto buf
 UNIT_test_base64 = base64
+UNIT_test_dnsmsg = dnsmsg
 UNIT_test_reply  = reply
 UNIT_test_dcache = dcache
 UNIT_test_ttl    = ttl proto base64

@@ -185,6 +185,11 @@ struct config {
     int64_t         load_time;      /* unix seconds when it was loaded */
     double          max_remap;      /* settings.max_remap: the largest share of a
                                      * pool's keys a reload may move; < 0: any */
+    int             resolve_every_s; /* settings.resolve_every_s: server names
+                                     * asked again this often; 0: never */
+    char            resolver[64];   /* settings.resolver "ip:port", "": resolv.conf */
+    bool            discover_pending; /* a server name has no answer yet: this
+                                     * config is for checking, never served */
     int             refs;           /* workers still using it (atomic) */
     struct script_state *script;    /* the Lua side (VMs), owned by script.c */
     const struct script_ops *script_ops; /* set by script.c with script, or NULL */
@@ -204,8 +209,10 @@ struct script_ops {
 struct config *config_new(unsigned generation);
 
 /*
- * The id of host:port in the config, adding (and resolving) the server when
- * it is new. Returns -1 with a message in err.
+ * The id of host:port in the config, adding the server when it is new. An IP
+ * literal gets its address here; a DNS name is left with addrlen 0 for the
+ * caller to fill (script.c, from discover.c's answers: no lookup blocks a
+ * load). Returns -1 with a message in err.
  */
 int config_server(struct config *cfg, const char *host, int port, char *err, size_t errlen);
 

@@ -25,6 +25,7 @@
 #define ITEM_MAX_DEFAULT    (1024 * 1024)   /* largest value accepted */
 #define MAX_MEMORY_DEFAULT  (1024ull << 20) /* buffer bytes of all clients: 1 GiB */
 #define CLIENT_MEMORY_ITEMS 8               /* default client_max_memory, in item_max */
+#define RESOLVE_EVERY_S_DEFAULT 30          /* server names asked again this often */
 #define REPLY_LINE_MAX      2048            /* longest backend reply line */
 
 #define DEFAULT_PORT        11211

@@ -12,6 +12,7 @@
 --   kinds  = pool prefix by_op failover all_sync all_initial all_fastest
 --            all_async rewrite shadow warmup error hook balance coalesce ttl ratelimit
 --   pool.servers = list of { host = s, port = n, weight = n, name = s|nil }
+--                  or { srv = s, weight = n } (a DNS SRV name, "srv:..." in a string)
 --   pool.tls     = nil (plain TCP) | { ca = s|nil, cert = s|nil, key = s|nil,
 --                                      sni = s|nil, verify = b }
 --   prefix.map   = list of { prefix = s, route = r }, sorted by prefix
@@ -367,8 +368,27 @@ end
 
 -- "host", "host:port", "host:port:weight", each optionally followed by a
 -- space and a name (twemproxy); IPv6 hosts are written "[::1]:port".
+-- "srv:NAME" (optionally followed by ":weight"): the servers of NAME's DNS SRV
+-- records, e.g. "srv:_memcache._tcp.cache.example"; resolved by C.
+local SRV_PREFIX = "srv:"
+
+local function parse_srv(spec, s, at)
+    local name, weight = sub(spec, #SRV_PREFIX + 1), 1
+    local w = name:match(":(%d+)$")
+    if w ~= nil then
+        name, weight = sub(name, 1, #name - #w - 1), tonumber(w)
+        if weight < 1 or weight > WEIGHT_MAX then fail("%s: bad weight in '%s'", at, s) end
+    end
+    if #name == 0 or #name > 253 or not name:match("^[%w_.-]+$") or find(name, "%.%.")
+       or sub(name, 1, 1) == "." then
+        fail("%s: bad SRV name in '%s' (like \"srv:_memcache._tcp.example.com\")", at, s)
+    end
+    return { srv = name, weight = weight }
+end
+
 local function parse_server(s, at)
     local spec = trim(s)
+    if sub(spec, 1, #SRV_PREFIX) == SRV_PREFIX then return parse_srv(spec, s, at) end
     local addr, name = spec:match("^(%S+)%s+(.-)$")
     if addr == nil then addr = spec end
     if name ~= nil and find(name, "%s") then
@@ -428,7 +448,7 @@ local function check_servers(v, label)
             fail("%s must be a string \"host:port\" or a table {host=, port=} (got %s)",
                  at, kind(e))
         end
-        local addr = srv.host .. ":" .. srv.port
+        local addr = srv.srv and SRV_PREFIX .. srv.srv or srv.host .. ":" .. srv.port
         if seen_addr[addr] then
             fail("%s: server %s is listed twice (also servers[%d])", at, addr, seen_addr[addr])
         end
@@ -798,6 +818,19 @@ end
 -- lg.policy
 ---------------------------------------------------------------------------
 
+-- settings.resolver: the nameserver to ask for server names, "ip:port"
+-- ("[v6]:port" for IPv6), instead of /etc/resolv.conf's.
+local function check_resolver(v, label)
+    local ok = type(v) == "string" and (v:match("^%d+%.%d+%.%d+%.%d+:%d+$")
+                                        or v:match("^%[[%x:.]+%]:%d+$"))
+    local port = ok and tonumber(v:match(":(%d+)$"))
+    if not ok or port < 1 or port > PORT_MAX then
+        fail("%s must be a nameserver \"ip:port\" like \"127.0.0.1:53\" (got %s)", label,
+             type(v) == "string" and show(v) or kind(v))
+    end
+    return v
+end
+
 local SETTINGS_FIELDS = {
     hook_errors         = opt(one_of("server_error", "default"), "server_error"),
     fallback            = opt(route, nil),
@@ -807,6 +840,8 @@ local SETTINGS_FIELDS = {
     client_max_memory   = opt(integer(2 * 1024, 2 ^ 50), nil),
     log_level           = opt(one_of("error", "warn", "info", "debug"), nil),
     max_remap           = opt(number(0, 1), nil),
+    resolve_every_s     = opt(integer(0, 86400), 30),
+    resolver            = opt(check_resolver, nil),
 }
 
 local function check_settings(v, label)

@@ -37,6 +37,9 @@
 #    memcpy/memmove/mempcpy; see bench/copycount.c): gets, 10-key multi-gets
 #    and sets, one connection, at each value size.
 #
+# At the end, scripts/plot.sh draws parts 4 and 5 with gnuplot as PNG pictures
+# beside the results file (<results>-sizes.png, <results>-growth.png).
+#
 # Everything listens on 127.0.0.1 on free ports below 32768; every process is
 # stopped by its PID on exit. A server or proxy that disappears during a run
 # (on a shared machine something may kill it) is restarted and the run is
@@ -1180,4 +1183,6 @@ done
 [ "$FAILED" = 1 ] && out "SOME RUNS FAILED (errors above): the figures are incomplete"
 mv "$OUT.tmp" "$OUT"
 echo "results: $OUT"
+# The value-size and cost-growth tables as pictures beside the results.
+sh scripts/plot.sh "$OUT" | sed 's/^/picture: /' || FAILED=1
 exit $FAILED

@@ -42,6 +42,7 @@
 #include "control.h"
 #include "daemon.h"
 #include "diff.h"
+#include "discover.h"
 #include "fleet.h"
 #include "guard.h"
 #include "listener.h"
@@ -230,6 +231,42 @@ load_listener_tls(const struct settings *s, char *err, size_t errlen)
     return tls_server_new(&o, err, errlen);
 }
 
+/* The config's server names are kept resolved, by its settings. */
+static void
+serve_names(const struct config *config)
+{
+    char err[ERR_LEN];
+
+    if (discover_serving(config->resolver, config->resolve_every_s, err, sizeof(err)) < 0)
+        log_warn("discover: %s (server names are not asked again)", err);
+}
+
+/*
+ * Start-up: the first load found server names without an answer. Resolve
+ * them (on a loop of their own: nothing is served yet), then load again.
+ */
+static struct config *
+load_with_names(const struct settings *s, struct config *config, char *err, size_t errlen)
+{
+    int pass;
+
+    for (pass = 0; config != NULL && config->discover_pending; pass++) {
+        char resolver[sizeof(config->resolver)];
+
+        memcpy(resolver, config->resolver, sizeof(resolver));
+        config_free(config);
+        if (pass == 2) {
+            snprintf(err, errlen, "server names still without an answer after %d tries",
+                     pass);
+            return NULL;
+        }
+        if (discover_settle(resolver, DISCOVER_SETTLE_S, err, errlen) < 0)
+            return NULL;
+        config = trial_load(s->policy, s, s->threads, err, errlen);
+    }
+    return config;
+}
+
 /* SIGHUP, TLS half: new clients get the new certificate if it loads. */
 static void
 reload_listener_tls(const struct settings *s)
@@ -341,29 +378,80 @@ on_usr2(evutil_socket_t sig, short what, void *arg)
     preview_release(p);
 }
 
+static unsigned generation = 1;     /* the one being served */
+static int names_pass;      /* loads of this reload that waited on server names */
+
+static int reload_policy_load(const struct settings *s);
+
+/* The names a reload waited on have their answers (or failed): load again. */
+static void
+on_names_resolved(void *arg)
+{
+    reload_policy_load(arg);
+}
+
 /*
- * Load the policy again, as at start-up, in fresh VMs (SIGHUP, --watch).
- * Any failure, or the remap guard's refusal, leaves the running generation
- * alone (-1); success hands the new one to the workers, which swap between
- * requests.
+ * A load found server names without an answer yet: the config it built only
+ * checked the policy. Resolve the names on the loop, then load again (twice
+ * at most: an SRV answer's own names are asked in the same round). 0 while
+ * that is under way, -1 when it cannot be.
+ */
+static int
+reload_wait_for_names(const struct settings *s, struct config *config, char *err, size_t errlen)
+{
+    char resolver[sizeof(config->resolver)];
+
+    memcpy(resolver, config->resolver, sizeof(resolver));
+    config_free(config);
+    if (++names_pass > 2) {
+        snprintf(err, errlen, "server names still without an answer after %d tries",
+                 names_pass - 1);
+        return -1;
+    }
+    if (discover_resolve_wanted(resolver, on_names_resolved, (void *)s, err, errlen) < 0)
+        return -1;
+    log_info("reload: resolving the policy's new server names first");
+    return 0;
+}
+
+/*
+ * Load the policy again, as at start-up, in fresh VMs (SIGHUP, --watch, a
+ * server name's new answer). Any failure, or the remap guard's refusal,
+ * leaves the running generation alone (-1); success hands the new one to the
+ * workers, which swap between requests. A policy naming servers not resolved
+ * yet loads once they are (0 meanwhile).
  */
 static int
 reload_policy(const struct settings *s)
 {
-    static unsigned generation = 1;
+    names_pass = 0;
+    discover_retry_failed();
+    return reload_policy_load(s);
+}
+
+static int
+reload_policy_load(const struct settings *s)
+{
     struct config *config;
     char err[ERR_LEN];
 
     config = trial_load(s->policy, s, s->threads, err, sizeof(err));
+    if (config != NULL && config->discover_pending) {
+        if (reload_wait_for_names(s, config, err, sizeof(err)) == 0)
+            return 0;
+        config = NULL;
+    }
     if (config == NULL) {
         __atomic_add_fetch(&stats_reload_failures, 1, __ATOMIC_RELAXED);
         log_warn("reload failed (keeping generation %u): %s", generation, err);
+        discover_load_failed();
         return -1;
     }
     if (guard_admit(config, err, sizeof(err)) < 0) {
         __atomic_add_fetch(&stats_reload_failures, 1, __ATOMIC_RELAXED);
         log_warn("reload refused (keeping generation %u): %s", generation, err);
         config_free(config);
+        discover_load_failed();
         return -1;
     }
     config->generation = ++generation;
@@ -374,11 +462,23 @@ reload_policy(const struct settings *s)
              config->generation, config->source, config->checksum, config->npools,
              config->nnodes, config->nhooks ? "with hooks" : "no hooks");
     guard_serving(config);      /* before the workers own it */
+    serve_names(config);
     fleet_set_config(config);   /* first: the workers may free the old one once they have this */
     serving = config;
     worker_publish_config(config);
     preview_after_reload(s, config);
     return 0;
+}
+
+/* A server name answered differently: rebuild the pools as a reload does. */
+static void
+on_names_changed(void *arg)
+{
+    const struct settings *s = arg;
+
+    log_warn("discover: server addresses changed: reloading %s",
+             s->policy ? s->policy : "the built-in policy");
+    reload_policy(s);
 }
 
 /* SIGHUP: the TLS certificate and the policy, each on its own. */
@@ -488,6 +588,8 @@ prepare(const struct settings *s, struct identity *id, char *err, size_t errlen)
     if (s->pid_file != NULL && pidfile_open(s->pid_file, err, errlen) < 0)
         return NULL;
     config = trial_load(s->policy, s, s->threads, err, errlen);
+    if (config != NULL && config->discover_pending)
+        config = load_with_names(s, config, err, errlen);
     if (config == NULL)
         return NULL;
     apply_log_level(s, config);
@@ -637,6 +739,8 @@ main(int argc, char **argv)
     guard_init(s.policy);
     guard_serving(config);
     serving = config;
+    discover_start(base, on_names_changed, &s);
+    serve_names(config);
     if (watch != NULL && watch_start(watch, base, on_policy_changed, &s, err, sizeof(err)) < 0)
         return start_failed(err);
     sigterm = evsignal_new(base, SIGTERM, on_stop_signal, base);
@@ -658,6 +762,7 @@ main(int argc, char **argv)
     event_base_dispatch(base);
 
     watch_stop(watch);
+    discover_stop();
     metrics_stop();
     fleet_stop();
     worker_stop_all();

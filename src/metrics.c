@@ -306,6 +306,12 @@ render_proxy(struct evbuffer *out, const struct snapshot *snap)
     single(out, "luagent_reload_refused_remap_total", "counter",
            "Policy reloads refused for moving more keys than settings.max_remap.",
            __atomic_load_n(&stats_reload_refused_remap, __ATOMIC_RELAXED));
+    single(out, "luagent_discover_changes_total", "counter",
+           "Server DNS names whose answer changed (each rebuilds the pools).",
+           __atomic_load_n(&stats_discover_changes, __ATOMIC_RELAXED));
+    single(out, "luagent_discover_failures_total", "counter",
+           "DNS questions for server names that failed (the last answer kept).",
+           __atomic_load_n(&stats_discover_failures, __ATOMIC_RELAXED));
     render_policy(out, snap);
     render_preview(out);
 }

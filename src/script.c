@@ -28,6 +28,7 @@
 
 #include "balance.h"
 #include "config.h"
+#include "discover.h"
 #include "ketama.h"
 #include "log.h"
 #include "luagent.h"
@@ -466,11 +467,135 @@ compile_pool_tls(lua_State *L, int idx, struct pool *pool, char *err, size_t err
     return pool->tls != NULL ? 0 : -1;
 }
 
+/*
+ * A server named by a DNS name gets its address from discover.c's answers
+ * (config_server filled in IP literals). A name not resolved yet leaves the
+ * config pending: it is compiled to be checked, then loaded again once the
+ * name has an answer, never served.
+ */
+static int
+server_resolve(struct config *cfg, int id, char *err, size_t errlen)
+{
+    struct server *srv = &cfg->servers[id];
+
+    if (srv->addrlen != 0 || srv->port == 0)
+        return 0;       /* an address already, or an SRV name's stand-in (srv_expand) */
+    switch (discover_host(srv->host, srv->port, &srv->addr, &srv->addrlen, err, errlen)) {
+    case DISCOVER_OK:
+        return 0;
+    case DISCOVER_PENDING:
+        cfg->discover_pending = true;
+        return 0;
+    case DISCOVER_FAILED:
+        break;
+    }
+    return -1;
+}
+
+/*
+ * The SRV name's servers appended to *rs (*n of them so far, room for *cap),
+ * or, while the name has no answer, one stand-in server of the name itself
+ * on port 0, so that the pending config still compiles (and is checked).
+ */
+static int
+srv_expand(struct compiler *cc, const char *name, unsigned weight, struct ring_server **rs,
+           int *n, int *cap, char *err, size_t errlen)
+{
+    const struct discover_target *t = NULL;
+    int nt = 0, i;
+
+    switch (discover_srv(name, &t, &nt, err, errlen)) {
+    case DISCOVER_FAILED:
+        return -1;
+    case DISCOVER_PENDING:
+        cc->cfg->discover_pending = true;
+        nt = 0;
+        break;
+    case DISCOVER_OK:
+        break;
+    }
+    if (*n + (nt ? nt : 1) > *cap) {
+        struct ring_server *grown;
+
+        *cap = (*n + (nt ? nt : 1)) * 2;
+        grown = realloc(*rs, sizeof(**rs) * (size_t)*cap);
+        if (grown == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        *rs = grown;
+    }
+    if (nt == 0)
+        (*rs)[(*n)++] = (struct ring_server){ .host = name, .port = 0, .weight = weight };
+    for (i = 0; i < nt; i++)
+        (*rs)[(*n)++] = (struct ring_server){ .host = t[i].host, .port = t[i].port,
+                                              .weight = weight };
+    return 0;
+}
+
+/*
+ * The pool's servers (the list at the top of the stack) as ring entries in
+ * *out, SRV names expanded into their records' servers. Returns how many, or
+ * -1 with err.
+ */
+static int
+pool_servers_expand(struct compiler *cc, struct ring_server **out, char *err, size_t errlen)
+{
+    lua_State *L = cc->L;
+    int i, count = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0, n = 0, cap = count;
+    struct ring_server *rs;
+
+    if (count == 0) {
+        snprintf(err, errlen, "'servers' is empty");
+        return -1;
+    }
+    rs = calloc((size_t)cap, sizeof(*rs));
+    for (i = 0; i < count && rs != NULL; i++) {
+        const char *srvname;
+        unsigned weight;
+
+        lua_rawgeti(L, -1, i + 1);
+        weight = (unsigned)field_int(L, -1, "weight", 1);
+        lua_getfield(L, -1, "srv");
+        srvname = lua_tostring(L, -1);          /* kept alive by the table */
+        lua_pop(L, 1);
+        if (srvname != NULL) {
+            lua_pop(L, 1);
+            if (srv_expand(cc, srvname, weight, &rs, &n, &cap, err, errlen) < 0) {
+                free(rs);
+                return -1;
+            }
+            continue;
+        }
+        lua_getfield(L, -1, "host");
+        rs[n].host = lua_tostring(L, -1);
+        lua_pop(L, 1);
+        rs[n].port = (int)field_int(L, -1, "port", DEFAULT_PORT);
+        rs[n].weight = weight;
+        lua_getfield(L, -1, "name");
+        rs[n].name = lua_tostring(L, -1);
+        lua_pop(L, 2);
+        if (rs[n].host == NULL) {
+            snprintf(err, errlen, "servers[%d] has no host", i + 1);
+            free(rs);
+            return -1;
+        }
+        n++;
+    }
+    if (rs == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    *out = rs;
+    return n;
+}
+
 static struct route *
 compile_pool(struct compiler *cc, int idx, struct route *r)
 {
     lua_State *L = cc->L;
     struct pool *pool;
+    struct ring_server *rs = NULL;
     char *hash = field_str(L, idx, "hash"), *tag = field_str(L, idx, "hash_tag");
     int i, n, h;
 
@@ -506,12 +631,15 @@ compile_pool(struct compiler *cc, int idx, struct route *r)
     }
 
     lua_getfield(L, idx, "servers");
-    n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
-    if (n == 0) {
-        lua_pop(L, 1);
-        return fail(cc, idx, "lg.pool '%s': 'servers' is empty", pool->name);
+    {
+        char err[ERR_LEN];
+
+        n = pool_servers_expand(cc, &rs, err, sizeof(err));
+        if (n < 0) {
+            lua_pop(L, 1);
+            return fail(cc, idx, "lg.pool '%s': %s", pool->name, err);
+        }
     }
-    struct ring_server rs[n];
     pool->server_ids = calloc((size_t)n, sizeof(int));
     pool->nservers = n;
     for (i = 0; i < n && pool->server_ids; i++) {
@@ -519,23 +647,10 @@ compile_pool(struct compiler *cc, int idx, struct route *r)
         struct server *srv;
         int id;
 
-        lua_rawgeti(L, -1, i + 1);
-        lua_getfield(L, -1, "host");
-        rs[i].host = lua_tostring(L, -1);       /* kept alive by the table */
-        lua_pop(L, 1);
-        rs[i].port = (int)field_int(L, -1, "port", DEFAULT_PORT);
-        rs[i].weight = (unsigned)field_int(L, -1, "weight", 1);
-        lua_getfield(L, -1, "name");
-        rs[i].name = lua_tostring(L, -1);
-        lua_pop(L, 1);
-        lua_pop(L, 1);
-        if (rs[i].host == NULL) {
-            lua_pop(L, 1);
-            return fail(cc, idx, "lg.pool '%s': servers[%d] has no host", pool->name, i + 1);
-        }
         id = config_server(cc->cfg, rs[i].host, rs[i].port, err, sizeof(err));
-        if (id < 0) {
+        if (id < 0 || server_resolve(cc->cfg, id, err, sizeof(err)) < 0) {
             lua_pop(L, 1);
+            free(rs);
             return fail(cc, idx, "lg.pool '%s': %s", pool->name, err);
         }
         pool->server_ids[i] = id;
@@ -546,6 +661,7 @@ compile_pool(struct compiler *cc, int idx, struct route *r)
              * dropped (or imposed). */
             if (!tls_client_same(srv->tls, pool->tls)) {
                 lua_pop(L, 1);
+                free(rs);
                 return fail(cc, idx, "lg.pool '%s': server %s is also in an earlier pool "
                             "with different tls settings", pool->name, srv->label);
             }
@@ -564,15 +680,18 @@ compile_pool(struct compiler *cc, int idx, struct route *r)
     }
     if (pool->server_ids == NULL) {
         lua_pop(L, 1);
+        free(rs);
         return fail(cc, idx, "out of memory");
     }
     {
         /* The host and name strings stay alive in the server tables, which
-         * the list on the stack keeps reachable until the ring is built. */
+         * the list on the stack keeps reachable until the ring is built (and
+         * SRV targets in discover.c's cache, which nothing changes meanwhile). */
         char err[ERR_LEN];
         enum dist dist = field_is(L, idx, "dist", "modula") ? DIST_MODULA : DIST_KETAMA;
 
         pool->ring = ring_build(dist, rs, n, err, sizeof(err));
+        free(rs);
         lua_pop(L, 1);
         if (pool->ring == NULL)
             return fail(cc, idx, "lg.pool '%s': %s", pool->name, err);
@@ -917,6 +1036,15 @@ compile_settings(struct compiler *cc, int policy)
                                         (lua_Integer)CLIENT_MEMORY_ITEMS * cc->cfg->item_max);
         cc->cfg->decision_cache_size = (unsigned)field_int(L, s, "decision_cache_size", 4096);
         cc->cfg->max_remap = field_number(L, s, "max_remap", -1);
+        cc->cfg->resolve_every_s = (int)field_int(L, s, "resolve_every_s",
+                                                  RESOLVE_EVERY_S_DEFAULT);
+        {
+            char *resolver = field_str(L, s, "resolver");
+
+            snprintf(cc->cfg->resolver, sizeof(cc->cfg->resolver), "%s",
+                     resolver ? resolver : "");
+            free(resolver);
+        }
         cc->cfg->log_level = field_is(L, s, "log_level", "error") ? LOG_ERROR
                            : field_is(L, s, "log_level", "warn") ? LOG_WARN
                            : field_is(L, s, "log_level", "info") ? LOG_INFO
@@ -1468,6 +1596,7 @@ script_load(const char *path, const struct settings *s, int nworkers,
     }
     cfg->source = strdup(source);
     cfg->script->nvms = nworkers;
+    discover_compile_begin();
     vm = &cfg->script->vms[0];
     if (vm_open(vm, true) < 0) {
         snprintf(err, errlen, "cannot create a Lua VM");
@@ -1668,4 +1797,7 @@ script_describe(const struct config *cfg, FILE *out)
         fprintf(out, "route %d: %s%s%s\n", i, cfg->nodes[i]->name, detail,
                 cfg->nodes[i] == cfg->root ? " (root)" : "");
     }
+    if (cfg->discover_pending)
+        fprintf(out, "note: server DNS names are not resolved here; an srv: name stands "
+                "as one server NAME:0\n");
 }

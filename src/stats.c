@@ -46,6 +46,8 @@ stats_uptime(void)
 uint64_t stats_reloads;
 uint64_t stats_reload_failures;
 uint64_t stats_reload_refused_remap;
+uint64_t stats_discover_changes;
+uint64_t stats_discover_failures;
 
 /* ---- rendering ---- */
 
@@ -267,6 +269,9 @@ render_general(struct buf *out, const struct snapshot *snap)
     stat_u64(out, "reload_failures", __atomic_load_n(&stats_reload_failures, __ATOMIC_RELAXED));
     stat_u64(out, "reload_refused_remap",
              __atomic_load_n(&stats_reload_refused_remap, __ATOMIC_RELAXED));
+    stat_u64(out, "discover_changes", __atomic_load_n(&stats_discover_changes, __ATOMIC_RELAXED));
+    stat_u64(out, "discover_failures",
+             __atomic_load_n(&stats_discover_failures, __ATOMIC_RELAXED));
     stat_str(out, "policy", snap->source);
     snprintf(checksum, sizeof(checksum), "%08x", snap->checksum);
     stat_str(out, "policy_checksum", checksum);

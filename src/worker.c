@@ -115,10 +115,12 @@ worker_backend_for(struct worker *w, const struct server *srv)
     for (i = 0; i < w->nall_backends; i++) {
         const struct server *old = backend_server(w->all_backends[i]);
 
-        /* Reused only over the same transport: a change of TLS settings
-         * opens new connections and retires the old ones. */
+        /* Reused only over the same transport to the same address: a change
+         * of TLS settings, or a DNS name's new address, opens new
+         * connections and retires the old ones. */
         if (old->port == srv->port && strcmp(old->host, srv->host) == 0
-            && tls_client_same(old->tls, srv->tls)) {
+            && tls_client_same(old->tls, srv->tls) && old->addrlen == srv->addrlen
+            && memcmp(&old->addr, &srv->addr, srv->addrlen) == 0) {
             backend_set_server(w->all_backends[i], srv);
             return w->all_backends[i];
         }

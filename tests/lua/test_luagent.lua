@@ -171,6 +171,30 @@ fails("pool: port zero", "lg.pool: servers[1]: bad port in 'a:0'",
       function() local _ = lg.pool{ name = "p", servers = { "a:0" } } end)
 fails("pool: empty port", "lg.pool: servers[1]: bad port in 'a:'",
       function() local _ = lg.pool{ name = "p", servers = { "a:" } } end)
+fails("pool: SRV name with an empty label",
+      "lg.pool: servers[1]: bad SRV name in 'srv:_m._tcp..x' (like \"srv:_memcache._tcp.example.com\")",
+      function() local _ = lg.pool{ name = "p", servers = { "srv:_m._tcp..x" } } end)
+fails("pool: SRV name missing", "lg.pool: servers[1]: bad SRV name in 'srv:' "
+      .. "(like \"srv:_memcache._tcp.example.com\")",
+      function() local _ = lg.pool{ name = "p", servers = { "srv:" } } end)
+fails("pool: SRV weight zero", "lg.pool: servers[1]: bad weight in 'srv:_m._tcp.x:0'",
+      function() local _ = lg.pool{ name = "p", servers = { "srv:_m._tcp.x:0" } } end)
+fails("pool: SRV name twice", "lg.pool: servers[2]: server srv:_m._tcp.x is listed twice "
+      .. "(also servers[1])",
+      function() local _ = lg.pool{ name = "p", servers = { "srv:_m._tcp.x", "srv:_m._tcp.x:2" } } end)
+do
+    local p = lg.pool{ name = "p", servers = { "srv:_memcache._tcp.c.example:3", "a:1" } }
+    eq(p.servers[1], { srv = "_memcache._tcp.c.example", weight = 3 }, "pool: SRV name parsed")
+end
+fails("policy: resolver without a port",
+      "lg.policy: field 'settings.resolver' must be a nameserver \"ip:port\" like "
+      .. "\"127.0.0.1:53\" (got '10.0.0.2')",
+      function() local _ = lg.policy{ route = lg.pool{ name = "p", servers = { "a" } },
+                                      settings = { resolver = "10.0.0.2" } } end)
+fails("policy: resolve_every_s negative",
+      "lg.policy: field 'settings.resolve_every_s' must be between 0 and 86400 (got -1)",
+      function() local _ = lg.policy{ route = lg.pool{ name = "p", servers = { "a" } },
+                                      settings = { resolve_every_s = -1 } } end)
 fails("pool: bad weight", "lg.pool: servers[1]: bad weight in 'a:1:0'",
       function() local _ = lg.pool{ name = "p", servers = { "a:1:0" } } end)
 fails("pool: weight not a number", "lg.pool: servers[1]: bad weight in 'a:1:w'",
@@ -600,7 +624,7 @@ do
     check(p.route == a, "policy route")
     check(p.tests == tests, "policy tests stored as given")
     eq(p.settings, { hook_errors = "server_error", decision_cache_size = 4096,
-                     item_max = 1048576, max_memory = 1073741824 },
+                     item_max = 1048576, max_memory = 1073741824, resolve_every_s = 30 },
        "policy settings defaults")
     local p0 = lg.policy{ route = a }
     eq(p0.tests, {}, "policy tests default")
