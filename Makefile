@@ -107,6 +107,7 @@ UNIT_test_binreply = binreply binproto buf
 UNIT_test_base64 = base64
 UNIT_test_reply  = reply
 UNIT_test_dcache = dcache
+UNIT_test_hotkeys = hotkeys
 UNIT_test_histogram = histogram
 UNIT_test_statsreply = statsreply reply
 UNIT_test_buf    = buf
