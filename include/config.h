@@ -76,6 +76,13 @@ struct prefix_entry {
     struct route  *route;
 };
 
+/* How metrics name hot keys (settings.hotkeys_metrics): privacy first. */
+enum hotkeys_export {
+    HOTKEYS_EXPORT_OFF,         /* no hot-key metrics (default) */
+    HOTKEYS_EXPORT_HASH,        /* the key's hash in hex */
+    HOTKEYS_EXPORT_TRUNCATE     /* the key's first bytes */
+};
+
 enum hook_cache {
     HOOK_CACHE_NONE,
     HOOK_CACHE_PREFIX,      /* one decision per key prefix */
@@ -141,6 +148,10 @@ struct config {
     int64_t         load_time;      /* unix seconds when it was loaded */
     double          max_remap;      /* settings.max_remap: the largest share of a
                                      * pool's keys a reload may move; < 0: any */
+    unsigned        hotkeys_sample; /* settings.hotkeys_sample: one read in N counted */
+    enum hotkeys_export hotkeys_metrics; /* settings.hotkeys_metrics */
+    unsigned        hotkeys_metrics_top;  /* keys exported as metrics */
+    unsigned        hotkeys_metrics_key_bytes; /* "truncate": bytes of the key shown */
     int             refs;           /* workers still using it (atomic) */
     struct script_state *script;    /* the Lua side (VMs), owned by script.c */
     const struct script_ops *script_ops; /* set by script.c with script, or NULL */

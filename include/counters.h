@@ -64,6 +64,7 @@ enum stats_group {
     STATS_POOLS,        /* stats pools */
     STATS_SERVERS,      /* stats servers */
     STATS_ROUTES,       /* stats routes */
+    STATS_HOTKEYS,      /* stats hotkeys */
     STATS_UNKNOWN       /* anything else: ERROR, as memcached answers */
 };
 

@@ -25,6 +25,12 @@
 
 struct hotkeys;
 
+/* The start of every sketch: the sampling countdown, inline on the request path. */
+struct hotkeys_head {
+    unsigned    countdown;              /* reads until the next counted one */
+    unsigned    every;                  /* one read in every is counted */
+};
+
 /* One key of a top list, with its estimated rate (reads per second). */
 struct hotkey_view {
     double      rate;                   /* a lower bound: count less overestimate */
@@ -50,7 +56,16 @@ void hotkeys_count(struct hotkeys *hk, uint64_t hash, const char *key, uint32_t 
                    uint64_t where);
 
 /* The sampling countdown: true for the one read in `every` to be counted. */
-bool hotkeys_sampled(struct hotkeys *hk);
+static inline bool
+hotkeys_sampled(struct hotkeys *hk)
+{
+    struct hotkeys_head *head = (struct hotkeys_head *)hk;
+
+    if (--head->countdown > 0)
+        return false;
+    head->countdown = head->every;
+    return true;
+}
 
 /* Count a read if it is sampled (the request-path entry point). */
 static inline void
@@ -81,7 +96,18 @@ int hotkeys_top(const struct hotkeys *hk, struct hotkey_view *out, int n, uint64
 void hotkeys_merge(struct hotkey_view *acc, int *nacc, int cap,
                    const struct hotkey_view *in, int nin);
 
+/*
+ * A key as printable text for stats and metrics: bytes outside '!'..'~'
+ * and the backslash become \xNN; at most max_bytes of the key are shown.
+ * out has room for outlen bytes (4 * HOTKEYS_KEY_MAX + 1 is always enough).
+ */
+void hotkeys_printable(const char *key, uint32_t klen, uint32_t max_bytes, char *out,
+                       size_t outlen);
+
 /* Bytes a sketch of this capacity holds (for the memory figures). */
 size_t hotkeys_bytes(unsigned capacity);
+
+/* One read in how many it counts. */
+unsigned hotkeys_every(const struct hotkeys *hk);
 
 #endif

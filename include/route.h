@@ -23,6 +23,7 @@
 
 struct buf;
 struct dcache;
+struct hotkeys;
 
 #define ROUTE_HOPS_MAX 64      /* steps one key may take through the tree */
 
@@ -58,6 +59,7 @@ struct route_ctx {
     struct request_cache  rq;
     struct wconfig       *current;      /* the generation new requests are routed by */
     struct dcache        *dcache;       /* hook decisions (current generation only) */
+    struct hotkeys       *hotkeys;      /* this worker's hot-key sketch of reads */
     int                   vm;           /* this thread's Lua VM, for hooks */
     struct route_counter **counters;    /* every label a live generation names */
     int                   ncounters;
@@ -67,6 +69,18 @@ static inline struct route_ctx *
 route_ctx_of(struct request_cache *rq)
 {
     return (struct route_ctx *)((char *)rq - offsetof(struct route_ctx, rq));
+}
+
+/*
+ * Where a read went, as the hot-key sketch records it (0 is "unknown"):
+ * the generation, the pool's node and the server, so names can be looked
+ * up later, and a tag of a generation gone names nothing.
+ */
+static inline uint64_t
+route_hot_where(unsigned generation, int node_id, int server_id)
+{
+    return (uint64_t)generation << 32 | (uint64_t)(node_id & 0xffff) << 16
+         | (uint64_t)((server_id + 1) & 0xffff);
 }
 
 /* Start a call at its node; it ends through its done callback. */

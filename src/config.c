@@ -30,6 +30,9 @@ config_new(unsigned generation)
     cfg->decision_cache_size = 4096;
     cfg->log_level = -1;
     cfg->max_remap = -1;
+    cfg->hotkeys_sample = HOTKEYS_SAMPLE_DEFAULT;
+    cfg->hotkeys_metrics_top = 10;
+    cfg->hotkeys_metrics_key_bytes = 16;
     return cfg;
 }
 

@@ -28,10 +28,9 @@ struct hotkey_entry {
 };
 
 struct hotkeys {
+    struct hotkeys_head  head;          /* first: hotkeys_sampled reads it */
     unsigned             cap;           /* entries */
     unsigned             n;             /* entries in use */
-    unsigned             every;         /* one read in every is counted */
-    unsigned             countdown;     /* reads until the next counted one */
     uint64_t             decayed_ms;    /* start of the current period */
     uint32_t             mask;          /* index slots - 1 */
     struct hotkey_entry *entries;
@@ -65,8 +64,8 @@ hotkeys_new(unsigned capacity, unsigned every, uint64_t now_ms)
     if (hk == NULL)
         return NULL;
     hk->cap = capacity ? capacity : 1;
-    hk->every = every ? every : 1;
-    hk->countdown = hk->every;
+    hk->head.every = every ? every : 1;
+    hk->head.countdown = hk->head.every;
     hk->decayed_ms = now_ms;
     hk->mask = slots - 1;
     hk->entries = calloc(hk->cap, sizeof(*hk->entries));
@@ -115,13 +114,10 @@ hotkeys_hash(const char *key, size_t len)
     return h ^ (h >> 29);
 }
 
-bool
-hotkeys_sampled(struct hotkeys *hk)
+unsigned
+hotkeys_every(const struct hotkeys *hk)
 {
-    if (--hk->countdown > 0)
-        return false;
-    hk->countdown = hk->every;
-    return true;
+    return hk->head.every;
 }
 
 /* ---- the index ---- */
@@ -300,7 +296,7 @@ entry_rate(const struct hotkeys *hk, const struct hotkey_entry *e, uint64_t now_
 
     if (f > 1.0)
         f = 1.0;
-    return (double)(e->count - e->err) * hk->every * (1000.0 / HOTKEYS_PERIOD_MS) / (1.0 + f);
+    return (double)(e->count - e->err) * hk->head.every * (1000.0 / HOTKEYS_PERIOD_MS) / (1.0 + f);
 }
 
 double
@@ -356,6 +352,29 @@ hotkeys_top(const struct hotkeys *hk, struct hotkey_view *out, int n, uint64_t n
     memcpy(out, all, (size_t)k * sizeof(*out));
     free(all);
     return k;
+}
+
+void
+hotkeys_printable(const char *key, uint32_t klen, uint32_t max_bytes, char *out, size_t outlen)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+    uint32_t i;
+
+    for (i = 0; i < klen && i < max_bytes && n + 5 <= outlen; i++) {
+        unsigned char b = (unsigned char)key[i];
+
+        if (b > ' ' && b <= '~' && b != '\\') {
+            out[n++] = (char)b;
+        } else {
+            out[n++] = '\\';
+            out[n++] = 'x';
+            out[n++] = hex[b >> 4];
+            out[n++] = hex[b & 15];
+        }
+    }
+    if (outlen > 0)
+        out[n < outlen ? n : outlen - 1] = '\0';
 }
 
 void

@@ -22,6 +22,7 @@
 #include "config.h"
 #include "dcache.h"
 #include "hash.h"
+#include "hotkeys.h"
 #include "log.h"
 #include "ketama.h"
 #include "luagent.h"
@@ -72,6 +73,16 @@ server_live(int ring_index, void *arg)
     return !backend_is_down(lc->backends[lc->pool->server_ids[ring_index]]);
 }
 
+static bool is_read(const struct call *c);
+
+/* A sampled read reaches a server: count it in the hot-key sketch. */
+static void __attribute__((noinline))
+hot_count(struct route_ctx *rt, const struct call *c, int server_id)
+{
+    hotkeys_count(rt->hotkeys, hotkeys_hash(c->key, c->klen), c->key, c->klen,
+                  route_hot_where(c->creq->wcfg->config->generation, c->node->id, server_id));
+}
+
 static void
 node_pool(struct route_ctx *rt, struct call *c)
 {
@@ -88,6 +99,8 @@ node_pool(struct route_ctx *rt, struct call *c)
         if (idx >= 0)
             id = pool->server_ids[idx];
     }
+    if (is_read(c) && hotkeys_sampled(rt->hotkeys))
+        hot_count(rt, c, id);
     backend_submit(backends[id], c, pool->timeout_ms);
 }
 

@@ -24,6 +24,7 @@
 #include "buf.h"
 #include "config.h"
 #include "fleet.h"
+#include "hotkeys.h"
 #include "luagent.h"
 #include "snapshot.h"
 #include "worker.h"
@@ -190,6 +191,31 @@ render_routes(struct buf *out, const struct snapshot *snap)
     }
 }
 
+/*
+ * The hottest keys of all workers, as published in the last second:
+ * "STAT hotkey:<rank>:<field> <value>", rank 1 the hottest.
+ */
+static void
+render_hotkeys(struct buf *out)
+{
+    int cap = worker_count() * HOTKEYS_PUBLISHED, i, n;
+    struct hotkey_view *top = calloc((size_t)cap + 1, sizeof(*top));
+    char rank[16], key[4 * HOTKEYS_KEY_MAX + 1];
+
+    if (top == NULL)
+        return;
+    n = worker_hotkeys(top, cap);
+    for (i = 0; i < n && i < HOTKEYS_PUBLISHED; i++) {
+        snprintf(rank, sizeof(rank), "%d", i + 1);
+        hotkeys_printable(top[i].key, top[i].klen, HOTKEYS_KEY_MAX, key, sizeof(key));
+        group_str(out, "hotkey", rank, "key", key);
+        group_u64(out, "hotkey", rank, "requests_per_second", (uint64_t)(top[i].rate + 0.5));
+        group_str(out, "hotkey", rank, "pool", top[i].pool);
+        group_str(out, "hotkey", rank, "server", top[i].server);
+    }
+    free(top);
+}
+
 static void
 render_general(struct buf *out, const struct snapshot *snap)
 {
@@ -263,6 +289,7 @@ stats_render(struct buf *out, const struct config *cfg, enum stats_group group)
     case STATS_POOLS:   render_pools(out, &snap); break;
     case STATS_SERVERS: render_servers(out, &snap); break;
     case STATS_ROUTES:  render_routes(out, &snap); break;
+    case STATS_HOTKEYS: render_hotkeys(out); break;
     case STATS_UNKNOWN: break;
     }
     snapshot_free(&snap);

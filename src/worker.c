@@ -41,9 +41,12 @@
 #include "client.h"
 #include "config.h"
 #include "counters.h"
+#include "clock.h"
 #include "dcache.h"
+#include "hotkeys.h"
 #include "listener.h"
 #include "log.h"
+#include "luagent.h"
 #include "request.h"
 #include "route.h"
 #include "tls.h"
@@ -77,6 +80,11 @@ struct worker {
     struct handoff     *queue;
     int                 notify_fd;      /* eventfd */
     struct event       *notify_ev;
+
+    /* The hot-key sketch's top list, published once a second for stats. */
+    pthread_mutex_t     hot_lock;
+    struct hotkey_view  hot[HOTKEYS_PUBLISHED];
+    int                 nhot;
 
     struct event       *trim_timer;     /* lets go of free-list leftovers */
     uint64_t            trim_freed;     /* bytes freed since pages were last given back */
@@ -300,6 +308,14 @@ worker_swap_config(struct worker *w, struct config *config)
         }
     }
     dcache_clear(w->cx.rt.dcache);
+    if (hotkeys_every(w->cx.rt.hotkeys) != config->hotkeys_sample) {
+        struct hotkeys *hk = hotkeys_new(HOTKEYS_CAPACITY, config->hotkeys_sample, clock_ms());
+
+        if (hk != NULL) {
+            hotkeys_free(w->cx.rt.hotkeys);
+            w->cx.rt.hotkeys = hk;
+        }
+    }
     log_debug("worker %d: now on generation %u", w->id, config->generation);
 }
 
@@ -428,6 +444,62 @@ worker_memory_cached(void)
 #define TRIM_QUIET_TAKES    64          /* buffers taken in a second by a quiet worker */
 #define TRIM_RETURN_MIN     (1u << 20)  /* bytes freed before pages are given back */
 
+/* Fill in the pool and server names a hot key's tag points at ("?" when gone). */
+static void
+worker_hot_names(const struct worker *w, struct hotkey_view *v)
+{
+    unsigned generation = (unsigned)(v->where >> 32);
+    int node = (int)((v->where >> 16) & 0xffff), server = (int)(v->where & 0xffff) - 1;
+    const struct wconfig *wc, *current = w->cx.rt.current;
+
+    snprintf(v->pool, sizeof(v->pool), "?");
+    snprintf(v->server, sizeof(v->server), "?");
+    for (wc = current; wc != NULL; wc = (wc == current) ? w->draining : wc->next) {
+        const struct config *cfg = wc->config;
+
+        if (cfg->generation != generation || node >= cfg->nnodes || server < 0
+            || server >= cfg->nservers || cfg->nodes[node]->pool == NULL)
+            continue;
+        snprintf(v->pool, sizeof(v->pool), "%s", cfg->nodes[node]->pool->name);
+        snprintf(v->server, sizeof(v->server), "%s", cfg->servers[server].label);
+        return;
+    }
+}
+
+/*
+ * Once a second: halve the hot-key counts and publish the top list, so
+ * stats read it under a lock the request path never takes.
+ */
+static void
+worker_publish_hotkeys(struct worker *w)
+{
+    struct hotkey_view top[HOTKEYS_PUBLISHED];
+    uint64_t now = clock_ms();
+    int i, n;
+
+    hotkeys_decay(w->cx.rt.hotkeys, now);
+    n = hotkeys_top(w->cx.rt.hotkeys, top, HOTKEYS_PUBLISHED, now);
+    for (i = 0; i < n; i++)
+        worker_hot_names(w, &top[i]);
+    pthread_mutex_lock(&w->hot_lock);
+    memcpy(w->hot, top, (size_t)n * sizeof(top[0]));
+    w->nhot = n;
+    pthread_mutex_unlock(&w->hot_lock);
+}
+
+int
+worker_hotkeys(struct hotkey_view *out, int cap)
+{
+    int i, n = 0;
+
+    for (i = 0; i < nworkers; i++) {
+        pthread_mutex_lock(&workers[i].hot_lock);
+        hotkeys_merge(out, &n, cap, workers[i].hot, workers[i].nhot);
+        pthread_mutex_unlock(&workers[i].hot_lock);
+    }
+    return n;
+}
+
 /*
  * Once a second: free what the free lists did not lend out during the last
  * second (a burst's leftovers; a steady load keeps what it uses), and a read
@@ -442,6 +514,7 @@ worker_on_trim(evutil_socket_t fd, short what, void *arg)
     struct request_cache *rq = &w->cx.rt.rq;
     bool quiet = rq->bufs.takes < TRIM_QUIET_TAKES;
 
+    worker_publish_hotkeys(w);
     client_trim(&w->cx);
     w->trim_freed += request_cache_trim(rq);
     __atomic_store_n(&w->cached_bytes, request_cache_bytes(rq), __ATOMIC_RELAXED);
@@ -492,6 +565,7 @@ worker_init(struct worker *w, int id, int n, struct config *config)
     w->cx.all_closed = worker_clients_gone;
     w->bx.rq = &w->cx.rt.rq;
     pthread_mutex_init(&w->queue_lock, NULL);
+    pthread_mutex_init(&w->hot_lock, NULL);
     w->base = event_base_new();
     w->cx.base = w->bx.base = w->base;
     /* An eventfd: one descriptor, and a burst of wake-ups is one counter. */
@@ -503,9 +577,11 @@ worker_init(struct worker *w, int id, int n, struct config *config)
     if (w->notify_ev == NULL || event_add(w->notify_ev, NULL) < 0)
         return -1;
     w->cx.rt.dcache = dcache_new(config->decision_cache_size);
+    w->cx.rt.hotkeys = hotkeys_new(HOTKEYS_CAPACITY, config->hotkeys_sample, clock_ms());
     w->cx.rt.current = wconfig_new(w, config);
     w->trim_timer = event_new(w->base, -1, EV_PERSIST, worker_on_trim, w);
-    if (w->cx.rt.current == NULL || w->cx.rt.dcache == NULL || w->trim_timer == NULL)
+    if (w->cx.rt.current == NULL || w->cx.rt.dcache == NULL || w->trim_timer == NULL
+        || w->cx.rt.hotkeys == NULL)
         return -1;
     return evtimer_add(w->trim_timer, &trim_every);
 }
