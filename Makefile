@@ -108,6 +108,7 @@ UNIT_test_base64 = base64
 UNIT_test_reply  = reply
 UNIT_test_dcache = dcache
 UNIT_test_hotkeys = hotkeys
+UNIT_test_nearcache = nearcache hotkeys buf
 UNIT_test_histogram = histogram
 UNIT_test_statsreply = statsreply reply
 UNIT_test_buf    = buf
