@@ -67,6 +67,7 @@ enum route_type {
     ROUTE_WARMUP,       /* read cold, on a miss read warm and copy into cold */
     ROUTE_ERROR,        /* answer SERVER_ERROR <msg> */
     ROUTE_HOOK,         /* a Lua function picks the child */
+    ROUTE_NEARCACHE,    /* answer hot gets from this worker's copy; else the child */
     ROUTE_TYPE_COUNT
 };
 
@@ -115,6 +116,11 @@ struct route {
     int              hook_index;        /* hook: its function in each VM */
     enum hook_cache  hook_cache;
     char             delim;             /* hook cache: prefix delimiter */
+    /* nearcache: */
+    uint32_t         nc_ttl_ms;         /* a copy is served at most this long */
+    uint32_t         nc_max_items;      /* per worker */
+    uint64_t         nc_max_bytes;      /* per worker */
+    double           nc_hot_qps;        /* reads a second that make a key hot */
     /* failover: */
     bool             on_error;          /* connection refused/reset/closed */
     bool             on_timeout;
@@ -136,6 +142,7 @@ struct config {
     struct route  **nodes;          /* every route node, by id */
     int             nnodes;
     int             nhooks;         /* lg.hook nodes (0: no Lua per request) */
+    int             nnearcaches;    /* lg.nearcache nodes (0: no write stamps) */
     uint32_t        item_max;       /* largest value accepted */
     uint64_t        max_memory;     /* buffer bytes of all workers: past it, new
                                      * requests get SERVER_ERROR out of memory */

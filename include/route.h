@@ -86,13 +86,26 @@ route_hot_where(unsigned generation, int node_id, int server_id)
 /* Start a call at its node; it ends through its done callback. */
 void route_start(struct route_ctx *rt, struct call *c);
 
+/* What a call's reply makes stale in the near caches (call->nc_bump). */
+enum nc_bump {
+    NC_BUMP_NONE,       /* nothing: reads, or no near cache in the policy */
+    NC_BUMP_KEY,        /* its key: a write, delete, arith or touch */
+    NC_BUMP_ALL         /* every key: flush_all */
+};
+
+/* A change reached its server: copies read before its reply are stale. */
+void route_nearcache_changed(const struct call *c);
+
 /*
  * Count a call's error at the node it ended at. Every completion callback of
- * a routed call calls this first (flush_all's calls have no node).
+ * a routed call calls this first (flush_all's calls have no node). A change
+ * that ends bumps its near cache stamps a second time (nearcache.h).
  */
 static inline void
 route_count_result(const struct call *c)
 {
+    if (c->nc_bump != NC_BUMP_NONE)
+        route_nearcache_changed(c);
     if (c->node != NULL && result_is_error(&c->res))
         STAT_INC(c->creq->wcfg->routes[c->node->id]->stats.errors);
 }

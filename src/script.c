@@ -749,6 +749,24 @@ compile_hook(struct compiler *cc, int idx, struct route *r)
     return r;
 }
 
+static struct route *
+compile_nearcache(struct compiler *cc, int idx, struct route *r)
+{
+    lua_State *L = cc->L;
+
+    r->nc_ttl_ms = (uint32_t)field_int(L, idx, "ttl_ms", 500);
+    r->nc_max_items = (uint32_t)field_int(L, idx, "max_items", 10000);
+    r->nc_max_bytes = (uint64_t)field_int(L, idx, "max_bytes", 64 << 20);
+    r->nc_hot_qps = field_number(L, idx, "hot_qps", 200);
+    r->children = calloc(1, sizeof(*r->children));
+    if (r->children == NULL)
+        return fail(cc, idx, "out of memory");
+    r->children[0] = compile_field(cc, idx, "to", true);
+    r->nchildren = 1;
+    cc->cfg->nnearcaches++;
+    return r->children[0] ? r : NULL;
+}
+
 struct type_row {
     const char      *name;
     enum route_type  type;
@@ -780,6 +798,7 @@ static const struct type_row type_rows[] = {
     { "warmup",      ROUTE_WARMUP,      compile_warmup },
     { "error",       ROUTE_ERROR,       compile_error },
     { "hook",        ROUTE_HOOK,        compile_hook },
+    { "nearcache",   ROUTE_NEARCACHE,   compile_nearcache },
 };
 
 static struct route *
@@ -847,6 +866,15 @@ compile_settings(struct compiler *cc, int policy)
                                         (lua_Integer)CLIENT_MEMORY_ITEMS * cc->cfg->item_max);
         cc->cfg->decision_cache_size = (unsigned)field_int(L, s, "decision_cache_size", 4096);
         cc->cfg->max_remap = field_number(L, s, "max_remap", -1);
+        cc->cfg->hotkeys_sample = (unsigned)field_int(L, s, "hotkeys_sample",
+                                                      HOTKEYS_SAMPLE_DEFAULT);
+        cc->cfg->hotkeys_metrics = field_is(L, s, "hotkeys_metrics", "hash")
+                                 ? HOTKEYS_EXPORT_HASH
+                                 : field_is(L, s, "hotkeys_metrics", "truncate")
+                                 ? HOTKEYS_EXPORT_TRUNCATE : HOTKEYS_EXPORT_OFF;
+        cc->cfg->hotkeys_metrics_top = (unsigned)field_int(L, s, "hotkeys_metrics_top", 10);
+        cc->cfg->hotkeys_metrics_key_bytes =
+            (unsigned)field_int(L, s, "hotkeys_metrics_key_bytes", 16);
         cc->cfg->log_level = field_is(L, s, "log_level", "error") ? LOG_ERROR
                            : field_is(L, s, "log_level", "warn") ? LOG_WARN
                            : field_is(L, s, "log_level", "info") ? LOG_INFO
@@ -1192,6 +1220,8 @@ reach(struct script_vm *vm, const struct config *cfg, const struct route *r,
         sub.klen = r->add_len + req->klen - skip;
         return reach_child(vm, cfg, r->children[0], &sub, out, err, errlen, depth);
     }
+    case ROUTE_NEARCACHE:
+        /* Pools reached on a miss (a hit answers from the worker's copy). */
     case ROUTE_FAILOVER:
     case ROUTE_SHADOW:
         /* The answering path: the primary, the main. */

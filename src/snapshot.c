@@ -52,6 +52,10 @@ sum_route(struct route_stats *sum, const struct route_stats *s)
     sum->errors += STAT_READ(s->errors);
     sum->hook_calls += STAT_READ(s->hook_calls);
     sum->hook_cache_hits += STAT_READ(s->hook_cache_hits);
+    sum->nearcache_hits += STAT_READ(s->nearcache_hits);
+    sum->nearcache_misses += STAT_READ(s->nearcache_misses);
+    sum->nearcache_evictions += STAT_READ(s->nearcache_evictions);
+    sum->nearcache_bytes += STAT_READ(s->nearcache_bytes);
 }
 
 /* This worker's connection set for srv, or NULL if its generation lacks it. */

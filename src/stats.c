@@ -188,6 +188,12 @@ render_routes(struct buf *out, const struct snapshot *snap)
         group_u64(out, "route", sr->label, "errors", sr->s.errors);
         group_u64(out, "route", sr->label, "hook_calls", sr->s.hook_calls);
         group_u64(out, "route", sr->label, "hook_cache_hits", sr->s.hook_cache_hits);
+        if (strcmp(sr->type, "nearcache") != 0)
+            continue;
+        group_u64(out, "route", sr->label, "hits", sr->s.nearcache_hits);
+        group_u64(out, "route", sr->label, "misses", sr->s.nearcache_misses);
+        group_u64(out, "route", sr->label, "evictions", sr->s.nearcache_evictions);
+        group_u64(out, "route", sr->label, "bytes", sr->s.nearcache_bytes);
     }
 }
 

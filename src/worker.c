@@ -46,6 +46,7 @@
 #include "hotkeys.h"
 #include "listener.h"
 #include "log.h"
+#include "nearcache.h"
 #include "luagent.h"
 #include "request.h"
 #include "route.h"
@@ -138,6 +139,51 @@ worker_backend_for(struct worker *w, const struct server *srv)
     return be;
 }
 
+/*
+ * A generation's near cache stores go: their buffers back to the worker,
+ * their bytes out of the nodes' counters (shared with newer generations).
+ */
+static void
+wconfig_free_nearcaches(struct worker *w, struct wconfig *wc)
+{
+    int i;
+
+    for (i = 0; wc->nearcaches != NULL && i < wc->config->nnodes; i++) {
+        if (wc->nearcaches[i] == NULL)
+            continue;
+        if (wc->routes[i] != NULL)
+            STAT_ADD(wc->routes[i]->stats.nearcache_bytes,
+                     -(int64_t)nearcache_counts(wc->nearcaches[i]).bytes);
+        nearcache_free(wc->nearcaches[i], &w->cx.rt.rq.bufs);
+    }
+    free(wc->nearcaches);
+    wc->nearcaches = NULL;
+}
+
+/* This worker's near cache store for every lg.nearcache node; 0 or -1. */
+static int
+wconfig_new_nearcaches(struct wconfig *wc)
+{
+    const struct config *config = wc->config;
+    int i;
+
+    if (config->nnearcaches == 0)
+        return 0;
+    wc->nearcaches = calloc((size_t)config->nnodes, sizeof(*wc->nearcaches));
+    if (wc->nearcaches == NULL)
+        return -1;
+    for (i = 0; i < config->nnodes; i++) {
+        const struct route *r = config->nodes[i];
+
+        if (r->type != ROUTE_NEARCACHE)
+            continue;
+        wc->nearcaches[i] = nearcache_new(r->nc_max_items, r->nc_max_bytes, r->nc_ttl_ms);
+        if (wc->nearcaches[i] == NULL)
+            return -1;
+    }
+    return 0;
+}
+
 static void
 wconfig_free(struct wconfig *wc)
 {
@@ -162,9 +208,16 @@ wconfig_new(struct worker *w, struct config *config)
         wconfig_free(wc);
         return NULL;
     }
+    if (wconfig_new_nearcaches(wc) < 0) {
+        wconfig_free_nearcaches(w, wc);
+        route_counters_release(&w->cx.rt, wc->routes, config->nnodes);
+        wconfig_free(wc);
+        return NULL;
+    }
     for (i = 0; i < config->nservers; i++) {
         wc->backends[i] = worker_backend_for(w, &config->servers[i]);
         if (wc->backends[i] == NULL) {
+            wconfig_free_nearcaches(w, wc);
             route_counters_release(&w->cx.rt, wc->routes, config->nnodes);
             wconfig_free(wc);
             return NULL;
@@ -243,6 +296,7 @@ worker_drop_generation(struct worker *w, struct wconfig *wc)
     pthread_rwlock_wrlock(&swap_lock);
     *pp = wc->next;
     worker_retire_backends(w);
+    wconfig_free_nearcaches(w, wc);
     route_counters_release(&w->cx.rt, wc->routes, config->nnodes);
     pthread_rwlock_unlock(&swap_lock);
     wconfig_free(wc);
