@@ -1173,7 +1173,11 @@ reach(struct script_vm *vm, const struct config *cfg, const struct route *r,
         snprintf(err, errlen, "route tree too deep");
         return -1;
     }
-    if (out->trace != NULL && r->type != ROUTE_POOL)
+    if (out->trace != NULL && r->type == ROUTE_NEARCACHE)
+        fprintf(out->trace, "%*snearcache (%s)\n", 2 * depth, "",
+                req->cmd == CMD_GET ? "a fresh copy of a hot key answers; otherwise"
+                                    : "passed through; a change makes copies stale");
+    else if (out->trace != NULL && r->type != ROUTE_POOL)
         fprintf(out->trace, "%*s%s%s\n", 2 * depth, "", r->name,
                 r->type == ROUTE_REWRITE || r->type == ROUTE_HOOK ? "" : "");
     switch (r->type) {
@@ -1619,6 +1623,144 @@ script_reach_servers(struct config *cfg, const char *line, int *ids, int max,
     return i;
 }
 
+/* ---- --check: near cache staleness ---- */
+
+/* Is node `node` r or below it? */
+static bool
+route_below(const struct route *r, const struct route *node, int depth)
+{
+    int i;
+
+    if (r == NULL || depth > ROUTE_HOPS_MAX)
+        return false;
+    if (r == node)
+        return true;
+    for (i = 0; i < r->nprefixes; i++)
+        if (route_below(r->prefixes[i].route, node, depth + 1))
+            return true;
+    for (i = 0; i < r->nchildren; i++)
+        if (route_below(r->children[i], node, depth + 1))
+            return true;
+    for (i = 0; i < OP_COUNT; i++)
+        if (route_below(r->by_op[i], node, depth + 1))
+            return true;
+    for (i = 0; i < CMD_COUNT; i++)
+        if (route_below(r->by_cmd[i], node, depth + 1))
+            return true;
+    return route_below(r->default_route, node, depth + 1);
+}
+
+/* Mark in `pools` (by pool index) every pool below r. */
+static void
+mark_pools_below(const struct config *cfg, const struct route *r, bool *pools, int depth)
+{
+    int i;
+
+    if (r == NULL || depth > ROUTE_HOPS_MAX)
+        return;
+    if (r->type == ROUTE_POOL) {
+        for (i = 0; i < cfg->npools; i++)
+            if (cfg->pools[i] == r->pool)
+                pools[i] = true;
+        return;
+    }
+    for (i = 0; i < r->nprefixes; i++)
+        mark_pools_below(cfg, r->prefixes[i].route, pools, depth + 1);
+    for (i = 0; i < r->nchildren; i++)
+        mark_pools_below(cfg, r->children[i], pools, depth + 1);
+    for (i = 0; i < OP_COUNT; i++)
+        mark_pools_below(cfg, r->by_op[i], pools, depth + 1);
+    for (i = 0; i < CMD_COUNT; i++)
+        mark_pools_below(cfg, r->by_cmd[i], pools, depth + 1);
+    mark_pools_below(cfg, r->default_route, pools, depth + 1);
+}
+
+static bool
+is_change_op(enum op op)
+{
+    return op == OP_WRITE || op == OP_DELETE || op == OP_ARITH || op == OP_TOUCH;
+}
+
+/* Mark every pool a change (write, delete, arith, touch) can reach from r. */
+static void
+mark_write_pools(const struct config *cfg, const struct route *r, bool *pools, int depth)
+{
+    int i;
+    bool all_covered = true;
+
+    if (r == NULL || depth > ROUTE_HOPS_MAX)
+        return;
+    if (r->type != ROUTE_BY_OP) {
+        if (r->type == ROUTE_POOL) {
+            mark_pools_below(cfg, r, pools, depth);
+            return;
+        }
+        for (i = 0; i < r->nprefixes; i++)
+            mark_write_pools(cfg, r->prefixes[i].route, pools, depth + 1);
+        for (i = 0; i < r->nchildren; i++)
+            mark_write_pools(cfg, r->children[i], pools, depth + 1);
+        mark_write_pools(cfg, r->default_route, pools, depth + 1);
+        return;
+    }
+    for (i = 0; i < OP_COUNT; i++) {
+        if (!is_change_op((enum op)i))
+            continue;
+        if (r->by_op[i] != NULL)
+            mark_write_pools(cfg, r->by_op[i], pools, depth + 1);
+        else
+            all_covered = false;
+    }
+    for (i = 0; i < CMD_COUNT; i++)
+        if (r->by_cmd[i] != NULL && is_change_op(proto_cmd_op((enum cmd)i)))
+            mark_write_pools(cfg, r->by_cmd[i], pools, depth + 1);
+    if (!all_covered)
+        mark_write_pools(cfg, r->default_route, pools, depth + 1);
+}
+
+/*
+ * The staleness warning: a near cache whose pools also take changes through
+ * this policy. Wherever this policy runs on more than one front end, a
+ * change made through another one (or straight to the server) is seen here
+ * only when the copy expires, ttl_ms later. A rewrite or hook below a near
+ * cache is flagged too: copies are kept only when the key reaching the
+ * server is the key the near cache holds.
+ */
+static void
+describe_nearcache_warnings(const struct config *cfg, FILE *out)
+{
+    bool *written = calloc((size_t)cfg->npools + 1, sizeof(bool));
+    bool *below = calloc((size_t)cfg->npools + 1, sizeof(bool));
+    int i, j;
+
+    if (written == NULL || below == NULL)
+        goto done;
+    mark_write_pools(cfg, cfg->root, written, 0);
+    for (i = 0; i < cfg->nnodes; i++) {
+        const struct route *r = cfg->nodes[i];
+
+        if (r->type != ROUTE_NEARCACHE)
+            continue;
+        memset(below, 0, (size_t)cfg->npools * sizeof(bool));
+        mark_pools_below(cfg, r->children[0], below, 0);
+        for (j = 0; j < cfg->npools; j++)
+            if (below[j] && written[j])
+                fprintf(out, "warning: route %d: nearcache: pool '%s' below it also takes "
+                        "writes; a write through another luagent, or straight to the "
+                        "server, is seen here only after ttl_ms (%u ms)\n",
+                        i, cfg->pools[j]->name, r->nc_ttl_ms);
+    }
+    for (i = 0; i < cfg->nnodes; i++)
+        if (cfg->nodes[i]->type == ROUTE_REWRITE || cfg->nodes[i]->type == ROUTE_HOOK)
+            for (j = 0; j < cfg->nnodes; j++)
+                if (cfg->nodes[j]->type == ROUTE_NEARCACHE
+                    && route_below(cfg->nodes[j]->children[0], cfg->nodes[i], 0))
+                    fprintf(out, "warning: route %d: nearcache: %s below it may change the "
+                            "key; such keys are never kept\n", j, cfg->nodes[i]->name);
+done:
+    free(written);
+    free(below);
+}
+
 void
 script_describe(const struct config *cfg, FILE *out)
 {
@@ -1635,7 +1777,15 @@ script_describe(const struct config *cfg, FILE *out)
         fprintf(out, " (hash %s, timeout %d ms%s%s)\n", hash_name(p->hash), p->timeout_ms,
                 p->tls ? ", " : "", p->tls ? tls_client_describe(p->tls) : "");
     }
-    for (i = 0; i < cfg->nnodes; i++)
-        fprintf(out, "route %d: %s%s\n", i, cfg->nodes[i]->name,
-                cfg->nodes[i] == cfg->root ? " (root)" : "");
+    for (i = 0; i < cfg->nnodes; i++) {
+        const struct route *r = cfg->nodes[i];
+
+        fprintf(out, "route %d: %s%s", i, r->name, r == cfg->root ? " (root)" : "");
+        if (r->type == ROUTE_NEARCACHE)
+            fprintf(out, " (ttl %u ms, hot_qps %g, per worker at most %u items and %llu "
+                    "bytes)", r->nc_ttl_ms, r->nc_hot_qps, r->nc_max_items,
+                    (unsigned long long)r->nc_max_bytes);
+        fputc('\n', out);
+    }
+    describe_nearcache_warnings(cfg, out);
 }
