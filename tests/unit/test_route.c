@@ -19,6 +19,7 @@
 #include "buf.h"
 #include "config.h"
 #include "dcache.h"
+#include "hotkeys.h"
 #include "luagent.h"
 #include "request.h"
 #include "respond.h"
@@ -103,6 +104,7 @@ env_begin(void)
     rt.rq.client_max_memory = UINT64_MAX;
     rt.rq.memory_over_all = never_over;
     rt.dcache = dcache_new(64);
+    rt.hotkeys = hotkeys_new(16, 1, 0);
     cfg = config_new(1);
     for (i = 0; i < SERVERS; i++) {
         CHECK_EQ(config_server(cfg, "127.0.0.1", 20000 + i, err, sizeof(err)), i);
@@ -138,6 +140,7 @@ env_end(void)
     free(wc.routes);
     config_free(cfg);
     dcache_free(rt.dcache);
+    hotkeys_free(rt.hotkeys);
     request_cache_trim(&rt.rq);
     request_cache_trim(&rt.rq);     /* the second frees what the first left */
 }
