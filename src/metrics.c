@@ -31,6 +31,7 @@
 #include "luagent.h"
 #include "proto.h"
 #include "buf.h"
+#include "hotkeys.h"
 #include "snapshot.h"
 #include "stats.h"
 #include "statuspage.h"
@@ -423,16 +424,19 @@ render_pools(struct evbuffer *out, const struct snapshot *snap)
                snap->pools[i].errors);
 }
 
+/* A family over the route nodes (of one type only, unless only_type is NULL). */
 static void
-route_family(struct evbuffer *out, const struct snapshot *snap, const char *name,
-             const char *help, size_t offset)
+route_family_of(struct evbuffer *out, const struct snapshot *snap, const char *name,
+                const char *type, const char *help, size_t offset, const char *only_type)
 {
     int i;
 
-    family(out, name, "counter", help);
+    family(out, name, type, help);
     for (i = 0; i < snap->nroutes; i++) {
         const struct snap_route *sr = &snap->routes[i];
 
+        if (only_type != NULL && strcmp(sr->type, only_type) != 0)
+            continue;
         evbuffer_add_printf(out, "%s{route=\"", name);
         label_value(out, sr->label);
         evbuffer_add_printf(out, "\",type=\"%s\"} %" PRIu64 "\n", sr->type,
@@ -441,7 +445,46 @@ route_family(struct evbuffer *out, const struct snapshot *snap, const char *name
 }
 
 #define ROUTE_FAMILY(name, help, field) \
-    route_family(out, snap, name, help, offsetof(struct route_stats, field))
+    route_family_of(out, snap, name, "counter", help, offsetof(struct route_stats, field), NULL)
+#define NEARCACHE_FAMILY(name, type, help, field) \
+    route_family_of(out, snap, name, type, help, offsetof(struct route_stats, field), "nearcache")
+
+/*
+ * The hottest keys as a gauge of reads per second, only when the policy
+ * asks (settings.hotkeys_metrics): keys may be private, so by default none
+ * is shown, and when shown, as a hash or as their first bytes.
+ */
+static void
+render_hotkeys(struct evbuffer *out, const struct snapshot *snap)
+{
+    int cap = worker_count() * HOTKEYS_PUBLISHED, i, n;
+    struct hotkey_view *top;
+    char key[4 * HOTKEYS_KEY_MAX + 1];
+
+    if (snap->hotkeys_metrics == HOTKEYS_EXPORT_OFF)
+        return;
+    top = calloc((size_t)cap + 1, sizeof(*top));
+    if (top == NULL)
+        return;
+    n = worker_hotkeys(top, cap);
+    family(out, "luagent_hotkey_requests_per_second", "gauge",
+           "Estimated reads a second of the hottest keys (key hashed or truncated).");
+    for (i = 0; i < n && i < (int)snap->hotkeys_metrics_top; i++) {
+        if (snap->hotkeys_metrics == HOTKEYS_EXPORT_HASH)
+            snprintf(key, sizeof(key), "%016" PRIx64, hotkeys_hash(top[i].key, top[i].klen));
+        else
+            hotkeys_printable(top[i].key, top[i].klen, snap->hotkeys_metrics_key_bytes, key,
+                              sizeof(key));
+        evbuffer_add_printf(out, "luagent_hotkey_requests_per_second{rank=\"%d\",key=\"", i + 1);
+        label_value(out, key);
+        evbuffer_add_printf(out, "\",pool=\"");
+        label_value(out, top[i].pool);
+        evbuffer_add_printf(out, "\",server=\"");
+        label_value(out, top[i].server);
+        evbuffer_add_printf(out, "\"} %.0f\n", top[i].rate);
+    }
+    free(top);
+}
 
 static void
 render_routes(struct evbuffer *out, const struct snapshot *snap)
@@ -453,6 +496,15 @@ render_routes(struct evbuffer *out, const struct snapshot *snap)
     ROUTE_FAMILY("luagent_route_hook_calls_total", "Lua runs of a hook node.", hook_calls);
     ROUTE_FAMILY("luagent_route_hook_cache_hits_total",
                  "Decisions of a hook node taken from the decision cache.", hook_cache_hits);
+    NEARCACHE_FAMILY("luagent_nearcache_hits_total", "counter",
+                     "Gets a near cache answered from a worker's copy.", nearcache_hits);
+    NEARCACHE_FAMILY("luagent_nearcache_misses_total", "counter",
+                     "Gets a near cache passed on to its route.", nearcache_misses);
+    NEARCACHE_FAMILY("luagent_nearcache_evictions_total", "counter",
+                     "Copies a near cache dropped for room (max_items, max_bytes).",
+                     nearcache_evictions);
+    NEARCACHE_FAMILY("luagent_nearcache_bytes", "gauge",
+                     "Bytes a near cache holds now, all workers.", nearcache_bytes);
 }
 
 /* ---- HTTP ---- */
@@ -467,6 +519,7 @@ send_metrics(struct evhttp_request *req, const struct snapshot *snap)
     render_figures(out, snap);
     render_pools(out, snap);
     render_routes(out, snap);
+    render_hotkeys(out, snap);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       METRICS_CONTENT_TYPE);
     evhttp_send_reply(req, HTTP_OK, "OK", out);

@@ -242,6 +242,9 @@ snapshot_take(struct snapshot *snap, const struct config *cfg)
     snap->generation = cfg->generation;
     snap->max_memory = cfg->max_memory;
     snap->client_max_memory = cfg->client_max_memory;
+    snap->hotkeys_metrics = cfg->hotkeys_metrics;
+    snap->hotkeys_metrics_top = cfg->hotkeys_metrics_top;
+    snap->hotkeys_metrics_key_bytes = cfg->hotkeys_metrics_key_bytes;
     snap->buffer_bytes = worker_memory_used();
     snap->free_list_bytes = worker_memory_cached();
     snap->checksum = cfg->checksum;
