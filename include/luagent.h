@@ -39,7 +39,7 @@
 #define DEFAULT_SERVER_STATS_INTERVAL_S  10     /* background `stats` to each server */
 #define HOTKEYS_CAPACITY    128     /* keys each worker's hot-key sketch holds */
 #define HOTKEYS_PUBLISHED   32      /* of them, published once a second for stats */
-#define HOTKEYS_SAMPLE_DEFAULT 8    /* one read in this many is counted */
+#define HOTKEYS_SAMPLE_DEFAULT 16   /* one read in this many is counted */
 #define SERVER_STATS_INTERVAL_MAX_S      86400
 
 #define ERR_LEN             256             /* caller-provided error buffers */

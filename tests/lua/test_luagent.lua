@@ -557,7 +557,7 @@ do
     check(p.route == a, "policy route")
     check(p.tests == tests, "policy tests stored as given")
     eq(p.settings, { hook_errors = "server_error", decision_cache_size = 4096,
-                     item_max = 1048576, max_memory = 1073741824, hotkeys_sample = 8,
+                     item_max = 1048576, max_memory = 1073741824, hotkeys_sample = 16,
                      hotkeys_metrics = "off", hotkeys_metrics_top = 10,
                      hotkeys_metrics_key_bytes = 16 },
        "policy settings defaults")
