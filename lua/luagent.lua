@@ -10,7 +10,7 @@
 --   route  = setmetatable({ _type = "<kind>", _where = "file:line" | nil,
 --                           <validated fields, defaults filled> }, lg.Route)
 --   kinds  = pool prefix by_op failover all_sync all_initial all_fastest
---            all_async rewrite shadow warmup error hook balance nearcache
+--            all_async rewrite shadow warmup error hook balance coalesce nearcache
 --   pool.servers = list of { host = s, port = n, weight = n, name = s|nil }
 --   pool.tls     = nil (plain TCP) | { ca = s|nil, cert = s|nil, key = s|nil,
 --                                      sni = s|nil, verify = b }
@@ -525,10 +525,13 @@ local POOL_FIELDS = {
     rejoin_after_ms    = opt(integer(0, 86400000), nil),
     eject              = opt(boolean, false),
     tls                = opt(check_tls, nil),
+    coalesce           = opt(boolean, false),
 }
 
 local build = {}    -- kind -> function(t, where) -> object
 
+-- coalesce = true is lg.coalesce{ to = <the pool> }: every route that names
+-- the returned object reaches the pool through that one coalesce node.
 function build.pool(t, where)
     local r = check_fields(POOL_FIELDS, t, new_route("pool", where))
     if r.retry_max_ms < r.retry_after_ms then
@@ -539,7 +542,11 @@ function build.pool(t, where)
         fail("field 'rejoin_after_ms' is only used with rejoin = 'flush'")
     end
     r.rejoin_after_ms = r.rejoin_after_ms or 0
-    return r
+    if not r.coalesce then return r end
+    r.coalesce = nil
+    local co = new_route("coalesce", where)
+    co.to = r
+    return co
 end
 
 ---------------------------------------------------------------------------
@@ -767,6 +774,16 @@ function build.hook(t, where)
     return check_fields(HOOK_FIELDS, t, new_route("hook", where))
 end
 
+-- lg.coalesce{ to = route }: identical gets in flight from one worker go
+-- to `to` once, and every waiting client gets the reply.
+local COALESCE_FIELDS = {
+    to = req(route),
+}
+
+function build.coalesce(t, where)
+    return check_fields(COALESCE_FIELDS, t, new_route("coalesce", where))
+end
+
 ---------------------------------------------------------------------------
 -- lg.policy
 ---------------------------------------------------------------------------
@@ -852,7 +869,7 @@ local function each_child(r, fn)
             if r.ops and r.ops[name] then fn(r.ops[name]) end
         end
         fn(r.default)
-    elseif k == "rewrite" or k == "nearcache" then
+    elseif k == "rewrite" or k == "coalesce" or k == "nearcache" then
         fn(r.to)
     elseif k == "shadow" then
         fn(r.main); fn(r.shadow)
@@ -962,7 +979,7 @@ end
 
 for _, name in ipairs({ "pool", "prefix", "by_op", "failover", "all_sync", "all_initial",
                         "all_fastest", "all_async", "rewrite", "shadow", "warmup", "error",
-                        "hook", "balance", "nearcache", "policy", "read_local_write_all" }) do
+                        "hook", "balance", "coalesce", "nearcache", "policy", "read_local_write_all" }) do
     lg[name] = constructor(name, build[name])
 end
 

@@ -454,6 +454,8 @@ route_family_of(struct evbuffer *out, const struct snapshot *snap, const char *n
 
 #define ROUTE_FAMILY(name, help, field) \
     route_family_of(out, snap, name, "counter", help, offsetof(struct route_stats, field), NULL)
+#define ROUTE_FAMILY_OF(type, name, help, field) \
+    route_family_of(out, snap, name, "counter", help, offsetof(struct route_stats, field), type)
 #define NEARCACHE_FAMILY(name, type, help, field) \
     route_family_of(out, snap, name, type, help, offsetof(struct route_stats, field), "nearcache")
 
@@ -506,6 +508,10 @@ render_routes(struct evbuffer *out, const struct snapshot *snap)
                  "Decisions of a hook node taken from the decision cache.", hook_cache_hits);
     ROUTE_FAMILY("luagent_route_skipped_down_total",
                  "Choices of a balance node that passed over a down child.", skipped_down);
+    ROUTE_FAMILY_OF("coalesce", "luagent_route_coalesced_total",
+                    "Gets a coalesce node answered with an identical get's reply.", coalesced);
+    ROUTE_FAMILY_OF("coalesce", "luagent_route_leaders_total",
+                    "Gets a coalesce node sent on, that identical gets could wait for.", leaders);
     NEARCACHE_FAMILY("luagent_nearcache_hits_total", "counter",
                      "Gets a near cache answered from a worker's copy.", nearcache_hits);
     NEARCACHE_FAMILY("luagent_nearcache_misses_total", "counter",

@@ -56,6 +56,8 @@ sum_route(struct route_stats *sum, const struct route_stats *s)
     sum->hook_calls += STAT_READ(s->hook_calls);
     sum->hook_cache_hits += STAT_READ(s->hook_cache_hits);
     sum->skipped_down += STAT_READ(s->skipped_down);
+    sum->coalesced += STAT_READ(s->coalesced);
+    sum->leaders += STAT_READ(s->leaders);
     sum->nearcache_hits += STAT_READ(s->nearcache_hits);
     sum->nearcache_misses += STAT_READ(s->nearcache_misses);
     sum->nearcache_evictions += STAT_READ(s->nearcache_evictions);
