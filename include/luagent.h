@@ -39,6 +39,9 @@
 #define DEFAULT_RETRY_MAX_MS        30000
 #define DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS 5000   /* a client's whole TLS handshake */
 #define DEFAULT_SERVER_STATS_INTERVAL_S  10     /* background `stats` to each server */
+#define HOTKEYS_CAPACITY    128     /* keys each worker's hot-key sketch holds */
+#define HOTKEYS_PUBLISHED   32      /* of them, published once a second for stats */
+#define HOTKEYS_SAMPLE_DEFAULT 16   /* one read in this many is counted */
 #define SERVER_STATS_INTERVAL_MAX_S      86400
 
 #define ERR_LEN             256             /* caller-provided error buffers */

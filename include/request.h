@@ -42,6 +42,7 @@
 struct backend;
 struct call;
 struct config;
+struct nearcache;
 struct route;
 struct route_counter;
 
@@ -83,6 +84,8 @@ struct wconfig {
                                          * worker's preview node in front of it */
     struct backend    **backends;       /* by this config's server id */
     struct route_counter **routes;      /* by this config's node id */
+    struct nearcache  **nearcaches;     /* by node id: this worker's near cache
+                                         * stores, or NULL when the config has none */
     uint64_t            inflight;       /* requests routed by it, not yet freed */
     struct wconfig     *next;           /* older generations still draining */
 };
@@ -156,6 +159,8 @@ struct call {
     bool                 batch_end;     /* backend: last key of a get batch */
     bool                 in_batch;      /* backend: part of a multi-key get */
     bool                 finished;
+    uint8_t              nc_bump;       /* near cache: what its reply makes stale
+                                         * (enum in route.h), 0: nothing */
     /*
      * A call waits at a server connection (a pool's call) or on its thread's
      * hedge queue (a hedging node's own call, never submitted), never both:

@@ -18,6 +18,7 @@
 
 struct config;
 struct preview;
+struct hotkey_view;
 struct stats;
 struct tls_conn;
 struct wconfig;
@@ -51,6 +52,12 @@ void worker_stop_all(void);
 /* Bytes held in buffers by all workers, and in their free lists. */
 uint64_t worker_memory_used(void);
 uint64_t worker_memory_cached(void);
+
+/*
+ * The hot keys of all workers (as published in the last second), merged:
+ * at most cap, highest rate first. Returns how many.
+ */
+int worker_hotkeys(struct hotkey_view *out, int cap);
 
 /* Workers running. */
 int worker_count(void);

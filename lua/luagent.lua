@@ -11,6 +11,7 @@
 --                           <validated fields, defaults filled> }, lg.Route)
 --   kinds  = pool prefix by_op failover all_sync all_initial all_fastest
 --            all_async rewrite shadow warmup error hook balance coalesce ttl ratelimit
+--            nearcache
 --   pool.servers = list of { host = s, port = n, weight = n, name = s|nil }
 --                  or { srv = s, weight = n } (a DNS SRV name, "srv:..." in a string)
 --   pool.tls     = nil (plain TCP) | { ca = s|nil, cert = s|nil, key = s|nil,
@@ -195,6 +196,25 @@ local function number(lo, hi)
                  tostring(hi), tostring(v))
         end
         return v
+    end
+end
+
+-- A size in bytes: a whole number, or a string "<n>", "<n>k", "<n>m", "<n>g"
+-- (powers of 1024), between lo and hi bytes.
+local SIZE_UNITS = { [""] = 1, k = 1024, m = 1024 * 1024, g = 1024 * 1024 * 1024 }
+
+local function size(lo, hi)
+    local whole = integer(lo, hi)
+    return function(v, label)
+        if type(v) == "string" then
+            local digits, unit = v:lower():match("^(%d+)([kmg]?)$")
+            if not digits then
+                fail("%s must be a size such as 65536, \"512k\" or \"64m\" (got %s)", label,
+                     show(v))
+            end
+            v = tonumber(digits) * SIZE_UNITS[unit]
+        end
+        return whole(v, label)
     end
 end
 
@@ -776,6 +796,18 @@ function build.warmup(t, where)
     return r
 end
 
+local NEARCACHE_FIELDS = {
+    to        = req(route),
+    ttl_ms    = opt(integer(1, 3600 * 1000), 500),
+    max_items = opt(integer(1, 100000000), 10000),
+    max_bytes = opt(size(1024, 2 ^ 50), 64 * 1024 * 1024),
+    hot_qps   = opt(number(0, 1e12), 200),
+}
+
+function build.nearcache(t, where)
+    return check_fields(NEARCACHE_FIELDS, t, new_route("nearcache", where))
+end
+
 local function error_text(v, label)
     text_line(v, label)
     if find(v, "%c") then
@@ -842,6 +874,10 @@ local SETTINGS_FIELDS = {
     max_remap           = opt(number(0, 1), nil),
     resolve_every_s     = opt(integer(0, 86400), 30),
     resolver            = opt(check_resolver, nil),
+    hotkeys_sample      = opt(integer(1, 1000000), 16),
+    hotkeys_metrics     = opt(one_of("off", "hash", "truncate"), "off"),
+    hotkeys_metrics_top = opt(integer(1, 32), 10),
+    hotkeys_metrics_key_bytes = opt(integer(1, 250), 16),
 }
 
 local function check_settings(v, label)
@@ -940,7 +976,8 @@ local function each_child(r, fn)
             if r.ops and r.ops[name] then fn(r.ops[name]) end
         end
         fn(r.default)
-    elseif k == "rewrite" or k == "coalesce" or k == "ttl" or k == "ratelimit" then
+    elseif k == "rewrite" or k == "coalesce" or k == "ttl" or k == "ratelimit"
+           or k == "nearcache" then
         fn(r.to)
     elseif k == "shadow" then
         fn(r.main); fn(r.shadow)
@@ -1050,8 +1087,8 @@ end
 
 for _, name in ipairs({ "pool", "prefix", "by_op", "failover", "all_sync", "all_initial",
                         "all_fastest", "all_async", "rewrite", "shadow", "warmup", "error",
-                        "hook", "balance", "coalesce", "ttl", "ratelimit", "policy",
-                        "read_local_write_all" }) do
+                        "hook", "balance", "coalesce", "ttl", "ratelimit", "nearcache",
+                        "policy", "read_local_write_all" }) do
     lg[name] = constructor(name, build[name])
 end
 

@@ -479,6 +479,11 @@ client_broadcast(struct client *c, struct creq *r)
     for (i = 0; i < cfg->nservers; i++) {
         struct call *call = call_new(&cx->rt.rq, r, NULL, (uint32_t)i, client_slot_done);
 
+        if (call != NULL && cfg->nnearcaches > 0) {
+            /* Near copies read before the flush must not outlive it. */
+            call->nc_bump = NC_BUMP_ALL;
+            route_nearcache_changed(call);
+        }
         if (call != NULL)
             backend_submit(r->wcfg->backends[i], call, DEFAULT_TIMEOUT_MS);
         else

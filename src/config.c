@@ -32,6 +32,9 @@ config_new(unsigned generation)
     cfg->log_level = -1;
     cfg->max_remap = -1;
     cfg->resolve_every_s = RESOLVE_EVERY_S_DEFAULT;
+    cfg->hotkeys_sample = HOTKEYS_SAMPLE_DEFAULT;
+    cfg->hotkeys_metrics_top = 10;
+    cfg->hotkeys_metrics_key_bytes = 16;
     return cfg;
 }
 

@@ -10,6 +10,7 @@ static const char *const group_names[] = {
     [STATS_SERVERS] = "servers",
     [STATS_ROUTES]  = "routes",
     [STATS_PREVIEW] = "preview",
+    [STATS_HOTKEYS] = "hotkeys",
 };
 
 enum stats_group

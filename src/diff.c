@@ -298,6 +298,9 @@ render_options(const struct route *r, struct text *t)
     case ROUTE_WARMUP:
         text_add(t, "; exptime %d", r->exptime);
         break;
+    case ROUTE_NEARCACHE:
+        text_add(t, "; ttl %u ms, hot_qps %g", r->nc_ttl_ms, r->nc_hot_qps);
+        break;
     default:
         break;
     }

@@ -920,6 +920,24 @@ compile_hook(struct compiler *cc, int idx, struct route *r)
     return r;
 }
 
+static struct route *
+compile_nearcache(struct compiler *cc, int idx, struct route *r)
+{
+    lua_State *L = cc->L;
+
+    r->nc_ttl_ms = (uint32_t)field_int(L, idx, "ttl_ms", 500);
+    r->nc_max_items = (uint32_t)field_int(L, idx, "max_items", 10000);
+    r->nc_max_bytes = (uint64_t)field_int(L, idx, "max_bytes", 64 << 20);
+    r->nc_hot_qps = field_number(L, idx, "hot_qps", 200);
+    r->children = calloc(1, sizeof(*r->children));
+    if (r->children == NULL)
+        return fail(cc, idx, "out of memory");
+    r->children[0] = compile_field(cc, idx, "to", true);
+    r->nchildren = 1;
+    cc->cfg->nnearcaches++;
+    return r->children[0] ? r : NULL;
+}
+
 struct type_row {
     const char      *name;
     enum route_type  type;
@@ -969,6 +987,7 @@ static const struct type_row type_rows[] = {
     { "ratelimit",   ROUTE_RATELIMIT,   compile_ratelimit },
     { "balance",     ROUTE_BALANCE,     compile_balance },
     { "coalesce",    ROUTE_COALESCE,    compile_coalesce },
+    { "nearcache",   ROUTE_NEARCACHE,   compile_nearcache },
 };
 
 static struct route *
@@ -1045,6 +1064,15 @@ compile_settings(struct compiler *cc, int policy)
                      resolver ? resolver : "");
             free(resolver);
         }
+        cc->cfg->hotkeys_sample = (unsigned)field_int(L, s, "hotkeys_sample",
+                                                      HOTKEYS_SAMPLE_DEFAULT);
+        cc->cfg->hotkeys_metrics = field_is(L, s, "hotkeys_metrics", "hash")
+                                 ? HOTKEYS_EXPORT_HASH
+                                 : field_is(L, s, "hotkeys_metrics", "truncate")
+                                 ? HOTKEYS_EXPORT_TRUNCATE : HOTKEYS_EXPORT_OFF;
+        cc->cfg->hotkeys_metrics_top = (unsigned)field_int(L, s, "hotkeys_metrics_top", 10);
+        cc->cfg->hotkeys_metrics_key_bytes =
+            (unsigned)field_int(L, s, "hotkeys_metrics_key_bytes", 16);
         cc->cfg->log_level = field_is(L, s, "log_level", "error") ? LOG_ERROR
                            : field_is(L, s, "log_level", "warn") ? LOG_WARN
                            : field_is(L, s, "log_level", "info") ? LOG_INFO
@@ -1756,6 +1784,144 @@ script_reach_servers(struct config *cfg, const char *line, int *ids, int max,
     return n;
 }
 
+/* ---- --check: near cache staleness ---- */
+
+/* Is node `node` r or below it? */
+static bool
+route_below(const struct route *r, const struct route *node, int depth)
+{
+    int i;
+
+    if (r == NULL || depth > ROUTE_HOPS_MAX)
+        return false;
+    if (r == node)
+        return true;
+    for (i = 0; i < r->nprefixes; i++)
+        if (route_below(r->prefixes[i].route, node, depth + 1))
+            return true;
+    for (i = 0; i < r->nchildren; i++)
+        if (route_below(r->children[i], node, depth + 1))
+            return true;
+    for (i = 0; i < OP_COUNT; i++)
+        if (route_below(r->by_op[i], node, depth + 1))
+            return true;
+    for (i = 0; i < CMD_COUNT; i++)
+        if (route_below(r->by_cmd[i], node, depth + 1))
+            return true;
+    return route_below(r->default_route, node, depth + 1);
+}
+
+/* Mark in `pools` (by pool index) every pool below r. */
+static void
+mark_pools_below(const struct config *cfg, const struct route *r, bool *pools, int depth)
+{
+    int i;
+
+    if (r == NULL || depth > ROUTE_HOPS_MAX)
+        return;
+    if (r->type == ROUTE_POOL) {
+        for (i = 0; i < cfg->npools; i++)
+            if (cfg->pools[i] == r->pool)
+                pools[i] = true;
+        return;
+    }
+    for (i = 0; i < r->nprefixes; i++)
+        mark_pools_below(cfg, r->prefixes[i].route, pools, depth + 1);
+    for (i = 0; i < r->nchildren; i++)
+        mark_pools_below(cfg, r->children[i], pools, depth + 1);
+    for (i = 0; i < OP_COUNT; i++)
+        mark_pools_below(cfg, r->by_op[i], pools, depth + 1);
+    for (i = 0; i < CMD_COUNT; i++)
+        mark_pools_below(cfg, r->by_cmd[i], pools, depth + 1);
+    mark_pools_below(cfg, r->default_route, pools, depth + 1);
+}
+
+static bool
+is_change_op(enum op op)
+{
+    return op == OP_WRITE || op == OP_DELETE || op == OP_ARITH || op == OP_TOUCH;
+}
+
+/* Mark every pool a change (write, delete, arith, touch) can reach from r. */
+static void
+mark_write_pools(const struct config *cfg, const struct route *r, bool *pools, int depth)
+{
+    int i;
+    bool all_covered = true;
+
+    if (r == NULL || depth > ROUTE_HOPS_MAX)
+        return;
+    if (r->type != ROUTE_BY_OP) {
+        if (r->type == ROUTE_POOL) {
+            mark_pools_below(cfg, r, pools, depth);
+            return;
+        }
+        for (i = 0; i < r->nprefixes; i++)
+            mark_write_pools(cfg, r->prefixes[i].route, pools, depth + 1);
+        for (i = 0; i < r->nchildren; i++)
+            mark_write_pools(cfg, r->children[i], pools, depth + 1);
+        mark_write_pools(cfg, r->default_route, pools, depth + 1);
+        return;
+    }
+    for (i = 0; i < OP_COUNT; i++) {
+        if (!is_change_op((enum op)i))
+            continue;
+        if (r->by_op[i] != NULL)
+            mark_write_pools(cfg, r->by_op[i], pools, depth + 1);
+        else
+            all_covered = false;
+    }
+    for (i = 0; i < CMD_COUNT; i++)
+        if (r->by_cmd[i] != NULL && is_change_op(proto_cmd_op((enum cmd)i)))
+            mark_write_pools(cfg, r->by_cmd[i], pools, depth + 1);
+    if (!all_covered)
+        mark_write_pools(cfg, r->default_route, pools, depth + 1);
+}
+
+/*
+ * The staleness warning: a near cache whose pools also take changes through
+ * this policy. Wherever this policy runs on more than one front end, a
+ * change made through another one (or straight to the server) is seen here
+ * only when the copy expires, ttl_ms later. A rewrite or hook below a near
+ * cache is flagged too: copies are kept only when the key reaching the
+ * server is the key the near cache holds.
+ */
+static void
+describe_nearcache_warnings(const struct config *cfg, FILE *out)
+{
+    bool *written = calloc((size_t)cfg->npools + 1, sizeof(bool));
+    bool *below = calloc((size_t)cfg->npools + 1, sizeof(bool));
+    int i, j;
+
+    if (written == NULL || below == NULL)
+        goto done;
+    mark_write_pools(cfg, cfg->root, written, 0);
+    for (i = 0; i < cfg->nnodes; i++) {
+        const struct route *r = cfg->nodes[i];
+
+        if (r->type != ROUTE_NEARCACHE)
+            continue;
+        memset(below, 0, (size_t)cfg->npools * sizeof(bool));
+        mark_pools_below(cfg, r->children[0], below, 0);
+        for (j = 0; j < cfg->npools; j++)
+            if (below[j] && written[j])
+                fprintf(out, "warning: route %d: nearcache: pool '%s' below it also takes "
+                        "writes; a write through another luagent, or straight to the "
+                        "server, is seen here only after ttl_ms (%u ms)\n",
+                        i, cfg->pools[j]->name, r->nc_ttl_ms);
+    }
+    for (i = 0; i < cfg->nnodes; i++)
+        if (cfg->nodes[i]->type == ROUTE_REWRITE || cfg->nodes[i]->type == ROUTE_HOOK)
+            for (j = 0; j < cfg->nnodes; j++)
+                if (cfg->nodes[j]->type == ROUTE_NEARCACHE
+                    && route_below(cfg->nodes[j]->children[0], cfg->nodes[i], 0))
+                    fprintf(out, "warning: route %d: nearcache: %s below it may change the "
+                            "key; such keys are never kept\n", j, cfg->nodes[i]->name);
+done:
+    free(written);
+    free(below);
+}
+
 /*
  * A pool's retry and rejoin settings: those of the servers it configured
  * (a server named by an earlier pool keeps that pool's). Shown when the
@@ -1800,4 +1966,5 @@ script_describe(const struct config *cfg, FILE *out)
     if (cfg->discover_pending)
         fprintf(out, "note: server DNS names are not resolved here; an srv: name stands "
                 "as one server NAME:0\n");
+    describe_nearcache_warnings(cfg, out);
 }

@@ -24,6 +24,7 @@
 #include "config.h"
 #include "dcache.h"
 #include "hedge.h"
+#include "hotkeys.h"
 #include "request.h"
 #include "respond.h"
 #include "route.h"
@@ -335,6 +336,10 @@ sim_node_detail(const struct route *r, char *out, size_t len)
         ttl_describe(r->ttl_rule, ttl, sizeof(ttl));
         snprintf(out, len, " (%s)", ttl);
         return;
+    case ROUTE_NEARCACHE:
+        snprintf(out, len, " (ttl %u ms, hot_qps %g, per worker at most %u items and %llu bytes)",
+                 r->nc_ttl_ms, r->nc_hot_qps, r->nc_max_items, (unsigned long long)r->nc_max_bytes);
+        return;
     case ROUTE_RATELIMIT:
         snprintf(out, len, " (%g/s, burst %u, %s, %s)", r->rate_per_s, r->rate_burst,
                  r->rate_shared ? "global" : "worker", r->rate_pass ? "pass" : "error");
@@ -378,7 +383,10 @@ sim_new(struct config *cfg, int vm)
     sim->wc.backends = calloc((size_t)cfg->nservers + 1, sizeof(*sim->wc.backends));
     sim->wc.routes = calloc((size_t)cfg->nnodes + 1, sizeof(*sim->wc.routes));
     sim->base = event_base_new();
-    if (sim->rt.dcache == NULL || sim->wc.backends == NULL || sim->wc.routes == NULL
+    /* The pools count reads into a sketch; a simulation's is its own and
+     * barely samples, so tests and previews never touch a worker's. */
+    sim->rt.hotkeys = hotkeys_new(16, 1000000, 0);
+    if (sim->rt.hotkeys == NULL || sim->rt.dcache == NULL || sim->wc.backends == NULL || sim->wc.routes == NULL
         || sim->base == NULL || route_hedges_init(&sim->rt, sim->base) < 0
         || route_counters_bind(&sim->rt, cfg, sim->wc.routes) < 0) {
         free(sim->wc.routes);
@@ -415,6 +423,7 @@ sim_free(struct sim *sim)
     request_cache_trim(&sim->rt.rq);
     request_cache_trim(&sim->rt.rq);    /* the second frees what the first kept */
     hedge_queue_free(&sim->rt.hedges);
+    hotkeys_free(sim->rt.hotkeys);
     if (sim->base != NULL)
         event_base_free(sim->base);
     free(sim);

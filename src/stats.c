@@ -24,6 +24,7 @@
 #include "buf.h"
 #include "config.h"
 #include "fleet.h"
+#include "hotkeys.h"
 #include "luagent.h"
 #include "preview.h"
 #include "snapshot.h"
@@ -198,6 +199,12 @@ render_route_extras(struct buf *out, const struct snap_route *sr)
         group_u64(out, "route", sr->label, "coalesced", sr->s.coalesced);
         group_u64(out, "route", sr->label, "leaders", sr->s.leaders);
     }
+    if (strcmp(sr->type, "nearcache") == 0) {
+        group_u64(out, "route", sr->label, "hits", sr->s.nearcache_hits);
+        group_u64(out, "route", sr->label, "misses", sr->s.nearcache_misses);
+        group_u64(out, "route", sr->label, "evictions", sr->s.nearcache_evictions);
+        group_u64(out, "route", sr->label, "bytes", sr->s.nearcache_bytes);
+    }
 }
 
 static void
@@ -217,6 +224,31 @@ render_routes(struct buf *out, const struct snapshot *snap)
             group_u64(out, "route", sr->label, "skipped_down", sr->s.skipped_down);
         render_route_extras(out, sr);
     }
+}
+
+/*
+ * The hottest keys of all workers, as published in the last second:
+ * "STAT hotkey:<rank>:<field> <value>", rank 1 the hottest.
+ */
+static void
+render_hotkeys(struct buf *out)
+{
+    int cap = worker_count() * HOTKEYS_PUBLISHED, i, n;
+    struct hotkey_view *top = calloc((size_t)cap + 1, sizeof(*top));
+    char rank[16], key[4 * HOTKEYS_KEY_MAX + 1];
+
+    if (top == NULL)
+        return;
+    n = worker_hotkeys(top, cap);
+    for (i = 0; i < n && i < HOTKEYS_PUBLISHED; i++) {
+        snprintf(rank, sizeof(rank), "%d", i + 1);
+        hotkeys_printable(top[i].key, top[i].klen, HOTKEYS_KEY_MAX, key, sizeof(key));
+        group_str(out, "hotkey", rank, "key", key);
+        group_u64(out, "hotkey", rank, "requests_per_second", (uint64_t)(top[i].rate + 0.5));
+        group_str(out, "hotkey", rank, "pool", top[i].pool);
+        group_str(out, "hotkey", rank, "server", top[i].server);
+    }
+    free(top);
 }
 
 static void
@@ -334,6 +366,7 @@ stats_render(struct buf *out, const struct config *cfg, enum stats_group group)
     case STATS_SERVERS: render_servers(out, &snap); break;
     case STATS_ROUTES:  render_routes(out, &snap); break;
     case STATS_PREVIEW: render_preview(out); break;
+    case STATS_HOTKEYS: render_hotkeys(out); break;
     case STATS_UNKNOWN: break;
     }
     snapshot_free(&snap);

@@ -499,6 +499,22 @@ do
     fails("shadow: same route twice", "lg.shadow: 'main' and 'shadow' are the same route",
           function() local _ = lg.shadow{ main = a, shadow = a } end)
 
+    local nc = lg.nearcache{ to = a }
+    check(nc._type == "nearcache" and nc.to == a, "nearcache to")
+    eq({ nc.ttl_ms, nc.max_items, nc.max_bytes, nc.hot_qps }, { 500, 10000, 64 * 1048576, 200 },
+       "nearcache defaults")
+    eq(lg.nearcache{ to = a, max_bytes = "512k" }.max_bytes, 524288, "nearcache size in k")
+    eq(lg.nearcache{ to = a, max_bytes = "2G" }.max_bytes, 2 * 1073741824, "nearcache size in G")
+    fails("nearcache: typo", "lg.nearcache: unknown field 'ttl_m' (did you mean 'ttl_ms'?)",
+          function() local _ = lg.nearcache{ to = a, ttl_m = 5 } end)
+    fails("nearcache: bad size",
+          "lg.nearcache: field 'max_bytes' must be a size such as 65536, \"512k\" or \"64m\" (got '64mb')",
+          function() local _ = lg.nearcache{ to = a, max_bytes = "64mb" } end)
+    fails("nearcache: ttl 0", "lg.nearcache: field 'ttl_ms' must be between 1 and 3600000 (got 0)",
+          function() local _ = lg.nearcache{ to = a, ttl_ms = 0 } end)
+    fails("nearcache: no route", "lg.nearcache: missing required field 'to'",
+          function() local _ = lg.nearcache{ ttl_ms = 5 } end)
+
     local w = lg.warmup{ cold = a, warm = b, exptime = 600 }
     check(w._type == "warmup" and w.cold == a and w.warm == b, "warmup cold/warm")
     eq({ w.exptime, w.delete_warm }, { 600, true }, "warmup defaults")
@@ -624,7 +640,9 @@ do
     check(p.route == a, "policy route")
     check(p.tests == tests, "policy tests stored as given")
     eq(p.settings, { hook_errors = "server_error", decision_cache_size = 4096,
-                     item_max = 1048576, max_memory = 1073741824, resolve_every_s = 30 },
+                     item_max = 1048576, max_memory = 1073741824, resolve_every_s = 30,
+                     hotkeys_sample = 16, hotkeys_metrics = "off", hotkeys_metrics_top = 10,
+                     hotkeys_metrics_key_bytes = 16 },
        "policy settings defaults")
     local p0 = lg.policy{ route = a }
     eq(p0.tests, {}, "policy tests default")

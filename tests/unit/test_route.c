@@ -23,6 +23,7 @@
 #include "coalesce.h"
 #include "config.h"
 #include "dcache.h"
+#include "hotkeys.h"
 #include "luagent.h"
 #include "request.h"
 #include "respond.h"
@@ -111,6 +112,7 @@ env_begin(void)
     rt.rq.memory_over_all = never_over;
     rt.dcache = dcache_new(64);
     CHECK_EQ(route_hedges_init(&rt, base), 0);
+    rt.hotkeys = hotkeys_new(16, 1, 0);
     cfg = config_new(1);
     for (i = 0; i < SERVERS; i++) {
         CHECK_EQ(config_server(cfg, "127.0.0.1", 20000 + i, err, sizeof(err)), i);
@@ -151,6 +153,7 @@ env_end(void)
     dcache_free(rt.dcache);
     CHECK(rt.hedges.head == NULL);
     hedge_queue_free(&rt.hedges);
+    hotkeys_free(rt.hotkeys);
     request_cache_trim(&rt.rq);
     request_cache_trim(&rt.rq);     /* the second frees what the first left */
 }
