@@ -223,8 +223,22 @@ bufq_failed(const struct bufq *q)
 struct iovec;
 int bufq_iov(const struct bufq *q, struct iovec *iov, int max);
 
-/* n bytes from the front were written: drop them, and the pieces emptied. */
-void bufq_consume(struct bufq *q, uint64_t n);
+/* bufq_consume's general half: any pieces, any part of them. */
+void bufq_consume_pieces(struct bufq *q, uint64_t n);
+
+/* n bytes from the front were written: drop them, and the pieces emptied.
+ * The common case, one owned piece written whole, stays inline. */
+static inline void
+bufq_consume(struct bufq *q, uint64_t n)
+{
+    if (q->open && q->n - q->first == 1 && n == buf_avail(q->pieces[q->first].b)) {
+        buf_put(q->cache, q->pieces[q->first].b);
+        q->first = q->n = 0;
+        q->open = false;
+        return;
+    }
+    bufq_consume_pieces(q, n);
+}
 
 /* Let go of everything queued (and the queue's own memory). */
 void bufq_clear(struct bufq *q);

@@ -228,7 +228,7 @@ bufq_drop_first(struct bufq *q)
 }
 
 void
-bufq_consume(struct bufq *q, uint64_t n)
+bufq_consume_pieces(struct bufq *q, uint64_t n)
 {
     while (q->first < q->n) {
         struct bufq_piece *pc = &q->pieces[q->first];

@@ -1078,9 +1078,16 @@ client_wrote(struct client *c)
 static ssize_t
 client_send(struct client *c)
 {
+    const struct bufq *q = &c->out;
     struct iovec iov[WRITE_PIECES];
-    int n = bufq_iov(&c->out, iov, c->tls != NULL ? 1 : WRITE_PIECES);
+    int n;
 
+    if (q->n - q->first == 1 && q->pieces[q->first].p == NULL) {
+        const struct buf *b = q->pieces[q->first].b;
+
+        return conn_write(c->fd, c->tls, buf_head(b), buf_avail(b));
+    }
+    n = bufq_iov(q, iov, c->tls != NULL ? 1 : WRITE_PIECES);
     if (n == 1)
         return conn_write(c->fd, c->tls, iov[0].iov_base, iov[0].iov_len);
     return conn_writev(c->fd, iov, n);
