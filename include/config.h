@@ -76,6 +76,7 @@ enum route_type {
     ROUTE_ERROR,        /* answer SERVER_ERROR <msg> */
     ROUTE_HOOK,         /* a Lua function picks the child */
     ROUTE_BALANCE,      /* one child per request: random, by key, least busy */
+    ROUTE_COALESCE,     /* identical gets in flight go to the child once */
     ROUTE_TYPE_COUNT
 };
 
@@ -105,7 +106,8 @@ struct route {
     char            *name;              /* pool name or type name */
     struct route   **children;          /* failover/all_*: in order; rewrite: to;
                                          * shadow: main, shadow; warmup: cold, warm;
-                                         * hook: the routes it may return */
+                                         * hook: the routes it may return;
+                                         * coalesce: to */
     int              nchildren;
     struct route    *by_cmd[CMD_COUNT]; /* by_op: a command's route, else... */
     struct route    *by_op[OP_COUNT];   /* ...its class's route, else default */

@@ -57,6 +57,8 @@ struct route_stats {
     uint64_t hook_calls;            /* hook: Lua runs */
     uint64_t hook_cache_hits;       /* hook: decisions taken from the cache */
     uint64_t skipped_down;          /* balance: picks that passed over a down child */
+    uint64_t coalesced;             /* coalesce: gets answered by another's reply */
+    uint64_t leaders;               /* coalesce: gets sent on, others may wait for */
 };
 
 /* What `stats <group>` renders. */

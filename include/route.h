@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "coalesce.h"
 #include "config.h"
 #include "counters.h"
 #include "request.h"
@@ -64,6 +65,7 @@ struct route_ctx {
     struct route_counter **counters;    /* every label a live generation names */
     int                   ncounters;
     uint64_t              rng;          /* balance: xorshift state (0: not seeded) */
+    struct coalesce_table coalesce;     /* gets in flight through coalesce nodes */
 };
 
 static inline struct route_ctx *

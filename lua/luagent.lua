@@ -10,7 +10,7 @@
 --   route  = setmetatable({ _type = "<kind>", _where = "file:line" | nil,
 --                           <validated fields, defaults filled> }, lg.Route)
 --   kinds  = pool prefix by_op failover all_sync all_initial all_fastest
---            all_async rewrite shadow warmup error hook balance
+--            all_async rewrite shadow warmup error hook balance coalesce
 --   pool.servers = list of { host = s, port = n, weight = n, name = s|nil }
 --   pool.tls     = nil (plain TCP) | { ca = s|nil, cert = s|nil, key = s|nil,
 --                                      sni = s|nil, verify = b }
@@ -506,10 +506,13 @@ local POOL_FIELDS = {
     rejoin_after_ms    = opt(integer(0, 86400000), nil),
     eject              = opt(boolean, false),
     tls                = opt(check_tls, nil),
+    coalesce           = opt(boolean, false),
 }
 
 local build = {}    -- kind -> function(t, where) -> object
 
+-- coalesce = true is lg.coalesce{ to = <the pool> }: every route that names
+-- the returned object reaches the pool through that one coalesce node.
 function build.pool(t, where)
     local r = check_fields(POOL_FIELDS, t, new_route("pool", where))
     if r.retry_max_ms < r.retry_after_ms then
@@ -520,7 +523,11 @@ function build.pool(t, where)
         fail("field 'rejoin_after_ms' is only used with rejoin = 'flush'")
     end
     r.rejoin_after_ms = r.rejoin_after_ms or 0
-    return r
+    if not r.coalesce then return r end
+    r.coalesce = nil
+    local co = new_route("coalesce", where)
+    co.to = r
+    return co
 end
 
 ---------------------------------------------------------------------------
@@ -736,6 +743,16 @@ function build.hook(t, where)
     return check_fields(HOOK_FIELDS, t, new_route("hook", where))
 end
 
+-- lg.coalesce{ to = route }: identical gets in flight from one worker go
+-- to `to` once, and every waiting client gets the reply.
+local COALESCE_FIELDS = {
+    to = req(route),
+}
+
+function build.coalesce(t, where)
+    return check_fields(COALESCE_FIELDS, t, new_route("coalesce", where))
+end
+
 ---------------------------------------------------------------------------
 -- lg.policy
 ---------------------------------------------------------------------------
@@ -817,7 +834,7 @@ local function each_child(r, fn)
             if r.ops and r.ops[name] then fn(r.ops[name]) end
         end
         fn(r.default)
-    elseif k == "rewrite" then
+    elseif k == "rewrite" or k == "coalesce" then
         fn(r.to)
     elseif k == "shadow" then
         fn(r.main); fn(r.shadow)
@@ -927,7 +944,7 @@ end
 
 for _, name in ipairs({ "pool", "prefix", "by_op", "failover", "all_sync", "all_initial",
                         "all_fastest", "all_async", "rewrite", "shadow", "warmup", "error",
-                        "hook", "balance", "policy", "read_local_write_all" }) do
+                        "hook", "balance", "coalesce", "policy", "read_local_write_all" }) do
     lg[name] = constructor(name, build[name])
 end
 

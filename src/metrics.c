@@ -431,9 +431,10 @@ render_pools(struct evbuffer *out, const struct snapshot *snap)
                snap->pools[i].errors);
 }
 
+/* A counter family over the route nodes, or over those of one type (only != NULL). */
 static void
-route_family(struct evbuffer *out, const struct snapshot *snap, const char *name,
-             const char *help, size_t offset)
+route_family_of(struct evbuffer *out, const struct snapshot *snap, const char *name,
+                const char *help, size_t offset, const char *only)
 {
     int i;
 
@@ -441,6 +442,8 @@ route_family(struct evbuffer *out, const struct snapshot *snap, const char *name
     for (i = 0; i < snap->nroutes; i++) {
         const struct snap_route *sr = &snap->routes[i];
 
+        if (only != NULL && strcmp(sr->type, only) != 0)
+            continue;
         evbuffer_add_printf(out, "%s{route=\"", name);
         label_value(out, sr->label);
         evbuffer_add_printf(out, "\",type=\"%s\"} %" PRIu64 "\n", sr->type,
@@ -449,7 +452,9 @@ route_family(struct evbuffer *out, const struct snapshot *snap, const char *name
 }
 
 #define ROUTE_FAMILY(name, help, field) \
-    route_family(out, snap, name, help, offsetof(struct route_stats, field))
+    route_family_of(out, snap, name, help, offsetof(struct route_stats, field), NULL)
+#define ROUTE_FAMILY_OF(type, name, help, field) \
+    route_family_of(out, snap, name, help, offsetof(struct route_stats, field), type)
 
 static void
 render_routes(struct evbuffer *out, const struct snapshot *snap)
@@ -463,6 +468,10 @@ render_routes(struct evbuffer *out, const struct snapshot *snap)
                  "Decisions of a hook node taken from the decision cache.", hook_cache_hits);
     ROUTE_FAMILY("luagent_route_skipped_down_total",
                  "Choices of a balance node that passed over a down child.", skipped_down);
+    ROUTE_FAMILY_OF("coalesce", "luagent_route_coalesced_total",
+                    "Gets a coalesce node answered with an identical get's reply.", coalesced);
+    ROUTE_FAMILY_OF("coalesce", "luagent_route_leaders_total",
+                    "Gets a coalesce node sent on, that identical gets could wait for.", leaders);
 }
 
 /* ---- HTTP ---- */

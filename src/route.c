@@ -20,6 +20,7 @@
 #include "balance.h"
 #include "base64.h"
 #include "buf.h"
+#include "coalesce.h"
 #include "config.h"
 #include "dcache.h"
 #include "hash.h"
@@ -80,6 +81,10 @@ node_pool(struct route_ctx *rt, struct call *c)
     struct backend **backends = c->creq->wcfg->backends;
     int id = pool_server_for_key(pool, c->key, c->klen);
 
+    /* A write on any path closes the key's coalesced gets in this worker
+     * (one compare while none is open). */
+    if (rt->coalesce.nopen != 0 && !coalesce_shares(&c->creq->req))
+        coalesce_close_key_slow(&rt->coalesce, c->key, c->klen);
     if (pool->eject && backend_is_down(backends[id])) {
         /* eject = true: a down server's keys go to the next live server. */
         struct live_ctx lc = { pool, backends };
@@ -364,6 +369,55 @@ node_balance(struct route_ctx *rt, struct call *c)
     return false;
 }
 
+/*
+ * coalesce: a get or gets joins an identical one in flight, or leads and
+ * goes on as a child call. False when the call is not coalesced and simply
+ * moves on to the node's child (a write closes the key's entries first).
+ */
+static bool
+node_coalesce(struct route_ctx *rt, struct call *c)
+{
+    const struct route *r = c->node;
+    bool is_unix = c->creq->owner != NULL && c->creq->owner->is_unix;
+    struct call *child;
+
+    if (!coalesce_shares(&c->creq->req)) {
+        coalesce_close_key(&rt->coalesce, c->key, c->klen);
+        return false;
+    }
+    switch (coalesce_join(&rt->coalesce, c, is_unix)) {
+    case COALESCE_WAITS:
+        STAT_INC(node_stats(c, r)->coalesced);
+        return true;
+    case COALESCE_ALONE:
+        return false;
+    case COALESCE_LEADS:
+        break;
+    }
+    child = call_child(rt, c, r->children[0]);
+    if (child == NULL) {
+        coalesce_leave(&rt->coalesce, c);     /* no waiter yet: it was just made */
+        call_fail(&rt->rq, c, FAIL_NOMEM);
+        return true;
+    }
+    STAT_INC(node_stats(c, r)->leaders);
+    route_start(rt, child);
+    return true;
+}
+
+/* coalesce: the leader's reply answers its waiters (copies), then the leader. */
+static void
+coalesce_child_done(struct route_ctx *rt, struct call *parent, struct call *child)
+{
+    /* Out of the table first: a waiter's completion may route the same key
+     * again, and must not join an entry whose reply is already given out. */
+    struct call *waiters = coalesce_leave(&rt->coalesce, parent);
+
+    coalesce_answer(&rt->rq, waiters, &child->res);
+    result_move(&rt->rq, &parent->res, &child->res);
+    call_finish(&rt->rq, parent);
+}
+
 /* Ask the policy's Lua hook; false when the call was answered instead. */
 static bool
 node_hook(struct route_ctx *rt, struct call *c)
@@ -496,6 +550,11 @@ route_start(struct route_ctx *rt, struct call *c)
         case ROUTE_ERROR:
             call_answer(rt, c, REPLY_SERVER_ERROR, r->error_line);
             return;
+        case ROUTE_COALESCE:
+            if (node_coalesce(rt, c))
+                return;
+            c->node = r->children[0];
+            continue;
         case ROUTE_TYPE_COUNT:
             call_fail(&rt->rq, c, FAIL_PROTOCOL);
             return;
@@ -619,6 +678,9 @@ child_done(struct route_ctx *rt, struct call *parent, struct call *child)
         parent->creq->wcfg->routes[r->children[parent->child]->id]->outstanding--;
         result_move(&rt->rq, &parent->res, &child->res);
         call_finish(&rt->rq, parent);
+        return;
+    case ROUTE_COALESCE:
+        coalesce_child_done(rt, parent, child);
         return;
     case ROUTE_ALL_INITIAL:
     case ROUTE_ALL_ASYNC:

@@ -665,6 +665,24 @@ compile_failover(struct compiler *cc, int idx, struct route *r)
     return r;
 }
 
+/* A node with one child, in field `name` (rewrite's and coalesce's "to"). */
+static struct route *
+compile_to(struct compiler *cc, int idx, struct route *r, const char *name)
+{
+    r->children = calloc(1, sizeof(*r->children));
+    if (r->children == NULL)
+        return fail(cc, idx, "out of memory");
+    r->children[0] = compile_field(cc, idx, name, true);
+    r->nchildren = 1;
+    return r->children[0] ? r : NULL;
+}
+
+static struct route *
+compile_coalesce(struct compiler *cc, int idx, struct route *r)
+{
+    return compile_to(cc, idx, r, "to");
+}
+
 static struct route *
 compile_rewrite(struct compiler *cc, int idx, struct route *r)
 {
@@ -672,12 +690,7 @@ compile_rewrite(struct compiler *cc, int idx, struct route *r)
     r->add = field_str(cc->L, idx, "add");
     r->strip_len = r->strip ? (uint32_t)strlen(r->strip) : 0;
     r->add_len = r->add ? (uint32_t)strlen(r->add) : 0;
-    r->children = calloc(1, sizeof(*r->children));
-    if (r->children == NULL)
-        return fail(cc, idx, "out of memory");
-    r->children[0] = compile_field(cc, idx, "to", true);
-    r->nchildren = 1;
-    return r->children[0] ? r : NULL;
+    return compile_to(cc, idx, r, "to");
 }
 
 static struct route *
@@ -802,6 +815,7 @@ static const struct type_row type_rows[] = {
     { "error",       ROUTE_ERROR,       compile_error },
     { "hook",        ROUTE_HOOK,        compile_hook },
     { "balance",     ROUTE_BALANCE,     compile_balance },
+    { "coalesce",    ROUTE_COALESCE,    compile_coalesce },
 };
 
 static struct route *
@@ -1226,6 +1240,13 @@ reach(struct script_vm *vm, const struct config *cfg, const struct route *r,
         sub.klen = r->add_len + req->klen - skip;
         return reach_child(vm, cfg, r->children[0], &sub, out, err, errlen, depth);
     }
+    case ROUTE_COALESCE:
+        if (out->trace != NULL)
+            fprintf(out->trace, "%*s(%s)\n", 2 * depth + 2, "",
+                    req->cmd == CMD_GET || req->cmd == CMD_GETS
+                    ? "coalesced: an identical get in flight from this worker answers it too"
+                    : "not coalesced: closes the key's gets in flight");
+        return reach_child(vm, cfg, r->children[0], req, out, err, errlen, depth);
     case ROUTE_FAILOVER:
     case ROUTE_SHADOW:
         /* The answering path: the primary, the main. */

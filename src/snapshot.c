@@ -56,6 +56,8 @@ sum_route(struct route_stats *sum, const struct route_stats *s)
     sum->hook_calls += STAT_READ(s->hook_calls);
     sum->hook_cache_hits += STAT_READ(s->hook_cache_hits);
     sum->skipped_down += STAT_READ(s->skipped_down);
+    sum->coalesced += STAT_READ(s->coalesced);
+    sum->leaders += STAT_READ(s->leaders);
 }
 
 /* This worker's connection set for srv, or NULL if its generation lacks it. */

@@ -192,6 +192,10 @@ render_routes(struct buf *out, const struct snapshot *snap)
         group_u64(out, "route", sr->label, "hook_cache_hits", sr->s.hook_cache_hits);
         if (strcmp(sr->type, "balance") == 0)     /* its own figure */
             group_u64(out, "route", sr->label, "skipped_down", sr->s.skipped_down);
+        if (strcmp(sr->type, "coalesce") == 0) {
+            group_u64(out, "route", sr->label, "coalesced", sr->s.coalesced);
+            group_u64(out, "route", sr->label, "leaders", sr->s.leaders);
+        }
     }
 }
 

@@ -20,7 +20,8 @@ from test_policy import (EXAMPLES, get1, is_server_error, mc_stats, meta, mget, 
 ENV_SWITCHES = ("LUAGENT_REGION", "LUAGENT_TENANTS", "LUAGENT_MISS_FAILOVER")
 
 COVERED = {"default.lua", "ketama.lua", "regions.lua", "namespace.lua", "failover.lua",
-           "migrate.lua", "replicas.lua", "gutter.lua"}
+           "migrate.lua", "replicas.lua", "gutter.lua",
+           "coalesce.lua"}
 
 
 def example_copy(tmp_path, name, servers):
@@ -355,3 +356,25 @@ def test_default_example_with_backup(memcached, luagent, raw_client):
     s1.kill()
     s2.kill()
     assert mget(c, keys) == [(k, b"v-" + k.encode()) for k in keys]
+
+
+# --------------------------------------------------------------------------
+# coalesce.lua
+# --------------------------------------------------------------------------
+
+def test_coalesce_example(run_example):
+    """A key asked three times in one get reaches its server once; other
+    prefixes are not coalesced; a write is seen by the next get."""
+    lg, c, servers = run_example("coalesce.lua", 2)
+    assert store(c, "cfg:flags", "v1") == b"STORED\r\n"
+    before = sum(int(mc_stats(m)["cmd_get"]) for m in servers)
+    assert mget(c, ["cfg:flags"] * 3) == [("cfg:flags", b"v1")] * 3
+    assert sum(int(mc_stats(m)["cmd_get"]) for m in servers) - before == 1
+    assert mget(c, ["user:1"] * 3) == []
+    assert sum(int(mc_stats(m)["cmd_get"]) for m in servers) - before == 4
+    assert store(c, "cfg:flags", "v2") == b"STORED\r\n"
+    assert get1(c, "cfg:flags") == b"v2"
+    routes = c.stats(b"routes")
+    assert routes["route:coalesce#1:type"] == "coalesce"
+    assert routes["route:coalesce#1:coalesced"] == "2"
+    assert routes["route:coalesce#1:leaders"] == "2"

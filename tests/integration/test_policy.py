@@ -776,6 +776,7 @@ def _example_check_cases():
         ("migrate.lua", {}, (), ["old", "new"]),
         ("replicas.lua", {}, (), ["replica_a", "replica_b", "replica_c"]),
         ("gutter.lua", {}, (), ["main", "gutter"]),
+        ("coalesce.lua", {}, (), ["main"]),
         ("default.lua", {}, ("-s", "127.0.0.1:21211", "-s", "127.0.0.1:21212"), ["main"]),
         ("default.lua", {}, ("-k", "-s", "127.0.0.1:21211", "-b", "127.0.0.1:21213"),
          ["main", "backup"]),

@@ -19,6 +19,7 @@
 #include "backend.h"
 #include "balance.h"
 #include "buf.h"
+#include "coalesce.h"
 #include "config.h"
 #include "dcache.h"
 #include "luagent.h"
@@ -136,6 +137,9 @@ env_end(void)
     CHECK_U64(rt.rq.bufs.used, 0);
     route_counters_release(&rt, wc.routes, cfg->nnodes);
     CHECK_EQ(rt.ncounters, 0);
+    CHECK_EQ(rt.coalesce.nentries, 0);
+    CHECK_EQ(rt.coalesce.nopen, 0);
+    coalesce_table_free(&rt.coalesce);
     free(rt.counters);
     free(wc.routes);
     config_free(cfg);
@@ -851,6 +855,155 @@ test_hook(void)
     env_end();
 }
 
+/* ---- coalesce ---- */
+
+/* A fresh generation whose root coalesces over server 0. */
+static struct route *
+coalesce_env(void)
+{
+    struct route *co;
+
+    env_begin();
+    co = node(ROUTE_COALESCE, 1, pool(0));
+    env_ready(co);
+    return co;
+}
+
+/* Identical gets in flight go once; every one gets the reply. */
+static void
+test_coalesce_shares(void)
+{
+    struct route *co;
+    struct creq *a, *b, *c, *other, *gets;
+
+    co = coalesce_env();
+    a = send_line("get k\r\n");
+    b = send_line("get k\r\n");
+    c = send_line("get k\r\n");
+    other = send_line("get j\r\n");       /* another key: its own */
+    gets = send_line("gets k\r\n");       /* another command: its own */
+    CHECK_EQ(submitted, 3);
+    CHECK_U64(counted(co)->leaders, 3);
+    CHECK_U64(counted(co)->coalesced, 2);
+    answer(0, REPLY_VALUE, " 5 3\r\nabc\r\n");
+    CHECK_EQ(done_count, 3);                /* the leader and both waiters */
+    check_reply(a, "VALUE k 5 3\r\nabc\r\nEND\r\n");
+    check_reply(b, "VALUE k 5 3\r\nabc\r\nEND\r\n");
+    check_reply(c, "VALUE k 5 3\r\nabc\r\nEND\r\n");
+    answer(0, REPLY_END, NULL);
+    check_reply(other, "END\r\n");
+    answer(0, REPLY_VALUE, " 0 1 77\r\nv\r\n");
+    check_reply(gets, "VALUE k 0 1 77\r\nv\r\nEND\r\n");
+    /* the entry is gone with its reply: the next get goes to the server */
+    a = send_line("get k\r\n");
+    CHECK_EQ(submitted, 4);
+    answer(0, REPLY_END, NULL);
+    check_reply(a, "END\r\n");
+    env_end();
+}
+
+/*
+ * A write closes the key's entry: gets that arrived before it still share
+ * the reply in flight, gets after it go to the server after the write.
+ * Writes close it whatever path they take to a pool.
+ */
+static void
+test_coalesce_write_closes(void)
+{
+    struct route *co, *b;
+    struct creq *before, *set, *after, *after2;
+
+    co = coalesce_env();
+    before = send_line("get k\r\n");
+    set = send_line("set k 0 0 3\r\nnew\r\n");
+    after = send_line("get k\r\n");
+    after2 = send_line("get k\r\n");
+    CHECK_EQ(submitted, 3);                 /* get, set, get: the last get waits */
+    CHECK_U64(counted(co)->coalesced, 1);
+    answer(0, REPLY_VALUE, " 0 3\r\nold\r\n");
+    check_reply(before, "VALUE k 0 3\r\nold\r\nEND\r\n");
+    CHECK_EQ(after->ndone, 0);
+    answer(0, REPLY_STORED, "STORED\r\n");
+    check_reply(set, "STORED\r\n");
+    answer(0, REPLY_VALUE, " 0 3\r\nnew\r\n");
+    check_reply(after, "VALUE k 0 3\r\nnew\r\nEND\r\n");
+    check_reply(after2, "VALUE k 0 3\r\nnew\r\nEND\r\n");
+    env_end();
+
+    /* reads through the coalesce node, writes straight to the pool */
+    env_begin();
+    b = node(ROUTE_BY_OP, 0);
+    b->by_op[OP_READ] = co = node(ROUTE_COALESCE, 1, pool(0));
+    b->default_route = co->children[0];
+    env_ready(b);
+    before = send_line("get k\r\n");
+    set = send_line("delete k\r\n");
+    after = send_line("get k\r\n");
+    CHECK_EQ(submitted, 3);
+    CHECK_U64(counted(co)->coalesced, 0);
+    answer(0, REPLY_VALUE, " 0 3\r\nold\r\n");
+    answer(0, REPLY_DELETED, "DELETED\r\n");
+    answer(0, REPLY_END, NULL);
+    check_reply(before, "VALUE k 0 3\r\nold\r\nEND\r\n");
+    check_reply(set, "DELETED\r\n");
+    check_reply(after, "END\r\n");
+    env_end();
+}
+
+/* The leader's failure is every waiter's; a waiter past its bound is refused alone. */
+static void
+test_coalesce_failure_and_bounds(void)
+{
+    struct creq_owner small = { 0 };
+    struct route *co;
+    struct creq *a, *b, *c;
+
+    co = coalesce_env();
+    a = send_line("get k\r\n");
+    b = send_line("get k\r\n");
+    fail(0, FAIL_TIMEOUT);
+    check_reply(a, "SERVER_ERROR backend timeout\r\n");
+    check_reply(b, "SERVER_ERROR backend timeout\r\n");
+    CHECK_U64(counted(co)->errors, 2);
+    env_end();
+
+    co = coalesce_env();
+    rt.rq.client_max_memory = 8;
+    a = send_line("get k\r\n");
+    b = send_line("get k\r\n");
+    c = send_line("get k\r\n");
+    b->owner = &small;                      /* a client with room for 8 bytes */
+    answer(0, REPLY_VALUE, " 0 10\r\n0123456789\r\n");
+    check_reply(a, "VALUE k 0 10\r\n0123456789\r\nEND\r\n");
+    b->owner = NULL;
+    check_reply(b, "SERVER_ERROR out of memory\r\n");
+    check_reply(c, "VALUE k 0 10\r\n0123456789\r\nEND\r\n");
+    env_end();
+}
+
+/* Writes and flush-like closes leave no entry open; a closed entry still drains. */
+static void
+test_coalesce_close_all(void)
+{
+    struct route *co;
+    struct creq *a, *b;
+
+    co = coalesce_env();
+    a = send_line("get k\r\n");
+    CHECK_EQ(rt.coalesce.nopen, 1);
+    coalesce_close_all(&rt.coalesce);
+    CHECK_EQ(rt.coalesce.nopen, 0);
+    CHECK_EQ(rt.coalesce.nentries, 1);
+    b = send_line("get k\r\n");
+    CHECK_EQ(submitted, 2);
+    CHECK_U64(counted(co)->leaders, 2);
+    answer(0, REPLY_END, NULL);
+    answer(0, REPLY_END, NULL);
+    check_reply(a, "END\r\n");
+    check_reply(b, "END\r\n");
+    env_end();
+}
+
 /* A request's calls and buffers all go back: a failover over a fan-out. */
 static void
 test_nested_lifetimes(void)
@@ -937,6 +1090,27 @@ test_balance_key(void)
     env_end();
 }
 
+/* A coalesce child is down when its pool's server is: balance looks through it. */
+static void
+test_balance_over_coalesce(void)
+{
+    struct route *b;
+    struct creq *r;
+
+    env_begin();
+    b = node(ROUTE_BALANCE, 2, node(ROUTE_COALESCE, 1, pool(0)), pool(1));
+    b->balance_by = BALANCE_RANDOM;
+    env_ready(b);
+    servers[0].down = true;
+    for (int i = 0; i < 8; i++) {
+        r = send_line("get k\r\n");
+        CHECK_EQ(waiting(0), 0);
+        answer(1, REPLY_END, NULL);
+        check_reply(r, "END\r\n");
+    }
+    env_end();
+}
+
 /* least_outstanding: a child with a call in flight is passed over. */
 static void
 test_balance_least(void)
@@ -995,5 +1169,10 @@ main(void)
     test_nested_lifetimes();
     test_balance_key();
     test_balance_least();
+    test_balance_over_coalesce();
+    test_coalesce_shares();
+    test_coalesce_write_closes();
+    test_coalesce_failure_and_bounds();
+    test_coalesce_close_all();
     return UNIT_DONE();
 }
