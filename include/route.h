@@ -20,10 +20,13 @@
 #include "coalesce.h"
 #include "config.h"
 #include "counters.h"
+#include "hedge.h"
 #include "request.h"
 
 struct buf;
 struct dcache;
+struct event_base;
+struct route_ctx;
 
 #define ROUTE_HOPS_MAX 64      /* steps one key may take through the tree */
 
@@ -47,10 +50,24 @@ struct route_counter {
                                       * not yet ended (least_outstanding) */
     enum route_type     type;
     int                 users;      /* generations (wconfigs) pointing at it */
+    uint64_t            rate_full_at; /* ratelimit, scope "worker": this worker's
+                                     * bucket (ratelimit.h), kept across reloads */
     char                label[];    /* see route_label */
 };
 
 #define ROUTE_LABEL_MAX 256
+
+/*
+ * A live preview (preview.h): a node of type ROUTE_PREVIEW that a worker puts
+ * in front of its current generation's root (wconfig->root, its id the slot
+ * after the generation's nodes), so every key of a client request passes it
+ * first: observe sees the call, which then goes on to the root unchanged.
+ * Without a preview no request meets it, so it costs nothing.
+ */
+struct route_preview {
+    struct route  node;
+    void        (*observe)(struct route_preview *p, struct route_ctx *rt, const struct call *c);
+};
 
 /*
  * What the engine keeps per thread. Its request cache comes first: the
@@ -64,8 +81,14 @@ struct route_ctx {
     int                   vm;           /* this thread's Lua VM, for hooks */
     struct route_counter **counters;    /* every label a live generation names */
     int                   ncounters;
+    struct hedge_queue    hedges;       /* calls waiting to hedge (wait_ms) */
+    struct route_preview *preview;      /* the worker's live preview, or NULL */
     uint64_t              rng;          /* balance: xorshift state (0: not seeded) */
     struct coalesce_table coalesce;     /* gets in flight through coalesce nodes */
+    bool                  simulated;    /* a simulation (sim.c): rate limits take no
+                                         * tokens, so tests and previews show where a
+                                         * request within the limit goes, and never
+                                         * spend a live global bucket */
 };
 
 static inline struct route_ctx *
@@ -73,6 +96,9 @@ route_ctx_of(struct request_cache *rq)
 {
     return (struct route_ctx *)((char *)rq - offsetof(struct route_ctx, rq));
 }
+
+/* Set up the hedge timer on the thread's event base: 0, or -1. */
+int route_hedges_init(struct route_ctx *rt, struct event_base *base);
 
 /* Start a call at its node; it ends through its done callback. */
 void route_start(struct route_ctx *rt, struct call *c);

@@ -17,6 +17,7 @@
 #include "proto.h"
 
 struct config;
+struct sim_conditions;
 struct route;
 struct settings;
 
@@ -32,11 +33,13 @@ struct config *script_load(const char *path, const struct settings *s, int nwork
                            char *err, size_t errlen);
 
 /*
- * --route: print where "cmd key" would go (each route node, then the pool and
- * server). Returns 0, or -1 with a reason in err.
+ * --route: run "cmd key" through the route engine against simulated servers
+ * under cond (NULL: all up, every key present; see sim.h) and print the
+ * nodes it passed, each server call and its outcome, and the pools that took
+ * it. Returns 0, or -1 with a reason in err.
  */
-int script_explain(struct config *config, const char *line, FILE *out,
-                   char *err, size_t errlen);
+int script_explain(struct config *config, const char *line, const struct sim_conditions *cond,
+                   FILE *out, char *err, size_t errlen);
 
 /*
  * The servers a request reaches on its answering path, as --route shows it:

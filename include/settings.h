@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "sim.h"
+
 struct server_spec {
     char     *host;         /* as written */
     int       port;         /* 11211 when omitted */
@@ -37,6 +39,7 @@ struct settings {
     const char *check;              /* --check FILE: load, test, describe, exit */
     const char *route_file;         /* --route FILE LINE: explain routing, exit */
     const char *route_line;
+    struct sim_conditions route_cond; /* --down/--timeout/--miss (with --route) */
     const char *against;            /* --against OLD (with --check): the remap guard's test */
     const char *diff_old;           /* --diff OLD NEW: what the change does, exit */
     const char *diff_new;
@@ -45,6 +48,8 @@ struct settings {
     bool        watch;              /* --watch: reload when the -c file changes */
     bool        reload;             /* --reload: signal the running luagent, exit */
     bool        force;              /* --force (with --reload): past the remap guard */
+    const char *preview;            /* --preview FILE: preview it in the running luagent, exit */
+    bool        preview_drop;       /* --preview --drop: end the running luagent's preview */
     struct server_spec *servers;    /* -s, in order */
     int         nservers;
     struct server_spec *backups;    /* -b, in order */

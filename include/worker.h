@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 struct config;
+struct preview;
 struct stats;
 struct tls_conn;
 struct wconfig;
@@ -33,6 +34,12 @@ void worker_dispatch(int fd, bool is_unix, struct tls_conn *tls);
  * drained the generation before it.
  */
 void worker_publish_config(struct config *config);
+
+/*
+ * Hand a candidate policy to preview (preview.h) to every worker, each taking
+ * a reference; NULL takes the preview away.
+ */
+void worker_publish_preview(struct preview *p);
 
 /* Held for reading while another thread reads workers' state (stats). */
 void worker_read_lock(void);

@@ -10,7 +10,7 @@
 --   route  = setmetatable({ _type = "<kind>", _where = "file:line" | nil,
 --                           <validated fields, defaults filled> }, lg.Route)
 --   kinds  = pool prefix by_op failover all_sync all_initial all_fastest
---            all_async rewrite shadow warmup error hook balance coalesce
+--            all_async rewrite shadow warmup error hook balance coalesce ttl ratelimit
 --   pool.servers = list of { host = s, port = n, weight = n, name = s|nil }
 --   pool.tls     = nil (plain TCP) | { ca = s|nil, cert = s|nil, key = s|nil,
 --                                      sni = s|nil, verify = b }
@@ -626,25 +626,35 @@ local function check_on(v, label)
     return set
 end
 
+-- Exptimes above 30 days are unix times to memcached: a TTL is at most that.
+local TTL_MAX = 2592000
+local WAIT_MS_MAX = 3600000
+
 local FAILOVER_FIELDS = {
-    on        = opt(check_on, function()
-                    return { error = true, timeout = true, server_error = false }
-                end),
-    miss      = opt(boolean, false),
-    writes    = opt(one_of("primary", "failover"), "primary"),
-    max_tries = opt(integer(1, 1000), nil),
+    on         = opt(check_on, function()
+                     return { error = true, timeout = true, server_error = false }
+                 end),
+    miss       = opt(boolean, false),
+    writes     = opt(one_of("primary", "failover"), "primary"),
+    max_tries  = opt(integer(1, 1000), nil),
+    gutter_ttl = opt(integer(1, TTL_MAX), nil),
+    wait_ms    = opt(integer(1, WAIT_MS_MAX), nil),
 }
 
 function build.failover(t, where)
     local r = check_fields(FAILOVER_FIELDS, t, new_route("failover", where), true)
     r.children = children_of(t, 2)
+    if r.gutter_ttl ~= nil and r.writes ~= "failover" then
+        fail("field 'gutter_ttl' needs writes = \"failover\" (otherwise no write " ..
+             "reaches the later children)")
+    end
     return r
 end
 
 local FANOUT_FIELDS = {
     all_sync    = { reply = opt(one_of("worst", "first"), "worst") },
     all_initial = {},
-    all_fastest = {},
+    all_fastest = { wait_ms = opt(integer(1, WAIT_MS_MAX), nil) },
     all_async   = {},
 }
 
@@ -687,6 +697,37 @@ function build.rewrite(t, where)
         fail("needs 'strip' or 'add' (or both)")
     end
     return r
+end
+
+local TTL_FIELDS = {
+    to  = req(route),
+    set = opt(integer(0, TTL_MAX), nil),
+    max = opt(integer(1, TTL_MAX), nil),
+}
+
+function build.ttl(t, where)
+    local r = check_fields(TTL_FIELDS, t, new_route("ttl", where))
+    if (r.set == nil) == (r.max == nil) then
+        fail("needs exactly one of 'set' (replace the exptime) or 'max' (cap it)")
+    end
+    return r
+end
+
+local RATE_MAX = 1e9
+
+local RATELIMIT_FIELDS = {
+    to    = req(route),
+    rate  = req(number(0.001, RATE_MAX)),
+    -- Default bucket: one second's worth of requests.
+    burst = opt(integer(1, RATE_MAX), function(t)
+                return type(t.rate) == "number" and math.max(1, math.ceil(t.rate)) or 1
+            end),
+    scope = opt(one_of("worker", "global"), "worker"),
+    over  = opt(one_of("error", "pass"), "error"),
+}
+
+function build.ratelimit(t, where)
+    return check_fields(RATELIMIT_FIELDS, t, new_route("ratelimit", where))
 end
 
 local SHADOW_FIELDS = {
@@ -787,14 +828,41 @@ local function check_settings(v, label)
     return s
 end
 
+-- A test's assumed conditions: a name or a list of names (pools or servers).
+local TEST_CONDITIONS = { "down", "miss", "timeout" }
+
+local function check_condition(x, at, field)
+    if x == nil or (type(x) == "string" and x ~= "") then return end
+    if not is_list(x) or #x == 0 then
+        fail("%s: %s must be a pool or server name, or a list of them (got %s)", at, field,
+             kind(x))
+    end
+    for j = 1, #x do
+        if type(x[j]) ~= "string" or x[j] == "" then
+            fail("%s: %s[%d] must be a pool or server name (got %s)", at, field, j, show(x[j]))
+        end
+    end
+end
+
 local function check_tests(v, label)
     if not is_list(v) then
         fail("%s must be a list of {request, expected} (got %s)", label, kind(v))
     end
     for i = 1, #v do
         local e, at = v[i], format("tests[%d]", i)
-        if not is_list(e) or #e ~= 2 then
-            fail("%s must be {request line, expected pool name(s)}", at)
+        if type(e) ~= "table" or e[1] == nil or e[2] == nil or e[3] ~= nil then
+            fail("%s must be {request line, expected pool name(s)} (with optional "
+                 .. "down = {...}, timeout = {...}, miss = {...})", at)
+        end
+        for k in pairs(e) do
+            if not is_index(k) or k > 2 then
+                if type(k) ~= "string" then
+                    fail("%s: unexpected entry [%s]", at, tostring(k))
+                end
+                local known = false
+                for _, field in ipairs(TEST_CONDITIONS) do known = known or k == field end
+                if not known then unknown_field(k, TEST_CONDITIONS, at .. ".") end
+            end
         end
         if type(e[1]) ~= "string" or e[1] == "" or find(e[1], "[\r\n]") then
             fail("%s: the request must be a one-line string like \"get foo\" (got %s)", at,
@@ -803,7 +871,7 @@ local function check_tests(v, label)
         local x = e[2]
         if type(x) == "string" then
             if x == "" then fail("%s: the expected pool name is empty", at) end
-        elseif is_list(x) and #x > 0 then
+        elseif is_list(x) then     -- {}: no pool takes the request
             for j = 1, #x do
                 if type(x[j]) ~= "string" or x[j] == "" then
                     fail("%s: expected[%d] must be a pool name (got %s)", at, j, show(x[j]))
@@ -812,6 +880,9 @@ local function check_tests(v, label)
         else
             fail("%s: expected must be a pool name or a list of pool names (got %s)", at,
                  kind(x))
+        end
+        for _, field in ipairs(TEST_CONDITIONS) do
+            check_condition(e[field], at, field)
         end
     end
     return v
@@ -834,7 +905,7 @@ local function each_child(r, fn)
             if r.ops and r.ops[name] then fn(r.ops[name]) end
         end
         fn(r.default)
-    elseif k == "rewrite" or k == "coalesce" then
+    elseif k == "rewrite" or k == "coalesce" or k == "ttl" or k == "ratelimit" then
         fn(r.to)
     elseif k == "shadow" then
         fn(r.main); fn(r.shadow)
@@ -944,7 +1015,8 @@ end
 
 for _, name in ipairs({ "pool", "prefix", "by_op", "failover", "all_sync", "all_initial",
                         "all_fastest", "all_async", "rewrite", "shadow", "warmup", "error",
-                        "hook", "balance", "coalesce", "policy", "read_local_write_all" }) do
+                        "hook", "balance", "coalesce", "ttl", "ratelimit", "policy",
+                        "read_local_write_all" }) do
     lg[name] = constructor(name, build[name])
 end
 

@@ -89,6 +89,7 @@
 #include "reply.h"
 #include "request.h"
 #include "tls.h"
+#include "ttl.h"
 
 #define BATCH_KEYS_MAX  100         /* keys in one get line to a server */
 #define READ_CHUNK      16384
@@ -153,6 +154,7 @@ struct backend {
     struct creq_owner        rejoin_owner;  /* owner of the flush_all request: leads
                                              * its completion back here */
     struct backend_stats     stats;
+    const struct backend_sim *sim;          /* a simulated server, or NULL */
 };
 
 static void backend_resume(struct read_pause *p);
@@ -184,6 +186,28 @@ backend_new(struct backend_ctx *bx, const struct server *server)
     return be;
 }
 
+/*
+ * A simulated server never connects. It is unsettled and marked down for
+ * ever, so the one test backend_submit makes on every call (unsettled) is
+ * also what sends its calls to the simulator (backend_gate): real servers
+ * pay nothing for it.
+ */
+struct backend *
+backend_new_simulated(const struct server *server, const struct backend_sim *sim)
+{
+    struct backend *be = calloc(1, sizeof(*be));
+
+    if (be == NULL)
+        return NULL;
+    be->server = server;
+    be->fd = -1;
+    be->due = REPLY_KIND_COUNT;
+    be->down_until_ms = UINT64_MAX;
+    be->unsettled = true;
+    be->sim = sim;
+    return be;
+}
+
 const struct backend_stats *
 backend_stats(const struct backend *be)
 {
@@ -205,7 +229,13 @@ backend_set_server(struct backend *be, const struct server *server)
 bool
 backend_is_down(const struct backend *be)
 {
-    return be->rejoining || (be->down_until_ms != 0 && clock_ms() < be->down_until_ms);
+    if (be->rejoining)
+        return true;
+    if (be->down_until_ms == 0)
+        return false;
+    if (be->sim != NULL)
+        return be->sim->is_down(be->sim->arg, be->server);
+    return clock_ms() < be->down_until_ms;
 }
 
 static void
@@ -495,7 +525,7 @@ backend_batch_fits(const struct backend *be, const struct call *c)
         return false;
     if (a->args.len == 0)
         return true;
-    return a->args.len == b->args.len
+    return be->batch->ttl == c->ttl && a->args.len == b->args.len
         && memcmp(be->batch->creq->buf->data + a->args.off,
                   c->creq->buf->data + b->args.off, a->args.len) == 0;
 }
@@ -541,6 +571,23 @@ backend_cuts_passed(struct backend *be)
         be->ncuts = be->cut_next = 0;   /* none ahead: write to the end */
 }
 
+/* The request's arguments, their exptime rewritten when the call has a rule. */
+static void
+backend_append_args(struct buf *out, const struct call *c)
+{
+    const struct request *rq = &c->creq->req;
+    const char *args = c->creq->buf->data + rq->args.off;
+
+    /* backend_reserve made room for the arguments as they are; a rewrite
+     * that finds no memory for more sends them so (out of memory, a wrong
+     * exptime is better than a broken line) */
+    if (c->ttl == 0 || buf_reserve(out, TTL_ARGS_ROOM(rq->args.len)) < 0)
+        buf_append(out, args, rq->args.len);
+    else
+        out->len += ttl_rewrite_args(c->ttl, rq->cmd, rq->meta, args, rq->args.len,
+                                     out->data + out->len, (int64_t)time(NULL));
+}
+
 /*
  * A meta request: "<cmd> <key> <args>" (+ the data block for ms), the key
  * being the call's own (rewritten, and base64 again when the client sent
@@ -571,7 +618,7 @@ backend_format_meta(struct backend *be, const struct call *c)
     }
     if (rq->args.len > 0) {
         buf_append(out, " ", 1);
-        buf_append(out, base + rq->args.off, rq->args.len);
+        backend_append_args(out, c);
     }
     buf_append(out, "\r\n", 2);
     if (proto_cmd_has_data(rq->cmd)) {
@@ -606,7 +653,7 @@ backend_format(struct backend *be, struct call *c)
             buf_append_str(out, name);
             buf_append(out, " ", 1);
             if (rq->args.len > 0) {     /* gat/gats: exptime comes first */
-                buf_append(out, base + rq->args.off, rq->args.len);
+                backend_append_args(out, c);
                 buf_append(out, " ", 1);
             }
             be->batch = c;
@@ -624,7 +671,7 @@ backend_format(struct backend *be, struct call *c)
     }
     if (rq->args.len > 0) {
         buf_append(out, " ", 1);
-        buf_append(out, base + rq->args.off, rq->args.len);
+        backend_append_args(out, c);
     }
     buf_append(out, "\r\n", 2);
     if (proto_cmd_op(rq->cmd) == OP_WRITE) {
@@ -729,7 +776,13 @@ backend_rejoin(struct backend *be, uint64_t now)
 static bool __attribute__((noinline))
 backend_gate(struct backend *be, struct call *c)
 {
-    uint64_t now = clock_ms();
+    uint64_t now;
+
+    if (be->sim != NULL) {
+        be->sim->submit(be->sim->arg, be->server, c);
+        return true;
+    }
+    now = clock_ms();
 
     if (be->down_until_ms != 0 && now >= be->down_until_ms) {
         be->down_until_ms = 0;      /* retry: this call probes the server */
@@ -1361,6 +1414,10 @@ backend_free(struct backend *be)
 {
     if (be == NULL)
         return;
+    if (be->sim != NULL) {
+        free(be);           /* it never held a call, a socket or a timer */
+        return;
+    }
     backend_fail(be, FAIL_CLOSED, "shutting down");
     event_free(be->timer);
     free(be->cuts);

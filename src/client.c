@@ -478,7 +478,7 @@ client_route(struct client *c, struct creq *r)
         creq_key_slot(r);
     }
     for (i = 0; i < r->nslots; i++) {
-        struct call *call = call_new(&cx->rt.rq, r, r->wcfg->config->root, i,
+        struct call *call = call_new(&cx->rt.rq, r, r->wcfg->root, i,
                                      client_slot_done);
 
         if (call != NULL)
@@ -653,7 +653,7 @@ client_request_start(struct client *c, struct creq *r)
 
         creq_slots(r, 1);
         creq_key_slot(r);
-        call = call_new(&cx->rt.rq, r, r->wcfg->config->root, 0, client_slot_done);
+        call = call_new(&cx->rt.rq, r, r->wcfg->root, 0, client_slot_done);
         if (call != NULL)
             route_start(&cx->rt, call);
         else

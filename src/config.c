@@ -185,6 +185,7 @@ config_route_free(struct route *r)
     for (int i = 0; i < r->nprefixes; i++)
         free(r->prefixes[i].prefix);
     free(r->prefixes);
+    free((void *)r->rate_shared);
     free(r);
 }
 

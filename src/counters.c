@@ -9,6 +9,7 @@ static const char *const group_names[] = {
     [STATS_POOLS]   = "pools",
     [STATS_SERVERS] = "servers",
     [STATS_ROUTES]  = "routes",
+    [STATS_PREVIEW] = "preview",
 };
 
 enum stats_group

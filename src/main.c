@@ -15,9 +15,17 @@
  * own: a certificate that fails to load keeps the old one serving (and says
  * why) without holding back a good policy, and the other way round, since
  * the two usually change for unrelated reasons.
+ *
+ * SIGUSR2 loads (or drops) a preview: a candidate policy placed beside the
+ * live one key by key (preview.h). The candidate's path is read from the
+ * file POLICY.preview next to the -c policy (written by `luagent --preview`);
+ * no such file, or an empty one, drops the preview. A reload never loads the
+ * candidate: SIGHUP reads the -c file as always, and when that file now is
+ * the candidate (same checksum) the preview has done its job and ends.
  */
 #include <errno.h>
 #include <grp.h>
+#include <limits.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
@@ -40,6 +48,7 @@
 #include "log.h"
 #include "luagent.h"
 #include "metrics.h"
+#include "preview.h"
 #include "script.h"
 #include "settings.h"
 #include "stats.h"
@@ -239,6 +248,99 @@ reload_listener_tls(const struct settings *s)
     log_warn("TLS reload: new clients get %s", s->tls_cert);
 }
 
+/* The newest generation handed to the workers (alive until the next one is). */
+static struct config *serving;
+
+static void
+preview_drop(const char *why)
+{
+    worker_publish_preview(NULL);
+    preview_show(NULL);
+    log_warn("preview ended: %s", why);
+}
+
+/*
+ * A reload took effect. When the policy file is now the previewed candidate,
+ * the preview ends (and its path file goes, so that a later SIGUSR2 does not
+ * bring it back); otherwise its counts start over against the new live tree.
+ */
+static void
+preview_after_reload(const struct settings *s, const struct config *config)
+{
+    char path[PATH_MAX + 16];
+
+    if (!preview_is_live(config->checksum)) {
+        preview_restart(config);
+        return;
+    }
+    snprintf(path, sizeof(path), "%s%s", s->policy, PREVIEW_FILE_SUFFIX);
+    if (unlink(path) < 0 && errno != ENOENT)
+        log_warn("preview file %s: %s", path, strerror(errno));
+    preview_drop("the candidate is now the live policy");
+}
+
+/* The candidate path POLICY.preview names: 1, 0 (no file, or empty: drop), -1. */
+static int
+preview_candidate(const char *policy, char *out, size_t outlen)
+{
+    char path[PATH_MAX + 16];
+    FILE *f;
+    size_t n;
+
+    snprintf(path, sizeof(path), "%s%s", policy, PREVIEW_FILE_SUFFIX);
+    if ((f = fopen(path, "r")) == NULL) {
+        if (errno == ENOENT)
+            return 0;
+        log_warn("preview: %s: %s", path, strerror(errno));
+        return -1;
+    }
+    n = fgets(out, (int)outlen, f) ? strcspn(out, "\r\n") : 0;
+    out[n] = '\0';
+    fclose(f);
+    return n > 0 ? 1 : 0;
+}
+
+/* SIGUSR2: load the candidate POLICY.preview names beside the live policy, or drop it. */
+static void
+on_usr2(evutil_socket_t sig, short what, void *arg)
+{
+    const struct settings *s = arg;
+    char candidate[PATH_MAX], err[ERR_LEN];
+    struct config *config;
+    struct preview *p;
+    int rc;
+
+    if (s->policy == NULL) {
+        log_warn("SIGUSR2: started without -c, so there is no POLICY%s to read the "
+                 "candidate from", PREVIEW_FILE_SUFFIX);
+        return;
+    }
+    if ((rc = preview_candidate(s->policy, candidate, sizeof(candidate))) <= 0) {
+        if (rc == 0)
+            preview_drop("asked to (no candidate named)");
+        return;
+    }
+    config = trial_load(candidate, s, s->threads, err, sizeof(err));
+    if (config == NULL) {
+        __atomic_add_fetch(&preview_failures, 1, __ATOMIC_RELAXED);
+        log_warn("preview of %s failed (nothing previewed changes): %s", candidate, err);
+        return;
+    }
+    if ((p = preview_new(config, candidate, serving)) == NULL) {
+        __atomic_add_fetch(&preview_failures, 1, __ATOMIC_RELAXED);
+        log_warn("preview of %s failed: out of memory", candidate);
+        return;
+    }
+    preview_show(p);
+    worker_publish_preview(p);
+    __atomic_add_fetch(&preview_loads, 1, __ATOMIC_RELAXED);
+    log_warn("preview: %s (checksum %08x) placed beside generation %u: %d pool(s), "
+             "%d route node(s); `stats preview` counts the keys that would move",
+             candidate, config->checksum, serving->generation, config->npools,
+             config->nnodes);
+    preview_release(p);
+}
+
 /*
  * Load the policy again, as at start-up, in fresh VMs (SIGHUP, --watch).
  * Any failure, or the remap guard's refusal, leaves the running generation
@@ -273,7 +375,9 @@ reload_policy(const struct settings *s)
              config->nnodes, config->nhooks ? "with hooks" : "no hooks");
     guard_serving(config);      /* before the workers own it */
     fleet_set_config(config);   /* first: the workers may free the old one once they have this */
+    serving = config;
     worker_publish_config(config);
+    preview_after_reload(s, config);
     return 0;
 }
 
@@ -343,7 +447,7 @@ check_policy(const struct settings *s)
             printf("ok: %s loads, compiles and passes its self-tests%s\n", path,
                    s->against ? " and the remap guard" : "");
         }
-    } else if (script_explain(config, s->route_line, stdout, err, sizeof(err)) < 0) {
+    } else if (script_explain(config, s->route_line, &s->route_cond, stdout, err, sizeof(err)) < 0) {
         fprintf(stderr, "luagent: %s\n", err);
         rc = 1;
     }
@@ -431,6 +535,7 @@ defer_signals(int how)
     sigemptyset(&set);
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
     pthread_sigmask(how, &set, NULL);
 }
 
@@ -459,7 +564,7 @@ main(int argc, char **argv)
     struct identity id;
     struct config *config;
     struct event_base *base;
-    struct event *sigterm, *sigint, *sighup, *sigusr1;
+    struct event *sigterm, *sigint, *sighup, *sigusr1, *sigusr2;
     struct watch *watch = NULL;
     char err[ERR_LEN], where[ERR_LEN];
 
@@ -486,8 +591,8 @@ main(int argc, char **argv)
         settings_free(&s);
         return rc;
     }
-    if (s.diff_old != NULL || s.reload) {
-        int rc = s.reload ? control_reload(&s) : diff_run(&s);
+    if (s.diff_old != NULL || s.reload || s.preview != NULL || s.preview_drop) {
+        int rc = s.reload ? control_reload(&s) : s.diff_old ? diff_run(&s) : control_preview(&s);
 
         settings_free(&s);
         return rc;
@@ -531,12 +636,15 @@ main(int argc, char **argv)
         return start_failed("out of memory starting the stats poller");
     guard_init(s.policy);
     guard_serving(config);
+    serving = config;
     if (watch != NULL && watch_start(watch, base, on_policy_changed, &s, err, sizeof(err)) < 0)
         return start_failed(err);
     sigterm = evsignal_new(base, SIGTERM, on_stop_signal, base);
     sigint = evsignal_new(base, SIGINT, on_stop_signal, base);
     sighup = evsignal_new(base, SIGHUP, on_hup, &s);
     sigusr1 = evsignal_new(base, SIGUSR1, on_usr1, NULL);
+    sigusr2 = evsignal_new(base, SIGUSR2, on_usr2, &s);
+    event_add(sigusr2, NULL);
     event_add(sigterm, NULL);
     event_add(sigint, NULL);
     event_add(sighup, NULL);
@@ -557,6 +665,8 @@ main(int argc, char **argv)
     event_free(sigint);
     event_free(sighup);
     event_free(sigusr1);
+    event_free(sigusr2);
+    preview_show(NULL);
     event_base_free(base);
     pidfile_remove();
     settings_free(&s);

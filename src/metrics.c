@@ -29,6 +29,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "luagent.h"
+#include "preview.h"
 #include "proto.h"
 #include "buf.h"
 #include "snapshot.h"
@@ -191,6 +192,43 @@ render_policy(struct evbuffer *out, const struct snapshot *snap)
            (uint64_t)snap->load_time);
 }
 
+/* One preview family, labelled by group (prefix or pool). */
+static void
+preview_groups(struct evbuffer *out, const char *name, const char *help, const char *key,
+               const struct preview_group *groups, int n)
+{
+    int i;
+
+    family(out, name, "counter", help);
+    for (i = 0; i < n; i++)
+        sample(out, name, key, groups[i].name, groups[i].differ);
+}
+
+/* The candidate policy previewed beside the serving one (stats preview). */
+static void
+render_preview(struct evbuffer *out)
+{
+    struct preview_view *v = malloc(sizeof(*v));
+
+    if (v == NULL)
+        return;
+    preview_view(v);
+    single(out, "luagent_preview_loaded", "gauge",
+           "1 while a candidate policy is previewed (luagent --preview).", v->loaded);
+    single(out, "luagent_preview_keys_total", "counter",
+           "Keys placed by the previewed candidate as well (since it loaded or the last reload).",
+           v->keys);
+    single(out, "luagent_preview_differ_total", "counter",
+           "Keys whose servers the previewed candidate would change.", v->differ);
+    preview_groups(out, "luagent_preview_differ_prefix_total",
+                   "Keys the candidate would move, by the key prefix the policies name (* for none).",
+                   "prefix", v->prefixes, v->nprefixes);
+    preview_groups(out, "luagent_preview_differ_pool_total",
+                   "Keys the candidate would move, by the serving pools that hold them.",
+                   "pool", v->pools, v->npools);
+    free(v);
+}
+
 /* The unlabelled counters of struct stats, in the order they are rendered. */
 static const struct {
     const char *name;
@@ -269,6 +307,7 @@ render_proxy(struct evbuffer *out, const struct snapshot *snap)
            "Policy reloads refused for moving more keys than settings.max_remap.",
            __atomic_load_n(&stats_reload_refused_remap, __ATOMIC_RELAXED));
     render_policy(out, snap);
+    render_preview(out);
 }
 
 /* One per-server family: f picks the value. */
@@ -431,10 +470,25 @@ render_pools(struct evbuffer *out, const struct snapshot *snap)
                snap->pools[i].errors);
 }
 
-/* A counter family over the route nodes, or over those of one type (only != NULL). */
+/* Is type one of the comma-separated names in types? */
+static bool
+type_listed(const char *types, const char *type)
+{
+    size_t n = strlen(type);
+    const char *p = types;
+
+    while ((p = strstr(p, type)) != NULL) {
+        if ((p == types || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
+            return true;
+        p += n;
+    }
+    return false;
+}
+
+/* One counter of every route node, or (types set: "failover,all_fastest") of those types. */
 static void
 route_family_of(struct evbuffer *out, const struct snapshot *snap, const char *name,
-                const char *help, size_t offset, const char *only)
+                const char *help, size_t offset, const char *types)
 {
     int i;
 
@@ -442,8 +496,9 @@ route_family_of(struct evbuffer *out, const struct snapshot *snap, const char *n
     for (i = 0; i < snap->nroutes; i++) {
         const struct snap_route *sr = &snap->routes[i];
 
-        if (only != NULL && strcmp(sr->type, only) != 0)
+        if (types != NULL && !type_listed(types, sr->type))
             continue;
+
         evbuffer_add_printf(out, "%s{route=\"", name);
         label_value(out, sr->label);
         evbuffer_add_printf(out, "\",type=\"%s\"} %" PRIu64 "\n", sr->type,
@@ -453,8 +508,8 @@ route_family_of(struct evbuffer *out, const struct snapshot *snap, const char *n
 
 #define ROUTE_FAMILY(name, help, field) \
     route_family_of(out, snap, name, help, offsetof(struct route_stats, field), NULL)
-#define ROUTE_FAMILY_OF(type, name, help, field) \
-    route_family_of(out, snap, name, help, offsetof(struct route_stats, field), type)
+#define ROUTE_FAMILY_OF(types, name, help, field) \
+    route_family_of(out, snap, name, help, offsetof(struct route_stats, field), types)
 
 static void
 render_routes(struct evbuffer *out, const struct snapshot *snap)
@@ -472,6 +527,16 @@ render_routes(struct evbuffer *out, const struct snapshot *snap)
                     "Gets a coalesce node answered with an identical get's reply.", coalesced);
     ROUTE_FAMILY_OF("coalesce", "luagent_route_leaders_total",
                     "Gets a coalesce node sent on, that identical gets could wait for.", leaders);
+    ROUTE_FAMILY_OF("failover", "luagent_route_gutter_capped_total",
+                    "Calls a failover node sent past its first child with the exptime "
+                    "capped at gutter_ttl.", gutter_capped);
+    ROUTE_FAMILY_OF("failover,all_fastest", "luagent_route_hedges_total",
+                    "Children started because the one before had not answered "
+                    "within wait_ms.", hedges);
+    ROUTE_FAMILY_OF("ratelimit", "luagent_route_rate_over_total",
+                    "Requests over a rate limit node's limit.", rate_over);
+    ROUTE_FAMILY_OF("ratelimit", "luagent_route_rate_limited_total",
+                    "Requests a rate limit node refused (over = \"error\").", rate_limited);
 }
 
 /* ---- HTTP ---- */

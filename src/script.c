@@ -33,7 +33,9 @@
 #include "luagent.h"
 #include "route.h"
 #include "settings.h"
+#include "sim.h"
 #include "tls.h"
+#include "ttl.h"
 
 extern const unsigned char embedded_luagent[];
 extern const size_t embedded_luagent_len;
@@ -52,6 +54,7 @@ struct script_vm {
     int                  req_ref;       /* the reused request userdata */
     struct hook_request *req;
     char                 newkey[KEY_MAX + 2];
+    char                 hook_error[ERR_LEN]; /* the last hook call's error */
 };
 
 struct script_state {
@@ -662,6 +665,8 @@ compile_failover(struct compiler *cc, int idx, struct route *r)
     r->on_miss = field_bool(L, idx, "miss", false);
     r->failover_writes = field_is(L, idx, "writes", "failover");
     r->max_tries = (int)field_int(L, idx, "max_tries", 0);
+    r->gutter_ttl = ttl_rule_max((int32_t)field_int(L, idx, "gutter_ttl", 0));
+    r->wait_ms = (int)field_int(L, idx, "wait_ms", 0);
     return r;
 }
 
@@ -690,6 +695,32 @@ compile_rewrite(struct compiler *cc, int idx, struct route *r)
     r->add = field_str(cc->L, idx, "add");
     r->strip_len = r->strip ? (uint32_t)strlen(r->strip) : 0;
     r->add_len = r->add ? (uint32_t)strlen(r->add) : 0;
+    return compile_to(cc, idx, r, "to");
+}
+
+static struct route *
+compile_ttl(struct compiler *cc, int idx, struct route *r)
+{
+    lua_Integer set = field_int(cc->L, idx, "set", -1);
+
+    /* lua/luagent.lua has checked that exactly one of set and max is given */
+    r->ttl_rule = set >= 0 ? ttl_rule_set((int32_t)set)
+                           : ttl_rule_max((int32_t)field_int(cc->L, idx, "max", 1));
+    return compile_to(cc, idx, r, "to");
+}
+
+static struct route *
+compile_ratelimit(struct compiler *cc, int idx, struct route *r)
+{
+    r->rate_per_s = field_number(cc->L, idx, "rate", 1);
+    r->rate_burst = (unsigned)field_int(cc->L, idx, "burst", 1);
+    r->rate = rate_limit_make(r->rate_per_s, r->rate_burst);
+    r->rate_pass = field_is(cc->L, idx, "over", "pass");
+    if (field_is(cc->L, idx, "scope", "global")) {
+        r->rate_shared = calloc(1, sizeof(*r->rate_shared));
+        if (r->rate_shared == NULL)
+            return fail(cc, idx, "out of memory");
+    }
     return compile_to(cc, idx, r, "to");
 }
 
@@ -784,6 +815,7 @@ compile_fanout(struct compiler *cc, int idx, struct route *r)
     if (r->nchildren == 0)
         return fail(cc, idx, "lg.%s: needs at least one route", r->name);
     r->reply_first = field_is(cc->L, idx, "reply", "first");
+    r->wait_ms = (int)field_int(cc->L, idx, "wait_ms", 0);
     return r;
 }
 
@@ -814,6 +846,8 @@ static const struct type_row type_rows[] = {
     { "warmup",      ROUTE_WARMUP,      compile_warmup },
     { "error",       ROUTE_ERROR,       compile_error },
     { "hook",        ROUTE_HOOK,        compile_hook },
+    { "ttl",         ROUTE_TTL,         compile_ttl },
+    { "ratelimit",   ROUTE_RATELIMIT,   compile_ratelimit },
     { "balance",     ROUTE_BALANCE,     compile_balance },
     { "coalesce",    ROUTE_COALESCE,    compile_coalesce },
 };
@@ -1130,272 +1164,174 @@ script_hook_call(struct config *cfg, int worker, const struct route *hook,
 
     if (vm_call_hook(vm, cfg, hook, req, route, newkey, newklen, err, sizeof(err)) == 0)
         return 0;
+    snprintf(vm->hook_error, sizeof(vm->hook_error), "%s", err);
     log_ratelimited(LOG_WARN, hook, "hook %s: %s", hook->name, err);
     return -1;
 }
 
 /* ---- routing self-tests ----------------------------------------------- */
 
+/*
+ * A test runs its line through the route engine itself (sim.h), against
+ * simulated servers under the test's assumed conditions, so what it checks
+ * is what serves traffic.
+ */
+
 #define TEST_NAMES_MAX 32
 
-struct reached {
+/* The expected names (a string or a list at the top of the stack) as "{a,b}". */
+static void
+expected_text(lua_State *L, char *out, size_t outlen)
+{
     const char *names[TEST_NAMES_MAX];
-    int         n;
-    FILE       *trace;      /* --route: where each step is printed, or NULL */
-    int         servers[TEST_NAMES_MAX];    /* server ids reached, in order */
-    int         nservers;
-};
+    int n = 0, i;
 
-static void
-reached_add(struct reached *out, const char *name)
-{
-    int i;
-
-    for (i = 0; i < out->n; i++)
-        if (strcmp(out->names[i], name) == 0)
-            return;
-    if (out->n < TEST_NAMES_MAX)
-        out->names[out->n++] = name;
-}
-
-static int
-reach(struct script_vm *vm, const struct config *cfg, const struct route *r,
-      struct hook_request *req, struct reached *out, char *err, size_t errlen, int depth);
-
-static int
-reach_child(struct script_vm *vm, const struct config *cfg, const struct route *r,
-            struct hook_request *req, struct reached *out, char *err, size_t errlen, int depth)
-{
-    return reach(vm, cfg, r, req, out, err, errlen, depth + 1);
-}
-
-/* What --check and --route add to a node's type name ("" for most). */
-static const char *
-node_detail(const struct route *r)
-{
-    static const char *const balance_by[] = {
-        [BALANCE_RANDOM] = " (by random: any child)",
-        [BALANCE_KEY] = " (by key: the key's child)",
-        [BALANCE_LEAST] = " (by least_outstanding: any child)",
-    };
-
-    return r->type == ROUTE_BALANCE ? balance_by[r->balance_by] : "";
-}
-
-/* Which pools a request reaches through route r (the answering path). */
-static int
-reach(struct script_vm *vm, const struct config *cfg, const struct route *r,
-      struct hook_request *req, struct reached *out, char *err, size_t errlen, int depth)
-{
-    enum op op = proto_cmd_op(req->cmd);
-    int i;
-
-    if (depth > 64) {
-        snprintf(err, errlen, "route tree too deep");
-        return -1;
-    }
-    if (out->trace != NULL && r->type != ROUTE_POOL)
-        fprintf(out->trace, "%*s%s%s\n", 2 * depth, "", r->name, node_detail(r));
-    switch (r->type) {
-    case ROUTE_POOL: {
-        int id = pool_server_for_key(r->pool, req->key, req->klen);
-
-        reached_add(out, r->pool->name);
-        if (out->nservers < TEST_NAMES_MAX)
-            out->servers[out->nservers++] = id;
-        if (out->trace != NULL)
-            fprintf(out->trace, "%*spool %s -> server %s (key \"%.*s\")\n", 2 * depth, "",
-                    r->pool->name, cfg->servers[id].label, (int)req->klen, req->key);
-        return 0;
-    }
-    case ROUTE_ERROR:
-        reached_add(out, "error");
-        return 0;
-    case ROUTE_PREFIX:
-        for (i = 0; i < r->nprefixes; i++)
-            if (r->prefixes[i].len <= req->klen
-                && memcmp(req->key, r->prefixes[i].prefix, r->prefixes[i].len) == 0)
-                return reach_child(vm, cfg, r->prefixes[i].route, req, out, err, errlen, depth);
-        return reach_child(vm, cfg, r->default_route, req, out, err, errlen, depth);
-    case ROUTE_BY_OP: {
-        const struct route *next = r->by_cmd[req->cmd] ? r->by_cmd[req->cmd]
-                                 : r->by_op[op] ? r->by_op[op] : r->default_route;
-
-        return reach_child(vm, cfg, next, req, out, err, errlen, depth);
-    }
-    case ROUTE_REWRITE: {
-        struct hook_request sub = *req;
-        char key[2 * KEY_MAX + 2];
-        uint32_t skip = 0;
-
-        if (r->strip_len > 0 && req->klen >= r->strip_len
-            && memcmp(req->key, r->strip, r->strip_len) == 0)
-            skip = r->strip_len;
-        if ((size_t)r->add_len + req->klen - skip > 2 * KEY_MAX)
-            return reach_child(vm, cfg, r->children[0], req, out, err, errlen, depth);
-        if (r->add_len > 0)             /* add is NULL for a strip-only rewrite */
-            memcpy(key, r->add, r->add_len);
-        memcpy(key + r->add_len, req->key + skip, req->klen - skip);
-        sub.key = key;
-        sub.klen = r->add_len + req->klen - skip;
-        return reach_child(vm, cfg, r->children[0], &sub, out, err, errlen, depth);
-    }
-    case ROUTE_COALESCE:
-        if (out->trace != NULL)
-            fprintf(out->trace, "%*s(%s)\n", 2 * depth + 2, "",
-                    req->cmd == CMD_GET || req->cmd == CMD_GETS
-                    ? "coalesced: an identical get in flight from this worker answers it too"
-                    : "not coalesced: closes the key's gets in flight");
-        return reach_child(vm, cfg, r->children[0], req, out, err, errlen, depth);
-    case ROUTE_FAILOVER:
-    case ROUTE_SHADOW:
-        /* The answering path: the primary, the main. */
-        return reach_child(vm, cfg, r->children[0], req, out, err, errlen, depth);
-    case ROUTE_WARMUP:
-        if (reach_child(vm, cfg, r->children[0], req, out, err, errlen, depth) < 0)
-            return -1;
-        if (op == OP_DELETE && r->delete_warm)
-            return reach_child(vm, cfg, r->children[1], req, out, err, errlen, depth);
-        return 0;
-    case ROUTE_BALANCE:
-        if (r->balance_by == BALANCE_KEY)   /* the key's child, all up */
-            return reach_child(vm, cfg, r->children[balance_key_child(r, req->key, req->klen)],
-                               req, out, err, errlen, depth);
-        /* random, least_outstanding: any child may answer */
-        /* fall through */
-    case ROUTE_ALL_SYNC:
-    case ROUTE_ALL_INITIAL:
-    case ROUTE_ALL_FASTEST:
-    case ROUTE_ALL_ASYNC:
-        for (i = 0; i < r->nchildren; i++)
-            if (reach_child(vm, cfg, r->children[i], req, out, err, errlen, depth) < 0)
-                return -1;
-        return 0;
-    case ROUTE_HOOK: {
-        const struct route *next = NULL;
-        const char *newkey;
-        uint32_t newklen;
-        struct hook_request sub = *req;
-
-        if (vm_call_hook(vm, cfg, r, req, &next, &newkey, &newklen, err, errlen) < 0)
-            return -1;
-        if (newkey != NULL && newklen > KEY_MAX) {
-            snprintf(err, errlen, "hook returned a key of %u bytes (over %d)", newklen, KEY_MAX);
-            return -1;
-        }
-        if (newkey != NULL) {
-            sub.key = newkey;
-            sub.klen = newklen;
-        }
-        return reach_child(vm, cfg, next, &sub, out, err, errlen, depth);
-    }
-    case ROUTE_TYPE_COUNT:
-        break;
-    }
-    return 0;
-}
-
-static int
-cmp_names(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-static void
-names_text(struct reached *r, char *out, size_t outlen)
-{
-    size_t n = 0;
-    int i;
-
-    qsort(r->names, (size_t)r->n, sizeof(r->names[0]), cmp_names);
-    n += (size_t)snprintf(out + n, outlen - n, "{");
-    for (i = 0; i < r->n && n < outlen; i++)
-        n += (size_t)snprintf(out + n, outlen - n, "%s%s", i ? "," : "", r->names[i]);
-    if (n < outlen)
-        snprintf(out + n, outlen - n, "}");
-}
-
-static enum cmd
-cmd_by_name(const char *name, size_t len)
-{
-    int i;
-
-    for (i = 0; i < CMD_COUNT; i++)
-        if (strlen(proto_cmd_name((enum cmd)i)) == len
-            && memcmp(proto_cmd_name((enum cmd)i), name, len) == 0)
-            return (enum cmd)i;
-    return CMD_COUNT;
-}
-
-static int parse_route_line(const char *line, struct hook_request *req);
-
-/* Run test number n (the table is on top of the stack). */
-static int
-run_test(struct script_vm *vm, const struct config *cfg, const char *source, int n,
-         char *err, size_t errlen)
-{
-    lua_State *L = vm->L;
-    struct reached want = { .n = 0 }, got = { .n = 0 };
-    struct hook_request req = { 0 };
-    char why[ERR_LEN], want_text[512], got_text[512];
-    const char *line;
-    int t = lua_gettop(L), i;
-
-    lua_rawgeti(L, t, 1);
-    line = lua_tostring(L, -1);
-    lua_rawgeti(L, t, 2);
-    if (line == NULL) {
-        snprintf(err, errlen, "%s: test %d: the first element must be a request line", source, n);
-        return -1;
-    }
     if (lua_type(L, -1) == LUA_TSTRING) {
-        reached_add(&want, lua_tostring(L, -1));
+        names[n++] = lua_tostring(L, -1);
     } else if (lua_istable(L, -1)) {
         for (i = 1; i <= (int)lua_objlen(L, -1); i++) {
             lua_rawgeti(L, -1, i);
-            if (lua_type(L, -1) == LUA_TSTRING)
-                reached_add(&want, lua_tostring(L, -1));   /* kept by the table */
+            if (lua_type(L, -1) == LUA_TSTRING)     /* the string is kept by the table */
+                n = sim_name_add(names, n, TEST_NAMES_MAX, lua_tostring(L, -1));
             lua_pop(L, 1);
         }
     }
-    if (parse_route_line(line, &req) < 0) {
-        snprintf(err, errlen, "%s: test %d \"%s\": not a keyed request line", source, n, line);
+    sim_names_text(names, n, out, outlen);
+}
+
+/*
+ * One condition list of the test table at index t (down, timeout, miss):
+ * a name or a list of names, each a pool or a server of cfg. The strings
+ * stay in the table, which stays on the stack while the test runs.
+ */
+static int
+test_condition(lua_State *L, int t, const struct config *cfg, const char *field,
+               const char **names, int *n, char *why, size_t whylen)
+{
+    int i, len;
+
+    lua_getfield(L, t, field);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        lua_createtable(L, 1, 0);
+        lua_pushvalue(L, -2);
+        lua_rawseti(L, -2, 1);
+        lua_replace(L, -2);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, t, field);      /* keep the list alive with the test */
+    }
+    len = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : -1;
+    if (len < 0 || len > SIM_NAMES_MAX) {
+        snprintf(why, whylen, "%s must be a list of at most %d pool or server names",
+                 field, SIM_NAMES_MAX);
         return -1;
     }
-    if (reach(vm, cfg, cfg->root, &req, &got, why, sizeof(why), 0) < 0) {
-        snprintf(err, errlen, "%s: test %d \"%s\": %s", source, n, line, why);
-        return -1;
+    for (i = 1; i <= len; i++) {
+        lua_rawgeti(L, -1, i);
+        names[*n] = lua_tostring(L, -1);
+        lua_pop(L, 1);
+        if (names[*n] == NULL || !sim_name_known(cfg, names[*n])) {
+            snprintf(why, whylen, "%s: %s%s%s is not a pool, a server (host:port) or a host "
+                     "of this policy", field, names[*n] ? "'" : "",
+                     names[*n] ? names[*n] : "an entry that is not a string", names[*n] ? "'" : "");
+            return -1;
+        }
+        (*n)++;
     }
-    names_text(&want, want_text, sizeof(want_text));
-    names_text(&got, got_text, sizeof(got_text));
-    if (strcmp(want_text, got_text) != 0) {
-        snprintf(err, errlen, "%s: test %d \"%s\": expected %s, got %s",
-                 source, n, line, want_text, got_text);
-        return -1;
-    }
-    lua_settop(L, t);
+    lua_pop(L, 1);
     return 0;
 }
 
+static int parse_route_line(const char *line, enum cmd *cmd, const char **key, uint32_t *klen);
+
+/* Run test number n (its table is on top of the stack) through sim. */
 static int
-run_tests(struct script_vm *vm, const struct config *cfg, const char *source,
+run_test(struct script_vm *vm, struct sim *sim, const struct config *cfg, const char *source,
+         int n, char *err, size_t errlen)
+{
+    lua_State *L = vm->L;
+    struct sim_conditions cond = { .ndown = 0 };
+    struct sim_result *res = malloc(sizeof(*res));
+    char why[ERR_LEN], want_text[512], got_text[512];
+    const char *line, *key;
+    uint32_t klen;
+    enum cmd cmd;
+    int t = lua_gettop(L), rc = -1;
+
+    lua_rawgeti(L, t, 1);
+    line = lua_tostring(L, -1);
+    if (res == NULL) {
+        snprintf(err, errlen, "%s: test %d: out of memory", source, n);
+        return -1;
+    }
+    if (line == NULL) {
+        snprintf(err, errlen, "%s: test %d: the first element must be a request line", source, n);
+        goto out;
+    }
+    lua_rawgeti(L, t, 2);
+    expected_text(L, want_text, sizeof(want_text));
+    if (parse_route_line(line, &cmd, &key, &klen) < 0) {
+        snprintf(err, errlen, "%s: test %d \"%s\": not a keyed request line", source, n, line);
+        goto out;
+    }
+    if (test_condition(L, t, cfg, "down", cond.down, &cond.ndown, why, sizeof(why)) < 0
+        || test_condition(L, t, cfg, "timeout", cond.timeout, &cond.ntimeout, why,
+                          sizeof(why)) < 0
+        || test_condition(L, t, cfg, "miss", cond.miss, &cond.nmiss, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "%s: test %d \"%s\": %s", source, n, line, why);
+        goto out;
+    }
+    vm->hook_error[0] = '\0';
+    if (sim_run(sim, cmd, key, klen, &cond, res, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "%s: test %d \"%s\": %s", source, n, line, why);
+        goto out;
+    }
+    if (res->hook_failed) {
+        snprintf(err, errlen, "%s: test %d \"%s\": %s", source, n, line, vm->hook_error);
+        goto out;
+    }
+    sim_answered_by(sim, res, got_text, sizeof(got_text));
+    if (strcmp(want_text, got_text) != 0) {
+        snprintf(err, errlen, "%s: test %d \"%s\"%s: expected %s, got %s (the client gets %s)",
+                 source, n, line, cond.ndown + cond.ntimeout + cond.nmiss > 0
+                 ? " under its conditions" : "", want_text, got_text, res->reply);
+        goto out;
+    }
+    rc = 0;
+out:
+    free(res);
+    lua_settop(L, t);
+    return rc;
+}
+
+static int
+run_tests(struct script_vm *vm, struct config *cfg, const char *source,
           char *err, size_t errlen)
 {
     lua_State *L = vm->L;
     int policy = lua_gettop(L), i, n, rc = 0;
+    struct sim *sim = NULL;
 
     lua_getfield(L, policy, "tests");
     n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
+    if (n > 0 && (sim = sim_new(cfg, 0)) == NULL) {
+        snprintf(err, errlen, "%s: out of memory for the self-tests", source);
+        rc = -1;
+    }
     for (i = 1; i <= n && rc == 0; i++) {
         lua_rawgeti(L, -1, i);
         if (!lua_istable(L, -1)) {
             snprintf(err, errlen, "%s: test %d must be {request, expected}", source, i);
             rc = -1;
         } else {
-            rc = run_test(vm, cfg, source, i, err, errlen);
+            rc = run_test(vm, sim, cfg, source, i, err, errlen);
         }
         lua_settop(L, policy + 1);
     }
+    sim_free(sim);
     lua_settop(L, policy);
     return rc;
 }
@@ -1580,74 +1516,115 @@ script_free(struct config *cfg)
     cfg->script = NULL;
 }
 
-/* Parse "cmd key" (a test or --route line) into req; 0 or -1. */
+static enum cmd
+cmd_by_name(const char *name, size_t len)
+{
+    int i;
+
+    for (i = 0; i < CMD_COUNT; i++)
+        if (strlen(proto_cmd_name((enum cmd)i)) == len
+            && memcmp(proto_cmd_name((enum cmd)i), name, len) == 0)
+            return (enum cmd)i;
+    return CMD_COUNT;
+}
+
+/* Parse "cmd key" (a test or --route line); 0 or -1. */
 static int
-parse_route_line(const char *line, struct hook_request *req)
+parse_route_line(const char *line, enum cmd *cmd, const char **key, uint32_t *klen)
 {
     const char *sp = strchr(line, ' ');
 
-    memset(req, 0, sizeof(*req));
-    req->cmd = cmd_by_name(line, sp ? (size_t)(sp - line) : strlen(line));
-    if (req->cmd == CMD_COUNT || sp == NULL || proto_cmd_op(req->cmd) == OP_PROXY)
+    *cmd = cmd_by_name(line, sp ? (size_t)(sp - line) : strlen(line));
+    if (*cmd == CMD_COUNT || sp == NULL || proto_cmd_op(*cmd) == OP_PROXY)
         return -1;
-    if (req->cmd == CMD_GAT || req->cmd == CMD_GATS) {
+    if (*cmd == CMD_GAT || *cmd == CMD_GATS) {
         sp = strchr(sp + 1, ' ');       /* "gat <exptime> <key>" */
         if (sp == NULL)
             return -1;
     }
-    req->key = sp + 1;
-    req->klen = (uint32_t)strcspn(sp + 1, " \r\n");
-    return req->klen > 0 ? 0 : -1;
+    *key = sp + 1;
+    *klen = (uint32_t)strcspn(sp + 1, " \r\n");
+    return *klen > 0 && *klen <= KEY_MAX ? 0 : -1;
 }
 
 /* Route a request line through cfg's tree, outside any worker: --route and the like. */
-static int
-reach_line(struct config *cfg, const char *line, struct reached *got, char *err, size_t errlen)
+static struct sim *
+run_line(struct config *cfg, const char *line, const struct sim_conditions *cond,
+         struct sim_result *res, char *err, size_t errlen)
 {
-    struct hook_request req;
+    const char *key;
+    uint32_t klen;
+    enum cmd cmd;
+    struct sim *sim;
+    int i;
 
-    if (parse_route_line(line, &req) < 0) {
+    if (parse_route_line(line, &cmd, &key, &klen) < 0) {
         snprintf(err, errlen, "\"%s\": not a keyed request such as \"get some:key\"", line);
-        return -1;
+        return NULL;
     }
     if (cfg->nhooks > 0 && (cfg->script == NULL || cfg->script->vms[0].L == NULL)) {
         snprintf(err, errlen, "no Lua VM to run the policy's hooks");
-        return -1;
+        return NULL;
     }
-    if (got->trace != NULL)
-        fprintf(got->trace, "%s\n", line);
-    return reach(cfg->script ? &cfg->script->vms[0] : NULL, cfg, cfg->root, &req, got,
-                 err, errlen, 1);
+    for (i = 0; cond != NULL && i < cond->ndown + cond->ntimeout + cond->nmiss; i++) {
+        const char *name = i < cond->ndown ? cond->down[i]
+                         : i < cond->ndown + cond->ntimeout ? cond->timeout[i - cond->ndown]
+                         : cond->miss[i - cond->ndown - cond->ntimeout];
+
+        if (!sim_name_known(cfg, name)) {
+            snprintf(err, errlen, "'%s' is not a pool, a server (host:port) or a host of "
+                     "this policy", name);
+            return NULL;
+        }
+    }
+    if ((sim = sim_new(cfg, 0)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (sim_run(sim, cmd, key, klen, cond, res, err, errlen) < 0) {
+        sim_free(sim);
+        return NULL;
+    }
+    return sim;
 }
 
 int
-script_explain(struct config *cfg, const char *line, FILE *out, char *err, size_t errlen)
+script_explain(struct config *cfg, const char *line, const struct sim_conditions *cond,
+               FILE *out, char *err, size_t errlen)
 {
-    struct reached got = { .n = 0, .trace = out };
-    char names[512];
+    struct sim_result *res = malloc(sizeof(*res));
+    struct sim *sim = res ? run_line(cfg, line, cond, res, err, errlen) : NULL;
 
-    if (reach_line(cfg, line, &got, err, errlen) < 0)
-        return -1;
-    names_text(&got, names, sizeof(names));
-    fprintf(out, "answered by: %s\n", names);
-    return 0;
+    if (res == NULL)
+        snprintf(err, errlen, "out of memory");
+    if (sim != NULL) {
+        fprintf(out, "%s\n", line);
+        sim_explain(sim, res, out);
+    }
+    sim_free(sim);
+    free(res);
+    return sim != NULL ? 0 : -1;
 }
 
 int
 script_reach_servers(struct config *cfg, const char *line, int *ids, int max,
                      char *err, size_t errlen)
 {
-    struct reached got = { .n = 0 };
+    struct sim_result *res = malloc(sizeof(*res));
     char get[KEY_MAX + 8];
-    int i;
+    struct sim *sim;
+    int n = -1;
 
     if (strchr(line, ' ') == NULL && snprintf(get, sizeof(get), "get %s", line) < (int)sizeof(get))
         line = get;                     /* a bare key: where a get goes */
-    if (reach_line(cfg, line, &got, err, errlen) < 0)
-        return -1;
-    for (i = 0; i < got.nservers && i < max; i++)
-        ids[i] = got.servers[i];
-    return i;
+    sim = res ? run_line(cfg, line, NULL, res, err, errlen) : NULL;
+    if (res == NULL)
+        snprintf(err, errlen, "out of memory");
+    if (sim != NULL)
+        n = sim_servers(sim, res, ids, max);
+    sim_free(sim);
+    free(res);
+    return n;
 }
 
 /*
@@ -1684,7 +1661,11 @@ script_describe(const struct config *cfg, FILE *out)
         describe_health(cfg, p, out);
         fprintf(out, "%s%s)\n", p->tls ? ", " : "", p->tls ? tls_client_describe(p->tls) : "");
     }
-    for (i = 0; i < cfg->nnodes; i++)
-        fprintf(out, "route %d: %s%s%s\n", i, cfg->nodes[i]->name, node_detail(cfg->nodes[i]),
+    for (i = 0; i < cfg->nnodes; i++) {
+        char detail[128];
+
+        sim_node_detail(cfg->nodes[i], detail, sizeof(detail));
+        fprintf(out, "route %d: %s%s%s\n", i, cfg->nodes[i]->name, detail,
                 cfg->nodes[i] == cfg->root ? " (root)" : "");
+    }
 }

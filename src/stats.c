@@ -25,6 +25,7 @@
 #include "config.h"
 #include "fleet.h"
 #include "luagent.h"
+#include "preview.h"
 #include "snapshot.h"
 #include "worker.h"
 
@@ -177,6 +178,26 @@ render_pools(struct buf *out, const struct snapshot *snap)
     }
 }
 
+/* The counters only some node types have, for those types. */
+static void
+render_route_extras(struct buf *out, const struct snap_route *sr)
+{
+    bool failover = strcmp(sr->type, "failover") == 0;
+
+    if (failover)
+        group_u64(out, "route", sr->label, "gutter_capped", sr->s.gutter_capped);
+    if (failover || strcmp(sr->type, "all_fastest") == 0)
+        group_u64(out, "route", sr->label, "hedges", sr->s.hedges);
+    if (strcmp(sr->type, "ratelimit") == 0) {
+        group_u64(out, "route", sr->label, "rate_over", sr->s.rate_over);
+        group_u64(out, "route", sr->label, "rate_limited", sr->s.rate_limited);
+    }
+    if (strcmp(sr->type, "coalesce") == 0) {
+        group_u64(out, "route", sr->label, "coalesced", sr->s.coalesced);
+        group_u64(out, "route", sr->label, "leaders", sr->s.leaders);
+    }
+}
+
 static void
 render_routes(struct buf *out, const struct snapshot *snap)
 {
@@ -192,10 +213,7 @@ render_routes(struct buf *out, const struct snapshot *snap)
         group_u64(out, "route", sr->label, "hook_cache_hits", sr->s.hook_cache_hits);
         if (strcmp(sr->type, "balance") == 0)     /* its own figure */
             group_u64(out, "route", sr->label, "skipped_down", sr->s.skipped_down);
-        if (strcmp(sr->type, "coalesce") == 0) {
-            group_u64(out, "route", sr->label, "coalesced", sr->s.coalesced);
-            group_u64(out, "route", sr->label, "leaders", sr->s.leaders);
-        }
+        render_route_extras(out, sr);
     }
 }
 
@@ -258,6 +276,44 @@ render_general(struct buf *out, const struct snapshot *snap)
     render_servers(out, snap);
 }
 
+/* stats preview: the candidate beside the live policy, and the keys that would move. */
+static void
+render_preview(struct buf *out)
+{
+    struct preview_view *v = malloc(sizeof(*v));
+    char name[PREVIEW_NAME_MAX + 32], checksum[16];
+    int i;
+
+    stat_u64(out, "preview_loads", __atomic_load_n(&preview_loads, __ATOMIC_RELAXED));
+    stat_u64(out, "preview_failures", __atomic_load_n(&preview_failures, __ATOMIC_RELAXED));
+    if (v == NULL)
+        return;
+    preview_view(v);
+    stat_u64(out, "preview_loaded", v->loaded);
+    if (v->loaded) {
+        stat_str(out, "preview_file", v->file);
+        snprintf(checksum, sizeof(checksum), "%08x", v->checksum);
+        stat_str(out, "preview_checksum", checksum);
+        stat_u64(out, "preview_load_time", (uint64_t)v->load_time);
+        stat_u64(out, "preview_keys", v->keys);
+        stat_u64(out, "preview_differ", v->differ);
+        stat_u64(out, "preview_skipped", v->skipped);
+        for (i = 0; i < v->nprefixes; i++) {
+            group_u64(out, "prefix", v->prefixes[i].name, "keys", v->prefixes[i].keys);
+            group_u64(out, "prefix", v->prefixes[i].name, "differ", v->prefixes[i].differ);
+        }
+        for (i = 0; i < v->npools; i++) {
+            group_u64(out, "pool", v->pools[i].name, "keys", v->pools[i].keys);
+            group_u64(out, "pool", v->pools[i].name, "differ", v->pools[i].differ);
+        }
+        for (i = 0; i < v->nsamples; i++) {
+            snprintf(name, sizeof(name), "sample:%d", i + 1);
+            stat_str(out, name, v->samples[i]);
+        }
+    }
+    free(v);
+}
+
 void
 stats_render(struct buf *out, const struct config *cfg, enum stats_group group)
 {
@@ -272,6 +328,7 @@ stats_render(struct buf *out, const struct config *cfg, enum stats_group group)
     case STATS_POOLS:   render_pools(out, &snap); break;
     case STATS_SERVERS: render_servers(out, &snap); break;
     case STATS_ROUTES:  render_routes(out, &snap); break;
+    case STATS_PREVIEW: render_preview(out); break;
     case STATS_UNKNOWN: break;
     }
     snapshot_free(&snap);

@@ -44,6 +44,7 @@
 #include "dcache.h"
 #include "listener.h"
 #include "log.h"
+#include "preview.h"
 #include "request.h"
 #include "route.h"
 #include "tls.h"
@@ -54,10 +55,12 @@ struct handoff {
     bool            is_unix;
     struct tls_conn *tls;       /* a TLS client's state, or NULL */
     struct config  *config;     /* HANDOFF_CONFIG: the new generation */
+    struct preview *preview;    /* HANDOFF_PREVIEW: the candidate, or NULL: none */
 };
 
 #define HANDOFF_STOP    (-1)
 #define HANDOFF_CONFIG  (-2)
+#define HANDOFF_PREVIEW (-3)
 
 struct worker {
     struct client_ctx   cx;             /* its clients; inside, the route engine's
@@ -67,6 +70,7 @@ struct worker {
     pthread_t           thread;
     struct event_base  *base;
     struct wconfig     *draining;       /* older generations with requests left */
+    struct preview_worker *preview;     /* a candidate policy previewed, or NULL */
     struct backend    **all_backends;   /* every live connection set, any generation */
     int                 nall_backends;
     bool                loop_done;      /* leave the event loop after this pass */
@@ -147,6 +151,7 @@ wconfig_new(struct worker *w, struct config *config)
     if (wc == NULL)
         return NULL;
     wc->config = config;
+    wc->root = config->root;
     wc->backends = calloc((size_t)config->nservers + 1, sizeof(*wc->backends));
     wc->routes = calloc((size_t)config->nnodes + 1, sizeof(*wc->routes));
     if (wc->backends == NULL || wc->routes == NULL
@@ -287,6 +292,8 @@ worker_swap_config(struct worker *w, struct config *config)
     }
     pthread_rwlock_wrlock(&swap_lock);
     w->cx.rt.current = wc;
+    if (w->preview != NULL)
+        preview_move(w->preview, old, wc);
     worker_take_bounds(w, config);
     old->next = w->draining;
     w->draining = old;
@@ -301,6 +308,21 @@ worker_swap_config(struct worker *w, struct config *config)
     }
     dcache_clear(w->cx.rt.dcache);
     log_debug("worker %d: now on generation %u", w->id, config->generation);
+}
+
+/* Put a preview in front of the current generation (NULL: take it away). */
+static void
+worker_take_preview(struct worker *w, struct preview *p)
+{
+    pthread_rwlock_wrlock(&swap_lock);
+    if (w->preview != NULL)
+        preview_detach(w->preview, &w->cx.rt, w->cx.rt.current);
+    w->preview = NULL;
+    if (p != NULL && (w->preview = preview_attach(p, &w->cx.rt, w->cx.rt.current)) == NULL) {
+        log_error("worker %d: out of memory for the preview: it does not run here", w->id);
+        preview_release(p);
+    }
+    pthread_rwlock_unlock(&swap_lock);
 }
 
 static int next_worker;
@@ -375,6 +397,8 @@ worker_on_notify(evutil_socket_t fd, short what, void *arg)
             worker_begin_stop(w);
         else if (h->fd == HANDOFF_CONFIG)
             worker_swap_config(w, h->config);
+        else if (h->fd == HANDOFF_PREVIEW)
+            worker_take_preview(w, h->preview);
         else
             client_accept(&w->cx, h->fd, h->is_unix, h->tls);
         free(h);
@@ -473,6 +497,8 @@ worker_main(void *arg)
         if (w->loop_done)
             break;
     }
+    if (w->preview != NULL)
+        worker_take_preview(w, NULL);
     return NULL;
 }
 
@@ -501,6 +527,8 @@ worker_init(struct worker *w, int id, int n, struct config *config)
     w->notify_ev = event_new(w->base, w->notify_fd, EV_READ | EV_PERSIST,
                              worker_on_notify, w);
     if (w->notify_ev == NULL || event_add(w->notify_ev, NULL) < 0)
+        return -1;
+    if (route_hedges_init(&w->cx.rt, w->base) < 0)
         return -1;
     w->cx.rt.dcache = dcache_new(config->decision_cache_size);
     w->cx.rt.current = wconfig_new(w, config);
@@ -531,7 +559,7 @@ worker_start_all(struct config *config, int n)
 
 static void
 worker_hand(struct worker *w, int fd, bool is_unix, struct tls_conn *tls,
-            struct config *config)
+            struct config *config, struct preview *preview)
 {
     struct handoff *h = malloc(sizeof(*h));
 
@@ -542,6 +570,8 @@ worker_hand(struct worker *w, int fd, bool is_unix, struct tls_conn *tls,
             listener_conn_closed();
         } else if (fd == HANDOFF_CONFIG) {
             config_unref(config);
+        } else if (fd == HANDOFF_PREVIEW) {
+            preview_release(preview);
         }
         return;
     }
@@ -549,6 +579,7 @@ worker_hand(struct worker *w, int fd, bool is_unix, struct tls_conn *tls,
     h->is_unix = is_unix;
     h->tls = tls;
     h->config = config;
+    h->preview = preview;
     pthread_mutex_lock(&w->queue_lock);
     h->next = w->queue;
     w->queue = h;
@@ -563,7 +594,7 @@ worker_dispatch(int fd, bool is_unix, struct tls_conn *tls)
     struct worker *w = &workers[next_worker];
 
     next_worker = (next_worker + 1) % nworkers;
-    worker_hand(w, fd, is_unix, tls, NULL);
+    worker_hand(w, fd, is_unix, tls, NULL, NULL);
 }
 
 void
@@ -573,7 +604,19 @@ worker_publish_config(struct config *config)
 
     config->refs = nworkers;
     for (i = 0; i < nworkers; i++)
-        worker_hand(&workers[i], HANDOFF_CONFIG, false, NULL, config);
+        worker_hand(&workers[i], HANDOFF_CONFIG, false, NULL, config, NULL);
+}
+
+void
+worker_publish_preview(struct preview *p)
+{
+    int i;
+
+    for (i = 0; i < nworkers; i++) {
+        if (p != NULL)
+            preview_ref(p);
+        worker_hand(&workers[i], HANDOFF_PREVIEW, false, NULL, NULL, p);
+    }
 }
 
 void
@@ -582,7 +625,7 @@ worker_stop_all(void)
     int i;
 
     for (i = 0; i < nworkers; i++)
-        worker_hand(&workers[i], HANDOFF_STOP, false, NULL, NULL);
+        worker_hand(&workers[i], HANDOFF_STOP, false, NULL, NULL, NULL);
     for (i = 0; i < nworkers; i++)
         pthread_join(workers[i].thread, NULL);
 }

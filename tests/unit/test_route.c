@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <sys/uio.h>
 
+#include <event2/event.h>
+
 #include "backend.h"
 #include "balance.h"
 #include "buf.h"
@@ -25,6 +27,8 @@
 #include "luagent.h"
 #include "request.h"
 #include "respond.h"
+#include "ttl.h"
+#include "tree.h"
 #include "unit.h"
 
 /* ---- fake server connections ---- */
@@ -81,6 +85,7 @@ peek(int i)
 /* ---- the thread's state and one generation ---- */
 
 static struct route_ctx rt;
+static struct event_base *base;     /* for hedge timers */
 static struct config *cfg;
 static struct wconfig wc;
 static struct backend *backends[SERVERS];
@@ -106,6 +111,7 @@ env_begin(void)
     rt.rq.client_max_memory = UINT64_MAX;
     rt.rq.memory_over_all = never_over;
     rt.dcache = dcache_new(64);
+    CHECK_EQ(route_hedges_init(&rt, base), 0);
     cfg = config_new(1);
     for (i = 0; i < SERVERS; i++) {
         CHECK_EQ(config_server(cfg, "127.0.0.1", 20000 + i, err, sizeof(err)), i);
@@ -144,6 +150,8 @@ env_end(void)
     free(wc.routes);
     config_free(cfg);
     dcache_free(rt.dcache);
+    CHECK(rt.hedges.head == NULL);
+    hedge_queue_free(&rt.hedges);
     request_cache_trim(&rt.rq);
     request_cache_trim(&rt.rq);     /* the second frees what the first left */
 }
@@ -151,39 +159,19 @@ env_end(void)
 static struct route *
 node(enum route_type type, int nchildren, ...)
 {
-    struct route *r = config_route_new(type, "node");
+    struct route *r;
     va_list ap;
-    int i;
 
-    r->nchildren = nchildren;
-    r->children = calloc((size_t)nchildren + 1, sizeof(*r->children));
     va_start(ap, nchildren);
-    for (i = 0; i < nchildren; i++)
-        r->children[i] = va_arg(ap, struct route *);
+    r = tree_node_v(cfg, type, "node", nchildren, ap);
     va_end(ap);
-    CHECK_EQ(config_add_node(cfg, r), 0);
     return r;
 }
 
-/* A pool of one server, named after it ("s0"...: counters go by name). */
 static struct route *
 pool(int server)
 {
-    struct pool *p = calloc(1, sizeof(*p));
-    char name[16];
-    struct route *r;
-
-    snprintf(name, sizeof(name), "s%d", server);
-    p->name = strdup(name);
-    p->nservers = 1;
-    p->server_ids = malloc(sizeof(int));
-    p->server_ids[0] = server;
-    p->timeout_ms = 1000;
-    CHECK_EQ(config_add_pool(cfg, p), 0);
-    r = config_route_new(ROUTE_POOL, name);
-    r->pool = p;
-    CHECK_EQ(config_add_node(cfg, r), 0);
-    return r;
+    return tree_pool(cfg, server);
 }
 
 /* ---- the client's side ---- */
@@ -1027,6 +1015,204 @@ test_nested_lifetimes(void)
     env_end();
 }
 
+/* ---- ttl, gutter_ttl, ratelimit ---- */
+
+/* lg.ttl gives the call its rule; nested nodes compose, the outer first. */
+static void
+test_ttl_node(void)
+{
+    struct route *a, *inner, *outer;
+    struct creq *r;
+
+    env_begin();
+    a = pool(0);
+    inner = node(ROUTE_TTL, 1, a);
+    inner->ttl_rule = ttl_rule_max(10);
+    outer = node(ROUTE_TTL, 1, inner);
+    outer->ttl_rule = ttl_rule_set(100);
+    env_ready(outer);
+    r = send_line("set k 0 0 1\r\nv\r\n");
+    CHECK_EQ(peek(0)->ttl, ttl_rule_set(10));
+    answer(0, REPLY_STORED, "STORED\r\n");
+    check_reply(r, "STORED\r\n");
+    env_end();
+}
+
+/* gutter_ttl: calls past the first child carry a cap; the first does not. */
+static void
+test_gutter_ttl(void)
+{
+    struct route *a, *b, *c, *f;
+    struct creq *r;
+
+    env_begin();
+    f = failover3(&a, &b, &c);
+    f->gutter_ttl = ttl_rule_max(10);
+    env_ready(f);
+    r = send_line("set k 0 0 1\r\nv\r\n");
+    CHECK_EQ(peek(0)->ttl, 0);
+    fail(0, FAIL_UNAVAILABLE);
+    CHECK_EQ(peek(1)->ttl, ttl_rule_max(10));
+    answer(1, REPLY_STORED, "STORED\r\n");
+    check_reply(r, "STORED\r\n");
+    CHECK_U64(counted(f)->gutter_capped, 1);
+    env_end();
+}
+
+/* Two tokens, no refill to speak of: the third request is refused or counted. */
+static void
+test_ratelimit_node(void)
+{
+    struct route *a, *rl;
+    struct creq *r;
+    int pass, i;
+
+    for (pass = 0; pass < 2; pass++) {
+        env_begin();
+        a = pool(0);
+        rl = node(ROUTE_RATELIMIT, 1, a);
+        rl->rate = rate_limit_make(0.001, 2);
+        rl->rate_pass = pass;
+        env_ready(rl);
+        for (i = 0; i < 2; i++) {
+            r = send_line("get k\r\n");
+            answer(0, REPLY_END, NULL);
+            check_reply(r, "END\r\n");
+        }
+        r = send_line("get k\r\n");
+        if (pass) {
+            answer(0, REPLY_END, NULL);
+            check_reply(r, "END\r\n");
+        } else {
+            CHECK_EQ(waiting(0), 0);
+            check_reply(r, "SERVER_ERROR rate limited\r\n");
+        }
+        CHECK_U64(counted(rl)->rate_over, 1);
+        CHECK_U64(counted(rl)->rate_limited, pass ? 0 : 1);
+        env_end();
+    }
+}
+
+/* ---- hedging (wait_ms) ---- */
+
+/* Let the event loop run until a hedge timer has fired. */
+static void
+wait_hedge(void)
+{
+    event_base_loop(base, EVLOOP_ONCE);
+}
+
+/* A slow first child: the second is asked too, answers, and the late reply is dropped. */
+static void
+test_hedge_failover(void)
+{
+    struct route *a, *b, *c, *f;
+    struct creq *r;
+
+    env_begin();
+    f = failover3(&a, &b, &c);
+    f->wait_ms = 1;
+    env_ready(f);
+    r = send_line("get k\r\n");
+    CHECK_EQ(waiting(0), 1);
+    CHECK_EQ(waiting(1), 0);
+    wait_hedge();
+    CHECK_EQ(waiting(0), 1);        /* still out */
+    CHECK_EQ(waiting(1), 1);        /* and the next child asked */
+    CHECK_U64(counted(f)->hedges, 1);
+    answer(1, REPLY_VALUE, " 0 1\r\nb\r\n");
+    CHECK_EQ(done_count, 1);
+    CHECK(rt.hedges.head == NULL);  /* answered: no third child */
+    answer(0, REPLY_VALUE, " 0 1\r\na\r\n");    /* late: dropped */
+    CHECK_EQ(done_count, 1);
+    check_reply(r, "VALUE k 0 1\r\nb\r\nEND\r\n");
+    CHECK_EQ(waiting(2), 0);
+    env_end();
+
+    /* The first child answers in time: nobody else is asked. */
+    env_begin();
+    f = failover3(&a, &b, &c);
+    f->wait_ms = 1000;
+    env_ready(f);
+    r = send_line("get k\r\n");
+    answer(0, REPLY_END, NULL);
+    CHECK_EQ(done_count, 1);
+    CHECK(rt.hedges.head == NULL);
+    check_reply(r, "END\r\n");
+    CHECK_EQ(waiting(1), 0);
+    env_end();
+
+    /* Writes never hedge. */
+    env_begin();
+    f = failover3(&a, &b, &c);
+    f->wait_ms = 1;
+    env_ready(f);
+    r = send_line("set k 0 0 1\r\nv\r\n");
+    CHECK(rt.hedges.head == NULL);
+    answer(0, REPLY_STORED, "STORED\r\n");
+    check_reply(r, "STORED\r\n");
+    env_end();
+}
+
+/* The hedged child fails while the first is still out: the first may still answer. */
+static void
+test_hedge_failover_fallback(void)
+{
+    struct route *a, *b, *c, *f;
+    struct creq *r;
+
+    env_begin();
+    f = failover3(&a, &b, &c);
+    f->wait_ms = 1;
+    f->max_tries = 2;
+    env_ready(f);
+    r = send_line("get k\r\n");
+    wait_hedge();
+    CHECK_EQ(waiting(1), 1);
+    fail(1, FAIL_UNAVAILABLE);
+    CHECK_EQ(done_count, 0);        /* the first is still out */
+    answer(0, REPLY_VALUE, " 0 1\r\na\r\n");
+    CHECK_EQ(done_count, 1);
+    check_reply(r, "VALUE k 0 1\r\na\r\nEND\r\n");
+    env_end();
+
+    /* Both fail: the last failure answers. */
+    env_begin();
+    f = failover3(&a, &b, &c);
+    f->wait_ms = 1;
+    f->max_tries = 2;
+    env_ready(f);
+    r = send_line("get k\r\n");
+    wait_hedge();
+    fail(1, FAIL_UNAVAILABLE);
+    fail(0, FAIL_TIMEOUT);
+    check_reply(r, "SERVER_ERROR backend timeout\r\n");
+    env_end();
+}
+
+/* all_fastest with wait_ms: one child at a time, the next on a wait or an error. */
+static void
+test_hedge_all_fastest(void)
+{
+    struct route *f;
+    struct creq *r;
+
+    env_begin();
+    f = node(ROUTE_ALL_FASTEST, 3, pool(0), pool(1), pool(2));
+    f->wait_ms = 1;
+    env_ready(f);
+    r = send_line("get k\r\n");
+    CHECK_EQ(waiting(0) + waiting(1) + waiting(2), 1);
+    answer(0, REPLY_SERVER_ERROR, "SERVER_ERROR busy\r\n");
+    CHECK_EQ(waiting(1), 1);        /* at once, not after the wait */
+    wait_hedge();
+    CHECK_EQ(waiting(2), 1);
+    answer(2, REPLY_VALUE, " 0 1\r\nc\r\n");
+    check_reply(r, "VALUE k 0 1\r\nc\r\nEND\r\n");
+    answer(1, REPLY_VALUE, " 0 1\r\nb\r\n");    /* late: dropped */
+    env_end();
+}
+
 /* ---- balance ---- */
 
 static struct route *
@@ -1152,6 +1338,7 @@ test_balance_least(void)
 int
 main(void)
 {
+    base = event_base_new();
     test_failover_order();
     test_failover_exhausted();
     test_failover_miss();
@@ -1167,6 +1354,12 @@ main(void)
     test_prefix_and_by_op();
     test_hook();
     test_nested_lifetimes();
+    test_ttl_node();
+    test_gutter_ttl();
+    test_ratelimit_node();
+    test_hedge_failover();
+    test_hedge_failover_fallback();
+    test_hedge_all_fastest();
     test_balance_key();
     test_balance_least();
     test_balance_over_coalesce();
@@ -1174,5 +1367,6 @@ main(void)
     test_coalesce_write_closes();
     test_coalesce_failure_and_bounds();
     test_coalesce_close_all();
+    event_base_free(base);
     return UNIT_DONE();
 }
