@@ -226,7 +226,9 @@ nearcache_put(struct nearcache *nc, struct buf_cache *bufs, uint64_t hash, const
     if (sizeof(*e) + (uint64_t)klen + vlen > nc->max_bytes || nc->max_items == 0)
         return -1;
     e = malloc(sizeof(*e));
-    b = buf_get(bufs);
+    /* A fresh buffer, sized to the copy: a cached one may be a server
+     * connection's large read buffer, and its capacity is what counts. */
+    b = buf_new(bufs);
     if (b != NULL && buf_reserve(b, (size_t)klen + vlen) == 0) {
         buf_append(b, key, klen);
         buf_append(b, value, vlen);

@@ -265,7 +265,7 @@ call_answer_bytes(struct route_ctx *rt, struct call *c, enum reply_kind kind, co
     result_clear(&rt->rq, &c->res);
     c->res.kind = kind;
     c->res.fail = FAIL_NONE;
-    c->res.data = b;
+    result_set_buf(&c->res, b);
     call_finish(&rt->rq, c);
 }
 
@@ -543,7 +543,7 @@ nearcache_fill(struct route_ctx *rt, struct call *parent, const struct call *chi
         || request_memory_over(&rt->rq))
         return;
     (void)nearcache_put(nc, &rt->rq.bufs, hotkeys_hash(parent->key, parent->klen), parent->key,
-                        parent->klen, res->data->data, res->data->len, (uint32_t)parent->child,
+                        parent->klen, res->bytes, res->len, (uint32_t)parent->child,
                         clock_ms());
     nearcache_publish(st, nc, before);
 }
@@ -828,7 +828,7 @@ badness(const struct result *res)
 static void
 warmup_copy(struct route_ctx *rt, const struct call *c, const struct result *hit)
 {
-    const char *rest = hit->data->data, *eol = memchr(rest, '\n', hit->data->len);
+    const char *rest = hit->bytes, *eol = memchr(rest, '\n', hit->len);
     unsigned long flags, bytes;
     char line[64 + KEY_MAX];
     struct buf *req;
@@ -843,7 +843,7 @@ warmup_copy(struct route_ctx *rt, const struct call *c, const struct result *hit
     buf_append(req, "add ", 4);
     buf_append(req, c->key, c->klen);
     buf_append(req, line, (size_t)n);
-    buf_append(req, eol + 1, hit->data->len - (size_t)(eol + 1 - rest));
+    buf_append(req, eol + 1, hit->len - (size_t)(eol + 1 - rest));
     if (buf_failed(req)) {
         buf_put(&rt->rq.bufs, req);
         return;

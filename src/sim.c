@@ -260,13 +260,16 @@ sim_answer(struct sim *sim, struct call *c, struct sim_step *st)
     c->res.kind = kind;
     c->res.fail = FAIL_NONE;
     if (line != NULL && !c->creq->req.noreply) {
-        c->res.data = buf_get(&rq->bufs);
-        if (c->res.data != NULL)
-            buf_append_str(c->res.data, line);
-        if (c->res.data == NULL || buf_failed(c->res.data)) {
+        struct buf *b = buf_get(&rq->bufs);
+
+        if (b != NULL)
+            buf_append_str(b, line);
+        if (b == NULL || buf_failed(b)) {
+            buf_put(&rq->bufs, b);
             call_fail(rq, c, FAIL_NOMEM);
             return;
         }
+        result_set_buf(&c->res, b);
     }
     /* A miss that makes the tree route anew was passed on (failover with
      * miss = true, warmup's cold): the answer comes from elsewhere. */
@@ -500,8 +503,9 @@ sim_done(struct request_cache *rq, struct call *c)
     } else if (res->kind == REPLY_END) {
         reply_add(out, 0, "END (a miss)", 12);
     } else if (res->data != NULL) {
-        n = strcspn(res->data->data, "\r\n");
-        reply_add(out, 0, res->data->data, n < res->data->len ? n : res->data->len);
+        const char *eol = memchr(res->bytes, '\r', res->len);
+
+        reply_add(out, 0, res->bytes, eol != NULL ? (size_t)(eol - res->bytes) : res->len);
     }
 }
 

@@ -14,6 +14,7 @@
 
 #include <stdarg.h>
 #include <stdlib.h>
+#include <sys/uio.h>
 
 #include <event2/event.h>
 
@@ -225,8 +226,10 @@ answer(int i, enum reply_kind kind, const char *unit)
     c->res.kind = kind;
     c->res.fail = FAIL_NONE;
     if (unit != NULL && !c->creq->req.noreply) {
-        c->res.data = buf_get(&rt.rq.bufs);
-        buf_append(c->res.data, unit, strlen(unit));
+        struct buf *b = buf_get(&rt.rq.bufs);
+
+        buf_append(b, unit, strlen(unit));
+        result_set_buf(&c->res, b);
     }
     call_finish(&rt.rq, c);
 }
@@ -246,11 +249,18 @@ static void
 check_reply(struct creq *r, const char *want)
 {
     struct buf *out = buf_get(&rt.rq.bufs);
+    struct bufq q = { .cache = &rt.rq.bufs };
     struct stats st = { 0 };
+    struct iovec iov[16];
+    int i, n;
 
     CHECK_EQ(r->ndone, r->nslots);
     if (r->ndone == r->nslots)
-        respond_text(out, r, &st);
+        respond_text(&q, r, &st);
+    n = bufq_iov(&q, iov, 16);
+    for (i = 0; i < n; i++)
+        buf_append(out, iov[i].iov_base, iov[i].iov_len);
+    bufq_clear(&q);
     CHECK_MEM(out->data, out->len, want, strlen(want));
     if (out->len != strlen(want))
         printf("# got: %.*s", (int)out->len, out->data);
