@@ -524,6 +524,35 @@ route_family_of(struct evbuffer *out, const struct snapshot *snap, const char *n
     route_family_of(out, snap, name, type, help, offsetof(struct route_stats, field), "nearcache")
 
 /*
+ * The hottest keys of all workers, hottest first, at most max; NULL out of
+ * memory (or none to show). Free the list.
+ */
+static struct hotkey_view *
+hot_top(unsigned max, int *n)
+{
+    int cap = worker_count() * HOTKEYS_PUBLISHED;
+    struct hotkey_view *top = calloc((size_t)cap + 1, sizeof(*top));
+
+    *n = 0;
+    if (top == NULL)
+        return NULL;
+    *n = worker_hotkeys(top, cap);
+    if (*n > (int)max)
+        *n = (int)max;
+    return top;
+}
+
+/* A hot key as it may be shown (settings.hotkeys_metrics): its hash, or its first bytes. */
+static void
+hot_key_text(const struct snapshot *snap, const struct hotkey_view *h, char *key, size_t len)
+{
+    if (snap->hotkeys_metrics == HOTKEYS_EXPORT_HASH)
+        snprintf(key, len, "%016" PRIx64, hotkeys_hash(h->key, h->klen));
+    else
+        hotkeys_printable(h->key, h->klen, snap->hotkeys_metrics_key_bytes, key, len);
+}
+
+/*
  * The hottest keys as a gauge of reads per second, only when the policy
  * asks (settings.hotkeys_metrics): keys may be private, so by default none
  * is shown, and when shown, as a hash or as their first bytes.
@@ -531,24 +560,17 @@ route_family_of(struct evbuffer *out, const struct snapshot *snap, const char *n
 static void
 render_hotkeys(struct evbuffer *out, const struct snapshot *snap)
 {
-    int cap = worker_count() * HOTKEYS_PUBLISHED, i, n;
     struct hotkey_view *top;
     char key[4 * HOTKEYS_KEY_MAX + 1];
+    int i, n;
 
-    if (snap->hotkeys_metrics == HOTKEYS_EXPORT_OFF)
+    if (snap->hotkeys_metrics == HOTKEYS_EXPORT_OFF
+        || (top = hot_top(snap->hotkeys_metrics_top, &n)) == NULL)
         return;
-    top = calloc((size_t)cap + 1, sizeof(*top));
-    if (top == NULL)
-        return;
-    n = worker_hotkeys(top, cap);
     family(out, "luagent_hotkey_requests_per_second", "gauge",
            "Estimated reads a second of the hottest keys (key hashed or truncated).");
-    for (i = 0; i < n && i < (int)snap->hotkeys_metrics_top; i++) {
-        if (snap->hotkeys_metrics == HOTKEYS_EXPORT_HASH)
-            snprintf(key, sizeof(key), "%016" PRIx64, hotkeys_hash(top[i].key, top[i].klen));
-        else
-            hotkeys_printable(top[i].key, top[i].klen, snap->hotkeys_metrics_key_bytes, key,
-                              sizeof(key));
+    for (i = 0; i < n; i++) {
+        hot_key_text(snap, &top[i], key, sizeof(key));
         evbuffer_add_printf(out, "luagent_hotkey_requests_per_second{rank=\"%d\",key=\"", i + 1);
         label_value(out, key);
         evbuffer_add_printf(out, "\",pool=\"");
@@ -627,11 +649,27 @@ send_status_page(struct evhttp_request *req, const struct snapshot *snap)
         .reloads = __atomic_load_n(&stats_reloads, __ATOMIC_RELAXED),
         .reload_failures = __atomic_load_n(&stats_reload_failures, __ATOMIC_RELAXED),
     };
+    struct statuspage_hotkey hot[HOTKEYS_PUBLISHED];
+    char keys[HOTKEYS_PUBLISHED][4 * HOTKEYS_KEY_MAX + 1];
+    struct hotkey_view *top = NULL;
     struct buf_cache cache = { 0 };
     struct buf *page = buf_get(&cache);
+    int i, n = 0;
 
+    /* The page shows what /metrics may show: nothing while keys are private. */
+    ctx.hot_hidden = snap->hotkeys_metrics == HOTKEYS_EXPORT_OFF;
+    if (!ctx.hot_hidden && (top = hot_top(HOTKEYS_PUBLISHED, &n)) != NULL) {
+        for (i = 0; i < n; i++) {
+            hot_key_text(snap, &top[i], keys[i], sizeof(keys[i]));
+            hot[i] = (struct statuspage_hotkey){ keys[i], top[i].pool, top[i].server,
+                                                 top[i].rate };
+        }
+        ctx.hot = hot;
+        ctx.nhot = n;
+    }
     if (page != NULL)
         statuspage_render(page, snap, &ctx);
+    free(top);
     if (page == NULL || buf_failed(page) || evbuffer_add(out, page->data, page->len) < 0) {
         buf_put(&cache, page);
         buf_cache_free(&cache);

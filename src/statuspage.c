@@ -279,6 +279,38 @@ render_routes(struct buf *out, const struct snapshot *snap)
     buf_append_str(out, "</tbody>\n</table>\n");
 }
 
+static void
+render_hotkeys(struct buf *out, const struct statuspage_context *ctx)
+{
+    int i;
+
+    buf_append_str(out, "<h2>Hot keys</h2>\n");
+    if (ctx->hot_hidden) {
+        buf_append_str(out, "<p>Hidden: keys may be private. Set <code>settings.hotkeys_metrics"
+                       "</code> to <code>\"hash\"</code> or <code>\"truncate\"</code> to show "
+                       "them here and in /metrics.</p>\n");
+        return;
+    }
+    if (ctx->nhot == 0) {
+        buf_append_str(out, "<p>None yet: no key is read often enough to stand out.</p>\n");
+        return;
+    }
+    buf_append_str(out, "<table>\n<thead><tr><th>rank</th><th>key</th><th>reads/s</th>"
+                   "<th>pool</th><th>server</th></tr></thead>\n<tbody>\n");
+    for (i = 0; i < ctx->nhot; i++) {
+        const struct statuspage_hotkey *h = &ctx->hot[i];
+
+        put(out, "<tr><td>%d</td><td>", i + 1);
+        put_text(out, h->key);
+        put(out, "</td><td>%.0f</td><td>", h->rate);
+        put_text(out, h->pool);
+        buf_append_str(out, "</td><td>");
+        put_text(out, h->server);
+        buf_append_str(out, "</td></tr>\n");
+    }
+    buf_append_str(out, "</tbody>\n</table>\n");
+}
+
 void
 statuspage_render(struct buf *out, const struct snapshot *snap,
                   const struct statuspage_context *ctx)
@@ -290,5 +322,6 @@ statuspage_render(struct buf *out, const struct snapshot *snap,
     render_servers(out, snap);
     render_pools(out, snap);
     render_routes(out, snap);
+    render_hotkeys(out, ctx);
     buf_append_str(out, "</body>\n</html>\n");
 }

@@ -10,6 +10,7 @@ the page must reference nothing outside the luagent that serves it.
 import html.parser
 import re
 import shutil
+import time
 import urllib.request
 
 import pytest
@@ -184,3 +185,44 @@ def test_page_over_http_has_no_external_url(status):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(req, timeout=10)
     assert e.value.code == 405
+
+
+HOT_POLICY = """
+local lg = require "luagent"
+local main = lg.pool{ name = "main", servers = @SERVERS@ }
+return lg.policy{ route = main,
+                  settings = { hotkeys_metrics = "truncate", hotkeys_metrics_key_bytes = 8,
+                               hotkeys_sample = 1 } }
+"""
+
+
+def test_page_shows_hot_keys_only_when_they_may_be_shown(status, memcached, luagent,
+                                                         raw_client, tmp_path):
+    """Keys may be private: the page hides them as /metrics does, until the
+    policy's settings.hotkeys_metrics lets them show (cut to 8 bytes here)."""
+    lg, client, mport, _ = status
+    traffic(client, ["p:%d" % i for i in range(5)])
+    for _ in range(200):
+        client.send(b"get p:1\r\n")
+        client.read_values()
+    assert "<h2>Hot keys</h2>\n<p>Hidden: keys may be private." in fetch(mport)[2]
+
+    m = memcached()
+    pol = write_policy(tmp_path, "hot.lua", HOT_POLICY, SERVERS='{ "%s" }' % m.addr)
+    hport = free_port()
+    hot = luagent("-t", "1", "-c", pol, "--metrics", "%s:%d" % (HOST, hport))
+    c = raw_client(hot)
+    assert c.call(set_cmd("hotkey:secret-tail", "v")) == b"STORED\r\n"
+    body = ""
+    deadline = time.monotonic() + 15    # the top list is published once a second
+    while time.monotonic() < deadline:
+        for _ in range(200):
+            c.send(b"get hotkey:secret-tail\r\n")
+            c.read_values()
+        body = fetch(hport)[2]
+        if "<td>hotkey:s</td>" in body:
+            break
+        time.sleep(0.2)
+    assert "<tr><td>1</td><td>hotkey:s</td>" in body, body
+    assert "secret-tail" not in body
+    assert "<td>main</td><td>%s</td>" % m.addr in body

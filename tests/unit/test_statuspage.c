@@ -57,9 +57,9 @@ example(void)
     return snap;
 }
 
-/* The page as a C string (the caller frees it). */
+/* The page as a C string, with the hot keys of hot (the caller frees it). */
 static char *
-render(const struct snapshot *snap)
+render_hot(const struct snapshot *snap, const struct statuspage_context *hot)
 {
     struct statuspage_context ctx = { .now = 86400 + 90, .uptime_s = 3725, .threads = 2,
                                       .reloads = 6, .reload_failures = 1 };
@@ -67,6 +67,11 @@ render(const struct snapshot *snap)
     struct buf *page = buf_get(&cache);
     char *text;
 
+    if (hot != NULL) {
+        ctx.hot = hot->hot;
+        ctx.nhot = hot->nhot;
+        ctx.hot_hidden = hot->hot_hidden;
+    }
     statuspage_render(page, snap, &ctx);
     buf_append(page, "", 1);
     CHECK(!buf_failed(page));
@@ -74,6 +79,12 @@ render(const struct snapshot *snap)
     buf_put(&cache, page);
     buf_cache_free(&cache);
     return text;
+}
+
+static char *
+render(const struct snapshot *snap)
+{
+    return render_hot(snap, NULL);
 }
 
 #define CHECK_HAS(page, text) \
@@ -159,6 +170,33 @@ test_nothing_external(void)
     free(page);
 }
 
+static void
+test_hot_keys(void)
+{
+    struct snapshot snap = example();
+    struct statuspage_hotkey keys[] = {
+        { "cfg:flags", "main", "10.0.0.1:11211", 81234 },
+        { "<b>", "main", "10.0.0.2:11211", 10 },
+    };
+    struct statuspage_context hidden = { .hot_hidden = 1 };
+    struct statuspage_context none = { 0 };
+    struct statuspage_context shown = { .hot = keys, .nhot = 2 };
+    char *page;
+
+    page = render_hot(&snap, &hidden);
+    CHECK_HAS(page, "<h2>Hot keys</h2>\n<p>Hidden: keys may be private.");
+    CHECK(strstr(page, "<th>reads/s</th>") == NULL);
+    free(page);
+    page = render_hot(&snap, &none);
+    CHECK_HAS(page, "<p>None yet:");
+    free(page);
+    page = render_hot(&snap, &shown);
+    CHECK_HAS(page, "<tr><td>1</td><td>cfg:flags</td><td>81234</td><td>main</td>"
+                    "<td>10.0.0.1:11211</td></tr>");
+    CHECK_HAS(page, "<tr><td>2</td><td>&lt;b&gt;</td><td>10</td>");
+    free(page);
+}
+
 int
 main(void)
 {
@@ -166,5 +204,6 @@ main(void)
     test_policy_and_traffic();
     test_names_are_escaped();
     test_nothing_external();
+    test_hot_keys();
     return UNIT_DONE();
 }
