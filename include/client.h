@@ -40,8 +40,12 @@ struct client_ctx {
                                          * client has gone */
 };
 
-/* Hand an accepted socket (and its TLS state, or NULL) to this thread. */
-void client_accept(struct client_ctx *cx, int fd, bool is_unix, struct tls_conn *tls);
+/*
+ * Hand an accepted socket (and its TLS state, or NULL) to this thread;
+ * listener is its listener's name, which outlives the connection.
+ */
+void client_accept(struct client_ctx *cx, int fd, bool is_unix, struct tls_conn *tls,
+                   const char *listener);
 
 /* How long a TLS client may take over its handshake (set before serving). */
 void client_set_tls_handshake_timeout(int ms);

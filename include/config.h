@@ -67,12 +67,20 @@ enum route_type {
     ROUTE_WARMUP,       /* read cold, on a miss read warm and copy into cold */
     ROUTE_ERROR,        /* answer SERVER_ERROR <msg> */
     ROUTE_HOOK,         /* a Lua function picks the child */
+    ROUTE_BY_CLIENT,    /* pick a child by the client's listener or certificate CN */
     ROUTE_TYPE_COUNT
 };
 
 struct prefix_entry {
     char          *prefix;
     uint32_t       len;
+    struct route  *route;
+};
+
+/* by_client: one entry, a listener name or (cn) a certificate's common name. */
+struct client_entry {
+    char          *name;
+    bool           cn;
     struct route  *route;
 };
 
@@ -92,7 +100,9 @@ struct route {
     int              nchildren;
     struct route    *by_cmd[CMD_COUNT]; /* by_op: a command's route, else... */
     struct route    *by_op[OP_COUNT];   /* ...its class's route, else default */
-    struct route    *default_route;     /* by_op, prefix: when nothing matches */
+    struct route    *default_route;     /* by_op, prefix, by_client: when nothing matches */
+    struct client_entry *clients;       /* by_client: CN entries first, then listeners */
+    int              nclients;
     struct prefix_entry *prefixes;      /* prefix: longest first */
     int              nprefixes;
     struct pool     *pool;              /* pool */
@@ -171,6 +181,14 @@ int config_add_node(struct config *cfg, struct route *r);
 
 /* The pool of that name, or NULL. */
 struct pool *config_pool(const struct config *cfg, const char *name);
+
+/*
+ * by_client node r: the child for a client that came through listener
+ * (NULL: none) with certificate CN cn (NULL: none). A CN entry wins over
+ * the listener's; with neither, the default.
+ */
+const struct route *config_by_client(const struct route *r, const char *listener,
+                                     const char *cn);
 
 /* The server id a key maps to in a pool. */
 int pool_server_for_key(const struct pool *pool, const char *key, size_t len);

@@ -93,6 +93,9 @@ struct wconfig {
 struct creq_owner {
     uint64_t            held;
     bool                is_unix;        /* through the unix socket */
+    const char         *listener;       /* its listener's name ("tcp", "unix", ...) */
+    const char         *cn;             /* mutual TLS: the verified client certificate's
+                                         * common name, or NULL */
 };
 
 /* One key's reply slot in a client request. */

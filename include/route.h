@@ -32,6 +32,8 @@ struct hook_request {
     uint32_t    klen;
     enum cmd    cmd;
     bool        is_unix;
+    const char *listener;       /* the client's listener name, or NULL (none) */
+    const char *cn;             /* its certificate's common name, or NULL */
 };
 
 /*

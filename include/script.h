@@ -39,6 +39,13 @@ int script_explain(struct config *config, const char *line, FILE *out,
                    char *err, size_t errlen);
 
 /*
+ * The same for a request from listener (NULL: "tcp") with client certificate
+ * CN cn (NULL: none), as lg.by_client and hooks would see it.
+ */
+int script_explain_as(struct config *config, const char *line, const char *listener,
+                      const char *cn, FILE *out, char *err, size_t errlen);
+
+/*
  * The servers a request reaches on its answering path, as --route shows it:
  * line is "cmd key", or a bare key (taken as "get key"). Fills ids with
  * config server ids in the order reached (at most max) and returns their

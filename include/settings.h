@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "listener.h"
+
 struct server_spec {
     char     *host;         /* as written */
     int       port;         /* 11211 when omitted */
@@ -16,7 +18,9 @@ struct server_spec {
 
 struct settings {
     int         port;               /* -p: TCP port, 0 = none */
-    const char *bind_addr;          /* -l: NULL = all addresses */
+    const char *bind_addr;          /* -l ADDR: NULL = all addresses */
+    struct named_listen listens[LISTEN_NAMED_MAX]; /* --listen NAME=ADDR:PORT */
+    int         nlistens;
     const char *unix_path;          /* -f: unix socket path or NULL */
     int         unix_mode;          /* --unix-mode: permission bits, -1 = from the umask */
     int         max_conns;          /* -n */
@@ -37,6 +41,8 @@ struct settings {
     const char *check;              /* --check FILE: load, test, describe, exit */
     const char *route_file;         /* --route FILE LINE: explain routing, exit */
     const char *route_line;
+    const char *route_listener;     /* --listener NAME (with --route): the client's way in */
+    const char *route_cn;           /* --cn NAME (with --route): its certificate's CN */
     const char *against;            /* --against OLD (with --check): the remap guard's test */
     const char *diff_old;           /* --diff OLD NEW: what the change does, exit */
     const char *diff_new;

@@ -581,6 +581,56 @@ function build.by_op(t, where)
 end
 
 ---------------------------------------------------------------------------
+-- lg.by_client
+---------------------------------------------------------------------------
+
+local LISTENER_NAME_MAX, CN_MAX = 32, 255
+
+-- Keys: a listener's name ("tcp", "tls", "unix" or a --listen name) or
+-- "cn:NAME", a client certificate's common name; each value a route.
+function build.by_client(t, where)
+    local r = new_route("by_client", where)
+    local map, keys = {}, {}
+    for k in pairs(t) do
+        if type(k) ~= "string" then
+            fail("key %s is not a listener name or \"cn:NAME\" (got %s key)", show(k), type(k))
+        end
+        if k ~= "default" then keys[#keys + 1] = k end
+    end
+    sort(keys)
+    for _, k in ipairs(keys) do
+        local v, cn = t[k], nil
+        if sub(k, 1, 3) == "cn:" then
+            cn = sub(k, 4)
+            if cn == "" or #cn > CN_MAX or find(cn, "%c") then
+                fail("'%s': the common name after 'cn:' must be 1-%d bytes without " ..
+                     "control characters", k, CN_MAX)
+            end
+        elseif #k > LISTENER_NAME_MAX or find(k, "[^%w_%.%-]") then
+            fail("'%s' is not a listener name (1-%d letters, digits, '_', '-', '.') " ..
+                 "nor \"cn:NAME\"", k, LISTENER_NAME_MAX)
+        end
+        if not is_route(v) then
+            fail("'%s' is not a route (got %s)", k, kind(v))
+        end
+        map[#map + 1] = { name = cn or k, cn = cn ~= nil, route = v }
+    end
+    if t.default == nil then
+        for _, e in ipairs(map) do
+            if not e.cn and distance(e.name, "default") <= 2 then
+                fail("missing required field 'default' (is '%s' a typo?)", e.name)
+            end
+        end
+    end
+    if #map == 0 then
+        fail("needs at least one listener name or \"cn:NAME\" besides 'default'")
+    end
+    r.default = req(route)(t.default, "field 'default'", t)
+    r.map = map
+    return r
+end
+
+---------------------------------------------------------------------------
 -- lg.failover and the fan-outs (positional children + named options)
 ---------------------------------------------------------------------------
 
@@ -745,8 +795,24 @@ local function check_tests(v, label)
     end
     for i = 1, #v do
         local e, at = v[i], format("tests[%d]", i)
-        if not is_list(e) or #e ~= 2 then
-            fail("%s must be {request line, expected pool name(s)}", at)
+        local plain = {}
+        if type(e) == "table" and not is_route(e) and not is_policy(e) then
+            for k, x in pairs(e) do
+                if k == "listener" or k == "cn" then
+                    if type(x) ~= "string" or x == "" or find(x, "%c") then
+                        fail("%s: '%s' must be a non-empty one-line string (got %s)", at, k,
+                             show(x))
+                    end
+                elseif type(k) == "string" then
+                    unknown_field(k, { "listener", "cn" }, at .. ".")
+                else
+                    plain[k] = x
+                end
+            end
+        end
+        if not is_list(plain) or #plain ~= 2 then
+            fail("%s must be {request line, expected pool name(s)} (optionally with "
+                 .. "listener = NAME, cn = NAME)", at)
         end
         if type(e[1]) ~= "string" or e[1] == "" or find(e[1], "[\r\n]") then
             fail("%s: the request must be a one-line string like \"get foo\" (got %s)", at,
@@ -778,7 +844,7 @@ local POLICY_FIELDS = {
 -- The routes directly below r, for the whole-tree checks.
 local function each_child(r, fn)
     local k = r._type
-    if k == "prefix" then
+    if k == "prefix" or k == "by_client" then
         for _, e in ipairs(r.map or {}) do fn(e.route) end
         fn(r.default)
     elseif k == "by_op" then
@@ -894,7 +960,7 @@ local function constructor(name, fn)
     end
 end
 
-for _, name in ipairs({ "pool", "prefix", "by_op", "failover", "all_sync", "all_initial",
+for _, name in ipairs({ "pool", "prefix", "by_op", "by_client", "failover", "all_sync", "all_initial",
                         "all_fastest", "all_async", "rewrite", "shadow", "warmup", "error",
                         "hook", "policy", "read_local_write_all" }) do
     lg[name] = constructor(name, build[name])

@@ -44,6 +44,7 @@
 #define READ_CHUNK          16384
 #define MAX_PENDING         1024            /* requests in flight per client */
 #define OUT_PAUSE           (4u << 20)      /* unwritten output that stops reading */
+#define CLIENT_CN_MAX       255             /* bytes of a certificate CN kept */
 
 struct client {
     struct creq_owner own;          /* first: its requests' owner (request.h) */
@@ -92,6 +93,7 @@ static void client_tls_on_write(evutil_socket_t fd, short what, void *arg);
 static void client_tls_on_timeout(evutil_socket_t fd, short what, void *arg);
 static bool client_write(struct client *c);
 static void client_mark(struct client *c);
+static void client_tls_handshake_over(struct client *c);
 
 static int tls_handshake_timeout_ms = DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS;
 static client_stats_fn *stats_writer;
@@ -142,6 +144,7 @@ client_free(struct client *c)
     if (c->handshake_timer)
         event_free(c->handshake_timer);
     client_structs(c->cx, -1);
+    free((char *)c->own.cn);
     free(c);
 }
 
@@ -168,7 +171,8 @@ client_events(struct client *c)
 }
 
 void
-client_accept(struct client_ctx *cx, int fd, bool is_unix, struct tls_conn *tls)
+client_accept(struct client_ctx *cx, int fd, bool is_unix, struct tls_conn *tls,
+              const char *listener)
 {
     struct client *c = NULL;
 
@@ -178,6 +182,7 @@ client_accept(struct client_ctx *cx, int fd, bool is_unix, struct tls_conn *tls)
         c->cx = cx;
         c->fd = fd;
         c->own.is_unix = is_unix;
+        c->own.listener = listener;
         c->tls = tls;
     }
     if (c == NULL || client_events(c) < 0) {
@@ -835,6 +840,10 @@ client_read(struct client *c)
     }
     in->len += (uint32_t)n;
     STAT_ADD(cx->rt.rq.stats.bytes_read, (uint64_t)n);
+    /* The first request may come in the read that ends the handshake, and
+     * must be routed with the certificate's CN (plain clients have no timer). */
+    if (__builtin_expect(c->handshake_timer != NULL, 0) && tls_handshake_done(c->tls))
+        client_tls_handshake_over(c);
     client_parse(c);
     if (c->closed)
         return false;
@@ -856,14 +865,27 @@ client_on_read(evutil_socket_t fd, short what, void *arg)
     client_read(arg);
 }
 
+/*
+ * The handshake is done: end its deadline, and keep the client certificate's
+ * CN for lg.by_client and hooks (before any request is parsed).
+ */
+static void
+client_tls_handshake_over(struct client *c)
+{
+    char cn[CLIENT_CN_MAX + 2];
+
+    event_free(c->handshake_timer);
+    c->handshake_timer = NULL;
+    if (tls_conn_peer_cn(c->tls, cn, sizeof(cn)) >= 0)
+        c->own.cn = strdup(cn);     /* out of memory: routed as without one */
+}
+
 /* After TLS I/O: end the handshake deadline, and read what OpenSSL holds. */
 static void
 client_tls_after_io(struct client *c)
 {
-    if (c->handshake_timer != NULL && tls_handshake_done(c->tls)) {
-        event_free(c->handshake_timer);
-        c->handshake_timer = NULL;
-    }
+    if (c->handshake_timer != NULL && tls_handshake_done(c->tls))
+        client_tls_handshake_over(c);
     if (!c->closing && !c->read_paused && tls_pending(c->tls))
         event_active(c->rev, EV_READ, 0);
 }

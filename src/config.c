@@ -135,6 +135,21 @@ pool_key_hash(const struct pool *pool, const char *key, size_t len)
     return hash_key(pool->hash, key, len);
 }
 
+const struct route *
+config_by_client(const struct route *r, const char *listener, const char *cn)
+{
+    int i;
+
+    for (i = 0; i < r->nclients; i++) {
+        const struct client_entry *e = &r->clients[i];
+        const char *have = e->cn ? cn : listener;
+
+        if (have != NULL && strcmp(have, e->name) == 0)
+            return e->route;
+    }
+    return r->default_route;
+}
+
 int
 pool_server_for_key(const struct pool *pool, const char *key, size_t len)
 {
@@ -172,6 +187,9 @@ config_route_free(struct route *r)
     for (int i = 0; i < r->nprefixes; i++)
         free(r->prefixes[i].prefix);
     free(r->prefixes);
+    for (int i = 0; i < r->nclients; i++)
+        free(r->clients[i].name);
+    free(r->clients);
     free(r);
 }
 

@@ -343,7 +343,8 @@ check_policy(const struct settings *s)
             printf("ok: %s loads, compiles and passes its self-tests%s\n", path,
                    s->against ? " and the remap guard" : "");
         }
-    } else if (script_explain(config, s->route_line, stdout, err, sizeof(err)) < 0) {
+    } else if (script_explain_as(config, s->route_line, s->route_listener, s->route_cn,
+                                 stdout, err, sizeof(err)) < 0) {
         fprintf(stderr, "luagent: %s\n", err);
         rc = 1;
     }
@@ -396,7 +397,8 @@ prepare(const struct settings *s, struct identity *id, char *err, size_t errlen)
     client_set_tls_handshake_timeout(s->tls_handshake_timeout_ms);
     client_set_stats_writer(stats_render);
     if (listener_bind(&(struct listen_addrs){ s->bind_addr, s->port, s->tls_port,
-                                              s->unix_path, s->unix_mode }, err, errlen) < 0
+                                              s->unix_path, s->unix_mode, s->listens,
+                                              s->nlistens }, err, errlen) < 0
         || (s->metrics_addr != NULL && metrics_bind(s->metrics_addr, err, errlen) < 0)
         || (s->log_file != NULL && log_open_file(s->log_file, err, errlen) < 0)
         || identity_resolve(s, id, err, errlen) < 0

@@ -303,6 +303,18 @@ node_by_op(const struct route *r, const struct call *c)
 }
 
 /*
+ * by_client: a certificate CN entry first, then the listener's name, then
+ * the default. The proxy's own requests (no client) take the default.
+ */
+static const struct route *
+node_by_client(const struct route *r, const struct call *c)
+{
+    const struct creq_owner *o = c->creq->owner;
+
+    return config_by_client(r, o ? o->listener : NULL, o ? o->cn : NULL);
+}
+
+/*
  * FNV-1a, then a final avalanche (murmur3's), so keys that differ only in
  * their last bytes still spread over the whole range: a fraction of keys
  * must mean that fraction of any key set.
@@ -342,6 +354,8 @@ node_hook(struct route_ctx *rt, struct call *c)
     struct hook_request req = {
         .key = c->key, .klen = c->klen, .cmd = c->creq->req.cmd,
         .is_unix = c->creq->owner != NULL && c->creq->owner->is_unix,
+        .listener = c->creq->owner != NULL ? c->creq->owner->listener : NULL,
+        .cn = c->creq->owner != NULL ? c->creq->owner->cn : NULL,
     };
     const char *newkey, *delim = NULL;
     uint32_t newklen;
@@ -410,6 +424,9 @@ route_start(struct route_ctx *rt, struct call *c)
             continue;       /* a pure choice: the same call goes on */
         case ROUTE_BY_OP:
             c->node = node_by_op(r, c);
+            continue;
+        case ROUTE_BY_CLIENT:
+            c->node = node_by_client(r, c);
             continue;
         case ROUTE_REWRITE:
             if (!node_rewrite(rt, c))

@@ -28,6 +28,7 @@
 
 #include "config.h"
 #include "ketama.h"
+#include "listener.h"
 #include "log.h"
 #include "luagent.h"
 #include "route.h"
@@ -609,6 +610,57 @@ compile_prefix(struct compiler *cc, int idx, struct route *r)
     return r->default_route ? r : NULL;
 }
 
+/* by_client entries of one kind (CN or listener) from the map on top of the stack. */
+static int
+compile_client_entries(struct compiler *cc, int idx, struct route *r, int n, bool cn)
+{
+    lua_State *L = cc->L;
+    int i;
+
+    for (i = 0; i < n; i++) {
+        struct client_entry *e = &r->clients[r->nclients];
+
+        lua_rawgeti(L, -1, i + 1);
+        if (field_bool(L, -1, "cn", false) != cn) {
+            lua_pop(L, 1);
+            continue;
+        }
+        e->cn = cn;
+        e->name = field_str(L, -1, "name");
+        r->nclients++;
+        e->route = compile_field(cc, lua_gettop(L), "route", true);
+        lua_pop(L, 1);
+        if (e->route == NULL || e->name == NULL) {
+            fail(cc, idx, "lg.by_client: entry %d is not a name and a route", i + 1);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static struct route *
+compile_by_client(struct compiler *cc, int idx, struct route *r)
+{
+    lua_State *L = cc->L;
+    int n, rc = 0;
+
+    lua_getfield(L, idx, "map");
+    n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
+    r->clients = calloc((size_t)(n ? n : 1), sizeof(*r->clients));
+    if (r->clients == NULL)
+        rc = -1;
+    /* CN entries first: a client's certificate says more than its port. */
+    if (rc == 0)
+        rc = compile_client_entries(cc, idx, r, n, true);
+    if (rc == 0)
+        rc = compile_client_entries(cc, idx, r, n, false);
+    lua_pop(L, 1);
+    if (rc < 0)
+        return fail(cc, idx, "out of memory");
+    r->default_route = compile_field(cc, idx, "default", true);
+    return r->default_route ? r : NULL;
+}
+
 static struct route *
 compile_by_op(struct compiler *cc, int idx, struct route *r)
 {
@@ -780,6 +832,7 @@ static const struct type_row type_rows[] = {
     { "warmup",      ROUTE_WARMUP,      compile_warmup },
     { "error",       ROUTE_ERROR,       compile_error },
     { "hook",        ROUTE_HOOK,        compile_hook },
+    { "by_client",   ROUTE_BY_CLIENT,   compile_by_client },
 };
 
 static struct route *
@@ -945,6 +998,10 @@ l_req_index(lua_State *L)
             lua_pushstring(L, proto_op_name(proto_cmd_op(r->cmd)));
             return 1;
         }
+        if (memcmp(name, "cn", 2) == 0) {
+            lua_pushstring(L, r->cn);           /* nil without a verified certificate */
+            return 1;
+        }
         break;
     case 3:
         if (memcmp(name, "key", 3) == 0) {
@@ -965,6 +1022,12 @@ l_req_index(lua_State *L)
     case 6:
         if (memcmp(name, "client", 6) == 0) {
             lua_pushstring(L, r->is_unix ? "unix" : "tcp");
+            return 1;
+        }
+        break;
+    case 8:
+        if (memcmp(name, "listener", 8) == 0) {
+            lua_pushstring(L, r->listener);     /* nil without a client */
             return 1;
         }
         break;
@@ -1105,6 +1168,8 @@ script_hook_call(struct config *cfg, int worker, const struct route *hook,
 struct reached {
     const char *names[TEST_NAMES_MAX];
     int         n;
+    const char *listener;   /* the client the line comes from: its listener's */
+    const char *cn;         /* name (NULL: "tcp") and certificate CN, or NULL */
     FILE       *trace;      /* --route: where each step is printed, or NULL */
     int         servers[TEST_NAMES_MAX];    /* server ids reached, in order */
     int         nservers;
@@ -1175,6 +1240,9 @@ reach(struct script_vm *vm, const struct config *cfg, const struct route *r,
 
         return reach_child(vm, cfg, next, req, out, err, errlen, depth);
     }
+    case ROUTE_BY_CLIENT:
+        return reach_child(vm, cfg, config_by_client(r, req->listener, req->cn), req, out,
+                           err, errlen, depth);
     case ROUTE_REWRITE: {
         struct hook_request sub = *req;
         char key[2 * KEY_MAX + 2];
@@ -1267,6 +1335,7 @@ cmd_by_name(const char *name, size_t len)
 }
 
 static int parse_route_line(const char *line, struct hook_request *req);
+static void route_line_client(struct hook_request *req, const char *listener, const char *cn);
 
 /* Run test number n (the table is on top of the stack). */
 static int
@@ -1301,6 +1370,9 @@ run_test(struct script_vm *vm, const struct config *cfg, const char *source, int
         snprintf(err, errlen, "%s: test %d \"%s\": not a keyed request line", source, n, line);
         return -1;
     }
+    lua_getfield(L, t, "listener");
+    lua_getfield(L, t, "cn");       /* both kept on the stack while the test runs */
+    route_line_client(&req, lua_tostring(L, -2), lua_tostring(L, -1));
     if (reach(vm, cfg, cfg->root, &req, &got, why, sizeof(why), 0) < 0) {
         snprintf(err, errlen, "%s: test %d \"%s\": %s", source, n, line, why);
         return -1;
@@ -1539,6 +1611,18 @@ parse_route_line(const char *line, struct hook_request *req)
     return req->klen > 0 ? 0 : -1;
 }
 
+/*
+ * The client a self-test or --route line is taken to come from: listener
+ * (NULL: "tcp", the -p port's) and certificate CN (NULL: none).
+ */
+static void
+route_line_client(struct hook_request *req, const char *listener, const char *cn)
+{
+    req->listener = listener != NULL ? listener : LISTEN_NAME_TCP;
+    req->is_unix = strcmp(req->listener, LISTEN_NAME_UNIX) == 0;
+    req->cn = cn;
+}
+
 /* Route a request line through cfg's tree, outside any worker: --route and the like. */
 static int
 reach_line(struct config *cfg, const char *line, struct reached *got, char *err, size_t errlen)
@@ -1549,6 +1633,7 @@ reach_line(struct config *cfg, const char *line, struct reached *got, char *err,
         snprintf(err, errlen, "\"%s\": not a keyed request such as \"get some:key\"", line);
         return -1;
     }
+    route_line_client(&req, got->listener, got->cn);
     if (cfg->nhooks > 0 && (cfg->script == NULL || cfg->script->vms[0].L == NULL)) {
         snprintf(err, errlen, "no Lua VM to run the policy's hooks");
         return -1;
@@ -1562,9 +1647,19 @@ reach_line(struct config *cfg, const char *line, struct reached *got, char *err,
 int
 script_explain(struct config *cfg, const char *line, FILE *out, char *err, size_t errlen)
 {
-    struct reached got = { .n = 0, .trace = out };
+    return script_explain_as(cfg, line, NULL, NULL, out, err, errlen);
+}
+
+int
+script_explain_as(struct config *cfg, const char *line, const char *listener, const char *cn,
+                  FILE *out, char *err, size_t errlen)
+{
+    struct reached got = { .n = 0, .trace = out, .listener = listener, .cn = cn };
     char names[512];
 
+    if (out != NULL && (listener != NULL || cn != NULL))
+        fprintf(out, "client: listener %s%s%s\n", listener ? listener : LISTEN_NAME_TCP,
+                cn ? ", cn " : "", cn ? cn : "");
     if (reach_line(cfg, line, &got, err, errlen) < 0)
         return -1;
     names_text(&got, names, sizeof(names));
@@ -1589,6 +1684,22 @@ script_reach_servers(struct config *cfg, const char *line, int *ids, int max,
     return i;
 }
 
+/* by_client: who goes where, "cn:alice -> pool a, admin -> pool b, default -> ...". */
+static void
+describe_by_client(const struct config *cfg, const struct route *r, FILE *out)
+{
+    char label[ROUTE_LABEL_MAX];
+    int i;
+
+    fprintf(out, " (");
+    for (i = 0; i < r->nclients; i++) {
+        route_label(cfg, r->clients[i].route, label, sizeof(label));
+        fprintf(out, "%s%s -> %s, ", r->clients[i].cn ? "cn:" : "", r->clients[i].name, label);
+    }
+    route_label(cfg, r->default_route, label, sizeof(label));
+    fprintf(out, "default -> %s)", label);
+}
+
 void
 script_describe(const struct config *cfg, FILE *out)
 {
@@ -1605,7 +1716,11 @@ script_describe(const struct config *cfg, FILE *out)
         fprintf(out, " (hash %s, timeout %d ms%s%s)\n", hash_name(p->hash), p->timeout_ms,
                 p->tls ? ", " : "", p->tls ? tls_client_describe(p->tls) : "");
     }
-    for (i = 0; i < cfg->nnodes; i++)
-        fprintf(out, "route %d: %s%s\n", i, cfg->nodes[i]->name,
+    for (i = 0; i < cfg->nnodes; i++) {
+        fprintf(out, "route %d: %s%s", i, cfg->nodes[i]->name,
                 cfg->nodes[i] == cfg->root ? " (root)" : "");
+        if (cfg->nodes[i]->type == ROUTE_BY_CLIENT)
+            describe_by_client(cfg, cfg->nodes[i], out);
+        fprintf(out, "\n");
+    }
 }

@@ -52,6 +52,7 @@ struct handoff {
     struct handoff *next;
     int             fd;         /* a client socket, or HANDOFF_STOP / HANDOFF_CONFIG */
     bool            is_unix;
+    const char     *listener;   /* the listener's name (static) */
     struct tls_conn *tls;       /* a TLS client's state, or NULL */
     struct config  *config;     /* HANDOFF_CONFIG: the new generation */
 };
@@ -376,7 +377,7 @@ worker_on_notify(evutil_socket_t fd, short what, void *arg)
         else if (h->fd == HANDOFF_CONFIG)
             worker_swap_config(w, h->config);
         else
-            client_accept(&w->cx, h->fd, h->is_unix, h->tls);
+            client_accept(&w->cx, h->fd, h->is_unix, h->tls, h->listener);
         free(h);
     }
 }
@@ -531,7 +532,7 @@ worker_start_all(struct config *config, int n)
 
 static void
 worker_hand(struct worker *w, int fd, bool is_unix, struct tls_conn *tls,
-            struct config *config)
+            const char *listener, struct config *config)
 {
     struct handoff *h = malloc(sizeof(*h));
 
@@ -547,6 +548,7 @@ worker_hand(struct worker *w, int fd, bool is_unix, struct tls_conn *tls,
     }
     h->fd = fd;
     h->is_unix = is_unix;
+    h->listener = listener;
     h->tls = tls;
     h->config = config;
     pthread_mutex_lock(&w->queue_lock);
@@ -558,12 +560,12 @@ worker_hand(struct worker *w, int fd, bool is_unix, struct tls_conn *tls,
 }
 
 void
-worker_dispatch(int fd, bool is_unix, struct tls_conn *tls)
+worker_dispatch(int fd, bool is_unix, struct tls_conn *tls, const char *listener)
 {
     struct worker *w = &workers[next_worker];
 
     next_worker = (next_worker + 1) % nworkers;
-    worker_hand(w, fd, is_unix, tls, NULL);
+    worker_hand(w, fd, is_unix, tls, listener, NULL);
 }
 
 void
@@ -573,7 +575,7 @@ worker_publish_config(struct config *config)
 
     config->refs = nworkers;
     for (i = 0; i < nworkers; i++)
-        worker_hand(&workers[i], HANDOFF_CONFIG, false, NULL, config);
+        worker_hand(&workers[i], HANDOFF_CONFIG, false, NULL, NULL, config);
 }
 
 void
@@ -582,7 +584,7 @@ worker_stop_all(void)
     int i;
 
     for (i = 0; i < nworkers; i++)
-        worker_hand(&workers[i], HANDOFF_STOP, false, NULL, NULL);
+        worker_hand(&workers[i], HANDOFF_STOP, false, NULL, NULL, NULL);
     for (i = 0; i < nworkers; i++)
         pthread_join(workers[i].thread, NULL);
 }
