@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "counters.h"
+#include "reqlog.h"
 #include "request.h"
 #include "route.h"
 
@@ -28,6 +29,7 @@ struct tls_conn;
  */
 struct client_ctx {
     struct route_ctx     rt;
+    struct reqlog        reqlog;        /* slow and sampled requests' lines */
     struct event_base   *base;
     struct client       *clients;       /* open connections */
     struct buf          *spare_rbuf;    /* read buffer lent to a reading client */

@@ -145,6 +145,10 @@ struct config {
     uint64_t        client_max_memory; /* bytes one client's requests may hold */
     unsigned        decision_cache_size; /* hook decisions kept per worker */
     int             log_level;      /* settings.log_level (enum log_level), or -1 */
+    uint64_t        log_slow_ns;    /* settings.log_slow_ms in ns: slower requests are
+                                     * logged; 0: off */
+    uint32_t        log_sample;     /* settings.log_sample as a share of 2^32 - 1; 0: off */
+    bool            reqlog;         /* either of the two is on: requests may be timed */
     struct route   *fallback;       /* route for failed hooks, or NULL */
     char           *source;         /* policy file, or "(built-in default)" */
     uint32_t        checksum;       /* FNV-1a of the policy file's bytes */

@@ -130,7 +130,11 @@ struct creq {
     bool             oom;       /* answered SERVER_ERROR out of memory */
     bool             close_after; /* close the connection after this reply */
     bool             binary;    /* binary protocol: bin says how to reply */
+    bool             log_sampled; /* request log: picked by settings.log_sample */
     struct bin_ctx   bin;
+    uint64_t         log_start_ns; /* request log: when it was parsed; 0: not timed */
+    const struct route *log_node; /* request log: the pool it was last sent through */
+    int              log_server; /* ...and that pool's server (config id) */
 };
 
 struct request_cache;

@@ -759,6 +759,19 @@ end
 -- lg.policy
 ---------------------------------------------------------------------------
 
+-- settings.log_sample: a share 0..1 (0.001) or the string "1/N" (one in N).
+local function check_sample(v, label)
+    if type(v) == "number" then
+        return number(0, 1)(v, label)
+    end
+    if type(v) == "string" then
+        local n = tonumber(v:match("^1/(%d+)$"))
+        if n and n >= 1 then return 1 / n end
+    end
+    fail("%s must be a number from 0 to 1 or a string \"1/N\" like \"1/1000\" (got %s)",
+         label, show(v))
+end
+
 local SETTINGS_FIELDS = {
     hook_errors         = opt(one_of("server_error", "default"), "server_error"),
     fallback            = opt(route, nil),
@@ -768,6 +781,8 @@ local SETTINGS_FIELDS = {
     client_max_memory   = opt(integer(2 * 1024, 2 ^ 50), nil),
     log_level           = opt(one_of("error", "warn", "info", "debug"), nil),
     max_remap           = opt(number(0, 1), nil),
+    log_slow_ms         = opt(integer(0, 3600000), nil),
+    log_sample          = opt(check_sample, nil),
 }
 
 local function check_settings(v, label)

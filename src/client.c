@@ -566,6 +566,8 @@ client_request(struct client *c, const struct request *rq, const char *bytes, si
     }
     r->req = *rq;
     creq_bind(r, cx->rt.current);
+    if (__builtin_expect(r->wcfg->config->reqlog, 0) && rq->nkeys > 0)
+        reqlog_begin(&cx->reqlog, r, r->wcfg->config);
     STAT_ADD(cx->rt.rq.stats.cmd[rq->cmd], rq->nkeys > 0 ? rq->nkeys : 1);
     /* Room for a meta key decoded from base64 too (creq_key_slot). */
     r->buf = buf_get(&cx->rt.rq.bufs);
@@ -626,6 +628,8 @@ client_request_start(struct client *c, struct creq *r)
     } else {
         struct call *call;
 
+        if (__builtin_expect(r->wcfg->config->reqlog, 0))
+            reqlog_begin(&cx->reqlog, r, r->wcfg->config);
         creq_slots(r, 1);
         creq_key_slot(r);
         call = call_new(&cx->rt.rq, r, r->wcfg->config->root, 0, client_slot_done);
@@ -995,6 +999,8 @@ client_collect(struct client *c)
             return;
         }
         creq_write(cx, c->obuf, r);
+        if (__builtin_expect(r->log_start_ns != 0, 0))
+            reqlog_end(&cx->reqlog, &cx->rt.rq.stats, r);
         if (buf_failed(c->obuf)) {
             /* Part of a reply is missing: the stream cannot go on. */
             client_close_no_memory(c, "writing a reply");

@@ -224,6 +224,13 @@ static const struct {
     { "luagent_memory_paused_reads_total",
       "Times a client's reading paused at client_max_memory.",
       offsetof(struct stats, memory_pauses) },
+    { "luagent_slow_requests_total", "Requests slower than settings.log_slow_ms.",
+      offsetof(struct stats, slow_requests) },
+    { "luagent_sampled_requests_total", "Requests picked by settings.log_sample.",
+      offsetof(struct stats, sampled_requests) },
+    { "luagent_slow_sampled_lines_suppressed_total",
+      "Slow and sampled request lines not written: over the per-worker limit.",
+      offsetof(struct stats, reqlog_suppressed) },
 };
 
 static void

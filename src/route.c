@@ -88,6 +88,10 @@ node_pool(struct route_ctx *rt, struct call *c)
         if (idx >= 0)
             id = pool->server_ids[idx];
     }
+    if (__builtin_expect(c->creq->log_start_ns != 0, 0)) {
+        c->creq->log_node = c->node;        /* for the request log's line */
+        c->creq->log_server = id;
+    }
     backend_submit(backends[id], c, pool->timeout_ms);
 }
 

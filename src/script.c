@@ -31,6 +31,7 @@
 #include "listener.h"
 #include "log.h"
 #include "luagent.h"
+#include "reqlog.h"
 #include "route.h"
 #include "settings.h"
 #include "tls.h"
@@ -885,6 +886,19 @@ compile_route(struct compiler *cc, int idx)
     return r;
 }
 
+/* settings.log_slow_ms and settings.log_sample (the Lua side made "1/N" a number). */
+static void
+compile_request_log(struct config *cfg, lua_State *L, int s)
+{
+    double share = field_number(L, s, "log_sample", 0);
+
+    cfg->log_slow_ns = (uint64_t)field_int(L, s, "log_slow_ms", 0) * 1000000u;
+    cfg->log_sample = share >= 1.0 ? UINT32_MAX : (uint32_t)(share * 4294967295.0);
+    if (share > 0 && cfg->log_sample == 0)
+        cfg->log_sample = 1;                /* tiny, but asked for: not off */
+    cfg->reqlog = cfg->log_slow_ns > 0 || cfg->log_sample > 0;
+}
+
 static int
 compile_settings(struct compiler *cc, int policy)
 {
@@ -904,6 +918,7 @@ compile_settings(struct compiler *cc, int policy)
                            : field_is(L, s, "log_level", "warn") ? LOG_WARN
                            : field_is(L, s, "log_level", "info") ? LOG_INFO
                            : field_is(L, s, "log_level", "debug") ? LOG_DEBUG : -1;
+        compile_request_log(cc->cfg, L, s);
         if (field_is(L, s, "hook_errors", "default"))
             cc->cfg->fallback = compile_field(cc, s, "fallback", true);
     }
@@ -1684,6 +1699,28 @@ script_reach_servers(struct config *cfg, const char *line, int *ids, int max,
     return i;
 }
 
+/* settings.log_slow_ms and settings.log_sample, when either is on. */
+static void
+describe_request_log(const struct config *cfg, FILE *out)
+{
+    double share = cfg->log_sample / 4294967295.0, inv;
+
+    if (!cfg->reqlog)
+        return;
+    fprintf(out, "request log:");
+    if (cfg->log_slow_ns > 0)
+        fprintf(out, " requests slower than %llu ms%s",
+                (unsigned long long)(cfg->log_slow_ns / 1000000u), cfg->log_sample ? "," : "");
+    if (cfg->log_sample > 0) {
+        inv = 1.0 / share;
+        if (inv - (double)(uint64_t)(inv + 0.5) < 0.01 && (double)(uint64_t)(inv + 0.5) - inv < 0.01)
+            fprintf(out, " a sample of 1/%llu", (unsigned long long)(inv + 0.5));
+        else
+            fprintf(out, " a sample of %.4g%%", 100.0 * share);
+    }
+    fprintf(out, " (at most %d lines a second per worker)\n", REQLOG_LINES_PER_S);
+}
+
 /* by_client: who goes where, "cn:alice -> pool a, admin -> pool b, default -> ...". */
 static void
 describe_by_client(const struct config *cfg, const struct route *r, FILE *out)
@@ -1707,6 +1744,7 @@ script_describe(const struct config *cfg, FILE *out)
 
     fprintf(out, "policy %s: %d pool(s), %d route node(s), %d hook(s)\n",
             cfg->source, cfg->npools, cfg->nnodes, cfg->nhooks);
+    describe_request_log(cfg, out);
     for (i = 0; i < cfg->npools; i++) {
         const struct pool *p = cfg->pools[i];
 

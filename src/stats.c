@@ -231,6 +231,9 @@ render_general(struct buf *out, const struct snapshot *snap)
     stat_u64(out, "out_of_memory_errors", t->out_of_memory);
     stat_u64(out, "memory_closed_connections", t->memory_closes);
     stat_u64(out, "memory_paused_reads", t->memory_pauses);
+    stat_u64(out, "slow_requests", t->slow_requests);
+    stat_u64(out, "sampled_requests", t->sampled_requests);
+    stat_u64(out, "slow_sampled_lines_suppressed", t->reqlog_suppressed);
     stat_u64(out, "buffer_bytes", snap->buffer_bytes);
     stat_u64(out, "free_list_bytes", snap->free_list_bytes);
     stat_u64(out, "max_memory", snap->max_memory);
