@@ -61,6 +61,16 @@ typedef void client_stats_fn(struct buf *out, const struct config *cfg,
 void client_set_stats_writer(client_stats_fn *fn);
 
 /*
+ * What answers `stats route CMD KEY` (routelive.c; set before serving): args
+ * is what follows "stats ", vm this thread's Lua VM, listener and cn the
+ * asking client's.
+ */
+typedef void client_route_fn(struct buf *out, const struct config *cfg, int vm,
+                             const char *args, size_t len, const char *listener,
+                             const char *cn);
+void client_set_route_writer(client_route_fn *fn);
+
+/*
  * Shutting down: read no more requests; close each client once the replies
  * it is owed are written (idle ones at once); all_closed is called when the
  * last one has gone.

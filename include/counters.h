@@ -67,6 +67,7 @@ enum stats_group {
     STATS_POOLS,        /* stats pools */
     STATS_SERVERS,      /* stats servers */
     STATS_ROUTES,       /* stats routes */
+    STATS_ROUTE,        /* stats route CMD KEY: where that request goes now */
     STATS_UNKNOWN       /* anything else: ERROR, as memcached answers */
 };
 

@@ -48,17 +48,27 @@ reqlog_begin(struct reqlog *rl, struct creq *r, const struct config *cfg)
 {
     r->log_sampled = cfg->log_sample > 0
                      && (uint32_t)(reqlog_random(rl) >> 32) <= cfg->log_sample;
-    if (r->log_sampled || cfg->log_slow_ns > 0) {
+    if (r->log_sampled || cfg->log_slow_ns > 0)
         r->log_start_ns = clock_ns();
-        r->log_server = -1;
-    }
 }
 
 /*
  * A timed request's reply is going out (r->log_start_ns is set): log it when
- * it was slow or sampled, counting in stats.
+ * it was slow or sampled, counting in stats. vm is the thread's Lua VM (for
+ * hooks on the way), listener and cn the client's.
  */
-void reqlog_end(struct reqlog *rl, struct stats *stats, const struct creq *r);
+void reqlog_end(struct reqlog *rl, struct stats *stats, const struct creq *r, int vm,
+                const char *listener, const char *cn);
+
+/*
+ * Where a logged request's first key is routed: the route nodes (labels
+ * joined by '>'), the pool and the server, as `stats route` shows them (set
+ * by main.c to routelive.c's walk; unset, they read "-").
+ */
+typedef void reqlog_where_fn(const struct config *cfg, int vm, const struct creq *r,
+                             const char *listener, const char *cn,
+                             char *route, char *pool, char *server, size_t len);
+void reqlog_set_where(reqlog_where_fn *fn);
 
 /*
  * Write key (len bytes) into out (outlen bytes) as the log shows it: at most

@@ -41,6 +41,7 @@
 
 struct backend;
 struct call;
+struct tls_conn;
 struct config;
 struct route;
 struct route_counter;
@@ -94,9 +95,18 @@ struct creq_owner {
     uint64_t            held;
     bool                is_unix;        /* through the unix socket */
     const char         *listener;       /* its listener's name ("tcp", "unix", ...) */
-    const char         *cn;             /* mutual TLS: the verified client certificate's
-                                         * common name, or NULL */
+    struct tls_conn    *tls;            /* its TLS state, or NULL: plain */
+    char               *cn;             /* creq_owner_cn's answer, once asked */
+    bool                cn_known;       /* ...it was asked */
 };
+
+/*
+ * The common name of the client's verified certificate (mutual TLS), or
+ * NULL. Read from the TLS state when first asked (only by_client nodes and
+ * hooks ask), so the read path pays nothing for it; o may be NULL (the
+ * proxy's own requests).
+ */
+const char *creq_owner_cn(struct creq_owner *o);
 
 /* One key's reply slot in a client request. */
 struct slot {
@@ -132,9 +142,8 @@ struct creq {
     bool             binary;    /* binary protocol: bin says how to reply */
     bool             log_sampled; /* request log: picked by settings.log_sample */
     struct bin_ctx   bin;
-    uint64_t         log_start_ns; /* request log: when it was parsed; 0: not timed */
-    const struct route *log_node; /* request log: the pool it was last sent through */
-    int              log_server; /* ...and that pool's server (config id) */
+    uint64_t         log_start_ns; /* request log: when it was parsed; 0: not timed.
+                                  * Last, so creq_alloc's clearing stays as long */
 };
 
 struct request_cache;

@@ -44,7 +44,6 @@
 #define READ_CHUNK          16384
 #define MAX_PENDING         1024            /* requests in flight per client */
 #define OUT_PAUSE           (4u << 20)      /* unwritten output that stops reading */
-#define CLIENT_CN_MAX       255             /* bytes of a certificate CN kept */
 
 struct client {
     struct creq_owner own;          /* first: its requests' owner (request.h) */
@@ -93,10 +92,10 @@ static void client_tls_on_write(evutil_socket_t fd, short what, void *arg);
 static void client_tls_on_timeout(evutil_socket_t fd, short what, void *arg);
 static bool client_write(struct client *c);
 static void client_mark(struct client *c);
-static void client_tls_handshake_over(struct client *c);
 
 static int tls_handshake_timeout_ms = DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS;
 static client_stats_fn *stats_writer;
+static client_route_fn *route_writer;
 
 void
 client_set_tls_handshake_timeout(int ms)
@@ -108,6 +107,12 @@ void
 client_set_stats_writer(client_stats_fn *fn)
 {
     stats_writer = fn;
+}
+
+void
+client_set_route_writer(client_route_fn *fn)
+{
+    route_writer = fn;
 }
 
 /*
@@ -144,7 +149,7 @@ client_free(struct client *c)
     if (c->handshake_timer)
         event_free(c->handshake_timer);
     client_structs(c->cx, -1);
-    free((char *)c->own.cn);
+    free(c->own.cn);
     free(c);
 }
 
@@ -183,6 +188,7 @@ client_accept(struct client_ctx *cx, int fd, bool is_unix, struct tls_conn *tls,
         c->fd = fd;
         c->own.is_unix = is_unix;
         c->own.listener = listener;
+        c->own.tls = tls;
         c->tls = tls;
     }
     if (c == NULL || client_events(c) < 0) {
@@ -250,6 +256,7 @@ client_close(struct client *c)
             event_del(c->handshake_timer);
         tls_conn_free(c->tls);
         c->tls = NULL;
+        c->own.tls = NULL;
     }
     close(c->fd);
     c->fd = -1;
@@ -844,10 +851,6 @@ client_read(struct client *c)
     }
     in->len += (uint32_t)n;
     STAT_ADD(cx->rt.rq.stats.bytes_read, (uint64_t)n);
-    /* The first request may come in the read that ends the handshake, and
-     * must be routed with the certificate's CN (plain clients have no timer). */
-    if (__builtin_expect(c->handshake_timer != NULL, 0) && tls_handshake_done(c->tls))
-        client_tls_handshake_over(c);
     client_parse(c);
     if (c->closed)
         return false;
@@ -869,27 +872,14 @@ client_on_read(evutil_socket_t fd, short what, void *arg)
     client_read(arg);
 }
 
-/*
- * The handshake is done: end its deadline, and keep the client certificate's
- * CN for lg.by_client and hooks (before any request is parsed).
- */
-static void
-client_tls_handshake_over(struct client *c)
-{
-    char cn[CLIENT_CN_MAX + 2];
-
-    event_free(c->handshake_timer);
-    c->handshake_timer = NULL;
-    if (tls_conn_peer_cn(c->tls, cn, sizeof(cn)) >= 0)
-        c->own.cn = strdup(cn);     /* out of memory: routed as without one */
-}
-
 /* After TLS I/O: end the handshake deadline, and read what OpenSSL holds. */
 static void
 client_tls_after_io(struct client *c)
 {
-    if (c->handshake_timer != NULL && tls_handshake_done(c->tls))
-        client_tls_handshake_over(c);
+    if (c->handshake_timer != NULL && tls_handshake_done(c->tls)) {
+        event_free(c->handshake_timer);
+        c->handshake_timer = NULL;
+    }
     if (!c->closing && !c->read_paused && tls_pending(c->tls))
         event_active(c->rev, EV_READ, 0);
 }
@@ -957,6 +947,20 @@ client_tls_on_timeout(evutil_socket_t fd, short what, void *arg)
     client_close(c);
 }
 
+/* A `stats` reply's STAT lines, from the writer of its group. */
+static void
+client_stats_text(struct client_ctx *cx, struct buf *out, const struct creq *r,
+                  const struct config *cfg)
+{
+    if (r->stats_group == STATS_ROUTE) {
+        /* r->owner is still set: it is cleared once the reply is written. */
+        route_writer(out, cfg, cx->rt.vm, r->buf->data + r->req.args.off, r->req.args.len,
+                     r->owner ? r->owner->listener : NULL, creq_owner_cn(r->owner));
+        return;
+    }
+    stats_writer(out, cfg, (enum stats_group)r->stats_group);
+}
+
 /* A `stats` reply: rendered by the stats writer, wrapped for a binary client. */
 static void
 client_write_stats(struct client_ctx *cx, struct buf *out, const struct creq *r)
@@ -965,12 +969,12 @@ client_write_stats(struct client_ctx *cx, struct buf *out, const struct creq *r)
     struct buf *text;
 
     if (!r->binary) {
-        stats_writer(out, cfg, (enum stats_group)r->stats_group);
+        client_stats_text(cx, out, r, cfg);
         return;
     }
     text = buf_get(&cx->rt.rq.bufs);
     if (text != NULL)
-        stats_writer(text, cfg, (enum stats_group)r->stats_group);
+        client_stats_text(cx, text, r, cfg);
     respond_binary_stats(out, r, text);
     buf_put(&cx->rt.rq.bufs, text);
 }
@@ -1000,7 +1004,8 @@ client_collect(struct client *c)
         }
         creq_write(cx, c->obuf, r);
         if (__builtin_expect(r->log_start_ns != 0, 0))
-            reqlog_end(&cx->reqlog, &cx->rt.rq.stats, r);
+            reqlog_end(&cx->reqlog, &cx->rt.rq.stats, r, cx->rt.vm, r->owner->listener,
+                       creq_owner_cn(r->owner));
         if (buf_failed(c->obuf)) {
             /* Part of a reply is missing: the stream cannot go on. */
             client_close_no_memory(c, "writing a reply");

@@ -40,6 +40,8 @@
 #include "log.h"
 #include "luagent.h"
 #include "metrics.h"
+#include "reqlog.h"
+#include "routelive.h"
 #include "script.h"
 #include "settings.h"
 #include "stats.h"
@@ -396,6 +398,8 @@ prepare(const struct settings *s, struct identity *id, char *err, size_t errlen)
     listener_set_tls(tls);      /* the listener owns it from here */
     client_set_tls_handshake_timeout(s->tls_handshake_timeout_ms);
     client_set_stats_writer(stats_render);
+    client_set_route_writer(routelive_stats);
+    reqlog_set_where(routelive_where);
     if (listener_bind(&(struct listen_addrs){ s->bind_addr, s->port, s->tls_port,
                                               s->unix_path, s->unix_mode, s->listens,
                                               s->nlistens }, err, errlen) < 0

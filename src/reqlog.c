@@ -5,9 +5,11 @@
  *   request slow: get "user:42" route main server 127.0.0.1:11211: 312.4 ms
  *   request sampled: get "k" (+2 keys) route main server 127.0.0.1:11212: 0.3 ms
  *   request sampled: get "<its first 64 bytes>"... route main server ...: 0.1 ms
- * The route and server are the pool and server the request was last sent
- * through ("-" when it was answered without one). A slow request that was
- * also sampled is logged once, as slow.
+ * The route, pool and server are where its first key is routed when the line
+ * is written, as `stats route` would say (routelive.c's walk: nothing is
+ * added to the request path to remember them). After a failover that a
+ * timeout caused, not a mark-down, they name the primary. A slow request
+ * that was also sampled is logged once, as slow.
  */
 #include "reqlog.h"
 
@@ -22,6 +24,14 @@
 
 /* Room for a shown key: every byte escaped (4 each), and its NUL. */
 #define KEY_TEXT_MAX    (4 * REQLOG_KEY_MAX + 8)
+
+static reqlog_where_fn *where_fn;
+
+void
+reqlog_set_where(reqlog_where_fn *fn)
+{
+    where_fn = fn;
+}
 
 char *
 reqlog_key(const char *key, uint32_t len, char *out, size_t outlen)
@@ -70,12 +80,13 @@ reqlog_allowed(struct reqlog *rl, struct stats *stats, uint64_t now_ns)
 }
 
 void
-reqlog_end(struct reqlog *rl, struct stats *stats, const struct creq *r)
+reqlog_end(struct reqlog *rl, struct stats *stats, const struct creq *r, int vm,
+           const char *listener, const char *cn)
 {
     const struct config *cfg = r->wcfg->config;
     uint64_t now = clock_ns(), took = now - r->log_start_ns;
     bool slow = cfg->log_slow_ns > 0 && took >= cfg->log_slow_ns;
-    char key[KEY_TEXT_MAX], route[ROUTE_LABEL_MAX], more[24] = "";
+    char key[KEY_TEXT_MAX], route[256] = "-", pool[256] = "-", server[256] = "-", more[24] = "";
     bool cut = r->nslots > 0 && r->slots[0].klen > REQLOG_KEY_MAX;
 
     if (slow)
@@ -92,14 +103,9 @@ reqlog_end(struct reqlog *rl, struct stats *stats, const struct creq *r)
         snprintf(key, sizeof(key), "-");
     if (r->nslots > 1)
         snprintf(more, sizeof(more), " (+%u keys)", r->nslots - 1);
-    if (r->log_node != NULL)
-        route_label(cfg, r->log_node, route, sizeof(route));
-    else
-        snprintf(route, sizeof(route), "-");
-    log_write(LOG_WARN, "request %s: %s \"%s\"%s%s route %s server %s: %.1f ms",
+    if (where_fn != NULL && r->nslots > 0)
+        where_fn(cfg, vm, r, listener, cn, route, pool, server, sizeof(route));
+    log_write(LOG_WARN, "request %s: %s \"%s\"%s%s route %s pool %s server %s: %.1f ms",
               slow ? "slow" : "sampled", proto_cmd_name(r->req.cmd), key, cut ? "..." : "",
-              more, route,
-              r->log_server >= 0 && r->log_server < cfg->nservers
-                  ? cfg->servers[r->log_server].label : "-",
-              (double)took / 1e6);
+              more, route, pool, server, (double)took / 1e6);
 }

@@ -88,10 +88,6 @@ node_pool(struct route_ctx *rt, struct call *c)
         if (idx >= 0)
             id = pool->server_ids[idx];
     }
-    if (__builtin_expect(c->creq->log_start_ns != 0, 0)) {
-        c->creq->log_node = c->node;        /* for the request log's line */
-        c->creq->log_server = id;
-    }
     backend_submit(backends[id], c, pool->timeout_ms);
 }
 
@@ -313,9 +309,9 @@ node_by_op(const struct route *r, const struct call *c)
 static const struct route *
 node_by_client(const struct route *r, const struct call *c)
 {
-    const struct creq_owner *o = c->creq->owner;
+    struct creq_owner *o = c->creq->owner;
 
-    return config_by_client(r, o ? o->listener : NULL, o ? o->cn : NULL);
+    return config_by_client(r, o ? o->listener : NULL, creq_owner_cn(o));
 }
 
 /*
@@ -359,7 +355,7 @@ node_hook(struct route_ctx *rt, struct call *c)
         .key = c->key, .klen = c->klen, .cmd = c->creq->req.cmd,
         .is_unix = c->creq->owner != NULL && c->creq->owner->is_unix,
         .listener = c->creq->owner != NULL ? c->creq->owner->listener : NULL,
-        .cn = c->creq->owner != NULL ? c->creq->owner->cn : NULL,
+        .cn = creq_owner_cn(c->creq->owner),
     };
     const char *newkey, *delim = NULL;
     uint32_t newklen;

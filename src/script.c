@@ -1188,6 +1188,11 @@ struct reached {
     FILE       *trace;      /* --route: where each step is printed, or NULL */
     int         servers[TEST_NAMES_MAX];    /* server ids reached, in order */
     int         nservers;
+    /* Live introspection: servers marked down now (by config id), and the
+     * walk as taken under them; NULL for self-tests and --route. */
+    const bool *down;
+    struct route_live *live;
+    bool        needs_worker;   /* a hook was met with no VM to run it */
 };
 
 static void
@@ -1213,6 +1218,80 @@ reach_child(struct script_vm *vm, const struct config *cfg, const struct route *
     return reach(vm, cfg, r, req, out, err, errlen, depth + 1);
 }
 
+/* ---- live introspection: the walk under the servers marked down now ---- */
+
+struct live_ring {
+    const struct pool *pool;
+    const bool        *down;
+};
+
+static bool
+live_ring_up(int ring_index, void *arg)
+{
+    const struct live_ring *lr = arg;
+
+    return !lr->down[lr->pool->server_ids[ring_index]];
+}
+
+/*
+ * The server a key takes in pool now (id when all is well; eject = true moves
+ * a down server's keys to the next live one, as node_pool does), recorded as
+ * a target of the walk.
+ */
+static int
+live_pool(const struct pool *pool, const struct hook_request *req, int id, struct reached *out)
+{
+    struct route_live *lv = out->live;
+
+    if (pool->eject && out->down[id]) {
+        struct live_ring lr = { pool, out->down };
+        int idx = ring_lookup_live(pool->ring, pool_key_hash(pool, req->key, req->klen),
+                                   live_ring_up, &lr);
+
+        if (idx >= 0)
+            id = pool->server_ids[idx];
+    }
+    if (lv->ntargets < ROUTE_LIVE_MAX)
+        lv->targets[lv->ntargets++] = (struct route_live_target){
+            .pool = pool, .server = id, .down = out->down[id], .answers = true };
+    return id;
+}
+
+/*
+ * failover, live: a child whose servers are all marked down answers
+ * "unavailable" at once, so with on = {"error"} the request moves on; its
+ * targets are kept, flagged as skipped, and the node's state says so.
+ */
+static int
+live_failover(struct script_vm *vm, const struct config *cfg, const struct route *r,
+              struct hook_request *req, struct reached *out, char *err, size_t errlen, int depth)
+{
+    struct route_live *lv = out->live;
+    struct route_live_step *step = lv->nsteps > 0 ? &lv->steps[lv->nsteps - 1] : NULL;
+    int tries = r->max_tries > 0 && r->max_tries < r->nchildren ? r->max_tries : r->nchildren;
+    bool moves_on = r->on_error
+                    && (proto_cmd_op(req->cmd) == OP_READ || r->failover_writes);
+    int i, j, first;
+
+    for (i = 0; i < tries; i++) {
+        bool all_down;
+
+        first = lv->ntargets;
+        if (reach_child(vm, cfg, r->children[i], req, out, err, errlen, depth) < 0)
+            return -1;
+        all_down = lv->ntargets > first;
+        for (j = first; j < lv->ntargets; j++)
+            all_down &= lv->targets[j].down;
+        if (!moves_on || !all_down || i + 1 == tries)
+            return 0;
+        for (j = first; j < lv->ntargets; j++)
+            lv->targets[j].answers = false;
+        if (step != NULL && step->node == r)
+            snprintf(step->state, sizeof(step->state), "failover");
+    }
+    return 0;
+}
+
 /* Which pools a request reaches through route r (the answering path). */
 static int
 reach(struct script_vm *vm, const struct config *cfg, const struct route *r,
@@ -1228,10 +1307,14 @@ reach(struct script_vm *vm, const struct config *cfg, const struct route *r,
     if (out->trace != NULL && r->type != ROUTE_POOL)
         fprintf(out->trace, "%*s%s%s\n", 2 * depth, "", r->name,
                 r->type == ROUTE_REWRITE || r->type == ROUTE_HOOK ? "" : "");
+    if (out->live != NULL && r->type != ROUTE_POOL && out->live->nsteps < ROUTE_LIVE_MAX)
+        out->live->steps[out->live->nsteps++] = (struct route_live_step){ .node = r };
     switch (r->type) {
     case ROUTE_POOL: {
         int id = pool_server_for_key(r->pool, req->key, req->klen);
 
+        if (out->live != NULL)
+            id = live_pool(r->pool, req, id, out);
         reached_add(out, r->pool->name);
         if (out->nservers < TEST_NAMES_MAX)
             out->servers[out->nservers++] = id;
@@ -1276,6 +1359,9 @@ reach(struct script_vm *vm, const struct config *cfg, const struct route *r,
         return reach_child(vm, cfg, r->children[0], &sub, out, err, errlen, depth);
     }
     case ROUTE_FAILOVER:
+        if (out->live != NULL)
+            return live_failover(vm, cfg, r, req, out, err, errlen, depth);
+        /* fall through */
     case ROUTE_SHADOW:
         /* The answering path: the primary, the main. */
         return reach_child(vm, cfg, r->children[0], req, out, err, errlen, depth);
@@ -1299,6 +1385,12 @@ reach(struct script_vm *vm, const struct config *cfg, const struct route *r,
         uint32_t newklen;
         struct hook_request sub = *req;
 
+        if (vm == NULL) {
+            snprintf(err, errlen, "the route passes lg.hook, whose Lua runs only in a "
+                     "worker: ask with \"stats route CMD KEY\" on the memcached port");
+            out->needs_worker = true;
+            return -1;
+        }
         if (vm_call_hook(vm, cfg, r, req, &next, &newkey, &newklen, err, errlen) < 0)
             return -1;
         if (newkey != NULL && newklen > KEY_MAX) {
@@ -1680,6 +1772,35 @@ script_explain_as(struct config *cfg, const char *line, const char *listener, co
     names_text(&got, names, sizeof(names));
     fprintf(out, "answered by: %s\n", names);
     return 0;
+}
+
+enum route_live_result
+script_route_live(struct config *cfg, int vm, const char *cmd, size_t cmdlen, const char *key,
+                  size_t klen, const char *listener, const char *cn, const bool *down,
+                  struct route_live *live, char *err, size_t errlen)
+{
+    struct reached got = { .n = 0, .down = down, .live = live };
+    struct hook_request req = { .key = key, .klen = (uint32_t)klen };
+    struct script_vm *v = NULL;
+
+    memset(live, 0, sizeof(*live));
+    req.cmd = cmd_by_name(cmd, cmdlen);
+    if (req.cmd == CMD_COUNT || proto_cmd_op(req.cmd) == OP_PROXY) {
+        snprintf(err, errlen, "cmd must be a keyed command such as get, set or delete");
+        return ROUTE_LIVE_BAD;
+    }
+    if (klen == 0 || klen > KEY_MAX) {
+        snprintf(err, errlen, "key must be 1-%d bytes without spaces or control characters",
+                 KEY_MAX);
+        return ROUTE_LIVE_BAD;
+    }
+    route_line_client(&req, listener, cn);
+    if (vm >= 0 && cfg->script != NULL && vm < cfg->script->nvms
+        && cfg->script->vms[vm].L != NULL)
+        v = &cfg->script->vms[vm];
+    if (reach(v, cfg, cfg->root, &req, &got, err, errlen, 0) < 0)
+        return got.needs_worker ? ROUTE_LIVE_NO_VM : ROUTE_LIVE_FAILED;
+    return ROUTE_LIVE_OK;
 }
 
 int

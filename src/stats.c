@@ -266,6 +266,7 @@ stats_render(struct buf *out, const struct config *cfg, enum stats_group group)
     case STATS_POOLS:   render_pools(out, &snap); break;
     case STATS_SERVERS: render_servers(out, &snap); break;
     case STATS_ROUTES:  render_routes(out, &snap); break;
+    case STATS_ROUTE:   /* answered by the route writer (routelive.c) */
     case STATS_UNKNOWN: break;
     }
     snapshot_free(&snap);

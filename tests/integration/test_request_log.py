@@ -58,7 +58,7 @@ def test_slow_requests_are_logged_with_route_server_and_ms(mock, luagent, raw_cl
     assert c.call(b"get slow:1 fast:1\r\n", "get") is not None
     wait_for(lambda: lines(lg, "slow"), "the slow line")
     (line,) = lines(lg, "slow")
-    m = re.search(r'request slow: get "slow:1" \(\+1 keys\) route held server %s: ([0-9.]+) ms$'
+    m = re.search(r'request slow: get "slow:1" \(\+1 keys\) route - pool held server %s: ([0-9.]+) ms$'
                   % re.escape(be.addr), line)
     assert m, line
     assert float(m.group(1)) >= 100       # the backend held it HOLD_S
@@ -89,8 +89,8 @@ def test_sampled_keys_are_cut_and_escaped(memcached, luagent, raw_client, tmp_pa
     assert c.read_line() == b"EN\r\n"
     wait_for(lambda: len(lines(lg, "sampled")) == 2, "two sampled lines")
     first, second = lines(lg, "sampled")
-    assert 'request sampled: get "%s"... route held server %s:' % ("k" * 64, be.addr) in first
-    assert r'request sampled: mg "a\x22b\x5cc\x01\xff\x20d" route held' in second
+    assert 'request sampled: get "%s"... route - pool held server %s:' % ("k" * 64, be.addr) in first
+    assert r'request sampled: mg "a\x22b\x5cc\x01\xff\x20d" route - pool held' in second
     assert c.stats()["sampled_requests"] == "2"
 
 
