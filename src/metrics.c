@@ -482,6 +482,24 @@ send_metrics(struct evhttp_request *req, const struct snapshot *snap)
     evhttp_send_reply(req, HTTP_OK, "OK", out);
 }
 
+/*
+ * Move a body made in a buf (of its own cache) to the reply's output, and
+ * let both go; out of memory (body NULL or short), answer 500 and say false.
+ */
+static bool
+body_to_output(struct evhttp_request *req, struct buf_cache *cache, struct buf *body)
+{
+    struct evbuffer *out = evhttp_request_get_output_buffer(req);
+    bool ok = body != NULL && !buf_failed(body)
+              && evbuffer_add(out, body->data, body->len) == 0;
+
+    buf_put(cache, body);
+    buf_cache_free(cache);
+    if (!ok)
+        evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
+    return ok;
+}
+
 static void
 send_status_page(struct evhttp_request *req, const struct snapshot *snap)
 {
@@ -499,14 +517,8 @@ send_status_page(struct evhttp_request *req, const struct snapshot *snap)
 
     if (page != NULL)
         statuspage_render(page, snap, &ctx);
-    if (page == NULL || buf_failed(page) || evbuffer_add(out, page->data, page->len) < 0) {
-        buf_put(&cache, page);
-        buf_cache_free(&cache);
-        evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
+    if (!body_to_output(req, &cache, page))
         return;
-    }
-    buf_put(&cache, page);
-    buf_cache_free(&cache);
     evhttp_add_header(headers, "Content-Type", "text/html; charset=utf-8");
     evhttp_add_header(headers, "Cache-Control", "no-store");
     evhttp_add_header(headers, "Content-Security-Policy", STATUS_POLICY);
@@ -608,10 +620,11 @@ send_route(struct evhttp_request *req)
     struct buf_cache cache = { 0 };
     struct buf *body = buf_get(&cache);
     struct route_query *q = calloc(1, sizeof(*q));
+    bool made = body != NULL && q != NULL;
     int status = 500;
 
-    if (body == NULL || q == NULL) {
-        /* out of memory: answered below */
+    if (!made) {
+        /* out of memory: answered by body_to_output */
     } else if (route_query_parse(query, q, &why) < 0) {
         status = 400;
         buf_append_str(body, "{\"error\":\"bad query: ");
@@ -622,14 +635,12 @@ send_route(struct evhttp_request *req)
                                 q->cn[0] ? q->cn : NULL);
     }
     free(q);
-    if (body == NULL || buf_failed(body) || evbuffer_add(out, body->data, body->len) < 0) {
+    if (!made) {
         buf_put(&cache, body);
-        buf_cache_free(&cache);
-        evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
-        return;
+        body = NULL;
     }
-    buf_put(&cache, body);
-    buf_cache_free(&cache);
+    if (!body_to_output(req, &cache, body))
+        return;
     evhttp_add_header(headers, "Content-Type", "application/json");
     evhttp_add_header(headers, "Cache-Control", "no-store");
     evhttp_send_reply(req, status, status == 200 ? "OK" : status == 400 ? "Bad Request"

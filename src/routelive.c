@@ -22,6 +22,7 @@
 #include "route.h"
 #include "script.h"
 #include "snapshot.h"
+#include "stats.h"
 #include "worker.h"
 
 /* The answering target, or NULL (an error node answered). */
@@ -100,16 +101,6 @@ walk(const struct config *cfg, int vm, const char *cmd, size_t cmdlen, const cha
 /* ---- STAT lines ---- */
 
 static void
-stat_line(struct buf *out, const char *name, const char *value)
-{
-    buf_append_str(out, "STAT ");
-    buf_append_str(out, name);
-    buf_append(out, " ", 1);
-    buf_append_str(out, value);
-    buf_append(out, "\r\n", 2);
-}
-
-static void
 stats_answer(struct buf *out, const struct config *cfg, const struct route_live *lv,
              const char *cmd, size_t cmdlen, const char *key, size_t klen)
 {
@@ -119,28 +110,28 @@ stats_answer(struct buf *out, const struct config *cfg, const struct route_live 
     int i;
 
     snprintf(words, sizeof(words), "%.*s", (int)cmdlen, cmd);
-    stat_line(out, "cmd", words);
+    stats_line(out, "cmd", words);
     snprintf(path, sizeof(path), "%.*s", (int)klen, key);
-    stat_line(out, "key", path);
+    stats_line(out, "key", path);
     path[0] = '\0';
     for (i = 0; i < lv->nsteps && n < sizeof(path); i++) {
         route_label(cfg, lv->steps[i].node, label, sizeof(label));
         n += (size_t)snprintf(path + n, sizeof(path) - n, "%s%s", i ? " " : "", label);
     }
-    stat_line(out, "route", path[0] ? path : "-");
-    stat_line(out, "pool", t ? t->pool->name : "-");
-    stat_line(out, "server", t ? cfg->servers[t->server].label : "-");
+    stats_line(out, "route", path[0] ? path : "-");
+    stats_line(out, "pool", t ? t->pool->name : "-");
+    stats_line(out, "server", t ? cfg->servers[t->server].label : "-");
     state_words(lv, words, sizeof(words));
-    stat_line(out, "state", words);
+    stats_line(out, "state", words);
     for (i = 0; i < lv->ntargets; i++) {
         const struct route_live_target *x = &lv->targets[i];
 
         snprintf(name, sizeof(name), "target:%d:pool", i + 1);
-        stat_line(out, name, x->pool->name);
+        stats_line(out, name, x->pool->name);
         snprintf(name, sizeof(name), "target:%d:server", i + 1);
-        stat_line(out, name, cfg->servers[x->server].label);
+        stats_line(out, name, cfg->servers[x->server].label);
         snprintf(name, sizeof(name), "target:%d:state", i + 1);
-        stat_line(out, name, target_words(x));
+        stats_line(out, name, target_words(x));
     }
     buf_append_str(out, "END\r\n");
 }

@@ -67,6 +67,12 @@ stat_str(struct buf *out, const char *name, const char *v)
     buf_append(out, "\r\n", 2);
 }
 
+void
+stats_line(struct buf *out, const char *name, const char *value)
+{
+    stat_str(out, name, value);
+}
+
 /* "STAT <group>:<name>:<field> <value>" */
 static void
 group_u64(struct buf *out, const char *group, const char *name, const char *field,
