@@ -194,8 +194,18 @@ struct pool *config_pool(const struct config *cfg, const char *name);
 const struct route *config_by_client(const struct route *r, const char *listener,
                                      const char *cn);
 
-/* The server id a key maps to in a pool. */
-int pool_server_for_key(const struct pool *pool, const char *key, size_t len);
+/*
+ * The server id a key maps to in a pool. Inline: the route engine's pool step
+ * takes it for every key, and whether the compiler inlines an out-of-line
+ * copy moves with every caller added elsewhere.
+ */
+static inline int
+pool_server_for_key(const struct pool *pool, const char *key, size_t len)
+{
+    if (pool->nservers == 1)
+        return pool->server_ids[0];
+    return pool->server_ids[ring_lookup(pool->ring, pool_key_hash(pool, key, len))];
+}
 
 /* A route node of this type; the config owns it once added (config_add_node). */
 struct route *config_route_new(enum route_type type, const char *name);

@@ -150,14 +150,6 @@ config_by_client(const struct route *r, const char *listener, const char *cn)
     return r->default_route;
 }
 
-int
-pool_server_for_key(const struct pool *pool, const char *key, size_t len)
-{
-    if (pool->nservers == 1)
-        return pool->server_ids[0];
-    return pool->server_ids[ring_lookup(pool->ring, pool_key_hash(pool, key, len))];
-}
-
 struct route *
 config_route_new(enum route_type type, const char *name)
 {

@@ -1824,7 +1824,7 @@ script_reach_servers(struct config *cfg, const char *line, int *ids, int max,
 static void
 describe_request_log(const struct config *cfg, FILE *out)
 {
-    double share = cfg->log_sample / 4294967295.0, inv;
+    double share = cfg->log_sample / 4294967295.0, inv, near;
 
     if (!cfg->reqlog)
         return;
@@ -1833,9 +1833,11 @@ describe_request_log(const struct config *cfg, FILE *out)
         fprintf(out, " requests slower than %llu ms%s",
                 (unsigned long long)(cfg->log_slow_ns / 1000000u), cfg->log_sample ? "," : "");
     if (cfg->log_sample > 0) {
+        /* "1/N" comes back as 1/N within the 32-bit share's rounding. */
         inv = 1.0 / share;
-        if (inv - (double)(uint64_t)(inv + 0.5) < 0.01 && (double)(uint64_t)(inv + 0.5) - inv < 0.01)
-            fprintf(out, " a sample of 1/%llu", (unsigned long long)(inv + 0.5));
+        near = (double)(uint64_t)(inv + 0.5);
+        if (inv - near < inv * 1e-4 && near - inv < inv * 1e-4)
+            fprintf(out, " a sample of 1/%llu", (unsigned long long)near);
         else
             fprintf(out, " a sample of %.4g%%", 100.0 * share);
     }
