@@ -400,6 +400,7 @@ prepare(const struct settings *s, struct identity *id, char *err, size_t errlen)
     client_set_stats_writer(stats_render);
     client_set_route_writer(routelive_stats);
     reqlog_set_where(routelive_where);
+    metrics_set_route(routelive_json);
     if (listener_bind(&(struct listen_addrs){ s->bind_addr, s->port, s->tls_port,
                                               s->unix_path, s->unix_mode, s->listens,
                                               s->nlistens }, err, errlen) < 0

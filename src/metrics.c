@@ -30,7 +30,6 @@
 
 #include "luagent.h"
 #include "proto.h"
-#include "routelive.h"
 #include "buf.h"
 #include "snapshot.h"
 #include "stats.h"
@@ -50,6 +49,13 @@
 
 static int listen_fd = -1;
 static struct evhttp *http;
+static metrics_route_fn *route_answer;      /* GET /route (routelive.c) */
+
+void
+metrics_set_route(metrics_route_fn *fn)
+{
+    route_answer = fn;
+}
 
 int
 metrics_parse_addr(const char *text, char *host, size_t hostlen, int *port,
@@ -631,8 +637,8 @@ send_route(struct evhttp_request *req)
         buf_append_str(body, why);
         buf_append_str(body, "\"}\n");
     } else {
-        status = routelive_json(body, q->cmd, q->key, q->listener[0] ? q->listener : NULL,
-                                q->cn[0] ? q->cn : NULL);
+        status = route_answer(body, q->cmd, q->key, q->listener[0] ? q->listener : NULL,
+                              q->cn[0] ? q->cn : NULL);
     }
     free(q);
     if (!made) {
