@@ -826,8 +826,7 @@ local function check_tests(v, label)
             end
         end
         if not is_list(plain) or #plain ~= 2 then
-            fail("%s must be {request line, expected pool name(s)} (optionally with "
-                 .. "listener = NAME, cn = NAME)", at)
+            fail("%s must be {request line, expected pool name(s)}", at)
         end
         if type(e[1]) ~= "string" or e[1] == "" or find(e[1], "[\r\n]") then
             fail("%s: the request must be a one-line string like \"get foo\" (got %s)", at,
