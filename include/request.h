@@ -83,6 +83,7 @@ struct wconfig {
     struct backend    **backends;       /* by this config's server id */
     struct route_counter **routes;      /* by this config's node id */
     uint64_t            inflight;       /* requests routed by it, not yet freed */
+    bool                reqlog;         /* config->reqlog, one load nearer the client */
     struct wconfig     *next;           /* older generations still draining */
 };
 

@@ -573,7 +573,7 @@ client_request(struct client *c, const struct request *rq, const char *bytes, si
     }
     r->req = *rq;
     creq_bind(r, cx->rt.current);
-    if (__builtin_expect(r->wcfg->config->reqlog, 0) && rq->nkeys > 0)
+    if (__builtin_expect(r->wcfg->reqlog, 0) && rq->nkeys > 0)
         reqlog_begin(&cx->reqlog, r, r->wcfg->config);
     STAT_ADD(cx->rt.rq.stats.cmd[rq->cmd], rq->nkeys > 0 ? rq->nkeys : 1);
     /* Room for a meta key decoded from base64 too (creq_key_slot). */
@@ -635,7 +635,7 @@ client_request_start(struct client *c, struct creq *r)
     } else {
         struct call *call;
 
-        if (__builtin_expect(r->wcfg->config->reqlog, 0))
+        if (__builtin_expect(r->wcfg->reqlog, 0))
             reqlog_begin(&cx->reqlog, r, r->wcfg->config);
         creq_slots(r, 1);
         creq_key_slot(r);

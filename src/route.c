@@ -415,9 +415,16 @@ route_start(struct route_ctx *rt, struct call *c)
             return;
         }
 
-        switch (r->type) {
-        case ROUTE_POOL:
+        /* Every call ends at a pool: the leaf is tested before the switch,
+         * which takes a few more instructions per node as node types grow. */
+        if (r->type == ROUTE_POOL) {
             node_pool(rt, c);
+            return;
+        }
+        switch (r->type) {
+        case ROUTE_POOL:        /* above */
+        case ROUTE_TYPE_COUNT:
+            call_fail(&rt->rq, c, FAIL_PROTOCOL);
             return;
         case ROUTE_PREFIX:
             c->node = node_prefix(r, c);
@@ -477,9 +484,6 @@ route_start(struct route_ctx *rt, struct call *c)
             return;
         case ROUTE_ERROR:
             call_answer(rt, c, REPLY_SERVER_ERROR, r->error_line);
-            return;
-        case ROUTE_TYPE_COUNT:
-            call_fail(&rt->rq, c, FAIL_PROTOCOL);
             return;
         }
     }

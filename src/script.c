@@ -1878,10 +1878,9 @@ script_describe(const struct config *cfg, FILE *out)
                 p->tls ? ", " : "", p->tls ? tls_client_describe(p->tls) : "");
     }
     for (i = 0; i < cfg->nnodes; i++) {
-        fprintf(out, "route %d: %s%s", i, cfg->nodes[i]->name,
-                cfg->nodes[i] == cfg->root ? " (root)" : "");
+        fprintf(out, "route %d: %s", i, cfg->nodes[i]->name);
         if (cfg->nodes[i]->type == ROUTE_BY_CLIENT)
             describe_by_client(cfg, cfg->nodes[i], out);
-        fprintf(out, "\n");
+        fprintf(out, "%s\n", cfg->nodes[i] == cfg->root ? " (root)" : "");
     }
 }

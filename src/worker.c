@@ -148,6 +148,7 @@ wconfig_new(struct worker *w, struct config *config)
     if (wc == NULL)
         return NULL;
     wc->config = config;
+    wc->reqlog = config->reqlog;
     wc->backends = calloc((size_t)config->nservers + 1, sizeof(*wc->backends));
     wc->routes = calloc((size_t)config->nnodes + 1, sizeof(*wc->routes));
     if (wc->backends == NULL || wc->routes == NULL

@@ -108,7 +108,7 @@ def test_self_tests_and_route_state_the_client(tmp_path):
                     '            { "get k", "c", listener = "tls", cn = "ops" } } }\n')
     out = run("--check", path)
     assert out.returncode == 0, out.stderr
-    assert "by_client (root) (cn:ops -> c, admin -> b, default -> a)" in out.stdout
+    assert "route 0: by_client (cn:ops -> c, admin -> b, default -> a) (root)" in out.stdout
     out = run("--route", path, "get k", "--listener", "tls", "--cn", "ops")
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-1] == "answered by: {c}"
