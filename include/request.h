@@ -97,17 +97,9 @@ struct creq_owner {
     bool                is_unix;        /* through the unix socket */
     const char         *listener;       /* its listener's name ("tcp", "unix", ...) */
     struct tls_conn    *tls;            /* its TLS state, or NULL: plain */
-    char               *cn;             /* creq_owner_cn's answer, once asked */
+    char               *cn;             /* route_client_cn's answer, once asked */
     bool                cn_known;       /* ...it was asked */
 };
-
-/*
- * The common name of the client's verified certificate (mutual TLS), or
- * NULL. Read from the TLS state when first asked (only by_client nodes and
- * hooks ask), so the read path pays nothing for it; o may be NULL (the
- * proxy's own requests).
- */
-const char *creq_owner_cn(struct creq_owner *o);
 
 /* One key's reply slot in a client request. */
 struct slot {

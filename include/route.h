@@ -71,6 +71,14 @@ route_ctx_of(struct request_cache *rq)
     return (struct route_ctx *)((char *)rq - offsetof(struct route_ctx, rq));
 }
 
+/*
+ * The common name of a client's verified certificate (mutual TLS), or NULL.
+ * Read from the TLS state when first asked (only by_client nodes, hooks and
+ * introspection ask), so the read path pays nothing for it; o may be NULL
+ * (the proxy's own requests).
+ */
+const char *route_client_cn(struct creq_owner *o);
+
 /* Start a call at its node; it ends through its done callback. */
 void route_start(struct route_ctx *rt, struct call *c);
 

@@ -955,7 +955,7 @@ client_stats_text(struct client_ctx *cx, struct buf *out, const struct creq *r,
     if (r->stats_group == STATS_ROUTE) {
         /* r->owner is still set: it is cleared once the reply is written. */
         route_writer(out, cfg, cx->rt.vm, r->buf->data + r->req.args.off, r->req.args.len,
-                     r->owner ? r->owner->listener : NULL, creq_owner_cn(r->owner));
+                     r->owner ? r->owner->listener : NULL, route_client_cn(r->owner));
         return;
     }
     stats_writer(out, cfg, (enum stats_group)r->stats_group);
@@ -1005,7 +1005,7 @@ client_collect(struct client *c)
         creq_write(cx, c->obuf, r);
         if (__builtin_expect(r->log_start_ns != 0, 0))
             reqlog_end(&cx->reqlog, &cx->rt.rq.stats, r, cx->rt.vm, r->owner->listener,
-                       creq_owner_cn(r->owner));
+                       route_client_cn(r->owner));
         if (buf_failed(c->obuf)) {
             /* Part of a reply is missing: the stream cannot go on. */
             client_close_no_memory(c, "writing a reply");

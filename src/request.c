@@ -14,7 +14,6 @@
 
 #include "log.h"
 #include "luagent.h"
-#include "tls.h"
 
 #define SLOTS_KEPT_MAX      128             /* multi-get slots a free request keeps */
 
@@ -123,22 +122,6 @@ creq_alloc(struct request_cache *rq)
 }
 
 /* Every request counts against the generation it is routed by. */
-/* Longest certificate CN kept (RFC 5280 allows 64; some CAs write more). */
-#define OWNER_CN_MAX    255
-
-const char *
-creq_owner_cn(struct creq_owner *o)
-{
-    char cn[OWNER_CN_MAX + 2];
-
-    if (o == NULL)
-        return NULL;
-    if (!o->cn_known && o->tls != NULL && tls_conn_peer_cn(o->tls, cn, sizeof(cn)) >= 0)
-        o->cn = strdup(cn);     /* out of memory: routed as without one */
-    o->cn_known = true;
-    return o->cn;
-}
-
 void
 creq_bind(struct creq *r, struct wconfig *wc)
 {

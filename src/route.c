@@ -23,6 +23,7 @@
 #include "dcache.h"
 #include "hash.h"
 #include "log.h"
+#include "tls.h"
 #include "ketama.h"
 #include "luagent.h"
 
@@ -302,6 +303,22 @@ node_by_op(const struct route *r, const struct call *c)
     return next ? next : r->default_route;
 }
 
+/* Longest certificate CN kept (RFC 5280 allows 64; some CAs write more). */
+#define OWNER_CN_MAX    255
+
+const char *
+route_client_cn(struct creq_owner *o)
+{
+    char cn[OWNER_CN_MAX + 2];
+
+    if (o == NULL)
+        return NULL;
+    if (!o->cn_known && o->tls != NULL && tls_conn_peer_cn(o->tls, cn, sizeof(cn)) >= 0)
+        o->cn = strdup(cn);     /* out of memory: routed as without one */
+    o->cn_known = true;
+    return o->cn;
+}
+
 /*
  * by_client: a certificate CN entry first, then the listener's name, then
  * the default. The proxy's own requests (no client) take the default.
@@ -311,7 +328,7 @@ node_by_client(const struct route *r, const struct call *c)
 {
     struct creq_owner *o = c->creq->owner;
 
-    return config_by_client(r, o ? o->listener : NULL, creq_owner_cn(o));
+    return config_by_client(r, o ? o->listener : NULL, route_client_cn(o));
 }
 
 /*
@@ -355,7 +372,7 @@ node_hook(struct route_ctx *rt, struct call *c)
         .key = c->key, .klen = c->klen, .cmd = c->creq->req.cmd,
         .is_unix = c->creq->owner != NULL && c->creq->owner->is_unix,
         .listener = c->creq->owner != NULL ? c->creq->owner->listener : NULL,
-        .cn = creq_owner_cn(c->creq->owner),
+        .cn = route_client_cn(c->creq->owner),
     };
     const char *newkey, *delim = NULL;
     uint32_t newklen;
