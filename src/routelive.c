@@ -78,10 +78,14 @@ key_text_ok(const char *key, size_t klen)
     return i == klen;
 }
 
-/* Walk under the live state; cfg must stay alive (the caller's, or under the lock). */
+/*
+ * Walk under the live state; cfg must stay alive (a worker's own generation,
+ * or under the read lock). locked: the caller holds worker_read_lock already
+ * (taking it again could wait behind a swapping worker that waits on us).
+ */
 static enum route_live_result
 walk(const struct config *cfg, int vm, const char *cmd, size_t cmdlen, const char *key,
-     size_t klen, const char *listener, const char *cn, struct route_live *lv,
+     size_t klen, const char *listener, const char *cn, bool locked, struct route_live *lv,
      char *err, size_t errlen)
 {
     bool *down = calloc((size_t)cfg->nservers + 1, sizeof(*down));
@@ -91,7 +95,11 @@ walk(const struct config *cfg, int vm, const char *cmd, size_t cmdlen, const cha
         snprintf(err, errlen, "out of memory");
         return ROUTE_LIVE_FAILED;
     }
+    if (!locked)
+        worker_read_lock();     /* the other workers' connections are read */
     snapshot_servers_down(cfg, down);
+    if (!locked)
+        worker_read_unlock();
     rc = script_route_live((struct config *)cfg, vm, cmd, cmdlen, key, klen, listener, cn,
                            down, lv, err, errlen);
     free(down);
@@ -166,7 +174,7 @@ routelive_stats(struct buf *out, const struct config *cfg, int vm, const char *a
         return;
     }
     switch (walk(cfg, vm, cmd, (size_t)(cmd_end - cmd), key, (size_t)(end - key),
-                 listener, cn, &lv, err, sizeof(err))) {
+                 listener, cn, false, &lv, err, sizeof(err))) {
     case ROUTE_LIVE_OK:
         stats_answer(out, cfg, &lv, cmd, (size_t)(cmd_end - cmd), key, (size_t)(end - key));
         return;
@@ -194,7 +202,7 @@ routelive_where(const struct config *cfg, int vm, const struct creq *r, const ch
     int i;
 
     if (walk(cfg, vm, cmd, strlen(cmd), r->slots[0].key, r->slots[0].klen, listener, cn,
-             &lv, err, sizeof(err)) != ROUTE_LIVE_OK)
+             false, &lv, err, sizeof(err)) != ROUTE_LIVE_OK)
         return;
     for (i = 0; i < lv.nsteps && n < len; i++) {
         route_label(cfg, lv.steps[i].node, label, sizeof(label));
@@ -324,8 +332,8 @@ routelive_json(struct buf *out, const char *cmd, const char *key, const char *li
     } else {
         worker_read_lock();
         cfg = worker_generation(0)->config;     /* alive while it is current */
-        rc = walk(cfg, -1, cmd, strlen(cmd), key, strlen(key), listener, cn, &lv, err,
-                  sizeof(err));
+        rc = walk(cfg, -1, cmd, strlen(cmd), key, strlen(key), listener, cn, true, &lv,
+                  err, sizeof(err));
         if (rc == ROUTE_LIVE_OK)
             json_answer(out, cfg, &lv, cmd, key);
         worker_read_unlock();
