@@ -117,7 +117,7 @@ UNIT_test_statuspage = statuspage buf histogram
 UNIT_test_trial  = $(filter-out main,$(SRCS:src/%.c=%)) embedded
 UNIT_LIBS_test_trial = $(LIBS) -Wl,--wrap=pthread_mutex_unlock,--wrap=waitpid
 UNIT_test_respond = respond request log buf proto base64 reply binreply binproto
-UNIT_test_route  = route request respond config tls dcache hash ketama md5 log buf proto base64 \
+UNIT_test_route  = route balance request respond config tls dcache hash ketama md5 log buf proto base64 \
                    reply binreply binproto
 UNIT_LIBS_test_route = $(shell pkg-config --libs openssl 2>/dev/null)
 UNITS = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))

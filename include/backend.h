@@ -9,7 +9,11 @@
  * errors, times out or sends garbage fails every call queued on it and is
  * closed; the next call opens a new one. Failures with no reply completed in
  * between mark the server down for retry_after_ms, during which calls fail at
- * once.
+ * once. A server that keeps failing is marked down for twice as long each
+ * time, up to retry_max_ms; once up for retry_max_ms without a mark-down, it
+ * starts over. With rejoin = "flush", a server down for rejoin_after_ms or
+ * longer is sent flush_all when its mark-down ends, and serves again only
+ * once that answered OK.
  */
 #ifndef BACKEND_H
 #define BACKEND_H
@@ -33,6 +37,9 @@ struct backend_stats {
     uint64_t connects;      /* connections established */
     uint64_t curr_connections; /* established and open now (0 or 1 per worker) */
     uint64_t markdowns;     /* times marked down */
+    uint64_t backoffs;      /* mark-downs made longer than the last (flap backoff) */
+    uint64_t rejoin_flushes; /* flush_all sent before a server could rejoin */
+    uint64_t rejoins;       /* ...answered OK: the server serves again */
     struct histogram latency; /* round trip of answered calls */
 };
 
@@ -56,6 +63,7 @@ void backend_submit(struct backend *be, struct call *c, int timeout_ms);
 void backend_flush_marked(struct backend_ctx *bx);
 
 const struct backend_stats *backend_stats(const struct backend *be);
+/* Marked down, or waiting for its rejoin flush_all to answer. */
 bool backend_is_down(const struct backend *be);
 const struct server *backend_server(const struct backend *be);
 

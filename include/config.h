@@ -37,6 +37,10 @@ struct server {
     int         connect_timeout_ms;
     int         failure_limit;
     int         retry_after_ms;
+    int         retry_max_ms;       /* mark-downs double up to this, and a
+                                     * server up this long starts over */
+    bool        rejoin_flush;       /* rejoin = "flush": flush_all first... */
+    int         rejoin_after_ms;    /* ...after a run of failures this long */
     int         max_idle;
     struct tls_client *tls;         /* the first pool's tls table, or NULL: plain TCP */
 };
@@ -46,6 +50,10 @@ struct pool {
     struct ring    *ring;
     enum hash_kind  hash;
     char            hash_tag[3];    /* "" or two characters, e.g. "{}" */
+    char           *seed;           /* NULL, or the salt mixed into key hashes */
+    uint32_t        seed_hash;      /* hash_seed_of(seed) */
+    bool            key_steps;      /* a hash tag or a seed: pool_key_hash's
+                                     * slower path (one test for both) */
     int             nservers;
     int            *server_ids;     /* ring index -> config server id */
     int             timeout_ms;     /* request timeout */
@@ -68,6 +76,7 @@ enum route_type {
     ROUTE_ERROR,        /* answer SERVER_ERROR <msg> */
     ROUTE_HOOK,         /* a Lua function picks the child */
     ROUTE_BY_CLIENT,    /* pick a child by the client's listener or certificate CN */
+    ROUTE_BALANCE,      /* one child per request: random, by key, least busy */
     ROUTE_TYPE_COUNT
 };
 
@@ -83,6 +92,14 @@ struct client_entry {
     bool           cn;
     struct route  *route;
 };
+
+enum balance_by {
+    BALANCE_RANDOM,     /* any live child, at random */
+    BALANCE_KEY,        /* the key's child (rendezvous hash), a live one */
+    BALANCE_LEAST       /* the live child with the fewest calls in flight */
+};
+
+#define BALANCE_CHILDREN_MAX 64     /* a bit mask holds the children tried */
 
 enum hook_cache {
     HOOK_CACHE_NONE,
@@ -124,7 +141,15 @@ struct route {
     bool             on_server_error;   /* SERVER_ERROR from the server */
     bool             on_miss;           /* reads: a miss moves on */
     bool             failover_writes;   /* false: writes go to the first child only */
+    enum balance_by  balance_by;        /* balance: how the child is chosen */
 };
+
+/* How many children a failover node tries at most. */
+static inline int
+route_failover_tries(const struct route *r)
+{
+    return r->max_tries > 0 && r->max_tries < r->nchildren ? r->max_tries : r->nchildren;
+}
 
 /* The ring index and hash of a key (the hash tag applied). */
 uint32_t pool_key_hash(const struct pool *pool, const char *key, size_t len);

@@ -59,6 +59,7 @@ struct route_stats {
     uint64_t errors;                /* calls the node answered with an error */
     uint64_t hook_calls;            /* hook: Lua runs */
     uint64_t hook_cache_hits;       /* hook: decisions taken from the cache */
+    uint64_t skipped_down;          /* balance: picks that passed over a down child */
 };
 
 /* What `stats <group>` renders. */

@@ -50,4 +50,14 @@ const char *hash_name(enum hash_kind kind);
  */
 void hash_tag_apply(const char *tag, const char **key, size_t *len);
 
+/*
+ * A pool's seed: its name hashed once at build time (FNV-1a), then mixed
+ * into every key hash of the pool (hash_seeded). The mix is a bijection of
+ * the 32-bit hash (an xor, then murmur3's finalizer), so a seeded pool
+ * spreads keys as evenly as an unseeded one, over all 2^32 values whatever
+ * the key hash's own range, and two seeds place the same keys apart.
+ */
+uint32_t hash_seed_of(const char *seed);
+uint32_t hash_seeded(uint32_t h, uint32_t seed);
+
 #endif

@@ -35,6 +35,7 @@
 #define DEFAULT_CONNECT_TIMEOUT_MS  500
 #define DEFAULT_FAILURE_LIMIT       3
 #define DEFAULT_RETRY_AFTER_MS      1000
+#define DEFAULT_RETRY_MAX_MS        30000
 #define DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS 5000   /* a client's whole TLS handshake */
 #define DEFAULT_SERVER_STATS_INTERVAL_S  10     /* background `stats` to each server */
 #define SERVER_STATS_INTERVAL_MAX_S      86400

@@ -34,6 +34,8 @@ struct pool_change {
     const char            *new_dist;
     const char            *old_hash;    /* key hash names, NULL if absent */
     const char            *new_hash;
+    const char            *old_seed;    /* pool seeds, NULL if none or absent */
+    const char            *new_seed;
     char *const           *old_labels;  /* "host:port" in ring order */
     char *const           *new_labels;
     int                    old_servers; /* 0 if absent */

@@ -7,10 +7,11 @@
  * (ketama.h) maps h to a server. When both placements hash keys alike, the
  * share is computed exactly over every hash value, from the rings' layout:
  * ketama arcs are compared over the merged set of points of both rings,
- * modula slots through the arithmetic of h mod W (see remap.c). The share of
+ * modula slots through the arithmetic of h mod W (see remap.c); a seeded
+ * pool's hash values span all 2^32 whatever its key hash. The share of
  * keys equals that share of hash values when the key hash spreads keys
- * evenly over its range, which is what a key hash is for. When the key hash
- * or hash tag differs, no key's hash is shared between the two, and the
+ * evenly over its range, which is what a key hash is for. When the key hash,
+ * hash tag or seed differs, no key's hash is shared between the two, and the
  * share is estimated as for independent placements: a key stays when both
  * pick the same server, sum over servers of old share times new share.
  */
@@ -31,6 +32,8 @@ struct remap_side {
                                      * host:port is the same number) */
     enum hash_kind     hash;
     const char        *hash_tag;    /* NULL or "" for none, else two characters */
+    bool               seeded;      /* the pool's key hashes are mixed with... */
+    uint32_t           seed;        /* ...this (hash.h: hash_seeded) */
 };
 
 struct remap_share {

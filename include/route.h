@@ -44,6 +44,8 @@ struct hook_request {
  */
 struct route_counter {
     struct route_stats  stats;
+    int64_t             outstanding; /* calls a balance node started here and
+                                      * not yet ended (least_outstanding) */
     enum route_type     type;
     int                 users;      /* generations (wconfigs) pointing at it */
     char                label[];    /* see route_label */
@@ -63,6 +65,7 @@ struct route_ctx {
     int                   vm;           /* this thread's Lua VM, for hooks */
     struct route_counter **counters;    /* every label a live generation names */
     int                   ncounters;
+    uint64_t              rng;          /* balance: xorshift state (0: not seeded) */
 };
 
 static inline struct route_ctx *

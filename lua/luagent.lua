@@ -10,14 +10,14 @@
 --   route  = setmetatable({ _type = "<kind>", _where = "file:line" | nil,
 --                           <validated fields, defaults filled> }, lg.Route)
 --   kinds  = pool prefix by_op failover all_sync all_initial all_fastest
---            all_async rewrite shadow warmup error hook
+--            all_async rewrite shadow warmup error hook balance
 --   pool.servers = list of { host = s, port = n, weight = n, name = s|nil }
 --   pool.tls     = nil (plain TCP) | { ca = s|nil, cert = s|nil, key = s|nil,
 --                                      sni = s|nil, verify = b }
 --   prefix.map   = list of { prefix = s, route = r }, sorted by prefix
 --   by_op.ops    = { [op or command name] = route }, by_op.default = route|nil
 --   failover.on  = { error = b, timeout = b, server_error = b }
---   children     = positional routes (failover, all_*); hook.routes likewise
+--   children     = positional routes (failover, all_*, balance); hook.routes likewise
 --   policy       = setmetatable({ _type = "policy", route = r,
 --                                 settings = {...}, tests = {...} }, lg.Policy)
 -- Routes are never copied: an object used twice is the same table.
@@ -492,11 +492,18 @@ local POOL_FIELDS = {
                              return t.dist == "modula" and "djb" or "md5"
                          end),
     hash_tag           = opt(check_hash_tag, nil),
+    seed               = opt(token(200), nil),
     timeout_ms         = opt(integer(1, 3600000), 1000),
     connect_timeout_ms = opt(integer(1, 3600000), 500),
     max_idle           = opt(integer(0, 10000), 20),
     failure_limit      = opt(integer(1, 1000000), 3),
     retry_after_ms     = opt(integer(0, 3600000), 1000),
+    retry_max_ms       = opt(integer(0, 3600000), function(t)
+                             local base = t.retry_after_ms or 1000
+                             return base > 30000 and base or 30000
+                         end),
+    rejoin             = opt(one_of("serve", "flush"), "serve"),
+    rejoin_after_ms    = opt(integer(0, 86400000), nil),
     eject              = opt(boolean, false),
     tls                = opt(check_tls, nil),
 }
@@ -504,7 +511,16 @@ local POOL_FIELDS = {
 local build = {}    -- kind -> function(t, where) -> object
 
 function build.pool(t, where)
-    return check_fields(POOL_FIELDS, t, new_route("pool", where))
+    local r = check_fields(POOL_FIELDS, t, new_route("pool", where))
+    if r.retry_max_ms < r.retry_after_ms then
+        fail("field 'retry_max_ms' must be at least retry_after_ms (%d; got %d)",
+             r.retry_after_ms, r.retry_max_ms)
+    end
+    if r.rejoin_after_ms ~= nil and r.rejoin ~= "flush" then
+        fail("field 'rejoin_after_ms' is only used with rejoin = 'flush'")
+    end
+    r.rejoin_after_ms = r.rejoin_after_ms or 0
+    return r
 end
 
 ---------------------------------------------------------------------------
@@ -681,6 +697,21 @@ for name, spec in pairs(FANOUT_FIELDS) do
         r.children = children_of(t, 1)
         return r
     end
+end
+
+-- lg.balance{ a, b, c, by = ... }: one child per request (src/balance.c).
+local BALANCE_MAX = 64
+local BALANCE_FIELDS = {
+    by = opt(one_of("random", "key", "least_outstanding"), "random"),
+}
+
+function build.balance(t, where)
+    local r = check_fields(BALANCE_FIELDS, t, new_route("balance", where), true)
+    r.children = children_of(t, 1)
+    if #r.children > BALANCE_MAX then
+        fail("takes at most %d routes (got %d)", BALANCE_MAX, #r.children)
+    end
+    return r
 end
 
 ---------------------------------------------------------------------------
@@ -976,7 +1007,7 @@ end
 
 for _, name in ipairs({ "pool", "prefix", "by_op", "by_client", "failover", "all_sync", "all_initial",
                         "all_fastest", "all_async", "rewrite", "shadow", "warmup", "error",
-                        "hook", "policy", "read_local_write_all" }) do
+                        "hook", "balance", "policy", "read_local_write_all" }) do
     lg[name] = constructor(name, build[name])
 end
 

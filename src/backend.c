@@ -30,6 +30,13 @@
  *   connect deadline; writes wait until it is done. A failed handshake is a
  *   failed connect (backend unavailable). Its events have their own
  *   callbacks, so the plain path pays only conn_read/conn_write's branch.
+ * - Health: a healthy server costs backend_submit one flag test. The flag
+ *   (unsettled) is set while the server is marked down, while its rejoin
+ *   flush_all is out, and for retry_max_ms after a mark-down ends (its
+ *   probation); only then does a call take the slower gate, which also
+ *   notices when the probation has passed, so the flap backoff is reset by
+ *   the clock and not by a per-reply check. A run of failures starts at a
+ *   mark-down and ends when a probation passes without one.
  * - Over TLS, a storage command's data block ends a TLS record. memcached
  *   (1.6 with -Z) reads a value larger than its read buffer with reads of
  *   exactly the remaining length, then waits for the socket: a command that
@@ -106,6 +113,15 @@ struct backend {
     int                      failures;      /* connection failures since a
                                              * request last got its reply */
     uint64_t                 down_until_ms; /* marked down until then */
+    bool                     unsettled;     /* down, rejoining or on probation:
+                                             * calls go through backend_gate */
+    bool                     rejoining;     /* the rejoin flush_all is out */
+    uint64_t                 backoff_ms;    /* the last mark-down's length (0: not
+                                             * in a run of failures) */
+    uint64_t                 run_since_ms;  /* the run's first mark-down (0: none) */
+    uint64_t                 stable_at_ms;  /* probation: up until then ends the run */
+    struct creq_owner        rejoin_owner;  /* owner of the flush_all request: leads
+                                             * its completion back here */
     struct backend_stats     stats;
 };
 
@@ -155,7 +171,7 @@ backend_set_server(struct backend *be, const struct server *server)
 bool
 backend_is_down(const struct backend *be)
 {
-    return be->down_until_ms != 0 && clock_ms() < be->down_until_ms;
+    return be->rejoining || (be->down_until_ms != 0 && clock_ms() < be->down_until_ms);
 }
 
 static void
@@ -186,6 +202,58 @@ backend_close_socket(struct backend *be)
     be->timer_armed = false;
 }
 
+/*
+ * How long a new mark-down lasts: retry_after_ms at the start of a run of
+ * failures, then twice the last one, up to retry_max_ms. True when it grew.
+ */
+static bool
+backend_backoff(struct backend *be)
+{
+    uint64_t base = (uint64_t)be->server->retry_after_ms;
+    uint64_t max = (uint64_t)be->server->retry_max_ms, last = be->backoff_ms;
+
+    if (max < base)
+        max = base;
+    if (last == 0) {
+        be->backoff_ms = base;
+        return false;
+    }
+    be->backoff_ms = last * 2 < max ? last * 2 : max;
+    if (be->backoff_ms < base)
+        be->backoff_ms = base;      /* the settings changed on a reload */
+    return be->backoff_ms > last;
+}
+
+/* Mark the server down (or keep it down: calls queued before it failed too). */
+static void
+backend_mark_down(struct backend *be, const char *detail)
+{
+    uint64_t now = clock_ms();
+
+    be->unsettled = true;
+    if (be->down_until_ms != 0 && now < be->down_until_ms) {
+        be->down_until_ms = now + be->backoff_ms;
+        return;
+    }
+    if (be->run_since_ms == 0)
+        be->run_since_ms = now;
+    STAT_INC(be->stats.markdowns);
+    if (backend_backoff(be)) {
+        STAT_INC(be->stats.backoffs);
+        log_ratelimited(LOG_WARN, &be->backoff_ms, "backend %s: marked down for %llu ms "
+                        "after %d failures (%s): still failing, so twice as long as the last "
+                        "time (retry_max_ms %d)", be->server->label,
+                        (unsigned long long)be->backoff_ms, be->failures, detail,
+                        be->server->retry_max_ms);
+    } else {
+        /* its own limit: the failure lines just before must not hide it */
+        log_ratelimited(LOG_WARN, &be->down_until_ms, "backend %s: marked down for %llu ms "
+                        "after %d failures (%s)", be->server->label,
+                        (unsigned long long)be->backoff_ms, be->failures, detail);
+    }
+    be->down_until_ms = now + be->backoff_ms;
+}
+
 /* Fail everything queued and close: the stream can no longer be trusted. */
 static void
 backend_fail(struct backend *be, enum fail_reason why, const char *detail)
@@ -202,18 +270,10 @@ backend_fail(struct backend *be, enum fail_reason why, const char *detail)
         return;
     }
     be->failures++;
-    if (be->failures >= be->server->failure_limit) {
-        if (be->down_until_ms == 0 || clock_ms() >= be->down_until_ms) {
-            STAT_INC(be->stats.markdowns);
-            /* its own limit: the failure lines just before must not hide it */
-            log_ratelimited(LOG_WARN, &be->down_until_ms, "backend %s: marked down for %d ms after %d failures (%s)",
-                            be->server->label, be->server->retry_after_ms,
-                            be->failures, detail);
-        }
-        be->down_until_ms = clock_ms() + (uint64_t)be->server->retry_after_ms;
-    } else {
+    if (be->failures >= be->server->failure_limit)
+        backend_mark_down(be, detail);
+    else
         log_ratelimited(LOG_WARN, be, "backend %s: %s", be->server->label, detail);
-    }
     while (c != NULL) {
         struct call *next = c->next;
 
@@ -522,18 +582,112 @@ backend_reserve(struct backend *be, const struct call *c)
     return buf_reserve(be->out, need);
 }
 
+/* The server has been up for its probation: the run of failures is over. */
+static void
+backend_settle(struct backend *be)
+{
+    if (be->backoff_ms > (uint64_t)be->server->retry_after_ms)
+        log_warn("backend %s: up for %d ms since its last mark-down: the next one lasts "
+                 "retry_after_ms (%d ms) again", be->server->label, be->server->retry_max_ms,
+                 be->server->retry_after_ms);
+    be->backoff_ms = 0;
+    be->run_since_ms = 0;
+    be->unsettled = false;
+}
+
+/* The rejoin flush_all ended: OK lets the server serve again. */
+static void
+backend_rejoin_done(struct request_cache *rq, struct call *c)
+{
+    struct backend *be = (struct backend *)((char *)c->creq->owner
+                                            - offsetof(struct backend, rejoin_owner));
+    uint64_t down_ms = clock_ms() - be->run_since_ms;
+
+    be->rejoining = false;
+    if (c->res.fail == FAIL_NONE && c->res.kind == REPLY_OK) {
+        STAT_INC(be->stats.rejoins);
+        log_warn("backend %s: flush_all answered OK: serving again after %llu ms down",
+                 be->server->label, (unsigned long long)down_ms);
+        be->run_since_ms = 0;       /* what it missed is gone: nothing stale is left */
+        return;
+    }
+    /* A connection that failed has marked it down already. */
+    if (be->down_until_ms == 0)
+        backend_mark_down(be, "flush_all before rejoining not answered OK");
+    (void)rq;
+}
+
+/*
+ * Send flush_all ahead of everything else, as a request of the proxy's own
+ * whose owner is this backend; the server stays out (backend_is_down) until
+ * it answers. False out of memory (then the server is simply still down).
+ */
+static bool
+backend_rejoin(struct backend *be, uint64_t now)
+{
+    struct request_cache *rq = be->bx->rq;
+    struct creq *r = creq_alloc(rq);
+    struct proto_error err;
+    struct call *c = NULL;
+
+    if (r == NULL)
+        return false;
+    r->owner = &be->rejoin_owner;
+    r->buf = buf_get(&rq->bufs);
+    if (r->buf != NULL)
+        buf_append_str(r->buf, "flush_all\r\n");
+    if (r->buf != NULL && !buf_failed(r->buf) && creq_slots(r, 1) == 0
+        && proto_parse(r->buf->data, r->buf->len, UINT32_MAX, &r->req, &err) == PROTO_OK)
+        c = call_new(rq, r, NULL, 0, backend_rejoin_done);
+    creq_release(rq, r);
+    if (c == NULL)
+        return false;
+    STAT_INC(be->stats.rejoin_flushes);
+    log_warn("backend %s: down for %llu ms (rejoin_after_ms %d): sending flush_all before "
+             "it serves again", be->server->label,
+             (unsigned long long)(now - be->run_since_ms), be->server->rejoin_after_ms);
+    be->rejoining = true;
+    be->unsettled = false;          /* this one call passes the gate... */
+    backend_submit(be, c, DEFAULT_TIMEOUT_MS);
+    be->unsettled = true;           /* ...and the server stays unsettled */
+    return true;
+}
+
+/*
+ * A call to a server that is not known healthy (be->unsettled). True when
+ * the call was failed here: the server is down, or its rejoin flush_all has
+ * not answered yet. When a mark-down has just ended, the call is the probe,
+ * unless the server was down long enough to need a flush first.
+ */
+static bool __attribute__((noinline))
+backend_gate(struct backend *be, struct call *c)
+{
+    uint64_t now = clock_ms();
+
+    if (be->down_until_ms != 0 && now >= be->down_until_ms) {
+        be->down_until_ms = 0;      /* retry: this call probes the server */
+        be->stable_at_ms = now + (uint64_t)be->server->retry_max_ms;
+        STAT_INC(be->stats.retries);
+        if (be->server->rejoin_flush && be->run_since_ms != 0
+            && now - be->run_since_ms >= (uint64_t)be->server->rejoin_after_ms
+            && !backend_rejoin(be, now))
+            be->down_until_ms = now + be->backoff_ms;   /* out of memory: later */
+    }
+    if (be->rejoining || be->down_until_ms != 0) {
+        STAT_INC(be->stats.errors);
+        call_fail(be->bx->rq, c, FAIL_UNAVAILABLE);
+        return true;
+    }
+    if (now >= be->stable_at_ms)
+        backend_settle(be);
+    return false;
+}
+
 void
 backend_submit(struct backend *be, struct call *c, int timeout_ms)
 {
-    if (be->down_until_ms != 0) {
-        if (clock_ms() < be->down_until_ms) {
-            STAT_INC(be->stats.errors);
-            call_fail(be->bx->rq, c, FAIL_UNAVAILABLE);
-            return;
-        }
-        be->down_until_ms = 0;      /* retry: this call probes the server */
-        STAT_INC(be->stats.retries);
-    }
+    if (be->unsettled && backend_gate(be, c))
+        return;
     if (backend_reserve(be, c) < 0) {
         call_fail(be->bx->rq, c, FAIL_NOMEM);
         return;

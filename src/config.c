@@ -127,12 +127,25 @@ config_pool(const struct config *cfg, const char *name)
     return NULL;
 }
 
+/* A hash tag or a seed: kept out of line, so that the common path stays
+ * small enough to be inlined where keys are placed. */
+static uint32_t __attribute__((noinline))
+pool_key_hash_steps(const struct pool *pool, const char *key, size_t len)
+{
+    uint32_t h;
+
+    if (pool->hash_tag[0] != '\0')
+        hash_tag_apply(pool->hash_tag, &key, &len);
+    h = hash_key(pool->hash, key, len);
+    return pool->seed != NULL ? hash_seeded(h, pool->seed_hash) : h;
+}
+
 uint32_t
 pool_key_hash(const struct pool *pool, const char *key, size_t len)
 {
-    if (pool->hash_tag[0] != '\0')
-        hash_tag_apply(pool->hash_tag, &key, &len);
-    return hash_key(pool->hash, key, len);
+    if (pool->key_steps)
+        return pool_key_hash_steps(pool, key, len);
+    return hash_key(pool->hash, key, len);     /* the common pool: no tag, no seed */
 }
 
 const struct route *
@@ -203,6 +216,7 @@ config_free(struct config *cfg)
         tls_client_free(p->tls);
         free(p->server_ids);
         free(p->name);
+        free(p->seed);
         free(p);
     }
     for (i = 0; i < cfg->nservers; i++) {

@@ -103,6 +103,12 @@ plural(int n)
     return n == 1 ? "" : "s";
 }
 
+static bool
+same_seed(const char *a, const char *b)
+{
+    return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
+}
+
 /* "(ketama, 4 -> 5 servers)", "(ketama -> modula, 4 servers)" ... */
 static void
 pool_detail(FILE *out, const struct pool_change *c)
@@ -125,6 +131,9 @@ pool_detail(FILE *out, const struct pool_change *c)
     if (!c->share.exact) {
         if (strcmp(c->old_hash, c->new_hash) != 0)
             fprintf(out, ", estimated: the key hash changes (%s -> %s)", c->old_hash, c->new_hash);
+        else if (!same_seed(c->old_seed, c->new_seed))
+            fprintf(out, ", estimated: the seed changes (%s -> %s)",
+                    c->old_seed ? c->old_seed : "none", c->new_seed ? c->new_seed : "none");
         else
             fprintf(out, ", estimated: the hash tag changes");
     }
@@ -151,11 +160,17 @@ pool_text(FILE *out, const struct pool_change *c)
 
 static void
 pool_json_side(FILE *out, const char *what, const char *dist, const char *hash,
-               char *const *labels, int n)
+               const char *seed, char *const *labels, int n)
 {
     if (dist == NULL)
         return;
-    fprintf(out, ", \"%s\": {\"dist\": \"%s\", \"hash\": \"%s\", \"servers\": ", what, dist, hash);
+    fprintf(out, ", \"%s\": {\"dist\": \"%s\", \"hash\": \"%s\", ", what, dist, hash);
+    if (seed != NULL) {
+        fprintf(out, "\"seed\": ");
+        json_string(out, seed);
+        fprintf(out, ", ");
+    }
+    fprintf(out, "\"servers\": ");
     json_labels(out, labels, n);
     fputc('}', out);
 }
@@ -171,8 +186,10 @@ pool_json(FILE *out, const struct pool_change *c, bool first)
     if (c->kind == POOL_KEPT)
         fprintf(out, ", \"moved\": %.6f, \"exact\": %s", c->share.share,
                 c->share.exact ? "true" : "false");
-    pool_json_side(out, "old", c->old_dist, c->old_hash, c->old_labels, c->old_servers);
-    pool_json_side(out, "new", c->new_dist, c->new_hash, c->new_labels, c->new_servers);
+    pool_json_side(out, "old", c->old_dist, c->old_hash, c->old_seed, c->old_labels,
+                   c->old_servers);
+    pool_json_side(out, "new", c->new_dist, c->new_hash, c->new_seed, c->new_labels,
+                   c->new_servers);
     fputc('}', out);
 }
 

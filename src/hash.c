@@ -503,3 +503,21 @@ hash_tag_apply(const char *tag, const char **key, size_t *len)
     *key = open + 1;
     *len = (size_t)(close - open - 1);
 }
+
+uint32_t
+hash_seed_of(const char *seed)
+{
+    return hash_fnv1a_32(seed, strlen(seed));
+}
+
+uint32_t
+hash_seeded(uint32_t h, uint32_t seed)
+{
+    h ^= seed;
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    h ^= h >> 16;
+    return h;
+}

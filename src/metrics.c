@@ -358,6 +358,14 @@ render_servers(struct evbuffer *out, const struct snapshot *snap)
                   "Probe requests sent when a mark-down expired.", retries);
     SERVER_FAMILY("luagent_server_markdowns_total", "counter",
                   "Times the server was marked down.", markdowns);
+    SERVER_FAMILY("luagent_server_backoffs_total", "counter",
+                  "Mark-downs made twice as long as the last one (a server still failing).",
+                  backoffs);
+    SERVER_FAMILY("luagent_server_rejoin_flushes_total", "counter",
+                  "flush_all sent to a server before it could rejoin (rejoin = \"flush\").",
+                  rejoin_flushes);
+    SERVER_FAMILY("luagent_server_rejoins_total", "counter",
+                  "Rejoin flush_all answered OK: the server serves again.", rejoins);
     SERVER_FAMILY("luagent_open_server_connections", "gauge",
                   "Connections to the server open now (one per worker at most).",
                   curr_connections);
@@ -469,6 +477,8 @@ render_routes(struct evbuffer *out, const struct snapshot *snap)
     ROUTE_FAMILY("luagent_route_hook_calls_total", "Lua runs of a hook node.", hook_calls);
     ROUTE_FAMILY("luagent_route_hook_cache_hits_total",
                  "Decisions of a hook node taken from the decision cache.", hook_cache_hits);
+    ROUTE_FAMILY("luagent_route_skipped_down_total",
+                 "Choices of a balance node that passed over a down child.", skipped_down);
 }
 
 /* ---- HTTP ---- */

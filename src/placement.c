@@ -1,8 +1,8 @@
 /*
  * placement.c: pools' placement copied out of a config, and compared.
  *
- * A copy holds, per pool, its name, a copy of its ring, its key hash and
- * hash tag, and the "host:port" of each ring index: all a comparison needs,
+ * A copy holds, per pool, its name, a copy of its ring, its key hash, hash
+ * tag and seed, and the "host:port" of each ring index: all a comparison needs,
  * and nothing that belongs to the generation (no addresses, no TLS, no
  * route nodes), so the main thread can keep the serving generation's
  * placement however long the workers keep the generation itself.
@@ -19,6 +19,8 @@ struct placed_pool {
     struct ring    *ring;
     enum hash_kind  hash;
     char            hash_tag[3];
+    char           *seed;           /* NULL: unseeded */
+    uint32_t        seed_hash;
     int             nservers;
     char          **labels;         /* ring index -> "host:port" */
 };
@@ -43,6 +45,7 @@ placement_free(struct placement *p)
         free(pp->labels);
         ring_free(pp->ring);
         free(pp->name);
+        free(pp->seed);
     }
     free(p->pools);
     free(p);
@@ -57,6 +60,9 @@ placed_pool_copy(struct placed_pool *to, const struct config *cfg, const struct 
     to->ring = ring_copy(from->ring);
     to->hash = from->hash;
     memcpy(to->hash_tag, from->hash_tag, sizeof(to->hash_tag));
+    to->seed_hash = from->seed_hash;
+    if (from->seed != NULL && (to->seed = strdup(from->seed)) == NULL)
+        return -1;
     to->labels = calloc((size_t)from->nservers, sizeof(*to->labels));
     if (to->name == NULL || to->ring == NULL || to->labels == NULL)
         return -1;
@@ -135,9 +141,11 @@ compare_kept(const struct placed_pool *o, const struct placed_pool *n, struct re
         return -1;
     number_servers(o, n, ids, ids + o->nservers);
     so = (struct remap_side){ .ring = o->ring, .server = ids, .hash = o->hash,
-                              .hash_tag = o->hash_tag };
+                              .hash_tag = o->hash_tag, .seeded = o->seed != NULL,
+                              .seed = o->seed_hash };
     sn = (struct remap_side){ .ring = n->ring, .server = ids + o->nservers, .hash = n->hash,
-                              .hash_tag = n->hash_tag };
+                              .hash_tag = n->hash_tag, .seeded = n->seed != NULL,
+                              .seed = n->seed_hash };
     remap_compare(&so, &sn, out);
     free(ids);
     return 0;
@@ -161,6 +169,8 @@ change_fill(struct pool_change *c, const struct placed_pool *o, const struct pla
     c->kind = o && n ? POOL_KEPT : o ? POOL_REMOVED : POOL_ADDED;
     describe_side(o, &c->old_dist, &c->old_hash, &c->old_labels, &c->old_servers);
     describe_side(n, &c->new_dist, &c->new_hash, &c->new_labels, &c->new_servers);
+    c->old_seed = o ? o->seed : NULL;
+    c->new_seed = n ? n->seed : NULL;
     return c->kind == POOL_KEPT ? compare_kept(o, n, &c->share) : 0;
 }
 

@@ -244,11 +244,18 @@ remap_moved_below(const struct remap_side *old, const struct remap_side *new, ui
 
 /* ---- estimate for placements that hash keys differently ------------------ */
 
+/* The hash values a side's keys take: a seed mixes them over all 32 bits. */
+static uint64_t
+side_range(const struct remap_side *side)
+{
+    return side->seeded ? (uint64_t)1 << 32 : hash_range(side->hash);
+}
+
 /* Each ring index's share of the side's own hash range, into share[]. */
 static void
 side_shares(const struct remap_side *side, double *share)
 {
-    uint64_t range = hash_range(side->hash), pos = 0, end, hi;
+    uint64_t range = side_range(side), pos = 0, end, hi;
     int n = ring_servers(side->ring), i;
 
     for (i = 0; i < n; i++)
@@ -311,12 +318,13 @@ remap_compare(const struct remap_side *old, const struct remap_side *new,
               struct remap_share *out)
 {
     memset(out, 0, sizeof(*out));
-    if (old->hash != new->hash || !same_tag(old->hash_tag, new->hash_tag)) {
+    if (old->hash != new->hash || !same_tag(old->hash_tag, new->hash_tag)
+        || old->seeded != new->seeded || (old->seeded && old->seed != new->seed)) {
         out->share = estimate_moved(old, new);
         return;
     }
     out->exact = true;
-    out->range = hash_range(old->hash);
+    out->range = side_range(old);
     out->moved = remap_moved_below(old, new, out->range);
     out->share = (double)out->moved / (double)out->range;
 }

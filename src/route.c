@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "balance.h"
 #include "base64.h"
 #include "buf.h"
 #include "config.h"
@@ -140,15 +141,18 @@ failover_wanted(const struct route *r, const struct call *child)
     return false;
 }
 
-static void
+/* Start child number c->child; false when out of memory (c is failed). */
+static bool
 failover_try(struct route_ctx *rt, struct call *c)
 {
     struct call *child = call_child(rt, c, c->node->children[c->child]);
 
-    if (child == NULL)
+    if (child == NULL) {
         call_fail(&rt->rq, c, FAIL_NOMEM);
-    else
-        route_start(rt, child);
+        return false;
+    }
+    route_start(rt, child);
+    return true;
 }
 
 /* Answer a call with a fixed line of this kind. */
@@ -332,21 +336,15 @@ node_by_client(const struct route *r, const struct call *c)
 }
 
 /*
- * FNV-1a, then a final avalanche (murmur3's), so keys that differ only in
- * their last bytes still spread over the whole range: a fraction of keys
- * must mean that fraction of any key set.
+ * FNV-1a, then a final avalanche (murmur3's, as a seeded pool mixes its
+ * seed), so keys that differ only in their last bytes still spread over the
+ * whole range: a fraction of keys must mean that fraction of any key set,
+ * and balance's replicas must each get their share.
  */
 static uint32_t
-shadow_hash(const char *key, uint32_t len)
+key_spread_hash(const char *key, uint32_t len)
 {
-    uint32_t h = hash_key(HASH_FNV1A_32, key, len);
-
-    h ^= h >> 16;
-    h *= 0x85ebca6bu;
-    h ^= h >> 13;
-    h *= 0xc2b2ae35u;
-    h ^= h >> 16;
-    return h;
+    return hash_seeded(hash_key(HASH_FNV1A_32, key, len), 0);
 }
 
 /* Is this key in the shadowed share? The same keys always are. */
@@ -359,7 +357,40 @@ node_shadowed(const struct route *r, const struct call *c)
         return false;
     if (r->shadow_op == OP_WRITE && op == OP_READ)
         return false;
-    return r->fraction == UINT32_MAX || shadow_hash(c->key, c->klen) <= r->fraction;
+    return r->fraction == UINT32_MAX || key_spread_hash(c->key, c->klen) <= r->fraction;
+}
+
+/*
+ * balance: pick a child. random and key are pure choices (the same call goes
+ * on, true); least_outstanding starts a child call, so that its end is seen
+ * and the child's count of calls in flight goes down again (false).
+ */
+static bool
+node_balance(struct route_ctx *rt, struct call *c)
+{
+    const struct route *r = c->node;
+    struct route_counter *load;
+    int64_t outstanding[BALANCE_CHILDREN_MAX];
+    bool skipped;
+    int i;
+
+    for (i = 0; r->balance_by == BALANCE_LEAST && i < r->nchildren; i++)
+        outstanding[i] = c->creq->wcfg->routes[r->children[i]->id]->outstanding;
+    i = balance_pick(&rt->rng, c, outstanding, &skipped);
+
+    if (skipped)
+        STAT_INC(node_stats(c, r)->skipped_down);
+    if (r->balance_by != BALANCE_LEAST) {
+        c->node = r->children[i];
+        return true;
+    }
+    /* Counted before the start: the child may end at once (a down server). */
+    load = c->creq->wcfg->routes[r->children[i]->id];
+    load->outstanding++;
+    c->child = i;
+    if (!failover_try(rt, c))
+        load->outstanding--;
+    return false;
 }
 
 /* Ask the policy's Lua hook; false when the call was answered instead. */
@@ -459,6 +490,10 @@ route_start(struct route_ctx *rt, struct call *c)
             continue;
         case ROUTE_HOOK:
             if (!node_hook(rt, c))
+                return;
+            continue;
+        case ROUTE_BALANCE:
+            if (!node_balance(rt, c))
                 return;
             continue;
         case ROUTE_FAILOVER:
@@ -583,15 +618,13 @@ static void
 child_done(struct route_ctx *rt, struct call *parent, struct call *child)
 {
     const struct route *r = parent->node;
-    int tries;
 
     parent->pending--;
     if (parent->finished)
         return;         /* answered already: this one ran in the background */
     switch (r->type) {
     case ROUTE_FAILOVER:
-        tries = r->max_tries > 0 && r->max_tries < r->nchildren ? r->max_tries : r->nchildren;
-        if (failover_wanted(r, child) && parent->child + 1 < tries) {
+        if (failover_wanted(r, child) && parent->child + 1 < route_failover_tries(r)) {
             parent->child++;
             failover_try(rt, parent);
             return;
@@ -619,6 +652,11 @@ child_done(struct route_ctx *rt, struct call *parent, struct call *child)
             result_move(&rt->rq, &parent->res, &child->res);
             call_finish(&rt->rq, parent);
         }
+        return;
+    case ROUTE_BALANCE:         /* least_outstanding: its one child */
+        parent->creq->wcfg->routes[r->children[parent->child]->id]->outstanding--;
+        result_move(&rt->rq, &parent->res, &child->res);
+        call_finish(&rt->rq, parent);
         return;
     case ROUTE_ALL_INITIAL:
     case ROUTE_ALL_ASYNC:

@@ -26,6 +26,7 @@
 #include <luajit.h>
 #include <lualib.h>
 
+#include "balance.h"
 #include "config.h"
 #include "ketama.h"
 #include "listener.h"
@@ -490,6 +491,10 @@ compile_pool(struct compiler *cc, int idx, struct route *r)
     free(tag);
     if (h < 0)
         return fail(cc, idx, "lg.pool '%s': unknown hash", pool->name);
+    pool->seed = field_str(L, idx, "seed");
+    if (pool->seed != NULL)
+        pool->seed_hash = hash_seed_of(pool->seed);
+    pool->key_steps = pool->hash_tag[0] != '\0' || pool->seed != NULL;
     pool->timeout_ms = (int)field_int(L, idx, "timeout_ms", DEFAULT_TIMEOUT_MS);
     pool->eject = field_bool(L, idx, "eject", false);
     {
@@ -551,6 +556,9 @@ compile_pool(struct compiler *cc, int idx, struct route *r)
                                                  DEFAULT_CONNECT_TIMEOUT_MS);
         srv->failure_limit = (int)field_int(L, idx, "failure_limit", DEFAULT_FAILURE_LIMIT);
         srv->retry_after_ms = (int)field_int(L, idx, "retry_after_ms", DEFAULT_RETRY_AFTER_MS);
+        srv->retry_max_ms = (int)field_int(L, idx, "retry_max_ms", DEFAULT_RETRY_MAX_MS);
+        srv->rejoin_flush = field_is(L, idx, "rejoin", "flush");
+        srv->rejoin_after_ms = (int)field_int(L, idx, "rejoin_after_ms", 0);
         srv->max_idle = (int)field_int(L, idx, "max_idle", DEFAULT_MAX_IDLE);
     }
     if (pool->server_ids == NULL) {
@@ -819,6 +827,19 @@ compile_fanout(struct compiler *cc, int idx, struct route *r)
     return r;
 }
 
+static struct route *
+compile_balance(struct compiler *cc, int idx, struct route *r)
+{
+    if (compile_children(cc, idx, "children", r) < 0)
+        return NULL;
+    if (r->nchildren == 0 || r->nchildren > BALANCE_CHILDREN_MAX)
+        return fail(cc, idx, "lg.balance: needs 1 to %d routes", BALANCE_CHILDREN_MAX);
+    r->balance_by = field_is(cc->L, idx, "by", "key") ? BALANCE_KEY
+                  : field_is(cc->L, idx, "by", "least_outstanding") ? BALANCE_LEAST
+                  : BALANCE_RANDOM;
+    return r;
+}
+
 static const struct type_row type_rows[] = {
     { "pool",        ROUTE_POOL,        compile_pool },
     { "prefix",      ROUTE_PREFIX,      compile_prefix },
@@ -834,6 +855,7 @@ static const struct type_row type_rows[] = {
     { "error",       ROUTE_ERROR,       compile_error },
     { "hook",        ROUTE_HOOK,        compile_hook },
     { "by_client",   ROUTE_BY_CLIENT,   compile_by_client },
+    { "balance",     ROUTE_BALANCE,     compile_balance },
 };
 
 static struct route *
@@ -1218,6 +1240,19 @@ reach_child(struct script_vm *vm, const struct config *cfg, const struct route *
     return reach(vm, cfg, r, req, out, err, errlen, depth + 1);
 }
 
+/* What --check and --route add to a node's type name ("" for most). */
+static const char *
+node_detail(const struct route *r)
+{
+    static const char *const balance_by[] = {
+        [BALANCE_RANDOM] = " (by random: any child)",
+        [BALANCE_KEY] = " (by key: the key's child)",
+        [BALANCE_LEAST] = " (by least_outstanding: any child)",
+    };
+
+    return r->type == ROUTE_BALANCE ? balance_by[r->balance_by] : "";
+}
+
 /* ---- live introspection: the walk under the servers marked down now ---- */
 
 struct live_ring {
@@ -1268,7 +1303,7 @@ live_failover(struct script_vm *vm, const struct config *cfg, const struct route
 {
     struct route_live *lv = out->live;
     struct route_live_step *step = lv->nsteps > 0 ? &lv->steps[lv->nsteps - 1] : NULL;
-    int tries = r->max_tries > 0 && r->max_tries < r->nchildren ? r->max_tries : r->nchildren;
+    int tries = route_failover_tries(r);
     bool moves_on = r->on_error
                     && (proto_cmd_op(req->cmd) == OP_READ || r->failover_writes);
     int i, j, first;
@@ -1305,8 +1340,7 @@ reach(struct script_vm *vm, const struct config *cfg, const struct route *r,
         return -1;
     }
     if (out->trace != NULL && r->type != ROUTE_POOL)
-        fprintf(out->trace, "%*s%s%s\n", 2 * depth, "", r->name,
-                r->type == ROUTE_REWRITE || r->type == ROUTE_HOOK ? "" : "");
+        fprintf(out->trace, "%*s%s%s\n", 2 * depth, "", r->name, node_detail(r));
     if (out->live != NULL && r->type != ROUTE_POOL && out->live->nsteps < ROUTE_LIVE_MAX)
         out->live->steps[out->live->nsteps++] = (struct route_live_step){ .node = r };
     switch (r->type) {
@@ -1371,6 +1405,12 @@ reach(struct script_vm *vm, const struct config *cfg, const struct route *r,
         if (op == OP_DELETE && r->delete_warm)
             return reach_child(vm, cfg, r->children[1], req, out, err, errlen, depth);
         return 0;
+    case ROUTE_BALANCE:
+        if (r->balance_by == BALANCE_KEY)   /* the key's child, all up */
+            return reach_child(vm, cfg, r->children[balance_key_child(r, req->key, req->klen)],
+                               req, out, err, errlen, depth);
+        /* random, least_outstanding: any child may answer */
+        /* fall through */
     case ROUTE_ALL_SYNC:
     case ROUTE_ALL_INITIAL:
     case ROUTE_ALL_FASTEST:
@@ -1860,6 +1900,22 @@ describe_by_client(const struct config *cfg, const struct route *r, FILE *out)
     fprintf(out, "default -> %s)", label);
 }
 
+/*
+ * A pool's retry and rejoin settings: those of the servers it configured
+ * (a server named by an earlier pool keeps that pool's). Shown when the
+ * pool's first server differs from the defaults.
+ */
+static void
+describe_health(const struct config *cfg, const struct pool *p, FILE *out)
+{
+    const struct server *srv = &cfg->servers[p->server_ids[0]];
+
+    if (srv->retry_after_ms != DEFAULT_RETRY_AFTER_MS || srv->retry_max_ms != DEFAULT_RETRY_MAX_MS)
+        fprintf(out, ", retry %d..%d ms", srv->retry_after_ms, srv->retry_max_ms);
+    if (srv->rejoin_flush)
+        fprintf(out, ", rejoin flush after %d ms", srv->rejoin_after_ms);
+}
+
 void
 script_describe(const struct config *cfg, FILE *out)
 {
@@ -1874,11 +1930,13 @@ script_describe(const struct config *cfg, FILE *out)
         fprintf(out, "pool %s:", p->name);
         for (j = 0; j < p->nservers; j++)
             fprintf(out, " %s", cfg->servers[p->server_ids[j]].label);
-        fprintf(out, " (hash %s, timeout %d ms%s%s)\n", hash_name(p->hash), p->timeout_ms,
-                p->tls ? ", " : "", p->tls ? tls_client_describe(p->tls) : "");
+        fprintf(out, " (hash %s%s%s, timeout %d ms", hash_name(p->hash),
+                p->seed ? ", seed " : "", p->seed ? p->seed : "", p->timeout_ms);
+        describe_health(cfg, p, out);
+        fprintf(out, "%s%s)\n", p->tls ? ", " : "", p->tls ? tls_client_describe(p->tls) : "");
     }
     for (i = 0; i < cfg->nnodes; i++) {
-        fprintf(out, "route %d: %s", i, cfg->nodes[i]->name);
+        fprintf(out, "route %d: %s%s", i, cfg->nodes[i]->name, node_detail(cfg->nodes[i]));
         if (cfg->nodes[i]->type == ROUTE_BY_CLIENT)
             describe_by_client(cfg, cfg->nodes[i], out);
         fprintf(out, "%s\n", cfg->nodes[i] == cfg->root ? " (root)" : "");

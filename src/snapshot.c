@@ -42,6 +42,9 @@ sum_backend(struct backend_stats *sum, const struct backend_stats *s)
     sum->connects += STAT_READ(s->connects);
     sum->curr_connections += STAT_READ(s->curr_connections);
     sum->markdowns += STAT_READ(s->markdowns);
+    sum->backoffs += STAT_READ(s->backoffs);
+    sum->rejoin_flushes += STAT_READ(s->rejoin_flushes);
+    sum->rejoins += STAT_READ(s->rejoins);
     histogram_merge(&sum->latency, &s->latency);
 }
 
@@ -52,6 +55,7 @@ sum_route(struct route_stats *sum, const struct route_stats *s)
     sum->errors += STAT_READ(s->errors);
     sum->hook_calls += STAT_READ(s->hook_calls);
     sum->hook_cache_hits += STAT_READ(s->hook_cache_hits);
+    sum->skipped_down += STAT_READ(s->skipped_down);
 }
 
 /* This worker's connection set for srv, or NULL if its generation lacks it. */

@@ -151,6 +151,9 @@ render_servers(struct buf *out, const struct snapshot *snap)
         group_u64(out, "server", name, "timeouts", ss->s.timeouts);
         group_u64(out, "server", name, "retries", ss->s.retries);
         group_u64(out, "server", name, "markdowns", ss->s.markdowns);
+        group_u64(out, "server", name, "backoffs", ss->s.backoffs);
+        group_u64(out, "server", name, "rejoin_flushes", ss->s.rejoin_flushes);
+        group_u64(out, "server", name, "rejoins", ss->s.rejoins);
         group_u64(out, "server", name, "curr_connections", ss->s.curr_connections);
         group_u64(out, "server", name, "total_connections", ss->s.connects);
         group_u64(out, "server", name, "replies", histogram_count(&ss->s.latency));
@@ -193,6 +196,8 @@ render_routes(struct buf *out, const struct snapshot *snap)
         group_u64(out, "route", sr->label, "errors", sr->s.errors);
         group_u64(out, "route", sr->label, "hook_calls", sr->s.hook_calls);
         group_u64(out, "route", sr->label, "hook_cache_hits", sr->s.hook_cache_hits);
+        if (strcmp(sr->type, "balance") == 0)     /* its own figure */
+            group_u64(out, "route", sr->label, "skipped_down", sr->s.skipped_down);
     }
 }
 

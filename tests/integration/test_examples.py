@@ -21,7 +21,7 @@ ENV_SWITCHES = ("LUAGENT_REGION", "LUAGENT_TENANTS", "LUAGENT_MISS_FAILOVER")
 
 COVERED = {"default.lua", "ketama.lua", "regions.lua", "namespace.lua", "failover.lua",
            "clients.lua",
-           "migrate.lua"}
+           "migrate.lua", "replicas.lua", "gutter.lua"}
 
 
 def example_copy(tmp_path, name, servers):
@@ -171,6 +171,64 @@ def test_namespace_example_tenants(run_example):
     assert store(c, "acme/124", "still in step") == b"STORED\r\n"
     assert c.call(b"delete acme/123\r\n") == b"DELETED\r\n"
     assert present(main, ["t1:123"]) == set()
+
+
+# --------------------------------------------------------------------------
+# replicas.lua: replica_a 21211, replica_b 21212, replica_c 21213
+# --------------------------------------------------------------------------
+
+def test_replicas_example(run_example):
+    lg, c, srv = run_example("replicas.lua", 3)
+    keys = ["user:%d" % i for i in range(30)]
+    for k in keys:
+        assert store(c, k, "v") == b"STORED\r\n"
+    for m in srv:
+        assert m.present(keys) == set(keys), "writes reach every replica"
+    # Each replica holds its own value: a key reads from one, always the same.
+    owner = {}
+    for k in keys:
+        for i, m in enumerate(srv):
+            put_direct([m], k, "r%d" % i)
+        owner[k] = get1(c, k)
+        assert all(get1(c, k) == owner[k] for _ in range(3))
+    assert set(owner.values()) == {b"r0", b"r1", b"r2"}, "reads spread over the replicas"
+    assert owner["user:1"] == b"r2", "the self-test says user:1 reads from replica_c"
+    # A replica stops: its keys read from the others once it is marked down.
+    srv[2].stop()
+    for k in keys:
+        got = poll(lambda: get1_or_error(c, k), "a read of %s answered" % k)
+        assert got in ({b"r0", b"r1"} if owner[k] == b"r2" else {owner[k]})
+
+
+def get1_or_error(c, key):
+    """The value of one key, or None for an error or a miss."""
+    raw = c.call(("get %s\r\n" % key).encode(), "get")
+    vals = parse_values(raw) if raw.startswith(b"VALUE") else []
+    return vals[0][2] if vals else None
+
+
+# --------------------------------------------------------------------------
+# gutter.lua: main and gutter over the same 21211-21213
+# --------------------------------------------------------------------------
+
+def test_gutter_example(run_example):
+    lg, c, srv = run_example("gutter.lua", 3)
+    keys = ["g:%d" % i for i in range(60)]
+    for k in keys:
+        assert store(c, k, "main") == b"STORED\r\n"
+    victim = srv[0]
+    lost = victim.present(keys)
+    assert lost, "some keys live on the first server"
+    victim.stop()
+    # Their writes now go to the gutter, placed by its seed: most of them on
+    # the other servers (a key the gutter also places on the dead one fails).
+    stored = [k for k in sorted(lost) if store(c, k, "gutter") == b"STORED\r\n"]
+    assert len(stored) >= len(lost) // 3, (len(stored), len(lost))
+    for k in stored:
+        assert get1(c, k) == b"gutter"
+        assert present(srv[1:], [k]) == {k}
+    for k in set(keys) - lost:
+        assert get1(c, k) == b"main", "other servers' keys stay in main"
 
 
 # --------------------------------------------------------------------------

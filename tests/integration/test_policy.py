@@ -775,6 +775,8 @@ def _example_check_cases():
         ("failover.lua", {"LUAGENT_MISS_FAILOVER": "1"}, (), ["primary", "backup"]),
         ("migrate.lua", {}, (), ["old", "new"]),
         ("clients.lua", {}, (), ["main", "batch", "ops"]),
+        ("replicas.lua", {}, (), ["replica_a", "replica_b", "replica_c"]),
+        ("gutter.lua", {}, (), ["main", "gutter"]),
         ("default.lua", {}, ("-s", "127.0.0.1:21211", "-s", "127.0.0.1:21212"), ["main"]),
         ("default.lua", {}, ("-k", "-s", "127.0.0.1:21211", "-b", "127.0.0.1:21213"),
          ["main", "backup"]),

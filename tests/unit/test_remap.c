@@ -342,6 +342,24 @@ test_hash_change_is_estimated(void)
         remap_compare(&md5.side, &tagged, &r);
         CHECK(r.exact && r.moved == 0);
     }
+    /* So is a seed appearing or changing; the same seed on both sides is
+     * exact over all 2^32 values (a seed mixes the hash over 32 bits). */
+    {
+        struct remap_side seeded = md5.side, other;
+
+        seeded.seeded = true;
+        seeded.seed = hash_seed_of("gutter");
+        other = seeded;
+        other.seed = hash_seed_of("gutter2");
+        remap_compare(&md5.side, &seeded, &r);
+        CHECK(!r.exact);
+        CHECK(r.share > 0.70 && r.share < 0.80);
+        remap_compare(&seeded, &other, &r);
+        CHECK(!r.exact);
+        remap_compare(&seeded, &seeded, &r);
+        CHECK(r.exact && r.moved == 0);
+        CHECK_U64(r.range, (uint64_t)1 << 32);
+    }
     ring_free(md5.ring);
     ring_free(fnv.ring);
 }

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 
 #include "backend.h"
+#include "balance.h"
 #include "buf.h"
 #include "config.h"
 #include "dcache.h"
@@ -863,6 +864,107 @@ test_nested_lifetimes(void)
     env_end();
 }
 
+/* ---- balance ---- */
+
+static struct route *
+balance3(enum balance_by by)
+{
+    struct route *b = node(ROUTE_BALANCE, 3, pool(0), pool(1), pool(2));
+
+    b->balance_by = by;
+    return b;
+}
+
+/* The server (0..2) holding a call, or -1; answered queues start over. */
+static int
+holder(void)
+{
+    int i, at = -1;
+
+    for (i = 0; i < 3; i++) {
+        if (waiting(i) == 0)
+            servers[i].n = servers[i].next = 0;
+        else if (at < 0)
+            at = i;
+    }
+    return at;
+}
+
+/* by key: a key keeps its child; while it is down, one other child, counted. */
+static void
+test_balance_key(void)
+{
+    char line[64];
+    struct route *b;
+    struct creq *r;
+    int i, j, first, other, seen[3] = { 0 };
+
+    env_begin();
+    b = balance3(BALANCE_KEY);
+    env_ready(b);
+    for (i = 0; i < 30; i++) {
+        snprintf(line, sizeof(line), "get key:%d\r\n", i);
+        r = send_line(line);
+        first = holder();
+        CHECK_EQ(first, balance_key_child(b, line + 4, (uint32_t)strlen(line + 4) - 2));
+        answer(first, REPLY_END, NULL);
+        check_reply(r, "END\r\n");
+        seen[first]++;
+        servers[first].down = true;
+        for (j = 0, other = -1; j < 3; j++) {
+            r = send_line(line);
+            CHECK(holder() != first && holder() >= 0);
+            CHECK(other < 0 || holder() == other);
+            other = holder();
+            answer(other, REPLY_END, NULL);
+            check_reply(r, "END\r\n");
+        }
+        servers[first].down = false;
+    }
+    CHECK(seen[0] > 0 && seen[1] > 0 && seen[2] > 0);
+    CHECK_U64(counted(b)->skipped_down, 90);
+    CHECK_U64(counted(b)->requests, 120);
+    env_end();
+}
+
+/* least_outstanding: a child with a call in flight is passed over. */
+static void
+test_balance_least(void)
+{
+    struct creq *r[3];
+    struct route *b;
+    int i, busy[3] = { 0 };
+
+    env_begin();
+    b = balance3(BALANCE_LEAST);
+    env_ready(b);
+    for (i = 0; i < 3; i++) {
+        r[i] = send_line("get k\r\n");
+        CHECK_EQ(waiting(0) + waiting(1) + waiting(2), i + 1);
+    }
+    for (i = 0; i < 3; i++)
+        busy[i] = waiting(i);
+    CHECK(busy[0] == 1 && busy[1] == 1 && busy[2] == 1);
+    for (i = 0; i < 3; i++)
+        CHECK_EQ(wc.routes[b->children[i]->id]->outstanding, 1);
+    for (i = 0; i < 3; i++) {
+        answer(i, REPLY_END, NULL);
+        CHECK_EQ(wc.routes[b->children[i]->id]->outstanding, 0);
+    }
+    for (i = 0; i < 3; i++)
+        check_reply(r[i], "END\r\n");
+    /* Down: never chosen, even though idle; its failure is not waited for. */
+    servers[1].down = true;
+    for (i = 0; i < 12; i++) {
+        struct creq *q = send_line("get k\r\n");
+
+        CHECK_EQ(waiting(1), 0);
+        answer(holder(), REPLY_END, NULL);
+        check_reply(q, "END\r\n");
+    }
+    env_end();
+}
+
 int
 main(void)
 {
@@ -881,5 +983,7 @@ main(void)
     test_prefix_and_by_op();
     test_hook();
     test_nested_lifetimes();
+    test_balance_key();
+    test_balance_least();
     return UNIT_DONE();
 }
