@@ -18,6 +18,7 @@
 #include "hash.h"
 #include "ketama.h"
 #include "proto.h"
+#include "ratelimit.h"
 
 struct hook_request;
 struct settings;
@@ -77,6 +78,9 @@ enum route_type {
     ROUTE_HOOK,         /* a Lua function picks the child */
     ROUTE_BY_CLIENT,    /* pick a child by the client's listener or certificate CN */
     ROUTE_BALANCE,      /* one child per request: random, by key, least busy */
+    ROUTE_COALESCE,     /* identical gets in flight go to the child once */
+    ROUTE_TTL,          /* rewrite the exptime of what passes, then go on to the child */
+    ROUTE_RATELIMIT,    /* a token bucket in front of the child */
     ROUTE_TYPE_COUNT
 };
 
@@ -113,7 +117,8 @@ struct route {
     char            *name;              /* pool name or type name */
     struct route   **children;          /* failover/all_*: in order; rewrite: to;
                                          * shadow: main, shadow; warmup: cold, warm;
-                                         * hook: the routes it may return */
+                                         * hook: the routes it may return;
+                                         * coalesce: to */
     int              nchildren;
     struct route    *by_cmd[CMD_COUNT]; /* by_op: a command's route, else... */
     struct route    *by_op[OP_COUNT];   /* ...its class's route, else default */
@@ -141,6 +146,18 @@ struct route {
     bool             on_server_error;   /* SERVER_ERROR from the server */
     bool             on_miss;           /* reads: a miss moves on */
     bool             failover_writes;   /* false: writes go to the first child only */
+    int32_t          gutter_ttl;        /* failover: exptime rule (ttl.h) for calls
+                                         * sent past the first child; 0: none */
+    int32_t          ttl_rule;          /* ttl: the exptime rule (ttl.h) */
+    int              wait_ms;           /* failover, all_fastest: a read not answered
+                                         * in this long also goes to the next child */
+    /* ratelimit: */
+    struct rate_limit rate;             /* the bucket's parameters */
+    double           rate_per_s;        /* as the policy gave them (descriptions) */
+    unsigned         rate_burst;
+    bool             rate_pass;         /* over = "pass": count, do not refuse */
+    _Atomic uint64_t *rate_shared;      /* scope = "global": the bucket all workers
+                                         * take from (owned); NULL: one per worker */
     enum balance_by  balance_by;        /* balance: how the child is chosen */
 };
 

@@ -59,7 +59,15 @@ struct route_stats {
     uint64_t errors;                /* calls the node answered with an error */
     uint64_t hook_calls;            /* hook: Lua runs */
     uint64_t hook_cache_hits;       /* hook: decisions taken from the cache */
+    uint64_t gutter_capped;         /* failover: calls past the first child with
+                                     * their exptime capped at gutter_ttl */
+    uint64_t hedges;                /* failover, all_fastest: children started
+                                     * because the one before was slow (wait_ms) */
+    uint64_t rate_over;             /* ratelimit: requests over the limit */
+    uint64_t rate_limited;          /* ratelimit: ...of which refused (over = "error") */
     uint64_t skipped_down;          /* balance: picks that passed over a down child */
+    uint64_t coalesced;             /* coalesce: gets answered by another's reply */
+    uint64_t leaders;               /* coalesce: gets sent on, others may wait for */
 };
 
 /* What `stats <group>` renders. */

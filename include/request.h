@@ -145,7 +145,7 @@ struct request_cache;
 typedef void call_done_fn(struct request_cache *rq, struct call *c);
 
 struct call {
-    struct call         *next;          /* backend FIFO / free list */
+    struct call         *next;          /* backend FIFO / hedge queue / free list */
     struct call         *parent;        /* fan-out or failover node's call */
     struct creq         *creq;          /* the client request it serves */
     call_done_fn        *done;          /* set by its creator */
@@ -159,11 +159,25 @@ struct call {
     int                  index;         /* position among the parent's children */
     int                  hops;          /* route steps taken (loop guard) */
     int                  pending;       /* children without a result yet */
+    int32_t              ttl;           /* exptime rule for the server (ttl.h), 0: none */
     bool                 batch_end;     /* backend: last key of a get batch */
     bool                 in_batch;      /* backend: part of a multi-key get */
     bool                 finished;
-    uint64_t             deadline_ms;   /* backend: when a reply is overdue */
-    uint64_t             sent_ns;       /* backend: when it was flushed (latency) */
+    /*
+     * A call waits at a server connection (a pool's call) or on its thread's
+     * hedge queue (a hedging node's own call, never submitted), never both:
+     * the two share their fields, and the queue links through `next`.
+     */
+    union {
+        struct {
+            uint64_t     deadline_ms;   /* backend: when a reply is overdue */
+            uint64_t     sent_ns;       /* backend: when it was flushed (latency) */
+        };
+        struct {
+            uint64_t     hedge_at_ms;   /* hedge queue: when its wait ends; 0: not on it */
+            struct call *hedge_prev;    /* hedge queue: the call before it */
+        };
+    };
     struct result        res;
 };
 

@@ -17,12 +17,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "coalesce.h"
 #include "config.h"
 #include "counters.h"
+#include "hedge.h"
 #include "request.h"
 
 struct buf;
 struct dcache;
+struct event_base;
 
 #define ROUTE_HOPS_MAX 64      /* steps one key may take through the tree */
 
@@ -48,6 +51,8 @@ struct route_counter {
                                       * not yet ended (least_outstanding) */
     enum route_type     type;
     int                 users;      /* generations (wconfigs) pointing at it */
+    uint64_t            rate_full_at; /* ratelimit, scope "worker": this worker's
+                                     * bucket (ratelimit.h), kept across reloads */
     char                label[];    /* see route_label */
 };
 
@@ -65,7 +70,9 @@ struct route_ctx {
     int                   vm;           /* this thread's Lua VM, for hooks */
     struct route_counter **counters;    /* every label a live generation names */
     int                   ncounters;
+    struct hedge_queue    hedges;       /* calls waiting to hedge (wait_ms) */
     uint64_t              rng;          /* balance: xorshift state (0: not seeded) */
+    struct coalesce_table coalesce;     /* gets in flight through coalesce nodes */
 };
 
 static inline struct route_ctx *
@@ -81,6 +88,9 @@ route_ctx_of(struct request_cache *rq)
  * (the proxy's own requests).
  */
 const char *route_client_cn(struct creq_owner *o);
+
+/* Set up the hedge timer on the thread's event base: 0, or -1. */
+int route_hedges_init(struct route_ctx *rt, struct event_base *base);
 
 /* Start a call at its node; it ends through its done callback. */
 void route_start(struct route_ctx *rt, struct call *c);

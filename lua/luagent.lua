@@ -10,7 +10,7 @@
 --   route  = setmetatable({ _type = "<kind>", _where = "file:line" | nil,
 --                           <validated fields, defaults filled> }, lg.Route)
 --   kinds  = pool prefix by_op failover all_sync all_initial all_fastest
---            all_async rewrite shadow warmup error hook balance
+--            all_async rewrite shadow warmup error hook balance coalesce ttl ratelimit
 --   pool.servers = list of { host = s, port = n, weight = n, name = s|nil }
 --   pool.tls     = nil (plain TCP) | { ca = s|nil, cert = s|nil, key = s|nil,
 --                                      sni = s|nil, verify = b }
@@ -506,10 +506,13 @@ local POOL_FIELDS = {
     rejoin_after_ms    = opt(integer(0, 86400000), nil),
     eject              = opt(boolean, false),
     tls                = opt(check_tls, nil),
+    coalesce           = opt(boolean, false),
 }
 
 local build = {}    -- kind -> function(t, where) -> object
 
+-- coalesce = true is lg.coalesce{ to = <the pool> }: every route that names
+-- the returned object reaches the pool through that one coalesce node.
 function build.pool(t, where)
     local r = check_fields(POOL_FIELDS, t, new_route("pool", where))
     if r.retry_max_ms < r.retry_after_ms then
@@ -520,7 +523,11 @@ function build.pool(t, where)
         fail("field 'rejoin_after_ms' is only used with rejoin = 'flush'")
     end
     r.rejoin_after_ms = r.rejoin_after_ms or 0
-    return r
+    if not r.coalesce then return r end
+    r.coalesce = nil
+    local co = new_route("coalesce", where)
+    co.to = r
+    return co
 end
 
 ---------------------------------------------------------------------------
@@ -669,25 +676,35 @@ local function check_on(v, label)
     return set
 end
 
+-- Exptimes above 30 days are unix times to memcached: a TTL is at most that.
+local TTL_MAX = 2592000
+local WAIT_MS_MAX = 3600000
+
 local FAILOVER_FIELDS = {
-    on        = opt(check_on, function()
-                    return { error = true, timeout = true, server_error = false }
-                end),
-    miss      = opt(boolean, false),
-    writes    = opt(one_of("primary", "failover"), "primary"),
-    max_tries = opt(integer(1, 1000), nil),
+    on         = opt(check_on, function()
+                     return { error = true, timeout = true, server_error = false }
+                 end),
+    miss       = opt(boolean, false),
+    writes     = opt(one_of("primary", "failover"), "primary"),
+    max_tries  = opt(integer(1, 1000), nil),
+    gutter_ttl = opt(integer(1, TTL_MAX), nil),
+    wait_ms    = opt(integer(1, WAIT_MS_MAX), nil),
 }
 
 function build.failover(t, where)
     local r = check_fields(FAILOVER_FIELDS, t, new_route("failover", where), true)
     r.children = children_of(t, 2)
+    if r.gutter_ttl ~= nil and r.writes ~= "failover" then
+        fail("field 'gutter_ttl' needs writes = \"failover\" (otherwise no write " ..
+             "reaches the later children)")
+    end
     return r
 end
 
 local FANOUT_FIELDS = {
     all_sync    = { reply = opt(one_of("worst", "first"), "worst") },
     all_initial = {},
-    all_fastest = {},
+    all_fastest = { wait_ms = opt(integer(1, WAIT_MS_MAX), nil) },
     all_async   = {},
 }
 
@@ -730,6 +747,37 @@ function build.rewrite(t, where)
         fail("needs 'strip' or 'add' (or both)")
     end
     return r
+end
+
+local TTL_FIELDS = {
+    to  = req(route),
+    set = opt(integer(0, TTL_MAX), nil),
+    max = opt(integer(1, TTL_MAX), nil),
+}
+
+function build.ttl(t, where)
+    local r = check_fields(TTL_FIELDS, t, new_route("ttl", where))
+    if (r.set == nil) == (r.max == nil) then
+        fail("needs exactly one of 'set' (replace the exptime) or 'max' (cap it)")
+    end
+    return r
+end
+
+local RATE_MAX = 1e9
+
+local RATELIMIT_FIELDS = {
+    to    = req(route),
+    rate  = req(number(0.001, RATE_MAX)),
+    -- Default bucket: one second's worth of requests.
+    burst = opt(integer(1, RATE_MAX), function(t)
+                return type(t.rate) == "number" and math.max(1, math.ceil(t.rate)) or 1
+            end),
+    scope = opt(one_of("worker", "global"), "worker"),
+    over  = opt(one_of("error", "pass"), "error"),
+}
+
+function build.ratelimit(t, where)
+    return check_fields(RATELIMIT_FIELDS, t, new_route("ratelimit", where))
 end
 
 local SHADOW_FIELDS = {
@@ -784,6 +832,16 @@ local HOOK_FIELDS = {
 
 function build.hook(t, where)
     return check_fields(HOOK_FIELDS, t, new_route("hook", where))
+end
+
+-- lg.coalesce{ to = route }: identical gets in flight from one worker go
+-- to `to` once, and every waiting client gets the reply.
+local COALESCE_FIELDS = {
+    to = req(route),
+}
+
+function build.coalesce(t, where)
+    return check_fields(COALESCE_FIELDS, t, new_route("coalesce", where))
 end
 
 ---------------------------------------------------------------------------
@@ -897,7 +955,7 @@ local function each_child(r, fn)
             if r.ops and r.ops[name] then fn(r.ops[name]) end
         end
         fn(r.default)
-    elseif k == "rewrite" then
+    elseif k == "rewrite" or k == "coalesce" or k == "ttl" or k == "ratelimit" then
         fn(r.to)
     elseif k == "shadow" then
         fn(r.main); fn(r.shadow)
@@ -1007,7 +1065,8 @@ end
 
 for _, name in ipairs({ "pool", "prefix", "by_op", "by_client", "failover", "all_sync", "all_initial",
                         "all_fastest", "all_async", "rewrite", "shadow", "warmup", "error",
-                        "hook", "balance", "policy", "read_local_write_all" }) do
+                        "hook", "balance", "coalesce", "ttl", "ratelimit", "policy",
+                        "read_local_write_all" }) do
     lg[name] = constructor(name, build[name])
 end
 

@@ -67,6 +67,7 @@
 #include "reply.h"
 #include "request.h"
 #include "tls.h"
+#include "ttl.h"
 
 #define BATCH_KEYS_MAX  100         /* keys in one get line to a server */
 #define READ_CHUNK      16384
@@ -428,7 +429,7 @@ backend_batch_fits(const struct backend *be, const struct call *c)
         return false;
     if (a->args.len == 0)
         return true;
-    return a->args.len == b->args.len
+    return be->batch->ttl == c->ttl && a->args.len == b->args.len
         && memcmp(be->batch->creq->buf->data + a->args.off,
                   c->creq->buf->data + b->args.off, a->args.len) == 0;
 }
@@ -474,6 +475,23 @@ backend_cuts_passed(struct backend *be)
         be->ncuts = be->cut_next = 0;   /* none ahead: write to the end */
 }
 
+/* The request's arguments, their exptime rewritten when the call has a rule. */
+static void
+backend_append_args(struct buf *out, const struct call *c)
+{
+    const struct request *rq = &c->creq->req;
+    const char *args = c->creq->buf->data + rq->args.off;
+
+    /* backend_reserve made room for the arguments as they are; a rewrite
+     * that finds no memory for more sends them so (out of memory, a wrong
+     * exptime is better than a broken line) */
+    if (c->ttl == 0 || buf_reserve(out, TTL_ARGS_ROOM(rq->args.len)) < 0)
+        buf_append(out, args, rq->args.len);
+    else
+        out->len += ttl_rewrite_args(c->ttl, rq->cmd, rq->meta, args, rq->args.len,
+                                     out->data + out->len, (int64_t)time(NULL));
+}
+
 /*
  * A meta request: "<cmd> <key> <args>" (+ the data block for ms), the key
  * being the call's own (rewritten, and base64 again when the client sent
@@ -504,7 +522,7 @@ backend_format_meta(struct backend *be, const struct call *c)
     }
     if (rq->args.len > 0) {
         buf_append(out, " ", 1);
-        buf_append(out, base + rq->args.off, rq->args.len);
+        backend_append_args(out, c);
     }
     buf_append(out, "\r\n", 2);
     if (proto_cmd_has_data(rq->cmd)) {
@@ -539,7 +557,7 @@ backend_format(struct backend *be, struct call *c)
             buf_append_str(out, name);
             buf_append(out, " ", 1);
             if (rq->args.len > 0) {     /* gat/gats: exptime comes first */
-                buf_append(out, base + rq->args.off, rq->args.len);
+                backend_append_args(out, c);
                 buf_append(out, " ", 1);
             }
             be->batch = c;
@@ -557,7 +575,7 @@ backend_format(struct backend *be, struct call *c)
     }
     if (rq->args.len > 0) {
         buf_append(out, " ", 1);
-        buf_append(out, base + rq->args.off, rq->args.len);
+        backend_append_args(out, c);
     }
     buf_append(out, "\r\n", 2);
     if (proto_cmd_op(rq->cmd) == OP_WRITE) {

@@ -85,6 +85,8 @@ child_down(const struct call *c, const struct route *r, int depth)
         return all_down(c, r, route_failover_tries(r), depth);
     case ROUTE_BALANCE:
         return all_down(c, r, r->nchildren, depth);
+    case ROUTE_COALESCE:        /* answers from its one child */
+        return child_down(c, r->children[0], depth + 1);
     default:
         return false;
     }

@@ -31,6 +31,7 @@
 #include "binclient.h"
 #include "binproto.h"
 #include "buf.h"
+#include "coalesce.h"
 #include "config.h"
 #include "counters.h"
 #include "listener.h"
@@ -480,6 +481,8 @@ client_broadcast(struct client *c, struct creq *r)
     struct config *cfg = r->wcfg->config;
     int i;
 
+    /* Every key changes: no get in flight may answer a later one. */
+    coalesce_close_all(&cx->rt.coalesce);
     if (creq_slots(r, (uint32_t)cfg->nservers) < 0) {
         r->nslots = 0;
         r->local = "SERVER_ERROR out of memory";

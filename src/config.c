@@ -195,6 +195,7 @@ config_route_free(struct route *r)
     for (int i = 0; i < r->nclients; i++)
         free(r->clients[i].name);
     free(r->clients);
+    free((void *)r->rate_shared);
     free(r);
 }
 

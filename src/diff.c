@@ -30,6 +30,7 @@
 #include "script.h"
 #include "settings.h"
 #include "trial.h"
+#include "ttl.h"
 
 #define EXPR_MAX        1024    /* a route written out; longer ones end in "..." */
 #define KEY_SERVERS_MAX 32      /* servers one request may reach */
@@ -264,6 +265,25 @@ render_options(const struct route *r, struct text *t)
             text_add(t, "; server_error");
         if (r->failover_writes)
             text_add(t, "; writes failover");
+        if (r->gutter_ttl != 0)
+            text_add(t, "; gutter_ttl %d", r->gutter_ttl);
+        if (r->wait_ms > 0)
+            text_add(t, "; wait %d ms", r->wait_ms);
+        break;
+    case ROUTE_ALL_FASTEST:
+        if (r->wait_ms > 0)
+            text_add(t, "; wait %d ms", r->wait_ms);
+        break;
+    case ROUTE_TTL: {
+        char rule[32];
+
+        ttl_describe(r->ttl_rule, rule, sizeof(rule));
+        text_add(t, "; %s", rule);
+        break;
+    }
+    case ROUTE_RATELIMIT:
+        text_add(t, "; %g/s burst %u %s %s", r->rate_per_s, r->rate_burst,
+                 r->rate_shared ? "global" : "worker", r->rate_pass ? "pass" : "error");
         break;
     case ROUTE_ALL_SYNC:
         if (r->reply_first)

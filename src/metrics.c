@@ -447,15 +447,34 @@ render_pools(struct evbuffer *out, const struct snapshot *snap)
                snap->pools[i].errors);
 }
 
+/* Is type one of the comma-separated names in types? */
+static bool
+type_listed(const char *types, const char *type)
+{
+    size_t n = strlen(type);
+    const char *p = types;
+
+    while ((p = strstr(p, type)) != NULL) {
+        if ((p == types || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
+            return true;
+        p += n;
+    }
+    return false;
+}
+
+/* One counter of every route node, or (types set: "failover,all_fastest") of those types. */
 static void
-route_family(struct evbuffer *out, const struct snapshot *snap, const char *name,
-             const char *help, size_t offset)
+route_family_of(struct evbuffer *out, const struct snapshot *snap, const char *name,
+                const char *help, size_t offset, const char *types)
 {
     int i;
 
     family(out, name, "counter", help);
     for (i = 0; i < snap->nroutes; i++) {
         const struct snap_route *sr = &snap->routes[i];
+
+        if (types != NULL && !type_listed(types, sr->type))
+            continue;
 
         evbuffer_add_printf(out, "%s{route=\"", name);
         label_value(out, sr->label);
@@ -465,7 +484,9 @@ route_family(struct evbuffer *out, const struct snapshot *snap, const char *name
 }
 
 #define ROUTE_FAMILY(name, help, field) \
-    route_family(out, snap, name, help, offsetof(struct route_stats, field))
+    route_family_of(out, snap, name, help, offsetof(struct route_stats, field), NULL)
+#define ROUTE_FAMILY_OF(types, name, help, field) \
+    route_family_of(out, snap, name, help, offsetof(struct route_stats, field), types)
 
 static void
 render_routes(struct evbuffer *out, const struct snapshot *snap)
@@ -479,6 +500,20 @@ render_routes(struct evbuffer *out, const struct snapshot *snap)
                  "Decisions of a hook node taken from the decision cache.", hook_cache_hits);
     ROUTE_FAMILY("luagent_route_skipped_down_total",
                  "Choices of a balance node that passed over a down child.", skipped_down);
+    ROUTE_FAMILY_OF("coalesce", "luagent_route_coalesced_total",
+                    "Gets a coalesce node answered with an identical get's reply.", coalesced);
+    ROUTE_FAMILY_OF("coalesce", "luagent_route_leaders_total",
+                    "Gets a coalesce node sent on, that identical gets could wait for.", leaders);
+    ROUTE_FAMILY_OF("failover", "luagent_route_gutter_capped_total",
+                    "Calls a failover node sent past its first child with the exptime "
+                    "capped at gutter_ttl.", gutter_capped);
+    ROUTE_FAMILY_OF("failover,all_fastest", "luagent_route_hedges_total",
+                    "Children started because the one before had not answered "
+                    "within wait_ms.", hedges);
+    ROUTE_FAMILY_OF("ratelimit", "luagent_route_rate_over_total",
+                    "Requests over a rate limit node's limit.", rate_over);
+    ROUTE_FAMILY_OF("ratelimit", "luagent_route_rate_limited_total",
+                    "Requests a rate limit node refused (over = \"error\").", rate_limited);
 }
 
 /* ---- HTTP ---- */

@@ -20,6 +20,8 @@
 #include "balance.h"
 #include "base64.h"
 #include "buf.h"
+#include "coalesce.h"
+#include "clock.h"
 #include "config.h"
 #include "dcache.h"
 #include "hash.h"
@@ -27,6 +29,8 @@
 #include "tls.h"
 #include "ketama.h"
 #include "luagent.h"
+#include "ratelimit.h"
+#include "ttl.h"
 
 /* This worker's counters for node r (of the call's generation). */
 static inline struct route_stats *
@@ -56,6 +60,7 @@ call_child(struct route_ctx *rt, struct call *parent, const struct route *node)
     c->klen = parent->klen;
     c->parent = parent;
     c->hops = parent->hops;
+    c->ttl = parent->ttl;
     parent->refs++;
     parent->pending++;
     return c;
@@ -81,6 +86,10 @@ node_pool(struct route_ctx *rt, struct call *c)
     struct backend **backends = c->creq->wcfg->backends;
     int id = pool_server_for_key(pool, c->key, c->klen);
 
+    /* A write on any path closes the key's coalesced gets in this worker
+     * (one compare while none is open). */
+    if (rt->coalesce.nopen != 0 && !coalesce_shares(&c->creq->req))
+        coalesce_close_key_slow(&rt->coalesce, c->key, c->klen);
     if (pool->eject && backend_is_down(backends[id])) {
         /* eject = true: a down server's keys go to the next live server. */
         struct live_ctx lc = { pool, backends };
@@ -151,8 +160,67 @@ failover_try(struct route_ctx *rt, struct call *c)
         call_fail(&rt->rq, c, FAIL_NOMEM);
         return false;
     }
+    if (c->child > 0 && c->node->gutter_ttl != 0) {
+        /* Past the first child: what is stored there lives gutter_ttl at most. */
+        child->ttl = ttl_compose(child->ttl, c->node->gutter_ttl);
+        STAT_INC(node_stats(c, c->node)->gutter_capped);
+    }
     route_start(rt, child);
     return true;
+}
+
+/*
+ * Does this call hedge? Reads through a node with wait_ms: a write sent to a
+ * second child because the first was slow could land twice.
+ */
+static bool
+hedging(const struct route *r, const struct call *c)
+{
+    return r->wait_ms > 0 && route_failover_tries(r) > 1 && is_read(c);
+}
+
+/*
+ * Hedging: the first child now; each wait_ms without an answer, the next
+ * (route_hedge_fire). The queue holds a reference on the call while it waits.
+ */
+static void
+hedge_start(struct route_ctx *rt, struct call *c)
+{
+    c->child = 0;
+    c->refs += 2;               /* the queue's, and ours until the child has started */
+    hedge_add(&rt->hedges, c, clock_ms() + (uint64_t)c->node->wait_ms);
+    failover_try(rt, c);
+    if (hedge_queued(c) && c->finished) {
+        /* failed at once, out of memory: node_answer did not see it */
+        hedge_remove(&rt->hedges, c);
+        call_unref(&rt->rq, c);
+    }
+    call_unref(&rt->rq, c);
+}
+
+/* A hedging call waited wait_ms for its latest child: start the next one too. */
+static void
+route_hedge_fire(struct hedge_queue *q, struct call *c)
+{
+    struct route_ctx *rt = (struct route_ctx *)((char *)q - offsetof(struct route_ctx, hedges));
+    const struct route *r = c->node;
+
+    if (!c->finished && c->child + 1 < route_failover_tries(r)) {
+        c->child++;
+        STAT_INC(node_stats(c, r)->hedges);
+        failover_try(rt, c);
+        if (!c->finished && c->child + 1 < route_failover_tries(r)) {
+            hedge_add(q, c, clock_ms() + (uint64_t)r->wait_ms);   /* keeps the reference */
+            return;
+        }
+    }
+    call_unref(&rt->rq, c);
+}
+
+int
+route_hedges_init(struct route_ctx *rt, struct event_base *base)
+{
+    return hedge_queue_init(&rt->hedges, base, route_hedge_fire);
 }
 
 /* Answer a call with a fixed line of this kind. */
@@ -393,6 +461,55 @@ node_balance(struct route_ctx *rt, struct call *c)
     return false;
 }
 
+/*
+ * coalesce: a get or gets joins an identical one in flight, or leads and
+ * goes on as a child call. False when the call is not coalesced and simply
+ * moves on to the node's child (a write closes the key's entries first).
+ */
+static bool
+node_coalesce(struct route_ctx *rt, struct call *c)
+{
+    const struct route *r = c->node;
+    bool is_unix = c->creq->owner != NULL && c->creq->owner->is_unix;
+    struct call *child;
+
+    if (!coalesce_shares(&c->creq->req)) {
+        coalesce_close_key(&rt->coalesce, c->key, c->klen);
+        return false;
+    }
+    switch (coalesce_join(&rt->coalesce, c, is_unix)) {
+    case COALESCE_WAITS:
+        STAT_INC(node_stats(c, r)->coalesced);
+        return true;
+    case COALESCE_ALONE:
+        return false;
+    case COALESCE_LEADS:
+        break;
+    }
+    child = call_child(rt, c, r->children[0]);
+    if (child == NULL) {
+        coalesce_leave(&rt->coalesce, c);     /* no waiter yet: it was just made */
+        call_fail(&rt->rq, c, FAIL_NOMEM);
+        return true;
+    }
+    STAT_INC(node_stats(c, r)->leaders);
+    route_start(rt, child);
+    return true;
+}
+
+/* coalesce: the leader's reply answers its waiters (copies), then the leader. */
+static void
+coalesce_child_done(struct route_ctx *rt, struct call *parent, struct call *child)
+{
+    /* Out of the table first: a waiter's completion may route the same key
+     * again, and must not join an entry whose reply is already given out. */
+    struct call *waiters = coalesce_leave(&rt->coalesce, parent);
+
+    coalesce_answer(&rt->rq, waiters, &child->res);
+    result_move(&rt->rq, &parent->res, &child->res);
+    call_finish(&rt->rq, parent);
+}
+
 /* Ask the policy's Lua hook; false when the call was answered instead. */
 static bool
 node_hook(struct route_ctx *rt, struct call *c)
@@ -444,6 +561,26 @@ node_hook(struct route_ctx *rt, struct call *c)
     }
     c->node = next;
     return true;
+}
+
+/* Take a token; false when the call was refused (answered) instead. */
+static bool
+node_ratelimit(struct route_ctx *rt, struct call *c)
+{
+    const struct route *r = c->node;
+    struct route_counter *rc = c->creq->wcfg->routes[r->id];
+    uint64_t now = clock_ns();
+    bool took = r->rate_shared != NULL ? rate_take_shared(&r->rate, r->rate_shared, now)
+                                       : rate_take(&r->rate, &rc->rate_full_at, now);
+
+    if (took)
+        return true;
+    STAT_INC(rc->stats.rate_over);
+    if (r->rate_pass)
+        return true;            /* a dry run: counted only */
+    STAT_INC(rc->stats.rate_limited);
+    call_answer(rt, c, REPLY_SERVER_ERROR, "SERVER_ERROR rate limited\r\n");
+    return false;
 }
 
 void
@@ -502,11 +639,20 @@ route_start(struct route_ctx *rt, struct call *c)
                 c->node = r->children[0];
                 continue;
             }
-            failover_try(rt, c);
+            if (hedging(r, c))
+                hedge_start(rt, c);
+            else
+                failover_try(rt, c);
+            return;
+        case ROUTE_ALL_FASTEST:
+            if (hedging(r, c)) {
+                hedge_start(rt, c);
+                return;
+            }
+            node_fanout(rt, c, r->nchildren);
             return;
         case ROUTE_ALL_SYNC:
         case ROUTE_ALL_INITIAL:
-        case ROUTE_ALL_FASTEST:
         case ROUTE_ALL_ASYNC:
             node_fanout(rt, c, r->nchildren);
             return;
@@ -537,6 +683,21 @@ route_start(struct route_ctx *rt, struct call *c)
         case ROUTE_ERROR:
             call_answer(rt, c, REPLY_SERVER_ERROR, r->error_line);
             return;
+        case ROUTE_COALESCE:
+            if (node_coalesce(rt, c))
+                return;
+            c->node = r->children[0];
+            continue;
+        case ROUTE_RATELIMIT:
+            if (!node_ratelimit(rt, c))
+                return;
+            c->node = r->children[0];
+            continue;
+        case ROUTE_TTL:
+            /* Nodes above applied theirs first; the backend rewrites the line. */
+            c->ttl = ttl_compose(c->ttl, r->ttl_rule);
+            c->node = r->children[0];
+            continue;
         }
     }
 }
@@ -613,6 +774,24 @@ warmup_child_done(struct route_ctx *rt, struct call *parent, struct call *child)
     call_finish(&rt->rq, parent);
 }
 
+/*
+ * A failover or all_fastest node answers with a child's result. A call still
+ * waiting to hedge leaves the queue first: the queue's reference keeps it
+ * alive through its finish.
+ */
+static void
+node_answer(struct route_ctx *rt, struct call *parent, struct call *child)
+{
+    bool queued = hedge_queued(parent);
+
+    if (queued)
+        hedge_remove(&rt->hedges, parent);
+    result_move(&rt->rq, &parent->res, &child->res);
+    call_finish(&rt->rq, parent);
+    if (queued)
+        call_unref(&rt->rq, parent);
+}
+
 /* A child call has its result; the parent decides what happens next. */
 static void
 child_done(struct route_ctx *rt, struct call *parent, struct call *child)
@@ -624,13 +803,20 @@ child_done(struct route_ctx *rt, struct call *parent, struct call *child)
         return;         /* answered already: this one ran in the background */
     switch (r->type) {
     case ROUTE_FAILOVER:
-        if (failover_wanted(r, child) && parent->child + 1 < route_failover_tries(r)) {
-            parent->child++;
-            failover_try(rt, parent);
-            return;
+        if (failover_wanted(r, child)) {
+            if (parent->child + 1 < route_failover_tries(r)) {
+                parent->child++;
+                failover_try(rt, parent);
+                return;
+            }
+            if (parent->pending > 0) {
+                /* A hedged child is still out, and may do better: this
+                 * answer stands only if it does not. */
+                result_move(&rt->rq, &parent->res, &child->res);
+                return;
+            }
         }
-        result_move(&rt->rq, &parent->res, &child->res);
-        call_finish(&rt->rq, parent);
+        node_answer(rt, parent, child);
         return;
     case ROUTE_WARMUP:
         if (proto_cmd_is_retrieval(parent->creq->req.cmd)) {
@@ -648,15 +834,22 @@ child_done(struct route_ctx *rt, struct call *parent, struct call *child)
             call_finish(&rt->rq, parent);
         return;
     case ROUTE_ALL_FASTEST:
-        if (!result_is_error(&child->res) || parent->pending == 0) {
-            result_move(&rt->rq, &parent->res, &child->res);
-            call_finish(&rt->rq, parent);
+        if (result_is_error(&child->res) && hedging(r, parent)
+            && parent->child + 1 < r->nchildren) {
+            parent->child++;            /* hedged: the next one now, not after the wait */
+            failover_try(rt, parent);
+            return;
         }
+        if (!result_is_error(&child->res) || parent->pending == 0)
+            node_answer(rt, parent, child);
         return;
     case ROUTE_BALANCE:         /* least_outstanding: its one child */
         parent->creq->wcfg->routes[r->children[parent->child]->id]->outstanding--;
         result_move(&rt->rq, &parent->res, &child->res);
         call_finish(&rt->rq, parent);
+        return;
+    case ROUTE_COALESCE:
+        coalesce_child_done(rt, parent, child);
         return;
     case ROUTE_ALL_INITIAL:
     case ROUTE_ALL_ASYNC:

@@ -36,6 +36,7 @@
 #include "route.h"
 #include "settings.h"
 #include "tls.h"
+#include "ttl.h"
 
 extern const unsigned char embedded_luagent[];
 extern const size_t embedded_luagent_len;
@@ -715,7 +716,27 @@ compile_failover(struct compiler *cc, int idx, struct route *r)
     r->on_miss = field_bool(L, idx, "miss", false);
     r->failover_writes = field_is(L, idx, "writes", "failover");
     r->max_tries = (int)field_int(L, idx, "max_tries", 0);
+    r->gutter_ttl = ttl_rule_max((int32_t)field_int(L, idx, "gutter_ttl", 0));
+    r->wait_ms = (int)field_int(L, idx, "wait_ms", 0);
     return r;
+}
+
+/* A node with one child, in field `name` (rewrite's and coalesce's "to"). */
+static struct route *
+compile_to(struct compiler *cc, int idx, struct route *r, const char *name)
+{
+    r->children = calloc(1, sizeof(*r->children));
+    if (r->children == NULL)
+        return fail(cc, idx, "out of memory");
+    r->children[0] = compile_field(cc, idx, name, true);
+    r->nchildren = 1;
+    return r->children[0] ? r : NULL;
+}
+
+static struct route *
+compile_coalesce(struct compiler *cc, int idx, struct route *r)
+{
+    return compile_to(cc, idx, r, "to");
 }
 
 static struct route *
@@ -725,12 +746,33 @@ compile_rewrite(struct compiler *cc, int idx, struct route *r)
     r->add = field_str(cc->L, idx, "add");
     r->strip_len = r->strip ? (uint32_t)strlen(r->strip) : 0;
     r->add_len = r->add ? (uint32_t)strlen(r->add) : 0;
-    r->children = calloc(1, sizeof(*r->children));
-    if (r->children == NULL)
-        return fail(cc, idx, "out of memory");
-    r->children[0] = compile_field(cc, idx, "to", true);
-    r->nchildren = 1;
-    return r->children[0] ? r : NULL;
+    return compile_to(cc, idx, r, "to");
+}
+
+static struct route *
+compile_ttl(struct compiler *cc, int idx, struct route *r)
+{
+    lua_Integer set = field_int(cc->L, idx, "set", -1);
+
+    /* lua/luagent.lua has checked that exactly one of set and max is given */
+    r->ttl_rule = set >= 0 ? ttl_rule_set((int32_t)set)
+                           : ttl_rule_max((int32_t)field_int(cc->L, idx, "max", 1));
+    return compile_to(cc, idx, r, "to");
+}
+
+static struct route *
+compile_ratelimit(struct compiler *cc, int idx, struct route *r)
+{
+    r->rate_per_s = field_number(cc->L, idx, "rate", 1);
+    r->rate_burst = (unsigned)field_int(cc->L, idx, "burst", 1);
+    r->rate = rate_limit_make(r->rate_per_s, r->rate_burst);
+    r->rate_pass = field_is(cc->L, idx, "over", "pass");
+    if (field_is(cc->L, idx, "scope", "global")) {
+        r->rate_shared = calloc(1, sizeof(*r->rate_shared));
+        if (r->rate_shared == NULL)
+            return fail(cc, idx, "out of memory");
+    }
+    return compile_to(cc, idx, r, "to");
 }
 
 static struct route *
@@ -824,6 +866,7 @@ compile_fanout(struct compiler *cc, int idx, struct route *r)
     if (r->nchildren == 0)
         return fail(cc, idx, "lg.%s: needs at least one route", r->name);
     r->reply_first = field_is(cc->L, idx, "reply", "first");
+    r->wait_ms = (int)field_int(cc->L, idx, "wait_ms", 0);
     return r;
 }
 
@@ -855,7 +898,10 @@ static const struct type_row type_rows[] = {
     { "error",       ROUTE_ERROR,       compile_error },
     { "hook",        ROUTE_HOOK,        compile_hook },
     { "by_client",   ROUTE_BY_CLIENT,   compile_by_client },
+    { "ttl",         ROUTE_TTL,         compile_ttl },
+    { "ratelimit",   ROUTE_RATELIMIT,   compile_ratelimit },
     { "balance",     ROUTE_BALANCE,     compile_balance },
+    { "coalesce",    ROUTE_COALESCE,    compile_coalesce },
 };
 
 static struct route *
@@ -1240,17 +1286,48 @@ reach_child(struct script_vm *vm, const struct config *cfg, const struct route *
     return reach(vm, cfg, r, req, out, err, errlen, depth + 1);
 }
 
-/* What --check and --route add to a node's type name ("" for most). */
-static const char *
-node_detail(const struct route *r)
+/*
+ * What a node does beyond its type, for --check and --route: " (max 10 s)",
+ * " (100/s, burst 10, worker, error)", " (wait 50 ms, gutter_ttl 10 s)",
+ * " (by key: the key's child)"; "" for nodes whose type says it all.
+ */
+static void
+node_detail(const struct route *r, char *out, size_t len)
 {
     static const char *const balance_by[] = {
         [BALANCE_RANDOM] = " (by random: any child)",
         [BALANCE_KEY] = " (by key: the key's child)",
         [BALANCE_LEAST] = " (by least_outstanding: any child)",
     };
+    char ttl[32];
+    int n = 0;
 
-    return r->type == ROUTE_BALANCE ? balance_by[r->balance_by] : "";
+    out[0] = '\0';
+    switch (r->type) {
+    case ROUTE_BALANCE:
+        snprintf(out, len, "%s", balance_by[r->balance_by]);
+        return;
+    case ROUTE_TTL:
+        ttl_describe(r->ttl_rule, ttl, sizeof(ttl));
+        snprintf(out, len, " (%s)", ttl);
+        return;
+    case ROUTE_RATELIMIT:
+        snprintf(out, len, " (%g/s, burst %u, %s, %s)", r->rate_per_s, r->rate_burst,
+                 r->rate_shared ? "global" : "worker", r->rate_pass ? "pass" : "error");
+        return;
+    case ROUTE_FAILOVER:
+    case ROUTE_ALL_FASTEST:
+        if (r->wait_ms > 0)
+            n = snprintf(out, len, " (wait %d ms", r->wait_ms);
+        if (r->gutter_ttl != 0)
+            n += snprintf(out + n, len - (size_t)n, "%sgutter_ttl %d s", n ? ", " : " (",
+                          r->gutter_ttl);
+        if (n > 0)
+            snprintf(out + n, len - (size_t)n, ")");
+        return;
+    default:
+        return;
+    }
 }
 
 /* ---- live introspection: the walk under the servers marked down now ---- */
@@ -1339,8 +1416,12 @@ reach(struct script_vm *vm, const struct config *cfg, const struct route *r,
         snprintf(err, errlen, "route tree too deep");
         return -1;
     }
-    if (out->trace != NULL && r->type != ROUTE_POOL)
-        fprintf(out->trace, "%*s%s%s\n", 2 * depth, "", r->name, node_detail(r));
+    if (out->trace != NULL && r->type != ROUTE_POOL) {
+        char detail[128];
+
+        node_detail(r, detail, sizeof(detail));
+        fprintf(out->trace, "%*s%s%s\n", 2 * depth, "", r->name, detail);
+    }
     if (out->live != NULL && r->type != ROUTE_POOL && out->live->nsteps < ROUTE_LIVE_MAX)
         out->live->steps[out->live->nsteps++] = (struct route_live_step){ .node = r };
     switch (r->type) {
@@ -1392,6 +1473,16 @@ reach(struct script_vm *vm, const struct config *cfg, const struct route *r,
         sub.klen = r->add_len + req->klen - skip;
         return reach_child(vm, cfg, r->children[0], &sub, out, err, errlen, depth);
     }
+    case ROUTE_COALESCE:
+        if (out->trace != NULL)
+            fprintf(out->trace, "%*s(%s)\n", 2 * depth + 2, "",
+                    req->cmd == CMD_GET || req->cmd == CMD_GETS
+                    ? "coalesced: an identical get in flight from this worker answers it too"
+                    : "not coalesced: closes the key's gets in flight");
+        /* fall through */
+    case ROUTE_TTL:
+    case ROUTE_RATELIMIT:
+        return reach_child(vm, cfg, r->children[0], req, out, err, errlen, depth);
     case ROUTE_FAILOVER:
         if (out->live != NULL)
             return live_failover(vm, cfg, r, req, out, err, errlen, depth);
@@ -1936,7 +2027,10 @@ script_describe(const struct config *cfg, FILE *out)
         fprintf(out, "%s%s)\n", p->tls ? ", " : "", p->tls ? tls_client_describe(p->tls) : "");
     }
     for (i = 0; i < cfg->nnodes; i++) {
-        fprintf(out, "route %d: %s%s", i, cfg->nodes[i]->name, node_detail(cfg->nodes[i]));
+        char detail[128];
+
+        node_detail(cfg->nodes[i], detail, sizeof(detail));
+        fprintf(out, "route %d: %s%s", i, cfg->nodes[i]->name, detail);
         if (cfg->nodes[i]->type == ROUTE_BY_CLIENT)
             describe_by_client(cfg, cfg->nodes[i], out);
         fprintf(out, "%s\n", cfg->nodes[i] == cfg->root ? " (root)" : "");

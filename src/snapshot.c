@@ -55,7 +55,13 @@ sum_route(struct route_stats *sum, const struct route_stats *s)
     sum->errors += STAT_READ(s->errors);
     sum->hook_calls += STAT_READ(s->hook_calls);
     sum->hook_cache_hits += STAT_READ(s->hook_cache_hits);
+    sum->gutter_capped += STAT_READ(s->gutter_capped);
+    sum->hedges += STAT_READ(s->hedges);
+    sum->rate_over += STAT_READ(s->rate_over);
+    sum->rate_limited += STAT_READ(s->rate_limited);
     sum->skipped_down += STAT_READ(s->skipped_down);
+    sum->coalesced += STAT_READ(s->coalesced);
+    sum->leaders += STAT_READ(s->leaders);
 }
 
 /* This worker's connection set for srv, or NULL if its generation lacks it. */

@@ -183,6 +183,26 @@ render_pools(struct buf *out, const struct snapshot *snap)
     }
 }
 
+/* The counters only some node types have, for those types. */
+static void
+render_route_extras(struct buf *out, const struct snap_route *sr)
+{
+    bool failover = strcmp(sr->type, "failover") == 0;
+
+    if (failover)
+        group_u64(out, "route", sr->label, "gutter_capped", sr->s.gutter_capped);
+    if (failover || strcmp(sr->type, "all_fastest") == 0)
+        group_u64(out, "route", sr->label, "hedges", sr->s.hedges);
+    if (strcmp(sr->type, "ratelimit") == 0) {
+        group_u64(out, "route", sr->label, "rate_over", sr->s.rate_over);
+        group_u64(out, "route", sr->label, "rate_limited", sr->s.rate_limited);
+    }
+    if (strcmp(sr->type, "coalesce") == 0) {
+        group_u64(out, "route", sr->label, "coalesced", sr->s.coalesced);
+        group_u64(out, "route", sr->label, "leaders", sr->s.leaders);
+    }
+}
+
 static void
 render_routes(struct buf *out, const struct snapshot *snap)
 {
@@ -198,6 +218,7 @@ render_routes(struct buf *out, const struct snapshot *snap)
         group_u64(out, "route", sr->label, "hook_cache_hits", sr->s.hook_cache_hits);
         if (strcmp(sr->type, "balance") == 0)     /* its own figure */
             group_u64(out, "route", sr->label, "skipped_down", sr->s.skipped_down);
+        render_route_extras(out, sr);
     }
 }
 

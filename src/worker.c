@@ -504,6 +504,8 @@ worker_init(struct worker *w, int id, int n, struct config *config)
                              worker_on_notify, w);
     if (w->notify_ev == NULL || event_add(w->notify_ev, NULL) < 0)
         return -1;
+    if (route_hedges_init(&w->cx.rt, w->base) < 0)
+        return -1;
     w->cx.rt.dcache = dcache_new(config->decision_cache_size);
     w->cx.rt.current = wconfig_new(w, config);
     w->trim_timer = event_new(w->base, -1, EV_PERSIST, worker_on_trim, w);

@@ -16,12 +16,14 @@ from conftest import modula_index, parse_values, set_cmd
 
 from test_policy import (EXAMPLES, get1, is_server_error, mc_stats, meta, mget, poll,
                          present, put_direct, store)
+from test_route_control import ttl_left
 
 ENV_SWITCHES = ("LUAGENT_REGION", "LUAGENT_TENANTS", "LUAGENT_MISS_FAILOVER")
 
 COVERED = {"default.lua", "ketama.lua", "regions.lua", "namespace.lua", "failover.lua",
            "clients.lua",
-           "migrate.lua", "replicas.lua", "gutter.lua"}
+           "migrate.lua", "replicas.lua", "gutter.lua",
+           "coalesce.lua", "limits.lua"}
 
 
 def example_copy(tmp_path, name, servers):
@@ -381,3 +383,59 @@ def test_clients_example(memcached, luagent, raw_client, tmp_path):
         assert b"STAT pool batch\r\n" in batch.read_reply("stats")
     finally:
         batch.close()
+
+
+# --------------------------------------------------------------------------
+# coalesce.lua
+# --------------------------------------------------------------------------
+
+def test_coalesce_example(run_example):
+    """A key asked three times in one get reaches its server once; other
+    prefixes are not coalesced; a write is seen by the next get."""
+    lg, c, servers = run_example("coalesce.lua", 2)
+    assert store(c, "cfg:flags", "v1") == b"STORED\r\n"
+    before = sum(int(mc_stats(m)["cmd_get"]) for m in servers)
+    assert mget(c, ["cfg:flags"] * 3) == [("cfg:flags", b"v1")] * 3
+    assert sum(int(mc_stats(m)["cmd_get"]) for m in servers) - before == 1
+    assert mget(c, ["user:1"] * 3) == []
+    assert sum(int(mc_stats(m)["cmd_get"]) for m in servers) - before == 4
+    assert store(c, "cfg:flags", "v2") == b"STORED\r\n"
+    assert get1(c, "cfg:flags") == b"v2"
+    routes = c.stats(b"routes")
+    assert routes["route:coalesce#1:type"] == "coalesce"
+    assert routes["route:coalesce#1:coalesced"] == "2"
+    assert routes["route:coalesce#1:leaders"] == "2"
+
+
+# --------------------------------------------------------------------------
+# limits.lua: main 21211-21212, gutter 21213, config replicas 21214-21215
+# --------------------------------------------------------------------------
+
+def test_limits_example(run_example):
+    lg, c, srv = run_example("limits.lua", 5)
+    main, gutter, cfg = srv[0:2], srv[2], srv[3:5]
+    # sessions on main, as written
+    keys = ["sess:%d" % i for i in range(20)]
+    for k in keys:
+        assert store(c, k, "m") == b"STORED\r\n"
+    assert present(main, keys) == set(keys) and present([gutter], keys) == set()
+    # scratch keys live 60 s at most
+    assert store(c, "tmp:1", "t", exptime=86400) == b"STORED\r\n"
+    assert 0 < max(ttl_left(m, "tmp:1") or 0 for m in main) <= 60
+    # config: written to both replicas, read from either
+    assert store(c, "cfg:flags", "on") == b"STORED\r\n"
+    assert all(m.get("cfg:flags") == b"on" for m in cfg)
+    assert get1(c, "cfg:flags") == b"on"
+    # batch: 1,000 requests at once against 500/s with a burst of 100: only a
+    # proxy stalled for 1.8 s could pass them all
+    c.send(b"get batch:1\r\n" * 1000)
+    replies = [c.read_line() for _ in range(1000)]
+    refused = replies.count(b"SERVER_ERROR rate limited\r\n")
+    assert replies.count(b"END\r\n") + refused == 1000
+    assert 0 < refused < 1000, refused
+    # main dies: sessions go to the gutter, where they live 10 s at most
+    for m in main:
+        m.kill()
+    assert store(c, "sess:new", "g") == b"STORED\r\n"
+    assert get1(c, "sess:new") == b"g"
+    assert 0 < ttl_left(gutter, "sess:new") <= 10

@@ -529,6 +529,65 @@ do
 end
 
 ---------------------------------------------------------------------------
+-- lg.ttl, lg.ratelimit, failover gutter_ttl / wait_ms, all_fastest wait_ms
+---------------------------------------------------------------------------
+
+do
+    local a, b = P("ta"), P("tb")
+    local t = lg.ttl{ to = a, max = 10 }
+    eq({ t._type, t.to == a, t.max, t.set }, { "ttl", true, 10, nil }, "ttl max")
+    eq(lg.ttl{ to = a, set = 0 }.set, 0, "ttl set 0 (never expires) accepted")
+    local r = lg.ratelimit{ to = a, rate = 100, burst = 10 }
+    eq({ r._type, r.rate, r.burst, r.scope, r.over }, { "ratelimit", 100, 10, "worker", "error" },
+       "ratelimit defaults")
+    eq(lg.ratelimit{ to = a, rate = 2.5 }.burst, 3, "ratelimit burst defaults to a second's worth")
+    eq(lg.ratelimit{ to = a, rate = 0.01 }.burst, 1, "ratelimit burst is at least 1")
+    local f = lg.failover{ a, b, writes = "failover", gutter_ttl = 10, wait_ms = 50 }
+    eq({ f.gutter_ttl, f.wait_ms }, { 10, 50 }, "failover gutter_ttl and wait_ms")
+    eq(lg.all_fastest{ a, b, wait_ms = 20 }.wait_ms, 20, "all_fastest wait_ms")
+    -- the tree walk sees through the new nodes
+    local p = lg.policy{ route = lg.ratelimit{ to = lg.ttl{ to = a, max = 5 }, rate = 1 } }
+    eq(p.route.to.to, a, "policy over ratelimit and ttl")
+end
+
+fails("ttl: unknown field with suggestion",
+      "lg.ttl: unknown field 'mx' (did you mean 'max'?)",
+      function() local _ = lg.ttl{ to = P("x"), mx = 5 } end)
+fails("ttl: set and max together",
+      "lg.ttl: needs exactly one of 'set' (replace the exptime) or 'max' (cap it)",
+      function() local _ = lg.ttl{ to = P("x"), max = 5, set = 5 } end)
+fails("ttl: neither set nor max",
+      "lg.ttl: needs exactly one of 'set' (replace the exptime) or 'max' (cap it)",
+      function() local _ = lg.ttl{ to = P("x") } end)
+fails("ttl: max 0 is not a cap",
+      "lg.ttl: field 'max' must be between 1 and 2592000 (got 0)",
+      function() local _ = lg.ttl{ to = P("x"), max = 0 } end)
+fails("ttl: over 30 days",
+      "lg.ttl: field 'set' must be between 0 and 2592000 (got 2592001)",
+      function() local _ = lg.ttl{ to = P("x"), set = 2592001 } end)
+fails("ratelimit: unknown field with suggestion",
+      "lg.ratelimit: unknown field 'brust' (did you mean 'burst'?)",
+      function() local _ = lg.ratelimit{ to = P("x"), rate = 5, brust = 5 } end)
+fails("ratelimit: rate required",
+      "lg.ratelimit: missing required field 'rate'",
+      function() local _ = lg.ratelimit{ to = P("x") } end)
+fails("ratelimit: scope",
+      "lg.ratelimit: field 'scope' must be 'worker' or 'global' (got 'all')",
+      function() local _ = lg.ratelimit{ to = P("x"), rate = 5, scope = "all" } end)
+fails("ratelimit: over",
+      "lg.ratelimit: field 'over' must be 'error' or 'pass' (got 'drop')",
+      function() local _ = lg.ratelimit{ to = P("x"), rate = 5, over = "drop" } end)
+fails("failover: wait_ms suggestion",
+      "lg.failover: unknown field 'wait' (did you mean 'wait_ms'?)",
+      function() local _ = lg.failover{ P("x"), P("y"), wait = 5 } end)
+fails("failover: gutter_ttl needs failed-over writes",
+      "lg.failover: field 'gutter_ttl' needs writes = \"failover\" (otherwise no write reaches the later children)",
+      function() local _ = lg.failover{ P("x"), P("y"), gutter_ttl = 10 } end)
+fails("all_fastest: wait_ms range",
+      "lg.all_fastest: field 'wait_ms' must be between 1 and 3600000 (got 0)",
+      function() local _ = lg.all_fastest{ P("x"), P("y"), wait_ms = 0 } end)
+
+---------------------------------------------------------------------------
 -- lg.policy
 ---------------------------------------------------------------------------
 

@@ -15,14 +15,18 @@
 #include <stdarg.h>
 #include <stdlib.h>
 
+#include <event2/event.h>
+
 #include "backend.h"
 #include "balance.h"
 #include "buf.h"
+#include "coalesce.h"
 #include "config.h"
 #include "dcache.h"
 #include "luagent.h"
 #include "request.h"
 #include "respond.h"
+#include "ttl.h"
 #include "unit.h"
 
 /* ---- fake server connections ---- */
@@ -79,6 +83,7 @@ peek(int i)
 /* ---- the thread's state and one generation ---- */
 
 static struct route_ctx rt;
+static struct event_base *base;     /* for hedge timers */
 static struct config *cfg;
 static struct wconfig wc;
 static struct backend *backends[SERVERS];
@@ -104,6 +109,7 @@ env_begin(void)
     rt.rq.client_max_memory = UINT64_MAX;
     rt.rq.memory_over_all = never_over;
     rt.dcache = dcache_new(64);
+    CHECK_EQ(route_hedges_init(&rt, base), 0);
     cfg = config_new(1);
     for (i = 0; i < SERVERS; i++) {
         CHECK_EQ(config_server(cfg, "127.0.0.1", 20000 + i, err, sizeof(err)), i);
@@ -135,10 +141,15 @@ env_end(void)
     CHECK_U64(rt.rq.bufs.used, 0);
     route_counters_release(&rt, wc.routes, cfg->nnodes);
     CHECK_EQ(rt.ncounters, 0);
+    CHECK_EQ(rt.coalesce.nentries, 0);
+    CHECK_EQ(rt.coalesce.nopen, 0);
+    coalesce_table_free(&rt.coalesce);
     free(rt.counters);
     free(wc.routes);
     config_free(cfg);
     dcache_free(rt.dcache);
+    CHECK(rt.hedges.head == NULL);
+    hedge_queue_free(&rt.hedges);
     request_cache_trim(&rt.rq);
     request_cache_trim(&rt.rq);     /* the second frees what the first left */
 }
@@ -841,6 +852,155 @@ test_hook(void)
     env_end();
 }
 
+/* ---- coalesce ---- */
+
+/* A fresh generation whose root coalesces over server 0. */
+static struct route *
+coalesce_env(void)
+{
+    struct route *co;
+
+    env_begin();
+    co = node(ROUTE_COALESCE, 1, pool(0));
+    env_ready(co);
+    return co;
+}
+
+/* Identical gets in flight go once; every one gets the reply. */
+static void
+test_coalesce_shares(void)
+{
+    struct route *co;
+    struct creq *a, *b, *c, *other, *gets;
+
+    co = coalesce_env();
+    a = send_line("get k\r\n");
+    b = send_line("get k\r\n");
+    c = send_line("get k\r\n");
+    other = send_line("get j\r\n");       /* another key: its own */
+    gets = send_line("gets k\r\n");       /* another command: its own */
+    CHECK_EQ(submitted, 3);
+    CHECK_U64(counted(co)->leaders, 3);
+    CHECK_U64(counted(co)->coalesced, 2);
+    answer(0, REPLY_VALUE, " 5 3\r\nabc\r\n");
+    CHECK_EQ(done_count, 3);                /* the leader and both waiters */
+    check_reply(a, "VALUE k 5 3\r\nabc\r\nEND\r\n");
+    check_reply(b, "VALUE k 5 3\r\nabc\r\nEND\r\n");
+    check_reply(c, "VALUE k 5 3\r\nabc\r\nEND\r\n");
+    answer(0, REPLY_END, NULL);
+    check_reply(other, "END\r\n");
+    answer(0, REPLY_VALUE, " 0 1 77\r\nv\r\n");
+    check_reply(gets, "VALUE k 0 1 77\r\nv\r\nEND\r\n");
+    /* the entry is gone with its reply: the next get goes to the server */
+    a = send_line("get k\r\n");
+    CHECK_EQ(submitted, 4);
+    answer(0, REPLY_END, NULL);
+    check_reply(a, "END\r\n");
+    env_end();
+}
+
+/*
+ * A write closes the key's entry: gets that arrived before it still share
+ * the reply in flight, gets after it go to the server after the write.
+ * Writes close it whatever path they take to a pool.
+ */
+static void
+test_coalesce_write_closes(void)
+{
+    struct route *co, *b;
+    struct creq *before, *set, *after, *after2;
+
+    co = coalesce_env();
+    before = send_line("get k\r\n");
+    set = send_line("set k 0 0 3\r\nnew\r\n");
+    after = send_line("get k\r\n");
+    after2 = send_line("get k\r\n");
+    CHECK_EQ(submitted, 3);                 /* get, set, get: the last get waits */
+    CHECK_U64(counted(co)->coalesced, 1);
+    answer(0, REPLY_VALUE, " 0 3\r\nold\r\n");
+    check_reply(before, "VALUE k 0 3\r\nold\r\nEND\r\n");
+    CHECK_EQ(after->ndone, 0);
+    answer(0, REPLY_STORED, "STORED\r\n");
+    check_reply(set, "STORED\r\n");
+    answer(0, REPLY_VALUE, " 0 3\r\nnew\r\n");
+    check_reply(after, "VALUE k 0 3\r\nnew\r\nEND\r\n");
+    check_reply(after2, "VALUE k 0 3\r\nnew\r\nEND\r\n");
+    env_end();
+
+    /* reads through the coalesce node, writes straight to the pool */
+    env_begin();
+    b = node(ROUTE_BY_OP, 0);
+    b->by_op[OP_READ] = co = node(ROUTE_COALESCE, 1, pool(0));
+    b->default_route = co->children[0];
+    env_ready(b);
+    before = send_line("get k\r\n");
+    set = send_line("delete k\r\n");
+    after = send_line("get k\r\n");
+    CHECK_EQ(submitted, 3);
+    CHECK_U64(counted(co)->coalesced, 0);
+    answer(0, REPLY_VALUE, " 0 3\r\nold\r\n");
+    answer(0, REPLY_DELETED, "DELETED\r\n");
+    answer(0, REPLY_END, NULL);
+    check_reply(before, "VALUE k 0 3\r\nold\r\nEND\r\n");
+    check_reply(set, "DELETED\r\n");
+    check_reply(after, "END\r\n");
+    env_end();
+}
+
+/* The leader's failure is every waiter's; a waiter past its bound is refused alone. */
+static void
+test_coalesce_failure_and_bounds(void)
+{
+    struct creq_owner small = { 0 };
+    struct route *co;
+    struct creq *a, *b, *c;
+
+    co = coalesce_env();
+    a = send_line("get k\r\n");
+    b = send_line("get k\r\n");
+    fail(0, FAIL_TIMEOUT);
+    check_reply(a, "SERVER_ERROR backend timeout\r\n");
+    check_reply(b, "SERVER_ERROR backend timeout\r\n");
+    CHECK_U64(counted(co)->errors, 2);
+    env_end();
+
+    co = coalesce_env();
+    rt.rq.client_max_memory = 8;
+    a = send_line("get k\r\n");
+    b = send_line("get k\r\n");
+    c = send_line("get k\r\n");
+    b->owner = &small;                      /* a client with room for 8 bytes */
+    answer(0, REPLY_VALUE, " 0 10\r\n0123456789\r\n");
+    check_reply(a, "VALUE k 0 10\r\n0123456789\r\nEND\r\n");
+    b->owner = NULL;
+    check_reply(b, "SERVER_ERROR out of memory\r\n");
+    check_reply(c, "VALUE k 0 10\r\n0123456789\r\nEND\r\n");
+    env_end();
+}
+
+/* Writes and flush-like closes leave no entry open; a closed entry still drains. */
+static void
+test_coalesce_close_all(void)
+{
+    struct route *co;
+    struct creq *a, *b;
+
+    co = coalesce_env();
+    a = send_line("get k\r\n");
+    CHECK_EQ(rt.coalesce.nopen, 1);
+    coalesce_close_all(&rt.coalesce);
+    CHECK_EQ(rt.coalesce.nopen, 0);
+    CHECK_EQ(rt.coalesce.nentries, 1);
+    b = send_line("get k\r\n");
+    CHECK_EQ(submitted, 2);
+    CHECK_U64(counted(co)->leaders, 2);
+    answer(0, REPLY_END, NULL);
+    answer(0, REPLY_END, NULL);
+    check_reply(a, "END\r\n");
+    check_reply(b, "END\r\n");
+    env_end();
+}
+
 /* A request's calls and buffers all go back: a failover over a fan-out. */
 static void
 test_nested_lifetimes(void)
@@ -861,6 +1021,204 @@ test_nested_lifetimes(void)
     CHECK_U64(wc.inflight, 1);      /* server 1's call still holds the request */
     answer(1, REPLY_VALUE, " 0 1\r\nw\r\n");
     CHECK_EQ(done_count, 1);
+    env_end();
+}
+
+/* ---- ttl, gutter_ttl, ratelimit ---- */
+
+/* lg.ttl gives the call its rule; nested nodes compose, the outer first. */
+static void
+test_ttl_node(void)
+{
+    struct route *a, *inner, *outer;
+    struct creq *r;
+
+    env_begin();
+    a = pool(0);
+    inner = node(ROUTE_TTL, 1, a);
+    inner->ttl_rule = ttl_rule_max(10);
+    outer = node(ROUTE_TTL, 1, inner);
+    outer->ttl_rule = ttl_rule_set(100);
+    env_ready(outer);
+    r = send_line("set k 0 0 1\r\nv\r\n");
+    CHECK_EQ(peek(0)->ttl, ttl_rule_set(10));
+    answer(0, REPLY_STORED, "STORED\r\n");
+    check_reply(r, "STORED\r\n");
+    env_end();
+}
+
+/* gutter_ttl: calls past the first child carry a cap; the first does not. */
+static void
+test_gutter_ttl(void)
+{
+    struct route *a, *b, *c, *f;
+    struct creq *r;
+
+    env_begin();
+    f = failover3(&a, &b, &c);
+    f->gutter_ttl = ttl_rule_max(10);
+    env_ready(f);
+    r = send_line("set k 0 0 1\r\nv\r\n");
+    CHECK_EQ(peek(0)->ttl, 0);
+    fail(0, FAIL_UNAVAILABLE);
+    CHECK_EQ(peek(1)->ttl, ttl_rule_max(10));
+    answer(1, REPLY_STORED, "STORED\r\n");
+    check_reply(r, "STORED\r\n");
+    CHECK_U64(counted(f)->gutter_capped, 1);
+    env_end();
+}
+
+/* Two tokens, no refill to speak of: the third request is refused or counted. */
+static void
+test_ratelimit_node(void)
+{
+    struct route *a, *rl;
+    struct creq *r;
+    int pass, i;
+
+    for (pass = 0; pass < 2; pass++) {
+        env_begin();
+        a = pool(0);
+        rl = node(ROUTE_RATELIMIT, 1, a);
+        rl->rate = rate_limit_make(0.001, 2);
+        rl->rate_pass = pass;
+        env_ready(rl);
+        for (i = 0; i < 2; i++) {
+            r = send_line("get k\r\n");
+            answer(0, REPLY_END, NULL);
+            check_reply(r, "END\r\n");
+        }
+        r = send_line("get k\r\n");
+        if (pass) {
+            answer(0, REPLY_END, NULL);
+            check_reply(r, "END\r\n");
+        } else {
+            CHECK_EQ(waiting(0), 0);
+            check_reply(r, "SERVER_ERROR rate limited\r\n");
+        }
+        CHECK_U64(counted(rl)->rate_over, 1);
+        CHECK_U64(counted(rl)->rate_limited, pass ? 0 : 1);
+        env_end();
+    }
+}
+
+/* ---- hedging (wait_ms) ---- */
+
+/* Let the event loop run until a hedge timer has fired. */
+static void
+wait_hedge(void)
+{
+    event_base_loop(base, EVLOOP_ONCE);
+}
+
+/* A slow first child: the second is asked too, answers, and the late reply is dropped. */
+static void
+test_hedge_failover(void)
+{
+    struct route *a, *b, *c, *f;
+    struct creq *r;
+
+    env_begin();
+    f = failover3(&a, &b, &c);
+    f->wait_ms = 1;
+    env_ready(f);
+    r = send_line("get k\r\n");
+    CHECK_EQ(waiting(0), 1);
+    CHECK_EQ(waiting(1), 0);
+    wait_hedge();
+    CHECK_EQ(waiting(0), 1);        /* still out */
+    CHECK_EQ(waiting(1), 1);        /* and the next child asked */
+    CHECK_U64(counted(f)->hedges, 1);
+    answer(1, REPLY_VALUE, " 0 1\r\nb\r\n");
+    CHECK_EQ(done_count, 1);
+    CHECK(rt.hedges.head == NULL);  /* answered: no third child */
+    answer(0, REPLY_VALUE, " 0 1\r\na\r\n");    /* late: dropped */
+    CHECK_EQ(done_count, 1);
+    check_reply(r, "VALUE k 0 1\r\nb\r\nEND\r\n");
+    CHECK_EQ(waiting(2), 0);
+    env_end();
+
+    /* The first child answers in time: nobody else is asked. */
+    env_begin();
+    f = failover3(&a, &b, &c);
+    f->wait_ms = 1000;
+    env_ready(f);
+    r = send_line("get k\r\n");
+    answer(0, REPLY_END, NULL);
+    CHECK_EQ(done_count, 1);
+    CHECK(rt.hedges.head == NULL);
+    check_reply(r, "END\r\n");
+    CHECK_EQ(waiting(1), 0);
+    env_end();
+
+    /* Writes never hedge. */
+    env_begin();
+    f = failover3(&a, &b, &c);
+    f->wait_ms = 1;
+    env_ready(f);
+    r = send_line("set k 0 0 1\r\nv\r\n");
+    CHECK(rt.hedges.head == NULL);
+    answer(0, REPLY_STORED, "STORED\r\n");
+    check_reply(r, "STORED\r\n");
+    env_end();
+}
+
+/* The hedged child fails while the first is still out: the first may still answer. */
+static void
+test_hedge_failover_fallback(void)
+{
+    struct route *a, *b, *c, *f;
+    struct creq *r;
+
+    env_begin();
+    f = failover3(&a, &b, &c);
+    f->wait_ms = 1;
+    f->max_tries = 2;
+    env_ready(f);
+    r = send_line("get k\r\n");
+    wait_hedge();
+    CHECK_EQ(waiting(1), 1);
+    fail(1, FAIL_UNAVAILABLE);
+    CHECK_EQ(done_count, 0);        /* the first is still out */
+    answer(0, REPLY_VALUE, " 0 1\r\na\r\n");
+    CHECK_EQ(done_count, 1);
+    check_reply(r, "VALUE k 0 1\r\na\r\nEND\r\n");
+    env_end();
+
+    /* Both fail: the last failure answers. */
+    env_begin();
+    f = failover3(&a, &b, &c);
+    f->wait_ms = 1;
+    f->max_tries = 2;
+    env_ready(f);
+    r = send_line("get k\r\n");
+    wait_hedge();
+    fail(1, FAIL_UNAVAILABLE);
+    fail(0, FAIL_TIMEOUT);
+    check_reply(r, "SERVER_ERROR backend timeout\r\n");
+    env_end();
+}
+
+/* all_fastest with wait_ms: one child at a time, the next on a wait or an error. */
+static void
+test_hedge_all_fastest(void)
+{
+    struct route *f;
+    struct creq *r;
+
+    env_begin();
+    f = node(ROUTE_ALL_FASTEST, 3, pool(0), pool(1), pool(2));
+    f->wait_ms = 1;
+    env_ready(f);
+    r = send_line("get k\r\n");
+    CHECK_EQ(waiting(0) + waiting(1) + waiting(2), 1);
+    answer(0, REPLY_SERVER_ERROR, "SERVER_ERROR busy\r\n");
+    CHECK_EQ(waiting(1), 1);        /* at once, not after the wait */
+    wait_hedge();
+    CHECK_EQ(waiting(2), 1);
+    answer(2, REPLY_VALUE, " 0 1\r\nc\r\n");
+    check_reply(r, "VALUE k 0 1\r\nc\r\nEND\r\n");
+    answer(1, REPLY_VALUE, " 0 1\r\nb\r\n");    /* late: dropped */
     env_end();
 }
 
@@ -927,6 +1285,27 @@ test_balance_key(void)
     env_end();
 }
 
+/* A coalesce child is down when its pool's server is: balance looks through it. */
+static void
+test_balance_over_coalesce(void)
+{
+    struct route *b;
+    struct creq *r;
+
+    env_begin();
+    b = node(ROUTE_BALANCE, 2, node(ROUTE_COALESCE, 1, pool(0)), pool(1));
+    b->balance_by = BALANCE_RANDOM;
+    env_ready(b);
+    servers[0].down = true;
+    for (int i = 0; i < 8; i++) {
+        r = send_line("get k\r\n");
+        CHECK_EQ(waiting(0), 0);
+        answer(1, REPLY_END, NULL);
+        check_reply(r, "END\r\n");
+    }
+    env_end();
+}
+
 /* least_outstanding: a child with a call in flight is passed over. */
 static void
 test_balance_least(void)
@@ -968,6 +1347,7 @@ test_balance_least(void)
 int
 main(void)
 {
+    base = event_base_new();
     test_failover_order();
     test_failover_exhausted();
     test_failover_miss();
@@ -983,7 +1363,19 @@ main(void)
     test_prefix_and_by_op();
     test_hook();
     test_nested_lifetimes();
+    test_ttl_node();
+    test_gutter_ttl();
+    test_ratelimit_node();
+    test_hedge_failover();
+    test_hedge_failover_fallback();
+    test_hedge_all_fastest();
     test_balance_key();
     test_balance_least();
+    test_balance_over_coalesce();
+    test_coalesce_shares();
+    test_coalesce_write_closes();
+    test_coalesce_failure_and_bounds();
+    test_coalesce_close_all();
+    event_base_free(base);
     return UNIT_DONE();
 }
