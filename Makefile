@@ -105,10 +105,13 @@ UNIT_test_proto  = proto base64 reply
 UNIT_test_binproto = binproto
 UNIT_test_binreply = binreply binproto buf
 UNIT_test_base64 = base64
+UNIT_test_dnsmsg = dnsmsg
 UNIT_test_reply  = reply
 UNIT_test_dcache = dcache
 UNIT_test_ttl    = ttl proto base64
 UNIT_test_ratelimit = ratelimit
+UNIT_test_hotkeys = hotkeys
+UNIT_test_nearcache = nearcache hotkeys buf
 UNIT_test_histogram = histogram
 UNIT_test_statsreply = statsreply reply
 UNIT_test_buf    = buf
@@ -119,9 +122,12 @@ UNIT_test_statuspage = statuspage buf histogram
 UNIT_test_trial  = $(filter-out main,$(SRCS:src/%.c=%)) embedded
 UNIT_LIBS_test_trial = $(LIBS) -Wl,--wrap=pthread_mutex_unlock,--wrap=waitpid
 UNIT_test_respond = respond request log buf proto base64 reply binreply binproto
-UNIT_test_route  = route balance request respond config tls dcache hash ketama md5 log buf proto base64 \
-                   reply binreply binproto coalesce ttl ratelimit hedge
+UNIT_test_route  = route balance request respond config tls dcache hotkeys nearcache hash ketama md5 log buf \
+                   proto base64 reply binreply binproto coalesce ttl ratelimit hedge
 UNIT_LIBS_test_route = $(shell pkg-config --libs openssl libevent 2>/dev/null)
+UNIT_test_sim    = sim route balance backend histogram request respond config tls dcache hotkeys nearcache \
+                   hash ketama md5 log buf proto base64 reply binreply binproto coalesce ttl ratelimit hedge
+UNIT_LIBS_test_sim = $(LIBS)
 UNITS = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 

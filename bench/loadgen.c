@@ -101,6 +101,9 @@ struct options {
     double      wait;               /* seconds to retry the first connect */
     const char *tls_ca;             /* -t: talk TLS, verify against this CA */
     int         binary;             /* -B: binary protocol */
+    long        hot_keys;           /* -H N:PCT: reads on the first N keys... */
+    int         hot_pct;            /* ...PCT% of the time, Zipf over the rest */
+    const char *hot_prefix;         /* --hot-prefix: the hot keys' own prefix */
 };
 
 struct req {
@@ -213,6 +216,34 @@ rng_below(uint64_t *s, long n)
     return (long)(rng_next(s) % (uint64_t)n);
 }
 
+/*
+ * -H N:PCT: the keys reads ask for. PCT% of them go to one of the first N
+ * keys (uniformly); the rest follow Zipf (exponent 1) over the other keys,
+ * by binary search in a cumulative table built once.
+ */
+static double *zipf_cdf;
+static long zipf_n;
+
+static void
+zipf_build(long n)
+{
+    double sum = 0;
+    long i;
+
+    zipf_n = n;
+    zipf_cdf = malloc(sizeof(*zipf_cdf) * (size_t)(n > 0 ? n : 1));
+    if (zipf_cdf == NULL) {
+        fprintf(stderr, "loadgen: out of memory\n");
+        exit(2);
+    }
+    for (i = 0; i < n; i++)
+        zipf_cdf[i] = (sum += 1.0 / (double)(i + 1));
+    for (i = 0; i < n; i++)
+        zipf_cdf[i] /= sum;
+}
+
+static long read_key(uint64_t *rng);
+
 /* ---- values: a pure function of (key, version) ---- */
 
 static uint32_t
@@ -260,7 +291,9 @@ value_fill(char *dst, long key, uint32_t ver, int vsize)
 static int
 key_format(char *dst, long key)
 {
-    return snprintf(dst, KEY_MAX + 1, "%s%ld", opt.prefix, key);
+    const char *prefix = key < opt.hot_keys && opt.hot_prefix ? opt.hot_prefix : opt.prefix;
+
+    return snprintf(dst, KEY_MAX + 1, "%s%ld", prefix, key);
 }
 
 /* ---- error reporting ---- */
@@ -501,7 +534,7 @@ emit_get(struct conn *c, uint64_t t)
     p = c->out + c->olen;
     memcpy(p, "get", 3);
     for (i = 0; i < opt.width; i++) {
-        long key = rng_below(&c->rng, opt.keys);
+        long key = read_key(&c->rng);
 
         r->keys[i] = key;
         p[n++] = ' ';
@@ -578,7 +611,7 @@ emit_get_bin(struct conn *c, uint64_t t)
 
     out_reserve(c, (size_t)opt.width * (KEY_MAX + 24) + 24);
     for (i = 0; i < opt.width; i++) {
-        long key = rng_below(&c->rng, opt.keys);
+        long key = read_key(&c->rng);
         char *p = c->out + c->olen;
         int klen = key_format(p + 24, key);
 
@@ -1143,10 +1176,35 @@ usage(FILE *f)
 "  -w, --wait SECONDS       keep retrying the first connect this long (default 0)\n"
 "  -t, --tls CAFILE         connect with TLS, verifying the target against CAFILE\n"
 "  -B, --binary             speak memcached's binary protocol\n"
+"  -H, --hot N:PCT          reads: PCT%% on the first N keys, Zipf over the rest\n"
+"  -Q, --hot-prefix STR     the first N keys of -H take this prefix instead of -K's\n"
 "  -h, --help\n"
 "Prints one line: ops (requests/s), keys (keys/s), p50_us, p99_us, errors, ...\n"
 "Exit status: 0 fine, 1 verification or reply errors, 2 usage or connect failure.\n",
         DEPTH_MAX, VALUE_MIN, VALUE_MAX, WIDTH_MAX, N_LIMIT_SECONDS, PREFILL_DEPTH);
+}
+
+static long
+read_key(uint64_t *rng)
+{
+    long lo = 0, hi;
+    double u;
+
+    if (opt.hot_keys == 0)
+        return rng_below(rng, opt.keys);
+    if (rng_below(rng, 100) < opt.hot_pct || zipf_n == 0)
+        return rng_below(rng, opt.hot_keys);
+    u = (double)(rng_next(rng) >> 11) / 9007199254740992.0;
+    hi = zipf_n - 1;
+    while (lo < hi) {
+        long mid = (lo + hi) / 2;
+
+        if (zipf_cdf[mid] < u)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return opt.hot_keys + lo;
 }
 
 static long long
@@ -1176,6 +1234,7 @@ parse_args(int argc, char **argv)
         { "key-prefix", 1, NULL, 'K' }, { "stall", 1, NULL, 'W' },
         { "wait", 1, NULL, 'w' },     { "help", 0, NULL, 'h' },
         { "tls", 1, NULL, 't' },      { "binary", 0, NULL, 'B' },
+        { "hot", 1, NULL, 'H' },       { "hot-prefix", 1, NULL, 'Q' },
         { NULL, 0, NULL, 0 }
     };
     char *colon, *end;
@@ -1197,7 +1256,7 @@ parse_args(int argc, char **argv)
     opt.prefill_depth = PREFILL_DEPTH;
     opt.stall = 5;
 
-    while ((ch = getopt_long(argc, argv, "s:c:P:r:v:k:m:d:n:S:fF:T:K:W:w:t:Bh", longs, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "s:c:P:r:v:k:m:d:n:S:fF:T:K:W:w:t:BH:Q:h", longs, NULL)) != -1) {
         switch (ch) {
         case 's':
             colon = strrchr(optarg, ':');
@@ -1249,6 +1308,15 @@ parse_args(int argc, char **argv)
             break;
         case 't': opt.tls_ca = optarg; break;
         case 'B': opt.binary = 1; break;
+        case 'Q': opt.hot_prefix = optarg; break;
+        case 'H':
+            colon = strchr(optarg, ':');
+            if (colon == NULL)
+                die("-H: expected N:PCT, got '%s'", optarg);
+            *colon = '\0';
+            opt.hot_keys = (long)num_arg("-H", optarg, 1, 100000000);
+            opt.hot_pct = (int)num_arg("-H", colon + 1, 0, 100);
+            break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
@@ -1276,6 +1344,10 @@ main(int argc, char **argv)
     parse_args(argc, argv);
     signal(SIGPIPE, SIG_IGN);
     versions = xmalloc(sizeof(*versions) * (size_t)opt.keys);
+    if (opt.hot_keys > opt.keys)
+        die("-H: %ld hot keys in a keyspace of %ld", opt.hot_keys, opt.keys);
+    if (opt.hot_keys > 0)
+        zipf_build(opt.keys - opt.hot_keys);
     if (opt.tls_ca != NULL)
         tls_init();
 

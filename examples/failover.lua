@@ -20,5 +20,7 @@ return lg.policy{
     tests = {
         { "get k", "primary" },
         { "set k", "primary" },
+        { "get k", "backup", down = { "primary" } },     -- reads fail over...
+        { "set k", {},       down = { "primary" } },     -- ...writes do not
     },
 }

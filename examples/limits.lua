@@ -36,7 +36,9 @@ return lg.policy{
     },
     tests = {
         { "get sess:1",  "main" },
-        { "get cfg:x",   { "cfg_a", "cfg_b" } },
+        { "set sess:1",  "gutter", down = "main" },         -- capped at 10 s there
+        { "get cfg:x",   "cfg_a" },                         -- cfg_b only if cfg_a is slow
+        { "get cfg:x",   "cfg_b", timeout = "cfg_a" },
         { "set cfg:x",   { "cfg_a", "cfg_b" } },
         { "set tmp:1",   "main" },
         { "get batch:1", "main" },

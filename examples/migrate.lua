@@ -22,5 +22,6 @@ return lg.policy{
     tests = {
         { "get hot:1",   "new" },
         { "get other:1", "old" },
+        { "get hot:1",   "old", miss = { "new" } },     -- a cold miss is read from old
     },
 }

@@ -34,5 +34,8 @@ return lg.policy{
         { "get cfg:flags",  "cfg_" .. here },
         { "set cfg:flags",  { "cfg_east", "cfg_west" } },
         { "get user:7",     "main" },
+        -- the same lines with a region down: reads move, writes reach the live one
+        { "get cfg:flags",  "cfg_" .. there, down = { "cfg_" .. here } },
+        { "set cfg:flags",  { "cfg_" .. here }, down = { "cfg_" .. there } },
     },
 }

@@ -54,6 +54,19 @@ struct backend_ctx {
 };
 
 struct backend *backend_new(struct backend_ctx *bx, const struct server *server);
+
+/*
+ * A simulated server (sim.h): calls submitted to it go to sim->submit, which
+ * must finish them (at once or later); backend_is_down asks sim->is_down.
+ * It has no thread context, socket or timer; backend_free frees it.
+ */
+struct backend_sim {
+    void  (*submit)(void *arg, const struct server *server, struct call *c);
+    bool  (*is_down)(void *arg, const struct server *server);
+    void   *arg;
+};
+
+struct backend *backend_new_simulated(const struct server *server, const struct backend_sim *sim);
 void backend_free(struct backend *be);
 
 /* Queue a call (its key, request and deadline are set). */

@@ -6,6 +6,16 @@
  * knows how many bytes its buffers hold (the memory bounds use that), and
  * an allocation that fails never aborts: buf_get returns NULL, buf_reserve
  * -1, and an append that cannot grow marks the buffer failed.
+ *
+ * A buffer may be shared (buf_share): a server connection's read buffer
+ * lends the bytes of a reply to the results and client outputs that carry
+ * it, instead of copying them. Each sharer's buf_put drops one reference;
+ * the last one puts the buffer back. While shared, a buffer's bytes do not
+ * change: its first owner stops appending to it and reads into another.
+ *
+ * A struct bufq is a client's output: a queue of pieces, each either bytes
+ * of a buffer it owns (the last one open for appends) or a shared reference
+ * to another buffer's bytes, written with one writev.
  */
 #ifndef BUF_H
 #define BUF_H
@@ -23,6 +33,7 @@ struct buf {
     uint32_t    len;        /* bytes filled */
     uint32_t    cap;        /* bytes allocated */
     bool        failed;     /* an append found no memory: bytes were lost */
+    uint32_t    refs;       /* sharers besides the first owner (buf_share) */
     struct buf_cache *owner; /* the cache whose counts include cap */
     struct buf *next;       /* free-list link */
 };
@@ -80,6 +91,10 @@ buf_put(struct buf_cache *cache, struct buf *b)
 {
     if (b == NULL)
         return;
+    if (b->refs > 0) {          /* shared: the last holder puts it back */
+        b->refs--;
+        return;
+    }
     buf_used_add(cache, -(int64_t)b->cap);
     b->pos = b->len = 0;
     b->failed = false;
@@ -91,6 +106,17 @@ buf_put(struct buf_cache *cache, struct buf *b)
     cache->free = b;
     cache->count++;
 }
+
+/* One more holder of b's bytes (released with buf_put); b is returned. */
+static inline struct buf *
+buf_share(struct buf *b)
+{
+    b->refs++;
+    return b;
+}
+
+/* Does anyone besides its first owner hold b's bytes? */
+static inline bool buf_shared(const struct buf *b) { return b->refs > 0; }
 
 void buf_cache_free(struct buf_cache *cache);
 
@@ -143,5 +169,78 @@ void buf_consume(struct buf *b, size_t n);
 
 /* Move unconsumed bytes to the start of the buffer. */
 void buf_compact(struct buf *b);
+
+/* ---- output queues ---- */
+
+/* A piece of output: an owned buffer's unconsumed bytes (p NULL), or len
+ * bytes at p inside a shared buffer b. */
+struct bufq_piece {
+    struct buf *b;
+    const char *p;
+    uint32_t    len;
+};
+
+struct bufq {
+    struct buf_cache  *cache;       /* where its buffers come from */
+    struct bufq_piece *pieces;
+    uint32_t           first;       /* pieces[first..n) are queued */
+    uint32_t           n, cap;
+    uint64_t           bytes;       /* queued bytes, but for those of an open last piece */
+    bool               open;        /* the last piece is owned and appended to */
+    bool               failed;      /* a piece could not be queued: bytes were lost */
+};
+
+/* bufq_tail's slow half: a new owned piece. */
+struct buf *bufq_open(struct bufq *q);
+
+/* The owned buffer to append output to (a new piece if the last one is shared);
+ * NULL, with the queue marked failed, when out of memory. */
+static inline struct buf *
+bufq_tail(struct bufq *q)
+{
+    return q->open ? q->pieces[q->n - 1].b : bufq_open(q);
+}
+
+/* Queue len bytes at p inside b by reference (b is shared, not copied). */
+void bufq_share(struct bufq *q, struct buf *b, const char *p, uint32_t len);
+
+/* Bytes queued, not yet written. */
+static inline uint64_t
+bufq_bytes(const struct bufq *q)
+{
+    return q->bytes + (q->open ? buf_avail(q->pieces[q->n - 1].b) : 0);
+}
+
+/* Were bytes lost (a piece, or an append to the open one, found no memory)? */
+static inline bool
+bufq_failed(const struct bufq *q)
+{
+    return q->failed || (q->open && buf_failed(q->pieces[q->n - 1].b));
+}
+
+/* At most max pieces from the front, as iovecs (struct iovec layout: base, len);
+ * returns how many. */
+struct iovec;
+int bufq_iov(const struct bufq *q, struct iovec *iov, int max);
+
+/* bufq_consume's general half: any pieces, any part of them. */
+void bufq_consume_pieces(struct bufq *q, uint64_t n);
+
+/* n bytes from the front were written: drop them, and the pieces emptied.
+ * The common case, one owned piece written whole, stays inline. */
+static inline void
+bufq_consume(struct bufq *q, uint64_t n)
+{
+    if (q->open && q->n - q->first == 1 && n == buf_avail(q->pieces[q->first].b)) {
+        buf_put(q->cache, q->pieces[q->first].b);
+        q->first = q->n = 0;
+        q->open = false;
+        return;
+    }
+    bufq_consume_pieces(q, n);
+}
+
+/* Let go of everything queued (and the queue's own memory). */
+void bufq_clear(struct bufq *q);
 
 #endif

@@ -81,6 +81,9 @@ enum route_type {
     ROUTE_COALESCE,     /* identical gets in flight go to the child once */
     ROUTE_TTL,          /* rewrite the exptime of what passes, then go on to the child */
     ROUTE_RATELIMIT,    /* a token bucket in front of the child */
+    ROUTE_PREVIEW,      /* not a policy's: a worker's live preview (route.h), put in
+                         * front of the root while a candidate policy is previewed */
+    ROUTE_NEARCACHE,    /* answer hot gets from this worker's copy; else the child */
     ROUTE_TYPE_COUNT
 };
 
@@ -104,6 +107,13 @@ enum balance_by {
 };
 
 #define BALANCE_CHILDREN_MAX 64     /* a bit mask holds the children tried */
+
+/* How metrics name hot keys (settings.hotkeys_metrics): privacy first. */
+enum hotkeys_export {
+    HOTKEYS_EXPORT_OFF,         /* no hot-key metrics (default) */
+    HOTKEYS_EXPORT_HASH,        /* the key's hash in hex */
+    HOTKEYS_EXPORT_TRUNCATE     /* the key's first bytes */
+};
 
 enum hook_cache {
     HOOK_CACHE_NONE,
@@ -140,6 +150,11 @@ struct route {
     int              hook_index;        /* hook: its function in each VM */
     enum hook_cache  hook_cache;
     char             delim;             /* hook cache: prefix delimiter */
+    /* nearcache: */
+    uint32_t         nc_ttl_ms;         /* a copy is served at most this long */
+    uint32_t         nc_max_items;      /* per worker */
+    uint64_t         nc_max_bytes;      /* per worker */
+    double           nc_hot_qps;        /* reads a second that make a key hot */
     /* failover: */
     bool             on_error;          /* connection refused/reset/closed */
     bool             on_timeout;
@@ -181,6 +196,7 @@ struct config {
     struct route  **nodes;          /* every route node, by id */
     int             nnodes;
     int             nhooks;         /* lg.hook nodes (0: no Lua per request) */
+    int             nnearcaches;    /* lg.nearcache nodes (0: no write stamps) */
     uint32_t        item_max;       /* largest value accepted */
     uint64_t        max_memory;     /* buffer bytes of all workers: past it, new
                                      * requests get SERVER_ERROR out of memory */
@@ -197,6 +213,15 @@ struct config {
     int64_t         load_time;      /* unix seconds when it was loaded */
     double          max_remap;      /* settings.max_remap: the largest share of a
                                      * pool's keys a reload may move; < 0: any */
+    int             resolve_every_s; /* settings.resolve_every_s: server names
+                                     * asked again this often; 0: never */
+    char            resolver[64];   /* settings.resolver "ip:port", "": resolv.conf */
+    bool            discover_pending; /* a server name has no answer yet: this
+                                     * config is for checking, never served */
+    unsigned        hotkeys_sample; /* settings.hotkeys_sample: one read in N counted */
+    enum hotkeys_export hotkeys_metrics; /* settings.hotkeys_metrics */
+    unsigned        hotkeys_metrics_top;  /* keys exported as metrics */
+    unsigned        hotkeys_metrics_key_bytes; /* "truncate": bytes of the key shown */
     int             refs;           /* workers still using it (atomic) */
     struct script_state *script;    /* the Lua side (VMs), owned by script.c */
     const struct script_ops *script_ops; /* set by script.c with script, or NULL */
@@ -216,8 +241,10 @@ struct script_ops {
 struct config *config_new(unsigned generation);
 
 /*
- * The id of host:port in the config, adding (and resolving) the server when
- * it is new. Returns -1 with a message in err.
+ * The id of host:port in the config, adding the server when it is new. An IP
+ * literal gets its address here; a DNS name is left with addrlen 0 for the
+ * caller to fill (script.c, from discover.c's answers: no lookup blocks a
+ * load). Returns -1 with a message in err.
  */
 int config_server(struct config *cfg, const char *host, int port, char *err, size_t errlen);
 

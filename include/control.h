@@ -17,4 +17,13 @@ struct settings;
  */
 int control_reload(const struct settings *s);
 
+/*
+ * --preview FILE: name FILE in the running luagent's POLICY.preview and send
+ * it SIGUSR2, which loads FILE as a candidate placed beside the live policy
+ * (preview.h); --preview --drop removes the file and ends the preview. Waits
+ * for the outcome in `stats preview` when the port answers. Returns the exit
+ * status: 0 done (or sent), 1 failed or not found.
+ */
+int control_preview(const struct settings *s);
+
 #endif

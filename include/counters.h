@@ -68,6 +68,10 @@ struct route_stats {
     uint64_t skipped_down;          /* balance: picks that passed over a down child */
     uint64_t coalesced;             /* coalesce: gets answered by another's reply */
     uint64_t leaders;               /* coalesce: gets sent on, others may wait for */
+    uint64_t nearcache_hits;        /* nearcache: gets answered from the copy */
+    uint64_t nearcache_misses;      /* nearcache: gets passed on */
+    uint64_t nearcache_evictions;   /* nearcache: copies dropped for room */
+    uint64_t nearcache_bytes;       /* nearcache: bytes held now (a gauge) */
 };
 
 /* What `stats <group>` renders. */
@@ -77,6 +81,8 @@ enum stats_group {
     STATS_SERVERS,      /* stats servers */
     STATS_ROUTES,       /* stats routes */
     STATS_ROUTE,        /* stats route CMD KEY: where that request goes now */
+    STATS_PREVIEW,      /* stats preview */
+    STATS_HOTKEYS,      /* stats hotkeys */
     STATS_UNKNOWN       /* anything else: ERROR, as memcached answers */
 };
 

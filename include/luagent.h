@@ -25,6 +25,7 @@
 #define ITEM_MAX_DEFAULT    (1024 * 1024)   /* largest value accepted */
 #define MAX_MEMORY_DEFAULT  (1024ull << 20) /* buffer bytes of all clients: 1 GiB */
 #define CLIENT_MEMORY_ITEMS 8               /* default client_max_memory, in item_max */
+#define RESOLVE_EVERY_S_DEFAULT 30          /* server names asked again this often */
 #define REPLY_LINE_MAX      2048            /* longest backend reply line */
 
 #define DEFAULT_PORT        11211
@@ -38,6 +39,9 @@
 #define DEFAULT_RETRY_MAX_MS        30000
 #define DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS 5000   /* a client's whole TLS handshake */
 #define DEFAULT_SERVER_STATS_INTERVAL_S  10     /* background `stats` to each server */
+#define HOTKEYS_CAPACITY    128     /* keys each worker's hot-key sketch holds */
+#define HOTKEYS_PUBLISHED   32      /* of them, published once a second for stats */
+#define HOTKEYS_SAMPLE_DEFAULT 16   /* one read in this many is counted */
 #define SERVER_STATS_INTERVAL_MAX_S      86400
 
 #define ERR_LEN             256             /* caller-provided error buffers */

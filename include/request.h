@@ -20,8 +20,10 @@
  * - A creq holds one reference until it is written (or its client has gone),
  *   plus one per live call. At zero it is freed, and the generation it was
  *   routed by has one request fewer in flight.
- * - A result owns its bytes (a buffer of the thread's cache) until it is
- *   moved on or cleared.
+ * - A result holds its bytes by a reference on the buffer they are in:
+ *   usually the read buffer of the server connection they came from, shared
+ *   (buf_share) rather than copied, until the result is moved on or cleared.
+ *   A client's output takes its own reference for a large value.
  *
  * Calls and creqs come from free lists kept per thread (struct
  * request_cache), which also carries the thread's buffers, its counters and
@@ -43,8 +45,10 @@ struct backend;
 struct call;
 struct tls_conn;
 struct config;
+struct nearcache;
 struct route;
 struct route_counter;
+struct read_pause;
 
 /* Why the proxy itself could not get a reply from a server. */
 enum fail_reason {
@@ -59,16 +63,19 @@ enum fail_reason {
 
 /*
  * What a call got. kind is the server's reply kind: for retrievals
- * REPLY_VALUE (hit: data holds " <flags> <bytes> [<cas>]\r\n<data>\r\n") or
- * REPLY_END (miss); otherwise data holds the whole reply line. When fail is
- * set, kind and data are meaningless. Only request.c and respond.c look
- * inside data; everyone else moves results whole (result_move) or asks
- * result_len.
+ * REPLY_VALUE (hit: bytes are " <flags> <bytes> [<cas>]\r\n<data>\r\n") or
+ * REPLY_END (miss); otherwise bytes are the whole reply line. bytes/len lie
+ * inside data, which the result holds a reference on (see buf_share). When
+ * fail is set, kind and the bytes are meaningless. Only request.c and
+ * respond.c look at the bytes; everyone else moves results whole
+ * (result_move) or asks result_len.
  */
 struct result {
     enum reply_kind  kind;
     enum fail_reason fail;
-    struct buf      *data;
+    struct buf      *data;          /* holds bytes, or NULL (no bytes) */
+    const char      *bytes;
+    uint32_t         len;
     bool             key_base64;    /* "ME <key>": the server wrote the key in
                                      * base64 (an item stored with "b") */
 };
@@ -80,8 +87,12 @@ struct result {
  */
 struct wconfig {
     struct config      *config;
+    const struct route *root;           /* where requests start: config->root, or the
+                                         * worker's preview node in front of it */
     struct backend    **backends;       /* by this config's server id */
     struct route_counter **routes;      /* by this config's node id */
+    struct nearcache  **nearcaches;     /* by node id: this worker's near cache
+                                         * stores, or NULL when the config has none */
     uint64_t            inflight;       /* requests routed by it, not yet freed */
     bool                reqlog;         /* config->reqlog, one load nearer the client */
     struct wconfig     *next;           /* older generations still draining */
@@ -94,11 +105,28 @@ struct wconfig {
  */
 struct creq_owner {
     uint64_t            held;
+    uint64_t            unsent;         /* its output not yet written (as of its last flush) */
+    struct read_pause  *waiting;        /* server connections paused until it reads */
+    void              (*stalled)(struct creq_owner *o); /* it has not read for a
+                                         * server's timeout while one waits: close it */
     bool                is_unix;        /* through the unix socket */
     const char         *listener;       /* its listener's name ("tcp", "unix", ...) */
     struct tls_conn    *tls;            /* its TLS state, or NULL: plain */
     char               *cn;             /* route_client_cn's answer, once asked */
     bool                cn_known;       /* ...it was asked */
+};
+
+/*
+ * A server connection that stopped reading because a client's unwritten
+ * output passed client_max_memory (it is the client not reading, so the
+ * server's bytes stay in the kernel rather than in luagent). resume is
+ * called, from the client's side, once that output has drained to half the
+ * bound or the client has gone; it must not run any request (it schedules).
+ */
+struct read_pause {
+    struct read_pause  *next;
+    struct creq_owner  *owner;          /* NULL: not paused */
+    void              (*resume)(struct read_pause *p);
 };
 
 /* One key's reply slot in a client request. */
@@ -124,6 +152,7 @@ struct creq {
     uint32_t         spare_cap;
     uint32_t         nslots;
     uint32_t         ndone;
+    uint32_t         nwritten;  /* multi-get: slots already written (streamed) */
     int              refs;      /* 1 until written or orphaned + live calls */
     uint64_t         held;      /* bytes counted against its client (copy, replies) */
     uint64_t         in_calls;  /* value bytes its calls hold at a server
@@ -163,6 +192,8 @@ struct call {
     bool                 batch_end;     /* backend: last key of a get batch */
     bool                 in_batch;      /* backend: part of a multi-key get */
     bool                 finished;
+    uint8_t              nc_bump;       /* near cache: what its reply makes stale
+                                         * (enum in route.h), 0: nothing */
     /*
      * A call waits at a server connection (a pool's call) or on its thread's
      * hedge queue (a hedging node's own call, never submitted), never both:
@@ -208,6 +239,8 @@ result_clear(struct request_cache *rq, struct result *res)
 {
     buf_put(&rq->bufs, res->data);
     res->data = NULL;
+    res->bytes = NULL;
+    res->len = 0;
 }
 
 /* Move a result; the source is left empty. */
@@ -217,13 +250,24 @@ result_move(struct request_cache *rq, struct result *to, struct result *from)
     result_clear(rq, to);
     *to = *from;
     from->data = NULL;
+    from->bytes = NULL;
+    from->len = 0;
+}
+
+/* The result's bytes are all of b's (which it now owns). */
+static inline void
+result_set_buf(struct result *res, struct buf *b)
+{
+    res->data = b;
+    res->bytes = b->data;
+    res->len = b->len;
 }
 
 /* Bytes a result holds. */
 static inline uint32_t
 result_len(const struct result *res)
 {
-    return res->data != NULL ? res->data->len : 0;
+    return res->len;
 }
 
 /* An error: luagent's own, or ERROR / CLIENT_ERROR / SERVER_ERROR from a server. */
@@ -282,6 +326,25 @@ bool creq_may_hold(struct request_cache *rq, struct creq *r, uint64_t n);
 
 /* Drop a reference to a request; frees it at zero. */
 void creq_release(struct request_cache *rq, struct creq *r);
+
+/* ---- clients that do not read ---- */
+
+/* Has o so much output unwritten that a server connection should stop
+ * reading for it? */
+static inline bool
+creq_owner_over(const struct request_cache *rq, const struct creq_owner *o)
+{
+    return o->unsent > rq->client_max_memory;
+}
+
+/* Pause p until o reads (p->resume is called then). */
+void read_pause_start(struct read_pause *p, struct creq_owner *o);
+
+/* p stops waiting (its connection closed): unlinked, resume not called. */
+void read_pause_cancel(struct read_pause *p);
+
+/* o's output drained, or o has gone: resume every connection paused for it. */
+void creq_owner_resume(struct creq_owner *o);
 
 /* ---- the thread's cache ---- */
 

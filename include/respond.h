@@ -15,6 +15,7 @@
 #include "request.h"
 
 struct buf;
+struct bufq;
 
 /* The client's text for a failure: "SERVER_ERROR backend timeout" etc. */
 const char *fail_reason_line(enum fail_reason why);
@@ -25,7 +26,24 @@ const char *fail_reason_line(enum fail_reason why);
  * put back, flush_all's OK, or the server's line; luagent's own error where
  * a server could not be asked. Nothing for noreply.
  */
-void respond_text(struct buf *out, const struct creq *r, struct stats *st);
+void respond_text(struct bufq *q, const struct creq *r, struct stats *st);
+
+/*
+ * Values at least this long go into the output by reference to the server's
+ * read buffer (bufq_share); shorter ones are copied, which costs less than
+ * one more piece for the writev.
+ */
+#define RESPOND_SHARE_MIN   1024
+
+/*
+ * A multi-get written as its keys come in: the VALUE lines of the slots
+ * from `from` on that are done, up to the first that is not; returns that
+ * slot's index (the next to write). respond_text then writes the rest from
+ * r->nwritten on, and END. A key that fails is a miss, as it is when the
+ * reply is written whole.
+ */
+uint32_t respond_text_values(struct bufq *q, const struct creq *r, uint32_t from,
+                             struct stats *st);
 
 /* The same for a binary request: the response packets memcached would write. */
 void respond_binary(struct buf *out, const struct creq *r, struct stats *st);

@@ -26,6 +26,8 @@
 struct buf;
 struct dcache;
 struct event_base;
+struct route_ctx;
+struct hotkeys;
 
 #define ROUTE_HOPS_MAX 64      /* steps one key may take through the tree */
 
@@ -59,6 +61,18 @@ struct route_counter {
 #define ROUTE_LABEL_MAX 256
 
 /*
+ * A live preview (preview.h): a node of type ROUTE_PREVIEW that a worker puts
+ * in front of its current generation's root (wconfig->root, its id the slot
+ * after the generation's nodes), so every key of a client request passes it
+ * first: observe sees the call, which then goes on to the root unchanged.
+ * Without a preview no request meets it, so it costs nothing.
+ */
+struct route_preview {
+    struct route  node;
+    void        (*observe)(struct route_preview *p, struct route_ctx *rt, const struct call *c);
+};
+
+/*
  * What the engine keeps per thread. Its request cache comes first: the
  * request layer calls the engine's completion callbacks with the cache, and
  * route_ctx_of finds the engine from it.
@@ -67,12 +81,18 @@ struct route_ctx {
     struct request_cache  rq;
     struct wconfig       *current;      /* the generation new requests are routed by */
     struct dcache        *dcache;       /* hook decisions (current generation only) */
+    struct hotkeys       *hotkeys;      /* this worker's hot-key sketch of reads */
     int                   vm;           /* this thread's Lua VM, for hooks */
     struct route_counter **counters;    /* every label a live generation names */
     int                   ncounters;
     struct hedge_queue    hedges;       /* calls waiting to hedge (wait_ms) */
+    struct route_preview *preview;      /* the worker's live preview, or NULL */
     uint64_t              rng;          /* balance: xorshift state (0: not seeded) */
     struct coalesce_table coalesce;     /* gets in flight through coalesce nodes */
+    bool                  simulated;    /* a simulation (sim.c): rate limits take no
+                                         * tokens, so tests and previews show where a
+                                         * request within the limit goes, and never
+                                         * spend a live global bucket */
 };
 
 static inline struct route_ctx *
@@ -91,17 +111,41 @@ const char *route_client_cn(struct creq_owner *o);
 
 /* Set up the hedge timer on the thread's event base: 0, or -1. */
 int route_hedges_init(struct route_ctx *rt, struct event_base *base);
+/*
+ * Where a read went, as the hot-key sketch records it (0 is "unknown"):
+ * the generation, the pool's node and the server, so names can be looked
+ * up later, and a tag of a generation gone names nothing.
+ */
+static inline uint64_t
+route_hot_where(unsigned generation, int node_id, int server_id)
+{
+    return (uint64_t)generation << 32 | (uint64_t)(node_id & 0xffff) << 16
+         | (uint64_t)((server_id + 1) & 0xffff);
+}
 
 /* Start a call at its node; it ends through its done callback. */
 void route_start(struct route_ctx *rt, struct call *c);
 
+/* What a call's reply makes stale in the near caches (call->nc_bump). */
+enum nc_bump {
+    NC_BUMP_NONE,       /* nothing: reads, or no near cache in the policy */
+    NC_BUMP_KEY,        /* its key: a write, delete, arith or touch */
+    NC_BUMP_ALL         /* every key: flush_all */
+};
+
+/* A change reached its server: copies read before its reply are stale. */
+void route_nearcache_changed(const struct call *c);
+
 /*
  * Count a call's error at the node it ended at. Every completion callback of
- * a routed call calls this first (flush_all's calls have no node).
+ * a routed call calls this first (flush_all's calls have no node). A change
+ * that ends bumps its near cache stamps a second time (nearcache.h).
  */
 static inline void
 route_count_result(const struct call *c)
 {
+    if (c->nc_bump != NC_BUMP_NONE)
+        route_nearcache_changed(c);
     if (c->node != NULL && result_is_error(&c->res))
         STAT_INC(c->creq->wcfg->routes[c->node->id]->stats.errors);
 }

@@ -17,6 +17,7 @@
 #include "proto.h"
 
 struct config;
+struct sim_conditions;
 struct route;
 struct settings;
 
@@ -32,18 +33,13 @@ struct config *script_load(const char *path, const struct settings *s, int nwork
                            char *err, size_t errlen);
 
 /*
- * --route: print where "cmd key" would go (each route node, then the pool and
- * server). Returns 0, or -1 with a reason in err.
+ * --route: run "cmd key" through the route engine against simulated servers
+ * under cond (NULL: all up, every key present; see sim.h) and print the
+ * nodes it passed, each server call and its outcome, and the pools that took
+ * it. Returns 0, or -1 with a reason in err.
  */
-int script_explain(struct config *config, const char *line, FILE *out,
-                   char *err, size_t errlen);
-
-/*
- * The same for a request from listener (NULL: "tcp") with client certificate
- * CN cn (NULL: none), as lg.by_client and hooks would see it.
- */
-int script_explain_as(struct config *config, const char *line, const char *listener,
-                      const char *cn, FILE *out, char *err, size_t errlen);
+int script_explain(struct config *config, const char *line, const struct sim_conditions *cond,
+                   FILE *out, char *err, size_t errlen);
 
 /*
  * The servers a request reaches on its answering path, as --route shows it:
@@ -95,7 +91,9 @@ enum route_live_result {
  * (by config server id) says which servers are marked down; vm is the
  * calling worker's Lua VM for hooks, or -1 (no hook can run: outside a
  * worker); listener and cn are the client's (NULL: "tcp", none). Nothing is
- * sent anywhere. The walk is the one self-tests and --route use (reach).
+ * sent anywhere. The request runs through the route engine against simulated
+ * servers (sim.h), as self-tests and --route do, with the servers marked down
+ * now assumed down.
  */
 enum route_live_result script_route_live(struct config *cfg, int vm, const char *cmd,
                                          size_t cmdlen, const char *key, size_t klen,

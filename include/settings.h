@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "listener.h"
+#include "sim.h"
 
 struct server_spec {
     char     *host;         /* as written */
@@ -41,8 +42,7 @@ struct settings {
     const char *check;              /* --check FILE: load, test, describe, exit */
     const char *route_file;         /* --route FILE LINE: explain routing, exit */
     const char *route_line;
-    const char *route_listener;     /* --listener NAME (with --route): the client's way in */
-    const char *route_cn;           /* --cn NAME (with --route): its certificate's CN */
+    struct sim_conditions route_cond; /* --down/--timeout/--miss (with --route) */
     const char *against;            /* --against OLD (with --check): the remap guard's test */
     const char *diff_old;           /* --diff OLD NEW: what the change does, exit */
     const char *diff_new;
@@ -51,6 +51,8 @@ struct settings {
     bool        watch;              /* --watch: reload when the -c file changes */
     bool        reload;             /* --reload: signal the running luagent, exit */
     bool        force;              /* --force (with --reload): past the remap guard */
+    const char *preview;            /* --preview FILE: preview it in the running luagent, exit */
+    bool        preview_drop;       /* --preview --drop: end the running luagent's preview */
     struct server_spec *servers;    /* -s, in order */
     int         nservers;
     struct server_spec *backups;    /* -b, in order */

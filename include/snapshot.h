@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "config.h"
 #include "counters.h"
 #include "fleet.h"
 
@@ -60,6 +61,9 @@ struct snapshot {
     uint64_t             free_list_bytes; /* kept in the workers' free lists */
     uint64_t             max_memory;    /* the generation's bounds */
     uint64_t             client_max_memory;
+    enum hotkeys_export  hotkeys_metrics; /* the generation's hot-key settings */
+    unsigned             hotkeys_metrics_top;
+    unsigned             hotkeys_metrics_key_bytes;
     char                *source;        /* policy file */
     uint32_t             checksum;
     int64_t              load_time;     /* unix seconds */

@@ -24,6 +24,8 @@ extern uint64_t stats_reloads;
 extern uint64_t stats_reload_failures;
 /* Of the refused ones, those the remap guard refused (settings.max_remap). */
 extern uint64_t stats_reload_refused_remap;
+extern uint64_t stats_discover_changes;     /* server names that answered differently */
+extern uint64_t stats_discover_failures;    /* DNS questions for them that failed */
 
 /* Remember the start time (uptime is measured from here). */
 void stats_init(void);

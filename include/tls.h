@@ -23,7 +23,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 struct tls_server;      /* our side of client connections: certificate, key, CA */
@@ -104,11 +106,18 @@ bool tls_pending(const struct tls_conn *t);
 /* Why the last call failed (OpenSSL's reason), for logs. */
 const char *tls_error(const struct tls_conn *t);
 
+/*
+ * The plain calls go through syscall(): read() and write() are thread
+ * cancellation points, and in a threaded process the C library switches
+ * cancellation on and off around each one (some 70 instructions a call,
+ * four calls a request). luagent never cancels a thread. The result and
+ * errno are the same.
+ */
 static inline ssize_t
 conn_read(int fd, struct tls_conn *t, void *buf, size_t len)
 {
     if (__builtin_expect(t == NULL, 1))
-        return read(fd, buf, len);
+        return syscall(SYS_read, fd, buf, len);
     return tls_read(t, buf, len);
 }
 
@@ -116,8 +125,15 @@ static inline ssize_t
 conn_write(int fd, struct tls_conn *t, const void *buf, size_t len)
 {
     if (__builtin_expect(t == NULL, 1))
-        return write(fd, buf, len);
+        return syscall(SYS_write, fd, buf, len);
     return tls_write(t, buf, len);
+}
+
+/* A gathered write on a plain connection (TLS writes one piece at a time). */
+static inline ssize_t
+conn_writev(int fd, const struct iovec *iov, int n)
+{
+    return syscall(SYS_writev, fd, iov, n);
 }
 
 #endif

@@ -17,6 +17,8 @@
 #include <stdint.h>
 
 struct config;
+struct preview;
+struct hotkey_view;
 struct stats;
 struct tls_conn;
 struct wconfig;
@@ -37,6 +39,12 @@ void worker_dispatch(int fd, bool is_unix, struct tls_conn *tls, const char *lis
  */
 void worker_publish_config(struct config *config);
 
+/*
+ * Hand a candidate policy to preview (preview.h) to every worker, each taking
+ * a reference; NULL takes the preview away.
+ */
+void worker_publish_preview(struct preview *p);
+
 /* Held for reading while another thread reads workers' state (stats). */
 void worker_read_lock(void);
 void worker_read_unlock(void);
@@ -47,6 +55,12 @@ void worker_stop_all(void);
 /* Bytes held in buffers by all workers, and in their free lists. */
 uint64_t worker_memory_used(void);
 uint64_t worker_memory_cached(void);
+
+/*
+ * The hot keys of all workers (as published in the last second), merged:
+ * at most cap, highest rate first. Returns how many.
+ */
+int worker_hotkeys(struct hotkey_view *out, int cap);
 
 /* Workers running. */
 int worker_count(void);

@@ -11,7 +11,9 @@
 --                           <validated fields, defaults filled> }, lg.Route)
 --   kinds  = pool prefix by_op failover all_sync all_initial all_fastest
 --            all_async rewrite shadow warmup error hook balance coalesce ttl ratelimit
+--            nearcache
 --   pool.servers = list of { host = s, port = n, weight = n, name = s|nil }
+--                  or { srv = s, weight = n } (a DNS SRV name, "srv:..." in a string)
 --   pool.tls     = nil (plain TCP) | { ca = s|nil, cert = s|nil, key = s|nil,
 --                                      sni = s|nil, verify = b }
 --   prefix.map   = list of { prefix = s, route = r }, sorted by prefix
@@ -197,6 +199,25 @@ local function number(lo, hi)
     end
 end
 
+-- A size in bytes: a whole number, or a string "<n>", "<n>k", "<n>m", "<n>g"
+-- (powers of 1024), between lo and hi bytes.
+local SIZE_UNITS = { [""] = 1, k = 1024, m = 1024 * 1024, g = 1024 * 1024 * 1024 }
+
+local function size(lo, hi)
+    local whole = integer(lo, hi)
+    return function(v, label)
+        if type(v) == "string" then
+            local digits, unit = v:lower():match("^(%d+)([kmg]?)$")
+            if not digits then
+                fail("%s must be a size such as 65536, \"512k\" or \"64m\" (got %s)", label,
+                     show(v))
+            end
+            v = tonumber(digits) * SIZE_UNITS[unit]
+        end
+        return whole(v, label)
+    end
+end
+
 local function boolean(v, label)
     if type(v) ~= "boolean" then
         fail("%s must be true or false (got %s)", label, kind(v))
@@ -367,8 +388,27 @@ end
 
 -- "host", "host:port", "host:port:weight", each optionally followed by a
 -- space and a name (twemproxy); IPv6 hosts are written "[::1]:port".
+-- "srv:NAME" (optionally followed by ":weight"): the servers of NAME's DNS SRV
+-- records, e.g. "srv:_memcache._tcp.cache.example"; resolved by C.
+local SRV_PREFIX = "srv:"
+
+local function parse_srv(spec, s, at)
+    local name, weight = sub(spec, #SRV_PREFIX + 1), 1
+    local w = name:match(":(%d+)$")
+    if w ~= nil then
+        name, weight = sub(name, 1, #name - #w - 1), tonumber(w)
+        if weight < 1 or weight > WEIGHT_MAX then fail("%s: bad weight in '%s'", at, s) end
+    end
+    if #name == 0 or #name > 253 or not name:match("^[%w_.-]+$") or find(name, "%.%.")
+       or sub(name, 1, 1) == "." then
+        fail("%s: bad SRV name in '%s' (like \"srv:_memcache._tcp.example.com\")", at, s)
+    end
+    return { srv = name, weight = weight }
+end
+
 local function parse_server(s, at)
     local spec = trim(s)
+    if sub(spec, 1, #SRV_PREFIX) == SRV_PREFIX then return parse_srv(spec, s, at) end
     local addr, name = spec:match("^(%S+)%s+(.-)$")
     if addr == nil then addr = spec end
     if name ~= nil and find(name, "%s") then
@@ -428,7 +468,7 @@ local function check_servers(v, label)
             fail("%s must be a string \"host:port\" or a table {host=, port=} (got %s)",
                  at, kind(e))
         end
-        local addr = srv.host .. ":" .. srv.port
+        local addr = srv.srv and SRV_PREFIX .. srv.srv or srv.host .. ":" .. srv.port
         if seen_addr[addr] then
             fail("%s: server %s is listed twice (also servers[%d])", at, addr, seen_addr[addr])
         end
@@ -806,6 +846,18 @@ function build.warmup(t, where)
     return r
 end
 
+local NEARCACHE_FIELDS = {
+    to        = req(route),
+    ttl_ms    = opt(integer(1, 3600 * 1000), 500),
+    max_items = opt(integer(1, 100000000), 10000),
+    max_bytes = opt(size(1024, 2 ^ 50), 64 * 1024 * 1024),
+    hot_qps   = opt(number(0, 1e12), 200),
+}
+
+function build.nearcache(t, where)
+    return check_fields(NEARCACHE_FIELDS, t, new_route("nearcache", where))
+end
+
 local function error_text(v, label)
     text_line(v, label)
     if find(v, "%c") then
@@ -861,6 +913,19 @@ local function check_sample(v, label)
          label, show(v))
 end
 
+-- settings.resolver: the nameserver to ask for server names, "ip:port"
+-- ("[v6]:port" for IPv6), instead of /etc/resolv.conf's.
+local function check_resolver(v, label)
+    local ok = type(v) == "string" and (v:match("^%d+%.%d+%.%d+%.%d+:%d+$")
+                                        or v:match("^%[[%x:.]+%]:%d+$"))
+    local port = ok and tonumber(v:match(":(%d+)$"))
+    if not ok or port < 1 or port > PORT_MAX then
+        fail("%s must be a nameserver \"ip:port\" like \"127.0.0.1:53\" (got %s)", label,
+             type(v) == "string" and show(v) or kind(v))
+    end
+    return v
+end
+
 local SETTINGS_FIELDS = {
     hook_errors         = opt(one_of("server_error", "default"), "server_error"),
     fallback            = opt(route, nil),
@@ -872,6 +937,12 @@ local SETTINGS_FIELDS = {
     max_remap           = opt(number(0, 1), nil),
     log_slow_ms         = opt(integer(0, 3600000), nil),
     log_sample          = opt(check_sample, nil),
+    resolve_every_s     = opt(integer(0, 86400), 30),
+    resolver            = opt(check_resolver, nil),
+    hotkeys_sample      = opt(integer(1, 1000000), 16),
+    hotkeys_metrics     = opt(one_of("off", "hash", "truncate"), "off"),
+    hotkeys_metrics_top = opt(integer(1, 32), 10),
+    hotkeys_metrics_key_bytes = opt(integer(1, 250), 16),
 }
 
 local function check_settings(v, label)
@@ -893,29 +964,47 @@ local function check_settings(v, label)
     return s
 end
 
+-- A test's assumed conditions: a name or a list of names (pools or servers).
+local TEST_CONDITIONS = { "down", "miss", "timeout", "listener", "cn" }
+
+local function check_condition(x, at, field)
+    if field == "listener" or field == "cn" then    -- the client's way in: one name
+        if x ~= nil and (type(x) ~= "string" or x == "" or find(x, "%c")) then
+            fail("%s: '%s' must be a non-empty one-line string (got %s)", at, field, show(x))
+        end
+        return
+    end
+    if x == nil or (type(x) == "string" and x ~= "") then return end
+    if not is_list(x) or #x == 0 then
+        fail("%s: %s must be a pool or server name, or a list of them (got %s)", at, field,
+             kind(x))
+    end
+    for j = 1, #x do
+        if type(x[j]) ~= "string" or x[j] == "" then
+            fail("%s: %s[%d] must be a pool or server name (got %s)", at, field, j, show(x[j]))
+        end
+    end
+end
+
 local function check_tests(v, label)
     if not is_list(v) then
         fail("%s must be a list of {request, expected} (got %s)", label, kind(v))
     end
     for i = 1, #v do
         local e, at = v[i], format("tests[%d]", i)
-        local plain = {}
-        if type(e) == "table" and not is_route(e) and not is_policy(e) then
-            for k, x in pairs(e) do
-                if k == "listener" or k == "cn" then
-                    if type(x) ~= "string" or x == "" or find(x, "%c") then
-                        fail("%s: '%s' must be a non-empty one-line string (got %s)", at, k,
-                             show(x))
-                    end
-                elseif type(k) == "string" then
-                    unknown_field(k, { "listener", "cn" }, at .. ".")
-                else
-                    plain[k] = x
-                end
-            end
+        if type(e) ~= "table" or e[1] == nil or e[2] == nil or e[3] ~= nil then
+            fail("%s must be {request line, expected pool name(s)} (with optional "
+                 .. "down = {...}, timeout = {...}, miss = {...})", at)
         end
-        if not is_list(plain) or #plain ~= 2 then
-            fail("%s must be {request line, expected pool name(s)}", at)
+        for k in pairs(e) do
+            if not is_index(k) or k > 2 then
+                if type(k) ~= "string" then
+                    fail("%s: unexpected entry [%s]", at, tostring(k))
+                end
+                local known = false
+                for _, field in ipairs(TEST_CONDITIONS) do known = known or k == field end
+                if not known then unknown_field(k, TEST_CONDITIONS, at .. ".") end
+            end
         end
         if type(e[1]) ~= "string" or e[1] == "" or find(e[1], "[\r\n]") then
             fail("%s: the request must be a one-line string like \"get foo\" (got %s)", at,
@@ -924,7 +1013,7 @@ local function check_tests(v, label)
         local x = e[2]
         if type(x) == "string" then
             if x == "" then fail("%s: the expected pool name is empty", at) end
-        elseif is_list(x) and #x > 0 then
+        elseif is_list(x) then     -- {}: no pool takes the request
             for j = 1, #x do
                 if type(x[j]) ~= "string" or x[j] == "" then
                     fail("%s: expected[%d] must be a pool name (got %s)", at, j, show(x[j]))
@@ -933,6 +1022,9 @@ local function check_tests(v, label)
         else
             fail("%s: expected must be a pool name or a list of pool names (got %s)", at,
                  kind(x))
+        end
+        for _, field in ipairs(TEST_CONDITIONS) do
+            check_condition(e[field], at, field)
         end
     end
     return v
@@ -955,7 +1047,8 @@ local function each_child(r, fn)
             if r.ops and r.ops[name] then fn(r.ops[name]) end
         end
         fn(r.default)
-    elseif k == "rewrite" or k == "coalesce" or k == "ttl" or k == "ratelimit" then
+    elseif k == "rewrite" or k == "coalesce" or k == "ttl" or k == "ratelimit"
+           or k == "nearcache" then
         fn(r.to)
     elseif k == "shadow" then
         fn(r.main); fn(r.shadow)
@@ -1065,8 +1158,8 @@ end
 
 for _, name in ipairs({ "pool", "prefix", "by_op", "by_client", "failover", "all_sync", "all_initial",
                         "all_fastest", "all_async", "rewrite", "shadow", "warmup", "error",
-                        "hook", "balance", "coalesce", "ttl", "ratelimit", "policy",
-                        "read_local_write_all" }) do
+                        "hook", "balance", "coalesce", "ttl", "ratelimit", "nearcache",
+                        "policy", "read_local_write_all" }) do
     lg[name] = constructor(name, build[name])
 end
 

@@ -36,6 +36,12 @@
 #    a direct memcached, each run with build/copycount.so preloaded (it counts
 #    memcpy/memmove/mempcpy; see bench/copycount.c): gets, 10-key multi-gets
 #    and sets, one connection, at each value size.
+# 7. Hot keys (scripts/bench-hot.sh): 90% of gets on 10 keys, Zipf over the
+#    rest, luagent -t 1 with the pool alone and with lg.nearcache on the hot
+#    prefix: ops/s, and the reads the hot keys' server receives.
+#
+# At the end, scripts/plot.sh draws parts 4 and 5 with gnuplot as PNG pictures
+# beside the results file (<results>-sizes.png, <results>-growth.png).
 #
 # Everything listens on 127.0.0.1 on free ports below 32768; every process is
 # stopped by its PID on exit. A server or proxy that disappears during a run
@@ -46,6 +52,7 @@
 #   BENCH_WALL (1; 0 skips part 1)  BENCH_CALLGRIND (1; 0 skips part 2)
 #   BENCH_TLS (1; 0 skips part 3)  BENCH_SWEEP (1; 0 skips part 4)
 #   BENCH_GROWTH (1; 0 skips part 5)  BENCH_COPIES (1; 0 skips part 6)
+#   BENCH_HOT (1; 0 skips part 7; BENCH_HOT_SECONDS, BENCH_HOT_ROUNDS)
 #   BENCH_SIZES ("100 10240 102400 1048576")  BENCH_WIDTHS ("1 10 100")
 #   BENCH_POOLS ("4 64 512")  BENCH_SWEEP_SECONDS (3)  BENCH_SWEEP_ROUNDS (1)
 #   BENCH_SWEEP_MB (64)  BENCH_GROWTH_MB (200: value bytes one callgrind
@@ -1168,6 +1175,13 @@ if [ "$DO_COPIES" = 1 ]; then
     out ""
 fi
 
+# 7. The hot-key workload: the pool alone and with lg.nearcache (scripts/bench-hot.sh).
+if [ "${BENCH_HOT:-1}" = 1 ]; then
+    BENCH_LUAGENT="$LUAGENT" sh scripts/bench-hot.sh > "$TMP/hot.out" 2>&1 || FAILED=1
+    tee -a "$OUT.tmp" < "$TMP/hot.out"
+    out ""
+fi
+
 for f in "$TMP"/lg1.log "$TMP"/lg2.log "$TMP"/lgt*.log "$TMP"/lg[sc].log "$TMP"/valgrind.*.log; do
     [ -s "$f" ] || continue
     if grep -v 'running as root' "$f" | grep -qE 'error|warn|crash|abort|Invalid'; then
@@ -1180,4 +1194,6 @@ done
 [ "$FAILED" = 1 ] && out "SOME RUNS FAILED (errors above): the figures are incomplete"
 mv "$OUT.tmp" "$OUT"
 echo "results: $OUT"
+# The value-size and cost-growth tables as pictures beside the results.
+sh scripts/plot.sh "$OUT" | sed 's/^/picture: /' || FAILED=1
 exit $FAILED

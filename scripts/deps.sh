@@ -26,14 +26,18 @@ TEST_PACKAGES="luajit2 memcached python3-pytest python3-pymemcache libmemcached-
 nutcracker openssl python3-prometheus-client man-db"
 # The real-client suites (tests/clients/, test_binary_clients.py): one client
 # library per line; pylibmc, PHP's memcached extension (sessions) and Dalli 3.0
-# (binary only) also speak the binary protocol.
+# (binary only) also speak the binary protocol. php-memcache is PHP's older
+# extension (its own protocol code, not libmemcached's); gomemcache is Go source
+# that the suite builds offline with Debian's Go (GOPATH /usr/share/gocode).
 CLIENT_PACKAGES="python3-pylibmc
 libcache-memcached-fast-perl
 libcache-memcached-perl
-php-cli php-memcached
+php-cli php-memcached php-memcache
 ruby ruby-dalli
-nodejs npm"
-BENCH_PACKAGES="memcached nutcracker valgrind openssl"
+nodejs npm
+golang-go golang-github-bradfitz-gomemcache-dev"
+# gnuplot draws bench/results/*.svg from the runs' tables (scripts/plot.sh).
+BENCH_PACKAGES="memcached nutcracker valgrind openssl gnuplot-nox"
 FUZZ_PACKAGES="clang libclang-rt-14-dev"
 # make deb and its test (tests/integration/test_deb.py): Debian's packaging
 # tools, and adduser, which the package depends on (its build dependencies are

@@ -8,10 +8,27 @@
  *   batch_end. The server answers a batch with a VALUE per hit, in the order
  *   asked, then one END: a VALUE that does not match the waiting key means
  *   that key missed.
- * - A batch's results are held in its calls, which stay at the head of the
- *   FIFO, until its END: only a complete reply is trusted, so when the
- *   stream fails part way (timeout, close, garbage) none of the batch's
- *   values reaches a client.
+ * - A batch's VALUE is held in its call, which stays at the head of the
+ *   FIFO, until the next unit (the next VALUE or the END) has parsed: a
+ *   VALUE that declares more bytes than it has swallows what follows, so a
+ *   value is trusted only once the stream is seen to go on in step after
+ *   it. The calls before it in the batch (its value, and the keys that
+ *   missed) are then finished, so a multi-get's values go on to its client
+ *   as they come, not all at the END, and at most one value of a batch is
+ *   held here. When the stream fails part way (timeout, close, garbage),
+ *   the untrusted value and the keys after it fail.
+ * - A reply is not copied: its result takes a reference on the read buffer
+ *   it lies in (buf_share). A shared read buffer is never written again; the
+ *   next read goes to a fresh one, which takes over the unparsed bytes.
+ *   Once a VALUE's line is in, its whole unit is read into one buffer of
+ *   its size, not grown (and copied) read by read. A small reply in a large
+ *   buffer is copied instead, so it does not pin the large one.
+ * - Reading stops while a client that a call was finished for has more
+ *   than client_max_memory of output unwritten (it does not read): the
+ *   server's bytes then wait in the kernel, not in luagent. The client
+ *   resumes it once half of that is written, or when it goes; the calls'
+ *   deadlines move by the time spent paused. A client that reads nothing
+ *   for the server's timeout meanwhile is closed.
  * - The connection's deadline is the earliest deadline of its calls, which
  *   need not be the head's: pools with different timeouts (and flush_all)
  *   share a server's connection. One timer per connection suffices. It is
@@ -20,6 +37,10 @@
  *   deadline fails the connection with every call on it, even while calls
  *   ahead of it are still within theirs: replies come in order, so its
  *   reply cannot be told apart from theirs or skipped.
+ * - A call past its deadline times the connection out only once the server
+ *   has also sent nothing for a timeout: replies come in order, so calls
+ *   queued behind a long stream of values (a wide get over large values)
+ *   wait for it, not for a stuck server.
  * - On error, timeout, EOF or garbage every queued call fails at once and the
  *   connection is closed; the next call opens a new one.
  * - Round-trip time costs two clock reads per batch, not per call: calls
@@ -49,6 +70,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -71,6 +93,9 @@
 
 #define BATCH_KEYS_MAX  100         /* keys in one get line to a server */
 #define READ_CHUNK      16384
+#define SHARE_CAP_MAX   (2 * READ_CHUNK) /* a reply in a buffer up to this size is
+                                         * shared whatever its length; past it, only
+                                         * one that is a quarter of the buffer or more */
 
 enum backend_state {
     BACKEND_CLOSED,         /* no socket */
@@ -114,6 +139,11 @@ struct backend {
     int                      failures;      /* connection failures since a
                                              * request last got its reply */
     uint64_t                 down_until_ms; /* marked down until then */
+    uint32_t                 need;          /* bytes of the unit being read, once known */
+    struct read_pause        pause;         /* reading waits for a client */
+    uint64_t                 paused_at_ms;
+    int                      stall_ms;      /* how long a client may keep it paused */
+    bool                     resumed;       /* parse what is buffered before reading */
     bool                     unsettled;     /* down, rejoining or on probation:
                                              * calls go through backend_gate */
     bool                     rejoining;     /* the rejoin flush_all is out */
@@ -124,7 +154,11 @@ struct backend {
     struct creq_owner        rejoin_owner;  /* owner of the flush_all request: leads
                                              * its completion back here */
     struct backend_stats     stats;
+    const struct backend_sim *sim;          /* a simulated server, or NULL */
 };
+
+static void backend_resume(struct read_pause *p);
+static void backend_pause(struct backend *be, struct creq_owner *o);
 
 static void backend_on_read(evutil_socket_t fd, short what, void *arg);
 static void backend_on_write(evutil_socket_t fd, short what, void *arg);
@@ -143,11 +177,34 @@ backend_new(struct backend_ctx *bx, const struct server *server)
     be->server = server;
     be->fd = -1;
     be->due = REPLY_KIND_COUNT;
+    be->pause.resume = backend_resume;
     be->timer = evtimer_new(bx->base, backend_on_timer, be);
     if (be->timer == NULL) {
         free(be);
         return NULL;
     }
+    return be;
+}
+
+/*
+ * A simulated server never connects. It is unsettled and marked down for
+ * ever, so the one test backend_submit makes on every call (unsettled) is
+ * also what sends its calls to the simulator (backend_gate): real servers
+ * pay nothing for it.
+ */
+struct backend *
+backend_new_simulated(const struct server *server, const struct backend_sim *sim)
+{
+    struct backend *be = calloc(1, sizeof(*be));
+
+    if (be == NULL)
+        return NULL;
+    be->server = server;
+    be->fd = -1;
+    be->due = REPLY_KIND_COUNT;
+    be->down_until_ms = UINT64_MAX;
+    be->unsettled = true;
+    be->sim = sim;
     return be;
 }
 
@@ -172,7 +229,13 @@ backend_set_server(struct backend *be, const struct server *server)
 bool
 backend_is_down(const struct backend *be)
 {
-    return be->rejoining || (be->down_until_ms != 0 && clock_ms() < be->down_until_ms);
+    if (be->rejoining)
+        return true;
+    if (be->down_until_ms == 0)
+        return false;
+    if (be->sim != NULL)
+        return be->sim->is_down(be->sim->arg, be->server);
+    return clock_ms() < be->down_until_ms;
 }
 
 static void
@@ -199,6 +262,9 @@ backend_close_socket(struct backend *be)
     be->batch = be->batch_last = NULL;
     be->batch_keys = 0;
     be->due = REPLY_KIND_COUNT;
+    be->need = 0;
+    be->resumed = false;
+    read_pause_cancel(&be->pause);
     evtimer_del(be->timer);
     be->timer_armed = false;
 }
@@ -280,8 +346,7 @@ backend_fail(struct backend *be, enum fail_reason why, const char *detail)
 
         c->next = NULL;
         n++;
-        if (c->res.data != NULL)        /* a held batch value, let go */
-            c->creq->in_calls -= c->res.data->len;
+        c->creq->in_calls -= result_len(&c->res);  /* a held batch value, let go */
         call_fail(be->bx->rq, c, why);
         c = next;
     }
@@ -343,6 +408,24 @@ backend_earliest_deadline(const struct backend *be)
     return at;
 }
 
+/*
+ * Paused for a client: its calls wait for it, not for the server. Past the
+ * server's timeout without the client reading, the client is closed (and
+ * resumes the connection as it goes).
+ */
+static void
+backend_check_stall(struct backend *be, uint64_t now)
+{
+    uint64_t until = be->paused_at_ms + (uint64_t)be->stall_ms;
+    struct creq_owner *o = be->pause.owner;
+
+    if (now < until) {
+        backend_arm_timer(be, until);
+        return;
+    }
+    o->stalled(o);
+}
+
 static void
 backend_on_timer(evutil_socket_t fd, short what, void *arg)
 {
@@ -352,6 +435,10 @@ backend_on_timer(evutil_socket_t fd, short what, void *arg)
     be->timer_armed = false;
     if (be->head == NULL)
         return;
+    if (be->pause.owner != NULL) {
+        backend_check_stall(be, now);
+        return;
+    }
     if (be->state == BACKEND_CONNECTING && now >= be->connect_deadline_ms) {
         backend_fail(be, FAIL_UNAVAILABLE, "connect timeout");
         return;
@@ -362,6 +449,15 @@ backend_on_timer(evutil_socket_t fd, short what, void *arg)
     }
     at = backend_earliest_deadline(be);
     if (now >= at) {
+        /* Replies come in order: while the server is still sending (a wide
+         * get over large values takes longer than one timeout to pass), the
+         * calls behind are not stuck. Overdue is overdue and quiet. */
+        uint64_t quiet_at = be->read_ns / 1000000 + (uint64_t)be->stall_ms;
+
+        if (be->state == BACKEND_UP && now < quiet_at) {
+            backend_arm_timer(be, quiet_at);
+            return;
+        }
         backend_fail(be, FAIL_TIMEOUT, "request timeout");
         return;
     }
@@ -680,7 +776,13 @@ backend_rejoin(struct backend *be, uint64_t now)
 static bool __attribute__((noinline))
 backend_gate(struct backend *be, struct call *c)
 {
-    uint64_t now = clock_ms();
+    uint64_t now;
+
+    if (be->sim != NULL) {
+        be->sim->submit(be->sim->arg, be->server, c);
+        return true;
+    }
+    now = clock_ms();
 
     if (be->down_until_ms != 0 && now >= be->down_until_ms) {
         be->down_until_ms = 0;      /* retry: this call probes the server */
@@ -713,6 +815,7 @@ backend_submit(struct backend *be, struct call *c, int timeout_ms)
     STAT_INC(be->stats.requests);
     c->next = NULL;
     c->deadline_ms = clock_ms() + (uint64_t)timeout_ms;
+    be->stall_ms = timeout_ms;
     if (be->tail != NULL)
         be->tail->next = c;
     else
@@ -903,6 +1006,31 @@ me_key_in_base64(const struct call *c, const char *line, size_t len)
     return !(n == c->klen && memcmp(key, c->key, n) == 0);
 }
 
+/*
+ * A result's bytes (len at bytes, inside the read buffer): shared, unless a
+ * small reply would pin a large buffer. 0, or -1 out of memory.
+ */
+static int
+backend_lend(struct backend *be, struct result *res, const char *bytes, size_t len)
+{
+    struct buf *in = be->in, *b;
+
+    if (in->cap <= SHARE_CAP_MAX || len >= in->cap / 4) {
+        res->data = buf_share(in);
+        res->bytes = bytes;
+        res->len = (uint32_t)len;
+        return 0;
+    }
+    b = buf_get(&be->bx->rq->bufs);
+    if (b == NULL || buf_reserve(b, len) < 0) {
+        buf_put(&be->bx->rq->bufs, b);
+        return -1;
+    }
+    buf_append(b, bytes, len);
+    result_set_buf(res, b);
+    return 0;
+}
+
 /* Give call c its result; it is finished later, from the head of the FIFO. */
 static void
 backend_set_result(struct backend *be, struct call *c, enum reply_kind kind,
@@ -915,26 +1043,17 @@ backend_set_result(struct backend *be, struct call *c, enum reply_kind kind,
     if (kind == REPLY_META_ME)
         c->res.key_base64 = me_key_in_base64(c, bytes, len);
     if (len > 0 && !c->creq->req.noreply) {
-        struct buf *b;
-
-        /* A value is held here until its batch ends: the request's bounds
-         * count what the batch holds already, or a wide get over a large
-         * value would pile up copies before its request could refuse them. */
+        /* A value may be held here until the next unit: the request's
+         * bounds count what its calls hold already. */
         if ((kind == REPLY_VALUE || kind == REPLY_META_VA)
             && !creq_may_hold(be->bx->rq, c->creq, len)) {
             c->res.fail = FAIL_NOMEM;
             return;
         }
-        b = buf_get(&be->bx->rq->bufs);
-        if (b == NULL || buf_reserve(b, len) < 0) {
-            /* The unit is consumed all the same: the stream stays in step. */
-            buf_put(&be->bx->rq->bufs, b);
-            c->res.fail = FAIL_NOMEM;
-        } else {
-            buf_append(b, bytes, len);
-            c->res.data = b;
+        if (backend_lend(be, &c->res, bytes, len) < 0)
+            c->res.fail = FAIL_NOMEM;   /* the unit is consumed all the same */
+        else
             c->creq->in_calls += len;
-        }
     }
 }
 
@@ -943,6 +1062,7 @@ static void
 backend_finish_head(struct backend *be)
 {
     struct call *c = be->head;
+    struct creq_owner *o;
 
     be->head = c->next;
     if (be->head == NULL)
@@ -950,12 +1070,14 @@ backend_finish_head(struct backend *be)
     if (be->waiting == c)
         be->waiting = be->head;
     c->next = NULL;
-    if (c->res.data != NULL)
-        c->creq->in_calls -= c->res.data->len;
+    c->creq->in_calls -= result_len(&c->res);
     /* Only a reply that fits a request shows the server is fine: bytes
      * alone may be garbage, or a reply cut short before a stall. */
     be->failures = 0;
+    o = c->creq->owner;             /* alive this pass: clients are freed at its end */
     call_finish(be->bx->rq, c);
+    if (o != NULL && creq_owner_over(be->bx->rq, o) && be->pause.owner == NULL)
+        backend_pause(be, o);
 }
 
 /* The waiting call got its whole reply; it is the head, since only the
@@ -990,29 +1112,35 @@ backend_end_batch(struct backend *be, enum reply_kind kind, const char *line, si
 }
 
 /*
- * A VALUE unit for the waiting batch key: the keys before the one it names
- * missed. Results are held until the batch's END (see the invariants).
+ * A VALUE unit for a key of the waiting batch: it shows that the units
+ * before it were in step, so the calls holding them are finished; the keys
+ * between those and the one it names missed, and are finished with it, at
+ * the next unit (see the invariants).
  */
 static bool
 backend_hold_value(struct backend *be, const char *unit, const struct reply *r)
 {
-    struct call *c;
+    struct call *hit, *c;
 
-    while ((c = be->waiting) != NULL && c->in_batch) {
-        bool last = c->batch_end;
-
-        be->waiting = c->next;
-        if (c->klen == r->key_len && memcmp(c->key, unit + r->key_off, r->key_len) == 0) {
-            if (last)
-                be->due = REPLY_END;
-            backend_set_result(be, c, REPLY_VALUE, unit + r->rest_off, r->len - r->rest_off);
-            return true;
-        }
-        if (last)
+    for (hit = be->waiting; hit != NULL && hit->in_batch; hit = hit->next) {
+        if (hit->klen == r->key_len && memcmp(hit->key, unit + r->key_off, r->key_len) == 0)
+            break;
+        if (hit->batch_end)
             return false;   /* a key nobody asked for */
+    }
+    if (hit == NULL || !hit->in_batch)
+        return false;
+    while (be->head != be->waiting)
+        backend_finish_head(be);
+    while ((c = be->waiting) != hit) {
+        be->waiting = c->next;
         backend_set_result(be, c, REPLY_END, NULL, 0);
     }
-    return false;
+    be->waiting = hit->next;
+    if (hit->batch_end)
+        be->due = REPLY_END;
+    backend_set_result(be, hit, REPLY_VALUE, unit + r->rest_off, r->len - r->rest_off);
+    return true;
 }
 
 static bool
@@ -1093,22 +1221,63 @@ backend_parse(struct backend *be)
 {
     struct buf *in = be->in;
 
+    be->need = 0;
     while (in != NULL && buf_avail(in) > 0) {
         struct reply r;
-        enum reply_status st = reply_parse(buf_head(in), buf_avail(in),
-                                           UINT32_MAX - 2, &r);
+        enum reply_status st;
 
-        if (st == REPLY_NEED_MORE)
+        r.len = 0;
+        st = reply_parse(buf_head(in), buf_avail(in), UINT32_MAX - 2, &r);
+        if (st == REPLY_NEED_MORE) {
+            be->need = r.len;       /* a large unit: read it into one buffer */
             break;
+        }
         if (st == REPLY_BAD || !backend_take_unit(be, buf_head(in), &r)) {
             backend_fail(be, FAIL_PROTOCOL, "unexpected reply");
             return;
         }
         in = be->in;        /* a callback may not free it, but stay honest */
         buf_consume(in, r.len);
+        if (be->pause.owner != NULL)
+            return;         /* the rest waits for the client to read */
     }
     if (be->head == NULL && be->due == REPLY_KIND_COUNT && be->server->max_idle == 0)
         backend_close_socket(be);
+}
+
+/*
+ * The read buffer, with room for the next read (NULL: out of memory). One
+ * whose bytes are shared is not written again: its unparsed rest goes to a
+ * new one. A large unit whose size is known gets a buffer of that size.
+ */
+static struct buf *
+backend_read_buffer(struct backend *be)
+{
+    struct buf_cache *cache = &be->bx->rq->bufs;
+    struct buf *in = be->in, *fresh;
+    uint32_t have = in != NULL ? buf_avail(in) : 0;
+    size_t want = be->need > have ? be->need - have : READ_CHUNK;
+
+    if (in != NULL && !buf_shared(in) && (size_t)have + want <= in->cap) {
+        if (in->cap - in->len < want)
+            buf_compact(in);
+        return in;
+    }
+    if (in != NULL && !buf_shared(in) && be->need == 0) {
+        buf_compact(in);
+        return buf_reserve(in, want) == 0 ? in : NULL;
+    }
+    fresh = buf_get(cache);
+    if (fresh == NULL || buf_reserve(fresh, have + want) < 0) {
+        buf_put(cache, fresh);
+        return NULL;
+    }
+    if (in != NULL) {
+        buf_append(fresh, buf_head(in), have);
+        buf_put(cache, in);
+    }
+    be->in = fresh;
+    return fresh;
 }
 
 static void
@@ -1117,13 +1286,16 @@ backend_read(struct backend *be)
     struct buf *in;
     ssize_t n;
 
-    if (be->in == NULL && (be->in = buf_get(&be->bx->rq->bufs)) == NULL) {
-        backend_fail(be, FAIL_CLOSED, "out of memory");
-        return;
+    if (be->pause.owner != NULL)
+        return;             /* an event from before the pause */
+    if (be->resumed) {
+        be->resumed = false;
+        backend_parse(be);  /* what was read before the pause first */
+        if (be->state != BACKEND_UP || be->pause.owner != NULL)
+            return;
     }
-    in = be->in;
-    buf_compact(in);
-    if (buf_reserve(in, READ_CHUNK) < 0) {
+    in = backend_read_buffer(be);
+    if (in == NULL) {
         backend_fail(be, FAIL_CLOSED, "out of memory");
         return;
     }
@@ -1150,6 +1322,38 @@ backend_read(struct backend *be)
     }
 }
 
+/* A client's output passed its bound: read nothing more until it drains. */
+static void
+backend_pause(struct backend *be, struct creq_owner *o)
+{
+    if (be->head == NULL || be->rev == NULL)
+        return;             /* nothing more to read for anyone */
+    read_pause_start(&be->pause, o);
+    be->paused_at_ms = clock_ms();
+    event_del(be->rev);
+    backend_arm_timer(be, be->paused_at_ms + (uint64_t)be->stall_ms);
+}
+
+/* The client read (or went): go on, later in this loop pass, from what is buffered. */
+static void
+backend_resume(struct read_pause *p)
+{
+    struct backend *be = (struct backend *)((char *)p - offsetof(struct backend, pause));
+    uint64_t waited = clock_ms() - be->paused_at_ms;
+    struct call *c;
+
+    for (c = be->head; c != NULL; c = c->next)
+        c->deadline_ms += waited;
+    if (be->rev == NULL)
+        return;
+    be->resumed = true;
+    event_add(be->rev, NULL);
+    event_active(be->rev, EV_READ, 0);
+    be->timer_armed = false;
+    if (be->head != NULL)
+        backend_arm_timer(be, backend_earliest_deadline(be));
+}
+
 static void
 backend_on_read(evutil_socket_t fd, short what, void *arg)
 {
@@ -1172,8 +1376,9 @@ backend_tls_on_read(evutil_socket_t fd, short what, void *arg)
             return;             /* the write failed the connection */
     }
     backend_read(be);
-    /* A reply larger than the read buffer may wait inside OpenSSL. */
-    if (be->tls != NULL && tls_pending(be->tls))
+    /* A reply larger than the read buffer may wait inside OpenSSL (read on
+     * resuming, when paused for a client: waking now would spin). */
+    if (be->tls != NULL && be->pause.owner == NULL && tls_pending(be->tls))
         event_active(be->rev, EV_READ, 0);
 }
 
@@ -1209,6 +1414,10 @@ backend_free(struct backend *be)
 {
     if (be == NULL)
         return;
+    if (be->sim != NULL) {
+        free(be);           /* it never held a call, a socket or a timer */
+        return;
+    }
     backend_fail(be, FAIL_CLOSED, "shutting down");
     event_free(be->timer);
     free(be->cuts);

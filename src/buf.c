@@ -12,6 +12,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 
 struct buf *
 buf_new(struct buf_cache *cache)
@@ -128,4 +129,136 @@ buf_compact(struct buf *b)
     memmove(b->data, b->data + b->pos, b->len - b->pos);
     b->len -= b->pos;
     b->pos = 0;
+}
+
+/* ---- output queues ---- */
+
+/* Room for one more piece at the end: 0, or -1 (out of memory). */
+static int
+bufq_room(struct bufq *q)
+{
+    struct bufq_piece *grown;
+    uint32_t cap;
+
+    if (q->n < q->cap)
+        return 0;
+    if (q->first > 0) {         /* written pieces at the front: slide down */
+        memmove(q->pieces, q->pieces + q->first, (q->n - q->first) * sizeof(*q->pieces));
+        q->n -= q->first;
+        q->first = 0;
+        return 0;
+    }
+    cap = q->cap ? q->cap * 2 : 8;
+    grown = realloc(q->pieces, cap * sizeof(*grown));
+    if (grown == NULL)
+        return -1;
+    q->pieces = grown;
+    q->cap = cap;
+    return 0;
+}
+
+/* The open last piece is appended to no more: its bytes count in q->bytes. */
+static void
+bufq_seal(struct bufq *q)
+{
+    if (q->open) {
+        q->bytes += buf_avail(q->pieces[q->n - 1].b);
+        if (buf_failed(q->pieces[q->n - 1].b))
+            q->failed = true;
+    }
+    q->open = false;
+}
+
+struct buf *
+bufq_open(struct bufq *q)
+{
+    struct buf *b;
+
+    if (bufq_room(q) < 0 || (b = buf_get(q->cache)) == NULL) {
+        q->failed = true;
+        return NULL;
+    }
+    q->pieces[q->n++] = (struct bufq_piece){ b, NULL, 0 };
+    q->open = true;
+    return b;
+}
+
+void
+bufq_share(struct bufq *q, struct buf *b, const char *p, uint32_t len)
+{
+    if (len == 0)
+        return;
+    bufq_seal(q);
+    if (bufq_room(q) < 0) {
+        q->failed = true;
+        return;
+    }
+    q->pieces[q->n++] = (struct bufq_piece){ buf_share(b), p, len };
+    q->bytes += len;
+}
+
+int
+bufq_iov(const struct bufq *q, struct iovec *iov, int max)
+{
+    uint32_t i;
+    int k = 0;
+
+    for (i = q->first; i < q->n && k < max; i++) {
+        const struct bufq_piece *pc = &q->pieces[i];
+
+        iov[k].iov_base = (void *)(pc->p != NULL ? pc->p : buf_head(pc->b));
+        iov[k].iov_len = pc->p != NULL ? pc->len : buf_avail(pc->b);
+        if (iov[k].iov_len > 0)
+            k++;
+    }
+    return k;
+}
+
+/* The front piece is written out: let go of it. */
+static void
+bufq_drop_first(struct bufq *q)
+{
+    struct bufq_piece *pc = &q->pieces[q->first++];
+
+    if (q->open && q->first == q->n)
+        q->open = false;
+    buf_put(q->cache, pc->b);
+    if (q->first == q->n)
+        q->first = q->n = 0;
+}
+
+void
+bufq_consume_pieces(struct bufq *q, uint64_t n)
+{
+    while (q->first < q->n) {
+        struct bufq_piece *pc = &q->pieces[q->first];
+        bool open = q->open && q->first == q->n - 1;
+        uint32_t have = pc->p != NULL ? pc->len : buf_avail(pc->b);
+        uint32_t take = n < have ? (uint32_t)n : have;
+
+        if (pc->p != NULL) {
+            pc->p += take;
+            pc->len -= take;
+        } else {
+            buf_consume(pc->b, take);
+        }
+        if (!open)
+            q->bytes -= take;
+        n -= take;
+        if (take < have)
+            return;
+        bufq_drop_first(q);
+    }
+}
+
+void
+bufq_clear(struct bufq *q)
+{
+    while (q->first < q->n)
+        bufq_drop_first(q);
+    free(q->pieces);
+    q->pieces = NULL;
+    q->first = q->n = q->cap = 0;
+    q->bytes = 0;
+    q->open = q->failed = false;
 }

@@ -45,6 +45,7 @@
 #define READ_CHUNK          16384
 #define MAX_PENDING         1024            /* requests in flight per client */
 #define OUT_PAUSE           (4u << 20)      /* unwritten output that stops reading */
+#define WRITE_PIECES        64              /* pieces of output per writev */
 
 struct client {
     struct creq_owner own;          /* first: its requests' owner (request.h) */
@@ -55,12 +56,12 @@ struct client {
     struct event    *wev;
     struct event    *handshake_timer; /* TLS: until the handshake is done */
     struct buf      *rbuf;          /* unparsed input, borrowed while non-empty */
-    struct buf      *obuf;          /* output not yet written */
+    struct bufq      out;           /* output not yet written */
     struct creq     *head, *tail;   /* requests in arrival order */
     uint32_t         npending;
     uint32_t         swallow;       /* bytes of a refused data block still to drop */
     bool             closing;       /* read no more requests */
-    bool             close_when_written; /* a closing reply is in obuf */
+    bool             close_when_written; /* a closing reply is in out */
     bool             closed;        /* socket closed; struct freed by flush */
     bool             dirty;         /* on the worker's flush list */
     bool             read_paused;   /* too many requests in flight, or bytes held */
@@ -93,6 +94,7 @@ static void client_tls_on_write(evutil_socket_t fd, short what, void *arg);
 static void client_tls_on_timeout(evutil_socket_t fd, short what, void *arg);
 static bool client_write(struct client *c);
 static void client_mark(struct client *c);
+static void client_stalled(struct creq_owner *o);
 
 static int tls_handshake_timeout_ms = DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS;
 static client_stats_fn *stats_writer;
@@ -190,6 +192,8 @@ client_accept(struct client_ctx *cx, int fd, bool is_unix, struct tls_conn *tls,
         c->own.is_unix = is_unix;
         c->own.listener = listener;
         c->own.tls = tls;
+        c->own.stalled = client_stalled;
+        c->out.cache = &cx->rt.rq.bufs;
         c->tls = tls;
     }
     if (c == NULL || client_events(c) < 0) {
@@ -271,8 +275,10 @@ client_close(struct client *c)
     }
     c->head = c->tail = NULL;
     buf_put(&cx->rt.rq.bufs, c->rbuf);
-    buf_put(&cx->rt.rq.bufs, c->obuf);
-    c->rbuf = c->obuf = NULL;
+    c->rbuf = NULL;
+    bufq_clear(&c->out);
+    c->own.unsent = 0;
+    creq_owner_resume(&c->own);     /* no server connection waits for it any more */
     STAT_DEC(cx->rt.rq.stats.curr_connections);
     listener_conn_closed();
     if (c->prev != NULL)
@@ -299,9 +305,27 @@ client_shutdown_all(struct client_ctx *cx)
         c->closing = true;
         c->close_when_idle = true;
         event_del(c->rev);
-        if (c->head == NULL && (c->obuf == NULL || buf_avail(c->obuf) == 0))
+        if (c->head == NULL && bufq_bytes(&c->out) == 0)
             client_close(c);
     }
+}
+
+/*
+ * A server connection has waited for this client to read its replies for
+ * the server's whole timeout (creq_owner.stalled): it is closed, which lets
+ * that connection go on for its other clients.
+ */
+static void
+client_stalled(struct creq_owner *o)
+{
+    struct client *c = owner_client(o);
+    static const char key = 0;
+
+    STAT_INC(c->cx->rt.rq.stats.memory_closes);
+    log_ratelimited(LOG_WARN, &key, "client: closed: it read none of its %llu bytes of "
+                    "replies while a server connection waited for it",
+                    (unsigned long long)bufq_bytes(&c->out));
+    client_close(c);
 }
 
 static struct creq *
@@ -326,7 +350,7 @@ creq_new(struct client_ctx *cx, struct client *c)
 static uint64_t
 client_bytes(const struct client *c)
 {
-    return c->own.held + (c->obuf != NULL ? buf_avail(c->obuf) : 0);
+    return c->own.held + bufq_bytes(&c->out);
 }
 
 /* The bound on client_bytes: past it, reading stops and replies are refused. */
@@ -347,7 +371,7 @@ static void
 creq_hold(struct request_cache *rq, struct creq *r, struct slot *s)
 {
     struct creq_owner *o = r->owner;
-    uint64_t n = s->res.data->len;
+    uint64_t n = result_len(&s->res);
 
     if (o != NULL && !r->oom
         && (s->res.kind == REPLY_VALUE || s->res.kind == REPLY_META_VA))
@@ -355,8 +379,7 @@ creq_hold(struct request_cache *rq, struct creq *r, struct slot *s)
     if (o == NULL || r->oom) {
         /* Nobody will read these bytes (its client has gone), or the
          * request is answered out of memory already. */
-        buf_put(&rq->bufs, s->res.data);
-        s->res.data = NULL;
+        result_clear(rq, &s->res);
         return;
     }
     r->held += n;
@@ -371,11 +394,15 @@ creq_slot_set(struct request_cache *rq, struct creq *r, uint32_t slot, struct re
 
     s->res = *res;
     res->data = NULL;
+    res->bytes = NULL;
+    res->len = 0;
     if (s->res.data != NULL)
         creq_hold(rq, r, s);
     s->done = true;
     r->ndone++;
-    if (r->ndone == r->nslots && r->owner != NULL && owner_client(r->owner)->head == r)
+    /* Complete, or the next slot of a multi-get to write as it streams. */
+    if ((r->ndone == r->nslots || slot == r->nwritten) && r->owner != NULL
+        && owner_client(r->owner)->head == r)
         client_mark(owner_client(r->owner));
 }
 
@@ -463,7 +490,7 @@ client_route(struct client *c, struct creq *r)
         creq_key_slot(r);
     }
     for (i = 0; i < r->nslots; i++) {
-        struct call *call = call_new(&cx->rt.rq, r, r->wcfg->config->root, i,
+        struct call *call = call_new(&cx->rt.rq, r, r->wcfg->root, i,
                                      client_slot_done);
 
         if (call != NULL)
@@ -491,6 +518,11 @@ client_broadcast(struct client *c, struct creq *r)
     for (i = 0; i < cfg->nservers; i++) {
         struct call *call = call_new(&cx->rt.rq, r, NULL, (uint32_t)i, client_slot_done);
 
+        if (call != NULL && cfg->nnearcaches > 0) {
+            /* Near copies read before the flush must not outlive it. */
+            call->nc_bump = NC_BUMP_ALL;
+            route_nearcache_changed(call);
+        }
         if (call != NULL)
             backend_submit(r->wcfg->backends[i], call, DEFAULT_TIMEOUT_MS);
         else
@@ -642,7 +674,7 @@ client_request_start(struct client *c, struct creq *r)
             reqlog_begin(&cx->reqlog, r, r->wcfg->config);
         creq_slots(r, 1);
         creq_key_slot(r);
-        call = call_new(&cx->rt.rq, r, r->wcfg->config->root, 0, client_slot_done);
+        call = call_new(&cx->rt.rq, r, r->wcfg->root, 0, client_slot_done);
         if (call != NULL)
             route_start(&cx->rt, call);
         else
@@ -744,7 +776,7 @@ client_parse(struct client *c)
             continue;
         }
         if (c->npending >= MAX_PENDING
-            || (c->obuf != NULL && buf_avail(c->obuf) >= OUT_PAUSE)) {
+            || bufq_bytes(&c->out) >= OUT_PAUSE) {
             /* The client is not reading its replies fast enough: read no more
              * until they are out. */
             event_del(c->rev);
@@ -983,37 +1015,70 @@ client_write_stats(struct client_ctx *cx, struct buf *out, const struct creq *r)
 }
 
 static void
-creq_write(struct client_ctx *cx, struct buf *out, const struct creq *r)
+creq_write(struct client_ctx *cx, struct bufq *q, const struct creq *r)
 {
+    struct buf *out;
+
+    if (!r->stats && !r->binary) {
+        respond_text(q, r, &cx->rt.rq.stats);
+        return;
+    }
+    if ((out = bufq_tail(q)) == NULL)
+        return;
     if (r->stats)
         client_write_stats(cx, out, r);
-    else if (r->binary)
-        respond_binary(out, r, &cx->rt.rq.stats);
     else
-        respond_text(out, r, &cx->rt.rq.stats);
+        respond_binary(out, r, &cx->rt.rq.stats);
 }
 
-/* Move finished replies from the head of the FIFO to the output buffer. */
+/* Is r a text multi-get, whose values are written as they come in? */
+static bool
+creq_streams(const struct creq *r)
+{
+    return r->nslots > 1 && !r->binary && !r->req.meta && r->local == NULL && !r->oom
+        && proto_cmd_is_retrieval(r->req.cmd);
+}
+
+/*
+ * The head request is a multi-get still waiting for some keys: write the
+ * values of the keys in order that are in, and let go of them, so a wide
+ * get over large values never holds more than its client reads.
+ */
+static void
+client_stream(struct client *c, struct creq *r)
+{
+    struct request_cache *rq = &c->cx->rt.rq;
+    uint32_t i, to = respond_text_values(&c->out, r, r->nwritten, &rq->stats);
+
+    for (i = r->nwritten; i < to; i++) {
+        uint32_t n = result_len(&r->slots[i].res);
+
+        result_clear(rq, &r->slots[i].res);
+        r->held -= n;
+        c->own.held -= n;
+    }
+    r->nwritten = to;
+}
+
+/* Move finished replies (and what a multi-get at the head has) to the output. */
 static void
 client_collect(struct client *c)
 {
     struct client_ctx *cx = c->cx;
     struct creq *r;
 
-    while ((r = c->head) != NULL && creq_complete(r)) {
-        if (c->obuf == NULL && (c->obuf = buf_get(&cx->rt.rq.bufs)) == NULL) {
-            client_close_no_memory(c, "for replies");
-            return;
+    while ((r = c->head) != NULL) {
+        if (!creq_complete(r)) {
+            if (creq_streams(r))
+                client_stream(c, r);
+            break;
         }
-        creq_write(cx, c->obuf, r);
+        creq_write(cx, &c->out, r);
+        if (bufq_failed(&c->out))
+            break;
         if (__builtin_expect(r->log_start_ns != 0, 0))
             reqlog_end(&cx->reqlog, &cx->rt.rq.stats, r, cx->rt.vm, r->owner->listener,
                        route_client_cn(r->owner));
-        if (buf_failed(c->obuf)) {
-            /* Part of a reply is missing: the stream cannot go on. */
-            client_close_no_memory(c, "writing a reply");
-            return;
-        }
         c->own.held -= r->held;
         r->held = 0;
         c->head = r->next;
@@ -1029,16 +1094,52 @@ client_collect(struct client *c)
         }
         creq_release(&cx->rt.rq, r);
     }
+    if (bufq_failed(&c->out)) {
+        /* Part of a reply is missing: the stream cannot go on. */
+        client_close_no_memory(c, "writing a reply");
+        return;
+    }
+    c->own.unsent = bufq_bytes(&c->out);
+}
+
+/*
+ * Output was written (some or all): server connections paused for this
+ * client go on once half its bound is left.
+ */
+static void
+client_wrote(struct client *c)
+{
+    c->own.unsent = bufq_bytes(&c->out);
+    if (c->own.waiting != NULL && c->own.unsent <= client_limit(c->cx) / 2)
+        creq_owner_resume(&c->own);
+}
+
+/* Write some output: writev of its pieces, or one piece alone (the common
+ * case of small replies, and every write through TLS). */
+static ssize_t
+client_send(struct client *c)
+{
+    const struct bufq *q = &c->out;
+    struct iovec iov[WRITE_PIECES];
+    int n;
+
+    if (q->n - q->first == 1 && q->pieces[q->first].p == NULL) {
+        const struct buf *b = q->pieces[q->first].b;
+
+        return conn_write(c->fd, c->tls, buf_head(b), buf_avail(b));
+    }
+    n = bufq_iov(q, iov, c->tls != NULL ? 1 : WRITE_PIECES);
+    if (n == 1)
+        return conn_write(c->fd, c->tls, iov[0].iov_base, iov[0].iov_len);
+    return conn_writev(c->fd, iov, n);
 }
 
 /* Write what is ready; false when the client was closed. */
 static bool
 client_write(struct client *c)
 {
-    struct buf *out = c->obuf;
-
-    while (out != NULL && buf_avail(out) > 0) {
-        ssize_t n = conn_write(c->fd, c->tls, buf_head(out), buf_avail(out));
+    while (bufq_bytes(&c->out) > 0) {
+        ssize_t n = client_send(c);
 
         if (n < 0) {
             if (errno == EINTR)
@@ -1050,6 +1151,7 @@ client_write(struct client *c)
                 } else {
                     event_add(c->wev, NULL);
                 }
+                client_wrote(c);
                 return true;
             }
             if (c->tls != NULL && errno == EPROTO)
@@ -1057,13 +1159,10 @@ client_write(struct client *c)
             client_close(c);
             return false;
         }
-        buf_consume(out, (size_t)n);
+        bufq_consume(&c->out, (uint64_t)n);
         STAT_ADD(c->cx->rt.rq.stats.bytes_written, (uint64_t)n);
     }
-    if (out != NULL) {
-        buf_put(&c->cx->rt.rq.bufs, out);
-        c->obuf = NULL;
-    }
+    client_wrote(c);
     if (c->close_when_written || (c->close_when_idle && c->head == NULL)) {
         client_close(c);
         return false;
@@ -1095,12 +1194,13 @@ client_flush(struct client_ctx *cx, struct client *c)
     client_collect(c);
     if (c->closed)
         return;             /* out of memory; freed by the next flush */
-    if (c->obuf != NULL && buf_avail(c->obuf) > 2 * client_limit(cx)) {
+    if (bufq_bytes(&c->out) > 2 * client_limit(cx)) {
         /* Replies are admitted within client_max_memory; this many unread
          * bytes means a client that does not read at all. */
         STAT_INC(cx->rt.rq.stats.memory_closes);
-        log_ratelimited(LOG_WARN, &c->cx->rt.rq.stats, "client: closed with %u bytes of replies "
-                        "unread (limit: twice client_max_memory, %llu)", buf_avail(c->obuf),
+        log_ratelimited(LOG_WARN, &c->cx->rt.rq.stats, "client: closed with %llu bytes of replies "
+                        "unread (limit: twice client_max_memory, %llu)",
+                        (unsigned long long)bufq_bytes(&c->out),
                         (unsigned long long)(2 * client_limit(cx)));
         client_close(c);
         return;

@@ -1,6 +1,6 @@
 /*
  * coalesce.c: one worker's table of gets in flight through coalesce nodes
- * (see coalesce.h), and the copies of a leader's reply its waiters get.
+ * (see coalesce.h), and a leader's reply shared with its waiters.
  *
  * A chained hash table keyed by the key's bytes; the node, command and
  * listener kind are compared on the chain, so closing a key (a write) walks
@@ -181,12 +181,11 @@ coalesce_leave(struct coalesce_table *t, const struct call *leader)
     return NULL;
 }
 
-/* Copy res into waiter w's result, within w's request's memory bounds. */
+/* Give waiter w res's bytes (shared, not copied), within w's request's memory bounds. */
 static void
 waiter_take_copy(struct request_cache *rq, struct call *w, const struct result *res)
 {
     uint32_t len = result_len(res);
-    struct buf *b;
 
     result_clear(rq, &w->res);
     w->res.kind = res->kind;
@@ -194,21 +193,16 @@ waiter_take_copy(struct request_cache *rq, struct call *w, const struct result *
     w->res.key_base64 = res->key_base64;
     if (res->fail != FAIL_NONE || len == 0)
         return;
-    /* A request whose client has gone still gets a copy while the worker
+    /* A request whose client has gone still gets the value while the worker
      * is under max_memory: a node above it (warm-up) may use the value. */
     if (res->kind == REPLY_VALUE
         && (w->creq->owner != NULL ? !creq_may_hold(rq, w->creq, len) : request_memory_over(rq))) {
         w->res.fail = FAIL_NOMEM;
         return;
     }
-    b = buf_get(&rq->bufs);
-    if (b == NULL || buf_reserve(b, len) < 0) {
-        buf_put(&rq->bufs, b);
-        w->res.fail = FAIL_NOMEM;
-        return;
-    }
-    buf_append(b, res->data->data, len);
-    w->res.data = b;
+    w->res.data = buf_share(res->data);
+    w->res.bytes = res->bytes;
+    w->res.len = len;
 }
 
 void

@@ -2,13 +2,14 @@
  * config.c: configuration generations: the servers, pools and route nodes a
  * policy compiles into.
  *
- * Server addresses are resolved here, once, so the request path never calls
- * the resolver. Servers are shared by pools: two pools naming the same
+ * IP-literal server addresses are set here; DNS names are resolved by
+ * discover.c on the main loop, so neither the request path nor a load waits
+ * on the resolver. Servers are shared by pools: two pools naming the same
  * host:port use one server (and so one set of connections per worker).
  */
 #include "config.h"
 
-#include <netdb.h>
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,29 +31,29 @@ config_new(unsigned generation)
     cfg->decision_cache_size = 4096;
     cfg->log_level = -1;
     cfg->max_remap = -1;
+    cfg->resolve_every_s = RESOLVE_EVERY_S_DEFAULT;
+    cfg->hotkeys_sample = HOTKEYS_SAMPLE_DEFAULT;
+    cfg->hotkeys_metrics_top = 10;
+    cfg->hotkeys_metrics_key_bytes = 16;
     return cfg;
 }
 
-static int
-resolve(struct server *srv, char *err, size_t errlen)
+/* An IP literal's address; a name keeps addrlen 0 (see config_server). */
+static void
+server_literal_addr(struct server *srv)
 {
-    struct addrinfo hints, *res;
-    char port[16];
-    int rc;
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&srv->addr;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&srv->addr;
 
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    snprintf(port, sizeof(port), "%d", srv->port);
-    rc = getaddrinfo(srv->host, port, &hints, &res);
-    if (rc != 0) {
-        snprintf(err, errlen, "server %s: %s", srv->label, gai_strerror(rc));
-        return -1;
+    if (inet_pton(AF_INET, srv->host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)srv->port);
+        srv->addrlen = sizeof(*v4);
+    } else if (inet_pton(AF_INET6, srv->host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)srv->port);
+        srv->addrlen = sizeof(*v6);
     }
-    memcpy(&srv->addr, res->ai_addr, res->ai_addrlen);
-    srv->addrlen = res->ai_addrlen;
-    freeaddrinfo(res);
-    return 0;
 }
 
 int
@@ -86,8 +87,7 @@ config_server(struct config *cfg, const char *host, int port, char *err, size_t 
     srv->failure_limit = DEFAULT_FAILURE_LIMIT;
     srv->retry_after_ms = DEFAULT_RETRY_AFTER_MS;
     srv->max_idle = DEFAULT_MAX_IDLE;
-    if (resolve(srv, err, errlen) < 0)
-        return -1;
+    server_literal_addr(srv);
     return srv->id;
 }
 

@@ -1,5 +1,6 @@
 /*
- * control.c: `luagent --reload [--force]`, for shells and deploy scripts.
+ * control.c: `luagent --reload [--force]` and `luagent --preview FILE|--drop`,
+ * for shells and deploy scripts.
  *
  * The reload itself is the running process's SIGHUP: this only finds the
  * process, touches its force file first when asked (guard.h: the path is -c
@@ -8,6 +9,10 @@
  * back from the counters `stats` shows (reloads, reload_failures,
  * reload_refused_remap) when the port answers as that same process. A port
  * answered by some other process is not trusted for anything.
+ *
+ * --preview writes the candidate's absolute path into POLICY.preview (found
+ * like the force file) and sends SIGUSR2; --preview --drop removes that file
+ * and sends SIGUSR2. The outcome is read back from `stats preview`.
  */
 #include "control.h"
 
@@ -30,6 +35,7 @@
 #include "daemon.h"
 #include "guard.h"
 #include "luagent.h"
+#include "preview.h"
 #include "settings.h"
 #include "trial.h"
 
@@ -44,6 +50,8 @@ struct remote {
     char     policy[PATH_MAX];
     uint64_t reloads, failures, refused, generation;
     char     checksum[16];
+    uint64_t preview_loads, preview_failures, preview_loaded;  /* stats preview */
+    char     preview_checksum[16];
 };
 
 static int
@@ -114,19 +122,28 @@ remote_field(struct remote *r, const char *name, const char *value)
         r->generation = strtoull(value, NULL, 10);
     else if (strcmp(name, "policy_checksum") == 0)
         snprintf(r->checksum, sizeof(r->checksum), "%s", value);
+    else if (strcmp(name, "preview_loads") == 0)
+        r->preview_loads = strtoull(value, NULL, 10);
+    else if (strcmp(name, "preview_failures") == 0)
+        r->preview_failures = strtoull(value, NULL, 10);
+    else if (strcmp(name, "preview_loaded") == 0)
+        r->preview_loaded = strtoull(value, NULL, 10);
+    else if (strcmp(name, "preview_checksum") == 0)
+        snprintf(r->preview_checksum, sizeof(r->preview_checksum), "%s", value);
 }
 
-/* Ask the port's `stats`; 0, or -1 when nothing (or not luagent) answers. */
+/* Send a stats command to the port and read the fields r knows; 0, or -1. */
 static int
-remote_ask(const struct settings *s, struct remote *r)
+remote_stats(const struct settings *s, const char *command, struct remote *r)
 {
     int fd = connect_port(s);
     char *answer = NULL, *line, *save = NULL;
+    ssize_t len = (ssize_t)strlen(command);
 
     memset(r, 0, sizeof(*r));
     if (fd < 0)
         return -1;
-    if (send(fd, "stats\r\n", 7, MSG_NOSIGNAL) == 7)
+    if (send(fd, command, (size_t)len, MSG_NOSIGNAL) == len)
         answer = read_stats(fd);
     close(fd);
     for (line = answer ? strtok_r(answer, "\r\n", &save) : NULL; line != NULL;
@@ -139,7 +156,14 @@ remote_ask(const struct settings *s, struct remote *r)
         remote_field(r, name, value);
     }
     free(answer);
-    return r->pid > 0 ? 0 : -1;
+    return answer != NULL ? 0 : -1;
+}
+
+/* Ask the port's `stats`; 0, or -1 when nothing (or not luagent) answers. */
+static int
+remote_ask(const struct settings *s, struct remote *r)
+{
+    return remote_stats(s, "stats\r\n", r) == 0 && r->pid > 0 ? 0 : -1;
 }
 
 static bool
@@ -170,28 +194,44 @@ find_process(const struct settings *s, struct remote *r, bool *observed)
     return pid;
 }
 
+/*
+ * The running process's policy file, for the files beside it (POLICY.force,
+ * POLICY.preview): -c POLICY's, else the one its stats name.
+ */
+static int
+policy_file(const struct settings *s, const struct remote *r, bool observed, long pid,
+            const char *option, const char *suffix, char *policy, size_t size)
+{
+    char cwd[PATH_MAX], link[64];
+    ssize_t n;
+
+    if (s->policy != NULL) {
+        snprintf(policy, size, "%s", s->policy);
+        return 0;
+    }
+    if (!observed || r->policy[0] == '\0' || strstr(r->policy, "(built in)") != NULL) {
+        fprintf(stderr, "luagent: %s: give -c POLICY (the file read is POLICY%s)\n", option,
+                suffix);
+        return -1;
+    }
+    snprintf(policy, size, "%s", r->policy);
+    snprintf(link, sizeof(link), "/proc/%ld/cwd", pid);
+    if (r->policy[0] != '/' && (n = readlink(link, cwd, sizeof(cwd) - 1)) > 0) {
+        cwd[n] = '\0';
+        snprintf(policy, size, "%s/%s", cwd, r->policy);
+    }
+    return 0;
+}
+
 /* The force file's path: -c POLICY's, else the running process's policy. */
 static int
 force_file(const struct settings *s, const struct remote *r, bool observed, long pid,
            char *out, size_t outlen)
 {
-    char cwd[PATH_MAX], link[64], policy[PATH_MAX + PATH_MAX];
-    ssize_t n;
+    char policy[PATH_MAX + PATH_MAX];
 
-    if (s->policy != NULL) {
-        guard_force_path(s->policy, out, outlen);
-        return 0;
-    }
-    if (!observed || r->policy[0] == '\0' || strstr(r->policy, "(built in)") != NULL) {
-        fprintf(stderr, "luagent: --force: give -c POLICY (the force file is POLICY.force)\n");
+    if (policy_file(s, r, observed, pid, "--force", ".force", policy, sizeof(policy)) < 0)
         return -1;
-    }
-    snprintf(policy, sizeof(policy), "%s", r->policy);
-    snprintf(link, sizeof(link), "/proc/%ld/cwd", pid);
-    if (r->policy[0] != '/' && (n = readlink(link, cwd, sizeof(cwd) - 1)) > 0) {
-        cwd[n] = '\0';
-        snprintf(policy, sizeof(policy), "%s/%s", cwd, r->policy);
-    }
     guard_force_path(policy, out, outlen);
     return 0;
 }
@@ -276,4 +316,99 @@ control_reload(const struct settings *s)
     }
     fflush(stdout);
     return await_outcome(s, &before, pid);
+}
+
+/* Write the candidate's absolute path into the preview file, atomically. */
+static int
+write_preview_file(const char *path, const char *candidate)
+{
+    char abs[PATH_MAX], tmp[3 * PATH_MAX];
+    bool written;
+    FILE *f;
+
+    if (realpath(candidate, abs) == NULL) {
+        fprintf(stderr, "luagent: --preview %s: %s\n", candidate, strerror(errno));
+        return -1;
+    }
+    snprintf(tmp, sizeof(tmp), "%s.%ld", path, (long)getpid());
+    if ((f = fopen(tmp, "w")) == NULL) {
+        fprintf(stderr, "luagent: preview file %s: %s\n", tmp, strerror(errno));
+        return -1;
+    }
+    written = fprintf(f, "%s\n", abs) >= 0;
+    written = fclose(f) == 0 && written;
+    if (!written || rename(tmp, path) < 0) {
+        fprintf(stderr, "luagent: preview file %s: %s\n", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* Poll `stats preview` until the load (or drop) shows; the exit status. */
+static int
+await_preview(const struct settings *s, const struct remote *before, long pid)
+{
+    struct remote now;
+    long waited;
+
+    for (waited = 0; waited < OUTCOME_WAIT_MS; waited += OUTCOME_POLL_MS) {
+        sleep_ms(OUTCOME_POLL_MS);
+        if (remote_stats(s, "stats preview\r\n", &now) < 0)
+            continue;
+        if (s->preview_drop && now.preview_loaded == 0) {
+            printf("luagent: preview ended; nothing else changed\n");
+            return 0;
+        }
+        if (!s->preview_drop && now.preview_loads != before->preview_loads) {
+            printf("luagent: previewing %s (checksum %s) beside the live policy; "
+                   "`stats preview` counts the keys that would move\n", s->preview,
+                   now.preview_checksum);
+            return 0;
+        }
+        if (!s->preview_drop && now.preview_failures != before->preview_failures) {
+            fprintf(stderr, "luagent: %s did not load as a preview (the log says why); "
+                    "the live policy is untouched\n", s->preview);
+            return 1;
+        }
+    }
+    fprintf(stderr, "luagent: sent SIGUSR2 to process %ld; no outcome seen in its stats "
+            "within %d s\n", pid, OUTCOME_WAIT_MS / 1000);
+    return 1;
+}
+
+int
+control_preview(const struct settings *s)
+{
+    struct remote before, counts;
+    char policy[PATH_MAX + PATH_MAX], path[PATH_MAX + PATH_MAX + 16];
+    bool observed;
+    long pid = find_process(s, &before, &observed);
+
+    if (pid <= 0
+        || policy_file(s, &before, observed, pid, "--preview", PREVIEW_FILE_SUFFIX, policy,
+                       sizeof(policy)) < 0)
+        return 1;
+    snprintf(path, sizeof(path), "%s%s", policy, PREVIEW_FILE_SUFFIX);
+    if (s->preview_drop) {
+        if (unlink(path) < 0 && errno != ENOENT) {
+            fprintf(stderr, "luagent: preview file %s: %s\n", path, strerror(errno));
+            return 1;
+        }
+    } else if (write_preview_file(path, s->preview) < 0) {
+        return 1;
+    }
+    if (observed && remote_stats(s, "stats preview\r\n", &counts) < 0)
+        observed = false;
+    if (kill((pid_t)pid, SIGUSR2) < 0) {
+        fprintf(stderr, "luagent: process %ld: SIGUSR2: %s\n", pid, strerror(errno));
+        return 1;
+    }
+    if (!observed) {
+        printf("luagent: sent SIGUSR2 to process %ld (its -p port does not answer as it: "
+               "the outcome is in its log)\n", pid);
+        return 0;
+    }
+    fflush(stdout);
+    return await_preview(s, &counts, pid);
 }

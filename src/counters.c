@@ -9,6 +9,8 @@ static const char *const group_names[] = {
     [STATS_POOLS]   = "pools",
     [STATS_SERVERS] = "servers",
     [STATS_ROUTES]  = "routes",
+    [STATS_PREVIEW] = "preview",
+    [STATS_HOTKEYS] = "hotkeys",
 };
 
 enum stats_group

@@ -28,6 +28,7 @@
 #include "proto.h"
 #include "route.h"
 #include "script.h"
+#include "sim.h"
 #include "settings.h"
 #include "trial.h"
 #include "ttl.h"
@@ -296,6 +297,9 @@ render_options(const struct route *r, struct text *t)
         break;
     case ROUTE_WARMUP:
         text_add(t, "; exptime %d", r->exptime);
+        break;
+    case ROUTE_NEARCACHE:
+        text_add(t, "; ttl %u ms, hot_qps %g", r->nc_ttl_ms, r->nc_hot_qps);
         break;
     default:
         break;
@@ -628,19 +632,6 @@ key_servers(struct config *cfg, const char *line, const char **labels, char *err
     return kept;
 }
 
-static bool
-same_labels(const char **a, int na, const char **b, int nb)
-{
-    int i;
-
-    if (na != nb)
-        return false;
-    for (i = 0; i < na; i++)
-        if (strcmp(a[i], b[i]) != 0)
-            return false;
-    return true;
-}
-
 static void
 labels_text(FILE *out, const char **labels, int n)
 {
@@ -709,7 +700,7 @@ print_keys(struct config *old, struct config *new, const char *path, bool json, 
             break;
         }
         given++;
-        if (same_labels(lo, no, ln, nn))
+        if (sim_same_labels(lo, no, ln, nn))
             continue;
         key_entry(out, json, moved == 0, line, lo, no, ln, nn);
         moved++;

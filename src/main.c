@@ -15,9 +15,17 @@
  * own: a certificate that fails to load keeps the old one serving (and says
  * why) without holding back a good policy, and the other way round, since
  * the two usually change for unrelated reasons.
+ *
+ * SIGUSR2 loads (or drops) a preview: a candidate policy placed beside the
+ * live one key by key (preview.h). The candidate's path is read from the
+ * file POLICY.preview next to the -c policy (written by `luagent --preview`);
+ * no such file, or an empty one, drops the preview. A reload never loads the
+ * candidate: SIGHUP reads the -c file as always, and when that file now is
+ * the candidate (same checksum) the preview has done its job and ends.
  */
 #include <errno.h>
 #include <grp.h>
+#include <limits.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
@@ -34,6 +42,7 @@
 #include "control.h"
 #include "daemon.h"
 #include "diff.h"
+#include "discover.h"
 #include "fleet.h"
 #include "guard.h"
 #include "listener.h"
@@ -42,6 +51,7 @@
 #include "metrics.h"
 #include "reqlog.h"
 #include "routelive.h"
+#include "preview.h"
 #include "script.h"
 #include "settings.h"
 #include "stats.h"
@@ -223,6 +233,42 @@ load_listener_tls(const struct settings *s, char *err, size_t errlen)
     return tls_server_new(&o, err, errlen);
 }
 
+/* The config's server names are kept resolved, by its settings. */
+static void
+serve_names(const struct config *config)
+{
+    char err[ERR_LEN];
+
+    if (discover_serving(config->resolver, config->resolve_every_s, err, sizeof(err)) < 0)
+        log_warn("discover: %s (server names are not asked again)", err);
+}
+
+/*
+ * Start-up: the first load found server names without an answer. Resolve
+ * them (on a loop of their own: nothing is served yet), then load again.
+ */
+static struct config *
+load_with_names(const struct settings *s, struct config *config, char *err, size_t errlen)
+{
+    int pass;
+
+    for (pass = 0; config != NULL && config->discover_pending; pass++) {
+        char resolver[sizeof(config->resolver)];
+
+        memcpy(resolver, config->resolver, sizeof(resolver));
+        config_free(config);
+        if (pass == 2) {
+            snprintf(err, errlen, "server names still without an answer after %d tries",
+                     pass);
+            return NULL;
+        }
+        if (discover_settle(resolver, DISCOVER_SETTLE_S, err, errlen) < 0)
+            return NULL;
+        config = trial_load(s->policy, s, s->threads, err, errlen);
+    }
+    return config;
+}
+
 /* SIGHUP, TLS half: new clients get the new certificate if it loads. */
 static void
 reload_listener_tls(const struct settings *s)
@@ -241,29 +287,173 @@ reload_listener_tls(const struct settings *s)
     log_warn("TLS reload: new clients get %s", s->tls_cert);
 }
 
+/* The newest generation handed to the workers (alive until the next one is). */
+static struct config *serving;
+
+static void
+preview_drop(const char *why)
+{
+    worker_publish_preview(NULL);
+    preview_show(NULL);
+    log_warn("preview ended: %s", why);
+}
+
 /*
- * Load the policy again, as at start-up, in fresh VMs (SIGHUP, --watch).
- * Any failure, or the remap guard's refusal, leaves the running generation
- * alone (-1); success hands the new one to the workers, which swap between
- * requests.
+ * A reload took effect. When the policy file is now the previewed candidate,
+ * the preview ends (and its path file goes, so that a later SIGUSR2 does not
+ * bring it back); otherwise its counts start over against the new live tree.
+ */
+static void
+preview_after_reload(const struct settings *s, const struct config *config)
+{
+    char path[PATH_MAX + 16];
+
+    if (!preview_is_live(config->checksum)) {
+        preview_restart(config);
+        return;
+    }
+    snprintf(path, sizeof(path), "%s%s", s->policy, PREVIEW_FILE_SUFFIX);
+    if (unlink(path) < 0 && errno != ENOENT)
+        log_warn("preview file %s: %s", path, strerror(errno));
+    preview_drop("the candidate is now the live policy");
+}
+
+/* The candidate path POLICY.preview names: 1, 0 (no file, or empty: drop), -1. */
+static int
+preview_candidate(const char *policy, char *out, size_t outlen)
+{
+    char path[PATH_MAX + 16];
+    FILE *f;
+    size_t n;
+
+    snprintf(path, sizeof(path), "%s%s", policy, PREVIEW_FILE_SUFFIX);
+    if ((f = fopen(path, "r")) == NULL) {
+        if (errno == ENOENT)
+            return 0;
+        log_warn("preview: %s: %s", path, strerror(errno));
+        return -1;
+    }
+    n = fgets(out, (int)outlen, f) ? strcspn(out, "\r\n") : 0;
+    out[n] = '\0';
+    fclose(f);
+    return n > 0 ? 1 : 0;
+}
+
+/* SIGUSR2: load the candidate POLICY.preview names beside the live policy, or drop it. */
+static void
+on_usr2(evutil_socket_t sig, short what, void *arg)
+{
+    const struct settings *s = arg;
+    char candidate[PATH_MAX], err[ERR_LEN];
+    struct config *config;
+    struct preview *p;
+    int rc;
+
+    if (s->policy == NULL) {
+        log_warn("SIGUSR2: started without -c, so there is no POLICY%s to read the "
+                 "candidate from", PREVIEW_FILE_SUFFIX);
+        return;
+    }
+    if ((rc = preview_candidate(s->policy, candidate, sizeof(candidate))) <= 0) {
+        if (rc == 0)
+            preview_drop("asked to (no candidate named)");
+        return;
+    }
+    config = trial_load(candidate, s, s->threads, err, sizeof(err));
+    if (config == NULL) {
+        __atomic_add_fetch(&preview_failures, 1, __ATOMIC_RELAXED);
+        log_warn("preview of %s failed (nothing previewed changes): %s", candidate, err);
+        return;
+    }
+    if ((p = preview_new(config, candidate, serving)) == NULL) {
+        __atomic_add_fetch(&preview_failures, 1, __ATOMIC_RELAXED);
+        log_warn("preview of %s failed: out of memory", candidate);
+        return;
+    }
+    preview_show(p);
+    worker_publish_preview(p);
+    __atomic_add_fetch(&preview_loads, 1, __ATOMIC_RELAXED);
+    log_warn("preview: %s (checksum %08x) placed beside generation %u: %d pool(s), "
+             "%d route node(s); `stats preview` counts the keys that would move",
+             candidate, config->checksum, serving->generation, config->npools,
+             config->nnodes);
+    preview_release(p);
+}
+
+static unsigned generation = 1;     /* the one being served */
+static int names_pass;      /* loads of this reload that waited on server names */
+
+static int reload_policy_load(const struct settings *s);
+
+/* The names a reload waited on have their answers (or failed): load again. */
+static void
+on_names_resolved(void *arg)
+{
+    reload_policy_load(arg);
+}
+
+/*
+ * A load found server names without an answer yet: the config it built only
+ * checked the policy. Resolve the names on the loop, then load again (twice
+ * at most: an SRV answer's own names are asked in the same round). 0 while
+ * that is under way, -1 when it cannot be.
+ */
+static int
+reload_wait_for_names(const struct settings *s, struct config *config, char *err, size_t errlen)
+{
+    char resolver[sizeof(config->resolver)];
+
+    memcpy(resolver, config->resolver, sizeof(resolver));
+    config_free(config);
+    if (++names_pass > 2) {
+        snprintf(err, errlen, "server names still without an answer after %d tries",
+                 names_pass - 1);
+        return -1;
+    }
+    if (discover_resolve_wanted(resolver, on_names_resolved, (void *)s, err, errlen) < 0)
+        return -1;
+    log_info("reload: resolving the policy's new server names first");
+    return 0;
+}
+
+/*
+ * Load the policy again, as at start-up, in fresh VMs (SIGHUP, --watch, a
+ * server name's new answer). Any failure, or the remap guard's refusal,
+ * leaves the running generation alone (-1); success hands the new one to the
+ * workers, which swap between requests. A policy naming servers not resolved
+ * yet loads once they are (0 meanwhile).
  */
 static int
 reload_policy(const struct settings *s)
 {
-    static unsigned generation = 1;
+    names_pass = 0;
+    discover_retry_failed();
+    return reload_policy_load(s);
+}
+
+static int
+reload_policy_load(const struct settings *s)
+{
     struct config *config;
     char err[ERR_LEN];
 
     config = trial_load(s->policy, s, s->threads, err, sizeof(err));
+    if (config != NULL && config->discover_pending) {
+        if (reload_wait_for_names(s, config, err, sizeof(err)) == 0)
+            return 0;
+        config = NULL;
+    }
     if (config == NULL) {
         __atomic_add_fetch(&stats_reload_failures, 1, __ATOMIC_RELAXED);
         log_warn("reload failed (keeping generation %u): %s", generation, err);
+        discover_load_failed();
         return -1;
     }
     if (guard_admit(config, err, sizeof(err)) < 0) {
         __atomic_add_fetch(&stats_reload_failures, 1, __ATOMIC_RELAXED);
         log_warn("reload refused (keeping generation %u): %s", generation, err);
         config_free(config);
+        discover_load_failed();
         return -1;
     }
     config->generation = ++generation;
@@ -274,9 +464,23 @@ reload_policy(const struct settings *s)
              config->generation, config->source, config->checksum, config->npools,
              config->nnodes, config->nhooks ? "with hooks" : "no hooks");
     guard_serving(config);      /* before the workers own it */
+    serve_names(config);
     fleet_set_config(config);   /* first: the workers may free the old one once they have this */
+    serving = config;
     worker_publish_config(config);
+    preview_after_reload(s, config);
     return 0;
+}
+
+/* A server name answered differently: rebuild the pools as a reload does. */
+static void
+on_names_changed(void *arg)
+{
+    const struct settings *s = arg;
+
+    log_warn("discover: server addresses changed: reloading %s",
+             s->policy ? s->policy : "the built-in policy");
+    reload_policy(s);
 }
 
 /* SIGHUP: the TLS certificate and the policy, each on its own. */
@@ -345,8 +549,7 @@ check_policy(const struct settings *s)
             printf("ok: %s loads, compiles and passes its self-tests%s\n", path,
                    s->against ? " and the remap guard" : "");
         }
-    } else if (script_explain_as(config, s->route_line, s->route_listener, s->route_cn,
-                                 stdout, err, sizeof(err)) < 0) {
+    } else if (script_explain(config, s->route_line, &s->route_cond, stdout, err, sizeof(err)) < 0) {
         fprintf(stderr, "luagent: %s\n", err);
         rc = 1;
     }
@@ -387,6 +590,8 @@ prepare(const struct settings *s, struct identity *id, char *err, size_t errlen)
     if (s->pid_file != NULL && pidfile_open(s->pid_file, err, errlen) < 0)
         return NULL;
     config = trial_load(s->policy, s, s->threads, err, errlen);
+    if (config != NULL && config->discover_pending)
+        config = load_with_names(s, config, err, errlen);
     if (config == NULL)
         return NULL;
     apply_log_level(s, config);
@@ -438,6 +643,7 @@ defer_signals(int how)
     sigemptyset(&set);
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
     pthread_sigmask(how, &set, NULL);
 }
 
@@ -466,7 +672,7 @@ main(int argc, char **argv)
     struct identity id;
     struct config *config;
     struct event_base *base;
-    struct event *sigterm, *sigint, *sighup, *sigusr1;
+    struct event *sigterm, *sigint, *sighup, *sigusr1, *sigusr2;
     struct watch *watch = NULL;
     char err[ERR_LEN], where[ERR_LEN];
 
@@ -493,8 +699,8 @@ main(int argc, char **argv)
         settings_free(&s);
         return rc;
     }
-    if (s.diff_old != NULL || s.reload) {
-        int rc = s.reload ? control_reload(&s) : diff_run(&s);
+    if (s.diff_old != NULL || s.reload || s.preview != NULL || s.preview_drop) {
+        int rc = s.reload ? control_reload(&s) : s.diff_old ? diff_run(&s) : control_preview(&s);
 
         settings_free(&s);
         return rc;
@@ -538,12 +744,17 @@ main(int argc, char **argv)
         return start_failed("out of memory starting the stats poller");
     guard_init(s.policy);
     guard_serving(config);
+    serving = config;
+    discover_start(base, on_names_changed, &s);
+    serve_names(config);
     if (watch != NULL && watch_start(watch, base, on_policy_changed, &s, err, sizeof(err)) < 0)
         return start_failed(err);
     sigterm = evsignal_new(base, SIGTERM, on_stop_signal, base);
     sigint = evsignal_new(base, SIGINT, on_stop_signal, base);
     sighup = evsignal_new(base, SIGHUP, on_hup, &s);
     sigusr1 = evsignal_new(base, SIGUSR1, on_usr1, NULL);
+    sigusr2 = evsignal_new(base, SIGUSR2, on_usr2, &s);
+    event_add(sigusr2, NULL);
     event_add(sigterm, NULL);
     event_add(sigint, NULL);
     event_add(sighup, NULL);
@@ -557,6 +768,7 @@ main(int argc, char **argv)
     event_base_dispatch(base);
 
     watch_stop(watch);
+    discover_stop();
     metrics_stop();
     fleet_stop();
     worker_stop_all();
@@ -564,6 +776,8 @@ main(int argc, char **argv)
     event_free(sigint);
     event_free(sighup);
     event_free(sigusr1);
+    event_free(sigusr2);
+    preview_show(NULL);
     event_base_free(base);
     pidfile_remove();
     settings_free(&s);

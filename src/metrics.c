@@ -29,8 +29,10 @@
 #include <event2/keyvalq_struct.h>
 
 #include "luagent.h"
+#include "preview.h"
 #include "proto.h"
 #include "buf.h"
+#include "hotkeys.h"
 #include "snapshot.h"
 #include "stats.h"
 #include "statuspage.h"
@@ -200,6 +202,43 @@ render_policy(struct evbuffer *out, const struct snapshot *snap)
            (uint64_t)snap->load_time);
 }
 
+/* One preview family, labelled by group (prefix or pool). */
+static void
+preview_groups(struct evbuffer *out, const char *name, const char *help, const char *key,
+               const struct preview_group *groups, int n)
+{
+    int i;
+
+    family(out, name, "counter", help);
+    for (i = 0; i < n; i++)
+        sample(out, name, key, groups[i].name, groups[i].differ);
+}
+
+/* The candidate policy previewed beside the serving one (stats preview). */
+static void
+render_preview(struct evbuffer *out)
+{
+    struct preview_view *v = malloc(sizeof(*v));
+
+    if (v == NULL)
+        return;
+    preview_view(v);
+    single(out, "luagent_preview_loaded", "gauge",
+           "1 while a candidate policy is previewed (luagent --preview).", v->loaded);
+    single(out, "luagent_preview_keys_total", "counter",
+           "Keys placed by the previewed candidate as well (since it loaded or the last reload).",
+           v->keys);
+    single(out, "luagent_preview_differ_total", "counter",
+           "Keys whose servers the previewed candidate would change.", v->differ);
+    preview_groups(out, "luagent_preview_differ_prefix_total",
+                   "Keys the candidate would move, by the key prefix the policies name (* for none).",
+                   "prefix", v->prefixes, v->nprefixes);
+    preview_groups(out, "luagent_preview_differ_pool_total",
+                   "Keys the candidate would move, by the serving pools that hold them.",
+                   "pool", v->pools, v->npools);
+    free(v);
+}
+
 /* The unlabelled counters of struct stats, in the order they are rendered. */
 static const struct {
     const char *name;
@@ -284,7 +323,14 @@ render_proxy(struct evbuffer *out, const struct snapshot *snap)
     single(out, "luagent_reload_refused_remap_total", "counter",
            "Policy reloads refused for moving more keys than settings.max_remap.",
            __atomic_load_n(&stats_reload_refused_remap, __ATOMIC_RELAXED));
+    single(out, "luagent_discover_changes_total", "counter",
+           "Server DNS names whose answer changed (each rebuilds the pools).",
+           __atomic_load_n(&stats_discover_changes, __ATOMIC_RELAXED));
+    single(out, "luagent_discover_failures_total", "counter",
+           "DNS questions for server names that failed (the last answer kept).",
+           __atomic_load_n(&stats_discover_failures, __ATOMIC_RELAXED));
     render_policy(out, snap);
+    render_preview(out);
 }
 
 /* One per-server family: f picks the value. */
@@ -462,14 +508,17 @@ type_listed(const char *types, const char *type)
     return false;
 }
 
-/* One counter of every route node, or (types set: "failover,all_fastest") of those types. */
+/*
+ * A family (kind "counter" or "gauge") over every route node, or (types set:
+ * "failover,all_fastest") over those of the types listed.
+ */
 static void
 route_family_of(struct evbuffer *out, const struct snapshot *snap, const char *name,
-                const char *help, size_t offset, const char *types)
+                const char *type, const char *help, size_t offset, const char *types)
 {
     int i;
 
-    family(out, name, "counter", help);
+    family(out, name, type, help);
     for (i = 0; i < snap->nroutes; i++) {
         const struct snap_route *sr = &snap->routes[i];
 
@@ -484,9 +533,48 @@ route_family_of(struct evbuffer *out, const struct snapshot *snap, const char *n
 }
 
 #define ROUTE_FAMILY(name, help, field) \
-    route_family_of(out, snap, name, help, offsetof(struct route_stats, field), NULL)
+    route_family_of(out, snap, name, "counter", help, offsetof(struct route_stats, field), NULL)
 #define ROUTE_FAMILY_OF(types, name, help, field) \
-    route_family_of(out, snap, name, help, offsetof(struct route_stats, field), types)
+    route_family_of(out, snap, name, "counter", help, offsetof(struct route_stats, field), types)
+#define NEARCACHE_FAMILY(name, type, help, field) \
+    route_family_of(out, snap, name, type, help, offsetof(struct route_stats, field), "nearcache")
+
+/*
+ * The hottest keys as a gauge of reads per second, only when the policy
+ * asks (settings.hotkeys_metrics): keys may be private, so by default none
+ * is shown, and when shown, as a hash or as their first bytes.
+ */
+static void
+render_hotkeys(struct evbuffer *out, const struct snapshot *snap)
+{
+    int cap = worker_count() * HOTKEYS_PUBLISHED, i, n;
+    struct hotkey_view *top;
+    char key[4 * HOTKEYS_KEY_MAX + 1];
+
+    if (snap->hotkeys_metrics == HOTKEYS_EXPORT_OFF)
+        return;
+    top = calloc((size_t)cap + 1, sizeof(*top));
+    if (top == NULL)
+        return;
+    n = worker_hotkeys(top, cap);
+    family(out, "luagent_hotkey_requests_per_second", "gauge",
+           "Estimated reads a second of the hottest keys (key hashed or truncated).");
+    for (i = 0; i < n && i < (int)snap->hotkeys_metrics_top; i++) {
+        if (snap->hotkeys_metrics == HOTKEYS_EXPORT_HASH)
+            snprintf(key, sizeof(key), "%016" PRIx64, hotkeys_hash(top[i].key, top[i].klen));
+        else
+            hotkeys_printable(top[i].key, top[i].klen, snap->hotkeys_metrics_key_bytes, key,
+                              sizeof(key));
+        evbuffer_add_printf(out, "luagent_hotkey_requests_per_second{rank=\"%d\",key=\"", i + 1);
+        label_value(out, key);
+        evbuffer_add_printf(out, "\",pool=\"");
+        label_value(out, top[i].pool);
+        evbuffer_add_printf(out, "\",server=\"");
+        label_value(out, top[i].server);
+        evbuffer_add_printf(out, "\"} %.0f\n", top[i].rate);
+    }
+    free(top);
+}
 
 static void
 render_routes(struct evbuffer *out, const struct snapshot *snap)
@@ -514,6 +602,15 @@ render_routes(struct evbuffer *out, const struct snapshot *snap)
                     "Requests over a rate limit node's limit.", rate_over);
     ROUTE_FAMILY_OF("ratelimit", "luagent_route_rate_limited_total",
                     "Requests a rate limit node refused (over = \"error\").", rate_limited);
+    NEARCACHE_FAMILY("luagent_nearcache_hits_total", "counter",
+                     "Gets a near cache answered from a worker's copy.", nearcache_hits);
+    NEARCACHE_FAMILY("luagent_nearcache_misses_total", "counter",
+                     "Gets a near cache passed on to its route.", nearcache_misses);
+    NEARCACHE_FAMILY("luagent_nearcache_evictions_total", "counter",
+                     "Copies a near cache dropped for room (max_items, max_bytes).",
+                     nearcache_evictions);
+    NEARCACHE_FAMILY("luagent_nearcache_bytes", "gauge",
+                     "Bytes a near cache holds now, all workers.", nearcache_bytes);
 }
 
 /* ---- HTTP ---- */
@@ -528,6 +625,7 @@ send_metrics(struct evhttp_request *req, const struct snapshot *snap)
     render_figures(out, snap);
     render_pools(out, snap);
     render_routes(out, snap);
+    render_hotkeys(out, snap);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       METRICS_CONTENT_TYPE);
     evhttp_send_reply(req, HTTP_OK, "OK", out);

@@ -105,8 +105,10 @@ take_block(const char *buf, size_t len, size_t line_len, uint64_t bytes,
     total = line_len + bytes + 2;
     if (total > UINT32_MAX)
         return REPLY_BAD;
-    if (len < total)
+    if (len < total) {
+        r->len = (uint32_t)total;   /* how much to wait for (reply.h) */
         return REPLY_NEED_MORE;
+    }
     if (buf[total - 2] != '\r' || buf[total - 1] != '\n')
         return REPLY_BAD;
     r->len = (uint32_t)total;

@@ -231,13 +231,8 @@ creq_out_of_memory(struct request_cache *rq, struct creq *r, const char *bound,
     r->oom = true;
     STAT_INC(rq->stats.out_of_memory);
     for (i = 0; i < r->nslots; i++) {
-        struct buf *data = r->slots[i].res.data;
-
-        if (data != NULL) {
-            freed += data->len;
-            buf_put(&rq->bufs, data);
-            r->slots[i].res.data = NULL;
-        }
+        freed += result_len(&r->slots[i].res);
+        result_clear(rq, &r->slots[i].res);
     }
     r->held -= freed;
     if (r->owner != NULL)
@@ -271,6 +266,46 @@ creq_may_hold(struct request_cache *rq, struct creq *r, uint64_t n)
         || rq->bufs.used * (uint64_t)rq->nthreads > rq->max_memory)
         return creq_may_hold_near(rq, r, n);
     return true;
+}
+
+/* ---- clients that do not read ---- */
+
+void
+read_pause_start(struct read_pause *p, struct creq_owner *o)
+{
+    p->owner = o;
+    p->next = o->waiting;
+    o->waiting = p;
+}
+
+void
+read_pause_cancel(struct read_pause *p)
+{
+    struct read_pause **at;
+
+    if (p->owner == NULL)
+        return;
+    for (at = &p->owner->waiting; *at != NULL; at = &(*at)->next) {
+        if (*at == p) {
+            *at = p->next;
+            break;
+        }
+    }
+    p->owner = NULL;
+    p->next = NULL;
+}
+
+void
+creq_owner_resume(struct creq_owner *o)
+{
+    struct read_pause *p;
+
+    while ((p = o->waiting) != NULL) {
+        o->waiting = p->next;
+        p->owner = NULL;
+        p->next = NULL;
+        p->resume(p);
+    }
 }
 
 /* ---- the thread's cache ---- */

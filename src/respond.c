@@ -53,34 +53,60 @@ append_result(struct buf *out, const struct result *res)
     if (res->fail != FAIL_NONE)
         append_line(out, fail_reason_line(res->fail));
     else if (res->data != NULL)
-        buf_append(out, res->data->data, res->data->len);
+        buf_append(out, res->bytes, res->len);
 }
 
-/* VALUE lines in the order asked, then END. */
+/* A hit's VALUE line and data block: a large one by reference, not copied. */
 static void
-write_retrieval(struct buf *out, const struct creq *r, struct stats *st)
+write_value(struct bufq *q, const struct slot *s)
+{
+    struct buf *out = bufq_tail(q);
+
+    if (out == NULL)
+        return;
+    buf_append(out, "VALUE ", 6);
+    buf_append(out, s->key, s->klen);
+    if (s->res.len >= RESPOND_SHARE_MIN)
+        bufq_share(q, s->res.data, s->res.bytes, s->res.len);
+    else
+        buf_append(out, s->res.bytes, s->res.len);
+}
+
+uint32_t
+respond_text_values(struct bufq *q, const struct creq *r, uint32_t from, struct stats *st)
 {
     uint32_t i, hits = 0;
 
+    for (i = from; i < r->nslots && r->slots[i].done; i++) {
+        const struct slot *s = &r->slots[i];
+
+        /* A key the proxy could not get is a miss: other keys may be written already. */
+        if (s->res.fail != FAIL_NONE || s->res.kind != REPLY_VALUE)
+            continue;
+        write_value(q, s);
+        hits++;
+    }
+    STAT_ADD(st->get_hits, hits);
+    STAT_ADD(st->get_misses, i - from - hits);
+    return i;
+}
+
+/* VALUE lines in the order asked (those not streamed yet), then END. */
+static void
+write_retrieval(struct bufq *q, const struct creq *r, struct stats *st)
+{
+    struct buf *out;
+
     if (r->nslots == 1 && result_is_error(&r->slots[0].res)) {
         /* One key, no answer: say why (a multi-get treats it as a miss). */
-        append_result(out, &r->slots[0].res);
+        if ((out = bufq_tail(q)) != NULL)
+            append_result(out, &r->slots[0].res);
         STAT_INC(st->server_errors);
         return;
     }
-    for (i = 0; i < r->nslots; i++) {
-        const struct slot *s = &r->slots[i];
-
-        if (s->res.fail != FAIL_NONE || s->res.kind != REPLY_VALUE)
-            continue;
-        buf_append(out, "VALUE ", 6);
-        buf_append(out, s->key, s->klen);
-        buf_append(out, s->res.data->data, s->res.data->len);
-        hits++;
-    }
-    buf_append(out, "END\r\n", 5);
-    STAT_ADD(st->get_hits, hits);
-    STAT_ADD(st->get_misses, r->nslots - hits);
+    respond_text_values(q, r, r->nwritten, st);
+    if ((out = bufq_tail(q)) != NULL)
+        buf_append(out, "END\r\n", 5);
 }
 
 /*
@@ -113,12 +139,12 @@ token_end(const char *p, const char *end)
 static void
 write_meta_key(struct buf *out, const struct creq *r, const struct result *res)
 {
-    const char *unit = res->data->data, *end, *p, *key = NULL, *key_end = NULL;
+    const char *unit = res->bytes, *end, *p, *key = NULL, *key_end = NULL;
     bool in_base64 = false;
 
-    end = memchr(unit, '\r', res->data->len);
+    end = memchr(unit, '\r', res->len);
     if (end == NULL) {                  /* cannot happen: units end in \r\n */
-        buf_append(out, unit, res->data->len);
+        buf_append(out, unit, res->len);
         return;
     }
     p = token_end(unit, end);           /* past the code */
@@ -141,12 +167,12 @@ write_meta_key(struct buf *out, const struct creq *r, const struct result *res)
         }
     }
     if (key == NULL || key > end) {
-        buf_append(out, unit, res->data->len);
+        buf_append(out, unit, res->len);
         return;
     }
     buf_append(out, unit, (size_t)(key - unit));
     append_key_form(out, &r->slots[0], in_base64);
-    buf_append(out, key_end, res->data->len - (size_t)(key_end - unit));
+    buf_append(out, key_end, res->len - (size_t)(key_end - unit));
 }
 
 /* A meta reply: nothing when a quiet request's server said nothing (MN);
@@ -184,8 +210,17 @@ write_broadcast(struct buf *out, const struct creq *r)
 }
 
 void
-respond_text(struct buf *out, const struct creq *r, struct stats *st)
+respond_text(struct bufq *q, const struct creq *r, struct stats *st)
 {
+    struct buf *out;
+
+    if (!r->local && !r->req.noreply && !r->oom && !r->req.meta
+        && proto_cmd_is_retrieval(r->req.cmd)) {
+        write_retrieval(q, r, st);
+        return;
+    }
+    if ((out = bufq_tail(q)) == NULL)
+        return;
     if (r->local != NULL) {
         if (r->local[0] != '\0' && !r->req.noreply)
             append_line(out, r->local);
@@ -199,8 +234,6 @@ respond_text(struct buf *out, const struct creq *r, struct stats *st)
     }
     if (r->req.meta) {
         write_meta(out, r, st);
-    } else if (proto_cmd_is_retrieval(r->req.cmd)) {
-        write_retrieval(out, r, st);
     } else if (r->req.cmd == CMD_FLUSH_ALL) {
         write_broadcast(out, r);
     } else {
@@ -236,8 +269,7 @@ write_flush(struct buf *out, const struct creq *r, struct stats *st)
             return;
         }
         if (res->kind != REPLY_OK) {
-            binreply_line(out, &r->bin, res->data ? res->data->data : "",
-                          res->data ? res->data->len : 0);
+            binreply_line(out, &r->bin, res->data ? res->bytes : "", res->len);
             return;
         }
     }
@@ -258,7 +290,7 @@ write_keyed(struct buf *out, const struct creq *r, struct stats *st)
         return;
     }
     status = binreply_result(out, &r->bin, s->key, (uint16_t)s->klen, res->kind,
-                             res->data ? res->data->data : "", res->data ? res->data->len : 0);
+                             res->data ? res->bytes : "", res->len);
     if (kind == BIN_K_GET || kind == BIN_K_GAT) {
         if (status == BIN_SUCCESS)
             STAT_INC(st->get_hits);

@@ -20,17 +20,20 @@
 #include "balance.h"
 #include "base64.h"
 #include "buf.h"
+#include "clock.h"
 #include "coalesce.h"
 #include "clock.h"
 #include "config.h"
 #include "dcache.h"
 #include "hash.h"
+#include "hotkeys.h"
 #include "log.h"
 #include "tls.h"
 #include "ketama.h"
 #include "luagent.h"
 #include "ratelimit.h"
 #include "ttl.h"
+#include "nearcache.h"
 
 /* This worker's counters for node r (of the call's generation). */
 static inline struct route_stats *
@@ -79,6 +82,38 @@ server_live(int ring_index, void *arg)
     return !backend_is_down(lc->backends[lc->pool->server_ids[ring_index]]);
 }
 
+static bool is_read(const struct call *c);
+
+/*
+ * May this request change what a near cache holds for its key? Writes,
+ * deletes, arith and touches; gat/gats touch; an mg's flags may touch,
+ * vivify or invalidate, so every mg counts.
+ */
+static bool
+changes_value(const struct call *c)
+{
+    enum cmd cmd = c->creq->req.cmd;
+
+    return !is_read(c) || cmd == CMD_GAT || cmd == CMD_GATS || cmd == CMD_MG;
+}
+
+void
+route_nearcache_changed(const struct call *c)
+{
+    if (c->nc_bump == NC_BUMP_ALL)
+        nearcache_invalidate_all();
+    else
+        nearcache_invalidate(hotkeys_hash(c->key, c->klen));
+}
+
+/* A sampled read reaches a server: count it in the hot-key sketch. */
+static void __attribute__((noinline))
+hot_count(struct route_ctx *rt, const struct call *c, int server_id)
+{
+    hotkeys_count(rt->hotkeys, hotkeys_hash(c->key, c->klen), c->key, c->klen,
+                  route_hot_where(c->creq->wcfg->config->generation, c->node->id, server_id));
+}
+
 static void
 node_pool(struct route_ctx *rt, struct call *c)
 {
@@ -99,22 +134,13 @@ node_pool(struct route_ctx *rt, struct call *c)
         if (idx >= 0)
             id = pool->server_ids[idx];
     }
-    backend_submit(backends[id], c, pool->timeout_ms);
-}
-
-/* A buffer holding line, or NULL (out of memory). */
-static struct buf *
-line_buf(struct route_ctx *rt, const char *line)
-{
-    struct buf *b = buf_get(&rt->rq.bufs);
-
-    if (b != NULL)
-        buf_append_str(b, line);
-    if (b != NULL && buf_failed(b)) {
-        buf_put(&rt->rq.bufs, b);
-        return NULL;
+    if (is_read(c) && hotkeys_sampled(rt->hotkeys))
+        hot_count(rt, c, id);
+    if (c->creq->wcfg->config->nnearcaches > 0 && changes_value(c)) {
+        c->nc_bump = NC_BUMP_KEY;
+        route_nearcache_changed(c);
     }
-    return b;
+    backend_submit(backends[id], c, pool->timeout_ms);
 }
 
 static bool
@@ -225,19 +251,29 @@ route_hedges_init(struct route_ctx *rt, struct event_base *base)
 
 /* Answer a call with a fixed line of this kind. */
 static void
-call_answer(struct route_ctx *rt, struct call *c, enum reply_kind kind, const char *line)
+call_answer_bytes(struct route_ctx *rt, struct call *c, enum reply_kind kind, const char *p,
+                  size_t len)
 {
-    struct buf *b = line_buf(rt, line);
+    struct buf *b = buf_get(&rt->rq.bufs);
 
-    if (b == NULL) {
+    if (b != NULL)
+        buf_append(b, p, len);
+    if (b == NULL || buf_failed(b)) {
+        buf_put(&rt->rq.bufs, b);
         call_fail(&rt->rq, c, FAIL_NOMEM);
         return;
     }
     result_clear(&rt->rq, &c->res);
     c->res.kind = kind;
     c->res.fail = FAIL_NONE;
-    c->res.data = b;
+    result_set_buf(&c->res, b);
     call_finish(&rt->rq, c);
+}
+
+static void
+call_answer(struct route_ctx *rt, struct call *c, enum reply_kind kind, const char *line)
+{
+    call_answer_bytes(rt, c, kind, line, strlen(line));
 }
 
 /* all_async: the reply a write would have had, given at once. */
@@ -461,6 +497,86 @@ node_balance(struct route_ctx *rt, struct call *c)
     return false;
 }
 
+/* ---- the near cache ---- */
+
+/* Move a store's change of evictions and bytes into the node's counters. */
+static void
+nearcache_publish(struct route_stats *st, const struct nearcache *nc,
+                  struct nearcache_counts before)
+{
+    struct nearcache_counts now = nearcache_counts(nc);
+
+    STAT_ADD(st->nearcache_evictions, now.evictions - before.evictions);
+    STAT_ADD(st->nearcache_bytes, now.bytes - before.bytes);
+}
+
+/*
+ * A get reaches a near cache: answered from this worker's copy when it has
+ * a fresh one (false: the call is done), else passed on. A hot key's read
+ * goes through a child call, so its value can be kept when it comes back
+ * (false too); any other request goes straight on to the child (true).
+ */
+static bool
+node_nearcache(struct route_ctx *rt, struct call *c)
+{
+    const struct route *r = c->node;
+    struct nearcache *nc = c->creq->wcfg->nearcaches ? c->creq->wcfg->nearcaches[r->id] : NULL;
+    struct route_stats *st = node_stats(c, r);
+    struct nearcache_counts before;
+    const char *value;
+    uint32_t vlen;
+    uint64_t hash, now;
+    struct call *child;
+
+    /* gets (a cas unique), gat/gats (a touch), meta and binary requests
+     * (flags the server must answer) and every change go to the server. */
+    if (c->creq->req.cmd != CMD_GET || c->creq->req.meta || nc == NULL)
+        return true;
+    hash = hotkeys_hash(c->key, c->klen);
+    now = clock_ms();
+    before = nearcache_counts(nc);
+    value = nearcache_get(nc, &rt->rq.bufs, hash, c->key, c->klen, now, &vlen);
+    if (value != NULL) {
+        STAT_INC(st->nearcache_hits);
+        /* A hit never reaches a pool: the sketch counts it here. */
+        if (hotkeys_sampled(rt->hotkeys))
+            hotkeys_count(rt->hotkeys, hash, c->key, c->klen, 0);
+        call_answer_bytes(rt, c, REPLY_VALUE, value, vlen);   /* as the server sent it */
+        return false;
+    }
+    STAT_INC(st->nearcache_misses);
+    nearcache_publish(st, nc, before);      /* a stale entry may have gone */
+    if (hotkeys_rate(rt->hotkeys, hash, c->key, c->klen, now) < r->nc_hot_qps)
+        return true;
+    child = call_child(rt, c, r->children[0]);
+    if (child == NULL)
+        return true;
+    /* The stamp as the read leaves: a change after it makes the value stale. */
+    c->child = (int)nearcache_stamp(hash);
+    route_start(rt, child);
+    return false;
+}
+
+/* A hot key's read is back: keep its value (a hit, for the same key). */
+static void
+nearcache_fill(struct route_ctx *rt, struct call *parent, const struct call *child)
+{
+    const struct route *r = parent->node;
+    struct nearcache *nc = parent->creq->wcfg->nearcaches[r->id];
+    struct route_stats *st = node_stats(parent, r);
+    const struct result *res = &child->res;
+    struct nearcache_counts before = nearcache_counts(nc);
+
+    if (res->fail != FAIL_NONE || res->kind != REPLY_VALUE || res->data == NULL
+        || child->klen != parent->klen || memcmp(child->key, parent->key, parent->klen) != 0
+        || request_memory_over(&rt->rq))
+        return;
+    (void)nearcache_put(nc, &rt->rq.bufs, hotkeys_hash(parent->key, parent->klen), parent->key,
+                        parent->klen, res->bytes, res->len, (uint32_t)parent->child,
+                        clock_ms());
+    nearcache_publish(st, nc, before);
+}
+
 /*
  * coalesce: a get or gets joins an identical one in flight, or leads and
  * goes on as a child call. False when the call is not coalesced and simply
@@ -569,10 +685,14 @@ node_ratelimit(struct route_ctx *rt, struct call *c)
 {
     const struct route *r = c->node;
     struct route_counter *rc = c->creq->wcfg->routes[r->id];
-    uint64_t now = clock_ns();
-    bool took = r->rate_shared != NULL ? rate_take_shared(&r->rate, r->rate_shared, now)
-                                       : rate_take(&r->rate, &rc->rate_full_at, now);
+    uint64_t now;
+    bool took;
 
+    if (rt->simulated)
+        return true;
+    now = clock_ns();
+    took = r->rate_shared != NULL ? rate_take_shared(&r->rate, r->rate_shared, now)
+                                  : rate_take(&r->rate, &rc->rate_full_at, now);
     if (took)
         return true;
     STAT_INC(rc->stats.rate_over);
@@ -683,6 +803,11 @@ route_start(struct route_ctx *rt, struct call *c)
         case ROUTE_ERROR:
             call_answer(rt, c, REPLY_SERVER_ERROR, r->error_line);
             return;
+        case ROUTE_NEARCACHE:
+            if (!node_nearcache(rt, c))
+                return;
+            c->node = r->children[0];
+            continue;
         case ROUTE_COALESCE:
             if (node_coalesce(rt, c))
                 return;
@@ -696,6 +821,12 @@ route_start(struct route_ctx *rt, struct call *c)
         case ROUTE_TTL:
             /* Nodes above applied theirs first; the backend rewrites the line. */
             c->ttl = ttl_compose(c->ttl, r->ttl_rule);
+            c->node = r->children[0];
+            continue;
+        case ROUTE_PREVIEW:
+            /* The candidate's placement of this key is noted; the key goes
+             * on to the live root as if the preview were not there. */
+            rt->preview->observe(rt->preview, rt, c);
             c->node = r->children[0];
             continue;
         }
@@ -735,7 +866,7 @@ badness(const struct result *res)
 static void
 warmup_copy(struct route_ctx *rt, const struct call *c, const struct result *hit)
 {
-    const char *rest = hit->data->data, *eol = memchr(rest, '\n', hit->data->len);
+    const char *rest = hit->bytes, *eol = memchr(rest, '\n', hit->len);
     unsigned long flags, bytes;
     char line[64 + KEY_MAX];
     struct buf *req;
@@ -750,7 +881,7 @@ warmup_copy(struct route_ctx *rt, const struct call *c, const struct result *hit
     buf_append(req, "add ", 4);
     buf_append(req, c->key, c->klen);
     buf_append(req, line, (size_t)n);
-    buf_append(req, eol + 1, hit->data->len - (size_t)(eol + 1 - rest));
+    buf_append(req, eol + 1, hit->len - (size_t)(eol + 1 - rest));
     if (buf_failed(req)) {
         buf_put(&rt->rq.bufs, req);
         return;
@@ -842,6 +973,11 @@ child_done(struct route_ctx *rt, struct call *parent, struct call *child)
         }
         if (!result_is_error(&child->res) || parent->pending == 0)
             node_answer(rt, parent, child);
+        return;
+    case ROUTE_NEARCACHE:
+        nearcache_fill(rt, parent, child);
+        result_move(&rt->rq, &parent->res, &child->res);
+        call_finish(&rt->rq, parent);
         return;
     case ROUTE_BALANCE:         /* least_outstanding: its one child */
         parent->creq->wcfg->routes[r->children[parent->child]->id]->outstanding--;

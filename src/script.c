@@ -28,6 +28,7 @@
 
 #include "balance.h"
 #include "config.h"
+#include "discover.h"
 #include "ketama.h"
 #include "listener.h"
 #include "log.h"
@@ -35,6 +36,7 @@
 #include "reqlog.h"
 #include "route.h"
 #include "settings.h"
+#include "sim.h"
 #include "tls.h"
 #include "ttl.h"
 
@@ -55,6 +57,7 @@ struct script_vm {
     int                  req_ref;       /* the reused request userdata */
     struct hook_request *req;
     char                 newkey[KEY_MAX + 2];
+    char                 hook_error[ERR_LEN]; /* the last hook call's error */
 };
 
 struct script_state {
@@ -466,11 +469,135 @@ compile_pool_tls(lua_State *L, int idx, struct pool *pool, char *err, size_t err
     return pool->tls != NULL ? 0 : -1;
 }
 
+/*
+ * A server named by a DNS name gets its address from discover.c's answers
+ * (config_server filled in IP literals). A name not resolved yet leaves the
+ * config pending: it is compiled to be checked, then loaded again once the
+ * name has an answer, never served.
+ */
+static int
+server_resolve(struct config *cfg, int id, char *err, size_t errlen)
+{
+    struct server *srv = &cfg->servers[id];
+
+    if (srv->addrlen != 0 || srv->port == 0)
+        return 0;       /* an address already, or an SRV name's stand-in (srv_expand) */
+    switch (discover_host(srv->host, srv->port, &srv->addr, &srv->addrlen, err, errlen)) {
+    case DISCOVER_OK:
+        return 0;
+    case DISCOVER_PENDING:
+        cfg->discover_pending = true;
+        return 0;
+    case DISCOVER_FAILED:
+        break;
+    }
+    return -1;
+}
+
+/*
+ * The SRV name's servers appended to *rs (*n of them so far, room for *cap),
+ * or, while the name has no answer, one stand-in server of the name itself
+ * on port 0, so that the pending config still compiles (and is checked).
+ */
+static int
+srv_expand(struct compiler *cc, const char *name, unsigned weight, struct ring_server **rs,
+           int *n, int *cap, char *err, size_t errlen)
+{
+    const struct discover_target *t = NULL;
+    int nt = 0, i;
+
+    switch (discover_srv(name, &t, &nt, err, errlen)) {
+    case DISCOVER_FAILED:
+        return -1;
+    case DISCOVER_PENDING:
+        cc->cfg->discover_pending = true;
+        nt = 0;
+        break;
+    case DISCOVER_OK:
+        break;
+    }
+    if (*n + (nt ? nt : 1) > *cap) {
+        struct ring_server *grown;
+
+        *cap = (*n + (nt ? nt : 1)) * 2;
+        grown = realloc(*rs, sizeof(**rs) * (size_t)*cap);
+        if (grown == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        *rs = grown;
+    }
+    if (nt == 0)
+        (*rs)[(*n)++] = (struct ring_server){ .host = name, .port = 0, .weight = weight };
+    for (i = 0; i < nt; i++)
+        (*rs)[(*n)++] = (struct ring_server){ .host = t[i].host, .port = t[i].port,
+                                              .weight = weight };
+    return 0;
+}
+
+/*
+ * The pool's servers (the list at the top of the stack) as ring entries in
+ * *out, SRV names expanded into their records' servers. Returns how many, or
+ * -1 with err.
+ */
+static int
+pool_servers_expand(struct compiler *cc, struct ring_server **out, char *err, size_t errlen)
+{
+    lua_State *L = cc->L;
+    int i, count = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0, n = 0, cap = count;
+    struct ring_server *rs;
+
+    if (count == 0) {
+        snprintf(err, errlen, "'servers' is empty");
+        return -1;
+    }
+    rs = calloc((size_t)cap, sizeof(*rs));
+    for (i = 0; i < count && rs != NULL; i++) {
+        const char *srvname;
+        unsigned weight;
+
+        lua_rawgeti(L, -1, i + 1);
+        weight = (unsigned)field_int(L, -1, "weight", 1);
+        lua_getfield(L, -1, "srv");
+        srvname = lua_tostring(L, -1);          /* kept alive by the table */
+        lua_pop(L, 1);
+        if (srvname != NULL) {
+            lua_pop(L, 1);
+            if (srv_expand(cc, srvname, weight, &rs, &n, &cap, err, errlen) < 0) {
+                free(rs);
+                return -1;
+            }
+            continue;
+        }
+        lua_getfield(L, -1, "host");
+        rs[n].host = lua_tostring(L, -1);
+        lua_pop(L, 1);
+        rs[n].port = (int)field_int(L, -1, "port", DEFAULT_PORT);
+        rs[n].weight = weight;
+        lua_getfield(L, -1, "name");
+        rs[n].name = lua_tostring(L, -1);
+        lua_pop(L, 2);
+        if (rs[n].host == NULL) {
+            snprintf(err, errlen, "servers[%d] has no host", i + 1);
+            free(rs);
+            return -1;
+        }
+        n++;
+    }
+    if (rs == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    *out = rs;
+    return n;
+}
+
 static struct route *
 compile_pool(struct compiler *cc, int idx, struct route *r)
 {
     lua_State *L = cc->L;
     struct pool *pool;
+    struct ring_server *rs = NULL;
     char *hash = field_str(L, idx, "hash"), *tag = field_str(L, idx, "hash_tag");
     int i, n, h;
 
@@ -506,12 +633,15 @@ compile_pool(struct compiler *cc, int idx, struct route *r)
     }
 
     lua_getfield(L, idx, "servers");
-    n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
-    if (n == 0) {
-        lua_pop(L, 1);
-        return fail(cc, idx, "lg.pool '%s': 'servers' is empty", pool->name);
+    {
+        char err[ERR_LEN];
+
+        n = pool_servers_expand(cc, &rs, err, sizeof(err));
+        if (n < 0) {
+            lua_pop(L, 1);
+            return fail(cc, idx, "lg.pool '%s': %s", pool->name, err);
+        }
     }
-    struct ring_server rs[n];
     pool->server_ids = calloc((size_t)n, sizeof(int));
     pool->nservers = n;
     for (i = 0; i < n && pool->server_ids; i++) {
@@ -519,23 +649,10 @@ compile_pool(struct compiler *cc, int idx, struct route *r)
         struct server *srv;
         int id;
 
-        lua_rawgeti(L, -1, i + 1);
-        lua_getfield(L, -1, "host");
-        rs[i].host = lua_tostring(L, -1);       /* kept alive by the table */
-        lua_pop(L, 1);
-        rs[i].port = (int)field_int(L, -1, "port", DEFAULT_PORT);
-        rs[i].weight = (unsigned)field_int(L, -1, "weight", 1);
-        lua_getfield(L, -1, "name");
-        rs[i].name = lua_tostring(L, -1);
-        lua_pop(L, 1);
-        lua_pop(L, 1);
-        if (rs[i].host == NULL) {
-            lua_pop(L, 1);
-            return fail(cc, idx, "lg.pool '%s': servers[%d] has no host", pool->name, i + 1);
-        }
         id = config_server(cc->cfg, rs[i].host, rs[i].port, err, sizeof(err));
-        if (id < 0) {
+        if (id < 0 || server_resolve(cc->cfg, id, err, sizeof(err)) < 0) {
             lua_pop(L, 1);
+            free(rs);
             return fail(cc, idx, "lg.pool '%s': %s", pool->name, err);
         }
         pool->server_ids[i] = id;
@@ -546,6 +663,7 @@ compile_pool(struct compiler *cc, int idx, struct route *r)
              * dropped (or imposed). */
             if (!tls_client_same(srv->tls, pool->tls)) {
                 lua_pop(L, 1);
+                free(rs);
                 return fail(cc, idx, "lg.pool '%s': server %s is also in an earlier pool "
                             "with different tls settings", pool->name, srv->label);
             }
@@ -564,15 +682,18 @@ compile_pool(struct compiler *cc, int idx, struct route *r)
     }
     if (pool->server_ids == NULL) {
         lua_pop(L, 1);
+        free(rs);
         return fail(cc, idx, "out of memory");
     }
     {
         /* The host and name strings stay alive in the server tables, which
-         * the list on the stack keeps reachable until the ring is built. */
+         * the list on the stack keeps reachable until the ring is built (and
+         * SRV targets in discover.c's cache, which nothing changes meanwhile). */
         char err[ERR_LEN];
         enum dist dist = field_is(L, idx, "dist", "modula") ? DIST_MODULA : DIST_KETAMA;
 
         pool->ring = ring_build(dist, rs, n, err, sizeof(err));
+        free(rs);
         lua_pop(L, 1);
         if (pool->ring == NULL)
             return fail(cc, idx, "lg.pool '%s': %s", pool->name, err);
@@ -852,6 +973,24 @@ compile_hook(struct compiler *cc, int idx, struct route *r)
     return r;
 }
 
+static struct route *
+compile_nearcache(struct compiler *cc, int idx, struct route *r)
+{
+    lua_State *L = cc->L;
+
+    r->nc_ttl_ms = (uint32_t)field_int(L, idx, "ttl_ms", 500);
+    r->nc_max_items = (uint32_t)field_int(L, idx, "max_items", 10000);
+    r->nc_max_bytes = (uint64_t)field_int(L, idx, "max_bytes", 64 << 20);
+    r->nc_hot_qps = field_number(L, idx, "hot_qps", 200);
+    r->children = calloc(1, sizeof(*r->children));
+    if (r->children == NULL)
+        return fail(cc, idx, "out of memory");
+    r->children[0] = compile_field(cc, idx, "to", true);
+    r->nchildren = 1;
+    cc->cfg->nnearcaches++;
+    return r->children[0] ? r : NULL;
+}
+
 struct type_row {
     const char      *name;
     enum route_type  type;
@@ -902,6 +1041,7 @@ static const struct type_row type_rows[] = {
     { "ratelimit",   ROUTE_RATELIMIT,   compile_ratelimit },
     { "balance",     ROUTE_BALANCE,     compile_balance },
     { "coalesce",    ROUTE_COALESCE,    compile_coalesce },
+    { "nearcache",   ROUTE_NEARCACHE,   compile_nearcache },
 };
 
 static struct route *
@@ -982,6 +1122,24 @@ compile_settings(struct compiler *cc, int policy)
                                         (lua_Integer)CLIENT_MEMORY_ITEMS * cc->cfg->item_max);
         cc->cfg->decision_cache_size = (unsigned)field_int(L, s, "decision_cache_size", 4096);
         cc->cfg->max_remap = field_number(L, s, "max_remap", -1);
+        cc->cfg->resolve_every_s = (int)field_int(L, s, "resolve_every_s",
+                                                  RESOLVE_EVERY_S_DEFAULT);
+        {
+            char *resolver = field_str(L, s, "resolver");
+
+            snprintf(cc->cfg->resolver, sizeof(cc->cfg->resolver), "%s",
+                     resolver ? resolver : "");
+            free(resolver);
+        }
+        cc->cfg->hotkeys_sample = (unsigned)field_int(L, s, "hotkeys_sample",
+                                                      HOTKEYS_SAMPLE_DEFAULT);
+        cc->cfg->hotkeys_metrics = field_is(L, s, "hotkeys_metrics", "hash")
+                                 ? HOTKEYS_EXPORT_HASH
+                                 : field_is(L, s, "hotkeys_metrics", "truncate")
+                                 ? HOTKEYS_EXPORT_TRUNCATE : HOTKEYS_EXPORT_OFF;
+        cc->cfg->hotkeys_metrics_top = (unsigned)field_int(L, s, "hotkeys_metrics_top", 10);
+        cc->cfg->hotkeys_metrics_key_bytes =
+            (unsigned)field_int(L, s, "hotkeys_metrics_key_bytes", 16);
         cc->cfg->log_level = field_is(L, s, "log_level", "error") ? LOG_ERROR
                            : field_is(L, s, "log_level", "warn") ? LOG_WARN
                            : field_is(L, s, "log_level", "info") ? LOG_INFO
@@ -1236,415 +1394,185 @@ script_hook_call(struct config *cfg, int worker, const struct route *hook,
                  const char **newkey, uint32_t *newklen)
 {
     char err[ERR_LEN];
-    struct script_vm *vm = &cfg->script->vms[worker];
+    struct script_vm *vm;
 
+    if (worker < 0 || worker >= cfg->script->nvms || cfg->script->vms[worker].L == NULL)
+        return -1;      /* no VM on this thread: live introspection says so */
+    vm = &cfg->script->vms[worker];
     if (vm_call_hook(vm, cfg, hook, req, route, newkey, newklen, err, sizeof(err)) == 0)
         return 0;
+    snprintf(vm->hook_error, sizeof(vm->hook_error), "%s", err);
     log_ratelimited(LOG_WARN, hook, "hook %s: %s", hook->name, err);
     return -1;
 }
 
 /* ---- routing self-tests ----------------------------------------------- */
 
+/*
+ * A test runs its line through the route engine itself (sim.h), against
+ * simulated servers under the test's assumed conditions, so what it checks
+ * is what serves traffic.
+ */
+
 #define TEST_NAMES_MAX 32
 
-struct reached {
+/* The expected names (a string or a list at the top of the stack) as "{a,b}". */
+static void
+expected_text(lua_State *L, char *out, size_t outlen)
+{
     const char *names[TEST_NAMES_MAX];
-    int         n;
-    const char *listener;   /* the client the line comes from: its listener's */
-    const char *cn;         /* name (NULL: "tcp") and certificate CN, or NULL */
-    FILE       *trace;      /* --route: where each step is printed, or NULL */
-    int         servers[TEST_NAMES_MAX];    /* server ids reached, in order */
-    int         nservers;
-    /* Live introspection: servers marked down now (by config id), and the
-     * walk as taken under them; NULL for self-tests and --route. */
-    const bool *down;
-    struct route_live *live;
-    bool        needs_worker;   /* a hook was met with no VM to run it */
-};
+    int n = 0, i;
 
-static void
-reached_add(struct reached *out, const char *name)
-{
-    int i;
-
-    for (i = 0; i < out->n; i++)
-        if (strcmp(out->names[i], name) == 0)
-            return;
-    if (out->n < TEST_NAMES_MAX)
-        out->names[out->n++] = name;
-}
-
-static int
-reach(struct script_vm *vm, const struct config *cfg, const struct route *r,
-      struct hook_request *req, struct reached *out, char *err, size_t errlen, int depth);
-
-static int
-reach_child(struct script_vm *vm, const struct config *cfg, const struct route *r,
-            struct hook_request *req, struct reached *out, char *err, size_t errlen, int depth)
-{
-    return reach(vm, cfg, r, req, out, err, errlen, depth + 1);
-}
-
-/*
- * What a node does beyond its type, for --check and --route: " (max 10 s)",
- * " (100/s, burst 10, worker, error)", " (wait 50 ms, gutter_ttl 10 s)",
- * " (by key: the key's child)"; "" for nodes whose type says it all.
- */
-static void
-node_detail(const struct route *r, char *out, size_t len)
-{
-    static const char *const balance_by[] = {
-        [BALANCE_RANDOM] = " (by random: any child)",
-        [BALANCE_KEY] = " (by key: the key's child)",
-        [BALANCE_LEAST] = " (by least_outstanding: any child)",
-    };
-    char ttl[32];
-    int n = 0;
-
-    out[0] = '\0';
-    switch (r->type) {
-    case ROUTE_BALANCE:
-        snprintf(out, len, "%s", balance_by[r->balance_by]);
-        return;
-    case ROUTE_TTL:
-        ttl_describe(r->ttl_rule, ttl, sizeof(ttl));
-        snprintf(out, len, " (%s)", ttl);
-        return;
-    case ROUTE_RATELIMIT:
-        snprintf(out, len, " (%g/s, burst %u, %s, %s)", r->rate_per_s, r->rate_burst,
-                 r->rate_shared ? "global" : "worker", r->rate_pass ? "pass" : "error");
-        return;
-    case ROUTE_FAILOVER:
-    case ROUTE_ALL_FASTEST:
-        if (r->wait_ms > 0)
-            n = snprintf(out, len, " (wait %d ms", r->wait_ms);
-        if (r->gutter_ttl != 0)
-            n += snprintf(out + n, len - (size_t)n, "%sgutter_ttl %d s", n ? ", " : " (",
-                          r->gutter_ttl);
-        if (n > 0)
-            snprintf(out + n, len - (size_t)n, ")");
-        return;
-    default:
-        return;
-    }
-}
-
-/* ---- live introspection: the walk under the servers marked down now ---- */
-
-struct live_ring {
-    const struct pool *pool;
-    const bool        *down;
-};
-
-static bool
-live_ring_up(int ring_index, void *arg)
-{
-    const struct live_ring *lr = arg;
-
-    return !lr->down[lr->pool->server_ids[ring_index]];
-}
-
-/*
- * The server a key takes in pool now (id when all is well; eject = true moves
- * a down server's keys to the next live one, as node_pool does), recorded as
- * a target of the walk.
- */
-static int
-live_pool(const struct pool *pool, const struct hook_request *req, int id, struct reached *out)
-{
-    struct route_live *lv = out->live;
-
-    if (pool->eject && out->down[id]) {
-        struct live_ring lr = { pool, out->down };
-        int idx = ring_lookup_live(pool->ring, pool_key_hash(pool, req->key, req->klen),
-                                   live_ring_up, &lr);
-
-        if (idx >= 0)
-            id = pool->server_ids[idx];
-    }
-    if (lv->ntargets < ROUTE_LIVE_MAX)
-        lv->targets[lv->ntargets++] = (struct route_live_target){
-            .pool = pool, .server = id, .down = out->down[id], .answers = true };
-    return id;
-}
-
-/*
- * failover, live: a child whose servers are all marked down answers
- * "unavailable" at once, so with on = {"error"} the request moves on; its
- * targets are kept, flagged as skipped, and the node's state says so.
- */
-static int
-live_failover(struct script_vm *vm, const struct config *cfg, const struct route *r,
-              struct hook_request *req, struct reached *out, char *err, size_t errlen, int depth)
-{
-    struct route_live *lv = out->live;
-    struct route_live_step *step = lv->nsteps > 0 ? &lv->steps[lv->nsteps - 1] : NULL;
-    int tries = route_failover_tries(r);
-    bool moves_on = r->on_error
-                    && (proto_cmd_op(req->cmd) == OP_READ || r->failover_writes);
-    int i, j, first;
-
-    for (i = 0; i < tries; i++) {
-        bool all_down;
-
-        first = lv->ntargets;
-        if (reach_child(vm, cfg, r->children[i], req, out, err, errlen, depth) < 0)
-            return -1;
-        all_down = lv->ntargets > first;
-        for (j = first; j < lv->ntargets; j++)
-            all_down &= lv->targets[j].down;
-        if (!moves_on || !all_down || i + 1 == tries)
-            return 0;
-        for (j = first; j < lv->ntargets; j++)
-            lv->targets[j].answers = false;
-        if (step != NULL && step->node == r)
-            snprintf(step->state, sizeof(step->state), "failover");
-    }
-    return 0;
-}
-
-/* Which pools a request reaches through route r (the answering path). */
-static int
-reach(struct script_vm *vm, const struct config *cfg, const struct route *r,
-      struct hook_request *req, struct reached *out, char *err, size_t errlen, int depth)
-{
-    enum op op = proto_cmd_op(req->cmd);
-    int i;
-
-    if (depth > 64) {
-        snprintf(err, errlen, "route tree too deep");
-        return -1;
-    }
-    if (out->trace != NULL && r->type != ROUTE_POOL) {
-        char detail[128];
-
-        node_detail(r, detail, sizeof(detail));
-        fprintf(out->trace, "%*s%s%s\n", 2 * depth, "", r->name, detail);
-    }
-    if (out->live != NULL && r->type != ROUTE_POOL && out->live->nsteps < ROUTE_LIVE_MAX)
-        out->live->steps[out->live->nsteps++] = (struct route_live_step){ .node = r };
-    switch (r->type) {
-    case ROUTE_POOL: {
-        int id = pool_server_for_key(r->pool, req->key, req->klen);
-
-        if (out->live != NULL)
-            id = live_pool(r->pool, req, id, out);
-        reached_add(out, r->pool->name);
-        if (out->nservers < TEST_NAMES_MAX)
-            out->servers[out->nservers++] = id;
-        if (out->trace != NULL)
-            fprintf(out->trace, "%*spool %s -> server %s (key \"%.*s\")\n", 2 * depth, "",
-                    r->pool->name, cfg->servers[id].label, (int)req->klen, req->key);
-        return 0;
-    }
-    case ROUTE_ERROR:
-        reached_add(out, "error");
-        return 0;
-    case ROUTE_PREFIX:
-        for (i = 0; i < r->nprefixes; i++)
-            if (r->prefixes[i].len <= req->klen
-                && memcmp(req->key, r->prefixes[i].prefix, r->prefixes[i].len) == 0)
-                return reach_child(vm, cfg, r->prefixes[i].route, req, out, err, errlen, depth);
-        return reach_child(vm, cfg, r->default_route, req, out, err, errlen, depth);
-    case ROUTE_BY_OP: {
-        const struct route *next = r->by_cmd[req->cmd] ? r->by_cmd[req->cmd]
-                                 : r->by_op[op] ? r->by_op[op] : r->default_route;
-
-        return reach_child(vm, cfg, next, req, out, err, errlen, depth);
-    }
-    case ROUTE_BY_CLIENT:
-        return reach_child(vm, cfg, config_by_client(r, req->listener, req->cn), req, out,
-                           err, errlen, depth);
-    case ROUTE_REWRITE: {
-        struct hook_request sub = *req;
-        char key[2 * KEY_MAX + 2];
-        uint32_t skip = 0;
-
-        if (r->strip_len > 0 && req->klen >= r->strip_len
-            && memcmp(req->key, r->strip, r->strip_len) == 0)
-            skip = r->strip_len;
-        if ((size_t)r->add_len + req->klen - skip > 2 * KEY_MAX)
-            return reach_child(vm, cfg, r->children[0], req, out, err, errlen, depth);
-        if (r->add_len > 0)             /* add is NULL for a strip-only rewrite */
-            memcpy(key, r->add, r->add_len);
-        memcpy(key + r->add_len, req->key + skip, req->klen - skip);
-        sub.key = key;
-        sub.klen = r->add_len + req->klen - skip;
-        return reach_child(vm, cfg, r->children[0], &sub, out, err, errlen, depth);
-    }
-    case ROUTE_COALESCE:
-        if (out->trace != NULL)
-            fprintf(out->trace, "%*s(%s)\n", 2 * depth + 2, "",
-                    req->cmd == CMD_GET || req->cmd == CMD_GETS
-                    ? "coalesced: an identical get in flight from this worker answers it too"
-                    : "not coalesced: closes the key's gets in flight");
-        /* fall through */
-    case ROUTE_TTL:
-    case ROUTE_RATELIMIT:
-        return reach_child(vm, cfg, r->children[0], req, out, err, errlen, depth);
-    case ROUTE_FAILOVER:
-        if (out->live != NULL)
-            return live_failover(vm, cfg, r, req, out, err, errlen, depth);
-        /* fall through */
-    case ROUTE_SHADOW:
-        /* The answering path: the primary, the main. */
-        return reach_child(vm, cfg, r->children[0], req, out, err, errlen, depth);
-    case ROUTE_WARMUP:
-        if (reach_child(vm, cfg, r->children[0], req, out, err, errlen, depth) < 0)
-            return -1;
-        if (op == OP_DELETE && r->delete_warm)
-            return reach_child(vm, cfg, r->children[1], req, out, err, errlen, depth);
-        return 0;
-    case ROUTE_BALANCE:
-        if (r->balance_by == BALANCE_KEY)   /* the key's child, all up */
-            return reach_child(vm, cfg, r->children[balance_key_child(r, req->key, req->klen)],
-                               req, out, err, errlen, depth);
-        /* random, least_outstanding: any child may answer */
-        /* fall through */
-    case ROUTE_ALL_SYNC:
-    case ROUTE_ALL_INITIAL:
-    case ROUTE_ALL_FASTEST:
-    case ROUTE_ALL_ASYNC:
-        for (i = 0; i < r->nchildren; i++)
-            if (reach_child(vm, cfg, r->children[i], req, out, err, errlen, depth) < 0)
-                return -1;
-        return 0;
-    case ROUTE_HOOK: {
-        const struct route *next = NULL;
-        const char *newkey;
-        uint32_t newklen;
-        struct hook_request sub = *req;
-
-        if (vm == NULL) {
-            snprintf(err, errlen, "the route passes lg.hook, whose Lua runs only in a "
-                     "worker: ask with \"stats route CMD KEY\" on the memcached port");
-            out->needs_worker = true;
-            return -1;
-        }
-        if (vm_call_hook(vm, cfg, r, req, &next, &newkey, &newklen, err, errlen) < 0)
-            return -1;
-        if (newkey != NULL && newklen > KEY_MAX) {
-            snprintf(err, errlen, "hook returned a key of %u bytes (over %d)", newklen, KEY_MAX);
-            return -1;
-        }
-        if (newkey != NULL) {
-            sub.key = newkey;
-            sub.klen = newklen;
-        }
-        return reach_child(vm, cfg, next, &sub, out, err, errlen, depth);
-    }
-    case ROUTE_TYPE_COUNT:
-        break;
-    }
-    return 0;
-}
-
-static int
-cmp_names(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-static void
-names_text(struct reached *r, char *out, size_t outlen)
-{
-    size_t n = 0;
-    int i;
-
-    qsort(r->names, (size_t)r->n, sizeof(r->names[0]), cmp_names);
-    n += (size_t)snprintf(out + n, outlen - n, "{");
-    for (i = 0; i < r->n && n < outlen; i++)
-        n += (size_t)snprintf(out + n, outlen - n, "%s%s", i ? "," : "", r->names[i]);
-    if (n < outlen)
-        snprintf(out + n, outlen - n, "}");
-}
-
-static enum cmd
-cmd_by_name(const char *name, size_t len)
-{
-    int i;
-
-    for (i = 0; i < CMD_COUNT; i++)
-        if (strlen(proto_cmd_name((enum cmd)i)) == len
-            && memcmp(proto_cmd_name((enum cmd)i), name, len) == 0)
-            return (enum cmd)i;
-    return CMD_COUNT;
-}
-
-static int parse_route_line(const char *line, struct hook_request *req);
-static void route_line_client(struct hook_request *req, const char *listener, const char *cn);
-
-/* Run test number n (the table is on top of the stack). */
-static int
-run_test(struct script_vm *vm, const struct config *cfg, const char *source, int n,
-         char *err, size_t errlen)
-{
-    lua_State *L = vm->L;
-    struct reached want = { .n = 0 }, got = { .n = 0 };
-    struct hook_request req = { 0 };
-    char why[ERR_LEN], want_text[512], got_text[512];
-    const char *line;
-    int t = lua_gettop(L), i;
-
-    lua_rawgeti(L, t, 1);
-    line = lua_tostring(L, -1);
-    lua_rawgeti(L, t, 2);
-    if (line == NULL) {
-        snprintf(err, errlen, "%s: test %d: the first element must be a request line", source, n);
-        return -1;
-    }
     if (lua_type(L, -1) == LUA_TSTRING) {
-        reached_add(&want, lua_tostring(L, -1));
+        names[n++] = lua_tostring(L, -1);
     } else if (lua_istable(L, -1)) {
         for (i = 1; i <= (int)lua_objlen(L, -1); i++) {
             lua_rawgeti(L, -1, i);
-            if (lua_type(L, -1) == LUA_TSTRING)
-                reached_add(&want, lua_tostring(L, -1));   /* kept by the table */
+            if (lua_type(L, -1) == LUA_TSTRING)     /* the string is kept by the table */
+                n = sim_name_add(names, n, TEST_NAMES_MAX, lua_tostring(L, -1));
             lua_pop(L, 1);
         }
     }
-    if (parse_route_line(line, &req) < 0) {
-        snprintf(err, errlen, "%s: test %d \"%s\": not a keyed request line", source, n, line);
+    sim_names_text(names, n, out, outlen);
+}
+
+/*
+ * One condition list of the test table at index t (down, timeout, miss):
+ * a name or a list of names, each a pool or a server of cfg. The strings
+ * stay in the table, which stays on the stack while the test runs.
+ */
+static int
+test_condition(lua_State *L, int t, const struct config *cfg, const char *field,
+               const char **names, int *n, char *why, size_t whylen)
+{
+    int i, len;
+
+    lua_getfield(L, t, field);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        lua_createtable(L, 1, 0);
+        lua_pushvalue(L, -2);
+        lua_rawseti(L, -2, 1);
+        lua_replace(L, -2);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, t, field);      /* keep the list alive with the test */
+    }
+    len = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : -1;
+    if (len < 0 || len > SIM_NAMES_MAX) {
+        snprintf(why, whylen, "%s must be a list of at most %d pool or server names",
+                 field, SIM_NAMES_MAX);
         return -1;
     }
-    lua_getfield(L, t, "listener");
-    lua_getfield(L, t, "cn");       /* both kept on the stack while the test runs */
-    route_line_client(&req, lua_tostring(L, -2), lua_tostring(L, -1));
-    if (reach(vm, cfg, cfg->root, &req, &got, why, sizeof(why), 0) < 0) {
-        snprintf(err, errlen, "%s: test %d \"%s\": %s", source, n, line, why);
-        return -1;
+    for (i = 1; i <= len; i++) {
+        lua_rawgeti(L, -1, i);
+        names[*n] = lua_tostring(L, -1);
+        lua_pop(L, 1);
+        if (names[*n] == NULL || !sim_name_known(cfg, names[*n])) {
+            snprintf(why, whylen, "%s: %s%s%s is not a pool, a server (host:port) or a host "
+                     "of this policy", field, names[*n] ? "'" : "",
+                     names[*n] ? names[*n] : "an entry that is not a string", names[*n] ? "'" : "");
+            return -1;
+        }
+        (*n)++;
     }
-    names_text(&want, want_text, sizeof(want_text));
-    names_text(&got, got_text, sizeof(got_text));
-    if (strcmp(want_text, got_text) != 0) {
-        snprintf(err, errlen, "%s: test %d \"%s\": expected %s, got %s",
-                 source, n, line, want_text, got_text);
-        return -1;
-    }
-    lua_settop(L, t);
+    lua_pop(L, 1);
     return 0;
 }
 
+static int parse_route_line(const char *line, enum cmd *cmd, const char **key, uint32_t *klen);
+
+/* Run test number n (its table is on top of the stack) through sim. */
 static int
-run_tests(struct script_vm *vm, const struct config *cfg, const char *source,
+run_test(struct script_vm *vm, struct sim *sim, const struct config *cfg, const char *source,
+         int n, char *err, size_t errlen)
+{
+    lua_State *L = vm->L;
+    struct sim_conditions cond = { .ndown = 0 };
+    struct sim_result *res = malloc(sizeof(*res));
+    char why[ERR_LEN], want_text[512], got_text[512];
+    const char *line, *key;
+    uint32_t klen;
+    enum cmd cmd;
+    int t = lua_gettop(L), rc = -1;
+
+    lua_rawgeti(L, t, 1);
+    line = lua_tostring(L, -1);
+    if (res == NULL) {
+        snprintf(err, errlen, "%s: test %d: out of memory", source, n);
+        return -1;
+    }
+    if (line == NULL) {
+        snprintf(err, errlen, "%s: test %d: the first element must be a request line", source, n);
+        goto out;
+    }
+    lua_rawgeti(L, t, 2);
+    expected_text(L, want_text, sizeof(want_text));
+    if (parse_route_line(line, &cmd, &key, &klen) < 0) {
+        snprintf(err, errlen, "%s: test %d \"%s\": not a keyed request line", source, n, line);
+        goto out;
+    }
+    if (test_condition(L, t, cfg, "down", cond.down, &cond.ndown, why, sizeof(why)) < 0
+        || test_condition(L, t, cfg, "timeout", cond.timeout, &cond.ntimeout, why,
+                          sizeof(why)) < 0
+        || test_condition(L, t, cfg, "miss", cond.miss, &cond.nmiss, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "%s: test %d \"%s\": %s", source, n, line, why);
+        goto out;
+    }
+    lua_getfield(L, t, "listener");
+    lua_getfield(L, t, "cn");       /* both stay on the stack while the test runs */
+    cond.listener = lua_tostring(L, -2) ? lua_tostring(L, -2) : LISTEN_NAME_TCP;
+    cond.cn = lua_tostring(L, -1);
+    vm->hook_error[0] = '\0';
+    if (sim_run(sim, cmd, key, klen, &cond, res, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "%s: test %d \"%s\": %s", source, n, line, why);
+        goto out;
+    }
+    if (res->hook_failed) {
+        snprintf(err, errlen, "%s: test %d \"%s\": %s", source, n, line, vm->hook_error);
+        goto out;
+    }
+    sim_answered_by(sim, res, got_text, sizeof(got_text));
+    if (strcmp(want_text, got_text) != 0) {
+        snprintf(err, errlen, "%s: test %d \"%s\"%s: expected %s, got %s (the client gets %s)",
+                 source, n, line, cond.ndown + cond.ntimeout + cond.nmiss > 0
+                 ? " under its conditions" : "", want_text, got_text, res->reply);
+        goto out;
+    }
+    rc = 0;
+out:
+    free(res);
+    lua_settop(L, t);
+    return rc;
+}
+
+static int
+run_tests(struct script_vm *vm, struct config *cfg, const char *source,
           char *err, size_t errlen)
 {
     lua_State *L = vm->L;
     int policy = lua_gettop(L), i, n, rc = 0;
+    struct sim *sim = NULL;
 
     lua_getfield(L, policy, "tests");
     n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
+    if (n > 0 && (sim = sim_new(cfg, 0)) == NULL) {
+        snprintf(err, errlen, "%s: out of memory for the self-tests", source);
+        rc = -1;
+    }
     for (i = 1; i <= n && rc == 0; i++) {
         lua_rawgeti(L, -1, i);
         if (!lua_istable(L, -1)) {
             snprintf(err, errlen, "%s: test %d must be {request, expected}", source, i);
             rc = -1;
         } else {
-            rc = run_test(vm, cfg, source, i, err, errlen);
+            rc = run_test(vm, sim, cfg, source, i, err, errlen);
         }
         lua_settop(L, policy + 1);
     }
+    sim_free(sim);
     lua_settop(L, policy);
     return rc;
 }
@@ -1781,6 +1709,7 @@ script_load(const char *path, const struct settings *s, int nworkers,
     }
     cfg->source = strdup(source);
     cfg->script->nvms = nworkers;
+    discover_compile_begin();
     vm = &cfg->script->vms[0];
     if (vm_open(vm, true) < 0) {
         snprintf(err, errlen, "cannot create a Lua VM");
@@ -1829,80 +1758,171 @@ script_free(struct config *cfg)
     cfg->script = NULL;
 }
 
-/* Parse "cmd key" (a test or --route line) into req; 0 or -1. */
+static enum cmd
+cmd_by_name(const char *name, size_t len)
+{
+    int i;
+
+    for (i = 0; i < CMD_COUNT; i++)
+        if (strlen(proto_cmd_name((enum cmd)i)) == len
+            && memcmp(proto_cmd_name((enum cmd)i), name, len) == 0)
+            return (enum cmd)i;
+    return CMD_COUNT;
+}
+
+/* Parse "cmd key" (a test or --route line); 0 or -1. */
 static int
-parse_route_line(const char *line, struct hook_request *req)
+parse_route_line(const char *line, enum cmd *cmd, const char **key, uint32_t *klen)
 {
     const char *sp = strchr(line, ' ');
 
-    memset(req, 0, sizeof(*req));
-    req->cmd = cmd_by_name(line, sp ? (size_t)(sp - line) : strlen(line));
-    if (req->cmd == CMD_COUNT || sp == NULL || proto_cmd_op(req->cmd) == OP_PROXY)
+    *cmd = cmd_by_name(line, sp ? (size_t)(sp - line) : strlen(line));
+    if (*cmd == CMD_COUNT || sp == NULL || proto_cmd_op(*cmd) == OP_PROXY)
         return -1;
-    if (req->cmd == CMD_GAT || req->cmd == CMD_GATS) {
+    if (*cmd == CMD_GAT || *cmd == CMD_GATS) {
         sp = strchr(sp + 1, ' ');       /* "gat <exptime> <key>" */
         if (sp == NULL)
             return -1;
     }
-    req->key = sp + 1;
-    req->klen = (uint32_t)strcspn(sp + 1, " \r\n");
-    return req->klen > 0 ? 0 : -1;
-}
-
-/*
- * The client a self-test or --route line is taken to come from: listener
- * (NULL: "tcp", the -p port's) and certificate CN (NULL: none).
- */
-static void
-route_line_client(struct hook_request *req, const char *listener, const char *cn)
-{
-    req->listener = listener != NULL ? listener : LISTEN_NAME_TCP;
-    req->is_unix = strcmp(req->listener, LISTEN_NAME_UNIX) == 0;
-    req->cn = cn;
+    *key = sp + 1;
+    *klen = (uint32_t)strcspn(sp + 1, " \r\n");
+    return *klen > 0 && *klen <= KEY_MAX ? 0 : -1;
 }
 
 /* Route a request line through cfg's tree, outside any worker: --route and the like. */
-static int
-reach_line(struct config *cfg, const char *line, struct reached *got, char *err, size_t errlen)
+static struct sim *
+run_line(struct config *cfg, const char *line, const struct sim_conditions *cond,
+         struct sim_result *res, char *err, size_t errlen)
 {
-    struct hook_request req;
+    const char *key;
+    uint32_t klen;
+    enum cmd cmd;
+    struct sim_conditions client = cond != NULL ? *cond : (struct sim_conditions){ .ndown = 0 };
+    struct sim *sim;
+    int i;
 
-    if (parse_route_line(line, &req) < 0) {
+    if (parse_route_line(line, &cmd, &key, &klen) < 0) {
         snprintf(err, errlen, "\"%s\": not a keyed request such as \"get some:key\"", line);
-        return -1;
+        return NULL;
     }
-    route_line_client(&req, got->listener, got->cn);
     if (cfg->nhooks > 0 && (cfg->script == NULL || cfg->script->vms[0].L == NULL)) {
         snprintf(err, errlen, "no Lua VM to run the policy's hooks");
-        return -1;
+        return NULL;
     }
-    if (got->trace != NULL)
-        fprintf(got->trace, "%s\n", line);
-    return reach(cfg->script ? &cfg->script->vms[0] : NULL, cfg, cfg->root, &req, got,
-                 err, errlen, 1);
+    for (i = 0; cond != NULL && i < cond->ndown + cond->ntimeout + cond->nmiss; i++) {
+        const char *name = i < cond->ndown ? cond->down[i]
+                         : i < cond->ndown + cond->ntimeout ? cond->timeout[i - cond->ndown]
+                         : cond->miss[i - cond->ndown - cond->ntimeout];
+
+        if (!sim_name_known(cfg, name)) {
+            snprintf(err, errlen, "'%s' is not a pool, a server (host:port) or a host of "
+                     "this policy", name);
+            return NULL;
+        }
+    }
+    client.listener = client.listener ? client.listener : LISTEN_NAME_TCP;
+    if ((sim = sim_new(cfg, 0)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (sim_run(sim, cmd, key, klen, &client, res, err, errlen) < 0) {
+        sim_free(sim);
+        return NULL;
+    }
+    return sim;
 }
 
 int
-script_explain(struct config *cfg, const char *line, FILE *out, char *err, size_t errlen)
+script_explain(struct config *cfg, const char *line, const struct sim_conditions *cond,
+               FILE *out, char *err, size_t errlen)
 {
-    return script_explain_as(cfg, line, NULL, NULL, out, err, errlen);
+    struct sim_result *res = malloc(sizeof(*res));
+    struct sim *sim = res ? run_line(cfg, line, cond, res, err, errlen) : NULL;
+
+    if (res == NULL)
+        snprintf(err, errlen, "out of memory");
+    if (sim != NULL) {
+        if (cond != NULL && (cond->listener != NULL || cond->cn != NULL))
+            fprintf(out, "client: listener %s%s%s\n",
+                    cond->listener ? cond->listener : LISTEN_NAME_TCP,
+                    cond->cn ? ", cn " : "", cond->cn ? cond->cn : "");
+        fprintf(out, "%s\n", line);
+        sim_explain(sim, res, out);
+    }
+    sim_free(sim);
+    free(res);
+    return sim != NULL ? 0 : -1;
 }
 
-int
-script_explain_as(struct config *cfg, const char *line, const char *listener, const char *cn,
-                  FILE *out, char *err, size_t errlen)
+/* route_live's nodes: those the run passed, in the tree's order, each once. */
+static void
+live_nodes(const struct sim *sim, const struct route *r, struct route_live *lv, int depth)
 {
-    struct reached got = { .n = 0, .trace = out, .listener = listener, .cn = cn };
-    char names[512];
+    int i;
 
-    if (out != NULL && (listener != NULL || cn != NULL))
-        fprintf(out, "client: listener %s%s%s\n", listener ? listener : LISTEN_NAME_TCP,
-                cn ? ", cn " : "", cn ? cn : "");
-    if (reach_line(cfg, line, &got, err, errlen) < 0)
-        return -1;
-    names_text(&got, names, sizeof(names));
-    fprintf(out, "answered by: %s\n", names);
-    return 0;
+    if (r == NULL || depth > ROUTE_HOPS_MAX || !sim_visited(sim, r))
+        return;
+    if (r->type != ROUTE_POOL) {
+        for (i = 0; i < lv->nsteps && lv->steps[i].node != r; i++)
+            ;
+        if (i < lv->nsteps || lv->nsteps == ROUTE_LIVE_MAX)
+            return;
+        lv->steps[lv->nsteps++] = (struct route_live_step){ .node = r };
+        /* A failover that went past its first child is in effect. */
+        for (i = 1; r->type == ROUTE_FAILOVER && i < r->nchildren; i++)
+            if (sim_visited(sim, r->children[i]))
+                snprintf(lv->steps[lv->nsteps - 1].state, sizeof(lv->steps[0].state),
+                         "failover");
+    }
+    for (i = 0; i < r->nprefixes; i++)
+        live_nodes(sim, r->prefixes[i].route, lv, depth + 1);
+    for (i = 0; i < CMD_COUNT; i++)
+        live_nodes(sim, r->by_cmd[i], lv, depth + 1);
+    for (i = 0; i < OP_COUNT; i++)
+        live_nodes(sim, r->by_op[i], lv, depth + 1);
+    for (i = 0; i < r->nchildren; i++)
+        live_nodes(sim, r->children[i], lv, depth + 1);
+    live_nodes(sim, r->default_route, lv, depth + 1);
+}
+
+/*
+ * route_live's targets: the client's request's server calls (not a shadow's
+ * copies or the proxy's own). Those that took it answer; when none did and
+ * no error node answered, the last one tried is what the client reads (a
+ * server marked down with nowhere else to go).
+ */
+static void
+live_targets(const struct config *cfg, const struct sim_result *res, const bool *down,
+             struct route_live *lv)
+{
+    int i, last = -1;
+    bool took = false;
+
+    for (i = 0; i < res->nsteps && lv->ntargets < ROUTE_LIVE_MAX; i++) {
+        const struct sim_step *st = &res->steps[i];
+
+        if (st->copy || st->background || st->pool < 0)
+            continue;
+        last = lv->ntargets;
+        took = took || sim_step_took(st);
+        lv->targets[lv->ntargets++] = (struct route_live_target){
+            .pool = cfg->pools[st->pool], .server = st->server,
+            .down = down != NULL && down[st->server], .answers = sim_step_took(st) };
+    }
+    if (!took && !res->error_node && last >= 0)
+        lv->targets[last].answers = true;
+}
+
+/* Has the run passed a hook node? */
+static bool
+live_passed_hook(const struct sim *sim, const struct config *cfg)
+{
+    int i;
+
+    for (i = 0; i < cfg->nnodes; i++)
+        if (cfg->nodes[i]->type == ROUTE_HOOK && sim_visited(sim, cfg->nodes[i]))
+            return true;
+    return false;
 }
 
 enum route_live_result
@@ -1910,13 +1930,15 @@ script_route_live(struct config *cfg, int vm, const char *cmd, size_t cmdlen, co
                   size_t klen, const char *listener, const char *cn, const bool *down,
                   struct route_live *live, char *err, size_t errlen)
 {
-    struct reached got = { .n = 0, .down = down, .live = live };
-    struct hook_request req = { .key = key, .klen = (uint32_t)klen };
-    struct script_vm *v = NULL;
+    struct sim_conditions now = { .listener = listener ? listener : LISTEN_NAME_TCP, .cn = cn,
+                                  .down_ids = down };
+    enum cmd c = cmd_by_name(cmd, cmdlen);
+    struct sim_result *res;
+    struct sim *sim;
+    enum route_live_result rc = ROUTE_LIVE_OK;
 
     memset(live, 0, sizeof(*live));
-    req.cmd = cmd_by_name(cmd, cmdlen);
-    if (req.cmd == CMD_COUNT || proto_cmd_op(req.cmd) == OP_PROXY) {
+    if (c == CMD_COUNT || proto_cmd_op(c) == OP_PROXY) {
         snprintf(err, errlen, "cmd must be a keyed command such as get, set or delete");
         return ROUTE_LIVE_BAD;
     }
@@ -1925,30 +1947,194 @@ script_route_live(struct config *cfg, int vm, const char *cmd, size_t cmdlen, co
                  KEY_MAX);
         return ROUTE_LIVE_BAD;
     }
-    route_line_client(&req, listener, cn);
-    if (vm >= 0 && cfg->script != NULL && vm < cfg->script->nvms
-        && cfg->script->vms[vm].L != NULL)
-        v = &cfg->script->vms[vm];
-    if (reach(v, cfg, cfg->root, &req, &got, err, errlen, 0) < 0)
-        return got.needs_worker ? ROUTE_LIVE_NO_VM : ROUTE_LIVE_FAILED;
-    return ROUTE_LIVE_OK;
+    /* Hooks run in the calling worker's VM; with none (the metrics thread)
+     * a hook met fails quietly (script_hook_call) and the caller is told. */
+    if (vm < 0 || cfg->script == NULL || vm >= cfg->script->nvms || cfg->script->vms[vm].L == NULL)
+        vm = -1;
+    res = malloc(sizeof(*res));
+    sim = res != NULL ? sim_new(cfg, vm) : NULL;
+    if (sim == NULL) {
+        snprintf(err, errlen, "out of memory");
+        free(res);
+        return ROUTE_LIVE_FAILED;
+    }
+    if (vm >= 0)
+        cfg->script->vms[vm].hook_error[0] = '\0';
+    if (sim_run(sim, c, key, (uint32_t)klen, &now, res, err, errlen) < 0) {
+        rc = ROUTE_LIVE_FAILED;
+    } else if (vm < 0 && live_passed_hook(sim, cfg)) {
+        snprintf(err, errlen, "the route passes lg.hook, whose Lua runs only in a "
+                 "worker: ask with \"stats route CMD KEY\" on the memcached port");
+        rc = ROUTE_LIVE_NO_VM;
+    } else if (res->hook_failed) {
+        snprintf(err, errlen, "%s", cfg->script->vms[vm].hook_error);
+        rc = ROUTE_LIVE_FAILED;
+    } else {
+        live_nodes(sim, cfg->root, live, 0);
+        live_targets(cfg, res, down, live);
+    }
+    sim_free(sim);
+    free(res);
+    return rc;
 }
 
 int
 script_reach_servers(struct config *cfg, const char *line, int *ids, int max,
                      char *err, size_t errlen)
 {
-    struct reached got = { .n = 0 };
+    struct sim_result *res = malloc(sizeof(*res));
     char get[KEY_MAX + 8];
-    int i;
+    struct sim *sim;
+    int n = -1;
 
     if (strchr(line, ' ') == NULL && snprintf(get, sizeof(get), "get %s", line) < (int)sizeof(get))
         line = get;                     /* a bare key: where a get goes */
-    if (reach_line(cfg, line, &got, err, errlen) < 0)
-        return -1;
-    for (i = 0; i < got.nservers && i < max; i++)
-        ids[i] = got.servers[i];
-    return i;
+    sim = res ? run_line(cfg, line, NULL, res, err, errlen) : NULL;
+    if (res == NULL)
+        snprintf(err, errlen, "out of memory");
+    if (sim != NULL)
+        n = sim_servers(sim, res, ids, max);
+    sim_free(sim);
+    free(res);
+    return n;
+}
+
+/* ---- --check: near cache staleness ---- */
+
+/* Is node `node` r or below it? */
+static bool
+route_below(const struct route *r, const struct route *node, int depth)
+{
+    int i;
+
+    if (r == NULL || depth > ROUTE_HOPS_MAX)
+        return false;
+    if (r == node)
+        return true;
+    for (i = 0; i < r->nprefixes; i++)
+        if (route_below(r->prefixes[i].route, node, depth + 1))
+            return true;
+    for (i = 0; i < r->nchildren; i++)
+        if (route_below(r->children[i], node, depth + 1))
+            return true;
+    for (i = 0; i < OP_COUNT; i++)
+        if (route_below(r->by_op[i], node, depth + 1))
+            return true;
+    for (i = 0; i < CMD_COUNT; i++)
+        if (route_below(r->by_cmd[i], node, depth + 1))
+            return true;
+    return route_below(r->default_route, node, depth + 1);
+}
+
+/* Mark in `pools` (by pool index) every pool below r. */
+static void
+mark_pools_below(const struct config *cfg, const struct route *r, bool *pools, int depth)
+{
+    int i;
+
+    if (r == NULL || depth > ROUTE_HOPS_MAX)
+        return;
+    if (r->type == ROUTE_POOL) {
+        for (i = 0; i < cfg->npools; i++)
+            if (cfg->pools[i] == r->pool)
+                pools[i] = true;
+        return;
+    }
+    for (i = 0; i < r->nprefixes; i++)
+        mark_pools_below(cfg, r->prefixes[i].route, pools, depth + 1);
+    for (i = 0; i < r->nchildren; i++)
+        mark_pools_below(cfg, r->children[i], pools, depth + 1);
+    for (i = 0; i < OP_COUNT; i++)
+        mark_pools_below(cfg, r->by_op[i], pools, depth + 1);
+    for (i = 0; i < CMD_COUNT; i++)
+        mark_pools_below(cfg, r->by_cmd[i], pools, depth + 1);
+    mark_pools_below(cfg, r->default_route, pools, depth + 1);
+}
+
+static bool
+is_change_op(enum op op)
+{
+    return op == OP_WRITE || op == OP_DELETE || op == OP_ARITH || op == OP_TOUCH;
+}
+
+/* Mark every pool a change (write, delete, arith, touch) can reach from r. */
+static void
+mark_write_pools(const struct config *cfg, const struct route *r, bool *pools, int depth)
+{
+    int i;
+    bool all_covered = true;
+
+    if (r == NULL || depth > ROUTE_HOPS_MAX)
+        return;
+    if (r->type != ROUTE_BY_OP) {
+        if (r->type == ROUTE_POOL) {
+            mark_pools_below(cfg, r, pools, depth);
+            return;
+        }
+        for (i = 0; i < r->nprefixes; i++)
+            mark_write_pools(cfg, r->prefixes[i].route, pools, depth + 1);
+        for (i = 0; i < r->nchildren; i++)
+            mark_write_pools(cfg, r->children[i], pools, depth + 1);
+        mark_write_pools(cfg, r->default_route, pools, depth + 1);
+        return;
+    }
+    for (i = 0; i < OP_COUNT; i++) {
+        if (!is_change_op((enum op)i))
+            continue;
+        if (r->by_op[i] != NULL)
+            mark_write_pools(cfg, r->by_op[i], pools, depth + 1);
+        else
+            all_covered = false;
+    }
+    for (i = 0; i < CMD_COUNT; i++)
+        if (r->by_cmd[i] != NULL && is_change_op(proto_cmd_op((enum cmd)i)))
+            mark_write_pools(cfg, r->by_cmd[i], pools, depth + 1);
+    if (!all_covered)
+        mark_write_pools(cfg, r->default_route, pools, depth + 1);
+}
+
+/*
+ * The staleness warning: a near cache whose pools also take changes through
+ * this policy. Wherever this policy runs on more than one front end, a
+ * change made through another one (or straight to the server) is seen here
+ * only when the copy expires, ttl_ms later. A rewrite or hook below a near
+ * cache is flagged too: copies are kept only when the key reaching the
+ * server is the key the near cache holds.
+ */
+static void
+describe_nearcache_warnings(const struct config *cfg, FILE *out)
+{
+    bool *written = calloc((size_t)cfg->npools + 1, sizeof(bool));
+    bool *below = calloc((size_t)cfg->npools + 1, sizeof(bool));
+    int i, j;
+
+    if (written == NULL || below == NULL)
+        goto done;
+    mark_write_pools(cfg, cfg->root, written, 0);
+    for (i = 0; i < cfg->nnodes; i++) {
+        const struct route *r = cfg->nodes[i];
+
+        if (r->type != ROUTE_NEARCACHE)
+            continue;
+        memset(below, 0, (size_t)cfg->npools * sizeof(bool));
+        mark_pools_below(cfg, r->children[0], below, 0);
+        for (j = 0; j < cfg->npools; j++)
+            if (below[j] && written[j])
+                fprintf(out, "warning: route %d: nearcache: pool '%s' below it also takes "
+                        "writes; a write through another luagent, or straight to the "
+                        "server, is seen here only after ttl_ms (%u ms)\n",
+                        i, cfg->pools[j]->name, r->nc_ttl_ms);
+    }
+    for (i = 0; i < cfg->nnodes; i++)
+        if (cfg->nodes[i]->type == ROUTE_REWRITE || cfg->nodes[i]->type == ROUTE_HOOK)
+            for (j = 0; j < cfg->nnodes; j++)
+                if (cfg->nodes[j]->type == ROUTE_NEARCACHE
+                    && route_below(cfg->nodes[j]->children[0], cfg->nodes[i], 0))
+                    fprintf(out, "warning: route %d: nearcache: %s below it may change the "
+                            "key; such keys are never kept\n", j, cfg->nodes[i]->name);
+done:
+    free(written);
+    free(below);
 }
 
 /* settings.log_slow_ms and settings.log_sample, when either is on. */
@@ -2029,10 +2215,14 @@ script_describe(const struct config *cfg, FILE *out)
     for (i = 0; i < cfg->nnodes; i++) {
         char detail[128];
 
-        node_detail(cfg->nodes[i], detail, sizeof(detail));
+        sim_node_detail(cfg->nodes[i], detail, sizeof(detail));
         fprintf(out, "route %d: %s%s", i, cfg->nodes[i]->name, detail);
         if (cfg->nodes[i]->type == ROUTE_BY_CLIENT)
             describe_by_client(cfg, cfg->nodes[i], out);
         fprintf(out, "%s\n", cfg->nodes[i] == cfg->root ? " (root)" : "");
     }
+    if (cfg->discover_pending)
+        fprintf(out, "note: server DNS names are not resolved here; an srv: name stands "
+                "as one server NAME:0\n");
+    describe_nearcache_warnings(cfg, out);
 }

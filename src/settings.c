@@ -30,7 +30,8 @@ enum {
     OPT_PID_FILE, OPT_TLS_PORT, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_CA,
     OPT_TLS_VERIFY_CLIENT, OPT_TLS_HANDSHAKE_TIMEOUT, OPT_BACKEND_TLS_CA,
     OPT_SERVER_STATS_INTERVAL, OPT_CLIENT_MAX_MEMORY, OPT_DIFF, OPT_KEYS, OPT_JSON,
-    OPT_AGAINST, OPT_WATCH, OPT_RELOAD, OPT_FORCE, OPT_ROUTE_LISTENER, OPT_ROUTE_CN
+    OPT_AGAINST, OPT_WATCH, OPT_RELOAD, OPT_FORCE, OPT_ROUTE_LISTENER, OPT_ROUTE_CN,
+    OPT_DOWN, OPT_MISS, OPT_TIMEOUT, OPT_PREVIEW
 };
 
 static const struct option_row option_rows[] = {
@@ -65,12 +66,16 @@ static const struct option_row option_rows[] = {
     { OPT_ROUTE,   "route",   "FILE", "with a request line after it (\"get some:key\"): print where it goes" },
     { OPT_ROUTE_LISTENER, "listener", "NAME", "with --route: the request came through listener NAME (tcp, tls, unix or a --listen name)" },
     { OPT_ROUTE_CN, "cn", "NAME", "with --route: the client's certificate has common name NAME" },
+    { OPT_DOWN,    "down",    "NAME", "with --route, repeatable: assume the pool, HOST:PORT or HOST is down" },
+    { OPT_TIMEOUT, "timeout", "NAME", "with --route, repeatable: assume the pool, HOST:PORT or HOST never answers" },
+    { OPT_MISS,    "miss",    "NAME", "with --route, repeatable: assume the pool (or server) does not hold the key" },
     { OPT_AGAINST, "against", "OLD", "with --check: also fail as a reload from OLD would (settings.max_remap)" },
     { OPT_DIFF,    "diff",    "OLD", "with NEW after it: print the share of each pool's keys that moves, and the routes that change" },
     { OPT_KEYS,    "keys",    "FILE", "with --diff: list the keys of FILE (one key or request line a line) whose server changes" },
     { OPT_JSON,    "json",    NULL,   "with --diff: print one JSON object" },
     { OPT_WATCH,   "watch",   NULL,   "reload the -c policy when its file changes, as SIGHUP does" },
     { OPT_RELOAD,  "reload",  NULL,   "reload the running luagent (found by --pid-file, else -p on 127.0.0.1), report, exit" },
+    { OPT_PREVIEW, "preview", "FILE", "place FILE beside the running luagent's policy, key by key, for `stats preview`; --preview --drop ends it" },
     { OPT_FORCE,   "force",   NULL,   "with --reload: let this reload move more keys than settings.max_remap" },
     { OPT_METRICS, "metrics", "ADDR:PORT", "serve Prometheus metrics at http://ADDR:PORT/metrics (default: off)" },
     { OPT_SERVER_STATS_INTERVAL, "server-stats-interval", "S", "ask each server for its stats every S seconds, for stats and metrics (default 10, 0 = off)" },
@@ -228,6 +233,25 @@ add_listen(struct settings *s, const char *text)
     return 0;
 }
 
+/* --down/--timeout/--miss NAME: one more assumed condition for --route. */
+static int
+add_condition(struct sim_conditions *cond, const char *which, const char *name)
+{
+    const char **list = which[0] == 'd' ? cond->down : which[0] == 'm' ? cond->miss
+                        : cond->timeout;
+    int *n = which[0] == 'd' ? &cond->ndown : which[0] == 'm' ? &cond->nmiss : &cond->ntimeout;
+
+    if (*n == SIM_NAMES_MAX) {
+        char msg[64];
+
+        snprintf(msg, sizeof(msg), "--%s: at most %d names", which, SIM_NAMES_MAX);
+        bad("%s", msg);
+        return -1;
+    }
+    list[(*n)++] = name;
+    return 0;
+}
+
 /* memcached's model: a worker per core; past four the accept thread and the
  * servers are the limit, not the workers. */
 static int
@@ -357,14 +381,27 @@ apply_option(struct settings *s, int c, const char *arg)
         break;
     case OPT_CHECK: s->check = arg; break;
     case OPT_ROUTE: s->route_file = arg; break;
+    case OPT_DOWN:
+    case OPT_TIMEOUT:
+    case OPT_MISS:
+        if (add_condition(&s->route_cond, c == OPT_DOWN ? "down" : c == OPT_MISS ? "miss"
+                          : "timeout", arg) < 0)
+            return SETTINGS_EXIT_USAGE;
+        break;
     case OPT_AGAINST: s->against = arg; break;
-    case OPT_ROUTE_LISTENER: s->route_listener = arg; break;
-    case OPT_ROUTE_CN: s->route_cn = arg; break;
+    case OPT_ROUTE_LISTENER: s->route_cond.listener = arg; break;
+    case OPT_ROUTE_CN: s->route_cond.cn = arg; break;
     case OPT_DIFF: s->diff_old = arg; break;
     case OPT_KEYS: s->keys_file = arg; break;
     case OPT_JSON: s->json = true; break;
     case OPT_WATCH: s->watch = true; break;
     case OPT_RELOAD: s->reload = true; break;
+    case OPT_PREVIEW:
+        if (strcmp(arg, "--drop") == 0)
+            s->preview_drop = true;
+        else
+            s->preview = arg;
+        break;
     case OPT_FORCE: s->force = true; break;
     case OPT_METRICS: {
         char host[METRICS_HOST_MAX], err[ERR_LEN];
@@ -400,8 +437,12 @@ check_safe_change_options(const struct settings *s)
         bad("%s", "--against OLD goes with --check NEW");
         return -1;
     }
-    if ((s->route_listener != NULL || s->route_cn != NULL) && s->route_file == NULL) {
+    if ((s->route_cond.listener != NULL || s->route_cond.cn != NULL) && s->route_file == NULL) {
         bad("%s", "--listener and --cn go with --route FILE LINE");
+        return -1;
+    }
+    if ((s->preview != NULL || s->preview_drop) && (s->reload || s->check || s->diff_old)) {
+        bad("%s", "--preview goes alone (with -c POLICY, --pid-file or -p to find the process)");
         return -1;
     }
     if (s->force && !s->reload) {
@@ -470,6 +511,9 @@ settings_parse(struct settings *s, int argc, char **argv)
         if (r != SETTINGS_RUN)
             return r;
     }
+    if (s->route_file == NULL
+        && s->route_cond.ndown + s->route_cond.nmiss + s->route_cond.ntimeout > 0)
+        return bad("%s", "--down, --timeout and --miss go with --route FILE LINE");
     if (s->route_file != NULL) {
         if (optind != argc - 1)
             return bad("%s", "--route FILE needs one request line, e.g. \"get some:key\"");
@@ -491,7 +535,7 @@ settings_parse(struct settings *s, int argc, char **argv)
         return bad("unexpected argument '%s'", argv[optind]);
     if (check_tls_options(s) < 0 || check_safe_change_options(s) < 0)
         return SETTINGS_EXIT_USAGE;
-    if (s->check != NULL || s->diff_old != NULL || s->reload)
+    if (s->check != NULL || s->diff_old != NULL || s->reload || s->preview || s->preview_drop)
         return SETTINGS_RUN;
     if (s->nservers == 0 && s->policy == NULL)
         return bad("%s", "no server given: use -s HOST[:PORT] (or -c policy.lua)");

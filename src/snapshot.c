@@ -62,6 +62,10 @@ sum_route(struct route_stats *sum, const struct route_stats *s)
     sum->skipped_down += STAT_READ(s->skipped_down);
     sum->coalesced += STAT_READ(s->coalesced);
     sum->leaders += STAT_READ(s->leaders);
+    sum->nearcache_hits += STAT_READ(s->nearcache_hits);
+    sum->nearcache_misses += STAT_READ(s->nearcache_misses);
+    sum->nearcache_evictions += STAT_READ(s->nearcache_evictions);
+    sum->nearcache_bytes += STAT_READ(s->nearcache_bytes);
 }
 
 /* This worker's connection set for srv, or NULL if its generation lacks it. */
@@ -248,6 +252,9 @@ snapshot_take(struct snapshot *snap, const struct config *cfg)
     snap->generation = cfg->generation;
     snap->max_memory = cfg->max_memory;
     snap->client_max_memory = cfg->client_max_memory;
+    snap->hotkeys_metrics = cfg->hotkeys_metrics;
+    snap->hotkeys_metrics_top = cfg->hotkeys_metrics_top;
+    snap->hotkeys_metrics_key_bytes = cfg->hotkeys_metrics_key_bytes;
     snap->buffer_bytes = worker_memory_used();
     snap->free_list_bytes = worker_memory_cached();
     snap->checksum = cfg->checksum;

@@ -24,7 +24,9 @@
 #include "buf.h"
 #include "config.h"
 #include "fleet.h"
+#include "hotkeys.h"
 #include "luagent.h"
+#include "preview.h"
 #include "snapshot.h"
 #include "worker.h"
 
@@ -45,6 +47,8 @@ stats_uptime(void)
 uint64_t stats_reloads;
 uint64_t stats_reload_failures;
 uint64_t stats_reload_refused_remap;
+uint64_t stats_discover_changes;
+uint64_t stats_discover_failures;
 
 /* ---- rendering ---- */
 
@@ -201,6 +205,12 @@ render_route_extras(struct buf *out, const struct snap_route *sr)
         group_u64(out, "route", sr->label, "coalesced", sr->s.coalesced);
         group_u64(out, "route", sr->label, "leaders", sr->s.leaders);
     }
+    if (strcmp(sr->type, "nearcache") == 0) {
+        group_u64(out, "route", sr->label, "hits", sr->s.nearcache_hits);
+        group_u64(out, "route", sr->label, "misses", sr->s.nearcache_misses);
+        group_u64(out, "route", sr->label, "evictions", sr->s.nearcache_evictions);
+        group_u64(out, "route", sr->label, "bytes", sr->s.nearcache_bytes);
+    }
 }
 
 static void
@@ -220,6 +230,31 @@ render_routes(struct buf *out, const struct snapshot *snap)
             group_u64(out, "route", sr->label, "skipped_down", sr->s.skipped_down);
         render_route_extras(out, sr);
     }
+}
+
+/*
+ * The hottest keys of all workers, as published in the last second:
+ * "STAT hotkey:<rank>:<field> <value>", rank 1 the hottest.
+ */
+static void
+render_hotkeys(struct buf *out)
+{
+    int cap = worker_count() * HOTKEYS_PUBLISHED, i, n;
+    struct hotkey_view *top = calloc((size_t)cap + 1, sizeof(*top));
+    char rank[16], key[4 * HOTKEYS_KEY_MAX + 1];
+
+    if (top == NULL)
+        return;
+    n = worker_hotkeys(top, cap);
+    for (i = 0; i < n && i < HOTKEYS_PUBLISHED; i++) {
+        snprintf(rank, sizeof(rank), "%d", i + 1);
+        hotkeys_printable(top[i].key, top[i].klen, HOTKEYS_KEY_MAX, key, sizeof(key));
+        group_str(out, "hotkey", rank, "key", key);
+        group_u64(out, "hotkey", rank, "requests_per_second", (uint64_t)(top[i].rate + 0.5));
+        group_str(out, "hotkey", rank, "pool", top[i].pool);
+        group_str(out, "hotkey", rank, "server", top[i].server);
+    }
+    free(top);
 }
 
 static void
@@ -275,6 +310,9 @@ render_general(struct buf *out, const struct snapshot *snap)
     stat_u64(out, "reload_failures", __atomic_load_n(&stats_reload_failures, __ATOMIC_RELAXED));
     stat_u64(out, "reload_refused_remap",
              __atomic_load_n(&stats_reload_refused_remap, __ATOMIC_RELAXED));
+    stat_u64(out, "discover_changes", __atomic_load_n(&stats_discover_changes, __ATOMIC_RELAXED));
+    stat_u64(out, "discover_failures",
+             __atomic_load_n(&stats_discover_failures, __ATOMIC_RELAXED));
     stat_str(out, "policy", snap->source);
     snprintf(checksum, sizeof(checksum), "%08x", snap->checksum);
     stat_str(out, "policy_checksum", checksum);
@@ -282,6 +320,44 @@ render_general(struct buf *out, const struct snapshot *snap)
     if (snap->fleet_on)
         render_fleet_sums(out, snap);
     render_servers(out, snap);
+}
+
+/* stats preview: the candidate beside the live policy, and the keys that would move. */
+static void
+render_preview(struct buf *out)
+{
+    struct preview_view *v = malloc(sizeof(*v));
+    char name[PREVIEW_NAME_MAX + 32], checksum[16];
+    int i;
+
+    stat_u64(out, "preview_loads", __atomic_load_n(&preview_loads, __ATOMIC_RELAXED));
+    stat_u64(out, "preview_failures", __atomic_load_n(&preview_failures, __ATOMIC_RELAXED));
+    if (v == NULL)
+        return;
+    preview_view(v);
+    stat_u64(out, "preview_loaded", v->loaded);
+    if (v->loaded) {
+        stat_str(out, "preview_file", v->file);
+        snprintf(checksum, sizeof(checksum), "%08x", v->checksum);
+        stat_str(out, "preview_checksum", checksum);
+        stat_u64(out, "preview_load_time", (uint64_t)v->load_time);
+        stat_u64(out, "preview_keys", v->keys);
+        stat_u64(out, "preview_differ", v->differ);
+        stat_u64(out, "preview_skipped", v->skipped);
+        for (i = 0; i < v->nprefixes; i++) {
+            group_u64(out, "prefix", v->prefixes[i].name, "keys", v->prefixes[i].keys);
+            group_u64(out, "prefix", v->prefixes[i].name, "differ", v->prefixes[i].differ);
+        }
+        for (i = 0; i < v->npools; i++) {
+            group_u64(out, "pool", v->pools[i].name, "keys", v->pools[i].keys);
+            group_u64(out, "pool", v->pools[i].name, "differ", v->pools[i].differ);
+        }
+        for (i = 0; i < v->nsamples; i++) {
+            snprintf(name, sizeof(name), "sample:%d", i + 1);
+            stat_str(out, name, v->samples[i]);
+        }
+    }
+    free(v);
 }
 
 void
@@ -298,6 +374,8 @@ stats_render(struct buf *out, const struct config *cfg, enum stats_group group)
     case STATS_POOLS:   render_pools(out, &snap); break;
     case STATS_SERVERS: render_servers(out, &snap); break;
     case STATS_ROUTES:  render_routes(out, &snap); break;
+    case STATS_PREVIEW: render_preview(out); break;
+    case STATS_HOTKEYS: render_hotkeys(out); break;
     case STATS_ROUTE:   /* answered by the route writer (routelive.c) */
     case STATS_UNKNOWN: break;
     }

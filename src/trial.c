@@ -19,7 +19,10 @@
  * load is refused. A fresh process has no inherited locks. /proc/self/exe
  * names the running binary even once the file has been replaced or deleted
  * on disk, and it is reached without a path lookup, so it still runs after
- * -u has dropped the rights to the directory it was started from.
+ * -u has dropped the rights to the directory it was started from. The path
+ * it links to is tried first all the same, while it still names this binary
+ * (not "... (deleted)"): under valgrind /proc/self/exe is the tool itself,
+ * and only that path runs the proxy again.
  */
 #include "trial.h"
 
@@ -191,6 +194,19 @@ child_argv(const char *path, int nworkers, char *workers, size_t wlen, char **po
     return argv;
 }
 
+/* The path /proc/self/exe links to, while it is still this binary's. */
+static bool
+exe_path(char *path, size_t size)
+{
+    static const char gone[] = " (deleted)";
+    ssize_t n = readlink(TRIAL_EXE, path, size - 1);
+
+    if (n <= 0 || (size_t)n >= size - 1)
+        return false;
+    path[n] = '\0';
+    return !((size_t)n >= sizeof(gone) - 1 && strcmp(path + n - (sizeof(gone) - 1), gone) == 0);
+}
+
 /*
  * Start the trial child with the pipe's write end as its stdout, /dev/null as
  * stdin and stderr, no blocked signals and default handlers. posix_spawn runs
@@ -203,6 +219,7 @@ spawn_child(char **argv, int out, pid_t *pid)
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
     sigset_t none, deflt;
+    char path[4096];
     int rc;
 
     sigemptyset(&none);
@@ -219,7 +236,9 @@ spawn_child(char **argv, int out, pid_t *pid)
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setsigdefault(&attr, &deflt);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    rc = posix_spawn(pid, TRIAL_EXE, &fa, &attr, argv, environ);
+    rc = exe_path(path, sizeof(path)) ? posix_spawn(pid, path, &fa, &attr, argv, environ) : -1;
+    if (rc != 0)
+        rc = posix_spawn(pid, TRIAL_EXE, &fa, &attr, argv, environ);
     posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
     return rc;

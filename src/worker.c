@@ -41,9 +41,14 @@
 #include "client.h"
 #include "config.h"
 #include "counters.h"
+#include "clock.h"
 #include "dcache.h"
+#include "hotkeys.h"
 #include "listener.h"
 #include "log.h"
+#include "preview.h"
+#include "nearcache.h"
+#include "luagent.h"
 #include "request.h"
 #include "route.h"
 #include "tls.h"
@@ -55,10 +60,12 @@ struct handoff {
     const char     *listener;   /* the listener's name (static) */
     struct tls_conn *tls;       /* a TLS client's state, or NULL */
     struct config  *config;     /* HANDOFF_CONFIG: the new generation */
+    struct preview *preview;    /* HANDOFF_PREVIEW: the candidate, or NULL: none */
 };
 
 #define HANDOFF_STOP    (-1)
 #define HANDOFF_CONFIG  (-2)
+#define HANDOFF_PREVIEW (-3)
 
 struct worker {
     struct client_ctx   cx;             /* its clients; inside, the route engine's
@@ -68,6 +75,7 @@ struct worker {
     pthread_t           thread;
     struct event_base  *base;
     struct wconfig     *draining;       /* older generations with requests left */
+    struct preview_worker *preview;     /* a candidate policy previewed, or NULL */
     struct backend    **all_backends;   /* every live connection set, any generation */
     int                 nall_backends;
     bool                loop_done;      /* leave the event loop after this pass */
@@ -78,6 +86,11 @@ struct worker {
     struct handoff     *queue;
     int                 notify_fd;      /* eventfd */
     struct event       *notify_ev;
+
+    /* The hot-key sketch's top list, published once a second for stats. */
+    pthread_mutex_t     hot_lock;
+    struct hotkey_view  hot[HOTKEYS_PUBLISHED];
+    int                 nhot;
 
     struct event       *trim_timer;     /* lets go of free-list leftovers */
     uint64_t            trim_freed;     /* bytes freed since pages were last given back */
@@ -112,10 +125,12 @@ worker_backend_for(struct worker *w, const struct server *srv)
     for (i = 0; i < w->nall_backends; i++) {
         const struct server *old = backend_server(w->all_backends[i]);
 
-        /* Reused only over the same transport: a change of TLS settings
-         * opens new connections and retires the old ones. */
+        /* Reused only over the same transport to the same address: a change
+         * of TLS settings, or a DNS name's new address, opens new
+         * connections and retires the old ones. */
         if (old->port == srv->port && strcmp(old->host, srv->host) == 0
-            && tls_client_same(old->tls, srv->tls)) {
+            && tls_client_same(old->tls, srv->tls) && old->addrlen == srv->addrlen
+            && memcmp(&old->addr, &srv->addr, srv->addrlen) == 0) {
             backend_set_server(w->all_backends[i], srv);
             return w->all_backends[i];
         }
@@ -129,6 +144,51 @@ worker_backend_for(struct worker *w, const struct server *srv)
     w->all_backends = grown;
     w->all_backends[w->nall_backends++] = be;
     return be;
+}
+
+/*
+ * A generation's near cache stores go: their buffers back to the worker,
+ * their bytes out of the nodes' counters (shared with newer generations).
+ */
+static void
+wconfig_free_nearcaches(struct worker *w, struct wconfig *wc)
+{
+    int i;
+
+    for (i = 0; wc->nearcaches != NULL && i < wc->config->nnodes; i++) {
+        if (wc->nearcaches[i] == NULL)
+            continue;
+        if (wc->routes[i] != NULL)
+            STAT_ADD(wc->routes[i]->stats.nearcache_bytes,
+                     -(int64_t)nearcache_counts(wc->nearcaches[i]).bytes);
+        nearcache_free(wc->nearcaches[i], &w->cx.rt.rq.bufs);
+    }
+    free(wc->nearcaches);
+    wc->nearcaches = NULL;
+}
+
+/* This worker's near cache store for every lg.nearcache node; 0 or -1. */
+static int
+wconfig_new_nearcaches(struct wconfig *wc)
+{
+    const struct config *config = wc->config;
+    int i;
+
+    if (config->nnearcaches == 0)
+        return 0;
+    wc->nearcaches = calloc((size_t)config->nnodes, sizeof(*wc->nearcaches));
+    if (wc->nearcaches == NULL)
+        return -1;
+    for (i = 0; i < config->nnodes; i++) {
+        const struct route *r = config->nodes[i];
+
+        if (r->type != ROUTE_NEARCACHE)
+            continue;
+        wc->nearcaches[i] = nearcache_new(r->nc_max_items, r->nc_max_bytes, r->nc_ttl_ms);
+        if (wc->nearcaches[i] == NULL)
+            return -1;
+    }
+    return 0;
 }
 
 static void
@@ -149,6 +209,7 @@ wconfig_new(struct worker *w, struct config *config)
         return NULL;
     wc->config = config;
     wc->reqlog = config->reqlog;
+    wc->root = config->root;
     wc->backends = calloc((size_t)config->nservers + 1, sizeof(*wc->backends));
     wc->routes = calloc((size_t)config->nnodes + 1, sizeof(*wc->routes));
     if (wc->backends == NULL || wc->routes == NULL
@@ -156,9 +217,16 @@ wconfig_new(struct worker *w, struct config *config)
         wconfig_free(wc);
         return NULL;
     }
+    if (wconfig_new_nearcaches(wc) < 0) {
+        wconfig_free_nearcaches(w, wc);
+        route_counters_release(&w->cx.rt, wc->routes, config->nnodes);
+        wconfig_free(wc);
+        return NULL;
+    }
     for (i = 0; i < config->nservers; i++) {
         wc->backends[i] = worker_backend_for(w, &config->servers[i]);
         if (wc->backends[i] == NULL) {
+            wconfig_free_nearcaches(w, wc);
             route_counters_release(&w->cx.rt, wc->routes, config->nnodes);
             wconfig_free(wc);
             return NULL;
@@ -237,6 +305,7 @@ worker_drop_generation(struct worker *w, struct wconfig *wc)
     pthread_rwlock_wrlock(&swap_lock);
     *pp = wc->next;
     worker_retire_backends(w);
+    wconfig_free_nearcaches(w, wc);
     route_counters_release(&w->cx.rt, wc->routes, config->nnodes);
     pthread_rwlock_unlock(&swap_lock);
     wconfig_free(wc);
@@ -289,6 +358,8 @@ worker_swap_config(struct worker *w, struct config *config)
     }
     pthread_rwlock_wrlock(&swap_lock);
     w->cx.rt.current = wc;
+    if (w->preview != NULL)
+        preview_move(w->preview, old, wc);
     worker_take_bounds(w, config);
     old->next = w->draining;
     w->draining = old;
@@ -302,7 +373,30 @@ worker_swap_config(struct worker *w, struct config *config)
         }
     }
     dcache_clear(w->cx.rt.dcache);
+    if (hotkeys_every(w->cx.rt.hotkeys) != config->hotkeys_sample) {
+        struct hotkeys *hk = hotkeys_new(HOTKEYS_CAPACITY, config->hotkeys_sample, clock_ms());
+
+        if (hk != NULL) {
+            hotkeys_free(w->cx.rt.hotkeys);
+            w->cx.rt.hotkeys = hk;
+        }
+    }
     log_debug("worker %d: now on generation %u", w->id, config->generation);
+}
+
+/* Put a preview in front of the current generation (NULL: take it away). */
+static void
+worker_take_preview(struct worker *w, struct preview *p)
+{
+    pthread_rwlock_wrlock(&swap_lock);
+    if (w->preview != NULL)
+        preview_detach(w->preview, &w->cx.rt, w->cx.rt.current);
+    w->preview = NULL;
+    if (p != NULL && (w->preview = preview_attach(p, &w->cx.rt, w->cx.rt.current)) == NULL) {
+        log_error("worker %d: out of memory for the preview: it does not run here", w->id);
+        preview_release(p);
+    }
+    pthread_rwlock_unlock(&swap_lock);
 }
 
 static int next_worker;
@@ -377,6 +471,8 @@ worker_on_notify(evutil_socket_t fd, short what, void *arg)
             worker_begin_stop(w);
         else if (h->fd == HANDOFF_CONFIG)
             worker_swap_config(w, h->config);
+        else if (h->fd == HANDOFF_PREVIEW)
+            worker_take_preview(w, h->preview);
         else
             client_accept(&w->cx, h->fd, h->is_unix, h->tls, h->listener);
         free(h);
@@ -430,6 +526,62 @@ worker_memory_cached(void)
 #define TRIM_QUIET_TAKES    64          /* buffers taken in a second by a quiet worker */
 #define TRIM_RETURN_MIN     (1u << 20)  /* bytes freed before pages are given back */
 
+/* Fill in the pool and server names a hot key's tag points at ("?" when gone). */
+static void
+worker_hot_names(const struct worker *w, struct hotkey_view *v)
+{
+    unsigned generation = (unsigned)(v->where >> 32);
+    int node = (int)((v->where >> 16) & 0xffff), server = (int)(v->where & 0xffff) - 1;
+    const struct wconfig *wc, *current = w->cx.rt.current;
+
+    snprintf(v->pool, sizeof(v->pool), "?");
+    snprintf(v->server, sizeof(v->server), "?");
+    for (wc = current; wc != NULL; wc = (wc == current) ? w->draining : wc->next) {
+        const struct config *cfg = wc->config;
+
+        if (cfg->generation != generation || node >= cfg->nnodes || server < 0
+            || server >= cfg->nservers || cfg->nodes[node]->pool == NULL)
+            continue;
+        snprintf(v->pool, sizeof(v->pool), "%s", cfg->nodes[node]->pool->name);
+        snprintf(v->server, sizeof(v->server), "%s", cfg->servers[server].label);
+        return;
+    }
+}
+
+/*
+ * Once a second: halve the hot-key counts and publish the top list, so
+ * stats read it under a lock the request path never takes.
+ */
+static void
+worker_publish_hotkeys(struct worker *w)
+{
+    struct hotkey_view top[HOTKEYS_PUBLISHED];
+    uint64_t now = clock_ms();
+    int i, n;
+
+    hotkeys_decay(w->cx.rt.hotkeys, now);
+    n = hotkeys_top(w->cx.rt.hotkeys, top, HOTKEYS_PUBLISHED, now);
+    for (i = 0; i < n; i++)
+        worker_hot_names(w, &top[i]);
+    pthread_mutex_lock(&w->hot_lock);
+    memcpy(w->hot, top, (size_t)n * sizeof(top[0]));
+    w->nhot = n;
+    pthread_mutex_unlock(&w->hot_lock);
+}
+
+int
+worker_hotkeys(struct hotkey_view *out, int cap)
+{
+    int i, n = 0;
+
+    for (i = 0; i < nworkers; i++) {
+        pthread_mutex_lock(&workers[i].hot_lock);
+        hotkeys_merge(out, &n, cap, workers[i].hot, workers[i].nhot);
+        pthread_mutex_unlock(&workers[i].hot_lock);
+    }
+    return n;
+}
+
 /*
  * Once a second: free what the free lists did not lend out during the last
  * second (a burst's leftovers; a steady load keeps what it uses), and a read
@@ -444,6 +596,7 @@ worker_on_trim(evutil_socket_t fd, short what, void *arg)
     struct request_cache *rq = &w->cx.rt.rq;
     bool quiet = rq->bufs.takes < TRIM_QUIET_TAKES;
 
+    worker_publish_hotkeys(w);
     client_trim(&w->cx);
     w->trim_freed += request_cache_trim(rq);
     __atomic_store_n(&w->cached_bytes, request_cache_bytes(rq), __ATOMIC_RELAXED);
@@ -475,6 +628,8 @@ worker_main(void *arg)
         if (w->loop_done)
             break;
     }
+    if (w->preview != NULL)
+        worker_take_preview(w, NULL);
     return NULL;
 }
 
@@ -494,6 +649,7 @@ worker_init(struct worker *w, int id, int n, struct config *config)
     w->cx.all_closed = worker_clients_gone;
     w->bx.rq = &w->cx.rt.rq;
     pthread_mutex_init(&w->queue_lock, NULL);
+    pthread_mutex_init(&w->hot_lock, NULL);
     w->base = event_base_new();
     w->cx.base = w->bx.base = w->base;
     /* An eventfd: one descriptor, and a burst of wake-ups is one counter. */
@@ -507,9 +663,11 @@ worker_init(struct worker *w, int id, int n, struct config *config)
     if (route_hedges_init(&w->cx.rt, w->base) < 0)
         return -1;
     w->cx.rt.dcache = dcache_new(config->decision_cache_size);
+    w->cx.rt.hotkeys = hotkeys_new(HOTKEYS_CAPACITY, config->hotkeys_sample, clock_ms());
     w->cx.rt.current = wconfig_new(w, config);
     w->trim_timer = event_new(w->base, -1, EV_PERSIST, worker_on_trim, w);
-    if (w->cx.rt.current == NULL || w->cx.rt.dcache == NULL || w->trim_timer == NULL)
+    if (w->cx.rt.current == NULL || w->cx.rt.dcache == NULL || w->trim_timer == NULL
+        || w->cx.rt.hotkeys == NULL)
         return -1;
     return evtimer_add(w->trim_timer, &trim_every);
 }
@@ -535,7 +693,7 @@ worker_start_all(struct config *config, int n)
 
 static void
 worker_hand(struct worker *w, int fd, bool is_unix, struct tls_conn *tls,
-            const char *listener, struct config *config)
+            const char *listener, struct config *config, struct preview *preview)
 {
     struct handoff *h = malloc(sizeof(*h));
 
@@ -546,6 +704,8 @@ worker_hand(struct worker *w, int fd, bool is_unix, struct tls_conn *tls,
             listener_conn_closed();
         } else if (fd == HANDOFF_CONFIG) {
             config_unref(config);
+        } else if (fd == HANDOFF_PREVIEW) {
+            preview_release(preview);
         }
         return;
     }
@@ -554,6 +714,7 @@ worker_hand(struct worker *w, int fd, bool is_unix, struct tls_conn *tls,
     h->listener = listener;
     h->tls = tls;
     h->config = config;
+    h->preview = preview;
     pthread_mutex_lock(&w->queue_lock);
     h->next = w->queue;
     w->queue = h;
@@ -568,7 +729,7 @@ worker_dispatch(int fd, bool is_unix, struct tls_conn *tls, const char *listener
     struct worker *w = &workers[next_worker];
 
     next_worker = (next_worker + 1) % nworkers;
-    worker_hand(w, fd, is_unix, tls, listener, NULL);
+    worker_hand(w, fd, is_unix, tls, listener, NULL, NULL);
 }
 
 void
@@ -578,7 +739,19 @@ worker_publish_config(struct config *config)
 
     config->refs = nworkers;
     for (i = 0; i < nworkers; i++)
-        worker_hand(&workers[i], HANDOFF_CONFIG, false, NULL, NULL, config);
+        worker_hand(&workers[i], HANDOFF_CONFIG, false, NULL, NULL, config, NULL);
+}
+
+void
+worker_publish_preview(struct preview *p)
+{
+    int i;
+
+    for (i = 0; i < nworkers; i++) {
+        if (p != NULL)
+            preview_ref(p);
+        worker_hand(&workers[i], HANDOFF_PREVIEW, false, NULL, NULL, NULL, p);
+    }
 }
 
 void
@@ -587,7 +760,7 @@ worker_stop_all(void)
     int i;
 
     for (i = 0; i < nworkers; i++)
-        worker_hand(&workers[i], HANDOFF_STOP, false, NULL, NULL, NULL);
+        worker_hand(&workers[i], HANDOFF_STOP, false, NULL, NULL, NULL, NULL);
     for (i = 0; i < nworkers; i++)
         pthread_join(workers[i].thread, NULL);
 }

@@ -8,6 +8,8 @@
 // and compression is off, so that the size steps put the sizes asked on the
 // wire rather than what the compressor makes of them.
 
+require __DIR__ . '/common.php';
+
 [$host, $port] = explode(':', $argv[1]);
 $c = new Memcached();
 $c->setOption(Memcached::OPT_BINARY_PROTOCOL, false);
@@ -19,22 +21,6 @@ $c->addServer($host, (int)$port);
 $lib = Memcached::LIBMEMCACHED_VERSION_HEX;
 printf("client\tphp-memcached %s (libmemcached %x.%x.%x)\n", phpversion('memcached'),
        $lib >> 24, ($lib >> 16) & 0xff, $lib & 0xffff);
-
-// n bytes of md5 hex digits of 0, 1, 2, ... (as the other drivers).
-function blob($n) {
-    $out = '';
-    for ($i = 0; strlen($out) < $n; $i++)
-        $out .= md5((string)$i);
-    return substr($out, 0, $n);
-}
-
-function show($v) {
-    if ($v === null) return 'null';
-    if ($v === true) return 'true';
-    if ($v === false) return 'false';
-    if (is_int($v)) return (string)$v;
-    return '"' . $v . '"';
-}
 
 // A false answer carries the client's reason (NOT STORED, NOT FOUND, ...).
 function res($c, $v) {
@@ -49,21 +35,13 @@ function res($c, $v) {
 function value($c, $v, $expected) {
     if ($v === false && $c->getResultCode() == Memcached::RES_NOTFOUND) return 'miss';
     if ($v === false) return 'false (' . $c->getResultMessage() . ')';
-    if ($v === $expected && strlen($v) <= 24 && preg_match('/^[ -~]*$/', $v))
-        return '"' . $v . '"';
-    return sprintf('<%d bytes, %s>', strlen($v), $v === $expected ? 'intact' : 'differs');
+    return shown_value($v, $expected);
 }
 
 function set_get($c, $k, $v) {
     return res($c, $c->set($k, $v)) . ' / ' . value($c, $c->get($k), $v);
 }
 
-$binary = implode('', array_map('chr', range(0, 255))) . "\r\n" . "\r\nEND\r\n" .
-          implode('', array_map('chr', range(255, 0)));
-$key250 = str_repeat('k', 246) . ':250';
-$multi = [];
-for ($i = 0; $i < 50; $i++)
-    $multi["mk:$i"] = str_repeat("value $i", $i + 1);
 $token = null;
 
 $steps = [
@@ -99,14 +77,8 @@ $steps = [
     'touch missing' => fn() => res($c, $c->touch('k:none', 100)),
     'multi-get 50 keys' => function () use ($c, $multi) {
         if (!$c->setMulti($multi)) return res($c, false);
-        $asked = array_keys($multi);
-        for ($i = 0; $i < 5; $i++) $asked[] = "mk:none:$i";
-        $got = $c->getMulti($asked);
-        if ($got === false) return res($c, false);
-        $right = 0;
-        foreach ($got as $k => $v)
-            if (isset($multi[$k]) && $multi[$k] === $v) $right++;
-        return sprintf('%d hits, %d right', count($got), $right);
+        $got = $c->getMulti(multi_asked($multi));
+        return $got === false ? res($c, false) : multi_result($got, $multi);
     },
     'value 0 B' => fn() => set_get($c, 'k:empty', ''),
     'binary value' => fn() => set_get($c, 'k:binary', $binary),

@@ -379,10 +379,10 @@ class Luagent(Proc):
     def client(self, timeout=CLIENT_TIMEOUT):
         return RawClient(self.sockaddr, timeout=timeout)
 
-    def stats(self):
+    def stats(self, group=b""):
         c = self.client()
         try:
-            return c.stats()
+            return c.stats(group)
         finally:
             c.close()
 

@@ -1,10 +1,12 @@
 """
 A server's reply to a get batch that fails part way (a stall, a close, bytes
-that are no reply) delivers none of the batch's values: the reply stream is
-no longer trusted, so a value parsed from it may be anything (for a VALUE
-that declares more bytes than it has, it is the bytes that happen to
-follow). The batch's keys are misses in a multi-key get, and a single get
-answers the failure's SERVER_ERROR line.
+that are no reply) delivers no value that the stream did not go on in step
+after: a value parsed from a stream that then fails may be anything (for a
+VALUE that declares more bytes than it has, it is the bytes that happen to
+follow). A VALUE is vouched for by the next unit parsing (the next VALUE, or
+END), so the values before the last one still reach the client as they
+stream; the rest of the batch's keys are misses in a multi-key get, and a
+single get answers the failure's SERVER_ERROR line.
 
 Set-up as in test_faults.py: luagent -t 1 -s <mock> -s <real memcached>
 (magent modula placement); the mock answers gets naming keys that start with
@@ -160,3 +162,36 @@ def test_reply_before_the_request_was_sent_is_a_protocol_error(mock, luagent, ra
             lg.signal(signal.SIGCONT)
         assert c.read_reply("get") == PROTO_LINE
         assert c.call(b"get k\r\n", "get") == b"VALUE k 0 2\r\nv%d\r\nEND\r\n" % rnd
+
+
+BIG = 200000        # several reads per value
+
+
+def big_value(key):
+    return (key * (BIG // len(key) + 1))[:BIG]
+
+
+def dies_in_the_third_value(req):
+    """Two whole large values, half of a third, then the connection closes."""
+    head = b"".join(b"VALUE %s 0 %d\r\n%s\r\n" % (k, BIG, big_value(k)) for k in req.keys[:2])
+    k = req.keys[2]
+    req.send(head + b"VALUE %s 0 %d\r\n%s" % (k, BIG, big_value(k)[:BIG // 2]))
+    return mock_backend.CLOSE
+
+
+def test_server_dies_in_the_middle_of_a_streamed_value(mock, memcached, luagent, raw_client):
+    """A multi-get over large values whose server closes in the middle of
+    the third: the first value, vouched for by the second's whole unit, is
+    written; the second (nothing whole after it) and the rest are misses;
+    the reply ends with END, the client stays in step, and the next get
+    goes to a new connection."""
+    server = mock(scripted(dies_in_the_third_value))
+    lg = luagent("-t", "1", servers=[server.addr, memcached()])
+    c = raw_client(lg)
+    bad = [k.encode() for k in keys_for(0, "bad:", 4)]
+    got = c.call(b"get " + b" ".join(bad) + b"\r\n", "get")
+    assert got == b"VALUE %s 0 %d\r\n%s\r\nEND\r\n" % (bad[0], BIG, big_value(bad[0]))
+    ok = keys_for(0, "ok:", 1)[0]
+    assert c.call(set_cmd(ok, b"fine")) == b"STORED\r\n"
+    assert c.call("get %s\r\n" % ok, "get") == b"VALUE %s 0 4\r\nfine\r\nEND\r\n" % ok.encode()
+    assert lg.alive()

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from conftest import HOST, ITEM_MAX, REPO
+from php_session import SESSION_ID, assert_shared, php_ini, php_session_run
 
 TOOL_TIMEOUT = 120
 NODE_MODULES = REPO / "build" / "clients" / "node_modules"
@@ -133,60 +134,15 @@ def test_pylibmc_multiget_spreads(targets):
 # PHP sessions, php-memcached's default ini
 # --------------------------------------------------------------------------
 
-PHP_SESSION = r"""<?php
-// A web request, N times over: open the shared session (taking its lock),
-// add one to a counter and this process's name to a list, write it back.
-ini_set('session.save_handler', 'memcached');
-ini_set('session.save_path', $argv[1]);
-ini_set('session.use_cookies', '0');
-ini_set('session.cache_limiter', '');
-session_id('shared-session-0001');
-$ok = 0;
-for ($i = 0; $i < (int)$argv[2]; $i++) {
-    if (!@session_start()) {
-        echo "session_start failed: ", error_get_last()['message'] ?? '', "\n";
-        continue;
-    }
-    $_SESSION['n'] = ($_SESSION['n'] ?? 0) + 1;
-    $_SESSION['who'][] = $argv[3];
-    usleep(20000);          // hold the lock while the other process waits
-    session_write_close();
-    $ok++;
-}
-echo json_encode(['ok' => $ok, 'n' => $_SESSION['n'] ?? null,
-                  'who' => array_count_values($_SESSION['who'] ?? [])]), "\n";
-"""
-
-
-def php_session_run(tmp_path, port, rounds=8):
-    script = tmp_path / "session.php"
-    script.write_text(PHP_SESSION)
-    procs = [subprocess.Popen(["php", str(script), "%s:%d" % (HOST, port), str(rounds), name],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE)
-             for name in ("alpha", "beta")]
-    outs = []
-    for p in procs:
-        out, err = p.communicate(timeout=TOOL_TIMEOUT)
-        assert p.returncode == 0, (out, err)
-        outs.append(out.decode())
-    final = json.loads(run(["php", str(script), "%s:%d" % (HOST, port), "1", "final"])
-                       .splitlines()[-1])
-    return outs, final
-
-
 def test_php_sessions_default_ini(targets, tmp_path):
     lg, servers, direct = targets
     ini = run(["php", "-r", "echo ini_get('memcached.sess_binary_protocol'), ' ', "
                "ini_get('memcached.sess_locking');"])
     assert ini == "1 1", "php-memcached's defaults: binary protocol and locking on"
     for target in (direct, lg):
-        outs, final = php_session_run(tmp_path, target.port)
-        for out in outs:
-            assert json.loads(out.splitlines()[-1])["ok"] == 8, out
-        # Serialised by the lock: no increment lost, every request's name kept.
-        assert final["n"] == 17 and final["who"] == {"alpha": 8, "beta": 8, "final": 1}, final
-    assert any(s.present(["memc.sess.key.shared-session-0001"]) for s in servers)
+        assert_shared(*php_session_run(tmp_path, php_ini("memcached", "%s:%d" % (HOST, target.port))))
+    assert any(s.present(["memc.sess.key." + SESSION_ID]) for s in servers)
+    assert int(lg.stats()["binary_requests"]) > 0
 
 
 # --------------------------------------------------------------------------

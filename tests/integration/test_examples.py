@@ -23,7 +23,7 @@ ENV_SWITCHES = ("LUAGENT_REGION", "LUAGENT_TENANTS", "LUAGENT_MISS_FAILOVER")
 COVERED = {"default.lua", "ketama.lua", "regions.lua", "namespace.lua", "failover.lua",
            "clients.lua",
            "migrate.lua", "replicas.lua", "gutter.lua",
-           "coalesce.lua", "limits.lua"}
+           "coalesce.lua", "limits.lua", "nearcache.lua"}
 
 
 def example_copy(tmp_path, name, servers):
@@ -439,3 +439,35 @@ def test_limits_example(run_example):
     assert store(c, "sess:new", "g") == b"STORED\r\n"
     assert get1(c, "sess:new") == b"g"
     assert 0 < ttl_left(gutter, "sess:new") <= 10
+
+
+# --------------------------------------------------------------------------
+# nearcache.lua
+# --------------------------------------------------------------------------
+
+def test_nearcache_example_absorbs_hot_config_reads(run_example):
+    """A config key read hundreds of times a second ends up answered by
+    luagent; a write through it is seen at once; other keys always reach
+    their server."""
+    lg, c, servers = run_example("nearcache.lua", 2)
+    assert store(c, "cfg:flags", "v1") == b"STORED\r\n"
+    assert store(c, "session:42", "s") == b"STORED\r\n"
+    holder_of = [m for m in servers if m.get("cfg:flags") is not None][0]
+
+    def reads():
+        st = mc_stats(holder_of)
+        return int(st["get_hits"]) + int(st["get_misses"])
+
+    absorbed = False
+    for _ in range(100):
+        before = reads()
+        replies = c.pipeline([b"get cfg:flags\r\n"] * 500, "get")
+        assert all(parse_values(r)[0][2] == b"v1" for r in replies)
+        if reads() - before < 50:
+            absorbed = True
+            break
+    assert absorbed, "the hot config key kept reaching its server"
+    assert store(c, "cfg:flags", "v2") == b"STORED\r\n"
+    assert get1(c, "cfg:flags") == b"v2"
+    st = {k: v for k, v in lg.client().stats(b"routes").items() if k.startswith("route:nearcache#1:")}
+    assert int(st["route:nearcache#1:hits"]) > 0

@@ -9,6 +9,8 @@ import socket
 import threading
 import time
 
+import pytest
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import HOST, free_port, set_cmd
@@ -238,3 +240,52 @@ def test_bad_metrics_address_exits(memcached):
         rc, _, err = run_luagent("-p", port, "-s", m.addr, "--metrics", bad)
         assert rc == 2, (bad, err)
         assert err.startswith("luagent: bad --metrics address '%s'" % bad), err
+
+
+HOTKEYS_POLICY = """
+local lg = require "luagent"
+local main = lg.pool{ name = "main", servers = { "%s" } }
+return lg.policy{
+    route = lg.prefix{ ["cfg:"] = lg.nearcache{ to = main, hot_qps = 1 }, default = main },
+    settings = { hotkeys_sample = 1, %s },
+}
+"""
+
+
+@pytest.mark.parametrize("export", [None, "hash", "truncate"])
+def test_hotkeys_metrics_private_by_default(memcached, luagent, tmp_path, export):
+    """Hot keys reach /metrics only when settings.hotkeys_metrics asks, and
+    then hashed or cut to hotkeys_metrics_key_bytes; the near cache's
+    counters are there either way."""
+    m = memcached()
+    extra = "" if export is None else \
+        'hotkeys_metrics = "%s", hotkeys_metrics_key_bytes = 6, hotkeys_metrics_top = 1' % export
+    pol = tmp_path / "hot.lua"
+    pol.write_text(HOTKEYS_POLICY % (m.addr, extra))
+    mport = free_port()
+    lg = luagent("-c", str(pol), "--metrics", "%s:%d" % (HOST, mport))
+    c = lg.client()
+    assert c.call(b"set cfg:secret-flag 0 0 1\r\nv\r\n") == b"STORED\r\n"
+    fams, body = {}, ""
+    deadline = time.monotonic() + 10     # stats publish once a second
+    while time.monotonic() < deadline:
+        c.pipeline([b"get cfg:secret-flag\r\n"] * 300 + [b"get other\r\n"] * 100, "get")
+        fams, body = scrape(mport)
+        if "luagent_nearcache_hits" in fams and one(fams["luagent_nearcache_hits"], "_total") > 0 \
+                and (export is None or values(fams["luagent_hotkey_requests_per_second"])):
+            break
+    assert one(fams["luagent_nearcache_hits"], "_total", route="nearcache#1") > 0
+    assert one(fams["luagent_nearcache_bytes"], route="nearcache#1") > 0
+    assert "secret-flag" not in body
+    if export is None:
+        assert "luagent_hotkey" not in body
+        return
+    got = values(fams["luagent_hotkey_requests_per_second"])
+    assert len(got) == 1
+    labels = dict(next(iter(got)))
+    want = {"truncate": "cfg:se"}.get(export)
+    if want is not None:
+        assert labels["key"] == want
+    else:
+        assert len(labels["key"]) == 16 and int(labels["key"], 16) >= 0
+    assert labels["pool"] == "main" and labels["server"] == m.addr and labels["rank"] == "1"

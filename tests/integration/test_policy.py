@@ -777,6 +777,7 @@ def _example_check_cases():
         ("clients.lua", {}, (), ["main", "batch", "ops"]),
         ("replicas.lua", {}, (), ["replica_a", "replica_b", "replica_c"]),
         ("gutter.lua", {}, (), ["main", "gutter"]),
+        ("nearcache.lua", {}, (), ["main"]),
         ("coalesce.lua", {}, (), ["main"]),
         ("limits.lua", {}, (), ["main", "gutter", "cfg_a", "cfg_b"]),
         ("default.lua", {}, ("-s", "127.0.0.1:21211", "-s", "127.0.0.1:21212"), ["main"]),

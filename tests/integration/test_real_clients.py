@@ -13,6 +13,7 @@ memcached runs with its default item size (-I 1m) here, as users run it, so
 that the size steps meet memcached's own limit.
 """
 import concurrent.futures
+import os
 import re
 import shutil
 import subprocess
@@ -21,10 +22,13 @@ import pytest
 
 from conftest import (HOST, LUAGENT, REPO, SANITIZER_MARKS, Luagent, Memcached, StartError,
                       free_port)
+from php_session import SESSION_ID, assert_shared, php_ini, php_session_run
 
 CLIENTS_DIR = REPO / "tests" / "clients"
 PROTOCOL_MD = REPO / "docs" / "protocol.md"
 PYTHON = "/usr/bin/python3"
+GO_DRIVER = REPO / "build" / "clients" / "driver-go"
+GOMEMCACHE_PACKAGE = "golang-github-bradfitz-gomemcache-dev"
 DRIVER_TIMEOUT = 120        # seconds for one driver run (the hang detector)
 BACKENDS = 3                # memcached servers behind luagent
 
@@ -37,6 +41,8 @@ CLIENTS = {
                                        "Cache::Memcached::Fast"]),
     "cm": ("Cache::Memcached", ["perl", CLIENTS_DIR / "driver.pl", "Cache::Memcached"]),
     "php": ("php-memcached", ["php", CLIENTS_DIR / "driver.php"]),
+    "php-memcache": ("php-memcache", ["php", CLIENTS_DIR / "driver_memcache.php"]),
+    "go": ("gomemcache", [GO_DRIVER]),
     "npm": ("npm memcached", ["node", CLIENTS_DIR / "driver.js"]),
 }
 
@@ -67,6 +73,22 @@ def steps():
         if line.strip() and not line.startswith("#"):
             names.append(re.split(r"\s{2,}", line.strip())[0])
     return names
+
+
+def build_go_driver():
+    """Build tests/clients/driver.go offline, against Debian's copy of gomemcache
+    (GOPATH mode over /usr/share/gocode: no module download). Go's build cache
+    lives beside the binary in build/clients, so a rebuild costs little."""
+    cache = GO_DRIVER.parent / "gocache"
+    env = dict(os.environ, GO111MODULE="off", GOPATH="/usr/share/gocode", GOFLAGS="",
+               GOCACHE=str(cache), GOTOOLCHAIN="local")
+    version = subprocess.run(["dpkg-query", "-W", "-f=${Version}", GOMEMCACHE_PACKAGE],
+                             capture_output=True, timeout=30).stdout.decode() or "?"
+    p = subprocess.run(["go", "build", "-ldflags", "-X main.version=" + version,
+                        "-o", str(GO_DRIVER), str(CLIENTS_DIR / "driver.go")],
+                       env=env, cwd=REPO, capture_output=True, timeout=300)
+    assert p.returncode == 0, "go build of tests/clients/driver.go failed:\n%s" % (
+        p.stderr.decode("utf-8", "replace"))
 
 
 def run_driver(client, addr):
@@ -138,8 +160,10 @@ class Run:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """client id -> Run, every client run in parallel (three at a time)."""
-    missing = [argv[0] for _, argv in CLIENTS.values() if not shutil.which(str(argv[0]))]
+    tools = [argv[0] for _, argv in CLIENTS.values() if argv[0] != GO_DRIVER] + ["go"]
+    missing = [t for t in tools if not shutil.which(str(t))]
     assert not missing, "not installed: %s (run scripts/deps.sh test)" % missing
+    build_go_driver()
     if not LUAGENT.exists():
         pytest.fail("%s is not built (run make)" % LUAGENT)
     all_runs = {c: Run(c, tmp_path_factory.mktemp(c)) for c in CLIENTS}
@@ -272,3 +296,32 @@ def test_version_line_reads_as_memcached_version(memcached, luagent, raw_client)
                           timeout=10).stdout.split()[1]
     assert via[2:] == [b"luagent-" + ours], via
     assert raw_client(lg).stats()["version"] == b" ".join(via[1:]).decode()
+
+
+# PHP sessions over the text protocol: two PHP processes share one session
+# through luagent, its lock serialising them, as through a direct memcached.
+# (php-memcached's default ini, binary protocol, is in test_binary_clients.py.)
+# Each: the ini for an address, and the key the session is stored under.
+PHP_SESSION_HANDLERS = {
+    # The older extension: save_path is a list of URLs; locking on by default.
+    "php-memcache": (lambda addr: php_ini("memcache", "tcp://" + addr),
+                     SESSION_ID),
+    # php-memcached told to speak text (its default is binary); locking on.
+    "php-memcached, text": (lambda addr: php_ini("memcached", addr, [
+        "memcached.sess_binary_protocol=0", "memcached.sess_locking=1"]),
+                            "memc.sess.key." + SESSION_ID),
+}
+
+
+@pytest.mark.parametrize("handler", list(PHP_SESSION_HANDLERS))
+def test_php_sessions_text_protocol(memcached, luagent, tmp_path, handler):
+    ini_for, key = PHP_SESSION_HANDLERS[handler]
+    servers = [memcached() for _ in range(BACKENDS)]
+    lg = luagent(servers=servers)
+    direct = memcached(extra=["-I", "1m"])
+    for target in ("%s:%d" % (HOST, lg.port), direct.addr):
+        assert_shared(*php_session_run(tmp_path, ini_for(target)))
+    assert any(s.present([key]) for s in servers), "the session is not on a server"
+    stats = lg.stats()
+    assert int(stats.get("binary_requests", 0)) == 0, "%s spoke binary" % handler
+    assert lg.alive()

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import re
+import shlex
 import signal
 import time
 
@@ -525,3 +526,105 @@ def test_operating_doc_worked_example(tmp_path):
     for flag in set(re.findall(r"luagent((?: --?[a-z-]+(?: \S+)?)+)", section)):
         for name in re.findall(r"(--[a-z-]+|-[a-z])\b", flag):
             assert name in usage, name
+
+
+SCENARIO_POOLS = """
+local lg = require "luagent"
+local east = lg.pool{ name = "cfg_east", servers = { "127.0.0.1:21211" } }
+local west = lg.pool{ name = "cfg_west", servers = { "127.0.0.1:21212" } }
+local old  = lg.pool{ name = "old", servers = { "127.0.0.1:21213" } }
+local new  = lg.pool{ name = "new", servers = { "127.0.0.1:21214" } }
+return lg.policy{
+    route = lg.prefix{
+        ["cfg:"] = lg.by_op{ read = lg.failover{ READS }, default = lg.all_sync{ east, west } },
+        ["hot:"] = lg.warmup{ cold = new, warm = old, exptime = 60 },
+        default  = old,
+    },
+TESTS
+}
+"""
+
+
+def test_operating_doc_failure_scenarios_step(tmp_path):
+    """Step 4: the tests shown pass on the tree they describe and catch a
+    misordered failover; the --route run prints what the page shows."""
+    section = safe_change_section()
+    tests = re.findall(r"```lua\n(tests = \{.*?)```", section, re.S)
+    assert tests, "step 4 shows a tests = {...} block"
+    good = write(tmp_path, "good.lua", SCENARIO_POOLS.replace("READS", "east, west")
+                 .replace("TESTS", tests[0]))
+    rc, out, err = run_luagent("--check", good)
+    assert rc == 0, err
+    bad = write(tmp_path, "bad.lua", SCENARIO_POOLS.replace("READS", "west, east")
+                .replace("TESTS", tests[0]))
+    rc, out, err = run_luagent("--check", bad)
+    assert rc == 1 and 'test 1 "get cfg:x": expected {cfg_east}, got {cfg_west}' in err, err
+
+    new = re.findall(r"```lua\n(.*?)```", section, re.S)[1]
+    path = write(tmp_path, "policy.new.lua", new)
+    argv, want = shown_run(section, "--route")
+    argv = shlex.split(" ".join(argv).replace("/tmp/policy.new.lua", str(path)))
+    rc, out, err = run_luagent(*argv[1:])
+    assert rc == 0, err
+    assert [l.strip() for l in out.splitlines()] == want
+
+
+def test_operating_doc_preview_step(memcached, luagent, raw_client, tmp_path):
+    """Step 5: --preview and --preview --drop print what the page shows, the
+    counts the page names are there and agree with the ketama oracle, and
+    promoting (install + reload, step 6/7) ends the preview."""
+    section = safe_change_section()
+    serving, new = re.findall(r"```lua\n(.*?)```", section, re.S)[:2]
+    policy = write(tmp_path, "policy.lua", serving)
+    candidate = write(tmp_path, "policy.new.lua", new)
+    pid_file = tmp_path / "luagent.pid"
+    paths = {"/etc/luagent/policy.lua": str(policy), "/tmp/policy.new.lua": str(candidate),
+             "/run/luagent/luagent.pid": str(pid_file)}
+
+    def local(text):
+        for shown, real in paths.items():
+            text = text.replace(shown, real)
+        return text
+
+    lg = luagent("-c", policy, "--pid-file", pid_file)
+    # the page's luagent answers on the default port; this one on lg.port
+    argv, want = shown_run(section, "--preview /tmp")
+    rc, out, err = run_luagent(*[local(a) for a in argv[1:]] + ["-p", lg.port])
+    assert rc == 0, err
+    assert out.splitlines() == [local(line) for line in want]
+
+    keys = ["user:%d" % i for i in range(40)]
+    c = raw_client(lg)
+    c.call(("get " + " ".join(keys) + "\r\n").encode(), "get")
+    four = Ketama([("10.0.0.%d" % i, 11211, 1) for i in range(1, 5)])
+    five = Ketama([("10.0.0.%d" % i, 11211, 1) for i in range(1, 6)])
+    moved = [k for k in keys if four.server(k) != five.server(k)]
+    st = c.stats(b"preview")
+    assert st["preview_keys"] == str(len(keys))
+    assert st["preview_differ"] == str(len(moved))
+    assert st["prefix:*:keys"] == str(len(keys)) and st["pool:main:differ"] == str(len(moved))
+    for name in re.findall(r"`(preview_[a-z]+)`", section):
+        assert name in st, name
+    for k, v in st.items():
+        if k.startswith("sample:"):
+            m = re.fullmatch(r"get (\S+) live \{(\S+)\} candidate \{(\S+)\}", v)
+            assert m and m.group(1) in moved, v
+            assert m.group(3) == "10.0.0.%d:11211" % (five.server(m.group(1)) + 1)
+
+    argv, want = shown_run(section, "--preview --drop")
+    rc, out, err = run_luagent(*[local(a) for a in argv[1:]] + ["-p", lg.port])
+    assert rc == 0, err
+    assert out.splitlines() == [local(line) for line in want]
+    assert c.stats(b"preview")["preview_loaded"] == "0"
+
+    # Promote: preview again, install the candidate, reload (forced: it moves
+    # more than the example's max_remap); the preview ends by itself.
+    rc, out, err = run_luagent("--preview", candidate, "-c", policy, "-p", lg.port)
+    assert rc == 0, err
+    policy.write_text(candidate.read_text())
+    rc, out, err = run_luagent("--reload", "--force", "-c", policy, "--pid-file", pid_file,
+                               "-p", lg.port)
+    assert rc == 0, err
+    wait_log(lg, "preview ended: the candidate is now the live policy", 1)
+    assert c.stats(b"preview")["preview_loaded"] == "0"
+    assert not os.path.exists(str(policy) + ".preview")

@@ -430,6 +430,24 @@ def test_backend_tls_ca_flag_and_tls_both_sides(memcached, luagent, pki):
         assert d.read_values() == [("both:sides", 0, b"encrypted twice", None)]
 
 
+def test_tls_both_sides_streams_a_wide_get_over_large_values(memcached, luagent, pki):
+    """A multi-get of large values with TLS on both sides: the values come
+    from the server's decrypted read buffers by reference and go out through
+    SSL_write a piece at a time, whole and in key order, past a client bound
+    smaller than the reply."""
+    m = tls_memcached(memcached, pki)
+    tport = free_port()
+    luagent(*listener_args(pki, tport, "--backend-tls-ca", pki.path("ca"),
+                           "--client-max-memory", "2"), servers=[m])
+    values = [bytes([65 + i]) * (300000 + i) for i in range(4)]
+    with TlsClient(tls_connect(tport, client_context(pki), timeout=60)) as c:
+        for i, v in enumerate(values):
+            assert c.call(set_cmd("wide:%d" % i, v)) == b"STORED\r\n"
+        keys = [i % 4 for i in range(40)]
+        c.sock.sendall(b"get " + b" ".join(b"wide:%d" % i for i in keys) + b"\r\n")
+        assert c.read_values() == [("wide:%d" % i, 0, values[i], None) for i in keys]
+
+
 @pytest.mark.parametrize("tls,reason", [
     ('{ ca = "@other-ca@" }', "certificate verify failed"),
     ('{ ca = "@ca@", sni = "elsewhere.example" }', "hostname mismatch"),

@@ -171,6 +171,30 @@ fails("pool: port zero", "lg.pool: servers[1]: bad port in 'a:0'",
       function() local _ = lg.pool{ name = "p", servers = { "a:0" } } end)
 fails("pool: empty port", "lg.pool: servers[1]: bad port in 'a:'",
       function() local _ = lg.pool{ name = "p", servers = { "a:" } } end)
+fails("pool: SRV name with an empty label",
+      "lg.pool: servers[1]: bad SRV name in 'srv:_m._tcp..x' (like \"srv:_memcache._tcp.example.com\")",
+      function() local _ = lg.pool{ name = "p", servers = { "srv:_m._tcp..x" } } end)
+fails("pool: SRV name missing", "lg.pool: servers[1]: bad SRV name in 'srv:' "
+      .. "(like \"srv:_memcache._tcp.example.com\")",
+      function() local _ = lg.pool{ name = "p", servers = { "srv:" } } end)
+fails("pool: SRV weight zero", "lg.pool: servers[1]: bad weight in 'srv:_m._tcp.x:0'",
+      function() local _ = lg.pool{ name = "p", servers = { "srv:_m._tcp.x:0" } } end)
+fails("pool: SRV name twice", "lg.pool: servers[2]: server srv:_m._tcp.x is listed twice "
+      .. "(also servers[1])",
+      function() local _ = lg.pool{ name = "p", servers = { "srv:_m._tcp.x", "srv:_m._tcp.x:2" } } end)
+do
+    local p = lg.pool{ name = "p", servers = { "srv:_memcache._tcp.c.example:3", "a:1" } }
+    eq(p.servers[1], { srv = "_memcache._tcp.c.example", weight = 3 }, "pool: SRV name parsed")
+end
+fails("policy: resolver without a port",
+      "lg.policy: field 'settings.resolver' must be a nameserver \"ip:port\" like "
+      .. "\"127.0.0.1:53\" (got '10.0.0.2')",
+      function() local _ = lg.policy{ route = lg.pool{ name = "p", servers = { "a" } },
+                                      settings = { resolver = "10.0.0.2" } } end)
+fails("policy: resolve_every_s negative",
+      "lg.policy: field 'settings.resolve_every_s' must be between 0 and 86400 (got -1)",
+      function() local _ = lg.policy{ route = lg.pool{ name = "p", servers = { "a" } },
+                                      settings = { resolve_every_s = -1 } } end)
 fails("pool: bad weight", "lg.pool: servers[1]: bad weight in 'a:1:0'",
       function() local _ = lg.pool{ name = "p", servers = { "a:1:0" } } end)
 fails("pool: weight not a number", "lg.pool: servers[1]: bad weight in 'a:1:w'",
@@ -475,6 +499,22 @@ do
     fails("shadow: same route twice", "lg.shadow: 'main' and 'shadow' are the same route",
           function() local _ = lg.shadow{ main = a, shadow = a } end)
 
+    local nc = lg.nearcache{ to = a }
+    check(nc._type == "nearcache" and nc.to == a, "nearcache to")
+    eq({ nc.ttl_ms, nc.max_items, nc.max_bytes, nc.hot_qps }, { 500, 10000, 64 * 1048576, 200 },
+       "nearcache defaults")
+    eq(lg.nearcache{ to = a, max_bytes = "512k" }.max_bytes, 524288, "nearcache size in k")
+    eq(lg.nearcache{ to = a, max_bytes = "2G" }.max_bytes, 2 * 1073741824, "nearcache size in G")
+    fails("nearcache: typo", "lg.nearcache: unknown field 'ttl_m' (did you mean 'ttl_ms'?)",
+          function() local _ = lg.nearcache{ to = a, ttl_m = 5 } end)
+    fails("nearcache: bad size",
+          "lg.nearcache: field 'max_bytes' must be a size such as 65536, \"512k\" or \"64m\" (got '64mb')",
+          function() local _ = lg.nearcache{ to = a, max_bytes = "64mb" } end)
+    fails("nearcache: ttl 0", "lg.nearcache: field 'ttl_ms' must be between 1 and 3600000 (got 0)",
+          function() local _ = lg.nearcache{ to = a, ttl_ms = 0 } end)
+    fails("nearcache: no route", "lg.nearcache: missing required field 'to'",
+          function() local _ = lg.nearcache{ ttl_ms = 5 } end)
+
     local w = lg.warmup{ cold = a, warm = b, exptime = 600 }
     check(w._type == "warmup" and w.cold == a and w.warm == b, "warmup cold/warm")
     eq({ w.exptime, w.delete_warm }, { 600, true }, "warmup defaults")
@@ -600,7 +640,9 @@ do
     check(p.route == a, "policy route")
     check(p.tests == tests, "policy tests stored as given")
     eq(p.settings, { hook_errors = "server_error", decision_cache_size = 4096,
-                     item_max = 1048576, max_memory = 1073741824 },
+                     item_max = 1048576, max_memory = 1073741824, resolve_every_s = 30,
+                     hotkeys_sample = 16, hotkeys_metrics = "off", hotkeys_metrics_top = 10,
+                     hotkeys_metrics_key_bytes = 16 },
        "policy settings defaults")
     local p0 = lg.policy{ route = a }
     eq(p0.tests, {}, "policy tests default")
@@ -685,7 +727,8 @@ do
           "lg.policy: field 'tests' must be a list of {request, expected} (got string)",
           function() local _ = lg.policy{ route = a, tests = "get x" } end)
     fails("policy: test entry shape",
-          "lg.policy: tests[1] must be {request line, expected pool name(s)}",
+          "lg.policy: tests[1] must be {request line, expected pool name(s)} (with optional "
+          .. "down = {...}, timeout = {...}, miss = {...})",
           function() local _ = lg.policy{ route = a, tests = { { "get x" } } } end)
     fails("policy: test request not a string",
           "lg.policy: tests[2]: the request must be a one-line string like \"get foo\" (got number)",
@@ -696,6 +739,15 @@ do
     fails("policy: test expected list entry",
           "lg.policy: tests[1]: expected[2] must be a pool name (got 2)",
           function() local _ = lg.policy{ route = a, tests = { { "get x", { "a", 2 } } } } end)
+    fails("policy: test condition misspelt",
+          "lg.policy: unknown field 'tests[1].dwon' (did you mean 'tests[1].down'?)",
+          function() local _ = lg.policy{ route = a, tests = { { "get x", "a", dwon = "a" } } } end)
+    fails("policy: test condition not names",
+          "lg.policy: tests[1]: timeout must be a pool or server name, or a list of them (got number)",
+          function() local _ = lg.policy{ route = a, tests = { { "get x", "a", timeout = 3 } } } end)
+    local scenario = { "get x", {}, down = "a", miss = { "a" } }
+    check(lg.policy{ route = a, tests = { scenario } }.tests[1] == scenario,
+          "policy: a test with conditions and an empty expected list is kept")
 
     local twin = P("a")
     local where_a, where_twin = a._where, twin._where
@@ -986,7 +1038,8 @@ do
                region == "east" and { "cfg_east", "cfg_west" } or { "cfg_west", "cfg_east" },
                "regions (" .. region .. "): local pool read first")
             eq(p.tests[2][2], "cfg_" .. region, "regions (" .. region .. "): tests kept")
-            eq(#p.tests, 4, "regions (" .. region .. "): four tests")
+            eq(#p.tests, 6, "regions (" .. region .. "): six tests")
+            eq(p.tests[5].down, { "cfg_" .. region }, "regions (" .. region .. "): local down")
         end
     end
 

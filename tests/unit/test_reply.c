@@ -32,6 +32,21 @@ reply_untouched(const struct reply *r)
     return memcmp(&p, r, sizeof(p)) == 0;
 }
 
+/*
+ * A prefix of a unit n bytes long: NEED_MORE leaves *r alone, but for len,
+ * which may say the whole unit's length once a VALUE or VA line is in.
+ */
+static int
+reply_waits_for(const struct reply *r, size_t n)
+{
+    struct reply p, q = *r;
+
+    reply_poison(&p);
+    if (q.len == n)
+        q.len = p.len;
+    return memcmp(&p, &q, sizeof(p)) == 0;
+}
+
 static int
 reply_same(const struct reply *a, const struct reply *b)
 {
@@ -105,7 +120,8 @@ check_bad(const char *bytes, size_t n, uint32_t max_value)
 }
 
 /*
- * Every proper prefix of a complete unit is NEED_MORE and leaves *r alone;
+ * Every proper prefix of a complete unit is NEED_MORE and leaves *r alone
+ * (but for the unit's length, once known: reply_waits_for);
  * the whole unit, and the unit followed by more bytes, give the same result.
  * Failures are counted so a 2 KiB line costs one report, not 2048.
  */
@@ -120,7 +136,7 @@ check_split(const char *bytes, size_t n, uint32_t max_value)
     CHECK_EQ(whole.len, n);
     for (k = 0; k < n; k++) {
         if (parse_n(bytes, k, max_value, &part) != REPLY_NEED_MORE ||
-            !reply_untouched(&part)) {
+            !reply_waits_for(&part, n)) {
             if (wrong++ == 0)
                 first_wrong = k;
         }
@@ -466,6 +482,9 @@ test_max_value(void)
     CHECK_EQ(parse_n(S("VALUE k 0 5\r\n"), 5, &r), REPLY_NEED_MORE);
     CHECK_EQ(parse_n(S("VALUE k 0 1048577\r\n"), MAXV, &r), REPLY_BAD);
     CHECK_EQ(parse_n(S("VALUE k 0 1048576\r\n"), MAXV, &r), REPLY_NEED_MORE);
+    CHECK_EQ(r.len, 19 + 1048576 + 2);     /* the whole unit: a reader sizes its buffer */
+    CHECK_EQ(parse_n(S("VA 3 f\r\nab"), MAXV, &r), REPLY_NEED_MORE);
+    CHECK_EQ(r.len, 8 + 3 + 2);
 
     /* max_value 0 still lets an empty value through */
     CHECK_EQ(parse_n(S("VALUE k 0 0\r\n\r\n"), 0, &r), REPLY_OK_UNIT);

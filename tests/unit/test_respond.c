@@ -8,7 +8,10 @@
  */
 #include "respond.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
 
 #include "binproto.h"
 #include "buf.h"
@@ -62,7 +65,8 @@ static void
 set_result(struct creq *r, uint32_t i, enum reply_kind kind, const char *data, size_t len)
 {
     r->slots[i].res.kind = kind;
-    r->slots[i].res.data = data != NULL ? bytes(data, len) : NULL;
+    if (data != NULL)
+        result_set_buf(&r->slots[i].res, bytes(data, len));
     r->slots[i].done = true;
     r->ndone++;
 }
@@ -87,6 +91,22 @@ done_with(struct creq *r)
     buf_put(&cache, r->buf);
 }
 
+/* respond_text's output, flattened into out: the pieces in order. */
+static void
+text_reply(const struct creq *r)
+{
+    struct bufq q = { .cache = &cache };
+    struct iovec iov[64];
+    int i, n;
+
+    respond_text(&q, r, &st);
+    CHECK(!bufq_failed(&q));
+    n = bufq_iov(&q, iov, 64);
+    for (i = 0; i < n; i++)
+        buf_append(out, iov[i].iov_base, iov[i].iov_len);
+    bufq_clear(&q);
+}
+
 static void
 reset(void)
 {
@@ -106,7 +126,7 @@ test_get_hit_and_miss(void)
     reset();
     request_from(&r, "get foo\r\n", 1);
     set_result(&r, 0, REPLY_VALUE, LIT(" 5 3\r\nbar\r\n"));
-    respond_text(out, &r, &st);
+    text_reply(&r);
     CHECK_OUT("VALUE foo 5 3\r\nbar\r\nEND\r\n");
     CHECK_U64(st.get_hits, 1);
     CHECK_U64(st.get_misses, 0);
@@ -115,10 +135,71 @@ test_get_hit_and_miss(void)
     reset();
     request_from(&r, "get foo\r\n", 1);
     set_result(&r, 0, REPLY_END, NULL, 0);
-    respond_text(out, &r, &st);
+    text_reply(&r);
     CHECK_OUT("END\r\n");
     CHECK_U64(st.get_hits, 0);
     CHECK_U64(st.get_misses, 1);
+    done_with(&r);
+}
+
+/*
+ * A multi-get written as it comes in: the done keys in order up to the first
+ * that is not, then (once all are in) the rest from there and END, as one
+ * reply; a key that failed meanwhile is a miss. Stats count each key once.
+ */
+static void
+test_multiget_streamed(void)
+{
+    struct creq r;
+    struct bufq q = { .cache = &cache };
+
+    reset();
+    request_from(&r, "get a b c d\r\n", 4);
+    set_result(&r, 1, REPLY_VALUE, LIT(" 0 1\r\nB\r\n"));
+    CHECK_EQ(respond_text_values(&q, &r, 0, &st), 0);         /* a is not in: nothing */
+    CHECK_U64(bufq_bytes(&q), 0);
+    set_result(&r, 0, REPLY_VALUE, LIT(" 0 1\r\nA\r\n"));
+    r.nwritten = respond_text_values(&q, &r, 0, &st);
+    CHECK_EQ(r.nwritten, 2);
+    CHECK_U64(bufq_bytes(&q), 2 * strlen("VALUE a 0 1\r\nA\r\n"));
+    set_fail(&r, 3, FAIL_CLOSED);
+    set_result(&r, 2, REPLY_END, NULL, 0);
+    text_reply(&r);
+    CHECK_OUT("END\r\n");                                    /* c missed, d failed */
+    CHECK_U64(st.get_hits, 2);
+    CHECK_U64(st.get_misses, 2);
+    bufq_clear(&q);
+    done_with(&r);
+}
+
+/* A large value goes into the output by reference to the bytes the result
+ * holds, not copied; a small one is copied into the line before it. */
+static void
+test_large_value_shared(void)
+{
+    struct creq r;
+    struct bufq q = { .cache = &cache };
+    struct iovec iov[8];
+    struct buf *held;
+    char unit[16 + RESPOND_SHARE_MIN];
+    int n;
+
+    reset();
+    n = snprintf(unit, sizeof(unit), " 0 %d\r\n", RESPOND_SHARE_MIN);
+    memset(unit + n, 'v', RESPOND_SHARE_MIN);
+    memcpy(unit + n + RESPOND_SHARE_MIN, "\r\n", 2);
+    request_from(&r, "get k s\r\n", 2);
+    set_result(&r, 0, REPLY_VALUE, unit, (size_t)n + RESPOND_SHARE_MIN + 2);
+    set_result(&r, 1, REPLY_VALUE, LIT(" 0 1\r\nx\r\n"));
+    held = r.slots[0].res.data;
+    respond_text(&q, &r, &st);
+    n = bufq_iov(&q, iov, 8);
+    CHECK_EQ(n, 3);                             /* "VALUE k", the value, the rest */
+    CHECK(iov[1].iov_base == r.slots[0].res.bytes);
+    CHECK_EQ(held->refs, 1);                    /* the output's reference */
+    CHECK_MEM(iov[2].iov_base, iov[2].iov_len, "VALUE s 0 1\r\nx\r\nEND\r\n", 21);
+    bufq_clear(&q);
+    CHECK_EQ(held->refs, 0);
     done_with(&r);
 }
 
@@ -134,7 +215,7 @@ test_multiget(void)
     set_result(&r, 1, REPLY_END, NULL, 0);
     set_fail(&r, 2, FAIL_TIMEOUT);
     set_result(&r, 3, REPLY_VALUE, LIT(" 3 2 8\r\nyz\r\n"));
-    respond_text(out, &r, &st);
+    text_reply(&r);
     CHECK_OUT("VALUE a 0 1 7\r\nx\r\nVALUE d 3 2 8\r\nyz\r\nEND\r\n");
     CHECK_U64(st.get_hits, 2);
     CHECK_U64(st.get_misses, 2);
@@ -151,7 +232,7 @@ test_get_errors(void)
     reset();
     request_from(&r, "get foo\r\n", 1);
     set_fail(&r, 0, FAIL_TIMEOUT);
-    respond_text(out, &r, &st);
+    text_reply(&r);
     CHECK_OUT("SERVER_ERROR backend timeout\r\n");
     CHECK_U64(st.server_errors, 1);
     CHECK_U64(st.get_misses, 0);
@@ -160,7 +241,7 @@ test_get_errors(void)
     reset();
     request_from(&r, "get foo\r\n", 1);
     set_result(&r, 0, REPLY_SERVER_ERROR, LIT("SERVER_ERROR busy\r\n"));
-    respond_text(out, &r, &st);
+    text_reply(&r);
     CHECK_OUT("SERVER_ERROR busy\r\n");
     CHECK_U64(st.server_errors, 1);
     done_with(&r);
@@ -184,14 +265,14 @@ test_storage_and_lines(void)
     reset();
     request_from(&r, "set k 0 0 1\r\nv\r\n", 1);
     set_result(&r, 0, REPLY_STORED, LIT("STORED\r\n"));
-    respond_text(out, &r, &st);
+    text_reply(&r);
     CHECK_OUT("STORED\r\n");
     done_with(&r);
 
     reset();
     request_from(&r, "delete k\r\n", 1);
     set_fail(&r, 0, FAIL_UNAVAILABLE);
-    respond_text(out, &r, &st);
+    text_reply(&r);
     CHECK_OUT("SERVER_ERROR backend unavailable\r\n");
     CHECK_U64(st.server_errors, 1);
     done_with(&r);
@@ -200,7 +281,7 @@ test_storage_and_lines(void)
     reset();
     request_from(&r, "set k 0 0 1 noreply\r\nv\r\n", 1);
     set_fail(&r, 0, FAIL_TIMEOUT);
-    respond_text(out, &r, &st);
+    text_reply(&r);
     CHECK_EQ(out->len, 0);
     done_with(&r);
 
@@ -210,7 +291,7 @@ test_storage_and_lines(void)
     set_result(&r, 0, REPLY_VALUE, LIT(" 0 1\r\nx\r\n"));
     set_result(&r, 1, REPLY_END, NULL, 0);
     r.oom = true;
-    respond_text(out, &r, &st);
+    text_reply(&r);
     CHECK_OUT("SERVER_ERROR out of memory\r\n");
     done_with(&r);
 }
@@ -223,18 +304,18 @@ test_local(void)
     reset();
     memset(&r, 0, sizeof(r));
     r.local = "ERROR";
-    respond_text(out, &r, &st);
+    text_reply(&r);
     CHECK_OUT("ERROR\r\n");
 
     reset();
     r.local = "";               /* quit: silence */
-    respond_text(out, &r, &st);
+    text_reply(&r);
     CHECK_EQ(out->len, 0);
 
     reset();
     r.local = "CLIENT_ERROR bad data chunk";
     r.req.noreply = true;       /* memcached keeps even errors quiet then */
-    respond_text(out, &r, &st);
+    text_reply(&r);
     CHECK_EQ(out->len, 0);
 }
 
@@ -250,7 +331,7 @@ test_broadcast(void)
     set_result(&r, 0, REPLY_OK, LIT("OK\r\n"));
     set_result(&r, 1, REPLY_OK, LIT("OK\r\n"));
     set_result(&r, 2, REPLY_OK, LIT("OK\r\n"));
-    respond_text(out, &r, &st);
+    text_reply(&r);
     CHECK_OUT("OK\r\n");
     done_with(&r);
 
@@ -260,7 +341,7 @@ test_broadcast(void)
     set_result(&r, 0, REPLY_OK, LIT("OK\r\n"));
     set_fail(&r, 1, FAIL_CLOSED);
     set_result(&r, 2, REPLY_ERROR, LIT("ERROR\r\n"));
-    respond_text(out, &r, &st);
+    text_reply(&r);
     CHECK_OUT("SERVER_ERROR backend closed connection\r\n");
     done_with(&r);
 }
@@ -275,7 +356,7 @@ test_meta_key_mapped_back(void)
     request_from(&r, "mg foo v k f\r\n", 1);
     CHECK_EQ(r.req.ret_key, 1);
     set_result(&r, 0, REPLY_META_VA, LIT("VA 3 kapp:foo f5\r\nbar\r\n"));
-    respond_text(out, &r, &st);
+    text_reply(&r);
     CHECK_OUT("VA 3 kfoo f5\r\nbar\r\n");
     done_with(&r);
 
@@ -283,7 +364,7 @@ test_meta_key_mapped_back(void)
     reset();
     request_from(&r, "mg foo k\r\n", 1);
     set_result(&r, 0, REPLY_META_HD, LIT("HD kYXBwOmZvbw== b\r\n"));
-    respond_text(out, &r, &st);
+    text_reply(&r);
     CHECK_OUT("HD kZm9v b\r\n");
     done_with(&r);
 
@@ -291,7 +372,7 @@ test_meta_key_mapped_back(void)
     reset();
     request_from(&r, "me foo\r\n", 1);
     set_result(&r, 0, REPLY_META_ME, LIT("ME app:foo exp=-1 la=2 cas=3 fetch=no cls=1 size=63\r\n"));
-    respond_text(out, &r, &st);
+    text_reply(&r);
     CHECK_OUT("ME foo exp=-1 la=2 cas=3 fetch=no cls=1 size=63\r\n");
     done_with(&r);
 
@@ -299,7 +380,7 @@ test_meta_key_mapped_back(void)
     reset();
     request_from(&r, "mg foo v\r\n", 1);
     set_result(&r, 0, REPLY_META_VA, LIT("VA 1\r\nz\r\n"));
-    respond_text(out, &r, &st);
+    text_reply(&r);
     CHECK_OUT("VA 1\r\nz\r\n");
     done_with(&r);
 }
@@ -313,14 +394,14 @@ test_meta_quiet_and_failure(void)
     reset();
     request_from(&r, "mg foo v q\r\n", 1);
     set_result(&r, 0, REPLY_META_MN, NULL, 0);
-    respond_text(out, &r, &st);
+    text_reply(&r);
     CHECK_EQ(out->len, 0);
     done_with(&r);
 
     reset();
     request_from(&r, "ms foo 1\r\nx\r\n", 1);
     set_fail(&r, 0, FAIL_PROTOCOL);
-    respond_text(out, &r, &st);
+    text_reply(&r);
     CHECK_OUT("SERVER_ERROR backend protocol error\r\n");
     CHECK_U64(st.server_errors, 1);
     done_with(&r);
@@ -475,6 +556,8 @@ main(void)
     out = buf_get(&cache);
     test_get_hit_and_miss();
     test_multiget();
+    test_multiget_streamed();
+    test_large_value_shared();
     test_get_errors();
     test_fail_lines();
     test_storage_and_lines();

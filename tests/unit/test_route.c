@@ -14,6 +14,7 @@
 
 #include <stdarg.h>
 #include <stdlib.h>
+#include <sys/uio.h>
 
 #include <event2/event.h>
 
@@ -23,10 +24,12 @@
 #include "coalesce.h"
 #include "config.h"
 #include "dcache.h"
+#include "hotkeys.h"
 #include "luagent.h"
 #include "request.h"
 #include "respond.h"
 #include "ttl.h"
+#include "tree.h"
 #include "unit.h"
 
 /* ---- fake server connections ---- */
@@ -110,6 +113,7 @@ env_begin(void)
     rt.rq.memory_over_all = never_over;
     rt.dcache = dcache_new(64);
     CHECK_EQ(route_hedges_init(&rt, base), 0);
+    rt.hotkeys = hotkeys_new(16, 1, 0);
     cfg = config_new(1);
     for (i = 0; i < SERVERS; i++) {
         CHECK_EQ(config_server(cfg, "127.0.0.1", 20000 + i, err, sizeof(err)), i);
@@ -150,6 +154,7 @@ env_end(void)
     dcache_free(rt.dcache);
     CHECK(rt.hedges.head == NULL);
     hedge_queue_free(&rt.hedges);
+    hotkeys_free(rt.hotkeys);
     request_cache_trim(&rt.rq);
     request_cache_trim(&rt.rq);     /* the second frees what the first left */
 }
@@ -157,39 +162,19 @@ env_end(void)
 static struct route *
 node(enum route_type type, int nchildren, ...)
 {
-    struct route *r = config_route_new(type, "node");
+    struct route *r;
     va_list ap;
-    int i;
 
-    r->nchildren = nchildren;
-    r->children = calloc((size_t)nchildren + 1, sizeof(*r->children));
     va_start(ap, nchildren);
-    for (i = 0; i < nchildren; i++)
-        r->children[i] = va_arg(ap, struct route *);
+    r = tree_node_v(cfg, type, "node", nchildren, ap);
     va_end(ap);
-    CHECK_EQ(config_add_node(cfg, r), 0);
     return r;
 }
 
-/* A pool of one server, named after it ("s0"...: counters go by name). */
 static struct route *
 pool(int server)
 {
-    struct pool *p = calloc(1, sizeof(*p));
-    char name[16];
-    struct route *r;
-
-    snprintf(name, sizeof(name), "s%d", server);
-    p->name = strdup(name);
-    p->nservers = 1;
-    p->server_ids = malloc(sizeof(int));
-    p->server_ids[0] = server;
-    p->timeout_ms = 1000;
-    CHECK_EQ(config_add_pool(cfg, p), 0);
-    r = config_route_new(ROUTE_POOL, name);
-    r->pool = p;
-    CHECK_EQ(config_add_node(cfg, r), 0);
-    return r;
+    return tree_pool(cfg, server);
 }
 
 /* ---- the client's side ---- */
@@ -241,8 +226,10 @@ answer(int i, enum reply_kind kind, const char *unit)
     c->res.kind = kind;
     c->res.fail = FAIL_NONE;
     if (unit != NULL && !c->creq->req.noreply) {
-        c->res.data = buf_get(&rt.rq.bufs);
-        buf_append(c->res.data, unit, strlen(unit));
+        struct buf *b = buf_get(&rt.rq.bufs);
+
+        buf_append(b, unit, strlen(unit));
+        result_set_buf(&c->res, b);
     }
     call_finish(&rt.rq, c);
 }
@@ -262,11 +249,18 @@ static void
 check_reply(struct creq *r, const char *want)
 {
     struct buf *out = buf_get(&rt.rq.bufs);
+    struct bufq q = { .cache = &rt.rq.bufs };
     struct stats st = { 0 };
+    struct iovec iov[16];
+    int i, n;
 
     CHECK_EQ(r->ndone, r->nslots);
     if (r->ndone == r->nslots)
-        respond_text(out, r, &st);
+        respond_text(&q, r, &st);
+    n = bufq_iov(&q, iov, 16);
+    for (i = 0; i < n; i++)
+        buf_append(out, iov[i].iov_base, iov[i].iov_len);
+    bufq_clear(&q);
     CHECK_MEM(out->data, out->len, want, strlen(want));
     if (out->len != strlen(want))
         printf("# got: %.*s", (int)out->len, out->data);

@@ -1,0 +1,71 @@
+/*
+ * nearcache.h: the near cache (pure): values of hot keys kept in one
+ * worker for at most ttl_ms, and the process-wide write stamps that take
+ * them out of every worker at once.
+ *
+ * A store belongs to one worker and one lg.nearcache node; it takes no lock.
+ * Invalidation crosses workers without locks through stamps: a table of
+ * counters indexed by key hash, shared by the whole process. A change of a
+ * key (write, delete, arith, touch) bumps its counter when it leaves for a
+ * server and again when its reply is back; a read records the counter when
+ * it leaves, and its value is kept under that stamp. An entry whose stamp
+ * differs from its counter is stale and is dropped when next asked for. A
+ * read that raced a write on another connection thus never serves the old
+ * value after the write's reply. flush_all bumps every stamp at once.
+ */
+#ifndef NEARCACHE_H
+#define NEARCACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct buf;
+struct buf_cache;
+struct nearcache;
+
+/* What a store did: for stats routes. */
+struct nearcache_counts {
+    uint64_t    evictions;      /* entries dropped for room (max_items, max_bytes) */
+    uint64_t    bytes;          /* held now: key, value and entry */
+    uint64_t    items;          /* held now */
+};
+
+/* A store of at most max_items entries and max_bytes bytes, each kept ttl_ms. */
+struct nearcache *nearcache_new(uint32_t max_items, uint64_t max_bytes, uint32_t ttl_ms);
+
+/* Free a store; its values go back to bufs. */
+void nearcache_free(struct nearcache *nc, struct buf_cache *bufs);
+
+/*
+ * The value of key (hash from hotkeys_hash) if held, fresh (younger than
+ * ttl_ms at now_ms) and not invalidated since it was read; else NULL (a
+ * stale or expired entry is dropped). The bytes are the store's: copy them
+ * before the store is next used.
+ */
+const char *nearcache_get(struct nearcache *nc, struct buf_cache *bufs, uint64_t hash,
+                          const char *key, uint32_t klen, uint64_t now_ms, uint32_t *vlen);
+
+/*
+ * Keep a copy of value for key, read under stamp (nearcache_stamp when the
+ * read left). Evicts the least recently used entries for room. Returns 0,
+ * or -1 when it was not kept (too large for the store, stamp already moved,
+ * out of memory).
+ */
+int nearcache_put(struct nearcache *nc, struct buf_cache *bufs, uint64_t hash, const char *key,
+                  uint32_t klen, const char *value, uint32_t vlen, uint32_t stamp,
+                  uint64_t now_ms);
+
+/* Counters of a store. */
+struct nearcache_counts nearcache_counts(const struct nearcache *nc);
+
+/* The key's stamp now (process-wide). */
+uint32_t nearcache_stamp(uint64_t hash);
+
+/* A change of the key is on its way or done: entries read before are stale. */
+void nearcache_invalidate(uint64_t hash);
+
+/* Every key changed (flush_all): every entry of every store is stale. */
+void nearcache_invalidate_all(void);
+
+#endif
