@@ -1,7 +1,7 @@
 /*
  * sim.h: one request run through the route engine (route.h) against
- * simulated servers: the self-tests, `--route`, `--diff --keys` and the live
- * preview ask the engine that serves traffic where a key goes, instead of a
+ * simulated servers: the self-tests, `--route`, `--diff --keys`, the live
+ * preview and live introspection (stats route) ask the engine that serves traffic where a key goes, instead of a
  * second walker that could drift from it.
  *
  * A simulation has its own route state and its own view of a generation
