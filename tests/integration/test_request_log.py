@@ -94,6 +94,25 @@ def test_sampled_keys_are_cut_and_escaped(memcached, luagent, raw_client, tmp_pa
     assert c.stats()["sampled_requests"] == "2"
 
 
+def test_a_streamed_multi_get_is_logged_once_when_done(memcached, luagent, raw_client,
+                                                       tmp_path):
+    be = memcached()
+    lg = luagent("-t", "1", "-c", policy(tmp_path, be, "log_sample = 1"))
+    c = raw_client(lg)
+    for k in (b"m:1", b"m:2"):
+        assert c.call(b"set %s 0 0 1\r\nx\r\n" % k) == b"STORED\r\n"
+    c.send(b"get m:1 m:2 m:3\r\n")
+    assert c.read_line() == b"VALUE m:1 0 1\r\n"
+    assert c.read_line() == b"x\r\n"
+    assert c.read_line() == b"VALUE m:2 0 1\r\n"
+    assert c.read_line() == b"x\r\n"
+    assert c.read_line() == b"END\r\n"
+    wait_for(lambda: len(lines(lg, "sampled")) == 3, "three sampled lines")
+    got = lines(lg, "sampled")[2]
+    assert 'request sampled: get "m:1" (+2 keys) route - pool held server %s:' % be.addr in got
+    assert c.stats()["sampled_requests"] == "3"
+
+
 def test_lines_are_limited_per_worker_and_the_rest_counted(mock, luagent, raw_client, tmp_path):
     be = mock(held_store())
     lg = luagent("-t", "1", "-c", policy(tmp_path, be, 'log_sample = "1/1"'))
