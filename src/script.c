@@ -1876,6 +1876,8 @@ live_nodes(const struct sim *sim, const struct route *r, struct route_live *lv, 
     }
     for (i = 0; i < r->nprefixes; i++)
         live_nodes(sim, r->prefixes[i].route, lv, depth + 1);
+    for (i = 0; i < r->nclients; i++)
+        live_nodes(sim, r->clients[i].route, lv, depth + 1);
     for (i = 0; i < CMD_COUNT; i++)
         live_nodes(sim, r->by_cmd[i], lv, depth + 1);
     for (i = 0; i < OP_COUNT; i++)
@@ -2014,6 +2016,9 @@ route_below(const struct route *r, const struct route *node, int depth)
     for (i = 0; i < r->nprefixes; i++)
         if (route_below(r->prefixes[i].route, node, depth + 1))
             return true;
+    for (i = 0; i < r->nclients; i++)
+        if (route_below(r->clients[i].route, node, depth + 1))
+            return true;
     for (i = 0; i < r->nchildren; i++)
         if (route_below(r->children[i], node, depth + 1))
             return true;
@@ -2042,6 +2047,8 @@ mark_pools_below(const struct config *cfg, const struct route *r, bool *pools, i
     }
     for (i = 0; i < r->nprefixes; i++)
         mark_pools_below(cfg, r->prefixes[i].route, pools, depth + 1);
+    for (i = 0; i < r->nclients; i++)
+        mark_pools_below(cfg, r->clients[i].route, pools, depth + 1);
     for (i = 0; i < r->nchildren; i++)
         mark_pools_below(cfg, r->children[i], pools, depth + 1);
     for (i = 0; i < OP_COUNT; i++)
@@ -2073,6 +2080,8 @@ mark_write_pools(const struct config *cfg, const struct route *r, bool *pools, i
         }
         for (i = 0; i < r->nprefixes; i++)
             mark_write_pools(cfg, r->prefixes[i].route, pools, depth + 1);
+        for (i = 0; i < r->nclients; i++)
+            mark_write_pools(cfg, r->clients[i].route, pools, depth + 1);
         for (i = 0; i < r->nchildren; i++)
             mark_write_pools(cfg, r->children[i], pools, depth + 1);
         mark_write_pools(cfg, r->default_route, pools, depth + 1);

@@ -791,6 +791,8 @@ explain_children(const struct sim *sim, const struct sim_result *res, const stru
 
     for (i = 0; i < r->nprefixes; i++)
         n = add_child(list, n, r->prefixes[i].route);
+    for (i = 0; i < r->nclients; i++)
+        n = add_child(list, n, r->clients[i].route);
     for (i = 0; i < CMD_COUNT; i++)
         n = add_child(list, n, r->by_cmd[i]);
     for (i = 0; i < OP_COUNT; i++)

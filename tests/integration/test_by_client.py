@@ -112,6 +112,10 @@ def test_self_tests_and_route_state_the_client(tmp_path):
     out = run("--route", path, "get k", "--listener", "tls", "--cn", "ops")
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-1] == "answered by: {c}"
+    # The chosen child is shown under the node, with its server call.
+    assert out.stdout.splitlines()[:4] == ["client: listener tls, cn ops", "get k",
+                                           "  by_client",
+                                           '    pool c -> server 127.0.0.1:3 (key "k")']
     assert run("--route", path, "get k", "--listener", "admin").stdout.endswith(
         "answered by: {b}\n")
     # A self-test that states the wrong client fails the load, naming the test.
