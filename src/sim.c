@@ -22,6 +22,7 @@
 #include "backend.h"
 #include "base64.h"
 #include "buf.h"
+#include "coalesce.h"
 #include "config.h"
 #include "dcache.h"
 #include "hedge.h"
@@ -438,6 +439,7 @@ sim_free(struct sim *sim)
     request_cache_trim(&sim->rt.rq);
     request_cache_trim(&sim->rt.rq);    /* the second frees what the first kept */
     hedge_queue_free(&sim->rt.hedges);
+    coalesce_table_free(&sim->rt.coalesce);     /* a test's coalesce node made it */
     hotkeys_free(sim->rt.hotkeys);
     if (sim->base != NULL)
         event_base_free(sim->base);
