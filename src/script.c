@@ -1969,7 +1969,7 @@ script_route_live(struct config *cfg, int vm, const char *cmd, size_t cmdlen, co
                  "worker: ask with \"stats route CMD KEY\" on the memcached port");
         rc = ROUTE_LIVE_NO_VM;
     } else if (res->hook_failed) {
-        snprintf(err, errlen, "%s", cfg->script->vms[vm].hook_error);
+        snprintf(err, errlen, "%s", vm >= 0 ? cfg->script->vms[vm].hook_error : "a hook failed");
         rc = ROUTE_LIVE_FAILED;
     } else {
         live_nodes(sim, cfg->root, live, 0);
