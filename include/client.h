@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "counters.h"
+#include "reqlog.h"
 #include "request.h"
 #include "route.h"
 
@@ -28,6 +29,7 @@ struct tls_conn;
  */
 struct client_ctx {
     struct route_ctx     rt;
+    struct reqlog        reqlog;        /* slow and sampled requests' lines */
     struct event_base   *base;
     struct client       *clients;       /* open connections */
     struct buf          *spare_rbuf;    /* read buffer lent to a reading client */
@@ -40,8 +42,12 @@ struct client_ctx {
                                          * client has gone */
 };
 
-/* Hand an accepted socket (and its TLS state, or NULL) to this thread. */
-void client_accept(struct client_ctx *cx, int fd, bool is_unix, struct tls_conn *tls);
+/*
+ * Hand an accepted socket (and its TLS state, or NULL) to this thread;
+ * listener is its listener's name, which outlives the connection.
+ */
+void client_accept(struct client_ctx *cx, int fd, bool is_unix, struct tls_conn *tls,
+                   const char *listener);
 
 /* How long a TLS client may take over its handshake (set before serving). */
 void client_set_tls_handshake_timeout(int ms);
@@ -53,6 +59,16 @@ void client_set_tls_handshake_timeout(int ms);
 typedef void client_stats_fn(struct buf *out, const struct config *cfg,
                              enum stats_group group);
 void client_set_stats_writer(client_stats_fn *fn);
+
+/*
+ * What answers `stats route CMD KEY` (routelive.c; set before serving): args
+ * is what follows "stats ", vm this thread's Lua VM, listener and cn the
+ * asking client's.
+ */
+typedef void client_route_fn(struct buf *out, const struct config *cfg, int vm,
+                             const char *args, size_t len, const char *listener,
+                             const char *cn);
+void client_set_route_writer(client_route_fn *fn);
 
 /*
  * Shutting down: read no more requests; close each client once the replies

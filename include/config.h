@@ -76,6 +76,7 @@ enum route_type {
     ROUTE_WARMUP,       /* read cold, on a miss read warm and copy into cold */
     ROUTE_ERROR,        /* answer SERVER_ERROR <msg> */
     ROUTE_HOOK,         /* a Lua function picks the child */
+    ROUTE_BY_CLIENT,    /* pick a child by the client's listener or certificate CN */
     ROUTE_BALANCE,      /* one child per request: random, by key, least busy */
     ROUTE_COALESCE,     /* identical gets in flight go to the child once */
     ROUTE_TTL,          /* rewrite the exptime of what passes, then go on to the child */
@@ -89,6 +90,13 @@ enum route_type {
 struct prefix_entry {
     char          *prefix;
     uint32_t       len;
+    struct route  *route;
+};
+
+/* by_client: one entry, a listener name or (cn) a certificate's common name. */
+struct client_entry {
+    char          *name;
+    bool           cn;
     struct route  *route;
 };
 
@@ -124,7 +132,9 @@ struct route {
     int              nchildren;
     struct route    *by_cmd[CMD_COUNT]; /* by_op: a command's route, else... */
     struct route    *by_op[OP_COUNT];   /* ...its class's route, else default */
-    struct route    *default_route;     /* by_op, prefix: when nothing matches */
+    struct route    *default_route;     /* by_op, prefix, by_client: when nothing matches */
+    struct client_entry *clients;       /* by_client: CN entries first, then listeners */
+    int              nclients;
     struct prefix_entry *prefixes;      /* prefix: longest first */
     int              nprefixes;
     struct pool     *pool;              /* pool */
@@ -193,6 +203,10 @@ struct config {
     uint64_t        client_max_memory; /* bytes one client's requests may hold */
     unsigned        decision_cache_size; /* hook decisions kept per worker */
     int             log_level;      /* settings.log_level (enum log_level), or -1 */
+    uint64_t        log_slow_ns;    /* settings.log_slow_ms in ns: slower requests are
+                                     * logged; 0: off */
+    uint32_t        log_sample;     /* settings.log_sample as a share of 2^32 - 1; 0: off */
+    bool            reqlog;         /* either of the two is on: requests may be timed */
     struct route   *fallback;       /* route for failed hooks, or NULL */
     char           *source;         /* policy file, or "(built-in default)" */
     uint32_t        checksum;       /* FNV-1a of the policy file's bytes */
@@ -241,8 +255,26 @@ int config_add_node(struct config *cfg, struct route *r);
 /* The pool of that name, or NULL. */
 struct pool *config_pool(const struct config *cfg, const char *name);
 
-/* The server id a key maps to in a pool. */
-int pool_server_for_key(const struct pool *pool, const char *key, size_t len);
+/*
+ * by_client node r: the child for a client that came through listener
+ * (NULL: none) with certificate CN cn (NULL: none). A CN entry wins over
+ * the listener's; with neither, the default.
+ */
+const struct route *config_by_client(const struct route *r, const char *listener,
+                                     const char *cn);
+
+/*
+ * The server id a key maps to in a pool. Inline: the route engine's pool step
+ * takes it for every key, and whether the compiler inlines an out-of-line
+ * copy moves with every caller added elsewhere.
+ */
+static inline int
+pool_server_for_key(const struct pool *pool, const char *key, size_t len)
+{
+    if (pool->nservers == 1)
+        return pool->server_ids[0];
+    return pool->server_ids[ring_lookup(pool->ring, pool_key_hash(pool, key, len))];
+}
 
 /* A route node of this type; the config owns it once added (config_add_node). */
 struct route *config_route_new(enum route_type type, const char *name);

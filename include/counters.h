@@ -32,6 +32,9 @@ struct stats {
     uint64_t out_of_memory;         /* requests answered SERVER_ERROR out of memory */
     uint64_t memory_closes;         /* clients closed: out of memory, or never reading */
     uint64_t memory_pauses;         /* reads paused: a client's requests held its bound */
+    uint64_t slow_requests;         /* slower than settings.log_slow_ms */
+    uint64_t sampled_requests;      /* picked by settings.log_sample */
+    uint64_t reqlog_suppressed;     /* slow/sampled lines over the per-second limit */
 };
 
 /*
@@ -77,6 +80,7 @@ enum stats_group {
     STATS_POOLS,        /* stats pools */
     STATS_SERVERS,      /* stats servers */
     STATS_ROUTES,       /* stats routes */
+    STATS_ROUTE,        /* stats route CMD KEY: where that request goes now */
     STATS_PREVIEW,      /* stats preview */
     STATS_HOTKEYS,      /* stats hotkeys */
     STATS_UNKNOWN       /* anything else: ERROR, as memcached answers */

@@ -29,6 +29,16 @@ int metrics_bind(const char *addr, char *err, size_t errlen);
 /* Serve on base with the socket metrics_bind made. 0, or -1 with err. */
 int metrics_start(struct event_base *base, char *err, size_t errlen);
 
+/*
+ * What answers GET /route (routelive.c, which sits beside this module; set
+ * before serving): append the JSON body for the URL-decoded query, return
+ * the HTTP status.
+ */
+struct buf;
+typedef int metrics_route_fn(struct buf *out, const char *cmd, const char *key,
+                             const char *listener, const char *cn);
+void metrics_set_route(metrics_route_fn *fn);
+
 /* Stop serving and close the socket (nothing when not started). */
 void metrics_stop(void);
 

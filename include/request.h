@@ -43,6 +43,7 @@
 
 struct backend;
 struct call;
+struct tls_conn;
 struct config;
 struct nearcache;
 struct route;
@@ -93,6 +94,7 @@ struct wconfig {
     struct nearcache  **nearcaches;     /* by node id: this worker's near cache
                                          * stores, or NULL when the config has none */
     uint64_t            inflight;       /* requests routed by it, not yet freed */
+    bool                reqlog;         /* config->reqlog, one load nearer the client */
     struct wconfig     *next;           /* older generations still draining */
 };
 
@@ -108,6 +110,10 @@ struct creq_owner {
     void              (*stalled)(struct creq_owner *o); /* it has not read for a
                                          * server's timeout while one waits: close it */
     bool                is_unix;        /* through the unix socket */
+    const char         *listener;       /* its listener's name ("tcp", "unix", ...) */
+    struct tls_conn    *tls;            /* its TLS state, or NULL: plain */
+    char               *cn;             /* route_client_cn's answer, once asked */
+    bool                cn_known;       /* ...it was asked */
 };
 
 /*
@@ -156,7 +162,10 @@ struct creq {
     bool             oom;       /* answered SERVER_ERROR out of memory */
     bool             close_after; /* close the connection after this reply */
     bool             binary;    /* binary protocol: bin says how to reply */
+    bool             log_sampled; /* request log: picked by settings.log_sample */
     struct bin_ctx   bin;
+    uint64_t         log_start_ns; /* request log: when it was parsed; 0: not timed.
+                                  * Last, so creq_alloc's clearing stays as long */
 };
 
 struct request_cache;

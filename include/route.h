@@ -37,6 +37,8 @@ struct hook_request {
     uint32_t    klen;
     enum cmd    cmd;
     bool        is_unix;
+    const char *listener;       /* the client's listener name, or NULL (none) */
+    const char *cn;             /* its certificate's common name, or NULL */
 };
 
 /*
@@ -98,6 +100,14 @@ route_ctx_of(struct request_cache *rq)
 {
     return (struct route_ctx *)((char *)rq - offsetof(struct route_ctx, rq));
 }
+
+/*
+ * The common name of a client's verified certificate (mutual TLS), or NULL.
+ * Read from the TLS state when first asked (only by_client nodes, hooks and
+ * introspection ask), so the read path pays nothing for it; o may be NULL
+ * (the proxy's own requests).
+ */
+const char *route_client_cn(struct creq_owner *o);
 
 /* Set up the hedge timer on the thread's event base: 0, or -1. */
 int route_hedges_init(struct route_ctx *rt, struct event_base *base);

@@ -50,6 +50,57 @@ int script_explain(struct config *config, const char *line, const struct sim_con
 int script_reach_servers(struct config *config, const char *line, int *ids, int max,
                          char *err, size_t errlen);
 
+/* ---- live route introspection (stats route, GET /route) ---- */
+
+#define ROUTE_LIVE_MAX  16      /* nodes and servers a walk records */
+
+/* A route node the request passes, with its live state. */
+struct route_live_step {
+    const struct route *node;
+    char        state[32];      /* "" or "failover" (the primary is down: the request
+                                 * moves on); more node types add their words here
+                                 * (a rate limiter: "tokens N") */
+};
+
+/* A server the request is sent to. */
+struct route_live_target {
+    const struct pool *pool;
+    int         server;         /* config server id */
+    bool        down;           /* marked down now (in any worker) */
+    bool        answers;        /* false: passed over by a failover in effect */
+};
+
+struct route_live {
+    struct route_live_step   steps[ROUTE_LIVE_MAX];
+    int                      nsteps;
+    struct route_live_target targets[ROUTE_LIVE_MAX];
+    int                      ntargets;
+};
+
+enum route_live_result {
+    ROUTE_LIVE_OK,
+    ROUTE_LIVE_BAD,         /* not a keyed command, or not a key: err says why */
+    ROUTE_LIVE_NO_VM,       /* the route passes a hook and vm is -1 */
+    ROUTE_LIVE_FAILED       /* a hook failed: err says why */
+};
+
+/*
+ * Walk "cmd key" (key: any 1-KEY_MAX bytes, as a meta key in base64 decodes
+ * to; callers taking keys from users check them) through cfg's tree as the
+ * engine would route it now: down
+ * (by config server id) says which servers are marked down; vm is the
+ * calling worker's Lua VM for hooks, or -1 (no hook can run: outside a
+ * worker); listener and cn are the client's (NULL: "tcp", none). Nothing is
+ * sent anywhere. The request runs through the route engine against simulated
+ * servers (sim.h), as self-tests and --route do, with the servers marked down
+ * now assumed down.
+ */
+enum route_live_result script_route_live(struct config *cfg, int vm, const char *cmd,
+                                         size_t cmdlen, const char *key, size_t klen,
+                                         const char *listener, const char *cn,
+                                         const bool *down, struct route_live *out,
+                                         char *err, size_t errlen);
+
 /* FNV-1a of a policy file's bytes (NULL: the built-in policy), 0 if unreadable. */
 uint32_t script_checksum(const char *path);
 

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "listener.h"
 #include "sim.h"
 
 struct server_spec {
@@ -18,7 +19,9 @@ struct server_spec {
 
 struct settings {
     int         port;               /* -p: TCP port, 0 = none */
-    const char *bind_addr;          /* -l: NULL = all addresses */
+    const char *bind_addr;          /* -l ADDR: NULL = all addresses */
+    struct named_listen listens[LISTEN_NAMED_MAX]; /* --listen NAME=ADDR:PORT */
+    int         nlistens;
     const char *unix_path;          /* -f: unix socket path or NULL */
     int         unix_mode;          /* --unix-mode: permission bits, -1 = from the umask */
     int         max_conns;          /* -n */

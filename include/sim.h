@@ -1,7 +1,7 @@
 /*
  * sim.h: one request run through the route engine (route.h) against
- * simulated servers: the self-tests, `--route`, `--diff --keys` and the live
- * preview ask the engine that serves traffic where a key goes, instead of a
+ * simulated servers: the self-tests, `--route`, `--diff --keys`, the live
+ * preview and live introspection (stats route) ask the engine that serves traffic where a key goes, instead of a
  * second walker that could drift from it.
  *
  * A simulation has its own route state and its own view of a generation
@@ -38,6 +38,11 @@ struct sim_conditions {
     int         ntimeout;
     const char *miss[SIM_NAMES_MAX];      /* do not hold the key */
     int         nmiss;
+    const char *listener;                 /* the client came in through this listener
+                                           * (NULL: "tcp", the -p port's) */
+    const char *cn;                       /* its certificate's common name (NULL: none) */
+    const bool *down_ids;                 /* by config server id: also down (the
+                                           * servers marked down now), or NULL */
 };
 
 enum sim_outcome {
@@ -111,6 +116,12 @@ bool sim_same_labels(const char **a, int na, const char **b, int nb);
 
 /* --route: the nodes the request passed, as a tree, each server call and its outcome. */
 void sim_explain(const struct sim *sim, const struct sim_result *res, FILE *out);
+
+/* Did the last run pass route node r? */
+bool sim_visited(const struct sim *sim, const struct route *r);
+
+/* Did this step take the request (as sim_answered_by counts it)? */
+bool sim_step_took(const struct sim_step *st);
 
 /* What --check and --route add to a node's type name into out ("" for most). */
 void sim_node_detail(const struct route *r, char *out, size_t len);

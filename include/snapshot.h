@@ -83,4 +83,10 @@ int snapshot_take(struct snapshot *snap, const struct config *cfg);
 
 void snapshot_free(struct snapshot *snap);
 
+/*
+ * down[i] = is server i of cfg marked down in any worker now. Call under
+ * worker_read_lock.
+ */
+void snapshot_servers_down(const struct config *cfg, bool *down);
+
 #endif

@@ -16,6 +16,9 @@ struct config;
 /* Append a `stats` reply (STAT lines and END); cfg is the caller's generation. */
 void stats_render(struct buf *out, const struct config *cfg, enum stats_group group);
 
+/* One "STAT name value" line, for other writers of STAT replies. */
+void stats_line(struct buf *out, const char *name, const char *value);
+
 /* Policy reloads that took effect / that were refused (main thread). */
 extern uint64_t stats_reloads;
 extern uint64_t stats_reload_failures;

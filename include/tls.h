@@ -92,6 +92,14 @@ ssize_t tls_write(struct tls_conn *t, const void *buf, size_t len);
 /* After EAGAIN: does the last call wait for the socket to be writable (else readable)? */
 bool tls_wants_write(const struct tls_conn *t);
 
+/*
+ * After the handshake: the common name of the client's certificate, when it
+ * sent one and it verified against --tls-ca, copied into out (NUL-ended).
+ * Returns its length, or -1 when there is none (no certificate, not
+ * verified, no CN, or a CN holding a NUL or not fitting in out).
+ */
+int tls_conn_peer_cn(const struct tls_conn *t, char *out, size_t len);
+
 /* Decrypted bytes already inside OpenSSL that a read would return at once. */
 bool tls_pending(const struct tls_conn *t);
 

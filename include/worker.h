@@ -26,8 +26,11 @@ struct wconfig;
 /* Start n workers on config; returns 0 or -1. */
 int worker_start_all(struct config *config, int n);
 
-/* Give an accepted socket (with its TLS state, or NULL) to the next worker (round robin). */
-void worker_dispatch(int fd, bool is_unix, struct tls_conn *tls);
+/*
+ * Give an accepted socket (with its TLS state, or NULL, and its listener's
+ * name) to the next worker (round robin).
+ */
+void worker_dispatch(int fd, bool is_unix, struct tls_conn *tls, const char *listener);
 
 /*
  * Hand a new config generation to every worker (from the main thread). Each

@@ -644,6 +644,56 @@ function build.by_op(t, where)
 end
 
 ---------------------------------------------------------------------------
+-- lg.by_client
+---------------------------------------------------------------------------
+
+local LISTENER_NAME_MAX, CN_MAX = 32, 255
+
+-- Keys: a listener's name ("tcp", "tls", "unix" or a --listen name) or
+-- "cn:NAME", a client certificate's common name; each value a route.
+function build.by_client(t, where)
+    local r = new_route("by_client", where)
+    local map, keys = {}, {}
+    for k in pairs(t) do
+        if type(k) ~= "string" then
+            fail("key %s is not a listener name or \"cn:NAME\" (got %s key)", show(k), type(k))
+        end
+        if k ~= "default" then keys[#keys + 1] = k end
+    end
+    sort(keys)
+    for _, k in ipairs(keys) do
+        local v, cn = t[k], nil
+        if sub(k, 1, 3) == "cn:" then
+            cn = sub(k, 4)
+            if cn == "" or #cn > CN_MAX or find(cn, "%c") then
+                fail("'%s': the common name after 'cn:' must be 1-%d bytes without " ..
+                     "control characters", k, CN_MAX)
+            end
+        elseif #k > LISTENER_NAME_MAX or find(k, "[^%w_%.%-]") then
+            fail("'%s' is not a listener name (1-%d letters, digits, '_', '-', '.') " ..
+                 "nor \"cn:NAME\"", k, LISTENER_NAME_MAX)
+        end
+        if not is_route(v) then
+            fail("'%s' is not a route (got %s)", k, kind(v))
+        end
+        map[#map + 1] = { name = cn or k, cn = cn ~= nil, route = v }
+    end
+    if t.default == nil then
+        for _, e in ipairs(map) do
+            if not e.cn and distance(e.name, "default") <= 2 then
+                fail("missing required field 'default' (is '%s' a typo?)", e.name)
+            end
+        end
+    end
+    if #map == 0 then
+        fail("needs at least one listener name or \"cn:NAME\" besides 'default'")
+    end
+    r.default = req(route)(t.default, "field 'default'", t)
+    r.map = map
+    return r
+end
+
+---------------------------------------------------------------------------
 -- lg.failover and the fan-outs (positional children + named options)
 ---------------------------------------------------------------------------
 
@@ -850,6 +900,19 @@ end
 -- lg.policy
 ---------------------------------------------------------------------------
 
+-- settings.log_sample: a share 0..1 (0.001) or the string "1/N" (one in N).
+local function check_sample(v, label)
+    if type(v) == "number" then
+        return number(0, 1)(v, label)
+    end
+    if type(v) == "string" then
+        local n = tonumber(v:match("^1/(%d+)$"))
+        if n and n >= 1 then return 1 / n end
+    end
+    fail("%s must be a number from 0 to 1 or a string \"1/N\" like \"1/1000\" (got %s)",
+         label, show(v))
+end
+
 -- settings.resolver: the nameserver to ask for server names, "ip:port"
 -- ("[v6]:port" for IPv6), instead of /etc/resolv.conf's.
 local function check_resolver(v, label)
@@ -872,6 +935,8 @@ local SETTINGS_FIELDS = {
     client_max_memory   = opt(integer(2 * 1024, 2 ^ 50), nil),
     log_level           = opt(one_of("error", "warn", "info", "debug"), nil),
     max_remap           = opt(number(0, 1), nil),
+    log_slow_ms         = opt(integer(0, 3600000), nil),
+    log_sample          = opt(check_sample, nil),
     resolve_every_s     = opt(integer(0, 86400), 30),
     resolver            = opt(check_resolver, nil),
     hotkeys_sample      = opt(integer(1, 1000000), 16),
@@ -900,9 +965,15 @@ local function check_settings(v, label)
 end
 
 -- A test's assumed conditions: a name or a list of names (pools or servers).
-local TEST_CONDITIONS = { "down", "miss", "timeout" }
+local TEST_CONDITIONS = { "down", "miss", "timeout", "listener", "cn" }
 
 local function check_condition(x, at, field)
+    if field == "listener" or field == "cn" then    -- the client's way in: one name
+        if x ~= nil and (type(x) ~= "string" or x == "" or find(x, "%c")) then
+            fail("%s: '%s' must be a non-empty one-line string (got %s)", at, field, show(x))
+        end
+        return
+    end
     if x == nil or (type(x) == "string" and x ~= "") then return end
     if not is_list(x) or #x == 0 then
         fail("%s: %s must be a pool or server name, or a list of them (got %s)", at, field,
@@ -968,7 +1039,7 @@ local POLICY_FIELDS = {
 -- The routes directly below r, for the whole-tree checks.
 local function each_child(r, fn)
     local k = r._type
-    if k == "prefix" then
+    if k == "prefix" or k == "by_client" then
         for _, e in ipairs(r.map or {}) do fn(e.route) end
         fn(r.default)
     elseif k == "by_op" then
@@ -1085,7 +1156,7 @@ local function constructor(name, fn)
     end
 end
 
-for _, name in ipairs({ "pool", "prefix", "by_op", "failover", "all_sync", "all_initial",
+for _, name in ipairs({ "pool", "prefix", "by_op", "by_client", "failover", "all_sync", "all_initial",
                         "all_fastest", "all_async", "rewrite", "shadow", "warmup", "error",
                         "hook", "balance", "coalesce", "ttl", "ratelimit", "nearcache",
                         "policy", "read_local_write_all" }) do

@@ -98,6 +98,7 @@ static void client_stalled(struct creq_owner *o);
 
 static int tls_handshake_timeout_ms = DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS;
 static client_stats_fn *stats_writer;
+static client_route_fn *route_writer;
 
 void
 client_set_tls_handshake_timeout(int ms)
@@ -109,6 +110,12 @@ void
 client_set_stats_writer(client_stats_fn *fn)
 {
     stats_writer = fn;
+}
+
+void
+client_set_route_writer(client_route_fn *fn)
+{
+    route_writer = fn;
 }
 
 /*
@@ -145,6 +152,7 @@ client_free(struct client *c)
     if (c->handshake_timer)
         event_free(c->handshake_timer);
     client_structs(c->cx, -1);
+    free(c->own.cn);
     free(c);
 }
 
@@ -171,7 +179,8 @@ client_events(struct client *c)
 }
 
 void
-client_accept(struct client_ctx *cx, int fd, bool is_unix, struct tls_conn *tls)
+client_accept(struct client_ctx *cx, int fd, bool is_unix, struct tls_conn *tls,
+              const char *listener)
 {
     struct client *c = NULL;
 
@@ -181,6 +190,8 @@ client_accept(struct client_ctx *cx, int fd, bool is_unix, struct tls_conn *tls)
         c->cx = cx;
         c->fd = fd;
         c->own.is_unix = is_unix;
+        c->own.listener = listener;
+        c->own.tls = tls;
         c->own.stalled = client_stalled;
         c->out.cache = &cx->rt.rq.bufs;
         c->tls = tls;
@@ -250,6 +261,7 @@ client_close(struct client *c)
             event_del(c->handshake_timer);
         tls_conn_free(c->tls);
         c->tls = NULL;
+        c->own.tls = NULL;
     }
     close(c->fd);
     c->fd = -1;
@@ -596,6 +608,8 @@ client_request(struct client *c, const struct request *rq, const char *bytes, si
     }
     r->req = *rq;
     creq_bind(r, cx->rt.current);
+    if (__builtin_expect(r->wcfg->reqlog, 0) && rq->nkeys > 0)
+        reqlog_begin(&cx->reqlog, r, r->wcfg->config);
     STAT_ADD(cx->rt.rq.stats.cmd[rq->cmd], rq->nkeys > 0 ? rq->nkeys : 1);
     /* Room for a meta key decoded from base64 too (creq_key_slot). */
     r->buf = buf_get(&cx->rt.rq.bufs);
@@ -656,6 +670,8 @@ client_request_start(struct client *c, struct creq *r)
     } else {
         struct call *call;
 
+        if (__builtin_expect(r->wcfg->reqlog, 0))
+            reqlog_begin(&cx->reqlog, r, r->wcfg->config);
         creq_slots(r, 1);
         creq_key_slot(r);
         call = call_new(&cx->rt.rq, r, r->wcfg->root, 0, client_slot_done);
@@ -966,6 +982,20 @@ client_tls_on_timeout(evutil_socket_t fd, short what, void *arg)
     client_close(c);
 }
 
+/* A `stats` reply's STAT lines, from the writer of its group. */
+static void
+client_stats_text(struct client_ctx *cx, struct buf *out, const struct creq *r,
+                  const struct config *cfg)
+{
+    if (r->stats_group == STATS_ROUTE) {
+        /* r->owner is still set: it is cleared once the reply is written. */
+        route_writer(out, cfg, cx->rt.vm, r->buf->data + r->req.args.off, r->req.args.len,
+                     r->owner ? r->owner->listener : NULL, route_client_cn(r->owner));
+        return;
+    }
+    stats_writer(out, cfg, (enum stats_group)r->stats_group);
+}
+
 /* A `stats` reply: rendered by the stats writer, wrapped for a binary client. */
 static void
 client_write_stats(struct client_ctx *cx, struct buf *out, const struct creq *r)
@@ -974,12 +1004,12 @@ client_write_stats(struct client_ctx *cx, struct buf *out, const struct creq *r)
     struct buf *text;
 
     if (!r->binary) {
-        stats_writer(out, cfg, (enum stats_group)r->stats_group);
+        client_stats_text(cx, out, r, cfg);
         return;
     }
     text = buf_get(&cx->rt.rq.bufs);
     if (text != NULL)
-        stats_writer(text, cfg, (enum stats_group)r->stats_group);
+        client_stats_text(cx, text, r, cfg);
     respond_binary_stats(out, r, text);
     buf_put(&cx->rt.rq.bufs, text);
 }
@@ -1046,6 +1076,9 @@ client_collect(struct client *c)
         creq_write(cx, &c->out, r);
         if (bufq_failed(&c->out))
             break;
+        if (__builtin_expect(r->log_start_ns != 0, 0))
+            reqlog_end(&cx->reqlog, &cx->rt.rq.stats, r, cx->rt.vm, r->owner->listener,
+                       route_client_cn(r->owner));
         c->own.held -= r->held;
         r->held = 0;
         c->head = r->next;

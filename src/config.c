@@ -148,12 +148,19 @@ pool_key_hash(const struct pool *pool, const char *key, size_t len)
     return hash_key(pool->hash, key, len);     /* the common pool: no tag, no seed */
 }
 
-int
-pool_server_for_key(const struct pool *pool, const char *key, size_t len)
+const struct route *
+config_by_client(const struct route *r, const char *listener, const char *cn)
 {
-    if (pool->nservers == 1)
-        return pool->server_ids[0];
-    return pool->server_ids[ring_lookup(pool->ring, pool_key_hash(pool, key, len))];
+    int i;
+
+    for (i = 0; i < r->nclients; i++) {
+        const struct client_entry *e = &r->clients[i];
+        const char *have = e->cn ? cn : listener;
+
+        if (have != NULL && strcmp(have, e->name) == 0)
+            return e->route;
+    }
+    return r->default_route;
 }
 
 struct route *
@@ -185,6 +192,9 @@ config_route_free(struct route *r)
     for (int i = 0; i < r->nprefixes; i++)
         free(r->prefixes[i].prefix);
     free(r->prefixes);
+    for (int i = 0; i < r->nclients; i++)
+        free(r->clients[i].name);
+    free(r->clients);
     free((void *)r->rate_shared);
     free(r);
 }

@@ -20,6 +20,8 @@ stats_group_by_name(const char *args, size_t len)
 
     if (len == 0)
         return STATS_GENERAL;
+    if (len > 6 && memcmp(args, "route ", 6) == 0)
+        return STATS_ROUTE;         /* its arguments are read when it is answered */
     for (i = 0; i < sizeof(group_names) / sizeof(group_names[0]); i++)
         if (group_names[i] != NULL && strlen(group_names[i]) == len
             && memcmp(group_names[i], args, len) == 0)

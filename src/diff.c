@@ -306,6 +306,24 @@ render_options(const struct route *r, struct text *t)
     }
 }
 
+/* Every client's choice: the key says nothing about who sends it. */
+static void
+render_by_client(const struct route *r, const char *key, size_t klen, enum cmd cmd,
+                 struct text *t, int depth)
+{
+    int i;
+
+    text_add(t, "by_client(");
+    for (i = 0; i < r->nclients; i++) {
+        text_add(t, "%s%s: ", r->clients[i].cn ? "cn:" : "", r->clients[i].name);
+        render(r->clients[i].route, key, klen, cmd, t, depth + 1);
+        text_add(t, ", ");
+    }
+    text_add(t, "default: ");
+    render(r->default_route, key, klen, cmd, t, depth + 1);
+    text_add(t, ")");
+}
+
 static void
 render_rewrite(const struct route *r, const char *key, size_t klen, enum cmd cmd,
                struct text *t, int depth)
@@ -374,6 +392,9 @@ render(const struct route *r, const char *key, size_t klen, enum cmd cmd, struct
     }
     case ROUTE_REWRITE:
         render_rewrite(r, key, klen, cmd, t, depth);
+        return;
+    case ROUTE_BY_CLIENT:
+        render_by_client(r, key, klen, cmd, t, depth);
         return;
     default:
         text_add(t, "%s(", r->name);

@@ -21,6 +21,7 @@
 #include <netdb.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -33,6 +34,7 @@
 #include <event2/listener.h>
 
 #include "counters.h"
+#include "luagent.h"
 #include "log.h"
 #include "tls.h"
 
@@ -43,13 +45,14 @@
 static const char too_many[] = "ERROR Too many open connections\r\n";
 
 struct listener {
+    char                    name[LISTEN_NAME_MAX + 1];
     int                     fd;
     bool                    is_unix;
     bool                    is_tls;
     struct evconnlistener  *ev;
 };
 
-static struct listener listeners[3];
+static struct listener listeners[3 + LISTEN_NAMED_MAX];
 static struct tls_server *tls_current;  /* certificate for new TLS clients */
 static int nlisteners;
 static int max_connections;
@@ -128,28 +131,114 @@ bind_unix(const char *path, int mode, char *err, size_t errlen)
     return fd;
 }
 
+/* Keep a bound socket under its name. */
+static void
+listener_add(int fd, const char *name, bool is_unix, bool is_tls)
+{
+    struct listener *l = &listeners[nlisteners++];
+
+    *l = (struct listener){ .fd = fd, .is_unix = is_unix, .is_tls = is_tls };
+    snprintf(l->name, sizeof(l->name), "%s", name);
+}
+
 int
 listener_bind(const struct listen_addrs *s, char *err, size_t errlen)
 {
-    int fd;
+    int fd, i;
 
     if (s->port > 0) {
         fd = bind_tcp(s->bind_addr, s->port, err, errlen);
         if (fd < 0)
             return -1;
-        listeners[nlisteners++] = (struct listener){ .fd = fd, .is_unix = false };
+        listener_add(fd, LISTEN_NAME_TCP, false, false);
     }
     if (s->tls_port > 0) {
         fd = bind_tcp(s->bind_addr, s->tls_port, err, errlen);
         if (fd < 0)
             return -1;
-        listeners[nlisteners++] = (struct listener){ .fd = fd, .is_tls = true };
+        listener_add(fd, LISTEN_NAME_TLS, false, true);
     }
     if (s->unix_path != NULL) {
         fd = bind_unix(s->unix_path, s->unix_mode, err, errlen);
         if (fd < 0)
             return -1;
-        listeners[nlisteners++] = (struct listener){ .fd = fd, .is_unix = true };
+        listener_add(fd, LISTEN_NAME_UNIX, true, false);
+    }
+    for (i = 0; i < s->nnamed && i < LISTEN_NAMED_MAX; i++) {
+        const struct named_listen *n = &s->named[i];
+        char why[ERR_LEN];
+
+        fd = bind_tcp(n->host, n->port, why, sizeof(why));
+        if (fd < 0) {
+            snprintf(err, errlen, "--listen %s: %s", n->name, why);
+            return -1;
+        }
+        listener_add(fd, n->name, false, false);
+    }
+    return 0;
+}
+
+static bool
+name_char_ok(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')
+        || ch == '_' || ch == '-' || ch == '.';
+}
+
+/* "ADDR:PORT" or "[IPv6]:PORT" into out->host and out->port. */
+static int
+parse_host_port(const char *text, struct named_listen *out)
+{
+    const char *host = text, *host_end, *colon;
+    char *end;
+    long port;
+
+    if (text[0] == '[') {
+        host = text + 1;
+        host_end = strchr(host, ']');
+        colon = host_end != NULL && host_end[1] == ':' ? host_end + 1 : NULL;
+    } else {
+        colon = strrchr(text, ':');
+        host_end = colon;
+    }
+    if (colon == NULL || host_end == host || (size_t)(host_end - host) >= sizeof(out->host))
+        return -1;
+    errno = 0;
+    port = strtol(colon + 1, &end, 10);
+    if (errno != 0 || end == colon + 1 || *end != '\0' || port < 1 || port > 65535)
+        return -1;
+    memcpy(out->host, host, (size_t)(host_end - host));
+    out->host[host_end - host] = '\0';
+    out->port = (int)port;
+    return 0;
+}
+
+int
+listener_parse_named(const char *text, struct named_listen *out, char *err, size_t errlen)
+{
+    const char *eq = strchr(text, '=');
+    size_t len = eq != NULL ? (size_t)(eq - text) : 0, i;
+
+    memset(out, 0, sizeof(*out));
+    for (i = 0; i < len && name_char_ok(text[i]); i++)
+        ;
+    if (eq == NULL || len == 0 || len > LISTEN_NAME_MAX || i < len) {
+        snprintf(err, errlen, "bad --listen '%s': expected NAME=ADDR:PORT, the name 1-%d "
+                 "letters, digits, '_', '-' or '.'", text, LISTEN_NAME_MAX);
+        return -1;
+    }
+    memcpy(out->name, text, len);
+    if (strcmp(out->name, LISTEN_NAME_TCP) == 0 || strcmp(out->name, LISTEN_NAME_TLS) == 0
+        || strcmp(out->name, LISTEN_NAME_UNIX) == 0) {
+        snprintf(err, errlen, "bad --listen '%s': the name '%s' belongs to the %s listener",
+                 text, out->name, strcmp(out->name, LISTEN_NAME_TCP) == 0 ? "-p"
+                 : strcmp(out->name, LISTEN_NAME_TLS) == 0 ? "--tls-port" : "-f");
+        return -1;
+    }
+    if (parse_host_port(eq + 1, out) < 0) {
+        snprintf(err, errlen, "bad --listen '%s': expected NAME=ADDR:PORT with a port "
+                 "1-65535 (e.g. admin=127.0.0.1:11311)", text);
+        return -1;
     }
     return 0;
 }
@@ -262,7 +351,7 @@ on_accept(struct evconnlistener *ev, evutil_socket_t fd, struct sockaddr *addr,
             return;
         }
     }
-    dispatch(fd, l->is_unix, tls);
+    dispatch(fd, l->is_unix, tls, l->name);
 }
 
 static void

@@ -49,6 +49,8 @@
 #include "log.h"
 #include "luagent.h"
 #include "metrics.h"
+#include "reqlog.h"
+#include "routelive.h"
 #include "preview.h"
 #include "script.h"
 #include "settings.h"
@@ -601,8 +603,12 @@ prepare(const struct settings *s, struct identity *id, char *err, size_t errlen)
     listener_set_tls(tls);      /* the listener owns it from here */
     client_set_tls_handshake_timeout(s->tls_handshake_timeout_ms);
     client_set_stats_writer(stats_render);
+    client_set_route_writer(routelive_stats);
+    reqlog_set_where(routelive_where);
+    metrics_set_route(routelive_json);
     if (listener_bind(&(struct listen_addrs){ s->bind_addr, s->port, s->tls_port,
-                                              s->unix_path, s->unix_mode }, err, errlen) < 0
+                                              s->unix_path, s->unix_mode, s->listens,
+                                              s->nlistens }, err, errlen) < 0
         || (s->metrics_addr != NULL && metrics_bind(s->metrics_addr, err, errlen) < 0)
         || (s->log_file != NULL && log_open_file(s->log_file, err, errlen) < 0)
         || identity_resolve(s, id, err, errlen) < 0

@@ -41,6 +41,8 @@
 #define METRICS_PATH            "/metrics"
 #define METRICS_CONTENT_TYPE    "text/plain; version=0.0.4; charset=utf-8"
 #define STATUS_PATH             "/"
+#define ROUTE_PATH              "/route"
+#define ROUTE_PARAM_MAX         512     /* bytes of one decoded query value */
 /* The page loads nothing: the browser is told to refuse anything it would
  * fetch, so an escaping mistake cannot pull in a script either. */
 #define STATUS_POLICY           "default-src 'none'; style-src 'unsafe-inline'; " \
@@ -49,6 +51,13 @@
 
 static int listen_fd = -1;
 static struct evhttp *http;
+static metrics_route_fn *route_answer;      /* GET /route (routelive.c) */
+
+void
+metrics_set_route(metrics_route_fn *fn)
+{
+    route_answer = fn;
+}
 
 int
 metrics_parse_addr(const char *text, char *host, size_t hostlen, int *port,
@@ -263,6 +272,13 @@ static const struct {
     { "luagent_memory_paused_reads_total",
       "Times a client's reading paused at client_max_memory.",
       offsetof(struct stats, memory_pauses) },
+    { "luagent_slow_requests_total", "Requests slower than settings.log_slow_ms.",
+      offsetof(struct stats, slow_requests) },
+    { "luagent_sampled_requests_total", "Requests picked by settings.log_sample.",
+      offsetof(struct stats, sampled_requests) },
+    { "luagent_slow_sampled_lines_suppressed_total",
+      "Slow and sampled request lines not written: over the per-worker limit.",
+      offsetof(struct stats, reqlog_suppressed) },
 };
 
 static void
@@ -637,6 +653,24 @@ send_metrics(struct evhttp_request *req, const struct snapshot *snap)
     evhttp_send_reply(req, HTTP_OK, "OK", out);
 }
 
+/*
+ * Move a body made in a buf (of its own cache) to the reply's output, and
+ * let both go; out of memory (body NULL or short), answer 500 and say false.
+ */
+static bool
+body_to_output(struct evhttp_request *req, struct buf_cache *cache, struct buf *body)
+{
+    struct evbuffer *out = evhttp_request_get_output_buffer(req);
+    bool ok = body != NULL && !buf_failed(body)
+              && evbuffer_add(out, body->data, body->len) == 0;
+
+    buf_put(cache, body);
+    buf_cache_free(cache);
+    if (!ok)
+        evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
+    return ok;
+}
+
 static void
 send_status_page(struct evhttp_request *req, const struct snapshot *snap)
 {
@@ -670,18 +704,134 @@ send_status_page(struct evhttp_request *req, const struct snapshot *snap)
     if (page != NULL)
         statuspage_render(page, snap, &ctx);
     free(top);
-    if (page == NULL || buf_failed(page) || evbuffer_add(out, page->data, page->len) < 0) {
-        buf_put(&cache, page);
-        buf_cache_free(&cache);
-        evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
+    if (!body_to_output(req, &cache, page))
         return;
-    }
-    buf_put(&cache, page);
-    buf_cache_free(&cache);
     evhttp_add_header(headers, "Content-Type", "text/html; charset=utf-8");
     evhttp_add_header(headers, "Cache-Control", "no-store");
     evhttp_add_header(headers, "Content-Security-Policy", STATUS_POLICY);
     evhttp_send_reply(req, HTTP_OK, "OK", out);
+}
+
+/* ---- GET /route?cmd=CMD&key=KEY[&listener=NAME][&cn=NAME] ---- */
+
+static int
+hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* URL-decode len bytes of in ('+' is a space) into out; -1 on a bad escape,
+ * a NUL byte or a value too long. */
+static int
+url_decode(const char *in, size_t len, char *out, size_t outlen)
+{
+    size_t i, n = 0;
+
+    for (i = 0; i < len; i++) {
+        int c = (unsigned char)in[i];
+
+        if (c == '%') {
+            int hi = i + 2 < len ? hex_digit(in[i + 1]) : -1;
+            int lo = hi >= 0 ? hex_digit(in[i + 2]) : -1;
+
+            if (lo < 0)
+                return -1;
+            c = hi * 16 + lo;
+            i += 2;
+        } else if (c == '+') {
+            c = ' ';
+        }
+        if (c == 0 || n + 1 >= outlen)
+            return -1;
+        out[n++] = (char)c;
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+struct route_query {
+    char cmd[ROUTE_PARAM_MAX], key[ROUTE_PARAM_MAX];
+    char listener[ROUTE_PARAM_MAX], cn[ROUTE_PARAM_MAX];
+};
+
+/* Fill q from the query string; -1 with why on anything unexpected. */
+static int
+route_query_parse(const char *query, struct route_query *q, const char **why)
+{
+    const char *p = query ? query : "";
+
+    memset(q, 0, sizeof(*q));
+    while (*p != '\0') {
+        size_t len = strcspn(p, "&"), nlen = strcspn(p, "=&");
+        char *slot = NULL;
+
+        if (nlen == 3 && memcmp(p, "cmd", 3) == 0)
+            slot = q->cmd;
+        else if (nlen == 3 && memcmp(p, "key", 3) == 0)
+            slot = q->key;
+        else if (nlen == 8 && memcmp(p, "listener", 8) == 0)
+            slot = q->listener;
+        else if (nlen == 2 && memcmp(p, "cn", 2) == 0)
+            slot = q->cn;
+        if (slot == NULL || nlen == len || slot[0] != '\0') {
+            *why = slot == NULL ? "unknown parameter (the parameters are cmd, key, listener, cn)"
+                 : nlen == len ? "a parameter without a value" : "a parameter given twice";
+            return -1;
+        }
+        if (url_decode(p + nlen + 1, len - nlen - 1, slot, ROUTE_PARAM_MAX) < 0
+            || slot[0] == '\0') {
+            *why = "a value that is empty, too long, or badly %-encoded";
+            return -1;
+        }
+        p += len + (p[len] == '&');
+    }
+    if (q->cmd[0] == '\0' || q->key[0] == '\0') {
+        *why = "cmd and key are required: /route?cmd=get&key=KEY";
+        return -1;
+    }
+    return 0;
+}
+
+static void
+send_route(struct evhttp_request *req)
+{
+    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req)), *why;
+    struct evbuffer *out = evhttp_request_get_output_buffer(req);
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+    struct buf_cache cache = { 0 };
+    struct buf *body = buf_get(&cache);
+    struct route_query *q = calloc(1, sizeof(*q));
+    bool made = body != NULL && q != NULL;
+    int status = 500;
+
+    if (!made) {
+        /* out of memory: answered by body_to_output */
+    } else if (route_query_parse(query, q, &why) < 0) {
+        status = 400;
+        buf_append_str(body, "{\"error\":\"bad query: ");
+        buf_append_str(body, why);
+        buf_append_str(body, "\"}\n");
+    } else {
+        status = route_answer(body, q->cmd, q->key, q->listener[0] ? q->listener : NULL,
+                              q->cn[0] ? q->cn : NULL);
+    }
+    free(q);
+    if (!made) {
+        buf_put(&cache, body);
+        body = NULL;
+    }
+    if (!body_to_output(req, &cache, body))
+        return;
+    evhttp_add_header(headers, "Content-Type", "application/json");
+    evhttp_add_header(headers, "Cache-Control", "no-store");
+    evhttp_send_reply(req, status, status == 200 ? "OK" : status == 400 ? "Bad Request"
+                      : status == 409 ? "Conflict" : "Internal Server Error", out);
 }
 
 static void
@@ -691,22 +841,27 @@ metrics_on_request(struct evhttp_request *req, void *arg)
     struct evbuffer *out = evhttp_request_get_output_buffer(req);
     struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
     struct snapshot snap;
-    bool page;
+    bool route = path != NULL && strcmp(path, ROUTE_PATH) == 0, page;
 
-    if (path != NULL && strcmp(path, METRICS_PATH) == 0) {
+    if (route || (path != NULL && strcmp(path, METRICS_PATH) == 0)) {
         page = false;
     } else if (path != NULL && strcmp(path, STATUS_PATH) == 0) {
         page = true;
     } else {
         evhttp_add_header(headers, "Content-Type", "text/plain; charset=utf-8");
         evbuffer_add_printf(out, "not found: the metrics are at " METRICS_PATH
-                            ", the status page at " STATUS_PATH "\n");
+                            ", the status page at " STATUS_PATH ", where a request goes at "
+                            ROUTE_PATH "?cmd=CMD&key=KEY\n");
         evhttp_send_reply(req, HTTP_NOTFOUND, "Not Found", out);
         return;
     }
     if ((evhttp_request_get_command(req) & (EVHTTP_REQ_GET | EVHTTP_REQ_HEAD)) == 0) {
         evhttp_add_header(headers, "Allow", "GET, HEAD");
         evhttp_send_reply(req, 405, "Method Not Allowed", NULL);
+        return;
+    }
+    if (route) {
+        send_route(req);
         return;
     }
     if (snapshot_take(&snap, NULL) < 0) {

@@ -8,6 +8,7 @@
  */
 #include "request.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -112,7 +113,8 @@ creq_alloc(struct request_cache *rq)
     } else if ((r = malloc(sizeof(*r))) == NULL) {
         return NULL;
     }
-    memset(r, 0, sizeof(*r));
+    memset(r, 0, offsetof(struct creq, log_start_ns));
+    r->log_start_ns = 0;
     r->spare = spare;
     r->spare_cap = spare_cap;
     r->refs = 1;

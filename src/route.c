@@ -28,6 +28,7 @@
 #include "hash.h"
 #include "hotkeys.h"
 #include "log.h"
+#include "tls.h"
 #include "ketama.h"
 #include "luagent.h"
 #include "ratelimit.h"
@@ -410,6 +411,34 @@ node_by_op(const struct route *r, const struct call *c)
     return next ? next : r->default_route;
 }
 
+/* Longest certificate CN kept (RFC 5280 allows 64; some CAs write more). */
+#define OWNER_CN_MAX    255
+
+const char *
+route_client_cn(struct creq_owner *o)
+{
+    char cn[OWNER_CN_MAX + 2];
+
+    if (o == NULL)
+        return NULL;
+    if (!o->cn_known && o->tls != NULL && tls_conn_peer_cn(o->tls, cn, sizeof(cn)) >= 0)
+        o->cn = strdup(cn);     /* out of memory: routed as without one */
+    o->cn_known = true;
+    return o->cn;
+}
+
+/*
+ * by_client: a certificate CN entry first, then the listener's name, then
+ * the default. The proxy's own requests (no client) take the default.
+ */
+static const struct route *
+node_by_client(const struct route *r, const struct call *c)
+{
+    struct creq_owner *o = c->creq->owner;
+
+    return config_by_client(r, o ? o->listener : NULL, route_client_cn(o));
+}
+
 /*
  * FNV-1a, then a final avalanche (murmur3's, as a seeded pool mixes its
  * seed), so keys that differ only in their last bytes still spread over the
@@ -606,6 +635,8 @@ node_hook(struct route_ctx *rt, struct call *c)
     struct hook_request req = {
         .key = c->key, .klen = c->klen, .cmd = c->creq->req.cmd,
         .is_unix = c->creq->owner != NULL && c->creq->owner->is_unix,
+        .listener = c->creq->owner != NULL ? c->creq->owner->listener : NULL,
+        .cn = route_client_cn(c->creq->owner),
     };
     const char *newkey, *delim = NULL;
     uint32_t newklen;
@@ -689,15 +720,25 @@ route_start(struct route_ctx *rt, struct call *c)
             return;
         }
 
-        switch (r->type) {
-        case ROUTE_POOL:
+        /* Every call ends at a pool: the leaf is tested before the switch,
+         * which takes a few more instructions per node as node types grow. */
+        if (r->type == ROUTE_POOL) {
             node_pool(rt, c);
+            return;
+        }
+        switch (r->type) {
+        case ROUTE_POOL:        /* above */
+        case ROUTE_TYPE_COUNT:
+            call_fail(&rt->rq, c, FAIL_PROTOCOL);
             return;
         case ROUTE_PREFIX:
             c->node = node_prefix(r, c);
             continue;       /* a pure choice: the same call goes on */
         case ROUTE_BY_OP:
             c->node = node_by_op(r, c);
+            continue;
+        case ROUTE_BY_CLIENT:
+            c->node = node_by_client(r, c);
             continue;
         case ROUTE_REWRITE:
             if (!node_rewrite(rt, c))
@@ -788,9 +829,6 @@ route_start(struct route_ctx *rt, struct call *c)
             rt->preview->observe(rt->preview, rt, c);
             c->node = r->children[0];
             continue;
-        case ROUTE_TYPE_COUNT:
-            call_fail(&rt->rq, c, FAIL_PROTOCOL);
-            return;
         }
     }
 }

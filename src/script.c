@@ -30,8 +30,10 @@
 #include "config.h"
 #include "discover.h"
 #include "ketama.h"
+#include "listener.h"
 #include "log.h"
 #include "luagent.h"
+#include "reqlog.h"
 #include "route.h"
 #include "settings.h"
 #include "sim.h"
@@ -739,6 +741,57 @@ compile_prefix(struct compiler *cc, int idx, struct route *r)
     return r->default_route ? r : NULL;
 }
 
+/* by_client entries of one kind (CN or listener) from the map on top of the stack. */
+static int
+compile_client_entries(struct compiler *cc, int idx, struct route *r, int n, bool cn)
+{
+    lua_State *L = cc->L;
+    int i;
+
+    for (i = 0; i < n; i++) {
+        struct client_entry *e = &r->clients[r->nclients];
+
+        lua_rawgeti(L, -1, i + 1);
+        if (field_bool(L, -1, "cn", false) != cn) {
+            lua_pop(L, 1);
+            continue;
+        }
+        e->cn = cn;
+        e->name = field_str(L, -1, "name");
+        r->nclients++;
+        e->route = compile_field(cc, lua_gettop(L), "route", true);
+        lua_pop(L, 1);
+        if (e->route == NULL || e->name == NULL) {
+            fail(cc, idx, "lg.by_client: entry %d is not a name and a route", i + 1);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static struct route *
+compile_by_client(struct compiler *cc, int idx, struct route *r)
+{
+    lua_State *L = cc->L;
+    int n, rc = 0;
+
+    lua_getfield(L, idx, "map");
+    n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
+    r->clients = calloc((size_t)(n ? n : 1), sizeof(*r->clients));
+    if (r->clients == NULL)
+        rc = -1;
+    /* CN entries first: a client's certificate says more than its port. */
+    if (rc == 0)
+        rc = compile_client_entries(cc, idx, r, n, true);
+    if (rc == 0)
+        rc = compile_client_entries(cc, idx, r, n, false);
+    lua_pop(L, 1);
+    if (rc < 0)
+        return fail(cc, idx, "out of memory");
+    r->default_route = compile_field(cc, idx, "default", true);
+    return r->default_route ? r : NULL;
+}
+
 static struct route *
 compile_by_op(struct compiler *cc, int idx, struct route *r)
 {
@@ -983,6 +1036,7 @@ static const struct type_row type_rows[] = {
     { "warmup",      ROUTE_WARMUP,      compile_warmup },
     { "error",       ROUTE_ERROR,       compile_error },
     { "hook",        ROUTE_HOOK,        compile_hook },
+    { "by_client",   ROUTE_BY_CLIENT,   compile_by_client },
     { "ttl",         ROUTE_TTL,         compile_ttl },
     { "ratelimit",   ROUTE_RATELIMIT,   compile_ratelimit },
     { "balance",     ROUTE_BALANCE,     compile_balance },
@@ -1040,6 +1094,19 @@ compile_route(struct compiler *cc, int idx)
     return r;
 }
 
+/* settings.log_slow_ms and settings.log_sample (the Lua side made "1/N" a number). */
+static void
+compile_request_log(struct config *cfg, lua_State *L, int s)
+{
+    double share = field_number(L, s, "log_sample", 0);
+
+    cfg->log_slow_ns = (uint64_t)field_int(L, s, "log_slow_ms", 0) * 1000000u;
+    cfg->log_sample = share >= 1.0 ? UINT32_MAX : (uint32_t)(share * 4294967295.0);
+    if (share > 0 && cfg->log_sample == 0)
+        cfg->log_sample = 1;                /* tiny, but asked for: not off */
+    cfg->reqlog = cfg->log_slow_ns > 0 || cfg->log_sample > 0;
+}
+
 static int
 compile_settings(struct compiler *cc, int policy)
 {
@@ -1077,6 +1144,7 @@ compile_settings(struct compiler *cc, int policy)
                            : field_is(L, s, "log_level", "warn") ? LOG_WARN
                            : field_is(L, s, "log_level", "info") ? LOG_INFO
                            : field_is(L, s, "log_level", "debug") ? LOG_DEBUG : -1;
+        compile_request_log(cc->cfg, L, s);
         if (field_is(L, s, "hook_errors", "default"))
             cc->cfg->fallback = compile_field(cc, s, "fallback", true);
     }
@@ -1171,6 +1239,10 @@ l_req_index(lua_State *L)
             lua_pushstring(L, proto_op_name(proto_cmd_op(r->cmd)));
             return 1;
         }
+        if (memcmp(name, "cn", 2) == 0) {
+            lua_pushstring(L, r->cn);           /* nil without a verified certificate */
+            return 1;
+        }
         break;
     case 3:
         if (memcmp(name, "key", 3) == 0) {
@@ -1191,6 +1263,12 @@ l_req_index(lua_State *L)
     case 6:
         if (memcmp(name, "client", 6) == 0) {
             lua_pushstring(L, r->is_unix ? "unix" : "tcp");
+            return 1;
+        }
+        break;
+    case 8:
+        if (memcmp(name, "listener", 8) == 0) {
+            lua_pushstring(L, r->listener);     /* nil without a client */
             return 1;
         }
         break;
@@ -1316,8 +1394,11 @@ script_hook_call(struct config *cfg, int worker, const struct route *hook,
                  const char **newkey, uint32_t *newklen)
 {
     char err[ERR_LEN];
-    struct script_vm *vm = &cfg->script->vms[worker];
+    struct script_vm *vm;
 
+    if (worker < 0 || worker >= cfg->script->nvms || cfg->script->vms[worker].L == NULL)
+        return -1;      /* no VM on this thread: live introspection says so */
+    vm = &cfg->script->vms[worker];
     if (vm_call_hook(vm, cfg, hook, req, route, newkey, newklen, err, sizeof(err)) == 0)
         return 0;
     snprintf(vm->hook_error, sizeof(vm->hook_error), "%s", err);
@@ -1440,6 +1521,10 @@ run_test(struct script_vm *vm, struct sim *sim, const struct config *cfg, const 
         snprintf(err, errlen, "%s: test %d \"%s\": %s", source, n, line, why);
         goto out;
     }
+    lua_getfield(L, t, "listener");
+    lua_getfield(L, t, "cn");       /* both stay on the stack while the test runs */
+    cond.listener = lua_tostring(L, -2) ? lua_tostring(L, -2) : LISTEN_NAME_TCP;
+    cond.cn = lua_tostring(L, -1);
     vm->hook_error[0] = '\0';
     if (sim_run(sim, cmd, key, klen, &cond, res, why, sizeof(why)) < 0) {
         snprintf(err, errlen, "%s: test %d \"%s\": %s", source, n, line, why);
@@ -1712,6 +1797,7 @@ run_line(struct config *cfg, const char *line, const struct sim_conditions *cond
     const char *key;
     uint32_t klen;
     enum cmd cmd;
+    struct sim_conditions client = cond != NULL ? *cond : (struct sim_conditions){ .ndown = 0 };
     struct sim *sim;
     int i;
 
@@ -1734,11 +1820,12 @@ run_line(struct config *cfg, const char *line, const struct sim_conditions *cond
             return NULL;
         }
     }
+    client.listener = client.listener ? client.listener : LISTEN_NAME_TCP;
     if ((sim = sim_new(cfg, 0)) == NULL) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    if (sim_run(sim, cmd, key, klen, cond, res, err, errlen) < 0) {
+    if (sim_run(sim, cmd, key, klen, &client, res, err, errlen) < 0) {
         sim_free(sim);
         return NULL;
     }
@@ -1755,12 +1842,142 @@ script_explain(struct config *cfg, const char *line, const struct sim_conditions
     if (res == NULL)
         snprintf(err, errlen, "out of memory");
     if (sim != NULL) {
+        if (cond != NULL && (cond->listener != NULL || cond->cn != NULL))
+            fprintf(out, "client: listener %s%s%s\n",
+                    cond->listener ? cond->listener : LISTEN_NAME_TCP,
+                    cond->cn ? ", cn " : "", cond->cn ? cond->cn : "");
         fprintf(out, "%s\n", line);
         sim_explain(sim, res, out);
     }
     sim_free(sim);
     free(res);
     return sim != NULL ? 0 : -1;
+}
+
+/* route_live's nodes: those the run passed, in the tree's order, each once. */
+static void
+live_nodes(const struct sim *sim, const struct route *r, struct route_live *lv, int depth)
+{
+    int i;
+
+    if (r == NULL || depth > ROUTE_HOPS_MAX || !sim_visited(sim, r))
+        return;
+    if (r->type != ROUTE_POOL) {
+        for (i = 0; i < lv->nsteps && lv->steps[i].node != r; i++)
+            ;
+        if (i < lv->nsteps || lv->nsteps == ROUTE_LIVE_MAX)
+            return;
+        lv->steps[lv->nsteps++] = (struct route_live_step){ .node = r };
+        /* A failover that went past its first child is in effect. */
+        for (i = 1; r->type == ROUTE_FAILOVER && i < r->nchildren; i++)
+            if (sim_visited(sim, r->children[i]))
+                snprintf(lv->steps[lv->nsteps - 1].state, sizeof(lv->steps[0].state),
+                         "failover");
+    }
+    for (i = 0; i < r->nprefixes; i++)
+        live_nodes(sim, r->prefixes[i].route, lv, depth + 1);
+    for (i = 0; i < r->nclients; i++)
+        live_nodes(sim, r->clients[i].route, lv, depth + 1);
+    for (i = 0; i < CMD_COUNT; i++)
+        live_nodes(sim, r->by_cmd[i], lv, depth + 1);
+    for (i = 0; i < OP_COUNT; i++)
+        live_nodes(sim, r->by_op[i], lv, depth + 1);
+    for (i = 0; i < r->nchildren; i++)
+        live_nodes(sim, r->children[i], lv, depth + 1);
+    live_nodes(sim, r->default_route, lv, depth + 1);
+}
+
+/*
+ * route_live's targets: the client's request's server calls (not a shadow's
+ * copies or the proxy's own). Those that took it answer; when none did and
+ * no error node answered, the last one tried is what the client reads (a
+ * server marked down with nowhere else to go).
+ */
+static void
+live_targets(const struct config *cfg, const struct sim_result *res, const bool *down,
+             struct route_live *lv)
+{
+    int i, last = -1;
+    bool took = false;
+
+    for (i = 0; i < res->nsteps && lv->ntargets < ROUTE_LIVE_MAX; i++) {
+        const struct sim_step *st = &res->steps[i];
+
+        if (st->copy || st->background || st->pool < 0)
+            continue;
+        last = lv->ntargets;
+        took = took || sim_step_took(st);
+        lv->targets[lv->ntargets++] = (struct route_live_target){
+            .pool = cfg->pools[st->pool], .server = st->server,
+            .down = down != NULL && down[st->server], .answers = sim_step_took(st) };
+    }
+    if (!took && !res->error_node && last >= 0)
+        lv->targets[last].answers = true;
+}
+
+/* Has the run passed a hook node? */
+static bool
+live_passed_hook(const struct sim *sim, const struct config *cfg)
+{
+    int i;
+
+    for (i = 0; i < cfg->nnodes; i++)
+        if (cfg->nodes[i]->type == ROUTE_HOOK && sim_visited(sim, cfg->nodes[i]))
+            return true;
+    return false;
+}
+
+enum route_live_result
+script_route_live(struct config *cfg, int vm, const char *cmd, size_t cmdlen, const char *key,
+                  size_t klen, const char *listener, const char *cn, const bool *down,
+                  struct route_live *live, char *err, size_t errlen)
+{
+    struct sim_conditions now = { .listener = listener ? listener : LISTEN_NAME_TCP, .cn = cn,
+                                  .down_ids = down };
+    enum cmd c = cmd_by_name(cmd, cmdlen);
+    struct sim_result *res;
+    struct sim *sim;
+    enum route_live_result rc = ROUTE_LIVE_OK;
+
+    memset(live, 0, sizeof(*live));
+    if (c == CMD_COUNT || proto_cmd_op(c) == OP_PROXY) {
+        snprintf(err, errlen, "cmd must be a keyed command such as get, set or delete");
+        return ROUTE_LIVE_BAD;
+    }
+    if (klen == 0 || klen > KEY_MAX) {
+        snprintf(err, errlen, "key must be 1-%d bytes without spaces or control characters",
+                 KEY_MAX);
+        return ROUTE_LIVE_BAD;
+    }
+    /* Hooks run in the calling worker's VM; with none (the metrics thread)
+     * a hook met fails quietly (script_hook_call) and the caller is told. */
+    if (vm < 0 || cfg->script == NULL || vm >= cfg->script->nvms || cfg->script->vms[vm].L == NULL)
+        vm = -1;
+    res = malloc(sizeof(*res));
+    sim = res != NULL ? sim_new(cfg, vm) : NULL;
+    if (sim == NULL) {
+        snprintf(err, errlen, "out of memory");
+        free(res);
+        return ROUTE_LIVE_FAILED;
+    }
+    if (vm >= 0)
+        cfg->script->vms[vm].hook_error[0] = '\0';
+    if (sim_run(sim, c, key, (uint32_t)klen, &now, res, err, errlen) < 0) {
+        rc = ROUTE_LIVE_FAILED;
+    } else if (vm < 0 && live_passed_hook(sim, cfg)) {
+        snprintf(err, errlen, "the route passes lg.hook, whose Lua runs only in a "
+                 "worker: ask with \"stats route CMD KEY\" on the memcached port");
+        rc = ROUTE_LIVE_NO_VM;
+    } else if (res->hook_failed) {
+        snprintf(err, errlen, "%s", vm >= 0 ? cfg->script->vms[vm].hook_error : "a hook failed");
+        rc = ROUTE_LIVE_FAILED;
+    } else {
+        live_nodes(sim, cfg->root, live, 0);
+        live_targets(cfg, res, down, live);
+    }
+    sim_free(sim);
+    free(res);
+    return rc;
 }
 
 int
@@ -1799,6 +2016,9 @@ route_below(const struct route *r, const struct route *node, int depth)
     for (i = 0; i < r->nprefixes; i++)
         if (route_below(r->prefixes[i].route, node, depth + 1))
             return true;
+    for (i = 0; i < r->nclients; i++)
+        if (route_below(r->clients[i].route, node, depth + 1))
+            return true;
     for (i = 0; i < r->nchildren; i++)
         if (route_below(r->children[i], node, depth + 1))
             return true;
@@ -1827,6 +2047,8 @@ mark_pools_below(const struct config *cfg, const struct route *r, bool *pools, i
     }
     for (i = 0; i < r->nprefixes; i++)
         mark_pools_below(cfg, r->prefixes[i].route, pools, depth + 1);
+    for (i = 0; i < r->nclients; i++)
+        mark_pools_below(cfg, r->clients[i].route, pools, depth + 1);
     for (i = 0; i < r->nchildren; i++)
         mark_pools_below(cfg, r->children[i], pools, depth + 1);
     for (i = 0; i < OP_COUNT; i++)
@@ -1858,6 +2080,8 @@ mark_write_pools(const struct config *cfg, const struct route *r, bool *pools, i
         }
         for (i = 0; i < r->nprefixes; i++)
             mark_write_pools(cfg, r->prefixes[i].route, pools, depth + 1);
+        for (i = 0; i < r->nclients; i++)
+            mark_write_pools(cfg, r->clients[i].route, pools, depth + 1);
         for (i = 0; i < r->nchildren; i++)
             mark_write_pools(cfg, r->children[i], pools, depth + 1);
         mark_write_pools(cfg, r->default_route, pools, depth + 1);
@@ -1922,6 +2146,46 @@ done:
     free(below);
 }
 
+/* settings.log_slow_ms and settings.log_sample, when either is on. */
+static void
+describe_request_log(const struct config *cfg, FILE *out)
+{
+    double share = cfg->log_sample / 4294967295.0, inv, near;
+
+    if (!cfg->reqlog)
+        return;
+    fprintf(out, "request log:");
+    if (cfg->log_slow_ns > 0)
+        fprintf(out, " requests slower than %llu ms%s",
+                (unsigned long long)(cfg->log_slow_ns / 1000000u), cfg->log_sample ? "," : "");
+    if (cfg->log_sample > 0) {
+        /* "1/N" comes back as 1/N within the 32-bit share's rounding. */
+        inv = 1.0 / share;
+        near = (double)(uint64_t)(inv + 0.5);
+        if (inv - near < inv * 1e-4 && near - inv < inv * 1e-4)
+            fprintf(out, " a sample of 1/%llu", (unsigned long long)near);
+        else
+            fprintf(out, " a sample of %.4g%%", 100.0 * share);
+    }
+    fprintf(out, " (at most %d lines a second per worker)\n", REQLOG_LINES_PER_S);
+}
+
+/* by_client: who goes where, "cn:alice -> pool a, admin -> pool b, default -> ...". */
+static void
+describe_by_client(const struct config *cfg, const struct route *r, FILE *out)
+{
+    char label[ROUTE_LABEL_MAX];
+    int i;
+
+    fprintf(out, " (");
+    for (i = 0; i < r->nclients; i++) {
+        route_label(cfg, r->clients[i].route, label, sizeof(label));
+        fprintf(out, "%s%s -> %s, ", r->clients[i].cn ? "cn:" : "", r->clients[i].name, label);
+    }
+    route_label(cfg, r->default_route, label, sizeof(label));
+    fprintf(out, "default -> %s)", label);
+}
+
 /*
  * A pool's retry and rejoin settings: those of the servers it configured
  * (a server named by an earlier pool keeps that pool's). Shown when the
@@ -1945,6 +2209,7 @@ script_describe(const struct config *cfg, FILE *out)
 
     fprintf(out, "policy %s: %d pool(s), %d route node(s), %d hook(s)\n",
             cfg->source, cfg->npools, cfg->nnodes, cfg->nhooks);
+    describe_request_log(cfg, out);
     for (i = 0; i < cfg->npools; i++) {
         const struct pool *p = cfg->pools[i];
 
@@ -1960,8 +2225,10 @@ script_describe(const struct config *cfg, FILE *out)
         char detail[128];
 
         sim_node_detail(cfg->nodes[i], detail, sizeof(detail));
-        fprintf(out, "route %d: %s%s%s\n", i, cfg->nodes[i]->name, detail,
-                cfg->nodes[i] == cfg->root ? " (root)" : "");
+        fprintf(out, "route %d: %s%s", i, cfg->nodes[i]->name, detail);
+        if (cfg->nodes[i]->type == ROUTE_BY_CLIENT)
+            describe_by_client(cfg, cfg->nodes[i], out);
+        fprintf(out, "%s\n", cfg->nodes[i] == cfg->root ? " (root)" : "");
     }
     if (cfg->discover_pending)
         fprintf(out, "note: server DNS names are not resolved here; an srv: name stands "

@@ -30,7 +30,7 @@ enum {
     OPT_PID_FILE, OPT_TLS_PORT, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_CA,
     OPT_TLS_VERIFY_CLIENT, OPT_TLS_HANDSHAKE_TIMEOUT, OPT_BACKEND_TLS_CA,
     OPT_SERVER_STATS_INTERVAL, OPT_CLIENT_MAX_MEMORY, OPT_DIFF, OPT_KEYS, OPT_JSON,
-    OPT_AGAINST, OPT_WATCH, OPT_RELOAD, OPT_FORCE,
+    OPT_AGAINST, OPT_WATCH, OPT_RELOAD, OPT_FORCE, OPT_ROUTE_LISTENER, OPT_ROUTE_CN,
     OPT_DOWN, OPT_MISS, OPT_TIMEOUT, OPT_PREVIEW
 };
 
@@ -38,7 +38,7 @@ static const struct option_row option_rows[] = {
     { 'p', "port",       "PORT", "TCP port to listen on (default 11211, 0 = no TCP)" },
     { 's', "server",     "HOST[:PORT[:WEIGHT]]", "memcached server (repeatable; port 11211 when omitted)" },
     { 'b', "backup",     "HOST[:PORT[:WEIGHT]]", "backup server (repeatable): writes go to it too, reads fall back to it" },
-    { 'l', "listen",     "ADDR", "address to bind (default: all)" },
+    { 'l', "listen",     "ADDR|NAME=ADDR:PORT", "address -p, --tls-port bind (default: all); or, with '=', one more TCP listener named NAME (repeatable, for lg.by_client)" },
     { 'n', "max-conns",  "N",    "max simultaneous client connections (default 4096)" },
     { 'i', "max-idle",   "N",    "max idle connections kept per server (default 20)" },
     { 'm', "max-memory", "MB",   "buffer memory of all clients in MiB; past it new requests get SERVER_ERROR out of memory (default 1024, or settings.max_memory)" },
@@ -64,6 +64,8 @@ static const struct option_row option_rows[] = {
     { OPT_BACKEND_TLS_CA, "backend-tls-ca", "FILE", "talk TLS to the -s/-b servers, verified against this CA (lg.args.backend_tls_ca)" },
     { OPT_CHECK,   "check",   "FILE", "load FILE, run its self-tests, print its pools and routes, exit 0/1" },
     { OPT_ROUTE,   "route",   "FILE", "with a request line after it (\"get some:key\"): print where it goes" },
+    { OPT_ROUTE_LISTENER, "listener", "NAME", "with --route: the request came through listener NAME (tcp, tls, unix or a --listen name)" },
+    { OPT_ROUTE_CN, "cn", "NAME", "with --route: the client's certificate has common name NAME" },
     { OPT_DOWN,    "down",    "NAME", "with --route, repeatable: assume the pool, HOST:PORT or HOST is down" },
     { OPT_TIMEOUT, "timeout", "NAME", "with --route, repeatable: assume the pool, HOST:PORT or HOST never answers" },
     { OPT_MISS,    "miss",    "NAME", "with --route, repeatable: assume the pool (or server) does not hold the key" },
@@ -204,6 +206,33 @@ add_server(struct server_spec **list, int *n, const char *text)
     return 0;
 }
 
+/* One more named listener (-l/--listen NAME=ADDR:PORT). */
+static int
+add_listen(struct settings *s, const char *text)
+{
+    char err[ERR_LEN];
+    int i;
+
+    if (s->nlistens == LISTEN_NAMED_MAX) {
+        snprintf(err, sizeof(err), "too many --listen NAME=ADDR:PORT listeners (at most %d)",
+                 LISTEN_NAMED_MAX);
+        bad("%s", err);
+        return -1;
+    }
+    if (listener_parse_named(text, &s->listens[s->nlistens], err, sizeof(err)) < 0) {
+        bad("%s", err);
+        return -1;
+    }
+    for (i = 0; i < s->nlistens; i++) {
+        if (strcmp(s->listens[i].name, s->listens[s->nlistens].name) == 0) {
+            bad("--listen: two listeners are named '%s'", s->listens[i].name);
+            return -1;
+        }
+    }
+    s->nlistens++;
+    return 0;
+}
+
 /* --down/--timeout/--miss NAME: one more assumed condition for --route. */
 static int
 add_condition(struct sim_conditions *cond, const char *which, const char *name)
@@ -289,7 +318,13 @@ apply_option(struct settings *s, int c, const char *arg)
         if (add_server(&s->backups, &s->nbackups, arg) < 0)
             return SETTINGS_EXIT_USAGE;
         break;
-    case 'l': s->bind_addr = arg; break;
+    case 'l':
+        if (strchr(arg, '=') == NULL) {
+            s->bind_addr = arg;
+        } else if (add_listen(s, arg) < 0) {
+            return SETTINGS_EXIT_USAGE;
+        }
+        break;
     case 'n':
         if (parse_int(arg, 1, 1000000, &s->max_conns) < 0)
             return bad("bad value '%s' for -n: must be 1-1000000", arg);
@@ -354,6 +389,8 @@ apply_option(struct settings *s, int c, const char *arg)
             return SETTINGS_EXIT_USAGE;
         break;
     case OPT_AGAINST: s->against = arg; break;
+    case OPT_ROUTE_LISTENER: s->route_cond.listener = arg; break;
+    case OPT_ROUTE_CN: s->route_cond.cn = arg; break;
     case OPT_DIFF: s->diff_old = arg; break;
     case OPT_KEYS: s->keys_file = arg; break;
     case OPT_JSON: s->json = true; break;
@@ -398,6 +435,10 @@ check_safe_change_options(const struct settings *s)
     }
     if (s->against != NULL && s->check == NULL) {
         bad("%s", "--against OLD goes with --check NEW");
+        return -1;
+    }
+    if ((s->route_cond.listener != NULL || s->route_cond.cn != NULL) && s->route_file == NULL) {
+        bad("%s", "--listener and --cn go with --route FILE LINE");
         return -1;
     }
     if ((s->preview != NULL || s->preview_drop) && (s->reload || s->check || s->diff_old)) {
@@ -477,7 +518,7 @@ settings_parse(struct settings *s, int argc, char **argv)
         if (optind != argc - 1)
             return bad("%s", "--route FILE needs one request line, e.g. \"get some:key\"");
         s->route_line = argv[optind++];
-        return SETTINGS_RUN;
+        return check_safe_change_options(s) < 0 ? SETTINGS_EXIT_USAGE : SETTINGS_RUN;
     }
     if (s->diff_old != NULL) {
         if (optind != argc - 1)
@@ -498,9 +539,9 @@ settings_parse(struct settings *s, int argc, char **argv)
         return SETTINGS_RUN;
     if (s->nservers == 0 && s->policy == NULL)
         return bad("%s", "no server given: use -s HOST[:PORT] (or -c policy.lua)");
-    if (s->port == 0 && s->unix_path == NULL && s->tls_port == 0)
-        return bad("%s", "nothing to listen on: -p 0 turns TCP off and neither -f PATH "
-                   "nor --tls-port was given");
+    if (s->port == 0 && s->unix_path == NULL && s->tls_port == 0 && s->nlistens == 0)
+        return bad("%s", "nothing to listen on: -p 0 turns TCP off and neither -f PATH, "
+                   "--tls-port nor --listen NAME=ADDR:PORT was given");
     if (s->unix_mode >= 0 && s->unix_path == NULL)
         return bad("%s", "--unix-mode needs -f PATH");
     return SETTINGS_RUN;

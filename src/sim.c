@@ -20,11 +20,14 @@
 #include <event2/event.h>
 
 #include "backend.h"
+#include "base64.h"
 #include "buf.h"
+#include "coalesce.h"
 #include "config.h"
 #include "dcache.h"
 #include "hedge.h"
 #include "hotkeys.h"
+#include "listener.h"
 #include "request.h"
 #include "respond.h"
 #include "route.h"
@@ -42,6 +45,8 @@ struct sim {
     const struct sim_conditions *cond;      /* of the request being run */
     struct sim_result           *res;       /* where its steps go */
     struct creq                 *creq;      /* the request being run */
+    struct creq_owner            client;    /* its client, when the conditions name
+                                             * a listener or a CN (else no owner) */
     struct call                 *queue[SIM_QUEUE_MAX];
     int                          nqueue, next;
     bool                         overflow;
@@ -168,13 +173,21 @@ sim_submit(void *arg, const struct server *srv, struct call *c)
     sim->queue[sim->nqueue++] = c;
 }
 
+/* Is srv assumed down: named in the down list, or marked in down_ids? */
+static bool
+assumed_down(const struct sim *sim, const struct server *srv)
+{
+    const struct sim_conditions *cond = sim->cond;
+
+    return cond != NULL && ((cond->down_ids != NULL && cond->down_ids[srv->id])
+                            || server_listed(sim->cfg, cond->down, cond->ndown, srv));
+}
+
 static bool
 sim_is_down(void *arg, const struct server *srv)
 {
-    const struct sim *sim = arg;
-
     /* eject and balance skip a server assumed down (not one only slow) */
-    return sim->cond != NULL && server_listed(sim->cfg, sim->cond->down, sim->cond->ndown, srv);
+    return assumed_down(arg, srv);
 }
 
 /* The reply a server gives cmd, with the key present or not. */
@@ -243,7 +256,7 @@ sim_answer(struct sim *sim, struct call *c, struct sim_step *st)
     enum reply_kind kind;
     uint64_t before;
 
-    if (cond != NULL && server_listed(sim->cfg, cond->down, cond->ndown, srv)) {
+    if (assumed_down(sim, srv)) {
         st->outcome = SIM_DOWN;
         call_fail(rq, c, FAIL_UNAVAILABLE);
         return;
@@ -426,10 +439,27 @@ sim_free(struct sim *sim)
     request_cache_trim(&sim->rt.rq);
     request_cache_trim(&sim->rt.rq);    /* the second frees what the first kept */
     hedge_queue_free(&sim->rt.hedges);
+    coalesce_table_free(&sim->rt.coalesce);     /* a test's coalesce node made it */
     hotkeys_free(sim->rt.hotkeys);
     if (sim->base != NULL)
         event_base_free(sim->base);
     free(sim);
+}
+
+/*
+ * A meta key a text line cannot carry (a space, a control byte: its client
+ * sent it in base64) goes in base64 with the "b" flag, as the client's did.
+ */
+static bool
+key_needs_base64(enum cmd cmd, const char *key, uint32_t klen)
+{
+    uint32_t i;
+
+    if (cmd < CMD_MG || cmd > CMD_ME || klen > KEY_MAX)
+        return false;
+    for (i = 0; i < klen && key_byte_ok((unsigned char)key[i]); i++)
+        ;
+    return i < klen;
 }
 
 /* A whole request for cmd and key, as a client would send it. */
@@ -437,12 +467,19 @@ static int
 request_text(struct buf *b, enum cmd cmd, const char *key, uint32_t klen)
 {
     const char *name = proto_cmd_name(cmd);
+    bool b64 = key_needs_base64(cmd, key, klen);
 
     buf_append_str(b, name);
     if (cmd == CMD_GAT || cmd == CMD_GATS)
         buf_append_str(b, " 0");
     buf_append(b, " ", 1);
-    buf_append(b, key, klen);
+    if (b64) {
+        char text[BASE64_ENCODED_LEN(KEY_MAX) + 1];
+
+        buf_append(b, text, base64_encode((const unsigned char *)key, klen, text));
+    } else {
+        buf_append(b, key, klen);
+    }
     switch (cmd) {
     case CMD_SET: case CMD_ADD: case CMD_REPLACE: case CMD_APPEND: case CMD_PREPEND:
         buf_append_str(b, " 0 0 1\r\nx");
@@ -451,7 +488,7 @@ request_text(struct buf *b, enum cmd cmd, const char *key, uint32_t klen)
         buf_append_str(b, " 0 0 1 1\r\nx");
         break;
     case CMD_MS:
-        buf_append_str(b, " 1\r\nx");
+        buf_append_str(b, b64 ? " 1 b\r\nx" : " 1\r\nx");
         break;
     case CMD_INCR: case CMD_DECR:
         buf_append_str(b, " 1");
@@ -460,6 +497,8 @@ request_text(struct buf *b, enum cmd cmd, const char *key, uint32_t klen)
         buf_append_str(b, " 0");
         break;
     default:
+        if (b64)
+            buf_append_str(b, " b");
         break;
     }
     buf_append(b, "\r\n", 2);
@@ -522,6 +561,23 @@ sim_drain(struct sim *sim)
     }
 }
 
+/*
+ * The client the request comes from, for lg.by_client and hooks: none (as
+ * the proxy's own requests) unless the conditions name its listener or CN.
+ */
+static void
+sim_client(struct sim *sim, struct creq *r, const struct sim_conditions *cond)
+{
+    if (cond == NULL || (cond->listener == NULL && cond->cn == NULL))
+        return;
+    memset(&sim->client, 0, sizeof(sim->client));
+    sim->client.listener = cond->listener != NULL ? cond->listener : LISTEN_NAME_TCP;
+    sim->client.is_unix = strcmp(sim->client.listener, LISTEN_NAME_UNIX) == 0;
+    sim->client.cn = (char *)cond->cn;      /* never freed: the client is not real */
+    sim->client.cn_known = true;
+    r->owner = &sim->client;
+}
+
 int
 sim_run(struct sim *sim, enum cmd cmd, const char *key, uint32_t klen,
         const struct sim_conditions *cond, struct sim_result *out, char *err, size_t errlen)
@@ -558,6 +614,7 @@ sim_run(struct sim *sim, enum cmd cmd, const char *key, uint32_t klen,
     creq_key_slot(r);
     for (i = 0; i < sim->cfg->nnodes; i++)
         memset(&sim->wc.routes[i]->stats, 0, sizeof(sim->wc.routes[i]->stats));
+    sim_client(sim, r, cond);
     sim->cond = cond;
     sim->res = out;
     sim->creq = r;
@@ -584,9 +641,8 @@ sim_run(struct sim *sim, enum cmd cmd, const char *key, uint32_t klen,
 
 /* ---- what the run says ---- */
 
-/* Did this step take the request (see sim_answered_by)? */
-static bool
-step_took(const struct sim_step *st)
+bool
+sim_step_took(const struct sim_step *st)
 {
     if (st->copy || st->background || st->passed_on)
         return false;
@@ -632,7 +688,7 @@ sim_answered_by(const struct sim *sim, const struct sim_result *res, char *out, 
     int n = 0, i;
 
     for (i = 0; i < res->nsteps; i++)
-        if (step_took(&res->steps[i]) && res->steps[i].pool >= 0)
+        if (sim_step_took(&res->steps[i]) && res->steps[i].pool >= 0)
             n = sim_name_add(names, n, SIM_STEPS_MAX, sim->cfg->pools[res->steps[i].pool]->name);
     for (i = 0; i < res->nchance; i++)
         n = sim_name_add(names, n, SIM_STEPS_MAX, sim->cfg->pools[res->chance[i]]->name);
@@ -673,7 +729,7 @@ sim_servers(const struct sim *sim, const struct sim_result *res, int *ids, int m
     int n = 0, i;
 
     for (i = 0; i < res->nsteps; i++) {
-        if (!step_took(&res->steps[i]))
+        if (!sim_step_took(&res->steps[i]))
             continue;
         n = id_add(ids, n, max, res->steps[i].server);
         if (key == NULL)
@@ -704,8 +760,8 @@ outcome_text(const struct sim_step *st)
     }
 }
 
-static bool
-visited(const struct sim *sim, const struct route *r)
+bool
+sim_visited(const struct sim *sim, const struct route *r)
 {
     return r != NULL && sim->wc.routes[r->id]->stats.requests > 0;
 }
@@ -737,6 +793,8 @@ explain_children(const struct sim *sim, const struct sim_result *res, const stru
 
     for (i = 0; i < r->nprefixes; i++)
         n = add_child(list, n, r->prefixes[i].route);
+    for (i = 0; i < r->nclients; i++)
+        n = add_child(list, n, r->clients[i].route);
     for (i = 0; i < CMD_COUNT; i++)
         n = add_child(list, n, r->by_cmd[i]);
     for (i = 0; i < OP_COUNT; i++)
@@ -754,7 +812,7 @@ explain_node(const struct sim *sim, const struct sim_result *res, const struct r
 {
     int i;
 
-    if (!visited(sim, r) || depth > ROUTE_HOPS_MAX)
+    if (!sim_visited(sim, r) || depth > ROUTE_HOPS_MAX)
         return;
     if (r->type != ROUTE_POOL) {
         char detail[128];

@@ -274,6 +274,21 @@ snapshot_take(struct snapshot *snap, const struct config *cfg)
 }
 
 void
+snapshot_servers_down(const struct config *cfg, bool *down)
+{
+    int i, j;
+
+    for (i = 0; i < cfg->nservers; i++) {
+        down[i] = false;
+        for (j = 0; j < worker_count(); j++) {
+            const struct backend *be = worker_backend(worker_generation(j), &cfg->servers[i]);
+
+            down[i] |= be != NULL && backend_is_down(be);
+        }
+    }
+}
+
+void
 snapshot_free(struct snapshot *snap)
 {
     int i;

@@ -71,6 +71,12 @@ stat_str(struct buf *out, const char *name, const char *v)
     buf_append(out, "\r\n", 2);
 }
 
+void
+stats_line(struct buf *out, const char *name, const char *value)
+{
+    stat_str(out, name, value);
+}
+
 /* "STAT <group>:<name>:<field> <value>" */
 static void
 group_u64(struct buf *out, const char *group, const char *name, const char *field,
@@ -292,6 +298,9 @@ render_general(struct buf *out, const struct snapshot *snap)
     stat_u64(out, "out_of_memory_errors", t->out_of_memory);
     stat_u64(out, "memory_closed_connections", t->memory_closes);
     stat_u64(out, "memory_paused_reads", t->memory_pauses);
+    stat_u64(out, "slow_requests", t->slow_requests);
+    stat_u64(out, "sampled_requests", t->sampled_requests);
+    stat_u64(out, "slow_sampled_lines_suppressed", t->reqlog_suppressed);
     stat_u64(out, "buffer_bytes", snap->buffer_bytes);
     stat_u64(out, "free_list_bytes", snap->free_list_bytes);
     stat_u64(out, "max_memory", snap->max_memory);
@@ -367,6 +376,7 @@ stats_render(struct buf *out, const struct config *cfg, enum stats_group group)
     case STATS_ROUTES:  render_routes(out, &snap); break;
     case STATS_PREVIEW: render_preview(out); break;
     case STATS_HOTKEYS: render_hotkeys(out); break;
+    case STATS_ROUTE:   /* answered by the route writer (routelive.c) */
     case STATS_UNKNOWN: break;
     }
     snapshot_free(&snap);

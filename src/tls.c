@@ -385,6 +385,28 @@ tls_failed(struct tls_conn *t, int rc)
 }
 
 int
+tls_conn_peer_cn(const struct tls_conn *t, char *out, size_t len)
+{
+    X509 *cert;
+    X509_NAME *subject;
+    int n = -1;
+
+    if (!SSL_is_init_finished(t->ssl) || SSL_get_verify_result(t->ssl) != X509_V_OK)
+        return -1;
+    cert = SSL_get_peer_certificate(t->ssl);
+    if (cert == NULL)
+        return -1;
+    subject = X509_get_subject_name(cert);
+    if (subject != NULL && X509_NAME_get_index_by_NID(subject, NID_commonName, -1) >= 0)
+        n = X509_NAME_get_text_by_NID(subject, NID_commonName, out, (int)len);
+    X509_free(cert);
+    /* An embedded NUL would make the name read as a shorter one. */
+    if (n < 0 || (size_t)n >= len - 1 || strlen(out) != (size_t)n)
+        return -1;
+    return n;
+}
+
+int
 tls_handshake(struct tls_conn *t)
 {
     int rc;

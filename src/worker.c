@@ -57,6 +57,7 @@ struct handoff {
     struct handoff *next;
     int             fd;         /* a client socket, or HANDOFF_STOP / HANDOFF_CONFIG */
     bool            is_unix;
+    const char     *listener;   /* the listener's name (static) */
     struct tls_conn *tls;       /* a TLS client's state, or NULL */
     struct config  *config;     /* HANDOFF_CONFIG: the new generation */
     struct preview *preview;    /* HANDOFF_PREVIEW: the candidate, or NULL: none */
@@ -207,6 +208,7 @@ wconfig_new(struct worker *w, struct config *config)
     if (wc == NULL)
         return NULL;
     wc->config = config;
+    wc->reqlog = config->reqlog;
     wc->root = config->root;
     wc->backends = calloc((size_t)config->nservers + 1, sizeof(*wc->backends));
     wc->routes = calloc((size_t)config->nnodes + 1, sizeof(*wc->routes));
@@ -472,7 +474,7 @@ worker_on_notify(evutil_socket_t fd, short what, void *arg)
         else if (h->fd == HANDOFF_PREVIEW)
             worker_take_preview(w, h->preview);
         else
-            client_accept(&w->cx, h->fd, h->is_unix, h->tls);
+            client_accept(&w->cx, h->fd, h->is_unix, h->tls, h->listener);
         free(h);
     }
 }
@@ -691,7 +693,7 @@ worker_start_all(struct config *config, int n)
 
 static void
 worker_hand(struct worker *w, int fd, bool is_unix, struct tls_conn *tls,
-            struct config *config, struct preview *preview)
+            const char *listener, struct config *config, struct preview *preview)
 {
     struct handoff *h = malloc(sizeof(*h));
 
@@ -709,6 +711,7 @@ worker_hand(struct worker *w, int fd, bool is_unix, struct tls_conn *tls,
     }
     h->fd = fd;
     h->is_unix = is_unix;
+    h->listener = listener;
     h->tls = tls;
     h->config = config;
     h->preview = preview;
@@ -721,12 +724,12 @@ worker_hand(struct worker *w, int fd, bool is_unix, struct tls_conn *tls,
 }
 
 void
-worker_dispatch(int fd, bool is_unix, struct tls_conn *tls)
+worker_dispatch(int fd, bool is_unix, struct tls_conn *tls, const char *listener)
 {
     struct worker *w = &workers[next_worker];
 
     next_worker = (next_worker + 1) % nworkers;
-    worker_hand(w, fd, is_unix, tls, NULL, NULL);
+    worker_hand(w, fd, is_unix, tls, listener, NULL, NULL);
 }
 
 void
@@ -736,7 +739,7 @@ worker_publish_config(struct config *config)
 
     config->refs = nworkers;
     for (i = 0; i < nworkers; i++)
-        worker_hand(&workers[i], HANDOFF_CONFIG, false, NULL, config, NULL);
+        worker_hand(&workers[i], HANDOFF_CONFIG, false, NULL, NULL, config, NULL);
 }
 
 void
@@ -747,7 +750,7 @@ worker_publish_preview(struct preview *p)
     for (i = 0; i < nworkers; i++) {
         if (p != NULL)
             preview_ref(p);
-        worker_hand(&workers[i], HANDOFF_PREVIEW, false, NULL, NULL, p);
+        worker_hand(&workers[i], HANDOFF_PREVIEW, false, NULL, NULL, NULL, p);
     }
 }
 
@@ -757,7 +760,7 @@ worker_stop_all(void)
     int i;
 
     for (i = 0; i < nworkers; i++)
-        worker_hand(&workers[i], HANDOFF_STOP, false, NULL, NULL, NULL);
+        worker_hand(&workers[i], HANDOFF_STOP, false, NULL, NULL, NULL, NULL);
     for (i = 0; i < nworkers; i++)
         pthread_join(workers[i].thread, NULL);
 }

@@ -341,7 +341,7 @@ class Luagent(Proc):
 
     def listen_addrs(self):
         """Every address this luagent was asked to listen on: -p, --tls-port,
-        -f/--unix and --metrics. It opens them one after the other, so a
+        -f/--unix, --listen NAME=ADDR:PORT and --metrics. It opens them one after the other, so a
         connection accepted on one says nothing about the next."""
         addrs = [(HOST, self.port)] if self.port else []
         argv = self.argv[1:]
@@ -355,6 +355,9 @@ class Luagent(Proc):
                 addrs.append(value)
             elif name == "--metrics":
                 host, _, port = value.rpartition(":")
+                addrs.append((host, int(port)))
+            elif name in ("-l", "--listen") and "=" in value:
+                host, _, port = value.partition("=")[2].rpartition(":")
                 addrs.append((host, int(port)))
             elif name == "--":
                 break       # the policy's own arguments (lg.args.extra)

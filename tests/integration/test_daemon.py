@@ -271,7 +271,7 @@ def test_unix_mode_other_value(luagent, tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["-p", "0"], "nothing to listen on: -p 0 turns TCP off and neither -f PATH nor --tls-port was given"),
+    (["-p", "0"], "nothing to listen on: -p 0 turns TCP off and neither -f PATH, --tls-port nor --listen NAME=ADDR:PORT was given"),
     (["--unix-mode", "0660"], "--unix-mode needs -f PATH"),
     (["-f", "/tmp/x.sock", "--unix-mode", "0999"],
      "bad mode '0999' for --unix-mode: must be octal 0-0777, e.g. 0660"),

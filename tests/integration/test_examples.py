@@ -21,6 +21,7 @@ from test_route_control import ttl_left
 ENV_SWITCHES = ("LUAGENT_REGION", "LUAGENT_TENANTS", "LUAGENT_MISS_FAILOVER")
 
 COVERED = {"default.lua", "ketama.lua", "regions.lua", "namespace.lua", "failover.lua",
+           "clients.lua",
            "migrate.lua", "replicas.lua", "gutter.lua",
            "coalesce.lua", "limits.lua", "nearcache.lua"}
 
@@ -357,6 +358,31 @@ def test_default_example_with_backup(memcached, luagent, raw_client):
     s1.kill()
     s2.kill()
     assert mget(c, keys) == [(k, b"v-" + k.encode()) for k in keys]
+
+
+# --------------------------------------------------------------------------
+# clients.lua: main 21211, batch 21212, ops 21213; the batch listener
+# --------------------------------------------------------------------------
+
+def test_clients_example(memcached, luagent, raw_client, tmp_path):
+    from conftest import HOST, RawClient, free_port
+    servers = [memcached() for _ in range(3)]
+    path = example_copy(tmp_path, "clients.lua", servers)
+    batch_port = free_port()
+    lg = luagent("-c", str(path), "--listen", "batch=%s:%d" % (HOST, batch_port))
+    web, batch = raw_client(lg), RawClient((HOST, batch_port))
+    try:
+        assert store(web, "page:1", "web") == b"STORED\r\n"
+        assert store(batch, "page:2", "bulk") == b"STORED\r\n"
+        assert present(servers, ["page:1"]) == {"page:1"} and servers[0].present(["page:1"])
+        assert servers[1].present(["page:2"]) == {"page:2"}
+        assert not servers[0].present(["page:2"])
+        web.send(b"stats route get page:9\r\n")
+        assert b"STAT pool main\r\n" in web.read_reply("stats")
+        batch.send(b"stats route get page:9\r\n")
+        assert b"STAT pool batch\r\n" in batch.read_reply("stats")
+    finally:
+        batch.close()
 
 
 # --------------------------------------------------------------------------

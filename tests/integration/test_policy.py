@@ -774,6 +774,7 @@ def _example_check_cases():
         ("failover.lua", {}, (), ["primary", "backup"]),
         ("failover.lua", {"LUAGENT_MISS_FAILOVER": "1"}, (), ["primary", "backup"]),
         ("migrate.lua", {}, (), ["old", "new"]),
+        ("clients.lua", {}, (), ["main", "batch", "ops"]),
         ("replicas.lua", {}, (), ["replica_a", "replica_b", "replica_c"]),
         ("gutter.lua", {}, (), ["main", "gutter"]),
         ("nearcache.lua", {}, (), ["main"]),

@@ -700,6 +700,26 @@ do
     fails("policy: max_remap range",
           "lg.policy: field 'settings.max_remap' must be between 0 and 1 (got 10)",
           function() local _ = lg.policy{ route = a, settings = { max_remap = 10 } } end)
+    eq(lg.policy{ route = a, settings = { log_sample = "1/4" } }.settings.log_sample, 0.25,
+       "settings log_sample \"1/N\" becomes a share")
+    eq(lg.policy{ route = a, settings = { log_sample = 0.5 } }.settings.log_sample, 0.5,
+       "settings log_sample number kept")
+    fails("policy: bad log_sample",
+          "lg.policy: field 'settings.log_sample' must be a number from 0 to 1 or a string \"1/N\" like \"1/1000\" (got '1/x')",
+          function() local _ = lg.policy{ route = a, settings = { log_sample = "1/x" } } end)
+    fails("policy: test client field typo",
+          "lg.policy: unknown field 'tests[1].cm' (did you mean 'tests[1].cn'?)",
+          function() local _ = lg.policy{ route = a, tests = { { "get x", "a", cm = "x" } } } end)
+    eq(#lg.policy{ route = a, tests = { { "get x", "a", listener = "admin", cn = "ops" } } }.tests,
+       1, "a test may state its client")
+    local bc = lg.by_client{ admin = a, ["cn:ops"] = b, default = a }
+    eq(#bc.map, 2, "by_client entries")
+    fails("by_client: default typo",
+          "lg.by_client: missing required field 'default' (is 'defalt' a typo?)",
+          function() local _ = lg.by_client{ defalt = a } end)
+    fails("by_client: not a route",
+          "lg.by_client: 'admin' is not a route (got string)",
+          function() local _ = lg.by_client{ admin = "a", default = a } end)
     fails("policy: bad log_level",
           "lg.policy: field 'settings.log_level' must be 'error', 'warn', 'info' or 'debug' (got 'trace')",
           function() local _ = lg.policy{ route = a, settings = { log_level = "trace" } } end)
