@@ -57,9 +57,9 @@ int script_reach_servers(struct config *config, const char *line, int *ids, int 
 /* A route node the request passes, with its live state. */
 struct route_live_step {
     const struct route *node;
-    char        state[32];      /* "" or "failover" (the primary is down: the request
-                                 * moves on); more node types add their words here
-                                 * (a rate limiter: "tokens N") */
+    char        state[32];      /* "", "failover" (the primary is down: the request
+                                 * moves on) or "tokens N" (a global rate limit's
+                                 * bucket now) */
 };
 
 /* A server the request is sent to. */

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <time.h>
 
 #include <lauxlib.h>
@@ -27,12 +28,14 @@
 #include <lualib.h>
 
 #include "balance.h"
+#include "clock.h"
 #include "config.h"
 #include "discover.h"
 #include "ketama.h"
 #include "listener.h"
 #include "log.h"
 #include "luagent.h"
+#include "ratelimit.h"
 #include "reqlog.h"
 #include "route.h"
 #include "settings.h"
@@ -1873,6 +1876,13 @@ live_nodes(const struct sim *sim, const struct route *r, struct route_live *lv, 
             if (sim_visited(sim, r->children[i]))
                 snprintf(lv->steps[lv->nsteps - 1].state, sizeof(lv->steps[0].state),
                          "failover");
+        /* A global bucket is one for all workers: its tokens now. (A
+         * worker's own bucket is that worker's alone, so none is shown.) */
+        if (r->type == ROUTE_RATELIMIT && r->rate_shared != NULL)
+            snprintf(lv->steps[lv->nsteps - 1].state, sizeof(lv->steps[0].state),
+                     "tokens %llu", (unsigned long long)rate_tokens(
+                         &r->rate, atomic_load_explicit(r->rate_shared, memory_order_relaxed),
+                         clock_ns()));
     }
     for (i = 0; i < r->nprefixes; i++)
         live_nodes(sim, r->prefixes[i].route, lv, depth + 1);

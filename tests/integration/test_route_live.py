@@ -205,3 +205,26 @@ def test_the_asking_client_is_the_client(memcached, luagent, tmp_path):
     assert parse(stats_route(RawClient((HOST, aport)), "get k"))["pool"] == "admin"
     assert route_json(mport, cmd="get", key="k")["pool"] == "main"
     assert route_json(mport, cmd="get", key="k", listener="admin")["pool"] == "admin"
+
+
+def test_a_global_rate_limit_shows_its_tokens_left(memcached, luagent, raw_client, tmp_path):
+    """A global bucket is one for all workers: introspection shows its tokens
+    now. At rate 0.001/s the bucket does not refill while the test runs."""
+    m = memcached()
+    path = tmp_path / "r.lua"
+    path.write_text('local lg = require "luagent"\n'
+                    'local main = lg.pool{ name = "main", servers = { "%s" } }\n'
+                    'return lg.policy{ route = lg.ratelimit{ to = main, rate = 0.001,\n'
+                    '                  burst = 5, scope = "global" } }\n' % m.addr)
+    mport = free_port()
+    lg = luagent("-t", "2", "-c", path, "--metrics", "%s:%d" % (HOST, mport))
+    c = raw_client(lg)
+    assert parse(stats_route(c, "get k"))["route"] == "ratelimit#1"
+    assert route_json(mport, cmd="get", key="k")["route"] == [
+        {"node": "ratelimit#1", "state": ["tokens", "5"]}]
+    for _ in range(2):
+        c.send(b"get k\r\n")
+        assert c.read_line() == b"END\r\n"
+    assert route_json(mport, cmd="get", key="k")["route"] == [
+        {"node": "ratelimit#1", "state": ["tokens", "3"]}]
+    assert "tokens 3" in parse(stats_route(c, "get k"))["state"]
