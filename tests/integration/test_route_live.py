@@ -47,6 +47,14 @@ def parse(raw):
     return dict(l.split(" ", 2)[1:] for l in raw.decode().splitlines() if l.startswith("STAT "))
 
 
+def serve(luagent, tmp_path, policy, *args):
+    """luagent on policy (Lua text) with a --metrics port: (luagent, the port)."""
+    path = tmp_path / "p.lua"
+    path.write_text(policy)
+    mport = free_port()
+    return luagent("-c", path, "--metrics", "%s:%d" % (HOST, mport), *args), mport
+
+
 @pytest.fixture
 def dead_port():
     return free_port()      # nothing listens there
@@ -55,10 +63,7 @@ def dead_port():
 def test_failover_in_effect_once_the_primary_is_marked_down(memcached, luagent, raw_client,
                                                            tmp_path, dead_port):
     gutter = memcached()
-    path = tmp_path / "p.lua"
-    path.write_text(FAILOVER % ("%s:%d" % (HOST, dead_port), gutter.addr))
-    mport = free_port()
-    lg = luagent("-c", path, "--metrics", "%s:%d" % (HOST, mport))
+    lg, mport = serve(luagent, tmp_path, FAILOVER % ("%s:%d" % (HOST, dead_port), gutter.addr))
     c = raw_client(lg)
     dead = "%s:%d" % (HOST, dead_port)
     before = parse(stats_route(c, "get user:1"))
@@ -107,12 +112,10 @@ def test_ejected_key_names_the_live_server(memcached, luagent, raw_client, tmp_p
 
 def test_keys_are_url_decoded_and_json_escaped(memcached, luagent, tmp_path):
     m = memcached()
-    path = tmp_path / "p.lua"
-    path.write_text('local lg = require "luagent"\n'
-                    'return lg.policy{ route = lg.prefix{ ["a:"] = lg.pool{ name = "a", '
-                    'servers = { "%s" } }, default = lg.error{ msg = "no" } } }\n' % m.addr)
-    mport = free_port()
-    luagent("-c", path, "--metrics", "%s:%d" % (HOST, mport))
+    _, mport = serve(luagent, tmp_path,
+                     'local lg = require "luagent"\n'
+                     'return lg.policy{ route = lg.prefix{ ["a:"] = lg.pool{ name = "a", '
+                     'servers = { "%s" } }, default = lg.error{ msg = "no" } } }\n' % m.addr)
     status, _, body = fetch(mport, "cmd=get&key=a%3A%22q%5C%7E")
     assert status == 200
     got = json.loads(body)
@@ -173,15 +176,13 @@ def test_bad_stats_route_lines(memcached, luagent, raw_client):
 def test_hooks_run_on_the_memcached_port_not_over_http(memcached, luagent, raw_client,
                                                        tmp_path):
     a, b = memcached(), memcached()
-    path = tmp_path / "p.lua"
-    path.write_text('local lg = require "luagent"\n'
-                    'local a = lg.pool{ name = "a", servers = { "%s" } }\n'
-                    'local b = lg.pool{ name = "b", servers = { "%s" } }\n'
-                    'return lg.policy{ route = lg.hook{ routes = { a, b }, fn = function(req)\n'
-                    '  if req:has_prefix("b") then return b end return a end } }\n'
-                    % (a.addr, b.addr))
-    mport = free_port()
-    lg = luagent("-c", path, "--metrics", "%s:%d" % (HOST, mport), "-t", "2")
+    lg, mport = serve(luagent, tmp_path,
+                      'local lg = require "luagent"\n'
+                      'local a = lg.pool{ name = "a", servers = { "%s" } }\n'
+                      'local b = lg.pool{ name = "b", servers = { "%s" } }\n'
+                      'return lg.policy{ route = lg.hook{ routes = { a, b }, fn = function(req)\n'
+                      '  if req:has_prefix("b") then return b end return a end } }\n'
+                      % (a.addr, b.addr), "-t", "2")
     c = raw_client(lg)
     assert parse(stats_route(c, "get bee"))["pool"] == "b"
     assert parse(stats_route(c, "get ant"))["pool"] == "a"
@@ -211,13 +212,11 @@ def test_a_global_rate_limit_shows_its_tokens_left(memcached, luagent, raw_clien
     """A global bucket is one for all workers: introspection shows its tokens
     now. At rate 0.001/s the bucket does not refill while the test runs."""
     m = memcached()
-    path = tmp_path / "r.lua"
-    path.write_text('local lg = require "luagent"\n'
-                    'local main = lg.pool{ name = "main", servers = { "%s" } }\n'
-                    'return lg.policy{ route = lg.ratelimit{ to = main, rate = 0.001,\n'
-                    '                  burst = 5, scope = "global" } }\n' % m.addr)
-    mport = free_port()
-    lg = luagent("-t", "2", "-c", path, "--metrics", "%s:%d" % (HOST, mport))
+    lg, mport = serve(luagent, tmp_path,
+                      'local lg = require "luagent"\n'
+                      'local main = lg.pool{ name = "main", servers = { "%s" } }\n'
+                      'return lg.policy{ route = lg.ratelimit{ to = main, rate = 0.001,\n'
+                      '                  burst = 5, scope = "global" } }\n' % m.addr, "-t", "2")
     c = raw_client(lg)
     assert parse(stats_route(c, "get k"))["route"] == "ratelimit#1"
     assert route_json(mport, cmd="get", key="k")["route"] == [
