@@ -256,6 +256,15 @@ int config_add_node(struct config *cfg, struct route *r);
 struct pool *config_pool(const struct config *cfg, const char *name);
 
 /*
+ * The children of route r one by one, for code that walks the tree: start
+ * with *at = 0; each call gives the next child slot that is set, in the
+ * tree's order (prefixes, by_client entries, by_cmd, by_op, children,
+ * default), or NULL when none is left. A child named in two slots comes
+ * twice.
+ */
+const struct route *config_route_next_child(const struct route *r, int *at);
+
+/*
  * by_client node r: the child for a client that came through listener
  * (NULL: none) with certificate CN cn (NULL: none). A CN entry wins over
  * the listener's; with neither, the default.

@@ -149,6 +149,32 @@ pool_key_hash(const struct pool *pool, const char *key, size_t len)
 }
 
 const struct route *
+config_route_next_child(const struct route *r, int *at)
+{
+    for (;;) {
+        int i = (*at)++;
+        const struct route *child;
+
+        if (i < r->nprefixes)
+            child = r->prefixes[i].route;
+        else if ((i -= r->nprefixes) < r->nclients)
+            child = r->clients[i].route;
+        else if ((i -= r->nclients) < CMD_COUNT)
+            child = r->by_cmd[i];
+        else if ((i -= CMD_COUNT) < OP_COUNT)
+            child = r->by_op[i];
+        else if ((i -= OP_COUNT) < r->nchildren)
+            child = r->children[i];
+        else if (i == r->nchildren)
+            child = r->default_route;
+        else
+            return NULL;
+        if (child != NULL)
+            return child;
+    }
+}
+
+const struct route *
 config_by_client(const struct route *r, const char *listener, const char *cn)
 {
     int i;

@@ -1861,7 +1861,8 @@ script_explain(struct config *cfg, const char *line, const struct sim_conditions
 static void
 live_nodes(const struct sim *sim, const struct route *r, struct route_live *lv, int depth)
 {
-    int i;
+    const struct route *child;
+    int i, at = 0;
 
     if (r == NULL || depth > ROUTE_HOPS_MAX || !sim_visited(sim, r))
         return;
@@ -1884,17 +1885,8 @@ live_nodes(const struct sim *sim, const struct route *r, struct route_live *lv, 
                          &r->rate, atomic_load_explicit(r->rate_shared, memory_order_relaxed),
                          clock_ns()));
     }
-    for (i = 0; i < r->nprefixes; i++)
-        live_nodes(sim, r->prefixes[i].route, lv, depth + 1);
-    for (i = 0; i < r->nclients; i++)
-        live_nodes(sim, r->clients[i].route, lv, depth + 1);
-    for (i = 0; i < CMD_COUNT; i++)
-        live_nodes(sim, r->by_cmd[i], lv, depth + 1);
-    for (i = 0; i < OP_COUNT; i++)
-        live_nodes(sim, r->by_op[i], lv, depth + 1);
-    for (i = 0; i < r->nchildren; i++)
-        live_nodes(sim, r->children[i], lv, depth + 1);
-    live_nodes(sim, r->default_route, lv, depth + 1);
+    while ((child = config_route_next_child(r, &at)) != NULL)
+        live_nodes(sim, child, lv, depth + 1);
 }
 
 /*
@@ -2017,35 +2009,25 @@ script_reach_servers(struct config *cfg, const char *line, int *ids, int max,
 static bool
 route_below(const struct route *r, const struct route *node, int depth)
 {
-    int i;
+    const struct route *child;
+    int at = 0;
 
     if (r == NULL || depth > ROUTE_HOPS_MAX)
         return false;
     if (r == node)
         return true;
-    for (i = 0; i < r->nprefixes; i++)
-        if (route_below(r->prefixes[i].route, node, depth + 1))
+    while ((child = config_route_next_child(r, &at)) != NULL)
+        if (route_below(child, node, depth + 1))
             return true;
-    for (i = 0; i < r->nclients; i++)
-        if (route_below(r->clients[i].route, node, depth + 1))
-            return true;
-    for (i = 0; i < r->nchildren; i++)
-        if (route_below(r->children[i], node, depth + 1))
-            return true;
-    for (i = 0; i < OP_COUNT; i++)
-        if (route_below(r->by_op[i], node, depth + 1))
-            return true;
-    for (i = 0; i < CMD_COUNT; i++)
-        if (route_below(r->by_cmd[i], node, depth + 1))
-            return true;
-    return route_below(r->default_route, node, depth + 1);
+    return false;
 }
 
 /* Mark in `pools` (by pool index) every pool below r. */
 static void
 mark_pools_below(const struct config *cfg, const struct route *r, bool *pools, int depth)
 {
-    int i;
+    const struct route *child;
+    int i, at = 0;
 
     if (r == NULL || depth > ROUTE_HOPS_MAX)
         return;
@@ -2055,17 +2037,8 @@ mark_pools_below(const struct config *cfg, const struct route *r, bool *pools, i
                 pools[i] = true;
         return;
     }
-    for (i = 0; i < r->nprefixes; i++)
-        mark_pools_below(cfg, r->prefixes[i].route, pools, depth + 1);
-    for (i = 0; i < r->nclients; i++)
-        mark_pools_below(cfg, r->clients[i].route, pools, depth + 1);
-    for (i = 0; i < r->nchildren; i++)
-        mark_pools_below(cfg, r->children[i], pools, depth + 1);
-    for (i = 0; i < OP_COUNT; i++)
-        mark_pools_below(cfg, r->by_op[i], pools, depth + 1);
-    for (i = 0; i < CMD_COUNT; i++)
-        mark_pools_below(cfg, r->by_cmd[i], pools, depth + 1);
-    mark_pools_below(cfg, r->default_route, pools, depth + 1);
+    while ((child = config_route_next_child(r, &at)) != NULL)
+        mark_pools_below(cfg, child, pools, depth + 1);
 }
 
 static bool
@@ -2078,7 +2051,8 @@ is_change_op(enum op op)
 static void
 mark_write_pools(const struct config *cfg, const struct route *r, bool *pools, int depth)
 {
-    int i;
+    const struct route *child;
+    int i, at = 0;
     bool all_covered = true;
 
     if (r == NULL || depth > ROUTE_HOPS_MAX)
@@ -2088,13 +2062,9 @@ mark_write_pools(const struct config *cfg, const struct route *r, bool *pools, i
             mark_pools_below(cfg, r, pools, depth);
             return;
         }
-        for (i = 0; i < r->nprefixes; i++)
-            mark_write_pools(cfg, r->prefixes[i].route, pools, depth + 1);
-        for (i = 0; i < r->nclients; i++)
-            mark_write_pools(cfg, r->clients[i].route, pools, depth + 1);
-        for (i = 0; i < r->nchildren; i++)
-            mark_write_pools(cfg, r->children[i], pools, depth + 1);
-        mark_write_pools(cfg, r->default_route, pools, depth + 1);
+        /* not a by_op: every child slot may carry a change */
+        while ((child = config_route_next_child(r, &at)) != NULL)
+            mark_write_pools(cfg, child, pools, depth + 1);
         return;
     }
     for (i = 0; i < OP_COUNT; i++) {

@@ -788,20 +788,11 @@ static void
 explain_children(const struct sim *sim, const struct sim_result *res, const struct route *r,
                  FILE *out, int depth)
 {
-    const struct route *list[CHILDREN_MAX];
-    int n = 0, i;
+    const struct route *list[CHILDREN_MAX], *child;
+    int n = 0, at = 0, i;
 
-    for (i = 0; i < r->nprefixes; i++)
-        n = add_child(list, n, r->prefixes[i].route);
-    for (i = 0; i < r->nclients; i++)
-        n = add_child(list, n, r->clients[i].route);
-    for (i = 0; i < CMD_COUNT; i++)
-        n = add_child(list, n, r->by_cmd[i]);
-    for (i = 0; i < OP_COUNT; i++)
-        n = add_child(list, n, r->by_op[i]);
-    for (i = 0; i < r->nchildren; i++)
-        n = add_child(list, n, r->children[i]);
-    n = add_child(list, n, r->default_route);
+    while ((child = config_route_next_child(r, &at)) != NULL)
+        n = add_child(list, n, child);
     for (i = 0; i < n; i++)
         explain_node(sim, res, list[i], out, depth);
 }
