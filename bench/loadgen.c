@@ -1207,6 +1207,18 @@ read_key(uint64_t *rng)
     return opt.hot_keys + lo;
 }
 
+/* "A:B" in arg: cuts it at the colon and returns B (A stays in arg). */
+static char *
+split_pair(const char *name, const char *form, char *arg)
+{
+    char *colon = strchr(arg, ':');
+
+    if (colon == NULL)
+        die("%s: expected %s, got '%s'", name, form, arg);
+    *colon = '\0';
+    return colon + 1;
+}
+
 static long long
 num_arg(const char *name, const char *s, long long lo, long long hi)
 {
@@ -1269,12 +1281,9 @@ parse_args(int argc, char **argv)
         case 'c': opt.conns = (int)num_arg("-c", optarg, 1, 100000); break;
         case 'P': opt.depth = (int)num_arg("-P", optarg, 1, DEPTH_MAX); break;
         case 'r':
-            colon = strchr(optarg, ':');
-            if (colon == NULL)
-                die("-r: expected GETS:SETS, got '%s'", optarg);
-            *colon = '\0';
+            colon = split_pair("-r", "GETS:SETS", optarg);
             opt.gets = (int)num_arg("-r", optarg, 0, 1000000);
-            opt.sets = (int)num_arg("-r", colon + 1, 0, 1000000);
+            opt.sets = (int)num_arg("-r", colon, 0, 1000000);
             if (opt.gets + opt.sets == 0)
                 die("-r: 0:0 issues nothing");
             break;
@@ -1310,12 +1319,9 @@ parse_args(int argc, char **argv)
         case 'B': opt.binary = 1; break;
         case 'Q': opt.hot_prefix = optarg; break;
         case 'H':
-            colon = strchr(optarg, ':');
-            if (colon == NULL)
-                die("-H: expected N:PCT, got '%s'", optarg);
-            *colon = '\0';
+            colon = split_pair("-H", "N:PCT", optarg);
             opt.hot_keys = (long)num_arg("-H", optarg, 1, 100000000);
-            opt.hot_pct = (int)num_arg("-H", colon + 1, 0, 100);
+            opt.hot_pct = (int)num_arg("-H", colon, 0, 100);
             break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
