@@ -29,6 +29,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "luagent.h"
+#include "clock.h"
 #include "preview.h"
 #include "proto.h"
 #include "buf.h"
@@ -677,7 +678,7 @@ send_status_page(struct evhttp_request *req, const struct snapshot *snap)
     struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
     struct evbuffer *out = evhttp_request_get_output_buffer(req);
     struct statuspage_context ctx = {
-        .now = (int64_t)time(NULL),
+        .now = clock_unix(),
         .uptime_s = stats_uptime(),
         .threads = worker_count(),
         .reloads = __atomic_load_n(&stats_reloads, __ATOMIC_RELAXED),

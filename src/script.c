@@ -1727,7 +1727,7 @@ script_load(const char *path, const struct settings *s, int nworkers,
         || dry_run_hooks(vm, cfg, source, err, errlen) < 0)
         goto fail;
     cfg->checksum = file_checksum(path);
-    cfg->load_time = (int64_t)time(NULL);
+    cfg->load_time = clock_unix();
     if (s != NULL && s->max_idle_given)
         for (i = 0; i < cfg->nservers; i++)
             cfg->servers[i].max_idle = s->max_idle;     /* -i wins */

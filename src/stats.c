@@ -27,6 +27,7 @@
 #include "hotkeys.h"
 #include "luagent.h"
 #include "preview.h"
+#include "clock.h"
 #include "snapshot.h"
 #include "worker.h"
 
@@ -35,13 +36,13 @@ static time_t started;
 void
 stats_init(void)
 {
-    started = time(NULL);
+    started = (time_t)clock_unix();
 }
 
 uint64_t
 stats_uptime(void)
 {
-    return (uint64_t)(time(NULL) - started);
+    return (uint64_t)(clock_unix() - started);
 }
 
 uint64_t stats_reloads;
@@ -261,7 +262,7 @@ static void
 render_general(struct buf *out, const struct snapshot *snap)
 {
     const struct stats *t = &snap->totals;
-    time_t now = time(NULL);
+    time_t now = (time_t)clock_unix();
     char checksum[16];
 
     stat_u64(out, "pid", (uint64_t)getpid());
