@@ -134,6 +134,9 @@ struct slot {
     const char    *key;         /* the client's key (in creq->req) */
     uint32_t       klen;
     bool           done;
+    uint32_t       refetch_len; /* not 0: its value (this long) came while its
+                                 * client held its bound, and was let go; the
+                                 * key is asked again when its turn comes */
     struct result  res;
 };
 
@@ -153,10 +156,9 @@ struct creq {
     uint32_t         nslots;
     uint32_t         ndone;
     uint32_t         nwritten;  /* multi-get: slots already written (streamed) */
+    uint32_t         nrefetch;  /* slots whose value was let go (refetch_len) */
     int              refs;      /* 1 until written or orphaned + live calls */
     uint64_t         held;      /* bytes counted against its client (copy, replies) */
-    uint64_t         in_calls;  /* value bytes its calls hold at a server
-                                 * connection, until their batch ends */
     bool             stats;     /* answer with the stats, rendered when written */
     uint8_t          stats_group; /* which stats (enum stats_group) */
     bool             oom;       /* answered SERVER_ERROR out of memory */
@@ -316,11 +318,13 @@ int creq_slots(struct creq *r, uint32_t n);
 void creq_key_slot(struct creq *r);
 
 /*
- * May n more bytes of values be held for this request? One request's values
- * may not pass its client's bound (client_max_memory), nor may any request's
- * while all buffers hold more than max_memory. When not, the request is
- * answered SERVER_ERROR out of memory at once and the value must be let go.
- * (Many requests of one client are bounded by its reads pausing instead.)
+ * May a value of n bytes be held for this request at all? Not one larger
+ * than its client's bound (client_max_memory), nor any while all buffers
+ * hold more than max_memory. When not, the request is answered SERVER_ERROR
+ * out of memory at once and the value must be let go. (Values that only
+ * pile up past the bound, waiting for an earlier key, are let go and asked
+ * again instead: see client.c. Many requests of one client are bounded by
+ * its reads pausing.)
  */
 bool creq_may_hold(struct request_cache *rq, struct creq *r, uint64_t n);
 

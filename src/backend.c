@@ -346,7 +346,6 @@ backend_fail(struct backend *be, enum fail_reason why, const char *detail)
 
         c->next = NULL;
         n++;
-        c->creq->in_calls -= result_len(&c->res);  /* a held batch value, let go */
         call_fail(be->bx->rq, c, why);
         c = next;
     }
@@ -1043,8 +1042,9 @@ backend_set_result(struct backend *be, struct call *c, enum reply_kind kind,
     if (kind == REPLY_META_ME)
         c->res.key_base64 = me_key_in_base64(c, bytes, len);
     if (len > 0 && !c->creq->req.noreply) {
-        /* A value may be held here until the next unit: the request's
-         * bounds count what its calls hold already. */
+        /* A value is held here until the next unit (at most one per
+         * batch); whether its client may keep it is asked when it is
+         * finished. One that no client could hold is let go now. */
         if ((kind == REPLY_VALUE || kind == REPLY_META_VA)
             && !creq_may_hold(be->bx->rq, c->creq, len)) {
             c->res.fail = FAIL_NOMEM;
@@ -1052,8 +1052,6 @@ backend_set_result(struct backend *be, struct call *c, enum reply_kind kind,
         }
         if (backend_lend(be, &c->res, bytes, len) < 0)
             c->res.fail = FAIL_NOMEM;   /* the unit is consumed all the same */
-        else
-            c->creq->in_calls += len;
     }
 }
 
@@ -1070,7 +1068,6 @@ backend_finish_head(struct backend *be)
     if (be->waiting == c)
         be->waiting = be->head;
     c->next = NULL;
-    c->creq->in_calls -= result_len(&c->res);
     /* Only a reply that fits a request shows the server is fine: bytes
      * alone may be garbage, or a reply cut short before a stall. */
     be->failures = 0;

@@ -69,6 +69,8 @@ struct client {
     bool             read_wants_write; /* TLS: a read waits for writability */
     bool             write_wants_read; /* TLS: a write waits for readability */
     bool             tls_sniffed;   /* TLS: the first byte was looked at */
+    bool             refetch_wait;  /* the head's next key, let go, is asked
+                                     * again once the client has read */
     uint8_t          proto;         /* enum client_proto: chosen by the first byte */
     struct client   *prev, *next;   /* the thread's clients */
 };
@@ -361,29 +363,83 @@ client_limit(const struct client_ctx *cx)
 }
 
 /*
- * A reply arrived: its bytes are held until written. A value is held only
- * within the client's bound and the total one; past either, the bytes are
- * let go at once and the whole request is answered SERVER_ERROR out of
- * memory. A line (STORED, an error) is at most a few KiB per request, and
- * refusing it would hide what the server did: it is always held.
+ * Is s the slot its client waits for: of the head request, and the first
+ * not done of those not written yet (the ones between are written with it)?
  */
-static void
+static bool
+creq_slot_is_next(const struct creq *r, const struct slot *s)
+{
+    const struct slot *first = &r->slots[r->nwritten];
+
+    if (owner_client(r->owner)->head != r)
+        return false;
+    while (first < s && first->done)
+        first++;
+    return first == s;
+}
+
+/*
+ * A value would take what its client holds for the request (its values and
+ * copy, the client's unwritten output) past the client's bound; true when
+ * it is let go. A value of a get is let go, and its key asked again when its
+ * turn comes (client_refetch): no server connection stops for a value that
+ * only waits, since the one behind it may be the value another client waits
+ * for. The value the client waits for is taken while the client is within
+ * its bound or has nothing unwritten (and asked again once it has read, if
+ * not), so every request goes on and holds one value past the bound at
+ * most. It is written at the end of this loop pass; counting it as unsent
+ * now makes the server connections that finish a call for this client stop
+ * reading until it has read (backend_pause).
+ */
+static bool
+creq_past_bound(struct request_cache *rq, struct creq *r, struct slot *s, uint64_t n)
+{
+    struct creq_owner *o = r->owner;
+    bool again = !r->req.meta && proto_cmd_is_retrieval(r->req.cmd);
+
+    if (creq_slot_is_next(r, s)
+        && (!again || o->unsent == 0 || r->held + o->unsent <= rq->client_max_memory)) {
+        o->unsent += r->held + n;
+        return false;
+    }
+    if (!again)
+        return false;       /* asking again could change what it did: kept */
+    result_clear(rq, &s->res);
+    s->refetch_len = (uint32_t)n;
+    r->nrefetch++;
+    return true;
+}
+
+/*
+ * A reply arrived: its bytes are held until written; false when a value
+ * was let go instead, to be asked again (creq_past_bound). A value that no
+ * client may hold (larger than the client's bound, or all buffers past the
+ * total one) is let go at once and the whole request is answered
+ * SERVER_ERROR out of memory. A line (STORED, an error) is at most a few
+ * KiB per request, and refusing it would hide what the server did: it is
+ * always held.
+ */
+static bool
 creq_hold(struct request_cache *rq, struct creq *r, struct slot *s)
 {
     struct creq_owner *o = r->owner;
     uint64_t n = result_len(&s->res);
 
     if (o != NULL && !r->oom
-        && (s->res.kind == REPLY_VALUE || s->res.kind == REPLY_META_VA))
-        creq_may_hold(rq, r, n);     /* answers it out of memory when not */
+        && (s->res.kind == REPLY_VALUE || s->res.kind == REPLY_META_VA)
+        && creq_may_hold(rq, r, n)  /* answers it out of memory when not */
+        && r->held + o->unsent + n > rq->client_max_memory
+        && creq_past_bound(rq, r, s, n))
+        return false;
     if (o == NULL || r->oom) {
         /* Nobody will read these bytes (its client has gone), or the
          * request is answered out of memory already. */
         result_clear(rq, &s->res);
-        return;
+        return true;
     }
     r->held += n;
     o->held += n;
+    return true;
 }
 
 /* A slot has its result: once the head request is complete, its client is flushed. */
@@ -396,8 +452,8 @@ creq_slot_set(struct request_cache *rq, struct creq *r, uint32_t slot, struct re
     res->data = NULL;
     res->bytes = NULL;
     res->len = 0;
-    if (s->res.data != NULL)
-        creq_hold(rq, r, s);
+    if (s->res.data != NULL && !creq_hold(rq, r, s))
+        return;             /* asked again when its turn comes */
     s->done = true;
     r->ndone++;
     /* Complete, or the next slot of a multi-get to write as it streams. */
@@ -1060,6 +1116,64 @@ client_stream(struct client *c, struct creq *r)
     r->nwritten = to;
 }
 
+/*
+ * May the head request r ask again for the key it waits for? Once it is
+ * within its client's bound, or the client has read all its output: then
+ * the value is taken when it comes (creq_past_bound), so a key is not asked
+ * over and over while the client reads slowly.
+ */
+static bool
+client_may_refetch(const struct client *c, const struct creq *r)
+{
+    uint64_t unsent = bufq_bytes(&c->out);
+
+    return unsent == 0 || r->held + unsent <= client_limit(c->cx);
+}
+
+/*
+ * The head request waits for a key whose value was let go (creq_past_bound):
+ * ask for it again, and for the keys let go after it whose values fit in
+ * the client's bound with it, as they did when they came.
+ */
+static void
+client_refetch(struct client *c, struct creq *r)
+{
+    struct client_ctx *cx = c->cx;
+    uint64_t room = client_limit(cx), used = r->held + bufq_bytes(&c->out);
+    uint32_t i = r->nwritten;
+    bool first = true;
+
+    c->refetch_wait = false;
+    while (i < r->nslots && r->slots[i].done)
+        i++;
+    if (i == r->nslots || r->slots[i].refetch_len == 0)
+        return;             /* the next key's value is still on its way */
+    if (!client_may_refetch(c, r)) {
+        c->refetch_wait = true;     /* asked once the client has read (client_wrote) */
+        return;
+    }
+    for (; i < r->nslots && r->nrefetch > 0; i++) {
+        struct slot *s = &r->slots[i];
+        struct call *call;
+
+        if (s->refetch_len == 0)
+            continue;
+        if (!first && used + s->refetch_len > room)
+            break;
+        used += s->refetch_len;
+        first = false;
+        s->refetch_len = 0;
+        r->nrefetch--;
+        STAT_INC(cx->rt.rq.stats.refetched_values);
+        /* Its answer may come at once (a near cache, a server marked down). */
+        call = call_new(&cx->rt.rq, r, r->wcfg->root, i, client_slot_done);
+        if (call != NULL)
+            route_start(&cx->rt, call);
+        else
+            creq_slot_no_call(cx, r, i);
+    }
+}
+
 /* Move finished replies (and what a multi-get at the head has) to the output. */
 static void
 client_collect(struct client *c)
@@ -1071,6 +1185,8 @@ client_collect(struct client *c)
         if (!creq_complete(r)) {
             if (creq_streams(r))
                 client_stream(c, r);
+            if (r->nrefetch > 0)
+                client_refetch(c, r);
             break;
         }
         creq_write(cx, &c->out, r);
@@ -1104,7 +1220,8 @@ client_collect(struct client *c)
 
 /*
  * Output was written (some or all): server connections paused for this
- * client go on once half its bound is left.
+ * client go on once half its bound is left, and a key let go that its head
+ * request waits for is asked again once the request is within the bound.
  */
 static void
 client_wrote(struct client *c)
@@ -1112,6 +1229,11 @@ client_wrote(struct client *c)
     c->own.unsent = bufq_bytes(&c->out);
     if (c->own.waiting != NULL && c->own.unsent <= client_limit(c->cx) / 2)
         creq_owner_resume(&c->own);
+    if (__builtin_expect(c->refetch_wait, 0) && c->head != NULL
+        && client_may_refetch(c, c->head)) {
+        c->refetch_wait = false;
+        client_mark(c);     /* its collect asks for the key again */
+    }
 }
 
 /* Write some output: writev of its pieces, or one piece alone (the common

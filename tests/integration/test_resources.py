@@ -9,6 +9,7 @@ replies, the counters, and how many bytes the proxy took from a client are
 checked in both builds.
 """
 import os
+import random
 import resource
 import signal
 import socket
@@ -188,6 +189,132 @@ def test_wide_get_across_a_reload(memcached, luagent, tmp_path):
     read_values(c, b"big:r", value, 290)
     assert c.read_line() == b"END\r\n"
     c.close()
+    check_other(lg, "after")
+
+
+# --------------------------------------------------------------------------
+# Memory per client: multi-gets whose values arrive out of key order
+# --------------------------------------------------------------------------
+
+# Four servers; a long timeout, so a loaded (sanitized) run waits rather
+# than turns slow replies into errors.
+FOUR = """
+local lg = require "luagent"
+return lg.policy{ route = lg.pool{ name = "four", servers = @S@, timeout_ms = 20000 } }
+"""
+
+
+def large_values_on_four_servers(memcached, luagent, tmp_path, nkeys, *args):
+    """luagent -t 1 (every client on the same server connections) over four
+    memcached servers, and nkeys distinct 1 MiB values stored through it
+    (key "lv:<i>", spread over the servers by the ring). Returns
+    (lg, {key: value}, {key: server index})."""
+    servers = [memcached() for _ in range(4)]
+    lg = luagent("-c", write_policy(tmp_path, "four.lua", FOUR, S=servers), "-t", "1", *args)
+    values = {}
+    with lg.client(timeout=60) as setter:
+        for i in range(nkeys):
+            key = "lv:%d" % i
+            values[key] = (b"%07d|" % i) * (MiB // 8)
+            assert setter.call(set_cmd(key, values[key])) == b"STORED\r\n"
+    home = {}
+    for n, m in enumerate(servers):
+        for key in m.present(values):
+            home[key] = n
+    assert len(home) == nkeys and len(set(home.values())) == 4, home
+    return lg, values, home
+
+
+def refetched(lg):
+    """Values let go for a bound and asked again (-1: not counted)."""
+    return int(lg.stats().get("refetched_values", -1))
+
+
+def expected_reply(keys, values):
+    return b"".join(b"VALUE %s 0 %d\r\n%s\r\n" % (k.encode(), len(values[k]), values[k])
+                    for k in keys) + b"END\r\n"
+
+
+def multiget_rounds(lg, values, plans, rounds_errors):
+    """A client per plan, all at once, each sending its 10-key gets one after
+    the other and checking every reply whole; errors (replies that differ)
+    go to rounds_errors as (client, round, first bytes)."""
+    def client(n):
+        with RawClient(lg.sockaddr, timeout=120) as c:
+            for r, keys in enumerate(plans[n]):
+                got = c.call(b"get " + " ".join(keys).encode() + b"\r\n", "get")
+                if got != expected_reply(keys, values):
+                    rounds_errors.append((n, r, got.count(b"VALUE "), got[-40:]))
+        return None
+
+    run_in_threads(client, len(plans), join_timeout=600)
+
+
+def test_multigets_over_large_values_from_four_servers_are_whole(memcached, luagent,
+                                                                 tmp_path):
+    """Six clients at once, each sending 10-key gets over 1 MiB values spread
+    over four servers, with the default bounds (client_max_memory 8 MiB, less
+    than one 10 MiB reply). Values come back out of key order (a key on a busy
+    server comes last), and the ones that wait for an earlier key may not pile
+    up past the bound: every reply still arrives whole and in order, no request
+    is answered SERVER_ERROR out of memory, and luagent's resident memory grows
+    by less than twice what the six clients' bounds allow."""
+    lg, values, _home = large_values_on_four_servers(memcached, luagent, tmp_path, 40)
+    assert stat(lg, "client_max_memory") == 8 * MiB
+    rng = random.Random(14)
+    keys = sorted(values)
+    nclients, nrounds = 6, 8
+    plans = [[rng.sample(keys, 10) for _ in range(nrounds)] for _ in range(nclients)]
+    base = rss_kib(lg.pid)
+    peak = PeakRss(lg.pid)
+    errors = []
+    multiget_rounds(lg, values, plans, errors)
+    grown = peak.stop() - base
+    oom = stat(lg, "out_of_memory_errors")
+    print("%d clients x %d gets of 10 x 1 MiB: %d replies not whole, %d out of memory, "
+          "%d values asked again; VmRSS peak +%d KiB"
+          % (nclients, nrounds, len(errors), oom, refetched(lg), grown))
+    assert not errors, "%d of %d replies not whole, e.g. %r" % (
+        len(errors), nclients * nrounds, errors[:3])
+    assert oom == 0
+    bound_kib = 2 * nclients * 8 * 1024
+    assert SANITIZED or grown < bound_kib, "VmRSS grew by %d KiB (bound %d KiB)" % (
+        grown, bound_kib)
+    assert lg.alive()
+
+
+def test_multigets_whose_keys_interleave_on_shared_connections(memcached, luagent, tmp_path):
+    """Two clients whose 10-key gets take the four servers in opposite
+    orders, on the same server connections (-t 1), with the smallest bound
+    (--client-max-memory 2: two values): each one's first keys queue behind
+    the other's later keys, so each holds values the other's reply waits
+    behind. Neither waits for the other for ever: every reply arrives whole,
+    none is answered out of memory, and the values that could not be held
+    were asked again when their turn came."""
+    lg, values, home = large_values_on_four_servers(memcached, luagent, tmp_path, 40,
+                                                    "--client-max-memory", "2")
+    by_server = [[k for k in sorted(values) if home[k] == n] for n in range(4)]
+    assert all(len(s) >= 3 for s in by_server), by_server
+
+    def order(servers, rnd):
+        # 10 keys cycling over the servers in the given order, different each round
+        picks = []
+        for i in range(10):
+            s = by_server[servers[i % 4]]
+            picks.append(s[(rnd + i // 4) % len(s)])
+        return picks
+
+    nrounds = 6
+    plans = [[order([0, 1, 2, 3], r) for r in range(nrounds)],
+             [order([3, 2, 1, 0], r) for r in range(nrounds)]]
+    errors = []
+    multiget_rounds(lg, values, plans, errors)
+    print("two interleaved clients: %d replies not whole, %d out of memory, "
+          "%d values asked again" % (len(errors), stat(lg, "out_of_memory_errors"),
+                                     refetched(lg)))
+    assert not errors, errors[:3]
+    assert stat(lg, "out_of_memory_errors") == 0
+    assert refetched(lg) > 0     # the bound was met, and held
     check_other(lg, "after")
 
 
