@@ -318,6 +318,26 @@ def test_multigets_whose_keys_interleave_on_shared_connections(memcached, luagen
     check_other(lg, "after")
 
 
+def test_a_value_larger_than_the_client_bound_fails_its_request(memcached, luagent):
+    """The one case a get still fails for memory: a value larger than
+    client_max_memory by itself (a server may hold values larger than
+    luagent's item_max). It is answered SERVER_ERROR out of memory (in
+    place of END, after any VALUE already streamed), with a log line that
+    says which bound; the connection goes on."""
+    m = memcached(extra=["-I", "8m"])
+    lg = luagent("-t", "1", "--client-max-memory", "2", servers=[m])
+    huge = b"h" * (3 * MiB)
+    with m.client() as direct:
+        assert direct.call(set_cmd("huge", huge)) == b"STORED\r\n"
+        assert direct.call(set_cmd("small", b"s")) == b"STORED\r\n"
+    with lg.client(timeout=60) as c:
+        assert c.call("get huge small\r\n", "get") == b"SERVER_ERROR out of memory\r\n"
+        assert c.call("get small\r\n", "get") == b"VALUE small 0 1\r\ns\r\nEND\r\n"
+    assert stat(lg, "out_of_memory_errors") == 1
+    assert ("a value of %d bytes is larger than client_max_memory (%d bytes)"
+            % (len(huge) + len(b" 0 3145728\r\n\r\n"), 2 * MiB)) in lg.log()
+
+
 # --------------------------------------------------------------------------
 # Memory per client: data on its way to a server that does not read
 # --------------------------------------------------------------------------
