@@ -379,26 +379,27 @@ creq_slot_is_next(const struct creq *r, const struct slot *s)
 }
 
 /*
- * A value would take what its client holds for the request (its values and
- * copy, the client's unwritten output) past the client's bound; true when
- * it is let go. A value of a get is let go, and its key asked again when its
- * turn comes (client_refetch): no server connection stops for a value that
- * only waits, since the one behind it may be the value another client waits
- * for. The value the client waits for is taken while the client is within
- * its bound or has nothing unwritten (and asked again once it has read, if
- * not), so every request goes on and holds one value past the bound at
- * most. It is written at the end of this loop pass; counting it as unsent
- * now makes the server connections that finish a call for this client stop
- * reading until it has read (backend_pause).
+ * A value would take what its client holds (its requests' values and
+ * copies, its unwritten output) past the client's bound; true when it is
+ * let go. A value of a get is let go, and its key asked again when its turn
+ * comes (client_refetch): no server connection stops for a value that only
+ * waits, since the one behind it may be the value another client waits for.
+ * The value the client waits for is taken while its request and the
+ * client's output are within the bound, or nothing is unwritten (and asked
+ * again once the client has read, if not), so every request goes on and the
+ * client holds one value past the bound at most. It is written at the end
+ * of this loop pass; counting it as unsent now makes the server connections
+ * that finish a call for this client stop reading until it has read
+ * (backend_pause).
  */
 static bool
 creq_past_bound(struct request_cache *rq, struct creq *r, struct slot *s, uint64_t n)
 {
     struct creq_owner *o = r->owner;
     bool again = !r->req.meta && proto_cmd_is_retrieval(r->req.cmd);
+    bool next = creq_slot_is_next(r, s);
 
-    if (creq_slot_is_next(r, s)
-        && (!again || o->unsent == 0 || r->held + o->unsent <= rq->client_max_memory)) {
+    if (next && (!again || o->unsent == 0 || r->held + o->unsent <= rq->client_max_memory)) {
         o->unsent += r->held + n;
         return false;
     }
@@ -407,6 +408,8 @@ creq_past_bound(struct request_cache *rq, struct creq *r, struct slot *s, uint64
     result_clear(rq, &s->res);
     s->refetch_len = (uint32_t)n;
     r->nrefetch++;
+    if (next)
+        owner_client(o)->refetch_wait = true;   /* asked once it has read (client_wrote) */
     return true;
 }
 
@@ -428,7 +431,7 @@ creq_hold(struct request_cache *rq, struct creq *r, struct slot *s)
     if (o != NULL && !r->oom
         && (s->res.kind == REPLY_VALUE || s->res.kind == REPLY_META_VA)
         && creq_may_hold(rq, r, n)  /* answers it out of memory when not */
-        && r->held + o->unsent + n > rq->client_max_memory
+        && o->held + o->unsent + n > rq->client_max_memory
         && creq_past_bound(rq, r, s, n))
         return false;
     if (o == NULL || r->oom) {
@@ -1139,7 +1142,7 @@ static void
 client_refetch(struct client *c, struct creq *r)
 {
     struct client_ctx *cx = c->cx;
-    uint64_t room = client_limit(cx), used = r->held + bufq_bytes(&c->out);
+    uint64_t room = client_limit(cx), used = c->own.held + bufq_bytes(&c->out);
     uint32_t i = r->nwritten;
     bool first = true;
 
