@@ -19,7 +19,7 @@ import time
 import pytest
 
 from conftest import SANITIZED, RawClient, rss_kib, run_in_threads, set_cmd
-from test_hostile import check_other, flood_unread
+from test_hostile import check_other, client_on, flood_unread
 from test_policy import hanging, poll, write_policy  # noqa: F401
 
 MiB = 1 << 20
@@ -338,6 +338,62 @@ def test_pipelined_gets_over_large_values_for_a_slow_reader(memcached, luagent, 
     assert stat(lg, "out_of_memory_errors") == 0
     assert refetched(lg) > 0
     check_other(lg, "after")
+
+
+BIG_AND_HELD = """
+local lg = require "luagent"
+local held = lg.pool{ name = "held", servers = @HELD@, timeout_ms = 30000 }
+local big = lg.pool{ name = "big", servers = @BIG@, timeout_ms = 30000 }
+return lg.policy{ route = lg.prefix{ ["held:"] = held, default = big } }
+"""
+
+
+def test_the_value_a_client_waits_for_comes_while_it_reads_nothing(memcached, luagent, mock,
+                                                                   tmp_path):
+    """Gets of two 7 MiB values (a server may hold values larger than
+    item_max), then a get that its server answers only later, from a client
+    that reads nothing at first (client_max_memory 8 MiB): the third
+    request's value comes while the client has more than its bound unread,
+    so even the value it waits for next is let go. Once the client reads,
+    the key is asked again and its reply arrives: it does not wait for ever."""
+    first = []
+    small = b"s" * 1000
+    small_reply = b"VALUE held:x 0 %d\r\n%s\r\nEND\r\n" % (len(small), small)
+
+    def handler(req):
+        if not first:
+            first.append(req)
+            return None         # answered by the test, later
+        return small_reply
+
+    held = mock(handler)
+    big = memcached(extra=["-I", "8m"])
+    path = write_policy(tmp_path, "held.lua", BIG_AND_HELD, HELD=[held.addr], BIG=[big])
+    lg = luagent("-c", path, "-t", "1")
+    values = {k: k.encode() * (7 * MiB // 4) for k in ("big1", "big2")}
+    with big.client() as direct:
+        for k, v in values.items():
+            assert direct.call(set_cmd(k, v)) == b"STORED\r\n"
+    s = unread_client(lg)
+    s.settimeout(30)
+    s.sendall(b"get big1\r\nget big2\r\nget held:x\r\n")
+    poll(lambda: first, "the get of held:x at its server")
+    # Both big values in the client's output: the get of held:x is the head.
+    poll(lambda: stat(lg, "buffer_bytes") > 13 * MiB, "14 MiB of replies unread")
+    first[0].send(small_reply)
+    # Let luagent take the reply before the client reads (if it has not by
+    # then, the value is simply taken: the replies are checked the same).
+    time.sleep(0.3)
+    rc = client_on(s)
+    for k, v in values.items():
+        assert rc.read_retrieval() == b"VALUE %s 0 %d\r\n%s\r\nEND\r\n" % (
+            k.encode(), len(v), v)
+    assert rc.read_retrieval() == small_reply
+    asked = sum(1 for line in held.received_lines() if line.startswith(b"get held:x"))
+    print("value waited for, let go while unread: held:x asked %d times, %d values asked "
+          "again" % (asked, refetched(lg)))
+    assert stat(lg, "out_of_memory_errors") == 0
+    s.close()
 
 
 def test_a_value_larger_than_the_client_bound_fails_its_request(memcached, luagent):
