@@ -1,10 +1,12 @@
 #!/bin/sh
 # The hot-key workload of `make bench` (part 7; also runs alone):
 # 90% of reads on 10 keys (hot:0..hot:9), Zipf (exponent 1) over the other
-# keys (bench:10...), gets only, against luagent over four memcached servers,
-# with the pool alone and with lg.nearcache (ttl_ms 500, hot_qps 200) on the
-# hot prefix, side by side: each round runs both, for each luagent -t in
-# BENCH_HOT_THREADS. A run is a prefill, a warm-up (BENCH_HOT_WARMUP seconds:
+# keys (bench:10...), gets only, against luagent over four memcached servers
+# (named mc0..mc3, so ketama places every key alike in every run), side by
+# side with three policies: the pool alone ("pool"), lg.nearcache (ttl_ms 500,
+# hot_qps 200) on the hot prefix ("near"), and the same near cache over every
+# key ("all": the sketch decides which Zipf keys are hot enough). Each round
+# runs all three, for each luagent -t in BENCH_HOT_THREADS. A run is a prefill, a warm-up (BENCH_HOT_WARMUP seconds:
 # the sketch finds the hot keys, the near cache takes its first copies), then
 # the measured run. For each it reads:
 #
@@ -45,6 +47,7 @@ LG_THREADS=${BENCH_LOADGEN_THREADS:-1}
 DO_CG=${BENCH_HOT_CALLGRIND:-1}
 CG_REQUESTS=${BENCH_HOT_CG_REQUESTS:-30000}
 CG_SKIP=10000
+POLICIES="pool near all"
 LUAGENT=${BENCH_LUAGENT:-./luagent}
 LOADGEN=build/loadgen
 PYTHON=${PYTHON:-/usr/bin/python3}
@@ -71,7 +74,8 @@ for i in 0 1 2 3; do
     "$MEMCACHED" $USER_OPT -l 127.0.0.1 -p "$p" -U 0 -t 1 > "$TMP/mc$i.log" 2>&1 &
     track $!
     wait_listen "$p" $! memcached || exit 1
-    SERVERS="$SERVERS \"127.0.0.1:$p\","
+    # Named: ketama places keys by the names, so every run has the same placement.
+    SERVERS="$SERVERS { host = \"127.0.0.1\", port = $p, name = \"mc$i\" },"
     PORTS="$PORTS $p"
 done
 LG_PORT=$((BASE + 4))
@@ -90,6 +94,8 @@ policy "$TMP/near.lua" "lg.prefix{
                                hot_qps = 200 },
     default = main,
 }"
+policy "$TMP/all.lua" "lg.nearcache{ to = main, ttl_ms = 500, max_items = 10000,
+                                     max_bytes = \"64m\", hot_qps = 200 }"
 
 # The server holding the hottest key (hot:0), as the policy places it.
 HOT_SERVER=$("$LUAGENT" --route "$TMP/pool.lua" "get hot:0" | sed -n 's/.*-> server 127.0.0.1:\([0-9]*\).*/\1/p')
@@ -189,8 +195,9 @@ run() {
 r=1
 while [ $r -le "$ROUNDS" ]; do
     for t in $THREADS; do
-        run pool "$TMP/pool.lua" "$t" "$r"
-        run near "$TMP/near.lua" "$t" "$r"
+        for name in $POLICIES; do
+            run $name "$TMP/$name.lua" "$t" "$r"
+        done
     done
     r=$((r + 1))
 done
@@ -202,7 +209,7 @@ median() {          # FILE COLUMN
 echo "== hot keys: 90% of gets on 10 keys, Zipf over $((KEYS - 10)) others; $CONNS connections, loadgen -P $DEPTH -T $LG_THREADS; ${WARMUP} s warm-up, then ${SECONDS_RUN} s; medians of $ROUNDS rounds =="
 echo "   route for hot:; ops/s; luagent CPU us per request; loadgen CPU %; machine busy %; reads at hot:0's server (per 1,000 requests, in the run); hot-key reads at all servers (per 1,000, in the run); near-cache hits/misses; hot-key reads during the warm-up"
 for t in $THREADS; do
-    for name in pool near; do
+    for name in $POLICIES; do
         f="$TMP/$name-t$t.tsv"
         # per-round derived columns: 11 us/request, 12 loadgen %, 13 reads/1000, 14 hot/1000
         awk -v hz="$HZ" -v s="$SECONDS_RUN" '{ print $0, 1e6 * $5 / hz / $2, 100 * $6 / s,
@@ -213,14 +220,17 @@ for t in $THREADS; do
             "$(median "$f.d" 14)" "$(median "$f.d" 4)" "$(median "$f.d" 8)" \
             "$(median "$f.d" 9)" "$(median "$f.d" 10)"
     done
-    # Ratios within each round (side by side), then their median.
-    paste -d ' ' "$TMP/pool-t$t.tsv.d" "$TMP/near-t$t.tsv.d" | awk '{
-        n = 14; print $(n + 1) / $1, $11 / $(n + 11), ($(n + 13) > 0 ? $13 / $(n + 13) : 0),
-                      ($3 > 0 ? $(n + 3) / $3 : 0), ($(n + 14) > 0 ? $14 / $(n + 14) : 0) }' \
-        > "$TMP/ratio-t$t"
-    printf -- '-t %s near cache vs pool: ops/s %.2fx (target >= 2x); requests per luagent CPU second %.2fx; reads at hot:0'"'"'s server per request: 1/%.1f (%.3f of them in the same seconds; target <= 0.100); hot-key reads per request: 1/%.0f\n' \
-        "$t" "$(median "$TMP/ratio-t$t" 1)" "$(median "$TMP/ratio-t$t" 2)" \
-        "$(median "$TMP/ratio-t$t" 3)" "$(median "$TMP/ratio-t$t" 4)" "$(median "$TMP/ratio-t$t" 5)"
+    # Ratios to the pool within each round (side by side), then their median.
+    for name in $POLICIES; do
+        [ $name = pool ] && continue
+        paste -d ' ' "$TMP/pool-t$t.tsv.d" "$TMP/$name-t$t.tsv.d" | awk '{
+            n = 14; print $(n + 1) / $1, $11 / $(n + 11), ($(n + 13) > 0 ? $13 / $(n + 13) : 0),
+                          ($3 > 0 ? $(n + 3) / $3 : 0), ($(n + 14) > 0 ? $14 / $(n + 14) : 0) }' \
+            > "$TMP/ratio"
+        printf -- '-t %s %s vs pool: ops/s %.2fx (target >= 2x); requests per luagent CPU second %.2fx; reads at hot:0'"'"'s server per request: 1/%.1f (%.3f of them in the same seconds; target <= 0.100); hot-key reads per request: 1/%.0f\n' \
+            "$t" "$name" "$(median "$TMP/ratio" 1)" "$(median "$TMP/ratio" 2)" \
+            "$(median "$TMP/ratio" 3)" "$(median "$TMP/ratio" 4)" "$(median "$TMP/ratio" 5)"
+    done
 done
 
 # ---- steady-state instructions per request under callgrind ----
@@ -242,13 +252,16 @@ cg_ir() {           # POLICY N: total Ir of luagent -t 1 started, prefilled, N r
 }
 
 if [ "$DO_CG" = 1 ] && [ -x "$VALGRIND" ]; then
-    for name in pool near; do
+    for name in $POLICIES; do
         cg_ir "$TMP/$name.lua" "$CG_SKIP"
         a=$IR
         cg_ir "$TMP/$name.lua" $((CG_SKIP + CG_REQUESTS))
         eval "IR_$name=$(awk -v a="$a" -v b="$IR" -v n="$CG_REQUESTS" 'BEGIN { printf "%.0f", (b - a) / n }')"
     done
-    # shellcheck disable=SC2154 # IR_pool, IR_near: set by the eval above
-    printf 'callgrind, luagent -t 1, one connection, %d requests after %d: pool %d Ir/request, near cache %d Ir/request (%.2fx fewer)\n' \
-        "$CG_REQUESTS" "$CG_SKIP" "$IR_pool" "$IR_near" "$(awk -v a="$IR_pool" -v b="$IR_near" 'BEGIN { print a / b }')"
+    printf 'callgrind, luagent -t 1, one connection, %d requests after %d, Ir per request:' \
+        "$CG_REQUESTS" "$CG_SKIP"
+    for name in $POLICIES; do
+        eval "printf ' %s %s' $name \$IR_$name"
+    done
+    echo
 fi
