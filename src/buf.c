@@ -131,30 +131,67 @@ buf_compact(struct buf *b)
     b->pos = 0;
 }
 
+struct buf *
+buf_read_room_move(struct buf_cache *cache, struct buf *in, size_t want, bool sized)
+{
+    uint32_t have = in != NULL ? buf_avail(in) : 0;
+    struct buf *fresh;
+
+    if (in != NULL && !buf_shared(in)) {
+        if ((size_t)have + want <= in->cap) {
+            buf_compact(in);
+            return in;
+        }
+        if (!sized) {
+            buf_compact(in);
+            return buf_reserve(in, want) == 0 ? in : NULL;
+        }
+    }
+    fresh = buf_get(cache);
+    if (fresh == NULL || buf_reserve(fresh, (size_t)have + want) < 0) {
+        buf_put(cache, fresh);
+        return NULL;
+    }
+    if (in != NULL) {
+        buf_append(fresh, buf_head(in), have);
+        buf_put(cache, in);
+    }
+    return fresh;
+}
+
 /* ---- output queues ---- */
 
-/* Room for one more piece at the end: 0, or -1 (out of memory). */
-static int
-bufq_room(struct bufq *q)
+int
+bufq_reserve(struct bufq *q, uint32_t n)
 {
     struct bufq_piece *grown;
     uint32_t cap;
 
-    if (q->n < q->cap)
+    if (q->cap - q->n >= n)
         return 0;
     if (q->first > 0) {         /* written pieces at the front: slide down */
         memmove(q->pieces, q->pieces + q->first, (q->n - q->first) * sizeof(*q->pieces));
         q->n -= q->first;
         q->first = 0;
-        return 0;
+        if (q->cap - q->n >= n)
+            return 0;
     }
     cap = q->cap ? q->cap * 2 : 8;
+    while (cap - q->n < n)
+        cap *= 2;
     grown = realloc(q->pieces, cap * sizeof(*grown));
     if (grown == NULL)
         return -1;
     q->pieces = grown;
     q->cap = cap;
     return 0;
+}
+
+/* Room for one more piece at the end: 0, or -1 (out of memory). */
+static int
+bufq_room(struct bufq *q)
+{
+    return q->n < q->cap ? 0 : bufq_reserve(q, 1);
 }
 
 /* The open last piece is appended to no more: its bytes count in q->bytes. */
@@ -183,18 +220,33 @@ bufq_open(struct bufq *q)
     return b;
 }
 
-void
-bufq_share(struct bufq *q, struct buf *b, const char *p, uint32_t len)
+/* A piece that is not open for appends; false when out of memory. */
+static bool
+bufq_add(struct bufq *q, struct buf *b, const char *p, uint32_t len)
 {
     if (len == 0)
-        return;
+        return false;
     bufq_seal(q);
     if (bufq_room(q) < 0) {
         q->failed = true;
-        return;
+        return false;
     }
-    q->pieces[q->n++] = (struct bufq_piece){ buf_share(b), p, len };
+    q->pieces[q->n++] = (struct bufq_piece){ b, p, len };
     q->bytes += len;
+    return true;
+}
+
+void
+bufq_share(struct bufq *q, struct buf *b, const char *p, uint32_t len)
+{
+    if (bufq_add(q, b, p, len))
+        buf_share(b);
+}
+
+void
+bufq_const(struct bufq *q, const char *p, uint32_t len)
+{
+    bufq_add(q, NULL, p, len);
 }
 
 int

@@ -141,6 +141,7 @@ creq_release(struct request_cache *rq, struct creq *r)
     if (r->slots != &r->one && r->slots != r->spare)
         free(r->slots);
     buf_put(&rq->bufs, r->buf);
+    buf_put(&rq->bufs, r->data);
     if (r->wcfg != NULL)
         r->wcfg->inflight--;    /* the worker drops a drained generation */
     r->next = rq->free_creqs;
