@@ -85,9 +85,18 @@ buf_grow(struct buf *b, size_t n)
         cap *= 2;
     if (cap > UINT32_MAX)
         cap = UINT32_MAX;
-    grown = realloc(b->data, cap);
-    if (grown == NULL)
-        return -1;
+    if (b->len == 0 && b->data != NULL) {
+        /* Nothing to keep (a cached buffer taken for a large unit): a
+         * realloc would copy the old block for nothing. */
+        grown = malloc(cap);
+        if (grown == NULL)
+            return -1;
+        free(b->data);
+    } else {
+        grown = realloc(b->data, cap);
+        if (grown == NULL)
+            return -1;
+    }
     buf_used_add(b->owner, (int64_t)(cap - b->cap));
     b->data = grown;
     b->cap = (uint32_t)cap;

@@ -671,6 +671,9 @@ client_request_start(struct client *c, struct creq *r)
     struct client_ctx *cx = c->cx;
 
     STAT_INC(cx->rt.rq.stats.cmd[r->req.cmd]);
+    /* Its bytes count against the client, as a text request's do. */
+    r->held = r->buf->len + (r->data != NULL ? r->req.data_len : 0);
+    c->own.held += r->held;
     if (proto_cmd_op(r->req.cmd) == OP_PROXY) {
         client_proxy_command(c, r);
     } else {
@@ -731,7 +734,7 @@ static const struct bin_conn_ops bin_ops = {
 static bool
 client_parse_binary(struct client *c, struct buf *in)
 {
-    struct bin_conn bc = { c, &c->cx->rt, &bin_ops };
+    struct bin_conn bc = { c, &c->cx->rt, &bin_ops, in };
     struct bin_take t;
 
     binclient_take(&bc, buf_head(in), buf_avail(in), &t);

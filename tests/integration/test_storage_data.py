@@ -249,3 +249,60 @@ def test_meta_set_blocks_by_reference(memcached, luagent, tmp_path):
     for s in servers:
         assert s.get("msbig") == big
         assert s.get("msmid") == mid
+
+
+def test_binary_sets_blocks_by_reference(memcached, luagent, tmp_path):
+    """Binary set/setq/append with large values, pipelined and sent in
+    fragments, through all_sync: the value has no "\\r\\n" after it in the
+    client's bytes, luagent adds it for the server."""
+    import binary_client as bp
+    servers = [memcached(extra=["-I", "2m"]) for _ in range(2)]
+    lg = luagent("-c", write_policy(tmp_path, servers, "lg.all_sync{ p0, p1 }"))
+    keys = ["bin:%d" % i for i in range(len(SIZES))]
+    payload = b""
+    for i, k in enumerate(keys):
+        op = bp.SETQ if i % 2 else bp.SET
+        payload += bp.store(op, k, value(k, SIZES[i % len(SIZES)]), flags=i, opaque=i)
+    payload += bp.request(bp.APPEND, keys[-1], b"", value("tail", 3000), opaque=99)
+    payload += bp.request(bp.NOOP, opaque=100)
+    c = bp.BinaryClient(lg.sockaddr, timeout=DEADLINE)
+    try:
+        t = threading.Thread(target=send_fragments, args=(c.sock, payload), daemon=True)
+        t.start()
+        got = [c.read() for _ in range(len(keys[::2]) + 2)]
+        t.join(DEADLINE)
+    finally:
+        c.close()
+    assert [p.status for p in got] == [bp.SUCCESS] * len(got)
+    assert [p.opaque for p in got] == list(range(0, len(keys), 2)) + [99, 100]
+    for s in servers:
+        for i, k in enumerate(keys):
+            want = value(k, SIZES[i % len(SIZES)])
+            if k == keys[-1]:
+                want += value("tail", 3000)
+            assert s.get(k) == want, "%s at %s" % (k, s.addr)
+
+
+def test_tls_server_gets_blocks_by_reference(memcached, luagent, tmp_path):
+    """A TLS server and a plain one share each block; over TLS every block
+    ends a record (memcached -Z would wait otherwise)."""
+    from test_tls import Pki, tls_direct, tls_memcached
+    (tmp_path / "pki").mkdir()
+    pki = Pki(tmp_path / "pki")
+    tls = tls_memcached(memcached, pki)
+    plain = memcached(extra=["-I", "2m"])
+    path = tmp_path / "tls.lua"
+    path.write_text('local lg = require "luagent"\n'
+                    'local t = lg.pool{ name = "t", servers = { "%s" }, timeout_ms = 20000,'
+                    ' tls = { ca = "%s" } }\n'
+                    'local p = lg.pool{ name = "p", servers = { "%s" }, timeout_ms = 20000 }\n'
+                    'return lg.policy{ route = lg.all_sync{ t, p } }\n'
+                    % (tls.addr, pki.path("ca"), plain.addr))
+    lg = luagent("-c", path)
+    keys = ["tls:%d" % i for i in range(len(SIZES))]
+    run_stream(lg, keys, fragments=True)
+    assert_stored_at(plain, keys)
+    with tls_direct(tls, pki) as d:
+        for i, k in enumerate(keys):
+            d.send(b"get " + k.encode() + b"\r\n")
+            assert d.read_values()[0][2] == value(k, SIZES[i % len(SIZES)]), k
