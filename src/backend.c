@@ -23,6 +23,11 @@
  *   Once a VALUE's line is in, its whole unit is read into one buffer of
  *   its size, not grown (and copied) read by read. A small reply in a large
  *   buffer is copied instead, so it does not pin the large one.
+ * - The output is a queue of pieces (struct bufq): request lines in an owned
+ *   piece, and a storage command's large data block by reference on the
+ *   client's read buffer it was read into (creq_share_data), let go once
+ *   written. backend_reserve makes room for every piece of a request before
+ *   it is formatted, so none goes out half-written.
  * - Reading stops while a client that a call was finished for has more
  *   than client_max_memory of output unwritten (it does not read): the
  *   server's bytes then wait in the kernel, not in luagent. The client

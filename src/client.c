@@ -7,7 +7,9 @@
  *   their servers answer out of order. Errors found while parsing go through
  *   the same FIFO.
  * - A connection holds a read buffer only while it has unparsed bytes; an
- *   idle connection holds none.
+ *   idle connection holds none. A large storage block is not copied out of
+ *   it: its request holds the buffer (creq_share_data), which is then never
+ *   written again; the next read goes to a fresh one (buf_read_room).
  * - A request outlives its client when calls are still out (the client
  *   closed, or a fan-out answered early): refs counts those.
  * - A TLS client differs only in its I/O: conn_read/conn_write go through
