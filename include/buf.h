@@ -171,9 +171,6 @@ void buf_consume(struct buf *b, size_t n);
 /* Move unconsumed bytes to the start of the buffer. */
 void buf_compact(struct buf *b);
 
-/* buf_read_room's slow half. */
-struct buf *buf_read_room_move(struct buf_cache *cache, struct buf *in, size_t want, bool sized);
-
 /*
  * A buffer to read into with room for want bytes after the unconsumed ones
  * of in (which may be NULL): in itself, compacted or grown if need be, or a
@@ -181,14 +178,37 @@ struct buf *buf_read_room_move(struct buf_cache *cache, struct buf *in, size_t w
  * taken when in is shared (its bytes must not change or move), or when sized
  * (want completes a unit of known size) and in is too small: the unit then
  * gets a buffer of its own size rather than a grown one. NULL out of memory
- * (in is kept).
+ * (in is kept). Inlined: once per read on the request path, where the
+ * common case is a test or two.
  */
-static inline struct buf *
+static inline __attribute__((always_inline)) struct buf *
 buf_read_room(struct buf_cache *cache, struct buf *in, size_t want, bool sized)
 {
-    if (in != NULL && !buf_shared(in) && want <= (size_t)(in->cap - in->len))
-        return in;
-    return buf_read_room_move(cache, in, want, sized);
+    uint32_t have = in != NULL ? buf_avail(in) : 0;
+    struct buf *fresh;
+
+    if (in != NULL && !buf_shared(in)) {
+        if (want <= (size_t)(in->cap - in->len))
+            return in;
+        if ((size_t)have + want <= in->cap) {
+            buf_compact(in);
+            return in;
+        }
+        if (!sized) {
+            buf_compact(in);
+            return buf_reserve(in, want) == 0 ? in : NULL;
+        }
+    }
+    fresh = buf_get(cache);
+    if (fresh == NULL || buf_reserve(fresh, (size_t)have + want) < 0) {
+        buf_put(cache, fresh);
+        return NULL;
+    }
+    if (in != NULL) {
+        buf_append(fresh, buf_head(in), have);
+        buf_put(cache, in);
+    }
+    return fresh;
 }
 
 /* ---- output queues ---- */

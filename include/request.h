@@ -149,11 +149,6 @@ struct creq {
     struct wconfig  *wcfg;      /* the config generation it is routed by */
     struct request   req;       /* parsed line; offsets into buf */
     struct buf      *buf;       /* request line (+ data block), owned */
-    struct buf      *data;      /* the data block by reference (creq_share_data):
-                                 * the client's read buffer, or NULL: the block
-                                 * follows the line in buf */
-    const char      *data_at;   /* ...its first byte, inside data */
-    bool             data_crlf; /* ...followed there by its "\r\n" (text) */
     const char      *local;     /* reply decided locally (error), or NULL */
     struct slot     *slots;     /* nslots entries */
     struct slot      one;       /* storage for a single slot */
@@ -174,7 +169,13 @@ struct creq {
     bool             log_sampled; /* request log: picked by settings.log_sample */
     struct bin_ctx   bin;
     uint64_t         log_start_ns; /* request log: when it was parsed; 0: not timed.
-                                  * Last, so creq_alloc's clearing stays as long */
+                                  * After the fields creq_alloc clears at once, so
+                                  * that clearing stays as short as it can */
+    struct buf      *data;      /* the data block by reference (creq_share_data):
+                                 * the client's read buffer, or NULL (set by
+                                 * creq_alloc): the block follows the line in buf */
+    const char      *data_at;   /* ...its first byte, inside data */
+    bool             data_crlf; /* ...followed there by its "\r\n" (text) */
 };
 
 struct request_cache;

@@ -643,10 +643,9 @@ backend_put_data(struct backend *be, const struct creq *r)
  * classic command made meta (a binary request) goes as its meta equivalent.
  */
 static void
-backend_format_meta(struct backend *be, const struct call *c)
+backend_format_meta(struct backend *be, const struct call *c, struct buf *out)
 {
     const struct request *rq = &c->creq->req;
-    struct buf *out = bufq_tail(&be->out);
 
     buf_append_str(out, proto_meta_name(rq->cmd));
     buf_append(out, " ", 1);
@@ -668,17 +667,16 @@ backend_format_meta(struct backend *be, const struct call *c)
         backend_put_const(be, "mn\r\n", 4);
 }
 
-/* Append the request for call c to the output, in the server's protocol. */
+/* Append the request for call c to the output's open piece out, in the server's protocol. */
 static void
-backend_format(struct backend *be, struct call *c)
+backend_format(struct backend *be, struct call *c, struct buf *out)
 {
     const struct request *rq = &c->creq->req;
     const char *name = proto_cmd_name(rq->cmd);
-    struct buf *out = bufq_tail(&be->out);
 
     if (rq->meta) {
         backend_close_batch(be);
-        backend_format_meta(be, c);
+        backend_format_meta(be, c, out);
         return;
     }
     if (proto_cmd_is_retrieval(rq->cmd)) {
@@ -721,16 +719,18 @@ backend_format(struct backend *be, struct call *c)
  * block goes by reference), plus a key that a rewrite may have made longer
  * (in base64 for a binary meta key) and the separators; and, for a block by
  * reference, the pieces it takes (the block, its "\r\n", a quiet "mn").
+ * Returns the open piece to format into, or NULL (out of memory).
  */
-static int
+static struct buf *
 backend_reserve(struct backend *be, const struct call *c)
 {
     size_t need = (size_t)c->creq->buf->len + BASE64_ENCODED_LEN(c->klen) + 32;
     struct buf *tail = bufq_tail(&be->out);
 
-    if (tail == NULL || buf_reserve(tail, need) < 0)
-        return -1;
-    return c->creq->data != NULL ? bufq_reserve(&be->out, 3) : 0;
+    if (tail == NULL || buf_reserve(tail, need) < 0
+        || (c->creq->data != NULL && bufq_reserve(&be->out, 3) < 0))
+        return NULL;
+    return tail;
 }
 
 /* The server has been up for its probation: the run of failures is over. */
@@ -843,9 +843,11 @@ backend_gate(struct backend *be, struct call *c)
 void
 backend_submit(struct backend *be, struct call *c, int timeout_ms)
 {
+    struct buf *out;
+
     if (be->unsettled && backend_gate(be, c))
         return;
-    if (backend_reserve(be, c) < 0) {
+    if ((out = backend_reserve(be, c)) == NULL) {
         call_fail(be->bx->rq, c, FAIL_NOMEM);
         return;
     }
@@ -862,7 +864,7 @@ backend_submit(struct backend *be, struct call *c, int timeout_ms)
         be->unstamped = c;
     if (be->waiting == NULL)
         be->waiting = c;
-    backend_format(be, c);
+    backend_format(be, c, out);
     if (be->state == BACKEND_CLOSED) {
         if (backend_connect(be) < 0) {
             backend_fail(be, FAIL_UNAVAILABLE, strerror(errno));
@@ -887,8 +889,27 @@ backend_io_error(const struct backend *be)
 }
 
 /*
- * Write some output: the open piece alone (the common case of small
- * requests), a writev of pieces (data blocks by reference among them) or,
+ * A write failed: true to try again at once (EINTR); else it waits for the
+ * socket (EAGAIN) or the connection has failed.
+ */
+static bool
+backend_write_again(struct backend *be)
+{
+    if (errno == EINTR)
+        return true;
+    if (errno == EAGAIN) {
+        if (be->tls != NULL && !tls_wants_write(be->tls))
+            be->write_wants_read = true;    /* the read event is persistent */
+        else
+            event_add(be->wev, NULL);
+        return false;
+    }
+    backend_fail(be, FAIL_CLOSED, backend_io_error(be));
+    return false;
+}
+
+/*
+ * Write some pieces: a writev (data blocks by reference among them) or,
  * over TLS, one piece up to the next record end.
  */
 static ssize_t
@@ -896,14 +917,8 @@ backend_send(const struct backend *be)
 {
     const struct bufq *q = &be->out;
     struct iovec iov[WRITE_PIECES];
-    int n;
+    int n = bufq_iov(q, iov, be->tls != NULL ? 1 : WRITE_PIECES);
 
-    if (q->open && q->n - q->first == 1 && be->ncuts == 0) {
-        const struct buf *b = q->pieces[q->first].b;
-
-        return conn_write(be->fd, be->tls, buf_head(b), buf_avail(b));
-    }
-    n = bufq_iov(q, iov, be->tls != NULL ? 1 : WRITE_PIECES);
     if (be->ncuts != 0 && be->cuts[be->cut_next] - be->out_done < iov[0].iov_len)
         iov[0].iov_len = be->cuts[be->cut_next] - be->out_done;     /* TLS */
     if (n == 1)
@@ -911,39 +926,46 @@ backend_send(const struct backend *be)
     return conn_writev(be->fd, iov, n);
 }
 
-/* Write as much output as the socket takes; wait for writability for the rest. */
+/*
+ * Write as much output as the socket takes; wait for writability for the
+ * rest. The common case, requests without a block by reference and no TLS
+ * record end ahead, is one owned piece, written as a plain buffer and kept
+ * for the next requests. (out_done need not count those writes: it only
+ * matters against record ends, and none is queued then.)
+ */
 static void
 backend_write(struct backend *be)
 {
     struct bufq *out = &be->out;
+    ssize_t n;
 
     backend_close_batch(be);    /* the open piece is complete before it goes */
-    while (bufq_bytes(out) > 0) {
-        ssize_t n = backend_send(be);
+    if (out->open && out->n - out->first == 1 && be->ncuts == 0) {
+        struct buf *b = out->pieces[out->first].b;
 
-        if (n < 0) {
-            if (errno == EINTR)
+        while (buf_avail(b) > 0) {
+            n = conn_write(be->fd, be->tls, buf_head(b), buf_avail(b));
+            if (n < 0 && backend_write_again(be))
                 continue;
-            if (errno == EAGAIN) {
-                if (be->tls != NULL && !tls_wants_write(be->tls))
-                    be->write_wants_read = true;    /* the read event is persistent */
-                else
-                    event_add(be->wev, NULL);
+            if (n < 0)
                 return;
-            }
-            backend_fail(be, FAIL_CLOSED, backend_io_error(be));
-            return;
+            buf_consume(b, (size_t)n);
         }
-        if (out->open && out->n - out->first == 1)
-            buf_consume(out->pieces[out->first].b, (size_t)n);  /* kept for the next */
-        else
-            bufq_consume(out, (uint64_t)n);     /* a block by reference is let go */
+        if (b->cap > BUF_KEEP_MAX)
+            bufq_clear(out);    /* a buffer grown for large values is not kept */
+        return;
+    }
+    while (bufq_bytes(out) > 0) {
+        n = backend_send(be);
+        if (n < 0 && backend_write_again(be))
+            continue;
+        if (n < 0)
+            return;
+        bufq_consume(out, (uint64_t)n);     /* a block by reference is let go */
         be->out_done += (uint64_t)n;
         if (be->ncuts != 0)
             backend_cuts_passed(be);
     }
-    if (out->open && out->pieces[out->first].b->cap > BUF_KEEP_MAX)
-        bufq_clear(out);    /* all written: a buffer grown for large values is not kept */
 }
 
 /* Calls queued since the last flush leave now: one clock read for them all. */

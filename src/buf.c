@@ -140,34 +140,6 @@ buf_compact(struct buf *b)
     b->pos = 0;
 }
 
-struct buf *
-buf_read_room_move(struct buf_cache *cache, struct buf *in, size_t want, bool sized)
-{
-    uint32_t have = in != NULL ? buf_avail(in) : 0;
-    struct buf *fresh;
-
-    if (in != NULL && !buf_shared(in)) {
-        if ((size_t)have + want <= in->cap) {
-            buf_compact(in);
-            return in;
-        }
-        if (!sized) {
-            buf_compact(in);
-            return buf_reserve(in, want) == 0 ? in : NULL;
-        }
-    }
-    fresh = buf_get(cache);
-    if (fresh == NULL || buf_reserve(fresh, (size_t)have + want) < 0) {
-        buf_put(cache, fresh);
-        return NULL;
-    }
-    if (in != NULL) {
-        buf_append(fresh, buf_head(in), have);
-        buf_put(cache, in);
-    }
-    return fresh;
-}
-
 /* ---- output queues ---- */
 
 int

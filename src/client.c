@@ -616,7 +616,7 @@ client_request(struct client *c, const struct request *rq, const char *bytes, si
         reqlog_begin(&cx->reqlog, r, r->wcfg->config);
     STAT_ADD(cx->rt.rq.stats.cmd[rq->cmd], rq->nkeys > 0 ? rq->nkeys : 1);
     /* A large data block stays where it was read (its bytes still count). */
-    if (proto_cmd_has_data(rq->cmd)
+    if (rq->data_len >= CREQ_SHARE_MIN && proto_cmd_has_data(rq->cmd)
         && creq_share_data(r, c->rbuf, bytes + rq->line_len, true))
         len = rq->line_len;
     /* Room for a meta key decoded from base64 too (creq_key_slot). */

@@ -115,6 +115,7 @@ creq_alloc(struct request_cache *rq)
     }
     memset(r, 0, offsetof(struct creq, log_start_ns));
     r->log_start_ns = 0;
+    r->data = NULL;
     r->spare = spare;
     r->spare_cap = spare_cap;
     r->refs = 1;
