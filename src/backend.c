@@ -926,46 +926,60 @@ backend_send(const struct backend *be)
     return conn_writev(be->fd, iov, n);
 }
 
-/*
- * Write as much output as the socket takes; wait for writability for the
- * rest. The common case, requests without a block by reference and no TLS
- * record end ahead, is one owned piece, written as a plain buffer and kept
- * for the next requests. (out_done need not count those writes: it only
- * matters against record ends, and none is queued then.)
- */
+/* backend_write's general case: pieces written with writev, or over TLS up
+ * to each record end; pieces let go (a block by reference) once written. */
 static void
-backend_write(struct backend *be)
+backend_write_pieces(struct backend *be)
 {
     struct bufq *out = &be->out;
     ssize_t n;
 
-    backend_close_batch(be);    /* the open piece is complete before it goes */
-    if (out->open && out->n - out->first == 1 && be->ncuts == 0) {
-        struct buf *b = out->pieces[out->first].b;
-
-        while (buf_avail(b) > 0) {
-            n = conn_write(be->fd, be->tls, buf_head(b), buf_avail(b));
-            if (n < 0 && backend_write_again(be))
-                continue;
-            if (n < 0)
-                return;
-            buf_consume(b, (size_t)n);
-        }
-        if (b->cap > BUF_KEEP_MAX)
-            bufq_clear(out);    /* a buffer grown for large values is not kept */
-        return;
-    }
+    /* A written open piece is let go too: an open batch must not lose its
+     * piece to that, so it is complete before it goes. */
+    backend_close_batch(be);
     while (bufq_bytes(out) > 0) {
         n = backend_send(be);
         if (n < 0 && backend_write_again(be))
             continue;
         if (n < 0)
             return;
-        bufq_consume(out, (uint64_t)n);     /* a block by reference is let go */
+        bufq_consume(out, (uint64_t)n);
         be->out_done += (uint64_t)n;
         if (be->ncuts != 0)
             backend_cuts_passed(be);
     }
+}
+
+/*
+ * Write as much output as the socket takes; wait for writability for the
+ * rest. The common case, requests without a block by reference and no TLS
+ * record end ahead, is one owned piece, written as a plain buffer and kept
+ * for the next requests (an open batch goes on appending to it). out_done
+ * need not count those writes: it only matters against record ends, and
+ * none is queued then.
+ */
+static inline void
+backend_write(struct backend *be)
+{
+    struct bufq *out = &be->out;
+    struct buf *b;
+    ssize_t n;
+
+    if (!out->open || out->n - out->first != 1 || be->ncuts != 0) {
+        backend_write_pieces(be);
+        return;
+    }
+    b = out->pieces[out->first].b;
+    while (buf_avail(b) > 0) {
+        n = conn_write(be->fd, be->tls, buf_head(b), buf_avail(b));
+        if (n < 0 && backend_write_again(be))
+            continue;
+        if (n < 0)
+            return;
+        buf_consume(b, (size_t)n);
+    }
+    if (b->cap > BUF_KEEP_MAX && be->batch == NULL)
+        bufq_clear(out);    /* a buffer grown for large values is not kept */
 }
 
 /* Calls queued since the last flush leave now: one clock read for them all. */
@@ -986,10 +1000,9 @@ backend_flush(struct backend *be)
     be->dirty = false;
     if (be->unstamped != NULL)
         backend_stamp(be);
+    backend_close_batch(be);
     if (be->state == BACKEND_UP)
         backend_write(be);
-    else
-        backend_close_batch(be);
 }
 
 void
