@@ -7,7 +7,9 @@
  *   their servers answer out of order. Errors found while parsing go through
  *   the same FIFO.
  * - A connection holds a read buffer only while it has unparsed bytes; an
- *   idle connection holds none.
+ *   idle connection holds none. A large storage block is not copied out of
+ *   it: its request holds the buffer (creq_share_data), which is then never
+ *   written again; the next read goes to a fresh one (buf_read_room).
  * - A request outlives its client when calls are still out (the client
  *   closed, or a fan-out answered early): refs counts those.
  * - A TLS client differs only in its I/O: conn_read/conn_write go through
@@ -60,6 +62,8 @@ struct client {
     struct creq     *head, *tail;   /* requests in arrival order */
     uint32_t         npending;
     uint32_t         swallow;       /* bytes of a refused data block still to drop */
+    uint32_t         need;          /* bytes the request at the input's head needs
+                                     * (a data block that has not all arrived), or 0 */
     bool             closing;       /* read no more requests */
     bool             close_when_written; /* a closing reply is in out */
     bool             closed;        /* socket closed; struct freed by flush */
@@ -670,6 +674,10 @@ client_request(struct client *c, const struct request *rq, const char *bytes, si
     if (__builtin_expect(r->wcfg->reqlog, 0) && rq->nkeys > 0)
         reqlog_begin(&cx->reqlog, r, r->wcfg->config);
     STAT_ADD(cx->rt.rq.stats.cmd[rq->cmd], rq->nkeys > 0 ? rq->nkeys : 1);
+    /* A large data block stays where it was read (its bytes still count). */
+    if (rq->data_len >= CREQ_SHARE_MIN && proto_cmd_has_data(rq->cmd)
+        && creq_share_data(r, c->rbuf, bytes + rq->line_len, true))
+        len = rq->line_len;
     /* Room for a meta key decoded from base64 too (creq_key_slot). */
     r->buf = buf_get(&cx->rt.rq.bufs);
     if (r->buf == NULL || buf_reserve(r->buf, len + KEY_MAX) < 0) {
@@ -680,7 +688,7 @@ client_request(struct client *c, const struct request *rq, const char *bytes, si
         return;
     }
     buf_append(r->buf, bytes, len);
-    r->held = r->buf->len;
+    r->held = r->buf->len + (r->data != NULL ? r->req.data_len + 2 : 0);
     c->own.held += r->held;
     if (proto_cmd_op(rq->cmd) == OP_PROXY)
         client_proxy_command(c, r);
@@ -724,6 +732,9 @@ client_request_start(struct client *c, struct creq *r)
     struct client_ctx *cx = c->cx;
 
     STAT_INC(cx->rt.rq.stats.cmd[r->req.cmd]);
+    /* Its bytes count against the client, as a text request's do. */
+    r->held = r->buf->len + (r->data != NULL ? r->req.data_len : 0);
+    c->own.held += r->held;
     if (proto_cmd_op(r->req.cmd) == OP_PROXY) {
         client_proxy_command(c, r);
     } else {
@@ -784,16 +795,14 @@ static const struct bin_conn_ops bin_ops = {
 static bool
 client_parse_binary(struct client *c, struct buf *in)
 {
-    struct bin_conn bc = { c, &c->cx->rt, &bin_ops };
+    struct bin_conn bc = { c, &c->cx->rt, &bin_ops, in };
     struct bin_take t;
 
     binclient_take(&bc, buf_head(in), buf_avail(in), &t);
     if (c->closed)
         return false;           /* out of memory for a request */
     if (t.need > 0) {
-        buf_compact(in);
-        if (buf_reserve(in, t.need - in->len) < 0)
-            client_close(c);
+        c->need = t.need;       /* the next read makes room for it */
         return false;
     }
     buf_consume(in, t.consume);
@@ -822,6 +831,7 @@ client_parse(struct client *c)
 {
     struct buf *in = c->rbuf;
 
+    c->need = 0;
     while (!c->closing && buf_avail(in) > 0) {
         struct request rq;
         struct proto_error err;
@@ -880,9 +890,7 @@ client_parse(struct client *c)
             size_t total = (size_t)rq.line_len + rq.data_len + 2;
 
             if (buf_avail(in) < total) {
-                buf_compact(in);
-                if (buf_reserve(in, total - in->len) < 0)
-                    client_close_no_memory(c, "for a data block");
+                c->need = (uint32_t)total;  /* the next read makes room for it */
                 return;
             }
             if (!proto_data_ok(buf_head(in) + rq.line_len, rq.data_len)) {
@@ -916,19 +924,23 @@ client_read(struct client *c)
 {
     struct client_ctx *cx = c->cx;
     struct buf *in;
+    uint32_t have;
     ssize_t n;
 
     if (c->rbuf == NULL) {
-        c->rbuf = cx->spare_rbuf ? cx->spare_rbuf : buf_get(&cx->rt.rq.bufs);
+        c->rbuf = cx->spare_rbuf;
         cx->spare_rbuf = NULL;
     }
-    in = c->rbuf;
-    if (in != NULL && in->pos > 0 && in->cap - in->len < READ_CHUNK)
-        buf_compact(in);
-    if (in == NULL || buf_reserve(in, READ_CHUNK) < 0) {
-        client_close_no_memory(c, "for a read buffer");
+    /* A data block whose size is known is read into one buffer of its size;
+     * a buffer that holds one on its way to a server is not read into again. */
+    have = c->rbuf != NULL ? buf_avail(c->rbuf) : 0;
+    in = buf_read_room(&cx->rt.rq.bufs, c->rbuf, c->need > have ? c->need - have : READ_CHUNK,
+                       c->need > have);
+    if (in == NULL) {
+        client_close_no_memory(c, c->need > have ? "for a data block" : "for a read buffer");
         return false;
     }
+    c->rbuf = in;
     n = conn_read(c->fd, c->tls, in->data + in->len, in->cap - in->len);
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -951,7 +963,7 @@ client_read(struct client *c)
     if (c->closing)
         event_del(c->rev);
     if (c->rbuf != NULL && buf_avail(c->rbuf) == 0) {
-        if (cx->spare_rbuf == NULL)
+        if (cx->spare_rbuf == NULL && !buf_shared(c->rbuf))
             cx->spare_rbuf = c->rbuf;
         else
             buf_put(&cx->rt.rq.bufs, c->rbuf);

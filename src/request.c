@@ -115,6 +115,7 @@ creq_alloc(struct request_cache *rq)
     }
     memset(r, 0, offsetof(struct creq, log_start_ns));
     r->log_start_ns = 0;
+    r->data = NULL;
     r->spare = spare;
     r->spare_cap = spare_cap;
     r->refs = 1;
@@ -141,6 +142,7 @@ creq_release(struct request_cache *rq, struct creq *r)
     if (r->slots != &r->one && r->slots != r->spare)
         free(r->slots);
     buf_put(&rq->bufs, r->buf);
+    buf_put(&rq->bufs, r->data);
     if (r->wcfg != NULL)
         r->wcfg->inflight--;    /* the worker drops a drained generation */
     r->next = rq->free_creqs;

@@ -457,16 +457,16 @@ def test_set_noreply_flood_to_a_server_that_does_not_read(memcached, luagent, ha
 
 
 def test_past_max_memory_new_requests_are_refused_until_it_drops(memcached, luagent):
-    """-m 1: a client that stops half-way through a 1,000,000-byte data block
-    keeps a 1 MiB read buffer, and with what the rest hold that is past the
-    1 MiB all buffers may hold: another client's new requests get
-    SERVER_ERROR out of memory (stats still answer). Once that client goes,
-    memory drops and the other client is served again."""
+    """-m 1: a client that stops half-way through a data block of item_max
+    (1 MiB) bytes keeps a read buffer of the whole request's size (its line,
+    the block and its "\\r\\n"), past the 1 MiB all buffers may hold: another
+    client's new requests get SERVER_ERROR out of memory (stats still answer).
+    Once that client goes, memory drops and the other client is served again."""
     lg = luagent("-m", "1", "-t", "1", servers=[memcached()])
     check_other(lg, "before")
     other = lg.client()
     staller = lg.client()
-    staller.send(b"set half 0 0 1000000\r\n" + b"h" * 900000)
+    staller.send(b"set half 0 0 %d\r\n" % MiB + b"h" * 900000)
     poll(lambda: stat(lg, "buffer_bytes") > MiB, "the unfinished block past 1 MiB")
     assert int(lg.stats()["max_memory"]) == MiB
     assert other.call(set_cmd("other:k", b"v")) == b"SERVER_ERROR out of memory\r\n"
