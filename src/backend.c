@@ -935,8 +935,10 @@ backend_send(const struct backend *be)
 {
     const struct bufq *q = &be->out;
     struct iovec iov[WRITE_PIECES];
-    int n = bufq_iov(q, iov, be->tls != NULL ? 1 : WRITE_PIECES);
+    int n;
 
+    iov[0].iov_len = 0;     /* the queue is not empty: bufq_iov fills it */
+    n = bufq_iov(q, iov, be->tls != NULL ? 1 : WRITE_PIECES);
     if (be->ncuts != 0 && be->cuts[be->cut_next] - be->out_done < iov[0].iov_len)
         iov[0].iov_len = be->cuts[be->cut_next] - be->out_done;     /* TLS */
     if (n == 1)
