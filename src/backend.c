@@ -44,8 +44,10 @@
  * - On error, timeout, EOF or garbage every queued call fails at once and the
  *   connection is closed; the next call opens a new one.
  * - Round-trip time costs two clock reads per batch, not per call: calls
- *   queued in one loop pass are stamped with one reading when they are flushed,
- *   and replies parsed from one read share one reading.
+ *   queued in one loop pass are stamped with one reading when they are flushed
+ *   (or written before that, by the writable callback), and replies parsed
+ *   from one read share one reading. The stamp also marks a call as sent: a
+ *   reply for a call without one is out of step.
  * - A TLS server (the pool's tls table) is the same connection with one more
  *   state: after the TCP connect comes the handshake, bounded by the same
  *   connect deadline; writes wait until it is done. A failed handshake is a
@@ -122,7 +124,8 @@ struct backend {
     struct buf              *out;           /* bytes not yet written */
     struct buf              *in;            /* bytes not yet parsed */
     struct call             *head, *tail;   /* calls awaiting replies */
-    struct call             *unstamped;     /* first call not yet given a send time */
+    struct call             *unstamped;     /* first call not yet given a send time:
+                                             * its request has not gone to the socket */
     struct call             *waiting;       /* first call without its reply unit;
                                              * those before it (one batch) hold
                                              * theirs until the batch's END */
@@ -895,11 +898,33 @@ backend_io_error(const struct backend *be)
     return strerror(errno);
 }
 
+/*
+ * Calls queued since the last stamp leave now: one clock read for them all.
+ * An open batch's calls wait for its line end (keys may still join it), so
+ * no reply can be theirs yet.
+ */
+static void
+backend_stamp(struct backend *be)
+{
+    uint64_t now = clock_ns();
+    struct call *c;
+
+    for (c = be->unstamped; c != NULL && c != be->batch; c = c->next)
+        c->sent_ns = now;
+    be->unstamped = c;
+}
+
 /* Write as much output as the socket takes; wait for writability for the rest. */
 static void
 backend_write(struct backend *be)
 {
     struct buf *out = be->out;
+
+    /* The writable callback also sends requests queued in this loop pass,
+     * before their flush: a fast server's replies to them may be read later
+     * in the same pass, and must find them sent. */
+    if (be->unstamped != NULL)
+        backend_stamp(be);
 
     while (out != NULL && buf_avail(out) > 0) {
         size_t len = buf_avail(out);
@@ -934,27 +959,15 @@ backend_write(struct backend *be)
     }
 }
 
-/* Calls queued since the last flush leave now: one clock read for them all. */
-static void
-backend_stamp(struct backend *be)
-{
-    uint64_t now = clock_ns();
-    struct call *c;
-
-    for (c = be->unstamped; c != NULL; c = c->next)
-        c->sent_ns = now;
-    be->unstamped = NULL;
-}
-
 static void
 backend_flush(struct backend *be)
 {
     be->dirty = false;
+    backend_close_batch(be);
     if (be->unstamped != NULL)
         backend_stamp(be);
     if (be->out == NULL)
         return;
-    backend_close_batch(be);
     if (be->state == BACKEND_UP)
         backend_write(be);
 }
@@ -1234,8 +1247,9 @@ backend_take_unit(struct backend *be, const char *unit, const struct reply *r)
             backend_end_batch(be, REPLY_END, NULL, 0);
         return true;
     }
-    /* A reply for a call not written yet (queued in this loop pass) is out
-     * of step; matching it would also end a batch that is still open. */
+    /* A reply for a call not written yet (queued in this loop pass and not
+     * flushed or sent by the writable callback) is out of step; matching it
+     * would also end a batch that is still open. */
     if (c == NULL || c == be->unstamped)
         return false;
     if (c->in_batch) {
