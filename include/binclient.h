@@ -41,6 +41,8 @@ struct bin_conn {
     struct client              *c;
     struct route_ctx           *rt;     /* the thread's */
     const struct bin_conn_ops  *ops;
+    struct buf                 *in;     /* its read buffer: a large value is
+                                         * held there by reference (creq_share_data) */
 };
 
 /* What the client's read loop does once binclient_take has looked. */

@@ -13,9 +13,10 @@
  * the last one puts the buffer back. While shared, a buffer's bytes do not
  * change: its first owner stops appending to it and reads into another.
  *
- * A struct bufq is a client's output: a queue of pieces, each either bytes
- * of a buffer it owns (the last one open for appends) or a shared reference
- * to another buffer's bytes, written with one writev.
+ * A struct bufq is an output (a client's, or a server connection's): a
+ * queue of pieces, each either bytes of a buffer it owns (the last one open
+ * for appends), a shared reference to another buffer's bytes, or constant
+ * bytes, written with one writev.
  */
 #ifndef BUF_H
 #define BUF_H
@@ -170,10 +171,50 @@ void buf_consume(struct buf *b, size_t n);
 /* Move unconsumed bytes to the start of the buffer. */
 void buf_compact(struct buf *b);
 
+/*
+ * A buffer to read into with room for want bytes after the unconsumed ones
+ * of in (which may be NULL): in itself, compacted or grown if need be, or a
+ * fresh one that takes over those bytes (in is then put). A fresh one is
+ * taken when in is shared (its bytes must not change or move), or when sized
+ * (want completes a unit of known size) and in is too small: the unit then
+ * gets a buffer of its own size rather than a grown one. NULL out of memory
+ * (in is kept). Inlined: once per read on the request path, where the
+ * common case is a test or two.
+ */
+static inline __attribute__((always_inline)) struct buf *
+buf_read_room(struct buf_cache *cache, struct buf *in, size_t want, bool sized)
+{
+    uint32_t have = in != NULL ? buf_avail(in) : 0;
+    struct buf *fresh;
+
+    if (in != NULL && !buf_shared(in)) {
+        if (want <= (size_t)(in->cap - in->len))
+            return in;
+        if ((size_t)have + want <= in->cap) {
+            buf_compact(in);
+            return in;
+        }
+        if (!sized) {
+            buf_compact(in);
+            return buf_reserve(in, want) == 0 ? in : NULL;
+        }
+    }
+    fresh = buf_get(cache);
+    if (fresh == NULL || buf_reserve(fresh, (size_t)have + want) < 0) {
+        buf_put(cache, fresh);
+        return NULL;
+    }
+    if (in != NULL) {
+        buf_append(fresh, buf_head(in), have);
+        buf_put(cache, in);
+    }
+    return fresh;
+}
+
 /* ---- output queues ---- */
 
 /* A piece of output: an owned buffer's unconsumed bytes (p NULL), or len
- * bytes at p inside a shared buffer b. */
+ * bytes at p inside a shared buffer b (b NULL: constant bytes). */
 struct bufq_piece {
     struct buf *b;
     const char *p;
@@ -203,6 +244,13 @@ bufq_tail(struct bufq *q)
 
 /* Queue len bytes at p inside b by reference (b is shared, not copied). */
 void bufq_share(struct bufq *q, struct buf *b, const char *p, uint32_t len);
+
+/* Queue len constant bytes at p (a string literal: nothing holds it). */
+void bufq_const(struct bufq *q, const char *p, uint32_t len);
+
+/* Room for n more pieces, so that as many bufq_share/bufq_const calls
+ * cannot fail: 0, or -1 (out of memory). */
+int bufq_reserve(struct bufq *q, uint32_t n);
 
 /* Bytes queued, not yet written. */
 static inline uint64_t

@@ -32,6 +32,7 @@ struct stats {
     uint64_t out_of_memory;         /* requests answered SERVER_ERROR out of memory */
     uint64_t memory_closes;         /* clients closed: out of memory, or never reading */
     uint64_t memory_pauses;         /* reads paused: a client's requests held its bound */
+    uint64_t refetched_values;      /* values let go at a client's bound, asked again */
     uint64_t slow_requests;         /* slower than settings.log_slow_ms */
     uint64_t sampled_requests;      /* picked by settings.log_sample */
     uint64_t reqlog_suppressed;     /* slow/sampled lines over the per-second limit */

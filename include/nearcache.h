@@ -37,14 +37,34 @@ struct nearcache *nearcache_new(uint32_t max_items, uint64_t max_bytes, uint32_t
 /* Free a store; its values go back to bufs. */
 void nearcache_free(struct nearcache *nc, struct buf_cache *bufs);
 
+/* A held value, by reference: bytes lie inside data, the entry's buffer.
+ * A caller that keeps them past the store's next use takes its own
+ * reference (buf_share) and puts it back when done (buf_put). */
+struct nearcache_hit {
+    struct buf     *data;
+    const char     *bytes;
+    uint32_t        len;
+};
+
+/* What nearcache_get found. */
+enum nearcache_find {
+    NEARCACHE_MISS,     /* not held, or stale or expired (then dropped) */
+    NEARCACHE_HIT,      /* fresh: *hit is the value */
+    NEARCACHE_REFRESH,  /* fresh, but in the last tenth of its ttl_ms: this read
+                         * alone goes to the server and its put replaces the
+                         * entry, while other reads keep hitting it */
+};
+
 /*
- * The value of key (hash from hotkeys_hash) if held, fresh (younger than
- * ttl_ms at now_ms) and not invalidated since it was read; else NULL (a
- * stale or expired entry is dropped). The bytes are the store's: copy them
- * before the store is next used.
+ * Look key up (hash from hotkeys_hash) at now_ms. A value is fresh while
+ * it is younger than ttl_ms and its key did not change since it was read.
+ * Once per entry, the first read in its last tenth of ttl_ms is told to
+ * refresh it, so that a hot key is read again before it expires instead of
+ * by every read that finds it expired.
  */
-const char *nearcache_get(struct nearcache *nc, struct buf_cache *bufs, uint64_t hash,
-                          const char *key, uint32_t klen, uint64_t now_ms, uint32_t *vlen);
+enum nearcache_find nearcache_get(struct nearcache *nc, struct buf_cache *bufs, uint64_t hash,
+                                  const char *key, uint32_t klen, uint64_t now_ms,
+                                  struct nearcache_hit *hit);
 
 /*
  * Keep a copy of value for key, read under stamp (nearcache_stamp when the

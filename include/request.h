@@ -24,6 +24,10 @@
  *   usually the read buffer of the server connection they came from, shared
  *   (buf_share) rather than copied, until the result is moved on or cleared.
  *   A client's output takes its own reference for a large value.
+ * - A large storage command's data block is held the same way, by a
+ *   reference on the client's read buffer (creq_share_data) until the
+ *   request is freed; each server connection it is written to takes its
+ *   own reference until the bytes are written.
  *
  * Calls and creqs come from free lists kept per thread (struct
  * request_cache), which also carries the thread's buffers, its counters and
@@ -134,6 +138,9 @@ struct slot {
     const char    *key;         /* the client's key (in creq->req) */
     uint32_t       klen;
     bool           done;
+    uint32_t       refetch_len; /* not 0: its value (this long) came while its
+                                 * client held its bound, and was let go; the
+                                 * key is asked again when its turn comes */
     struct result  res;
 };
 
@@ -153,10 +160,9 @@ struct creq {
     uint32_t         nslots;
     uint32_t         ndone;
     uint32_t         nwritten;  /* multi-get: slots already written (streamed) */
+    uint32_t         nrefetch;  /* slots whose value was let go (refetch_len) */
     int              refs;      /* 1 until written or orphaned + live calls */
     uint64_t         held;      /* bytes counted against its client (copy, replies) */
-    uint64_t         in_calls;  /* value bytes its calls hold at a server
-                                 * connection, until their batch ends */
     bool             stats;     /* answer with the stats, rendered when written */
     uint8_t          stats_group; /* which stats (enum stats_group) */
     bool             oom;       /* answered SERVER_ERROR out of memory */
@@ -165,7 +171,13 @@ struct creq {
     bool             log_sampled; /* request log: picked by settings.log_sample */
     struct bin_ctx   bin;
     uint64_t         log_start_ns; /* request log: when it was parsed; 0: not timed.
-                                  * Last, so creq_alloc's clearing stays as long */
+                                  * After the fields creq_alloc clears at once, so
+                                  * that clearing stays as short as it can */
+    struct buf      *data;      /* the data block by reference (creq_share_data):
+                                 * the client's read buffer, or NULL (set by
+                                 * creq_alloc): the block follows the line in buf */
+    const char      *data_at;   /* ...its first byte, inside data */
+    bool             data_crlf; /* ...followed there by its "\r\n" (text) */
 };
 
 struct request_cache;
@@ -312,15 +324,47 @@ void creq_bind(struct creq *r, struct wconfig *wc);
 /* Room for n slots (0 or 1: the one inside); 0, or -1 out of memory. */
 int creq_slots(struct creq *r, uint32_t n);
 
+/*
+ * Data blocks at least this long go to servers by reference, not copied: as
+ * for the values of gets (RESPOND_SHARE_MIN), a smaller copy costs less than
+ * one more piece to write.
+ */
+#define CREQ_SHARE_MIN      1024
+#define CREQ_SHARE_CAP_MAX  (32 * 1024)    /* a block in a buffer up to this size is
+                                            * shared; past it, only one that is a
+                                            * quarter of the buffer or more */
+
+/*
+ * Hold r's data block (r->req.data_len bytes at p, inside the client's read
+ * buffer in, then "\r\n" when crlf) by a reference on in, when it is large
+ * enough and would not pin a much larger buffer. False: the caller copies it.
+ * While shared, in's bytes must not change (see buf_share): the client reads
+ * into another buffer.
+ */
+static inline bool
+creq_share_data(struct creq *r, struct buf *in, const char *p, bool crlf)
+{
+    uint32_t n = r->req.data_len;
+
+    if (n < CREQ_SHARE_MIN || (in->cap > CREQ_SHARE_CAP_MAX && n < in->cap / 4))
+        return false;
+    r->data = buf_share(in);
+    r->data_at = p;
+    r->data_crlf = crlf;
+    return true;
+}
+
 /* Fill slot 0 with the key of a single-key request. */
 void creq_key_slot(struct creq *r);
 
 /*
- * May n more bytes of values be held for this request? One request's values
- * may not pass its client's bound (client_max_memory), nor may any request's
- * while all buffers hold more than max_memory. When not, the request is
- * answered SERVER_ERROR out of memory at once and the value must be let go.
- * (Many requests of one client are bounded by its reads pausing instead.)
+ * May a value of n bytes be held for this request at all? Not one larger
+ * than its client's bound (client_max_memory), nor any while all buffers
+ * hold more than max_memory. When not, the request is answered SERVER_ERROR
+ * out of memory at once and the value must be let go. (Values that only
+ * pile up past the bound, waiting for an earlier key, are let go and asked
+ * again instead: see client.c. Many requests of one client are bounded by
+ * its reads pausing.)
  */
 bool creq_may_hold(struct request_cache *rq, struct creq *r, uint64_t n);
 

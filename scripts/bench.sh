@@ -37,8 +37,9 @@
 #    memcpy/memmove/mempcpy; see bench/copycount.c): gets, 10-key multi-gets
 #    and sets, one connection, at each value size.
 # 7. Hot keys (scripts/bench-hot.sh): 90% of gets on 10 keys, Zipf over the
-#    rest, luagent -t 1 with the pool alone and with lg.nearcache on the hot
-#    prefix: ops/s, and the reads the hot keys' server receives.
+#    rest, luagent -t 1 and -t 2 with the pool alone and with lg.nearcache on
+#    the hot prefix, side by side: ops/s, luagent's CPU time per request, the
+#    reads the hot keys' server receives per request, and Ir per request.
 #
 # At the end, scripts/plot.sh draws parts 4 and 5 with gnuplot as PNG pictures
 # beside the results file (<results>-sizes.png, <results>-growth.png).
@@ -52,7 +53,7 @@
 #   BENCH_WALL (1; 0 skips part 1)  BENCH_CALLGRIND (1; 0 skips part 2)
 #   BENCH_TLS (1; 0 skips part 3)  BENCH_SWEEP (1; 0 skips part 4)
 #   BENCH_GROWTH (1; 0 skips part 5)  BENCH_COPIES (1; 0 skips part 6)
-#   BENCH_HOT (1; 0 skips part 7; BENCH_HOT_SECONDS, BENCH_HOT_ROUNDS)
+#   BENCH_HOT (1; 0 skips part 7; its own tunables: scripts/bench-hot.sh)
 #   BENCH_SIZES ("100 10240 102400 1048576")  BENCH_WIDTHS ("1 10 100")
 #   BENCH_POOLS ("4 64 512")  BENCH_SWEEP_SECONDS (3)  BENCH_SWEEP_ROUNDS (1)
 #   BENCH_SWEEP_MB (64)  BENCH_GROWTH_MB (200: value bytes one callgrind
@@ -140,35 +141,10 @@ OUT=${BENCH_OUT:-bench/results/$(date +%Y-%m-%d-%H%M)-$HOST.txt}
 mkdir -p "$(dirname "$OUT")"
 : > "$OUT.tmp"
 
-# ---- processes: started in the background, stopped by PID ----
+# ---- processes (track, stop_pid; cleanup on exit), ports (pick_ports,
+# wait_listen) and loadgen fields: shared with bench-hot.sh ----
 
-pids=""
-track()   { pids="$pids $1"; }
-untrack() { pids=$(echo " $pids " | sed "s/ $1 / /; s/^ *//; s/ *$//"); }
-
-alive() {           # PID: running (a child that exited stays a zombie until waited for)
-    kill -0 "$1" 2>/dev/null && [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" != Z ]
-}
-
-stop_pid() {        # PID [SIGNAL]: signal, wait up to 10 s, then SIGKILL; STOP_RC = status
-    kill -"${2:-TERM}" "$1" 2>/dev/null
-    sp_i=0
-    while alive "$1" && [ $sp_i -lt 100 ]; do
-        sleep 0.1
-        sp_i=$((sp_i + 1))
-    done
-    alive "$1" && kill -KILL "$1" 2>/dev/null
-    wait "$1" 2>/dev/null
-    STOP_RC=$?
-}
-
-cleanup() {
-    trap - EXIT INT TERM
-    for p in $pids; do stop_pid "$p"; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+. scripts/bench-lib.sh
 
 # Run a private copy: a rebuild of ./luagent during the run (another make in
 # the same tree) must not change the binary half-way through.
@@ -194,44 +170,7 @@ out() { printf '%s\n' "$*" | tee -a "$OUT.tmp"; }
 
 # ---- ports ----
 
-port_used() {       # any socket bound to this local port (IPv4 or IPv6)
-    hex=$(printf ':%04X' "$1")
-    awk -v p="$hex" 'FNR > 1 && substr($2, length($2) - 4) == p { f = 1 } END { exit !f }' \
-        /proc/net/tcp /proc/net/tcp6 2>/dev/null
-}
-
-listening() {       # something listens on this local port
-    hex=$(printf ':%04X' "$1")
-    awk -v p="$hex" 'FNR > 1 && $4 == "0A" && substr($2, length($2) - 4) == p { f = 1 }
-                     END { exit !f }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
-}
-
-wait_listen() {     # PORT PID NAME: up to 60 s (callgrind starts slowly)
-    wl_i=0
-    while ! listening "$1"; do
-        if ! alive "$2" || [ $wl_i -ge 600 ]; then
-            echo "bench: $3 did not start listening on port $1" >&2
-            return 1
-        fi
-        sleep 0.1
-        wl_i=$((wl_i + 1))
-    done
-}
-
 NPORTS=36
-pick_ports() {      # BASE: NPORTS consecutive free ports in 20000..32035
-    start=$(( ($$ * 7 + $(date +%s)) % 1200 ))
-    i=0
-    while [ $i -lt 1200 ]; do
-        BASE=$((20000 + (start + i) % 1200 * 10))
-        j=0
-        while [ $j -lt $NPORTS ] && ! port_used $((BASE + j)); do j=$((j + 1)); done
-        [ $j -eq $NPORTS ] && return 0
-        i=$((i + 1))
-    done
-    echo "bench: no $NPORTS free consecutive ports below 32768" >&2
-    exit 1
-}
 pick_ports
 MC1=$BASE; MC2=$((BASE + 1)); MC3=$((BASE + 2)); MC4=$((BASE + 3))
 MCD=$((BASE + 4))                   # the direct memcached
@@ -404,10 +343,6 @@ out "loadgen: $RATIO get:set, $VALUE-byte values, $KEYS keys, prefilled before e
 out ""
 
 for s in $BACKENDS mcd; do svc_launch $s || exit 1; done
-
-field() {           # NAME LINE: the value of NAME=... in a loadgen line
-    echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"
-}
 
 FAILED=0
 TARGETS="direct nutcracker nutcracker-v4 luagent-t1 luagent-t2"

@@ -23,6 +23,11 @@
  *   Once a VALUE's line is in, its whole unit is read into one buffer of
  *   its size, not grown (and copied) read by read. A small reply in a large
  *   buffer is copied instead, so it does not pin the large one.
+ * - The output is a queue of pieces (struct bufq): request lines in an owned
+ *   piece, and a storage command's large data block by reference on the
+ *   client's read buffer it was read into (creq_share_data), let go once
+ *   written. backend_reserve makes room for every piece of a request before
+ *   it is formatted, so none goes out half-written.
  * - Reading stops while a client that a call was finished for has more
  *   than client_max_memory of output unwritten (it does not read): the
  *   server's bytes then wait in the kernel, not in luagent. The client
@@ -76,6 +81,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -96,6 +102,7 @@
 
 #define BATCH_KEYS_MAX  100         /* keys in one get line to a server */
 #define READ_CHUNK      16384
+#define WRITE_PIECES    64          /* pieces of output per writev */
 #define SHARE_CAP_MAX   (2 * READ_CHUNK) /* a reply in a buffer up to this size is
                                          * shared whatever its length; past it, only
                                          * one that is a quarter of the buffer or more */
@@ -121,7 +128,8 @@ struct backend {
     bool                     timer_armed;
     uint64_t                 timer_at_ms;   /* when the armed timer fires */
     uint64_t                 connect_deadline_ms;
-    struct buf              *out;           /* bytes not yet written */
+    struct bufq              out;           /* bytes not yet written: owned pieces,
+                                             * and data blocks by reference */
     struct buf              *in;            /* bytes not yet parsed */
     struct call             *head, *tail;   /* calls awaiting replies */
     struct call             *unstamped;     /* first call not yet given a send time:
@@ -137,8 +145,10 @@ struct backend {
                                              * after a batch's last key hit, MN
                                              * after a quiet call's answer; else
                                              * REPLY_KIND_COUNT */
-    uint32_t                *cuts;          /* TLS: offsets in out where a record ends */
+    uint64_t                *cuts;          /* TLS: where a record ends, as a count
+                                             * of bytes queued (out_done's scale) */
     uint32_t                 ncuts, cut_next, cap_cuts;
+    uint64_t                 out_done;      /* bytes written since connected */
     bool                     dirty;         /* on the worker's flush list */
     int                      failures;      /* connection failures since a
                                              * request last got its reply */
@@ -183,6 +193,7 @@ backend_new(struct backend_ctx *bx, const struct server *server)
         return NULL;
     be->bx = bx;
     be->server = server;
+    be->out.cache = &bx->rq->bufs;
     be->fd = -1;
     be->due = REPLY_KIND_COUNT;
     be->pause.resume = backend_resume;
@@ -267,10 +278,11 @@ backend_close_socket(struct backend *be)
         close(be->fd);
     be->fd = -1;
     be->state = BACKEND_CLOSED;
-    buf_put(&be->bx->rq->bufs, be->out);
+    bufq_clear(&be->out);
     buf_put(&be->bx->rq->bufs, be->in);
-    be->out = be->in = NULL;
+    be->in = NULL;
     be->ncuts = be->cut_next = 0;
+    be->out_done = 0;
     be->batch = be->batch_last = NULL;
     be->batch_keys = 0;
     be->due = REPLY_KIND_COUNT;
@@ -360,7 +372,6 @@ backend_fail(struct backend *be, enum fail_reason why, const char *detail)
 
         c->next = NULL;
         n++;
-        c->creq->in_calls -= result_len(&c->res);  /* a held batch value, let go */
         call_fail(be->bx->rq, c, why);
         c = next;
     }
@@ -523,7 +534,9 @@ backend_close_batch(struct backend *be)
 {
     if (be->batch == NULL)
         return;
-    buf_append(be->out, "\r\n", 2);
+    /* The batch's keys went into the open piece, and no write came since
+     * (backend_write closes the batch first): it is still open. */
+    buf_append(bufq_tail(&be->out), "\r\n", 2);
     be->batch_last->batch_end = true;
     be->batch = be->batch_last = NULL;
     be->batch_keys = 0;
@@ -550,7 +563,7 @@ backend_cut_record(struct backend *be)
 {
     if (be->ncuts == be->cap_cuts) {
         uint32_t cap = be->cap_cuts ? be->cap_cuts * 2 : 16;
-        uint32_t *grown = realloc(be->cuts, sizeof(*grown) * cap);
+        uint64_t *grown = realloc(be->cuts, sizeof(*grown) * cap);
 
         /* Out of memory, the record simply goes on into the next request:
          * a server may then wait for more (a timeout), never misread. */
@@ -559,27 +572,21 @@ backend_cut_record(struct backend *be)
         be->cuts = grown;
         be->cap_cuts = cap;
     }
-    be->cuts[be->ncuts++] = be->out->len;
+    be->cuts[be->ncuts++] = be->out_done + bufq_bytes(&be->out);
 }
 
 /*
  * Some output was written: drop the record ends now behind us. Invariant:
- * while ncuts != 0, cuts[cut_next] is the next record end ahead of out->pos;
- * when none is left ahead, the list is cleared and the rest goes out in one
- * piece. New cuts are only ever added at the end of the output, so a write
- * retried after "would block" is never shorter than the first try (OpenSSL
- * requires that).
+ * while ncuts != 0, cuts[cut_next] is the next record end ahead of out_done;
+ * when none is left ahead, the list is cleared and the rest goes out without
+ * a cut. New cuts are only ever added at the end of the output and pieces
+ * only grow, so a write retried after "would block" is never shorter than
+ * the first try (OpenSSL requires that).
  */
 static void
 backend_cuts_passed(struct backend *be)
 {
-    const struct buf *out = be->out;
-
-    if (buf_avail(out) == 0) {
-        be->ncuts = be->cut_next = 0;   /* emptied: offsets start again */
-        return;
-    }
-    while (be->cut_next < be->ncuts && be->cuts[be->cut_next] <= out->pos)
+    while (be->cut_next < be->ncuts && be->cuts[be->cut_next] <= be->out_done)
         be->cut_next++;
     if (be->cut_next == be->ncuts)
         be->ncuts = be->cut_next = 0;   /* none ahead: write to the end */
@@ -603,6 +610,40 @@ backend_append_args(struct buf *out, const struct call *c)
 }
 
 /*
+ * Constant bytes after what is queued: into the open piece, or after a data
+ * block sent by reference, as a piece of their own (room was reserved).
+ */
+static void
+backend_put_const(struct backend *be, const char *s, uint32_t len)
+{
+    if (be->out.open)
+        buf_append(bufq_tail(&be->out), s, len);
+    else
+        bufq_const(&be->out, s, len);
+}
+
+/*
+ * A storage request's data block and its "\r\n": by reference when the
+ * request holds it so (creq_share_data), the same bytes for every server it
+ * goes to; else copied. Over TLS it ends a record.
+ */
+static void
+backend_put_data(struct backend *be, const struct creq *r)
+{
+    const struct request *rq = &r->req;
+
+    if (r->data != NULL) {
+        bufq_share(&be->out, r->data, r->data_at, rq->data_len + (r->data_crlf ? 2 : 0));
+        if (!r->data_crlf)
+            bufq_const(&be->out, "\r\n", 2);
+    } else {
+        buf_append(bufq_tail(&be->out), r->buf->data + rq->line_len, (size_t)rq->data_len + 2);
+    }
+    if (be->server->tls != NULL)
+        backend_cut_record(be);
+}
+
+/*
  * A meta request: "<cmd> <key> <args>" (+ the data block for ms), the key
  * being the call's own (rewritten, and base64 again when the client sent
  * "b"). Flags go as the client wrote them, "q" included, so what a quiet
@@ -615,11 +656,9 @@ backend_append_args(struct buf *out, const struct call *c)
  * classic command made meta (a binary request) goes as its meta equivalent.
  */
 static void
-backend_format_meta(struct backend *be, const struct call *c)
+backend_format_meta(struct backend *be, const struct call *c, struct buf *out)
 {
     const struct request *rq = &c->creq->req;
-    const char *base = c->creq->buf->data;
-    struct buf *out = be->out;
 
     buf_append_str(out, proto_meta_name(rq->cmd));
     buf_append(out, " ", 1);
@@ -635,27 +674,22 @@ backend_format_meta(struct backend *be, const struct call *c)
         backend_append_args(out, c);
     }
     buf_append(out, "\r\n", 2);
-    if (proto_cmd_has_data(rq->cmd)) {
-        buf_append(out, base + rq->line_len, (size_t)rq->data_len + 2);
-        if (be->server->tls != NULL)
-            backend_cut_record(be);     /* as for the storage commands */
-    }
+    if (proto_cmd_has_data(rq->cmd))
+        backend_put_data(be, c->creq);
     if (rq->quiet)
-        buf_append(out, "mn\r\n", 4);
+        backend_put_const(be, "mn\r\n", 4);
 }
 
-/* Append the request for call c to the output, in the server's protocol. */
+/* Append the request for call c to the output's open piece out, in the server's protocol. */
 static void
-backend_format(struct backend *be, struct call *c)
+backend_format(struct backend *be, struct call *c, struct buf *out)
 {
     const struct request *rq = &c->creq->req;
-    const char *base = c->creq->buf->data;
     const char *name = proto_cmd_name(rq->cmd);
-    struct buf *out = be->out;
 
     if (rq->meta) {
         backend_close_batch(be);
-        backend_format_meta(be, c);
+        backend_format_meta(be, c, out);
         return;
     }
     if (proto_cmd_is_retrieval(rq->cmd)) {
@@ -688,26 +722,28 @@ backend_format(struct backend *be, struct call *c)
         backend_append_args(out, c);
     }
     buf_append(out, "\r\n", 2);
-    if (proto_cmd_op(rq->cmd) == OP_WRITE) {
-        buf_append(out, base + rq->line_len, (size_t)rq->data_len + 2);
-        if (be->server->tls != NULL)
-            backend_cut_record(be);
-    }
+    if (proto_cmd_op(rq->cmd) == OP_WRITE)
+        backend_put_data(be, c->creq);
 }
 
 /*
  * Room in the output for call c's request, so formatting it never fails
- * half-way: the client's own request bounds it, plus a key that a rewrite
- * may have made longer (in base64 for a binary meta key) and the separators.
+ * half-way: the client's own request bounds it (its line alone when its data
+ * block goes by reference), plus a key that a rewrite may have made longer
+ * (in base64 for a binary meta key) and the separators; and, for a block by
+ * reference, the pieces it takes (the block, its "\r\n", a quiet "mn").
+ * Returns the open piece to format into, or NULL (out of memory).
  */
-static int
+static struct buf *
 backend_reserve(struct backend *be, const struct call *c)
 {
     size_t need = (size_t)c->creq->buf->len + BASE64_ENCODED_LEN(c->klen) + 32;
+    struct buf *tail = bufq_tail(&be->out);
 
-    if (be->out == NULL && (be->out = buf_get(&be->bx->rq->bufs)) == NULL)
-        return -1;
-    return buf_reserve(be->out, need);
+    if (tail == NULL || buf_reserve(tail, need) < 0
+        || (c->creq->data != NULL && bufq_reserve(&be->out, 3) < 0))
+        return NULL;
+    return tail;
 }
 
 /* The server has been up for its probation: the run of failures is over. */
@@ -855,9 +891,11 @@ backend_gate(struct backend *be, struct call *c)
 void
 backend_submit(struct backend *be, struct call *c, int timeout_ms)
 {
+    struct buf *out;
+
     if ((be->unsettled || rejoin_held(be->rejoin)) && backend_gate(be, c))
         return;
-    if (backend_reserve(be, c) < 0) {
+    if ((out = backend_reserve(be, c)) == NULL) {
         call_fail(be->bx->rq, c, FAIL_NOMEM);
         return;
     }
@@ -874,7 +912,7 @@ backend_submit(struct backend *be, struct call *c, int timeout_ms)
         be->unstamped = c;
     if (be->waiting == NULL)
         be->waiting = c;
-    backend_format(be, c);
+    backend_format(be, c, out);
     if (be->state == BACKEND_CLOSED) {
         if (backend_connect(be) < 0) {
             backend_fail(be, FAIL_UNAVAILABLE, strerror(errno));
@@ -914,49 +952,106 @@ backend_stamp(struct backend *be)
     be->unstamped = c;
 }
 
-/* Write as much output as the socket takes; wait for writability for the rest. */
+/*
+ * A write failed: true to try again at once (EINTR); else it waits for the
+ * socket (EAGAIN) or the connection has failed.
+ */
+static bool
+backend_write_again(struct backend *be)
+{
+    if (errno == EINTR)
+        return true;
+    if (errno == EAGAIN) {
+        if (be->tls != NULL && !tls_wants_write(be->tls))
+            be->write_wants_read = true;    /* the read event is persistent */
+        else
+            event_add(be->wev, NULL);
+        return false;
+    }
+    backend_fail(be, FAIL_CLOSED, backend_io_error(be));
+    return false;
+}
+
+/*
+ * Write some pieces: a writev (data blocks by reference among them) or,
+ * over TLS, one piece up to the next record end.
+ */
+static ssize_t
+backend_send(const struct backend *be)
+{
+    const struct bufq *q = &be->out;
+    struct iovec iov[WRITE_PIECES];
+    int n = bufq_iov(q, iov, be->tls != NULL ? 1 : WRITE_PIECES);
+
+    if (be->ncuts != 0 && be->cuts[be->cut_next] - be->out_done < iov[0].iov_len)
+        iov[0].iov_len = be->cuts[be->cut_next] - be->out_done;     /* TLS */
+    if (n == 1)
+        return conn_write(be->fd, be->tls, iov[0].iov_base, iov[0].iov_len);
+    return conn_writev(be->fd, iov, n);
+}
+
+/* backend_write's general case: pieces written with writev, or over TLS up
+ * to each record end; pieces let go (a block by reference) once written. */
 static void
+backend_write_pieces(struct backend *be)
+{
+    struct bufq *out = &be->out;
+    ssize_t n;
+
+    /* A written open piece is let go too: an open batch must not lose its
+     * piece to that, so it is complete before it goes (and its calls are
+     * then sent). */
+    backend_close_batch(be);
+    if (be->unstamped != NULL)
+        backend_stamp(be);
+    while (bufq_bytes(out) > 0) {
+        n = backend_send(be);
+        if (n < 0 && backend_write_again(be))
+            continue;
+        if (n < 0)
+            return;
+        bufq_consume(out, (uint64_t)n);
+        be->out_done += (uint64_t)n;
+        if (be->ncuts != 0)
+            backend_cuts_passed(be);
+    }
+}
+
+/*
+ * Write as much output as the socket takes; wait for writability for the
+ * rest. The common case, requests without a block by reference and no TLS
+ * record end ahead, is one owned piece, written as a plain buffer and kept
+ * for the next requests (an open batch goes on appending to it). out_done
+ * need not count those writes: it only matters against record ends, and
+ * none is queued then.
+ */
+static inline void
 backend_write(struct backend *be)
 {
-    struct buf *out = be->out;
+    struct bufq *out = &be->out;
+    struct buf *b;
+    ssize_t n;
 
     /* The writable callback also sends requests queued in this loop pass,
      * before their flush: a fast server's replies to them may be read later
      * in the same pass, and must find them sent. */
     if (be->unstamped != NULL)
         backend_stamp(be);
-
-    while (out != NULL && buf_avail(out) > 0) {
-        size_t len = buf_avail(out);
-        ssize_t n;
-
-        if (be->ncuts != 0)                 /* TLS: stop at the record boundary */
-            len = be->cuts[be->cut_next] - out->pos;
-        n = conn_write(be->fd, be->tls, buf_head(out), len);
-
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN) {
-                if (be->tls != NULL && !tls_wants_write(be->tls))
-                    be->write_wants_read = true;    /* the read event is persistent */
-                else
-                    event_add(be->wev, NULL);
-                return;
-            }
-            backend_fail(be, FAIL_CLOSED, backend_io_error(be));
+    if (!out->open || out->n - out->first != 1 || be->ncuts != 0) {
+        backend_write_pieces(be);
+        return;
+    }
+    b = out->pieces[out->first].b;
+    while (buf_avail(b) > 0) {
+        n = conn_write(be->fd, be->tls, buf_head(b), buf_avail(b));
+        if (n < 0 && backend_write_again(be))
+            continue;
+        if (n < 0)
             return;
-        }
-        buf_consume(out, (size_t)n);
-        if (be->ncuts != 0)
-            backend_cuts_passed(be);
+        buf_consume(b, (size_t)n);
     }
-    if (out != NULL && out->cap > BUF_KEEP_MAX && buf_avail(out) == 0 && be->batch == NULL) {
-        /* All written: a buffer grown for large values is not kept (an open
-         * batch still has its line end to add). */
-        buf_put(&be->bx->rq->bufs, out);
-        be->out = NULL;
-    }
+    if (b->cap > BUF_KEEP_MAX && be->batch == NULL)
+        bufq_clear(out);    /* a buffer grown for large values is not kept */
 }
 
 static void
@@ -966,8 +1061,6 @@ backend_flush(struct backend *be)
     backend_close_batch(be);
     if (be->unstamped != NULL)
         backend_stamp(be);
-    if (be->out == NULL)
-        return;
     if (be->state == BACKEND_UP)
         backend_write(be);
 }
@@ -1102,8 +1195,9 @@ backend_set_result(struct backend *be, struct call *c, enum reply_kind kind,
     if (kind == REPLY_META_ME)
         c->res.key_base64 = me_key_in_base64(c, bytes, len);
     if (len > 0 && !c->creq->req.noreply) {
-        /* A value may be held here until the next unit: the request's
-         * bounds count what its calls hold already. */
+        /* A value is held here until the next unit (at most one per
+         * batch); whether its client may keep it is asked when it is
+         * finished. One that no client could hold is let go now. */
         if ((kind == REPLY_VALUE || kind == REPLY_META_VA)
             && !creq_may_hold(be->bx->rq, c->creq, len)) {
             c->res.fail = FAIL_NOMEM;
@@ -1111,8 +1205,6 @@ backend_set_result(struct backend *be, struct call *c, enum reply_kind kind,
         }
         if (backend_lend(be, &c->res, bytes, len) < 0)
             c->res.fail = FAIL_NOMEM;   /* the unit is consumed all the same */
-        else
-            c->creq->in_calls += len;
     }
 }
 
@@ -1129,7 +1221,6 @@ backend_finish_head(struct backend *be)
     if (be->waiting == c)
         be->waiting = be->head;
     c->next = NULL;
-    c->creq->in_calls -= result_len(&c->res);
     /* Only a reply that fits a request shows the server is fine: bytes
      * alone may be garbage, or a reply cut short before a stall. */
     be->failures = 0;
@@ -1313,31 +1404,13 @@ backend_parse(struct backend *be)
 static struct buf *
 backend_read_buffer(struct backend *be)
 {
-    struct buf_cache *cache = &be->bx->rq->bufs;
-    struct buf *in = be->in, *fresh;
-    uint32_t have = in != NULL ? buf_avail(in) : 0;
+    uint32_t have = be->in != NULL ? buf_avail(be->in) : 0;
     size_t want = be->need > have ? be->need - have : READ_CHUNK;
+    struct buf *in = buf_read_room(&be->bx->rq->bufs, be->in, want, be->need != 0);
 
-    if (in != NULL && !buf_shared(in) && (size_t)have + want <= in->cap) {
-        if (in->cap - in->len < want)
-            buf_compact(in);
-        return in;
-    }
-    if (in != NULL && !buf_shared(in) && be->need == 0) {
-        buf_compact(in);
-        return buf_reserve(in, want) == 0 ? in : NULL;
-    }
-    fresh = buf_get(cache);
-    if (fresh == NULL || buf_reserve(fresh, have + want) < 0) {
-        buf_put(cache, fresh);
-        return NULL;
-    }
-    if (in != NULL) {
-        buf_append(fresh, buf_head(in), have);
-        buf_put(cache, in);
-    }
-    be->in = fresh;
-    return fresh;
+    if (in != NULL)
+        be->in = in;
+    return in;
 }
 
 static void

@@ -244,9 +244,14 @@ take_keyed(const struct bin_conn *bc, const char *in, const struct bin_request *
     rq->meta = true;
     rq->nkeys = 1;
     rq->base64 = key_needs_base64(key, bq->keylen);
+    if (bq->kind == BIN_K_STORE || bq->kind == BIN_K_CONCAT) {
+        rq->data_len = bq->value_len;
+        /* A large value stays where it was read; it has no "\r\n" after it there. */
+        creq_share_data(r, bc->in, in + bq->value_off, false);
+    }
     b = r->buf = buf_get(&bc->rt->rq.bufs);
     if (b == NULL || bc->ops->memory_refused(bc->c)
-        || buf_reserve(b, (size_t)bq->value_len + ARGS_MAX + 2 * KEY_MAX) < 0) {
+        || buf_reserve(b, (r->data != NULL ? 0 : (size_t)bq->value_len) + ARGS_MAX + 2 * KEY_MAX) < 0) {
         answer_no_memory(bc, r);
         return;
     }
@@ -266,8 +271,7 @@ take_keyed(const struct bin_conn *bc, const char *in, const struct bin_request *
     }
     buf_append(b, "\r\n", 2);
     rq->line_len = b->len;
-    if (bq->kind == BIN_K_STORE || bq->kind == BIN_K_CONCAT) {
-        rq->data_len = bq->value_len;
+    if ((bq->kind == BIN_K_STORE || bq->kind == BIN_K_CONCAT) && r->data == NULL) {
         buf_append(b, in + bq->value_off, bq->value_len);
         buf_append(b, "\r\n", 2);
     }

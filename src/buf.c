@@ -85,9 +85,18 @@ buf_grow(struct buf *b, size_t n)
         cap *= 2;
     if (cap > UINT32_MAX)
         cap = UINT32_MAX;
-    grown = realloc(b->data, cap);
-    if (grown == NULL)
-        return -1;
+    if (b->len == 0 && b->data != NULL) {
+        /* Nothing to keep (a cached buffer taken for a large unit): a
+         * realloc would copy the old block for nothing. */
+        grown = malloc(cap);
+        if (grown == NULL)
+            return -1;
+        free(b->data);
+    } else {
+        grown = realloc(b->data, cap);
+        if (grown == NULL)
+            return -1;
+    }
     buf_used_add(b->owner, (int64_t)(cap - b->cap));
     b->data = grown;
     b->cap = (uint32_t)cap;
@@ -133,28 +142,37 @@ buf_compact(struct buf *b)
 
 /* ---- output queues ---- */
 
-/* Room for one more piece at the end: 0, or -1 (out of memory). */
-static int
-bufq_room(struct bufq *q)
+int
+bufq_reserve(struct bufq *q, uint32_t n)
 {
     struct bufq_piece *grown;
     uint32_t cap;
 
-    if (q->n < q->cap)
+    if (q->cap - q->n >= n)
         return 0;
     if (q->first > 0) {         /* written pieces at the front: slide down */
         memmove(q->pieces, q->pieces + q->first, (q->n - q->first) * sizeof(*q->pieces));
         q->n -= q->first;
         q->first = 0;
-        return 0;
+        if (q->cap - q->n >= n)
+            return 0;
     }
     cap = q->cap ? q->cap * 2 : 8;
+    while (cap - q->n < n)
+        cap *= 2;
     grown = realloc(q->pieces, cap * sizeof(*grown));
     if (grown == NULL)
         return -1;
     q->pieces = grown;
     q->cap = cap;
     return 0;
+}
+
+/* Room for one more piece at the end: 0, or -1 (out of memory). */
+static int
+bufq_room(struct bufq *q)
+{
+    return q->n < q->cap ? 0 : bufq_reserve(q, 1);
 }
 
 /* The open last piece is appended to no more: its bytes count in q->bytes. */
@@ -183,18 +201,33 @@ bufq_open(struct bufq *q)
     return b;
 }
 
-void
-bufq_share(struct bufq *q, struct buf *b, const char *p, uint32_t len)
+/* A piece that is not open for appends; false when out of memory. */
+static bool
+bufq_add(struct bufq *q, struct buf *b, const char *p, uint32_t len)
 {
     if (len == 0)
-        return;
+        return false;
     bufq_seal(q);
     if (bufq_room(q) < 0) {
         q->failed = true;
-        return;
+        return false;
     }
-    q->pieces[q->n++] = (struct bufq_piece){ buf_share(b), p, len };
+    q->pieces[q->n++] = (struct bufq_piece){ b, p, len };
     q->bytes += len;
+    return true;
+}
+
+void
+bufq_share(struct bufq *q, struct buf *b, const char *p, uint32_t len)
+{
+    if (bufq_add(q, b, p, len))
+        buf_share(b);
+}
+
+void
+bufq_const(struct bufq *q, const char *p, uint32_t len)
+{
+    bufq_add(q, NULL, p, len);
 }
 
 int

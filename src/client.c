@@ -7,7 +7,9 @@
  *   their servers answer out of order. Errors found while parsing go through
  *   the same FIFO.
  * - A connection holds a read buffer only while it has unparsed bytes; an
- *   idle connection holds none.
+ *   idle connection holds none. A large storage block is not copied out of
+ *   it: its request holds the buffer (creq_share_data), which is then never
+ *   written again; the next read goes to a fresh one (buf_read_room).
  * - A request outlives its client when calls are still out (the client
  *   closed, or a fan-out answered early): refs counts those.
  * - A TLS client differs only in its I/O: conn_read/conn_write go through
@@ -60,6 +62,8 @@ struct client {
     struct creq     *head, *tail;   /* requests in arrival order */
     uint32_t         npending;
     uint32_t         swallow;       /* bytes of a refused data block still to drop */
+    uint32_t         need;          /* bytes the request at the input's head needs
+                                     * (a data block that has not all arrived), or 0 */
     bool             closing;       /* read no more requests */
     bool             close_when_written; /* a closing reply is in out */
     bool             closed;        /* socket closed; struct freed by flush */
@@ -69,6 +73,8 @@ struct client {
     bool             read_wants_write; /* TLS: a read waits for writability */
     bool             write_wants_read; /* TLS: a write waits for readability */
     bool             tls_sniffed;   /* TLS: the first byte was looked at */
+    bool             refetch_wait;  /* the head's next key, let go, is asked
+                                     * again once the client has read */
     uint8_t          proto;         /* enum client_proto: chosen by the first byte */
     struct client   *prev, *next;   /* the thread's clients */
 };
@@ -361,29 +367,86 @@ client_limit(const struct client_ctx *cx)
 }
 
 /*
- * A reply arrived: its bytes are held until written. A value is held only
- * within the client's bound and the total one; past either, the bytes are
- * let go at once and the whole request is answered SERVER_ERROR out of
- * memory. A line (STORED, an error) is at most a few KiB per request, and
- * refusing it would hide what the server did: it is always held.
+ * Is s the slot its client waits for: of the head request, and the first
+ * not done of those not written yet (the ones between are written with it)?
  */
-static void
+static bool
+creq_slot_is_next(const struct creq *r, const struct slot *s)
+{
+    const struct slot *first = &r->slots[r->nwritten];
+
+    if (owner_client(r->owner)->head != r)
+        return false;
+    while (first < s && first->done)
+        first++;
+    return first == s;
+}
+
+/*
+ * A value would take what its client holds (its requests' values and
+ * copies, its unwritten output) past the client's bound; true when it is
+ * let go. A value of a get is let go, and its key asked again when its turn
+ * comes (client_refetch): no server connection stops for a value that only
+ * waits, since the one behind it may be the value another client waits for.
+ * The value the client waits for is taken while its request and the
+ * client's output are within the bound, or nothing is unwritten (and asked
+ * again once the client has read, if not), so every request goes on and the
+ * client holds one value past the bound at most. It is written at the end
+ * of this loop pass; counting it as unsent now makes the server connections
+ * that finish a call for this client stop reading until it has read
+ * (backend_pause).
+ */
+static bool
+creq_past_bound(struct request_cache *rq, struct creq *r, struct slot *s, uint64_t n)
+{
+    struct creq_owner *o = r->owner;
+    bool again = !r->req.meta && proto_cmd_is_retrieval(r->req.cmd);
+    bool next = creq_slot_is_next(r, s);
+
+    if (next && (!again || o->unsent == 0 || r->held + o->unsent <= rq->client_max_memory)) {
+        o->unsent += r->held + n;
+        return false;
+    }
+    if (!again)
+        return false;       /* asking again could change what it did: kept */
+    result_clear(rq, &s->res);
+    s->refetch_len = (uint32_t)n;
+    r->nrefetch++;
+    if (next)
+        owner_client(o)->refetch_wait = true;   /* asked once it has read (client_wrote) */
+    return true;
+}
+
+/*
+ * A reply arrived: its bytes are held until written; false when a value
+ * was let go instead, to be asked again (creq_past_bound). A value that no
+ * client may hold (larger than the client's bound, or all buffers past the
+ * total one) is let go at once and the whole request is answered
+ * SERVER_ERROR out of memory. A line (STORED, an error) is at most a few
+ * KiB per request, and refusing it would hide what the server did: it is
+ * always held.
+ */
+static bool
 creq_hold(struct request_cache *rq, struct creq *r, struct slot *s)
 {
     struct creq_owner *o = r->owner;
     uint64_t n = result_len(&s->res);
 
     if (o != NULL && !r->oom
-        && (s->res.kind == REPLY_VALUE || s->res.kind == REPLY_META_VA))
-        creq_may_hold(rq, r, n);     /* answers it out of memory when not */
+        && (s->res.kind == REPLY_VALUE || s->res.kind == REPLY_META_VA)
+        && creq_may_hold(rq, r, n)  /* answers it out of memory when not */
+        && o->held + o->unsent + n > rq->client_max_memory
+        && creq_past_bound(rq, r, s, n))
+        return false;
     if (o == NULL || r->oom) {
         /* Nobody will read these bytes (its client has gone), or the
          * request is answered out of memory already. */
         result_clear(rq, &s->res);
-        return;
+        return true;
     }
     r->held += n;
     o->held += n;
+    return true;
 }
 
 /* A slot has its result: once the head request is complete, its client is flushed. */
@@ -396,8 +459,8 @@ creq_slot_set(struct request_cache *rq, struct creq *r, uint32_t slot, struct re
     res->data = NULL;
     res->bytes = NULL;
     res->len = 0;
-    if (s->res.data != NULL)
-        creq_hold(rq, r, s);
+    if (s->res.data != NULL && !creq_hold(rq, r, s))
+        return;             /* asked again when its turn comes */
     s->done = true;
     r->ndone++;
     /* Complete, or the next slot of a multi-get to write as it streams. */
@@ -611,6 +674,10 @@ client_request(struct client *c, const struct request *rq, const char *bytes, si
     if (__builtin_expect(r->wcfg->reqlog, 0) && rq->nkeys > 0)
         reqlog_begin(&cx->reqlog, r, r->wcfg->config);
     STAT_ADD(cx->rt.rq.stats.cmd[rq->cmd], rq->nkeys > 0 ? rq->nkeys : 1);
+    /* A large data block stays where it was read (its bytes still count). */
+    if (rq->data_len >= CREQ_SHARE_MIN && proto_cmd_has_data(rq->cmd)
+        && creq_share_data(r, c->rbuf, bytes + rq->line_len, true))
+        len = rq->line_len;
     /* Room for a meta key decoded from base64 too (creq_key_slot). */
     r->buf = buf_get(&cx->rt.rq.bufs);
     if (r->buf == NULL || buf_reserve(r->buf, len + KEY_MAX) < 0) {
@@ -621,7 +688,7 @@ client_request(struct client *c, const struct request *rq, const char *bytes, si
         return;
     }
     buf_append(r->buf, bytes, len);
-    r->held = r->buf->len;
+    r->held = r->buf->len + (r->data != NULL ? r->req.data_len + 2 : 0);
     c->own.held += r->held;
     if (proto_cmd_op(rq->cmd) == OP_PROXY)
         client_proxy_command(c, r);
@@ -665,6 +732,9 @@ client_request_start(struct client *c, struct creq *r)
     struct client_ctx *cx = c->cx;
 
     STAT_INC(cx->rt.rq.stats.cmd[r->req.cmd]);
+    /* Its bytes count against the client, as a text request's do. */
+    r->held = r->buf->len + (r->data != NULL ? r->req.data_len : 0);
+    c->own.held += r->held;
     if (proto_cmd_op(r->req.cmd) == OP_PROXY) {
         client_proxy_command(c, r);
     } else {
@@ -725,16 +795,14 @@ static const struct bin_conn_ops bin_ops = {
 static bool
 client_parse_binary(struct client *c, struct buf *in)
 {
-    struct bin_conn bc = { c, &c->cx->rt, &bin_ops };
+    struct bin_conn bc = { c, &c->cx->rt, &bin_ops, in };
     struct bin_take t;
 
     binclient_take(&bc, buf_head(in), buf_avail(in), &t);
     if (c->closed)
         return false;           /* out of memory for a request */
     if (t.need > 0) {
-        buf_compact(in);
-        if (buf_reserve(in, t.need - in->len) < 0)
-            client_close(c);
+        c->need = t.need;       /* the next read makes room for it */
         return false;
     }
     buf_consume(in, t.consume);
@@ -763,6 +831,7 @@ client_parse(struct client *c)
 {
     struct buf *in = c->rbuf;
 
+    c->need = 0;
     while (!c->closing && buf_avail(in) > 0) {
         struct request rq;
         struct proto_error err;
@@ -821,9 +890,7 @@ client_parse(struct client *c)
             size_t total = (size_t)rq.line_len + rq.data_len + 2;
 
             if (buf_avail(in) < total) {
-                buf_compact(in);
-                if (buf_reserve(in, total - in->len) < 0)
-                    client_close_no_memory(c, "for a data block");
+                c->need = (uint32_t)total;  /* the next read makes room for it */
                 return;
             }
             if (!proto_data_ok(buf_head(in) + rq.line_len, rq.data_len)) {
@@ -857,19 +924,23 @@ client_read(struct client *c)
 {
     struct client_ctx *cx = c->cx;
     struct buf *in;
+    uint32_t have;
     ssize_t n;
 
     if (c->rbuf == NULL) {
-        c->rbuf = cx->spare_rbuf ? cx->spare_rbuf : buf_get(&cx->rt.rq.bufs);
+        c->rbuf = cx->spare_rbuf;
         cx->spare_rbuf = NULL;
     }
-    in = c->rbuf;
-    if (in != NULL && in->pos > 0 && in->cap - in->len < READ_CHUNK)
-        buf_compact(in);
-    if (in == NULL || buf_reserve(in, READ_CHUNK) < 0) {
-        client_close_no_memory(c, "for a read buffer");
+    /* A data block whose size is known is read into one buffer of its size;
+     * a buffer that holds one on its way to a server is not read into again. */
+    have = c->rbuf != NULL ? buf_avail(c->rbuf) : 0;
+    in = buf_read_room(&cx->rt.rq.bufs, c->rbuf, c->need > have ? c->need - have : READ_CHUNK,
+                       c->need > have);
+    if (in == NULL) {
+        client_close_no_memory(c, c->need > have ? "for a data block" : "for a read buffer");
         return false;
     }
+    c->rbuf = in;
     n = conn_read(c->fd, c->tls, in->data + in->len, in->cap - in->len);
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -892,7 +963,7 @@ client_read(struct client *c)
     if (c->closing)
         event_del(c->rev);
     if (c->rbuf != NULL && buf_avail(c->rbuf) == 0) {
-        if (cx->spare_rbuf == NULL)
+        if (cx->spare_rbuf == NULL && !buf_shared(c->rbuf))
             cx->spare_rbuf = c->rbuf;
         else
             buf_put(&cx->rt.rq.bufs, c->rbuf);
@@ -1060,6 +1131,64 @@ client_stream(struct client *c, struct creq *r)
     r->nwritten = to;
 }
 
+/*
+ * May the head request r ask again for the key it waits for? Once it is
+ * within its client's bound, or the client has read all its output: then
+ * the value is taken when it comes (creq_past_bound), so a key is not asked
+ * over and over while the client reads slowly.
+ */
+static bool
+client_may_refetch(const struct client *c, const struct creq *r)
+{
+    uint64_t unsent = bufq_bytes(&c->out);
+
+    return unsent == 0 || r->held + unsent <= client_limit(c->cx);
+}
+
+/*
+ * The head request waits for a key whose value was let go (creq_past_bound):
+ * ask for it again, and for the keys let go after it whose values fit in
+ * the client's bound with it, as they did when they came.
+ */
+static void
+client_refetch(struct client *c, struct creq *r)
+{
+    struct client_ctx *cx = c->cx;
+    uint64_t room = client_limit(cx), used = c->own.held + bufq_bytes(&c->out);
+    uint32_t i = r->nwritten;
+    bool first = true;
+
+    c->refetch_wait = false;
+    while (i < r->nslots && r->slots[i].done)
+        i++;
+    if (i == r->nslots || r->slots[i].refetch_len == 0)
+        return;             /* the next key's value is still on its way */
+    if (!client_may_refetch(c, r)) {
+        c->refetch_wait = true;     /* asked once the client has read (client_wrote) */
+        return;
+    }
+    for (; i < r->nslots && r->nrefetch > 0; i++) {
+        struct slot *s = &r->slots[i];
+        struct call *call;
+
+        if (s->refetch_len == 0)
+            continue;
+        if (!first && used + s->refetch_len > room)
+            break;
+        used += s->refetch_len;
+        first = false;
+        s->refetch_len = 0;
+        r->nrefetch--;
+        STAT_INC(cx->rt.rq.stats.refetched_values);
+        /* Its answer may come at once (a near cache, a server marked down). */
+        call = call_new(&cx->rt.rq, r, r->wcfg->root, i, client_slot_done);
+        if (call != NULL)
+            route_start(&cx->rt, call);
+        else
+            creq_slot_no_call(cx, r, i);
+    }
+}
+
 /* Move finished replies (and what a multi-get at the head has) to the output. */
 static void
 client_collect(struct client *c)
@@ -1071,6 +1200,8 @@ client_collect(struct client *c)
         if (!creq_complete(r)) {
             if (creq_streams(r))
                 client_stream(c, r);
+            if (r->nrefetch > 0)
+                client_refetch(c, r);
             break;
         }
         creq_write(cx, &c->out, r);
@@ -1104,7 +1235,8 @@ client_collect(struct client *c)
 
 /*
  * Output was written (some or all): server connections paused for this
- * client go on once half its bound is left.
+ * client go on once half its bound is left, and a key let go that its head
+ * request waits for is asked again once the request is within the bound.
  */
 static void
 client_wrote(struct client *c)
@@ -1112,6 +1244,11 @@ client_wrote(struct client *c)
     c->own.unsent = bufq_bytes(&c->out);
     if (c->own.waiting != NULL && c->own.unsent <= client_limit(c->cx) / 2)
         creq_owner_resume(&c->own);
+    if (__builtin_expect(c->refetch_wait, 0) && c->head != NULL
+        && client_may_refetch(c, c->head)) {
+        c->refetch_wait = false;
+        client_mark(c);     /* its collect asks for the key again */
+    }
 }
 
 /* Write some output: writev of its pieces, or one piece alone (the common

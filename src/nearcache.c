@@ -25,6 +25,8 @@ static uint32_t flush_epoch;
 struct nc_entry {
     uint64_t         hash;
     uint64_t         expires_ms;
+    uint64_t         refresh_ms;    /* from here on, one read refreshes it */
+    bool             refreshing;    /* that read is on its way */
     uint32_t         stamp;         /* nearcache_stamp when the value was read */
     uint32_t         klen;          /* data: key, then value */
     struct buf      *data;
@@ -189,25 +191,31 @@ nearcache_free(struct nearcache *nc, struct buf_cache *bufs)
     free(nc);
 }
 
-const char *
+enum nearcache_find
 nearcache_get(struct nearcache *nc, struct buf_cache *bufs, uint64_t hash, const char *key,
-              uint32_t klen, uint64_t now_ms, uint32_t *vlen)
+              uint32_t klen, uint64_t now_ms, struct nearcache_hit *hit)
 {
     uint32_t slot = index_slot(nc, hash, key, klen);
     struct nc_entry *e = nc->index[slot];
 
     if (e == NULL)
-        return NULL;
+        return NEARCACHE_MISS;
     if (now_ms >= e->expires_ms || e->stamp != nearcache_stamp(hash)) {
         entry_drop(nc, bufs, slot);
-        return NULL;
+        return NEARCACHE_MISS;
     }
     if (nc->newest != e) {
         list_unlink(nc, e);
         list_push_newest(nc, e);
     }
-    *vlen = e->data->len - e->klen;
-    return e->data->data + e->klen;
+    if (now_ms >= e->refresh_ms && !e->refreshing) {
+        e->refreshing = true;
+        return NEARCACHE_REFRESH;
+    }
+    hit->data = e->data;
+    hit->bytes = e->data->data + e->klen;
+    hit->len = e->data->len - e->klen;
+    return NEARCACHE_HIT;
 }
 
 int
@@ -240,6 +248,8 @@ nearcache_put(struct nearcache *nc, struct buf_cache *bufs, uint64_t hash, const
     }
     e->hash = hash;
     e->expires_ms = now_ms + nc->ttl_ms;
+    e->refresh_ms = e->expires_ms - nc->ttl_ms / 10;
+    e->refreshing = false;
     e->stamp = stamp;
     e->klen = klen;
     e->data = b;

@@ -115,6 +115,7 @@ creq_alloc(struct request_cache *rq)
     }
     memset(r, 0, offsetof(struct creq, log_start_ns));
     r->log_start_ns = 0;
+    r->data = NULL;
     r->spare = spare;
     r->spare_cap = spare_cap;
     r->refs = 1;
@@ -141,6 +142,7 @@ creq_release(struct request_cache *rq, struct creq *r)
     if (r->slots != &r->one && r->slots != r->spare)
         free(r->slots);
     buf_put(&rq->bufs, r->buf);
+    buf_put(&rq->bufs, r->data);
     if (r->wcfg != NULL)
         r->wcfg->inflight--;    /* the worker drops a drained generation */
     r->next = rq->free_creqs;
@@ -217,23 +219,31 @@ creq_key_slot(struct creq *r)
     s->klen = r->req.key.len;
 }
 
-/* Answer r SERVER_ERROR out of memory; the replies it holds go at once. */
+/*
+ * Answer r SERVER_ERROR out of memory; the replies it holds go at once, and
+ * the keys whose values were let go to be asked again are not asked: the
+ * request is complete once the calls still out are back.
+ */
 static void
-creq_out_of_memory(struct request_cache *rq, struct creq *r, const char *bound,
-                   uint64_t limit)
+creq_out_of_memory(struct request_cache *rq, struct creq *r)
 {
     uint64_t freed = 0;
     uint32_t i;
 
-    log_ratelimited(LOG_WARN, &rq->stats.out_of_memory, "client: request answered "
-                    "SERVER_ERROR out of memory: its values would pass %s (%llu bytes)",
-                    bound, (unsigned long long)limit);
     r->oom = true;
     STAT_INC(rq->stats.out_of_memory);
     for (i = 0; i < r->nslots; i++) {
-        freed += result_len(&r->slots[i].res);
-        result_clear(rq, &r->slots[i].res);
+        struct slot *s = &r->slots[i];
+
+        freed += result_len(&s->res);
+        result_clear(rq, &s->res);
+        if (s->refetch_len != 0) {
+            s->refetch_len = 0;
+            s->done = true;
+            r->ndone++;
+        }
     }
+    r->nrefetch = 0;
     r->held -= freed;
     if (r->owner != NULL)
         r->owner->held -= freed;
@@ -243,12 +253,19 @@ creq_out_of_memory(struct request_cache *rq, struct creq *r, const char *bound,
 static bool __attribute__((noinline))
 creq_may_hold_near(struct request_cache *rq, struct creq *r, uint64_t n)
 {
-    if (r->held + r->in_calls + n > rq->client_max_memory) {
-        creq_out_of_memory(rq, r, "client_max_memory", rq->client_max_memory);
+    if (n > rq->client_max_memory) {
+        log_ratelimited(LOG_WARN, &rq->stats.out_of_memory, "client: request answered "
+                        "SERVER_ERROR out of memory: a value of %llu bytes is larger than "
+                        "client_max_memory (%llu bytes)", (unsigned long long)n,
+                        (unsigned long long)rq->client_max_memory);
+        creq_out_of_memory(rq, r);
         return false;
     }
     if (request_memory_over(rq)) {
-        creq_out_of_memory(rq, r, "max_memory", rq->max_memory);
+        log_ratelimited(LOG_WARN, &rq->stats.out_of_memory, "client: request answered "
+                        "SERVER_ERROR out of memory: buffers hold more than %llu bytes "
+                        "(max_memory)", (unsigned long long)rq->max_memory);
+        creq_out_of_memory(rq, r);
         return false;
     }
     return true;
@@ -262,7 +279,7 @@ creq_may_hold(struct request_cache *rq, struct creq *r, uint64_t n)
     if (r->oom)
         return false;
     /* The common case, far from both bounds, asks no other thread. */
-    if (r->held + r->in_calls + n > rq->client_max_memory
+    if (n > rq->client_max_memory
         || rq->bufs.used * (uint64_t)rq->nthreads > rq->max_memory)
         return creq_may_hold_near(rq, r, n);
     return true;

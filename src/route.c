@@ -510,11 +510,26 @@ nearcache_publish(struct route_stats *st, const struct nearcache *nc,
     STAT_ADD(st->nearcache_bytes, now.bytes - before.bytes);
 }
 
+/* Answer a call with a near-cache hit: the entry's bytes by reference, as
+ * a server's reply is (the entry may go while its client still writes them). */
+static void
+nearcache_answer(struct request_cache *rq, struct call *c, const struct nearcache_hit *hit)
+{
+    result_clear(rq, &c->res);
+    c->res.kind = REPLY_VALUE;
+    c->res.fail = FAIL_NONE;
+    c->res.data = buf_share(hit->data);
+    c->res.bytes = hit->bytes;          /* as the server sent it */
+    c->res.len = hit->len;
+    call_finish(rq, c);
+}
+
 /*
  * A get reaches a near cache: answered from this worker's copy when it has
  * a fresh one (false: the call is done), else passed on. A hot key's read
- * goes through a child call, so its value can be kept when it comes back
- * (false too); any other request goes straight on to the child (true).
+ * (a miss, or the one read that refreshes an entry near its end) goes
+ * through a child call, so its value can be kept when it comes back (false
+ * too); any other request goes straight on to the child (true).
  */
 static bool
 node_nearcache(struct route_ctx *rt, struct call *c)
@@ -523,8 +538,8 @@ node_nearcache(struct route_ctx *rt, struct call *c)
     struct nearcache *nc = c->creq->wcfg->nearcaches ? c->creq->wcfg->nearcaches[r->id] : NULL;
     struct route_stats *st = node_stats(c, r);
     struct nearcache_counts before;
-    const char *value;
-    uint32_t vlen;
+    struct nearcache_hit hit;
+    enum nearcache_find found;
     uint64_t hash, now;
     struct call *child;
 
@@ -535,19 +550,19 @@ node_nearcache(struct route_ctx *rt, struct call *c)
     hash = hotkeys_hash(c->key, c->klen);
     now = clock_ms();
     before = nearcache_counts(nc);
-    value = nearcache_get(nc, &rt->rq.bufs, hash, c->key, c->klen, now, &vlen);
-    if (value != NULL) {
+    found = nearcache_get(nc, &rt->rq.bufs, hash, c->key, c->klen, now, &hit);
+    if (found == NEARCACHE_HIT) {
         STAT_INC(st->nearcache_hits);
         /* A hit never reaches a pool: the sketch counts it here. */
         if (hotkeys_sampled(rt->hotkeys))
             hotkeys_count(rt->hotkeys, hash, c->key, c->klen, 0);
-        call_answer_bytes(rt, c, REPLY_VALUE, value, vlen);   /* as the server sent it */
+        nearcache_answer(&rt->rq, c, &hit);
         return false;
     }
     STAT_INC(st->nearcache_misses);
     nearcache_publish(st, nc, before);      /* a stale entry may have gone */
     if (hotkeys_rate(rt->hotkeys, hash, c->key, c->klen, now) < r->nc_hot_qps)
-        return true;
+        return true;            /* not hot (any more): not kept */
     child = call_child(rt, c, r->children[0]);
     if (child == NULL)
         return true;

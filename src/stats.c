@@ -299,6 +299,7 @@ render_general(struct buf *out, const struct snapshot *snap)
     stat_u64(out, "out_of_memory_errors", t->out_of_memory);
     stat_u64(out, "memory_closed_connections", t->memory_closes);
     stat_u64(out, "memory_paused_reads", t->memory_pauses);
+    stat_u64(out, "refetched_values", t->refetched_values);
     stat_u64(out, "slow_requests", t->slow_requests);
     stat_u64(out, "sampled_requests", t->sampled_requests);
     stat_u64(out, "slow_sampled_lines_suppressed", t->reqlog_suppressed);

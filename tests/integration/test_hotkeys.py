@@ -258,3 +258,40 @@ return lg.policy{ route = lg.by_op{ read = lg.nearcache{ to = main }, default = 
                          capture_output=True, text=True, timeout=RUN_TIMEOUT)
     assert "nearcache (ttl 250 ms, hot_qps 200," in out.stdout
     assert "answered by: {main}" in out.stdout
+
+
+def test_nearcache_hit_by_reference_outlives_its_entry(memcached, luagent, tmp_path):
+    """A hit hands the client the entry's bytes by reference, not a copy.
+    A client that does not read holds many such hits in its output while the
+    entry is made stale by a write, replaced, then evicted: every reply it
+    reads afterwards is still the value it was answered with, intact (a freed
+    buffer here is what the SAN=1 build catches)."""
+    m = memcached()
+    lg = start(luagent, tmp_path, [m], hot=0, max_bytes="512k")
+    old, new = b"o" * 200000 + b"|old", b"n" * 200000 + b"|new"
+    writer = lg.client()
+    assert writer.call(set_cmd("cfg:big", old)) == b"STORED\r\n"
+    warm(lg, writer, "cfg:big")
+    hits = route_stats(lg, "nearcache#1")["hits"]
+    n = 80                                  # 16 MB: past client_max_memory (8 MiB)
+    slow = lg.client()
+    slow.send(b"get cfg:big\r\n" * n)
+    deadline = time.monotonic() + POLL_DEADLINE
+    while route_stats(lg, "nearcache#1")["hits"] < hits + 20:
+        assert time.monotonic() < deadline, "the slow client's gets were not answered"
+        time.sleep(0.05)
+    # The entry goes stale, is replaced, then evicted by two others (512k).
+    assert writer.call(set_cmd("cfg:big", new)) == b"STORED\r\n"
+    assert get1(writer, "cfg:big") == new
+    for k in ("cfg:e1", "cfg:e2", "cfg:e3"):
+        assert writer.call(set_cmd(k, b"e" * 200000)) == b"STORED\r\n"
+        assert get1(writer, k) == b"e" * 200000
+    assert route_stats(lg, "nearcache#1")["evictions"] > 0
+    seen = []
+    for _ in range(n):
+        vals = parse_values(slow.read_reply("get"))
+        seen.append(vals[0][2] if vals else None)
+    # The gets answered before the write saw the old value, the rest the new.
+    assert seen[0] == old and set(seen) <= {old, new}, [v[-4:] if v else v for v in seen]
+    assert seen == sorted(seen, key=lambda v: v != old)
+    assert get1(slow, "cfg:big") == new

@@ -9,6 +9,7 @@ replies, the counters, and how many bytes the proxy took from a client are
 checked in both builds.
 """
 import os
+import random
 import resource
 import signal
 import socket
@@ -18,7 +19,7 @@ import time
 import pytest
 
 from conftest import SANITIZED, RawClient, rss_kib, run_in_threads, set_cmd
-from test_hostile import check_other, flood_unread
+from test_hostile import check_other, client_on, flood_unread
 from test_policy import hanging, poll, write_policy  # noqa: F401
 
 MiB = 1 << 20
@@ -192,6 +193,230 @@ def test_wide_get_across_a_reload(memcached, luagent, tmp_path):
 
 
 # --------------------------------------------------------------------------
+# Memory per client: multi-gets whose values arrive out of key order
+# --------------------------------------------------------------------------
+
+# Four servers; a long timeout, so a loaded (sanitized) run waits rather
+# than turns slow replies into errors.
+FOUR = """
+local lg = require "luagent"
+return lg.policy{ route = lg.pool{ name = "four", servers = @S@, timeout_ms = 20000 } }
+"""
+
+
+def large_values_on_four_servers(memcached, luagent, tmp_path, nkeys, *args, each=0):
+    """luagent -t 1 (every client on the same server connections) over four
+    memcached servers, and at least nkeys distinct 1 MiB values stored
+    through it (key "lv:<i>", spread over the servers by the ring), more if
+    a server holds fewer than `each` of them. Returns
+    (lg, {key: value}, {key: server index})."""
+    servers = [memcached() for _ in range(4)]
+    lg = luagent("-c", write_policy(tmp_path, "four.lua", FOUR, S=servers), "-t", "1", *args)
+    values, home = {}, {}
+    with lg.client(timeout=60) as setter:
+        while len(values) < nkeys or min(list(home.values()).count(n) for n in range(4)) < each:
+            assert len(values) < 48, "the ring left a server with fewer than %d keys" % each
+            key = "lv:%d" % len(values)
+            values[key] = (b"%07d|" % len(values)) * (MiB // 8)
+            assert setter.call(set_cmd(key, values[key])) == b"STORED\r\n"
+            home[key] = next(n for n, m in enumerate(servers) if m.present([key]))
+    return lg, values, home
+
+
+def refetched(lg):
+    """Values let go for a bound and asked again (-1: not counted)."""
+    return int(lg.stats().get("refetched_values", -1))
+
+
+def expected_reply(keys, values):
+    return b"".join(b"VALUE %s 0 %d\r\n%s\r\n" % (k.encode(), len(values[k]), values[k])
+                    for k in keys) + b"END\r\n"
+
+
+def multiget_rounds(lg, values, plans, rounds_errors):
+    """A client per plan, all at once, each sending its 10-key gets one after
+    the other and checking every reply whole; errors (replies that differ)
+    go to rounds_errors as (client, round, first bytes)."""
+    def client(n):
+        with RawClient(lg.sockaddr, timeout=120) as c:
+            for r, keys in enumerate(plans[n]):
+                got = c.call(b"get " + " ".join(keys).encode() + b"\r\n", "get")
+                if got != expected_reply(keys, values):
+                    rounds_errors.append((n, r, got.count(b"VALUE "), got[-40:]))
+        return None
+
+    run_in_threads(client, len(plans), join_timeout=600)
+
+
+def test_multigets_over_large_values_from_four_servers_are_whole(memcached, luagent,
+                                                                 tmp_path):
+    """Six clients at once, each sending 10-key gets over 1 MiB values spread
+    over four servers, with the default bounds (client_max_memory 8 MiB, less
+    than one 10 MiB reply). Values come back out of key order (a key on a busy
+    server comes last), and the ones that wait for an earlier key may not pile
+    up past the bound: every reply still arrives whole and in order, no request
+    is answered SERVER_ERROR out of memory, and luagent's resident memory grows
+    by less than twice what the six clients' bounds allow."""
+    lg, values, _home = large_values_on_four_servers(memcached, luagent, tmp_path, 40, each=1)
+    assert stat(lg, "client_max_memory") == 8 * MiB
+    rng = random.Random(14)
+    keys = sorted(values)
+    nclients, nrounds = 6, 8
+    plans = [[rng.sample(keys, 10) for _ in range(nrounds)] for _ in range(nclients)]
+    base = rss_kib(lg.pid)
+    peak = PeakRss(lg.pid)
+    errors = []
+    multiget_rounds(lg, values, plans, errors)
+    grown = peak.stop() - base
+    oom = stat(lg, "out_of_memory_errors")
+    print("%d clients x %d gets of 10 x 1 MiB: %d replies not whole, %d out of memory, "
+          "%d values asked again; VmRSS peak +%d KiB"
+          % (nclients, nrounds, len(errors), oom, refetched(lg), grown))
+    assert not errors, "%d of %d replies not whole, e.g. %r" % (
+        len(errors), nclients * nrounds, errors[:3])
+    assert oom == 0
+    bound_kib = 2 * nclients * 8 * 1024
+    assert SANITIZED or grown < bound_kib, "VmRSS grew by %d KiB (bound %d KiB)" % (
+        grown, bound_kib)
+    assert lg.alive()
+
+
+def test_multigets_whose_keys_interleave_on_shared_connections(memcached, luagent, tmp_path):
+    """Two clients whose 10-key gets take the four servers in opposite
+    orders, on the same server connections (-t 1), with the smallest bound
+    (--client-max-memory 2: two values): each one's first keys queue behind
+    the other's later keys, so each holds values the other's reply waits
+    behind. Neither waits for the other for ever: every reply arrives whole,
+    none is answered out of memory, and the values that could not be held
+    were asked again when their turn came."""
+    lg, values, home = large_values_on_four_servers(memcached, luagent, tmp_path, 12,
+                                                    "--client-max-memory", "2", each=3)
+    by_server = [[k for k in sorted(values) if home[k] == n] for n in range(4)]
+
+    def order(servers, rnd):
+        # 10 keys cycling over the servers in the given order, different each round
+        picks = []
+        for i in range(10):
+            s = by_server[servers[i % 4]]
+            picks.append(s[(rnd + i // 4) % len(s)])
+        return picks
+
+    nrounds = 6
+    plans = [[order([0, 1, 2, 3], r) for r in range(nrounds)],
+             [order([3, 2, 1, 0], r) for r in range(nrounds)]]
+    errors = []
+    multiget_rounds(lg, values, plans, errors)
+    print("two interleaved clients: %d replies not whole, %d out of memory, "
+          "%d values asked again" % (len(errors), stat(lg, "out_of_memory_errors"),
+                                     refetched(lg)))
+    assert not errors, errors[:3]
+    assert stat(lg, "out_of_memory_errors") == 0
+    assert refetched(lg) > 0     # the bound was met, and held
+    check_other(lg, "after")
+
+
+def test_pipelined_gets_over_large_values_for_a_slow_reader(memcached, luagent, tmp_path):
+    """32 pipelined gets of 1 MiB values (and 10-key gets among them) from a
+    client that reads slowly, with --client-max-memory 2: the values that
+    come while the client has its bound unread are let go, including the one
+    it waits for next, and asked again once it has read. Every reply arrives
+    whole and in order; none waits for ever."""
+    lg, values, _home = large_values_on_four_servers(memcached, luagent, tmp_path, 12,
+                                                     "--client-max-memory", "2")
+    keys = sorted(values)
+    plan = [[keys[i % len(keys)]] if i % 4 else [keys[(i + j) % len(keys)] for j in range(10)]
+            for i in range(32)]
+    with RawClient(lg.sockaddr, timeout=60) as c:
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        c.send(b"".join(b"get " + " ".join(k).encode() + b"\r\n" for k in plan))
+        for i, k in enumerate(plan):
+            time.sleep(0.02)        # a slow reader: the bound fills while it sleeps
+            got = c.read_retrieval()
+            assert got == expected_reply(k, values), "reply %d of %d: %r" % (
+                i, len(plan), got[-60:])
+    print("slow pipelined reader: %d values asked again" % refetched(lg))
+    assert stat(lg, "out_of_memory_errors") == 0
+    assert refetched(lg) > 0
+    check_other(lg, "after")
+
+
+BIG_AND_HELD = """
+local lg = require "luagent"
+local held = lg.pool{ name = "held", servers = @HELD@, timeout_ms = 30000 }
+local big = lg.pool{ name = "big", servers = @BIG@, timeout_ms = 30000 }
+return lg.policy{ route = lg.prefix{ ["held:"] = held, default = big } }
+"""
+
+
+def test_the_value_a_client_waits_for_comes_while_it_reads_nothing(memcached, luagent, mock,
+                                                                   tmp_path):
+    """Gets of two 7 MiB values (a server may hold values larger than
+    item_max), then a get that its server answers only later, from a client
+    that reads nothing at first (client_max_memory 8 MiB): the third
+    request's value comes while the client has more than its bound unread,
+    so even the value it waits for next is let go. Once the client reads,
+    the key is asked again and its reply arrives: it does not wait for ever."""
+    first = []
+    small = b"s" * 1000
+    small_reply = b"VALUE held:x 0 %d\r\n%s\r\nEND\r\n" % (len(small), small)
+
+    def handler(req):
+        if not first:
+            first.append(req)
+            return None         # answered by the test, later
+        return small_reply
+
+    held = mock(handler)
+    big = memcached(extra=["-I", "8m"])
+    path = write_policy(tmp_path, "held.lua", BIG_AND_HELD, HELD=[held.addr], BIG=[big])
+    lg = luagent("-c", path, "-t", "1")
+    values = {k: k.encode() * (7 * MiB // 4) for k in ("big1", "big2")}
+    with big.client() as direct:
+        for k, v in values.items():
+            assert direct.call(set_cmd(k, v)) == b"STORED\r\n"
+    s = unread_client(lg)
+    s.settimeout(30)
+    s.sendall(b"get big1\r\nget big2\r\nget held:x\r\n")
+    poll(lambda: first, "the get of held:x at its server")
+    # Both big values in the client's output: the get of held:x is the head.
+    poll(lambda: stat(lg, "buffer_bytes") > 13 * MiB, "14 MiB of replies unread")
+    first[0].send(small_reply)
+    # Let luagent take the reply before the client reads (if it has not by
+    # then, the value is simply taken: the replies are checked the same).
+    time.sleep(0.3)
+    rc = client_on(s)
+    for k, v in values.items():
+        assert rc.read_retrieval() == b"VALUE %s 0 %d\r\n%s\r\nEND\r\n" % (
+            k.encode(), len(v), v)
+    assert rc.read_retrieval() == small_reply
+    asked = sum(1 for line in held.received_lines() if line.startswith(b"get held:x"))
+    print("value waited for, let go while unread: held:x asked %d times, %d values asked "
+          "again" % (asked, refetched(lg)))
+    assert stat(lg, "out_of_memory_errors") == 0
+    s.close()
+
+
+def test_a_value_larger_than_the_client_bound_fails_its_request(memcached, luagent):
+    """The one case a get still fails for memory: a value larger than
+    client_max_memory by itself (a server may hold values larger than
+    luagent's item_max). It is answered SERVER_ERROR out of memory (in
+    place of END, after any VALUE already streamed), with a log line that
+    says which bound; the connection goes on."""
+    m = memcached(extra=["-I", "8m"])
+    lg = luagent("-t", "1", "--client-max-memory", "2", servers=[m])
+    huge = b"h" * (3 * MiB)
+    with m.client() as direct:
+        assert direct.call(set_cmd("huge", huge)) == b"STORED\r\n"
+        assert direct.call(set_cmd("small", b"s")) == b"STORED\r\n"
+    with lg.client(timeout=60) as c:
+        assert c.call("get huge small\r\n", "get") == b"SERVER_ERROR out of memory\r\n"
+        assert c.call("get small\r\n", "get") == b"VALUE small 0 1\r\ns\r\nEND\r\n"
+    assert stat(lg, "out_of_memory_errors") == 1
+    assert ("a value of %d bytes is larger than client_max_memory (%d bytes)"
+            % (len(huge) + len(b" 0 3145728\r\n\r\n"), 2 * MiB)) in lg.log()
+
+
+# --------------------------------------------------------------------------
 # Memory per client: data on its way to a server that does not read
 # --------------------------------------------------------------------------
 
@@ -232,16 +457,16 @@ def test_set_noreply_flood_to_a_server_that_does_not_read(memcached, luagent, ha
 
 
 def test_past_max_memory_new_requests_are_refused_until_it_drops(memcached, luagent):
-    """-m 1: a client that stops half-way through a 1,000,000-byte data block
-    keeps a 1 MiB read buffer, and with what the rest hold that is past the
-    1 MiB all buffers may hold: another client's new requests get
-    SERVER_ERROR out of memory (stats still answer). Once that client goes,
-    memory drops and the other client is served again."""
+    """-m 1: a client that stops half-way through a data block of item_max
+    (1 MiB) bytes keeps a read buffer of the whole request's size (its line,
+    the block and its "\\r\\n"), past the 1 MiB all buffers may hold: another
+    client's new requests get SERVER_ERROR out of memory (stats still answer).
+    Once that client goes, memory drops and the other client is served again."""
     lg = luagent("-m", "1", "-t", "1", servers=[memcached()])
     check_other(lg, "before")
     other = lg.client()
     staller = lg.client()
-    staller.send(b"set half 0 0 1000000\r\n" + b"h" * 900000)
+    staller.send(b"set half 0 0 %d\r\n" % MiB + b"h" * 900000)
     poll(lambda: stat(lg, "buffer_bytes") > MiB, "the unfinished block past 1 MiB")
     assert int(lg.stats()["max_memory"]) == MiB
     assert other.call(set_cmd("other:k", b"v")) == b"SERVER_ERROR out of memory\r\n"

@@ -190,6 +190,102 @@ test_queue_many(void)
     buf_cache_free(&cache);
 }
 
+/*
+ * A server connection's output with a data block by reference: the line in
+ * the open piece, the block shared, constant bytes after it. Room reserved
+ * for pieces means the shares after it cannot fail.
+ */
+static void
+test_queue_const_and_reserve(void)
+{
+    struct buf_cache cache = { 0 };
+    struct bufq q = { .cache = &cache };
+    struct buf *block = buf_get(&cache);
+    struct iovec iov[8];
+    uint32_t cap;
+
+    buf_append(block, "set k 0 0 4\r\nDATA", 17);
+    buf_append(bufq_tail(&q), "set x 0 0 4\r\n", 13);
+    CHECK_EQ(bufq_reserve(&q, 3), 0);
+    cap = q.cap;
+    CHECK(q.cap - q.n >= 3);
+    bufq_share(&q, block, block->data + 13, 4);
+    bufq_const(&q, "\r\n", 2);
+    bufq_const(&q, "mn\r\n", 4);
+    CHECK_EQ(q.cap, cap);                           /* no growth: room was there */
+    CHECK(!q.open);                                 /* the next append opens a piece */
+    CHECK_U64(bufq_bytes(&q), 23);
+    CHECK_EQ(bufq_iov(&q, iov, 8), 4);
+    CHECK_MEM(iov[1].iov_base, iov[1].iov_len, "DATA", 4);
+    CHECK_MEM(iov[2].iov_base, iov[2].iov_len, "\r\n", 2);
+    CHECK_MEM(iov[3].iov_base, iov[3].iov_len, "mn\r\n", 4);
+    CHECK_EQ(block->refs, 1);
+    bufq_consume(&q, 18);                           /* into the constant "\r\n" */
+    CHECK_EQ(block->refs, 0);
+    CHECK_EQ(bufq_iov(&q, iov, 8), 2);
+    CHECK_MEM(iov[0].iov_base, iov[0].iov_len, "\n", 1);
+    bufq_consume(&q, 5);
+    CHECK_U64(bufq_bytes(&q), 0);
+    bufq_const(&q, "", 0);                          /* nothing: no piece */
+    CHECK_U64(bufq_bytes(&q), 0);
+    CHECK_EQ(bufq_iov(&q, iov, 8), 0);
+    /* Written pieces at the front make the room, without growing. */
+    for (cap = 0; cap < 7; cap++)
+        bufq_const(&q, "ab", 2);
+    bufq_consume(&q, 12);
+    cap = q.cap;
+    CHECK_EQ(bufq_reserve(&q, q.cap - 1), 0);
+    CHECK_EQ(q.cap, cap);
+    CHECK_EQ(q.first, 0);
+    CHECK_EQ(bufq_reserve(&q, 3 * q.cap), 0);      /* grown past a doubling */
+    CHECK(q.cap - q.n >= 3 * cap);
+    bufq_clear(&q);
+    buf_put(&cache, block);
+    CHECK_U64(cache.used, 0);
+    buf_cache_free(&cache);
+}
+
+/*
+ * The room for a read: the buffer itself while it is not shared, a fresh
+ * one (taking the unread bytes) once it is, or once a unit of known size
+ * does not fit; the shared bytes do not move.
+ */
+static void
+test_read_room(void)
+{
+    struct buf_cache cache = { 0 };
+    struct buf *in = buf_read_room(&cache, NULL, 100, false), *held, *next;
+    const char *at;
+
+    CHECK(in != NULL && in->cap >= 100);
+    buf_append(in, "set k 0 0 5\r\nhello\r\nget", 23);
+    buf_consume(in, 13);
+    CHECK(buf_read_room(&cache, in, 10, false) == in);     /* room after it */
+    CHECK_EQ(in->pos, 13);
+    CHECK(buf_read_room(&cache, in, in->cap - 11, false) == in);  /* fits once compacted */
+    CHECK_EQ(in->pos, 0);
+    CHECK_MEM(buf_head(in), buf_avail(in), "hello\r\nget", 10);
+    held = buf_share(in);                           /* a request holds "hello" */
+    at = buf_head(in);
+    buf_consume(in, 7);
+    next = buf_read_room(&cache, in, 10, false);
+    CHECK(next != NULL && next != in);
+    CHECK_MEM(buf_head(next), buf_avail(next), "get", 3);
+    CHECK(buf_head(held) != NULL && at == held->data);
+    CHECK_MEM(at, 5, "hello", 5);                   /* untouched, still there */
+    CHECK_EQ(held->refs, 0);                        /* the reader's reference went */
+    buf_put(&cache, held);
+    /* A unit of known size that does not fit gets a buffer of its own size. */
+    in = next;
+    next = buf_read_room(&cache, in, 200000, true);
+    CHECK(next != NULL && next != in);
+    CHECK_EQ(next->cap, 200003);     /* "get" + 200000 */
+    CHECK_MEM(buf_head(next), buf_avail(next), "get", 3);
+    buf_put(&cache, next);
+    CHECK_U64(cache.used, 0);
+    buf_cache_free(&cache);
+}
+
 int
 main(void)
 {
@@ -200,5 +296,7 @@ main(void)
     test_share();
     test_queue();
     test_queue_many();
+    test_queue_const_and_reserve();
+    test_read_room();
     return UNIT_DONE();
 }

@@ -19,16 +19,23 @@ put(struct nearcache *nc, const char *key, const char *value, uint64_t now)
                          nearcache_stamp(h), now);
 }
 
-/* The value held for key at now, as a string ("" when none). */
+/* What a read of key at now finds: its value, "" (a miss) or "refresh". */
 static const char *
 get(struct nearcache *nc, const char *key, uint64_t now)
 {
     static char out[256];
-    uint32_t klen = (uint32_t)strlen(key), vlen;
-    const char *v = nearcache_get(nc, &bufs, hotkeys_hash(key, klen), key, klen, now, &vlen);
+    uint32_t klen = (uint32_t)strlen(key);
+    struct nearcache_hit hit;
 
-    snprintf(out, sizeof(out), "%.*s", v ? (int)vlen : 0, v ? v : "");
-    return out;
+    switch (nearcache_get(nc, &bufs, hotkeys_hash(key, klen), key, klen, now, &hit)) {
+    case NEARCACHE_HIT:
+        snprintf(out, sizeof(out), "%.*s", (int)hit.len, hit.bytes);
+        return out;
+    case NEARCACHE_REFRESH:
+        return "refresh";
+    default:
+        return "";
+    }
 }
 
 static void
@@ -38,11 +45,91 @@ test_ttl(void)
 
     CHECK_EQ(put(nc, "a", " 0 1\r\nx\r\n", 1000), 0);
     CHECK_STR(get(nc, "a", 1000), " 0 1\r\nx\r\n");
+    CHECK_STR(get(nc, "a", 1449), " 0 1\r\nx\r\n");
+    CHECK_STR(get(nc, "a", 1450), "refresh");   /* its last tenth: one read refreshes */
+    CHECK_STR(get(nc, "a", 1451), " 0 1\r\nx\r\n");
     CHECK_STR(get(nc, "a", 1499), " 0 1\r\nx\r\n");
     CHECK_STR(get(nc, "a", 1500), "");          /* ttl_ms is a hard bound */
     CHECK_EQ(nearcache_counts(nc).items, 0);
     CHECK_U64(nearcache_counts(nc).bytes, 0);
     nearcache_free(nc, &bufs);
+}
+
+/*
+ * A hot key is read again once before it expires, by one read, and the
+ * others keep hitting: without that, every read between the expiry and the
+ * refill's reply went to the server (a herd twice a second per hot key).
+ */
+static void
+test_refresh(void)
+{
+    struct nearcache *nc = nearcache_new(10, 1 << 20, 1000);
+    int t, refreshes = 0, misses = 0;
+
+    CHECK_EQ(put(nc, "h", "v1", 0), 0);
+    /* Reads every millisecond for 3 s; a refresh's reply comes 5 ms later. */
+    for (t = 0; t < 3000; t++) {
+        const char *v = get(nc, "h", (uint64_t)t);
+
+        if (strcmp(v, "refresh") == 0) {
+            refreshes++;
+            CHECK_STR(get(nc, "h", (uint64_t)t + 1), t < 1000 ? "v1" : "v2");
+            CHECK_EQ(put(nc, "h", "v2", (uint64_t)t + 5), 0);
+        } else {
+            misses += *v == '\0';
+        }
+    }
+    CHECK_EQ(misses, 0);
+    CHECK_EQ(refreshes, 3);             /* 900 ms into each 1000 ms */
+    /* A refresh whose read never fills (a failed read): the entry is still
+     * served to its end, then missed; no second refresh in between. */
+    CHECK_STR(get(nc, "h", 3615), "refresh");     /* put at 2715 */
+    CHECK_STR(get(nc, "h", 3650), "v2");
+    CHECK_STR(get(nc, "h", 3714), "v2");
+    CHECK_STR(get(nc, "h", 3715), "");
+    /* A short ttl_ms (under 10 ms) has no refresh window: it just expires. */
+    nearcache_free(nc, &bufs);
+    nc = nearcache_new(10, 1 << 20, 5);
+    CHECK_EQ(put(nc, "s", "v", 0), 0);
+    CHECK_STR(get(nc, "s", 4), "v");
+    CHECK_STR(get(nc, "s", 5), "");
+    nearcache_free(nc, &bufs);
+}
+
+/*
+ * A hit is the entry's buffer by reference: the bytes outlive the entry
+ * (invalidated, evicted, the store freed) until the holder lets them go.
+ */
+static void
+test_hit_by_reference(void)
+{
+    struct nearcache *nc = nearcache_new(1, 1 << 20, 60000);
+    struct nearcache_hit hit;
+    uint64_t h = hotkeys_hash("k", 1);
+    struct buf *held[3];
+    int i;
+
+    CHECK_EQ(put(nc, "k", "first", 0), 0);
+    CHECK_EQ(nearcache_get(nc, &bufs, h, "k", 1, 1, &hit), NEARCACHE_HIT);
+    held[0] = buf_share(hit.data);
+    nearcache_invalidate(h);
+    CHECK_STR(get(nc, "k", 2), "");             /* the stale entry is dropped */
+    CHECK_EQ(put(nc, "k", "second", 3), 0);
+    CHECK_EQ(nearcache_get(nc, &bufs, h, "k", 1, 4, &hit), NEARCACHE_HIT);
+    held[1] = buf_share(hit.data);
+    CHECK_EQ(put(nc, "other", "evicts k", 5), 0);   /* max_items 1 */
+    CHECK_EQ(nearcache_counts(nc).evictions, 1);
+    CHECK_EQ(nearcache_get(nc, &bufs, hotkeys_hash("other", 5), "other", 5, 6, &hit),
+             NEARCACHE_HIT);
+    held[2] = buf_share(hit.data);
+    nearcache_free(nc, &bufs);
+    CHECK(memcmp(buf_head(held[0]) + 1, "first", 5) == 0);
+    CHECK(memcmp(buf_head(held[1]) + 1, "second", 6) == 0);
+    CHECK(memcmp(buf_head(held[2]) + 5, "evicts k", 8) == 0);
+    CHECK(bufs.used > 0);                       /* still held */
+    for (i = 0; i < 3; i++)
+        buf_put(&bufs, held[i]);
+    CHECK_U64(bufs.used, 0);
 }
 
 /* A change of the key (any store, any thread) makes the entry stale. */
@@ -113,6 +200,8 @@ int
 main(void)
 {
     test_ttl();
+    test_refresh();
+    test_hit_by_reference();
     test_stamps();
     test_eviction();
     return UNIT_DONE();
