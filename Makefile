@@ -108,6 +108,7 @@ UNIT_test_base64 = base64
 UNIT_test_dnsmsg = dnsmsg
 UNIT_test_reply  = reply
 UNIT_test_dcache = dcache
+UNIT_test_rejoin = rejoin
 UNIT_test_ttl    = ttl proto base64
 UNIT_test_ratelimit = ratelimit
 UNIT_test_hotkeys = hotkeys
@@ -125,7 +126,7 @@ UNIT_test_respond = respond request log buf proto base64 reply binreply binproto
 UNIT_test_route  = route balance request respond config tls dcache hotkeys nearcache hash ketama md5 log buf \
                    proto base64 reply binreply binproto coalesce ttl ratelimit hedge
 UNIT_LIBS_test_route = $(shell pkg-config --libs openssl libevent 2>/dev/null)
-UNIT_test_sim    = sim route balance backend histogram request respond config tls dcache hotkeys nearcache \
+UNIT_test_sim    = sim route balance backend rejoin histogram request respond config tls dcache hotkeys nearcache \
                    hash ketama md5 log buf proto base64 reply binreply binproto coalesce ttl ratelimit hedge
 UNIT_LIBS_test_sim = $(LIBS)
 UNITS = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))

@@ -229,9 +229,9 @@ struct config {
 
 /* What the route engine and config_free ask of the Lua side (script.c). */
 struct script_ops {
-    /* Call hook node `hook` in VM number vm (script_hook_call). */
+    /* Call hook node `hook` in VM number vm (script_hook_call); sets req->reads. */
     int  (*hook_call)(struct config *cfg, int vm, const struct route *hook,
-                      const struct hook_request *req, const struct route **route,
+                      struct hook_request *req, const struct route **route,
                       const char **newkey, uint32_t *newklen);
     /* Let go of cfg->script (its VMs). */
     void (*free)(struct config *cfg);

@@ -39,7 +39,12 @@ struct hook_request {
     bool        is_unix;
     const char *listener;       /* the client's listener name, or NULL (none) */
     const char *cn;             /* its certificate's common name, or NULL */
+    unsigned    reads;          /* HOOK_READ_* bits: what fn looked at (out) */
 };
+
+/* Members of the client a hook's decision depended on (the decision cache). */
+#define HOOK_READ_LISTENER  1u  /* req.listener or req.client */
+#define HOOK_READ_CN        2u  /* req.cn */
 
 /*
  * A worker's counters for one route label, shared by the generations naming

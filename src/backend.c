@@ -94,6 +94,7 @@
 #include "counters.h"
 #include "log.h"
 #include "luagent.h"
+#include "rejoin.h"
 #include "reply.h"
 #include "request.h"
 #include "tls.h"
@@ -160,12 +161,16 @@ struct backend {
     bool                     unsettled;     /* down, rejoining or on probation:
                                              * calls go through backend_gate */
     bool                     rejoining;     /* the rejoin flush_all is out */
+    bool                     rejoin_due;    /* a flush must come first; another
+                                             * worker's is out, or was */
     uint64_t                 backoff_ms;    /* the last mark-down's length (0: not
                                              * in a run of failures) */
     uint64_t                 run_since_ms;  /* the run's first mark-down (0: none) */
+    unsigned                 marked_epoch;  /* rejoin_epoch at the latest mark-down */
     uint64_t                 stable_at_ms;  /* probation: up until then ends the run */
     struct creq_owner        rejoin_owner;  /* owner of the flush_all request: leads
                                              * its completion back here */
+    struct rejoin           *rejoin;        /* the server's rejoin, shared by workers */
     struct backend_stats     stats;
     const struct backend_sim *sim;          /* a simulated server, or NULL */
 };
@@ -193,7 +198,11 @@ backend_new(struct backend_ctx *bx, const struct server *server)
     be->due = REPLY_KIND_COUNT;
     be->pause.resume = backend_resume;
     be->timer = evtimer_new(bx->base, backend_on_timer, be);
-    if (be->timer == NULL) {
+    be->rejoin = rejoin_get(server->label);
+    if (be->timer == NULL || be->rejoin == NULL) {
+        if (be->timer != NULL)
+            event_free(be->timer);
+        rejoin_put(be->rejoin);
         free(be);
         return NULL;
     }
@@ -243,7 +252,7 @@ backend_set_server(struct backend *be, const struct server *server)
 bool
 backend_is_down(const struct backend *be)
 {
-    if (be->rejoining)
+    if (be->rejoining || be->rejoin_due || (be->rejoin != NULL && rejoin_held(be->rejoin)))
         return true;
     if (be->down_until_ms == 0)
         return false;
@@ -319,6 +328,8 @@ backend_mark_down(struct backend *be, const char *detail)
     }
     if (be->run_since_ms == 0)
         be->run_since_ms = now;
+    if (be->rejoin != NULL)
+        be->marked_epoch = rejoin_epoch(be->rejoin);
     STAT_INC(be->stats.markdowns);
     if (backend_backoff(be)) {
         STAT_INC(be->stats.backoffs);
@@ -755,9 +766,11 @@ backend_rejoin_done(struct request_cache *rq, struct call *c)
     struct backend *be = (struct backend *)((char *)c->creq->owner
                                             - offsetof(struct backend, rejoin_owner));
     uint64_t down_ms = clock_ms() - be->run_since_ms;
+    bool ok = c->res.fail == FAIL_NONE && c->res.kind == REPLY_OK;
 
     be->rejoining = false;
-    if (c->res.fail == FAIL_NONE && c->res.kind == REPLY_OK) {
+    rejoin_release(be->rejoin, ok);
+    if (ok) {
         STAT_INC(be->stats.rejoins);
         log_warn("backend %s: flush_all answered OK: serving again after %llu ms down",
                  be->server->label, (unsigned long long)down_ms);
@@ -771,20 +784,46 @@ backend_rejoin_done(struct request_cache *rq, struct call *c)
 }
 
 /*
+ * Another worker's rejoin flush_all was answered OK after this worker's
+ * latest mark-down began: what this worker kept from the server since is
+ * gone too, so the server serves here as well, without a flush of its own.
+ */
+static void
+backend_rejoined_elsewhere(struct backend *be, uint64_t now)
+{
+    log_info("backend %s: serving again after %llu ms down: another worker's rejoin "
+             "flush_all was answered OK", be->server->label,
+             (unsigned long long)(now - be->run_since_ms));
+    be->run_since_ms = 0;           /* as after its own flush */
+    be->rejoin_due = false;
+    if (be->down_until_ms != 0) {
+        be->down_until_ms = 0;
+        be->stable_at_ms = now + (uint64_t)be->server->retry_max_ms;
+    }
+}
+
+/*
  * Send flush_all ahead of everything else, as a request of the proxy's own
- * whose owner is this backend; the server stays out (backend_is_down) until
- * it answers. False out of memory (then the server is simply still down).
+ * whose owner is this backend; the server stays out (backend_is_down) in
+ * every worker until it answers. When another worker's flush is out, the
+ * rejoin stays due and this worker waits for that answer (backend_gate).
+ * False out of memory (then the server is simply still down).
  */
 static bool
 backend_rejoin(struct backend *be, uint64_t now)
 {
     struct request_cache *rq = be->bx->rq;
-    struct creq *r = creq_alloc(rq);
+    struct creq *r;
     struct proto_error err;
     struct call *c = NULL;
 
-    if (r == NULL)
+    if (!rejoin_claim(be->rejoin))
+        return true;
+    be->rejoin_due = false;
+    if ((r = creq_alloc(rq)) == NULL) {
+        rejoin_release(be->rejoin, false);
         return false;
+    }
     r->owner = &be->rejoin_owner;
     r->buf = buf_get(&rq->bufs);
     if (r->buf != NULL)
@@ -793,24 +832,26 @@ backend_rejoin(struct backend *be, uint64_t now)
         && proto_parse(r->buf->data, r->buf->len, UINT32_MAX, &r->req, &err) == PROTO_OK)
         c = call_new(rq, r, NULL, 0, backend_rejoin_done);
     creq_release(rq, r);
-    if (c == NULL)
+    if (c == NULL) {
+        rejoin_release(be->rejoin, false);
         return false;
+    }
     STAT_INC(be->stats.rejoin_flushes);
     log_warn("backend %s: down for %llu ms (rejoin_after_ms %d): sending flush_all before "
              "it serves again", be->server->label,
              (unsigned long long)(now - be->run_since_ms), be->server->rejoin_after_ms);
     be->rejoining = true;
-    be->unsettled = false;          /* this one call passes the gate... */
-    backend_submit(be, c, DEFAULT_TIMEOUT_MS);
-    be->unsettled = true;           /* ...and the server stays unsettled */
+    backend_submit(be, c, DEFAULT_TIMEOUT_MS);     /* the gate lets this one call pass */
     return true;
 }
 
 /*
- * A call to a server that is not known healthy (be->unsettled). True when
- * the call was failed here: the server is down, or its rejoin flush_all has
- * not answered yet. When a mark-down has just ended, the call is the probe,
- * unless the server was down long enough to need a flush first.
+ * A call to a server that is not known healthy (be->unsettled), or while a
+ * rejoin flush_all of it is out (in any worker). True when the call was
+ * failed here: the server is down, or a rejoin flush_all has not answered
+ * yet. When a mark-down has just ended, the call is the probe, unless the
+ * server was down long enough to need a flush first: then one flush_all for
+ * the whole process, sent by the first worker to get there.
  */
 static bool __attribute__((noinline))
 backend_gate(struct backend *be, struct call *c)
@@ -821,23 +862,28 @@ backend_gate(struct backend *be, struct call *c)
         be->sim->submit(be->sim->arg, be->server, c);
         return true;
     }
+    if (c->creq->owner == &be->rejoin_owner)
+        return false;               /* the rejoin flush_all itself */
     now = clock_ms();
-
+    if ((be->down_until_ms != 0 || be->rejoin_due) && be->server->rejoin_flush
+        && rejoin_flushed_since(be->rejoin, be->marked_epoch))
+        backend_rejoined_elsewhere(be, now);
     if (be->down_until_ms != 0 && now >= be->down_until_ms) {
         be->down_until_ms = 0;      /* retry: this call probes the server */
         be->stable_at_ms = now + (uint64_t)be->server->retry_max_ms;
         STAT_INC(be->stats.retries);
-        if (be->server->rejoin_flush && be->run_since_ms != 0
-            && now - be->run_since_ms >= (uint64_t)be->server->rejoin_after_ms
-            && !backend_rejoin(be, now))
-            be->down_until_ms = now + be->backoff_ms;   /* out of memory: later */
+        be->rejoin_due = be->server->rejoin_flush && be->run_since_ms != 0
+                         && now - be->run_since_ms >= (uint64_t)be->server->rejoin_after_ms;
     }
-    if (be->rejoining || be->down_until_ms != 0) {
+    if (be->rejoin_due && !rejoin_held(be->rejoin) && !backend_rejoin(be, now))
+        be->down_until_ms = now + be->backoff_ms;   /* out of memory: later */
+    if (be->rejoin_due || be->rejoining || be->down_until_ms != 0
+        || rejoin_held(be->rejoin)) {
         STAT_INC(be->stats.errors);
         call_fail(be->bx->rq, c, FAIL_UNAVAILABLE);
         return true;
     }
-    if (now >= be->stable_at_ms)
+    if (be->unsettled && now >= be->stable_at_ms)
         backend_settle(be);
     return false;
 }
@@ -847,7 +893,7 @@ backend_submit(struct backend *be, struct call *c, int timeout_ms)
 {
     struct buf *out;
 
-    if (be->unsettled && backend_gate(be, c))
+    if ((be->unsettled || rejoin_held(be->rejoin)) && backend_gate(be, c))
         return;
     if ((out = backend_reserve(be, c)) == NULL) {
         call_fail(be->bx->rq, c, FAIL_NOMEM);
@@ -1507,7 +1553,8 @@ backend_free(struct backend *be)
         free(be);           /* it never held a call, a socket or a timer */
         return;
     }
-    backend_fail(be, FAIL_CLOSED, "shutting down");
+    backend_fail(be, FAIL_CLOSED, "shutting down");     /* ends a rejoin flush_all */
+    rejoin_put(be->rejoin);
     event_free(be->timer);
     free(be->cuts);
     free(be);

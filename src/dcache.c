@@ -16,7 +16,9 @@ struct entry {
     int16_t  op;
     uint8_t  has_delim;
     uint8_t  len;
+    int8_t   llen;              /* listener name's length; -1: any listener */
     char     prefix[DCACHE_PREFIX_MAX];
+    char     listener[DCACHE_LISTENER_MAX];
 };
 
 struct dcache {
@@ -99,33 +101,64 @@ entry_is(const struct entry *e, int hook, int op, bool has_delim, const char *p,
         && e->len == len && memcmp(e->prefix, p, len) == 0;
 }
 
+/* The length of a listener name as an entry holds it; -1 when too long. */
+static int
+listener_len(const char *l)
+{
+    size_t n = strnlen(l, DCACHE_LISTENER_MAX + 1);
+
+    return n > DCACHE_LISTENER_MAX ? -1 : (int)n;
+}
+
+/* Does the entry hold for a client of listener l? Measured without strlen:
+ * most entries hold for any listener. */
+static bool
+entry_serves(const struct entry *e, const char *l)
+{
+    return e->llen < 0
+        || (strncmp(e->listener, l, (size_t)e->llen) == 0 && l[e->llen] == '\0');
+}
+
+/* Is the entry's listener (llen -1: any listener) exactly this one? */
+static bool
+entry_listener_is(const struct entry *e, int llen, const char *l)
+{
+    return e->llen == llen && (llen <= 0 || memcmp(e->listener, l, (size_t)llen) == 0);
+}
+
 int
 dcache_get(const struct dcache *dc, int hook, int op, bool has_delim,
-           const char *prefix, size_t len)
+           const char *prefix, size_t len, const char *listener)
 {
     unsigned i;
 
     if (len > DCACHE_PREFIX_MAX)
         return -1;
     for (i = dcache_hash(hook, op, has_delim, prefix, len) & dc->mask;
-         dc->slots[i].route_id >= 0; i = (i + 1) & dc->mask)
-        if (entry_is(&dc->slots[i], hook, op, has_delim, prefix, len))
-            return dc->slots[i].route_id;
+         dc->slots[i].route_id >= 0; i = (i + 1) & dc->mask) {
+        const struct entry *e = &dc->slots[i];
+
+        if (entry_is(e, hook, op, has_delim, prefix, len) && entry_serves(e, listener))
+            return e->route_id;
+    }
     return -1;
 }
 
 void
 dcache_put(struct dcache *dc, int hook, int op, bool has_delim,
-           const char *prefix, size_t len, int route_id)
+           const char *prefix, size_t len, const char *listener, int route_id)
 {
+    int llen = listener != NULL ? listener_len(listener) : -1;
     struct entry *e;
     unsigned i;
 
-    if (len > DCACHE_PREFIX_MAX || dc->count >= dc->capacity || route_id < 0)
+    if (len > DCACHE_PREFIX_MAX || dc->count >= dc->capacity || route_id < 0
+        || (listener != NULL && llen < 0))
         return;
     for (i = dcache_hash(hook, op, has_delim, prefix, len) & dc->mask;
          dc->slots[i].route_id >= 0; i = (i + 1) & dc->mask)
-        if (entry_is(&dc->slots[i], hook, op, has_delim, prefix, len))
+        if (entry_is(&dc->slots[i], hook, op, has_delim, prefix, len)
+            && entry_listener_is(&dc->slots[i], llen, listener))
             return;
     e = &dc->slots[i];
     e->route_id = route_id;
@@ -134,5 +167,8 @@ dcache_put(struct dcache *dc, int hook, int op, bool has_delim,
     e->has_delim = has_delim;
     e->len = (uint8_t)len;
     memcpy(e->prefix, prefix, len);
+    e->llen = (int8_t)llen;
+    if (llen > 0)
+        memcpy(e->listener, listener, (size_t)llen);
     dc->count++;
 }

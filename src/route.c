@@ -654,6 +654,7 @@ node_hook(struct route_ctx *rt, struct call *c)
         .cn = route_client_cn(c->creq->owner),
     };
     const char *newkey, *delim = NULL;
+    const char *listener = req.listener != NULL ? req.listener : "";   /* the cache's name */
     uint32_t newklen;
     int op = -1, cached;
 
@@ -665,7 +666,7 @@ node_hook(struct route_ctx *rt, struct call *c)
         if (r->hook_cache == HOOK_CACHE_PREFIX_OP)
             op = (int)proto_cmd_op(req.cmd);
         cached = dcache_get(rt->dcache, r->hook_index, op, delim != NULL, c->key,
-                            delim ? (size_t)(delim - c->key) : 0);
+                            delim ? (size_t)(delim - c->key) : 0, listener);
         if (cached >= 0) {
             STAT_INC(rt->rq.stats.hook_cache_hits);
             STAT_INC(node_stats(c, r)->hook_cache_hits);
@@ -686,9 +687,12 @@ node_hook(struct route_ctx *rt, struct call *c)
         /* A new key is per request: never cached. */
         if (!call_set_key(rt, c, "", 0, newkey, newklen))
             return false;
-    } else if (cacheable) {
+    } else if (cacheable && !(req.reads & HOOK_READ_CN)) {
+        /* A decision by certificate is per client: not cached. One by
+         * listener holds for that listener's clients only. */
         dcache_put(rt->dcache, r->hook_index, op, delim != NULL, c->key,
-                   delim ? (size_t)(delim - c->key) : 0, next->id);
+                   delim ? (size_t)(delim - c->key) : 0,
+                   req.reads & HOOK_READ_LISTENER ? listener : NULL, next->id);
     }
     c->node = next;
     return true;

@@ -1243,6 +1243,7 @@ l_req_index(lua_State *L)
             return 1;
         }
         if (memcmp(name, "cn", 2) == 0) {
+            r->reads |= HOOK_READ_CN;
             lua_pushstring(L, r->cn);           /* nil without a verified certificate */
             return 1;
         }
@@ -1265,12 +1266,14 @@ l_req_index(lua_State *L)
         break;
     case 6:
         if (memcmp(name, "client", 6) == 0) {
+            r->reads |= HOOK_READ_LISTENER;     /* the listener says tcp or unix */
             lua_pushstring(L, r->is_unix ? "unix" : "tcp");
             return 1;
         }
         break;
     case 8:
         if (memcmp(name, "listener", 8) == 0) {
+            r->reads |= HOOK_READ_LISTENER;
             lua_pushstring(L, r->listener);     /* nil without a client */
             return 1;
         }
@@ -1341,6 +1344,7 @@ vm_call_hook(struct script_vm *vm, const struct config *cfg, const struct route 
     int id, rc = -1, top = lua_gettop(L);   /* callers may keep things below */
 
     *vm->req = *req;
+    vm->req->reads = 0;
     *newkey = NULL;
     lua_rawgeti(L, LUA_REGISTRYINDEX, vm->hook_refs[hook->hook_index]);
     lua_rawgeti(L, LUA_REGISTRYINDEX, vm->req_ref);
@@ -1393,16 +1397,19 @@ vm_call_hook(struct script_vm *vm, const struct config *cfg, const struct route 
 
 static int
 script_hook_call(struct config *cfg, int worker, const struct route *hook,
-                 const struct hook_request *req, const struct route **route,
+                 struct hook_request *req, const struct route **route,
                  const char **newkey, uint32_t *newklen)
 {
     char err[ERR_LEN];
     struct script_vm *vm;
+    int rc;
 
     if (worker < 0 || worker >= cfg->script->nvms || cfg->script->vms[worker].L == NULL)
         return -1;      /* no VM on this thread: live introspection says so */
     vm = &cfg->script->vms[worker];
-    if (vm_call_hook(vm, cfg, hook, req, route, newkey, newklen, err, sizeof(err)) == 0)
+    rc = vm_call_hook(vm, cfg, hook, req, route, newkey, newklen, err, sizeof(err));
+    req->reads = vm->req->reads;
+    if (rc == 0)
         return 0;
     snprintf(vm->hook_error, sizeof(vm->hook_error), "%s", err);
     log_ratelimited(LOG_WARN, hook, "hook %s: %s", hook->name, err);

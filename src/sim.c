@@ -766,8 +766,19 @@ sim_visited(const struct sim *sim, const struct route *r)
     return r != NULL && sim->wc.routes[r->id]->stats.requests > 0;
 }
 
-static void explain_node(const struct sim *sim, const struct sim_result *res,
-                         const struct route *r, FILE *out, int depth);
+/*
+ * What one --route explanation prints to, and the nodes it has listed: the
+ * visit marks are per node, not per path, so a node reached through two
+ * parents is listed in full under the first and referred to under the others.
+ */
+struct explain {
+    const struct sim        *sim;
+    const struct sim_result *res;
+    FILE                    *out;
+    bool                    *shown;     /* by route id */
+};
+
+static void explain_node(struct explain *ex, const struct route *r, int depth);
 
 #define CHILDREN_MAX    (CMD_COUNT + OP_COUNT + 256)
 
@@ -785,8 +796,7 @@ add_child(const struct route **list, int n, const struct route *r)
 
 /* The children of r the request went through, each once, in the tree's order. */
 static void
-explain_children(const struct sim *sim, const struct sim_result *res, const struct route *r,
-                 FILE *out, int depth)
+explain_children(struct explain *ex, const struct route *r, int depth)
 {
     const struct route *list[CHILDREN_MAX], *child;
     int n = 0, at = 0, i;
@@ -794,31 +804,38 @@ explain_children(const struct sim *sim, const struct sim_result *res, const stru
     while ((child = config_route_next_child(r, &at)) != NULL)
         n = add_child(list, n, child);
     for (i = 0; i < n; i++)
-        explain_node(sim, res, list[i], out, depth);
+        explain_node(ex, list[i], depth);
 }
 
 static void
-explain_node(const struct sim *sim, const struct sim_result *res, const struct route *r,
-             FILE *out, int depth)
+explain_node(struct explain *ex, const struct route *r, int depth)
 {
+    const struct sim *sim = ex->sim;
     int i;
 
     if (!sim_visited(sim, r) || depth > ROUTE_HOPS_MAX)
         return;
+    if (ex->shown[r->id]) {
+        fprintf(ex->out, "%*s%s%s (shown above)\n", 2 * depth, "",
+                r->type == ROUTE_POOL ? "pool " : "", r->name);
+        return;
+    }
+    ex->shown[r->id] = true;
     if (r->type != ROUTE_POOL) {
         char detail[128];
 
         sim_node_detail(r, detail, sizeof(detail));
-        fprintf(out, "%*s%s%s\n", 2 * depth, "", r->name, detail);
-        explain_children(sim, res, r, out, depth + 1);
+        fprintf(ex->out, "%*s%s%s\n", 2 * depth, "", r->name, detail);
+        explain_children(ex, r, depth + 1);
         return;
     }
-    for (i = 0; i < res->nsteps; i++) {
-        const struct sim_step *st = &res->steps[i];
+    /* Every call the request made to the pool, whichever parent made it. */
+    for (i = 0; i < ex->res->nsteps; i++) {
+        const struct sim_step *st = &ex->res->steps[i];
 
         if (st->pool < 0 || sim->cfg->pools[st->pool] != r->pool)
             continue;
-        fprintf(out, "%*spool %s -> server %s (%skey \"%s\")%s\n", 2 * depth, "",
+        fprintf(ex->out, "%*spool %s -> server %s (%skey \"%s\")%s\n", 2 * depth, "",
                 r->pool->name, sim->cfg->servers[st->server].label,
                 st->background ? "add, " : "", st->key, outcome_text(st));
     }
@@ -830,10 +847,15 @@ sim_explain(const struct sim *sim, const struct sim_result *res, FILE *out)
     bool plain = !res->truncated && !res->hook_failed;
     char names[512];
     int i;
+    struct explain ex = { .sim = sim, .res = res, .out = out,
+                          .shown = calloc((size_t)sim->cfg->nnodes, sizeof(bool)) };
 
-    /* A node reached through two visited parents shows its calls under
-     * each: the visit marks are per node, not per path. */
-    explain_node(sim, res, sim->cfg->root, out, 1);
+    if (ex.shown == NULL) {
+        fprintf(out, "  (out of memory: the route is not shown)\n");
+    } else {
+        explain_node(&ex, sim->cfg->root, 1);
+        free(ex.shown);
+    }
     if (res->truncated)
         fprintf(out, "  (more server calls than %d: the rest are not shown)\n", SIM_STEPS_MAX);
     if (res->hook_failed)

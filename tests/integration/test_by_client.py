@@ -75,6 +75,40 @@ def test_hook_sees_listener_and_cn(memcached, luagent, tmp_path, pki):
         assert where(servers, key) == ["main"], key
 
 
+def test_cached_hook_decision_by_listener_stays_per_listener(memcached, luagent, tmp_path):
+    # One worker, so both listeners' clients share one decision cache.
+    servers = {"pa": memcached(), "pb": memcached()}
+    path = policy_file(tmp_path, servers,
+                       'lg.hook{ routes = { pa, pb }, cache = "prefix", fn = function(req) '
+                       'if req.listener == "b" then return pb end return pa end }')
+    port_a, port_b = free_port(), free_port()
+    lg = luagent("-c", path, "-t", "1", "--listen", "a=%s:%d" % (HOST, port_a),
+                 "--listen", "b=%s:%d" % (HOST, port_b))
+    store(RawClient((HOST, port_a)), "same:1")
+    store(RawClient((HOST, port_a)), "same:2")      # a cache hit on listener a
+    assert where(servers, "same:1") == ["pa"]
+    servers["pa"].client().call(b"flush_all\r\n")
+    store(RawClient((HOST, port_b)), "same:1")
+    assert where(servers, "same:1") == ["pb"]
+    stats = RawClient((HOST, lg.port)).stats()
+    assert stats["hook_calls"] == "2" and stats["hook_cache_hits"] == "1"
+
+
+def test_hook_decision_by_cn_is_not_reused_for_another_cn(memcached, luagent, tmp_path, pki):
+    servers = {"main": memcached(), "alice": memcached()}
+    path = policy_file(tmp_path, servers,
+                       'lg.hook{ routes = { main, alice }, cache = "prefix", fn = function(req) '
+                       'if req.cn == "alice" then return alice end return main end }')
+    tls_port = free_port()
+    luagent("-c", path, "-t", "1",
+            *listener_args(pki, tls_port, "--tls-ca", pki.path("ca")))
+    store(TlsClient(tls_connect(tls_port, client_context(pki, cert="alice"))), "same:1")
+    assert where(servers, "same:1") == ["alice"]
+    servers["alice"].client().call(b"flush_all\r\n")
+    store(TlsClient(tls_connect(tls_port, client_context(pki, cert="client"))), "same:1")
+    assert where(servers, "same:1") == ["main"]
+
+
 def test_client_certificate_cn_chooses_the_route(memcached, luagent, tmp_path, pki):
     servers = {"main": memcached(), "alice": memcached(), "tlsonly": memcached()}
     path = policy_file(tmp_path, servers,

@@ -6,7 +6,10 @@ failure_limit such failures in a row the server is marked down, and its
 requests fail at once without a new connection each.
 
 The pool marks down for a minute (retry_after_ms), so no probe happens while
-the test runs; every count below is exact, none depends on timing.
+the test runs; every count below is exact, none depends on timing. The
+request timeout is short only where a stall is the failure under test: where
+the server answers (garbage, a close), a loaded machine may take well over
+300 ms to run the mock's answer, and a timeout would come first.
 """
 import pytest
 
@@ -15,12 +18,14 @@ from test_policy import write_policy
 
 POLICY = """
 local lg = require "luagent"
-return lg.policy{ route = lg.pool{ name = "p", servers = @S@, timeout_ms = 300,
+return lg.policy{ route = lg.pool{ name = "p", servers = @S@, timeout_ms = @TIMEOUT@,
     failure_limit = 3, retry_after_ms = 60000 } }
 """
 LIMIT = 3
 REQUESTS = 10
 UNAVAILABLE = b"SERVER_ERROR backend unavailable\r\n"
+STALL_TIMEOUT_MS = 300      # the stall faults wait for it, three times
+ANSWER_TIMEOUT_MS = 4000    # below the client's 5 s hang detector
 
 
 def garbage(req):
@@ -42,25 +47,29 @@ def partial_then_close(req):
     return mock_backend.CLOSE
 
 
-FAULTS = {
-    "garbage": (garbage, b"SERVER_ERROR backend protocol error\r\n"),
-    "partial_then_stall": (partial_then_stall, b"SERVER_ERROR backend timeout\r\n"),
-    "partial_line_then_stall": (partial_line_then_stall, b"SERVER_ERROR backend timeout\r\n"),
-    "partial_then_close": (partial_then_close, b"SERVER_ERROR backend closed connection\r\n"),
+FAULTS = {      # name: (handler, the reply it causes, the pool's request timeout)
+    "garbage": (garbage, b"SERVER_ERROR backend protocol error\r\n", ANSWER_TIMEOUT_MS),
+    "partial_then_stall": (partial_then_stall, b"SERVER_ERROR backend timeout\r\n",
+                           STALL_TIMEOUT_MS),
+    "partial_line_then_stall": (partial_line_then_stall, b"SERVER_ERROR backend timeout\r\n",
+                                STALL_TIMEOUT_MS),
+    "partial_then_close": (partial_then_close, b"SERVER_ERROR backend closed connection\r\n",
+                           ANSWER_TIMEOUT_MS),
 }
 
 
-def start(luagent, raw_client, tmp_path, server):
-    path = write_policy(tmp_path, "markdown.lua", POLICY, S=[server.addr])
+def start(luagent, raw_client, tmp_path, server, timeout_ms=ANSWER_TIMEOUT_MS):
+    path = write_policy(tmp_path, "markdown.lua", POLICY, S=[server.addr],
+                        TIMEOUT=str(timeout_ms))
     lg = luagent("-t", "1", "-c", str(path))
     return lg, raw_client(lg)
 
 
 @pytest.mark.parametrize("name", sorted(FAULTS))
 def test_failures_with_bytes_mark_the_server_down(name, mock, luagent, raw_client, tmp_path):
-    fault, line = FAULTS[name]
+    fault, line, timeout_ms = FAULTS[name]
     server = mock(fault)
-    lg, c = start(luagent, raw_client, tmp_path, server)
+    lg, c = start(luagent, raw_client, tmp_path, server, timeout_ms)
     replies = [c.call(b"get k%d\r\n" % i) for i in range(REQUESTS)]
     assert replies == [line] * LIMIT + [UNAVAILABLE] * (REQUESTS - LIMIT), replies
     assert len(server.conns) == LIMIT, \

@@ -881,6 +881,45 @@ def test_route_prints_path_and_server():
     assert rc != 0 and err, (rc, out, err)
 
 
+def test_route_lists_a_node_reached_twice_once(tmp_path):
+    """A node the request reached through two parents is listed in full once,
+    then referred to, so each server call is listed once."""
+    path = tmp_path / "twice.lua"
+    path.write_text('local lg = require "luagent"\n'
+                    'local a = lg.pool{ name = "a", servers = { "127.0.0.1:21211" } }\n'
+                    'local b = lg.pool{ name = "b", servers = { "127.0.0.1:21212" } }\n'
+                    'local c = lg.pool{ name = "c", servers = { "127.0.0.1:21213" } }\n'
+                    'local fo = lg.failover{ a, b }\n'
+                    'return lg.policy{ route = lg.prefix{ ["two:"] = lg.all_sync{ a, fo },\n'
+                    '  default = lg.all_sync{ lg.rewrite{ add = "x:", to = fo }, fo, c } } }\n')
+    rc, out, err = run_luagent("--route", path, "set two:k")
+    assert rc == 0, err
+    assert out.splitlines() == [
+        "set two:k",
+        "  prefix",
+        "    all_sync",
+        '      pool a -> server 127.0.0.1:21211 (key "two:k")',
+        '      pool a -> server 127.0.0.1:21211 (key "two:k")',
+        "      failover",
+        "        pool a (shown above)",
+        "answered by: {a}"], out
+
+    rc, out, err = run_luagent("--route", path, "set k", "--down", "a")
+    assert rc == 0, err
+    assert out.splitlines() == [
+        "set k",
+        "  prefix",
+        "    all_sync",
+        "      rewrite",
+        "        failover",
+        '          pool a -> server 127.0.0.1:21211 (key "x:k") [down: backend unavailable]',
+        '          pool a -> server 127.0.0.1:21211 (key "k") [down: backend unavailable]',
+        "      failover (shown above)",
+        '      pool c -> server 127.0.0.1:21213 (key "k")',
+        "client gets: SERVER_ERROR backend unavailable",
+        "answered by: {c}"], out
+
+
 @pytest.mark.parametrize("ketama", [False, True], ids=["modula", "ketama"])
 def test_args_reach_the_script(memcached, luagent, raw_client, tmp_path, ketama):
     """-c with -s/-b/-k: the script builds its pools from lg.args."""

@@ -14,6 +14,7 @@ import subprocess
 import time
 
 from conftest import HOST, LUAGENT, free_port, set_cmd
+from mock_backend import CLOSE
 from test_metrics import one, scrape
 from test_policy import RUN_TIMEOUT, write_policy
 
@@ -204,3 +205,78 @@ return lg.policy{ route = lg.pool{ name = "p", servers = { "127.0.0.1:11211" }, 
                        timeout=RUN_TIMEOUT)
     assert r.returncode == 0, r.stderr
     assert "retry 1000..60000 ms, rejoin flush after 5000 ms" in r.stdout.decode()
+
+
+# --------------------------------------------------------------------------
+# One rejoin flush for the whole process (-t 2: each client on its own worker)
+# --------------------------------------------------------------------------
+
+REJOIN_T2 = REJOIN.replace("@REJOIN@", ', rejoin = "flush", rejoin_after_ms = 0')
+
+
+def two_workers(luagent, tmp_path, main, spare):
+    """luagent -t 2 over REJOIN_T2, and two clients: connections are dealt to
+    the workers in turn, so consecutive ones land on different workers."""
+    path = write_policy(tmp_path, "rejoin2.lua", REJOIN_T2, M=main, S=spare)
+    lg = luagent("-t", "2", "-c", str(path))
+    return lg, lg.client(), lg.client()
+
+
+def test_a_returning_server_is_flushed_once_with_two_workers(tmp_path, memcached, luagent):
+    m, spare = memcached(), memcached()
+    lg, c1, c2 = two_workers(luagent, tmp_path, m, spare)
+    assert m.client().call(set_cmd("k", "old")) == b"STORED\r\n"
+    assert spare.client().call(set_cmd("k", "spare")) == b"STORED\r\n"
+    os.kill(m.pid, signal.SIGSTOP)
+    try:
+        # Each worker's read times out and marks the server down there.
+        for c in (c1, c2):
+            assert try_get(c, "k") == b"spare"
+        until("both workers marked it down",
+              lambda: int(server_stats(lg, m.addr)["markdowns"]) >= 2)
+    finally:
+        os.kill(m.pid, signal.SIGCONT)
+    seen = []
+
+    def both_back():
+        got = [try_get(c, "k") for c in (c1, c2)]
+        seen.extend(got)
+        return got == [None, None]         # served by the emptied server
+    until("both workers serve from the flushed server", both_back)
+    assert b"old" not in seen, seen
+    flushes = m.client().stats()["cmd_flush"]
+    st = server_stats(lg, m.addr)
+    assert flushes == "1", (flushes, st)
+    assert st["rejoin_flushes"] == "1" and st["rejoins"] == "1", st
+
+
+def test_no_worker_serves_a_returning_server_before_its_flush_is_answered(
+        tmp_path, memcached, mock, luagent):
+    state = {"up": False, "flush": [], "flushed": False}
+
+    def handler(req):
+        if not state["up"]:
+            return CLOSE
+        if req.cmd == b"flush_all":
+            state["flush"].append(req)
+            return None                     # answered below, when the test says
+        if req.cmd == b"get":
+            return b"END\r\n" if state["flushed"] else b"VALUE k 0 3\r\nold\r\nEND\r\n"
+        return b"ERROR\r\n"
+    main, spare = mock(handler), memcached()
+    assert spare.client().call(set_cmd("k", "new")) == b"STORED\r\n"
+    lg, c1, c2 = two_workers(luagent, tmp_path, main, spare)
+    # Only the first worker sees the server fail; the second has not used it.
+    assert try_get(c1, "k") == b"new"
+    until("marked down", lambda: int(server_stats(lg, main.addr)["markdowns"]) >= 1)
+    state["up"] = True
+    until("the rejoin flush_all sent", lambda: try_get(c1, "k") == b"new" and state["flush"])
+    # Its answer is not in yet: the second worker must not read the old value.
+    assert try_get(c2, "k") == b"new"
+    state["flushed"] = True
+    state["flush"][0].send(b"OK\r\n")
+    until("both workers serve from the flushed server",
+          lambda: [try_get(c, "k") for c in (c1, c2)] == [None, None])
+    assert len(state["flush"]) == 1
+    st = server_stats(lg, main.addr)
+    assert st["rejoin_flushes"] == "1" and st["rejoins"] == "1", st
