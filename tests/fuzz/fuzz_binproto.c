@@ -39,11 +39,11 @@ check_result(size_t len, uint32_t item_max, enum bin_parse_status st,
         return;
     case BIN_PARSE_REFUSE:
         CHECK(status == BIN_UNKNOWN_COMMAND || status == BIN_E2BIG);
-        CHECK(r->value_off <= len && r->key_off == BIN_HEADER_LEN + r->extlen);
+        CHECK(r->value_off <= len && r->key_off == BIN_HEADER_LEN + (uint32_t)r->extlen);
         CHECK(status != BIN_E2BIG || r->value_len > item_max || r->value_len > UINT32_MAX - 4096);
         return;
     case BIN_PARSE_OK:
-        CHECK(r->key_off == BIN_HEADER_LEN + r->extlen);
+        CHECK(r->key_off == BIN_HEADER_LEN + (uint32_t)r->extlen);
         CHECK(r->value_off == r->key_off + r->keylen && r->keylen <= KEY_MAX);
         CHECK((uint64_t)r->value_off + r->value_len <= len);
         CHECK((uint64_t)r->extlen + r->keylen + r->value_len == r->bodylen);

@@ -787,7 +787,7 @@ static int hook_calls;
 /* "b..." -> the second child, "new..." -> the first with a new key,
  * "loop" -> the hook itself, "x..." -> fails, else the first. */
 static int
-fake_hook(struct config *c, int vm, const struct route *hook, const struct hook_request *req,
+fake_hook(struct config *c, int vm, const struct route *hook, struct hook_request *req,
           const struct route **next, const char **newkey, uint32_t *newklen)
 {
     hook_calls++;
