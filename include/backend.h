@@ -27,6 +27,7 @@ struct call;
 struct event_base;
 struct request_cache;
 struct server;
+struct timers;
 
 /* Written by the owning worker only (STAT_INC), read by stats renderers. */
 struct backend_stats {
@@ -48,6 +49,7 @@ struct backend;
 /* What a thread's server connections share. */
 struct backend_ctx {
     struct event_base    *base;
+    struct timers        *timers;       /* the call deadlines' timers */
     struct request_cache *rq;           /* the thread's requests and buffers */
     struct backend      **dirty;        /* output to write at the end of the pass */
     int                   ndirty, cap_dirty;
