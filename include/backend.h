@@ -50,6 +50,8 @@ struct backend;
 struct backend_ctx {
     struct event_base    *base;
     struct timers        *timers;       /* the call deadlines' timers */
+    uint64_t              pass_ms;      /* clock_ms for deadlines, read once a loop
+                                         * pass (0: not yet; the worker clears it) */
     struct request_cache *rq;           /* the thread's requests and buffers */
     struct backend      **dirty;        /* output to write at the end of the pass */
     int                   ndirty, cap_dirty;

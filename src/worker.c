@@ -621,6 +621,7 @@ worker_main(void *arg)
      * about 300 instructions per request under callgrind).
      */
     for (;;) {
+        w->bx.pass_ms = 0;
         if (event_base_loop(w->base, EVLOOP_ONCE) < 0)
             break;
         worker_flush(w);
