@@ -895,22 +895,30 @@ test_lookup_live_matches_rebuilt_ring(void)
     }
 }
 
-/* The server a plain walk over the sorted points finds: the reference. */
+/*
+ * The reference: the server of the first point at or above hash, found by a
+ * plain binary search over all the sorted points (as lookups were made
+ * before the bucket index), wrapping to the first point.
+ */
 static int
 lookup_by_walk(const struct ring *r, uint32_t hash)
 {
+    int lo = 0, hi = ring_points(r);
     uint32_t value;
-    int i, server;
 
-    for (i = 0; i < ring_points(r); i++) {
-        server = ring_point(r, i, &value);
-        if (value >= hash)
-            return server;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+
+        ring_point(r, mid, &value);
+        if (value < hash)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    return ring_point(r, 0, &value);
+    return ring_point(r, lo == ring_points(r) ? 0 : lo, &value);
 }
 
-/* Every hash near a point, a bucket edge or the ends agrees with the walk. */
+/* Every hash near a point, a bucket edge or the ends agrees with the reference. */
 static void
 check_lookups_walk(const struct ring *r)
 {
@@ -935,7 +943,7 @@ check_lookups_walk(const struct ring *r)
     CHECK_EQ(wrong, 0);
 }
 
-/* The bucket index finds what a walk over all points finds, copied or not. */
+/* The bucket index finds what a search over all points finds, copied or not. */
 static void
 test_lookup_matches_walk(void)
 {
