@@ -118,16 +118,18 @@ UNIT_test_statsreply = statsreply reply
 UNIT_test_buf    = buf
 UNIT_test_remap  = remap ketama md5 hash
 UNIT_test_statuspage = statuspage buf histogram
+UNIT_test_timer  = timer
+UNIT_LIBS_test_timer = $(shell pkg-config --libs libevent 2>/dev/null)
 # test_trial runs the whole loader, and is its own trial child; the wrap lets
 # it freeze a lock in another thread (see the test).
 UNIT_test_trial  = $(filter-out main,$(SRCS:src/%.c=%)) embedded
 UNIT_LIBS_test_trial = $(LIBS) -Wl,--wrap=pthread_mutex_unlock,--wrap=waitpid
 UNIT_test_respond = respond request log buf proto base64 reply binreply binproto
 UNIT_test_route  = route balance request respond config tls dcache hotkeys nearcache hash ketama md5 log buf \
-                   proto base64 reply binreply binproto coalesce ttl ratelimit hedge
+                   proto base64 reply binreply binproto coalesce ttl ratelimit hedge timer
 UNIT_LIBS_test_route = $(shell pkg-config --libs openssl libevent 2>/dev/null)
 UNIT_test_sim    = sim route balance backend rejoin histogram request respond config tls dcache hotkeys nearcache \
-                   hash ketama md5 log buf proto base64 reply binreply binproto coalesce ttl ratelimit hedge
+                   hash ketama md5 log buf proto base64 reply binreply binproto coalesce ttl ratelimit hedge timer
 UNIT_LIBS_test_sim = $(LIBS)
 UNITS = $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)

@@ -27,6 +27,7 @@ struct call;
 struct event_base;
 struct request_cache;
 struct server;
+struct timers;
 
 /* Written by the owning worker only (STAT_INC), read by stats renderers. */
 struct backend_stats {
@@ -48,6 +49,9 @@ struct backend;
 /* What a thread's server connections share. */
 struct backend_ctx {
     struct event_base    *base;
+    struct timers        *timers;       /* the call deadlines' timers */
+    uint64_t              pass_ms;      /* clock_ms for deadlines, read once a loop
+                                         * pass (0: not yet; the worker clears it) */
     struct request_cache *rq;           /* the thread's requests and buffers */
     struct backend      **dirty;        /* output to write at the end of the pass */
     int                   ndirty, cap_dirty;

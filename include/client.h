@@ -21,6 +21,7 @@ struct buf;
 struct client;
 struct config;
 struct event_base;
+struct timers;
 struct tls_conn;
 
 /*
@@ -31,6 +32,7 @@ struct client_ctx {
     struct route_ctx     rt;
     struct reqlog        reqlog;        /* slow and sampled requests' lines */
     struct event_base   *base;
+    struct timers       *timers;        /* the TLS handshake deadlines */
     struct client       *clients;       /* open connections */
     struct buf          *spare_rbuf;    /* read buffer lent to a reading client */
     struct client      **dirty;         /* to flush at the end of the loop pass */

@@ -15,21 +15,21 @@
 
 #include "request.h"
 
-struct event;
-struct event_base;
 struct hedge_queue;
+struct timer;
+struct timers;
 
 /* A call's wait ended (it is off the queue already). */
 typedef void hedge_fire_fn(struct hedge_queue *q, struct call *c);
 
 struct hedge_queue {
-    struct event    *timer;         /* set for the head's time */
+    struct timer    *timer;         /* set for the head's time */
     struct call     *head, *tail;   /* by hedge_at_ms, earliest first, linked by next */
     hedge_fire_fn   *fire;
 };
 
 /* 0, or -1 (no timer could be made). */
-int hedge_queue_init(struct hedge_queue *q, struct event_base *base, hedge_fire_fn *fire);
+int hedge_queue_init(struct hedge_queue *q, struct timers *timers, hedge_fire_fn *fire);
 void hedge_queue_free(struct hedge_queue *q);
 
 /* Wake c at at_ms (clock_ms) through fire, unless removed before. */

@@ -25,7 +25,7 @@
 
 struct buf;
 struct dcache;
-struct event_base;
+struct timers;
 struct route_ctx;
 struct hotkeys;
 
@@ -115,7 +115,7 @@ route_ctx_of(struct request_cache *rq)
 const char *route_client_cn(struct creq_owner *o);
 
 /* Set up the hedge timer on the thread's event base: 0, or -1. */
-int route_hedges_init(struct route_ctx *rt, struct event_base *base);
+int route_hedges_init(struct route_ctx *rt, struct timers *timers);
 /*
  * Where a read went, as the hot-key sketch records it (0 is "unknown"):
  * the generation, the pool's node and the server, so names can be looked

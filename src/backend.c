@@ -97,6 +97,7 @@
 #include "rejoin.h"
 #include "reply.h"
 #include "request.h"
+#include "timer.h"
 #include "tls.h"
 #include "ttl.h"
 
@@ -124,7 +125,7 @@ struct backend {
     bool                     write_wants_read; /* TLS: a write waits for readability */
     struct event            *rev;           /* readable (persistent) */
     struct event            *wev;           /* writable / connected */
-    struct event            *timer;         /* earliest call's deadline */
+    struct timer            *timer;         /* earliest call's deadline */
     bool                     timer_armed;
     uint64_t                 timer_at_ms;   /* when the armed timer fires */
     uint64_t                 connect_deadline_ms;
@@ -180,7 +181,7 @@ static void backend_pause(struct backend *be, struct creq_owner *o);
 
 static void backend_on_read(evutil_socket_t fd, short what, void *arg);
 static void backend_on_write(evutil_socket_t fd, short what, void *arg);
-static void backend_on_timer(evutil_socket_t fd, short what, void *arg);
+static void backend_on_timer(void *arg);
 static void backend_tls_on_read(evutil_socket_t fd, short what, void *arg);
 static void backend_tls_on_write(evutil_socket_t fd, short what, void *arg);
 
@@ -197,11 +198,11 @@ backend_new(struct backend_ctx *bx, const struct server *server)
     be->fd = -1;
     be->due = REPLY_KIND_COUNT;
     be->pause.resume = backend_resume;
-    be->timer = evtimer_new(bx->base, backend_on_timer, be);
+    be->timer = timer_new(bx->timers, backend_on_timer, be);
     be->rejoin = rejoin_get(server->label);
     if (be->timer == NULL || be->rejoin == NULL) {
         if (be->timer != NULL)
-            event_free(be->timer);
+            timer_free(be->timer);
         rejoin_put(be->rejoin);
         free(be);
         return NULL;
@@ -289,7 +290,7 @@ backend_close_socket(struct backend *be)
     be->need = 0;
     be->resumed = false;
     read_pause_cancel(&be->pause);
-    evtimer_del(be->timer);
+    timer_del(be->timer);
     be->timer_armed = false;
 }
 
@@ -406,16 +407,10 @@ backend_mark(struct backend *be)
 static void
 backend_arm_timer(struct backend *be, uint64_t at)
 {
-    uint64_t now = clock_ms(), in;
-    struct timeval tv;
-
     if ((be->state == BACKEND_CONNECTING || be->state == BACKEND_HANDSHAKE)
         && be->connect_deadline_ms < at)
         at = be->connect_deadline_ms;
-    in = at > now ? at - now : 0;
-    tv.tv_sec = (time_t)(in / 1000);
-    tv.tv_usec = (suseconds_t)((in % 1000) * 1000);
-    evtimer_add(be->timer, &tv);
+    timer_set(be->timer, at);
     be->timer_armed = true;
     be->timer_at_ms = at;
 }
@@ -452,7 +447,7 @@ backend_check_stall(struct backend *be, uint64_t now)
 }
 
 static void
-backend_on_timer(evutil_socket_t fd, short what, void *arg)
+backend_on_timer(void *arg)
 {
     struct backend *be = arg;
     uint64_t now = clock_ms(), at;
@@ -888,6 +883,15 @@ backend_gate(struct backend *be, struct call *c)
     return false;
 }
 
+/* The coarse clock once a pass: a 10-key get read it ten times. */
+static uint64_t
+backend_pass_ms(struct backend_ctx *bx)
+{
+    if (bx->pass_ms == 0)
+        bx->pass_ms = clock_ms();
+    return bx->pass_ms;
+}
+
 void
 backend_submit(struct backend *be, struct call *c, int timeout_ms)
 {
@@ -901,7 +905,7 @@ backend_submit(struct backend *be, struct call *c, int timeout_ms)
     }
     STAT_INC(be->stats.requests);
     c->next = NULL;
-    c->deadline_ms = clock_ms() + (uint64_t)timeout_ms;
+    c->deadline_ms = backend_pass_ms(be->bx) + (uint64_t)timeout_ms;
     be->stall_ms = timeout_ms;
     if (be->tail != NULL)
         be->tail->next = c;
@@ -1555,7 +1559,7 @@ backend_free(struct backend *be)
     }
     backend_fail(be, FAIL_CLOSED, "shutting down");     /* ends a rejoin flush_all */
     rejoin_put(be->rejoin);
-    event_free(be->timer);
+    timer_free(be->timer);
     free(be->cuts);
     free(be);
 }

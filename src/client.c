@@ -42,6 +42,7 @@
 #include "request.h"
 #include "respond.h"
 #include "route.h"
+#include "timer.h"
 #include "tls.h"
 
 #define READ_CHUNK          16384
@@ -56,7 +57,7 @@ struct client {
     struct tls_conn *tls;           /* TLS state, or NULL for plain TCP / unix */
     struct event    *rev;
     struct event    *wev;
-    struct event    *handshake_timer; /* TLS: until the handshake is done */
+    struct timer    *handshake_timer; /* TLS: until the handshake is done */
     struct buf      *rbuf;          /* unparsed input, borrowed while non-empty */
     struct bufq      out;           /* output not yet written */
     struct creq     *head, *tail;   /* requests in arrival order */
@@ -97,7 +98,7 @@ static void client_on_read(evutil_socket_t fd, short what, void *arg);
 static void client_on_write(evutil_socket_t fd, short what, void *arg);
 static void client_tls_on_read(evutil_socket_t fd, short what, void *arg);
 static void client_tls_on_write(evutil_socket_t fd, short what, void *arg);
-static void client_tls_on_timeout(evutil_socket_t fd, short what, void *arg);
+static void client_tls_on_timeout(void *arg);
 static bool client_write(struct client *c);
 static void client_mark(struct client *c);
 static void client_stalled(struct creq_owner *o);
@@ -155,8 +156,7 @@ client_free(struct client *c)
         event_free(c->rev);
     if (c->wev)
         event_free(c->wev);
-    if (c->handshake_timer)
-        event_free(c->handshake_timer);
+    timer_free(c->handshake_timer);
     client_structs(c->cx, -1);
     free(c->own.cn);
     free(c);
@@ -167,7 +167,6 @@ static int
 client_events(struct client *c)
 {
     struct event_base *base = c->cx->base;
-    struct timeval tv;
 
     if (c->tls == NULL) {
         c->rev = event_new(base, c->fd, EV_READ | EV_PERSIST, client_on_read, c);
@@ -176,12 +175,11 @@ client_events(struct client *c)
     }
     c->rev = event_new(base, c->fd, EV_READ | EV_PERSIST, client_tls_on_read, c);
     c->wev = event_new(base, c->fd, EV_WRITE, client_tls_on_write, c);
-    c->handshake_timer = evtimer_new(base, client_tls_on_timeout, c);
+    c->handshake_timer = timer_new(c->cx->timers, client_tls_on_timeout, c);
     if (c->rev == NULL || c->wev == NULL || c->handshake_timer == NULL)
         return -1;
-    tv.tv_sec = tls_handshake_timeout_ms / 1000;
-    tv.tv_usec = (tls_handshake_timeout_ms % 1000) * 1000;
-    return event_add(c->handshake_timer, &tv) == 0 ? event_add(c->rev, NULL) : -1;
+    timer_set_in(c->handshake_timer, (uint64_t)tls_handshake_timeout_ms);
+    return event_add(c->rev, NULL);
 }
 
 void
@@ -264,7 +262,7 @@ client_close(struct client *c)
     event_del(c->wev);
     if (c->tls != NULL) {
         if (c->handshake_timer != NULL)
-            event_del(c->handshake_timer);
+            timer_del(c->handshake_timer);
         tls_conn_free(c->tls);
         c->tls = NULL;
         c->own.tls = NULL;
@@ -983,7 +981,7 @@ static void
 client_tls_after_io(struct client *c)
 {
     if (c->handshake_timer != NULL && tls_handshake_done(c->tls)) {
-        event_free(c->handshake_timer);
+        timer_free(c->handshake_timer);
         c->handshake_timer = NULL;
     }
     if (!c->closing && !c->read_paused && tls_pending(c->tls))
@@ -1043,7 +1041,7 @@ client_tls_on_read(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-client_tls_on_timeout(evutil_socket_t fd, short what, void *arg)
+client_tls_on_timeout(void *arg)
 {
     struct client *c = arg;
     static const char key = 0;

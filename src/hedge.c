@@ -11,35 +11,26 @@
 
 #include <stdbool.h>
 
-#include <event2/event.h>
-
 #include "clock.h"
 #include "request.h"
+#include "timer.h"
 
 static void
 hedge_arm(struct hedge_queue *q)
 {
-    uint64_t now = clock_ms(), in;
-    struct timeval tv;
-
     if (q->head == NULL) {
-        evtimer_del(q->timer);
+        timer_del(q->timer);
         return;
     }
-    in = q->head->hedge_at_ms > now ? q->head->hedge_at_ms - now : 0;
-    tv.tv_sec = (time_t)(in / 1000);
-    tv.tv_usec = (suseconds_t)((in % 1000) * 1000);
-    evtimer_add(q->timer, &tv);
+    timer_set(q->timer, q->head->hedge_at_ms);
 }
 
 static void
-hedge_on_timer(evutil_socket_t fd, short what, void *arg)
+hedge_on_timer(void *arg)
 {
     struct hedge_queue *q = arg;
     uint64_t now = clock_ms();
 
-    (void)fd;
-    (void)what;
     /* fire may queue calls again: each pass takes the head afresh */
     while (q->head != NULL && q->head->hedge_at_ms <= now) {
         struct call *c = q->head;
@@ -51,19 +42,18 @@ hedge_on_timer(evutil_socket_t fd, short what, void *arg)
 }
 
 int
-hedge_queue_init(struct hedge_queue *q, struct event_base *base, hedge_fire_fn *fire)
+hedge_queue_init(struct hedge_queue *q, struct timers *timers, hedge_fire_fn *fire)
 {
     q->head = q->tail = NULL;
     q->fire = fire;
-    q->timer = evtimer_new(base, hedge_on_timer, q);
+    q->timer = timer_new(timers, hedge_on_timer, q);
     return q->timer != NULL ? 0 : -1;
 }
 
 void
 hedge_queue_free(struct hedge_queue *q)
 {
-    if (q->timer != NULL)
-        event_free(q->timer);
+    timer_free(q->timer);
     q->timer = NULL;
 }
 

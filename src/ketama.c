@@ -36,6 +36,10 @@ struct ring {
     int                nservers;
     int                npoints;  /* ketama: entries in points */
     struct ring_point *points;   /* ketama: sorted ascending by value */
+    int               *first;    /* ketama: first[b], the first point at or above
+                                  * b << shift (npoints past the last): a lookup
+                                  * searches one bucket's few points, not all */
+    int                shift;
     uint32_t          *cum;      /* modula: cum[i] = weights of servers 0..i */
 };
 
@@ -171,6 +175,36 @@ ketama_point_cmp(const void *pa, const void *pb)
     return (a->server > b->server) - (a->server < b->server);
 }
 
+/*
+ * The bucket index: about one bucket per point (at most 2^KETAMA_INDEX_BITS),
+ * buckets by the hash's top bits. A lookup then searches about one point
+ * instead of log2(npoints) (ten steps for four servers).
+ */
+#define KETAMA_INDEX_BITS 14
+
+static int
+ketama_index(struct ring *ring)
+{
+    int bits = 1, b, i = 0, nb;
+
+    while (bits < KETAMA_INDEX_BITS && (1 << bits) < ring->npoints)
+        bits++;
+    nb = 1 << bits;
+    ring->shift = 32 - bits;
+    ring->first = malloc(sizeof(*ring->first) * (size_t)(nb + 1));
+    if (ring->first == NULL)
+        return -1;
+    for (b = 0; b < nb; b++) {
+        uint32_t from = (uint32_t)b << ring->shift;
+
+        while (i < ring->npoints && ring->points[i].value < from)
+            i++;
+        ring->first[b] = i;
+    }
+    ring->first[nb] = ring->npoints;
+    return 0;
+}
+
 static int
 ketama_build(struct ring *ring, const struct ring_server *servers, int n,
              uint32_t total, char *err, size_t errlen)
@@ -211,6 +245,10 @@ ketama_build(struct ring *ring, const struct ring_server *servers, int n,
     qsort(ring->points, (size_t)npoints, sizeof(*ring->points),
           ketama_point_cmp);
     ring->npoints = npoints;
+    if (ketama_index(ring) != 0) {
+        ring_error(err, errlen, "out of memory");
+        return -1;
+    }
     return 0;
 }
 
@@ -273,8 +311,10 @@ ring_build(enum dist dist, const struct ring_server *servers, int n,
 static int
 ketama_point(const struct ring *ring, uint32_t hash)
 {
-    int lo = 0, hi = ring->npoints, mid;
+    uint32_t b = hash >> ring->shift;
+    int lo = ring->first[b], hi = ring->first[b + 1], mid;
 
+    /* The answer is in the bucket, or the next bucket's first point. */
     while (lo < hi) {
         mid = lo + (hi - lo) / 2;
         if (ring->points[mid].value < hash) {
@@ -397,12 +437,16 @@ ring_copy(const struct ring *ring)
         return NULL;
     *c = *ring;
     c->points = NULL;
+    c->first = NULL;
     c->cum = NULL;
     if (ring->points != NULL)
         c->points = copy_of(ring->points, sizeof(*ring->points) * (size_t)ring->npoints);
+    if (ring->first != NULL)
+        c->first = copy_of(ring->first, sizeof(*ring->first) * ((1u << (32 - ring->shift)) + 1));
     if (ring->cum != NULL)
         c->cum = copy_of(ring->cum, sizeof(*ring->cum) * (size_t)ring->nservers);
-    if ((ring->points != NULL && c->points == NULL) || (ring->cum != NULL && c->cum == NULL)) {
+    if ((ring->points != NULL && c->points == NULL) || (ring->first != NULL && c->first == NULL)
+        || (ring->cum != NULL && c->cum == NULL)) {
         ring_free(c);
         return NULL;
     }
@@ -428,6 +472,7 @@ ring_free(struct ring *ring)
         return;
     }
     free(ring->points);
+    free(ring->first);
     free(ring->cum);
     free(ring);
 }

@@ -244,9 +244,9 @@ route_hedge_fire(struct hedge_queue *q, struct call *c)
 }
 
 int
-route_hedges_init(struct route_ctx *rt, struct event_base *base)
+route_hedges_init(struct route_ctx *rt, struct timers *timers)
 {
-    return hedge_queue_init(&rt->hedges, base, route_hedge_fire);
+    return hedge_queue_init(&rt->hedges, timers, route_hedge_fire);
 }
 
 /* Answer a call with a fixed line of this kind. */

@@ -17,8 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/event.h>
-
 #include "backend.h"
 #include "base64.h"
 #include "buf.h"
@@ -31,6 +29,7 @@
 #include "request.h"
 #include "respond.h"
 #include "route.h"
+#include "timer.h"
 #include "ttl.h"
 
 #define SIM_QUEUE_MAX   64      /* calls waiting for their simulated reply */
@@ -40,7 +39,7 @@ struct sim {
     struct wconfig               wc;
     struct config               *cfg;
     struct backend_sim           ops;
-    struct event_base           *base;      /* only for the hedge timer: never run, since
+    struct timers               *timers;    /* only for the hedge timer: never driven, since
                                              * simulated servers answer before any wait ends */
     const struct sim_conditions *cond;      /* of the request being run */
     struct sim_result           *res;       /* where its steps go */
@@ -398,12 +397,12 @@ sim_new(struct config *cfg, int vm)
     sim->wc.config = cfg;
     sim->wc.backends = calloc((size_t)cfg->nservers + 1, sizeof(*sim->wc.backends));
     sim->wc.routes = calloc((size_t)cfg->nnodes + 1, sizeof(*sim->wc.routes));
-    sim->base = event_base_new();
+    sim->timers = timers_new(NULL);
     /* The pools count reads into a sketch; a simulation's is its own and
      * barely samples, so tests and previews never touch a worker's. */
     sim->rt.hotkeys = hotkeys_new(16, 1000000, 0);
     if (sim->rt.hotkeys == NULL || sim->rt.dcache == NULL || sim->wc.backends == NULL || sim->wc.routes == NULL
-        || sim->base == NULL || route_hedges_init(&sim->rt, sim->base) < 0
+        || sim->timers == NULL || route_hedges_init(&sim->rt, sim->timers) < 0
         || route_counters_bind(&sim->rt, cfg, sim->wc.routes) < 0) {
         free(sim->wc.routes);
         sim->wc.routes = NULL;
@@ -441,8 +440,7 @@ sim_free(struct sim *sim)
     hedge_queue_free(&sim->rt.hedges);
     coalesce_table_free(&sim->rt.coalesce);     /* a test's coalesce node made it */
     hotkeys_free(sim->rt.hotkeys);
-    if (sim->base != NULL)
-        event_base_free(sim->base);
+    timers_free(sim->timers);
     free(sim);
 }
 

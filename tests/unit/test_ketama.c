@@ -895,6 +895,89 @@ test_lookup_live_matches_rebuilt_ring(void)
     }
 }
 
+/*
+ * The reference: the server of the first point at or above hash, found by a
+ * plain binary search over all the sorted points (as lookups were made
+ * before the bucket index), wrapping to the first point.
+ */
+static int
+lookup_by_walk(const struct ring *r, uint32_t hash)
+{
+    int lo = 0, hi = ring_points(r);
+    uint32_t value;
+
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+
+        ring_point(r, mid, &value);
+        if (value < hash)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return ring_point(r, lo == ring_points(r) ? 0 : lo, &value);
+}
+
+/* Every hash near a point, a bucket edge or the ends agrees with the reference. */
+static void
+check_lookups_walk(const struct ring *r)
+{
+    uint32_t value, x = 12345;
+    int i, wrong = 0, d;
+
+    for (i = 0; i < ring_points(r); i++) {
+        ring_point(r, i, &value);
+        for (d = -1; d <= 1; d++)
+            wrong += ring_lookup(r, value + (uint32_t)d) != lookup_by_walk(r, value + (uint32_t)d);
+    }
+    for (i = 0; i < 1 << 15; i++) {
+        uint32_t edge = (uint32_t)i << 17;
+
+        wrong += ring_lookup(r, edge) != lookup_by_walk(r, edge);
+        wrong += ring_lookup(r, edge - 1) != lookup_by_walk(r, edge - 1);
+        x = x * 1103515245u + 12345u;
+        wrong += ring_lookup(r, x) != lookup_by_walk(r, x);
+    }
+    wrong += ring_lookup(r, 0) != lookup_by_walk(r, 0);
+    wrong += ring_lookup(r, UINT32_MAX) != lookup_by_walk(r, UINT32_MAX);
+    CHECK_EQ(wrong, 0);
+}
+
+/* The bucket index finds what a search over all points finds, copied or not. */
+static void
+test_lookup_matches_walk(void)
+{
+    static const int sizes[] = { 1, 3, 4, 64, 512 };
+    struct ring_server servers[512];
+    char hosts[512][32];
+    char err[128];
+    size_t k;
+    int i;
+
+    for (k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+        struct ring *r, *copy;
+
+        for (i = 0; i < sizes[k]; i++) {
+            snprintf(hosts[i], sizeof(hosts[i]), "10.0.%d.%d", i / 256, i % 256);
+            servers[i].host = hosts[i];
+            servers[i].port = 11211;
+            servers[i].weight = 1 + (unsigned)(i % 3);
+            servers[i].name = NULL;
+        }
+        r = ring_build(DIST_KETAMA, servers, sizes[k], err, sizeof(err));
+        CHECK(r != NULL);
+        if (r == NULL)
+            continue;
+        check_lookups_walk(r);
+        copy = ring_copy(r);
+        CHECK(copy != NULL);
+        if (copy != NULL)
+            check_lookups_walk(copy);
+        ring_free(copy);
+        ring_free(r);
+    }
+}
+
 int
 main(void)
 {
@@ -905,5 +988,6 @@ main(void)
     test_modula();
     test_build_errors();
     test_lookup_live_matches_rebuilt_ring();
+    test_lookup_matches_walk();
     return UNIT_DONE();
 }
