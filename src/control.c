@@ -290,6 +290,27 @@ await_outcome(const struct settings *s, const struct remote *before, long pid)
     return 1;
 }
 
+/*
+ * Send sig to pid. -1 (said on stderr) if it cannot be sent; 0 when it was
+ * sent but the process cannot be watched (observed false: its log has the
+ * outcome, said on stdout); 1 when the caller should wait for the outcome.
+ */
+static int
+signal_process(long pid, int sig, const char *name, bool observed)
+{
+    if (kill((pid_t)pid, sig) < 0) {
+        fprintf(stderr, "luagent: process %ld: %s: %s\n", pid, name, strerror(errno));
+        return -1;
+    }
+    if (!observed) {
+        printf("luagent: sent %s to process %ld (its -p port does not answer as it: "
+               "the outcome is in its log)\n", name, pid);
+        return 0;
+    }
+    fflush(stdout);
+    return 1;
+}
+
 int
 control_reload(const struct settings *s)
 {
@@ -297,6 +318,7 @@ control_reload(const struct settings *s)
     char path[PATH_MAX + 16];
     bool observed;
     long pid = find_process(s, &before, &observed);
+    int sent;
 
     if (pid <= 0)
         return 1;
@@ -305,16 +327,9 @@ control_reload(const struct settings *s)
             return 1;
         printf("luagent: force file %s touched\n", path);
     }
-    if (kill((pid_t)pid, SIGHUP) < 0) {
-        fprintf(stderr, "luagent: process %ld: SIGHUP: %s\n", pid, strerror(errno));
-        return 1;
-    }
-    if (!observed) {
-        printf("luagent: sent SIGHUP to process %ld (its -p port does not answer as it: "
-               "the outcome is in its log)\n", pid);
-        return 0;
-    }
-    fflush(stdout);
+    sent = signal_process(pid, SIGHUP, "SIGHUP", observed);
+    if (sent <= 0)
+        return sent < 0 ? 1 : 0;
     return await_outcome(s, &before, pid);
 }
 
@@ -384,6 +399,7 @@ control_preview(const struct settings *s)
     char policy[PATH_MAX + PATH_MAX], path[PATH_MAX + PATH_MAX + 16];
     bool observed;
     long pid = find_process(s, &before, &observed);
+    int sent;
 
     if (pid <= 0
         || policy_file(s, &before, observed, pid, "--preview", PREVIEW_FILE_SUFFIX, policy,
@@ -400,15 +416,8 @@ control_preview(const struct settings *s)
     }
     if (observed && remote_stats(s, "stats preview\r\n", &counts) < 0)
         observed = false;
-    if (kill((pid_t)pid, SIGUSR2) < 0) {
-        fprintf(stderr, "luagent: process %ld: SIGUSR2: %s\n", pid, strerror(errno));
-        return 1;
-    }
-    if (!observed) {
-        printf("luagent: sent SIGUSR2 to process %ld (its -p port does not answer as it: "
-               "the outcome is in its log)\n", pid);
-        return 0;
-    }
-    fflush(stdout);
+    sent = signal_process(pid, SIGUSR2, "SIGUSR2", observed);
+    if (sent <= 0)
+        return sent < 0 ? 1 : 0;
     return await_preview(s, &counts, pid);
 }
