@@ -580,16 +580,34 @@ local PREFIX_FIELDS = {
 
 local KEY_MAX = 250
 
-function build.prefix(t, where)
-    local r = new_route("prefix", where)
-    local map, keys = {}, {}
+-- The keys of a map-like node's table but 'default', sorted (so the
+-- compiled map does not depend on table order); each must be a string,
+-- what a key is named in the error.
+local function map_keys(t, what)
+    local keys = {}
     for k in pairs(t) do
         if type(k) ~= "string" then
-            fail("key %s is not a string prefix (got %s key)", show(k), type(k))
+            fail("key %s is not %s (got %s key)", show(k), what, type(k))
         end
         if k ~= "default" then keys[#keys + 1] = k end
     end
     sort(keys)
+    return keys
+end
+
+-- Without 'default', a misspelt one would be taken for a key of the map.
+local function check_default_spelt(t, keys)
+    if t.default ~= nil then return end
+    for _, k in ipairs(keys) do
+        if distance(k, "default") <= 2 then
+            fail("missing required field 'default' (is '%s' a typo?)", k)
+        end
+    end
+end
+
+function build.prefix(t, where)
+    local r = new_route("prefix", where)
+    local map, keys = {}, map_keys(t, "a string prefix")
     for _, k in ipairs(keys) do
         local v = t[k]
         if k == "" then fail("the empty string is not a prefix (use 'default')") end
@@ -604,14 +622,7 @@ function build.prefix(t, where)
         end
         map[#map + 1] = { prefix = k, route = v }
     end
-    if t.default == nil then
-        -- A misspelt 'default' would otherwise be taken for a prefix.
-        for _, e in ipairs(map) do
-            if distance(e.prefix, "default") <= 2 then
-                fail("missing required field 'default' (is '%s' a typo?)", e.prefix)
-            end
-        end
-    end
+    check_default_spelt(t, keys)
     r.default = PREFIX_FIELDS.default(t.default, "field 'default'", t)
     r.map = map
     return r
@@ -653,14 +664,7 @@ local LISTENER_NAME_MAX, CN_MAX = 32, 255
 -- "cn:NAME", a client certificate's common name; each value a route.
 function build.by_client(t, where)
     local r = new_route("by_client", where)
-    local map, keys = {}, {}
-    for k in pairs(t) do
-        if type(k) ~= "string" then
-            fail("key %s is not a listener name or \"cn:NAME\" (got %s key)", show(k), type(k))
-        end
-        if k ~= "default" then keys[#keys + 1] = k end
-    end
-    sort(keys)
+    local map, keys = {}, map_keys(t, "a listener name or \"cn:NAME\"")
     for _, k in ipairs(keys) do
         local v, cn = t[k], nil
         if sub(k, 1, 3) == "cn:" then
@@ -678,13 +682,7 @@ function build.by_client(t, where)
         end
         map[#map + 1] = { name = cn or k, cn = cn ~= nil, route = v }
     end
-    if t.default == nil then
-        for _, e in ipairs(map) do
-            if not e.cn and distance(e.name, "default") <= 2 then
-                fail("missing required field 'default' (is '%s' a typo?)", e.name)
-            end
-        end
-    end
+    check_default_spelt(t, keys)
     if #map == 0 then
         fail("needs at least one listener name or \"cn:NAME\" besides 'default'")
     end
