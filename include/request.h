@@ -145,6 +145,10 @@ struct slot {
 };
 
 /* One client request, from parse to the write of its reply. */
+/*
+ * creq_alloc clears it in pieces (see there): a field added between nslots
+ * and data_at is cleared with them; one added elsewhere needs a line there.
+ */
 struct creq {
     struct creq     *next;      /* client FIFO / free list */
     struct creq_owner *owner;   /* its client; NULL once the client has gone,
@@ -170,9 +174,7 @@ struct creq {
     bool             binary;    /* binary protocol: bin says how to reply */
     bool             log_sampled; /* request log: picked by settings.log_sample */
     struct bin_ctx   bin;
-    uint64_t         log_start_ns; /* request log: when it was parsed; 0: not timed.
-                                  * After the fields creq_alloc clears at once, so
-                                  * that clearing stays as short as it can */
+    uint64_t         log_start_ns; /* request log: when it was parsed; 0: not timed */
     struct buf      *data;      /* the data block by reference (creq_share_data):
                                  * the client's read buffer, or NULL (set by
                                  * creq_alloc): the block follows the line in buf */
@@ -185,6 +187,10 @@ struct request_cache;
 /* A call has its result: its creator takes it from here (see call_finish). */
 typedef void call_done_fn(struct request_cache *rq, struct call *c);
 
+/*
+ * call_new clears it in pieces (see there): a field added before creq, or
+ * from child on, is cleared with them; one added between needs a line there.
+ */
 struct call {
     struct call         *next;          /* backend FIFO / hedge queue / free list */
     struct call         *parent;        /* fan-out or failover node's call */

@@ -533,7 +533,7 @@ client_route(struct client *c, struct creq *r)
     struct client_ctx *cx = c->cx;
     const struct request *rq = &r->req;
     const char *base = r->buf->data;
-    uint32_t i = 0, pos = rq->keys.off;
+    uint32_t i, pos;
     struct span k;
 
     if (creq_slots(r, rq->nkeys) < 0) {
@@ -541,14 +541,15 @@ client_route(struct client *c, struct creq *r)
         r->local = "SERVER_ERROR out of memory";
         return;
     }
-    if (proto_cmd_is_retrieval(rq->cmd)) {
-        while (proto_next_key(base, rq, &pos, &k)) {
+    /* The parser found the first key already (the only one, but for a
+     * multi-get): only the keys after it are looked for. */
+    creq_key_slot(r);
+    if (rq->nkeys > 1) {
+        pos = rq->key.off + rq->key.len;
+        for (i = 1; i < r->nslots && proto_next_key(base, rq, &pos, &k); i++) {
             r->slots[i].key = base + k.off;
             r->slots[i].klen = k.len;
-            i++;
         }
-    } else {
-        creq_key_slot(r);
     }
     for (i = 0; i < r->nslots; i++) {
         struct call *call = call_new(&cx->rt.rq, r, r->wcfg->root, i,
