@@ -38,6 +38,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "binreply.h"
 #include "buf.h"
@@ -327,8 +328,23 @@ struct creq *creq_alloc(struct request_cache *rq);
 /* The request is routed by wc (and keeps it alive until freed). */
 void creq_bind(struct creq *r, struct wconfig *wc);
 
-/* Room for n slots (0 or 1: the one inside); 0, or -1 out of memory. */
-int creq_slots(struct creq *r, uint32_t n);
+/* creq_slots past one slot: kept storage, grown if need be. */
+int creq_slots_many(struct creq *r, uint32_t n);
+
+/*
+ * Room for n cleared slots (0 or 1: the one inside); 0, or -1 out of
+ * memory. Inline: the one-key case is a few stores on the request path.
+ */
+static inline int
+creq_slots(struct creq *r, uint32_t n)
+{
+    if (n > 1)
+        return creq_slots_many(r, n);
+    r->nslots = n;      /* 0: flush_all through a policy with no server */
+    memset(&r->one, 0, sizeof(r->one));
+    r->slots = &r->one;
+    return 0;
+}
 
 /*
  * Data blocks at least this long go to servers by reference, not copied: as
@@ -360,8 +376,21 @@ creq_share_data(struct creq *r, struct buf *in, const char *p, bool crlf)
     return true;
 }
 
-/* Fill slot 0 with the key of a single-key request. */
-void creq_key_slot(struct creq *r);
+/* creq_key_slot for a meta key in base64: routed by its decoded bytes. */
+void creq_key_slot_decoded(struct creq *r);
+
+/* Fill slot 0 with the key of a single-key request (the first key of a
+ * multi-get). */
+static inline void
+creq_key_slot(struct creq *r)
+{
+    if (__builtin_expect(r->req.meta && r->req.base64, 0)) {
+        creq_key_slot_decoded(r);
+        return;
+    }
+    r->slots[0].key = r->buf->data + r->req.key.off;
+    r->slots[0].klen = r->req.key.len;
+}
 
 /*
  * May a value of n bytes be held for this request at all? Not one larger
@@ -374,8 +403,16 @@ void creq_key_slot(struct creq *r);
  */
 bool creq_may_hold(struct request_cache *rq, struct creq *r, uint64_t n);
 
+/* creq_release's last reference: its bytes go back and it is freed. */
+void creq_free(struct request_cache *rq, struct creq *r);
+
 /* Drop a reference to a request; frees it at zero. */
-void creq_release(struct request_cache *rq, struct creq *r);
+static inline void
+creq_release(struct request_cache *rq, struct creq *r)
+{
+    if (--r->refs == 0)
+        creq_free(rq, r);
+}
 
 /* ---- clients that do not read ---- */
 

@@ -140,12 +140,10 @@ creq_bind(struct creq *r, struct wconfig *wc)
 }
 
 void
-creq_release(struct request_cache *rq, struct creq *r)
+creq_free(struct request_cache *rq, struct creq *r)
 {
     uint32_t i;
 
-    if (--r->refs > 0)
-        return;
     for (i = 0; i < r->nslots; i++)
         buf_put(&rq->bufs, r->slots[i].res.data);
     if (r->slots != &r->one && r->slots != r->spare)
@@ -180,14 +178,9 @@ creq_trim_free(struct request_cache *rq)
 }
 
 int
-creq_slots(struct creq *r, uint32_t n)
+creq_slots_many(struct creq *r, uint32_t n)
 {
     r->nslots = n;
-    if (n <= 1) {       /* 0: flush_all through a policy with no server */
-        memset(&r->one, 0, sizeof(r->one));
-        r->slots = &r->one;
-        return 0;
-    }
     if (n > r->spare_cap && n <= SLOTS_KEPT_MAX) {
         struct slot *grown = realloc(r->spare, n * sizeof(*grown));
 
@@ -206,27 +199,21 @@ creq_slots(struct creq *r, uint32_t n)
 }
 
 /*
- * The key a single-key request is routed by. A meta key sent in base64 ("b")
- * is routed by its decoded bytes, so it lands where the same key sent in
+ * The key a single-key request is routed by, when the client sent it in
+ * base64 ("b"): its decoded bytes, so it lands where the same key sent in
  * plain text does, and hashing, prefixes and hooks see the real key. The
  * decoded key is kept after the request bytes in the creq's own buffer.
  */
 void
-creq_key_slot(struct creq *r)
+creq_key_slot_decoded(struct creq *r)
 {
     struct slot *s = &r->slots[0];
+    char key[KEY_MAX];
+    uint32_t off = r->buf->len, n = proto_meta_key(r->buf->data, &r->req, key);
 
-    if (r->req.meta && r->req.base64) {
-        char key[KEY_MAX];
-        uint32_t off = r->buf->len, n = proto_meta_key(r->buf->data, &r->req, key);
-
-        buf_append(r->buf, key, n);
-        s->key = r->buf->data + off;
-        s->klen = n;
-        return;
-    }
-    s->key = r->buf->data + r->req.key.off;
-    s->klen = r->req.key.len;
+    buf_append(r->buf, key, n);
+    s->key = r->buf->data + off;
+    s->klen = n;
 }
 
 /*
