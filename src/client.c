@@ -835,6 +835,7 @@ client_parse(struct client *c)
         struct request rq;
         struct proto_error err;
         enum proto_status st;
+        uint64_t out;
 
         if (c->swallow > 0) {
             uint32_t n = c->swallow < buf_avail(in) ? c->swallow : buf_avail(in);
@@ -843,15 +844,15 @@ client_parse(struct client *c)
             c->swallow -= n;
             continue;
         }
-        if (c->npending >= MAX_PENDING
-            || bufq_bytes(&c->out) >= OUT_PAUSE) {
+        out = bufq_bytes(&c->out);
+        if (c->npending >= MAX_PENDING || out >= OUT_PAUSE) {
             /* The client is not reading its replies fast enough: read no more
              * until they are out. */
             event_del(c->rev);
             c->read_paused = true;
             return;
         }
-        if (client_bytes(c) >= client_limit(c->cx)) {
+        if (c->own.held + out >= client_limit(c->cx)) {     /* client_bytes */
             /* Its requests hold too much (data on its way to a slow server,
              * replies waiting for an earlier one): read no more until some
              * are answered. Backpressure, as a server that reads no more. */
@@ -1238,9 +1239,9 @@ client_collect(struct client *c)
  * request waits for is asked again once the request is within the bound.
  */
 static void
-client_wrote(struct client *c)
+client_wrote(struct client *c, uint64_t unsent)
 {
-    c->own.unsent = bufq_bytes(&c->out);
+    c->own.unsent = unsent;     /* bufq_bytes(&c->out) */
     if (c->own.waiting != NULL && c->own.unsent <= client_limit(c->cx) / 2)
         creq_owner_resume(&c->own);
     if (__builtin_expect(c->refetch_wait, 0) && c->head != NULL
@@ -1274,7 +1275,9 @@ client_send(struct client *c)
 static bool
 client_write(struct client *c)
 {
-    while (bufq_bytes(&c->out) > 0) {
+    uint64_t left = bufq_bytes(&c->out);    /* counted down, not asked again */
+
+    while (left > 0) {
         ssize_t n = client_send(c);
 
         if (n < 0) {
@@ -1287,7 +1290,7 @@ client_write(struct client *c)
                 } else {
                     event_add(c->wev, NULL);
                 }
-                client_wrote(c);
+                client_wrote(c, left);
                 return true;
             }
             if (c->tls != NULL && errno == EPROTO)
@@ -1296,9 +1299,10 @@ client_write(struct client *c)
             return false;
         }
         bufq_consume(&c->out, (uint64_t)n);
+        left -= (uint64_t)n;
         STAT_ADD(c->cx->rt.rq.stats.bytes_written, (uint64_t)n);
     }
-    client_wrote(c);
+    client_wrote(c, 0);
     if (c->close_when_written || (c->close_when_idle && c->head == NULL)) {
         client_close(c);
         return false;
@@ -1330,7 +1334,7 @@ client_flush(struct client_ctx *cx, struct client *c)
     client_collect(c);
     if (c->closed)
         return;             /* out of memory; freed by the next flush */
-    if (bufq_bytes(&c->out) > 2 * client_limit(cx)) {
+    if (c->own.unsent > 2 * client_limit(cx)) {     /* collect set it: bufq_bytes */
         /* Replies are admitted within client_max_memory; this many unread
          * bytes means a client that does not read at all. */
         STAT_INC(cx->rt.rq.stats.memory_closes);
