@@ -100,7 +100,7 @@ static void client_tls_on_read(evutil_socket_t fd, short what, void *arg);
 static void client_tls_on_write(evutil_socket_t fd, short what, void *arg);
 static void client_tls_on_timeout(void *arg);
 static bool client_write(struct client *c);
-static void client_mark(struct client *c);
+static inline void client_mark(struct client *c);
 static void client_stalled(struct creq_owner *o);
 
 static int tls_handshake_timeout_ms = DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS;
@@ -222,24 +222,31 @@ client_accept(struct client_ctx *cx, int fd, bool is_unix, struct tls_conn *tls,
  * marked again during the flush, after its first entry was handled, may
  * need the list to grow.
  */
-static void
+static bool __attribute__((noinline))
+client_mark_grow(struct client_ctx *cx)
+{
+    int cap = cx->cap_dirty * 2;
+    struct client **grown = realloc(cx->dirty, sizeof(*grown) * (size_t)cap);
+
+    if (grown == NULL) {
+        log_ratelimited(LOG_ERROR, cx, "client: out of memory for the flush list");
+        return false;
+    }
+    cx->dirty = grown;
+    cx->cap_dirty = cap;
+    return true;
+}
+
+/* Inline: once per reply, where the common case is a test and two stores. */
+static inline void
 client_mark(struct client *c)
 {
     struct client_ctx *cx = c->cx;
 
     if (c->dirty)
         return;
-    if (cx->ndirty == cx->cap_dirty) {
-        int cap = cx->cap_dirty * 2;
-        struct client **grown = realloc(cx->dirty, sizeof(*grown) * (size_t)cap);
-
-        if (grown == NULL) {
-            log_ratelimited(LOG_ERROR, cx, "client: out of memory for the flush list");
-            return;
-        }
-        cx->dirty = grown;
-        cx->cap_dirty = cap;
-    }
+    if (__builtin_expect(cx->ndirty == cx->cap_dirty, 0) && !client_mark_grow(cx))
+        return;
     cx->dirty[cx->ndirty++] = c;
     c->dirty = true;
 }
@@ -447,8 +454,9 @@ creq_hold(struct request_cache *rq, struct creq *r, struct slot *s)
     return true;
 }
 
-/* A slot has its result: once the head request is complete, its client is flushed. */
-static void
+/* A slot has its result: once the head request is complete, its client is
+ * flushed. Inline into client_slot_done: once per key. */
+static inline __attribute__((always_inline)) void
 creq_slot_set(struct request_cache *rq, struct creq *r, uint32_t slot, struct result *res)
 {
     struct slot *s = &r->slots[slot];
