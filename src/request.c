@@ -20,31 +20,13 @@
 /* ---- calls ---- */
 
 struct call *
-call_new(struct request_cache *rq, struct creq *creq, const struct route *node,
-         uint32_t slot, call_done_fn *done)
+call_new_alloc(struct request_cache *rq, struct creq *creq, const struct route *node,
+               uint32_t slot, call_done_fn *done)
 {
-    struct call *c = rq->free_calls;
+    struct call *c = malloc(sizeof(*c));
 
-    if (c != NULL) {
-        rq->free_calls = c->next;
-        if (--rq->nfree_calls < rq->low_free_calls)
-            rq->low_free_calls = rq->nfree_calls;
-    } else if ((c = malloc(sizeof(*c))) == NULL) {
-        return NULL;
-    }
-    /* Cleared in two pieces around the fields set here: a clear of the
-     * whole struct is a `rep stos` of 18 words, these are a few stores. */
-    memset(c, 0, offsetof(struct call, creq));
-    c->keybuf = NULL;
-    memset(&c->child, 0, sizeof(*c) - offsetof(struct call, child));
-    c->creq = creq;
-    c->done = done;
-    c->node = node;
-    c->slot = slot;
-    c->key = creq->slots[slot].key;
-    c->klen = creq->slots[slot].klen;
-    c->refs = 1;
-    creq->refs++;
+    if (c != NULL)
+        call_init(c, creq, node, slot, done);
     return c;
 }
 
