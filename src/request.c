@@ -82,34 +82,17 @@ call_trim_free(struct request_cache *rq)
 
 /* ---- client requests ---- */
 
-/* A cleared request from the free list; its multi-key slot storage stays. */
+/* creq_alloc when the free list is empty: a new one from malloc. */
 struct creq *
-creq_alloc(struct request_cache *rq)
+creq_alloc_new(struct request_cache *rq)
 {
-    struct creq *r = rq->free_creqs;
+    struct creq *r = malloc(sizeof(*r));
 
-    if (r != NULL) {
-        rq->free_creqs = r->next;
-        if (--rq->nfree_creqs < rq->low_free_creqs)
-            rq->low_free_creqs = rq->nfree_creqs;
-    } else if ((r = malloc(sizeof(*r))) == NULL) {
+    if (r == NULL)
         return NULL;
-    } else {
-        r->spare = NULL;
-        r->spare_cap = 0;
-    }
-    /*
-     * Cleared in pieces of at most 80 bytes, which the compiler writes as
-     * a few stores (a longer clear is a `rep stos`, a word at a time): all
-     * but the slot inside (creq_slots clears the slots it hands out) and
-     * the kept slot storage.
-     */
-    memset(r, 0, offsetof(struct creq, buf));
-    r->buf = NULL;
-    r->local = NULL;
-    r->slots = NULL;
-    memset(&r->nslots, 0, offsetof(struct creq, data_at) - offsetof(struct creq, nslots));
-    r->refs = 1;
+    r->spare = NULL;
+    r->spare_cap = 0;
+    creq_init(r);
     return r;
 }
 
