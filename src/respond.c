@@ -95,7 +95,7 @@ write_value(struct bufq *q, struct buf *out, const struct slot *s)
     char *p;
 
     if (buf_reserve(out, n) < 0) {
-        buf_append(out, "VALUE ", 6);   /* marks out failed: bytes are lost */
+        out->failed = true;     /* as an append that cannot grow does */
         return out;
     }
     p = out->data + out->len;
