@@ -30,10 +30,16 @@ static const uint32_t md5_k[64] = {
     0xf7537e82, 0xbd3af235, 0x2ad7d2bb, 0xeb86d391,
 };
 
-/* The four round functions (RFC 1321 3.4); F and G in their cheaper forms. */
+/*
+ * The four round functions (RFC 1321 3.4); F and G in their cheaper forms.
+ * H is spelt two ways so that each pair of round-3 steps shares an xor: the
+ * first step of a pair takes x ^ y, the second y ^ z of the same two words
+ * (b ^ c in steps 32 and 33), and the compiler computes it once.
+ */
 #define MD5_F(x, y, z)  ((z) ^ ((x) & ((y) ^ (z))))
 #define MD5_G(x, y, z)  ((y) ^ ((z) & ((x) ^ (y))))
-#define MD5_HH(x, y, z) ((x) ^ (y) ^ (z))
+#define MD5_HH(x, y, z) (((x) ^ (y)) ^ (z))
+#define MD5_H2(x, y, z) ((x) ^ ((y) ^ (z)))
 #define MD5_I(x, y, z)  ((y) ^ ((x) | ~(z)))
 
 /* One step: a = b + ((a + fn(b, c, d) + word + k) <<< s). */
@@ -125,21 +131,21 @@ md5_rounds(uint32_t state[4], const uint32_t m[16], unsigned live,
     MD5_STEP(MD5_G, b, c, d, a, MD5_W(12), md5_k[31], 20);
 
     MD5_STEP(MD5_HH, a, b, c, d, MD5_W(5),  md5_k[32], 4);
-    MD5_STEP(MD5_HH, d, a, b, c, MD5_W(8),  md5_k[33], 11);
+    MD5_STEP(MD5_H2, d, a, b, c, MD5_W(8),  md5_k[33], 11);
     MD5_STEP(MD5_HH, c, d, a, b, MD5_W(11), md5_k[34], 16);
-    MD5_STEP(MD5_HH, b, c, d, a, MD5_W(14), md5_k[35], 23);
+    MD5_STEP(MD5_H2, b, c, d, a, MD5_W(14), md5_k[35], 23);
     MD5_STEP(MD5_HH, a, b, c, d, MD5_W(1),  md5_k[36], 4);
-    MD5_STEP(MD5_HH, d, a, b, c, MD5_W(4),  md5_k[37], 11);
+    MD5_STEP(MD5_H2, d, a, b, c, MD5_W(4),  md5_k[37], 11);
     MD5_STEP(MD5_HH, c, d, a, b, MD5_W(7),  md5_k[38], 16);
-    MD5_STEP(MD5_HH, b, c, d, a, MD5_W(10), md5_k[39], 23);
+    MD5_STEP(MD5_H2, b, c, d, a, MD5_W(10), md5_k[39], 23);
     MD5_STEP(MD5_HH, a, b, c, d, MD5_W(13), md5_k[40], 4);
-    MD5_STEP(MD5_HH, d, a, b, c, MD5_W(0),  md5_k[41], 11);
+    MD5_STEP(MD5_H2, d, a, b, c, MD5_W(0),  md5_k[41], 11);
     MD5_STEP(MD5_HH, c, d, a, b, MD5_W(3),  md5_k[42], 16);
-    MD5_STEP(MD5_HH, b, c, d, a, MD5_W(6),  md5_k[43], 23);
+    MD5_STEP(MD5_H2, b, c, d, a, MD5_W(6),  md5_k[43], 23);
     MD5_STEP(MD5_HH, a, b, c, d, MD5_W(9),  md5_k[44], 4);
-    MD5_STEP(MD5_HH, d, a, b, c, MD5_W(12), md5_k[45], 11);
+    MD5_STEP(MD5_H2, d, a, b, c, MD5_W(12), md5_k[45], 11);
     MD5_STEP(MD5_HH, c, d, a, b, MD5_W(15), md5_k[46], 16);
-    MD5_STEP(MD5_HH, b, c, d, a, MD5_W(2),  md5_k[47], 23);
+    MD5_STEP(MD5_H2, b, c, d, a, MD5_W(2),  md5_k[47], 23);
 
     MD5_STEP(MD5_I, a, b, c, d, MD5_W(0),  md5_k[48], 6);
     MD5_STEP(MD5_I, d, a, b, c, MD5_W(7),  md5_k[49], 10);
