@@ -270,7 +270,8 @@ md5_final(struct md5_ctx *ctx, unsigned char digest[16])
 /*
  * A short key's last word: its last 0-3 bytes with the 0x80 pad byte above
  * them. Keys of four bytes or more read their last four bytes as one word
- * and keep the top ones (a 64-bit shift, so that none is a shift by 32).
+ * and keep its top `tail` bytes (shifted as 64 bits, so that a tail of 0
+ * shifts all four out instead of shifting a 32-bit word by 32).
  */
 static inline uint32_t
 md5_last_word(const unsigned char *key, size_t len)
