@@ -1220,22 +1220,20 @@ l_req_prefix(lua_State *L)
 }
 
 /*
- * req.<field>: methods come from the metatable's method table (an upvalue,
- * so no function object is made per access); the rest is read from the
- * current request.
+ * req.<field> for what the method table lacks: the method table's own
+ * __index, so a method (req:prefix) is found by a table lookup inside the
+ * VM, without a call into C. Lua passes the method table, not the request:
+ * the request comes from the upvalue.
  */
 static int
-l_req_index(lua_State *L)
+l_req_field(lua_State *L)
 {
-    struct hook_request *r = lua_touserdata(L, 1);
+    struct hook_request *r = lua_touserdata(L, lua_upvalueindex(1));
     size_t n;
-    const char *name = luaL_checklstring(L, 2, &n);
+    const char *name = lua_tolstring(L, 2, &n);
 
-    lua_pushvalue(L, 2);
-    lua_rawget(L, lua_upvalueindex(1));
-    if (!lua_isnil(L, -1))
-        return 1;
-    lua_pop(L, 1);
+    if (name == NULL)
+        n = 0;                                  /* req[true]: nil, as other members */
     switch (n) {
     case 2:
         if (memcmp(name, "op", 2) == 0) {
@@ -1298,7 +1296,11 @@ vm_make_request(struct script_vm *vm)
     lua_pushlightuserdata(L, vm->req);
     lua_pushcclosure(L, l_req_prefix, 1);
     lua_setfield(L, -2, "prefix");
-    lua_pushcclosure(L, l_req_index, 1);
+    lua_newtable(L);                            /* the methods' metatable: the fields */
+    lua_pushlightuserdata(L, vm->req);
+    lua_pushcclosure(L, l_req_field, 1);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2);
     lua_setfield(L, -2, "__index");
     lua_setmetatable(L, -2);
     vm->req_ref = luaL_ref(L, LUA_REGISTRYINDEX);
