@@ -6,9 +6,10 @@
  * lua/luagent.lua is preloaded as "luagent", lg.args carries the command
  * line, and the script must return lg.policy{...}. The tree of route tables
  * it returns is compiled into C route nodes: a table reached twice is one
- * node, a table reached while it is being compiled is a cycle. Each route
- * table is tagged with its node id (_id), so a hook's return value maps to a
- * node by one field read. Then the policy's self-tests run in the same VM.
+ * node, a table reached while it is being compiled is a cycle. Each VM keeps
+ * a C map from its route tables' addresses to node ids (the tables anchored
+ * in its registry), so a hook's return value maps to a node without a Lua
+ * field read. Then the policy's self-tests run in the same VM.
  *
  * Request time: only lg.hook nodes call Lua, each worker in its own VM (the
  * load VM serves worker 0; the others run the script again and must compile
@@ -57,10 +58,19 @@ struct script_vm {
     long                 instr_left;    /* instruction budget while loading */
     char                 last_where[128]; /* "file:line" last seen by the count hook */
     int                 *hook_refs;     /* hook index -> registry ref of fn */
+    struct table_slot   *tables;        /* route table address -> node id */
+    unsigned             tables_shift;  /* 32 - log2(slots) */
+    int                  tables_ref;    /* anchors the tables the map names */
     int                  req_ref;       /* the reused request userdata */
     struct hook_request *req;
     char                 newkey[KEY_MAX + 2];
     char                 hook_error[ERR_LEN]; /* the last hook call's error */
+};
+
+/* An open-addressing slot of a VM's route table map; free when table is NULL. */
+struct table_slot {
+    const void *table;
+    int         id;
 };
 
 struct script_state {
@@ -190,6 +200,7 @@ vm_open(struct script_vm *vm, bool for_load)
     vm->mem_limit = for_load ? SCRIPT_MEM_LIMIT : 0;
     vm->instr_left = SCRIPT_INSTR_LIMIT;
     vm->req_ref = LUA_NOREF;
+    vm->tables_ref = LUA_NOREF;
     vm->L = lua_newstate(capped_alloc, vm);
     if (vm->L == NULL) {
         /* Builds whose allocator cannot be replaced: no memory cap then. */
@@ -212,8 +223,10 @@ vm_close(struct script_vm *vm)
     if (vm->L != NULL)
         lua_close(vm->L);
     free(vm->hook_refs);
+    free(vm->tables);
     vm->L = NULL;
     vm->hook_refs = NULL;
+    vm->tables = NULL;
 }
 
 /* The request VM: JIT on, no instruction cap (hooks must be bounded). */
@@ -1086,8 +1099,6 @@ compile_route(struct compiler *cc, int idx)
         config_route_free(r);
         return fail(cc, idx, "out of memory");
     }
-    lua_pushinteger(L, r->id);
-    lua_setfield(L, idx, "_id");
     if (row->compile(cc, idx, r) == NULL)
         return NULL;
 
@@ -1155,6 +1166,68 @@ compile_settings(struct compiler *cc, int policy)
     return cc->failed ? -1 : 0;
 }
 
+/* Fibonacci hashing of an address: the multiply mixes all bits into the top ones. */
+static unsigned
+table_slot_of(const struct script_vm *vm, const void *table)
+{
+    return (unsigned)(((uint64_t)(uintptr_t)table * 0x9E3779B97F4A7C15ull) >> 32)
+           >> vm->tables_shift;
+}
+
+/* The node id of a route table of this VM's tree, or -1. */
+static int
+vm_route_id(const struct script_vm *vm, const void *table)
+{
+    unsigned mask = (1u << (32 - vm->tables_shift)) - 1, i;
+
+    if (vm->tables == NULL)
+        return -1;
+    for (i = table_slot_of(vm, table); vm->tables[i].table != NULL; i = (i + 1) & mask)
+        if (vm->tables[i].table == table)
+            return vm->tables[i].id;
+    return -1;
+}
+
+/*
+ * Map the compiled tables (the memo at stack index memo: table -> node) to
+ * node ids, at most half full, and keep the memo in the registry: an
+ * anchored table keeps its address, and no other object can take it.
+ */
+static int
+vm_map_tables(struct script_vm *vm, int memo)
+{
+    lua_State *L = vm->L;
+    unsigned n = 0, bits = 1, mask, i;
+
+    lua_pushnil(L);
+    while (lua_next(L, memo)) {
+        n++;
+        lua_pop(L, 1);
+    }
+    while ((1u << bits) < 2 * n)
+        bits++;
+    free(vm->tables);
+    vm->tables = calloc((size_t)1 << bits, sizeof(*vm->tables));
+    if (vm->tables == NULL)
+        return -1;
+    vm->tables_shift = 32 - bits;
+    mask = (1u << bits) - 1;
+    lua_pushnil(L);
+    while (lua_next(L, memo)) {
+        const struct route *r = lua_touserdata(L, -1);
+
+        for (i = table_slot_of(vm, lua_topointer(L, -2)); vm->tables[i].table != NULL;
+             i = (i + 1) & mask)
+            ;
+        vm->tables[i] = (struct table_slot){ .table = lua_topointer(L, -2), .id = r->id };
+        lua_pop(L, 1);
+    }
+    luaL_unref(L, LUA_REGISTRYINDEX, vm->tables_ref);
+    lua_pushvalue(L, memo);
+    vm->tables_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
 static int
 compile_policy(struct script_vm *vm, struct config *cfg, const char *source,
                char *err, size_t errlen)
@@ -1173,6 +1246,8 @@ compile_policy(struct script_vm *vm, struct config *cfg, const char *source,
     lua_pop(vm->L, 1);
     if (!cc.failed)
         compile_settings(&cc, policy);
+    if (!cc.failed && vm_map_tables(vm, cc.memo) < 0)
+        fail(&cc, 0, "out of memory");
     lua_pop(vm->L, 1);      /* memo */
     return cc.failed ? -1 : 0;
 }
@@ -1367,14 +1442,10 @@ vm_call_hook(struct script_vm *vm, const struct config *cfg, const struct route 
         lua_settop(L, top);
         return -1;
     }
-    if (lua_istable(L, -2)) {
-        lua_getfield(L, -2, "_id");
-        id = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -1;
-        lua_pop(L, 1);
-        if (id >= 0 && id < cfg->nnodes) {
-            *route = cfg->nodes[id];
-            rc = 0;
-        }
+    id = lua_type(L, -2) == LUA_TTABLE ? vm_route_id(vm, lua_topointer(L, -2)) : -1;
+    if (id >= 0 && id < cfg->nnodes) {
+        *route = cfg->nodes[id];
+        rc = 0;
     }
     if (rc < 0) {
         lua_Debug ar;
