@@ -58,10 +58,12 @@ struct script_vm {
     long                 instr_left;    /* instruction budget while loading */
     char                 last_where[128]; /* "file:line" last seen by the count hook */
     int                 *hook_refs;     /* hook index -> registry ref of fn */
+    int                  nhooks;
     struct table_slot   *tables;        /* route table address -> node id */
     unsigned             tables_shift;  /* 32 - log2(slots) */
     int                  tables_ref;    /* anchors the tables the map names */
-    int                  req_ref;       /* the reused request userdata */
+    lua_State           *caller;        /* hooks run here: its stack holds the */
+    int                  caller_ref;    /* request, then each hook's fn, in order */
     struct hook_request *req;
     char                 newkey[KEY_MAX + 2];
     char                 hook_error[ERR_LEN]; /* the last hook call's error */
@@ -199,7 +201,7 @@ vm_open(struct script_vm *vm, bool for_load)
     memset(vm, 0, sizeof(*vm));
     vm->mem_limit = for_load ? SCRIPT_MEM_LIMIT : 0;
     vm->instr_left = SCRIPT_INSTR_LIMIT;
-    vm->req_ref = LUA_NOREF;
+    vm->caller_ref = LUA_NOREF;
     vm->tables_ref = LUA_NOREF;
     vm->L = lua_newstate(capped_alloc, vm);
     if (vm->L == NULL) {
@@ -1356,7 +1358,8 @@ l_req_field(lua_State *L)
     return 1;
 }
 
-static int
+/* The request object, on top of L's stack. */
+static void
 vm_make_request(struct script_vm *vm)
 {
     lua_State *L = vm->L;
@@ -1378,7 +1381,32 @@ vm_make_request(struct script_vm *vm)
     lua_setmetatable(L, -2);
     lua_setfield(L, -2, "__index");
     lua_setmetatable(L, -2);
-    vm->req_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/*
+ * The thread hooks are called on, its stack prepared: slot 1 the request,
+ * slot 2 + i the fn of hook i. A call pushes two stack slots (cheaper than
+ * two registry reads) and leaves the stack as it found it.
+ */
+static int
+vm_make_caller(struct script_vm *vm, int nhooks, char *err, size_t errlen)
+{
+    lua_State *L = vm->L;
+    int i;
+
+    vm->caller = lua_newthread(L);
+    vm->caller_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    vm->nhooks = nhooks;
+    if (!lua_checkstack(vm->caller, nhooks + 1)) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    vm_make_request(vm);
+    lua_xmove(L, vm->caller, 1);
+    for (i = 0; i < nhooks; i++) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, vm->hook_refs[i]);
+        lua_xmove(L, vm->caller, 1);
+    }
     return 0;
 }
 
@@ -1412,50 +1440,60 @@ has_position(const char *msg)
     return *colon == ':';
 }
 
+/* Where fn is defined, for errors that carry no position of their own. */
+static void
+hook_where(struct script_vm *vm, const struct route *hook, char *err, size_t errlen,
+           const char *msg)
+{
+    lua_State *T = vm->caller;
+    lua_Debug ar;
+
+    lua_pushvalue(T, 2 + hook->hook_index);
+    lua_getinfo(T, ">S", &ar);
+    snprintf(err, errlen, "%s:%d: %s", ar.short_src, ar.linedefined, msg);
+}
+
+/*
+ * Call fn on the caller thread. It is called for any number of results: the
+ * usual one (a route) then needs no type test of a second.
+ */
 static int
 vm_call_hook(struct script_vm *vm, const struct config *cfg, const struct route *hook,
              const struct hook_request *req, const struct route **route,
              const char **newkey, uint32_t *newklen, char *err, size_t errlen)
 {
-    lua_State *L = vm->L;
-    int id, rc = -1, top = lua_gettop(L);   /* callers may keep things below */
+    lua_State *T = vm->caller;
+    const int base = 1 + vm->nhooks;        /* the request and the fns stay below */
+    int id, nres;
 
     *vm->req = *req;
     vm->req->reads = 0;
     *newkey = NULL;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->hook_refs[hook->hook_index]);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->req_ref);
-    if (lua_pcall(L, 1, 2, 0) != 0) {
-        const char *msg = lua_tostring(L, -1);
+    lua_pushvalue(T, 2 + hook->hook_index);
+    lua_pushvalue(T, 1);
+    if (lua_pcall(T, 1, LUA_MULTRET, 0) != 0) {
+        const char *msg = lua_tostring(T, -1);
 
-        if (msg != NULL && has_position(msg)) {
+        if (msg != NULL && has_position(msg))
             snprintf(err, errlen, "%s", msg);
-        } else {
-            /* A tail call leaves no caller line: name the hook function. */
-            lua_Debug ar;
-
-            lua_rawgeti(L, LUA_REGISTRYINDEX, vm->hook_refs[hook->hook_index]);
-            lua_getinfo(L, ">S", &ar);
-            snprintf(err, errlen, "%s:%d: %s", ar.short_src, ar.linedefined,
-                     msg ? msg : "error");
-        }
-        lua_settop(L, top);
+        else    /* a tail call leaves no caller line: name the hook function */
+            hook_where(vm, hook, err, errlen, msg ? msg : "error");
+        lua_settop(T, base);
         return -1;
     }
-    id = lua_type(L, -2) == LUA_TTABLE ? vm_route_id(vm, lua_topointer(L, -2)) : -1;
-    if (id >= 0 && id < cfg->nnodes) {
-        *route = cfg->nodes[id];
-        rc = 0;
+    nres = lua_gettop(T) - base;
+    /* No object but an anchored route table has a route table's address:
+     * no type test needed (nil and numbers give NULL). */
+    id = nres > 0 ? vm_route_id(vm, lua_topointer(T, base + 1)) : -1;
+    if (id < 0 || id >= cfg->nnodes) {
+        hook_where(vm, hook, err, errlen, "hook returned no route");
+        lua_settop(T, base);
+        return -1;
     }
-    if (rc < 0) {
-        lua_Debug ar;
-
-        lua_rawgeti(L, LUA_REGISTRYINDEX, vm->hook_refs[hook->hook_index]);
-        lua_getinfo(L, ">S", &ar);
-        snprintf(err, errlen, "%s:%d: hook returned no route", ar.short_src, ar.linedefined);
-    } else if (lua_type(L, -1) == LUA_TSTRING) {
+    *route = cfg->nodes[id];
+    if (nres > 1 && lua_type(T, base + 2) == LUA_TSTRING) {
         size_t n;
-        const char *k = lua_tolstring(L, -1, &n);
+        const char *k = lua_tolstring(T, base + 2, &n);
 
         /* Copied: the string may be collected once popped. */
         *newklen = (uint32_t)(n > KEY_MAX + 1 ? KEY_MAX + 1 : n);
@@ -1464,8 +1502,8 @@ vm_call_hook(struct script_vm *vm, const struct config *cfg, const struct route 
         if (n > KEY_MAX)
             *newklen = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
     }
-    lua_settop(L, top);
-    return rc;
+    lua_settop(T, base);
+    return 0;
 }
 
 static int
@@ -1701,7 +1739,8 @@ worker_vm(struct script_vm *vm, const char *path, const struct settings *s,
     }
     config_free(twin);
     if (rc == 0) {
-        vm_make_request(vm);
+        if (vm_make_caller(vm, cfg->nhooks, err, errlen) < 0)
+            return -1;
         vm_enter_request_phase(vm);
         vm_serve(vm);
         lua_settop(vm->L, 0);
@@ -1800,7 +1839,7 @@ script_load(const char *path, const struct settings *s, int nworkers,
     }
     if (vm_run_policy(vm, path, s, err, errlen) < 0
         || compile_policy(vm, cfg, source, err, errlen) < 0
-        || vm_make_request(vm) < 0)
+        || vm_make_caller(vm, cfg->nhooks, err, errlen) < 0)
         goto fail;
     vm_enter_request_phase(vm);
     if (run_tests(vm, cfg, source, err, errlen) < 0
