@@ -282,6 +282,10 @@ report() {
                 "$(median "$f.d" 8)" "$(median "$f.d" 9)" "$(median "$f.d" 10)"
             [ -n "$1" ] && printf '%-22s capserver let %.0f reads/s through (cap %s), held requests back %.0f%% of the run\n' \
                 "" "$(median "$f.d" 19)" "$CAP" "$(median "$f.d" 20)"
+            printf '%-22s each round: ops/s, hot-key reads in the run%s:%s\n' "" \
+                "${1:+, capserver held back %}" \
+                "$(awk -v c="$1" '{ printf " %.0f %d", $1, $4; if (c != "") printf " %.0f%%", $20
+                                    printf ";" }' "$f.d")"
         done
         for name in $POLICIES; do
             [ $name = pool ] && continue
