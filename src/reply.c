@@ -168,6 +168,55 @@ parse_value(const char *buf, size_t len, size_t n, size_t line_len,
 }
 
 /*
+ * "VALUE <key> <flags> <bytes> [<cas>]\r\n" the way a server writes nearly
+ * every one of them: numbers of up to 19 digits (which always fit 64 bits).
+ * Read in one pass from the front, with no search for the line's end first:
+ * every byte a key, a number or a single space may be is not '\n', so the
+ * "\r\n" met right after the last number ends the line that search would
+ * have found, within the first REPLY_LINE_MAX bytes. Returns what
+ * parse_value would return for the line, or -1 to leave the unit to the
+ * general path (a longer number, any other byte, or a line not all here).
+ */
+static int
+fast_value(const char *buf, size_t len, uint32_t max_value, struct reply *r)
+{
+    const char *end = buf + (len < REPLY_LINE_MAX ? len : REPLY_LINE_MAX);
+    const char *key = buf + sizeof("VALUE ") - 1, *key_end, *p, *num;
+    uint64_t bytes;
+    size_t line_len;
+    enum reply_status st;
+
+    key_end = key_run(key, end);
+    if (key_end == key || key_end == end || *key_end != ' ')
+        return -1;
+    num = p = key_end + 1;
+    p = digit_run(p, end);
+    if (p == num || p - num > DIGITS_MAX - 1 || p == end || *p != ' ')
+        return -1;
+    num = ++p;
+    p = digits_read(p, end, DIGITS_MAX - 1, &bytes);
+    if (p == num || p == end)
+        return -1;
+    if (*p == ' ') {            /* gets: the cas unique */
+        num = ++p;
+        p = digit_run(p, end);
+        if (p == num || p - num > DIGITS_MAX - 1)
+            return -1;
+    }
+    if (end - p < 2 || p[0] != '\r' || p[1] != '\n')
+        return -1;
+    line_len = (size_t)(p + 2 - buf);
+    st = take_block(buf, len, line_len, bytes, max_value, r);
+    if (st != REPLY_OK_UNIT)
+        return st;
+    r->kind = REPLY_VALUE;
+    r->key_off = (uint32_t)(key - buf);
+    r->key_len = (uint32_t)(key_end - key);
+    r->rest_off = (uint32_t)(key_end - buf);
+    return REPLY_OK_UNIT;
+}
+
+/*
  * "VA <bytes> [<flags>*]" + data block: the meta answer with a value. The
  * flags are passed on as the server wrote them.
  */
@@ -291,13 +340,16 @@ reply_parse(const char *buf, size_t len, uint32_t max_value, struct reply *r)
     size_t scan = len < REPLY_LINE_MAX ? len : REPLY_LINE_MAX;
     const char *nl;
     size_t n, line_len;
-    int kind;
+    int kind, st;
 
     /* The replies to nearly every get and set, known without a scan */
     if (len >= 5 && memcmp(buf, "END\r\n", 5) == 0)
         return line_unit(REPLY_END, 5, r);
     if (len >= 8 && memcmp(buf, "STORED\r\n", 8) == 0)
         return line_unit(REPLY_STORED, 8, r);
+    if (len >= 6 && memcmp(buf, "VALUE ", 6) == 0
+        && (st = fast_value(buf, len, max_value, r)) >= 0)
+        return (enum reply_status)st;
 
     nl = memchr(buf, '\n', scan);
     if (nl == NULL)
