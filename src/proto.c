@@ -81,7 +81,7 @@ enum shape {
 };
 
 struct cmd_def {
-    const char *name;
+    char        name[PROTO_NAME_ROOM];  /* zero-padded (proto.h) */
     uint8_t     name_len;
     enum cmd    cmd;
     enum op     op;
@@ -1046,6 +1046,12 @@ const char *
 proto_cmd_name(enum cmd cmd)
 {
     return (unsigned)cmd < CMD_COUNT ? cmd_table[cmd].name : "unknown";
+}
+
+uint32_t
+proto_cmd_name_len(enum cmd cmd)
+{
+    return (unsigned)cmd < CMD_COUNT ? cmd_table[cmd].name_len : 0;
 }
 
 enum op
