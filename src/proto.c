@@ -980,6 +980,12 @@ proto_next_key(const char *buf, const struct request *req, uint32_t *pos,
     uint32_t p = *pos, end = req->keys.off + req->keys.len;
     const char *q;
 
+    /* the first key is the parse's own: no second scan over it */
+    if (p == req->keys.off && p == req->key.off && req->key.len > 0) {
+        *key = req->key;
+        *pos = p + key->len;
+        return true;
+    }
     while (p < end && buf[p] == ' ')
         p++;
     if (p >= end)

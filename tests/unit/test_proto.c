@@ -92,6 +92,10 @@ test_retrieval(void)
     CHECK_EQ(rq.args.len, 0);
     CHECK_EQ(rq.noreply, false);
     CHECK_EQ(rq.data_len, 0);
+    pos = rq.keys.off;
+    CHECK(proto_next_key(b, &rq, &pos, &k));
+    CHECK_SPAN(b, k, "k");
+    CHECK(!proto_next_key(b, &rq, &pos, &k));
 
     b = "gets a b  c\r\n";
     CHECK_EQ(PARSE("gets a b  c\r\n"), PROTO_OK);
@@ -115,6 +119,12 @@ test_retrieval(void)
     CHECK_SPAN(b, rq.keys, "a b");
     CHECK_SPAN(b, rq.key, "a");
     CHECK_EQ(rq.nkeys, 2);
+    pos = rq.keys.off;
+    CHECK(proto_next_key(b, &rq, &pos, &k));
+    CHECK_SPAN(b, k, "a");
+    CHECK(proto_next_key(b, &rq, &pos, &k));
+    CHECK_SPAN(b, k, "b");
+    CHECK(!proto_next_key(b, &rq, &pos, &k));
 
     b = "gats -1 k\r\n";
     CHECK_EQ(PARSE("gats -1 k\r\n"), PROTO_OK);
