@@ -1341,6 +1341,8 @@ backend_hold_value(struct backend *be, const char *unit, const struct reply *r)
     struct call *hit, *c;
 
     for (hit = be->waiting; hit != NULL && hit->in_batch; hit = hit->next) {
+        if (hit == be->waiting && r->key_expected)
+            break;          /* compared by the parse (backend_parse) */
         if (hit->klen == r->key_len && memcmp(hit->key, unit + r->key_off, r->key_len) == 0)
             break;
         if (hit->batch_end)
@@ -1435,10 +1437,37 @@ backend_take_unit(struct backend *be, const char *unit, const struct reply *r)
     return true;
 }
 
+/*
+ * The key the next VALUE should carry, when reply_parse_expect may rely on
+ * it: the waiting call's, when that is a key of a get batch as the client
+ * wrote it, inside the request's own bytes, where proto_parse let nothing
+ * but key bytes through. A key made by a rewrite is not given: the parse
+ * then scans the VALUE line's key as for any other. NULL, *klen 0, when
+ * there is none.
+ */
+static const char *
+backend_expected_key(const struct backend *be, uint32_t *klen)
+{
+    const struct call *c = be->waiting;
+    uintptr_t key, start;
+
+    *klen = 0;
+    if (c == NULL || !c->in_batch)
+        return NULL;
+    key = (uintptr_t)c->key;
+    start = (uintptr_t)c->creq->buf->data;
+    if (key < start || key - start + c->klen > c->creq->buf->len)
+        return NULL;
+    *klen = c->klen;
+    return c->key;
+}
+
 static void
 backend_parse(struct backend *be)
 {
     struct buf *in = be->in;
+    const char *key;
+    uint32_t klen;
 
     be->need = 0;
     while (in != NULL && buf_avail(in) > 0) {
@@ -1446,7 +1475,8 @@ backend_parse(struct backend *be)
         enum reply_status st;
 
         r.len = 0;
-        st = reply_parse(buf_head(in), buf_avail(in), UINT32_MAX - 2, &r);
+        key = backend_expected_key(be, &klen);
+        st = reply_parse_expect(buf_head(in), buf_avail(in), UINT32_MAX - 2, key, klen, &r);
         if (st == REPLY_NEED_MORE) {
             be->need = r.len;       /* a large unit: read it into one buffer */
             break;

@@ -164,6 +164,7 @@ parse_value(const char *buf, size_t len, size_t n, size_t line_len,
     r->key_off = (uint32_t)(key - buf);
     r->key_len = (uint32_t)key_len;
     r->rest_off = r->key_off + r->key_len;
+    r->key_expected = false;
     return REPLY_OK_UNIT;
 }
 
@@ -178,15 +179,21 @@ parse_value(const char *buf, size_t len, size_t n, size_t line_len,
  * general path (a longer number, any other byte, or a line not all here).
  */
 static int
-fast_value(const char *buf, size_t len, uint32_t max_value, struct reply *r)
+fast_value(const char *buf, size_t len, uint32_t max_value, const char *want,
+           uint32_t want_len, struct reply *r)
 {
     const char *end = buf + (len < REPLY_LINE_MAX ? len : REPLY_LINE_MAX);
     const char *key = buf + sizeof("VALUE ") - 1, *key_end, *p, *num;
     uint64_t bytes;
     size_t line_len;
+    bool expected;
     enum reply_status st;
 
-    key_end = key_run(key, end);
+    /* The expected key holds key bytes only, so where it matches and a
+     * space follows, key_run would stop at that space too. */
+    expected = want_len > 0 && (size_t)(end - key) > want_len && key[want_len] == ' '
+               && memcmp(key, want, want_len) == 0;
+    key_end = expected ? key + want_len : key_run(key, end);
     if (key_end == key || key_end == end || *key_end != ' ')
         return -1;
     num = p = key_end + 1;
@@ -213,6 +220,7 @@ fast_value(const char *buf, size_t len, uint32_t max_value, struct reply *r)
     r->key_off = (uint32_t)(key - buf);
     r->key_len = (uint32_t)(key_end - key);
     r->rest_off = (uint32_t)(key_end - buf);
+    r->key_expected = expected;
     return REPLY_OK_UNIT;
 }
 
@@ -235,6 +243,7 @@ parse_meta_value(const char *buf, size_t len, size_t n, size_t line_len,
         return st;
     r->kind = REPLY_META_VA;
     r->key_off = r->key_len = r->rest_off = 0;
+    r->key_expected = false;
     return REPLY_OK_UNIT;
 }
 
@@ -331,11 +340,19 @@ line_unit(enum reply_kind kind, size_t line_len, struct reply *r)
     r->key_len = 0;
     r->rest_off = 0;
     r->data_len = 0;
+    r->key_expected = false;
     return REPLY_OK_UNIT;
 }
 
 enum reply_status
 reply_parse(const char *buf, size_t len, uint32_t max_value, struct reply *r)
+{
+    return reply_parse_expect(buf, len, max_value, NULL, 0, r);
+}
+
+enum reply_status
+reply_parse_expect(const char *buf, size_t len, uint32_t max_value, const char *key,
+                   uint32_t klen, struct reply *r)
 {
     size_t scan = len < REPLY_LINE_MAX ? len : REPLY_LINE_MAX;
     const char *nl;
@@ -348,7 +365,7 @@ reply_parse(const char *buf, size_t len, uint32_t max_value, struct reply *r)
     if (len >= 8 && memcmp(buf, "STORED\r\n", 8) == 0)
         return line_unit(REPLY_STORED, 8, r);
     if (len >= 6 && memcmp(buf, "VALUE ", 6) == 0
-        && (st = fast_value(buf, len, max_value, r)) >= 0)
+        && (st = fast_value(buf, len, max_value, key, klen, r)) >= 0)
         return (enum reply_status)st;
 
     nl = memchr(buf, '\n', scan);

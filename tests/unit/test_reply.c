@@ -530,6 +530,71 @@ test_value_one_pass(void)
     }
 }
 
+/*
+ * reply_parse_expect gives reply_parse's result for every unit and every
+ * expected key, and says key_expected only for a VALUE whose key is the
+ * expected one. Each unit is also cut at every length: the same there.
+ */
+static void
+test_expect(void)
+{
+    static const struct {
+        const char *bytes;
+        size_t n;
+    } units[] = {
+        { S("VALUE k 0 1\r\nx\r\n") },
+        { S("VALUE kk 0 1\r\nx\r\n") },
+        { S("VALUE k 0 1 5\r\nx\r\n") },
+        { S("VALUE k 12345678901234567890 1\r\nx\r\n") },  /* general path */
+        { S("VALUE bench:1234 1000079190 100\r\n") },        /* block not in */
+        { S("VALUE k\r\n") },
+        { S("VALUE k \r\n") },
+        { S("VALUE k 0\r\n") },
+        { S("VALUE k  0 1\r\nx\r\n") },
+        { S("VALUE k 0 1\nx\r\n") },
+        { S("VALUE k\x01 0 1\r\nx\r\n") },
+        { S("VALUE k 0 2\r\nx\r\n") },
+        { S("END\r\n") },
+        { S("STORED\r\n") },
+        { S("SERVER_ERROR out of memory\r\n") },
+    };
+    /* expected keys hold key bytes only (reply.h) */
+    static const char *const keys[] = { "k", "kk", "k:", "bench:1234", "kkk", "x" };
+    size_t u, k, cut, wrong = 0, flagged = 0;
+
+    for (u = 0; u < ARRAY_SIZE(units); u++) {
+        for (k = 0; k < ARRAY_SIZE(keys); k++) {
+            for (cut = 0; cut <= units[u].n; cut++) {
+                struct reply a, b;
+                enum reply_status sa, sb;
+                char *copy = malloc(cut ? cut : 1);
+
+                memcpy(copy, units[u].bytes, cut);
+                reply_poison(&a);
+                reply_poison(&b);
+                sa = reply_parse(copy, cut, MAXV, &a);
+                sb = reply_parse_expect(copy, cut, MAXV, keys[k],
+                                        (uint32_t)strlen(keys[k]), &b);
+                if (sa != sb || (sa == REPLY_OK_UNIT ? !reply_same(&a, &b) : a.len != b.len))
+                    wrong++;
+                if (sa == REPLY_OK_UNIT && a.kind == REPLY_VALUE) {
+                    int want = a.key_len == strlen(keys[k]) &&
+                               memcmp(units[u].bytes + a.key_off, keys[k], a.key_len) == 0;
+
+                    if (a.key_expected || (b.key_expected && !want))
+                        wrong++;
+                    flagged += b.key_expected;
+                }
+                free(copy);
+            }
+        }
+    }
+    UNIT_REPORT(wrong == 0, "reply_parse_expect: %zu results differ from reply_parse", wrong);
+    /* "VALUE k", "VALUE kk", "VALUE k ... 5" with their own keys, cut or not
+     * after the unit: the 20-digit line goes the general way, unflagged */
+    CHECK_EQ(flagged, 3);
+}
+
 static void
 test_max_value(void)
 {
@@ -649,6 +714,7 @@ main(void)
     test_line_max();
     test_max_value();
     test_value_one_pass();
+    test_expect();
     test_meta();
     test_kind_names();
     return UNIT_DONE();
