@@ -192,7 +192,7 @@ fast_value(const char *buf, size_t len, uint32_t max_value, const char *want,
     /* The expected key holds key bytes only, so where it matches and a
      * space follows, key_run would stop at that space too. */
     expected = want_len > 0 && (size_t)(end - key) > want_len && key[want_len] == ' '
-               && memcmp(key, want, want_len) == 0;
+               && scan_same(key, want, want_len);
     key_end = expected ? key + want_len : key_run(key, end);
     if (key_end == key || key_end == end || *key_end != ' ')
         return -1;
@@ -201,7 +201,7 @@ fast_value(const char *buf, size_t len, uint32_t max_value, const char *want,
     if (p == num || p - num > DIGITS_MAX - 1 || p == end || *p != ' ')
         return -1;
     num = ++p;
-    p = digits_read(p, end, DIGITS_MAX - 1, &bytes);
+    p = digits_read_word(p, end, DIGITS_MAX - 1, &bytes);
     if (p == num || p == end)
         return -1;
     if (*p == ' ') {            /* gets: the cas unique */
@@ -350,23 +350,17 @@ reply_parse(const char *buf, size_t len, uint32_t max_value, struct reply *r)
     return reply_parse_expect(buf, len, max_value, NULL, 0, r);
 }
 
-enum reply_status
-reply_parse_expect(const char *buf, size_t len, uint32_t max_value, const char *key,
-                   uint32_t klen, struct reply *r)
+/*
+ * Any unit, the line's end found first. Kept out of line, so that the
+ * common units above do not pay for the registers this one needs.
+ */
+static enum reply_status __attribute__((noinline))
+parse_unit(const char *buf, size_t len, uint32_t max_value, struct reply *r)
 {
     size_t scan = len < REPLY_LINE_MAX ? len : REPLY_LINE_MAX;
     const char *nl;
     size_t n, line_len;
-    int kind, st;
-
-    /* The replies to nearly every get and set, known without a scan */
-    if (len >= 5 && memcmp(buf, "END\r\n", 5) == 0)
-        return line_unit(REPLY_END, 5, r);
-    if (len >= 8 && memcmp(buf, "STORED\r\n", 8) == 0)
-        return line_unit(REPLY_STORED, 8, r);
-    if (len >= 6 && memcmp(buf, "VALUE ", 6) == 0
-        && (st = fast_value(buf, len, max_value, key, klen, r)) >= 0)
-        return (enum reply_status)st;
+    int kind;
 
     nl = memchr(buf, '\n', scan);
     if (nl == NULL)
@@ -389,6 +383,23 @@ reply_parse_expect(const char *buf, size_t len, uint32_t max_value, const char *
     if (kind < 0)
         return REPLY_BAD;
     return line_unit((enum reply_kind)kind, line_len, r);
+}
+
+enum reply_status
+reply_parse_expect(const char *buf, size_t len, uint32_t max_value, const char *key,
+                   uint32_t klen, struct reply *r)
+{
+    int st;
+
+    /* The replies to nearly every get and set, known without a scan */
+    if (len >= 5 && memcmp(buf, "END\r\n", 5) == 0)
+        return line_unit(REPLY_END, 5, r);
+    if (len >= 8 && memcmp(buf, "STORED\r\n", 8) == 0)
+        return line_unit(REPLY_STORED, 8, r);
+    if (len >= 6 && memcmp(buf, "VALUE ", 6) == 0
+        && (st = fast_value(buf, len, max_value, key, klen, r)) >= 0)
+        return (enum reply_status)st;
+    return parse_unit(buf, len, max_value, r);
 }
 
 static const char *const kind_names[REPLY_KIND_COUNT] = {
