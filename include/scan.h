@@ -185,32 +185,35 @@ digits_read_word(const char *p, const char *stop, uint32_t max, uint64_t *val)
     return digits_read(p, stop, max, val);
 }
 
+/* The w (4 or 8) bytes at p as one number. */
+static inline uint64_t
+scan_load(const char *p, unsigned w)
+{
+    uint32_t half;
+    uint64_t x;
+
+    if (w == 8) {
+        memcpy(&x, p, 8);
+        return x;
+    }
+    memcpy(&half, p, 4);
+    return half;
+}
+
 /*
  * a[0..n) and b[0..n) hold the same bytes: for the lengths keys mostly have
- * (4..16), two overlapping reads of each instead of a call to memcmp.
+ * (4..16), the first and the last w bytes of each (they overlap when n < 2w)
+ * instead of a call to memcmp.
  */
 static inline int
 scan_same(const char *a, const char *b, size_t n)
 {
-    if (n >= 8 && n <= 16) {
-        uint64_t a0, a1, b0, b1;
+    unsigned w = n >= 8 ? 8 : 4;
 
-        memcpy(&a0, a, 8);
-        memcpy(&b0, b, 8);
-        memcpy(&a1, a + n - 8, 8);
-        memcpy(&b1, b + n - 8, 8);
-        return ((a0 ^ b0) | (a1 ^ b1)) == 0;
-    }
-    if (n >= 4 && n < 8) {
-        uint32_t a0, a1, b0, b1;
-
-        memcpy(&a0, a, 4);
-        memcpy(&b0, b, 4);
-        memcpy(&a1, a + n - 4, 4);
-        memcpy(&b1, b + n - 4, 4);
-        return ((a0 ^ b0) | (a1 ^ b1)) == 0;
-    }
-    return memcmp(a, b, n) == 0;
+    if (n < 4 || n > 16)
+        return memcmp(a, b, n) == 0;
+    return ((scan_load(a, w) ^ scan_load(b, w))
+            | (scan_load(a + n - w, w) ^ scan_load(b + n - w, w))) == 0;
 }
 
 #endif
