@@ -1475,7 +1475,8 @@ backend_parse(struct backend *be)
         enum reply_status st;
 
         r.len = 0;
-        key = backend_expected_key(be, &klen);
+        klen = 0;           /* only a VALUE unit (a 'V' first) uses the key */
+        key = buf_head(in)[0] == 'V' ? backend_expected_key(be, &klen) : NULL;
         st = reply_parse_expect(buf_head(in), buf_avail(in), UINT32_MAX - 2, key, klen, &r);
         if (st == REPLY_NEED_MORE) {
             be->need = r.len;       /* a large unit: read it into one buffer */
