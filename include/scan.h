@@ -69,34 +69,20 @@ scan_is_digit(char c)
  * one that really ends the run, so the lowest flag is always exact, and it
  * is the only one used. The helpers are inline, so each run below compiles
  * to its own loop.
- *
- * When fewer than eight bytes are left but the whole range holds eight, the
- * last word of the range is read (it overlaps bytes already passed) and
- * shifted down so that the bytes left come first: the zero bytes shifted in
- * above them end both kinds of run, and a flag set on the byte at end makes
- * that explicit, so the answer is never past end.
  */
 static inline const char *
 scan_run(const char *p, const char *end, uint64_t (*stops)(uint64_t),
          int (*in_run)(char))
 {
 #ifdef SCAN_WORDS
-    const char *start = p;
-    uint64_t x, hit;
-
     while (end - p >= 8) {
+        uint64_t x, hit;
+
         memcpy(&x, p, sizeof(x));
         hit = stops(x);
         if (hit != 0)
             return p + (__builtin_ctzll(hit) >> 3);
         p += 8;
-    }
-    if (p < end && end - start >= 8) {
-        unsigned left = (unsigned)(end - p);   /* 1..7 */
-
-        memcpy(&x, end - 8, sizeof(x));
-        hit = stops(x >> (8 * (8 - left))) | (0x80ull << (8 * left));
-        return p + (__builtin_ctzll(hit) >> 3);
     }
 #else
     (void)stops;

@@ -6,9 +6,7 @@
  * at every place of runs that span several 8-byte words, behind fillers
  * that sit just inside and outside each class (0x21 and 0x7e are key bytes,
  * 0x20 and 0x7f are not; '0' and '9' are digits, '/' and ':' are not), so a
- * borrow or carry that flagged the wrong byte would show. Runs that end in
- * the last one to seven bytes of a range of eight or more go through the
- * overlapping read of its last word.
+ * borrow or carry that flagged the wrong byte would show.
  */
 #include "scan.h"
 
