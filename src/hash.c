@@ -69,10 +69,7 @@ rotl32(uint32_t x, unsigned n)
 static uint32_t
 hash_md5(const char *key, size_t len)
 {
-    unsigned char digest[16];
-
-    md5_digest(key, len, digest);
-    return load_le32(digest);
+    return md5_first_word(key, len);
 }
 
 /*
@@ -429,6 +426,9 @@ hash_djb(const char *key, size_t len)
 uint32_t
 hash_key(enum hash_kind kind, const char *key, size_t len)
 {
+    /* ketama's default, tested before the jump table: a key's one branch. */
+    if (kind == HASH_MD5)
+        return hash_md5(key, len);
     switch (kind) {
     case HASH_MD5:           return hash_md5(key, len);
     case HASH_FNV1A_64:      return hash_fnv1a_64(key, len);

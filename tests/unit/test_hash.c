@@ -43,6 +43,22 @@ md5_hex(const void *data, size_t len)
     return out;
 }
 
+/* The first four bytes of a hex digest as a little-endian word. */
+static uint32_t
+hex_first_word(const char *hex)
+{
+    uint32_t w = 0;
+    int i;
+
+    for (i = 3; i >= 0; i--) {
+        unsigned byte = 0;
+
+        sscanf(hex + 2 * i, "%2x", &byte);
+        w = w << 8 | byte;
+    }
+    return w;
+}
+
 static void
 test_md5_rfc1321(void)
 {
@@ -63,14 +79,24 @@ test_md5_rfc1321(void)
 
     for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
         CHECK_STR(md5_hex(v[i].in, strlen(v[i].in)), v[i].hex);
+        CHECK_U64(md5_first_word(v[i].in, strlen(v[i].in)),
+                  hex_first_word(v[i].hex));
     }
 }
 
 static void
 test_md5_padding(void)
 {
-    /* Runs of 'a' around the 56- and 64-byte padding edges (hashlib). */
+    /*
+     * Runs of 'a' around the 56- and 64-byte padding edges, and around the
+     * short-key path's length classes (11/12, 27/28 bytes) (hashlib).
+     */
     static const struct { size_t n; const char *hex; } v[] = {
+        { 11, "d57f21e6a273781dbf8b7657940f3b03" },
+        { 12, "45e4812014d83dde5666ebdf5a8ed1ed" },
+        { 27, "aaab9c59a88bf0bdfcb170546c5459d6" },
+        { 28, "b0f0545856af1a340acdedce23c54b97" },
+        { 40, "4697843037d962f62a5a429e611e0f5f" },
         { 55, "ef1772b6dff9a122358552954ad0df65" },
         { 56, "3b0c8ac703f828b04c6c197006d17218" },
         { 57, "652b906d60af96844ebd21b674f35e93" },
@@ -87,7 +113,90 @@ test_md5_padding(void)
     memset(buf, 'a', sizeof(buf));
     for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
         CHECK_STR(md5_hex(buf, v[i].n), v[i].hex);
+        CHECK_U64(md5_first_word(buf, v[i].n), hex_first_word(v[i].hex));
     }
+}
+
+/* The first digest word the long way: the streaming API, a byte at a time. */
+static uint32_t
+md5_first_word_streamed(const unsigned char *p, size_t len)
+{
+    struct md5_ctx ctx;
+    unsigned char d[16];
+    size_t i;
+
+    md5_init(&ctx);
+    for (i = 0; i < len; i++)
+        md5_update(&ctx, p + i, 1);
+    md5_final(&ctx, d);
+    return (uint32_t)d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 |
+           (uint32_t)d[3] << 24;
+}
+
+/* xorshift32: a fixed pseudo-random sequence, the same on every run. */
+static uint32_t
+next_random(uint32_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 17;
+    *x ^= *x << 5;
+    return *x;
+}
+
+/*
+ * Count of lengths 0..max where md5_first_word, or md5_digest's first word,
+ * differs from the long way.
+ */
+static size_t
+first_word_mismatches(const unsigned char *p, size_t max)
+{
+    size_t len, bad = 0;
+
+    for (len = 0; len <= max; len++) {
+        uint32_t want = md5_first_word_streamed(p, len);
+        uint32_t got = md5_first_word(p, len);
+
+        if (got != want || hex_first_word(md5_hex(p, len)) != want) {
+            if (bad++ < 5)
+                printf("# md5_first_word(len %zu) = %08" PRIx32 ", want %08" PRIx32 "\n",
+                       len, got, want);
+        }
+    }
+    return bad;
+}
+
+static void
+test_md5_first_word(void)
+{
+    unsigned char buf[301 + 3];
+    uint32_t x = 2463534242u;
+    size_t i, off, len, bad;
+    int key;
+
+    /* Every length 0..300 over all-0x00, all-0xff and random bytes, at each
+     * alignment: the short-key classes, their edges and the long path. */
+    memset(buf, 0x00, sizeof(buf));
+    CHECK_EQ(first_word_mismatches(buf, 300), 0);
+    memset(buf, 0xff, sizeof(buf));
+    CHECK_EQ(first_word_mismatches(buf, 300), 0);
+    for (i = 0; i < sizeof(buf); i++)
+        buf[i] = (unsigned char)next_random(&x);
+    for (off = 0; off < 4; off++)
+        CHECK_EQ(first_word_mismatches(buf + off, 300), 0);
+
+    /* Many random keys of random length up to 80, bytes 0x00 and 0xff among
+     * them; each one fresh, so no two share a prefix by construction. */
+    bad = 0;
+    for (key = 0; key < 20000; key++) {
+        len = next_random(&x) % 81;
+        for (i = 0; i < len; i++) {
+            uint32_t r = next_random(&x);
+
+            buf[i] = (unsigned char)(r % 8 == 0 ? 0x00 : r % 8 == 1 ? 0xff : r >> 8);
+        }
+        bad += md5_first_word(buf, len) != md5_first_word_streamed(buf, len);
+    }
+    CHECK_EQ(bad, 0);
 }
 
 static void
@@ -441,6 +550,7 @@ main(void)
     test_md5_rfc1321();
     test_md5_padding();
     test_md5_incremental();
+    test_md5_first_word();
     test_hash_fixture();
     test_hash_twemproxy_answers();
     test_hash_high_bytes();
