@@ -164,6 +164,11 @@ $(BUILD)/loadgen: bench/loadgen.c | $(BUILD)
 	$(say) CC $<
 	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< -lpthread $(shell pkg-config --libs openssl)
 
+# The hot-key benchmark's server of fixed capacity (scripts/bench-hot.sh builds it).
+$(BUILD)/capserver: bench/capserver.c | $(BUILD)
+	$(say) CC $<
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $<
+
 # build/ can exist without build/tests (scripts/deps.sh keeps the npm clients
 # in build/clients), so the unit tests ask for their own directory.
 $(BUILD) $(BUILD)/tests:

@@ -37,7 +37,9 @@
 #define REQUEST_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "binreply.h"
 #include "buf.h"
@@ -145,6 +147,10 @@ struct slot {
 };
 
 /* One client request, from parse to the write of its reply. */
+/*
+ * creq_init clears it in pieces (see there): a field added between nslots
+ * and data_at is cleared with them; one added elsewhere needs a line there.
+ */
 struct creq {
     struct creq     *next;      /* client FIFO / free list */
     struct creq_owner *owner;   /* its client; NULL once the client has gone,
@@ -170,9 +176,7 @@ struct creq {
     bool             binary;    /* binary protocol: bin says how to reply */
     bool             log_sampled; /* request log: picked by settings.log_sample */
     struct bin_ctx   bin;
-    uint64_t         log_start_ns; /* request log: when it was parsed; 0: not timed.
-                                  * After the fields creq_alloc clears at once, so
-                                  * that clearing stays as short as it can */
+    uint64_t         log_start_ns; /* request log: when it was parsed; 0: not timed */
     struct buf      *data;      /* the data block by reference (creq_share_data):
                                  * the client's read buffer, or NULL (set by
                                  * creq_alloc): the block follows the line in buf */
@@ -185,6 +189,10 @@ struct request_cache;
 /* A call has its result: its creator takes it from here (see call_finish). */
 typedef void call_done_fn(struct request_cache *rq, struct call *c);
 
+/*
+ * call_new clears it in pieces (see there): a field added before creq, or
+ * from child on, is cleared with them; one added between needs a line there.
+ */
 struct call {
     struct call         *next;          /* backend FIFO / hedge queue / free list */
     struct call         *parent;        /* fan-out or failover node's call */
@@ -292,14 +300,50 @@ result_is_error(const struct result *res)
 
 /* ---- calls ---- */
 
+/* call_new's fields. Cleared in two pieces around the fields set here: a
+ * clear of the whole struct is a `rep stos` of 18 words, these are a few
+ * stores. */
+static inline void
+call_init(struct call *c, struct creq *creq, const struct route *node, uint32_t slot,
+          call_done_fn *done)
+{
+    memset(c, 0, offsetof(struct call, creq));
+    c->keybuf = NULL;
+    memset(&c->child, 0, sizeof(*c) - offsetof(struct call, child));
+    c->creq = creq;
+    c->done = done;
+    c->node = node;
+    c->slot = slot;
+    c->key = creq->slots[slot].key;
+    c->klen = creq->slots[slot].klen;
+    c->refs = 1;
+    creq->refs++;
+}
+
+/* call_new when the free list is empty: a new one from malloc. */
+struct call *call_new_alloc(struct request_cache *rq, struct creq *creq,
+                            const struct route *node, uint32_t slot, call_done_fn *done);
+
 /*
  * A new call for the key of slot `slot` of a client request, starting at
  * node and ending through done; NULL out of memory. It holds a reference on
- * creq. (Six arguments at most: a seventh would go on the stack, on a path
- * taken once per key.)
+ * creq. Inline: once per key, where the common case takes one from the free
+ * list. (Six arguments at most: a seventh would go on the stack.)
  */
-struct call *call_new(struct request_cache *rq, struct creq *creq, const struct route *node,
-                      uint32_t slot, call_done_fn *done);
+static inline struct call *
+call_new(struct request_cache *rq, struct creq *creq, const struct route *node,
+         uint32_t slot, call_done_fn *done)
+{
+    struct call *c = rq->free_calls;
+
+    if (__builtin_expect(c == NULL, 0))
+        return call_new_alloc(rq, creq, node, slot, done);
+    rq->free_calls = c->next;
+    if (--rq->nfree_calls < rq->low_free_calls)
+        rq->low_free_calls = rq->nfree_calls;
+    call_init(c, creq, node, slot, done);
+    return c;
+}
 
 /*
  * A call has its result: its creator's callback takes it (or moves it on),
@@ -315,14 +359,65 @@ void call_unref(struct request_cache *rq, struct call *c);
 
 /* ---- client requests ---- */
 
-/* A cleared request (one reference) from the free list, or NULL out of memory. */
-struct creq *creq_alloc(struct request_cache *rq);
+/*
+ * A request's fields, cleared in pieces of at most 80 bytes, which the
+ * compiler writes as a few stores (a longer clear is a `rep stos`, a word
+ * at a time): all but the slot inside (creq_slots clears the slots it hands
+ * out) and the kept slot storage.
+ */
+static inline void
+creq_init(struct creq *r)
+{
+    memset(r, 0, offsetof(struct creq, buf));
+    r->buf = NULL;
+    r->local = NULL;
+    r->slots = NULL;
+    memset(&r->nslots, 0, offsetof(struct creq, data_at) - offsetof(struct creq, nslots));
+    r->refs = 1;
+}
+
+/* creq_alloc when the free list is empty: a new one from malloc. */
+struct creq *creq_alloc_new(struct request_cache *rq);
+
+/*
+ * A cleared request (one reference) from the free list, or NULL out of
+ * memory. Inline: once per request, where the common case takes one from
+ * the free list (which keeps its multi-key slot storage).
+ */
+static inline struct creq *
+creq_alloc(struct request_cache *rq)
+{
+    struct creq *r = rq->free_creqs;
+
+    if (__builtin_expect(r == NULL, 0))
+        return creq_alloc_new(rq);
+    rq->free_creqs = r->next;
+    if (--rq->nfree_creqs < rq->low_free_creqs)
+        rq->low_free_creqs = rq->nfree_creqs;
+    creq_init(r);
+    return r;
+}
 
 /* The request is routed by wc (and keeps it alive until freed). */
 void creq_bind(struct creq *r, struct wconfig *wc);
 
-/* Room for n slots (0 or 1: the one inside); 0, or -1 out of memory. */
-int creq_slots(struct creq *r, uint32_t n);
+/* creq_slots past one slot: kept storage, grown if need be. */
+int creq_slots_many(struct creq *r, uint32_t n);
+
+/*
+ * Room for n cleared slots (0 or 1: the one inside); 0, or -1 out of
+ * memory. Inline: the one-key case is a few stores on the request path.
+ */
+static inline int
+creq_slots(struct creq *r, uint32_t n)
+{
+    if (n > 1)
+        return creq_slots_many(r, n);
+    r->nslots = n;      /* 0: flush_all through a policy with no server */
+    memset(&r->one, 0, sizeof(r->one));
+    r->slots = &r->one;
+    return 0;
+}
 
 /*
  * Data blocks at least this long go to servers by reference, not copied: as
@@ -354,8 +449,21 @@ creq_share_data(struct creq *r, struct buf *in, const char *p, bool crlf)
     return true;
 }
 
-/* Fill slot 0 with the key of a single-key request. */
-void creq_key_slot(struct creq *r);
+/* creq_key_slot for a meta key in base64: routed by its decoded bytes. */
+void creq_key_slot_decoded(struct creq *r);
+
+/* Fill slot 0 with the key of a single-key request (the first key of a
+ * multi-get). */
+static inline void
+creq_key_slot(struct creq *r)
+{
+    if (__builtin_expect(r->req.meta && r->req.base64, 0)) {
+        creq_key_slot_decoded(r);
+        return;
+    }
+    r->slots[0].key = r->buf->data + r->req.key.off;
+    r->slots[0].klen = r->req.key.len;
+}
 
 /*
  * May a value of n bytes be held for this request at all? Not one larger
@@ -368,8 +476,16 @@ void creq_key_slot(struct creq *r);
  */
 bool creq_may_hold(struct request_cache *rq, struct creq *r, uint64_t n);
 
+/* creq_release's last reference: its bytes go back and it is freed. */
+void creq_free(struct request_cache *rq, struct creq *r);
+
 /* Drop a reference to a request; frees it at zero. */
-void creq_release(struct request_cache *rq, struct creq *r);
+static inline void
+creq_release(struct request_cache *rq, struct creq *r)
+{
+    if (--r->refs == 0)
+        creq_free(rq, r);
+}
 
 /* ---- clients that do not read ---- */
 

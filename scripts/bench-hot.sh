@@ -19,7 +19,16 @@
 #   memcached's own count: the hot keys it holds and its share of the Zipf
 #   keys), and the reads of the hot prefix at all servers (memcached's
 #   `stats detail`), both per 1,000 requests and in all;
-# - the near cache's hits and misses (`stats routes`).
+# - the near cache's hits and misses (`stats routes`);
+# - loadgen's p99 latency.
+#
+# With BENCH_HOT_CAP=N (reads a second; unset or 0: off), each round then runs
+# the three policies again with hot:0's server behind build/capserver
+# (bench/capserver.c), which lets N reads a second through to it and holds the
+# rest back: a server of fixed capacity that the hot keys overload, as on a
+# fleet where a hot key's server, not the proxy, is the limit. The capped runs
+# also read capserver's counts: the reads it let through and the time it held
+# requests back for lack of capacity.
 #
 # Then, under callgrind (luagent -t 1, one connection), the instructions per
 # request of each policy in steady state: Ir of BENCH_HOT_CG_REQUESTS more
@@ -32,7 +41,7 @@
 # BENCH_HOT_ROUNDS (3: medians shown), BENCH_HOT_THREADS ("1 2"), BENCH_CONNS
 # (50), BENCH_KEYS (10000), BENCH_HOT_DEPTH (1: loadgen -P),
 # BENCH_LOADGEN_THREADS (1), BENCH_HOT_CALLGRIND (1; 0 skips it),
-# BENCH_HOT_CG_REQUESTS (30000), BENCH_LUAGENT (./luagent).
+# BENCH_HOT_CG_REQUESTS (30000), BENCH_HOT_CAP (unset), BENCH_LUAGENT (./luagent).
 #
 # shellcheck disable=SC2086 # flag lists split on purpose
 set -u
@@ -49,9 +58,11 @@ LG_THREADS=${BENCH_LOADGEN_THREADS:-1}
 DO_CG=${BENCH_HOT_CALLGRIND:-1}
 CG_REQUESTS=${BENCH_HOT_CG_REQUESTS:-30000}
 CG_SKIP=20000
+CAP=${BENCH_HOT_CAP:-0}
 POLICIES="pool near all"
 LUAGENT=${BENCH_LUAGENT:-./luagent}
 LOADGEN=build/loadgen
+CAPSERVER=build/capserver
 PYTHON=${PYTHON:-/usr/bin/python3}
 MEMCACHED=$(command -v memcached || echo /usr/bin/memcached)
 VALGRIND=$(command -v valgrind || echo /usr/bin/valgrind)
@@ -62,6 +73,9 @@ USER_OPT=""
 WORKLOAD="-k $KEYS -H 10:90 -Q hot:"
 
 make --no-print-directory -s "$LOADGEN" || exit 1
+if [ "$CAP" != 0 ]; then
+    make --no-print-directory -s "$CAPSERVER" || exit 1
+fi
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/luagent-benchhot.XXXXXX") || exit 1
 . scripts/bench-lib.sh
 cp "$LUAGENT" "$TMP/luagent" || exit 1
@@ -82,27 +96,45 @@ for i in 0 1 2 3; do
 done
 LG_PORT=$((BASE + 4))
 CG_PORT=$((BASE + 5))
+CAP_PORT=$((BASE + 6))
+CAP_STATS_PORT=$((BASE + 7))
 
-policy() {          # FILE ROUTE-EXPRESSION
+policy() {          # FILE SERVERS ROUTE-EXPRESSION
     cat > "$1" <<EOF
 local lg = require "luagent"
-local main = lg.pool{ name = "main", servers = { $SERVERS } }
-return lg.policy{ route = $2 }
+local main = lg.pool{ name = "main", servers = { $2 } }
+return lg.policy{ route = $3 }
 EOF
 }
-policy "$TMP/pool.lua" "main"
-policy "$TMP/near.lua" "lg.prefix{
+policies() {        # SUFFIX SERVERS: the three policies, $TMP/NAME$SUFFIX.lua
+    policy "$TMP/pool$1.lua" "$2" "main"
+    policy "$TMP/near$1.lua" "$2" "lg.prefix{
     [\"hot:\"] = lg.nearcache{ to = main, ttl_ms = 500, max_items = 10000, max_bytes = \"64m\",
                                hot_qps = 200 },
     default = main,
 }"
-policy "$TMP/all.lua" "lg.nearcache{ to = main, ttl_ms = 500, max_items = 10000,
+    policy "$TMP/all$1.lua" "$2" "lg.nearcache{ to = main, ttl_ms = 500, max_items = 10000,
                                      max_bytes = \"64m\", hot_qps = 200 }"
+}
+policies "" "$SERVERS"
 
 # The server holding the hottest key (hot:0), as the policy places it.
 HOT_SERVER=$("$LUAGENT" --route "$TMP/pool.lua" "get hot:0" | sed -n 's/.*-> server 127.0.0.1:\([0-9]*\).*/\1/p')
 [ -n "$HOT_SERVER" ] || { echo "bench-hot: cannot place hot:0" >&2; exit 1; }
 OTHERS=$(echo "$PORTS" | tr ' ' '\n' | grep -v "^$HOT_SERVER\$" | tr '\n' ' ')
+
+# Capped: the same servers by name (so the same placement), hot:0's server
+# reached through capserver.
+RUNS="$POLICIES"
+if [ "$CAP" != 0 ]; then
+    "$CAPSERVER" -p "$CAP_PORT" -s "$CAP_STATS_PORT" -u "127.0.0.1:$HOT_SERVER" -r "$CAP" \
+        > "$TMP/capserver.log" 2>&1 &
+    track $!
+    wait_listen "$CAP_STATS_PORT" $! capserver || exit 1
+    wait_listen "$CAP_PORT" $! capserver || exit 1
+    policies "-cap" "$(echo "$SERVERS" | sed "s/port = $HOT_SERVER,/port = $CAP_PORT,/")"
+    RUNS="$POLICIES pool-cap near-cap all-cap"
+fi
 
 # PORT [PORT...]: "R H": get_hits + get_misses of the first memcached, and
 # the gets of prefix "hot" over all of them (stats detail, turned on here).
@@ -146,12 +178,29 @@ for l in buf.decode().splitlines():
 print(st.get("hits", 0), st.get("misses", 0))' "$1"
 }
 
+# "units throttled-ms requests" of capserver so far (0 0 0 without one).
+cap_counts() {
+    [ "$CAP" != 0 ] || { echo 0 0 0; return; }
+    "$PYTHON" -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 5)
+buf = b""
+while not buf.endswith(b"\n"):
+    d = s.recv(4096)
+    if not d:
+        break
+    buf += d
+st = dict(w.split("=") for w in buf.decode().split())
+print(st["units"], st["throttled_ms"], st["requests"])' "$CAP_STATS_PORT"
+}
+
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }     # PID: utime + stime
 machine() { awk '/^cpu / { print $2 + $3 + $4 + $5 + $6 + $7 + $8, $5 + $6 }' /proc/stat; }
 
 # run NAME POLICY THREADS ROUND: one run; appends to $TMP/NAME-tN.tsv: ops
 # requests hot-server-reads hot-key-reads luagent-ticks loadgen-cpu-s
-# machine-busy-% hits misses warm-up-hot-key-reads
+# machine-busy-% hits misses warm-up-hot-key-reads p99-us capserver-units
+# capserver-throttled-ms capserver-requests
 run() {
     "$LUAGENT" -D -l 127.0.0.1 -t "$3" -p "$LG_PORT" -c "$2" --server-stats-interval 0 \
         > "$TMP/$1.log" 2>&1 &
@@ -164,6 +213,7 @@ run() {
         > /dev/null || exit 1
     before=$(reads_of $HOT_SERVER $OTHERS)
     nc0=$(near_counts "$LG_PORT")
+    cap0=$(cap_counts)
     cpu0=$(cpu_ticks $lg)
     m0=$(machine)
     timer=""
@@ -174,6 +224,7 @@ run() {
     rc=$?
     m1=$(machine)
     cpu1=$(cpu_ticks $lg)
+    cap1=$(cap_counts)
     nc1=$(near_counts "$LG_PORT")
     after=$(reads_of $HOT_SERVER $OTHERS)
     [ $rc = 0 ] || { echo "bench-hot: loadgen failed: $line" >&2; exit 1; }
@@ -186,18 +237,19 @@ run() {
     fi
     lcpu=$(sed -n 's/^loadgen_cpu=//p' "$TMP/time.out" | tail -n 1)
     # 1 ops 2 requests 3-4 after 5-6 before 7 ticks 8 loadgen 9-10 m0 11-12 m1
-    # 13-14 nc0 15-16 nc1 17-18 warm0
+    # 13-14 nc0 15-16 nc1 17-18 warm0 19 p99 20-22 cap0 23-25 cap1
     echo "$(field ops "$line") $(field requests "$line") $after $before $((cpu1 - cpu0)) $lcpu" \
-         "$m0 $m1 $nc0 $nc1 $warm0" |
+         "$m0 $m1 $nc0 $nc1 $warm0 $(field p99_us "$line") $cap0 $cap1" |
         awk '{ split($8, l, "+"); all = $11 - $9; busy = all - ($12 - $10)
                print $1, $2, $3 - $5, $4 - $6, $7, l[1] + l[2], (all > 0 ? 100 * busy / all : 0),
-                     $15 - $13, $16 - $14, $6 - $18 }' >> "$TMP/$1-t$3.tsv"
+                     $15 - $13, $16 - $14, $6 - $18, $19, $23 - $20, $24 - $21, $25 - $22 }' \
+        >> "$TMP/$1-t$3.tsv"
 }
 
 r=1
 while [ $r -le "$ROUNDS" ]; do
     for t in $THREADS; do
-        for name in $POLICIES; do
+        for name in $RUNS; do
             run $name "$TMP/$name.lua" "$t" "$r"
         done
     done
@@ -209,31 +261,51 @@ median() {          # FILE COLUMN
 }
 
 echo "== hot keys: 90% of gets on 10 keys, Zipf over $((KEYS - 10)) others; $CONNS connections, loadgen -P $DEPTH -T $LG_THREADS; ${WARMUP} s warm-up, then ${SECONDS_RUN} s; medians of $ROUNDS rounds =="
-echo "   route for hot:; ops/s; luagent CPU us per request; loadgen CPU %; machine busy %; reads at hot:0's server (per 1,000 requests, in the run); hot-key reads at all servers (per 1,000, in the run); near-cache hits/misses; hot-key reads during the warm-up"
-for t in $THREADS; do
-    for name in $POLICIES; do
-        f="$TMP/$name-t$t.tsv"
-        # per-round derived columns: 11 us/request, 12 loadgen %, 13 reads/1000, 14 hot/1000
-        awk -v hz="$HZ" -v s="$SECONDS_RUN" '{ print $0, 1e6 * $5 / hz / $2, 100 * $6 / s,
-                                                 1000 * $3 / $2, 1000 * $4 / $2 }' "$f" > "$f.d"
-        printf '%-22s %9.0f ops/s %7.2f us/req  loadgen %3.0f%%  busy %3.0f%%  hot:0 server %6.1f/1000 (%7d)  hot keys %7.2f/1000 (%6d)  hits %d misses %d  warm-up %d\n' \
-            "-t $t $name" "$(median "$f.d" 1)" "$(median "$f.d" 11)" "$(median "$f.d" 12)" \
-            "$(median "$f.d" 7)" "$(median "$f.d" 13)" "$(median "$f.d" 3)" \
-            "$(median "$f.d" 14)" "$(median "$f.d" 4)" "$(median "$f.d" 8)" \
-            "$(median "$f.d" 9)" "$(median "$f.d" 10)"
+echo "   route for hot:; ops/s; p99 latency; luagent CPU us per request; loadgen CPU %; machine busy %; reads at hot:0's server (per 1,000 requests, in the run); hot-key reads at all servers (per 1,000, in the run); near-cache hits/misses; hot-key reads during the warm-up"
+
+# report SUFFIX: the medians of the runs NAME$SUFFIX, and their ratios to the
+# pool's within each round. With capserver: its reads let through a second
+# and the share of the run it held requests back.
+report() {
+    for t in $THREADS; do
+        for name in $POLICIES; do
+            f="$TMP/$name$1-t$t.tsv"
+            # per-round derived columns: 15 us/request, 16 loadgen %, 17 reads/1000,
+            # 18 hot/1000, 19 capserver reads/s, 20 capserver throttled %
+            awk -v hz="$HZ" -v s="$SECONDS_RUN" '{ print $0, 1e6 * $5 / hz / $2, 100 * $6 / s,
+                                                     1000 * $3 / $2, 1000 * $4 / $2, $12 / s,
+                                                     $13 / s / 10 }' "$f" > "$f.d"
+            printf '%-22s %9.0f ops/s  p99 %6.0f us %7.2f us/req  loadgen %3.0f%%  busy %3.0f%%  hot:0 server %6.1f/1000 (%7d)  hot keys %7.2f/1000 (%6d)  hits %d misses %d  warm-up %d\n' \
+                "-t $t $name$1" "$(median "$f.d" 1)" "$(median "$f.d" 11)" "$(median "$f.d" 15)" \
+                "$(median "$f.d" 16)" "$(median "$f.d" 7)" "$(median "$f.d" 17)" \
+                "$(median "$f.d" 3)" "$(median "$f.d" 18)" "$(median "$f.d" 4)" \
+                "$(median "$f.d" 8)" "$(median "$f.d" 9)" "$(median "$f.d" 10)"
+            [ -n "$1" ] && printf '%-22s capserver let %.0f reads/s through (cap %s), held requests back %.0f%% of the run\n' \
+                "" "$(median "$f.d" 19)" "$CAP" "$(median "$f.d" 20)"
+            printf '%-22s each round: ops/s, hot-key reads in the run%s:%s\n' "" \
+                "${1:+, capserver held back %}" \
+                "$(awk -v c="$1" '{ printf " %.0f %d", $1, $4; if (c != "") printf " %.0f%%", $20
+                                    printf ";" }' "$f.d")"
+        done
+        for name in $POLICIES; do
+            [ $name = pool ] && continue
+            paste -d ' ' "$TMP/pool$1-t$t.tsv.d" "$TMP/$name$1-t$t.tsv.d" | awk '{
+                n = 20; print $(n + 1) / $1, $15 / $(n + 15), ($(n + 17) > 0 ? $17 / $(n + 17) : 0),
+                              ($3 > 0 ? $(n + 3) / $3 : 0), ($(n + 18) > 0 ? $18 / $(n + 18) : 0),
+                              ($(n + 11) > 0 ? $11 / $(n + 11) : 0) }' \
+                > "$TMP/ratio"
+            printf -- '-t %s %s vs pool%s: ops/s %.2fx (target >= 2x); p99 %.2fx lower; requests per luagent CPU second %.2fx; reads at hot:0'"'"'s server per request: 1/%.1f (%.3f of them in the same seconds; target <= 0.100); hot-key reads per request: 1/%.0f\n' \
+                "$t" "$name$1" "$1" "$(median "$TMP/ratio" 1)" "$(median "$TMP/ratio" 6)" \
+                "$(median "$TMP/ratio" 2)" "$(median "$TMP/ratio" 3)" "$(median "$TMP/ratio" 4)" \
+                "$(median "$TMP/ratio" 5)"
+        done
     done
-    # Ratios to the pool within each round (side by side), then their median.
-    for name in $POLICIES; do
-        [ $name = pool ] && continue
-        paste -d ' ' "$TMP/pool-t$t.tsv.d" "$TMP/$name-t$t.tsv.d" | awk '{
-            n = 14; print $(n + 1) / $1, $11 / $(n + 11), ($(n + 13) > 0 ? $13 / $(n + 13) : 0),
-                          ($3 > 0 ? $(n + 3) / $3 : 0), ($(n + 14) > 0 ? $14 / $(n + 14) : 0) }' \
-            > "$TMP/ratio"
-        printf -- '-t %s %s vs pool: ops/s %.2fx (target >= 2x); requests per luagent CPU second %.2fx; reads at hot:0'"'"'s server per request: 1/%.1f (%.3f of them in the same seconds; target <= 0.100); hot-key reads per request: 1/%.0f\n' \
-            "$t" "$name" "$(median "$TMP/ratio" 1)" "$(median "$TMP/ratio" 2)" \
-            "$(median "$TMP/ratio" 3)" "$(median "$TMP/ratio" 4)" "$(median "$TMP/ratio" 5)"
-    done
-done
+}
+report ""
+if [ "$CAP" != 0 ]; then
+    echo "== the same, hot:0's server behind capserver: at most $CAP reads a second reach it (BENCH_HOT_CAP) =="
+    report "-cap"
+fi
 
 # ---- steady-state instructions per request under callgrind ----
 

@@ -100,7 +100,7 @@ static void client_tls_on_read(evutil_socket_t fd, short what, void *arg);
 static void client_tls_on_write(evutil_socket_t fd, short what, void *arg);
 static void client_tls_on_timeout(void *arg);
 static bool client_write(struct client *c);
-static void client_mark(struct client *c);
+static inline void client_mark(struct client *c);
 static void client_stalled(struct creq_owner *o);
 
 static int tls_handshake_timeout_ms = DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS;
@@ -222,24 +222,31 @@ client_accept(struct client_ctx *cx, int fd, bool is_unix, struct tls_conn *tls,
  * marked again during the flush, after its first entry was handled, may
  * need the list to grow.
  */
-static void
+static bool __attribute__((noinline))
+client_mark_grow(struct client_ctx *cx)
+{
+    int cap = cx->cap_dirty * 2;
+    struct client **grown = realloc(cx->dirty, sizeof(*grown) * (size_t)cap);
+
+    if (grown == NULL) {
+        log_ratelimited(LOG_ERROR, cx, "client: out of memory for the flush list");
+        return false;
+    }
+    cx->dirty = grown;
+    cx->cap_dirty = cap;
+    return true;
+}
+
+/* Inline: once per reply, where the common case is a test and two stores. */
+static inline void
 client_mark(struct client *c)
 {
     struct client_ctx *cx = c->cx;
 
     if (c->dirty)
         return;
-    if (cx->ndirty == cx->cap_dirty) {
-        int cap = cx->cap_dirty * 2;
-        struct client **grown = realloc(cx->dirty, sizeof(*grown) * (size_t)cap);
-
-        if (grown == NULL) {
-            log_ratelimited(LOG_ERROR, cx, "client: out of memory for the flush list");
-            return;
-        }
-        cx->dirty = grown;
-        cx->cap_dirty = cap;
-    }
+    if (__builtin_expect(cx->ndirty == cx->cap_dirty, 0) && !client_mark_grow(cx))
+        return;
     cx->dirty[cx->ndirty++] = c;
     c->dirty = true;
 }
@@ -447,8 +454,9 @@ creq_hold(struct request_cache *rq, struct creq *r, struct slot *s)
     return true;
 }
 
-/* A slot has its result: once the head request is complete, its client is flushed. */
-static void
+/* A slot has its result: once the head request is complete, its client is
+ * flushed. Inline into client_slot_done: once per key. */
+static inline __attribute__((always_inline)) void
 creq_slot_set(struct request_cache *rq, struct creq *r, uint32_t slot, struct result *res)
 {
     struct slot *s = &r->slots[slot];
@@ -533,7 +541,7 @@ client_route(struct client *c, struct creq *r)
     struct client_ctx *cx = c->cx;
     const struct request *rq = &r->req;
     const char *base = r->buf->data;
-    uint32_t i = 0, pos = rq->keys.off;
+    uint32_t i, pos;
     struct span k;
 
     if (creq_slots(r, rq->nkeys) < 0) {
@@ -541,14 +549,15 @@ client_route(struct client *c, struct creq *r)
         r->local = "SERVER_ERROR out of memory";
         return;
     }
-    if (proto_cmd_is_retrieval(rq->cmd)) {
-        while (proto_next_key(base, rq, &pos, &k)) {
+    /* The parser found the first key already (the only one, but for a
+     * multi-get): only the keys after it are looked for. */
+    creq_key_slot(r);
+    if (rq->nkeys > 1) {
+        pos = rq->key.off + rq->key.len;
+        for (i = 1; i < r->nslots && proto_next_key(base, rq, &pos, &k); i++) {
             r->slots[i].key = base + k.off;
             r->slots[i].klen = k.len;
-            i++;
         }
-    } else {
-        creq_key_slot(r);
     }
     for (i = 0; i < r->nslots; i++) {
         struct call *call = call_new(&cx->rt.rq, r, r->wcfg->root, i,
@@ -834,6 +843,7 @@ client_parse(struct client *c)
         struct request rq;
         struct proto_error err;
         enum proto_status st;
+        uint64_t out;
 
         if (c->swallow > 0) {
             uint32_t n = c->swallow < buf_avail(in) ? c->swallow : buf_avail(in);
@@ -842,15 +852,15 @@ client_parse(struct client *c)
             c->swallow -= n;
             continue;
         }
-        if (c->npending >= MAX_PENDING
-            || bufq_bytes(&c->out) >= OUT_PAUSE) {
+        out = bufq_bytes(&c->out);
+        if (c->npending >= MAX_PENDING || out >= OUT_PAUSE) {
             /* The client is not reading its replies fast enough: read no more
              * until they are out. */
             event_del(c->rev);
             c->read_paused = true;
             return;
         }
-        if (client_bytes(c) >= client_limit(c->cx)) {
+        if (c->own.held + out >= client_limit(c->cx)) {     /* client_bytes */
             /* Its requests hold too much (data on its way to a slow server,
              * replies waiting for an earlier one): read no more until some
              * are answered. Backpressure, as a server that reads no more. */
@@ -1237,9 +1247,9 @@ client_collect(struct client *c)
  * request waits for is asked again once the request is within the bound.
  */
 static void
-client_wrote(struct client *c)
+client_wrote(struct client *c, uint64_t unsent)
 {
-    c->own.unsent = bufq_bytes(&c->out);
+    c->own.unsent = unsent;     /* bufq_bytes(&c->out) */
     if (c->own.waiting != NULL && c->own.unsent <= client_limit(c->cx) / 2)
         creq_owner_resume(&c->own);
     if (__builtin_expect(c->refetch_wait, 0) && c->head != NULL
@@ -1273,7 +1283,9 @@ client_send(struct client *c)
 static bool
 client_write(struct client *c)
 {
-    while (bufq_bytes(&c->out) > 0) {
+    uint64_t left = bufq_bytes(&c->out);    /* counted down, not asked again */
+
+    while (left > 0) {
         ssize_t n = client_send(c);
 
         if (n < 0) {
@@ -1286,7 +1298,7 @@ client_write(struct client *c)
                 } else {
                     event_add(c->wev, NULL);
                 }
-                client_wrote(c);
+                client_wrote(c, left);
                 return true;
             }
             if (c->tls != NULL && errno == EPROTO)
@@ -1295,9 +1307,10 @@ client_write(struct client *c)
             return false;
         }
         bufq_consume(&c->out, (uint64_t)n);
+        left -= (uint64_t)n;
         STAT_ADD(c->cx->rt.rq.stats.bytes_written, (uint64_t)n);
     }
-    client_wrote(c);
+    client_wrote(c, 0);
     if (c->close_when_written || (c->close_when_idle && c->head == NULL)) {
         client_close(c);
         return false;
@@ -1329,7 +1342,7 @@ client_flush(struct client_ctx *cx, struct client *c)
     client_collect(c);
     if (c->closed)
         return;             /* out of memory; freed by the next flush */
-    if (bufq_bytes(&c->out) > 2 * client_limit(cx)) {
+    if (c->own.unsent > 2 * client_limit(cx)) {     /* collect set it: bufq_bytes */
         /* Replies are admitted within client_max_memory; this many unread
          * bytes means a client that does not read at all. */
         STAT_INC(cx->rt.rq.stats.memory_closes);

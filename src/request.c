@@ -20,27 +20,13 @@
 /* ---- calls ---- */
 
 struct call *
-call_new(struct request_cache *rq, struct creq *creq, const struct route *node,
-         uint32_t slot, call_done_fn *done)
+call_new_alloc(struct request_cache *rq, struct creq *creq, const struct route *node,
+               uint32_t slot, call_done_fn *done)
 {
-    struct call *c = rq->free_calls;
+    struct call *c = malloc(sizeof(*c));
 
-    if (c != NULL) {
-        rq->free_calls = c->next;
-        if (--rq->nfree_calls < rq->low_free_calls)
-            rq->low_free_calls = rq->nfree_calls;
-    } else if ((c = malloc(sizeof(*c))) == NULL) {
-        return NULL;
-    }
-    memset(c, 0, sizeof(*c));
-    c->creq = creq;
-    c->done = done;
-    c->node = node;
-    c->slot = slot;
-    c->key = creq->slots[slot].key;
-    c->klen = creq->slots[slot].klen;
-    c->refs = 1;
-    creq->refs++;
+    if (c != NULL)
+        call_init(c, creq, node, slot, done);
     return c;
 }
 
@@ -96,29 +82,17 @@ call_trim_free(struct request_cache *rq)
 
 /* ---- client requests ---- */
 
-/* A cleared request from the free list; its multi-key slot storage stays. */
+/* creq_alloc when the free list is empty: a new one from malloc. */
 struct creq *
-creq_alloc(struct request_cache *rq)
+creq_alloc_new(struct request_cache *rq)
 {
-    struct creq *r = rq->free_creqs;
-    struct slot *spare = NULL;
-    uint32_t spare_cap = 0;
+    struct creq *r = malloc(sizeof(*r));
 
-    if (r != NULL) {
-        rq->free_creqs = r->next;
-        if (--rq->nfree_creqs < rq->low_free_creqs)
-            rq->low_free_creqs = rq->nfree_creqs;
-        spare = r->spare;
-        spare_cap = r->spare_cap;
-    } else if ((r = malloc(sizeof(*r))) == NULL) {
+    if (r == NULL)
         return NULL;
-    }
-    memset(r, 0, offsetof(struct creq, log_start_ns));
-    r->log_start_ns = 0;
-    r->data = NULL;
-    r->spare = spare;
-    r->spare_cap = spare_cap;
-    r->refs = 1;
+    r->spare = NULL;
+    r->spare_cap = 0;
+    creq_init(r);
     return r;
 }
 
@@ -131,12 +105,10 @@ creq_bind(struct creq *r, struct wconfig *wc)
 }
 
 void
-creq_release(struct request_cache *rq, struct creq *r)
+creq_free(struct request_cache *rq, struct creq *r)
 {
     uint32_t i;
 
-    if (--r->refs > 0)
-        return;
     for (i = 0; i < r->nslots; i++)
         buf_put(&rq->bufs, r->slots[i].res.data);
     if (r->slots != &r->one && r->slots != r->spare)
@@ -171,13 +143,9 @@ creq_trim_free(struct request_cache *rq)
 }
 
 int
-creq_slots(struct creq *r, uint32_t n)
+creq_slots_many(struct creq *r, uint32_t n)
 {
     r->nslots = n;
-    if (n <= 1) {       /* 0: flush_all through a policy with no server */
-        r->slots = &r->one;
-        return 0;
-    }
     if (n > r->spare_cap && n <= SLOTS_KEPT_MAX) {
         struct slot *grown = realloc(r->spare, n * sizeof(*grown));
 
@@ -196,27 +164,21 @@ creq_slots(struct creq *r, uint32_t n)
 }
 
 /*
- * The key a single-key request is routed by. A meta key sent in base64 ("b")
- * is routed by its decoded bytes, so it lands where the same key sent in
+ * The key a single-key request is routed by, when the client sent it in
+ * base64 ("b"): its decoded bytes, so it lands where the same key sent in
  * plain text does, and hashing, prefixes and hooks see the real key. The
  * decoded key is kept after the request bytes in the creq's own buffer.
  */
 void
-creq_key_slot(struct creq *r)
+creq_key_slot_decoded(struct creq *r)
 {
     struct slot *s = &r->slots[0];
+    char key[KEY_MAX];
+    uint32_t off = r->buf->len, n = proto_meta_key(r->buf->data, &r->req, key);
 
-    if (r->req.meta && r->req.base64) {
-        char key[KEY_MAX];
-        uint32_t off = r->buf->len, n = proto_meta_key(r->buf->data, &r->req, key);
-
-        buf_append(r->buf, key, n);
-        s->key = r->buf->data + off;
-        s->klen = n;
-        return;
-    }
-    s->key = r->buf->data + r->req.key.off;
-    s->klen = r->req.key.len;
+    buf_append(r->buf, key, n);
+    s->key = r->buf->data + off;
+    s->klen = n;
 }
 
 /*

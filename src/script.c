@@ -6,9 +6,10 @@
  * lua/luagent.lua is preloaded as "luagent", lg.args carries the command
  * line, and the script must return lg.policy{...}. The tree of route tables
  * it returns is compiled into C route nodes: a table reached twice is one
- * node, a table reached while it is being compiled is a cycle. Each route
- * table is tagged with its node id (_id), so a hook's return value maps to a
- * node by one field read. Then the policy's self-tests run in the same VM.
+ * node, a table reached while it is being compiled is a cycle. Each VM keeps
+ * a C map from its route tables' addresses to node ids (the tables anchored
+ * in its registry), so a hook's return value maps to a node without a Lua
+ * field read. Then the policy's self-tests run in the same VM.
  *
  * Request time: only lg.hook nodes call Lua, each worker in its own VM (the
  * load VM serves worker 0; the others run the script again and must compile
@@ -57,10 +58,21 @@ struct script_vm {
     long                 instr_left;    /* instruction budget while loading */
     char                 last_where[128]; /* "file:line" last seen by the count hook */
     int                 *hook_refs;     /* hook index -> registry ref of fn */
-    int                  req_ref;       /* the reused request userdata */
+    int                  nhooks;
+    struct table_slot   *tables;        /* route table address -> node id */
+    unsigned             tables_shift;  /* 32 - log2(slots) */
+    int                  tables_ref;    /* anchors the tables the map names */
+    lua_State           *caller;        /* hooks run here: its stack holds the */
+    int                  caller_ref;    /* request, then each hook's fn, in order */
     struct hook_request *req;
     char                 newkey[KEY_MAX + 2];
     char                 hook_error[ERR_LEN]; /* the last hook call's error */
+};
+
+/* An open-addressing slot of a VM's route table map; free when table is NULL. */
+struct table_slot {
+    const void *table;
+    int         id;
 };
 
 struct script_state {
@@ -189,7 +201,8 @@ vm_open(struct script_vm *vm, bool for_load)
     memset(vm, 0, sizeof(*vm));
     vm->mem_limit = for_load ? SCRIPT_MEM_LIMIT : 0;
     vm->instr_left = SCRIPT_INSTR_LIMIT;
-    vm->req_ref = LUA_NOREF;
+    vm->caller_ref = LUA_NOREF;
+    vm->tables_ref = LUA_NOREF;
     vm->L = lua_newstate(capped_alloc, vm);
     if (vm->L == NULL) {
         /* Builds whose allocator cannot be replaced: no memory cap then. */
@@ -212,8 +225,10 @@ vm_close(struct script_vm *vm)
     if (vm->L != NULL)
         lua_close(vm->L);
     free(vm->hook_refs);
+    free(vm->tables);
     vm->L = NULL;
     vm->hook_refs = NULL;
+    vm->tables = NULL;
 }
 
 /* The request VM: JIT on, no instruction cap (hooks must be bounded). */
@@ -1086,8 +1101,6 @@ compile_route(struct compiler *cc, int idx)
         config_route_free(r);
         return fail(cc, idx, "out of memory");
     }
-    lua_pushinteger(L, r->id);
-    lua_setfield(L, idx, "_id");
     if (row->compile(cc, idx, r) == NULL)
         return NULL;
 
@@ -1155,6 +1168,68 @@ compile_settings(struct compiler *cc, int policy)
     return cc->failed ? -1 : 0;
 }
 
+/* Fibonacci hashing of an address: the multiply mixes all bits into the top ones. */
+static unsigned
+table_slot_of(const struct script_vm *vm, const void *table)
+{
+    return (unsigned)(((uint64_t)(uintptr_t)table * 0x9E3779B97F4A7C15ull) >> 32)
+           >> vm->tables_shift;
+}
+
+/* The node id of a route table of this VM's tree, or -1. */
+static int
+vm_route_id(const struct script_vm *vm, const void *table)
+{
+    unsigned mask = (1u << (32 - vm->tables_shift)) - 1, i;
+
+    if (vm->tables == NULL)
+        return -1;
+    for (i = table_slot_of(vm, table); vm->tables[i].table != NULL; i = (i + 1) & mask)
+        if (vm->tables[i].table == table)
+            return vm->tables[i].id;
+    return -1;
+}
+
+/*
+ * Map the compiled tables (the memo at stack index memo: table -> node) to
+ * node ids, at most half full, and keep the memo in the registry: an
+ * anchored table keeps its address, and no other object can take it.
+ */
+static int
+vm_map_tables(struct script_vm *vm, int memo)
+{
+    lua_State *L = vm->L;
+    unsigned n = 0, bits = 1, mask, i;
+
+    lua_pushnil(L);
+    while (lua_next(L, memo)) {
+        n++;
+        lua_pop(L, 1);
+    }
+    while ((1u << bits) < 2 * n)
+        bits++;
+    free(vm->tables);
+    vm->tables = calloc((size_t)1 << bits, sizeof(*vm->tables));
+    if (vm->tables == NULL)
+        return -1;
+    vm->tables_shift = 32 - bits;
+    mask = (1u << bits) - 1;
+    lua_pushnil(L);
+    while (lua_next(L, memo)) {
+        const struct route *r = lua_touserdata(L, -1);
+
+        for (i = table_slot_of(vm, lua_topointer(L, -2)); vm->tables[i].table != NULL;
+             i = (i + 1) & mask)
+            ;
+        vm->tables[i] = (struct table_slot){ .table = lua_topointer(L, -2), .id = r->id };
+        lua_pop(L, 1);
+    }
+    luaL_unref(L, LUA_REGISTRYINDEX, vm->tables_ref);
+    lua_pushvalue(L, memo);
+    vm->tables_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
 static int
 compile_policy(struct script_vm *vm, struct config *cfg, const char *source,
                char *err, size_t errlen)
@@ -1173,6 +1248,8 @@ compile_policy(struct script_vm *vm, struct config *cfg, const char *source,
     lua_pop(vm->L, 1);
     if (!cc.failed)
         compile_settings(&cc, policy);
+    if (!cc.failed && vm_map_tables(vm, cc.memo) < 0)
+        fail(&cc, 0, "out of memory");
     lua_pop(vm->L, 1);      /* memo */
     return cc.failed ? -1 : 0;
 }
@@ -1220,22 +1297,20 @@ l_req_prefix(lua_State *L)
 }
 
 /*
- * req.<field>: methods come from the metatable's method table (an upvalue,
- * so no function object is made per access); the rest is read from the
- * current request.
+ * req.<field> for what the method table lacks: the method table's own
+ * __index, so a method (req:prefix) is found by a table lookup inside the
+ * VM, without a call into C. Lua passes the method table, not the request:
+ * the request comes from the upvalue.
  */
 static int
-l_req_index(lua_State *L)
+l_req_field(lua_State *L)
 {
-    struct hook_request *r = lua_touserdata(L, 1);
+    struct hook_request *r = lua_touserdata(L, lua_upvalueindex(1));
     size_t n;
-    const char *name = luaL_checklstring(L, 2, &n);
+    const char *name = lua_tolstring(L, 2, &n);
 
-    lua_pushvalue(L, 2);
-    lua_rawget(L, lua_upvalueindex(1));
-    if (!lua_isnil(L, -1))
-        return 1;
-    lua_pop(L, 1);
+    if (name == NULL)
+        n = 0;                                  /* req[true]: nil, as other members */
     switch (n) {
     case 2:
         if (memcmp(name, "op", 2) == 0) {
@@ -1283,7 +1358,8 @@ l_req_index(lua_State *L)
     return 1;
 }
 
-static int
+/* The request object, on top of L's stack. */
+static void
 vm_make_request(struct script_vm *vm)
 {
     lua_State *L = vm->L;
@@ -1298,10 +1374,39 @@ vm_make_request(struct script_vm *vm)
     lua_pushlightuserdata(L, vm->req);
     lua_pushcclosure(L, l_req_prefix, 1);
     lua_setfield(L, -2, "prefix");
-    lua_pushcclosure(L, l_req_index, 1);
+    lua_newtable(L);                            /* the methods' metatable: the fields */
+    lua_pushlightuserdata(L, vm->req);
+    lua_pushcclosure(L, l_req_field, 1);
     lua_setfield(L, -2, "__index");
     lua_setmetatable(L, -2);
-    vm->req_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2);
+}
+
+/*
+ * The thread hooks are called on, its stack prepared: slot 1 the request,
+ * slot 2 + i the fn of hook i. A call pushes two stack slots (cheaper than
+ * two registry reads) and leaves the stack as it found it.
+ */
+static int
+vm_make_caller(struct script_vm *vm, int nhooks, char *err, size_t errlen)
+{
+    lua_State *L = vm->L;
+    int i;
+
+    vm->caller = lua_newthread(L);
+    vm->caller_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    vm->nhooks = nhooks;
+    if (!lua_checkstack(vm->caller, nhooks + 1)) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    vm_make_request(vm);
+    lua_xmove(L, vm->caller, 1);
+    for (i = 0; i < nhooks; i++) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, vm->hook_refs[i]);
+        lua_xmove(L, vm->caller, 1);
+    }
     return 0;
 }
 
@@ -1335,54 +1440,60 @@ has_position(const char *msg)
     return *colon == ':';
 }
 
+/* Where fn is defined, for errors that carry no position of their own. */
+static void
+hook_where(struct script_vm *vm, const struct route *hook, char *err, size_t errlen,
+           const char *msg)
+{
+    lua_State *T = vm->caller;
+    lua_Debug ar;
+
+    lua_pushvalue(T, 2 + hook->hook_index);
+    lua_getinfo(T, ">S", &ar);
+    snprintf(err, errlen, "%s:%d: %s", ar.short_src, ar.linedefined, msg);
+}
+
+/*
+ * Call fn on the caller thread. It is called for any number of results: the
+ * usual one (a route) then needs no type test of a second.
+ */
 static int
 vm_call_hook(struct script_vm *vm, const struct config *cfg, const struct route *hook,
              const struct hook_request *req, const struct route **route,
              const char **newkey, uint32_t *newklen, char *err, size_t errlen)
 {
-    lua_State *L = vm->L;
-    int id, rc = -1, top = lua_gettop(L);   /* callers may keep things below */
+    lua_State *T = vm->caller;
+    const int base = 1 + vm->nhooks;        /* the request and the fns stay below */
+    int id, nres;
 
     *vm->req = *req;
     vm->req->reads = 0;
     *newkey = NULL;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->hook_refs[hook->hook_index]);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->req_ref);
-    if (lua_pcall(L, 1, 2, 0) != 0) {
-        const char *msg = lua_tostring(L, -1);
+    lua_pushvalue(T, 2 + hook->hook_index);
+    lua_pushvalue(T, 1);
+    if (lua_pcall(T, 1, LUA_MULTRET, 0) != 0) {
+        const char *msg = lua_tostring(T, -1);
 
-        if (msg != NULL && has_position(msg)) {
+        if (msg != NULL && has_position(msg))
             snprintf(err, errlen, "%s", msg);
-        } else {
-            /* A tail call leaves no caller line: name the hook function. */
-            lua_Debug ar;
-
-            lua_rawgeti(L, LUA_REGISTRYINDEX, vm->hook_refs[hook->hook_index]);
-            lua_getinfo(L, ">S", &ar);
-            snprintf(err, errlen, "%s:%d: %s", ar.short_src, ar.linedefined,
-                     msg ? msg : "error");
-        }
-        lua_settop(L, top);
+        else    /* a tail call leaves no caller line: name the hook function */
+            hook_where(vm, hook, err, errlen, msg ? msg : "error");
+        lua_settop(T, base);
         return -1;
     }
-    if (lua_istable(L, -2)) {
-        lua_getfield(L, -2, "_id");
-        id = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -1;
-        lua_pop(L, 1);
-        if (id >= 0 && id < cfg->nnodes) {
-            *route = cfg->nodes[id];
-            rc = 0;
-        }
+    nres = lua_gettop(T) - base;
+    /* No object but an anchored route table has a route table's address:
+     * no type test needed (nil and numbers give NULL). */
+    id = nres > 0 ? vm_route_id(vm, lua_topointer(T, base + 1)) : -1;
+    if (id < 0 || id >= cfg->nnodes) {
+        hook_where(vm, hook, err, errlen, "hook returned no route");
+        lua_settop(T, base);
+        return -1;
     }
-    if (rc < 0) {
-        lua_Debug ar;
-
-        lua_rawgeti(L, LUA_REGISTRYINDEX, vm->hook_refs[hook->hook_index]);
-        lua_getinfo(L, ">S", &ar);
-        snprintf(err, errlen, "%s:%d: hook returned no route", ar.short_src, ar.linedefined);
-    } else if (lua_type(L, -1) == LUA_TSTRING) {
+    *route = cfg->nodes[id];
+    if (nres > 1 && lua_type(T, base + 2) == LUA_TSTRING) {
         size_t n;
-        const char *k = lua_tolstring(L, -1, &n);
+        const char *k = lua_tolstring(T, base + 2, &n);
 
         /* Copied: the string may be collected once popped. */
         *newklen = (uint32_t)(n > KEY_MAX + 1 ? KEY_MAX + 1 : n);
@@ -1391,8 +1502,8 @@ vm_call_hook(struct script_vm *vm, const struct config *cfg, const struct route 
         if (n > KEY_MAX)
             *newklen = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
     }
-    lua_settop(L, top);
-    return rc;
+    lua_settop(T, base);
+    return 0;
 }
 
 static int
@@ -1628,7 +1739,8 @@ worker_vm(struct script_vm *vm, const char *path, const struct settings *s,
     }
     config_free(twin);
     if (rc == 0) {
-        vm_make_request(vm);
+        if (vm_make_caller(vm, cfg->nhooks, err, errlen) < 0)
+            return -1;
         vm_enter_request_phase(vm);
         vm_serve(vm);
         lua_settop(vm->L, 0);
@@ -1727,7 +1839,7 @@ script_load(const char *path, const struct settings *s, int nworkers,
     }
     if (vm_run_policy(vm, path, s, err, errlen) < 0
         || compile_policy(vm, cfg, source, err, errlen) < 0
-        || vm_make_request(vm) < 0)
+        || vm_make_caller(vm, cfg->nhooks, err, errlen) < 0)
         goto fail;
     vm_enter_request_phase(vm);
     if (run_tests(vm, cfg, source, err, errlen) < 0

@@ -158,6 +158,8 @@ FAILURES = [
     ("boom:", "boom", "kaboom"),
     ("none:", "fn", "hook returned no route"),
     ("str:", "fn", "hook returned no route"),
+    ("lone:", "fn", "hook returned no route"),
+    ("forged:", "fn", "hook returned no route"),
     ("mk:", "mk", "lg.error: constructors may only run at load time"),
     # a tail call leaves Lua no caller line: the hook's own line will do
     ("mktail:", None, "lg.error: constructors may only run at load time"),

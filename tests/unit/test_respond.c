@@ -16,6 +16,7 @@
 #include "binproto.h"
 #include "buf.h"
 #include "counters.h"
+#include "luagent.h"
 #include "proto.h"
 #include "request.h"
 #include "unit.h"
@@ -140,6 +141,35 @@ test_get_hit_and_miss(void)
     CHECK_U64(st.get_hits, 0);
     CHECK_U64(st.get_misses, 1);
     done_with(&r);
+}
+
+/*
+ * A VALUE line carries the client's key whole at every length: short keys
+ * are copied by a path of their own (4..7 and 8..16 bytes).
+ */
+static void
+test_value_key_lengths(void)
+{
+    char line[KEY_MAX + 16], want[KEY_MAX + 32];
+    uint32_t n;
+
+    for (n = 1; n <= KEY_MAX; n++) {
+        struct creq r;
+        int len;
+
+        memset(line, 0, sizeof(line));
+        memcpy(line, "get ", 4);
+        for (uint32_t i = 0; i < n; i++)
+            line[4 + i] = (char)('a' + (i * 7 + n) % 26);
+        memcpy(line + 4 + n, "\r\n", 2);
+        reset();
+        request_from(&r, line, 1);
+        set_result(&r, 0, REPLY_VALUE, LIT(" 0 1\r\nv\r\n"));
+        text_reply(&r);
+        len = snprintf(want, sizeof(want), "VALUE %.*s 0 1\r\nv\r\nEND\r\n", (int)n, line + 4);
+        CHECK_MEM(out->data, out->len, want, (size_t)len);
+        done_with(&r);
+    }
 }
 
 /*
@@ -555,6 +585,7 @@ main(void)
 {
     out = buf_get(&cache);
     test_get_hit_and_miss();
+    test_value_key_lengths();
     test_multiget();
     test_multiget_streamed();
     test_large_value_shared();
