@@ -8,12 +8,14 @@
  *   get      "get bench:K\r\n"                          proto_parse
  *   set      "set bench:K F 0 100\r\n" + 100-byte block  proto_parse
  *   value    "VALUE bench:K F 100\r\n" + block           reply_parse
+ *   known    the same, its key given as the one expected  reply_parse_expect
  *   end      "END\r\n"                                   reply_parse
  *   stored   "STORED\r\n"                                reply_parse
  *
  * with K cycling over 0..9999 and F a 10-digit flags value, as bench/loadgen.c
  * writes them. Run it under callgrind with --toggle-collect=proto_parse (or
- * reply_parse): the Ir collected divided by N is the parser's cost per call,
+ * reply_parse, reply_parse_expect): the Ir collected divided by N is the
+ * parser's cost per call,
  * memchr and every other callee included. Each call's result is checked, so
  * a parser that stops accepting the traffic fails here rather than looking
  * fast. Exit status 1 on a wrong result, 2 on usage.
@@ -50,7 +52,7 @@ make_inputs(const char *kind)
             n = snprintf(p, INPUT_MAX, "get bench:%d\r\n", k);
         else if (strcmp(kind, "set") == 0)
             n = snprintf(p, INPUT_MAX, "set bench:%d %u 0 %d\r\n", k, flags, VALUE_LEN);
-        else if (strcmp(kind, "value") == 0)
+        else if (strcmp(kind, "value") == 0 || strcmp(kind, "known") == 0)
             n = snprintf(p, INPUT_MAX, "VALUE bench:%d %u %d\r\n", k, flags, VALUE_LEN);
         else if (strcmp(kind, "end") == 0)
             n = snprintf(p, INPUT_MAX, "END\r\n");
@@ -58,7 +60,8 @@ make_inputs(const char *kind)
             n = snprintf(p, INPUT_MAX, "STORED\r\n");
         else
             return;
-        if (strcmp(kind, "set") == 0 || strcmp(kind, "value") == 0) {
+        if (strcmp(kind, "set") == 0 || strcmp(kind, "value") == 0
+            || strcmp(kind, "known") == 0) {
             memcpy(p + n, block, sizeof(block));
             n += (int)sizeof(block);
         }
@@ -84,19 +87,31 @@ run_requests(const char *kind, long count)
     return 0;
 }
 
+/* "known": the key as a backend connection knows it, out of the line */
+static char   key_of[KEYS][16];
+static uint32_t key_len[KEYS];
+
 static int
 run_replies(const char *kind, long count)
 {
-    enum reply_kind want = strcmp(kind, "value") == 0 ? REPLY_VALUE
+    bool known = strcmp(kind, "known") == 0;
+    enum reply_kind want = strcmp(kind, "value") == 0 || known ? REPLY_VALUE
                          : strcmp(kind, "end") == 0 ? REPLY_END : REPLY_STORED;
     long i;
+    int k;
 
+    for (k = 0; k < KEYS; k++)
+        key_len[k] = (uint32_t)snprintf(key_of[k], sizeof(key_of[k]), "bench:%d", k);
     for (i = 0; i < count; i++) {
         struct reply r;
-        int k = (int)(i % KEYS);
+        enum reply_status st;
 
-        if (reply_parse(inputs[k], lens[k], UINT32_MAX - 2, &r) != REPLY_OK_UNIT
-            || r.kind != want || r.len != lens[k])
+        k = (int)(i % KEYS);
+        st = known ? reply_parse_expect(inputs[k], lens[k], UINT32_MAX - 2, key_of[k],
+                                        key_len[k], &r)
+                   : reply_parse(inputs[k], lens[k], UINT32_MAX - 2, &r);
+        if (st != REPLY_OK_UNIT || r.kind != want || r.len != lens[k]
+            || r.key_expected != known)
             return 1;
     }
     return 0;
@@ -110,7 +125,7 @@ main(int argc, char **argv)
     int bad;
 
     if (argc != 3 || (count = atol(argv[2])) < 0) {
-        fprintf(stderr, "usage: parsecost get|set|value|end|stored N\n");
+        fprintf(stderr, "usage: parsecost get|set|value|known|end|stored N\n");
         return 2;
     }
     kind = argv[1];

@@ -130,6 +130,14 @@ const char *proto_meta_name(enum cmd cmd);
 
 /* Command name ("get", "set", ...) and its operation class. */
 const char *proto_cmd_name(enum cmd cmd);
+
+/*
+ * A known command's name (cmd below CMD_COUNT) sits zero-padded in
+ * PROTO_NAME_ROOM readable bytes, so a writer may copy that many at once and
+ * keep proto_cmd_name_len() of them: one fixed-size copy, no length scan.
+ */
+#define PROTO_NAME_ROOM 16
+uint32_t proto_cmd_name_len(enum cmd cmd);
 enum op proto_cmd_op(enum cmd cmd);
 const char *proto_op_name(enum op op);
 

@@ -11,6 +11,7 @@
 #ifndef REPLY_H
 #define REPLY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,6 +53,8 @@ struct reply {
     uint32_t rest_off;  /* " <flags> <bytes> [<cas>]\r\n" + data + "\r\n": */
                         /* from just after the key to the end of the unit */
     uint32_t data_len;  /* <bytes> (VALUE and VA) */
+    bool     key_expected; /* VALUE: its key is the one given to
+                            * reply_parse_expect (else false) */
 };
 
 /* Is this one of the meta protocol's replies? */
@@ -68,6 +71,16 @@ enum reply_status {
 /* Parse one unit at the start of buf[0..len). */
 enum reply_status reply_parse(const char *buf, size_t len, uint32_t max_value,
                               struct reply *r);
+
+/*
+ * reply_parse, for a reader that knows which key the next VALUE should
+ * carry: key[0..klen), 1..KEY_MAX bytes that key_byte_ok() accepts (as every
+ * key of a classic get sent to a server). A VALUE line with that key has it
+ * compared instead of scanned, and says so in r->key_expected; every result
+ * is the one reply_parse gives.
+ */
+enum reply_status reply_parse_expect(const char *buf, size_t len, uint32_t max_value,
+                                     const char *key, uint32_t klen, struct reply *r);
 
 /* Name of a kind, for logs and stats. */
 const char *reply_kind_name(enum reply_kind kind);

@@ -675,12 +675,70 @@ backend_format_meta(struct backend *be, const struct call *c, struct buf *out)
         backend_put_const(be, "mn\r\n", 4);
 }
 
+/*
+ * The command's name and a space, with one fixed-size copy of its padded
+ * name (proto.h): backend_reserve left more room than that beyond the
+ * request's own bytes.
+ */
+static void
+backend_put_name(struct buf *out, enum cmd cmd)
+{
+    uint32_t n = proto_cmd_name_len(cmd);
+
+    memcpy(out->data + out->len, proto_cmd_name(cmd), PROTO_NAME_ROOM);
+    out->data[out->len + n] = ' ';
+    out->len += n + 1;
+}
+
+/*
+ * A classic request that can go out as the client wrote it: the call's key
+ * is the client's own (no rewrite), no exptime rule applies, and the line
+ * has the plain shape backend_format writes, "<name> <key>[ <args>]\r\n"
+ * (so no "noreply": luagent reads every reply). A classic request's buffer
+ * starts with its line as proto_parse read it, so a key right after the
+ * name and one space means the name is at the start.
+ */
+static bool
+backend_line_as_is(const struct call *c)
+{
+    const struct creq *r = c->creq;
+    const struct request *rq = &r->req;
+    uint32_t key_end = rq->key.off + rq->key.len;
+    uint32_t end = rq->args.len > 0 ? rq->args.off + rq->args.len : key_end;
+
+    return c->ttl == 0 && c->klen > 0 && c->klen == rq->key.len
+        && c->key == r->buf->data + rq->key.off
+        && rq->key.off == proto_cmd_name_len(rq->cmd) + 1
+        && (rq->args.len == 0 || rq->args.off == key_end + 1)
+        && rq->line_len == end + 2 && r->buf->data[end] == '\r';
+}
+
+/*
+ * The line as the client wrote it, and with it a storage request's data
+ * block when that follows in the same buffer (not sent by reference).
+ */
+static void
+backend_put_line(struct backend *be, const struct creq *r, struct buf *out)
+{
+    const struct request *rq = &r->req;
+    bool data = proto_cmd_op(rq->cmd) == OP_WRITE;
+
+    if (data && r->data == NULL) {
+        buf_append(out, r->buf->data, (size_t)rq->line_len + rq->data_len + 2);
+        if (be->server->tls != NULL)
+            backend_cut_record(be);
+        return;
+    }
+    buf_append(out, r->buf->data, rq->line_len);
+    if (data)
+        backend_put_data(be, r);
+}
+
 /* Append the request for call c to the output's open piece out, in the server's protocol. */
 static void
 backend_format(struct backend *be, struct call *c, struct buf *out)
 {
     const struct request *rq = &c->creq->req;
-    const char *name = proto_cmd_name(rq->cmd);
 
     if (rq->meta) {
         backend_close_batch(be);
@@ -693,8 +751,7 @@ backend_format(struct backend *be, struct call *c, struct buf *out)
             buf_append(out, " ", 1);
         } else {
             backend_close_batch(be);
-            buf_append_str(out, name);
-            buf_append(out, " ", 1);
+            backend_put_name(out, rq->cmd);
             if (rq->args.len > 0) {     /* gat/gats: exptime comes first */
                 backend_append_args(out, c);
                 buf_append(out, " ", 1);
@@ -707,10 +764,15 @@ backend_format(struct backend *be, struct call *c, struct buf *out)
         return;
     }
     backend_close_batch(be);
-    buf_append_str(out, name);
+    if (backend_line_as_is(c)) {
+        backend_put_line(be, c->creq, out);
+        return;
+    }
     if (c->klen > 0) {          /* flush_all has no key */
-        buf_append(out, " ", 1);
+        backend_put_name(out, rq->cmd);
         buf_append(out, c->key, c->klen);
+    } else {
+        buf_append_str(out, proto_cmd_name(rq->cmd));
     }
     if (rq->args.len > 0) {
         buf_append(out, " ", 1);
@@ -1279,6 +1341,8 @@ backend_hold_value(struct backend *be, const char *unit, const struct reply *r)
     struct call *hit, *c;
 
     for (hit = be->waiting; hit != NULL && hit->in_batch; hit = hit->next) {
+        if (hit == be->waiting && r->key_expected)
+            break;          /* compared by the parse (backend_parse) */
         if (hit->klen == r->key_len && memcmp(hit->key, unit + r->key_off, r->key_len) == 0)
             break;
         if (hit->batch_end)
@@ -1373,10 +1437,37 @@ backend_take_unit(struct backend *be, const char *unit, const struct reply *r)
     return true;
 }
 
+/*
+ * The key the next VALUE should carry, when reply_parse_expect may rely on
+ * it: the waiting call's, when that is a key of a get batch as the client
+ * wrote it, inside the request's own bytes, where proto_parse let nothing
+ * but key bytes through. A key made by a rewrite is not given: the parse
+ * then scans the VALUE line's key as for any other. NULL, *klen 0, when
+ * there is none.
+ */
+static const char *
+backend_expected_key(const struct backend *be, uint32_t *klen)
+{
+    const struct call *c = be->waiting;
+    uintptr_t key, start;
+
+    *klen = 0;
+    if (c == NULL || !c->in_batch)
+        return NULL;
+    key = (uintptr_t)c->key;
+    start = (uintptr_t)c->creq->buf->data;
+    if (key < start || key - start + c->klen > c->creq->buf->len)
+        return NULL;
+    *klen = c->klen;
+    return c->key;
+}
+
 static void
 backend_parse(struct backend *be)
 {
     struct buf *in = be->in;
+    const char *key;
+    uint32_t klen;
 
     be->need = 0;
     while (in != NULL && buf_avail(in) > 0) {
@@ -1384,7 +1475,9 @@ backend_parse(struct backend *be)
         enum reply_status st;
 
         r.len = 0;
-        st = reply_parse(buf_head(in), buf_avail(in), UINT32_MAX - 2, &r);
+        klen = 0;           /* only a VALUE unit (a 'V' first) uses the key */
+        key = buf_head(in)[0] == 'V' ? backend_expected_key(be, &klen) : NULL;
+        st = reply_parse_expect(buf_head(in), buf_avail(in), UINT32_MAX - 2, key, klen, &r);
         if (st == REPLY_NEED_MORE) {
             be->need = r.len;       /* a large unit: read it into one buffer */
             break;

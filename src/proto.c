@@ -81,7 +81,7 @@ enum shape {
 };
 
 struct cmd_def {
-    const char *name;
+    char        name[PROTO_NAME_ROOM];  /* zero-padded (proto.h) */
     uint8_t     name_len;
     enum cmd    cmd;
     enum op     op;
@@ -806,12 +806,17 @@ find_line(const char *buf, size_t len, const char **nl,
 /*
  * Almost every request is "get <key>...", "gets <key>..." or "set <key>
  * <flags> <exptime> <bytes> [noreply]" written the plain way: single
- * spaces, nothing but key bytes in the keys, plain digits in the numbers.
- * Those lines are read here in one pass over their bytes. A fast reader
- * takes a line only when the general path (tokenize, cmd_lookup,
- * check_shape) would accept it and fill *req with the very same fields;
- * for any other line it returns false having written nothing, and the
- * general path decides, errors included.
+ * spaces, nothing but key bytes in the keys, plain digits in the numbers,
+ * "\r\n" at the end. Those lines are read here in one pass over their
+ * bytes, with no search for the line's end first: no byte a key, a number
+ * or a single space may be is a '\n', so the "\r\n" met where the line
+ * may end is the first '\n' find_line would find, and it lies inside lim,
+ * the first LINE_MAX_PLAIN bytes (or fewer, what is there), as find_line
+ * requires. A fast reader takes a line only when the general path
+ * (find_line, tokenize, cmd_lookup, check_shape) would accept it and fill
+ * *req with the very same fields; for any other line (a longer one, a bare
+ * "\n", a line not all here yet) it returns false having written nothing,
+ * and the general path decides, errors included.
  */
 
 /* Skip 1..max plain digits at *p (before stop). */
@@ -826,21 +831,28 @@ plain_digits(const char **p, const char *stop, uint32_t max)
     return true;
 }
 
+/* The line ends at p: "\r\n" there, inside lim. */
+static bool
+crlf_at(const char *p, const char *lim)
+{
+    return lim - p >= 2 && p[0] == '\r' && p[1] == '\n';
+}
+
 /*
  * get/gets: keys of 1..KEY_MAX key bytes, one space before each. Two
  * spaces, a trailing space or any other byte go the general way.
  */
 static bool
-fast_get(const char *buf, uint32_t end, struct request *req)
+fast_get(const char *buf, const char *lim, struct request *req)
 {
-    const char *stop = buf + end, *keys, *p, *first_end = NULL;
+    const char *keys, *p, *first_end = NULL;
     enum cmd cmd;
     uint32_t n = 0;
 
-    if (end > 4 && memcmp(buf, "get ", 4) == 0) {
+    if (lim - buf > 4 && memcmp(buf, "get ", 4) == 0) {
         cmd = CMD_GET;
         keys = buf + 4;
-    } else if (end > 5 && memcmp(buf, "gets ", 5) == 0) {
+    } else if (lim - buf > 5 && memcmp(buf, "gets ", 5) == 0) {
         cmd = CMD_GETS;
         keys = buf + 5;
     } else {
@@ -849,23 +861,24 @@ fast_get(const char *buf, uint32_t end, struct request *req)
     for (p = keys;; p++) {
         const char *key = p;
 
-        p = key_run(p, stop);
-        if (p == key || p - key > KEY_MAX)
+        p = key_run(p, lim);
+        if (p == key || p - key > KEY_MAX || p == lim)
             return false;
         if (first_end == NULL)
             first_end = p;
         n++;
-        if (p == stop)
+        if (*p != ' ')
             break;
-        if (*p != ' ' || p + 1 == stop)
-            return false;
     }
+    if (!crlf_at(p, lim))
+        return false;
     req->cmd = cmd;
+    req->line_len = (uint32_t)(p - buf) + 2;
     req->nkeys = n;
     req->key.off = (uint32_t)(keys - buf);
     req->key.len = (uint32_t)(first_end - keys);
     req->keys.off = req->key.off;
-    req->keys.len = end - req->keys.off;
+    req->keys.len = (uint32_t)(p - keys);
     return true;
 }
 
@@ -876,49 +889,54 @@ fast_get(const char *buf, uint32_t end, struct request *req)
  * path words.
  */
 static bool
-fast_set(const char *buf, uint32_t end, uint32_t item_max, struct request *req)
+fast_set(const char *buf, const char *lim, uint32_t item_max, struct request *req)
 {
-    const char *stop = buf + end, *key = buf + 4, *args, *p, *num;
+    const char *key = buf + 4, *args, *p, *num, *args_end;
     uint64_t bytes;
     bool noreply = false;
 
-    if (end < 11 || memcmp(buf, "set ", 4) != 0)
+    if (lim - buf < 13 || memcmp(buf, "set ", 4) != 0)
         return false;
-    p = key_run(key, stop);
-    if (p == key || p - key > KEY_MAX || p == stop || *p != ' ')
+    p = key_run(key, lim);
+    if (p == key || p - key > KEY_MAX || p == lim || *p != ' ')
         return false;
     args = ++p;
-    if (!plain_digits(&p, stop, 19) || p == stop || *p++ != ' ' ||
-        !plain_digits(&p, stop, 18) || p == stop || *p++ != ' ')
+    if (!plain_digits(&p, lim, 19) || p == lim || *p++ != ' ' ||
+        !plain_digits(&p, lim, 18) || p == lim || *p++ != ' ')
         return false;
     num = p;
-    if (!plain_digits(&p, stop, 9))
+    p = digits_read_word(num, lim, 9, &bytes);
+    if (p == num || bytes > item_max)
         return false;
-    digits_read(num, p, 9, &bytes);
-    if (bytes > item_max)
-        return false;
-    if (p != stop) {
-        if (stop - p != 8 || memcmp(p, " noreply", 8) != 0)
-            return false;
+    args_end = p;
+    if (lim - p >= 8 && memcmp(p, " noreply", 8) == 0) {
         noreply = true;
+        p += 8;
     }
+    if (!crlf_at(p, lim))
+        return false;
     req->cmd = CMD_SET;
+    req->line_len = (uint32_t)(p - buf) + 2;
     req->noreply = noreply;
     req->nkeys = 1;
     req->key.off = 4;
     req->key.len = (uint32_t)(args - 1 - key);
     req->keys = req->key;
     req->args.off = (uint32_t)(args - buf);
-    req->args.len = (uint32_t)(p - args);
+    req->args.len = (uint32_t)(args_end - args);
     req->data_len = (uint32_t)bytes;
     return true;
 }
 
 /* ---- public ----------------------------------------------------------- */
 
-enum proto_status
-proto_parse(const char *buf, size_t len, uint32_t item_max,
-            struct request *req, struct proto_error *err)
+/*
+ * Any request, its line's end found first. Kept out of line, so that the
+ * plain lines do not pay for the frame the token table needs.
+ */
+static enum proto_status __attribute__((noinline))
+parse_general(const char *buf, size_t len, uint32_t item_max,
+              struct request *req, struct proto_error *err)
 {
     const char *nl;
     const struct cmd_def *d;
@@ -926,11 +944,7 @@ proto_parse(const char *buf, size_t len, uint32_t item_max,
     enum proto_status st;
     uint32_t end;
 
-    memset(req, 0, sizeof(*req));
     req->cmd = CMD_COUNT;
-    err->msg = NULL;
-    err->swallow = false;
-
     st = find_line(buf, len, &nl, err);
     if (st != PROTO_OK)
         return st;
@@ -940,8 +954,6 @@ proto_parse(const char *buf, size_t len, uint32_t item_max,
     end = req->line_len - 1;
     if (end > 0 && buf[end - 1] == '\r')
         end--;
-    if (fast_get(buf, end, req) || fast_set(buf, end, item_max, req))
-        return PROTO_OK;
 
     tokenize(buf, end, &tk);
     if (tk.n == 0)
@@ -956,6 +968,20 @@ proto_parse(const char *buf, size_t len, uint32_t item_max,
     return check_shape(buf, d, &tk, item_max, req, err);
 }
 
+enum proto_status
+proto_parse(const char *buf, size_t len, uint32_t item_max,
+            struct request *req, struct proto_error *err)
+{
+    const char *lim = buf + (len < LINE_MAX_PLAIN ? len : LINE_MAX_PLAIN);
+
+    memset(req, 0, sizeof(*req));
+    err->msg = NULL;
+    err->swallow = false;
+    if (fast_get(buf, lim, req) || fast_set(buf, lim, item_max, req))
+        return PROTO_OK;
+    return parse_general(buf, len, item_max, req, err);
+}
+
 bool
 proto_next_key(const char *buf, const struct request *req, uint32_t *pos,
                struct span *key)
@@ -963,6 +989,12 @@ proto_next_key(const char *buf, const struct request *req, uint32_t *pos,
     uint32_t p = *pos, end = req->keys.off + req->keys.len;
     const char *q;
 
+    /* the first key is the parse's own: no second scan over it */
+    if (p == req->keys.off && p == req->key.off && req->key.len > 0) {
+        *key = req->key;
+        *pos = p + key->len;
+        return true;
+    }
     while (p < end && buf[p] == ' ')
         p++;
     if (p >= end)
@@ -1029,6 +1061,12 @@ const char *
 proto_cmd_name(enum cmd cmd)
 {
     return (unsigned)cmd < CMD_COUNT ? cmd_table[cmd].name : "unknown";
+}
+
+uint32_t
+proto_cmd_name_len(enum cmd cmd)
+{
+    return (unsigned)cmd < CMD_COUNT ? cmd_table[cmd].name_len : 0;
 }
 
 enum op

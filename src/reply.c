@@ -164,6 +164,63 @@ parse_value(const char *buf, size_t len, size_t n, size_t line_len,
     r->key_off = (uint32_t)(key - buf);
     r->key_len = (uint32_t)key_len;
     r->rest_off = r->key_off + r->key_len;
+    r->key_expected = false;
+    return REPLY_OK_UNIT;
+}
+
+/*
+ * "VALUE <key> <flags> <bytes> [<cas>]\r\n" the way a server writes nearly
+ * every one of them: numbers of up to 19 digits (which always fit 64 bits).
+ * Read in one pass from the front, with no search for the line's end first:
+ * every byte a key, a number or a single space may be is not '\n', so the
+ * "\r\n" met right after the last number ends the line that search would
+ * have found, within the first REPLY_LINE_MAX bytes. Returns what
+ * parse_value would return for the line, or -1 to leave the unit to the
+ * general path (a longer number, any other byte, or a line not all here).
+ */
+static int
+fast_value(const char *buf, size_t len, uint32_t max_value, const char *want,
+           uint32_t want_len, struct reply *r)
+{
+    const char *end = buf + (len < REPLY_LINE_MAX ? len : REPLY_LINE_MAX);
+    const char *key = buf + sizeof("VALUE ") - 1, *key_end, *p, *num;
+    uint64_t bytes;
+    size_t line_len;
+    bool expected;
+    enum reply_status st;
+
+    /* The expected key holds key bytes only, so where it matches and a
+     * space follows, key_run would stop at that space too. */
+    expected = want_len > 0 && (size_t)(end - key) > want_len && key[want_len] == ' '
+               && scan_same(key, want, want_len);
+    key_end = expected ? key + want_len : key_run(key, end);
+    if (key_end == key || key_end == end || *key_end != ' ')
+        return -1;
+    num = p = key_end + 1;
+    p = digit_run(p, end);
+    if (p == num || p - num > DIGITS_MAX - 1 || p == end || *p != ' ')
+        return -1;
+    num = ++p;
+    p = digits_read_word(p, end, DIGITS_MAX - 1, &bytes);
+    if (p == num || p == end)
+        return -1;
+    if (*p == ' ') {            /* gets: the cas unique */
+        num = ++p;
+        p = digit_run(p, end);
+        if (p == num || p - num > DIGITS_MAX - 1)
+            return -1;
+    }
+    if (end - p < 2 || p[0] != '\r' || p[1] != '\n')
+        return -1;
+    line_len = (size_t)(p + 2 - buf);
+    st = take_block(buf, len, line_len, bytes, max_value, r);
+    if (st != REPLY_OK_UNIT)
+        return st;
+    r->kind = REPLY_VALUE;
+    r->key_off = (uint32_t)(key - buf);
+    r->key_len = (uint32_t)(key_end - key);
+    r->rest_off = (uint32_t)(key_end - buf);
+    r->key_expected = expected;
     return REPLY_OK_UNIT;
 }
 
@@ -186,6 +243,7 @@ parse_meta_value(const char *buf, size_t len, size_t n, size_t line_len,
         return st;
     r->kind = REPLY_META_VA;
     r->key_off = r->key_len = r->rest_off = 0;
+    r->key_expected = false;
     return REPLY_OK_UNIT;
 }
 
@@ -282,22 +340,27 @@ line_unit(enum reply_kind kind, size_t line_len, struct reply *r)
     r->key_len = 0;
     r->rest_off = 0;
     r->data_len = 0;
+    r->key_expected = false;
     return REPLY_OK_UNIT;
 }
 
 enum reply_status
 reply_parse(const char *buf, size_t len, uint32_t max_value, struct reply *r)
 {
+    return reply_parse_expect(buf, len, max_value, NULL, 0, r);
+}
+
+/*
+ * Any unit, the line's end found first. Kept out of line, so that the
+ * common units above do not pay for the registers this one needs.
+ */
+static enum reply_status __attribute__((noinline))
+parse_unit(const char *buf, size_t len, uint32_t max_value, struct reply *r)
+{
     size_t scan = len < REPLY_LINE_MAX ? len : REPLY_LINE_MAX;
     const char *nl;
     size_t n, line_len;
     int kind;
-
-    /* The replies to nearly every get and set, known without a scan */
-    if (len >= 5 && memcmp(buf, "END\r\n", 5) == 0)
-        return line_unit(REPLY_END, 5, r);
-    if (len >= 8 && memcmp(buf, "STORED\r\n", 8) == 0)
-        return line_unit(REPLY_STORED, 8, r);
 
     nl = memchr(buf, '\n', scan);
     if (nl == NULL)
@@ -320,6 +383,23 @@ reply_parse(const char *buf, size_t len, uint32_t max_value, struct reply *r)
     if (kind < 0)
         return REPLY_BAD;
     return line_unit((enum reply_kind)kind, line_len, r);
+}
+
+enum reply_status
+reply_parse_expect(const char *buf, size_t len, uint32_t max_value, const char *key,
+                   uint32_t klen, struct reply *r)
+{
+    int st;
+
+    /* The replies to nearly every get and set, known without a scan */
+    if (len >= 5 && memcmp(buf, "END\r\n", 5) == 0)
+        return line_unit(REPLY_END, 5, r);
+    if (len >= 8 && memcmp(buf, "STORED\r\n", 8) == 0)
+        return line_unit(REPLY_STORED, 8, r);
+    if (len >= 6 && memcmp(buf, "VALUE ", 6) == 0
+        && (st = fast_value(buf, len, max_value, key, klen, r)) >= 0)
+        return (enum reply_status)st;
+    return parse_unit(buf, len, max_value, r);
 }
 
 static const char *const kind_names[REPLY_KIND_COUNT] = {

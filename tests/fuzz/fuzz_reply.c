@@ -11,7 +11,9 @@
  *   - meta VA: data_len <= max_value and data_len + line_len + 2 == len;
  *   - other kinds: len == line_len;
  *   - a result does not depend on the split: an exact-size copy of a prefix
- *     gives NEED_MORE or the same result, and the whole unit gives the same.
+ *     gives NEED_MORE or the same result, and the whole unit gives the same;
+ *   - reply_parse_expect gives the same result whatever key it expects
+ *     (the VALUE's own, flagged as such, or one byte shorter, not flagged).
  * A violated invariant is __builtin_trap().
  */
 #include <stdbool.h>
@@ -84,6 +86,33 @@ parse_copy(const char *buf, size_t len, uint32_t max_value, struct reply *r)
     return st;
 }
 
+/*
+ * The unit parsed again with an expected key: the VALUE's own key (taken
+ * only when it is one a request may carry), or one byte less of it.
+ */
+static void
+check_expect(const char *buf, size_t len, uint32_t max_value, enum reply_status st,
+             const struct reply *r)
+{
+    struct reply e;
+    enum reply_status se;
+    const char *key;
+    uint32_t klen, i;
+
+    if (st != REPLY_OK_UNIT || r->kind != REPLY_VALUE || r->key_len > KEY_MAX)
+        return;
+    key = buf + r->key_off;
+    for (i = 0; i < r->key_len; i++)
+        if (!key_byte_ok((unsigned char)key[i]))
+            return;
+    for (klen = r->key_len; klen + 1 >= r->key_len && klen > 0; klen--) {
+        memset(&e, 0, sizeof(e));
+        se = reply_parse_expect(buf, len, max_value, key, klen, &e);
+        CHECK(same(st, r, se, &e));
+        CHECK(!e.key_expected || klen == r->key_len);
+    }
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -107,6 +136,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memset(&r, 0, sizeof(r));
         st = reply_parse(buf, len, max_value, &r);
         check_unit(buf, len, max_value, st, &r);
+        check_expect(buf, len, max_value, st, &r);
 
         k = (len * ((split + 37u * (unsigned)n) & 0xff)) >> 8;
         sp = parse_copy(buf, k, max_value, &rp);

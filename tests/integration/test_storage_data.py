@@ -306,3 +306,54 @@ def test_tls_server_gets_blocks_by_reference(memcached, luagent, tmp_path):
         for i, k in enumerate(keys):
             d.send(b"get " + k.encode() + b"\r\n")
             assert d.read_values()[0][2] == value(k, SIZES[i % len(SIZES)]), k
+
+
+def test_request_lines_reach_the_server_as_written_or_rebuilt(luagent, tmp_path):
+    """A classic request in its plain form goes to the server as the client
+    wrote it, a small data block with its line; any other form is rebuilt:
+    noreply left out (luagent reads every reply), a leading or trailing space
+    and a double space before the key dropped, a bare LF made CRLF, the key
+    rewritten by a route, the exptime by a rule. Checked on the exact bytes
+    the server reads."""
+    store = mock_backend.Store()
+
+    def handler(req):
+        if req.cmd == b"incr":
+            return b"6\r\n"
+        if req.cmd == b"touch":
+            return b"TOUCHED\r\n"
+        return store(req)
+
+    server = mock_backend.MockBackend(handler)
+    try:
+        route = ('lg.prefix{ ["rw:"] = lg.rewrite{ add = "a:", to = p0 }, '
+                 '["t:"] = lg.ttl{ to = p0, set = 30 }, default = p0 }')
+        lg = luagent("-c", write_policy(tmp_path, [server], route))
+        # (sent by the client, read by the server, the client's reply or None)
+        cases = [
+            (b"set k1 5 0 3\r\nabc\r\n", b"set k1 5 0 3\r\nabc\r\n", b"STORED\r\n"),
+            (b"set k2 5 0 3 noreply\r\nabc\r\n", b"set k2 5 0 3\r\nabc\r\n", None),
+            (b"set  k3 5  0 3\r\nabc\r\n", b"set k3 5  0 3\r\nabc\r\n", b"STORED\r\n"),
+            (b"set k4 5 0 3 \r\nabc\r\n", b"set k4 5 0 3\r\nabc\r\n", b"STORED\r\n"),
+            (b"set k5 5 0 3\nabc\r\n", b"set k5 5 0 3\r\nabc\r\n", b"STORED\r\n"),
+            (b" delete k1\r\n", b"delete k1\r\n", b"DELETED\r\n"),
+            (b"delete k2\r\n", b"delete k2\r\n", b"DELETED\r\n"),
+            (b"incr n 5\r\n", b"incr n 5\r\n", b"6\r\n"),
+            (b"touch k3 10\r\n", b"touch k3 10\r\n", b"TOUCHED\r\n"),
+            (b"set rw:1 0 0 1\r\nx\r\n", b"set a:rw:1 0 0 1\r\nx\r\n", b"STORED\r\n"),
+            (b"set t:1 0 0 1\r\nx\r\n", b"set t:1 0 30 1\r\nx\r\n", b"STORED\r\n"),
+            (b"get k3\r\n", b"get k3\r\n", b"VALUE k3 5 3\r\nabc\r\nEND\r\n"),
+        ]
+        c = RawClient(("127.0.0.1", lg.port))
+        try:
+            for sent, _, reply in cases:
+                c.send(sent)
+                if reply is not None:
+                    assert c.recv_exact(len(reply)) == reply, sent
+        finally:
+            c.close()
+        want = b"".join(read for _, read, _ in cases)
+        server.wait_for(lambda m: sum(len(cs.received) for cs in m.conns) >= len(want))
+        assert b"".join(bytes(cs.received) for cs in server.conns) == want
+    finally:
+        server.stop()

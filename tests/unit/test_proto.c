@@ -92,6 +92,10 @@ test_retrieval(void)
     CHECK_EQ(rq.args.len, 0);
     CHECK_EQ(rq.noreply, false);
     CHECK_EQ(rq.data_len, 0);
+    pos = rq.keys.off;
+    CHECK(proto_next_key(b, &rq, &pos, &k));
+    CHECK_SPAN(b, k, "k");
+    CHECK(!proto_next_key(b, &rq, &pos, &k));
 
     b = "gets a b  c\r\n";
     CHECK_EQ(PARSE("gets a b  c\r\n"), PROTO_OK);
@@ -115,6 +119,12 @@ test_retrieval(void)
     CHECK_SPAN(b, rq.keys, "a b");
     CHECK_SPAN(b, rq.key, "a");
     CHECK_EQ(rq.nkeys, 2);
+    pos = rq.keys.off;
+    CHECK(proto_next_key(b, &rq, &pos, &k));
+    CHECK_SPAN(b, k, "a");
+    CHECK(proto_next_key(b, &rq, &pos, &k));
+    CHECK_SPAN(b, k, "b");
+    CHECK(!proto_next_key(b, &rq, &pos, &k));
 
     b = "gats -1 k\r\n";
     CHECK_EQ(PARSE("gats -1 k\r\n"), PROTO_OK);
@@ -1139,6 +1149,15 @@ test_plain_forms(void)
     PLAIN("set k 0 0 4294967298\r\n");
     check_plain("set over a small item_max", "set k 0 0 101\r\n", 15, 100);
     check_plain("set at a small item_max", "set k 0 0 100\r\n", 15, 100);
+    /* the readers find the line end themselves: what follows it (the next
+     * request, a data block, a lone "\n") changes nothing */
+    PLAIN("get k\r\nget j\r\n");
+    PLAIN("get k\r\n\n");
+    PLAIN("get k\n\r\n");
+    PLAIN("set k 0 0 1\r\nx\r\n");
+    PLAIN("set k 0 0 1 noreply\r\nx\r\nget k\r\n");
+    PLAIN("set k 0 0 1\rset k 0 0 1\r\n");
+    PLAIN("set k 0 0 1 noreply\n\r\n");
 
     /* keys of 249..251 bytes, and a byte no key may hold at every place of a
      * key that spans several 8-byte words */
@@ -1165,6 +1184,57 @@ test_plain_forms(void)
                 check_plain(what, s, n, ITEM_MAX_DEFAULT);
                 free(s);
             }
+        }
+    }
+}
+
+/*
+ * The one-pass readers look for the line end only inside the first
+ * LINE_MAX_PLAIN bytes: a get whose "\r\n" ends exactly there is read in
+ * one pass, one whose "\r\n" straddles or passes it is left to the general
+ * path (which lets a retrieval go on to LINE_MAX_GET); both agree on every
+ * field. A line not all here yet waits, at every length.
+ */
+static void
+test_plain_line_end(void)
+{
+    static char line[LINE_MAX_PLAIN + 16];
+    size_t end, k, wrong;
+
+    for (end = LINE_MAX_PLAIN - 2; end <= LINE_MAX_PLAIN + 1; end++) {
+        /* "get k k k ... k\r\n" with its "\r" at end - 2 */
+        memcpy(line, "get", 3);
+        for (k = 3; k + 2 <= end - 2; k += 2)
+            memcpy(line + k, " k", 2);
+        if (k < end - 2)            /* odd length: one key of two bytes */
+            memcpy(line + k - 2, " kk", 3), k++;
+        memcpy(line + k, "\r\n", 2);
+        CHECK_EQ(k + 2, end);
+        CHECK_EQ(parse_n(line, end), PROTO_OK);
+        CHECK_EQ(rq.cmd, CMD_GET);
+        CHECK_EQ(rq.line_len, end);
+        CHECK_EQ(rq.keys.off, 4);
+        CHECK_EQ(rq.keys.len, end - 6);
+        CHECK_EQ(rq.nkeys, (end - 5) / 2);
+        CHECK_SPAN(line, rq.key, "k");
+        check_plain("get at the plain line limit", line, end, ITEM_MAX_DEFAULT);
+        for (k = 0, wrong = 0; k < end; k++)
+            if (parse_n(line, k) != PROTO_NEED_MORE)
+                wrong++;
+        UNIT_REPORT(wrong == 0, "get of %zu bytes: %zu prefixes do not wait", end, wrong);
+    }
+    /* a set line cut anywhere waits too, noreply or not */
+    {
+        static const char *const sets[] = { "set bench:1 1234567890 0 100\r\n",
+                                            "set k 0 0 1 noreply\r\n" };
+
+        for (k = 0; k < ARRAY_SIZE(sets); k++) {
+            size_t n = strlen(sets[k]), cut;
+
+            for (cut = 0, wrong = 0; cut < n; cut++)
+                if (parse_n(sets[k], cut) != PROTO_NEED_MORE)
+                    wrong++;
+            UNIT_REPORT(wrong == 0, "%s: %zu prefixes do not wait", sets[k], wrong);
         }
     }
 }
@@ -1413,6 +1483,7 @@ main(void)
     test_data_ok();
     test_splits();
     test_plain_forms();
+    test_plain_line_end();
     test_meta_ok();
     test_meta_errors();
     test_meta_splits();

@@ -464,6 +464,137 @@ test_line_max(void)
     CHECK_EQ(parse_n(buf, REPLY_LINE_MAX, MAXV, &r), REPLY_BAD);
 }
 
+/*
+ * A VALUE line is read in one pass from the front when its numbers have at
+ * most 19 digits; the rest (20 digits, a bare "\n", a line end past the
+ * limit, a line not all here) is left to the general path. Around each of
+ * those edges the answer must be the general path's.
+ */
+static void
+test_value_one_pass(void)
+{
+    static char buf[REPLY_LINE_MAX + 64];
+    struct reply r;
+    size_t n, line;
+
+    /* 19 and 20 digits in each number, valid both ways: the rest of the
+     * line after "VALUE k" */
+    static const char *const rests[] = {
+        " 1234567890123456789 1\r\n", " 12345678901234567890 1\r\n",
+        " 0 0000000000000000001\r\n", " 0 00000000000000000001\r\n",
+        " 0 1 1234567890123456789\r\n", " 0 1 12345678901234567890\r\n",
+    };
+    size_t i;
+
+    for (i = 0; i < ARRAY_SIZE(rests); i++) {
+        n = (size_t)snprintf(buf, sizeof(buf), "VALUE k%sx\r\n", rests[i]);
+        check_value(buf, n, "k", rests[i], "x", 1);
+    }
+    /* and the bad forms around them */
+    check_bad(S("VALUE k 0 1\nx\r\n"), MAXV);                  /* bare LF */
+    check_bad(S("VALUE k 0 1 2\nx\r\n"), MAXV);
+    check_bad(S("VALUE k 0 1\r\r\nx\r\n"), MAXV);
+    check_bad(S("VALUE k 0 1\rx\r\nx\r\n"), MAXV);
+    check_bad(S("VALUE k 0 1 \r\nx\r\n"), MAXV);               /* empty cas */
+    check_bad(S("VALUE k 0 1 2 \r\nx\r\n"), MAXV);
+    check_bad(S("VALUE k 0 9999999999999999999\r\nx\r\n"), MAXV);  /* over max */
+    check_bad_split(S("VALUE k 0 1\nx\r\n"), MAXV);
+    /* a cut after the "\r": wait, the "\n" may come */
+    CHECK_EQ(parse_n(S("VALUE k 0 1\r"), MAXV, &r), REPLY_NEED_MORE);
+    CHECK_EQ(parse_n(S("VALUE k 0 1 5\r"), MAXV, &r), REPLY_NEED_MORE);
+    /* the line whole, the block not: wait for the whole unit's length */
+    CHECK_EQ(parse_n(S("VALUE k 0 1\r\n"), MAXV, &r), REPLY_NEED_MORE);
+    CHECK_EQ(r.len, 16);
+    CHECK_EQ(parse_n(S("VALUE k 0 1 7\r\nx\r"), MAXV, &r), REPLY_NEED_MORE);
+    CHECK_EQ(r.len, 18);
+
+    /* a long key puts the line end at REPLY_LINE_MAX - 1 and one past:
+     * accepted (any split too), then refused */
+    for (line = REPLY_LINE_MAX - 1; line <= REPLY_LINE_MAX + 1; line++) {
+        size_t key_len = line - strlen("VALUE  0 2\r\n");
+
+        memcpy(buf, "VALUE ", 6);
+        memset(buf + 6, 'k', key_len);
+        memcpy(buf + 6 + key_len, " 0 2\r\nab\r\n", 10);
+        n = line + 4;
+        if (line <= REPLY_LINE_MAX) {
+            CHECK_EQ(parse_n(buf, n, MAXV, &r), REPLY_OK_UNIT);
+            CHECK_EQ(r.line_len, line);
+            CHECK_EQ(r.key_len, key_len);
+            CHECK_EQ(r.rest_off, 6 + key_len);
+            check_split(buf, n, MAXV);
+        } else {
+            check_bad(buf, n, MAXV);
+            check_bad_split(buf, n, MAXV);
+        }
+    }
+}
+
+/*
+ * reply_parse_expect gives reply_parse's result for every unit and every
+ * expected key, and says key_expected only for a VALUE whose key is the
+ * expected one. Each unit is also cut at every length: the same there.
+ */
+static void
+test_expect(void)
+{
+    static const struct {
+        const char *bytes;
+        size_t n;
+    } units[] = {
+        { S("VALUE k 0 1\r\nx\r\n") },
+        { S("VALUE kk 0 1\r\nx\r\n") },
+        { S("VALUE k 0 1 5\r\nx\r\n") },
+        { S("VALUE k 12345678901234567890 1\r\nx\r\n") },  /* general path */
+        { S("VALUE bench:1234 1000079190 100\r\n") },        /* block not in */
+        { S("VALUE k\r\n") },
+        { S("VALUE k \r\n") },
+        { S("VALUE k 0\r\n") },
+        { S("VALUE k  0 1\r\nx\r\n") },
+        { S("VALUE k 0 1\nx\r\n") },
+        { S("VALUE k\x01 0 1\r\nx\r\n") },
+        { S("VALUE k 0 2\r\nx\r\n") },
+        { S("END\r\n") },
+        { S("STORED\r\n") },
+        { S("SERVER_ERROR out of memory\r\n") },
+    };
+    /* expected keys hold key bytes only (reply.h) */
+    static const char *const keys[] = { "k", "kk", "k:", "bench:1234", "kkk", "x" };
+    size_t u, k, cut, wrong = 0, flagged = 0;
+
+    for (u = 0; u < ARRAY_SIZE(units); u++) {
+        for (k = 0; k < ARRAY_SIZE(keys); k++) {
+            for (cut = 0; cut <= units[u].n; cut++) {
+                struct reply a, b;
+                enum reply_status sa, sb;
+                char *copy = malloc(cut ? cut : 1);
+
+                memcpy(copy, units[u].bytes, cut);
+                reply_poison(&a);
+                reply_poison(&b);
+                sa = reply_parse(copy, cut, MAXV, &a);
+                sb = reply_parse_expect(copy, cut, MAXV, keys[k],
+                                        (uint32_t)strlen(keys[k]), &b);
+                if (sa != sb || (sa == REPLY_OK_UNIT ? !reply_same(&a, &b) : a.len != b.len))
+                    wrong++;
+                if (sa == REPLY_OK_UNIT && a.kind == REPLY_VALUE) {
+                    int want = a.key_len == strlen(keys[k]) &&
+                               memcmp(units[u].bytes + a.key_off, keys[k], a.key_len) == 0;
+
+                    if (a.key_expected || (b.key_expected && !want))
+                        wrong++;
+                    flagged += b.key_expected;
+                }
+                free(copy);
+            }
+        }
+    }
+    UNIT_REPORT(wrong == 0, "reply_parse_expect: %zu results differ from reply_parse", wrong);
+    /* "VALUE k", "VALUE kk", "VALUE k ... 5" with their own keys, cut or not
+     * after the unit: the 20-digit line goes the general way, unflagged */
+    CHECK_EQ(flagged, 3);
+}
+
 static void
 test_max_value(void)
 {
@@ -582,6 +713,8 @@ main(void)
     test_bad();
     test_line_max();
     test_max_value();
+    test_value_one_pass();
+    test_expect();
     test_meta();
     test_kind_names();
     return UNIT_DONE();

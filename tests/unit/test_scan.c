@@ -131,10 +131,92 @@ test_digit_run(void)
     CHECK_U64(v, 9999999999999999999ull);
 }
 
+/*
+ * digits_read_word gives digits_read's result for every number of 0..20
+ * digits followed by every kind of byte, at every max, from exact-size
+ * heap copies (so the word read never passes the bytes given).
+ */
+static void
+test_digits_read_word(void)
+{
+    static const char after[] = { ' ', '\r', '\0', '/', ':', 'x', (char)0xb5 };
+    size_t digits, a, extra, fill, tried = 0, wrong = 0;
+    uint32_t max;
+
+    for (digits = 0; digits <= 20; digits++) {
+        for (a = 0, fill = 0; a < sizeof(after); a++, fill = (fill + 1) % 3) {
+            for (extra = 0; extra <= 9; extra++) {
+                size_t n = digits + extra, i;
+                char *buf = malloc(n ? n : 1);
+
+                /* mixed digits, all nines, all zeros */
+                for (i = 0; i < digits; i++)
+                    buf[i] = fill == 1 ? '9' : fill == 2 ? '0'
+                           : (char)('0' + (i * 7 + digits) % 10);
+                for (i = digits; i < n; i++)
+                    buf[i] = after[a];
+                for (max = 0; max <= 19; max++) {
+                    uint64_t v1 = 1, v2 = 2;
+                    const char *e1 = digits_read(buf, buf + n, max, &v1);
+                    const char *e2 = digits_read_word(buf, buf + n, max, &v2);
+
+                    tried++;
+                    if (e1 != e2 || v1 != v2)
+                        wrong++;
+                }
+                free(buf);
+            }
+        }
+    }
+    UNIT_REPORT(wrong == 0, "digits_read_word: %zu of %zu reads differ from digits_read",
+                wrong, tried);
+    {
+        const char *s = "100\r\nxxxxx", *t = "12345678 ";
+        uint64_t v;
+
+        CHECK(digits_read_word(s, s + strlen(s), 9, &v) == s + 3);
+        CHECK_U64(v, 100u);
+        CHECK(digits_read_word(t, t + strlen(t), 9, &v) == t + 8);
+        CHECK_U64(v, 12345678u);
+        CHECK(digits_read_word(t, t + strlen(t), 5, &v) == t + 5);
+        CHECK_U64(v, 12345u);
+    }
+}
+
+/* scan_same agrees with memcmp at every length and every differing place. */
+static void
+test_scan_same(void)
+{
+    size_t n, pos, tried = 0, wrong = 0;
+
+    for (n = 0; n <= 40; n++) {
+        char *a = malloc(n ? n : 1), *b = malloc(n ? n : 1);
+        size_t i;
+
+        for (i = 0; i < n; i++)
+            a[i] = b[i] = (char)('a' + i % 26);
+        tried++;
+        if (!scan_same(a, b, n))
+            wrong++;
+        for (pos = 0; pos < n; pos++) {
+            b[pos] ^= 0x01;
+            tried++;
+            if (scan_same(a, b, n))
+                wrong++;
+            b[pos] ^= 0x01;
+        }
+        free(a);
+        free(b);
+    }
+    UNIT_REPORT(wrong == 0, "scan_same: %zu of %zu answers wrong", wrong, tried);
+}
+
 int
 main(void)
 {
     test_key_run();
     test_digit_run();
+    test_digits_read_word();
+    test_scan_same();
     return UNIT_DONE();
 }
