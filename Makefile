@@ -160,12 +160,12 @@ $(BUILD)/embedded.o: $(BUILD)/embedded.c
 	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 # make bench's load generator (scripts/bench.sh builds it).
-$(BUILD)/loadgen: bench/loadgen.c | $(BUILD)
+$(BUILD)/loadgen: bench/loadgen.c bench/die.h | $(BUILD)
 	$(say) CC $<
 	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< -lpthread $(shell pkg-config --libs openssl)
 
 # The hot-key benchmark's server of fixed capacity (scripts/bench-hot.sh builds it).
-$(BUILD)/capserver: bench/capserver.c | $(BUILD)
+$(BUILD)/capserver: bench/capserver.c bench/die.h | $(BUILD)
 	$(say) CC $<
 	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $<
 

@@ -57,6 +57,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#define BENCH_TOOL "capserver"
+#include "die.h"
+
 #define BUF_SIZE        (64 * 1024) /* per direction and connection */
 #define NS              1000000000LL
 #define TICK_NS         1000000LL   /* the refill timer's period while someone waits */
@@ -114,19 +117,6 @@ static struct conn     *dead_list;
 static struct watch     timer_watch;
 static struct addrinfo *upstream_ai;
 static int              running = 1;
-
-static void
-die(const char *fmt, ...)
-{
-    va_list ap;
-
-    fprintf(stderr, "capserver: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\n");
-    exit(2);
-}
 
 static long long
 now_ns(void)

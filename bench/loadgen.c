@@ -58,6 +58,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#define BENCH_TOOL "loadgen"
+#include "die.h"
+
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -160,19 +163,6 @@ static int      prefill_phase;
 static int      err_shown;          /* atomic */
 static char     value_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static void
-die(const char *fmt, ...)
-{
-    va_list ap;
-
-    fprintf(stderr, "loadgen: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\n");
-    exit(2);
-}
 
 static void *
 xmalloc(size_t n)
