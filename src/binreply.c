@@ -171,53 +171,66 @@ binreply_line(struct buf *out, const struct bin_ctx *q, const char *line, size_t
     return status;
 }
 
-/* Digits at *pp, as a number; *pp moves past them. */
+/*
+ * Digits at *pp, as a number; *pp moves past them. No bound: the caller
+ * knows a byte that is no digit ('\r') comes before the end.
+ */
 static uint64_t
-take_u64(const char **pp, const char *end)
+digits_at(const char **pp)
 {
     const char *p = *pp;
     uint64_t v = 0;
+    unsigned d;
 
-    for (; p < end && (unsigned)(*p - '0') < 10; p++)
-        v = v * 10 + (uint64_t)(*p - '0');
+    while ((d = (unsigned)(unsigned char)*p - '0') < 10) {
+        v = v * 10 + d;
+        p++;
+    }
     *pp = p;
     return v;
 }
 
 /*
  * Read a meta reply unit: "<code> [<datalen>] <flag>*\r\n" [+ data "\r\n"],
- * in one pass over the line. Only f (client flags) and c (CAS) matter to a
- * binary response; other flags are stepped over.
+ * in one pass over the line, without a bound test per byte: every scan
+ * below stops at a '\r', and the unit's "\r\n" at its end is the last one
+ * it can reach (the line's own comes first; reply.c checked both). Only f
+ * (client flags) and c (CAS) matter to a binary response; other flags are
+ * stepped over.
  */
 static void
 meta_parse(enum reply_kind kind, const char *unit, size_t len, struct meta_parts *m)
 {
-    const char *p = unit + 2, *end = unit + len;
+    const char *p = unit + 2;
+    uint64_t dlen = 0;
 
-    memset(m, 0, sizeof(*m));
-    if (len < 4)
+    m->flags = 0;
+    m->cas = 0;
+    m->data = NULL;
+    m->dlen = 0;
+    if (len < 4 || unit[len - 2] != '\r')
         return;
     if (kind == REPLY_META_VA) {
         p++;
-        m->dlen = (uint32_t)take_u64(&p, end);
+        dlen = digits_at(&p);
     }
-    while (p + 1 < end && *p == ' ') {
-        char flag = p[1];
-        uint64_t v;
+    while (*p == ' ') {
+        char flag = *++p;                   /* '\r' at the latest */
 
-        p += 2;
-        v = take_u64(&p, end);
-        if (flag == 'f')
-            m->flags = (uint32_t)v;
-        else if (flag == 'c')
-            m->cas = v;
-        while (p < end && *p != ' ' && *p != '\r')
+        if (flag == 'f') {
+            p++;
+            m->flags = (uint32_t)digits_at(&p);
+        } else if (flag == 'c') {
+            p++;
+            m->cas = digits_at(&p);
+        }
+        while (*p != ' ' && *p != '\r')
             p++;
     }
-    if (kind == REPLY_META_VA) {
+    /* The data right after the line fills the unit (else cannot happen: reply.c checked). */
+    if (kind == REPLY_META_VA && dlen <= len && (size_t)(p - unit) + 4 == len - dlen) {
         m->data = p + 2;
-        if (p + 2 > end || (size_t)(end - m->data) < m->dlen)
-            m->dlen = 0;                    /* cannot happen: reply.c checked */
+        m->dlen = (uint32_t)dlen;
     }
 }
 
@@ -316,7 +329,7 @@ result_update(struct buf *out, const struct bin_ctx *q, enum reply_kind kind,
         {
             const char *digits = m.data;
 
-            put_be64(value, m.dlen > 0 ? take_u64(&digits, m.data + m.dlen) : 0);
+            put_be64(value, digits != NULL ? digits_at(&digits) : 0);  /* "\r\n" after */
         }
         return success(out, q, m.cas, (const char *)value, sizeof(value));
     }

@@ -174,6 +174,71 @@ test_arith(void)
     CHECK(out->len > 0);
 }
 
+/*
+ * binreply_result on a unit in a heap block of exactly its size, so that a
+ * read past the unit shows under ASan.
+ */
+static uint16_t
+result_exact(struct bin_ctx *q, enum reply_kind kind, const char *unit, size_t len)
+{
+    char *copy = malloc(len);
+    uint16_t status;
+
+    memcpy(copy, unit, len);
+    status = binreply_result(out, q, "k", 1, kind, copy, len);
+    free(copy);
+    return status;
+}
+
+/* The meta line is read without a bound per byte: its edges. */
+static void
+test_meta_line_edges(void)
+{
+    struct bin_ctx q = ctx(BIN_GET);
+    size_t b;
+
+    reset();                    /* other flags before and between f and c */
+    CHECK_EQ(result_exact(&q, REPLY_META_VA, UNIT("VA 2 t-1 f4294967295 s2 c12 k\r\nhi\r\n")),
+             BIN_SUCCESS);
+    b = check_header(0, BIN_GET, 0, 4, 0, 6, 12);
+    CHECK_MEM(out->data + b, 6, "\xff\xff\xff\xffhi", 6);
+
+    reset();                    /* the data looks like flags: not read as the line */
+    CHECK_EQ(result_exact(&q, REPLY_META_VA, UNIT("VA 6 f1\r\n f9 c8\r\n")), BIN_SUCCESS);
+    b = check_header(0, BIN_GET, 0, 4, 0, 10, 0);
+    CHECK_MEM(out->data + b, 10, "\x00\x00\x00\x01 f9 c8", 10);
+
+    reset();                    /* data holding "\r\n" and digits */
+    CHECK_EQ(result_exact(&q, REPLY_META_VA, UNIT("VA 4 c5 f3\r\n7\r\n8\r\n")), BIN_SUCCESS);
+    b = check_header(0, BIN_GET, 0, 4, 0, 8, 5);
+    CHECK_MEM(out->data + b, 8, "\x00\x00\x00\x03" "7\r\n8", 8);
+
+    reset();                    /* a flag letter with no digits, a trailing space */
+    CHECK_EQ(result_exact(&q, REPLY_META_VA, UNIT("VA 1 f c \r\nx\r\n")), BIN_SUCCESS);
+    b = check_header(0, BIN_GET, 0, 4, 0, 5, 0);
+    CHECK_MEM(out->data + b, 5, "\x00\x00\x00\x00x", 5);
+
+    q = ctx(BIN_TOUCH);         /* HD lines ending in a space, or right after a flag */
+    reset();
+    CHECK_EQ(result_exact(&q, REPLY_META_HD, UNIT("HD \r\n")), BIN_SUCCESS);
+    check_header(0, BIN_TOUCH, 0, 4, 0, 4, 0);
+    reset();
+    CHECK_EQ(result_exact(&q, REPLY_META_HD, UNIT("HD c\r\n")), BIN_SUCCESS);
+    check_header(0, BIN_TOUCH, 0, 4, 0, 4, 0);
+    reset();
+    CHECK_EQ(result_exact(&q, REPLY_META_HD, UNIT("HD f")), BIN_SUCCESS);  /* no "\r\n": nothing read */
+    check_header(0, BIN_TOUCH, 0, 4, 0, 4, 0);
+    reset();
+    CHECK_EQ(result_exact(&q, REPLY_META_HD, UNIT("HD c18446744073709551615\r\n")), BIN_SUCCESS);
+    check_header(0, BIN_TOUCH, 0, 4, 0, 4, UINT64_MAX);
+
+    q = ctx(BIN_GET);           /* a data length the unit does not hold: no value */
+    reset();
+    CHECK_EQ(result_exact(&q, REPLY_META_VA, UNIT("VA 9 c2\r\nab\r\n")), BIN_SUCCESS);
+    check_header(0, BIN_GET, 0, 4, 0, 4, 2);
+    CHECK_EQ(out->len, 28);
+}
+
 static void
 test_error_lines(void)
 {
@@ -256,6 +321,7 @@ main(void)
     test_get_miss();
     test_store();
     test_arith();
+    test_meta_line_edges();
     test_error_lines();
     test_errors_and_packets();
     test_stats();
