@@ -650,11 +650,23 @@ backend_put_data(struct backend *be, const struct creq *r)
  * answer ends, whichever server each request of a client went to. A
  * classic command made meta (a binary request) goes as its meta equivalent.
  */
+static inline bool backend_line_as_is(const struct call *c, uint32_t name_len);
+static inline void backend_put_line(struct backend *be, const struct creq *r, struct buf *out);
+
 static void
 backend_format_meta(struct backend *be, const struct call *c, struct buf *out)
 {
     const struct request *rq = &c->creq->req;
 
+    /* A line that starts with its meta name (a meta client's, or the one
+     * binclient.c writes for a binary request) and needs no rewrite goes
+     * as it is. */
+    if (backend_line_as_is(c, 2) && memcmp(c->creq->buf->data, proto_meta_name(rq->cmd), 2) == 0) {
+        backend_put_line(be, c->creq, out);
+        if (rq->quiet)
+            backend_put_const(be, "mn\r\n", 4);
+        return;
+    }
     buf_append_str(out, proto_meta_name(rq->cmd));
     buf_append(out, " ", 1);
     if (rq->base64) {
@@ -691,15 +703,17 @@ backend_put_name(struct buf *out, enum cmd cmd)
 }
 
 /*
- * A classic request that can go out as the client wrote it: the call's key
- * is the client's own (no rewrite), no exptime rule applies, and the line
- * has the plain shape backend_format writes, "<name> <key>[ <args>]\r\n"
- * (so no "noreply": luagent reads every reply). A classic request's buffer
- * starts with its line as proto_parse read it, so a key right after the
- * name and one space means the name is at the start.
+ * A request that can go out as the client wrote it: the call's key is the
+ * client's own (no rewrite), no exptime rule applies, and the line has the
+ * plain shape backend_format writes, "<name> <key>[ <args>]\r\n" (so no
+ * "noreply": luagent reads every reply), the name name_len bytes long. A
+ * request's buffer starts with its line as proto_parse read it (or as
+ * binclient.c wrote it), so a key right after the name and one space means
+ * the name is at the start. Inlined in both its callers: the classic
+ * request's path pays no call for it.
  */
-static bool
-backend_line_as_is(const struct call *c)
+static inline __attribute__((always_inline)) bool
+backend_line_as_is(const struct call *c, uint32_t name_len)
 {
     const struct creq *r = c->creq;
     const struct request *rq = &r->req;
@@ -708,7 +722,7 @@ backend_line_as_is(const struct call *c)
 
     return c->ttl == 0 && c->klen > 0 && c->klen == rq->key.len
         && c->key == r->buf->data + rq->key.off
-        && rq->key.off == proto_cmd_name_len(rq->cmd) + 1
+        && rq->key.off == name_len + 1
         && (rq->args.len == 0 || rq->args.off == key_end + 1)
         && rq->line_len == end + 2 && r->buf->data[end] == '\r';
 }
@@ -717,7 +731,7 @@ backend_line_as_is(const struct call *c)
  * The line as the client wrote it, and with it a storage request's data
  * block when that follows in the same buffer (not sent by reference).
  */
-static void
+static inline __attribute__((always_inline)) void
 backend_put_line(struct backend *be, const struct creq *r, struct buf *out)
 {
     const struct request *rq = &r->req;
@@ -764,7 +778,7 @@ backend_format(struct backend *be, struct call *c, struct buf *out)
         return;
     }
     backend_close_batch(be);
-    if (backend_line_as_is(c)) {
+    if (backend_line_as_is(c, proto_cmd_name_len(rq->cmd))) {
         backend_put_line(be, c->creq, out);
         return;
     }

@@ -42,32 +42,35 @@
 #include "proto.h"
 #include "request.h"
 #include "route.h"
+#include "scan.h"
 
-#define ARGS_MAX    128     /* the longest meta flags we write (incr: ~95) */
+#define ARGS_MAX    128     /* the longest meta flags we write (incr: ~95, " b" included) */
 
 /*
  * Bytes the text protocol cannot carry in a key: space and below, and DEL.
- * Eight bytes at a time (a byte below 0x21 or equal to 0x7f sets its top
- * bit in the mask), as every binary request's key is looked at.
+ * Eight bytes at a time (scan.h), as every binary request's key is looked
+ * at; a key of eight bytes or more ends with the word of its last eight
+ * (which may overlap the one before), so no byte of it is looked at alone.
  */
 static bool
 key_needs_base64(const char *key, uint32_t len)
 {
-    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
-    uint32_t i = 0;
+    uint64_t x;
+    uint32_t i;
 
-    for (; i + 8 <= len; i += 8) {
-        uint64_t x, del;
-
-        memcpy(&x, key + i, 8);
-        del = x ^ (0x7f * ones);
-        if (((x - 0x21 * ones) & ~x & highs) != 0 || ((del - ones) & ~del & highs) != 0)
+    if (len < 8) {
+        for (i = 0; i < len; i++)
+            if (!key_byte_ok((unsigned char)key[i]))
+                return true;
+        return false;
+    }
+    for (i = 0; i + 8 < len; i += 8) {
+        memcpy(&x, key + i, sizeof(x));
+        if (key_stops(x) != 0)
             return true;
     }
-    for (; i < len; i++)
-        if (!key_byte_ok((unsigned char)key[i]))
-            return true;
-    return false;
+    memcpy(&x, key + len - 8, sizeof(x));
+    return key_stops(x) != 0;
 }
 
 static void
@@ -81,19 +84,33 @@ append_key(struct buf *b, const char *key, uint32_t len, bool in_base64)
         buf_append(b, enc, base64_encode((const unsigned char *)key, len, enc));
 }
 
+/* Decimal digits of v, two a step, from a table of the hundred pairs. */
 static char *
 put_u64(char *p, uint64_t v)
 {
-    char tmp[20];
-    int n = 0;
+    static const char pairs[] =
+        "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+        "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+        "8081828384858687888990919293949596979899";
+    static const uint64_t pow10[] = {
+        1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull,
+        100000000ull, 1000000000ull, 10000000000ull, 100000000000ull, 1000000000000ull,
+        10000000000000ull, 100000000000000ull, 1000000000000000ull, 10000000000000000ull,
+        100000000000000000ull, 1000000000000000000ull, 10000000000000000000ull
+    };
+    uint32_t n = 1;
+    char *end;
 
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    while (n > 0)
-        *p++ = tmp[--n];
-    return p;
+    while (n < 20 && v >= pow10[n])
+        n++;
+    end = p + n;
+    for (; v >= 100; v /= 100, n -= 2)
+        memcpy(p + n - 2, pairs + 2 * (v % 100), 2);
+    if (v >= 10)
+        memcpy(p, pairs + 2 * v, 2);
+    else
+        *p = (char)('0' + v);
+    return end;
 }
 
 /* " <letter><number>" */
@@ -225,16 +242,32 @@ bind_ctx(struct creq *r, const struct bin_request *bq)
 
 static void answer_no_memory(const struct bin_conn *bc, struct creq *r);
 
-/* A keyed request: "<key> <flags>\r\n" (+ "<value>\r\n") in the request's buffer. */
+/* The key as it goes to the server: its bytes, or their base64. */
+static char *
+put_key(char *p, const char *key, uint32_t len, bool in_base64)
+{
+    if (!in_base64) {
+        memcpy(p, key, len);
+        return p + len;
+    }
+    return p + base64_encode((const unsigned char *)key, len, p);
+}
+
+/*
+ * A keyed request: the meta request "<mg|ms|md|ma> <key> <flags>\r\n" (+
+ * "<value>\r\n") in the request's buffer, written once into room reserved
+ * once. It is the line backend.c would write for it, so that goes to the
+ * server as it is here.
+ */
 static void
 take_keyed(const struct bin_conn *bc, const char *in, const struct bin_request *bq)
 {
     struct creq *r = bc->ops->request_new(bc->c);
     struct request *rq;
     const char *key = in + bq->key_off;
-    char args[ARGS_MAX];
-    uint32_t alen;
+    bool store = bq->kind == BIN_K_STORE || bq->kind == BIN_K_CONCAT;
     struct buf *b;
+    char *p, *args;
 
     if (r == NULL)
         return;                 /* the client was closed */
@@ -244,37 +277,50 @@ take_keyed(const struct bin_conn *bc, const char *in, const struct bin_request *
     rq->meta = true;
     rq->nkeys = 1;
     rq->base64 = key_needs_base64(key, bq->keylen);
-    if (bq->kind == BIN_K_STORE || bq->kind == BIN_K_CONCAT) {
+    if (store) {
         rq->data_len = bq->value_len;
         /* A large value stays where it was read; it has no "\r\n" after it there. */
         creq_share_data(r, bc->in, in + bq->value_off, false);
     }
     b = r->buf = buf_get(&bc->rt->rq.bufs);
     if (b == NULL || bc->ops->memory_refused(bc->c)
-        || buf_reserve(b, (r->data != NULL ? 0 : (size_t)bq->value_len) + ARGS_MAX + 2 * KEY_MAX) < 0) {
+        || buf_reserve(b, (store && r->data == NULL ? (size_t)bq->value_len : 0) + ARGS_MAX
+                          + 2 * KEY_MAX) < 0) {
         answer_no_memory(bc, r);
         return;
     }
-    append_key(b, key, bq->keylen, rq->base64);
-    rq->key.len = b->len;
+    p = b->data + b->len;
+    memcpy(p, proto_meta_name(rq->cmd), 2);
+    p[2] = ' ';
+    p += 3;
+    rq->key.off = (uint32_t)(p - b->data);
+    p = put_key(p, key, bq->keylen, rq->base64);
+    rq->key.len = (uint32_t)(p - b->data) - rq->key.off;
     rq->keys = rq->key;
-    alen = meta_args(bq, rq->cmd, args);
+    args = p + 1;
+    p = args + meta_args(bq, rq->cmd, args);
     if (rq->base64) {           /* the server decodes the key */
-        memcpy(args + alen, alen > 0 ? " b" : "b", alen > 0 ? 2 : 1);
-        alen += alen > 0 ? 2 : 1;
+        if (p > args)
+            *p++ = ' ';
+        *p++ = 'b';
     }
-    if (alen > 0) {
-        buf_append(b, " ", 1);
-        rq->args.off = b->len;
-        rq->args.len = alen;
-        buf_append(b, args, alen);
+    if (p > args) {
+        args[-1] = ' ';
+        rq->args.off = (uint32_t)(args - b->data);
+        rq->args.len = (uint32_t)(p - args);
+    } else {
+        p = args - 1;
     }
-    buf_append(b, "\r\n", 2);
-    rq->line_len = b->len;
-    if ((bq->kind == BIN_K_STORE || bq->kind == BIN_K_CONCAT) && r->data == NULL) {
-        buf_append(b, in + bq->value_off, bq->value_len);
-        buf_append(b, "\r\n", 2);
+    memcpy(p, "\r\n", 2);
+    p += 2;
+    rq->line_len = (uint32_t)(p - b->data);
+    if (store && r->data == NULL) {
+        memcpy(p, in + bq->value_off, bq->value_len);
+        p += bq->value_len;
+        memcpy(p, "\r\n", 2);
+        p += 2;
     }
+    b->len = (uint32_t)(p - b->data);
     bc->ops->request_start(bc->c, r);
 }
 

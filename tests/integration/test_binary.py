@@ -351,6 +351,41 @@ def test_keys_the_text_protocol_cannot_carry(pair):
         direct.close()
 
 
+def test_keys_and_numbers_of_every_length(pair):
+    """Keys of 1 to 20 bytes with a byte the text protocol cannot carry at
+    each place (they are scanned eight bytes at a time, the last eight
+    overlapping), and flags and value lengths of every digit count (written
+    two digits at a time): memcached holds each key's own bytes, flags and
+    value, as a binary client writing to it directly would."""
+    lg, _, backend = pair
+    flags = [0, 1, 9, 10, 99, 100, 101, 999, 1000, 65535, 10**7 - 1, 10**7, 10**8 - 1, 10**8,
+             10**9 - 1, 10**9, 4294967295]
+    keys = []
+    for n in range(1, 21):
+        clean = bytes(0x61 + i % 26 for i in range(n))
+        keys.append(clean)
+        for pos in range(n):
+            k = bytearray(clean)
+            k[pos] = b" \x7f\x01"[pos % 3]
+            keys.append(bytes(k))
+    c = client(lg)
+    direct = client(backend)
+    try:
+        for i, k in enumerate(keys):
+            value = b"v" * (i % 130)
+            r = c.call(bp.store(bp.SET, k, value, flags=flags[i % len(flags)]))
+            assert r.status == bp.SUCCESS, k
+        for i, k in enumerate(keys):
+            raw = direct.call(bp.request(bp.GETK, k))
+            assert (raw.status, raw.key, raw.value, raw.flags) == \
+                (0, k, b"v" * (i % 130), flags[i % len(flags)]), k
+            via = c.call(bp.request(bp.GETK, k))
+            assert via.raw == raw.raw, k
+    finally:
+        c.close()
+        direct.close()
+
+
 def test_text_and_binary_share_items(pair):
     lg, _, _ = pair
     c = client(lg)
