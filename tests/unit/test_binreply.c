@@ -232,6 +232,27 @@ test_meta_line_edges(void)
     CHECK_EQ(result_exact(&q, REPLY_META_HD, UNIT("HD c18446744073709551615\r\n")), BIN_SUCCESS);
     check_header(0, BIN_TOUCH, 0, 4, 0, 4, UINT64_MAX);
 
+    /* numbers read a word at a time: one digit short of a word, a whole word,
+     * a word and a part, and numbers ending where the unit's last word starts */
+    reset();
+    CHECK_EQ(result_exact(&q, REPLY_META_HD, UNIT("HD f1234567 c12345678\r\n")), BIN_SUCCESS);
+    check_header(0, BIN_TOUCH, 0, 4, 0, 4, 12345678);
+    CHECK_MEM(out->data + 24, 4, "\x00\x12\xd6\x87", 4);
+    reset();
+    CHECK_EQ(result_exact(&q, REPLY_META_HD, UNIT("HD c123456789 f4000000001\r\n")), BIN_SUCCESS);
+    check_header(0, BIN_TOUCH, 0, 4, 0, 4, 123456789);
+    CHECK_MEM(out->data + 24, 4, "\xee\x6b\x28\x01", 4);
+    reset();
+    CHECK_EQ(result_exact(&q, REPLY_META_HD, UNIT("HD c1234567890123456 t1\r\n")), BIN_SUCCESS);
+    check_header(0, BIN_TOUCH, 0, 4, 0, 4, 1234567890123456ull);
+    reset();
+    CHECK_EQ(result_exact(&q, REPLY_META_HD, UNIT("HD c12345678901234567\r\n")), BIN_SUCCESS);
+    check_header(0, BIN_TOUCH, 0, 4, 0, 4, 12345678901234567ull);
+    reset();
+    CHECK_EQ(result_exact(&q, REPLY_META_HD, UNIT("HD c0 f00000042\r\n")), BIN_SUCCESS);
+    check_header(0, BIN_TOUCH, 0, 4, 0, 4, 0);
+    CHECK_MEM(out->data + 24, 4, "\x00\x00\x00\x2a", 4);
+
     q = ctx(BIN_GET);           /* a data length the unit does not hold: no value */
     reset();
     CHECK_EQ(result_exact(&q, REPLY_META_VA, UNIT("VA 9 c2\r\nab\r\n")), BIN_SUCCESS);
