@@ -189,14 +189,12 @@ digits_at(const char **pp, const char *end)
 
 #ifdef SCAN_WORDS
     while (end - p >= 8) {
-        uint64_t x, stops;
+        uint64_t x, w;
         unsigned n;
 
         memcpy(&x, p, sizeof(x));
-        stops = digit_stops(x);
-        n = stops != 0 ? (unsigned)__builtin_ctzll(stops) >> 3 : 8;
-        if (n > 0)
-            v = v * scale[n] + digits_value(x, n);
+        n = digits_in_word(x, &w);
+        v = v * scale[n] + w;
         p += n;
         if (n < 8) {
             *pp = p;
