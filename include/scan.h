@@ -150,20 +150,6 @@ digits_value(uint64_t x, unsigned n)
 }
 
 /*
- * The digits (0..8) at the start of x, a word read from where they are (on
- * a little-endian machine): how many, and their value in *val.
- */
-static inline unsigned
-digits_in_word(uint64_t x, uint64_t *val)
-{
-    uint64_t hit = digit_stops(x);
-    unsigned n = hit != 0 ? (unsigned)__builtin_ctzll(hit) >> 3 : 8;
-
-    *val = n > 0 ? digits_value(x, n) : 0;
-    return n;
-}
-
-/*
  * digits_read, with one word for a number of fewer than eight digits when
  * eight bytes can be read at p (the common case: a length or a flags value
  * with more of the line after it). Same results in every case.
@@ -173,13 +159,13 @@ digits_read_word(const char *p, const char *stop, uint32_t max, uint64_t *val)
 {
 #ifdef SCAN_WORDS
     if (stop - p >= 8) {
-        uint64_t x, v;
+        uint64_t x, hit;
         unsigned n;
 
         memcpy(&x, p, sizeof(x));
-        n = digits_in_word(x, &v);
-        if (n < 8 && n <= max) {
-            *val = v;
+        hit = digit_stops(x);
+        if (hit != 0 && (n = (unsigned)__builtin_ctzll(hit) >> 3) <= max) {
+            *val = n > 0 ? digits_value(x, n) : 0;
             return p + n;
         }
     }

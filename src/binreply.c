@@ -189,17 +189,19 @@ digits_at(const char **pp, const char *end)
 
 #ifdef SCAN_WORDS
     while (end - p >= 8) {
-        uint64_t x, w;
+        uint64_t x, hit;
         unsigned n;
 
         memcpy(&x, p, sizeof(x));
-        n = digits_in_word(x, &w);
-        v = v * scale[n] + w;
-        p += n;
-        if (n < 8) {
-            *pp = p;
-            return v;
+        hit = digit_stops(x);
+        if (hit == 0) {                     /* eight digits, and maybe more */
+            v = v * scale[8] + digits_value(x, 8);
+            p += 8;
+            continue;
         }
+        n = (unsigned)__builtin_ctzll(hit) >> 3;
+        *pp = p + n;
+        return n > 0 ? v * scale[n] + digits_value(x, n) : v;
     }
 #else
     (void)end;
