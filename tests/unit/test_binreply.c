@@ -248,6 +248,13 @@ test_meta_line_edges(void)
     reset();
     CHECK_EQ(result_exact(&q, REPLY_META_HD, UNIT("HD c12345678901234567\r\n")), BIN_SUCCESS);
     check_header(0, BIN_TOUCH, 0, 4, 0, 4, 12345678901234567ull);
+    q = ctx(BIN_GET);           /* eight digits with a word of the line after them */
+    reset();
+    CHECK_EQ(result_exact(&q, REPLY_META_VA, UNIT("VA 2 f12345678 c87654321 t-1\r\nhi\r\n")),
+             BIN_SUCCESS);
+    check_header(0, BIN_GET, 0, 4, 0, 6, 87654321);
+    CHECK_MEM(out->data + 24, 6, "\x00\xbc\x61\x4ehi", 6);
+    q = ctx(BIN_TOUCH);
     reset();
     CHECK_EQ(result_exact(&q, REPLY_META_HD, UNIT("HD c0 f00000042\r\n")), BIN_SUCCESS);
     check_header(0, BIN_TOUCH, 0, 4, 0, 4, 0);
