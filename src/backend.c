@@ -650,23 +650,11 @@ backend_put_data(struct backend *be, const struct creq *r)
  * answer ends, whichever server each request of a client went to. A
  * classic command made meta (a binary request) goes as its meta equivalent.
  */
-static inline bool backend_line_as_is(const struct call *c, uint32_t name_len);
-static inline void backend_put_line(struct backend *be, const struct creq *r, struct buf *out);
-
 static void
 backend_format_meta(struct backend *be, const struct call *c, struct buf *out)
 {
     const struct request *rq = &c->creq->req;
 
-    /* A line that starts with its meta name (a meta client's, or the one
-     * binclient.c writes for a binary request) and needs no rewrite goes
-     * as it is. */
-    if (backend_line_as_is(c, 2) && memcmp(c->creq->buf->data, proto_meta_name(rq->cmd), 2) == 0) {
-        backend_put_line(be, c->creq, out);
-        if (rq->quiet)
-            backend_put_const(be, "mn\r\n", 4);
-        return;
-    }
     buf_append_str(out, proto_meta_name(rq->cmd));
     buf_append(out, " ", 1);
     if (rq->base64) {
@@ -756,7 +744,17 @@ backend_format(struct backend *be, struct call *c, struct buf *out)
 
     if (rq->meta) {
         backend_close_batch(be);
-        backend_format_meta(be, c, out);
+        /* A line that starts with its meta name (a meta client's, or the
+         * one binclient.c writes for a binary request) and needs no
+         * rewrite goes as it is. */
+        if (backend_line_as_is(c, 2)
+            && memcmp(c->creq->buf->data, proto_meta_name(rq->cmd), 2) == 0) {
+            backend_put_line(be, c->creq, out);
+            if (rq->quiet)
+                backend_put_const(be, "mn\r\n", 4);
+        } else {
+            backend_format_meta(be, c, out);
+        }
         return;
     }
     if (proto_cmd_is_retrieval(rq->cmd)) {

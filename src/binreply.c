@@ -17,7 +17,6 @@
 
 #include "binproto.h"
 #include "buf.h"
-#include "scan.h"
 
 #define PREFIX_SERVER_ERROR "SERVER_ERROR "
 #define PREFIX_CLIENT_ERROR "CLIENT_ERROR "
@@ -173,39 +172,18 @@ binreply_line(struct buf *out, const struct bin_ctx *q, const char *line, size_t
 }
 
 /*
- * Digits at *pp, as a number; *pp moves past them. A word at a time while
- * eight bytes before end can be read (a flags value of ten digits is one
- * full word and a part), then byte by byte with no bound: the caller knows
- * a byte that is no digit ('\r') comes before end.
+ * Digits at *pp, as a number; *pp moves past them. No bound: the caller
+ * knows a byte that is no digit ('\r') comes before the end. (Read a word
+ * at a time, the numbers of a reply cost more instructions: most are short,
+ * and a word takes three multiplies.)
  */
 static uint64_t
-digits_at(const char **pp, const char *end)
+digits_at(const char **pp)
 {
-    static const uint32_t scale[] = { 1, 10, 100, 1000, 10000, 100000, 1000000, 10000000,
-                                      100000000 };
     const char *p = *pp;
     uint64_t v = 0;
     unsigned d;
 
-#ifdef SCAN_WORDS
-    while (end - p >= 8) {
-        uint64_t x, hit;
-        unsigned n;
-
-        memcpy(&x, p, sizeof(x));
-        hit = digit_stops(x);
-        if (hit == 0) {                     /* eight digits, and maybe more */
-            v = v * scale[8] + digits_value(x, 8);
-            p += 8;
-            continue;
-        }
-        n = (unsigned)__builtin_ctzll(hit) >> 3;
-        *pp = p + n;
-        return n > 0 ? v * scale[n] + digits_value(x, n) : v;
-    }
-#else
-    (void)end;
-#endif
     while ((d = (unsigned)(unsigned char)*p - '0') < 10) {
         v = v * 10 + d;
         p++;
@@ -225,7 +203,7 @@ digits_at(const char **pp, const char *end)
 static void
 meta_parse(enum reply_kind kind, const char *unit, size_t len, struct meta_parts *m)
 {
-    const char *p = unit + 2, *end = unit + len;
+    const char *p = unit + 2;
     uint64_t dlen = 0;
 
     m->flags = 0;
@@ -236,17 +214,17 @@ meta_parse(enum reply_kind kind, const char *unit, size_t len, struct meta_parts
         return;
     if (kind == REPLY_META_VA) {
         p++;
-        dlen = digits_at(&p, end);
+        dlen = digits_at(&p);
     }
     while (*p == ' ') {
         char flag = *++p;                   /* '\r' at the latest */
 
         if (flag == 'f') {
             p++;
-            m->flags = (uint32_t)digits_at(&p, end);
+            m->flags = (uint32_t)digits_at(&p);
         } else if (flag == 'c') {
             p++;
-            m->cas = digits_at(&p, end);
+            m->cas = digits_at(&p);
         }
         while (*p != ' ' && *p != '\r')
             p++;
@@ -353,7 +331,7 @@ result_update(struct buf *out, const struct bin_ctx *q, enum reply_kind kind,
         {
             const char *digits = m.data;
 
-            put_be64(value, digits != NULL ? digits_at(&digits, unit + len) : 0);  /* "\r\n" after */
+            put_be64(value, digits != NULL ? digits_at(&digits) : 0);  /* "\r\n" after */
         }
         return success(out, q, m.cas, (const char *)value, sizeof(value));
     }
