@@ -385,6 +385,37 @@ parse_unit(const char *buf, size_t len, uint32_t max_value, struct reply *r)
     return line_unit((enum reply_kind)kind, line_len, r);
 }
 
+/*
+ * "VA <bytes>[ <flags>]\r\n" + data block: the meta reply to nearly every
+ * binary get, without parse_unit's general dispatch. The line's end is the
+ * one parse_unit finds (the first '\n' within REPLY_LINE_MAX bytes, a '\r'
+ * before it) and the length is read a word at a time. Returns what
+ * parse_unit would return, or -1 to leave the unit to it (a line not all
+ * here, a 20-digit length, anything else after the digits).
+ */
+static int
+fast_meta_value(const char *buf, size_t len, uint32_t max_value, struct reply *r)
+{
+    const char *nl = memchr(buf, '\n', len < REPLY_LINE_MAX ? len : REPLY_LINE_MAX);
+    const char *num = buf + 3, *end, *p;
+    uint64_t bytes;
+    enum reply_status st;
+
+    if (nl == NULL || nl - buf < 5 || nl[-1] != '\r')
+        return -1;
+    end = nl - 1;
+    p = digits_read_word(num, end, DIGITS_MAX - 1, &bytes);
+    if (p == num || (p < end && *p != ' '))
+        return -1;
+    st = take_block(buf, len, (size_t)(nl + 1 - buf), bytes, max_value, r);
+    if (st != REPLY_OK_UNIT)
+        return st;
+    r->kind = REPLY_META_VA;
+    r->key_off = r->key_len = r->rest_off = 0;
+    r->key_expected = false;
+    return REPLY_OK_UNIT;
+}
+
 enum reply_status
 reply_parse_expect(const char *buf, size_t len, uint32_t max_value, const char *key,
                    uint32_t klen, struct reply *r)
@@ -398,6 +429,9 @@ reply_parse_expect(const char *buf, size_t len, uint32_t max_value, const char *
         return line_unit(REPLY_STORED, 8, r);
     if (len >= 6 && memcmp(buf, "VALUE ", 6) == 0
         && (st = fast_value(buf, len, max_value, key, klen, r)) >= 0)
+        return (enum reply_status)st;
+    if (len >= 6 && memcmp(buf, "VA ", 3) == 0
+        && (st = fast_meta_value(buf, len, max_value, r)) >= 0)
         return (enum reply_status)st;
     return parse_unit(buf, len, max_value, r);
 }

@@ -462,6 +462,18 @@ test_line_max(void)
     /* a number line with junk: the limit does not depend on the kind */
     memset(buf, '1', REPLY_LINE_MAX);
     CHECK_EQ(parse_n(buf, REPLY_LINE_MAX, MAXV, &r), REPLY_BAD);
+
+    /* a VA line of flags (its own fast path): the same limit, an empty block */
+    memset(buf, 'x', sizeof(buf));
+    memcpy(buf, "VA 0 ", 5);
+    memcpy(buf + REPLY_LINE_MAX - 2, "\r\n\r\n", 4);
+    CHECK_EQ(parse_n(buf, REPLY_LINE_MAX + 2, MAXV, &r), REPLY_OK_UNIT);
+    CHECK_EQ(r.kind, REPLY_META_VA);
+    CHECK_EQ(r.line_len, REPLY_LINE_MAX);
+    memset(buf + REPLY_LINE_MAX - 2, 'x', 2);
+    memcpy(buf + REPLY_LINE_MAX - 1, "\r\n\r\n", 4);
+    CHECK_EQ(parse_n(buf, REPLY_LINE_MAX + 3, MAXV, &r), REPLY_BAD);
+    CHECK_EQ(parse_n(buf, REPLY_LINE_MAX - 1, MAXV, &r), REPLY_NEED_MORE);
 }
 
 /*
@@ -647,6 +659,14 @@ test_meta(void)
         { S("VA 1 t-1 c5 kcnt O9\r\n0\r\n"), 21, 1 },                 /* ma ... v */
         { S("VA 0\r\n\r\n"), 6, 0 },
         { S("VA 4\r\na\r\nb\r\n"), 6, 4 },                            /* data with CRLF */
+        /* the length read a word at a time: seven, eight and nineteen digits,
+         * leading zeros, a line that ends right after it */
+        { S("VA 0000002 f1\r\nhi\r\n"), 15, 2 },
+        { S("VA 00000002 c9\r\nhi\r\n"), 16, 2 },
+        { S("VA 0000000000000000002\r\nhi\r\n"), 24, 2 },
+        { S("VA 00000010\r\n0123456789\r\n"), 13, 10 },
+        { S("VA 2 \r\nhi\r\n"), 7, 2 },                              /* a space, no flag */
+        { S("VA 2 f\r1\r\nhi\r\n"), 10, 2 },                          /* a lone '\r' in the flags */
     };
     struct reply r;
     size_t i;
@@ -669,6 +689,13 @@ test_meta(void)
     check_bad(S("VA 2\r\nhix\r\n"), MAXV);      /* block longer than said */
     check_bad_split(S("VA 2\r\nhix\r\n"), MAXV);
     check_bad(S("VA 9\r\n123456789\r\n"), 8);    /* over max_value */
+    check_bad(S("VA  2\r\nhi\r\n"), MAXV);         /* two spaces before the length */
+    check_bad(S("VA 2\nhi\r\n"), MAXV);             /* a bare '\n' ends the line */
+    check_bad(S("VA 2 f1\nhi\r\n"), MAXV);
+    check_bad(S("VA 2\rhi\r\n"), MAXV);             /* '\r' right after the length */
+    check_bad(S("VA 99999999999999999999\r\n"), MAXV);   /* 20 digits, over 64 bits */
+    check_bad(S("VA 18446744073709551615\r\n"), UINT32_MAX);  /* 20 digits, over max_value */
+    check_bad_split(S("VA 2 f1\nhi\r\n"), MAXV);
     check_bad(S("HDX\r\n"), MAXV);
     check_bad(S("ENX\r\n"), MAXV);
     check_bad(S("MNX\r\n"), MAXV);
