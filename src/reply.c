@@ -224,6 +224,21 @@ fast_value(const char *buf, size_t len, uint32_t max_value, const char *want,
     return REPLY_OK_UNIT;
 }
 
+/* A VA unit whose line (line_len bytes) says <bytes>: its block, then the reply. */
+static enum reply_status
+meta_value_unit(const char *buf, size_t len, size_t line_len, uint64_t bytes,
+                uint32_t max_value, struct reply *r)
+{
+    enum reply_status st = take_block(buf, len, line_len, bytes, max_value, r);
+
+    if (st != REPLY_OK_UNIT)
+        return st;
+    r->kind = REPLY_META_VA;
+    r->key_off = r->key_len = r->rest_off = 0;
+    r->key_expected = false;
+    return REPLY_OK_UNIT;
+}
+
 /*
  * "VA <bytes> [<flags>*]" + data block: the meta answer with a value. The
  * flags are passed on as the server wrote them.
@@ -234,17 +249,10 @@ parse_meta_value(const char *buf, size_t len, size_t n, size_t line_len,
 {
     const char *end = buf + n, *p = buf + 3;
     uint64_t bytes;
-    enum reply_status st;
 
     if (parse_num(&p, end, &bytes) < 0 || (p < end && *p != ' '))
         return REPLY_BAD;
-    st = take_block(buf, len, line_len, bytes, max_value, r);
-    if (st != REPLY_OK_UNIT)
-        return st;
-    r->kind = REPLY_META_VA;
-    r->key_off = r->key_len = r->rest_off = 0;
-    r->key_expected = false;
-    return REPLY_OK_UNIT;
+    return meta_value_unit(buf, len, line_len, bytes, max_value, r);
 }
 
 /* Classify a complete line that is not VALUE; -1 if it is no reply at all. */
@@ -399,7 +407,6 @@ fast_meta_value(const char *buf, size_t len, uint32_t max_value, struct reply *r
     const char *nl = memchr(buf, '\n', len < REPLY_LINE_MAX ? len : REPLY_LINE_MAX);
     const char *num = buf + 3, *end, *p;
     uint64_t bytes;
-    enum reply_status st;
 
     if (nl == NULL || nl - buf < 5 || nl[-1] != '\r')
         return -1;
@@ -407,13 +414,7 @@ fast_meta_value(const char *buf, size_t len, uint32_t max_value, struct reply *r
     p = digits_read_word(num, end, DIGITS_MAX - 1, &bytes);
     if (p == num || (p < end && *p != ' '))
         return -1;
-    st = take_block(buf, len, (size_t)(nl + 1 - buf), bytes, max_value, r);
-    if (st != REPLY_OK_UNIT)
-        return st;
-    r->kind = REPLY_META_VA;
-    r->key_off = r->key_len = r->rest_off = 0;
-    r->key_expected = false;
-    return REPLY_OK_UNIT;
+    return (int)meta_value_unit(buf, len, (size_t)(nl + 1 - buf), bytes, max_value, r);
 }
 
 enum reply_status
