@@ -92,7 +92,9 @@ binreply_packet(struct buf *out, const struct bin_ctx *q, uint16_t status, uint6
     memcpy(h + 12, &q->opaque, 4);
     put_be64(h + 16, cas);
     h += BIN_HEADER_LEN;
-    if (extlen > 0)
+    if (extlen == 4)                        /* flags: a copy of known size */
+        memcpy(h, extras, 4);
+    else if (extlen > 0)
         memcpy(h, extras, extlen);
     if (keylen > 0)
         memcpy(h + extlen, key, keylen);
@@ -197,14 +199,13 @@ digits_at(const char **pp)
  * in one pass over the line, without a bound test per byte: every scan
  * below stops at a '\r', and the unit's "\r\n" at its end is the last one
  * it can reach (the line's own comes first; reply.c checked both). Only f
- * (client flags) and c (CAS) matter to a binary response; other flags are
- * stepped over.
+ * (client flags) and c (CAS) matter to a binary response; other flags, and
+ * a VA's length, are stepped over.
  */
 static void
 meta_parse(enum reply_kind kind, const char *unit, size_t len, struct meta_parts *m)
 {
     const char *p = unit + 2;
-    uint64_t dlen = 0;
 
     m->flags = 0;
     m->cas = 0;
@@ -212,10 +213,9 @@ meta_parse(enum reply_kind kind, const char *unit, size_t len, struct meta_parts
     m->dlen = 0;
     if (len < 4 || unit[len - 2] != '\r')
         return;
-    if (kind == REPLY_META_VA) {
-        p++;
-        dlen = digits_at(&p);
-    }
+    if (kind == REPLY_META_VA)              /* the length: the data's place says it */
+        for (p++; *p != ' ' && *p != '\r'; p++)
+            ;
     while (*p == ' ') {
         char flag = *++p;                   /* '\r' at the latest */
 
@@ -229,10 +229,11 @@ meta_parse(enum reply_kind kind, const char *unit, size_t len, struct meta_parts
         while (*p != ' ' && *p != '\r')
             p++;
     }
-    /* The data right after the line fills the unit (else cannot happen: reply.c checked). */
-    if (kind == REPLY_META_VA && dlen <= len && (size_t)(p - unit) + 4 == len - dlen) {
+    /* The data: after the line, up to the unit's closing "\r\n" (reply.c
+     * checked that the line's length says as much). */
+    if (kind == REPLY_META_VA && (size_t)(p - unit) + 4 <= len) {
         m->data = p + 2;
-        m->dlen = (uint32_t)dlen;
+        m->dlen = (uint32_t)(len - (size_t)(p - unit) - 4);
     }
 }
 
