@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from conftest import LUAGENT, parse_values, set_cmd
+from conftest import HOST, LUAGENT, RawClient, parse_values, report_info, set_cmd
+from test_coalesce import HeldStore
 from test_policy import POLL_DEADLINE, RUN_TIMEOUT, get1, holder, mc_stats, write_policy
 
 ROUNDS = 200                # bound on read rounds while waiting for a condition
@@ -295,3 +296,98 @@ def test_nearcache_hit_by_reference_outlives_its_entry(memcached, luagent, tmp_p
     assert seen[0] == old and set(seen) <= {old, new}, [v[-4:] if v else v for v in seen]
     assert seen == sorted(seen, key=lambda v: v != old)
     assert get1(slow, "cfg:big") == new
+
+
+class HoldGetsLater(HeldStore):
+    """HeldStore (test_coalesce) that answers everything at once until hold():
+    from then on the answers to gets are held until release()."""
+
+    def __init__(self):
+        super().__init__()
+        self.holding = False
+
+    def __call__(self, req):
+        with self.lock:
+            holding = self.holding
+        return super().__call__(req) if holding else self.store(req)
+
+    def hold(self):
+        with self.lock:
+            self.holding = True
+
+    def release(self):
+        with self.lock:
+            self.holding = False
+        super().release()
+
+
+LATE_REFRESH = """
+local lg = require "luagent"
+local main = lg.pool{ name = "main", servers = @MAIN@, timeout_ms = 60000 }
+return lg.policy{
+    route = lg.prefix{
+        ["cfg:"] = lg.nearcache{ to = main, ttl_ms = @TTL@, hot_qps = 1 },
+        default = main,
+    },
+}
+"""
+
+
+def test_nearcache_late_refresh_sends_no_burst_to_the_server(mock, luagent, tmp_path):
+    """The server sits on the refresh of a hot key's copy for three times the
+    copy's ttl_ms while 20 clients keep reading the key. The copy is served
+    past its ttl_ms while its refresh is out (up to 2 x ttl_ms), then the gets
+    wait for that refresh: the server sees that one read of the key, not one
+    per get (a burst on a server that is already late), and every get is
+    answered with the value once the server answers."""
+    ttl = 300
+    server = HoldGetsLater()
+    m = mock(server)
+    path = write_policy(tmp_path, "late.lua", LATE_REFRESH, MAIN=[m], TTL=str(ttl))
+    lg = luagent("-c", str(path), "-t", "1")
+    c = lg.client()
+    assert c.call(set_cmd("cfg:hot", b"v1")) == b"STORED\r\n"
+    warm(lg, c, "cfg:hot")
+    cs = [RawClient((HOST, lg.port)) for _ in range(20)]
+    sent = [0] * len(cs)
+
+    def get_one(i):
+        cs[i % len(cs)].send(b"get cfg:hot\r\n")
+        sent[i % len(cs)] += 1
+        time.sleep(0.005)
+
+    before = route_stats(lg, "nearcache#1")
+    try:
+        server.hold()
+        # Read until the copy's refresh reaches the server (within ttl_ms
+        # of the hold, at 0.9 x ttl_ms of the copy's age).
+        i = 0
+        deadline = time.monotonic() + POLL_DEADLINE
+        while server.count() == 0 and time.monotonic() < deadline:
+            get_one(i)
+            i += 1
+        assert server.count() == 1, "the refresh never reached the server"
+        # Read on for 3 x ttl_ms: past the copy's ttl_ms and past its grace.
+        end = time.monotonic() + 3 * ttl / 1000.0
+        while time.monotonic() < end and i < 100000:
+            get_one(i)
+            i += 1
+        reads_while_late = server.count()
+        st = route_stats(lg, "nearcache#1")
+        server.release()
+        for k, cl in enumerate(cs):
+            for _ in range(sent[k]):
+                vals = parse_values(cl.read_retrieval())
+                assert [v[2] for v in vals] == [b"v1"], vals
+    finally:
+        for cl in cs:
+            cl.close()
+    assert reads_while_late == 1, \
+        "%d reads of the key reached the late server while its refresh was out (%d gets)" % (
+            reads_while_late, i)
+    # Within the grace the copy answered; past it, gets waited for the
+    # refresh (coalesced) instead of going to the server.
+    waited = st.get("coalesced", 0) - before.get("coalesced", 0)
+    assert st["hits"] > before["hits"] and waited > 0, (before, st)
+    report_info("nearcache: refresh held 3 x ttl_ms, %d gets: %d read(s) reached the server, "
+                "%d waited for it" % (i, reads_while_late, waited))
