@@ -524,6 +524,16 @@ nearcache_answer(struct request_cache *rq, struct call *c, const struct nearcach
     call_finish(rq, c);
 }
 
+/* A hit, or a get that waits for a read out, never reaches a pool: the
+ * sketch counts it here (or a key whose gets all wait would cool down and
+ * lose its coalescing). */
+static void
+nearcache_count_read(struct route_ctx *rt, uint64_t hash, const struct call *c)
+{
+    if (hotkeys_sampled(rt->hotkeys))
+        hotkeys_count(rt->hotkeys, hash, c->key, c->klen, 0);
+}
+
 /*
  * A get reaches a near cache: answered from this worker's copy when it has
  * a fresh one (false: the call is done), else passed on. A hot key's read
@@ -558,9 +568,7 @@ node_nearcache(struct route_ctx *rt, struct call *c)
     found = nearcache_get(nc, &rt->rq.bufs, hash, c->key, c->klen, now, &hit);
     if (found == NEARCACHE_HIT) {
         STAT_INC(st->nearcache_hits);
-        /* A hit never reaches a pool: the sketch counts it here. */
-        if (hotkeys_sampled(rt->hotkeys))
-            hotkeys_count(rt->hotkeys, hash, c->key, c->klen, 0);
+        nearcache_count_read(rt, hash, c);
         nearcache_answer(&rt->rq, c, &hit);
         return false;
     }
@@ -576,6 +584,7 @@ node_nearcache(struct route_ctx *rt, struct call *c)
     /* One read of the key out per worker: a get with no copy waits for it. */
     if (coalesce_join_tagged(&rt->coalesce, c, is_unix, stamp) == COALESCE_WAITS) {
         STAT_INC(st->coalesced);
+        nearcache_count_read(rt, hash, c);
         return false;
     }
     STAT_INC(st->nearcache_misses);
