@@ -555,7 +555,7 @@ node_nearcache(struct route_ctx *rt, struct call *c)
     enum nearcache_find found;
     uint64_t hash, now;
     uint32_t stamp;
-    bool is_unix = c->creq->owner != NULL && c->creq->owner->is_unix;
+    bool is_unix;
     struct call *child;
 
     /* gets (a cas unique), gat/gats (a touch), meta and binary requests
@@ -582,6 +582,7 @@ node_nearcache(struct route_ctx *rt, struct call *c)
         return true;            /* not hot (any more): not kept */
     }
     /* One read of the key out per worker: a get with no copy waits for it. */
+    is_unix = c->creq->owner != NULL && c->creq->owner->is_unix;
     if (coalesce_join_tagged(&rt->coalesce, c, is_unix, stamp) == COALESCE_WAITS) {
         STAT_INC(st->coalesced);
         nearcache_count_read(rt, hash, c);
