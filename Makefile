@@ -160,12 +160,17 @@ $(BUILD)/embedded.o: $(BUILD)/embedded.c
 	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 # make bench's load generator (scripts/bench.sh builds it).
-$(BUILD)/loadgen: bench/loadgen.c bench/die.h | $(BUILD)
+$(BUILD)/loadgen: bench/loadgen.c bench/tool.h | $(BUILD)
 	$(say) CC $<
 	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< -lpthread $(shell pkg-config --libs openssl)
 
 # The hot-key benchmark's server of fixed capacity (scripts/bench-hot.sh builds it).
-$(BUILD)/capserver: bench/capserver.c bench/die.h | $(BUILD)
+$(BUILD)/capserver: bench/capserver.c bench/tool.h | $(BUILD)
+	$(say) CC $<
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $<
+
+# The kernel's floor for passing a value on (scripts/bench.sh builds it).
+$(BUILD)/relayfloor: bench/relayfloor.c bench/tool.h | $(BUILD)
 	$(say) CC $<
 	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $<
 

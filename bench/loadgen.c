@@ -6,7 +6,7 @@
  * a get/set mix for a duration or a request count and prints one line:
  *
  *   target=... requests=... seconds=... ops=... keys=... p50_us=... p99_us=...
- *   p999_us=... max_us=... errors=... misses=... prefill_s=...
+ *   p999_us=... max_us=... errors=... misses=... prefill_s=... [cpu_us=...]
  *
  * ops is requests (commands) per second; a 10-key get is one request and ten
  * keys. Latency is from the moment a request is written to the moment its whole
@@ -59,7 +59,7 @@
 #include <unistd.h>
 
 #define BENCH_TOOL "loadgen"
-#include "die.h"
+#include "tool.h"
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -107,6 +107,7 @@ struct options {
     long        hot_keys;           /* -H N:PCT: reads on the first N keys... */
     int         hot_pct;            /* ...PCT% of the time, Zipf over the rest */
     const char *hot_prefix;         /* --hot-prefix: the hot keys' own prefix */
+    long        cpu_pid;            /* -C: report this process's CPU per request (0: none) */
 };
 
 struct req {
@@ -1168,6 +1169,8 @@ usage(FILE *f)
 "  -B, --binary             speak memcached's binary protocol\n"
 "  -H, --hot N:PCT          reads: PCT%% on the first N keys, Zipf over the rest\n"
 "  -Q, --hot-prefix STR     the first N keys of -H take this prefix instead of -K's\n"
+"  -C, --cpu-of PID         also print cpu_us: PID's CPU time (user + system) per request\n"
+"                           over the timed run (the target's, or a server's)\n"
 "  -h, --help\n"
 "Prints one line: ops (requests/s), keys (keys/s), p50_us, p99_us, errors, ...\n"
 "Exit status: 0 fine, 1 verification or reply errors, 2 usage or connect failure.\n",
@@ -1209,19 +1212,6 @@ split_pair(const char *name, const char *form, char *arg)
     return colon + 1;
 }
 
-static long long
-num_arg(const char *name, const char *s, long long lo, long long hi)
-{
-    char *end;
-    long long v;
-
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
-        die("%s: '%s' is not a number in %lld..%lld", name, s, lo, hi);
-    return v;
-}
-
 static void
 parse_args(int argc, char **argv)
 {
@@ -1237,6 +1227,7 @@ parse_args(int argc, char **argv)
         { "wait", 1, NULL, 'w' },     { "help", 0, NULL, 'h' },
         { "tls", 1, NULL, 't' },      { "binary", 0, NULL, 'B' },
         { "hot", 1, NULL, 'H' },       { "hot-prefix", 1, NULL, 'Q' },
+        { "cpu-of", 1, NULL, 'C' },
         { NULL, 0, NULL, 0 }
     };
     char *colon, *end;
@@ -1258,7 +1249,7 @@ parse_args(int argc, char **argv)
     opt.prefill_depth = PREFILL_DEPTH;
     opt.stall = 5;
 
-    while ((ch = getopt_long(argc, argv, "s:c:P:r:v:k:m:d:n:S:fF:T:K:W:w:t:BH:Q:h", longs, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "s:c:P:r:v:k:m:d:n:S:fF:T:K:W:w:t:BH:Q:C:h", longs, NULL)) != -1) {
         switch (ch) {
         case 's':
             colon = strrchr(optarg, ':');
@@ -1308,6 +1299,7 @@ parse_args(int argc, char **argv)
         case 't': opt.tls_ca = optarg; break;
         case 'B': opt.binary = 1; break;
         case 'Q': opt.hot_prefix = optarg; break;
+        case 'C': opt.cpu_pid = (long)num_arg("-C", optarg, 1, INT_MAX); break;
         case 'H':
             colon = split_pair("-H", "N:PCT", optarg);
             opt.hot_keys = (long)num_arg("-H", optarg, 1, 100000000);
@@ -1327,6 +1319,32 @@ parse_args(int argc, char **argv)
         opt.threads = opt.conns;
 }
 
+/*
+ * Process pid's CPU time so far (user + system, in clock ticks, fields 14
+ * and 15 of /proc/PID/stat), or -1 when it cannot be read. The command name
+ * (field 2) may hold spaces: fields are counted from its closing ')'.
+ */
+static long long
+cpu_ticks(long pid)
+{
+    char path[64], line[1024], *p;
+    unsigned long long utime, stime;
+    FILE *f;
+    size_t n;
+
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    if ((f = fopen(path, "r")) == NULL)
+        return -1;
+    n = fread(line, 1, sizeof(line) - 1, f);
+    fclose(f);
+    line[n] = '\0';
+    if ((p = strrchr(line, ')')) == NULL
+        || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+                  &utime, &stime) != 2)
+        return -1;
+    return (long long)(utime + stime);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1335,6 +1353,7 @@ main(int argc, char **argv)
     struct stats total;
     uint64_t t_prefill, t_start, t_end = 0, wait_until;
     double seconds, prefill_s = 0;
+    long long cpu_start = -1, cpu_end = -1;
     int i;
 
     parse_args(argc, argv);
@@ -1378,6 +1397,8 @@ main(int argc, char **argv)
 
     memset(&total, 0, sizeof(total));
     ths = xmalloc(sizeof(*ths) * (size_t)opt.threads);
+    if (opt.cpu_pid > 0)
+        cpu_start = cpu_ticks(opt.cpu_pid);
     t_start = now_ns();
     deadline_ns = t_start + (uint64_t)(opt.seconds * 1e9);
     if (opt.count != 0) {
@@ -1406,6 +1427,8 @@ main(int argc, char **argv)
                 total.hist[b] += ths[i].st.hist[b];
         }
     }
+    if (opt.cpu_pid > 0)
+        cpu_end = cpu_ticks(opt.cpu_pid);
     if (opt.count > 0 && total.done + total.errors < (uint64_t)opt.count) {
         fprintf(stderr, "loadgen: %" PRIu64 " of %lld requests done in the %.0f s limit\n",
                 total.done, opt.count, opt.seconds);
@@ -1428,7 +1451,7 @@ main(int argc, char **argv)
         printf("target=%s:%s conns=%d pipeline=%d multiget=%d ratio=%d:%d value=%d keys=%ld "
                "requests=%" PRIu64 " seconds=%.3f ops=%.0f keys_s=%.0f p50_us=%.1f "
                "p99_us=%.1f p999_us=%.1f max_us=%.1f errors=%" PRIu64 " misses=%" PRIu64
-               " prefill_s=%.3f\n",
+               " prefill_s=%.3f",
                opt.host, opt.port, opt.conns, opt.depth, opt.width, opt.gets, opt.sets,
                opt.vsize, opt.keys, total.done, seconds,
                opt.count == 0 ? 0.0 : (double)total.done / seconds,
@@ -1438,6 +1461,16 @@ main(int argc, char **argv)
                hist_percentile(total.hist, total.done, 99.9) / 1000.0,
                (double)maxv / 1000.0, total.errors, total.misses, prefill_s);
     }
+    if (opt.cpu_pid > 0) {
+        /* A tick is 1/sysconf(_SC_CLK_TCK) s (10 ms): a run of a few seconds
+         * at some hundreds of ticks reads to about 1%. */
+        if (cpu_start < 0 || cpu_end < cpu_start || total.done == 0)
+            printf(" cpu_us=-");
+        else
+            printf(" cpu_us=%.2f", (double)(cpu_end - cpu_start) * 1e6
+                   / (double)sysconf(_SC_CLK_TCK) / (double)total.done);
+    }
+    printf("\n");
     fflush(stdout);
     return total.errors > 0 ? 1 : 0;
 }
