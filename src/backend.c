@@ -994,15 +994,6 @@ backend_submit(struct backend *be, struct call *c, int timeout_ms)
         be->dirty = true;
 }
 
-/* Why a read or write failed: the socket's errno, or OpenSSL's reason. */
-static const char *
-backend_io_error(const struct backend *be)
-{
-    if (be->tls != NULL && errno == EPROTO)
-        return tls_error(be->tls);
-    return strerror(errno);
-}
-
 /*
  * Calls queued since the last stamp leave now: one clock read for them all.
  * An open batch's calls wait for its line end (keys may still join it), so
@@ -1035,7 +1026,7 @@ backend_write_again(struct backend *be)
             event_add(be->wev, NULL);
         return false;
     }
-    backend_fail(be, FAIL_CLOSED, backend_io_error(be));
+    backend_fail(be, FAIL_CLOSED, conn_error(be->tls));
     return false;
 }
 
@@ -1547,7 +1538,7 @@ backend_read(struct backend *be)
             }
             /* Readable before connected means the connect itself failed. */
             backend_fail(be, be->state == BACKEND_CONNECTING ? FAIL_UNAVAILABLE : FAIL_CLOSED,
-                         n == 0 ? "connection closed by server" : backend_io_error(be));
+                         n == 0 ? "connection closed by server" : conn_error(be->tls));
             return;
         }
         in->len += (uint32_t)n;
