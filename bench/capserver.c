@@ -58,7 +58,7 @@
 #include <unistd.h>
 
 #define BENCH_TOOL "capserver"
-#include "die.h"
+#include "tool.h"
 
 #define BUF_SIZE        (64 * 1024) /* per direction and connection */
 #define NS              1000000000LL

@@ -6,7 +6,8 @@
  * a get/set mix for a duration or a request count and prints one line:
  *
  *   target=... requests=... seconds=... ops=... keys=... p50_us=... p99_us=...
- *   p999_us=... max_us=... errors=... misses=... prefill_s=...
+ *   p999_us=... max_us=... errors=... misses=... prefill_s=... [cpu_us=...
+ *   servers_cpu_us=... self_cpu_us=... busy_pct=...]
  *
  * ops is requests (commands) per second; a 10-key get is one request and ten
  * keys. Latency is from the moment a request is written to the moment its whole
@@ -59,7 +60,7 @@
 #include <unistd.h>
 
 #define BENCH_TOOL "loadgen"
-#include "die.h"
+#include "tool.h"
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -77,6 +78,7 @@
 #define LINE_MAX_BYTES  4096        /* a reply line longer than this is garbage */
 #define ERR_SHOWN       5           /* errors described on stderr; the rest only counted */
 #define N_LIMIT_SECONDS 300.0       /* time limit when only -n is given */
+#define CPU_PIDS_MAX    16          /* processes in -M */
 
 #define SUB_BITS        7           /* histogram: 128 linear buckets per power of two */
 #define SUB_COUNT       (1 << SUB_BITS)
@@ -107,6 +109,9 @@ struct options {
     long        hot_keys;           /* -H N:PCT: reads on the first N keys... */
     int         hot_pct;            /* ...PCT% of the time, Zipf over the rest */
     const char *hot_prefix;         /* --hot-prefix: the hot keys' own prefix */
+    long        cpu_pid;            /* -C: report this process's CPU per request (0: none) */
+    long        server_pids[CPU_PIDS_MAX]; /* -M: ...and these processes' together */
+    int         nserver_pids;
 };
 
 struct req {
@@ -1168,10 +1173,16 @@ usage(FILE *f)
 "  -B, --binary             speak memcached's binary protocol\n"
 "  -H, --hot N:PCT          reads: PCT%% on the first N keys, Zipf over the rest\n"
 "  -Q, --hot-prefix STR     the first N keys of -H take this prefix instead of -K's\n"
+"  -C, --cpu-of PID         also print cpu_us: PID's CPU time (user + system) per request\n"
+"                           over the timed run (the target's), self_cpu_us: loadgen's, and\n"
+"                           busy_pct: how busy the machine's CPUs were\n"
+"  -M, --servers-cpu P,P..  also print servers_cpu_us: these processes' CPU time together\n"
+"                           per request (the servers behind a proxy; up to %d)\n"
 "  -h, --help\n"
 "Prints one line: ops (requests/s), keys (keys/s), p50_us, p99_us, errors, ...\n"
 "Exit status: 0 fine, 1 verification or reply errors, 2 usage or connect failure.\n",
-        DEPTH_MAX, VALUE_MIN, VALUE_MAX, WIDTH_MAX, N_LIMIT_SECONDS, PREFILL_DEPTH);
+        DEPTH_MAX, VALUE_MIN, VALUE_MAX, WIDTH_MAX, N_LIMIT_SECONDS, PREFILL_DEPTH,
+        CPU_PIDS_MAX);
 }
 
 static long
@@ -1209,19 +1220,6 @@ split_pair(const char *name, const char *form, char *arg)
     return colon + 1;
 }
 
-static long long
-num_arg(const char *name, const char *s, long long lo, long long hi)
-{
-    char *end;
-    long long v;
-
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
-        die("%s: '%s' is not a number in %lld..%lld", name, s, lo, hi);
-    return v;
-}
-
 static void
 parse_args(int argc, char **argv)
 {
@@ -1237,6 +1235,7 @@ parse_args(int argc, char **argv)
         { "wait", 1, NULL, 'w' },     { "help", 0, NULL, 'h' },
         { "tls", 1, NULL, 't' },      { "binary", 0, NULL, 'B' },
         { "hot", 1, NULL, 'H' },       { "hot-prefix", 1, NULL, 'Q' },
+        { "cpu-of", 1, NULL, 'C' },   { "servers-cpu", 1, NULL, 'M' },
         { NULL, 0, NULL, 0 }
     };
     char *colon, *end;
@@ -1258,7 +1257,7 @@ parse_args(int argc, char **argv)
     opt.prefill_depth = PREFILL_DEPTH;
     opt.stall = 5;
 
-    while ((ch = getopt_long(argc, argv, "s:c:P:r:v:k:m:d:n:S:fF:T:K:W:w:t:BH:Q:h", longs, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "s:c:P:r:v:k:m:d:n:S:fF:T:K:W:w:t:BH:Q:C:M:h", longs, NULL)) != -1) {
         switch (ch) {
         case 's':
             colon = strrchr(optarg, ':');
@@ -1308,6 +1307,17 @@ parse_args(int argc, char **argv)
         case 't': opt.tls_ca = optarg; break;
         case 'B': opt.binary = 1; break;
         case 'Q': opt.hot_prefix = optarg; break;
+        case 'C': opt.cpu_pid = (long)num_arg("-C", optarg, 1, INT_MAX); break;
+        case 'M': {
+            char *pid;
+
+            for (pid = strtok(optarg, ","); pid != NULL; pid = strtok(NULL, ",")) {
+                if (opt.nserver_pids == CPU_PIDS_MAX)
+                    die("-M: more than %d processes", CPU_PIDS_MAX);
+                opt.server_pids[opt.nserver_pids++] = (long)num_arg("-M", pid, 1, INT_MAX);
+            }
+            break;
+        }
         case 'H':
             colon = split_pair("-H", "N:PCT", optarg);
             opt.hot_keys = (long)num_arg("-H", optarg, 1, 100000000);
@@ -1327,6 +1337,90 @@ parse_args(int argc, char **argv)
         opt.threads = opt.conns;
 }
 
+/*
+ * Process pid's CPU time so far (user + system, in clock ticks, fields 14
+ * and 15 of /proc/PID/stat), or -1 when it cannot be read. The command name
+ * (field 2) may hold spaces: fields are counted from its closing ')'.
+ */
+static long long
+cpu_ticks(long pid)
+{
+    char path[64], line[1024], *p;
+    unsigned long long utime, stime;
+    FILE *f;
+    size_t n;
+
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    if ((f = fopen(path, "r")) == NULL)
+        return -1;
+    n = fread(line, 1, sizeof(line) - 1, f);
+    fclose(f);
+    line[n] = '\0';
+    if ((p = strrchr(line, ')')) == NULL
+        || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+                  &utime, &stime) != 2)
+        return -1;
+    return (long long)(utime + stime);
+}
+
+/* The CPU ticks of the -C process, of the -M ones together, loadgen's own,
+ * and the machine's: busy and all (the first line of /proc/stat). */
+struct cpu_sample {
+    long long target, servers, self;
+    unsigned long long busy, all;
+};
+
+static void
+machine_ticks(unsigned long long *busy, unsigned long long *all)
+{
+    unsigned long long v[8] = { 0 };
+    FILE *f = fopen("/proc/stat", "r");
+    int i;
+
+    *busy = *all = 0;
+    if (f == NULL)
+        return;
+    if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+               &v[4], &v[5], &v[6], &v[7]) == 8) {
+        for (i = 0; i < 8; i++)
+            *all += v[i];
+        *busy = *all - v[3] - v[4];     /* all but idle and iowait */
+    }
+    fclose(f);
+}
+
+static struct cpu_sample
+cpu_sample(void)
+{
+    struct cpu_sample cs = { -1, 0, cpu_ticks((long)getpid()), 0, 0 };
+    int i;
+
+    machine_ticks(&cs.busy, &cs.all);
+    if (opt.cpu_pid > 0)
+        cs.target = cpu_ticks(opt.cpu_pid);
+    for (i = 0; i < opt.nserver_pids; i++) {
+        long long t = cpu_ticks(opt.server_pids[i]);
+
+        cs.servers = t < 0 || cs.servers < 0 ? -1 : cs.servers + t;
+    }
+    return cs;
+}
+
+/*
+ * " NAME=us per request" from two readings, or " NAME=-" when a process
+ * could not be read. A tick is 1/sysconf(_SC_CLK_TCK) s (10 ms): a run of a
+ * few seconds at some hundreds of ticks reads to about 1%.
+ */
+static void
+print_cpu(const char *name, long long start, long long end, uint64_t requests)
+{
+    if (start < 0 || end < start || requests == 0)
+        printf(" %s=-", name);
+    else
+        printf(" %s=%.2f", name, (double)(end - start) * 1e6 / (double)sysconf(_SC_CLK_TCK)
+               / (double)requests);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1335,6 +1429,7 @@ main(int argc, char **argv)
     struct stats total;
     uint64_t t_prefill, t_start, t_end = 0, wait_until;
     double seconds, prefill_s = 0;
+    struct cpu_sample cpu_start, cpu_end;
     int i;
 
     parse_args(argc, argv);
@@ -1378,6 +1473,7 @@ main(int argc, char **argv)
 
     memset(&total, 0, sizeof(total));
     ths = xmalloc(sizeof(*ths) * (size_t)opt.threads);
+    cpu_start = cpu_sample();
     t_start = now_ns();
     deadline_ns = t_start + (uint64_t)(opt.seconds * 1e9);
     if (opt.count != 0) {
@@ -1406,6 +1502,7 @@ main(int argc, char **argv)
                 total.hist[b] += ths[i].st.hist[b];
         }
     }
+    cpu_end = cpu_sample();
     if (opt.count > 0 && total.done + total.errors < (uint64_t)opt.count) {
         fprintf(stderr, "loadgen: %" PRIu64 " of %lld requests done in the %.0f s limit\n",
                 total.done, opt.count, opt.seconds);
@@ -1428,7 +1525,7 @@ main(int argc, char **argv)
         printf("target=%s:%s conns=%d pipeline=%d multiget=%d ratio=%d:%d value=%d keys=%ld "
                "requests=%" PRIu64 " seconds=%.3f ops=%.0f keys_s=%.0f p50_us=%.1f "
                "p99_us=%.1f p999_us=%.1f max_us=%.1f errors=%" PRIu64 " misses=%" PRIu64
-               " prefill_s=%.3f\n",
+               " prefill_s=%.3f",
                opt.host, opt.port, opt.conns, opt.depth, opt.width, opt.gets, opt.sets,
                opt.vsize, opt.keys, total.done, seconds,
                opt.count == 0 ? 0.0 : (double)total.done / seconds,
@@ -1438,6 +1535,17 @@ main(int argc, char **argv)
                hist_percentile(total.hist, total.done, 99.9) / 1000.0,
                (double)maxv / 1000.0, total.errors, total.misses, prefill_s);
     }
+    if (opt.cpu_pid > 0)
+        print_cpu("cpu_us", cpu_start.target, cpu_end.target, total.done);
+    if (opt.nserver_pids > 0)
+        print_cpu("servers_cpu_us", cpu_start.servers, cpu_end.servers, total.done);
+    if (opt.cpu_pid > 0 || opt.nserver_pids > 0) {
+        print_cpu("self_cpu_us", cpu_start.self, cpu_end.self, total.done);
+        if (cpu_end.all > cpu_start.all)
+            printf(" busy_pct=%.0f", 100.0 * (double)(cpu_end.busy - cpu_start.busy)
+                   / (double)(cpu_end.all - cpu_start.all));
+    }
+    printf("\n");
     fflush(stdout);
     return total.errors > 0 ? 1 : 0;
 }

@@ -5,8 +5,9 @@
  * server again.
  *
  * An entry is made by the first get of a (node, command, key, listener
- * kind): the leader. Its route node sends the leader on alone; identical
- * gets that arrive meanwhile park as waiters on the entry. When the
+ * kind): the leader (near cache nodes use the table too, for their reads of
+ * hot keys: see nearcache.h). Its route node sends the leader on alone;
+ * identical gets that arrive meanwhile park as waiters on the entry. When the
  * leader's reply comes back, the entry leaves the table and every waiter
  * gets a copy of the reply (counted against its own client's memory bounds,
  * like any value), so waiters answer in the same loop pass as the leader.
@@ -60,6 +61,15 @@ enum coalesce_join {
  * its (node, command, key, listener kind), or leads a new one.
  */
 enum coalesce_join coalesce_join(struct coalesce_table *t, struct call *c, bool is_unix);
+
+/*
+ * The same, joining only an entry made with the same tag: a near cache tags
+ * its reads with the key's write stamp as they leave, so a get that comes
+ * after a change (a new stamp) never waits for a read that left before it.
+ * Entries of coalesce_join have tag 0.
+ */
+enum coalesce_join coalesce_join_tagged(struct coalesce_table *t, struct call *c, bool is_unix,
+                                        uint32_t tag);
 
 /* Close the key's open entries: later gets of it lead entries of their own. */
 void coalesce_close_key_slow(struct coalesce_table *t, const char *key, uint32_t klen);

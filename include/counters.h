@@ -67,7 +67,7 @@ struct route_stats {
     uint64_t rate_over;             /* ratelimit: requests over the limit */
     uint64_t rate_limited;          /* ratelimit: ...of which refused (over = "error") */
     uint64_t skipped_down;          /* balance: picks that passed over a down child */
-    uint64_t coalesced;             /* coalesce: gets answered by another's reply */
+    uint64_t coalesced;             /* coalesce, nearcache: gets answered by another's reply */
     uint64_t leaders;               /* coalesce: gets sent on, others may wait for */
     uint64_t nearcache_hits;        /* nearcache: gets answered from the copy */
     uint64_t nearcache_misses;      /* nearcache: gets passed on */

@@ -12,6 +12,19 @@
  * differs from its counter is stale and is dropped when next asked for. A
  * read that raced a write on another connection thus never serves the old
  * value after the write's reply. flush_all bumps every stamp at once.
+ *
+ * The server sees no burst when a copy ends (the read bound): a copy read
+ * at t is served until t + ttl_ms; from t + 0.9 ttl_ms one read refreshes
+ * it, and while that read is out the copy is still served, up to
+ * t + 2 ttl_ms (a late refresh does not end it; a change of the key does).
+ * A refresh that comes back without a new copy (an error, a miss, not
+ * kept) ends that grace: the copy is served to t + ttl_ms only. The route
+ * sends a hot key's reads through its worker's coalesce table, tagged with
+ * the stamp, so a get that finds no copy while a read of the same stamp is
+ * out waits for that read's reply. Hence, per worker and key: at most one
+ * read out at a time (one more for each change of the key), and, while
+ * reads are kept, at most one read per 0.9 ttl_ms, however late the
+ * server answers.
  */
 #ifndef NEARCACHE_H
 #define NEARCACHE_H
@@ -52,15 +65,17 @@ enum nearcache_find {
     NEARCACHE_HIT,      /* fresh: *hit is the value */
     NEARCACHE_REFRESH,  /* fresh, but in the last tenth of its ttl_ms: this read
                          * alone goes to the server and its put replaces the
-                         * entry, while other reads keep hitting it */
+                         * entry, while other reads keep hitting it (past
+                         * ttl_ms too, up to 2 ttl_ms, while it is out); if
+                         * it puts nothing, call nearcache_refresh_over */
 };
 
 /*
  * Look key up (hash from hotkeys_hash) at now_ms. A value is fresh while
- * it is younger than ttl_ms and its key did not change since it was read.
- * Once per entry, the first read in its last tenth of ttl_ms is told to
- * refresh it, so that a hot key is read again before it expires instead of
- * by every read that finds it expired.
+ * it is younger than ttl_ms (2 ttl_ms while its refresh is out) and its key
+ * did not change since it was read. Once per entry, the first read in its
+ * last tenth of ttl_ms is told to refresh it, so that a hot key is read
+ * again before it expires instead of by every read that finds it expired.
  */
 enum nearcache_find nearcache_get(struct nearcache *nc, struct buf_cache *bufs, uint64_t hash,
                                   const char *key, uint32_t klen, uint64_t now_ms,
@@ -75,6 +90,11 @@ enum nearcache_find nearcache_get(struct nearcache *nc, struct buf_cache *bufs, 
 int nearcache_put(struct nearcache *nc, struct buf_cache *bufs, uint64_t hash, const char *key,
                   uint32_t klen, const char *value, uint32_t vlen, uint32_t stamp,
                   uint64_t now_ms);
+
+/* The refresh of key's copy read under stamp came back without a put (it
+ * failed, missed, or was not kept): the copy is served to its ttl_ms only. */
+void nearcache_refresh_over(struct nearcache *nc, uint64_t hash, const char *key, uint32_t klen,
+                            uint32_t stamp);
 
 /* Counters of a store. */
 struct nearcache_counts nearcache_counts(const struct nearcache *nc);

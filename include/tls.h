@@ -106,6 +106,10 @@ bool tls_pending(const struct tls_conn *t);
 /* Why the last call failed (OpenSSL's reason), for logs. */
 const char *tls_error(const struct tls_conn *t);
 
+/* Why the last conn_read/conn_write on a connection with TLS state t (NULL:
+ * plain) failed, for logs: OpenSSL's reason, or the socket's errno. */
+const char *conn_error(const struct tls_conn *t);
+
 /*
  * The plain calls go through syscall(): read() and write() are thread
  * cancellation points, and in a threaded process the C library switches

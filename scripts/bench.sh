@@ -26,7 +26,10 @@
 #    (a 1 MiB value does not fit memcached's default 1 MB item). Connections
 #    are cut at large sizes so that at most BENCH_SWEEP_MB of values are in
 #    flight (prefills included), and the keyspace holds at most BENCH_SWEEP_MB of
-#    data.
+#    data. Each proxy's CPU time per request is read over every timed run
+#    (loadgen -C), and set against the kernel's floor for passing a value on:
+#    build/relayfloor relays one value at each size through a loop with no
+#    other work, by read/write and by splice (CPU per get).
 # 5. Cost growth under callgrind, luagent -t 1 and nutcracker -v 4: Ir per
 #    request against value size, multi-get width (BENCH_WIDTHS) and pool size
 #    (BENCH_POOLS: N servers served by four memcached processes listening on
@@ -115,11 +118,12 @@ wl_flags() {
     esac
 }
 
+RELAYFLOOR=build/relayfloor
 if [ -n "${BENCH_LUAGENT:-}" ]; then
-    make --no-print-directory -s "$LOADGEN" || exit 1
+    make --no-print-directory -s "$LOADGEN" "$RELAYFLOOR" || exit 1
     [ -x "$LUAGENT" ] || { echo "bench: BENCH_LUAGENT=$LUAGENT is not an executable" >&2; exit 1; }
 else
-    make --no-print-directory -s "$LOADGEN" "$LUAGENT" || exit 1
+    make --no-print-directory -s "$LOADGEN" "$RELAYFLOOR" "$LUAGENT" || exit 1
 fi
 # The parser harness links the parsers as they are in this tree (without
 # LTO, so that callgrind can see proto_parse and reply_parse as functions);
@@ -637,6 +641,7 @@ sweep_svc() {
 }
 
 : > "$TMP/sweep.tsv"
+: > "$TMP/floor.tsv"
 if [ "$DO_SWEEP" = 1 ]; then
     svc_ensure $BIG_BACKENDS msd ncs lgs
     out "== value sizes ($SIZES bytes): direct memcached, nutcracker -v 4, luagent -t 1;"
@@ -650,15 +655,39 @@ if [ "$DO_SWEEP" = 1 ]; then
                 # shellcheck disable=SC2086 # the order of the targets rotates each round
                 for t in $(rotated "$r" $SWEEP_TARGETS); do
                     svc=$(sweep_svc "$t")
-                    # shellcheck disable=SC2046
+                    # CPU per request: the proxy's (-C), its servers' (-M; the
+                    # direct memcached's for direct), loadgen's own.
+                    if [ "$svc" = msd ]; then
+                        sw_cpu="-M $PID_msd"
+                    else
+                        eval "sw_cpu=\"-C \$PID_$svc -M $PID_ms1,$PID_ms2,$PID_ms3,$PID_ms4\""
+                    fi
+                    # shellcheck disable=SC2046,SC2086,SC2154
                     wall_run "sweep round $r $size $w $t" "$BIG_BACKENDS $svc" \
                         -s "127.0.0.1:$(svc_port "$svc")" -c "$conns" $(wl_flags "$w") \
                         -r "$SWEEP_RATIO" -v "$size" -k "$keys" -K "s$size:" -d "$SWEEP_SECONDS" \
-                        -S "$r" -f -F "$(prefill_depth "$size" "$conns")" -W 20 -T "$LG_THREADS"
-                    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$size" "$w" "$t" "$r" \
-                        "$(field ops "$LINE")" "$(field p50_us "$LINE")" \
-                        "$(field p99_us "$LINE")" "${ERRS:-0}" "$conns" >> "$TMP/sweep.tsv"
+                        -S "$r" -f -F "$(prefill_depth "$size" "$conns")" -W 20 -T "$LG_THREADS" \
+                        $sw_cpu
+                    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$size" \
+                        "$w" "$t" "$r" "$(field ops "$LINE")" "$(field p50_us "$LINE")" \
+                        "$(field p99_us "$LINE")" "${ERRS:-0}" "$conns" \
+                        "$(field cpu_us "$LINE")" "$(field servers_cpu_us "$LINE")" \
+                        "$(field self_cpu_us "$LINE")" "$(field busy_pct "$LINE")" \
+                        >> "$TMP/sweep.tsv"
                 done
+            done
+            # The floor: one relay with nothing else to do, gets enough for
+            # about a second of it (CPU per get).
+            for m in copy splice; do
+                n=$((200000000 / (size + 10000)))
+                LINE=$("$RELAYFLOOR" -s "127.0.0.1:$(svc_port msd)" -v "$size" -n "$n" -m "$m" \
+                    2> "$TMP/relayfloor.err") || {
+                    FAILED=1
+                    sed 's/^/    /' "$TMP/relayfloor.err" | head -n 5 | tee -a "$OUT.tmp" >&2
+                }
+                out "sweep round $r $size floor-$m: ${LINE:-relayfloor failed}"
+                printf '%s\t%s\t%s\n' "$size" "$m" "$(field relay_cpu_us "$LINE")" \
+                    >> "$TMP/floor.tsv"
             done
         done
         r=$((r + 1))
@@ -1017,9 +1046,14 @@ fi
 
 if [ "$DO_SWEEP" = 1 ]; then
     awk -F'\t' -v rounds="$SWEEP_ROUNDS" -v dur="$SWEEP_SECONDS" -v mix="$SWEEP_RATIO" "$AWK_LIB"'
+    FILENAME ~ /floor/ { if ($3 != "") floor[$1 SUBSEP $2] = floor[$1 SUBSEP $2] " " $3; next }
     $5 != "" {
         k = $1 SUBSEP $2 SUBSEP $3
         ops[k] = ops[k] " " $5; p99[k] = p99[k] " " $7; err[k] += $8; conns[$1 SUBSEP $2] = $9
+        if ($10 != "" && $10 != "-") cpu[k] = cpu[k] " " $10
+        if ($11 != "" && $11 != "-") srv[k] = srv[k] " " $11
+        if ($12 != "" && $12 != "-") gen[k] = gen[k] " " $12
+        if ($13 != "") busy[k] = busy[k] " " $13
         if (!($1 in seen)) { seen[$1] = 1; sizes[++ns] = $1 }
     }
     END {
@@ -1045,7 +1079,35 @@ if [ "$DO_SWEEP" = 1 ]; then
         }
         printf "(p99 in microseconds; p99 l/n = luagent p99 / nutcracker p99, below 1 is better;\n"
         printf " target: luagent at least 1.2x nutcracker ops/s with a p99 no worse)\n"
-    }' "$TMP/sweep.tsv" | tee -a "$OUT.tmp"
+        printf "\nCPU time per request (user + system, us, medians of the rounds): the proxy, its\n"
+        printf "4 servers together, the load generator; busy: how busy the CPUs of the machine were, %%\n"
+        printf "%-8s %-13s %7s %25s %25s %7s %9s %8s %8s\n", "", "", "busy",
+               "nutcracker -v 4", "luagent -t 1", "", "lg for", "floor", "floor"
+        printf "%-8s %-13s %7s %8s %8s %7s %8s %8s %7s %7s %9s %8s %8s\n", "value", "workload",
+               "nc/lg", "proxy", "servers", "loadgen", "proxy", "servers", "loadgen", "lg/nc",
+               "1.2x nc", "copy", "splice"
+        for (s = 1; s <= ns; s++) {
+            for (i = 1; i <= nw; i++) {
+                w = W[i]; b = sizes[s] SUBSEP w; bn = b SUBSEP "nutcracker-v4"; bl = b SUBSEP "luagent-t1"
+                np = median(cpu[bn]); nsv = median(srv[bn]); ng = median(gen[bn])
+                lp = median(cpu[bl]); lsv = median(srv[bl]); lgn = median(gen[bl])
+                # With the machine the limit, ops/s go as 1 / (CPU per request of
+                # all the processes): 1.2x nutcracker leaves luagent this much.
+                need = (np + nsv + ng) / 1.2 - (lsv + lgn)
+                fc = median(floor[sizes[s] SUBSEP "copy"]); fs = median(floor[sizes[s] SUBSEP "splice"])
+                printf "%-8s %-13s %3.0f/%-3.0f %8.1f %8.1f %7.1f %8.1f %8.1f %7.1f %7s %9s %8s %8s\n",
+                       size_name(sizes[s]), title[w], median(busy[bn]), median(busy[bl]),
+                       np, nsv, ng, lp, lsv, lgn, ratio(lp, np),
+                       (need > 0 ? sprintf("%.1f", need) : "none"),
+                       i == 1 ? sprintf("%.1f", fc) : "", i == 1 ? sprintf("%.1f", fs) : ""
+            }
+        }
+        printf "(lg for 1.2x nc: the most CPU per request luagent could use and still serve 1.2x\n"
+        printf " the ops/s of nutcracker, when the machine is the limit (busy near 100): the three\n"
+        printf " nutcracker figures together over 1.2, less the luagent servers and loadgen. floor: one\n"
+        printf " relay passing a value on with no other work, per get, by read/write and by splice;\n"
+        printf " the workloads do 9 gets to a set, and the multi-get passes 10 values per request)\n"
+    }' "$TMP/floor.tsv" "$TMP/sweep.tsv" | tee -a "$OUT.tmp"
     out ""
 fi
 

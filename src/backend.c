@@ -103,6 +103,7 @@
 
 #define BATCH_KEYS_MAX  100         /* keys in one get line to a server */
 #define READ_CHUNK      16384
+#define READ_ROUNDS_MAX 4           /* reads of one server per readable event */
 #define WRITE_PIECES    64          /* pieces of output per writev */
 #define SHARE_CAP_MAX   (2 * READ_CHUNK) /* a reply in a buffer up to this size is
                                          * shared whatever its length; past it, only
@@ -1005,15 +1006,6 @@ backend_submit(struct backend *be, struct call *c, int timeout_ms)
         be->dirty = true;
 }
 
-/* Why a read or write failed: the socket's errno, or OpenSSL's reason. */
-static const char *
-backend_io_error(const struct backend *be)
-{
-    if (be->tls != NULL && errno == EPROTO)
-        return tls_error(be->tls);
-    return strerror(errno);
-}
-
 /*
  * Calls queued since the last stamp leave now: one clock read for them all.
  * An open batch's calls wait for its line end (keys may still join it), so
@@ -1046,7 +1038,7 @@ backend_write_again(struct backend *be)
             event_add(be->wev, NULL);
         return false;
     }
-    backend_fail(be, FAIL_CLOSED, backend_io_error(be));
+    backend_fail(be, FAIL_CLOSED, conn_error(be->tls));
     return false;
 }
 
@@ -1528,7 +1520,9 @@ static void
 backend_read(struct backend *be)
 {
     struct buf *in;
+    size_t room;
     ssize_t n;
+    int rounds;
 
     if (be->pause.owner != NULL)
         return;             /* an event from before the pause */
@@ -1538,28 +1532,38 @@ backend_read(struct backend *be)
         if (be->state != BACKEND_UP || be->pause.owner != NULL)
             return;
     }
-    in = backend_read_buffer(be);
-    if (in == NULL) {
-        backend_fail(be, FAIL_CLOSED, "out of memory");
-        return;
-    }
-    n = conn_read(be->fd, be->tls, in->data + in->len, in->cap - in->len);
-    if (n <= 0) {
-        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-            if (be->tls != NULL && tls_wants_write(be->tls)) {
-                be->read_wants_write = true;
-                event_add(be->wev, NULL);
-            }
+    for (rounds = 0; rounds < READ_ROUNDS_MAX; rounds++) {
+        in = backend_read_buffer(be);
+        if (in == NULL) {
+            backend_fail(be, FAIL_CLOSED, "out of memory");
             return;
         }
-        /* Readable before connected means the connect itself failed. */
-        backend_fail(be, be->state == BACKEND_CONNECTING ? FAIL_UNAVAILABLE : FAIL_CLOSED,
-                     n == 0 ? "connection closed by server" : backend_io_error(be));
-        return;
+        room = in->cap - in->len;
+        n = conn_read(be->fd, be->tls, in->data + in->len, room);
+        if (n <= 0) {
+            if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+                if (be->tls != NULL && tls_wants_write(be->tls)) {
+                    be->read_wants_write = true;
+                    event_add(be->wev, NULL);
+                }
+                break;
+            }
+            /* Readable before connected means the connect itself failed. */
+            backend_fail(be, be->state == BACKEND_CONNECTING ? FAIL_UNAVAILABLE : FAIL_CLOSED,
+                         n == 0 ? "connection closed by server" : conn_error(be->tls));
+            return;
+        }
+        in->len += (uint32_t)n;
+        be->read_ns = clock_ns();
+        backend_parse(be);
+        /* A read that filled its room may have left more in the socket: a
+         * large value's rest, the units after it. Reading it now, rather
+         * than a loop pass later, keeps a busy server's replies from waiting
+         * a pass of every other connection's work per read. */
+        if ((size_t)n < room || be->state != BACKEND_UP || be->pause.owner != NULL
+            || be->head == NULL)
+            break;
     }
-    in->len += (uint32_t)n;
-    be->read_ns = clock_ns();
-    backend_parse(be);
     if (be->in != NULL && buf_avail(be->in) == 0 && be->head == NULL) {
         buf_put(&be->bx->rq->bufs, be->in);      /* idle: hold no buffer */
         be->in = NULL;

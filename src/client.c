@@ -46,6 +46,7 @@
 #include "tls.h"
 
 #define READ_CHUNK          16384
+#define READ_ROUNDS_MAX     4       /* reads of one client per readable event */
 #define MAX_PENDING         1024            /* requests in flight per client */
 #define OUT_PAUSE           (4u << 20)      /* unwritten output that stops reading */
 #define WRITE_PIECES        64              /* pieces of output per writev */
@@ -926,15 +927,21 @@ client_tls_failed(struct client *c, const char *what)
                     tls_handshake_done(c->tls) ? what : "handshake", tls_error(c->tls));
 }
 
-/* Read and parse what has arrived; false when the client was closed. */
+/*
+ * One read into the client's buffer, and the parse of what it holds. false
+ * when the client was closed; *full when the read filled the room it had
+ * (the socket may hold more).
+ */
 static bool
-client_read(struct client *c)
+client_read_once(struct client *c, bool *full)
 {
     struct client_ctx *cx = c->cx;
     struct buf *in;
     uint32_t have;
+    size_t room;
     ssize_t n;
 
+    *full = false;
     if (c->rbuf == NULL) {
         c->rbuf = cx->spare_rbuf;
         cx->spare_rbuf = NULL;
@@ -949,7 +956,8 @@ client_read(struct client *c)
         return false;
     }
     c->rbuf = in;
-    n = conn_read(c->fd, c->tls, in->data + in->len, in->cap - in->len);
+    room = in->cap - in->len;
+    n = conn_read(c->fd, c->tls, in->data + in->len, room);
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
             if (c->tls != NULL && tls_wants_write(c->tls)) {
@@ -964,6 +972,7 @@ client_read(struct client *c)
         return false;
     }
     in->len += (uint32_t)n;
+    *full = (size_t)n == room;
     STAT_ADD(cx->rt.rq.stats.bytes_read, (uint64_t)n);
     client_parse(c);
     if (c->closed)
@@ -976,6 +985,26 @@ client_read(struct client *c)
         else
             buf_put(&cx->rt.rq.bufs, c->rbuf);
         c->rbuf = NULL;
+    }
+    return true;
+}
+
+/*
+ * Read and parse what has arrived; false when the client was closed. A read
+ * that filled its room is followed by another, up to READ_ROUNDS_MAX, so a
+ * large data block does not wait a pass of the loop per read.
+ */
+static bool
+client_read(struct client *c)
+{
+    bool full = true;
+    int rounds;
+
+    for (rounds = 0; rounds < READ_ROUNDS_MAX && full; rounds++) {
+        if (!client_read_once(c, &full))
+            return false;
+        if (c->closing || c->read_paused)
+            break;
     }
     return true;
 }

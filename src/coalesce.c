@@ -28,6 +28,7 @@ struct coalesce_entry {
     const char            *key;         /* the leader's key */
     uint32_t               klen;
     uint32_t               hash;
+    uint32_t               tag;         /* joins need the same (coalesce_join_tagged) */
     enum cmd               cmd;
     bool                   is_unix;     /* hooks may route by listener kind */
     bool                   open;        /* false once a write passed: no joins */
@@ -99,6 +100,12 @@ entry_free(struct coalesce_table *t, struct coalesce_entry *e)
 enum coalesce_join
 coalesce_join(struct coalesce_table *t, struct call *c, bool is_unix)
 {
+    return coalesce_join_tagged(t, c, is_unix, 0);
+}
+
+enum coalesce_join
+coalesce_join_tagged(struct coalesce_table *t, struct call *c, bool is_unix, uint32_t tag)
+{
     uint32_t hash = key_hash(c->key, c->klen);
     enum cmd cmd = c->creq->req.cmd;
     struct coalesce_entry *e;
@@ -106,7 +113,7 @@ coalesce_join(struct coalesce_table *t, struct call *c, bool is_unix)
     if (t->nbuckets != 0) {
         for (e = t->buckets[hash & (t->nbuckets - 1)]; e != NULL; e = e->next) {
             if (e->open && e->node == c->node && e->cmd == cmd && e->is_unix == is_unix
-                && same_key(e, hash, c->key, c->klen)) {
+                && e->tag == tag && same_key(e, hash, c->key, c->klen)) {
                 c->next = NULL;
                 *e->tail = c;
                 e->tail = &c->next;
@@ -118,7 +125,7 @@ coalesce_join(struct coalesce_table *t, struct call *c, bool is_unix)
         return COALESCE_ALONE;
     *e = (struct coalesce_entry){
         .leader = c, .node = c->node, .key = c->key, .klen = c->klen, .hash = hash,
-        .cmd = cmd, .is_unix = is_unix, .open = true,
+        .tag = tag, .cmd = cmd, .is_unix = is_unix, .open = true,
     };
     e->tail = &e->waiters;
     e->next = t->buckets[hash & (t->nbuckets - 1)];

@@ -179,15 +179,6 @@ fleet_failed(struct fleet_server *fs, const char *why)
                  fs->label, why);
 }
 
-/* Why a read or write failed: the socket's errno, or OpenSSL's reason. */
-static const char *
-fleet_io_error(const struct fleet_server *fs)
-{
-    if (fs->tls != NULL && errno == EPROTO)
-        return tls_error(fs->tls);
-    return strerror(errno);
-}
-
 static void
 fleet_write(struct fleet_server *fs)
 {
@@ -206,7 +197,7 @@ fleet_write(struct fleet_server *fs)
                     event_add(fs->wev, NULL);
                 return;
             }
-            fleet_failed(fs, fleet_io_error(fs));
+            fleet_failed(fs, conn_error(fs->tls));
             return;
         }
         fs->sent += (size_t)n;
@@ -297,7 +288,7 @@ fleet_read(struct fleet_server *fs)
             fleet_close(fs);    /* idle and closed (a restart): the next tick reconnects */
             return;
         }
-        fleet_failed(fs, n == 0 ? "connection closed" : fleet_io_error(fs));
+        fleet_failed(fs, n == 0 ? "connection closed" : conn_error(fs->tls));
         return;
     }
 }

@@ -614,8 +614,9 @@ render_routes(struct evbuffer *out, const struct snapshot *snap)
                  "Decisions of a hook node taken from the decision cache.", hook_cache_hits);
     ROUTE_FAMILY("luagent_route_skipped_down_total",
                  "Choices of a balance node that passed over a down child.", skipped_down);
-    ROUTE_FAMILY_OF("coalesce", "luagent_route_coalesced_total",
-                    "Gets a coalesce node answered with an identical get's reply.", coalesced);
+    ROUTE_FAMILY_OF("coalesce,nearcache", "luagent_route_coalesced_total",
+                    "Gets a coalesce or near cache node answered with an identical get's "
+                    "reply.", coalesced);
     ROUTE_FAMILY_OF("coalesce", "luagent_route_leaders_total",
                     "Gets a coalesce node sent on, that identical gets could wait for.", leaders);
     ROUTE_FAMILY_OF("failover", "luagent_route_gutter_capped_total",

@@ -22,11 +22,18 @@
 static uint32_t stamps[STAMP_SLOTS];
 static uint32_t flush_epoch;
 
+/* Where an entry's one refresh is. */
+enum nc_refresh {
+    REFRESH_NONE,                   /* not asked for yet */
+    REFRESH_OUT,                    /* on its way: the entry is served up to its grace */
+    REFRESH_OVER,                   /* back without a new copy: served to expires_ms */
+};
+
 struct nc_entry {
     uint64_t         hash;
     uint64_t         expires_ms;
     uint64_t         refresh_ms;    /* from here on, one read refreshes it */
-    bool             refreshing;    /* that read is on its way */
+    uint8_t          refresh;       /* enum nc_refresh */
     uint32_t         stamp;         /* nearcache_stamp when the value was read */
     uint32_t         klen;          /* data: key, then value */
     struct buf      *data;
@@ -191,6 +198,13 @@ nearcache_free(struct nearcache *nc, struct buf_cache *bufs)
     free(nc);
 }
 
+/* The end of an entry: its expiry, or a ttl later while its refresh is out. */
+static uint64_t
+entry_served_until(const struct nearcache *nc, const struct nc_entry *e)
+{
+    return e->refresh == REFRESH_OUT ? e->expires_ms + nc->ttl_ms : e->expires_ms;
+}
+
 enum nearcache_find
 nearcache_get(struct nearcache *nc, struct buf_cache *bufs, uint64_t hash, const char *key,
               uint32_t klen, uint64_t now_ms, struct nearcache_hit *hit)
@@ -200,7 +214,7 @@ nearcache_get(struct nearcache *nc, struct buf_cache *bufs, uint64_t hash, const
 
     if (e == NULL)
         return NEARCACHE_MISS;
-    if (now_ms >= e->expires_ms || e->stamp != nearcache_stamp(hash)) {
+    if (now_ms >= entry_served_until(nc, e) || e->stamp != nearcache_stamp(hash)) {
         entry_drop(nc, bufs, slot);
         return NEARCACHE_MISS;
     }
@@ -208,8 +222,8 @@ nearcache_get(struct nearcache *nc, struct buf_cache *bufs, uint64_t hash, const
         list_unlink(nc, e);
         list_push_newest(nc, e);
     }
-    if (now_ms >= e->refresh_ms && !e->refreshing) {
-        e->refreshing = true;
+    if (now_ms >= e->refresh_ms && e->refresh == REFRESH_NONE) {
+        e->refresh = REFRESH_OUT;
         return NEARCACHE_REFRESH;
     }
     hit->data = e->data;
@@ -249,7 +263,7 @@ nearcache_put(struct nearcache *nc, struct buf_cache *bufs, uint64_t hash, const
     e->hash = hash;
     e->expires_ms = now_ms + nc->ttl_ms;
     e->refresh_ms = e->expires_ms - nc->ttl_ms / 10;
-    e->refreshing = false;
+    e->refresh = REFRESH_NONE;
     e->stamp = stamp;
     e->klen = klen;
     e->data = b;
@@ -266,6 +280,20 @@ nearcache_put(struct nearcache *nc, struct buf_cache *bufs, uint64_t hash, const
     nc->counts.bytes += entry_bytes(e);
     nc->counts.items++;
     return 0;
+}
+
+void
+nearcache_refresh_over(struct nearcache *nc, uint64_t hash, const char *key, uint32_t klen,
+                       uint32_t stamp)
+{
+    struct nc_entry *e = nc->index[index_slot(nc, hash, key, klen)];
+
+    /* A copy read after a change has another stamp. Without a change, a
+     * worker has one read of the key out at a time (coalesced), so this is
+     * the copy the read refreshed; were it not (a read that could not be
+     * coalesced), that copy would only lose its grace, which is safe. */
+    if (e != NULL && e->stamp == stamp && e->refresh == REFRESH_OUT)
+        e->refresh = REFRESH_OVER;
 }
 
 struct nearcache_counts

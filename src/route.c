@@ -524,12 +524,25 @@ nearcache_answer(struct request_cache *rq, struct call *c, const struct nearcach
     call_finish(rq, c);
 }
 
+/* A hit, or a get that waits for a read out, never reaches a pool: the
+ * sketch counts it here (or a key whose gets all wait would cool down and
+ * lose its coalescing). */
+static void
+nearcache_count_read(struct route_ctx *rt, uint64_t hash, const struct call *c)
+{
+    if (hotkeys_sampled(rt->hotkeys))
+        hotkeys_count(rt->hotkeys, hash, c->key, c->klen, 0);
+}
+
 /*
  * A get reaches a near cache: answered from this worker's copy when it has
  * a fresh one (false: the call is done), else passed on. A hot key's read
  * (a miss, or the one read that refreshes an entry near its end) goes
  * through a child call, so its value can be kept when it comes back (false
- * too); any other request goes straight on to the child (true).
+ * too), and leads an entry of the coalesce table, so that a get of the key
+ * that finds no copy meanwhile waits for its reply instead of reaching the
+ * server as well (false); any other request goes straight on to the child
+ * (true).
  */
 static bool
 node_nearcache(struct route_ctx *rt, struct call *c)
@@ -541,6 +554,8 @@ node_nearcache(struct route_ctx *rt, struct call *c)
     struct nearcache_hit hit;
     enum nearcache_find found;
     uint64_t hash, now;
+    uint32_t stamp;
+    bool is_unix;
     struct call *child;
 
     /* gets (a cas unique), gat/gats (a touch), meta and binary requests
@@ -553,26 +568,41 @@ node_nearcache(struct route_ctx *rt, struct call *c)
     found = nearcache_get(nc, &rt->rq.bufs, hash, c->key, c->klen, now, &hit);
     if (found == NEARCACHE_HIT) {
         STAT_INC(st->nearcache_hits);
-        /* A hit never reaches a pool: the sketch counts it here. */
-        if (hotkeys_sampled(rt->hotkeys))
-            hotkeys_count(rt->hotkeys, hash, c->key, c->klen, 0);
+        nearcache_count_read(rt, hash, c);
         nearcache_answer(&rt->rq, c, &hit);
         return false;
     }
-    STAT_INC(st->nearcache_misses);
     nearcache_publish(st, nc, before);      /* a stale entry may have gone */
-    if (hotkeys_rate(rt->hotkeys, hash, c->key, c->klen, now) < r->nc_hot_qps)
-        return true;            /* not hot (any more): not kept */
-    child = call_child(rt, c, r->children[0]);
-    if (child == NULL)
-        return true;
     /* The stamp as the read leaves: a change after it makes the value stale. */
-    c->child = (int)nearcache_stamp(hash);
+    stamp = nearcache_stamp(hash);
+    if (hotkeys_rate(rt->hotkeys, hash, c->key, c->klen, now) < r->nc_hot_qps) {
+        if (found == NEARCACHE_REFRESH)
+            nearcache_refresh_over(nc, hash, c->key, c->klen, stamp);
+        STAT_INC(st->nearcache_misses);
+        return true;            /* not hot (any more): not kept */
+    }
+    /* One read of the key out per worker: a get with no copy waits for it. */
+    is_unix = c->creq->owner != NULL && c->creq->owner->is_unix;
+    if (coalesce_join_tagged(&rt->coalesce, c, is_unix, stamp) == COALESCE_WAITS) {
+        STAT_INC(st->coalesced);
+        nearcache_count_read(rt, hash, c);
+        return false;
+    }
+    STAT_INC(st->nearcache_misses);
+    child = call_child(rt, c, r->children[0]);
+    if (child == NULL) {
+        coalesce_leave(&rt->coalesce, c);       /* no waiter yet: it was just made */
+        if (found == NEARCACHE_REFRESH)
+            nearcache_refresh_over(nc, hash, c->key, c->klen, stamp);
+        return true;
+    }
+    c->child = (int)stamp;
     route_start(rt, child);
     return false;
 }
 
-/* A hot key's read is back: keep its value (a hit, for the same key). */
+/* A hot key's read is back: keep its value (a hit, for the same key), or
+ * end the grace of the copy it was to refresh. */
 static void
 nearcache_fill(struct route_ctx *rt, struct call *parent, const struct call *child)
 {
@@ -581,14 +611,15 @@ nearcache_fill(struct route_ctx *rt, struct call *parent, const struct call *chi
     struct route_stats *st = node_stats(parent, r);
     const struct result *res = &child->res;
     struct nearcache_counts before = nearcache_counts(nc);
+    uint64_t hash = hotkeys_hash(parent->key, parent->klen);
+    uint32_t stamp = (uint32_t)parent->child;
 
     if (res->fail != FAIL_NONE || res->kind != REPLY_VALUE || res->data == NULL
         || child->klen != parent->klen || memcmp(child->key, parent->key, parent->klen) != 0
-        || request_memory_over(&rt->rq))
-        return;
-    (void)nearcache_put(nc, &rt->rq.bufs, hotkeys_hash(parent->key, parent->klen), parent->key,
-                        parent->klen, res->bytes, res->len, (uint32_t)parent->child,
-                        clock_ms());
+        || request_memory_over(&rt->rq)
+        || nearcache_put(nc, &rt->rq.bufs, hash, parent->key, parent->klen, res->bytes,
+                         res->len, stamp, clock_ms()) != 0)
+        nearcache_refresh_over(nc, hash, parent->key, parent->klen, stamp);
     nearcache_publish(st, nc, before);
 }
 
@@ -993,11 +1024,16 @@ child_done(struct route_ctx *rt, struct call *parent, struct call *child)
         if (!result_is_error(&child->res) || parent->pending == 0)
             node_answer(rt, parent, child);
         return;
-    case ROUTE_NEARCACHE:
+    case ROUTE_NEARCACHE: {
+        /* Out of the table first, as coalesce_child_done does. */
+        struct call *waiters = coalesce_leave(&rt->coalesce, parent);
+
         nearcache_fill(rt, parent, child);
+        coalesce_answer(&rt->rq, waiters, &child->res);
         result_move(&rt->rq, &parent->res, &child->res);
         call_finish(&rt->rq, parent);
         return;
+    }
     case ROUTE_BALANCE:         /* least_outstanding: its one child */
         parent->creq->wcfg->routes[r->children[parent->child]->id]->outstanding--;
         result_move(&rt->rq, &parent->res, &child->res);

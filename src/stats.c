@@ -209,6 +209,7 @@ render_route_extras(struct buf *out, const struct snap_route *sr)
     if (strcmp(sr->type, "nearcache") == 0) {
         group_u64(out, "route", sr->label, "hits", sr->s.nearcache_hits);
         group_u64(out, "route", sr->label, "misses", sr->s.nearcache_misses);
+        group_u64(out, "route", sr->label, "coalesced", sr->s.coalesced);
         group_u64(out, "route", sr->label, "evictions", sr->s.nearcache_evictions);
         group_u64(out, "route", sr->label, "bytes", sr->s.nearcache_bytes);
     }

@@ -491,3 +491,11 @@ tls_error(const struct tls_conn *t)
 {
     return last_error[0] ? last_error : "TLS error";
 }
+
+const char *
+conn_error(const struct tls_conn *t)
+{
+    if (t != NULL && errno == EPROTO)
+        return tls_error(t);
+    return strerror(errno);
+}

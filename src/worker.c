@@ -525,6 +525,10 @@ worker_memory_cached(void)
 #define TRIM_INTERVAL_MS    1000
 #define TRIM_QUIET_TAKES    64          /* buffers taken in a second by a quiet worker */
 #define TRIM_RETURN_MIN     (1u << 20)  /* bytes freed before pages are given back */
+#define ALLOC_MMAP_THRESHOLD (32 << 20) /* blocks past this get their own mmap
+                                         * (glibc's largest allowed) */
+#define ALLOC_TRIM_THRESHOLD (64 << 20) /* free bytes atop a heap before free()
+                                         * gives them back by itself */
 
 /* Fill in the pool and server names a hot key's tag points at ("?" when gone). */
 static void
@@ -694,11 +698,31 @@ worker_init(struct worker *w, int id, int n, struct config *config)
     return 0;
 }
 
+/*
+ * A read buffer for a large value (up to item_max, past BUF_KEEP_MAX) is
+ * malloc'd and freed per value. glibc's defaults serve such a block with a
+ * fresh mmap, or give the top of its heap back once more than a little is
+ * free there: either way the next value's buffer faults its pages in anew
+ * (at 1 MiB values, tens of faults per request under load, each zeroing a
+ * page). Keep those blocks in the heap instead; worker_on_trim gives the
+ * pages back once a worker is quiet, so an idle proxy does not keep a
+ * burst's memory.
+ */
+static void
+worker_tune_allocator(void)
+{
+#ifdef __GLIBC__
+    mallopt(M_MMAP_THRESHOLD, ALLOC_MMAP_THRESHOLD);
+    mallopt(M_TRIM_THRESHOLD, ALLOC_TRIM_THRESHOLD);
+#endif
+}
+
 int
 worker_start_all(struct config *config, int n)
 {
     int i;
 
+    worker_tune_allocator();
     config->refs = n;
     workers = calloc((size_t)n, sizeof(*workers));
     if (workers == NULL)

@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from conftest import LUAGENT, parse_values, set_cmd
+from conftest import HOST, LUAGENT, RawClient, parse_values, report_info, set_cmd
+from test_coalesce import HeldStore
 from test_policy import POLL_DEADLINE, RUN_TIMEOUT, get1, holder, mc_stats, write_policy
 
 ROUNDS = 200                # bound on read rounds while waiting for a condition
@@ -295,3 +296,102 @@ def test_nearcache_hit_by_reference_outlives_its_entry(memcached, luagent, tmp_p
     assert seen[0] == old and set(seen) <= {old, new}, [v[-4:] if v else v for v in seen]
     assert seen == sorted(seen, key=lambda v: v != old)
     assert get1(slow, "cfg:big") == new
+
+
+class HoldGetsLater(HeldStore):
+    """HeldStore (test_coalesce) that answers everything at once until hold():
+    from then on the answers to gets are held until release()."""
+
+    def __init__(self):
+        super().__init__()
+        self.holding = False
+
+    def __call__(self, req):
+        with self.lock:
+            holding = self.holding
+        return super().__call__(req) if holding else self.store(req)
+
+    def hold(self):
+        with self.lock:
+            self.holding = True
+
+    def release(self):
+        with self.lock:
+            self.holding = False
+        super().release()
+
+
+LATE_REFRESH = """
+local lg = require "luagent"
+local main = lg.pool{ name = "main", servers = @MAIN@, timeout_ms = 60000 }
+return lg.policy{
+    route = lg.prefix{
+        ["cfg:"] = lg.nearcache{ to = main, ttl_ms = @TTL@, hot_qps = 20 },
+        default = main,
+    },
+}
+"""
+LATE_TTL_MS = 300
+
+
+@pytest.mark.parametrize("hold_s", [3 * LATE_TTL_MS / 1000.0, 2 * LATE_TTL_MS / 1000.0 + 8],
+                         ids=["3xttl", "8s-past-grace"])
+def test_nearcache_late_refresh_sends_no_burst_to_the_server(hold_s, mock, luagent, tmp_path):
+    """The server sits on the refresh of a hot key's copy (3 x ttl_ms; then
+    8 s past the copy's grace, long enough for the hot-key sketch to forget
+    gets it did not count) while 10 clients keep reading the key, at least
+    10 gets a round. The copy is served past its ttl_ms while its refresh is
+    out (up to 2 x ttl_ms), then the gets wait for that refresh: the server
+    sees that one read of the key, not one per get (a burst on a server that
+    is already late), and every get is answered with the value once the
+    server answers."""
+    server = HoldGetsLater()
+    m = mock(server)
+    path = write_policy(tmp_path, "late.lua", LATE_REFRESH, MAIN=[m], TTL=str(LATE_TTL_MS))
+    lg = luagent("-c", str(path), "-t", "1")
+    c = lg.client()
+    assert c.call(set_cmd("cfg:hot", b"v1")) == b"STORED\r\n"
+    warm(lg, c, "cfg:hot")
+    cs = [RawClient((HOST, lg.port)) for _ in range(10)]
+    sent = [0]
+
+    def get_round():
+        for cl in cs:
+            cl.send(b"get cfg:hot\r\n")
+        sent[0] += 1
+        time.sleep(0.01)
+
+    before = route_stats(lg, "nearcache#1")
+    try:
+        server.hold()
+        # Read until the copy's refresh reaches the server (within ttl_ms
+        # of the hold, at 0.9 x ttl_ms of the copy's age).
+        deadline = time.monotonic() + POLL_DEADLINE
+        while server.count() == 0 and time.monotonic() < deadline:
+            get_round()
+        assert server.count() == 1, "the refresh never reached the server"
+        # Read on: past the copy's ttl_ms and past its grace. A second read
+        # at the server ends it early (it fails below).
+        end = time.monotonic() + hold_s
+        while time.monotonic() < end and server.count() == 1 and sent[0] < 100000:
+            get_round()
+        reads_while_late = server.count()
+        st = route_stats(lg, "nearcache#1")
+        server.release()
+        for cl in cs:
+            for _ in range(sent[0]):
+                vals = parse_values(cl.read_retrieval())
+                assert [v[2] for v in vals] == [b"v1"], vals
+    finally:
+        for cl in cs:
+            cl.close()
+    gets = sent[0] * len(cs)
+    assert reads_while_late == 1, \
+        "%d reads of the key reached the late server while its refresh was out (%d gets)" % (
+            reads_while_late, gets)
+    # Within the grace the copy answered; past it, gets waited for the
+    # refresh (coalesced) instead of going to the server.
+    waited = st.get("coalesced", 0) - before.get("coalesced", 0)
+    assert st["hits"] > before["hits"] and waited > 0, (before, st)
+    report_info("nearcache: refresh held %.1f s (ttl_ms %d), %d gets: %d read(s) reached the "
+                "server, %d waited for it" % (hold_s, LATE_TTL_MS, gets, reads_while_late, waited))

@@ -19,6 +19,16 @@ put(struct nearcache *nc, const char *key, const char *value, uint64_t now)
                          nearcache_stamp(h), now);
 }
 
+/* The refresh of key's copy came back without a put. */
+static void
+refresh_over(struct nearcache *nc, const char *key)
+{
+    uint32_t klen = (uint32_t)strlen(key);
+    uint64_t h = hotkeys_hash(key, klen);
+
+    nearcache_refresh_over(nc, h, key, klen, nearcache_stamp(h));
+}
+
 /* What a read of key at now finds: its value, "" (a miss) or "refresh". */
 static const char *
 get(struct nearcache *nc, const char *key, uint64_t now)
@@ -48,6 +58,7 @@ test_ttl(void)
     CHECK_STR(get(nc, "a", 1449), " 0 1\r\nx\r\n");
     CHECK_STR(get(nc, "a", 1450), "refresh");   /* its last tenth: one read refreshes */
     CHECK_STR(get(nc, "a", 1451), " 0 1\r\nx\r\n");
+    refresh_over(nc, "a");                      /* it failed (test_late_refresh: it is out) */
     CHECK_STR(get(nc, "a", 1499), " 0 1\r\nx\r\n");
     CHECK_STR(get(nc, "a", 1500), "");          /* ttl_ms is a hard bound */
     CHECK_EQ(nearcache_counts(nc).items, 0);
@@ -81,10 +92,12 @@ test_refresh(void)
     }
     CHECK_EQ(misses, 0);
     CHECK_EQ(refreshes, 3);             /* 900 ms into each 1000 ms */
-    /* A refresh whose read never fills (a failed read): the entry is still
-     * served to its end, then missed; no second refresh in between. */
+    /* A refresh whose read comes back without a put (a failed read): the
+     * entry is still served to its end, then missed; no second refresh in
+     * between. */
     CHECK_STR(get(nc, "h", 3615), "refresh");     /* put at 2715 */
     CHECK_STR(get(nc, "h", 3650), "v2");
+    refresh_over(nc, "h");
     CHECK_STR(get(nc, "h", 3714), "v2");
     CHECK_STR(get(nc, "h", 3715), "");
     /* A short ttl_ms (under 10 ms) has no refresh window: it just expires. */
@@ -93,6 +106,50 @@ test_refresh(void)
     CHECK_EQ(put(nc, "s", "v", 0), 0);
     CHECK_STR(get(nc, "s", 4), "v");
     CHECK_STR(get(nc, "s", 5), "");
+    nearcache_free(nc, &bufs);
+}
+
+/*
+ * A refresh the server answers late (after the copy's ttl_ms): the copy is
+ * served on while the refresh is out, so reads do not reach the late server
+ * one by one, but never past 2 x ttl_ms, nor after a change of the key; a
+ * refresh that comes back without a put ends that grace.
+ */
+static void
+test_late_refresh(void)
+{
+    struct nearcache *nc = nearcache_new(10, 1 << 20, 1000);
+    uint64_t h = hotkeys_hash("h", 1);
+    uint32_t before_change;
+
+    CHECK_EQ(put(nc, "h", "v1", 0), 0);
+    CHECK_STR(get(nc, "h", 900), "refresh");
+    CHECK_STR(get(nc, "h", 1000), "v1");          /* past ttl_ms: the refresh is out */
+    CHECK_STR(get(nc, "h", 1999), "v1");
+    CHECK_STR(get(nc, "h", 2000), "");            /* 2 x ttl_ms: a hard bound */
+    CHECK_EQ(nearcache_counts(nc).items, 0);
+
+    /* The refresh comes back without a put after the copy's ttl_ms: gone. */
+    CHECK_EQ(put(nc, "h", "v2", 3000), 0);
+    CHECK_STR(get(nc, "h", 3900), "refresh");
+    CHECK_STR(get(nc, "h", 4100), "v2");
+    refresh_over(nc, "h");
+    CHECK_STR(get(nc, "h", 4101), "");
+
+    /* A change of the key ends the copy in its grace too. */
+    CHECK_EQ(put(nc, "h", "v3", 5000), 0);
+    CHECK_STR(get(nc, "h", 5900), "refresh");
+    CHECK_STR(get(nc, "h", 6100), "v3");
+    before_change = nearcache_stamp(h);
+    nearcache_invalidate(h);
+    CHECK_STR(get(nc, "h", 6101), "");
+
+    /* The late refresh of the copy read before the change does not end the
+     * grace of a copy read after it. */
+    CHECK_EQ(put(nc, "h", "v4", 7000), 0);
+    CHECK_STR(get(nc, "h", 7900), "refresh");
+    nearcache_refresh_over(nc, h, "h", 1, before_change);
+    CHECK_STR(get(nc, "h", 8100), "v4");
     nearcache_free(nc, &bufs);
 }
 
@@ -201,6 +258,7 @@ main(void)
 {
     test_ttl();
     test_refresh();
+    test_late_refresh();
     test_hit_by_reference();
     test_stamps();
     test_eviction();

@@ -8,6 +8,7 @@
  */
 #include "respond.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,20 @@
 static struct buf_cache cache;
 static struct buf *out;
 static struct stats st;
+
+/*
+ * Linked with -Wl,--wrap=realloc (see the Makefile): while fail_realloc is
+ * set, a buffer cannot grow, as when the system is out of memory.
+ */
+static bool fail_realloc;
+void *__real_realloc(void *p, size_t n);
+void *__wrap_realloc(void *p, size_t n);
+
+void *
+__wrap_realloc(void *p, size_t n)
+{
+    return fail_realloc ? NULL : __real_realloc(p, n);
+}
 
 #define LIT(s) s, sizeof(s) - 1
 
@@ -170,6 +185,34 @@ test_value_key_lengths(void)
         CHECK_MEM(out->data, out->len, want, (size_t)len);
         done_with(&r);
     }
+}
+
+/*
+ * A hit whose VALUE line finds no room, and no memory to grow the output
+ * piece: the output is marked failed (its client is then closed), never
+ * left holding part of the line. The piece is filled so that "VALUE " and
+ * "END\r\n" alone would still fit in what is left of it.
+ */
+static void
+test_value_without_memory(void)
+{
+    struct bufq q = { .cache = &cache };
+    struct creq r;
+    struct buf *tail;
+
+    reset();
+    request_from(&r, "get k\r\n", 1);
+    set_result(&r, 0, REPLY_VALUE, LIT(" 0 1\r\nv\r\n"));
+    tail = bufq_tail(&q);
+    CHECK(tail != NULL);
+    while (tail->cap - tail->len > 6 + 5)
+        buf_append(tail, "x", 1);
+    fail_realloc = true;
+    respond_text(&q, &r, &st);
+    fail_realloc = false;
+    CHECK(bufq_failed(&q));
+    bufq_clear(&q);
+    done_with(&r);
 }
 
 /*
@@ -586,6 +629,7 @@ main(void)
     out = buf_get(&cache);
     test_get_hit_and_miss();
     test_value_key_lengths();
+    test_value_without_memory();
     test_multiget();
     test_multiget_streamed();
     test_large_value_shared();
