@@ -24,7 +24,8 @@
  *
  * Invariant: everything a response needs (opcode, opaque, CAS given) is in
  * the request's bin context; the request's buffer holds the meta request
- * (key, flags, value) the backend writes.
+ * ("<mg|ms|md|ma> <key> <flags>\r\n", and a value) as the backend writes it
+ * when no route rewrites the key or the exptime.
  */
 #include "binclient.h"
 
