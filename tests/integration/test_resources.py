@@ -524,6 +524,45 @@ def test_memory_is_given_back_after_a_burst_of_wide_gets(memcached, luagent, tmp
                                                        stat(lg, "free_list_bytes")))
 
 
+def test_memory_is_given_back_after_a_burst_of_large_values(memcached, luagent, tmp_path):
+    """16 clients at once, each `get` of 20 values of 1 MB (read buffers past
+    what the free lists keep, which glibc is told to keep in the workers'
+    heaps while they are busy): once the proxy is idle, resident memory falls
+    back near where it was. The top of a worker thread's heap, where the
+    last buffers freed end up, must be given back too, not only the free
+    chunks inside it."""
+    mc = memcached(extra=["-m", "512", "-I", "2m"])
+    lg = luagent("-c", write_policy(tmp_path, "patient.lua", PATIENT, S=mc), "-t", "2")
+    value = b"L" * 1000000
+    keys = [b"large%d" % i for i in range(20)]
+    setter = lg.client()
+    for k in keys:
+        assert setter.call(set_cmd(k, value)) == b"STORED\r\n"
+    base = rss_kib(lg.pid)
+    req = b"get " + b" ".join(keys) + b"\r\n"
+
+    def burst(n):
+        with RawClient(lg.sockaddr, timeout=30) as c:
+            for _ in range(3):
+                vals = c.call(req, "get")
+                if vals.count(b"VALUE ") != len(keys) or vals.count(value) != len(keys):
+                    return "client %d: %r" % (n, vals[:100])
+        return None
+
+    peak = PeakRss(lg.pid)
+    run_in_threads(burst, 16, join_timeout=120)
+    grown = peak.stop() - base
+    print("burst: VmRSS %d KiB before, peak %d KiB above it" % (base, grown))
+    assert setter.call(b"version\r\n").startswith(b"VERSION ")
+    if SANITIZED:
+        return
+    assert grown > 16 * 1024, "the burst did not grow the process"
+    poll(lambda: rss_kib(lg.pid) - base < grown // 4,
+         "VmRSS back within a quarter of the burst's %d KiB above %d KiB (now %d KiB)"
+         % (grown, base, rss_kib(lg.pid)))
+    print("idle: VmRSS %d KiB" % rss_kib(lg.pid))
+
+
 # --------------------------------------------------------------------------
 # Descriptors running out
 # --------------------------------------------------------------------------
