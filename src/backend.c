@@ -349,12 +349,31 @@ backend_mark_down(struct backend *be, const char *detail)
     be->down_until_ms = now + be->backoff_ms;
 }
 
+/* Fail the calls from c on, taken off the connection's FIFO, and count them. */
+static void
+backend_fail_calls(struct backend *be, struct call *c, enum fail_reason why)
+{
+    uint64_t n = 0;
+
+    while (c != NULL) {
+        struct call *next = c->next;
+
+        c->next = NULL;
+        n++;
+        call_fail(be->bx->rq, c, why);
+        c = next;
+    }
+    if (why == FAIL_TIMEOUT)
+        STAT_ADD(be->stats.timeouts, n);
+    else
+        STAT_ADD(be->stats.errors, n);
+}
+
 /* Fail everything queued and close: the stream can no longer be trusted. */
 static void
 backend_fail(struct backend *be, enum fail_reason why, const char *detail)
 {
     struct call *c = be->head;
-    uint64_t n = 0;
 
     be->head = be->tail = be->unstamped = be->waiting = NULL;
     backend_close_socket(be);
@@ -369,18 +388,33 @@ backend_fail(struct backend *be, enum fail_reason why, const char *detail)
         backend_mark_down(be, detail);
     else
         log_ratelimited(LOG_WARN, be, "backend %s: %s", be->server->label, detail);
-    while (c != NULL) {
-        struct call *next = c->next;
+    backend_fail_calls(be, c, why);
+}
 
-        c->next = NULL;
-        n++;
-        call_fail(be->bx->rq, c, why);
-        c = next;
-    }
-    if (why == FAIL_TIMEOUT)
-        STAT_ADD(be->stats.timeouts, n);
-    else
-        STAT_ADD(be->stats.errors, n);
+/* Did a connect fail for want of something here (descriptors, memory)? */
+static bool
+backend_short_here(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
+/*
+ * A connect failed for want of a descriptor or memory in luagent: that says
+ * nothing about the server, so its calls fail but it is not counted a
+ * failure. A mark-down would go on failing its keys (or failing them over,
+ * then flushing the server on rejoin) after the descriptors are back.
+ */
+static void
+backend_fail_here(struct backend *be, int err)
+{
+    struct call *c = be->head;
+
+    be->head = be->tail = be->unstamped = be->waiting = NULL;
+    backend_close_socket(be);
+    log_ratelimited(LOG_WARN, be, "backend %s: cannot connect: luagent is out of %s (%s)",
+                    be->server->label, err == ENOMEM || err == ENOBUFS ? "memory" : "descriptors",
+                    strerror(err));
+    backend_fail_calls(be, c, FAIL_UNAVAILABLE);
 }
 
 /* Put the connection on its thread's list for the end-of-pass flush (-1: out of memory). */
@@ -982,7 +1016,12 @@ backend_submit(struct backend *be, struct call *c, int timeout_ms)
     backend_format(be, c, out);
     if (be->state == BACKEND_CLOSED) {
         if (backend_connect(be) < 0) {
-            backend_fail(be, FAIL_UNAVAILABLE, strerror(errno));
+            int err = errno;
+
+            if (backend_short_here(err))
+                backend_fail_here(be, err);
+            else
+                backend_fail(be, FAIL_UNAVAILABLE, strerror(err));
             return;
         }
         be->timer_armed = false;    /* re-arm: the connect deadline may be sooner */

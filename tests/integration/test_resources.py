@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import SANITIZED, RawClient, rss_kib, run_in_threads, set_cmd
+from conftest import SANITIZED, RawClient, modula_index, rss_kib, run_in_threads, set_cmd
 from test_hostile import check_other, client_on, flood_unread
 from test_policy import hanging, poll, write_policy  # noqa: F401
 
@@ -616,6 +616,41 @@ def test_out_of_descriptors_answers_and_does_not_spin(memcached, luagent):
         c.close()
     poll(lambda: _served_once(lg), "a new client served after the others left")
     assert "descriptor limit 64 (ulimit -n) allows about" in lg.log()
+
+
+def test_out_of_descriptors_does_not_mark_a_server_down(memcached, luagent):
+    """Clients take every descriptor under a 64-descriptor limit, then gets
+    ask for a server that has no connection yet: the connect fails for want
+    of a descriptor here, which says nothing about the server. The gets
+    fail, a log line says the proxy is out of descriptors, but the server
+    is not marked down (which would fail its keys, or fail them over, for
+    retry_after_ms after descriptors are back), and once clients leave its
+    keys are served again."""
+    a, b = memcached(), memcached()
+    lg = luagent("-t", "1", servers=[a, b], rlimits={resource.RLIMIT_NOFILE: 64})
+    key_b = next(k for k in ("fd%d" % i for i in range(100)) if modula_index(k, 2) == 1)
+    with b.client() as direct:
+        assert direct.call(set_cmd(key_b, b"here")) == b"STORED\r\n"
+    first = RawClient(lg.sockaddr)
+    try:
+        assert first_words(first).startswith(b"VERSION ")
+        clients = [RawClient(lg.sockaddr) for _ in range(70)]
+        answers = [first_words(c) for c in clients]     # all accepted or refused
+        assert TOO_MANY in answers, "the descriptors did not run out"
+        for _ in range(5):      # past failure_limit (3)
+            line = first.call("get %s\r\n" % key_b, "get")
+            assert line.startswith(b"SERVER_ERROR "), line
+        server_b = "server:%s:" % b.addr
+        assert int(first.stats()[server_b + "markdowns"]) == 0, lg.log()
+        assert "marked down" not in lg.log()
+        assert "backend %s: cannot connect: luagent is out of descriptors" % b.addr in lg.log()
+        for c in clients:
+            c.close()
+        poll(lambda: first.call("get %s\r\n" % key_b, "get") == b"VALUE %s 0 4\r\nhere\r\nEND\r\n"
+             % key_b.encode(), "the server's key served once descriptors are back")
+        assert int(first.stats()[server_b + "markdowns"]) == 0
+    finally:
+        first.close()
 
 
 def _served_once(lg):
