@@ -365,17 +365,17 @@ def test_unsolicited_reply_on_idle_connection(mocks, memcached, luagent, raw_cli
 
 def test_server_that_trickles_a_value_times_out(mocks, memcached, luagent, raw_client):
     """A server that answers a get with a VALUE line, then one byte of its
-    data every 0.2 s (well inside the 1 s pool timeout, so the connection is
+    data every 0.05 s (well inside the 1 s pool timeout, so the connection is
     never quiet for a timeout) never completes a reply: the get still ends
     with the timeout line, not after the 100000 bytes would have come (over
-    five hours), and the connection is rebuilt for the next request. The 5 s
+    an hour), and the connection is rebuilt for the next request. The 5 s
     client timeout is the hang detector."""
     stop = threading.Event()
 
     def trickle(req):
         def run():
             req.send(b"VALUE %s 0 100000\r\n" % req.keys[0])
-            while not stop.wait(0.2):
+            while not stop.wait(0.05):
                 req.send(b"t")
         threading.Thread(target=run, daemon=True).start()
         return mock_backend.HANG
