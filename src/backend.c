@@ -45,7 +45,9 @@
  * - A call past its deadline times the connection out only once the server
  *   has also sent nothing for a timeout: replies come in order, so calls
  *   queued behind a long stream of values (a wide get over large values)
- *   wait for it, not for a stuck server.
+ *   wait for it, not for a stuck server. Bytes alone do not keep it alive:
+ *   past UNIT_WAIT_TIMEOUTS timeouts without a whole reply unit, it times
+ *   out too (a server that trickles a value a byte at a time).
  * - On error, timeout, EOF or garbage every queued call fails at once and the
  *   connection is closed; the next call opens a new one.
  * - Round-trip time costs two clock reads per batch, not per call: calls
@@ -105,6 +107,8 @@
 #define READ_CHUNK      16384
 #define READ_ROUNDS_MAX 4           /* reads of one server per readable event */
 #define WRITE_PIECES    64          /* pieces of output per writev */
+#define UNIT_WAIT_TIMEOUTS 2        /* timeouts an overdue connection may wait
+                                     * for one reply unit while bytes come */
 #define SHARE_CAP_MAX   (2 * READ_CHUNK) /* a reply in a buffer up to this size is
                                          * shared whatever its length; past it, only
                                          * one that is a quarter of the buffer or more */
@@ -140,6 +144,9 @@ struct backend {
                                              * those before it (one batch) hold
                                              * theirs until the batch's END */
     uint64_t                 read_ns;       /* clock at the read being parsed */
+    uint64_t                 unit_ns;       /* clock at the last whole reply unit,
+                                             * or when calls came to an idle
+                                             * connection */
     struct call             *batch;         /* open get batch: first call */
     struct call             *batch_last;
     int                      batch_keys;
@@ -349,12 +356,31 @@ backend_mark_down(struct backend *be, const char *detail)
     be->down_until_ms = now + be->backoff_ms;
 }
 
+/* Fail the calls from c on, taken off the connection's FIFO, and count them. */
+static void
+backend_fail_calls(struct backend *be, struct call *c, enum fail_reason why)
+{
+    uint64_t n = 0;
+
+    while (c != NULL) {
+        struct call *next = c->next;
+
+        c->next = NULL;
+        n++;
+        call_fail(be->bx->rq, c, why);
+        c = next;
+    }
+    if (why == FAIL_TIMEOUT)
+        STAT_ADD(be->stats.timeouts, n);
+    else
+        STAT_ADD(be->stats.errors, n);
+}
+
 /* Fail everything queued and close: the stream can no longer be trusted. */
 static void
 backend_fail(struct backend *be, enum fail_reason why, const char *detail)
 {
     struct call *c = be->head;
-    uint64_t n = 0;
 
     be->head = be->tail = be->unstamped = be->waiting = NULL;
     backend_close_socket(be);
@@ -369,18 +395,33 @@ backend_fail(struct backend *be, enum fail_reason why, const char *detail)
         backend_mark_down(be, detail);
     else
         log_ratelimited(LOG_WARN, be, "backend %s: %s", be->server->label, detail);
-    while (c != NULL) {
-        struct call *next = c->next;
+    backend_fail_calls(be, c, why);
+}
 
-        c->next = NULL;
-        n++;
-        call_fail(be->bx->rq, c, why);
-        c = next;
-    }
-    if (why == FAIL_TIMEOUT)
-        STAT_ADD(be->stats.timeouts, n);
-    else
-        STAT_ADD(be->stats.errors, n);
+/* Did a connect fail for want of something here (descriptors, memory)? */
+static bool
+backend_short_here(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
+/*
+ * A connect failed for want of a descriptor or memory in luagent: that says
+ * nothing about the server, so its calls fail but it is not counted a
+ * failure. A mark-down would go on failing its keys (or failing them over,
+ * then flushing the server on rejoin) after the descriptors are back.
+ */
+static void
+backend_fail_here(struct backend *be, int err)
+{
+    struct call *c = be->head;
+
+    be->head = be->tail = be->unstamped = be->waiting = NULL;
+    backend_close_socket(be);
+    log_ratelimited(LOG_WARN, be, "backend %s: cannot connect: luagent is out of %s (%s)",
+                    be->server->label, err == ENOMEM || err == ENOBUFS ? "memory" : "descriptors",
+                    strerror(err));
+    backend_fail_calls(be, c, FAIL_UNAVAILABLE);
 }
 
 /* Put the connection on its thread's list for the end-of-pass flush (-1: out of memory). */
@@ -472,14 +513,17 @@ backend_on_timer(void *arg)
     if (now >= at) {
         /* Replies come in order: while the server is still sending (a wide
          * get over large values takes longer than one timeout to pass), the
-         * calls behind are not stuck. Overdue is overdue and quiet. */
+         * calls behind are not stuck. Overdue is overdue and quiet, or
+         * overdue with no whole unit for UNIT_WAIT_TIMEOUTS timeouts. */
         uint64_t quiet_at = be->read_ns / 1000000 + (uint64_t)be->stall_ms;
+        uint64_t stuck_at = be->unit_ns / 1000000 + UNIT_WAIT_TIMEOUTS * (uint64_t)be->stall_ms;
 
-        if (be->state == BACKEND_UP && now < quiet_at) {
-            backend_arm_timer(be, quiet_at);
+        if (be->state == BACKEND_UP && now < quiet_at && now < stuck_at) {
+            backend_arm_timer(be, quiet_at < stuck_at ? quiet_at : stuck_at);
             return;
         }
-        backend_fail(be, FAIL_TIMEOUT, "request timeout");
+        backend_fail(be, FAIL_TIMEOUT, now < quiet_at ? "request timeout: no whole reply "
+                     "for twice the timeout while bytes kept coming" : "request timeout");
         return;
     }
     backend_arm_timer(be, at);
@@ -982,10 +1026,12 @@ backend_submit(struct backend *be, struct call *c, int timeout_ms)
     c->next = NULL;
     c->deadline_ms = backend_pass_ms(be->bx) + (uint64_t)timeout_ms;
     be->stall_ms = timeout_ms;
-    if (be->tail != NULL)
+    if (be->tail != NULL) {
         be->tail->next = c;
-    else
+    } else {
         be->head = c;
+        be->unit_ns = backend_pass_ms(be->bx) * 1000000;   /* the wait starts */
+    }
     be->tail = c;
     if (be->unstamped == NULL)
         be->unstamped = c;
@@ -994,7 +1040,12 @@ backend_submit(struct backend *be, struct call *c, int timeout_ms)
     backend_format(be, c, out);
     if (be->state == BACKEND_CLOSED) {
         if (backend_connect(be) < 0) {
-            backend_fail(be, FAIL_UNAVAILABLE, strerror(errno));
+            int err = errno;
+
+            if (backend_short_here(err))
+                backend_fail_here(be, err);
+            else
+                backend_fail(be, FAIL_UNAVAILABLE, strerror(err));
             return;
         }
         be->timer_armed = false;    /* re-arm: the connect deadline may be sooner */
@@ -1490,6 +1541,9 @@ backend_parse(struct backend *be)
             backend_fail(be, FAIL_PROTOCOL, "unexpected reply");
             return;
         }
+        if (be->read_ns > be->unit_ns)
+            be->unit_ns = be->read_ns;  /* not back: a resume moved it past a
+                                         * read from before the pause */
         in = be->in;        /* a callback may not free it, but stay honest */
         buf_consume(in, r.len);
         if (be->pause.owner != NULL)
@@ -1592,6 +1646,7 @@ backend_resume(struct read_pause *p)
 
     for (c = be->head; c != NULL; c = c->next)
         c->deadline_ms += waited;
+    be->unit_ns += waited * 1000000;
     if (be->rev == NULL)
         return;
     be->resumed = true;

@@ -529,6 +529,10 @@ worker_memory_cached(void)
                                          * (glibc's largest allowed) */
 #define ALLOC_TRIM_THRESHOLD (64 << 20) /* free bytes atop a heap before free()
                                          * gives them back by itself */
+#define ALLOC_TRIM_QUIET    (128 << 10) /* the same while a quiet worker trims
+                                         * (glibc's default) */
+#define ALLOC_TRIM_NUDGE    (64 << 10)  /* a block whose free makes glibc look
+                                         * at its heap's top */
 
 /* Fill in the pool and server names a hot key's tag points at ("?" when gone). */
 static void
@@ -587,6 +591,34 @@ worker_hotkeys(struct hotkey_view *out, int cap)
 }
 
 /*
+ * Give the allocator's free pages back to the system. malloc_trim does so
+ * for the free chunks inside every heap, but not for the free top of a
+ * worker thread's own heap, where a burst's large buffers end up when freed
+ * last: glibc shrinks that only in free(), once the top is past the trim
+ * threshold, which worker_tune_allocator put out of reach (a thread's heap
+ * is at most 64 MiB). So, for a moment, the default threshold and a free
+ * big enough for glibc to look at the top, in this thread's heap. The lock
+ * keeps two quiet workers from putting the busy threshold back under each
+ * other.
+ */
+static void
+worker_give_back_pages(void)
+{
+#ifdef __GLIBC__
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    void *volatile nudge;       /* volatile: the pair must not be optimised away */
+
+    pthread_mutex_lock(&lock);
+    mallopt(M_TRIM_THRESHOLD, ALLOC_TRIM_QUIET);
+    nudge = malloc(ALLOC_TRIM_NUDGE);
+    free(nudge);
+    malloc_trim(0);
+    mallopt(M_TRIM_THRESHOLD, ALLOC_TRIM_THRESHOLD);
+    pthread_mutex_unlock(&lock);
+#endif
+}
+
+/*
  * Once a second: free what the free lists did not lend out during the last
  * second (a burst's leftovers; a steady load keeps what it uses), and a read
  * buffer grown for a large value. When the worker is quiet and at least
@@ -606,9 +638,7 @@ worker_on_trim(void *arg)
     w->trim_freed += request_cache_trim(rq);
     __atomic_store_n(&w->cached_bytes, request_cache_bytes(rq), __ATOMIC_RELAXED);
     if (quiet && w->trim_freed >= TRIM_RETURN_MIN) {
-#ifdef __GLIBC__
-        malloc_trim(0);
-#endif
+        worker_give_back_pages();
         w->trim_freed = 0;
     }
 }

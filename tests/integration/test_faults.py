@@ -361,3 +361,33 @@ def test_unsolicited_reply_on_idle_connection(mocks, memcached, luagent, raw_cli
         assert c > last
         last = c
     assert lg.alive()
+
+
+def test_server_that_trickles_a_value_times_out(mocks, memcached, luagent, raw_client):
+    """A server that answers a get with a VALUE line, then one byte of its
+    data every 0.05 s (well inside the 1 s pool timeout, so the connection is
+    never quiet for a timeout) never completes a reply: the get still ends
+    with the timeout line, not after the 100000 bytes would have come (over
+    an hour), and the connection is rebuilt for the next request. The 5 s
+    client timeout is the hang detector."""
+    stop = threading.Event()
+
+    def trickle(req):
+        def run():
+            req.send(b"VALUE %s 0 100000\r\n" % req.keys[0])
+            while not stop.wait(0.05):
+                req.send(b"t")
+        threading.Thread(target=run, daemon=True).start()
+        return mock_backend.HANG
+
+    lg, mock, real = start_pair(mocks, memcached, luagent, scripted(trickle))
+    try:
+        a, b = raw_client(lg), raw_client(lg)
+        bad = keys_for(0, "bad:", 1)[0]
+        assert a.call("get %s\r\n" % bad, "get") == TIMEOUT_LINE
+        check_real(b, keys_for(1, "real:", 2), "t")
+        n_before = len(mock.conns)
+        assert check_ok_on_mock(a, mock, keys_for(0, "ok:", 1)[0], b"fine") == n_before
+        assert "request timeout: no whole reply for twice the timeout" in lg.log()
+    finally:
+        stop.set()

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import SANITIZED, RawClient, rss_kib, run_in_threads, set_cmd
+from conftest import SANITIZED, RawClient, modula_index, rss_kib, run_in_threads, set_cmd
 from test_hostile import check_other, client_on, flood_unread
 from test_policy import hanging, poll, write_policy  # noqa: F401
 
@@ -524,6 +524,45 @@ def test_memory_is_given_back_after_a_burst_of_wide_gets(memcached, luagent, tmp
                                                        stat(lg, "free_list_bytes")))
 
 
+def test_memory_is_given_back_after_a_burst_of_large_values(memcached, luagent, tmp_path):
+    """16 clients at once, each `get` of 20 values of 1 MB (read buffers past
+    what the free lists keep, which glibc is told to keep in the workers'
+    heaps while they are busy): once the proxy is idle, resident memory falls
+    back near where it was. The top of a worker thread's heap, where the
+    last buffers freed end up, must be given back too, not only the free
+    chunks inside it."""
+    mc = memcached(extra=["-m", "512", "-I", "2m"])
+    lg = luagent("-c", write_policy(tmp_path, "patient.lua", PATIENT, S=mc), "-t", "2")
+    value = b"L" * 1000000
+    keys = [b"large%d" % i for i in range(20)]
+    setter = lg.client()
+    for k in keys:
+        assert setter.call(set_cmd(k, value)) == b"STORED\r\n"
+    base = rss_kib(lg.pid)
+    req = b"get " + b" ".join(keys) + b"\r\n"
+
+    def burst(n):
+        with RawClient(lg.sockaddr, timeout=30) as c:
+            for _ in range(3):
+                vals = c.call(req, "get")
+                if vals.count(b"VALUE ") != len(keys) or vals.count(value) != len(keys):
+                    return "client %d: %r" % (n, vals[:100])
+        return None
+
+    peak = PeakRss(lg.pid)
+    run_in_threads(burst, 16, join_timeout=120)
+    grown = peak.stop() - base
+    print("burst: VmRSS %d KiB before, peak %d KiB above it" % (base, grown))
+    assert setter.call(b"version\r\n").startswith(b"VERSION ")
+    if SANITIZED:
+        return
+    assert grown > 16 * 1024, "the burst did not grow the process"
+    poll(lambda: rss_kib(lg.pid) - base < grown // 4,
+         "VmRSS back within a quarter of the burst's %d KiB above %d KiB (now %d KiB)"
+         % (grown, base, rss_kib(lg.pid)))
+    print("idle: VmRSS %d KiB" % rss_kib(lg.pid))
+
+
 # --------------------------------------------------------------------------
 # Descriptors running out
 # --------------------------------------------------------------------------
@@ -577,6 +616,41 @@ def test_out_of_descriptors_answers_and_does_not_spin(memcached, luagent):
         c.close()
     poll(lambda: _served_once(lg), "a new client served after the others left")
     assert "descriptor limit 64 (ulimit -n) allows about" in lg.log()
+
+
+def test_out_of_descriptors_does_not_mark_a_server_down(memcached, luagent):
+    """Clients take every descriptor under a 64-descriptor limit, then gets
+    ask for a server that has no connection yet: the connect fails for want
+    of a descriptor here, which says nothing about the server. The gets
+    fail, a log line says the proxy is out of descriptors, but the server
+    is not marked down (which would fail its keys, or fail them over, for
+    retry_after_ms after descriptors are back), and once clients leave its
+    keys are served again."""
+    a, b = memcached(), memcached()
+    lg = luagent("-t", "1", servers=[a, b], rlimits={resource.RLIMIT_NOFILE: 64})
+    key_b = next(k for k in ("fd%d" % i for i in range(100)) if modula_index(k, 2) == 1)
+    with b.client() as direct:
+        assert direct.call(set_cmd(key_b, b"here")) == b"STORED\r\n"
+    first = RawClient(lg.sockaddr)
+    try:
+        assert first_words(first).startswith(b"VERSION ")
+        clients = [RawClient(lg.sockaddr) for _ in range(70)]
+        answers = [first_words(c) for c in clients]     # all accepted or refused
+        assert TOO_MANY in answers, "the descriptors did not run out"
+        for _ in range(5):      # past failure_limit (3)
+            line = first.call("get %s\r\n" % key_b, "get")
+            assert line.startswith(b"SERVER_ERROR "), line
+        server_b = "server:%s:" % b.addr
+        assert int(first.stats()[server_b + "markdowns"]) == 0, lg.log()
+        assert "marked down" not in lg.log()
+        assert "backend %s: cannot connect: luagent is out of descriptors" % b.addr in lg.log()
+        for c in clients:
+            c.close()
+        poll(lambda: first.call("get %s\r\n" % key_b, "get") == b"VALUE %s 0 4\r\nhere\r\nEND\r\n"
+             % key_b.encode(), "the server's key served once descriptors are back")
+        assert int(first.stats()[server_b + "markdowns"]) == 0
+    finally:
+        first.close()
 
 
 def _served_once(lg):
