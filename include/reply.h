@@ -63,7 +63,9 @@ struct reply {
 enum reply_status {
     REPLY_OK_UNIT,      /* *r describes a complete unit at buf[0..r->len) */
     REPLY_NEED_MORE,    /* not complete yet; once a VALUE or VA line is whole,
-                         * r->len is the unit's whole length (else left as is) */
+                         * r->len is the unit's whole length and the fields
+                         * of its line are set as for a whole unit (else *r
+                         * is left as is) */
     REPLY_BAD           /* not a memcached reply (or a VALUE over max_value):
                          * the connection is out of sync and must be closed */
 };

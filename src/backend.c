@@ -28,6 +28,10 @@
  *   client's read buffer it was read into (creq_share_data), let go once
  *   written. backend_reserve makes room for every piece of a request before
  *   it is formatted, so none goes out half-written.
+ * - A value whose data alone is larger than client_max_memory is refused
+ *   on its line: its call fails for memory and its bytes are read and
+ *   dropped as they come (skip), never buffered, so a server cannot make
+ *   luagent hold what no client could be given.
  * - Reading stops while a client that a call was finished for has more
  *   than client_max_memory of output unwritten (it does not read): the
  *   server's bytes then wait in the kernel, not in luagent. The client
@@ -106,6 +110,7 @@
 #define BATCH_KEYS_MAX  100         /* keys in one get line to a server */
 #define READ_CHUNK      16384
 #define READ_ROUNDS_MAX 4           /* reads of one server per readable event */
+#define SKIP_CHUNK      (4 * READ_CHUNK) /* reads of a refused value's bytes */
 #define WRITE_PIECES    64          /* pieces of output per writev */
 #define UNIT_WAIT_TIMEOUTS 2        /* timeouts an overdue connection may wait
                                      * for one reply unit while bytes come */
@@ -163,6 +168,8 @@ struct backend {
                                              * request last got its reply */
     uint64_t                 down_until_ms; /* marked down until then */
     uint32_t                 need;          /* bytes of the unit being read, once known */
+    uint64_t                 skip;          /* bytes of a refused value still to drop
+                                             * (backend_refuse_value) */
     struct read_pause        pause;         /* reading waits for a client */
     uint64_t                 paused_at_ms;
     int                      stall_ms;      /* how long a client may keep it paused */
@@ -290,6 +297,7 @@ backend_close_socket(struct backend *be)
     bufq_clear(&be->out);
     buf_put(&be->bx->rq->bufs, be->in);
     be->in = NULL;
+    be->skip = 0;
     be->ncuts = be->cut_next = 0;
     be->out_done = 0;
     be->batch = be->batch_last = NULL;
@@ -1517,6 +1525,51 @@ backend_expected_key(const struct backend *be, uint32_t *klen)
     return c->key;
 }
 
+/*
+ * Is r (a unit whose line is in, its data not) a value no client may hold,
+ * larger than client_max_memory by its data alone? Its bytes are then not
+ * buffered: a broken or hostile server could declare up to 4 GiB and send it.
+ */
+static bool
+backend_too_large(const struct backend *be, const struct reply *r)
+{
+    return (r->kind == REPLY_VALUE || r->kind == REPLY_META_VA)
+           && r->data_len > be->bx->rq->client_max_memory;
+}
+
+/*
+ * Refuse such a value on its line: its call is given it as usual, and
+ * fails for memory there (backend_set_result asks creq_may_hold, which says
+ * no and logs why), while its bytes are read and dropped as they come
+ * (be->skip), so the units after it are read in step. false when the
+ * connection failed (the unit belongs to no call).
+ */
+static bool
+backend_refuse_value(struct backend *be, const struct reply *r)
+{
+    struct buf *in = be->in;
+
+    if (!backend_take_unit(be, buf_head(in), r)) {
+        backend_fail(be, FAIL_PROTOCOL, "unexpected reply");
+        return false;
+    }
+    in = be->in;
+    be->skip = r->len - buf_avail(in);
+    buf_consume(in, buf_avail(in));
+    return true;
+}
+
+/* Drop what is read of a refused value's bytes; true while some are still to come. */
+static bool
+backend_skipping(struct backend *be, struct buf *in)
+{
+    uint32_t n = be->skip < buf_avail(in) ? (uint32_t)be->skip : buf_avail(in);
+
+    buf_consume(in, n);
+    be->skip -= n;
+    return be->skip > 0;
+}
+
 static void
 backend_parse(struct backend *be)
 {
@@ -1529,11 +1582,21 @@ backend_parse(struct backend *be)
         struct reply r;
         enum reply_status st;
 
+        if (be->skip > 0 && backend_skipping(be, in))
+            return;
+        if (buf_avail(in) == 0)
+            break;
+
         r.len = 0;
         klen = 0;           /* only a VALUE unit (a 'V' first) uses the key */
         key = buf_head(in)[0] == 'V' ? backend_expected_key(be, &klen) : NULL;
         st = reply_parse_expect(buf_head(in), buf_avail(in), UINT32_MAX - 2, key, klen, &r);
         if (st == REPLY_NEED_MORE) {
+            if (r.len != 0 && backend_too_large(be, &r)) {
+                if (!backend_refuse_value(be, &r))
+                    return;
+                continue;
+            }
             be->need = r.len;       /* a large unit: read it into one buffer */
             break;
         }
@@ -1562,7 +1625,8 @@ static struct buf *
 backend_read_buffer(struct backend *be)
 {
     uint32_t have = be->in != NULL ? buf_avail(be->in) : 0;
-    size_t want = be->need > have ? be->need - have : READ_CHUNK;
+    size_t want = be->need > have ? be->need - have
+                  : be->skip > READ_CHUNK ? SKIP_CHUNK : READ_CHUNK;
     struct buf *in = buf_read_room(&be->bx->rq->bufs, be->in, want, be->need != 0);
 
     if (in != NULL)

@@ -107,6 +107,8 @@ take_block(const char *buf, size_t len, size_t line_len, uint64_t bytes,
         return REPLY_BAD;
     if (len < total) {
         r->len = (uint32_t)total;   /* how much to wait for (reply.h) */
+        r->line_len = (uint32_t)line_len;
+        r->data_len = (uint32_t)bytes;
         return REPLY_NEED_MORE;
     }
     if (buf[total - 2] != '\r' || buf[total - 1] != '\n')
@@ -158,14 +160,14 @@ parse_value(const char *buf, size_t len, size_t n, size_t line_len,
     }
 
     st = take_block(buf, len, line_len, bytes, max_value, r);
-    if (st != REPLY_OK_UNIT)
+    if (st == REPLY_BAD)
         return st;
     r->kind = REPLY_VALUE;
     r->key_off = (uint32_t)(key - buf);
     r->key_len = (uint32_t)key_len;
     r->rest_off = r->key_off + r->key_len;
     r->key_expected = false;
-    return REPLY_OK_UNIT;
+    return st;
 }
 
 /*
@@ -214,14 +216,14 @@ fast_value(const char *buf, size_t len, uint32_t max_value, const char *want,
         return -1;
     line_len = (size_t)(p + 2 - buf);
     st = take_block(buf, len, line_len, bytes, max_value, r);
-    if (st != REPLY_OK_UNIT)
+    if (st == REPLY_BAD)
         return st;
     r->kind = REPLY_VALUE;
     r->key_off = (uint32_t)(key - buf);
     r->key_len = (uint32_t)(key_end - key);
     r->rest_off = (uint32_t)(key_end - buf);
     r->key_expected = expected;
-    return REPLY_OK_UNIT;
+    return st;
 }
 
 /* A VA unit whose line (line_len bytes) says <bytes>: its block, then the reply. */
@@ -231,12 +233,12 @@ meta_value_unit(const char *buf, size_t len, size_t line_len, uint64_t bytes,
 {
     enum reply_status st = take_block(buf, len, line_len, bytes, max_value, r);
 
-    if (st != REPLY_OK_UNIT)
+    if (st == REPLY_BAD)
         return st;
     r->kind = REPLY_META_VA;
     r->key_off = r->key_len = r->rest_off = 0;
     r->key_expected = false;
-    return REPLY_OK_UNIT;
+    return st;
 }
 
 /*

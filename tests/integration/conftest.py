@@ -225,13 +225,13 @@ class Proc:
         return self.proc.returncode
 
 
-def rss_kib(pid):
-    """VmRSS of process pid, in KiB."""
+def rss_kib(pid, field="VmRSS"):
+    """VmRSS of process pid, in KiB (field="VmHWM": its peak so far)."""
     with open("/proc/%d/status" % pid) as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
-    raise AssertionError("no VmRSS for pid %d" % pid)
+    raise AssertionError("no %s for pid %d" % (field, pid))
 
 
 class Memcached:

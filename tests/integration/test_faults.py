@@ -391,3 +391,37 @@ def test_server_that_trickles_a_value_times_out(mocks, memcached, luagent, raw_c
         assert "request timeout: no whole reply for twice the timeout" in lg.log()
     finally:
         stop.set()
+
+
+def test_value_larger_than_any_client_may_hold_is_not_buffered(mocks, memcached, luagent,
+                                                                raw_client):
+    """A server that answers a get with a value larger than client_max_memory
+    (here 2 MiB; the value 96 MiB): no client could be given it, so luagent
+    decides on the VALUE line, fails the get for memory as before (the
+    documented SERVER_ERROR out of memory), and drops the value's bytes as
+    they come instead of buffering them first (a broken or hostile server
+    could declare up to 4 GiB). Resident memory at its peak (VmHWM: a
+    buffer freed by the time the reply is read would not show in VmRSS)
+    does not grow with the bytes, and the same connection goes on in step
+    with the next request."""
+    size = 96 * 1048576
+
+    def flood(req):
+        chunk = b"x" * 1048576
+        req.send(b"VALUE %s 0 %d\r\n" % (req.keys[0], size))
+        for _ in range(size // len(chunk)):
+            req.send(chunk)
+        req.send(b"\r\nEND\r\n")
+        return None
+
+    lg, mock, real = start_pair(mocks, memcached, luagent, scripted(flood),
+                                args=("--client-max-memory", "2"))
+    a = raw_client(lg)
+    base = rss_kib(lg.pid, "VmHWM")
+    bad = keys_for(0, "bad:", 1)[0]
+    assert a.call("get %s\r\n" % bad, "get") == b"SERVER_ERROR out of memory\r\n"
+    grown = rss_kib(lg.pid, "VmHWM") - base
+    assert SANITIZED or grown <= RSS_SLACK_KIB, "resident memory grew %d KiB" % grown
+    assert check_ok_on_mock(a, mock, keys_for(0, "ok:", 1)[0], b"fine") == 0
+    assert len(mock.conns) == 1         # the first connection, still in step
+    assert "larger than client_max_memory" in lg.log()

@@ -32,19 +32,22 @@ reply_untouched(const struct reply *r)
     return memcmp(&p, r, sizeof(p)) == 0;
 }
 
+static int reply_same(const struct reply *a, const struct reply *b);
+
 /*
- * A prefix of a unit n bytes long: NEED_MORE leaves *r alone, but for len,
- * which may say the whole unit's length once a VALUE or VA line is in.
+ * A prefix of the unit whole: NEED_MORE leaves *r alone until a VALUE or VA
+ * line is in; from then on it says what the whole unit's parse says (its
+ * length, and its line's fields).
  */
 static int
-reply_waits_for(const struct reply *r, size_t n)
+reply_waits_for(const struct reply *r, const struct reply *whole)
 {
-    struct reply p, q = *r;
+    struct reply p;
 
+    if (r->len == whole->len)
+        return reply_same(r, whole);
     reply_poison(&p);
-    if (q.len == n)
-        q.len = p.len;
-    return memcmp(&p, &q, sizeof(p)) == 0;
+    return memcmp(&p, r, sizeof(p)) == 0;
 }
 
 static int
@@ -121,7 +124,7 @@ check_bad(const char *bytes, size_t n, uint32_t max_value)
 
 /*
  * Every proper prefix of a complete unit is NEED_MORE and leaves *r alone
- * (but for the unit's length, once known: reply_waits_for);
+ * until the unit's line is in (reply_waits_for);
  * the whole unit, and the unit followed by more bytes, give the same result.
  * Failures are counted so a 2 KiB line costs one report, not 2048.
  */
@@ -136,7 +139,7 @@ check_split(const char *bytes, size_t n, uint32_t max_value)
     CHECK_EQ(whole.len, n);
     for (k = 0; k < n; k++) {
         if (parse_n(bytes, k, max_value, &part) != REPLY_NEED_MORE ||
-            !reply_waits_for(&part, n)) {
+            !reply_waits_for(&part, &whole)) {
             if (wrong++ == 0)
                 first_wrong = k;
         }
