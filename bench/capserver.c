@@ -39,6 +39,7 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <netdb.h>
@@ -694,14 +695,13 @@ main(int argc, char **argv)
         case 'l': host = optarg; break;
         case 'p': port = optarg; break;
         case 'u': upstream = optarg; break;
-        case 'r': meter.rate = atoll(optarg); break;
-        case 'b': burst = atoll(optarg); break;
+        case 'r': meter.rate = num_arg("-r", optarg, 1, 100000000); break;
+        case 'b': burst = num_arg("-b", optarg, 0, LLONG_MAX / NS); break;
         case 's': stats_port = optarg; break;
         default:  usage();
         }
     }
-    if (port == NULL || upstream == NULL || meter.rate <= 0 || meter.rate > 100000000 ||
-        burst < 0 || optind != argc)
+    if (port == NULL || upstream == NULL || optind != argc)
         usage();
     if (burst == 0)
         burst = meter.rate / 10 > 0 ? meter.rate / 10 : 1;

@@ -146,10 +146,10 @@ struct slot {
     struct result  res;
 };
 
-/* One client request, from parse to the write of its reply. */
 /*
- * creq_init clears it in pieces (see there): a field added between nslots
- * and data_at is cleared with them; one added elsewhere needs a line there.
+ * One client request, from parse to the write of its reply. creq_init clears
+ * it in pieces (see there): a field added between nslots and data_at is
+ * cleared with them; one added elsewhere needs a line there.
  */
 struct creq {
     struct creq     *next;      /* client FIFO / free list */
@@ -179,7 +179,7 @@ struct creq {
     uint64_t         log_start_ns; /* request log: when it was parsed; 0: not timed */
     struct buf      *data;      /* the data block by reference (creq_share_data):
                                  * the client's read buffer, or NULL (set by
-                                 * creq_alloc): the block follows the line in buf */
+                                 * creq_init): the block follows the line in buf */
     const char      *data_at;   /* ...its first byte, inside data */
     bool             data_crlf; /* ...followed there by its "\r\n" (text) */
 };

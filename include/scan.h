@@ -1,7 +1,6 @@
 /*
  * scan.h: word-at-a-time scans shared by the two parsers (proto.c, reply.c)
- * and the binary protocol's request and response writers (binclient.c: is a
- * key text-safe; binreply.c: a meta reply's numbers).
+ * and the binary protocol's request writer (binclient.c: is a key text-safe).
  *
  * Both parsers spend most of their time walking runs of key bytes (every
  * byte key_byte_ok() in luagent.h accepts) and runs of decimal digits.

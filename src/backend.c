@@ -384,14 +384,23 @@ backend_fail_calls(struct backend *be, struct call *c, enum fail_reason why)
         STAT_ADD(be->stats.errors, n);
 }
 
-/* Fail everything queued and close: the stream can no longer be trusted. */
-static void
-backend_fail(struct backend *be, enum fail_reason why, const char *detail)
+/* Take every call off the connection and close it; returns the calls. */
+static struct call *
+backend_take_calls(struct backend *be)
 {
     struct call *c = be->head;
 
     be->head = be->tail = be->unstamped = be->waiting = NULL;
     backend_close_socket(be);
+    return c;
+}
+
+/* Fail everything queued and close: the stream can no longer be trusted. */
+static void
+backend_fail(struct backend *be, enum fail_reason why, const char *detail)
+{
+    struct call *c = backend_take_calls(be);
+
     if (c == NULL && why == FAIL_CLOSED) {
         /* An idle connection went away (server restart, idle timeout):
          * nothing was lost and the next call reconnects. */
@@ -406,30 +415,25 @@ backend_fail(struct backend *be, enum fail_reason why, const char *detail)
     backend_fail_calls(be, c, why);
 }
 
-/* Did a connect fail for want of something here (descriptors, memory)? */
-static bool
-backend_short_here(int err)
-{
-    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
-}
-
 /*
- * A connect failed for want of a descriptor or memory in luagent: that says
- * nothing about the server, so its calls fail but it is not counted a
- * failure. A mark-down would go on failing its keys (or failing them over,
- * then flushing the server on rejoin) after the descriptors are back.
+ * A connect failed with errno err. For want of a descriptor or memory in
+ * luagent, that says nothing about the server: its calls fail but it is not
+ * counted a failure (a mark-down would go on failing its keys, or failing
+ * them over, then flushing the server on rejoin, after the descriptors are
+ * back). Anything else is the server's.
  */
 static void
-backend_fail_here(struct backend *be, int err)
+backend_connect_failed(struct backend *be, int err)
 {
-    struct call *c = be->head;
+    bool memory = err == ENOMEM || err == ENOBUFS;
 
-    be->head = be->tail = be->unstamped = be->waiting = NULL;
-    backend_close_socket(be);
+    if (!memory && err != EMFILE && err != ENFILE) {
+        backend_fail(be, FAIL_UNAVAILABLE, strerror(err));
+        return;
+    }
     log_ratelimited(LOG_WARN, be, "backend %s: cannot connect: luagent is out of %s (%s)",
-                    be->server->label, err == ENOMEM || err == ENOBUFS ? "memory" : "descriptors",
-                    strerror(err));
-    backend_fail_calls(be, c, FAIL_UNAVAILABLE);
+                    be->server->label, memory ? "memory" : "descriptors", strerror(err));
+    backend_fail_calls(be, backend_take_calls(be), FAIL_UNAVAILABLE);
 }
 
 /* Put the connection on its thread's list for the end-of-pass flush (-1: out of memory). */
@@ -1048,12 +1052,7 @@ backend_submit(struct backend *be, struct call *c, int timeout_ms)
     backend_format(be, c, out);
     if (be->state == BACKEND_CLOSED) {
         if (backend_connect(be) < 0) {
-            int err = errno;
-
-            if (backend_short_here(err))
-                backend_fail_here(be, err);
-            else
-                backend_fail(be, FAIL_UNAVAILABLE, strerror(err));
+            backend_connect_failed(be, errno);
             return;
         }
         be->timer_armed = false;    /* re-arm: the connect deadline may be sooner */
@@ -1582,10 +1581,12 @@ backend_parse(struct backend *be)
         struct reply r;
         enum reply_status st;
 
-        if (be->skip > 0 && backend_skipping(be, in))
-            return;
-        if (buf_avail(in) == 0)
-            break;
+        if (be->skip > 0) {
+            if (backend_skipping(be, in))
+                return;
+            if (buf_avail(in) == 0)
+                break;
+        }
 
         r.len = 0;
         klen = 0;           /* only a VALUE unit (a 'V' first) uses the key */

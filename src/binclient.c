@@ -47,42 +47,12 @@
 
 #define ARGS_MAX    128     /* the longest meta flags we write (incr: ~95, " b" included) */
 
-/*
- * Bytes the text protocol cannot carry in a key: space and below, and DEL.
- * Eight bytes at a time (scan.h), as every binary request's key is looked
- * at; a key of eight bytes or more ends with the word of its last eight
- * (which may overlap the one before), so no byte of it is looked at alone.
- */
+/* Does the key hold a byte the text protocol cannot carry in a key (space
+ * and below, and DEL)? Then it goes to the server in base64. */
 static bool
 key_needs_base64(const char *key, uint32_t len)
 {
-    uint64_t x;
-    uint32_t i;
-
-    if (len < 8) {
-        for (i = 0; i < len; i++)
-            if (!key_byte_ok((unsigned char)key[i]))
-                return true;
-        return false;
-    }
-    for (i = 0; i + 8 < len; i += 8) {
-        memcpy(&x, key + i, sizeof(x));
-        if (key_stops(x) != 0)
-            return true;
-    }
-    memcpy(&x, key + len - 8, sizeof(x));
-    return key_stops(x) != 0;
-}
-
-static void
-append_key(struct buf *b, const char *key, uint32_t len, bool in_base64)
-{
-    char enc[BASE64_ENCODED_LEN(KEY_MAX)];
-
-    if (!in_base64)
-        buf_append(b, key, len);
-    else
-        buf_append(b, enc, base64_encode((const unsigned char *)key, len, enc));
+    return key_run(key, key + len) != key + len;
 }
 
 /* Decimal digits of v, two a step, from a table of the hundred pairs. */
@@ -393,8 +363,12 @@ drop_stale(struct route_ctx *rt, const char *key, uint16_t keylen)
 
     if (req == NULL)
         return;                 /* out of memory: the old value stays */
+    if (buf_reserve(req, 3 + BASE64_ENCODED_LEN(KEY_MAX) + 4) < 0) {
+        buf_put(&rt->rq.bufs, req);
+        return;                 /* out of memory: the old value stays */
+    }
     buf_append(req, "md ", 3);
-    append_key(req, key, keylen, in_base64);
+    req->len = (uint32_t)(put_key(req->data + req->len, key, keylen, in_base64) - req->data);
     if (in_base64)
         buf_append(req, " b", 2);
     buf_append(req, "\r\n", 2);

@@ -84,8 +84,9 @@ copy_key(char *to, const char *from, uint32_t n)
 /*
  * A hit's VALUE line and data block, appended to out (the queue's open
  * piece): a large block by reference, not copied. Returns the piece to
- * append to next (NULL: out of memory, the queue is marked failed). The
- * common case makes room once and copies its three parts straight in.
+ * append to next: out, marked failed when it had no room for the line; or,
+ * after a shared block, a new piece (NULL out of memory, the queue marked
+ * failed). The common case makes room once and copies its three parts in.
  */
 static struct buf *
 write_value(struct bufq *q, struct buf *out, const struct slot *s)

@@ -411,6 +411,13 @@ node_by_op(const struct route *r, const struct call *c)
     return next ? next : r->default_route;
 }
 
+/* Did c's request come through the unix socket (not for the proxy's own)? */
+static inline bool
+call_is_unix(const struct call *c)
+{
+    return c->creq->owner != NULL && c->creq->owner->is_unix;
+}
+
 /* Longest certificate CN kept (RFC 5280 allows 64; some CAs write more). */
 #define OWNER_CN_MAX    255
 
@@ -582,7 +589,7 @@ node_nearcache(struct route_ctx *rt, struct call *c)
         return true;            /* not hot (any more): not kept */
     }
     /* One read of the key out per worker: a get with no copy waits for it. */
-    is_unix = c->creq->owner != NULL && c->creq->owner->is_unix;
+    is_unix = call_is_unix(c);
     if (coalesce_join_tagged(&rt->coalesce, c, is_unix, stamp) == COALESCE_WAITS) {
         STAT_INC(st->coalesced);
         nearcache_count_read(rt, hash, c);
@@ -632,7 +639,7 @@ static bool
 node_coalesce(struct route_ctx *rt, struct call *c)
 {
     const struct route *r = c->node;
-    bool is_unix = c->creq->owner != NULL && c->creq->owner->is_unix;
+    bool is_unix = call_is_unix(c);
     struct call *child;
 
     if (!coalesce_shares(&c->creq->req)) {
@@ -680,7 +687,7 @@ node_hook(struct route_ctx *rt, struct call *c)
     const struct route *r = c->node, *next = NULL;
     struct hook_request req = {
         .key = c->key, .klen = c->klen, .cmd = c->creq->req.cmd,
-        .is_unix = c->creq->owner != NULL && c->creq->owner->is_unix,
+        .is_unix = call_is_unix(c),
         .listener = c->creq->owner != NULL ? c->creq->owner->listener : NULL,
         .cn = route_client_cn(c->creq->owner),
     };
@@ -1024,16 +1031,10 @@ child_done(struct route_ctx *rt, struct call *parent, struct call *child)
         if (!result_is_error(&child->res) || parent->pending == 0)
             node_answer(rt, parent, child);
         return;
-    case ROUTE_NEARCACHE: {
-        /* Out of the table first, as coalesce_child_done does. */
-        struct call *waiters = coalesce_leave(&rt->coalesce, parent);
-
-        nearcache_fill(rt, parent, child);
-        coalesce_answer(&rt->rq, waiters, &child->res);
-        result_move(&rt->rq, &parent->res, &child->res);
-        call_finish(&rt->rq, parent);
+    case ROUTE_NEARCACHE:
+        nearcache_fill(rt, parent, child);      /* keeps a copy; routes nothing */
+        coalesce_child_done(rt, parent, child);
         return;
-    }
     case ROUTE_BALANCE:         /* least_outstanding: its one child */
         parent->creq->wcfg->routes[r->children[parent->child]->id]->outstanding--;
         result_move(&rt->rq, &parent->res, &child->res);

@@ -232,8 +232,8 @@ test_meta_line_edges(void)
     CHECK_EQ(result_exact(&q, REPLY_META_HD, UNIT("HD c18446744073709551615\r\n")), BIN_SUCCESS);
     check_header(0, BIN_TOUCH, 0, 4, 0, 4, UINT64_MAX);
 
-    /* numbers read a word at a time: one digit short of a word, a whole word,
-     * a word and a part, and numbers ending where the unit's last word starts */
+    /* numbers of seven and eight digits, the second ending where the unit's
+     * line ends: the digits are read byte by byte, with no bound test */
     reset();
     CHECK_EQ(result_exact(&q, REPLY_META_HD, UNIT("HD f1234567 c12345678\r\n")), BIN_SUCCESS);
     check_header(0, BIN_TOUCH, 0, 4, 0, 4, 12345678);

@@ -199,6 +199,7 @@ test_value_without_memory(void)
     struct bufq q = { .cache = &cache };
     struct creq r;
     struct buf *tail;
+    uint32_t filled;
 
     reset();
     request_from(&r, "get k\r\n", 1);
@@ -207,10 +208,12 @@ test_value_without_memory(void)
     CHECK(tail != NULL);
     while (tail->cap - tail->len > 6 + 5)
         buf_append(tail, "x", 1);
+    filled = tail->len;
     fail_realloc = true;
     respond_text(&q, &r, &st);
     fail_realloc = false;
     CHECK(bufq_failed(&q));
+    CHECK(tail->len < filled + 5 || memcmp(tail->data + filled, "VALUE", 5) != 0);
     bufq_clear(&q);
     done_with(&r);
 }
