@@ -58,7 +58,6 @@ struct script_vm {
     long                 instr_left;    /* instruction budget while loading */
     char                 last_where[128]; /* "file:line" last seen by the count hook */
     int                 *hook_refs;     /* hook index -> registry ref of fn */
-    int                  nhooks;
     struct table_slot   *tables;        /* route table address -> node id */
     unsigned             tables_shift;  /* 32 - log2(slots) */
     int                  tables_ref;    /* anchors the tables the map names */
@@ -1396,7 +1395,6 @@ vm_make_caller(struct script_vm *vm, int nhooks, char *err, size_t errlen)
 
     vm->caller = lua_newthread(L);
     vm->caller_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    vm->nhooks = nhooks;
     if (!lua_checkstack(vm->caller, nhooks + 1)) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -1463,7 +1461,8 @@ vm_call_hook(struct script_vm *vm, const struct config *cfg, const struct route 
              const char **newkey, uint32_t *newklen, char *err, size_t errlen)
 {
     lua_State *T = vm->caller;
-    const int base = 1 + vm->nhooks;        /* the request and the fns stay below */
+    const int base = 1 + cfg->nhooks;       /* the request and the fns stay below
+                                             * (configs sharing a VM have as many) */
     int id, nres;
 
     *vm->req = *req;
