@@ -84,9 +84,10 @@ copy_key(char *to, const char *from, uint32_t n)
 /*
  * A hit's VALUE line and data block, appended to out (the queue's open
  * piece): a large block by reference, not copied. Returns the piece to
- * append to next: out, marked failed when it had no room for the line; or,
- * after a shared block, a new piece (NULL out of memory, the queue marked
- * failed). The common case makes room once and copies its three parts in.
+ * append to next: out (marked failed when it had no room for the line), or
+ * NULL after a shared block, so that a piece is opened only if more output
+ * follows (bufq_tail). The common case makes room once and copies its three
+ * parts straight in.
  */
 static struct buf *
 write_value(struct bufq *q, struct buf *out, const struct slot *s)
@@ -108,14 +109,11 @@ write_value(struct bufq *q, struct buf *out, const struct slot *s)
     if (!share)
         return out;
     bufq_share(q, s->res.data, s->res.bytes, s->res.len);
-    return bufq_tail(q);
+    return NULL;
 }
 
-/* respond_text_values, which also says the piece it appended to last
- * (*tail; NULL when it appended nothing). */
-static uint32_t
-write_values(struct bufq *q, const struct creq *r, uint32_t from, struct stats *st,
-             struct buf **tail)
+uint32_t
+respond_text_values(struct bufq *q, const struct creq *r, uint32_t from, struct stats *st)
 {
     const struct slot *s = &r->slots[from], *end = &r->slots[r->nslots];
     struct buf *out = NULL;
@@ -133,16 +131,7 @@ write_values(struct bufq *q, const struct creq *r, uint32_t from, struct stats *
     }
     STAT_ADD(st->get_hits, hits);
     STAT_ADD(st->get_misses, (uint32_t)(s - &r->slots[from]) - hits);
-    *tail = out;
     return (uint32_t)(s - r->slots);
-}
-
-uint32_t
-respond_text_values(struct bufq *q, const struct creq *r, uint32_t from, struct stats *st)
-{
-    struct buf *tail;
-
-    return write_values(q, r, from, st, &tail);
 }
 
 /* VALUE lines in the order asked (those not streamed yet), then END. */
@@ -158,8 +147,8 @@ write_retrieval(struct bufq *q, const struct creq *r, struct stats *st)
         STAT_INC(st->server_errors);
         return;
     }
-    write_values(q, r, r->nwritten, st, &out);
-    if (out != NULL || (out = bufq_tail(q)) != NULL)
+    respond_text_values(q, r, r->nwritten, st);
+    if ((out = bufq_tail(q)) != NULL)
         buf_append(out, "END\r\n", 5);
 }
 
