@@ -169,7 +169,7 @@ struct backend {
     uint64_t                 down_until_ms; /* marked down until then */
     uint32_t                 need;          /* bytes of the unit being read, once known */
     uint64_t                 skip;          /* bytes of a refused value still to drop
-                                             * (backend_refuse_value) */
+                                             * (backend_too_large) */
     struct read_pause        pause;         /* reading waits for a client */
     uint64_t                 paused_at_ms;
     int                      stall_ms;      /* how long a client may keep it paused */
@@ -1526,36 +1526,17 @@ backend_expected_key(const struct backend *be, uint32_t *klen)
 
 /*
  * Is r (a unit whose line is in, its data not) a value no client may hold,
- * larger than client_max_memory by its data alone? Its bytes are then not
- * buffered: a broken or hostile server could declare up to 4 GiB and send it.
+ * larger than client_max_memory by its data alone? It is then refused on its
+ * line: its call is given it as usual, and fails for memory there
+ * (backend_set_result asks creq_may_hold, which says no and logs why), while
+ * its bytes are read and dropped as they come (be->skip), never buffered: a
+ * broken or hostile server could declare up to 4 GiB and send it.
  */
 static bool
 backend_too_large(const struct backend *be, const struct reply *r)
 {
     return (r->kind == REPLY_VALUE || r->kind == REPLY_META_VA)
            && r->data_len > be->bx->rq->client_max_memory;
-}
-
-/*
- * Refuse such a value on its line: its call is given it as usual, and
- * fails for memory there (backend_set_result asks creq_may_hold, which says
- * no and logs why), while its bytes are read and dropped as they come
- * (be->skip), so the units after it are read in step. false when the
- * connection failed (the unit belongs to no call).
- */
-static bool
-backend_refuse_value(struct backend *be, const struct reply *r)
-{
-    struct buf *in = be->in;
-
-    if (!backend_take_unit(be, buf_head(in), r)) {
-        backend_fail(be, FAIL_PROTOCOL, "unexpected reply");
-        return false;
-    }
-    in = be->in;
-    be->skip = r->len - buf_avail(in);
-    buf_consume(in, buf_avail(in));
-    return true;
 }
 
 /* Drop what is read of a refused value's bytes; true while some are still to come. */
@@ -1592,24 +1573,25 @@ backend_parse(struct backend *be)
         klen = 0;           /* only a VALUE unit (a 'V' first) uses the key */
         key = buf_head(in)[0] == 'V' ? backend_expected_key(be, &klen) : NULL;
         st = reply_parse_expect(buf_head(in), buf_avail(in), UINT32_MAX - 2, key, klen, &r);
-        if (st == REPLY_NEED_MORE) {
-            if (r.len != 0 && backend_too_large(be, &r)) {
-                if (!backend_refuse_value(be, &r))
-                    return;
-                continue;
-            }
+        if (st == REPLY_NEED_MORE && (r.len == 0 || !backend_too_large(be, &r))) {
             be->need = r.len;       /* a large unit: read it into one buffer */
             break;
         }
+        /* A whole unit, or a value refused on its line (NEED_MORE here). */
         if (st == REPLY_BAD || !backend_take_unit(be, buf_head(in), &r)) {
             backend_fail(be, FAIL_PROTOCOL, "unexpected reply");
             return;
         }
-        if (be->read_ns > be->unit_ns)
-            be->unit_ns = be->read_ns;  /* not back: a resume moved it past a
-                                         * read from before the pause */
         in = be->in;        /* a callback may not free it, but stay honest */
-        buf_consume(in, r.len);
+        if (__builtin_expect(st == REPLY_NEED_MORE, 0)) {
+            be->skip = r.len - buf_avail(in);
+            buf_consume(in, buf_avail(in));
+        } else {
+            if (be->read_ns > be->unit_ns)
+                be->unit_ns = be->read_ns;  /* not back: a resume moved it past
+                                             * a read from before the pause */
+            buf_consume(in, r.len);
+        }
         if (be->pause.owner != NULL)
             return;         /* the rest waits for the client to read */
     }
